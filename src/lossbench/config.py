@@ -1,0 +1,176 @@
+"""Configuration: schema validation with defaults, semantic checks, and the per-job run specs.
+
+The Snakefile and every CLI load configuration through :func:`load` or :func:`validate`, so a bad
+value is rejected before any job runs, with one line that names the file, the key and what was
+expected.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+#: Task name → the kind of data it uses (fastMRI's challenge names for the MRI tasks).
+TASK_KINDS = {"denoise": "denoise", "knee": "singlecoil", "brain": "multicoil"}
+#: Name of the degraded-input column in the thesis's tables.
+INPUT_LABELS = {"denoise": "Noisy", "knee": "Masked", "brain": "Masked"}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message is one line naming the file and key."""
+
+
+def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:
+    """Replace local ``$ref``s by their definitions, so that defaults inside them are seen and filled."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            name = node["$ref"].removeprefix("#/definitions/")
+            merged = {**definitions[name], **{k: v for k, v in node.items() if k != "$ref"}}
+            return _inline_refs(merged, definitions)
+        return {key: _inline_refs(value, definitions) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(item, definitions) for item in node]
+    return node
+
+
+def _validator_with_defaults(schema: dict) -> jsonschema.protocols.Validator:
+    base = jsonschema.Draft7Validator
+    schema = _inline_refs({k: v for k, v in schema.items() if k != "definitions"}, schema.get("definitions", {}))
+
+    def fill_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": fill_defaults})(schema)
+
+
+def _key(path) -> str:
+    return ".".join(str(part) for part in path) or "<top level>"
+
+
+def validate(config: dict[str, Any], source: str = "config", schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Validate ``config`` in place against the schema, fill in defaults, and check what the schema cannot.
+
+    Args:
+        config: Parsed configuration.
+        source: Where it came from (a file name), for messages.
+        schema_path: JSON schema in YAML.
+
+    Returns:
+        ``config``, with defaults filled in.
+
+    Raises:
+        ConfigError: with a one-line message naming ``source`` and the offending key.
+    """
+    with open(schema_path) as handle:
+        schema = yaml.safe_load(handle)
+    error = jsonschema.exceptions.best_match(_validator_with_defaults(schema).iter_errors(config))
+    if error is not None:
+        raise ConfigError(f"{source}: {_key(error.absolute_path)}: {error.message}")
+    _check_semantics(config, source)
+    return config
+
+
+def _check_semantics(config: dict[str, Any], source: str) -> None:
+    from lossbench import losses, metrics
+
+    for name in config["losses"]:
+        if name not in losses.names():
+            raise ConfigError(f"{source}: losses.{name}: loss not available in this version (available: {', '.join(losses.names())})")
+    for name in config["metrics"]:
+        if name not in metrics.names():
+            raise ConfigError(f"{source}: metrics: metric {name!r} not available in this version (available: {', '.join(metrics.names())})")
+    for name, settings in config["losses"].items():
+        if isinstance(settings["lr"], dict):
+            for task in config["tasks"]:
+                if task not in settings["lr"]:
+                    raise ConfigError(f"{source}: losses.{name}.lr: no learning rate for task {task!r}")
+    for task, settings in config["tasks"].items():
+        data = settings["data"]
+        for key in ("train_dir", "val_dir"):
+            if data["source"] in ("folder", "fastmri") and not Path(data[key]).is_dir():
+                raise ConfigError(f"{source}: tasks.{task}.data.{key}: folder {data[key]!r} does not exist")
+        if task == "denoise":
+            low, high = settings["sigma_train"]
+            if low > high:
+                raise ConfigError(f"{source}: tasks.denoise.sigma_train: expected [min, max], got {settings['sigma_train']}")
+            if data["source"] == "embedded":
+                from lossbench.data.images import EMBEDDED_PHOTOS
+
+                for split in ("train", "val"):
+                    for name in data[split]:
+                        if name not in EMBEDDED_PHOTOS:
+                            raise ConfigError(f"{source}: tasks.denoise.data.{split}: unknown embedded photo {name!r} (available: {', '.join(EMBEDDED_PHOTOS)})")
+                overlap = set(data["train"]) & set(data["val"])
+                if overlap:
+                    raise ConfigError(f"{source}: tasks.denoise.data: {', '.join(sorted(overlap))} in both train and val")
+    weights = config["evaluation"]["lpips_weights"]
+    if weights is not None and not Path(weights).is_file():
+        raise ConfigError(f"{source}: evaluation.lpips_weights: file {weights!r} does not exist")
+    crops = set()
+    for figure, spec in config["figures"].items():
+        if spec["task"] not in config["tasks"]:
+            raise ConfigError(f"{source}: figures.{figure}.task: task {spec['task']!r} is not configured under tasks")
+        if spec["task"] == "denoise" and config["tasks"]["denoise"]["data"]["source"] == "embedded":
+            if spec["image"] not in config["tasks"]["denoise"]["data"]["val"]:
+                raise ConfigError(f"{source}: figures.{figure}.image: {spec['image']!r} is not a denoise validation image")
+        crop = spec.get("crop_figure")
+        if crop is not None:
+            if crop in config["figures"] or crop in crops:
+                raise ConfigError(f"{source}: figures.{figure}.crop_figure: {crop} is already used by another figure")
+            crops.add(crop)
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read and :func:`validate` the YAML configuration at ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: configuration file does not exist")
+    with open(path) as handle:
+        try:
+            config = yaml.safe_load(handle)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return validate(config, source=str(path))
+
+
+def learning_rate(config: dict[str, Any], task: str, loss: str) -> float:
+    """The Adam learning rate of ``loss`` on ``task``."""
+    lr = config["losses"][loss]["lr"]
+    return float(lr[task] if isinstance(lr, dict) else lr)
+
+
+def task_data(config: dict[str, Any], task: str) -> dict[str, Any]:
+    """The settings that shape a task's samples (crop, noise levels, mask), without the data's location."""
+    return {key: value for key, value in config["tasks"][task].items() if key not in ("training", "data")}
+
+
+def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> dict[str, Any]:
+    """Everything a training job of (task, loss, seed) depends on, as plain data.
+
+    Snakemake passes it as a parameter, so a change to any of these values reruns exactly the
+    affected jobs; its hash names the checkpoint folder.
+    """
+    task_config = config["tasks"][task]
+    return {
+        "task": task,
+        "kind": TASK_KINDS[task],
+        "loss": loss,
+        "loss_params": dict(config["losses"][loss]["params"]),
+        "lr": learning_rate(config, task, loss),
+        "seed": int(seed),
+        "model": dict(config["model"]),
+        "training": dict(task_config["training"]),
+        "data": task_data(config, task),
+    }

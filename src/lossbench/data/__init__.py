@@ -1,0 +1,1 @@
+"""Datasets: RGB denoising images and fastMRI slices (real or synthetic)."""

@@ -1,0 +1,80 @@
+"""Comparison figures: input, reference and every model's output for one validation image
+(thesis Figs. 6.1, 6.3, 6.5, 6.9–6.11, 6.13–6.15) and zoomed crops of them (Figs. 6.2, 6.4, 6.6, 6.12, 6.16).
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from lossbench.data.valset import ImageFile  # noqa: E402
+from lossbench.tables import LOSS_LABELS  # noqa: E402
+
+
+def _display(image: np.ndarray) -> np.ndarray:
+    """(C, H, W) → what imshow takes, clipped to [0, 1] as a display would."""
+    image = np.clip(image, 0.0, 1.0)
+    return image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+
+
+def _crop(image: np.ndarray, box: list[int] | None) -> np.ndarray:
+    if box is None:
+        return image
+    left, top, width, height = box
+    if top + height > image.shape[1] or left + width > image.shape[2]:
+        raise ValueError(f"crop box {box} (left, top, width, height) exceeds the image size {image.shape[2]}×{image.shape[1]}")
+    return image[:, top : top + height, left : left + width]
+
+
+def load_panels(valset_path: str | Path, outputs: dict[str, str | Path], image_id: str) -> list[tuple[str, np.ndarray]]:
+    """(label, (C, H, W) image) for the input, the reference and each loss's output of ``image_id``."""
+    with ImageFile(valset_path) as valset:
+        if image_id not in valset.ids:
+            shown = ", ".join(valset.ids[:8]) + (", ..." if len(valset.ids) > 8 else "")
+            raise ValueError(f"{valset_path}: no validation image {image_id!r} (available: {shown})")
+        panels = [("Input", valset.read("input", image_id)), ("Reference", valset.read("target", image_id))]
+    for loss, path in outputs.items():
+        with ImageFile(path) as output:
+            panels.append((LOSS_LABELS.get(loss, loss), output.read("output", image_id)))
+    return panels
+
+
+def comparison_figure(panels: list[tuple[str, np.ndarray]], out_paths: list[str | Path], title: str, box: list[int] | None = None, crop: bool = False) -> None:
+    """Draw ``panels`` on a grid labelled (a), (b), ... and save to every path in ``out_paths`` (PNG, PDF).
+
+    Args:
+        panels: (label, (C, H, W) image) pairs, values nominally in [0, 1].
+        out_paths: Files to write; the format follows the suffix.
+        title: Figure title.
+        box: Crop box [left, top, width, height]; outlined on the reference unless ``crop``.
+        crop: Show only the ``box`` region of every panel (the zoomed-crop figures).
+    """
+    columns = min(4, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    shown = [(label, _crop(image, box) if crop else image) for label, image in panels]
+    height, width = shown[0][1].shape[1:]
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows * height / width + 0.6), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index >= len(shown):
+            continue
+        label, image = shown[index]
+        axis.imshow(_display(image), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        axis.set_title(f"({string.ascii_lowercase[index]}) {label}", fontsize=10)
+        if box is not None and not crop and label == "Reference":
+            axis.add_patch(Rectangle((box[0], box[1]), box[2], box[3], fill=False, edgecolor="yellow", linewidth=1.2))
+    figure.suptitle(title, fontsize=11)
+    figure.tight_layout()
+    for path in out_paths:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # No creation date in PDFs, so that reruns write the same bytes.
+        figure.savefig(path, dpi=150, metadata={"CreationDate": None} if Path(path).suffix == ".pdf" else None)
+    plt.close(figure)

@@ -1,0 +1,58 @@
+"""Inference of a trained model on a task's validation set.
+
+CLI:
+    python -m lossbench.infer MODEL.pt VALSET.h5 OUTPUTS.h5 [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+
+from lossbench.data.valset import ImageFile, write_images
+from lossbench.device import select_device
+from lossbench.train import load_model
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def run(model_path: str | Path, valset_path: str | Path, out_path: str | Path, device: str = "auto", threads: int | None = None) -> int:
+    """Restore every validation input with the model and write the outputs (group ``output``).
+
+    Returns:
+        The number of images written.
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
+    target_device = select_device(device)
+    model, spec = load_model(model_path, target_device)
+    log.info("inference of %s/%s seed %d on %s", spec["task"], spec["loss"], spec["seed"], target_device)
+    with ImageFile(valset_path) as valset:
+
+        def outputs():
+            for image_id, degraded in valset.items("input"):
+                restored = model(torch.from_numpy(degraded)[None].to(target_device))
+                yield image_id, restored[0].float().cpu().numpy()
+
+        write_images(out_path, {"output": outputs()}, {"task": spec["task"], "loss": spec["loss"], "seed": spec["seed"]})
+        return len(valset.ids)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lossbench.infer", description="Run a trained model on a validation set.")
+    parser.add_argument("model", help="model.pt written by lossbench.train")
+    parser.add_argument("valset", help="validation set .h5")
+    parser.add_argument("out", help="output .h5 (group 'output')")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    count = run(args.model, args.valset, args.out, args.device)
+    print(f"wrote {count} images to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Pixel-wise metrics per image: l1, l2 (means over pixels and channels) and PSNR (data range 1)."""
+
+from __future__ import annotations
+
+import torch
+
+from lossbench.checks import check_image_pair
+
+
+def l1(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error per image, (N, C, H, W) -> (N,)."""
+    check_image_pair(output, target, "l1")
+    return (output - target).abs().flatten(1).mean(1)
+
+
+def l2(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per image, (N, C, H, W) -> (N,)."""
+    check_image_pair(output, target, "l2")
+    return (output - target).square().flatten(1).mean(1)
+
+
+def psnr(output: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per image (thesis eq. 2.6), (N, C, H, W) -> (N,).
+
+    Identical images give ``inf``.
+    """
+    mse = l2(output, target).double()
+    return (10.0 * torch.log10(data_range**2 / mse)).to(output.dtype)

@@ -1,0 +1,5 @@
+"""Network architectures."""
+
+from lossbench.models.unet import UNet
+
+__all__ = ["UNet"]

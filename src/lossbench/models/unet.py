@@ -1,0 +1,91 @@
+"""The U-net of thesis Fig. 2.5: conv+ReLU blocks, max pooling, upsampling and skip connections."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _conv_block(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
+    padding = kernel_size // 2
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(out_channels, out_channels, kernel_size, padding=padding),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNet(nn.Module):
+    """U-net mapping a degraded image to its restoration.
+
+    The encoder has ``depth`` levels of two conv+ReLU layers followed by 2×2 max pooling, the
+    channel count doubling per level from ``width``; the decoder upsamples bilinearly, concatenates
+    the encoder's feature map of the same level (skip connection) and applies two conv+ReLU layers.
+    A final 1×1 convolution produces the output without an activation, so the network can
+    represent values slightly outside [0, 1] as the l2-type losses require. With ``residual`` the
+    network predicts a correction added to its input (residual learning), which converges in far
+    fewer steps; the thesis's network (Fig. 2.5) has no such global skip.
+
+    Inputs whose height or width is not a multiple of ``2**depth`` are reflect-padded and the
+    output is cropped back, so any image size (Kodak's 768×512, fastMRI's 320×320) works.
+
+    Args:
+        in_channels: Input channels (3 for RGB denoising, 1 for MRI).
+        out_channels: Output channels.
+        width: Channels of the first level.
+        depth: Number of pooling levels.
+        kernel_size: Odd convolution kernel size of the conv+ReLU blocks.
+        residual: Add the input to the output (requires ``in_channels == out_channels``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, width: int = 32, depth: int = 4, kernel_size: int = 3, residual: bool = False):
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"UNet depth must be >= 1, got {depth}")
+        if width < 1:
+            raise ValueError(f"UNet width must be >= 1, got {width}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"UNet kernel_size must be a positive odd number, got {kernel_size}")
+        if residual and in_channels != out_channels:
+            raise ValueError(f"a residual UNet needs in_channels == out_channels, got {in_channels} and {out_channels}")
+        self.depth = depth
+        self.residual = residual
+        channels = [width * 2**level for level in range(depth + 1)]
+        self.encoder = nn.ModuleList()
+        previous = in_channels
+        for level in range(depth):
+            self.encoder.append(_conv_block(previous, channels[level], kernel_size))
+            previous = channels[level]
+        self.bottleneck = _conv_block(channels[depth - 1], channels[depth], kernel_size)
+        self.reduce = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        for level in reversed(range(depth)):
+            self.reduce.append(nn.Conv2d(channels[level + 1], channels[level], kernel_size=1))
+            self.decoder.append(_conv_block(2 * channels[level], channels[level], kernel_size))
+        self.head = nn.Conv2d(channels[0], out_channels, kernel_size=1)
+        if residual:
+            # Start as the identity, so training begins from the degraded input rather than from noise.
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Restore ``image`` of shape (N, in_channels, H, W) to (N, out_channels, H, W)."""
+        if image.ndim != 4:
+            raise ValueError(f"UNet expects (N, C, H, W) input, got shape {tuple(image.shape)}")
+        height, width = image.shape[-2:]
+        multiple = 2**self.depth
+        pad_h, pad_w = (-height) % multiple, (-width) % multiple
+        x = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else image
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.bottleneck(x)
+        for reduce, block, skip in zip(self.reduce, self.decoder, reversed(skips)):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([skip, reduce(x)], dim=1))
+        restored = self.head(x)[..., :height, :width]
+        return image + restored if self.residual else restored

@@ -1,0 +1,236 @@
+"""The thesis's result tables (6.1, 6.3, 6.4) from per-image metric files, as CSV, Markdown and LaTeX.
+
+Rows are the six metrics, columns the degraded input and the six losses; the best value per row
+among the losses is bold, as in the thesis. A metric or loss that was not computed keeps an empty
+cell and a footnote says why: a value is never made up.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lossbench import losses as loss_registry
+from lossbench import metrics as metric_registry
+from lossbench import paper
+from lossbench.config import INPUT_LABELS
+from lossbench.metrics import STUDY_METRICS
+
+#: Thesis table → (task, caption).
+TABLES = {
+    "table_6_1": ("denoise", "Denoising: metrics of each model on the validation set (thesis Table 6.1, ImageNet → Kodak)."),
+    "table_6_3": ("knee", "MRI reconstruction, single-coil knee: metrics of each model on the validation set (thesis Table 6.3)."),
+    "table_6_4": ("brain", "MRI reconstruction, multi-coil brain: metrics of each model on the validation set (thesis Table 6.4)."),
+}
+
+LOSS_LABELS = {"l1": "l1", "l2": "l2", "msssim": "MS-SSIM", "lpips_l2": "LPIPS+l2", "flip": "FLIP", "adaptive": "Adaptive"}
+_TEX_LOSS = {"l1": "$l_1$", "l2": "$l_2$", "lpips_l2": "LPIPS$+l_2$"}
+_TEX_METRIC = {"l1": r"$1000\cdot l_1$", "l2": r"$1000\cdot l_2$"}
+
+
+@dataclass
+class Cell:
+    """Mean (and std over seeds) of one metric for one model, on the table's display scale."""
+
+    mean: float | None = None
+    std: float | None = None
+    seeds: int = 0
+    bold: bool = False
+
+    def text(self, decimals: int) -> str:
+        if self.mean is None:
+            return ""
+        value = f"{self.mean:.{decimals}f}"
+        return value + (f" ± {self.std:.{decimals}f}" if self.std is not None else "")
+
+
+@dataclass
+class Table:
+    """A results table: ``cells[metric][model]``; ``model`` is ``input`` or a loss name."""
+
+    name: str
+    task: str
+    caption: str
+    metric_labels: dict[str, str]
+    cells: dict[str, dict[str, Cell]]
+    footnotes: list[str] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        return ["input", *loss_registry.STUDY_LOSSES]
+
+    def column_label(self, column: str) -> str:
+        return INPUT_LABELS[self.task] if column == "input" else LOSS_LABELS[column]
+
+
+def _image_means(path: str | Path) -> dict[str, float]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{path}: no per-image rows")
+    return {name: statistics.fmean(float(row[name]) for row in rows) for name in rows[0] if name != "image"}
+
+
+def _cell(per_seed: list[dict[str, float]], metric: str) -> Cell:
+    scale = STUDY_METRICS[metric].scale
+    values = [means[metric] * scale for means in per_seed if metric in means]
+    if not values:
+        return Cell()
+    return Cell(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
+
+
+def build_table(name: str, input_csv: str | Path, model_csvs: dict[str, list[str | Path]], metric_labels: dict[str, str] | None = None) -> Table:
+    """Assemble table ``name`` from per-image metric CSVs.
+
+    Args:
+        name: ``table_6_1``, ``table_6_3`` or ``table_6_4``.
+        input_csv: Metrics of the degraded inputs.
+        model_csvs: Loss name → metric CSVs of its models, one per seed.
+        metric_labels: Row labels that differ from the defaults (e.g. LPIPS with an untrained trunk).
+    """
+    task, caption = TABLES[name]
+    input_means = _image_means(input_csv)
+    model_means = {loss: [_image_means(path) for path in paths] for loss, paths in model_csvs.items()}
+    cells: dict[str, dict[str, Cell]] = {}
+    for metric, info in STUDY_METRICS.items():
+        row = {"input": _cell([input_means], metric)}
+        for loss in loss_registry.STUDY_LOSSES:
+            row[loss] = _cell(model_means.get(loss, []), metric)
+        shown = {loss: round(row[loss].mean, info.decimals) for loss in loss_registry.STUDY_LOSSES if row[loss].mean is not None}
+        if shown:
+            best = max(shown.values()) if info.higher_is_better else min(shown.values())
+            for loss, value in shown.items():
+                row[loss].bold = value == best
+        cells[metric] = row
+    labels = {metric: info.label for metric, info in STUDY_METRICS.items()} | (metric_labels or {})
+    table = Table(name, task, caption, labels, cells)
+    for loss in loss_registry.STUDY_LOSSES:
+        if loss not in model_csvs:
+            reason = "not available in this version" if loss not in loss_registry.names() else "not in the configuration's losses"
+            table.footnotes.append(f"{LOSS_LABELS[loss]}: no model trained ({reason}).")
+    for metric in STUDY_METRICS:
+        if cells[metric]["input"].mean is None:
+            reason = "not available in this version" if metric not in metric_registry.names() else "not in the configuration's metrics"
+            table.footnotes.append(f"{labels[metric]}: not computed ({reason}).")
+    seeds = {cell.seeds for row in cells.values() for loss, cell in row.items() if loss != "input" and cell.mean is not None}
+    if seeds - {1}:
+        table.footnotes.append(f"Values are mean ± standard deviation over {', '.join(map(str, sorted(seeds)))} seeds.")
+    return table
+
+
+def write_csv(table: Table, path: str | Path) -> None:
+    """Wide CSV: one row per metric, a mean column per model (``<model>_std`` too with several seeds), ``best``."""
+    with_std = any(cell.std is not None for row in table.cells.values() for cell in row.values())
+    header = ["metric", "label", *table.columns]
+    if with_std:
+        header += [f"{column}_std" for column in table.columns if column != "input"]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow([*header, "best"])
+        for metric, row in table.cells.items():
+            decimals = STUDY_METRICS[metric].decimals + 2
+            values = [f"{row[c].mean:.{decimals}f}" if row[c].mean is not None else "" for c in table.columns]
+            if with_std:
+                values += [f"{row[c].std:.{decimals}f}" if row[c].std is not None else "" for c in table.columns if c != "input"]
+            best = " ".join(c for c in table.columns if row[c].bold)
+            writer.writerow([metric, table.metric_labels[metric], *values, best])
+
+
+def _notes(footnotes: list[str], prefix: str) -> list[str]:
+    return [f"{prefix}{index}. {note}" for index, note in enumerate(footnotes, 1)]
+
+
+def to_markdown(table: Table) -> str:
+    """The table in GitHub Markdown, best values in bold, footnotes below."""
+    lines = [f"**{table.name.replace('table_', 'Table ').replace('_', '.')}.** {table.caption}", ""]
+    lines.append("| Metric | " + " | ".join(table.column_label(c) for c in table.columns) + " |")
+    lines.append("|---|" + "---:|" * len(table.columns))
+    for metric, row in table.cells.items():
+        decimals = STUDY_METRICS[metric].decimals
+        cells = [f"**{row[c].text(decimals)}**" if row[c].bold else row[c].text(decimals) for c in table.columns]
+        lines.append(f"| {table.metric_labels[metric]} | " + " | ".join(cells) + " |")
+    if table.footnotes:
+        lines += ["", *_notes(table.footnotes, "")]
+    return "\n".join(lines) + "\n"
+
+
+def _tex_escape(text: str) -> str:
+    return text.replace("±", r"$\pm$").replace("·", r"$\cdot$").replace("_", r"\_").replace("%", r"\%")
+
+
+def to_latex(table: Table) -> str:
+    """The table as a LaTeX ``table`` with booktabs rules, best values in ``\\textbf``."""
+    columns = [_TEX_LOSS.get(c, _tex_escape(table.column_label(c))) for c in table.columns]
+    lines = [
+        r"\begin{table}[ht]",
+        r"\centering",
+        rf"\caption{{{_tex_escape(table.caption)}}}",
+        rf"\label{{tab:{table.name}}}",
+        r"\begin{tabular}{l" + "r" * len(table.columns) + "}",
+        r"\toprule",
+        "Metric & " + " & ".join(columns) + r" \\",
+        r"\midrule",
+    ]
+    for metric, row in table.cells.items():
+        decimals = STUDY_METRICS[metric].decimals
+        cells = [_tex_escape(row[c].text(decimals)) for c in table.columns]
+        cells = [rf"\textbf{{{text}}}" if row[c].bold else text for c, text in zip(table.columns, cells)]
+        label = _TEX_METRIC.get(metric, _tex_escape(table.metric_labels[metric]))
+        lines.append(f"{label} & " + " & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if table.footnotes:
+        lines += [r"\par\smallskip\footnotesize"] + [_tex_escape(note) + r"\\" for note in _notes(table.footnotes, "")]
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_rows(table: Table) -> list[dict[str, str]]:
+    """Ours beside the thesis's published value, one row per (metric, model)."""
+    published = paper.table(table.name)
+    rows = []
+    for metric, row in table.cells.items():
+        decimals = STUDY_METRICS[metric].decimals
+        for column in table.columns:
+            ours, theirs = row[column].mean, published[metric][column]
+            rows.append({
+                "metric": metric,
+                "model": column,
+                "ours": f"{ours:.{decimals}f}" if ours is not None else "",
+                "paper": f"{theirs:.{decimals}f}",
+                "difference": f"{ours - theirs:+.{decimals}f}" if ours is not None else "",
+            })
+    return rows
+
+
+def comparison_markdown(table: Table) -> str:
+    """Markdown table whose cells read ``ours (paper)``."""
+    published = paper.table(table.name)
+    lines = [f"**{table.name.replace('table_', 'Table ').replace('_', '.')}, ours (thesis).** {table.caption}", ""]
+    lines.append("| Metric | " + " | ".join(table.column_label(c) for c in table.columns) + " |")
+    lines.append("|---|" + "---:|" * len(table.columns))
+    for metric, row in table.cells.items():
+        decimals = STUDY_METRICS[metric].decimals
+        cells = [f"{row[c].text(decimals) or '—'} ({published[metric][c]:.{decimals}f})" for c in table.columns]
+        lines.append(f"| {table.metric_labels[metric]} | " + " | ".join(cells) + " |")
+    if table.footnotes:
+        lines += ["", *_notes(table.footnotes, "")]
+    return "\n".join(lines) + "\n"
+
+
+def write_all(table: Table, prefix: str | Path) -> list[Path]:
+    """Write ``prefix``.csv/.md/.tex and ``prefix``_vs_paper.csv/.md; returns the paths."""
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    paths = [prefix.with_suffix(s) for s in (".csv", ".md", ".tex")]
+    write_csv(table, paths[0])
+    paths[1].write_text(to_markdown(table))
+    paths[2].write_text(to_latex(table))
+    vs = prefix.with_name(prefix.name + "_vs_paper")
+    with open(vs.with_suffix(".csv"), "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["metric", "model", "ours", "paper", "difference"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(comparison_rows(table))
+    vs.with_suffix(".md").write_text(comparison_markdown(table))
+    return paths + [vs.with_suffix(".csv"), vs.with_suffix(".md")]

@@ -1,0 +1,81 @@
+import pytest
+import yaml
+
+from lossbench.config import ConfigError, learning_rate, load, train_spec, validate
+
+
+def test_tiny_config_is_valid_and_defaults_are_filled(tiny_config):
+    config = validate(tiny_config, "tiny.yaml")
+    assert config["tasks"]["knee"]["mask"] == {"center_fraction": 0.04, "acceleration": 8}
+    assert config["tasks"]["knee"]["crop"] == 320
+    assert config["tasks"]["denoise"]["sigma_train"] == [0, 40]
+    assert config["evaluation"]["flip_gray_mode"] == "gray_thesis"
+    assert config["tasks"]["denoise"]["training"]["workers"] == 0
+
+
+def test_demo_config_is_valid(repo):
+    config = load(repo / "config.yaml")
+    assert set(config["tasks"]) == {"denoise", "knee", "brain"}
+
+
+def _set(config, dotted, value):
+    *parents, last = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    node[last] = value
+
+
+@pytest.mark.parametrize("dotted, value, message", [
+    ("tasks.liver", {"data": {"source": "synthetic"}, "training": {"epochs": 1}}, r"tiny\.yaml: tasks: Additional properties are not allowed \('liver'"),
+    ("losses.huber", {"lr": 1e-3}, r"tiny\.yaml: losses: 'huber' is not one of"),
+    ("metrics", ["l1", "ssim"], r"tiny\.yaml: metrics\.1: 'ssim' is not one of"),
+    ("losses.l1.lr", 0, r"tiny\.yaml: losses\.l1\.lr: "),
+    ("losses.l1.lr", -1e-3, r"tiny\.yaml: losses\.l1\.lr: "),
+    ("tasks.knee.training.epochs", 0, r"tiny\.yaml: tasks\.knee\.training\.epochs: 0 is less than the minimum of 1"),
+    ("tasks.denoise.training.epochs", -2, r"tasks\.denoise\.training\.epochs"),
+    ("model.depth", 0, r"model\.depth"),
+    ("tasks.denoise.data.train", ["astronaut", "unicorn"], r"tasks\.denoise\.data\.train: unknown embedded photo 'unicorn'"),
+    ("tasks.denoise.data.val", ["chelsea"], r"tasks\.denoise\.data: chelsea in both train and val"),
+    ("tasks.denoise.sigma_train", [40, 10], r"tasks\.denoise\.sigma_train: expected \[min, max\]"),
+    ("figures.fig_6_13", {"task": "lung", "image": "x"}, r"figures\.fig_6_13\.task"),
+])
+def test_bad_values_are_rejected_naming_the_key(tiny_config, dotted, value, message):
+    _set(tiny_config, dotted, value)
+    with pytest.raises(ConfigError, match=message) as error:
+        validate(tiny_config, "tiny.yaml")
+    assert "\n" not in str(error.value)
+
+
+def test_missing_data_folders_are_rejected(tiny_config, tmp_path):
+    tiny_config["tasks"]["knee"]["data"] = {"source": "fastmri", "train_dir": str(tmp_path), "val_dir": str(tmp_path / "missing")}
+    with pytest.raises(ConfigError, match=r"tasks\.knee\.data\.val_dir: folder '.*missing' does not exist"):
+        validate(tiny_config, "tiny.yaml")
+    tiny_config["tasks"]["knee"]["data"] = {"source": "fastmri", "train_dir": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"tasks\.knee\.data: 'val_dir' is a required property"):
+        validate(tiny_config, "tiny.yaml")
+
+
+def test_per_task_learning_rate_must_cover_every_task(tiny_config):
+    tiny_config["losses"]["l2"]["lr"] = {"denoise": 1e-3}
+    with pytest.raises(ConfigError, match=r"losses\.l2\.lr: no learning rate for task 'knee'"):
+        validate(tiny_config, "tiny.yaml")
+
+
+def test_learning_rates_and_spec(tiny_config):
+    config = validate(tiny_config)
+    assert learning_rate(config, "knee", "l2") == 2e-3 and learning_rate(config, "knee", "l1") == 1e-3
+    spec = train_spec(config, "knee", "l2", 3)
+    assert spec["kind"] == "singlecoil" and spec["seed"] == 3 and spec["lr"] == 2e-3
+    assert spec["data"]["mask"]["acceleration"] == 8 and "source" not in spec["data"]
+
+
+def test_load_reports_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(tmp_path / "none.yaml")
+    (tmp_path / "bad.yaml").write_text("seeds: [0\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text(yaml.safe_dump([1, 2]))
+    with pytest.raises(ConfigError, match="mapping"):
+        load(tmp_path / "list.yaml")

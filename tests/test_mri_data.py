@@ -1,0 +1,245 @@
+"""Synthetic fastMRI volumes and the undersampled MRI slice dataset."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import pickle
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import fastmri
+import h5py
+import numpy as np
+import pytest
+import torch
+from fastmri.data import SliceDataset
+from fastmri.data.transforms import center_crop, to_tensor
+
+from lossbench.data import fastmri_synthetic as synthetic
+from lossbench.data.mri import MRISliceDataset
+
+torch.set_num_threads(1)
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+NS = {"m": synthetic.ISMRMRD_NAMESPACE}
+SLICES = 3
+
+
+@pytest.fixture(scope="module")
+def singlecoil_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("singlecoil")
+    synthetic.generate_dataset(out, "singlecoil", n_volumes=2, n_slices=SLICES, seed=0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def multicoil_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("multicoil")
+    synthetic.generate_dataset(out, "multicoil", n_volumes=2, n_slices=SLICES, seed=0, n_coils=4)
+    return out
+
+
+@pytest.fixture(scope="module")
+def singlecoil(singlecoil_dir) -> MRISliceDataset:
+    return MRISliceDataset(singlecoil_dir, "singlecoil")
+
+
+def _header_int(root: ElementTree.Element, path: str) -> int:
+    return int(root.find("/".join(f"m:{part}" for part in path.split("/")), NS).text)
+
+
+@pytest.mark.parametrize(
+    "challenge, kspace_shape, recon_key, acquisition",
+    [
+        ("singlecoil", (SLICES, 640, 368), "reconstruction_esc", "CORPD_FBK"),
+        ("multicoil", (SLICES, 4, 640, 320), "reconstruction_rss", "AXT2"),
+    ],
+)
+def test_file_layout(request, challenge, kspace_shape, recon_key, acquisition):
+    path = request.getfixturevalue(f"{challenge}_dir") / "file_000.h5"
+    with h5py.File(path, "r") as file:
+        assert set(file.keys()) == {"kspace", recon_key, "ismrmrd_header"}
+        assert file["kspace"].shape == kspace_shape and file["kspace"].dtype == np.complex64
+        assert file[recon_key].shape == (SLICES, 320, 320) and file[recon_key].dtype == np.float32
+        recon = file[recon_key][()]
+        header = ElementTree.fromstring(file["ismrmrd_header"][()])
+        attrs = dict(file.attrs)
+    assert set(attrs) == {"max", "norm", "acquisition", "patient_id"}
+    assert attrs["max"] == recon.max()
+    assert attrs["norm"] == pytest.approx(np.linalg.norm(recon.astype(np.float64)), rel=1e-9)
+    assert attrs["acquisition"] == acquisition and isinstance(attrs["patient_id"], str) and attrs["patient_id"]
+    width = kspace_shape[-1]
+    encoded = [_header_int(header, f"encoding/encodedSpace/matrixSize/{axis}") for axis in "xyz"]
+    recon_size = [_header_int(header, f"encoding/reconSpace/matrixSize/{axis}") for axis in "xyz"]
+    assert encoded == [640, width, 1] and recon_size == [320, 320, 1]
+    limits = {key: _header_int(header, f"encoding/encodingLimits/kspace_encoding_step_1/{key}") for key in ("minimum", "maximum", "center")}
+    assert limits["minimum"] == 0 and 0 < limits["center"] < limits["maximum"] < width
+
+
+@pytest.mark.parametrize("challenge", ["singlecoil", "multicoil"])
+def test_fastmri_slicedataset_reads_files(request, tmp_path, monkeypatch, challenge):
+    root = request.getfixturevalue(f"{challenge}_dir")
+    monkeypatch.chdir(tmp_path)  # SliceDataset would write its cache file here
+    before = sorted(root.iterdir())
+    dataset = SliceDataset(root, challenge)
+    assert len(dataset) == 2 * SLICES
+    kspace, mask, target, attrs, fname, slice_num = dataset[SLICES + 1]
+    assert (fname, slice_num, mask) == ("file_001.h5", 1, None)
+    assert target.shape == (320, 320)
+    width = kspace.shape[-1]
+    left, right = synthetic.acquired_columns(challenge, width)
+    assert (attrs["padding_left"], attrs["padding_right"]) == (left, right)
+    assert attrs["encoding_size"] == (640, width, 1) and attrs["recon_size"] == (320, 320, 1)
+    # Unacquired columns hold no data, as in real knee scans.
+    assert not np.any(kspace[..., :left]) and not np.any(kspace[..., right:])
+    assert np.all(np.any(kspace[..., left:right] != 0, axis=-2))
+    assert sorted(root.iterdir()) == before and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("challenge", ["singlecoil", "multicoil"])
+def test_reconstruction_matches_kspace(request, challenge):
+    path = request.getfixturevalue(f"{challenge}_dir") / "file_001.h5"
+    with h5py.File(path, "r") as file:
+        kspace = to_tensor(file["kspace"][()])
+        recon = torch.from_numpy(file[synthetic.RECON_KEYS[challenge]][()])
+    image = fastmri.complex_abs(fastmri.ifft2c(kspace))
+    if challenge == "multicoil":
+        image = fastmri.rss(image, dim=1)
+    image = center_crop(image, (320, 320))
+    assert (image - recon).abs().max() <= 1e-5 * recon.max()
+
+
+def test_same_seed_gives_identical_volumes(tmp_path):
+    arrays = []
+    for name, seed in (("a.h5", 7), ("b.h5", 7), ("c.h5", 8)):
+        synthetic.write_volume(tmp_path / name, "singlecoil", 2, np.random.default_rng(seed), width=320)
+        with h5py.File(tmp_path / name, "r") as file:
+            arrays.append({key: np.asarray(file[key][()]).tobytes() for key in file} | {key: str(value) for key, value in file.attrs.items()})
+    assert arrays[0] == arrays[1]
+    assert arrays[0]["kspace"] != arrays[2]["kspace"]
+    assert filecmp.cmp(tmp_path / "a.h5", tmp_path / "b.h5", shallow=False)
+
+
+def test_generate_dataset_never_silently_overwrites(tmp_path):
+    paths = synthetic.generate_dataset(tmp_path, "singlecoil", 2, 1, seed=1, prefix="vol", width=320)
+    assert [path.name for path in paths] == ["vol_000.h5", "vol_001.h5"]
+    stamp = paths[0].stat().st_mtime_ns
+    synthetic.generate_dataset(tmp_path, "singlecoil", 2, 1, seed=1, prefix="vol", width=320)
+    assert paths[0].stat().st_mtime_ns == stamp  # identical content is left untouched
+    with pytest.raises(FileExistsError, match="vol_000.h5"):
+        synthetic.generate_dataset(tmp_path, "singlecoil", 2, 1, seed=2, prefix="vol", width=320)
+    synthetic.generate_dataset(tmp_path, "singlecoil", 2, 1, seed=2, prefix="vol", width=320, overwrite=True)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["vol_000.h5", "vol_001.h5"]
+
+
+def test_training_masks_have_fastmri_statistics(singlecoil):
+    width = 368
+    low = round(width * 0.04)
+    centre = slice((width - low + 1) // 2, (width - low + 1) // 2 + low)
+    left, right = synthetic.acquired_columns("singlecoil", width)
+    masks = np.stack([singlecoil.mask_for(0, seed) for seed in range(300)])
+    assert masks.shape == (300, width) and masks.dtype == bool
+    assert masks.mean() == pytest.approx(1 / 8, rel=0.1)
+    assert masks[:, centre].all()
+    assert not masks[:, :left].any() and not masks[:, right:].any()
+
+
+def test_training_masks_are_new_per_sample_and_reproducible(singlecoil):
+    assert np.array_equal(singlecoil.mask_for(1, 42), singlecoil.mask_for(1, 42))
+    masks = [singlecoil.mask_for(1, seed) for seed in (1, 2, 3, 2**32 - 1)]
+    assert all(not np.array_equal(a, b) for i, a in enumerate(masks) for b in masks[i + 1 :])
+    first, target = singlecoil[(1, 42)]
+    again, _ = singlecoil[(1, 42)]
+    other, target_other = singlecoil[(1, 43)]
+    assert torch.equal(first, again) and not torch.equal(first, other) and torch.equal(target, target_other)
+    with pytest.raises(ValueError, match="sample_seed"):
+        singlecoil.mask_for(0, 2**32)
+    with pytest.raises(TypeError, match="index, sample_seed"):
+        singlecoil[0]
+
+
+def test_validation_mask_fixed_per_file(singlecoil, singlecoil_dir):
+    first_file = [singlecoil.mask_for(index) for index in range(SLICES)]
+    assert all(np.array_equal(first_file[0], mask) for mask in first_file)
+    assert not np.array_equal(first_file[0], singlecoil.mask_for(SLICES))
+    assert np.array_equal(singlecoil.mask_for(SLICES), singlecoil.mask_for(SLICES + 2))
+    reopened = MRISliceDataset(singlecoil_dir, "singlecoil")
+    sample_id, image, target = singlecoil.validation_item(SLICES + 1)
+    again = reopened.validation_item(SLICES + 1)
+    assert sample_id == again[0] == "file_001_s001"
+    assert torch.equal(image, again[1]) and torch.equal(target, again[2])
+
+
+@pytest.mark.parametrize("challenge", ["singlecoil", "multicoil"])
+def test_values_scaled_to_target_max(request, challenge):
+    dataset = MRISliceDataset(request.getfixturevalue(f"{challenge}_dir"), challenge)
+    assert len(dataset) == 2 * SLICES
+    targets = []
+    for index in range(SLICES):  # the first volume
+        _, image, target = dataset.validation_item(index)
+        assert image.shape == target.shape == (1, 320, 320)
+        assert image.dtype == target.dtype == torch.float32
+        assert torch.isfinite(image).all() and target.min() >= 0 and target.max() <= 1
+        error = (image - target).square().mean()
+        assert 0 < error < target.square().mean()  # undersampling hurts, but less than predicting zeros
+        assert np.corrcoef(image.flatten(), target.flatten())[0, 1] > 0.8
+        targets.append(target)
+    assert torch.stack(targets).max() == 1.0
+
+
+def test_crop(singlecoil_dir):
+    image, target = MRISliceDataset(singlecoil_dir, "singlecoil", crop=256)[(0, 5)]
+    assert image.shape == target.shape == (1, 256, 256)
+    with pytest.raises(ValueError, match="crop 400 is larger than the image"):
+        MRISliceDataset(singlecoil_dir, "singlecoil", crop=400)
+
+
+def test_dataset_is_picklable_for_workers(singlecoil):
+    copy = pickle.loads(pickle.dumps(singlecoil))
+    assert torch.equal(copy[(2, 9)][0], singlecoil[(2, 9)][0])
+
+
+def test_clear_errors(tmp_path, singlecoil_dir):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match="nowhere: MRI data folder not found"):
+        MRISliceDataset(missing, "singlecoil")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="empty: no .h5 files"):
+        MRISliceDataset(empty, "singlecoil")
+    with pytest.raises(ValueError, match="unknown MRI challenge 'knee'"):
+        MRISliceDataset(singlecoil_dir, "knee")
+    with pytest.raises(ValueError, match="missing dataset 'reconstruction_rss'"):
+        MRISliceDataset(singlecoil_dir, "multicoil")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    with h5py.File(broken / "vol.h5", "w") as file:
+        file["reconstruction_esc"] = np.zeros((1, 320, 320), np.float32)
+    with pytest.raises(ValueError, match=r"vol\.h5: missing dataset 'kspace'"):
+        MRISliceDataset(broken, "singlecoil")
+
+
+def test_stray_files_are_ignored(tmp_path):
+    synthetic.generate_dataset(tmp_path, "singlecoil", 1, 2, seed=3, width=320)
+    (tmp_path / ".snakemake_timestamp").touch()
+    (tmp_path / "notes").mkdir()
+    assert len(MRISliceDataset(tmp_path, "singlecoil")) == 2
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "lossbench.data.fastmri_synthetic", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_cli(tmp_path):
+    shown = _cli("--help")
+    assert shown.returncode == 0 and "--challenge" in shown.stdout
+    run = ["--challenge", "singlecoil", "--out", str(tmp_path), "--volumes", "1", "--slices", "2", "--width", "320", "--prefix", "knee"]
+    done = _cli(*run, "--seed", "4")
+    assert done.returncode == 0, done.stderr
+    assert len(SliceDataset(tmp_path, "singlecoil")) == 2
+    refused = _cli(*run, "--seed", "5")
+    assert refused.returncode == 1 and "knee_000.h5" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1

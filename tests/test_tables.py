@@ -1,0 +1,104 @@
+import csv
+
+import pytest
+
+from lossbench import paper
+from lossbench.tables import build_table, to_latex, to_markdown, write_all
+
+FIELDS = ["image", "l1", "l2", "psnr"]
+
+
+def _metrics_csv(path, rows):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(FIELDS)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def files(tmp_path):
+    return {
+        "input": _metrics_csv(tmp_path / "input.csv", [["a", 0.08, 0.0096, 20.2], ["b", 0.078, 0.0096, 20.1]]),
+        "l1": _metrics_csv(tmp_path / "l1.csv", [["a", 0.025, 0.0011, 29.8], ["b", 0.024, 0.0011, 29.9]]),
+        "l2": _metrics_csv(tmp_path / "l2.csv", [["a", 0.019, 0.0007, 32.0], ["b", 0.018, 0.0007, 32.1]]),
+    }
+
+
+def test_means_are_scaled_and_best_per_row_is_bold(files):
+    table = build_table("table_6_1", files["input"], {"l1": [files["l1"]], "l2": [files["l2"]]})
+    assert table.cells["l1"]["input"].mean == pytest.approx(79.0)
+    assert table.cells["l1"]["l2"].mean == pytest.approx(18.5)
+    assert table.cells["psnr"]["l2"].mean == pytest.approx(32.05)
+    for metric in ("l1", "l2", "psnr"):
+        assert table.cells[metric]["l2"].bold and not table.cells[metric]["l1"].bold
+    assert not table.cells["l1"]["input"].bold  # the degraded input is not a competitor
+
+
+def test_higher_is_better_for_psnr(files, tmp_path):
+    worse = _metrics_csv(tmp_path / "worse.csv", [["a", 0.01, 0.0001, 10.0], ["b", 0.01, 0.0001, 10.0]])
+    table = build_table("table_6_1", files["input"], {"l1": [files["l1"]], "l2": [worse]})
+    assert table.cells["l1"]["l2"].bold  # lowest l1
+    assert table.cells["psnr"]["l1"].bold  # highest PSNR
+
+
+def test_ties_at_display_precision_are_all_bold(files, tmp_path):
+    twin = _metrics_csv(tmp_path / "twin.csv", [["a", 0.0190001, 0.0007, 32.0], ["b", 0.018, 0.0007, 32.1]])
+    table = build_table("table_6_1", files["input"], {"l1": [twin], "l2": [files["l2"]]})
+    assert table.cells["l1"]["l1"].bold and table.cells["l1"]["l2"].bold
+
+
+def test_missing_losses_and_metrics_stay_empty_with_footnotes(files):
+    table = build_table("table_6_3", files["input"], {"l1": [files["l1"]]})
+    markdown = to_markdown(table)
+    assert table.cells["msssim"]["l1"].mean is None
+    assert "| MS-SSIM |  |  |" in markdown
+    assert any(note.startswith("MS-SSIM: not computed") for note in table.footnotes)
+    assert any(note.startswith("FLIP: no model trained") for note in table.footnotes)
+    assert "| Metric | Masked |" in markdown
+
+
+def test_markdown_and_latex_mark_the_best_value(files):
+    table = build_table("table_6_1", files["input"], {"l1": [files["l1"]], "l2": [files["l2"]]})
+    assert "**18.50**" in to_markdown(table)
+    latex = to_latex(table)
+    assert r"\textbf{18.50}" in latex and r"\begin{tabular}" in latex and r"$1000\cdot l_1$" in latex
+
+
+def test_several_seeds_give_mean_and_std(files, tmp_path):
+    other = _metrics_csv(tmp_path / "l2b.csv", [["a", 0.021, 0.0009, 31.0], ["b", 0.020, 0.0009, 31.1]])
+    table = build_table("table_6_1", files["input"], {"l2": [files["l2"], other]})
+    cell = table.cells["l1"]["l2"]
+    assert cell.seeds == 2 and cell.mean == pytest.approx(19.5) and cell.std == pytest.approx(1.41421356, rel=1e-6)
+    assert "19.50 ± 1.41" in to_markdown(table)
+
+
+def test_written_files_and_paper_comparison(files, tmp_path):
+    table = build_table("table_6_1", files["input"], {"l1": [files["l1"]], "l2": [files["l2"]]})
+    paths = write_all(table, tmp_path / "out" / "table_6_1")
+    assert [p.name for p in paths] == ["table_6_1.csv", "table_6_1.md", "table_6_1.tex", "table_6_1_vs_paper.csv", "table_6_1_vs_paper.md"]
+    with open(paths[0]) as handle:
+        rows = {row["metric"]: row for row in csv.DictReader(handle)}
+    assert rows["l1"]["l2"] == "18.5000" and rows["l1"]["best"] == "l2" and rows["msssim"]["l1"] == ""
+    with open(paths[3]) as handle:
+        comparison = {(row["metric"], row["model"]): row for row in csv.DictReader(handle)}
+    assert comparison[("l1", "input")]["paper"] == "78.22"
+    assert comparison[("psnr", "l2")]["ours"] == "32.05" and comparison[("psnr", "l2")]["paper"] == "32.05"
+    assert "32.05 (32.05)" in paths[4].read_text()
+
+
+def test_published_tables_are_complete():
+    for name in ("table_6_1", "table_6_3", "table_6_4"):
+        published = paper.table(name)
+        assert list(published) == ["l1", "l2", "psnr", "msssim", "lpips", "flip"]
+        assert all(len(row) == 7 for row in published.values())
+    assert paper.table("table_6_1")["l1"]["input"] == 78.22
+    assert paper.table("table_6_5")["lpips_l2"]["adaptive"] == pytest.approx(19 / 58, abs=1e-4)
+    for name in ("table_6_2", "table_6_5"):
+        published = paper.table(name)
+        for row in published:
+            for column in published:
+                if row != column and not {row, column} == {"lpips_l2", "adaptive"}:
+                    assert published[row][column] + published[column][row] == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(ValueError, match="no published table 'table_9_9'"):
+        paper.table("table_9_9")

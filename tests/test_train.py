@@ -1,0 +1,62 @@
+import csv
+import logging
+
+import pytest
+import torch
+
+from lossbench import infer, train
+from lossbench.config import train_spec, validate
+from lossbench.data.tasks import prepare_embedded_photos, write_valset
+from lossbench.data.valset import ImageFile
+
+
+@pytest.fixture
+def denoise_run(tmp_path, tiny_config):
+    config = validate(tiny_config)
+    spec = train_spec(config, "denoise", "l2", 0)
+    prepare_embedded_photos(["chelsea", "rocket"], tmp_path / "train", max_side=96)
+    prepare_embedded_photos(["astronaut"], tmp_path / "val", max_side=64)
+    write_valset("denoise", spec["data"], tmp_path / "val", tmp_path / "val.h5")
+    return spec, tmp_path
+
+
+def _train(spec, root, name):
+    return train.run(spec, root / "train", root / "val.h5", root / name, root / "checkpoints" / name, device="cpu", threads=1, progress=False)
+
+
+def test_training_writes_model_and_curve_and_is_reproducible(denoise_run):
+    spec, root = denoise_run
+    spec["training"]["epochs"] = 2
+    first = _train(spec, root, "a")
+    second = _train(spec, root, "b")
+    with open(root / "a" / "curve.csv") as handle:
+        curve = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in curve] == ["1", "2"]
+    assert set(curve[0]) == set(train.CURVE_COLUMNS)
+    state_a, state_b = torch.load(first, weights_only=False), torch.load(second, weights_only=False)
+    assert all(torch.equal(state_a["model"][k], state_b["model"][k]) for k in state_a["model"])
+    assert state_a["spec"] == spec
+
+
+def test_rerun_resumes_from_the_checkpoint(denoise_run, caplog):
+    spec, root = denoise_run
+    _train(spec, root, "a")
+    with caplog.at_level(logging.INFO, logger="lossbench.train"):
+        _train(spec, root, "a")
+    assert "resuming" in caplog.text
+
+
+def test_adam_learning_rate_and_seed_change_the_weights(denoise_run):
+    spec, root = denoise_run
+    reference = torch.load(_train(spec, root, "a"), weights_only=False)["model"]
+    other_seed = torch.load(_train({**spec, "seed": 1}, root, "b"), weights_only=False)["model"]
+    assert not all(torch.equal(reference[k], other_seed[k]) for k in reference)
+
+
+def test_inference_restores_every_validation_image(denoise_run):
+    spec, root = denoise_run
+    model_path = _train(spec, root, "a")
+    assert infer.run(model_path, root / "val.h5", root / "out.h5", device="cpu") == 1
+    with ImageFile(root / "out.h5") as outputs, ImageFile(root / "val.h5") as val:
+        assert outputs.ids == val.ids
+        assert outputs.read("output", "astronaut").shape == val.read("target", "astronaut").shape

@@ -1,0 +1,68 @@
+# Configuration validation and the path helpers every rule file uses.
+
+import sys
+from pathlib import Path
+
+from lossbench.config import ConfigError, TASK_KINDS, task_data, train_spec, validate
+from lossbench.seeding import derive_seed
+from lossbench.tables import TABLES
+
+try:
+    validate(config, source=", ".join(map(str, workflow.configfiles)) or "config")
+except ConfigError as error:
+    sys.exit(f"Configuration error: {error}")
+
+ENV = "../../envs/lossbench.yaml"
+TASKS = list(config["tasks"])
+LOSSES = list(config["losses"])
+SEEDS = config["seeds"]
+#: Validation noise and masks are fixed by this seed, so every model is scored on the same inputs.
+VALIDATION_SEED = 0
+CONFIGURED_TABLES = [name for name, (task, _) in TABLES.items() if task in TASKS]
+
+
+wildcard_constraints:
+    task="|".join(TASK_KINDS),
+    loss="[a-z0-9_]+",
+    seed=r"\d+",
+
+
+def data_dir(task, split):
+    """Folder of a task's training or validation data: generated for the demo, the user's otherwise."""
+    data = config["tasks"][task]["data"]
+    if data["source"] in ("folder", "fastmri"):
+        return data[f"{split}_dir"]
+    if data["source"] == "embedded":
+        return f"results/data/{task}/{split}_images"
+    return f"results/data/{task}/synthetic_{split}"
+
+
+def model_metric_files(task):
+    return {loss: expand("results/metrics/{task}/{loss}/seed{seed}.csv", task=task, loss=loss, seed=SEEDS) for loss in LOSSES}
+
+
+def table_files(name):
+    return expand("results/tables/{name}{suffix}", name=name, suffix=[".csv", ".md", ".tex", "_vs_paper.csv", "_vs_paper.md"])
+
+
+def table_targets():
+    return [path for name in CONFIGURED_TABLES for path in table_files(name)]
+
+
+def figure_ids():
+    """Every configured figure id: the panel figures and their zoomed-crop companions."""
+    ids = {}
+    for figure, spec in config["figures"].items():
+        if spec["task"] in TASKS:
+            ids[figure] = (figure, False)
+            if "crop_figure" in spec:
+                ids[spec["crop_figure"]] = (figure, True)
+    return ids
+
+
+def figure_files(figure):
+    return expand("results/figures/{figure}.{ext}", figure=figure, ext=["png", "pdf"])
+
+
+def figure_targets():
+    return [path for figure in figure_ids() for path in figure_files(figure)]

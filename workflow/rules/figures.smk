@@ -1,0 +1,43 @@
+# Figures: input, reference and each model's output for a validation image, and zoomed crops.
+
+
+rule figure:
+    input:
+        valset=lambda w: f"results/data/{config['figures'][figure_ids()[w.figure][0]]['task']}/val.h5",
+        outputs=lambda w: expand(
+            "results/outputs/{task}/{loss}/seed{seed}.h5",
+            task=config["figures"][figure_ids()[w.figure][0]]["task"],
+            loss=LOSSES,
+            seed=SEEDS[0],
+        ),
+    output:
+        png=report("results/figures/{figure}.png", caption="../report/figure.rst", category="Figures", labels={"figure": "{figure}"}),
+        pdf="results/figures/{figure}.pdf",
+    params:
+        spec=lambda w: config["figures"][figure_ids()[w.figure][0]],
+        panel=lambda w: figure_ids()[w.figure][0],
+        crop=lambda w: figure_ids()[w.figure][1],
+        losses=LOSSES,
+        seed=SEEDS[0],
+    wildcard_constraints:
+        figure=r"fig_6_\d+",
+    log:
+        "results/logs/figures/{figure}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/figure.py"
+
+
+for _figure in figure_ids():
+
+    rule:
+        name:
+            _figure
+        input:
+            figure_files(_figure),
+
+
+rule figures:
+    input:
+        figure_targets(),
