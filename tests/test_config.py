@@ -79,3 +79,17 @@ def test_load_reports_bad_files(tmp_path):
     (tmp_path / "list.yaml").write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(ConfigError, match="mapping"):
         load(tmp_path / "list.yaml")
+
+
+def test_paper_config_is_valid_except_for_its_data_folders(repo, tmp_path):
+    with open(repo / "config" / "paper.yaml") as handle:
+        config = yaml.safe_load(handle)
+    with pytest.raises(ConfigError, match=r"paper\.yaml: tasks\.\w+\.data\.train_dir: folder '/data/.*' does not exist"):
+        validate(yaml.safe_load(yaml.safe_dump(config)), "paper.yaml")
+    for task in config["tasks"].values():
+        task["data"]["train_dir"] = task["data"]["val_dir"] = str(tmp_path)
+    validated = validate(config, "paper.yaml")
+    assert validated["tasks"]["denoise"]["training"]["epochs"] == 1000
+    assert validated["tasks"]["brain"]["training"]["epochs"] == 500
+    assert validated["tasks"]["knee"]["mask"] == {"center_fraction": 0.04, "acceleration": 8}
+    assert set(validated["losses"]) == {"l1", "l2", "msssim", "lpips_l2", "flip", "adaptive"}

@@ -151,6 +151,39 @@ def learning_rate(config: dict[str, Any], task: str, loss: str) -> float:
     return float(lr[task] if isinstance(lr, dict) else lr)
 
 
+def evaluation_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``evaluation`` section with the LPIPS trunk resolved to ``pretrained`` or ``untrained``.
+
+    Resolving ``auto`` here, rather than inside each job, puts the trunk actually used into every
+    job's parameters: when the AlexNet weights appear, the LPIPS+l2 models and LPIPS values are
+    recomputed, and labels never claim a pretrained trunk for results made without one.
+    """
+    from lossbench.metrics.lpips import resolve_trunk
+
+    evaluation = dict(config["evaluation"])
+    try:
+        evaluation["lpips_trunk"] = resolve_trunk(evaluation["lpips_trunk"], evaluation["lpips_weights"])
+    except FileNotFoundError as error:
+        raise ConfigError(f"evaluation.lpips_trunk: {error}") from error
+    return evaluation
+
+
+def loss_params(config: dict[str, Any], task: str, loss: str) -> dict[str, Any]:
+    """Constructor arguments of ``loss`` on ``task``: the configured ``params`` plus task-dependent defaults.
+
+    FLIP runs in RGB for denoising and in the configured grayscale mode for MRI; LPIPS+l2 uses the
+    resolved LPIPS trunk of :func:`evaluation_settings`.
+    """
+    params = dict(config["losses"][loss]["params"])
+    if loss == "flip":
+        params.setdefault("mode", "rgb" if TASK_KINDS[task] == "denoise" else config["evaluation"]["flip_gray_mode"])
+    if loss == "lpips_l2":
+        evaluation = evaluation_settings(config)
+        params.setdefault("trunk", evaluation["lpips_trunk"])
+        params.setdefault("weights_path", evaluation["lpips_weights"])
+    return params
+
+
 def task_data(config: dict[str, Any], task: str) -> dict[str, Any]:
     """The settings that shape a task's samples (crop, noise levels, mask), without the data's location."""
     return {key: value for key, value in config["tasks"][task].items() if key not in ("training", "data")}
@@ -167,7 +200,7 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> dict[
         "task": task,
         "kind": TASK_KINDS[task],
         "loss": loss,
-        "loss_params": dict(config["losses"][loss]["params"]),
+        "loss_params": loss_params(config, task, loss),
         "lr": learning_rate(config, task, loss),
         "seed": int(seed),
         "model": dict(config["model"]),

@@ -63,6 +63,45 @@ def evaluate(valset_path: str | Path, outputs_path: str | Path | None, metric_na
     return rows
 
 
+FASTMRI_METRICS = ("nmse", "psnr", "ssim")
+
+
+def fastmri_volume_metrics(valset_path: str | Path, outputs_path: str | Path | None) -> list[dict[str, Any]]:
+    """fastMRI's own per-volume NMSE, PSNR and SSIM (``fastmri.evaluate``), as its leaderboard computes them.
+
+    Slices are grouped into volumes by their id (``<file>_s<slice>``); PSNR and SSIM use the volume's
+    maximum as data range, as fastMRI's ``evaluate.py`` does.
+
+    Returns:
+        One row per volume: ``{"volume": stem, "nmse": ..., "psnr": ..., "ssim": ...}``.
+    """
+    import numpy as np
+    from fastmri import evaluate as fastmri_evaluate
+
+    rows = []
+    with ImageFile(valset_path) as valset:
+        outputs = ImageFile(outputs_path) if outputs_path is not None else None
+        try:
+            volumes: dict[str, list[str]] = {}
+            for image_id in valset.ids:
+                volumes.setdefault(image_id.rsplit("_s", 1)[0], []).append(image_id)
+            for volume, ids in volumes.items():
+                target = np.stack([valset.read("target", i)[0] for i in ids]).astype(np.float64)
+                group, source = ("output", outputs) if outputs is not None else ("input", valset)
+                restored = np.stack([source.read(group, i)[0] for i in ids]).astype(np.float64)
+                maxval = target.max()
+                rows.append({
+                    "volume": volume,
+                    "nmse": float(fastmri_evaluate.nmse(target, restored)),
+                    "psnr": float(fastmri_evaluate.psnr(target, restored, maxval)),
+                    "ssim": float(fastmri_evaluate.ssim(target, restored, maxval)[0]),
+                })
+        finally:
+            if outputs is not None:
+                outputs.close()
+    return rows
+
+
 def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
     """Write per-image rows; floats with 8 significant digits so that reruns compare byte for byte."""
     path = Path(path)

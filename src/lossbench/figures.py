@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from lossbench.data.valset import ImageFile  # noqa: E402
-from lossbench.tables import LOSS_LABELS  # noqa: E402
+from lossbench.tables import loss_label  # noqa: E402
 
 
 def _display(image: np.ndarray) -> np.ndarray:
@@ -34,8 +34,11 @@ def _crop(image: np.ndarray, box: list[int] | None) -> np.ndarray:
     return image[:, top : top + height, left : left + width]
 
 
-def load_panels(valset_path: str | Path, outputs: dict[str, str | Path], image_id: str) -> list[tuple[str, np.ndarray]]:
-    """(label, (C, H, W) image) for the input, the reference and each loss's output of ``image_id``."""
+def load_panels(valset_path: str | Path, outputs: dict[str, str | Path], image_id: str, lpips_pretrained: bool = True) -> list[tuple[str, np.ndarray]]:
+    """(label, (C, H, W) image) for the input, the reference and each loss's output of ``image_id``.
+
+    ``lpips_pretrained`` False labels the LPIPS+l2 panel as made with an untrained AlexNet trunk.
+    """
     with ImageFile(valset_path) as valset:
         if image_id not in valset.ids:
             shown = ", ".join(valset.ids[:8]) + (", ..." if len(valset.ids) > 8 else "")
@@ -43,7 +46,7 @@ def load_panels(valset_path: str | Path, outputs: dict[str, str | Path], image_i
         panels = [("Input", valset.read("input", image_id)), ("Reference", valset.read("target", image_id))]
     for loss, path in outputs.items():
         with ImageFile(path) as output:
-            panels.append((LOSS_LABELS.get(loss, loss), output.read("output", image_id)))
+            panels.append((loss_label(loss, lpips_pretrained), output.read("output", image_id)))
     return panels
 
 

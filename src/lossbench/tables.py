@@ -16,7 +16,7 @@ from lossbench import losses as loss_registry
 from lossbench import metrics as metric_registry
 from lossbench import paper
 from lossbench.config import INPUT_LABELS
-from lossbench.metrics import STUDY_METRICS
+from lossbench.metrics import STUDY_METRICS, MetricInfo
 
 #: Thesis table → (task, caption).
 TABLES = {
@@ -26,6 +26,19 @@ TABLES = {
 }
 
 LOSS_LABELS = {"l1": "l1", "l2": "l2", "msssim": "MS-SSIM", "lpips_l2": "LPIPS+l2", "flip": "FLIP", "adaptive": "Adaptive"}
+UNTRAINED_TRUNK = " (untrained AlexNet trunk)"
+
+
+def loss_label(loss: str, lpips_pretrained: bool = True) -> str:
+    """Column or panel label of a loss; LPIPS+l2 says so when its AlexNet trunk was untrained."""
+    label = LOSS_LABELS.get(loss, loss)
+    return label + UNTRAINED_TRUNK if loss == "lpips_l2" and not lpips_pretrained else label
+#: fastMRI's own leaderboard metrics, per volume (``fastmri.evaluate``), for the extra MRI tables.
+FASTMRI_METRICS: dict[str, MetricInfo] = {
+    "nmse": MetricInfo("NMSE", higher_is_better=False),
+    "psnr": MetricInfo("PSNR", higher_is_better=True, decimals=2),
+    "ssim": MetricInfo("SSIM", higher_is_better=True),
+}
 _TEX_LOSS = {"l1": "$l_1$", "l2": "$l_2$", "lpips_l2": "LPIPS$+l_2$"}
 _TEX_METRIC = {"l1": r"$1000\cdot l_1$", "l2": r"$1000\cdot l_2$"}
 
@@ -56,13 +69,15 @@ class Table:
     metric_labels: dict[str, str]
     cells: dict[str, dict[str, Cell]]
     footnotes: list[str] = field(default_factory=list)
+    lpips_pretrained: bool = True
+    infos: dict[str, MetricInfo] = field(default_factory=lambda: dict(STUDY_METRICS))
 
     @property
     def columns(self) -> list[str]:
         return ["input", *loss_registry.STUDY_LOSSES]
 
     def column_label(self, column: str) -> str:
-        return INPUT_LABELS[self.task] if column == "input" else LOSS_LABELS[column]
+        return INPUT_LABELS[self.task] if column == "input" else loss_label(column, self.lpips_pretrained)
 
 
 def _image_means(path: str | Path) -> dict[str, float]:
@@ -70,50 +85,67 @@ def _image_means(path: str | Path) -> dict[str, float]:
         rows = list(csv.DictReader(handle))
     if not rows:
         raise ValueError(f"{path}: no per-image rows")
-    return {name: statistics.fmean(float(row[name]) for row in rows) for name in rows[0] if name != "image"}
+    key = next(iter(rows[0]))  # the image or volume id
+    return {name: statistics.fmean(float(row[name]) for row in rows) for name in rows[0] if name != key}
 
 
-def _cell(per_seed: list[dict[str, float]], metric: str) -> Cell:
-    scale = STUDY_METRICS[metric].scale
+def _cell(per_seed: list[dict[str, float]], metric: str, info: MetricInfo) -> Cell:
+    scale = info.scale
     values = [means[metric] * scale for means in per_seed if metric in means]
     if not values:
         return Cell()
     return Cell(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
 
 
-def build_table(name: str, input_csv: str | Path, model_csvs: dict[str, list[str | Path]], metric_labels: dict[str, str] | None = None) -> Table:
-    """Assemble table ``name`` from per-image metric CSVs.
+def build_table(
+    name: str,
+    input_csv: str | Path,
+    model_csvs: dict[str, list[str | Path]],
+    lpips_pretrained: bool = True,
+    suite: str = "thesis",
+) -> Table:
+    """Assemble table ``name`` from per-image (or per-volume) metric CSVs.
 
     Args:
         name: ``table_6_1``, ``table_6_3`` or ``table_6_4``.
         input_csv: Metrics of the degraded inputs.
         model_csvs: Loss name → metric CSVs of its models, one per seed.
-        metric_labels: Row labels that differ from the defaults (e.g. LPIPS with an untrained trunk).
+        lpips_pretrained: Whether LPIPS (metric and loss) used the pretrained AlexNet trunk; if
+            not, the LPIPS row and the LPIPS+l2 column say so.
+        suite: ``thesis`` for the six metrics of the thesis, ``fastmri`` for fastMRI's per-volume
+            NMSE, PSNR and SSIM (MRI tasks).
     """
     task, caption = TABLES[name]
+    infos = dict(STUDY_METRICS) if suite == "thesis" else dict(FASTMRI_METRICS)
+    if suite == "fastmri":
+        caption = caption.split(":")[0] + ": fastMRI's per-volume NMSE, PSNR and SSIM (fastmri.evaluate), averaged over validation volumes."
     input_means = _image_means(input_csv)
     model_means = {loss: [_image_means(path) for path in paths] for loss, paths in model_csvs.items()}
     cells: dict[str, dict[str, Cell]] = {}
-    for metric, info in STUDY_METRICS.items():
-        row = {"input": _cell([input_means], metric)}
+    for metric, info in infos.items():
+        row = {"input": _cell([input_means], metric, info)}
         for loss in loss_registry.STUDY_LOSSES:
-            row[loss] = _cell(model_means.get(loss, []), metric)
+            row[loss] = _cell(model_means.get(loss, []), metric, info)
         shown = {loss: round(row[loss].mean, info.decimals) for loss in loss_registry.STUDY_LOSSES if row[loss].mean is not None}
         if shown:
             best = max(shown.values()) if info.higher_is_better else min(shown.values())
             for loss, value in shown.items():
                 row[loss].bold = value == best
         cells[metric] = row
-    labels = {metric: info.label for metric, info in STUDY_METRICS.items()} | (metric_labels or {})
-    table = Table(name, task, caption, labels, cells)
+    labels = {metric: info.label for metric, info in infos.items()}
+    if not lpips_pretrained and "lpips" in labels:
+        labels["lpips"] += UNTRAINED_TRUNK
+    table = Table(name, task, caption, labels, cells, lpips_pretrained=lpips_pretrained, infos=infos)
     for loss in loss_registry.STUDY_LOSSES:
         if loss not in model_csvs:
             reason = "not available in this version" if loss not in loss_registry.names() else "not in the configuration's losses"
-            table.footnotes.append(f"{LOSS_LABELS[loss]}: no model trained ({reason}).")
-    for metric in STUDY_METRICS:
+            table.footnotes.append(f"{table.column_label(loss)}: no model trained ({reason}).")
+    for metric in infos:
         if cells[metric]["input"].mean is None:
             reason = "not available in this version" if metric not in metric_registry.names() else "not in the configuration's metrics"
             table.footnotes.append(f"{labels[metric]}: not computed ({reason}).")
+    if not lpips_pretrained:
+        table.footnotes.append("LPIPS and LPIPS+l2 used an untrained AlexNet trunk (the pretrained ImageNet weights were not found); their values are not comparable with the thesis's.")
     seeds = {cell.seeds for row in cells.values() for loss, cell in row.items() if loss != "input" and cell.mean is not None}
     if seeds - {1}:
         table.footnotes.append(f"Values are mean ± standard deviation over {', '.join(map(str, sorted(seeds)))} seeds.")
@@ -130,7 +162,7 @@ def write_csv(table: Table, path: str | Path) -> None:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow([*header, "best"])
         for metric, row in table.cells.items():
-            decimals = STUDY_METRICS[metric].decimals + 2
+            decimals = table.infos[metric].decimals + 2
             values = [f"{row[c].mean:.{decimals}f}" if row[c].mean is not None else "" for c in table.columns]
             if with_std:
                 values += [f"{row[c].std:.{decimals}f}" if row[c].std is not None else "" for c in table.columns if c != "input"]
@@ -148,7 +180,7 @@ def to_markdown(table: Table) -> str:
     lines.append("| Metric | " + " | ".join(table.column_label(c) for c in table.columns) + " |")
     lines.append("|---|" + "---:|" * len(table.columns))
     for metric, row in table.cells.items():
-        decimals = STUDY_METRICS[metric].decimals
+        decimals = table.infos[metric].decimals
         cells = [f"**{row[c].text(decimals)}**" if row[c].bold else row[c].text(decimals) for c in table.columns]
         lines.append(f"| {table.metric_labels[metric]} | " + " | ".join(cells) + " |")
     if table.footnotes:
@@ -174,7 +206,7 @@ def to_latex(table: Table) -> str:
         r"\midrule",
     ]
     for metric, row in table.cells.items():
-        decimals = STUDY_METRICS[metric].decimals
+        decimals = table.infos[metric].decimals
         cells = [_tex_escape(row[c].text(decimals)) for c in table.columns]
         cells = [rf"\textbf{{{text}}}" if row[c].bold else text for c, text in zip(table.columns, cells)]
         label = _TEX_METRIC.get(metric, _tex_escape(table.metric_labels[metric]))
@@ -191,7 +223,7 @@ def comparison_rows(table: Table) -> list[dict[str, str]]:
     published = paper.table(table.name)
     rows = []
     for metric, row in table.cells.items():
-        decimals = STUDY_METRICS[metric].decimals
+        decimals = table.infos[metric].decimals
         for column in table.columns:
             ours, theirs = row[column].mean, published[metric][column]
             rows.append({
@@ -211,7 +243,7 @@ def comparison_markdown(table: Table) -> str:
     lines.append("| Metric | " + " | ".join(table.column_label(c) for c in table.columns) + " |")
     lines.append("|---|" + "---:|" * len(table.columns))
     for metric, row in table.cells.items():
-        decimals = STUDY_METRICS[metric].decimals
+        decimals = table.infos[metric].decimals
         cells = [f"{row[c].text(decimals) or '—'} ({published[metric][c]:.{decimals}f})" for c in table.columns]
         lines.append(f"| {table.metric_labels[metric]} | " + " | ".join(cells) + " |")
     if table.footnotes:
@@ -219,18 +251,20 @@ def comparison_markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_all(table: Table, prefix: str | Path) -> list[Path]:
-    """Write ``prefix``.csv/.md/.tex and ``prefix``_vs_paper.csv/.md; returns the paths."""
+def write_all(table: Table, prefix: str | Path, with_paper: bool = True) -> list[Path]:
+    """Write ``prefix``.csv/.md/.tex and, ``with_paper``, ``prefix``_vs_paper.csv/.md; returns the paths."""
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    paths = [prefix.with_suffix(s) for s in (".csv", ".md", ".tex")]
+    paths = [prefix.with_name(prefix.name + s) for s in (".csv", ".md", ".tex")]
     write_csv(table, paths[0])
     paths[1].write_text(to_markdown(table))
     paths[2].write_text(to_latex(table))
+    if not with_paper:
+        return paths
     vs = prefix.with_name(prefix.name + "_vs_paper")
-    with open(vs.with_suffix(".csv"), "w", newline="") as handle:
+    with open(vs.with_name(vs.name + ".csv"), "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["metric", "model", "ours", "paper", "difference"], lineterminator="\n")
         writer.writeheader()
         writer.writerows(comparison_rows(table))
-    vs.with_suffix(".md").write_text(comparison_markdown(table))
-    return paths + [vs.with_suffix(".csv"), vs.with_suffix(".md")]
+    vs.with_name(vs.name + ".md").write_text(comparison_markdown(table))
+    return paths + [vs.with_name(vs.name + ".csv"), vs.with_name(vs.name + ".md")]

@@ -3,14 +3,16 @@
 import sys
 from pathlib import Path
 
-from lossbench.config import ConfigError, TASK_KINDS, task_data, train_spec, validate
+from lossbench.config import ConfigError, TASK_KINDS, evaluation_settings, task_data, train_spec, validate
 from lossbench.seeding import derive_seed
 from lossbench.tables import TABLES
 
+CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
 try:
-    validate(config, source=", ".join(map(str, workflow.configfiles)) or "config")
+    validate(config, source=CONFIG_SOURCE)
+    EVALUATION = evaluation_settings(config)
 except ConfigError as error:
-    sys.exit(f"Configuration error: {error}")
+    sys.exit(f"Configuration error: {error}" if str(error).startswith(CONFIG_SOURCE) else f"Configuration error: {CONFIG_SOURCE}: {error}")
 
 ENV = "../../envs/lossbench.yaml"
 TASKS = list(config["tasks"])
@@ -18,6 +20,7 @@ LOSSES = list(config["losses"])
 SEEDS = config["seeds"]
 #: Validation noise and masks are fixed by this seed, so every model is scored on the same inputs.
 VALIDATION_SEED = 0
+LPIPS_PRETRAINED = EVALUATION["lpips_trunk"] == "pretrained"
 CONFIGURED_TABLES = [name for name, (task, _) in TABLES.items() if task in TASKS]
 
 
@@ -37,12 +40,21 @@ def data_dir(task, split):
     return f"results/data/{task}/synthetic_{split}"
 
 
-def model_metric_files(task):
-    return {loss: expand("results/metrics/{task}/{loss}/seed{seed}.csv", task=task, loss=loss, seed=SEEDS) for loss in LOSSES}
+def model_metric_files(task, suite=""):
+    """Loss → its models' metric files, one per seed (suite ".fastmri" for fastMRI's per-volume metrics)."""
+    return {loss: expand("results/metrics/{task}/{loss}/seed{seed}{suite}.csv", task=task, loss=loss, seed=SEEDS, suite=suite) for loss in LOSSES}
+
+
+def flat(files_by_loss):
+    return [path for paths in files_by_loss.values() for path in paths]
 
 
 def table_files(name):
-    return expand("results/tables/{name}{suffix}", name=name, suffix=[".csv", ".md", ".tex", "_vs_paper.csv", "_vs_paper.md"])
+    """Every file of a thesis table: its formats, the comparison with the thesis, and for MRI the fastMRI metrics."""
+    suffixes = [".csv", ".md", ".tex", "_vs_paper.csv", "_vs_paper.md"]
+    if TABLES[name][0] != "denoise":
+        suffixes += ["_fastmri.csv", "_fastmri.md", "_fastmri.tex"]
+    return expand("results/tables/{name}{suffix}", name=name, suffix=suffixes)
 
 
 def table_targets():

@@ -1,4 +1,5 @@
-# Evaluation: per-image metrics of every model and of the degraded inputs, then the thesis's tables.
+# Evaluation: per-image metrics of every model and of the degraded inputs, then the thesis's tables;
+# for the MRI tasks also fastMRI's own per-volume NMSE, PSNR and SSIM in companion tables.
 
 
 rule evaluate_model:
@@ -8,8 +9,9 @@ rule evaluate_model:
     output:
         "results/metrics/{task}/{loss}/seed{seed}.csv",
     params:
+        suite="thesis",
         metrics=config["metrics"],
-        evaluation=config["evaluation"],
+        evaluation=EVALUATION,
     threads: config["threads"]
     log:
         "results/logs/evaluate/{task}/{loss}/seed{seed}.log",
@@ -19,14 +21,26 @@ rule evaluate_model:
         "../scripts/evaluate.py"
 
 
+use rule evaluate_model as evaluate_model_fastmri with:
+    output:
+        "results/metrics/{task}/{loss}/seed{seed}.fastmri.csv",
+    params:
+        suite="fastmri",
+    wildcard_constraints:
+        task="knee|brain",
+    log:
+        "results/logs/evaluate/{task}/{loss}/seed{seed}.fastmri.log",
+
+
 rule evaluate_input:
     input:
         valset="results/data/{task}/val.h5",
     output:
         "results/metrics/{task}/input.csv",
     params:
+        suite="thesis",
         metrics=config["metrics"],
-        evaluation=config["evaluation"],
+        evaluation=EVALUATION,
     threads: config["threads"]
     log:
         "results/logs/evaluate/{task}/input.log",
@@ -36,10 +50,21 @@ rule evaluate_input:
         "../scripts/evaluate.py"
 
 
+use rule evaluate_input as evaluate_input_fastmri with:
+    output:
+        "results/metrics/{task}/input.fastmri.csv",
+    params:
+        suite="fastmri",
+    wildcard_constraints:
+        task="knee|brain",
+    log:
+        "results/logs/evaluate/{task}/input.fastmri.log",
+
+
 rule table:
     input:
         inputs=lambda w: f"results/metrics/{TABLES[w.table][0]}/input.csv",
-        models=lambda w: [p for paths in model_metric_files(TABLES[w.table][0]).values() for p in paths],
+        models=lambda w: flat(model_metric_files(TABLES[w.table][0])),
     output:
         csv=report("results/tables/{table}.csv", caption="../report/table.rst", category="Tables", labels={"table": "{table}", "format": "csv"}),
         md=report("results/tables/{table}.md", caption="../report/table.rst", category="Tables", labels={"table": "{table}", "format": "markdown"}),
@@ -47,11 +72,37 @@ rule table:
         vs_csv="results/tables/{table}_vs_paper.csv",
         vs_md=report("results/tables/{table}_vs_paper.md", caption="../report/table_vs_paper.rst", category="Tables", labels={"table": "{table}", "format": "beside the thesis"}),
     params:
+        table=lambda w: w.table,
+        suite="thesis",
         models=lambda w: model_metric_files(TABLES[w.table][0]),
+        lpips_pretrained=LPIPS_PRETRAINED,
     wildcard_constraints:
         table="|".join(TABLES),
     log:
         "results/logs/tables/{table}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/table.py"
+
+
+rule table_fastmri:
+    input:
+        inputs=lambda w: f"results/metrics/{TABLES[w.table][0]}/input.fastmri.csv",
+        models=lambda w: flat(model_metric_files(TABLES[w.table][0], ".fastmri")),
+    output:
+        csv=report("results/tables/{table}_fastmri.csv", caption="../report/table_fastmri.rst", category="Tables", labels={"table": "{table}", "format": "fastMRI metrics"}),
+        md="results/tables/{table}_fastmri.md",
+        tex="results/tables/{table}_fastmri.tex",
+    params:
+        table=lambda w: w.table,
+        suite="fastmri",
+        models=lambda w: model_metric_files(TABLES[w.table][0], ".fastmri"),
+        lpips_pretrained=LPIPS_PRETRAINED,
+    wildcard_constraints:
+        table="table_6_3|table_6_4",
+    log:
+        "results/logs/tables/{table}_fastmri.log",
     conda:
         ENV
     script:

@@ -19,6 +19,7 @@ rule figure:
         crop=lambda w: figure_ids()[w.figure][1],
         losses=LOSSES,
         seed=SEEDS[0],
+        lpips_pretrained=LPIPS_PRETRAINED,
     wildcard_constraints:
         figure=r"fig_6_\d+",
     log:

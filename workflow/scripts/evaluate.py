@@ -1,12 +1,15 @@
-"""Snakemake adapter: per-image metrics of a model's outputs, or of the degraded inputs."""
+"""Snakemake adapter: per-image metrics (or fastMRI's per-volume ones) of a model's outputs or of the degraded inputs."""
 
 import torch
 
-from lossbench.evaluate import evaluate, write_csv
+from lossbench.evaluate import evaluate, fastmri_volume_metrics, write_csv
 from lossbench.logs import log_to
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     outputs = snakemake.input.get("outputs")
-    rows = evaluate(snakemake.input.valset, outputs, snakemake.params.metrics, snakemake.params.evaluation)
+    if snakemake.params.suite == "fastmri":
+        rows = fastmri_volume_metrics(snakemake.input.valset, outputs)
+    else:
+        rows = evaluate(snakemake.input.valset, outputs, snakemake.params.metrics, snakemake.params.evaluation)
     write_csv(rows, snakemake.output[0])

@@ -1,4 +1,4 @@
-"""Snakemake adapter: one thesis table from per-image metric files."""
+"""Snakemake adapter: one thesis table (or its fastMRI-metrics companion) from per-image metric files."""
 
 from pathlib import Path
 
@@ -6,6 +6,7 @@ from lossbench.logs import log_to
 from lossbench.tables import build_table, write_all
 
 with log_to(snakemake.log[0]):
-    table = build_table(snakemake.wildcards.table, snakemake.input.inputs, snakemake.params.models)
-    for path in write_all(table, Path(snakemake.output.csv).with_suffix("")):
+    params = snakemake.params
+    table = build_table(params.table, snakemake.input.inputs, params.models, params.lpips_pretrained, params.suite)
+    for path in write_all(table, Path(snakemake.output.csv).with_suffix(""), with_paper=params.suite == "thesis"):
         print(f"wrote {path}")

@@ -12,11 +12,19 @@ from __future__ import annotations
 
 from torch import nn
 
+from lossbench.flip import FLIPLoss
+from lossbench.losses.adaptive import AdaptiveLoss
 from lossbench.losses.pixel import L1Loss, L2Loss
+from lossbench.metrics.lpips import LPIPSL2Loss
+from lossbench.metrics.msssim import MSSSIMLoss
 
 REGISTRY: dict[str, type[nn.Module]] = {
     "l1": L1Loss,
     "l2": L2Loss,
+    "msssim": MSSSIMLoss,
+    "lpips_l2": LPIPSL2Loss,
+    "flip": FLIPLoss,
+    "adaptive": AdaptiveLoss,
 }
 
 #: Every loss the study defines, in the thesis's column order, whether or not it is built yet.

@@ -11,6 +11,9 @@ from typing import Callable
 
 import torch
 
+from lossbench.flip import flip
+from lossbench.metrics.lpips import lpips_distance
+from lossbench.metrics.msssim import ms_ssim
 from lossbench.metrics.pixel import l1, l2, psnr
 
 MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -36,10 +39,18 @@ STUDY_METRICS: dict[str, MetricInfo] = {
     "flip": MetricInfo("FLIP", higher_is_better=False),
 }
 
+def _flip(output: torch.Tensor, target: torch.Tensor, **params) -> torch.Tensor:
+    # FLIP is not symmetric: the reference comes first.
+    return flip(target, output, **params)
+
+
 REGISTRY: dict[str, MetricFn] = {
     "l1": l1,
     "l2": l2,
     "psnr": psnr,
+    "msssim": ms_ssim,
+    "lpips": lpips_distance,
+    "flip": _flip,
 }
 
 

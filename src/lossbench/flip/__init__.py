@@ -1,0 +1,145 @@
+"""Differentiable LDR-FLIP (Andersson et al. 2020) in PyTorch, matching flip-evaluator 1.7.
+
+Pipeline (mode ``"rgb"``): sRGB -> linear RGB -> XYZ -> YCxCz; contrast-sensitivity filtering
+of each YCxCz channel with the paper's Gaussian (sum) filters, radius set by the pixels per
+degree; back to linear RGB, clamp to [0, 1]; Hunt-adjusted L*a*b*; HyAB distance, raised to
+qc = 0.7 and remapped into [0, 1] with cmax, pc = 0.4, pt = 0.95 (the colour error dEc). In
+parallel, edges (1st derivative of Gaussian) and points (2nd derivative) are detected on the
+unfiltered luminance (Y + 16) / 116 with sigma = 0.5 * 0.082 * ppd and radius ceil(3 sigma);
+dEf = (max(|edge_ref - edge_test|, |point_ref - point_test|) / sqrt 2) ** 0.5. The error is
+dEc ** (1 - dEf). Borders are clamped to the edge (replicated), as in the official code.
+
+Grayscale modes (inputs with C = 1):
+
+* ``"gray_replicated"``: the grey image repeated into three sRGB channels, i.e. exactly what
+  the official evaluator computes for such an image.
+* ``"gray_thesis"``: our reading of the thesis (Engman & Nilsson 2020, section 3.2), which
+  adapted an older FLIP to linear grayscale MR images:
+
+  - the input is linear luminance y in [0, 1]: no sRGB -> linear step;
+  - "no colour transforms": the image is taken straight to the achromatic YCxCz channel
+    Y = 116 y - 16 (D65 white, Yn = 1) and only that channel is CSF-filtered, with the
+    achromatic filter; there is no chroma, hence no RGB clamp (a positive, normalised filter
+    keeps Y in [-16, 100]), no L*a*b* and no Hunt adjustment, which the thesis drops as
+    leaving luminance untouched;
+  - the colour error is HyAB with zero chroma, |Y_ref - Y_test| on the filtered channel, then
+    the same qc exponent and remap (same cmax, pc, pt) as the RGB metric, so the two scales
+    stay comparable;
+  - features are edges only (the thesis's FLIP predates point detection), on the normalised
+    luminance (Y + 16) / 116 = y: dEf = (|edge_ref - edge_test| / sqrt 2) ** 0.5.
+
+All computation happens in float32 with autocast disabled; gradients are finite everywhere,
+including identical, all-black and all-white images (square roots and powers at 0 use
+formulations whose forward values equal the plain ones).
+
+Example:
+    >>> import torch
+    >>> from lossbench.flip import flip, FLIPLoss
+    >>> x = torch.rand(2, 3, 32, 32)
+    >>> flip(x, x).tolist()
+    [0.0, 0.0]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from lossbench.checks import check_image_pair
+from lossbench.flip._core import MODES, error_map
+
+__all__ = ["DEFAULT_PPD", "MODES", "FLIPLoss", "flip", "flip_map", "pixels_per_degree"]
+
+#: Pixels per degree for 0.7 m viewing distance, 0.7 m wide 3840-pixel monitor (the default).
+DEFAULT_PPD = 67.02064514
+
+
+def pixels_per_degree(distance_m: float = 0.7, monitor_width_m: float = 0.7, resolution_px: float = 3840) -> float:
+    """Pixels per degree of visual angle for a viewer ``distance_m`` from a monitor.
+
+    Computed in float32 like the official ``calculatePPD`` (small-angle approximation), so the
+    value equals the one the evaluator derives from the same viewing conditions.
+
+    Args:
+        distance_m: Viewing distance in metres.
+        monitor_width_m: Physical monitor width in metres.
+        resolution_px: Horizontal monitor resolution in pixels.
+
+    Returns:
+        Pixels per degree; 67.02064514... for the defaults.
+    """
+    arguments = {"distance_m": distance_m, "monitor_width_m": monitor_width_m, "resolution_px": resolution_px}
+    for label, value in arguments.items():
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"pixels_per_degree: {label} must be a positive finite number, got {value!r}")
+    f32 = np.float32
+    return float(f32(distance_m) * (f32(resolution_px) / f32(monitor_width_m)) * (f32(3.14159265358979) / f32(180.0)))
+
+
+def _validate(reference: torch.Tensor, test: torch.Tensor, ppd: float, mode: str, name: str) -> None:
+    # check_image_pair labels its first argument "output": that is the test image here.
+    check_image_pair(test, reference, name)
+    if mode not in MODES:
+        raise ValueError(f"{name}: unknown mode {mode!r}, expected one of {', '.join(map(repr, MODES))}")
+    channels = reference.shape[1]
+    if mode == "rgb" and channels != 3:
+        raise ValueError(
+            f"{name}: mode 'rgb' needs 3-channel sRGB images, got {channels} channel(s); "
+            "use 'gray_thesis' or 'gray_replicated' for grayscale"
+        )
+    if mode != "rgb" and channels != 1:
+        raise ValueError(f"{name}: mode {mode!r} needs 1-channel images, got {channels} channels; use 'rgb' for colour")
+    if not (isinstance(ppd, (int, float, np.floating)) and math.isfinite(ppd) and ppd > 0):
+        raise ValueError(f"{name}: ppd must be a positive finite number, got {ppd!r}")
+
+
+def flip_map(reference: torch.Tensor, test: torch.Tensor, ppd: float = DEFAULT_PPD, mode: str = "rgb") -> torch.Tensor:
+    """Per-pixel LDR-FLIP error between ``reference`` and ``test``.
+
+    Args:
+        reference: (N, C, H, W) reference images, values in [0, 1] (clamped), sRGB-encoded for
+            ``"rgb"`` and ``"gray_replicated"``, linear for ``"gray_thesis"``.
+        test: (N, C, H, W) test images, same conventions.
+        ppd: Pixels per degree of visual angle (see :func:`pixels_per_degree`).
+        mode: One of :data:`MODES`; ``"rgb"`` needs C = 3, the gray modes C = 1.
+
+    Returns:
+        (N, 1, H, W) float32 error map in [0, 1]; 0 where the images agree.
+
+    Raises:
+        ValueError: On malformed shapes, a channel count that does not fit ``mode``, an unknown
+            mode or a non-positive ``ppd``.
+    """
+    _validate(reference, test, ppd, mode, "FLIP")
+    return error_map(reference, test, float(ppd), mode)
+
+
+def flip(reference: torch.Tensor, test: torch.Tensor, ppd: float = DEFAULT_PPD, mode: str = "rgb") -> torch.Tensor:
+    """Mean LDR-FLIP error per image: (N,) float32 in [0, 1]; arguments as :func:`flip_map`."""
+    return flip_map(reference, test, ppd, mode).mean(dim=(1, 2, 3))
+
+
+class FLIPLoss(nn.Module):
+    """Mean FLIP error over a batch, FLIP(reference=target, test=output), as a training loss.
+
+    Args:
+        ppd: Pixels per degree of visual angle.
+        mode: One of :data:`MODES`.
+    """
+
+    def __init__(self, ppd: float = DEFAULT_PPD, mode: str = "rgb") -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"FLIPLoss: unknown mode {mode!r}, expected one of {', '.join(map(repr, MODES))}")
+        self.ppd = ppd
+        self.mode = mode
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Scalar loss from (N, C, H, W) ``output`` and ``target`` with values in [0, 1]."""
+        return flip(target, output, self.ppd, self.mode).mean()
+
+    def extra_repr(self) -> str:
+        return f"ppd={self.ppd}, mode={self.mode!r}"

@@ -1,0 +1,98 @@
+"""Colour transforms and colour-difference constants of LDR-FLIP (D65, as in flip-evaluator 1.7).
+
+All tensors here are channel-first, shape (3, ...) or (1, ...), float32. Matrices are kept in
+float64 NumPy and composed before being cast, so that chained linear steps cost one GEMM.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+# Linear sRGB -> CIE XYZ (D65), the exact rational entries of the official code.
+RGB_TO_XYZ = np.array(
+    [
+        [10135552.0 / 24577794.0, 8788810.0 / 24577794.0, 4435075.0 / 24577794.0],
+        [2613072.0 / 12288897.0, 8788810.0 / 12288897.0, 887015.0 / 12288897.0],
+        [1425312.0 / 73733382.0, 8788810.0 / 73733382.0, 70074185.0 / 73733382.0],
+    ]
+)
+# CIE XYZ -> linear sRGB as tabulated by the official code (not the exact inverse of the above).
+XYZ_TO_RGB = np.array(
+    [
+        [3.241003275, -1.537398934, -0.498615861],
+        [-0.969224334, 1.875930071, 0.041554224],
+        [0.055639423, -0.204011202, 1.057148933],
+    ]
+)
+WHITE = np.array([0.950428545, 1.0, 1.088900371])
+INV_WHITE = np.array([1.052156925, 1.0, 0.918357670])
+
+# Normalised XYZ (x/Xn, y/Yn, z/Zn) -> YCxCz, without the -16 offset on Y.
+_XYZN_TO_YCXCZ = np.array([[0.0, 116.0, 0.0], [500.0, -500.0, 0.0], [0.0, 200.0, -200.0]])
+
+# Linear sRGB -> YCxCz (add YCXCZ_OFFSET afterwards).
+RGB_TO_YCXCZ = _XYZN_TO_YCXCZ @ (INV_WHITE[:, None] * RGB_TO_XYZ)
+YCXCZ_OFFSET = np.array([-16.0, 0.0, 0.0])
+# YCxCz -> linear sRGB: y = (Y + 16) / 116, x = y + Cx / 500, z = y - Cz / 200, times the white.
+_YCXCZ_TO_XYZN = np.array([[1 / 116, 1 / 500, 0.0], [1 / 116, 0.0, 0.0], [1 / 116, 0.0, -1 / 200]])
+YCXCZ_TO_RGB = XYZ_TO_RGB @ (WHITE[:, None] * _YCXCZ_TO_XYZN)
+YCXCZ_TO_RGB_OFFSET = YCXCZ_TO_RGB @ np.array([16.0, 0.0, 0.0])
+# Linear sRGB -> white-normalised XYZ, the input of the L*a*b* nonlinearity.
+RGB_TO_XYZN = INV_WHITE[:, None] * RGB_TO_XYZ
+# Companded (f(x), f(y), f(z)) -> L*a*b* (add LAB_OFFSET afterwards).
+F_TO_LAB = _XYZN_TO_YCXCZ
+LAB_OFFSET = YCXCZ_OFFSET
+
+_DELTA = 6.0 / 29.0
+_DELTA_CUBE = _DELTA**3
+_LINEAR_SLOPE = 1.0 / (3.0 * _DELTA * _DELTA)
+_LINEAR_TERM = 4.0 / 29.0
+
+# Colour-difference remap constants of the paper: exponent qc, and the knee (pc, pt).
+QC = 0.7
+PC = 0.4
+PT = 0.95
+
+
+def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    """sRGB transfer function inverse for values in [0, 1]; the power's base is >= 0.052."""
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def apply_matrix(matrix: np.ndarray, x: torch.Tensor, offset: np.ndarray | None = None) -> torch.Tensor:
+    """Apply a (K, C) matrix and optional (K,) offset to the leading axis of ``x`` (C, ...)."""
+    weight = torch.as_tensor(matrix, dtype=x.dtype, device=x.device)
+    flat = x.reshape(x.shape[0], -1)
+    if offset is None:
+        out = weight @ flat
+    else:
+        out = torch.addmm(torch.as_tensor(offset, dtype=x.dtype, device=x.device)[:, None], weight, flat)
+    return out.view(matrix.shape[0], *x.shape[1:])
+
+
+def lab_f(t: torch.Tensor) -> torch.Tensor:
+    """CIE L*a*b* companding; the cube root only sees t > delta^3, keeping its gradient finite."""
+    cube_root = torch.clamp(t, min=_DELTA_CUBE) ** (1.0 / 3.0)
+    return torch.where(t > _DELTA_CUBE, cube_root, t * _LINEAR_SLOPE + _LINEAR_TERM)
+
+
+def _lab_hunt_numpy(rgb: np.ndarray) -> np.ndarray:
+    xyzn = RGB_TO_XYZN @ rgb
+    f = np.where(xyzn > _DELTA_CUBE, np.cbrt(xyzn), xyzn * _LINEAR_SLOPE + _LINEAR_TERM)
+    lightness = 116.0 * f[1] - 16.0
+    a, b = 500.0 * (f[0] - f[1]), 200.0 * (f[1] - f[2])
+    return np.array([lightness, 0.01 * lightness * a, 0.01 * lightness * b])
+
+
+def max_color_distance() -> float:
+    """cmax: HyAB^qc between pure green and pure blue, the largest distance within sRGB."""
+    green = _lab_hunt_numpy(np.array([0.0, 1.0, 0.0]))
+    blue = _lab_hunt_numpy(np.array([0.0, 0.0, 1.0]))
+    hyab = abs(green[0] - blue[0]) + math.hypot(green[1] - blue[1], green[2] - blue[2])
+    return hyab**QC
+
+
+CMAX = max_color_distance()

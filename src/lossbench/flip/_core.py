@@ -1,0 +1,154 @@
+"""Differentiable LDR-FLIP error map (float32, channel-first internals).
+
+Layout: each image set (reference, test) is carried channel-first, (C, N, H, W), so that
+colour transforms are single GEMMs and each filtering direction is one batched GEMM over all
+channels and images. The vertical pass runs on the transposed images, so everything after
+filtering lives in (…, W, H) and only the final map is transposed back.
+
+Both filtering directions are applied to one stack of 8 channels (3 for gray_thesis: Y and two
+copies of y) built by one affine map from linear RGB: the CSF inputs Y, Cx, Cz, Cz (the blue-yellow filter is a sum
+of two separable Gaussians, hence two copies) and four copies of the normalised luminance
+(Y + 16) / 116 for the feature detectors, which the two passes turn into dy, ddy, dx and ddx.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from lossbench.flip import _color, _filters
+
+MODES = ("rgb", "gray_thesis", "gray_replicated")
+
+_YCXCZ_SPLIT_TO_RGB = _color.YCXCZ_TO_RGB[:, [0, 1, 2, 2]]
+
+
+@functools.lru_cache(maxsize=16)
+def _plan(mode: str, ppd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Affine input map and per-channel kernels of both filtering passes for ``mode``.
+
+    Returns:
+        ``(matrix, offset, x_kernels, y_kernels)``: ``matrix`` (C, C_in) and ``offset`` (C,)
+        map the linear input channels to the C filter channels; the kernels are (C, 2r+1).
+    """
+    csf = _filters.csf_kernels(ppd)
+    feat = _filters.feature_kernels(ppd)
+    radius = max(_filters.csf_radius(ppd), _filters.feature_radius(ppd))
+    k = {name: _filters.pad_kernel(v, radius) for name, v in {**csf, **feat}.items()}
+    if mode == "gray_thesis":
+        # Input is linear luminance y: Y = 116 y - 16 for the CSF, y itself for the edges.
+        matrix = np.array([[116.0], [1.0], [1.0]])
+        offset = np.array([-16.0, 0.0, 0.0])
+        x_kernels = np.stack([k["y"], k["g"], k["dg"]])
+        y_kernels = np.stack([k["y"], k["dg"], k["g"]])
+        return matrix, offset, x_kernels, y_kernels
+    ycxcz = _color.RGB_TO_YCXCZ
+    luminance = ycxcz[0] / 116.0
+    matrix = np.stack([ycxcz[0], ycxcz[1], ycxcz[2], ycxcz[2]] + [luminance] * 4)
+    offset = np.array([-16.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    if mode == "gray_replicated":
+        # A grey pixel v is (v, v, v) in linear RGB, so the 3-column map collapses to row sums.
+        matrix = matrix.sum(axis=1, keepdims=True)
+    x_kernels = np.stack([k["y"], k["cx"], k["cz1"], k["cz2"], k["g"], k["g"], k["dg"], k["ddg"]])
+    y_kernels = np.stack([k["y"], k["cx"], k["cz1"], k["cz2"], k["dg"], k["ddg"], k["g"], k["g"]])
+    return matrix, offset, x_kernels, y_kernels
+
+
+@functools.lru_cache(maxsize=32)
+def _passes(
+    mode: str, ppd: float, height: int, width: int, device: str
+) -> tuple[_filters.SeparablePass, _filters.SeparablePass]:
+    """Horizontal and vertical filtering passes for (height, width) images, cached."""
+    _, _, x_kernels, y_kernels = _plan(mode, ppd)
+    dev = torch.device(device)
+    return _filters.SeparablePass(x_kernels, width, dev), _filters.SeparablePass(y_kernels, height, dev)
+
+
+def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
+    """sqrt for x >= 0 with gradient 0 (not inf * 0 = NaN) at x = 0; forward unchanged."""
+    positive = x > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, x, 1.0)), 0.0)
+
+
+def _safe_pow(x: torch.Tensor, exponent: float) -> torch.Tensor:
+    """x ** exponent for x >= 0, exponent > 0, with gradient 0 at x = 0; forward unchanged."""
+    positive = x > 0
+    return torch.where(positive, torch.where(positive, x, 1.0) ** exponent, 0.0)
+
+
+def _remap_color(hyab: torch.Tensor) -> torch.Tensor:
+    """FLIP's colour-error remap: hyab^qc compressed piecewise-linearly into [0, 1]."""
+    pccmax = _color.PC * _color.CMAX
+    c = _safe_pow(hyab, _color.QC)
+    above_knee = _color.PT + (c - pccmax) * ((1.0 - _color.PT) / (_color.CMAX - pccmax))
+    return torch.where(c < pccmax, c * (_color.PT / pccmax), above_knee)
+
+
+def _feature_error(difference: torch.Tensor) -> torch.Tensor:
+    """dEf = (feature-magnitude difference / sqrt 2) ** qf, qf = 0.5, in [0, 1]."""
+    return _safe_pow(difference * (1.0 / math.sqrt(2.0)), 0.5)
+
+
+def _magnitude(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Length of the (a, b) response vector, e.g. (dx, dy) for edges."""
+    return _safe_sqrt(a * a + b * b)
+
+
+class _Perception(NamedTuple):
+    """What FLIP compares, per image, in the transposed (…, W, H) layout.
+
+    ``lightness`` is L* (rgb modes) or the filtered Y (gray_thesis); ``chroma`` holds the
+    Hunt-adjusted (a, b) and ``points`` the point magnitudes, both None for gray_thesis.
+    """
+
+    lightness: torch.Tensor
+    chroma: torch.Tensor | None
+    edges: torch.Tensor
+    points: torch.Tensor | None
+
+
+def _perceive(images: torch.Tensor, ppd: float, mode: str) -> _Perception:
+    """Filter and transform (N, C, H, W) images in [0, 1] into the quantities FLIP compares."""
+    _, _, height, width = images.shape
+    channels = images.to(torch.float32).clamp(0.0, 1.0).transpose(0, 1)
+    if mode != "gray_thesis":
+        channels = _color.srgb_to_linear(channels)
+    matrix, offset, _, _ = _plan(mode, ppd)
+    x_pass, y_pass = _passes(mode, ppd, height, width, str(images.device))
+    filtered = y_pass(x_pass(_color.apply_matrix(matrix, channels, offset)).transpose(-1, -2))
+    if mode == "gray_thesis":
+        return _Perception(filtered[0], None, _magnitude(filtered[2], filtered[1]), None)
+    # Columns (Y, Cx, Cz1, Cz2): the two Cz partial filters are summed by the matrix.
+    linear = _color.apply_matrix(_YCXCZ_SPLIT_TO_RGB, filtered[:4], _color.YCXCZ_TO_RGB_OFFSET).clamp(0.0, 1.0)
+    companded = _color.lab_f(_color.apply_matrix(_color.RGB_TO_XYZN, linear))
+    lab = _color.apply_matrix(_color.F_TO_LAB, companded, _color.LAB_OFFSET)
+    hunt_ab = lab[1:] * (0.01 * lab[0])
+    return _Perception(lab[0], hunt_ab, _magnitude(filtered[6], filtered[4]), _magnitude(filtered[7], filtered[5]))
+
+
+def error_map(reference: torch.Tensor, test: torch.Tensor, ppd: float, mode: str) -> torch.Tensor:
+    """FLIP error map of validated (N, C, H, W) inputs; see :func:`lossbench.flip.flip_map`."""
+    with torch.autocast(device_type=reference.device.type, enabled=False):
+        # A reference that needs no gradient (the usual training target) builds no graph,
+        # which halves the backward pass.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and reference.requires_grad):
+            ref = _perceive(reference, ppd, mode)
+        tst = _perceive(test, ppd, mode)
+
+        hyab = torch.abs(ref.lightness - tst.lightness)
+        feature = torch.abs(ref.edges - tst.edges)
+        if ref.chroma is not None:
+            delta_ab = ref.chroma - tst.chroma
+            hyab = hyab + _safe_sqrt(delta_ab[0] * delta_ab[0] + delta_ab[1] * delta_ab[1])
+            feature = torch.maximum(feature, torch.abs(ref.points - tst.points))
+        color = _remap_color(hyab)
+        exponent = 1.0 - _feature_error(feature)
+        positive = color > 0
+        # pow(0, e) is 0 for e > 0 and 1 for e = 0 (feature error exactly 1); keep both values
+        # while routing no gradient through the log of 0.
+        flip = torch.where(positive, torch.where(positive, color, 1.0) ** exponent, (exponent == 0).to(color.dtype))
+    return flip.transpose(-1, -2).unsqueeze(1)
