@@ -21,7 +21,8 @@ rule figure:
         seed=SEEDS[0],
         lpips_pretrained=LPIPS_PRETRAINED,
     wildcard_constraints:
-        figure=r"fig_6_\d+",
+        # Only the configured comparison figures: the user-study figures are other rules' outputs.
+        figure="|".join(figure_ids()) or "no_comparison_figures",
     log:
         "results/logs/figures/{figure}.log",
     conda:
