@@ -1,5 +1,7 @@
 # Data: the embedded demo photographs, synthetic fastMRI-format volumes, and validation sets.
 
+from lossbench.metrics.lpips import default_weights_path
+
 
 rule embedded_photos:
     output:
@@ -37,9 +39,16 @@ rule synthetic_mri:
         "../scripts/synthetic_mri.py"
 
 
+# With the pretrained LPIPS trunk, every job that computes LPIPS (training with lpips_l2, evaluation)
+# needs the AlexNet checkpoint; they all read the validation set, so making the checkpoint an input
+# of the validation set fetches it before any of them runs.
+LPIPS_CHECKPOINT = [EVALUATION["lpips_weights"] or str(default_weights_path())] if LPIPS_PRETRAINED else []
+
+
 rule validation_set:
     input:
         lambda w: data_dir(w.task, "val"),
+        lpips=LPIPS_CHECKPOINT,
     output:
         "results/data/{task}/val.h5",
     params:
@@ -52,3 +61,73 @@ rule validation_set:
         ENV
     script:
         "../scripts/validation_set.py"
+
+
+# Real data (config/paper.yaml): the Kodak images, the ImageNet subset's manifest, the checked
+# fastMRI volumes and the AlexNet checkpoint of the pretrained LPIPS trunk, each verified.
+
+
+rule kodak:
+    output:
+        directory("results/data/denoise/kodak"),
+    params:
+        url=lambda w: config["tasks"]["denoise"]["data"]["kodak_url"],
+        local_dir=lambda w: config["tasks"]["denoise"]["data"].get("val_dir"),
+    log:
+        "results/logs/data/kodak.log",
+    conda:
+        ENV
+    script:
+        "../scripts/kodak.py"
+
+
+rule imagenet_manifest:
+    input:
+        lambda w: config["tasks"]["denoise"]["data"]["train_dir"],
+    output:
+        manifest="results/data/denoise/train_manifest.csv",
+        report="results/data/denoise/train_manifest_report.csv",
+    params:
+        images=lambda w: config["tasks"]["denoise"]["data"]["train_images"],
+        seed=lambda w: derive_seed("denoise", "train"),
+        min_side=lambda w: config["tasks"]["denoise"]["crop"],
+    log:
+        "results/logs/data/imagenet_manifest.log",
+    conda:
+        ENV
+    script:
+        "../scripts/imagenet_manifest.py"
+
+
+rule fastmri_files:
+    input:
+        lambda w: config["tasks"][w.task]["data"][f"{w.split}_dir"],
+    output:
+        directory("results/data/{task}/{split}_files"),
+    params:
+        challenge=lambda w: TASK_KINDS[w.task],
+        crop=lambda w: config["tasks"][w.task]["crop"],
+        subset=lambda w: config["tasks"][w.task]["data"]["val_subset"] if w.split == "val" else None,
+        seed=lambda w: derive_seed(w.task, w.split),
+    wildcard_constraints:
+        task="knee|brain",
+        split="train|val",
+    log:
+        "results/logs/data/{task}_fastmri_{split}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/fastmri_files.py"
+
+
+rule lpips_weights:
+    output:
+        str(default_weights_path()),
+    params:
+        url=EVALUATION["lpips_url"],
+    log:
+        "results/logs/data/lpips_weights.log",
+    conda:
+        ENV
+    script:
+        "../scripts/lpips_weights.py"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from fastmri import complex_abs, ifft2c, rss
@@ -26,9 +25,8 @@ from fastmri.data.subsample import RandomMaskFunc
 from fastmri.data.transforms import apply_mask, center_crop, complex_center_crop, to_tensor
 from torch.utils.data import Dataset
 
+from lossbench.data.fastmri_files import check_volume
 from lossbench.data.fastmri_synthetic import RECON_KEYS
-
-KSPACE_NDIM = {"singlecoil": 3, "multicoil": 4}  # (S, H, W) or (S, C, H, W)
 
 
 def _keep_all(raw_sample) -> bool:
@@ -86,23 +84,8 @@ class MRISliceDataset(Dataset):
 
     def _check_file(self, path: Path) -> tuple[int, ...]:
         """Validate one volume's layout and return its k-space shape."""
-        try:
-            file = h5py.File(path, "r")
-        except OSError as error:
-            raise OSError(f"{path}: not a readable HDF5 file ({error})") from None
-        with file:
-            for key in ("kspace", self.recon_key, "ismrmrd_header"):
-                if key not in file:
-                    raise ValueError(f"{path}: missing dataset {key!r}, expected a fastMRI {self.challenge} volume")
-            if "max" not in file.attrs:
-                raise ValueError(f"{path}: missing attribute 'max' (volume maximum used to scale to [0, 1])")
-            shape = file["kspace"].shape
-            recon_shape = file[self.recon_key].shape
-        if len(shape) != KSPACE_NDIM[self.challenge]:
-            raise ValueError(f"{path}: kspace has shape {shape}, expected {KSPACE_NDIM[self.challenge]} dimensions for {self.challenge}")
-        if self.crop > min(shape[-2:]) or self.crop > min(recon_shape[-2:]):
-            raise ValueError(f"{path}: crop {self.crop} is larger than the image (kspace {shape[-2]}×{shape[-1]}, {self.recon_key} {recon_shape[-2]}×{recon_shape[-1]})")
-        return shape
+        # The data itself was read by the workflow's check rule; here only the layout is checked.
+        return check_volume(path, self.challenge, self.crop, read_data=False)
 
     def __len__(self) -> int:
         return len(self._slices)

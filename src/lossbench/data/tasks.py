@@ -9,6 +9,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from lossbench.data.denoise import DenoiseTrainDataset, validation_noise
+from lossbench.data.imagenet import read_manifest
 from lossbench.data.images import list_images, read_rgb
 from lossbench.data.valset import write_images
 
@@ -19,11 +20,13 @@ def train_dataset(kind: str, data: dict[str, Any], train_dir: str | Path) -> Dat
     Args:
         kind: ``denoise``, ``singlecoil`` or ``multicoil``.
         data: The task's data settings (crop, noise range, mask, ...), see ``config.train_spec``.
-        train_dir: Folder of training images (denoise) or fastMRI ``.h5`` files (MRI).
+        train_dir: Folder of training images or an image manifest file (denoise, see
+            :mod:`lossbench.data.imagenet`), or folder of fastMRI ``.h5`` files (MRI).
     """
     if kind == "denoise":
+        paths = read_manifest(train_dir) if Path(train_dir).is_file() else list(list_images(train_dir).values())
         return DenoiseTrainDataset(
-            list(list_images(train_dir).values()),
+            paths,
             crop=data["crop"],
             sigma_range=tuple(data["sigma_train"]),
             crops_per_image=data["crops_per_image"],

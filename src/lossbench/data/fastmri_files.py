@@ -1,0 +1,264 @@
+"""Real fastMRI data: per-file validation, the checked file folders training reads, and download.
+
+* :func:`check_volume` validates one ``.h5`` volume (HDF5 readable and complete, datasets, shapes,
+  dtypes, ISMRMRD header, attributes) and raises one line naming the file and what is wrong.
+* :func:`link_checked` checks every volume of a folder and, only when all pass, replaces the output
+  folder by symbolic links to them (optionally a seeded subset: the thesis validated brain models on
+  a subset of the official brain *train* set, §4.2), so a failing check leaves earlier outputs alone.
+* :func:`download_url_list` fetches the archives of the URL list fastMRI e-mails on registration,
+  resumably and with SHA-256 checks where the list gives digests, and extracts them.
+
+Command line: ``python -m lossbench.data.fastmri_files {check,download} --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+from urllib.parse import urlparse
+
+import h5py
+import numpy as np
+
+from lossbench.data.download import DownloadError, download, extract_tar
+from lossbench.data.fastmri_synthetic import ISMRMRD_NAMESPACE, RECON_KEYS
+from lossbench.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+KSPACE_NDIM = {"singlecoil": 3, "multicoil": 4}  # (S, H, W) or (S, C, H, W)
+
+#: Header fields ``fastmri.data.SliceDataset`` reads to find the k-space padding and image size.
+HEADER_FIELDS = (
+    "encoding/encodedSpace/matrixSize/x",
+    "encoding/encodedSpace/matrixSize/y",
+    "encoding/reconSpace/matrixSize/x",
+    "encoding/reconSpace/matrixSize/y",
+    "encoding/encodingLimits/kspace_encoding_step_1/center",
+    "encoding/encodingLimits/kspace_encoding_step_1/maximum",
+)
+
+
+class FastMRIFileError(ValueError):
+    """A fastMRI volume is unusable; the message is one line naming the file and the problem."""
+
+
+def check_volume(path: str | Path, challenge: str, crop: int = 320, read_data: bool = True) -> tuple[int, ...]:
+    """Validate one fastMRI volume and return its k-space shape.
+
+    Args:
+        path: The ``.h5`` file.
+        challenge: ``singlecoil`` or ``multicoil``.
+        crop: Side of the centre crop the task uses; the images must be at least this large.
+        read_data: Also read the last slice, which catches damaged data chunks (slower).
+
+    Raises:
+        FastMRIFileError: The file is truncated or not HDF5, lacks ``kspace``, the target or the
+            header, has wrong shapes or dtypes, an unparsable header, or no positive ``max``.
+    """
+    path = Path(path)
+    recon_key = RECON_KEYS[challenge]
+
+    def fail(problem: str) -> FastMRIFileError:
+        return FastMRIFileError(f"{path}: {problem}")
+
+    try:
+        file = h5py.File(path, "r")
+    except OSError as error:
+        # HDF5 compares the stored end-of-file address with the file size, so a cut-off download
+        # fails here with "truncated file".
+        raise fail(f"not a readable HDF5 file, truncated or corrupt ({str(error).splitlines()[0]})") from None
+    with file:
+        for key in ("kspace", recon_key, "ismrmrd_header"):
+            if key not in file:
+                raise fail(f"missing dataset {key!r}, expected a fastMRI {challenge} volume with kspace, {recon_key} and ismrmrd_header")
+        kspace, target = file["kspace"], file[recon_key]
+        if kspace.ndim != KSPACE_NDIM[challenge]:
+            raise fail(f"kspace has shape {kspace.shape}, expected {KSPACE_NDIM[challenge]} dimensions for {challenge}")
+        if not np.issubdtype(kspace.dtype, np.complexfloating):
+            raise fail(f"kspace has dtype {kspace.dtype}, expected complex64")
+        if target.ndim != 3 or not np.issubdtype(target.dtype, np.floating):
+            raise fail(f"{recon_key} has shape {target.shape} and dtype {target.dtype}, expected (slices, height, width) float32")
+        if target.shape[0] != kspace.shape[0] or kspace.shape[0] == 0:
+            raise fail(f"kspace has {kspace.shape[0]} slices but {recon_key} has {target.shape[0]}")
+        if crop > min(target.shape[-2:]) or crop > min(kspace.shape[-2:]):
+            raise fail(f"crop {crop} is larger than the image (kspace {kspace.shape[-2]}×{kspace.shape[-1]}, {recon_key} {target.shape[-2]}×{target.shape[-1]})")
+        _check_header(file["ismrmrd_header"][()], fail)
+        maximum = file.attrs.get("max")
+        if maximum is None or not np.isfinite(maximum) or maximum <= 0:
+            shown = "missing" if maximum is None else f"{maximum}"
+            raise fail(f"attribute 'max' is {shown}, expected the positive volume maximum used to scale to [0, 1]")
+        if read_data:
+            try:
+                # The last slice lies at the end of the data: reading it catches damaged chunks.
+                kspace[-1]
+                target[-1]
+            except (OSError, ValueError) as error:
+                raise fail(f"data cannot be read ({str(error).splitlines()[0]})") from None
+        return tuple(kspace.shape)
+
+
+def _check_header(raw: bytes, fail) -> None:
+    try:
+        root = ElementTree.fromstring(raw.tobytes() if hasattr(raw, "tobytes") else raw)
+    except ElementTree.ParseError as error:
+        raise fail(f"ismrmrd_header is not valid XML ({error})") from None
+    namespace = {"m": ISMRMRD_NAMESPACE}
+    for field in HEADER_FIELDS:
+        node = root.find("/".join(f"m:{part}" for part in field.split("/")), namespace)
+        if node is None or node.text is None:
+            raise fail(f"ismrmrd_header lacks {field}, expected an ISMRMRD header in namespace {ISMRMRD_NAMESPACE}")
+        try:
+            int(node.text)
+        except ValueError:
+            raise fail(f"ismrmrd_header field {field} is {node.text!r}, expected an integer") from None
+
+
+def select_volumes(files: list[Path], subset: int | None, seed: int) -> list[Path]:
+    """All ``files`` (sorted), or a seeded subset of ``subset`` of them in sorted order."""
+    files = sorted(files)
+    if subset is None or subset >= len(files):
+        return files
+    chosen = np.random.default_rng(derive_seed(seed, "fastmri-subset")).choice(len(files), size=subset, replace=False)
+    return [files[index] for index in sorted(chosen)]
+
+
+def link_checked(source: str | Path, out_dir: str | Path, challenge: str, crop: int = 320, subset: int | None = None, seed: int = 0) -> list[Path]:
+    """Check the volumes of ``source`` and make ``out_dir`` a folder of links to the selected ones.
+
+    Every selected volume is checked before anything is written; the links are built in a sibling
+    temporary folder that then replaces ``out_dir``, so a failing check leaves ``out_dir`` as it was.
+
+    Args:
+        source: Folder of fastMRI ``.h5`` files (other entries are ignored).
+        out_dir: Folder of symbolic links to the selected volumes.
+        challenge: ``singlecoil`` or ``multicoil``.
+        crop: Side of the centre crop the task uses.
+        subset: Number of volumes to draw with ``seed``; None keeps all.
+        seed: Seed of the subset.
+
+    Returns:
+        The selected volumes in ``source``.
+
+    Raises:
+        FileNotFoundError: ``source`` is missing or holds no ``.h5`` files.
+        FastMRIFileError: A selected volume fails :func:`check_volume`.
+    """
+    source, out_dir = Path(source), Path(out_dir)
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: fastMRI folder does not exist")
+    files = [path for path in source.iterdir() if path.suffix == ".h5" and path.is_file()]
+    if not files:
+        raise FileNotFoundError(f"{source}: no .h5 files, expected fastMRI {challenge} volumes")
+    selected = select_volumes(files, subset, seed)
+    slices = sum(check_volume(path, challenge, crop)[0] for path in selected)
+    temporary = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    for path in selected:
+        (temporary / path.name).symlink_to(path.resolve())
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(temporary, out_dir)
+    log.info("%s: %d of %d volumes checked (%d slices), linked in %s", source, len(selected), len(files), slices, out_dir)
+    return selected
+
+
+_URL = re.compile(r"https?://[^\s'\"]+")
+_SHA256 = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
+
+
+def parse_url_list(path: str | Path) -> list[tuple[str, str | None]]:
+    """(URL, SHA-256 or None) per line of a fastMRI URL list.
+
+    A line holds a URL, bare or inside the ``curl`` command of fastMRI's e-mail, and optionally a
+    64-digit SHA-256 of the archive; empty lines and ``#`` comments are skipped.
+
+    Raises:
+        ValueError: A non-comment line has no URL, or the file lists none.
+    """
+    entries = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        url = _URL.search(line)
+        if url is None:
+            raise ValueError(f"{path}:{number}: no http(s) URL in {line.strip()!r}")
+        rest = line[: url.start()] + " " + line[url.end() :]
+        digest = _SHA256.search(rest)
+        entries.append((url.group(0), digest.group(0).lower() if digest else None))
+    if not entries:
+        raise ValueError(f"{path}: lists no URLs")
+    return entries
+
+
+def download_url_list(url_list: str | Path, out_dir: str | Path, keep_archives: bool = True, **download_options) -> list[Path]:
+    """Download every archive of ``url_list`` into ``out_dir`` and extract it there.
+
+    Archives are resumed when interrupted and verified when the list gives a digest; an archive
+    already extracted (marked by ``.<archive>.extracted``) is skipped, so the command can be rerun
+    until everything is there.
+
+    Returns:
+        The extracted files.
+    """
+    out_dir = Path(out_dir)
+    extracted = []
+    for url, sha256 in parse_url_list(url_list):
+        name = Path(urlparse(url).path).name
+        if not name:
+            raise ValueError(f"{url_list}: cannot take a file name from {url}")
+        marker = out_dir / f".{name}.extracted"
+        if marker.is_file():
+            log.info("%s: already extracted, skipped", name)
+            continue
+        hint = f"download {name} by hand into {out_dir} and rerun"
+        archive = download(url, out_dir / name, sha256, manual_hint=hint, **download_options)
+        extracted += extract_tar(archive, out_dir)
+        marker.write_text(f"{url}\n")
+        if not keep_archives:
+            archive.unlink()
+    return extracted
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; see ``--help``."""
+    parser = argparse.ArgumentParser(prog="python -m lossbench.data.fastmri_files", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="validate every .h5 file of folders")
+    check.add_argument("--challenge", required=True, choices=sorted(RECON_KEYS))
+    check.add_argument("--crop", type=int, default=320)
+    check.add_argument("folders", nargs="+", type=Path)
+    fetch = commands.add_parser("download", help="download and extract the archives of fastMRI's URL list")
+    fetch.add_argument("--urls", required=True, type=Path, help="text file of URLs (or fastMRI's curl commands), optional SHA-256 per line")
+    fetch.add_argument("--out", required=True, type=Path, help="folder for the archives and their contents")
+    fetch.add_argument("--delete-archives", action="store_true", help="delete each archive once extracted")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.command == "check":
+            bad = 0
+            for folder in args.folders:
+                for path in sorted(folder.glob("*.h5")):
+                    try:
+                        check_volume(path, args.challenge, args.crop)
+                    except FastMRIFileError as error:
+                        print(error, file=sys.stderr)
+                        bad += 1
+            return 1 if bad else 0
+        files = download_url_list(args.urls, args.out, keep_archives=not args.delete_archives)
+        print(f"extracted {len(files)} files into {args.out}")
+    except (DownloadError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
