@@ -60,3 +60,15 @@ def test_inference_restores_every_validation_image(denoise_run):
     with ImageFile(root / "out.h5") as outputs, ImageFile(root / "val.h5") as val:
         assert outputs.ids == val.ids
         assert outputs.read("output", "astronaut").shape == val.read("target", "astronaut").shape
+
+
+def test_bfloat16_autocast_and_channels_last_train_and_change_the_numerics(denoise_run):
+    spec, root = denoise_run
+    reference = torch.load(_train(spec, root, "float32"), weights_only=False)["model"]
+    fast = {**spec, "trainer": {**spec["trainer"], "autocast": "bfloat16", "channels_last": True}}
+    state = torch.load(_train(fast, root, "bfloat16"), weights_only=False)
+    assert state["spec"]["trainer"]["autocast"] == "bfloat16"
+    assert all(value.dtype == torch.float32 and torch.isfinite(value).all() for value in state["model"].values())
+    assert not all(torch.equal(state["model"][k], reference[k]) for k in reference)
+    with open(root / "bfloat16" / "curve.csv") as handle:
+        assert float(next(csv.DictReader(handle))["val_psnr"]) > 10

@@ -1,7 +1,11 @@
-"""Training of one U-net with one loss on one task and seed (thesis §5.1).
+"""Training of one U-net with one loss on one task and seed (thesis §5.1), built to survive.
 
-Adam with the loss's learning rate; seeded, reproducible sampling; a checkpoint after every epoch
-from which an interrupted job resumes; a progress bar; the loss curve as CSV.
+Adam with the loss's learning rate; seeded, reproducible sampling; checkpoints every N steps, at
+each epoch's end and on SIGTERM/SIGINT, written atomically, the last two kept; a re-run resumes
+from the newest readable one, mid-epoch included, and on the CPU ends with the same weights, bit
+for bit, as an uninterrupted run. A non-finite loss or gradient stops the job (or skips the batch);
+optional bfloat16 autocast, channels_last and torch.compile; the curve (train and validation loss,
+validation PSNR) as CSV.
 
 CLI:
     python -m lossbench.train --config config.yaml --task denoise --loss l1 --seed 0 \\
@@ -12,17 +16,25 @@ CLI:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import inspect
 import json
 import logging
+import math
 import os
+import random
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -32,12 +44,46 @@ from lossbench import losses
 from lossbench.data.tasks import channels, train_dataset
 from lossbench.data.valset import ImageFile
 from lossbench.device import make_deterministic, select_device
+from lossbench.metrics.pixel import psnr
 from lossbench.models import UNet
-from lossbench.seeding import SeededSampler
+from lossbench.seeding import SeededSampler, derive_seed
 
 log = logging.getLogger(__name__)
 
-CURVE_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "seconds"]
+CURVE_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_psnr", "skipped", "seconds"]
+#: Checkpoints kept: the newest, and the one before it in case the newest turns out unreadable.
+KEEP_CHECKPOINTS = 2
+_CHECKPOINT_GLOB = "step_*.pt"
+
+
+class NonFiniteError(RuntimeError):
+    """The loss or a gradient became NaN or infinite (with ``trainer.nonfinite: stop``)."""
+
+
+class Interrupted(SystemExit):
+    """SIGTERM or SIGINT arrived: a checkpoint was written and the job exits with 128 + the signal."""
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint so a resume continues exactly here."""
+
+    epoch: int = 0  # completed epochs
+    position: int = 0  # batches done in the current epoch
+    step: int = 0  # batches done in all, skipped ones included
+    loss_sum: float = 0.0  # Σ loss·batch size over the current epoch's trained batches
+    samples: int = 0
+    skipped: int = 0  # non-finite batches skipped in the current epoch
+    seconds: float = 0.0  # training time of the current epoch so far
+    last_finite: float | None = None
+    curve: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Signals:
+    """The first SIGTERM/SIGINT received while training, acted on after the current step."""
+
+    received: int | None = None
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
@@ -60,22 +106,128 @@ def build_loss(spec: dict[str, Any]) -> nn.Module:
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
+    # A kill during the write leaves only the temporary file: ``path`` is either old or complete.
     temporary = path.with_name(path.name + ".tmp")
-    torch.save(obj, temporary)
+    with open(temporary, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(temporary, path)
 
 
+def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` as ``step_<step>.pt`` atomically and delete all but the newest two checkpoints."""
+    path = directory / f"step_{state['progress']['step']:09d}.pt"
+    _save_atomic(state, path)
+    for old in sorted(directory.glob(_CHECKPOINT_GLOB))[:-KEEP_CHECKPOINTS]:
+        old.unlink()
+    return path
+
+
+def load_checkpoint(directory: Path, device: torch.device) -> tuple[dict[str, Any], Path] | None:
+    """The newest readable checkpoint in ``directory`` and its path; an unreadable one is skipped with a warning."""
+    for leftover in directory.glob("*.tmp"):
+        leftover.unlink()  # a write that was killed half-way
+    for path in sorted(directory.glob(_CHECKPOINT_GLOB), reverse=True):
+        try:
+            return torch.load(path, map_location=device, weights_only=False), path
+        except Exception as error:  # a truncated or corrupted file raises anything from pickle to zip errors
+            log.warning("checkpoint %s is unreadable (%s: %s): falling back to the previous one", path, type(error).__name__, error)
+    return None
+
+
+def _rng_states() -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"].cpu())
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
+
+
+@contextlib.contextmanager
+def _catch_stop_signals() -> Iterator[_Signals]:
+    """Record SIGTERM/SIGINT (what SLURM sends before killing a job) instead of dying mid-step."""
+    signals = _Signals()
+    if threading.current_thread() is not threading.main_thread():
+        yield signals  # handlers can only be installed from the main thread
+        return
+
+    def record(signum: int, frame: Any) -> None:
+        if signals.received is None:
+            signals.received = signum
+
+    previous = {signum: signal.signal(signum, record) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield signals
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    # A scheduler signals every process of the job: workers must outlive the main process's checkpoint.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _autocast(device: torch.device, trainer: dict[str, Any]) -> contextlib.AbstractContextManager:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=trainer["autocast"] == "bfloat16")
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device, trainer: dict[str, Any]) -> torch.Tensor:
+    tensor = tensor.to(device, non_blocking=True)
+    return tensor.contiguous(memory_format=torch.channels_last) if trainer["channels_last"] else tensor
+
+
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    maxima = [tensor.detach().abs().amax() for tensor in tensors]
+    return not maxima or bool(torch.isfinite(torch.stack(maxima)).all())  # one device sync for all
+
+
+def _step(forward: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, parameters: list[nn.Parameter], batch: tuple[torch.Tensor, torch.Tensor], autocast: contextlib.AbstractContextManager) -> tuple[float, str | None]:
+    """One optimisation step, taken only if the loss and every gradient are finite.
+
+    Returns:
+        The loss value, and None or what was not finite: ``loss <value>``, ``gradient``, or
+        ``weights after the optimiser step`` (finite gradients can still overflow Adam's moments).
+    """
+    degraded, clean = batch
+    optimizer.zero_grad(set_to_none=True)
+    with autocast:
+        loss = loss_fn(forward(degraded), clean)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        return value, f"loss {value}"
+    loss.backward()
+    if not _all_finite([p.grad for p in parameters if p.grad is not None]):
+        return value, f"gradient (loss {value})"
+    optimizer.step()
+    if not _all_finite(parameters):
+        return value, f"weights after the optimiser step (loss {value})"
+    return value, None
+
+
 @torch.no_grad()
-def validation_loss(model: nn.Module, loss_fn: nn.Module, valset: ImageFile, device: torch.device, limit: int | None) -> float:
-    """Mean loss over the first ``limit`` validation images (all if None), one image at a time."""
+def validate(model: nn.Module, loss_fn: nn.Module, valset: ImageFile, device: torch.device, limit: int | None, trainer: dict[str, Any]) -> tuple[float, float]:
+    """Mean loss and mean PSNR over the first ``limit`` validation images (all if None), one at a time."""
     model.eval()
-    values = []
+    values, psnrs = [], []
     for image_id in valset.ids[:limit]:
-        noisy = torch.from_numpy(valset.read("input", image_id))[None].to(device)
+        degraded = _to_device(torch.from_numpy(valset.read("input", image_id))[None], device, trainer)
         clean = torch.from_numpy(valset.read("target", image_id))[None].to(device)
-        values.append(float(loss_fn(model(noisy), clean)))
+        with _autocast(device, trainer):
+            restored = model(degraded)
+            values.append(float(loss_fn(restored, clean)))
+        psnrs.append(float(psnr(restored.float(), clean)[0]))
     model.train()
-    return sum(values) / len(values)
+    return sum(values) / len(values), sum(psnrs) / len(psnrs)
 
 
 def run(
@@ -87,6 +239,7 @@ def run(
     device: str = "auto",
     threads: int | None = None,
     progress: bool = True,
+    checkpoint_every: int = 500,
 ) -> Path:
     """Train the model of ``spec`` and write ``model.pt`` and ``curve.csv`` into ``out_dir``.
 
@@ -95,74 +248,128 @@ def run(
         train_dir: Training data folder (images or fastMRI files).
         valset_path: Validation set written by :func:`lossbench.data.tasks.write_valset`.
         out_dir: Where the final weights and the curve go.
-        checkpoint_dir: Where per-epoch checkpoints live; a checkpoint of the same spec is resumed.
+        checkpoint_dir: Where checkpoints live, in a subfolder named by :func:`spec_hash`; the
+            newest readable checkpoint of the same spec is resumed.
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         threads: CPU threads for torch (None: torch's default).
         progress: Show a progress bar on stderr.
+        checkpoint_every: Steps between checkpoints (there is one at each epoch's end as well).
 
     Returns:
         Path of the written ``model.pt``.
+
+    Raises:
+        NonFiniteError: a non-finite loss or gradient with ``spec["trainer"]["nonfinite"] == "stop"``;
+            the checkpoints on disk are all from before it.
+        Interrupted: after checkpointing on SIGTERM or SIGINT (exit status 128 + signal number).
     """
     make_deterministic(spec["seed"], threads)
     target_device = select_device(device)
+    trainer, training = spec["trainer"], spec["training"]
     out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir) / spec_hash(spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = checkpoint_dir / "last.pt"
 
     dataset = train_dataset(spec["kind"], spec["data"], train_dir)
     model = build_model(spec).to(target_device)
+    if trainer["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(spec).to(target_device)
-    optimizer = torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=spec["lr"])
-    training = spec["training"]
-    start_epoch, curve = 0, []
-    if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=target_device, weights_only=False)
-        model.load_state_dict(state["model"])
-        loss_fn.load_state_dict(state["loss"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, curve = state["epoch"], state["curve"]
-        log.info("resuming %s from %s after epoch %d", spec_hash(spec), checkpoint_path, start_epoch)
+    parameters = list(model.parameters()) + list(loss_fn.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=spec["lr"])
+    state = Progress()
+    found = load_checkpoint(checkpoint_dir, target_device)
+    if found is not None:
+        checkpoint, path = found
+        model.load_state_dict(checkpoint["model"])
+        loss_fn.load_state_dict(checkpoint["loss"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        _restore_rng_states(checkpoint["rng"])
+        state = Progress(**checkpoint["progress"])
+        log.info("resuming %s from %s: epoch %d, batch %d of the epoch, step %d", spec_hash(spec), path, state.epoch + 1, state.position, state.step)
+    # The compiled module shares its parameters with ``model``, whose state_dict stays free of compile's prefixes.
+    forward = torch.compile(model) if trainer["compile"] else model
 
-    log.info("training %s/%s seed %d on %s: %d samples per epoch, %d epochs, lr %g", spec["task"], spec["loss"], spec["seed"], target_device, len(dataset), training["epochs"], spec["lr"])
-    steps_per_epoch = -(-len(dataset) // training["batch_size"])
-    bar = tqdm(total=training["epochs"] * steps_per_epoch, initial=start_epoch * steps_per_epoch, disable=not progress, file=sys.stderr, mininterval=2.0 if sys.stderr.isatty() else 30.0, desc=f"{spec['task']}/{spec['loss']}")
-    with ImageFile(valset_path) as valset:
-        for epoch in range(start_epoch, training["epochs"]):
+    def checkpoint_now() -> Path:
+        return save_checkpoint(checkpoint_dir, {
+            "spec": spec,
+            "model": model.state_dict(),
+            "loss": loss_fn.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": _rng_states(),
+            "progress": asdict(state),
+        })
+
+    batch_size = training["batch_size"]
+    steps_per_epoch = -(-len(dataset) // batch_size)
+    log.info("training %s/%s seed %d on %s: %d samples per epoch, %d epochs, lr %g, %s", spec["task"], spec["loss"], spec["seed"], target_device, len(dataset), training["epochs"], spec["lr"], trainer)
+    bar = tqdm(total=training["epochs"] * steps_per_epoch, initial=state.step, disable=not progress, file=sys.stderr, mininterval=2.0 if sys.stderr.isatty() else 30.0, desc=f"{spec['task']}/{spec['loss']}")
+    with ImageFile(valset_path) as valset, _catch_stop_signals() as signals, bar:
+        while state.epoch < training["epochs"]:
             started = time.perf_counter()
+            order = list(SeededSampler(len(dataset), spec["seed"], state.epoch))
             loader = DataLoader(
                 dataset,
-                batch_size=training["batch_size"],
-                sampler=SeededSampler(len(dataset), spec["seed"], epoch),
+                batch_size=batch_size,
+                sampler=order[state.position * batch_size :],  # a resumed epoch skips its done batches
                 num_workers=training["workers"],
                 pin_memory=target_device.type == "cuda",
+                worker_init_fn=_ignore_stop_signals,
+                # Its own generator keeps the loader from drawing on torch's global random state.
+                generator=torch.Generator().manual_seed(derive_seed(spec["seed"], state.epoch)),
             )
-            total, count = 0.0, 0
-            for noisy, clean in loader:
-                noisy = noisy.to(target_device, non_blocking=True)
-                clean = clean.to(target_device, non_blocking=True)
-                loss = loss_fn(model(noisy), clean)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(noisy)
-                count += len(noisy)
+            for degraded, clean in loader:
+                batch = (_to_device(degraded, target_device, trainer), clean.to(target_device, non_blocking=True))
+                value, problem = _step(forward, loss_fn, optimizer, parameters, batch, _autocast(target_device, trainer))
+                if problem is None:
+                    state.loss_sum += value * len(degraded)
+                    state.samples += len(degraded)
+                    state.last_finite = value
+                else:
+                    message = f"non-finite {problem} at step {state.step + 1} (epoch {state.epoch + 1}, batch {state.position + 1}); last finite loss {state.last_finite}"
+                    if problem.startswith("weights"):
+                        raise NonFiniteError(f"{message}; stopped (weights cannot be skipped past), the last good checkpoint is kept in {checkpoint_dir}; lower losses.{spec['loss']}.lr?")
+                    if trainer["nonfinite"] == "stop":
+                        raise NonFiniteError(f"{message}; stopped, the last good checkpoint is kept in {checkpoint_dir} (trainer.nonfinite: skip skips such batches)")
+                    log.warning("%s: batch skipped", message)
+                    state.skipped += 1
+                state.position += 1
+                state.step += 1
+                state.seconds += time.perf_counter() - started
+                started = time.perf_counter()
                 bar.update()
-                bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
-            val = validation_loss(model, loss_fn, valset, target_device, training["val_images"])
-            curve.append({"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "train_loss": total / count, "val_loss": val, "seconds": round(time.perf_counter() - started, 3)})
-            log.info("epoch %d: train loss %.6g, validation loss %.6g", epoch + 1, total / count, val)
-            _save_atomic({"epoch": epoch + 1, "model": model.state_dict(), "loss": loss_fn.state_dict(), "optimizer": optimizer.state_dict(), "curve": curve, "spec": spec}, checkpoint_path)
-    bar.close()
+                bar.set_postfix(loss=f"{value:.4g}")
+                if signals.received is not None:
+                    break
+                if state.step % checkpoint_every == 0 and state.position < steps_per_epoch:
+                    checkpoint_now()  # the epoch's last step is saved below, with its validation
+            if signals.received is None:
+                _finish_epoch(state, validate(forward, loss_fn, valset, target_device, training["val_images"], trainer), started)
+            path = checkpoint_now()
+            if signals.received is not None:
+                name = signal.Signals(signals.received).name
+                log.warning("%s received: checkpoint %s written at step %d; exiting so that a re-run resumes there", name, path, state.step)
+                raise Interrupted(128 + signals.received)
 
     model_path = out_dir / "model.pt"
     _save_atomic({"spec": spec, "model": model.state_dict(), "loss": loss_fn.state_dict()}, model_path)
-    write_curve(curve, out_dir / "curve.csv")
+    write_curve(state.curve, out_dir / "curve.csv")
     return model_path
 
 
+def _finish_epoch(state: Progress, validation: tuple[float, float], started: float) -> None:
+    """Append the finished epoch to the curve and reset the per-epoch counters."""
+    val_loss, val_psnr = validation
+    state.seconds += time.perf_counter() - started
+    train_loss = state.loss_sum / state.samples if state.samples else math.nan
+    state.curve.append({"epoch": state.epoch + 1, "step": state.step, "train_loss": train_loss, "val_loss": val_loss, "val_psnr": val_psnr, "skipped": state.skipped, "seconds": round(state.seconds, 3)})
+    log.info("epoch %d: train loss %.6g, validation loss %.6g, validation PSNR %.2f dB%s", state.epoch + 1, train_loss, val_loss, val_psnr, f", {state.skipped} non-finite batches skipped" if state.skipped else "")
+    state.epoch += 1
+    state.position, state.loss_sum, state.samples, state.skipped, state.seconds = 0, 0.0, 0, 0, 0.0
+
+
 def write_curve(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write the per-epoch loss curve as CSV (columns :data:`CURVE_COLUMNS`)."""
+    """Write the per-epoch curve as CSV (columns :data:`CURVE_COLUMNS`)."""
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS)
         writer.writeheader()
@@ -190,6 +397,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="output folder for model.pt and curve.csv")
     parser.add_argument("--checkpoints", help="checkpoint folder (default: OUT/checkpoints)")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda[:N] (default: from config)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load(args.config)
@@ -198,7 +406,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.loss not in config["losses"]:
         parser.error(f"loss {args.loss!r} is not configured in {args.config}")
     spec = train_spec(config, args.task, args.loss, args.seed)
-    run(spec, args.train_dir, args.valset, args.out, args.checkpoints or Path(args.out) / "checkpoints", args.device or config["device"], config["threads"])
+    try:
+        run(spec, args.train_dir, args.valset, args.out, args.checkpoints or Path(args.out) / "checkpoints", args.device or config["device"], config["threads"], not args.no_progress, config["trainer"]["checkpoint_every"])
+    except NonFiniteError as error:
+        sys.exit(f"{args.task}/{args.loss} seed {args.seed}: {error}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,11 @@
-# Training: one job per (task, loss, seed), each on one GPU when there is one.
+# Training: one job per (task, loss, seed), each on one GPU when there is one (lossbench.gpu_pool picks
+# a free one); checkpoints outside the outputs, in results/checkpoints/, survive a failed job, so a
+# re-run resumes. Also the learning-rate sweep: `snakemake lr_sweep_<task>`.
+
+from lossbench.lr_sweep import sweep_spec
+
+#: The sweep's learning rates as they appear in file names (float() of the label is the rate).
+LR_GRID = [f"{lr:g}" for lr in config["lr_sweep"]["grid"]]
 
 
 rule train:
@@ -27,3 +34,51 @@ rule train:
         ENV
     script:
         "../scripts/train.py"
+
+
+rule lr_sweep_run:
+    input:
+        train=lambda w: data_dir(w.task, "train"),
+        valset="results/data/{task}/val.h5",
+    output:
+        result="results/lr_sweep/{task}/{loss}/lr{lr}.yaml",
+        run=directory("results/lr_sweep/{task}/{loss}/lr{lr}"),
+    params:
+        spec=lambda w: sweep_spec(config, w.task, w.loss, float(w.lr)),
+        checkpoints="results/checkpoints/lr_sweep/{task}/{loss}/lr{lr}",
+        device=config["device"],
+    wildcard_constraints:
+        lr=r"[0-9.e+-]+",
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    log:
+        "results/logs/lr_sweep/{task}/{loss}/lr{lr}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/lr_sweep_run.py"
+
+
+rule lr_sweep_choose:
+    input:
+        expand("results/lr_sweep/{{task}}/{loss}/lr{lr}.yaml", loss=LOSSES, lr=LR_GRID),
+    output:
+        "results/lr_sweep/{task}.yaml",
+    params:
+        losses=[loss for loss in LOSSES for _ in LR_GRID],
+    log:
+        "results/logs/lr_sweep/{task}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/lr_sweep_choose.py"
+
+
+for _task in TASKS:
+
+    rule:
+        name:
+            f"lr_sweep_{_task}"
+        input:
+            f"results/lr_sweep/{_task}.yaml",

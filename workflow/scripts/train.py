@@ -1,4 +1,4 @@
-"""Snakemake adapter: train one model (task, loss, seed)."""
+"""Snakemake adapter: train one model (task, loss, seed), resuming from its checkpoints."""
 
 from pathlib import Path
 
@@ -14,4 +14,6 @@ with log_to(snakemake.log[0]):
         snakemake.params.checkpoints,
         device=snakemake.params.device,
         threads=snakemake.threads,
+        # Read from the config rather than params: a new interval must not rerun finished models.
+        checkpoint_every=snakemake.config["trainer"]["checkpoint_every"],
     )

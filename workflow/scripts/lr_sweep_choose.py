@@ -1,0 +1,15 @@
+"""Snakemake adapter: the learning rate per loss with the lowest final validation loss of the sweep."""
+
+import yaml
+
+from lossbench.logs import log_to
+from lossbench.lr_sweep import write_choice
+
+with log_to(snakemake.log[0]):
+    results = {}
+    for loss, path in zip(snakemake.params.losses, snakemake.input, strict=True):
+        with open(path) as handle:
+            run = yaml.safe_load(handle)
+        results.setdefault(loss, {})[run["lr"]] = run["val_loss"]
+    chosen = write_choice(snakemake.wildcards.task, results, snakemake.output[0])
+    print(f"chose {chosen}; point learning_rates_file at {snakemake.output[0]} to train with them")

@@ -1,0 +1,20 @@
+"""Snakemake adapter: one short training run of the learning-rate sweep; its final validation loss as YAML."""
+
+from pathlib import Path
+
+import yaml
+
+from lossbench import train
+from lossbench.logs import log_to
+from lossbench.lr_sweep import final_validation_loss
+
+with log_to(snakemake.log[0]):
+    spec = snakemake.params.spec
+    try:
+        train.run(spec, snakemake.input.train, snakemake.input.valset, snakemake.output.run, snakemake.params.checkpoints,
+                  device=snakemake.params.device, threads=snakemake.threads, checkpoint_every=snakemake.config["trainer"]["checkpoint_every"])
+        result = {"lr": spec["lr"], "val_loss": final_validation_loss(Path(snakemake.output.run) / "curve.csv"), "diverged": None}
+    except train.NonFiniteError as error:
+        # A rate too high for this loss is a result of the sweep, not a failure of it.
+        result = {"lr": spec["lr"], "val_loss": None, "diverged": str(error)}
+    Path(snakemake.output.result).write_text(yaml.safe_dump(result))
