@@ -1,0 +1,113 @@
+"""Command line of the user study.
+
+    python -m lossbench.userstudy serve --stimuli results/userstudy/stimuli/denoise \\
+        --responses responses/denoise --observer alice --observer bob [--host 127.0.0.1] [--port 8000]
+    python -m lossbench.userstudy stimuli --task denoise --valset results/data/denoise/val.h5 \\
+        --output l1=results/outputs/denoise/l1/seed0.h5 --output l2=... --image astronaut --folder DIR
+    python -m lossbench.userstudy analyse --counts COUNTS.csv --out DIR
+    python -m lossbench.userstudy analyse --manifest DIR/manifest.json --responses responses/denoise --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from lossbench.userstudy.counts import read_counts, write_counts
+from lossbench.userstudy.report import jod_plot, ranking_triangle, write_jod_table, write_probability_table, write_summary
+from lossbench.userstudy.responses import observer_counts
+from lossbench.userstudy.scaling import summarize
+from lossbench.userstudy.stimuli import load_manifest, make_stimuli
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from lossbench.userstudy.server import Study, StudyServer
+
+    observers = list(args.observer)
+    if args.observers_file:
+        observers += [line.strip() for line in Path(args.observers_file).read_text().splitlines() if line.strip()]
+    server = StudyServer(Study(args.stimuli, args.responses, observers, args.seed), args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"serving {args.stimuli} for {len(observers)} observers on http://{host}:{port}/ (answers in {args.responses}); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def _stimuli(args: argparse.Namespace) -> None:
+    outputs = {}
+    for item in args.output:
+        loss, separator, path = item.partition("=")
+        if not separator:
+            raise ValueError(f"--output {item!r}: expected LOSS=PATH")
+        outputs[loss] = path
+    print(f"wrote {make_stimuli(args.task, args.valset, outputs, args.image, args.folder, args.flicker_ms)}")
+
+
+def _analyse(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    if args.counts:
+        conditions, counts = read_counts(args.counts)
+    else:
+        observers, conditions, counts = observer_counts(load_manifest(args.manifest), args.responses)
+        write_counts(conditions, counts, out / "observer_counts.csv", observers)
+    summary = summarize(conditions, counts, args.samples, args.seed)
+    write_summary(summary, out)
+    pooled = counts.sum(axis=0) if counts.ndim == 3 else counts
+    write_probability_table(conditions, pooled, out / "probabilities", "P(column chosen over row); the winner of each comparison in bold.")
+    write_jod_table(summary, out / "jod_table", "JOD scores (mean 0) with 95 % bootstrap intervals.")
+    jod_plot(summary, [out / "jod.png", out / "jod.pdf"], "JOD with 95 % intervals")
+    ranking_triangle(summary, [out / "triangle.png", out / "triangle.pdf"], "Ranking triangle")
+    print(f"wrote the analysis to {out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lossbench.userstudy", description="Pairwise-comparison user study: stimuli, collection app, analysis.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the collection app")
+    serve.add_argument("--stimuli", required=True, help="folder with manifest.json (rule userstudy_stimuli)")
+    serve.add_argument("--responses", required=True, help="folder for the observers' answer files")
+    serve.add_argument("--observer", action="append", default=[], help="a registered observer id (repeatable)")
+    serve.add_argument("--observers-file", help="file with one observer id per line")
+    serve.add_argument("--seed", type=int, default=0, help="seed of the trial order and sides (userstudy.seed)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(run=_serve)
+
+    stimuli = commands.add_parser("stimuli", help="write flicker stimuli and the manifest")
+    stimuli.add_argument("--task", required=True)
+    stimuli.add_argument("--valset", required=True)
+    stimuli.add_argument("--output", action="append", required=True, help="LOSS=PATH of a model's outputs (repeatable)")
+    stimuli.add_argument("--image", action="append", required=True, help="validation image id (repeatable)")
+    stimuli.add_argument("--folder", required=True)
+    stimuli.add_argument("--flicker-ms", type=int, default=500)
+    stimuli.set_defaults(run=_stimuli)
+
+    analyse = commands.add_parser("analyse", help="JOD scaling, tables and plots of a study")
+    source = analyse.add_mutually_exclusive_group(required=True)
+    source.add_argument("--counts", help="count matrix CSV (chosen,<conditions>...)")
+    source.add_argument("--manifest", help="the study's manifest.json (with --responses)")
+    analyse.add_argument("--responses", help="folder of <observer>.jsonl answer files")
+    analyse.add_argument("--out", required=True)
+    analyse.add_argument("--samples", type=int, default=1000)
+    analyse.add_argument("--seed", type=int, default=0)
+    analyse.set_defaults(run=_analyse)
+
+    args = parser.parse_args(argv)
+    if getattr(args, "manifest", None) and not args.responses:
+        parser.error("--manifest needs --responses")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args.run(args)
+    except (ValueError, OSError) as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

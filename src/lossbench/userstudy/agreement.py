@@ -1,0 +1,73 @@
+"""How well each metric ranks the models as the observers do: Kendall τ-b between the metric's
+values and the JOD scores, with a bootstrap interval from the JOD bootstrap samples.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from lossbench import paper
+from lossbench.metrics import STUDY_METRICS
+from lossbench.userstudy.scaling import Summary
+
+
+def kendall_tau(reference: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """Kendall τ-b between ``reference`` (N,) and each row of ``samples`` (B, N); ties count as in τ-b."""
+    samples = np.atleast_2d(samples)
+    upper = np.triu_indices(len(reference), 1)
+    a = np.sign(reference[:, None] - reference[None, :])[upper]
+    b = np.sign(samples[:, :, None] - samples[:, None, :])[:, upper[0], upper[1]]
+    denominator = np.sqrt(np.count_nonzero(a) * np.count_nonzero(b, axis=1))
+    return np.divide(b @ a, denominator, out=np.full(len(b), np.nan), where=denominator > 0)
+
+
+def published_values(table: str) -> dict[str, dict[str, float]]:
+    """{metric: {loss: value}} of a published metric table (6.1, 6.3, 6.4), without the input column."""
+    return {metric: {loss: value for loss, value in row.items() if loss != "input"} for metric, row in paper.table(table).items()}
+
+
+def measured_values(path: str | Path) -> dict[str, dict[str, float]]:
+    """{metric: {loss: value}} from one of our table CSVs (``results/tables/table_6_X.csv``); empty cells skipped."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    skip = {"metric", "label", "input", "best"}
+    return {row["metric"]: {key: float(value) for key, value in row.items() if key not in skip and not key.endswith("_std") and value} for row in rows}
+
+
+def agreement_rows(summary: Summary, values: dict[str, dict[str, float]], source: str, alpha: float = 0.05) -> list[dict[str, str]]:
+    """One row per metric: τ between the metric's ranking of the study's losses and the JOD ranking.
+
+    Metric values are oriented so that larger means better before ranking. The interval holds
+    the ``alpha`` / 2 and 1 − ``alpha`` / 2 percentiles of τ over the JOD bootstrap samples.
+    """
+    rows = []
+    for metric, by_loss in values.items():
+        losses = [loss for loss in summary.conditions if loss in by_loss]
+        if len(losses) < 3:
+            continue
+        index = [summary.conditions.index(loss) for loss in losses]
+        sign = 1.0 if STUDY_METRICS[metric].higher_is_better else -1.0
+        oriented = sign * np.array([by_loss[loss] for loss in losses])
+        tau = float(kendall_tau(oriented, summary.jod[index])[0])
+        low, high = np.nanpercentile(kendall_tau(oriented, summary.samples[:, index]), [100 * alpha / 2, 100 * (1 - alpha / 2)])
+        rows.append({"metric": metric, "source": source, "models": str(len(losses)), "tau": f"{tau:.3f}", "ci_low": f"{low:.3f}", "ci_high": f"{high:.3f}"})
+    return rows
+
+
+def write_agreement(rows: list[dict[str, str]], prefix: str | Path, caption: str) -> list[Path]:
+    """``prefix``.csv and .md of :func:`agreement_rows`."""
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".md")
+    fields = ["metric", "source", "models", "tau", "ci_low", "ci_high"]
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [caption, "", "| Metric | Metric values from | Models | Kendall τ | 95 % CI |", "|---|---|---:|---:|---|"]
+    lines += [f"| {STUDY_METRICS[r['metric']].label} | {r['source']} | {r['models']} | {r['tau']} | [{r['ci_low']}, {r['ci_high']}] |" for r in rows]
+    md_path.write_text("\n".join(lines) + "\n")
+    return [csv_path, md_path]

@@ -1,0 +1,148 @@
+"""Count matrices and probability tables of pairwise-comparison studies, and the thesis's own data.
+
+A count matrix ``counts[i, j]`` holds how often condition i was chosen over condition j. The
+thesis prints probability tables the other way round: rows are the losers, columns the winners,
+and a cell is P(column chosen over row). Its two studies ship as count matrices beside this module
+(``data/thesis_*.csv``), derived from the published Tables 6.2 and 6.5 by
+:func:`counts_from_probabilities`.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lossbench import paper
+from lossbench.userstudy.scaling import check_counts
+
+DATA = Path(__file__).parent / "data"
+
+
+@dataclass(frozen=True)
+class ThesisStudy:
+    """One of the thesis's user studies: where it is published and how many trials each pair had."""
+
+    table: str
+    task: str
+    observers: int
+    images: int
+    jod_figure: str
+    triangle_figure: str
+    #: Pairs with another number of trials than observers × images, as the printed fractions show.
+    other_trials: tuple[tuple[str, str, int], ...] = ()
+
+    @property
+    def path(self) -> Path:
+        return DATA / f"thesis_{self.task}.csv"
+
+
+#: The thesis's studies: §6.1.2 (14 observers × 8 images) and §6.2.2 (12 observers × 4 images;
+#: LPIPS+l2 vs Adaptive has 58 trials, since 0.3276 = 19/58 and 0.6724 = 39/58).
+THESIS_STUDIES = {
+    "denoise": ThesisStudy("table_6_2", "denoise", 14, 8, "fig_6_7", "fig_6_8"),
+    "mri": ThesisStudy("table_6_5", "mri", 12, 4, "fig_6_17", "fig_6_18", (("lpips_l2", "adaptive", 58),)),
+}
+
+
+def probabilities(counts: np.ndarray) -> np.ndarray:
+    """The thesis's probability table: ``P[r, c]`` = P(c chosen over r); NaN where never compared."""
+    counts = check_counts(counts)
+    totals = counts + counts.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table = np.where(totals > 0, counts.T / totals, np.nan)
+    np.fill_diagonal(table, 0.0)
+    return table
+
+
+def counts_from_probabilities(table: np.ndarray, trials: np.ndarray, decimals: int = 4) -> np.ndarray:
+    """Invert :func:`probabilities` for a table printed to ``decimals`` places.
+
+    Args:
+        table: ``P[r, c]`` = P(c chosen over r), rows losers, columns winners.
+        trials: (N, N) symmetric number of trials per pair.
+        decimals: Places the table was printed with.
+
+    Raises:
+        ValueError: if a cell is no fraction k / trials that rounds to the printed value, i.e. the
+            assumed numbers of trials are wrong.
+    """
+    table, trials = np.asarray(table, dtype=float), np.asarray(trials, dtype=float)
+    counts = np.round(table.T * trials)
+    np.fill_diagonal(counts, 0.0)
+    tolerance = 0.5 * 10.0**-decimals + 1e-12
+    off = ~np.eye(len(table), dtype=bool)
+    for r, c in zip(*np.nonzero(off & (np.abs(counts.T / trials - table) > tolerance))):
+        raise ValueError(f"cell ({r}, {c}) = {table[r, c]} is not k/{int(trials[r, c])} for any k: wrong number of trials")
+    if np.any((counts + counts.T)[off] != trials[off]):
+        raise ValueError("the table's P(a over b) and P(b over a) do not add up to the number of trials")
+    return counts
+
+
+def thesis_trials(study: ThesisStudy, conditions: list[str]) -> np.ndarray:
+    """Trials per pair of a thesis study: observers × images, except the listed pairs."""
+    trials = np.full((len(conditions), len(conditions)), study.observers * study.images, dtype=float)
+    for a, b, n in study.other_trials:
+        i, j = conditions.index(a), conditions.index(b)
+        trials[i, j] = trials[j, i] = n
+    return trials
+
+
+def thesis_counts_from_paper(study: ThesisStudy) -> tuple[list[str], np.ndarray]:
+    """(conditions, counts) of a thesis study, derived from its published probability table."""
+    published = paper.table(study.table)
+    conditions = list(published)
+    table = np.array([[published[r][c] for c in conditions] for r in conditions])
+    return conditions, counts_from_probabilities(table, thesis_trials(study, conditions))
+
+
+def write_counts(conditions: list[str], counts: np.ndarray, path: str | Path, observers: list[str] | None = None) -> None:
+    """Write count matrices as CSV, one row per chosen condition: header ``chosen,<conditions>``,
+    or with ``observers`` (counts of shape (K, N, N)) header ``observer,chosen,<conditions>``.
+    """
+    counts = np.asarray(counts, dtype=float)
+    per_observer = counts if observers is not None else counts[None]
+    if observers is not None and len(observers) != len(per_observer):
+        raise ValueError(f"{path}: {len(per_observer)} count matrices for {len(observers)} observers")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(([] if observers is None else ["observer"]) + ["chosen", *conditions])
+        for index, matrix in enumerate(per_observer):
+            prefix = [] if observers is None else [observers[index]]
+            for name, row in zip(conditions, check_counts(matrix, str(path))):
+                writer.writerow([*prefix, name, *(int(value) for value in row)])
+
+
+def read_counts(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """Read count matrices written by :func:`write_counts`: (conditions, (N, N) or (K, N, N) counts)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    per_observer = bool(rows) and rows[0][:1] == ["observer"]
+    skip = 2 if per_observer else 1
+    if not rows or rows[0][skip - 1] != "chosen":
+        raise ValueError(f"{path}: expected a header 'chosen,<condition>,...' or 'observer,chosen,<condition>,...'")
+    conditions = rows[0][skip:]
+    blocks = [rows[1 + start : 1 + start + len(conditions)] for start in range(0, len(rows) - 1, len(conditions))]
+    matrices = []
+    for block in blocks:
+        if [row[skip - 1] for row in block] != conditions:
+            raise ValueError(f"{path}: row names {[row[skip - 1] for row in block]} differ from the columns {conditions}")
+        try:
+            matrices.append(check_counts(np.array([[float(value) for value in row[skip:]] for row in block]), str(path)))
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
+    return conditions, np.stack(matrices) if per_observer else matrices[0]
+
+
+def main() -> None:
+    """Regenerate the shipped count matrices from the published tables."""
+    for study in THESIS_STUDIES.values():
+        write_counts(*thesis_counts_from_paper(study), study.path)
+        print(f"wrote {study.path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Snakemake adapter: a study's JOD scaling with bootstrap, its probability and JOD tables, JOD plot and ranking triangle."""
+
+from pathlib import Path
+
+from lossbench.logs import log_to
+from lossbench.userstudy.counts import read_counts
+from lossbench.userstudy.report import jod_plot, ranking_triangle, write_jod_table, write_probability_table, write_summary
+from lossbench.userstudy.scaling import summarize
+
+with log_to(snakemake.log[0]):
+    out, params = snakemake.output, snakemake.params
+    conditions, counts = read_counts(snakemake.input.counts)
+    summary = summarize(conditions, counts, params.n_samples, params.seed)
+    write_summary(summary, Path(out.jod).parent)
+    print("JOD:", ", ".join(f"{c} {q:+.3f}" for c, q in zip(conditions, summary.jod)))
+    pooled = counts.sum(axis=0) if counts.ndim == 3 else counts
+    prefix = Path(out.table).with_suffix("")
+    write_probability_table(conditions, pooled, prefix, f"{params.title}: probability of choosing the column's loss over the row's; the winner of each comparison in bold.")
+    write_jod_table(summary, Path(out.jod_table).with_suffix(""), f"{params.title}: JOD scores (mean 0, 1 JOD = 75 % preference) with 95 % bootstrap intervals.")
+    jod_plot(summary, [out.jod_png, out.jod_pdf], params.title)
+    ranking_triangle(summary, [out.triangle_png, out.triangle_pdf], params.title)

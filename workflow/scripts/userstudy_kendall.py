@@ -1,0 +1,20 @@
+"""Snakemake adapter: Kendall τ between each metric's ranking of the models and the observers' JOD ranking."""
+
+from pathlib import Path
+
+from lossbench.logs import log_to
+from lossbench.userstudy.agreement import agreement_rows, measured_values, published_values, write_agreement
+from lossbench.userstudy.report import read_summary
+
+with log_to(snakemake.log[0]):
+    rows = []
+    if snakemake.params.published:
+        for study, tables in snakemake.params.published.items():
+            summary = read_summary(Path(snakemake.input[study.removeprefix("thesis_")][0]).parent)
+            for table in tables:
+                rows += agreement_rows(summary, published_values(table), f"{study}: thesis {table.replace('table_', 'Table ').replace('_', '.')}")
+    else:
+        summary = read_summary(Path(snakemake.input.study[0]).parent)
+        rows += agreement_rows(summary, measured_values(snakemake.input.table), f"ours: {Path(snakemake.input.table).name}")
+    caption = "Rank agreement of each metric with the observers (Kendall τ-b over the models, 95 % interval from the JOD bootstrap)."
+    write_agreement(rows, Path(snakemake.output.csv).with_suffix(""), caption)

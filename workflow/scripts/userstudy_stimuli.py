@@ -1,0 +1,12 @@
+"""Snakemake adapter: flicker stimuli and the manifest of our own study for one task."""
+
+from pathlib import Path
+
+from lossbench.logs import log_to
+from lossbench.userstudy.stimuli import make_stimuli
+
+with log_to(snakemake.log[0]):
+    params = snakemake.params
+    outputs = dict(zip(params.losses, snakemake.input.outputs))
+    path = make_stimuli(snakemake.wildcards.task, snakemake.input.valset, outputs, params.images, Path(snakemake.output.manifest).parent, params.flicker_ms)
+    print(f"wrote {path}")
