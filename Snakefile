@@ -26,6 +26,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/infer.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/userstudy.smk"
 
 
 rule all:
@@ -33,3 +34,4 @@ rule all:
     input:
         table_targets(),
         figure_targets(),
+        USERSTUDY_TARGETS,

@@ -97,7 +97,8 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
     for task, settings in config["tasks"].items():
         data = settings["data"]
         for key in ("train_dir", "val_dir"):
-            if data["source"] in ("folder", "fastmri") and not Path(data[key]).is_dir():
+            # imagenet's val_dir (Kodak put there by hand) is optional; the other sources require both.
+            if data["source"] in ("folder", "fastmri", "imagenet") and key in data and not Path(data[key]).is_dir():
                 raise ConfigError(f"{source}: tasks.{task}.data.{key}: folder {data[key]!r} does not exist")
         if task == "denoise":
             low, high = settings["sigma_train"]
@@ -113,6 +114,7 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 overlap = set(data["train"]) & set(data["val"])
                 if overlap:
                     raise ConfigError(f"{source}: tasks.denoise.data: {', '.join(sorted(overlap))} in both train and val")
+    learning_rate_overrides(config, source)
     weights = config["evaluation"]["lpips_weights"]
     if weights is not None and not Path(weights).is_file():
         raise ConfigError(f"{source}: evaluation.lpips_weights: file {weights!r} does not exist")
@@ -145,8 +147,34 @@ def load(path: str | Path) -> dict[str, Any]:
     return validate(config, source=str(path))
 
 
+def learning_rate_overrides(config: dict[str, Any], source: str = "config") -> dict[str, dict[str, float]]:
+    """``{task: {loss: lr}}`` from the ``learning_rates_file`` (one or several; later files win); empty if unset.
+
+    Raises:
+        ConfigError: naming the file when it is missing or not a mapping of tasks to positive rates.
+    """
+    files = config.get("learning_rates_file")
+    overrides: dict[str, dict[str, float]] = {}
+    for path in [files] if isinstance(files, str) else files or []:
+        if not Path(path).is_file():
+            raise ConfigError(f"{source}: learning_rates_file: file {path!r} does not exist (run snakemake lr_sweep_<task> first?)")
+        with open(path) as handle:
+            content = yaml.safe_load(handle)
+        expected = f"expected {{task: {{loss: positive learning rate}}}} with tasks among {', '.join(TASK_KINDS)}"
+        if not isinstance(content, dict):
+            raise ConfigError(f"{path}: {expected}, got {content!r}")
+        for task, rates in content.items():
+            if task not in TASK_KINDS or not isinstance(rates, dict) or not all(isinstance(lr, (int, float)) and lr > 0 for lr in rates.values()):
+                raise ConfigError(f"{path}: {expected}, got {task!r}: {rates!r}")
+            overrides.setdefault(task, {}).update({loss: float(lr) for loss, lr in rates.items()})
+    return overrides
+
+
 def learning_rate(config: dict[str, Any], task: str, loss: str) -> float:
-    """The Adam learning rate of ``loss`` on ``task``."""
+    """The Adam learning rate of ``loss`` on ``task``: from ``learning_rates_file`` if it has one, else ``losses``."""
+    override = learning_rate_overrides(config).get(task, {}).get(loss)
+    if override is not None:
+        return override
     lr = config["losses"][loss]["lr"]
     return float(lr[task] if isinstance(lr, dict) else lr)
 
@@ -164,7 +192,11 @@ def evaluation_settings(config: dict[str, Any]) -> dict[str, Any]:
     try:
         evaluation["lpips_trunk"] = resolve_trunk(evaluation["lpips_trunk"], evaluation["lpips_weights"])
     except FileNotFoundError as error:
-        raise ConfigError(f"evaluation.lpips_trunk: {error}") from error
+        # `pretrained` with the checkpoint not yet in the torch hub cache stays `pretrained`: the
+        # workflow's lpips_weights rule fetches it before any job needs it (a job run without it
+        # fails with the same message).
+        if evaluation["lpips_trunk"] != "pretrained" or evaluation["lpips_weights"] is not None:
+            raise ConfigError(f"evaluation.lpips_trunk: {error}") from error
     return evaluation
 
 
@@ -205,5 +237,7 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> dict[
         "seed": int(seed),
         "model": dict(config["model"]),
         "training": dict(task_config["training"]),
+        # The checkpoint interval changes no result, so changing it neither reruns nor restarts a job.
+        "trainer": {key: value for key, value in config["trainer"].items() if key != "checkpoint_every"},
         "data": task_data(config, task),
     }

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import string
 from pathlib import Path
@@ -75,9 +76,46 @@ def comparison_figure(panels: list[tuple[str, np.ndarray]], out_paths: list[str 
         if box is not None and not crop and label == "Reference":
             axis.add_patch(Rectangle((box[0], box[1]), box[2], box[3], fill=False, edgecolor="yellow", linewidth=1.2))
     figure.suptitle(title, fontsize=11)
+    _save(figure, out_paths)
+
+
+def _save(figure: plt.Figure, out_paths: list[str | Path]) -> None:
     figure.tight_layout()
     for path in out_paths:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         # No creation date in PDFs, so that reruns write the same bytes.
         figure.savefig(path, dpi=150, metadata={"CreationDate": None} if Path(path).suffix == ".pdf" else None)
     plt.close(figure)
+
+
+#: Curve columns plotted by :func:`curves_figure`: column → (panel title, log scale when positive).
+CURVE_PANELS = {"train_loss": ("Training loss", True), "val_loss": ("Validation loss", True), "val_psnr": ("Validation PSNR (dB)", False)}
+
+
+def curves_figure(curves: dict[str, str | Path], out_paths: list[str | Path], title: str, lpips_pretrained: bool = True) -> None:
+    """Training and validation loss and validation PSNR per epoch, every loss in one figure.
+
+    Args:
+        curves: Loss name → its ``curve.csv`` (lossbench.train).
+        out_paths: Files to write; the format follows the suffix.
+        title: Figure title.
+        lpips_pretrained: Whether LPIPS+l2 used the pretrained trunk (for its label).
+    """
+    figure, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(4.2 * len(CURVE_PANELS), 3.6))
+    for loss, path in curves.items():
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        epochs = [int(row["epoch"]) for row in rows]
+        for axis, column in zip(axes, CURVE_PANELS):
+            axis.plot(epochs, [float(row[column]) for row in rows], marker=".", label=loss_label(loss, lpips_pretrained))
+    for axis, (column, (label, log_scale)) in zip(axes, CURVE_PANELS.items()):
+        values = [value for line in axis.get_lines() for value in line.get_ydata()]
+        # Each loss has its own scale, and the adaptive loss (a negative log-likelihood) can be negative.
+        if log_scale and values and min(values) > 0:
+            axis.set_yscale("log")
+        axis.set_title(label, fontsize=10)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    axes[-1].legend(fontsize=8)
+    figure.suptitle(title, fontsize=11)
+    _save(figure, out_paths)

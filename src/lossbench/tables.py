@@ -251,6 +251,39 @@ def comparison_markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_per_seed(name: str, model_csvs: dict[str, list[str | Path]], seeds: list[int], prefix: str | Path, lpips_pretrained: bool = True) -> list[Path]:
+    """Each seed's value beside the mean ± std (the thesis's future work), as ``prefix``_per_seed.csv/.md.
+
+    Args:
+        name: ``table_6_1``, ``table_6_3`` or ``table_6_4``.
+        model_csvs: Loss name → its models' metric CSVs, in the order of ``seeds``.
+        seeds: The seeds of the CSVs.
+        prefix: Path prefix of the thesis table (``results/tables/table_6_1``).
+        lpips_pretrained: As in :func:`build_table`, for the labels.
+    """
+    prefix = Path(prefix)
+    means = {loss: dict(zip(seeds, map(_image_means, paths), strict=True)) for loss, paths in model_csvs.items()}
+    losses = [loss for loss in loss_registry.STUDY_LOSSES if loss in means]
+    rows, lines = [], [f"**{name.replace('table_', 'Table ').replace('_', '.')}, per seed.** {TABLES[name][1]}", ""]
+    lines += ["| Metric | Seed | " + " | ".join(loss_label(loss, lpips_pretrained) for loss in losses) + " |", "|---|---|" + "---:|" * len(losses)]
+    for metric, info in STUDY_METRICS.items():
+        if not any(metric in by_seed[seed] for by_seed in means.values() for seed in seeds):
+            continue
+        for seed in seeds:
+            values = {loss: means[loss][seed][metric] * info.scale for loss in losses if metric in means[loss][seed]}
+            rows += [{"metric": metric, "model": loss, "seed": seed, "value": f"{value:.{info.decimals + 2}f}"} for loss, value in values.items()]
+            lines.append(f"| {info.label} | {seed} | " + " | ".join(f"{values[loss]:.{info.decimals}f}" if loss in values else "" for loss in losses) + " |")
+        summary = [_cell(list(means[loss].values()), metric, info).text(info.decimals) for loss in losses]
+        lines.append(f"| {info.label} | mean ± std | " + " | ".join(summary) + " |")
+    paths = [prefix.with_name(prefix.name + "_per_seed.csv"), prefix.with_name(prefix.name + "_per_seed.md")]
+    with open(paths[0], "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["metric", "model", "seed", "value"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    paths[1].write_text("\n".join(lines) + "\n")
+    return paths
+
+
 def write_all(table: Table, prefix: str | Path, with_paper: bool = True) -> list[Path]:
     """Write ``prefix``.csv/.md/.tex and, ``with_paper``, ``prefix``_vs_paper.csv/.md; returns the paths."""
     prefix = Path(prefix)

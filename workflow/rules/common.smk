@@ -31,10 +31,18 @@ wildcard_constraints:
 
 
 def data_dir(task, split):
-    """Folder of a task's training or validation data: generated for the demo, the user's otherwise."""
+    """Folder (or, for the ImageNet subset, manifest) of a task's training or validation data.
+
+    Generated for the demo; the user's folder for `folder`; for the real datasets the checked,
+    verified copies made by the rules of data.smk.
+    """
     data = config["tasks"][task]["data"]
-    if data["source"] in ("folder", "fastmri"):
+    if data["source"] == "folder":
         return data[f"{split}_dir"]
+    if data["source"] == "imagenet":
+        return "results/data/denoise/train_manifest.csv" if split == "train" else "results/data/denoise/kodak"
+    if data["source"] == "fastmri":
+        return f"results/data/{task}/{split}_files"
     if data["source"] == "embedded":
         return f"results/data/{task}/{split}_images"
     return f"results/data/{task}/synthetic_{split}"
@@ -50,8 +58,8 @@ def flat(files_by_loss):
 
 
 def table_files(name):
-    """Every file of a thesis table: its formats, the comparison with the thesis, and for MRI the fastMRI metrics."""
-    suffixes = [".csv", ".md", ".tex", "_vs_paper.csv", "_vs_paper.md"]
+    """Every file of a thesis table: its formats, the comparison with the thesis, each seed's values, and for MRI the fastMRI metrics."""
+    suffixes = [".csv", ".md", ".tex", "_vs_paper.csv", "_vs_paper.md", "_per_seed.csv", "_per_seed.md"]
     if TABLES[name][0] != "denoise":
         suffixes += ["_fastmri.csv", "_fastmri.md", "_fastmri.tex"]
     return expand("results/tables/{name}{suffix}", name=name, suffix=suffixes)
@@ -76,5 +84,11 @@ def figure_files(figure):
     return expand("results/figures/{figure}.{ext}", figure=figure, ext=["png", "pdf"])
 
 
+def curve_files():
+    """The training-curve figure of every configured task (all losses in one figure)."""
+    return expand("results/figures/curves_{task}.{ext}", task=TASKS, ext=["png", "pdf"])
+
+
 def figure_targets():
-    return [path for figure in figure_ids() for path in figure_files(figure)]
+    """Every figure: the configured comparison figures and the training curves."""
+    return [path for figure in figure_ids() for path in figure_files(figure)] + curve_files()

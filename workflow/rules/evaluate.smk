@@ -71,10 +71,13 @@ rule table:
         tex="results/tables/{table}.tex",
         vs_csv="results/tables/{table}_vs_paper.csv",
         vs_md=report("results/tables/{table}_vs_paper.md", caption="../report/table_vs_paper.rst", category="Tables", labels={"table": "{table}", "format": "beside the thesis"}),
+        per_seed_csv="results/tables/{table}_per_seed.csv",
+        per_seed_md="results/tables/{table}_per_seed.md",
     params:
         table=lambda w: w.table,
         suite="thesis",
         models=lambda w: model_metric_files(TABLES[w.table][0]),
+        seeds=SEEDS,
         lpips_pretrained=LPIPS_PRETRAINED,
     wildcard_constraints:
         table="|".join(TABLES),

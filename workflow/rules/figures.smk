@@ -43,3 +43,21 @@ for _figure in figure_ids():
 rule figures:
     input:
         figure_targets(),
+
+
+rule curves:
+    input:
+        lambda w: expand("results/models/{task}/{loss}/seed{seed}/curve.csv", task=w.task, loss=LOSSES, seed=SEEDS[0]),
+    output:
+        png=report("results/figures/curves_{task}.png", caption="../report/curves.rst", category="Training curves", labels={"task": "{task}"}),
+        pdf="results/figures/curves_{task}.pdf",
+    params:
+        losses=LOSSES,
+        seed=SEEDS[0],
+        lpips_pretrained=LPIPS_PRETRAINED,
+    log:
+        "results/logs/figures/curves_{task}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/curves.py"
