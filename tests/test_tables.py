@@ -102,3 +102,34 @@ def test_published_tables_are_complete():
                     assert published[row][column] + published[column][row] == pytest.approx(1.0, abs=1e-3)
     with pytest.raises(ValueError, match="no published table 'table_9_9'"):
         paper.table("table_9_9")
+
+
+def _flip_csv(path, value):
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([["image", "flip"], ["a", value], ["b", value]])
+    return path
+
+
+def test_thesis_copy_error_in_noisy_flip_is_flagged_not_compared(tmp_path):
+    """Thesis Table 6.1 prints the Noisy LPIPS value 0.4593 as Noisy FLIP too: shown with a dagger, never differenced."""
+    table = build_table("table_6_1", _flip_csv(tmp_path / "input.csv", 0.36), {"flip": [_flip_csv(tmp_path / "flip.csv", 0.11)]})
+    paths = write_all(table, tmp_path / "table_6_1")
+    with open(paths[3]) as handle:
+        comparison = {(row["metric"], row["model"]): row for row in csv.DictReader(handle)}
+    flagged = comparison[("flip", "input")]
+    assert flagged["paper"] == "0.4593" and flagged["difference"] == "" and "copy" in flagged["note"]
+    assert comparison[("flip", "flip")]["difference"] == "-0.0021" and comparison[("flip", "flip")]["note"] == ""
+    markdown = paths[4].read_text()
+    assert "0.3600 (0.4593†)" in markdown and "† FLIP, Noisy:" in markdown
+    assert "Only the input column (Noisy) is expected to match" in markdown
+
+
+def test_comparison_of_a_model_the_thesis_lacks_leaves_the_paper_cell_empty(files, monkeypatch):
+    from lossbench import tables
+
+    table = build_table("table_6_1", files["input"], {"l1": [files["l1"]]})
+    monkeypatch.setattr(tables.paper, "table", lambda name: {"l1": {"input": 78.22}})
+    rows = {(row["metric"], row["model"]): row for row in tables.comparison_rows(table)}
+    assert rows[("l1", "l1")]["paper"] == "" and rows[("l1", "l1")]["difference"] == ""
+    assert rows[("l1", "input")]["difference"] == "+0.78"
+    assert "(—)" in tables.comparison_markdown(table)

@@ -56,3 +56,18 @@ def test_residual_needs_matching_channels():
 def test_wrong_input_rank_raises():
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         UNet(3, 3, width=2, depth=1)(torch.rand(3, 16, 16))
+
+
+def test_kernel_sizes_per_level():
+    net = UNet(1, 1, width=4, depth=2, kernel_sizes=[7, 5, 3])
+    assert [block[0].kernel_size for block in net.encoder] == [(7, 7), (5, 5)]
+    assert net.bottleneck[0].kernel_size == (3, 3)
+    assert [block[0].kernel_size for block in net.decoder] == [(5, 5), (7, 7)]
+    image = torch.rand(1, 1, 37, 50)
+    assert net(image).shape == image.shape
+
+
+@pytest.mark.parametrize("sizes", [[3, 3], [3, 4, 3]])
+def test_bad_kernel_sizes_raise(sizes):
+    with pytest.raises(ValueError, match="kernel"):
+        UNet(1, 1, width=4, depth=2, kernel_sizes=sizes)

@@ -115,6 +115,7 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 if overlap:
                     raise ConfigError(f"{source}: tasks.denoise.data: {', '.join(sorted(overlap))} in both train and val")
     learning_rate_overrides(config, source)
+    _check_kernel_sizes(config["model"], source)
     weights = config["evaluation"]["lpips_weights"]
     if weights is not None and not Path(weights).is_file():
         raise ConfigError(f"{source}: evaluation.lpips_weights: file {weights!r} does not exist")
@@ -130,6 +131,15 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
             if crop in config["figures"] or crop in crops:
                 raise ConfigError(f"{source}: figures.{figure}.crop_figure: {crop} is already used by another figure")
             crops.add(crop)
+
+
+def _check_kernel_sizes(model: dict[str, Any], source: str) -> None:
+    sizes = model["kernel_sizes"] if model["kernel_sizes"] is not None else [model["kernel_size"]]
+    key = "model.kernel_sizes" if model["kernel_sizes"] is not None else "model.kernel_size"
+    if any(size % 2 == 0 for size in sizes):
+        raise ConfigError(f"{source}: {key}: kernel sizes must be odd (the padding keeps the image size), got {sizes if model['kernel_sizes'] is not None else sizes[0]}")
+    if model["kernel_sizes"] is not None and len(sizes) != model["depth"] + 1:
+        raise ConfigError(f"{source}: model.kernel_sizes: expected depth + 1 = {model['depth'] + 1} sizes (one per level, the bottleneck last), got {len(sizes)}")
 
 
 def load(path: str | Path) -> dict[str, Any]:

@@ -218,36 +218,63 @@ def to_latex(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: What a reader should expect of the comparison with the thesis: only the degraded input is computed the same way.
+VS_PAPER_NOTE = (
+    "Only the input column ({input}) is expected to match the thesis on the thesis's data; on the embedded demo data "
+    "(other images, smaller models, minutes of CPU training) the models' values are not, and the comparison shows the "
+    "direction and the ordering of the losses, not the published values."
+)
+
+
+def _published_cell(table: Table, published: dict[str, dict[str, float]], errata: dict[tuple[str, str, str], str], metric: str, column: str) -> tuple[float | None, str | None]:
+    """The thesis's value of a cell (None where the thesis has none) and its erratum, if any."""
+    return published.get(metric, {}).get(column), errata.get((table.name, metric, column))
+
+
 def comparison_rows(table: Table) -> list[dict[str, str]]:
-    """Ours beside the thesis's published value, one row per (metric, model)."""
-    published = paper.table(table.name)
+    """Ours beside the thesis's published value, one row per (metric, model).
+
+    A model or metric the thesis lacks has an empty ``paper`` cell; a published cell listed in
+    :func:`lossbench.paper.errata` is shown but not compared, with the erratum in ``note``.
+    """
+    published, errata = paper.table(table.name), paper.errata()
     rows = []
     for metric, row in table.cells.items():
         decimals = table.infos[metric].decimals
         for column in table.columns:
-            ours, theirs = row[column].mean, published[metric][column]
+            ours = row[column].mean
+            theirs, erratum = _published_cell(table, published, errata, metric, column)
+            comparable = ours is not None and theirs is not None and erratum is None
             rows.append({
                 "metric": metric,
                 "model": column,
                 "ours": f"{ours:.{decimals}f}" if ours is not None else "",
-                "paper": f"{theirs:.{decimals}f}",
-                "difference": f"{ours - theirs:+.{decimals}f}" if ours is not None else "",
+                "paper": f"{theirs:.{decimals}f}" if theirs is not None else "",
+                "difference": f"{ours - theirs:+.{decimals}f}" if comparable else "",
+                "note": erratum or "",
             })
     return rows
 
 
 def comparison_markdown(table: Table) -> str:
-    """Markdown table whose cells read ``ours (paper)``."""
-    published = paper.table(table.name)
+    """Markdown table whose cells read ``ours (paper)``; flagged published cells carry a dagger and a footnote."""
+    published, errata = paper.table(table.name), paper.errata()
     lines = [f"**{table.name.replace('table_', 'Table ').replace('_', '.')}, ours (thesis).** {table.caption}", ""]
     lines.append("| Metric | " + " | ".join(table.column_label(c) for c in table.columns) + " |")
     lines.append("|---|" + "---:|" * len(table.columns))
+    notes = list(table.footnotes)
     for metric, row in table.cells.items():
         decimals = table.infos[metric].decimals
-        cells = [f"{row[c].text(decimals) or '—'} ({published[metric][c]:.{decimals}f})" for c in table.columns]
+        cells = []
+        for column in table.columns:
+            theirs, erratum = _published_cell(table, published, errata, metric, column)
+            shown = "—" if theirs is None else f"{theirs:.{decimals}f}" + ("†" if erratum else "")
+            cells.append(f"{row[column].text(decimals) or '—'} ({shown})")
+            if erratum:
+                notes.append(f"† {table.metric_labels[metric]}, {table.column_label(column)}: {erratum}")
         lines.append(f"| {table.metric_labels[metric]} | " + " | ".join(cells) + " |")
-    if table.footnotes:
-        lines += ["", *_notes(table.footnotes, "")]
+    notes.append(VS_PAPER_NOTE.format(input=INPUT_LABELS[table.task]))
+    lines += ["", *_notes(notes, "")]
     return "\n".join(lines) + "\n"
 
 
@@ -296,7 +323,7 @@ def write_all(table: Table, prefix: str | Path, with_paper: bool = True) -> list
         return paths
     vs = prefix.with_name(prefix.name + "_vs_paper")
     with open(vs.with_name(vs.name + ".csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["metric", "model", "ours", "paper", "difference"], lineterminator="\n")
+        writer = csv.DictWriter(handle, fieldnames=["metric", "model", "ours", "paper", "difference", "note"], lineterminator="\n")
         writer.writeheader()
         writer.writerows(comparison_rows(table))
     vs.with_name(vs.name + ".md").write_text(comparison_markdown(table))

@@ -37,17 +37,25 @@ class UNet(nn.Module):
         width: Channels of the first level.
         depth: Number of pooling levels.
         kernel_size: Odd convolution kernel size of the conv+ReLU blocks.
+        kernel_sizes: Odd kernel size per level, ``depth + 1`` of them: level 0 (full resolution,
+            first encoder and last decoder block) to level ``depth`` (the bottleneck). Overrides
+            ``kernel_size``; thesis §2.2.1 says the kernel size "was varied for the different layers"
+            without giving the sizes.
         residual: Add the input to the output (requires ``in_channels == out_channels``).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, width: int = 32, depth: int = 4, kernel_size: int = 3, residual: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, width: int = 32, depth: int = 4, kernel_size: int = 3, kernel_sizes: list[int] | None = None, residual: bool = False):
         super().__init__()
         if depth < 1:
             raise ValueError(f"UNet depth must be >= 1, got {depth}")
         if width < 1:
             raise ValueError(f"UNet width must be >= 1, got {width}")
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"UNet kernel_size must be a positive odd number, got {kernel_size}")
+        sizes = [kernel_size] * (depth + 1) if kernel_sizes is None else list(kernel_sizes)
+        if len(sizes) != depth + 1:
+            raise ValueError(f"UNet kernel_sizes needs depth + 1 = {depth + 1} sizes (one per level, the bottleneck last), got {len(sizes)}: {sizes}")
+        if any(size < 1 or size % 2 == 0 for size in sizes):
+            name = "kernel_size" if kernel_sizes is None else "kernel_sizes"
+            raise ValueError(f"UNet {name} must be positive odd numbers, got {kernel_sizes if kernel_sizes is not None else kernel_size}")
         if residual and in_channels != out_channels:
             raise ValueError(f"a residual UNet needs in_channels == out_channels, got {in_channels} and {out_channels}")
         self.depth = depth
@@ -56,14 +64,14 @@ class UNet(nn.Module):
         self.encoder = nn.ModuleList()
         previous = in_channels
         for level in range(depth):
-            self.encoder.append(_conv_block(previous, channels[level], kernel_size))
+            self.encoder.append(_conv_block(previous, channels[level], sizes[level]))
             previous = channels[level]
-        self.bottleneck = _conv_block(channels[depth - 1], channels[depth], kernel_size)
+        self.bottleneck = _conv_block(channels[depth - 1], channels[depth], sizes[depth])
         self.reduce = nn.ModuleList()
         self.decoder = nn.ModuleList()
         for level in reversed(range(depth)):
             self.reduce.append(nn.Conv2d(channels[level + 1], channels[level], kernel_size=1))
-            self.decoder.append(_conv_block(2 * channels[level], channels[level], kernel_size))
+            self.decoder.append(_conv_block(2 * channels[level], channels[level], sizes[level]))
         self.head = nn.Conv2d(channels[0], out_channels, kernel_size=1)
         if residual:
             # Start as the identity, so training begins from the degraded input rather than from noise.

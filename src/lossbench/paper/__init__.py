@@ -23,3 +23,9 @@ def table(name: str) -> dict[str, dict[str, float]]:
         rows = list(csv.reader(handle))
     header = rows[0][1:]
     return {row[0]: {column: float(value) for column, value in zip(header, row[1:])} for row in rows[1:]}
+
+
+def errata() -> dict[tuple[str, str, str], str]:
+    """Published cells known to be wrong: (table, metric, model) → why; they are flagged, not compared."""
+    with open(HERE / "errata.csv", newline="") as handle:
+        return {(row["table"], row["metric"], row["model"]): row["note"] for row in csv.DictReader(handle)}
