@@ -124,7 +124,7 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
         if spec["task"] not in config["tasks"]:
             raise ConfigError(f"{source}: figures.{figure}.task: task {spec['task']!r} is not configured under tasks")
         if spec["task"] == "denoise" and config["tasks"]["denoise"]["data"]["source"] == "embedded":
-            if spec["image"] not in config["tasks"]["denoise"]["data"]["val"]:
+            if isinstance(spec["image"], str) and spec["image"] not in config["tasks"]["denoise"]["data"]["val"]:
                 raise ConfigError(f"{source}: figures.{figure}.image: {spec['image']!r} is not a denoise validation image")
         crop = spec.get("crop_figure")
         if crop is not None:

@@ -35,20 +35,65 @@ def _crop(image: np.ndarray, box: list[int] | None) -> np.ndarray:
     return image[:, top : top + height, left : left + width]
 
 
-def load_panels(valset_path: str | Path, outputs: dict[str, str | Path], image_id: str, lpips_pretrained: bool = True) -> list[tuple[str, np.ndarray]]:
-    """(label, (C, H, W) image) for the input, the reference and each loss's output of ``image_id``.
+def resolve_image_id(ids: list[str], image: str | int, source: str | Path) -> str:
+    """The validation image id that a figure's ``image`` names.
+
+    Args:
+        ids: Validation image ids, MRI ones as ``<file stem>_s<slice>``.
+        image: An id, or an index N for data whose file names are not known when the configuration
+            is written (the real fastMRI and Kodak sets): the N-th volume's middle slice for MRI,
+            the N-th image for photographs, in sorted order.
+        source: The validation set's path, for messages.
+
+    Raises:
+        ValueError: naming ``source`` when no such image exists.
+    """
+    if isinstance(image, int):
+        groups: dict[str, list[str]] = {}
+        for image_id in sorted(ids):
+            stem, separator, slice_number = image_id.rpartition("_s")
+            groups.setdefault(stem if separator and slice_number.isdigit() else image_id, []).append(image_id)
+        if image >= len(groups):
+            raise ValueError(f"{source}: figure image index {image} is out of range: the validation set has {len(groups)} volumes or images")
+        members = list(groups.values())[image]
+        return members[len(members) // 2]
+    if image not in ids:
+        shown = ", ".join(ids[:8]) + (", ..." if len(ids) > 8 else "")
+        raise ValueError(f"{source}: no validation image {image!r} (available: {shown})")
+    return image
+
+
+def load_panels(valset_path: str | Path, outputs: dict[str, str | Path], image: str | int, lpips_pretrained: bool = True) -> tuple[str, list[tuple[str, np.ndarray]]]:
+    """The id of ``image`` (see :func:`resolve_image_id`) and its (label, (C, H, W) image) panels:
+    the input, the reference and each loss's output.
 
     ``lpips_pretrained`` False labels the LPIPS+l2 panel as made with an untrained AlexNet trunk.
     """
     with ImageFile(valset_path) as valset:
-        if image_id not in valset.ids:
-            shown = ", ".join(valset.ids[:8]) + (", ..." if len(valset.ids) > 8 else "")
-            raise ValueError(f"{valset_path}: no validation image {image_id!r} (available: {shown})")
+        image_id = resolve_image_id(valset.ids, image, valset_path)
         panels = [("Input", valset.read("input", image_id)), ("Reference", valset.read("target", image_id))]
     for loss, path in outputs.items():
         with ImageFile(path) as output:
             panels.append((loss_label(loss, lpips_pretrained), output.read("output", image_id)))
-    return panels
+    return image_id, panels
+
+
+def thesis_figure(valset_path: str | Path, outputs: dict[str, str | Path], spec: dict, figure: str, crop: bool, seed: int, out_paths: list[str | Path], lpips_pretrained: bool = True) -> None:
+    """A configured comparison figure (``figures.<figure>`` of the configuration) or its zoomed crop.
+
+    Args:
+        valset_path: The task's validation set.
+        outputs: Loss → its model's outputs on the validation set.
+        spec: The figure's configuration: ``task``, ``image``, optionally ``box``.
+        figure: The panel figure's id (``fig_6_1``), for the crop's title.
+        crop: Draw the zoomed crop instead of the whole image.
+        seed: The models' seed, for the title.
+        out_paths: Files to write.
+        lpips_pretrained: As in :func:`load_panels`.
+    """
+    image_id, panels = load_panels(valset_path, outputs, spec["image"], lpips_pretrained)
+    kind = "Zoomed-in crop of " + figure.replace("fig_", "Fig. ").replace("_", ".") if crop else "Input, reference and outputs"
+    comparison_figure(panels, out_paths, f"{kind}: {spec['task']} validation image {image_id} (seed {seed})", spec.get("box"), crop=crop)
 
 
 def comparison_figure(panels: list[tuple[str, np.ndarray]], out_paths: list[str | Path], title: str, box: list[int] | None = None, crop: bool = False) -> None:
