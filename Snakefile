@@ -26,6 +26,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/infer.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/statistics.smk"
 include: "workflow/rules/userstudy.smk"
 
 
@@ -35,3 +36,5 @@ rule all:
         table_targets(),
         figure_targets(),
         USERSTUDY_TARGETS,
+        # Seed variation needs several seeds; `snakemake statistics` builds these with one seed too.
+        statistics_targets() if len(SEEDS) >= 2 else [],

@@ -133,3 +133,19 @@ def test_comparison_of_a_model_the_thesis_lacks_leaves_the_paper_cell_empty(file
     assert rows[("l1", "l1")]["paper"] == "" and rows[("l1", "l1")]["difference"] == ""
     assert rows[("l1", "input")]["difference"] == "+0.78"
     assert "(—)" in tables.comparison_markdown(table)
+
+
+def test_values_not_significantly_different_from_the_best_carry_a_dagger(tmp_path):
+    images = [f"i{k}" for k in range(8)]
+    noise = [0.3, -0.2, 0.1, -0.4, 0.2, 0.0, -0.1, 0.3]
+    def psnr_csv(name, base, jitter):
+        return _metrics_csv(tmp_path / f"{name}.csv", [[image, 0.02, 0.001, base + jitter * n] for image, n in zip(images, noise)])
+    inputs = psnr_csv("input", 20.0, 1.0)
+    models = {"l1": [psnr_csv("l1", 30.0, 1.0)], "l2": [psnr_csv("l2", 30.05, 0.2)], "flip": [psnr_csv("flip", 25.0, 1.0)]}
+    table = build_table("table_6_1", inputs, models)
+    row = table.cells["psnr"]
+    assert row["l2"].bold and not row["l2"].tied
+    assert row["l1"].tied and not row["flip"].tied
+    markdown = to_markdown(table)
+    assert row["l1"].text(2) + "†" in markdown and any(note.startswith("†: not significantly different") for note in table.footnotes)
+    assert r"$^\dagger$" in to_latex(table)

@@ -164,3 +164,53 @@ def curves_figure(curves: dict[str, str | Path], out_paths: list[str | Path], ti
     axes[-1].legend(fontsize=8)
     figure.suptitle(title, fontsize=11)
     _save(figure, out_paths)
+
+
+def ranking_figure(model_csvs: dict[str, list[str | Path]], out_paths: list[str | Path], title: str, lpips_pretrained: bool = True) -> None:
+    """Models ranked per metric with 95 % intervals; a bar joins models whose difference is not significant.
+
+    In the style of a critical-difference diagram: one panel per metric, the best model on top,
+    the mean over validation images of seed-averaged values with its t interval, and to the right
+    a vertical bar over each maximal run of models that no Holm-corrected paired test separates
+    (:mod:`lossbench.statistics`).
+
+    Args:
+        model_csvs: Loss → its models' per-image metric CSVs, one per seed.
+        out_paths: Files to write; the format follows the suffix.
+        title: Figure title.
+        lpips_pretrained: Whether LPIPS+l2 used the pretrained trunk (for its label).
+    """
+    from lossbench import statistics
+    from lossbench.metrics import STUDY_METRICS
+
+    panels = []
+    for metric, info in STUDY_METRICS.items():
+        losses, values = statistics.stack(model_csvs, metric, info.scale)
+        if len(losses) >= 2:
+            panels.append((info, losses, values))
+    if not panels:
+        raise ValueError("a ranking figure needs at least two losses with a common metric")
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 0.45 * len(panels[0][1]) * rows + 1.4 * rows), squeeze=False)
+    for axis in axes.flat[len(panels):]:
+        axis.axis("off")
+    for axis, (info, losses, values) in zip(axes.flat, panels):
+        intervals = {loss: statistics.mean_interval(values[index]) for index, loss in enumerate(losses)}
+        order = sorted(losses, key=lambda loss: intervals[loss][0], reverse=info.higher_is_better)
+        for rank, loss in enumerate(order):
+            mean, low, high = intervals[loss]
+            axis.errorbar(mean, rank, xerr=None if math.isnan(low) else [[mean - low], [high - mean]], fmt="o", color="C0", capsize=3)
+        axis.set_yticks(range(len(order)), [loss_label(loss, lpips_pretrained) for loss in order], fontsize=8)
+        axis.invert_yaxis()
+        low_x, high_x = axis.get_xlim()
+        step = (high_x - low_x) * 0.04
+        for offset, (first, last) in enumerate(statistics.indistinct_groups(order, statistics.pairwise(losses, values))):
+            x = high_x + step * (1 + offset)
+            axis.plot([x, x], [first - 0.15, last + 0.15], color="C3", linewidth=3, solid_capstyle="round")
+        axis.set_xlim(low_x, high_x + step * (2 + len(order)))
+        axis.set_title(f"{info.label} ({'higher' if info.higher_is_better else 'lower'} is better)", fontsize=9)
+        axis.grid(axis="x", alpha=0.3)
+    seeds = panels[0][2].shape[1]
+    figure.suptitle(f"{title}\nmean over images of {seeds}-seed averages, 95 % intervals; red bars join models not significantly different (paired t-test, Holm, α = {statistics.ALPHA})", fontsize=9)
+    _save(figure, out_paths)

@@ -15,6 +15,7 @@ from pathlib import Path
 from lossbench import losses as loss_registry
 from lossbench import metrics as metric_registry
 from lossbench import paper
+from lossbench import statistics as significance
 from lossbench.config import INPUT_LABELS
 from lossbench.metrics import STUDY_METRICS, MetricInfo
 
@@ -27,6 +28,11 @@ TABLES = {
 
 LOSS_LABELS = {"l1": "l1", "l2": "l2", "msssim": "MS-SSIM", "lpips_l2": "LPIPS+l2", "flip": "FLIP", "adaptive": "Adaptive"}
 UNTRAINED_TRUNK = " (untrained AlexNet trunk)"
+
+
+def table_title(name: str) -> str:
+    """``table_6_1`` → ``Table 6.1``."""
+    return name.replace("table_", "Table ").replace("_", ".")
 
 
 def loss_label(loss: str, lpips_pretrained: bool = True) -> str:
@@ -51,6 +57,8 @@ class Cell:
     std: float | None = None
     seeds: int = 0
     bold: bool = False
+    #: Not significantly different from the row's best (lossbench.statistics), marked † in the tables.
+    tied: bool = False
 
     def text(self, decimals: int) -> str:
         if self.mean is None:
@@ -122,6 +130,7 @@ def build_table(
     input_means = _image_means(input_csv)
     model_means = {loss: [_image_means(path) for path in paths] for loss, paths in model_csvs.items()}
     cells: dict[str, dict[str, Cell]] = {}
+    tests_run = False
     for metric, info in infos.items():
         row = {"input": _cell([input_means], metric, info)}
         for loss in loss_registry.STUDY_LOSSES:
@@ -131,6 +140,8 @@ def build_table(
             best = max(shown.values()) if info.higher_is_better else min(shown.values())
             for loss, value in shown.items():
                 row[loss].bold = value == best
+            tested = _mark_ties_with_best(row, model_csvs, metric, info)
+            tests_run = tests_run or tested
         cells[metric] = row
     labels = {metric: info.label for metric, info in infos.items()}
     if not lpips_pretrained and "lpips" in labels:
@@ -149,7 +160,24 @@ def build_table(
     seeds = {cell.seeds for row in cells.values() for loss, cell in row.items() if loss != "input" and cell.mean is not None}
     if seeds - {1}:
         table.footnotes.append(f"Values are mean ± standard deviation over {', '.join(map(str, sorted(seeds)))} seeds.")
+    if tests_run:
+        unit = "volumes" if suite == "fastmri" else "images"
+        table.footnotes.append(f"†: not significantly different from the row's best (paired t-test over validation {unit} on seed-averaged values, Holm-corrected, α = {significance.ALPHA}; {name}_pairs lists every pair).")
+    elif len(model_csvs) > 1:
+        table.footnotes.append("No significance marks: fewer than two validation images.")
     return table
+
+
+def _mark_ties_with_best(row: dict[str, Cell], model_csvs: dict[str, list[str | Path]], metric: str, info: MetricInfo) -> bool:
+    """Mark the losses not significantly different from the row's best; False when no test could run."""
+    losses, values = significance.stack(model_csvs, metric, info.scale)
+    if len(losses) < 2 or values.shape[2] < 2:
+        return False
+    means = values.mean(axis=(1, 2))
+    best = losses[int(means.argmax() if info.higher_is_better else means.argmin())]
+    for loss in significance.not_different_from_best(losses, values, best):
+        row[loss].tied = True
+    return True
 
 
 def write_csv(table: Table, path: str | Path) -> None:
@@ -160,14 +188,14 @@ def write_csv(table: Table, path: str | Path) -> None:
         header += [f"{column}_std" for column in table.columns if column != "input"]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow([*header, "best"])
+        writer.writerow([*header, "best", "not_different_from_best"])
         for metric, row in table.cells.items():
             decimals = table.infos[metric].decimals + 2
             values = [f"{row[c].mean:.{decimals}f}" if row[c].mean is not None else "" for c in table.columns]
             if with_std:
                 values += [f"{row[c].std:.{decimals}f}" if row[c].std is not None else "" for c in table.columns if c != "input"]
             best = " ".join(c for c in table.columns if row[c].bold)
-            writer.writerow([metric, table.metric_labels[metric], *values, best])
+            writer.writerow([metric, table.metric_labels[metric], *values, best, " ".join(c for c in table.columns if row[c].tied)])
 
 
 def _notes(footnotes: list[str], prefix: str) -> list[str]:
@@ -176,12 +204,12 @@ def _notes(footnotes: list[str], prefix: str) -> list[str]:
 
 def to_markdown(table: Table) -> str:
     """The table in GitHub Markdown, best values in bold, footnotes below."""
-    lines = [f"**{table.name.replace('table_', 'Table ').replace('_', '.')}.** {table.caption}", ""]
+    lines = [f"**{table_title(table.name)}.** {table.caption}", ""]
     lines.append("| Metric | " + " | ".join(table.column_label(c) for c in table.columns) + " |")
     lines.append("|---|" + "---:|" * len(table.columns))
     for metric, row in table.cells.items():
         decimals = table.infos[metric].decimals
-        cells = [f"**{row[c].text(decimals)}**" if row[c].bold else row[c].text(decimals) for c in table.columns]
+        cells = [(f"**{row[c].text(decimals)}**" if row[c].bold else row[c].text(decimals)) + ("†" if row[c].tied else "") for c in table.columns]
         lines.append(f"| {table.metric_labels[metric]} | " + " | ".join(cells) + " |")
     if table.footnotes:
         lines += ["", *_notes(table.footnotes, "")]
@@ -208,7 +236,7 @@ def to_latex(table: Table) -> str:
     for metric, row in table.cells.items():
         decimals = table.infos[metric].decimals
         cells = [_tex_escape(row[c].text(decimals)) for c in table.columns]
-        cells = [rf"\textbf{{{text}}}" if row[c].bold else text for c, text in zip(table.columns, cells)]
+        cells = [(rf"\textbf{{{text}}}" if row[c].bold else text) + (r"$^\dagger$" if row[c].tied else "") for c, text in zip(table.columns, cells)]
         label = _TEX_METRIC.get(metric, _tex_escape(table.metric_labels[metric]))
         lines.append(f"{label} & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -259,7 +287,7 @@ def comparison_rows(table: Table) -> list[dict[str, str]]:
 def comparison_markdown(table: Table) -> str:
     """Markdown table whose cells read ``ours (paper)``; flagged published cells carry a dagger and a footnote."""
     published, errata = paper.table(table.name), paper.errata()
-    lines = [f"**{table.name.replace('table_', 'Table ').replace('_', '.')}, ours (thesis).** {table.caption}", ""]
+    lines = [f"**{table_title(table.name)}, ours (thesis).** {table.caption}", ""]
     lines.append("| Metric | " + " | ".join(table.column_label(c) for c in table.columns) + " |")
     lines.append("|---|" + "---:|" * len(table.columns))
     notes = list(table.footnotes)
@@ -291,7 +319,7 @@ def write_per_seed(name: str, model_csvs: dict[str, list[str | Path]], seeds: li
     prefix = Path(prefix)
     means = {loss: dict(zip(seeds, map(_image_means, paths), strict=True)) for loss, paths in model_csvs.items()}
     losses = [loss for loss in loss_registry.STUDY_LOSSES if loss in means]
-    rows, lines = [], [f"**{name.replace('table_', 'Table ').replace('_', '.')}, per seed.** {TABLES[name][1]}", ""]
+    rows, lines = [], [f"**{table_title(name)}, per seed.** {TABLES[name][1]}", ""]
     lines += ["| Metric | Seed | " + " | ".join(loss_label(loss, lpips_pretrained) for loss in losses) + " |", "|---|---|" + "---:|" * len(losses)]
     for metric, info in STUDY_METRICS.items():
         if not any(metric in by_seed[seed] for by_seed in means.values() for seed in seeds):

@@ -1,0 +1,60 @@
+# Statistics (thesis §8's open question): per table, the variance decomposition over losses, seeds and
+# images and the paired comparison of every pair of losses; per task, a ranking figure per metric.
+# `snakemake statistics` builds them; `all` includes them when there are at least two seeds.
+
+
+def statistics_files(table):
+    return expand("results/tables/{table}_{kind}.{ext}", table=table, kind="variance", ext=["csv", "md", "tex"]) + expand("results/tables/{table}_pairs.{ext}", table=table, ext=["csv", "md"])
+
+
+def ranking_files(task):
+    return expand("results/figures/ranking_{task}.{ext}", task=task, ext=["png", "pdf"])
+
+
+def statistics_targets():
+    return [path for table in CONFIGURED_TABLES for path in statistics_files(table)] + [path for task in TASKS for path in ranking_files(task)]
+
+
+rule table_statistics:
+    input:
+        models=lambda w: flat(model_metric_files(TABLES[w.table][0])),
+    output:
+        variance_csv="results/tables/{table}_variance.csv",
+        variance_md=report("results/tables/{table}_variance.md", caption="../report/table_statistics.rst", category="Statistics", labels={"table": "{table}", "format": "variance"}),
+        variance_tex="results/tables/{table}_variance.tex",
+        pairs_csv="results/tables/{table}_pairs.csv",
+        pairs_md=report("results/tables/{table}_pairs.md", caption="../report/table_statistics.rst", category="Statistics", labels={"table": "{table}", "format": "pairs"}),
+    params:
+        table=lambda w: w.table,
+        models=lambda w: model_metric_files(TABLES[w.table][0]),
+        lpips_pretrained=LPIPS_PRETRAINED,
+    wildcard_constraints:
+        table="|".join(TABLES),
+    log:
+        "results/logs/statistics/{table}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/statistics.py"
+
+
+rule ranking_figure:
+    input:
+        models=lambda w: flat(model_metric_files(w.task)),
+    output:
+        png=report("results/figures/ranking_{task}.png", caption="../report/ranking.rst", category="Statistics", labels={"task": "{task}"}),
+        pdf="results/figures/ranking_{task}.pdf",
+    params:
+        models=lambda w: model_metric_files(w.task),
+        lpips_pretrained=LPIPS_PRETRAINED,
+    log:
+        "results/logs/statistics/ranking_{task}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/ranking_figure.py"
+
+
+rule statistics:
+    input:
+        statistics_targets(),
