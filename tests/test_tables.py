@@ -52,7 +52,7 @@ def test_missing_losses_and_metrics_stay_empty_with_footnotes(files):
     table = build_table("table_6_3", files["input"], {"l1": [files["l1"]]})
     markdown = to_markdown(table)
     assert table.cells["msssim"]["l1"].mean is None
-    assert "| MS-SSIM |  |  |" in markdown
+    assert "| MS-SSIM ↑ |  |  |" in markdown
     assert any(note.startswith("MS-SSIM: not computed") for note in table.footnotes)
     assert any(note.startswith("FLIP: no model trained") for note in table.footnotes)
     assert "| Metric | Masked |" in markdown
@@ -120,7 +120,7 @@ def test_thesis_copy_error_in_noisy_flip_is_flagged_not_compared(tmp_path):
     assert flagged["paper"] == "0.4593" and flagged["difference"] == "" and "copy" in flagged["note"]
     assert comparison[("flip", "flip")]["difference"] == "-0.0021" and comparison[("flip", "flip")]["note"] == ""
     markdown = paths[4].read_text()
-    assert "0.3600 (0.4593†)" in markdown and "† FLIP, Noisy:" in markdown
+    assert "0.3600 (0.4593†)" in markdown and "† FLIP ↓, Noisy:" in markdown
     assert "Only the input column (Noisy) is expected to match" in markdown
 
 
@@ -149,3 +149,16 @@ def test_values_not_significantly_different_from_the_best_carry_a_dagger(tmp_pat
     markdown = to_markdown(table)
     assert row["l1"].text(2) + "†" in markdown and any(note.startswith("†: not significantly different") for note in table.footnotes)
     assert r"$^\dagger$" in to_latex(table)
+
+
+def test_row_labels_show_the_better_direction_and_companion_tables_their_nature(tmp_path):
+    fastmri = [["vol", "nmse", "psnr", "ssim"], ["v1", 0.05, 30.0, 0.8], ["v2", 0.04, 31.0, 0.82]]
+    for name in ("input", "l1"):
+        with open(tmp_path / f"{name}.csv", "w", newline="") as handle:
+            csv.writer(handle).writerows(fastmri)
+    table = build_table("table_6_3", tmp_path / "input.csv", {"l1": [tmp_path / "l1.csv"]}, suite="fastmri")
+    markdown = to_markdown(table)
+    assert markdown.startswith("**fastMRI metrics, knee (not in the thesis).**")
+    assert "| NMSE ↓ |" in markdown and "| PSNR ↑ |" in markdown
+    latex = to_latex(table)
+    assert r"\label{tab:table_6_3_fastmri}" in latex and r"PSNR $\uparrow$" in latex

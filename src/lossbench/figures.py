@@ -8,6 +8,7 @@ import csv
 import math
 import string
 from pathlib import Path
+from statistics import fmean
 
 import matplotlib
 
@@ -15,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from lossbench.data.valset import ImageFile  # noqa: E402
 from lossbench.tables import loss_label  # noqa: E402
@@ -124,8 +126,9 @@ def comparison_figure(panels: list[tuple[str, np.ndarray]], out_paths: list[str 
     _save(figure, out_paths)
 
 
-def _save(figure: plt.Figure, out_paths: list[str | Path]) -> None:
-    figure.tight_layout()
+def _save(figure: plt.Figure, out_paths: list[str | Path], layout: bool = True) -> None:
+    if layout:
+        figure.tight_layout()
     for path in out_paths:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         # No creation date in PDFs, so that reruns write the same bytes.
@@ -137,7 +140,7 @@ def _save(figure: plt.Figure, out_paths: list[str | Path]) -> None:
 CURVE_PANELS = {"train_loss": ("Training loss", True), "val_loss": ("Validation loss", True), "val_psnr": ("Validation PSNR (dB)", False)}
 
 
-def curves_figure(curves: dict[str, str | Path], out_paths: list[str | Path], title: str, lpips_pretrained: bool = True) -> None:
+def curves_figure(curves: dict[str, str | Path], out_paths: list[str | Path], title: str, lpips_pretrained: bool = True, input_metrics: str | Path | None = None) -> None:
     """Training and validation loss and validation PSNR per epoch, every loss in one figure.
 
     Args:
@@ -145,8 +148,10 @@ def curves_figure(curves: dict[str, str | Path], out_paths: list[str | Path], ti
         out_paths: Files to write; the format follows the suffix.
         title: Figure title.
         lpips_pretrained: Whether LPIPS+l2 used the pretrained trunk (for its label).
+        input_metrics: Per-image metrics of the degraded inputs (``evaluate_input``); their mean PSNR
+            is drawn as a dashed baseline on the PSNR panel, so a model that does not restore shows.
     """
-    figure, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(4.2 * len(CURVE_PANELS), 3.6))
+    figure, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(4.2 * len(CURVE_PANELS), 3.8))
     for loss, path in curves.items():
         with open(path, newline="") as handle:
             rows = list(csv.DictReader(handle))
@@ -160,11 +165,18 @@ def curves_figure(curves: dict[str, str | Path], out_paths: list[str | Path], ti
             axis.set_yscale("log")
         axis.set_title(label, fontsize=10)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
-    axes[-1].legend(fontsize=8)
+    if input_metrics is not None:
+        with open(input_metrics, newline="") as handle:
+            baseline = fmean(float(row["psnr"]) for row in csv.DictReader(handle))
+        axes[-1].axhline(baseline, color="black", linestyle="--", linewidth=1, label="input (no restoration)")
+    handles, labels = axes[-1].get_legend_handles_labels()
+    # Below the panels, so that the legend never covers a curve.
+    figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8, frameon=False)
     figure.suptitle(title, fontsize=11)
-    _save(figure, out_paths)
-
+    figure.tight_layout(rect=(0, 0.1, 1, 1))
+    _save(figure, out_paths, layout=False)
 
 def ranking_figure(model_csvs: dict[str, list[str | Path]], out_paths: list[str | Path], title: str, lpips_pretrained: bool = True) -> None:
     """Models ranked per metric with 95 % intervals; a bar joins models whose difference is not significant.

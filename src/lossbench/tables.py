@@ -30,6 +30,11 @@ LOSS_LABELS = {"l1": "l1", "l2": "l2", "msssim": "MS-SSIM", "lpips_l2": "LPIPS+l
 UNTRAINED_TRUNK = " (untrained AlexNet trunk)"
 
 
+def direction_mark(info: MetricInfo) -> str:
+    """`` ↑`` when higher is better, `` ↓`` when lower is, for row labels."""
+    return " ↑" if info.higher_is_better else " ↓"
+
+
 def table_title(name: str) -> str:
     """``table_6_1`` → ``Table 6.1``."""
     return name.replace("table_", "Table ").replace("_", ".")
@@ -47,6 +52,7 @@ FASTMRI_METRICS: dict[str, MetricInfo] = {
 }
 _TEX_LOSS = {"l1": "$l_1$", "l2": "$l_2$", "lpips_l2": "LPIPS$+l_2$"}
 _TEX_METRIC = {"l1": r"$1000\cdot l_1$", "l2": r"$1000\cdot l_2$"}
+_TEX_DIRECTION = {True: r" $\uparrow$", False: r" $\downarrow$"}
 
 
 @dataclass
@@ -79,6 +85,13 @@ class Table:
     footnotes: list[str] = field(default_factory=list)
     lpips_pretrained: bool = True
     infos: dict[str, MetricInfo] = field(default_factory=lambda: dict(STUDY_METRICS))
+    #: ``thesis`` for the thesis's six metrics, ``fastmri`` for the fastMRI-metrics companion table.
+    suite: str = "thesis"
+
+    @property
+    def title(self) -> str:
+        """Heading: the thesis table's number, or what a companion table is."""
+        return table_title(self.name) if self.suite == "thesis" else f"fastMRI metrics, {self.task} (not in the thesis)"
 
     @property
     def columns(self) -> list[str]:
@@ -143,10 +156,8 @@ def build_table(
             tested = _mark_ties_with_best(row, model_csvs, metric, info)
             tests_run = tests_run or tested
         cells[metric] = row
-    labels = {metric: info.label for metric, info in infos.items()}
-    if not lpips_pretrained and "lpips" in labels:
-        labels["lpips"] += UNTRAINED_TRUNK
-    table = Table(name, task, caption, labels, cells, lpips_pretrained=lpips_pretrained, infos=infos)
+    labels = {metric: info.label + (UNTRAINED_TRUNK if metric == "lpips" and not lpips_pretrained else "") + direction_mark(info) for metric, info in infos.items()}
+    table = Table(name, task, caption, labels, cells, lpips_pretrained=lpips_pretrained, infos=infos, suite=suite)
     for loss in loss_registry.STUDY_LOSSES:
         if loss not in model_csvs:
             reason = "not available in this version" if loss not in loss_registry.names() else "not in the configuration's losses"
@@ -154,7 +165,7 @@ def build_table(
     for metric in infos:
         if cells[metric]["input"].mean is None:
             reason = "not available in this version" if metric not in metric_registry.names() else "not in the configuration's metrics"
-            table.footnotes.append(f"{labels[metric]}: not computed ({reason}).")
+            table.footnotes.append(f"{infos[metric].label}: not computed ({reason}).")
     if not lpips_pretrained:
         table.footnotes.append("LPIPS and LPIPS+l2 used an untrained AlexNet trunk (the pretrained ImageNet weights were not found); their values are not comparable with the thesis's.")
     seeds = {cell.seeds for row in cells.values() for loss, cell in row.items() if loss != "input" and cell.mean is not None}
@@ -204,7 +215,7 @@ def _notes(footnotes: list[str], prefix: str) -> list[str]:
 
 def to_markdown(table: Table) -> str:
     """The table in GitHub Markdown, best values in bold, footnotes below."""
-    lines = [f"**{table_title(table.name)}.** {table.caption}", ""]
+    lines = [f"**{table.title}.** {table.caption}", ""]
     lines.append("| Metric | " + " | ".join(table.column_label(c) for c in table.columns) + " |")
     lines.append("|---|" + "---:|" * len(table.columns))
     for metric, row in table.cells.items():
@@ -217,7 +228,7 @@ def to_markdown(table: Table) -> str:
 
 
 def _tex_escape(text: str) -> str:
-    return text.replace("±", r"$\pm$").replace("·", r"$\cdot$").replace("_", r"\_").replace("%", r"\%")
+    return text.replace("±", r"$\pm$").replace("·", r"$\cdot$").replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("_", r"\_").replace("%", r"\%")
 
 
 def to_latex(table: Table) -> str:
@@ -227,7 +238,7 @@ def to_latex(table: Table) -> str:
         r"\begin{table}[ht]",
         r"\centering",
         rf"\caption{{{_tex_escape(table.caption)}}}",
-        rf"\label{{tab:{table.name}}}",
+        rf"\label{{tab:{table.name}{'' if table.suite == 'thesis' else '_' + table.suite}}}",
         r"\begin{tabular}{l" + "r" * len(table.columns) + "}",
         r"\toprule",
         "Metric & " + " & ".join(columns) + r" \\",
@@ -237,7 +248,7 @@ def to_latex(table: Table) -> str:
         decimals = table.infos[metric].decimals
         cells = [_tex_escape(row[c].text(decimals)) for c in table.columns]
         cells = [(rf"\textbf{{{text}}}" if row[c].bold else text) + (r"$^\dagger$" if row[c].tied else "") for c, text in zip(table.columns, cells)]
-        label = _TEX_METRIC.get(metric, _tex_escape(table.metric_labels[metric]))
+        label = _TEX_METRIC[metric] + _TEX_DIRECTION[table.infos[metric].higher_is_better] if metric in _TEX_METRIC else _tex_escape(table.metric_labels[metric])
         lines.append(f"{label} & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if table.footnotes:

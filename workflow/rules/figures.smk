@@ -45,9 +45,10 @@ rule figures:
         figure_targets(),
 
 
-rule curves:
+rule curve_figure:
     input:
-        lambda w: expand("results/models/{task}/{loss}/seed{seed}/curve.csv", task=w.task, loss=LOSSES, seed=SEEDS[0]),
+        curves=lambda w: expand("results/models/{task}/{loss}/seed{seed}/curve.csv", task=w.task, loss=LOSSES, seed=SEEDS[0]),
+        inputs="results/metrics/{task}/input.csv",
     output:
         png=report("results/figures/curves_{task}.png", caption="../report/curves.rst", category="Training curves", labels={"task": "{task}"}),
         pdf="results/figures/curves_{task}.pdf",
@@ -61,3 +62,8 @@ rule curves:
         ENV
     script:
         "../scripts/curves.py"
+
+
+rule curves:
+    input:
+        curve_files(),

@@ -5,6 +5,6 @@ from lossbench.logs import log_to
 
 with log_to(snakemake.log[0]):
     params = snakemake.params
-    curves = dict(zip(params.losses, snakemake.input, strict=True))
+    curves = dict(zip(params.losses, snakemake.input.curves, strict=True))
     title = f"Training curves: {snakemake.wildcards.task}, every loss (seed {params.seed})"
-    curves_figure(curves, [snakemake.output.png, snakemake.output.pdf], title, params.lpips_pretrained)
+    curves_figure(curves, [snakemake.output.png, snakemake.output.pdf], title, params.lpips_pretrained, snakemake.input.inputs)
