@@ -27,6 +27,7 @@ include: "workflow/rules/infer.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/statistics.smk"
+include: "workflow/rules/budget.smk"
 include: "workflow/rules/userstudy.smk"
 
 

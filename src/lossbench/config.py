@@ -57,13 +57,15 @@ def _key(path) -> str:
     return ".".join(str(part) for part in path) or "<top level>"
 
 
-def validate(config: dict[str, Any], source: str = "config", schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+def validate(config: dict[str, Any], source: str = "config", schema_path: str | Path = SCHEMA_PATH, require_data: bool = True) -> dict[str, Any]:
     """Validate ``config`` in place against the schema, fill in defaults, and check what the schema cannot.
 
     Args:
         config: Parsed configuration.
         source: Where it came from (a file name), for messages.
         schema_path: JSON schema in YAML.
+        require_data: Reject data folders that do not exist (all named in one line); False to plan or
+            budget a run before the data are in place (:func:`missing_data_folders` lists them).
 
     Returns:
         ``config``, with defaults filled in.
@@ -77,7 +79,22 @@ def validate(config: dict[str, Any], source: str = "config", schema_path: str | 
     if error is not None:
         raise ConfigError(f"{source}: {_key(error.absolute_path)}: {error.message}")
     _check_semantics(config, source)
+    missing = missing_data_folders(config)
+    if missing and require_data:
+        raise ConfigError(f"{source}: {'; '.join(missing)} (the run needs them; snakemake -n and the budget target work without them)")
     return config
+
+
+def missing_data_folders(config: dict[str, Any]) -> list[str]:
+    """``tasks.<task>.data.<key>: folder '...' does not exist`` for every configured data folder that is absent."""
+    missing = []
+    for task, settings in config["tasks"].items():
+        data = settings["data"]
+        for key in ("train_dir", "val_dir"):
+            # imagenet's val_dir (Kodak put there by hand) is optional; the other sources require both.
+            if data["source"] in ("folder", "fastmri", "imagenet") and key in data and not Path(data[key]).is_dir():
+                missing.append(f"tasks.{task}.data.{key}: folder {data[key]!r} does not exist")
+    return missing
 
 
 def _check_semantics(config: dict[str, Any], source: str) -> None:
@@ -96,10 +113,6 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                     raise ConfigError(f"{source}: losses.{name}.lr: no learning rate for task {task!r}")
     for task, settings in config["tasks"].items():
         data = settings["data"]
-        for key in ("train_dir", "val_dir"):
-            # imagenet's val_dir (Kodak put there by hand) is optional; the other sources require both.
-            if data["source"] in ("folder", "fastmri", "imagenet") and key in data and not Path(data[key]).is_dir():
-                raise ConfigError(f"{source}: tasks.{task}.data.{key}: folder {data[key]!r} does not exist")
         if task == "denoise":
             low, high = settings["sigma_train"]
             if low > high:
@@ -142,8 +155,8 @@ def _check_kernel_sizes(model: dict[str, Any], source: str) -> None:
         raise ConfigError(f"{source}: model.kernel_sizes: expected depth + 1 = {model['depth'] + 1} sizes (one per level, the bottleneck last), got {len(sizes)}")
 
 
-def load(path: str | Path) -> dict[str, Any]:
-    """Read and :func:`validate` the YAML configuration at ``path``."""
+def load(path: str | Path, require_data: bool = True) -> dict[str, Any]:
+    """Read and :func:`validate` the YAML configuration at ``path`` (``require_data`` as there)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: configuration file does not exist")
@@ -154,7 +167,7 @@ def load(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return validate(config, source=str(path))
+    return validate(config, source=str(path), require_data=require_data)
 
 
 def learning_rate_overrides(config: dict[str, Any], source: str = "config") -> dict[str, dict[str, float]]:

@@ -3,16 +3,28 @@
 import sys
 from pathlib import Path
 
-from lossbench.config import ConfigError, TASK_KINDS, evaluation_settings, task_data, train_spec, validate
+from lossbench.config import ConfigError, TASK_KINDS, evaluation_settings, missing_data_folders, task_data, train_spec, validate
 from lossbench.seeding import derive_seed
 from lossbench.tables import TABLES
 
 CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
+#: A dry run shows the plan, and `budget` counts published sizes, before the data exist. Snakemake has not
+#: parsed its own arguments when this file is read (workflow.dryrun and the targets are not set yet), so
+#: the command line is read here; under any other driver, missing data stay an error before any job.
+PLANNING_ONLY = bool({"-n", "--dry-run", "--dryrun", "budget", "results/budget.md"} & set(sys.argv[1:]))
 try:
-    validate(config, source=CONFIG_SOURCE)
+    validate(config, source=CONFIG_SOURCE, require_data=not PLANNING_ONLY)
     EVALUATION = evaluation_settings(config)
 except ConfigError as error:
     sys.exit(f"Configuration error: {error}" if str(error).startswith(CONFIG_SOURCE) else f"Configuration error: {CONFIG_SOURCE}: {error}")
+MISSING_DATA = missing_data_folders(config)
+if MISSING_DATA:
+    print(f"Note: {CONFIG_SOURCE}: {'; '.join(MISSING_DATA)}: planned without them, the run needs them.", file=sys.stderr)
+
+
+def existing(path):
+    """``path`` as a rule input when it exists, else nothing, so that a plan can be shown before the data are there."""
+    return [path] if Path(path).exists() else []
 
 ENV = "../../envs/lossbench.yaml"
 TASKS = list(config["tasks"])
@@ -38,7 +50,7 @@ def data_dir(task, split):
     """
     data = config["tasks"][task]["data"]
     if data["source"] == "folder":
-        return data[f"{split}_dir"]
+        return existing(data[f"{split}_dir"])
     if data["source"] == "imagenet":
         return "results/data/denoise/train_manifest.csv" if split == "train" else "results/data/denoise/kodak"
     if data["source"] == "fastmri":

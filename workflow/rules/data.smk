@@ -83,7 +83,7 @@ rule kodak:
 
 rule imagenet_manifest:
     input:
-        lambda w: config["tasks"]["denoise"]["data"]["train_dir"],
+        lambda w: existing(config["tasks"]["denoise"]["data"]["train_dir"]),
     output:
         manifest="results/data/denoise/train_manifest.csv",
         report="results/data/denoise/train_manifest_report.csv",
@@ -101,7 +101,7 @@ rule imagenet_manifest:
 
 rule fastmri_files:
     input:
-        lambda w: config["tasks"][w.task]["data"][f"{w.split}_dir"],
+        lambda w: existing(config["tasks"][w.task]["data"][f"{w.split}_dir"]),
     output:
         directory("results/data/{task}/{split}_files"),
     params:

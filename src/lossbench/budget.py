@@ -1,0 +1,254 @@
+"""What a configuration's training costs, before it runs: samples, steps, FLOPs and hours per model.
+
+For every (task, loss, seed) of a configuration: training samples per epoch (counted in the data when
+they are there, else fastMRI's and ImageNet's published split sizes, with the source stated), steps,
+the U-net's FLOPs per training sample (forward and backward, ``torch.utils.flop_counter``), the loss's
+cost measured as a ratio to l2's, and the expected hours on this machine's CPU (measured steps) and on a
+GPU: from measured images/s when ``bench/train_step.json`` holds a CUDA run, otherwise from a stated
+peak throughput and utilisation, labelled as an estimate.
+
+CLI:
+    python -m lossbench.budget --config config/paper.yaml --out results/budget.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from lossbench.data.images import list_images
+from lossbench.data.tasks import channels
+
+#: fastMRI's published split sizes (Zbontar et al. 2018, "fastMRI: An Open Dataset and Benchmarks for
+#: Accelerated MRI", arXiv:1811.08839, Table 2), by the folder names the dataset ships with.
+PUBLISHED_SLICES = {
+    "singlecoil_train": 34_742,
+    "singlecoil_val": 7_135,
+    "multicoil_train": 70_748,  # brain
+    "multicoil_val": 21_842,  # brain; the thesis trains on it (§4.2)
+}
+PUBLISHED_SOURCE = "fastMRI's published split size (Zbontar et al. 2018, arXiv:1811.08839, Table 2)"
+#: The GPU assumed when no CUDA run has been measured: NVIDIA A100's FP32 peak (data sheet) at a
+#: utilisation typical of a mid-sized U-net with cuDNN convolutions.
+ASSUMED_GPU = {"name": "NVIDIA A100", "peak_flops": 19.5e12, "utilisation": 0.35}
+
+
+@dataclass
+class Samples:
+    """Training samples per epoch and where the number comes from."""
+
+    count: int | None
+    source: str
+
+
+def training_samples(config: dict[str, Any], task: str, results: Path = Path("results")) -> Samples:
+    """Samples per epoch of ``task``'s training set, from the data when present, else published sizes."""
+    settings = config["tasks"][task]
+    data = settings["data"]
+    if data["source"] == "synthetic":
+        return Samples(data["train"]["volumes"] * data["train"]["slices"], "configured synthetic volumes × slices")
+    if data["source"] == "embedded":
+        return Samples(len(data["train"]) * settings["crops_per_image"], "configured photographs × crops per image")
+    if data["source"] == "imagenet":
+        manifest = results / "data" / task / "train_manifest.csv"
+        if manifest.is_file():
+            images = sum(1 for _ in open(manifest)) - 1
+            return Samples(images * settings["crops_per_image"], f"{manifest} × crops per image")
+        return Samples(data["train_images"] * settings["crops_per_image"], "configured ImageNet subset (train_images) × crops per image")
+    folder = Path(data["train_dir"])
+    if data["source"] == "folder":
+        if folder.is_dir():
+            return Samples(len(list_images(folder)) * settings["crops_per_image"], f"images in {folder} × crops per image")
+        return Samples(None, f"{folder} does not exist yet")
+    files = sorted(folder.glob("*.h5")) if folder.is_dir() else []
+    if files:
+        slices = 0
+        for path in files:
+            with h5py.File(path, "r") as handle:
+                slices += int(handle["kspace"].shape[0])
+        return Samples(slices, f"slices of the {len(files)} volumes in {folder}")
+    if folder.name in PUBLISHED_SLICES:
+        return Samples(PUBLISHED_SLICES[folder.name], f"{PUBLISHED_SOURCE}, {folder.name}")
+    return Samples(None, f"no .h5 files in {folder} and no published size for a folder named {folder.name!r}")
+
+
+def flops_per_sample(model: torch.nn.Module, sample: torch.Tensor) -> int:
+    """FLOPs of one training sample through ``model``: forward and backward."""
+    with FlopCounterMode(display=False) as counter:
+        model(sample).square().mean().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def _seconds(step, repeats: int = 2) -> float:
+    step()  # warm-up: allocator and lazy initialisation
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def cpu_step_seconds(model: torch.nn.Module, sample: torch.Tensor) -> float:
+    """Seconds of one U-net training step on one sample on the CPU: forward, backward and Adam."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        model(sample).square().mean().backward()
+        optimizer.step()
+
+    return _seconds(step)
+
+
+def loss_seconds(loss_fn: torch.nn.Module, sample: torch.Tensor) -> float:
+    """Seconds of the loss's forward and backward on one sample on the CPU."""
+    output = sample.clone().requires_grad_(True)
+    target = sample.flip(-1)
+
+    def step() -> None:
+        loss_fn(output, target).backward()
+
+    return _seconds(step)
+
+
+def measured_gpu(path: Path) -> dict[str, Any] | None:
+    """The CUDA paper-size results of ``bench/train_step.json``, if a GPU run has been recorded there."""
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    result = report.get("results", {}).get("cuda/paper")
+    return None if result is None else {"name": report.get("cuda") or "CUDA GPU", **result}
+
+
+def estimate(config: dict[str, Any], results: Path = Path("results"), bench: Path = Path("bench/train_step.json")) -> list[dict[str, Any]]:
+    """One row per (task, loss, seed): samples, steps, FLOPs, loss cost and hours (see the module docstring)."""
+    from lossbench.config import train_spec
+    from lossbench.train import build_loss, build_model
+
+    gpu = measured_gpu(bench)
+    rows = []
+    for task, settings in config["tasks"].items():
+        samples = training_samples(config, task, results)
+        training = settings["training"]
+        crop = settings["crop"]
+        sample = torch.rand(1, channels(train_spec(config, task, next(iter(config["losses"])), 0)["kind"]), crop, crop, generator=torch.Generator().manual_seed(0))
+        per_loss: dict[str, tuple[float | None, str]] = {}
+        for loss in config["losses"]:
+            spec = train_spec(config, task, loss, 0)
+            try:
+                per_loss[loss] = (loss_seconds(build_loss(spec), sample), "")
+            except (FileNotFoundError, OSError) as error:
+                per_loss[loss] = (None, f"loss not timed: {error}")
+        spec = train_spec(config, task, next(iter(config["losses"])), 0)
+        torch.manual_seed(0)
+        flops = flops_per_sample(build_model(spec), sample)
+        unet_seconds = cpu_step_seconds(build_model(spec), sample)
+        l2_seconds = loss_seconds(build_loss({**spec, "loss": "l2", "loss_params": {}}), sample)
+        for loss in config["losses"]:
+            seconds, note = per_loss[loss]
+            extra = None if seconds is None else max(0.0, seconds - l2_seconds)
+            steps = None if samples.count is None else training["epochs"] * math.ceil(samples.count / training["batch_size"])
+            cpu_hours = None if samples.count is None or extra is None else (unet_seconds + extra) * samples.count * training["epochs"] / 3600
+            if gpu is not None and loss in gpu["images_per_second"]:
+                # Measured at the paper's denoising size; other crops and channels scale with FLOPs.
+                reference = gpu["width"], gpu["depth"], gpu["crop"]
+                rate = gpu["images_per_second"][loss] * (reference[2] ** 2 * 3) / (crop**2 * channels(spec["kind"]))
+                gpu_source = f"measured on {gpu['name']} (bench/train_step.json), scaled to the crop"
+            else:
+                loss_factor = 1.0 if extra is None else 1.0 + extra / unet_seconds
+                rate = ASSUMED_GPU["peak_flops"] * ASSUMED_GPU["utilisation"] / flops / loss_factor
+                gpu_source = f"estimate: {ASSUMED_GPU['name']} at {ASSUMED_GPU['peak_flops'] / 1e12:g} TFLOP/s FP32 × {ASSUMED_GPU['utilisation']:.0%} utilisation, loss cost as on this CPU"
+            gpu_hours = None if samples.count is None else samples.count * training["epochs"] / rate / 3600
+            for seed in config["seeds"]:
+                rows.append({
+                    "task": task,
+                    "loss": loss,
+                    "seed": seed,
+                    "samples": samples.count,
+                    "samples_source": samples.source,
+                    "epochs": training["epochs"],
+                    "steps": steps,
+                    "gflops_per_sample": flops / 1e9,
+                    "loss_cost_vs_l2": None if seconds is None else seconds / l2_seconds,
+                    "cpu_hours": cpu_hours,
+                    "gpu_hours": gpu_hours,
+                    "gpu_source": gpu_source,
+                    "note": note,
+                })
+    return rows
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}" if isinstance(value, float) else f"{value:,}"
+
+
+def to_markdown(rows: list[dict[str, Any]], source: str) -> str:
+    """The budget as Markdown: one row per training job, then the totals and every source named."""
+    lines = [
+        f"# Compute budget of {source}",
+        "",
+        f"Measured on this machine's CPU with {torch.get_num_threads()} threads (torch {torch.__version__}).",
+        "",
+        "| task | loss | seed | samples/epoch | epochs | steps | GFLOPs/sample (U-net fwd+bwd) | loss cost × l2 | CPU hours | GPU hours |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['task']} | {row['loss']} | {row['seed']} | {_number(row['samples'])} | {row['epochs']:,} | {_number(row['steps'])} | "
+            f"{row['gflops_per_sample']:.1f} | {_number(row['loss_cost_vs_l2'])} | {_number(row['cpu_hours'])} | {_number(row['gpu_hours'])} |"
+        )
+    known = [row for row in rows if row["gpu_hours"] is not None]
+    total_gpu = sum(row["gpu_hours"] for row in known)
+    total_cpu = sum(row["cpu_hours"] for row in rows if row["cpu_hours"] is not None)
+    lines += [
+        "",
+        f"**Total: {len(rows)} trainings, {total_gpu:,.0f} GPU-hours ({total_gpu / 24:,.1f} GPU-days), {total_cpu:,.0f} CPU-hours on this machine**"
+        + ("" if len(known) == len(rows) else f" (for the {len(known)} trainings whose data size is known)") + ".",
+        "",
+        "Sources:",
+    ]
+    sources = sorted({f"{row['task']}: samples from {row['samples_source']}" for row in rows} | {f"GPU hours: {row['gpu_source']}" for row in rows} | {f"{row['task']}/{row['loss']}: {row['note']}" for row in rows if row["note"]})
+    lines += [f"- {entry}" for entry in sources]
+    lines += ["", "Training only: validation, inference and evaluation are not included; the CPU hours assume one job at a time."]
+    return "\n".join(lines) + "\n"
+
+
+def write_budget(config: dict[str, Any], out: str | Path, source: str, results: str | Path = "results", bench: str | Path = "bench/train_step.json") -> Path:
+    """Estimate the configuration's training cost and write it as Markdown to ``out``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(to_markdown(estimate(config, Path(results), Path(bench)), source))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    from lossbench.config import ConfigError, load
+
+    parser = argparse.ArgumentParser(prog="python -m lossbench.budget", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="YAML configuration (e.g. config/paper.yaml)")
+    parser.add_argument("--out", default="results/budget.md")
+    parser.add_argument("--results", default="results", help="results folder holding checked data, if any")
+    parser.add_argument("--bench", default="bench/train_step.json", help="train_step benchmark with a CUDA run, if any")
+    args = parser.parse_args(argv)
+    try:
+        config = load(args.config, require_data=False)
+    except ConfigError as error:
+        parser.exit(2, f"Configuration error: {error}\n")
+    print(write_budget(config, args.out, args.config, args.results, args.bench).read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The compute budget: samples from the data or from published sizes, FLOPs, and `snakemake budget` without data."""
+
+import re
+import sys
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import REPO, TINY_CONFIG
+from lossbench import budget
+from lossbench.config import validate
+from lossbench.data.fastmri_synthetic import generate_dataset
+from lossbench.models import UNet
+
+
+def test_unet_flops_scale_with_pixels_and_count_forward_and_backward():
+    import torch
+
+    model = UNet(1, 1, width=4, depth=2)
+    small = budget.flops_per_sample(model, torch.rand(1, 1, 32, 32))
+    large = budget.flops_per_sample(model, torch.rand(1, 1, 64, 64))
+    assert large == pytest.approx(4 * small, rel=0.01)
+    first_conv = 2 * 32 * 32 * 4 * 1 * 9  # multiply-adds of the first 3×3 convolution, forward only
+    assert small > 3 * first_conv
+
+
+def test_samples_come_from_the_data_or_from_published_sizes(tiny_config, tmp_path):
+    config = validate(tiny_config, "tiny.yaml")
+    assert budget.training_samples(config, "knee").count == 2  # 1 synthetic volume × 2 slices
+    assert budget.training_samples(config, "denoise").count == 4  # 2 photographs × 2 crops
+    generate_dataset(tmp_path / "singlecoil_train", "singlecoil", 2, 3, seed=0)
+    config["tasks"]["knee"]["data"] = {"source": "fastmri", "train_dir": str(tmp_path / "singlecoil_train"), "val_dir": str(tmp_path)}
+    found = budget.training_samples(config, "knee")
+    assert found.count == 6 and "2 volumes" in found.source
+    config["tasks"]["knee"]["data"]["train_dir"] = str(tmp_path / "absent" / "singlecoil_train")
+    published = budget.training_samples(config, "knee")
+    assert published.count == 34_742 and "Zbontar" in published.source
+
+
+def test_budget_target_runs_for_the_paper_configuration_without_its_data(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    config["tasks"] = {"knee": config["tasks"]["knee"]}  # one task keeps the test short
+    config["losses"] = {name: config["losses"][name] for name in ("l1", "l2")}
+    config["figures"] = {}
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "1", "budget", "--configfile", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    text = (tmp_path / "results" / "budget.md").read_text()
+    assert re.search(r"\| knee \| l2 \| 0 \| 34,742 \| 1,000 \| 4,343,000 \|", text), text
+    assert "GPU-hours" in text and "estimate" in text

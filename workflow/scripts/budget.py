@@ -1,0 +1,7 @@
+"""Snakemake adapter: the compute budget of the configured run."""
+
+from lossbench.budget import write_budget
+from lossbench.logs import log_to
+
+with log_to(snakemake.log[0]):
+    print(write_budget(snakemake.params.config, snakemake.output[0], snakemake.params.source).read_text())
