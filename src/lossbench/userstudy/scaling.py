@@ -30,6 +30,7 @@ Regularization = Literal["mean0", "fix0"]
 #: The optimum is where the largest |gradient| component (log-likelihood units) is below this.
 GRADIENT_TOLERANCE = 1e-9
 _NEWTON_ITERATIONS = 30
+_BATCH_ELEMENTS = 4_000_000
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 
 
@@ -229,7 +230,10 @@ def _scale_batch(counts: np.ndarray, start: np.ndarray, prior: Prior, regulariza
     _, group = np.unique(design.reshape(len(design), -1), axis=0, return_inverse=True)
     for label in np.unique(group):
         members = np.flatnonzero(group.ravel() == label)
-        scores[members] = _Problem.from_counts(joined[members], prior).solve(start[members])
+        # The prior holds (B, P, P) arrays: chunks keep each near 32 MB, whatever the number of pairs.
+        pairs = int(design[members[0]].sum())
+        for chunk in np.array_split(members, -(-len(members) * pairs * pairs // _BATCH_ELEMENTS)):
+            scores[chunk] = _Problem.from_counts(joined[chunk], prior).solve(start[chunk])
     return _anchor(scores, regularization)
 
 
