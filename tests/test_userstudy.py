@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,28 +12,41 @@ from scipy.special import ndtr
 from scipy.stats import kendalltau
 
 from lossbench import paper
+from lossbench.config import ConfigError, validate
 from lossbench.userstudy import bootstrap, scale, summarize
 from lossbench.userstudy.agreement import agreement_rows, kendall_tau, published_values
-from lossbench.userstudy.counts import THESIS_STUDIES, counts_from_probabilities, probabilities, read_counts, thesis_counts_from_paper, write_counts
-from lossbench.userstudy.report import read_summary, write_jod_table, write_probability_table, write_summary
+from lossbench.userstudy.counts import DATA, THESIS_STUDIES, counts_from_probabilities, probabilities, read_counts, thesis_counts_from_paper, write_counts
+from lossbench.userstudy.report import anchored, read_summary, write_jod_table, write_probability_table, write_summary
+from lossbench.userstudy import pipeline, scaling
 from lossbench.userstudy.scaling import SIGMA, _Problem
 
-# Reference JOD values of the pwcmp toolbox (mantiuk/pwcmp pw_scale.m, the version with analytic
-# gradients, defaults prior='gaussian', regularization='mean0'), run on 2026-11-26 in GNU Octave 7.3.0
-# on the shipped count matrices, with normcdf/normpdf/norminv written with erfc/erfcinv and
-# optimoptions replaced by optimset('GradObj', 'on', 'Display', 'off') since Octave 7 lacks both.
-# "default": fminunc's default tolerances (what the toolbox does); "tight": TolFun = TolX = 1e-14,
-# i.e. the toolbox's exact optimum. Order: l1, l2, msssim, lpips_l2, flip, adaptive.
+# Reference JOD values of the pwcmp toolbox: mantiuk/pwcmp at commit
+# 07876b296a22b8e5fc25bef320f8cb26dc752b11 (2025-07-06), pw_scale.m unchanged, run on 2026-12-01 in
+# GNU Octave 7.3.0 (Debian 12) on the shipped count matrices by tests/data/pwcmp_octave/pwcmp_reference.m.
+# Shims for what Octave 7 lacks, beside that script: normcdf/normpdf/norminv from erfc/erfcinv, and
+# optimoptions as optimset('GradObj', 'on', 'Display', 'off', TolFun = TolX = 1e-14, MaxIter = 1e5,
+# MaxFunEvals = 1e6). At those tolerances fminunc has reached the optimum: TolFun = TolX = 1e-16 moves
+# no value by more than 6e-7 JOD. Options: "default" = pw_scale(D) (prior 'gaussian', regularization
+# 'mean0'); "prior_none" = pw_scale(D, {'prior', 'none'}); "fix0" = pw_scale(D, {'regularization', 'fix0'}).
+# "toolbox_tolerances": pw_scale(D) with fminunc's default tolerances, which stops up to 0.0052 JOD
+# short of the optimum. Order: l1, l2, msssim, lpips_l2, flip, adaptive.
 PWCMP = {
     "denoise": {
-        "default": [-0.1043596098, -0.6340604721, 0.0849863979, 0.7141075989, 0.0791816523, -0.1398555671],
-        "tight": [-0.1044457007, -0.6349992105, 0.0848770573, 0.7155065524, 0.0790696776, -0.1400083759],
+        "default": [-0.099103961, -0.627528657, 0.082242458, 0.701452789, 0.076687030, -0.133749659],
+        "prior_none": [-0.104445701, -0.634999211, 0.084877057, 0.715506552, 0.079069678, -0.140008376],
+        "fix0": [0.0, -0.528425112, 0.181345858, 0.800556649, 0.175790438, -0.034645916],
+        "toolbox_tolerances": [-0.099400519, -0.628256565, 0.085178814, 0.696282802, 0.079327935, -0.133132467],
     },
     "mri": {
-        "default": [0.1447214255, -0.0660630132, 0.4400210496, 0.1674318423, -0.3589392569, -0.3271720473],
-        "tight": [0.1447445324, -0.0660851591, 0.4400382218, 0.1674103340, -0.3589041998, -0.3272037294],
+        "default": [0.142626818, -0.065316276, 0.434788803, 0.165270164, -0.354238023, -0.323131486],
+        "prior_none": [0.144747273, -0.066088002, 0.440036445, 0.167412772, -0.358905906, -0.327202581],
+        "fix0": [0.0, -0.207943160, 0.292161890, 0.022643313, -0.496864954, -0.465758395],
+        "toolbox_tolerances": [0.142647884, -0.065378366, 0.434786034, 0.165368824, -0.354146297, -0.323278080],
     },
 }
+#: Largest accepted |ours − toolbox| in JOD (the two optima agree to 4e-7; issue 10 asks for 1e-3).
+PWCMP_TOLERANCE = 1e-4
+OPTIONS = {"default": {}, "prior_none": {"prior": "none"}, "fix0": {"regularization": "fix0"}}
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +64,30 @@ def _index(summary, name):
 
 
 @pytest.mark.parametrize("key", ["denoise", "mri"])
-def test_scaling_agrees_with_pwcmp(key):
+@pytest.mark.parametrize("variant", ["default", "prior_none", "fix0"])
+def test_scaling_agrees_with_pwcmp(key, variant):
     _, counts = read_counts(THESIS_STUDIES[key].path)
-    jod = scale(counts)
-    assert np.abs(jod - PWCMP[key]["default"]).max() < 0.01
-    assert np.abs(jod - PWCMP[key]["tight"]).max() < 1e-4
-    assert abs(jod.mean()) < 1e-12
+    jod = scale(counts, **OPTIONS[variant])
+    assert np.abs(jod - PWCMP[key][variant]).max() < PWCMP_TOLERANCE
+    assert abs(jod.mean()) < 1e-12 if variant != "fix0" else jod[0] == 0.0
+    # The toolbox with fminunc's own tolerances stops short of the optimum, but within 0.01 JOD.
+    if variant == "default":
+        assert np.abs(jod - PWCMP[key]["toolbox_tolerances"]).max() < 0.01
+
+
+def test_gaussian_prior_has_its_effect():
+    # The denoising study has 112 trials per pair: the prior's terms are ~1e-34 and must not vanish.
+    _, counts = read_counts(THESIS_STUDIES["denoise"].path)
+    assert np.abs(scale(counts) - scale(counts, prior="none")).max() > 0.01
+    # Ten times the trials: the likelihoods underflow in linear space but not in log space.
+    jod = scale(10 * counts)
+    assert np.all(np.isfinite(jod)) and np.abs(jod - scale(10 * counts, prior="none")).max() < 0.01
+
+
+@pytest.mark.parametrize("options, message", [({"prior": "bounded"}, "prior: expected one of gaussian, none"), ({"regularization": "fix1"}, "regularization: expected one of mean0, fix0")])
+def test_unknown_options_are_rejected(options, message):
+    with pytest.raises(ValueError, match=message):
+        scale(np.array([[0, 1], [1, 0]]), **options)
 
 
 def test_scaling_recovers_a_known_scale():
@@ -76,14 +109,36 @@ def test_one_jod_is_75_percent():
     assert jod[0] - jod[1] == pytest.approx(1.0, abs=0.01)
 
 
-def test_gradient_matches_finite_differences():
+@pytest.mark.parametrize("prior", ["gaussian", "none"])
+def test_gradient_matches_finite_differences(prior):
     _, counts = read_counts(THESIS_STUDIES["mri"].path)
-    problem = _Problem.from_counts(counts)
-    q = np.random.default_rng(0).normal(0, 0.4, 6)
+    problem = _Problem.from_counts(counts[None], prior)
+    q = np.random.default_rng(0).normal(0, 0.4, (1, 6))
     value, gradient = problem.objective(q)
     step = 1e-6
-    numeric = [(problem.objective(q + step * e)[0] - problem.objective(q - step * e)[0]) / (2 * step) for e in np.eye(6)]
-    assert gradient == pytest.approx(numeric, rel=1e-5, abs=1e-5)
+    numeric = [(problem.objective(q + step * e)[0] - problem.objective(q - step * e)[0])[0] / (2 * step) for e in np.eye(6)]
+    assert gradient[0] == pytest.approx(numeric, rel=1e-5, abs=1e-5)
+
+
+def test_batched_scaling_equals_one_at_a_time():
+    _, counts = read_counts(THESIS_STUDIES["denoise"].path)
+    samples = bootstrap(counts, n_samples=20, seed=5)
+    rng = np.random.default_rng(5)
+    upper = np.triu_indices(6, 1)
+    trials, share = (counts + counts.T)[upper].astype(int), counts[upper] / (counts + counts.T)[upper]
+    for sample in samples:
+        wins = rng.binomial(trials, share)
+        resampled = np.zeros_like(counts)
+        resampled[upper], resampled.T[upper] = wins, trials - wins
+        assert sample == pytest.approx(scale(resampled), abs=1e-7)
+
+
+def test_fallback_solver_reaches_the_same_optimum(monkeypatch):
+    # Samples that Newton's method leaves unconverged are finished by BFGS: here all of them.
+    _, counts = read_counts(THESIS_STUDIES["mri"].path)
+    newton = scale(counts)
+    monkeypatch.setattr(scaling, "_NEWTON_ITERATIONS", 0)
+    assert scale(counts) == pytest.approx(newton, abs=1e-6)
 
 
 def test_unanimous_and_disconnected_designs_are_finite():
@@ -148,6 +203,23 @@ def test_shipped_counts_reproduce_the_published_tables():
     pair = conditions.index("lpips_l2"), conditions.index("adaptive")
     assert trials[pair] == 58 and mri[pair] == 39  # LPIPS+l2 chosen over Adaptive 39 times of 58
     assert np.sum(trials == 48) == 28
+
+
+def test_counts_command_never_writes_the_package_data(tmp_path):
+    shipped = {study.path: (study.path.read_bytes(), study.path.stat().st_mtime_ns) for study in THESIS_STUDIES.values()}
+    command = [sys.executable, "-m", "lossbench.userstudy.counts"]
+    helped = subprocess.run([*command, "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "--out" in helped.stdout
+    checked = subprocess.run([*command, "--check"], capture_output=True, text=True)
+    assert checked.returncode == 0 and "equals the counts derived from thesis table_6_2" in checked.stdout
+    refused = subprocess.run([*command, "--out", str(DATA)], capture_output=True, text=True)
+    assert refused.returncode == 1 and refused.stderr.strip().endswith("refusing to write into the package's data folder; choose another folder")
+    assert subprocess.run([*command, "--out", str(tmp_path)], capture_output=True).returncode == 0
+    for path in shipped:
+        assert (tmp_path / path.name).read_bytes() == shipped[path][0]
+    again = subprocess.run([*command, "--out", str(tmp_path)], capture_output=True, text=True)
+    assert again.returncode == 1 and "thesis_denoise.csv exists already" in again.stderr
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in shipped} == shipped
 
 
 def test_wrong_number_of_trials_is_detected():
@@ -215,7 +287,44 @@ def test_tables_mark_winners_and_ties(thesis, tmp_path):
         rows = {row["loser"]: row for row in csv.DictReader(handle)}
     assert float(rows["lpips_l2"]["adaptive"]) == paper.table("table_6_5")["lpips_l2"]["adaptive"]
     jod_paths = write_jod_table(s, tmp_path / "j", "caption")
-    assert "**0.440**" in jod_paths[1].read_text()
+    assert "**0.435**" in jod_paths[1].read_text()
+
+
+def test_jod_origins(thesis):
+    _, _, s = thesis["denoise"]
+    lowest, words = anchored(s, "lowest_is_1")
+    assert words == "lowest-scoring loss, l2, at 1" and lowest.jod.min() == pytest.approx(1.0) and lowest.jod[_index(s, "l2")] == pytest.approx(1.0)
+    assert anchored(s, "mean0")[0].jod == pytest.approx(s.jod) and anchored(s, "mean0")[1] == "mean 0"
+    flip, words = anchored(s, "flip")
+    assert words == "FLIP at 0" and flip.jod[_index(s, "flip")] == 0.0
+    # A shift moves scores and intervals alike and changes no p-value.
+    assert flip.high - flip.jod == pytest.approx(s.high - s.jod) and flip.p_values == pytest.approx(s.p_values)
+    with pytest.raises(ValueError, match="jod_origin: expected lowest_is_1, mean0 or one of the study's losses"):
+        anchored(s, "lowest")
+
+
+@pytest.mark.parametrize(
+    "userstudy, message",
+    [
+        ({"jod_origin": "lowest"}, r"tiny\.yaml: userstudy\.jod_origin: expected lowest_is_1, mean0 or a configured loss \(l1, l2, flip\), got 'lowest'"),
+        ({"stimuli": {"knee": ["a"]}}, r"tiny\.yaml: userstudy\.studies\.mri: task brain has no images under userstudy\.stimuli"),
+        ({"studies": {"mri": ["liver"]}}, r"tiny\.yaml: userstudy\.studies\.mri\.0: 'liver' is not one of"),
+    ],
+)
+def test_bad_userstudy_config_is_rejected_in_one_line(tiny_config, userstudy, message):
+    tiny_config["userstudy"] = userstudy
+    with pytest.raises(ConfigError, match=message):
+        validate(tiny_config, "tiny.yaml")
+
+
+def test_default_studies_follow_the_thesis(tiny_config):
+    # One MRI study of knee and brain images; tasks without stimuli make no study.
+    tiny_config["userstudy"] = {"stimuli": {"knee": ["a", "b"], "brain": ["c", "d"]}}
+    config = validate(tiny_config, "tiny.yaml")
+    assert config["userstudy"]["jod_origin"] == "lowest_is_1"
+    assert pipeline.study_tasks(config) == {"mri": ["knee", "brain"]}
+    config["userstudy"]["studies"] = {"knee": ["knee"], "brain": ["brain"]}
+    assert pipeline.study_tasks(config) == {"knee": ["knee"], "brain": ["brain"]}
 
 
 def test_summary_round_trips_and_intervals_contain_estimate(thesis, tmp_path):

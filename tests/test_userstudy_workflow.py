@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -14,9 +15,12 @@ from lossbench.userstudy.server import Study
 from test_workflow import _snakemake
 
 THESIS_TARGETS = ["table_6_2", "table_6_5", "fig_6_7", "fig_6_8", "fig_6_17", "fig_6_18"]
-OWN_TARGETS = ["userstudy_ours_denoise", "userstudy_ours_denoise_jod", "userstudy_ours_denoise_triangle"]
+OWN_TARGETS = [f"userstudy_ours_{study}{suffix}" for study in ("denoise", "mri") for suffix in ("", "_jod", "_triangle")]
 #: Every user-study rule of this configuration; the models' outputs exist already and are not rebuilt.
-USERSTUDY_RULES = ["userstudy_analysis_thesis_denoise", "userstudy_analysis_thesis_mri", "userstudy_analysis_ours_denoise", "userstudy_kendall_thesis", "userstudy_kendall_ours", "userstudy_stimuli", "userstudy_counts", "userstudy", *THESIS_TARGETS, *OWN_TARGETS]
+USERSTUDY_RULES = ["userstudy_analysis_thesis_denoise", "userstudy_analysis_thesis_mri", "userstudy_analysis_ours_denoise", "userstudy_analysis_ours_mri", "userstudy_kendall_thesis", "userstudy_kendall_ours", "userstudy_stimuli", "userstudy_counts", "userstudy", *THESIS_TARGETS, *OWN_TARGETS]
+LOSSES = ("l1", "l2", "flip")
+#: The MRI images of our study: two knee and two brain slices, one study as the thesis's.
+MRI_IMAGES = {"knee": ["knee_a", "knee_b"], "brain": ["brain_a", "brain_b"]}
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +30,22 @@ def study_dir(tmp_path_factory):
     rng = np.random.default_rng(0)
     target = rng.random((3, 20, 30)).astype(np.float32)
     write_images(workdir / "results/data/denoise/val.h5", {"input": [("astronaut", target)], "target": [("astronaut", target)]})
-    for loss in ("l1", "l2", "flip"):
+    for loss in LOSSES:
         write_images(workdir / f"results/outputs/denoise/{loss}/seed0.h5", {"output": [("astronaut", np.clip(target + rng.normal(0, 0.05, target.shape), 0, 1))]})
-    # Our measured Table 6.1 (only what the Kendall τ needs: metric rows, loss columns).
+    for task, images in MRI_IMAGES.items():
+        slices = [(image, rng.random((1, 16, 12)).astype(np.float32)) for image in images]
+        write_images(workdir / f"results/data/{task}/val.h5", {"input": slices, "target": slices})
+        for loss in LOSSES:
+            write_images(workdir / f"results/outputs/{task}/{loss}/seed0.h5", {"output": [(image, np.clip(pixels + rng.normal(0, 0.05, pixels.shape), 0, 1)) for image, pixels in slices]})
+    # Our measured Tables 6.1, 6.3 and 6.4 (only what the Kendall τ needs: metric rows, loss columns).
     (workdir / "results/tables").mkdir(parents=True)
-    with open(workdir / "results/tables/table_6_1.csv", "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["metric", "label", "input", "l1", "l2", "msssim", "lpips_l2", "flip", "adaptive", "best"])
-        writer.writerow(["psnr", "PSNR", "20.1", "29.0", "30.0", "", "", "28.0", "", "l2"])
+    for table, psnr in (("table_6_1", ["29.0", "30.0", "28.0"]), ("table_6_3", ["31.0", "32.0", "30.0"]), ("table_6_4", ["33.0", "34.0", "35.0"])):
+        with open(workdir / f"results/tables/{table}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["metric", "label", "input", "l1", "l2", "msssim", "lpips_l2", "flip", "adaptive", "best"])
+            writer.writerow(["psnr", "PSNR", "20.1", psnr[0], psnr[1], "", "", psnr[2], "", "l2"])
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["userstudy"] = {"bootstrap_samples": 100, "stimuli": {"denoise": ["astronaut"]}, "responses": str(workdir / "responses")}
+    config["userstudy"] = {"bootstrap_samples": 100, "stimuli": {"denoise": ["astronaut"], **MRI_IMAGES}, "responses": str(workdir / "responses")}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     return workdir
 
@@ -44,13 +54,14 @@ def study_dir(tmp_path_factory):
 def built(study_dir):
     """Stimuli by the pipeline, three observers' answers through the app's logic, then every user-study target."""
     config = study_dir / "config.yaml"
-    manifest = study_dir / "results/userstudy/stimuli/denoise/manifest.json"
-    _snakemake(study_dir, "--cores", "1", str(manifest.relative_to(study_dir)), "--allowed-rules", "userstudy_stimuli", config=config)
-    study = Study(manifest.parent, study_dir / "responses/denoise", ["ann", "ben", "cat"])
-    for observer in study.plans:
-        for trial in study.plans[observer]:
-            # Everyone prefers l2, else the left option.
-            assert study.answer(observer, trial.id, "right" if trial.right == "l2" else "left")[0] == 200
+    manifests = {study: study_dir / f"results/userstudy/stimuli/{study}/manifest.json" for study in ("denoise", "mri")}
+    _snakemake(study_dir, "--cores", "1", *(str(path.relative_to(study_dir)) for path in manifests.values()), "--allowed-rules", "userstudy_stimuli", config=config)
+    for name, manifest in manifests.items():
+        study = Study(manifest.parent, study_dir / "responses" / name, ["ann", "ben", "cat"])
+        for observer in study.plans:
+            for trial in study.plans[observer]:
+                # Everyone prefers l2, else the left option.
+                assert study.answer(observer, trial.id, "right" if trial.right == "l2" else "left")[0] == 200
     _snakemake(study_dir, "--cores", "2", "userstudy", *THESIS_TARGETS, "--allowed-rules", *USERSTUDY_RULES, config=config)
     return study_dir
 
@@ -63,6 +74,11 @@ def test_thesis_targets_are_regenerated_from_the_shipped_data(built):
     with open(tables / "table_6_5_jod.csv") as handle:
         ranks = {row["condition"]: int(row["rank"]) for row in csv.DictReader(handle)}
     assert ranks["msssim"] == 1
+    # The thesis's figures and our JOD tables put the lowest-scoring loss at 1 (Figs. 6.7, 6.17).
+    with open(tables / "table_6_2_jod.csv") as handle:
+        jod = {row["condition"]: float(row["jod"]) for row in csv.DictReader(handle)}
+    assert jod["l2"] == min(jod.values()) == 1.0 and jod["lpips_l2"] == pytest.approx(1.0 + 0.701 + 0.628, abs=2e-3)
+    assert "lowest-scoring loss, l2, at 1" in (tables / "table_6_2_jod.md").read_text()
     for figure in ("fig_6_7", "fig_6_8", "fig_6_17", "fig_6_18"):
         assert (figures / f"{figure}.png").stat().st_size > 0 and (figures / f"{figure}.pdf").stat().st_size > 0
     assert "LPIPS" in (tables / "userstudy_kendall_thesis.md").read_text()
@@ -85,3 +101,35 @@ def test_our_study_from_stimuli_to_analysis(built):
     dry = _snakemake(built, "--cores", "1", "--dry-run", "userstudy", *THESIS_TARGETS, config=built / "config.yaml")
     jobs = {line.split()[0] for line in dry.stdout.split("Job stats:")[1].split("\n\n")[0].splitlines()[3:]}
     assert jobs == {"userstudy_counts", "userstudy_analysis_ours_denoise", "userstudy_kendall_ours", "userstudy", "total"}
+
+
+def test_one_mri_study_of_knee_and_brain_images(built):
+    manifest = json.loads((built / "results/userstudy/stimuli/mri/manifest.json").read_text())
+    assert manifest["study"] == "mri" and manifest["tasks"] == ["knee", "brain"]
+    assert {image: entry["task"] for image, entry in manifest["images"].items()} == {image: task for task, images in MRI_IMAGES.items() for image in images}
+    # Every image × every pair of losses: 4 × 3 here; with the thesis's six losses 4 × 15 = 60.
+    assert len(manifest["trials"]) == 4 * 3
+    with open(built / "results/userstudy/ours_mri/observer_counts.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 3 * len(LOSSES)
+    with open(built / "results/tables/userstudy_ours_mri_jod.csv") as handle:
+        ranks = {row["condition"]: int(row["rank"]) for row in csv.DictReader(handle)}
+    assert ranks["l2"] == 1
+    # The study's τ uses our metric table of each task it showed.
+    with open(built / "results/tables/userstudy_kendall_ours_mri.csv") as handle:
+        assert [row["source"] for row in csv.DictReader(handle)] == ["ours: table_6_3.csv", "ours: table_6_4.csv"]
+
+
+def test_studies_per_task_are_an_option(built, tmp_path):
+    config = yaml.safe_load((built / "config.yaml").read_text())
+    config["userstudy"]["studies"] = {"denoise": ["denoise"], "knee": ["knee"], "brain": ["brain"]}
+    config["userstudy"]["responses"] = None
+    (tmp_path / "per_task.yaml").write_text(yaml.safe_dump(config))
+    dry = _snakemake(built, "--cores", "1", "--dry-run", "--forceall", "userstudy", config=tmp_path / "per_task.yaml")
+    for study in ("denoise", "knee", "brain"):
+        assert f"results/userstudy/stimuli/{study}/manifest.json" in dry.stdout
+    assert "stimuli/mri" not in dry.stdout
+    config["userstudy"]["studies"] = {"mri": ["knee", "brain"]}
+    del config["userstudy"]["stimuli"]["brain"]
+    (tmp_path / "partial.yaml").write_text(yaml.safe_dump(config))
+    failed = _snakemake(built, "--cores", "1", "--dry-run", "userstudy", config=tmp_path / "partial.yaml", check=False)
+    assert failed.returncode != 0 and "userstudy.studies.mri: task brain has no images under userstudy.stimuli" in failed.stderr + failed.stdout

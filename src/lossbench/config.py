@@ -144,6 +144,12 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
             if crop in config["figures"] or crop in crops:
                 raise ConfigError(f"{source}: figures.{figure}.crop_figure: {crop} is already used by another figure")
             crops.add(crop)
+    from lossbench.userstudy.pipeline import check_userstudy
+
+    try:
+        check_userstudy(config)
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from error
 
 
 def _check_kernel_sizes(model: dict[str, Any], source: str) -> None:

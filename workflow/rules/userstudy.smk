@@ -1,11 +1,13 @@
 # The user study: the thesis's two studies (Tables 6.2, 6.5, Figs. 6.7, 6.8, 6.17, 6.18) from the shipped
-# count matrices, flicker stimuli of our models for a study of our own, and its analysis when responses
-# are configured. Study ids: thesis_denoise, thesis_mri, ours_<task>.
+# count matrices, flicker stimuli of our models for studies of our own (userstudy.studies: study → tasks;
+# by default denoise, and one mri study of knee and brain images as the thesis's), and their analysis
+# when responses are configured. Study ids: thesis_denoise, thesis_mri, ours_<study>.
 
 from lossbench.tables import TABLES as METRIC_TABLES
 from lossbench.userstudy import pipeline
 
 USERSTUDY = config["userstudy"]
+STUDY_TASKS = pipeline.study_tasks(config)
 OWN_STUDIES = pipeline.own_studies(config)
 USERSTUDY_OUTPUTS = pipeline.study_outputs(config)
 USERSTUDY_TARGETS = pipeline.targets(config)
@@ -35,9 +37,10 @@ for _study, (_table, _jod_figure, _triangle_figure) in USERSTUDY_OUTPUTS.items()
             triangle_png=report(f"results/figures/{_triangle_figure}.png", caption="../report/userstudy_triangle.rst", category="User study", labels={"figure": _triangle_figure}),
             triangle_pdf=f"results/figures/{_triangle_figure}.pdf",
         params:
-            title=pipeline.title(_study),
+            title=pipeline.title(_study, config),
             n_samples=USERSTUDY["bootstrap_samples"],
             seed=USERSTUDY["seed"],
+            jod_origin=USERSTUDY["jod_origin"],
         log:
             f"results/logs/userstudy/{_study}.log",
         conda:
@@ -67,7 +70,8 @@ rule userstudy_kendall_thesis:
 rule userstudy_kendall_ours:
     input:
         study=lambda w: expand("results/userstudy/{study}/{name}.csv", study=w.study, name=["jod", "samples"]),
-        table=lambda w: f"results/tables/{TASK_TABLE[w.study.removeprefix('ours_')]}.csv",
+        # Our metric table of every task the study showed.
+        tables=lambda w: [f"results/tables/{TASK_TABLE[task]}.csv" for task in STUDY_TASKS[w.study.removeprefix("ours_")]],
     output:
         csv=report("results/tables/userstudy_kendall_{study}.csv", caption="../report/userstudy_kendall.rst", category="User study", labels={"table": "Kendall τ, {study}"}),
         md="results/tables/userstudy_kendall_{study}.md",
@@ -83,18 +87,29 @@ rule userstudy_kendall_ours:
         "../scripts/userstudy_kendall.py"
 
 
+def _stimuli_inputs(wildcards):
+    """Validation set and model outputs of every task of a study, named valset_<task> and outputs_<task>."""
+    inputs = {}
+    for task in STUDY_TASKS[wildcards.study]:
+        inputs[f"valset_{task}"] = f"results/data/{task}/val.h5"
+        inputs[f"outputs_{task}"] = expand("results/outputs/{task}/{loss}/seed{seed}.h5", task=task, loss=LOSSES, seed=SEEDS[0])
+    return inputs
+
+
 rule userstudy_stimuli:
     input:
-        valset="results/data/{task}/val.h5",
-        outputs=expand("results/outputs/{{task}}/{loss}/seed{seed}.h5", loss=LOSSES, seed=SEEDS[0]),
+        unpack(_stimuli_inputs),
     output:
-        manifest="results/userstudy/stimuli/{task}/manifest.json",
+        manifest="results/userstudy/stimuli/{study}/manifest.json",
     params:
-        images=lambda w: USERSTUDY["stimuli"][w.task],
+        tasks=lambda w: STUDY_TASKS[w.study],
+        images=lambda w: {task: USERSTUDY["stimuli"][task] for task in STUDY_TASKS[w.study]},
         losses=LOSSES,
         flicker_ms=USERSTUDY["flicker_ms"],
+    wildcard_constraints:
+        study="|".join(STUDY_TASKS) or "no_own_study",
     log:
-        "results/logs/userstudy/stimuli_{task}.log",
+        "results/logs/userstudy/stimuli_{study}.log",
     conda:
         ENV
     script:
@@ -103,15 +118,17 @@ rule userstudy_stimuli:
 
 rule userstudy_counts:
     input:
-        manifest="results/userstudy/stimuli/{task}/manifest.json",
+        manifest="results/userstudy/stimuli/{study}/manifest.json",
         # Every observer file is an input, so that new answers rerun the analysis.
-        responses=lambda w: sorted(str(path) for path in Path(USERSTUDY["responses"], w.task).glob("*.jsonl")),
+        responses=lambda w: sorted(str(path) for path in Path(USERSTUDY["responses"], w.study).glob("*.jsonl")),
     output:
-        "results/userstudy/ours_{task}/observer_counts.csv",
+        "results/userstudy/ours_{study}/observer_counts.csv",
     params:
-        folder=lambda w: str(Path(USERSTUDY["responses"], w.task)),
+        folder=lambda w: str(Path(USERSTUDY["responses"], w.study)),
+    wildcard_constraints:
+        study="|".join(STUDY_TASKS) or "no_own_study",
     log:
-        "results/logs/userstudy/counts_{task}.log",
+        "results/logs/userstudy/counts_{study}.log",
     conda:
         ENV
     script:

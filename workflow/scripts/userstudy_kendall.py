@@ -15,6 +15,7 @@ with log_to(snakemake.log[0]):
                 rows += agreement_rows(summary, published_values(table), f"{study}: thesis {table.replace('table_', 'Table ').replace('_', '.')}")
     else:
         summary = read_summary(Path(snakemake.input.study[0]).parent)
-        rows += agreement_rows(summary, measured_values(snakemake.input.table), f"ours: {Path(snakemake.input.table).name}")
+        for table in snakemake.input.tables:
+            rows += agreement_rows(summary, measured_values(table), f"ours: {Path(table).name}")
     caption = "Rank agreement of each metric with the observers (Kendall τ-b over the models, 95 % interval from the JOD bootstrap)."
     write_agreement(rows, Path(snakemake.output.csv).with_suffix(""), caption)

@@ -1,12 +1,15 @@
-"""Snakemake adapter: flicker stimuli and the manifest of our own study for one task."""
+"""Snakemake adapter: flicker stimuli and the manifest of one of our own studies, from the images of its tasks."""
 
 from pathlib import Path
 
 from lossbench.logs import log_to
-from lossbench.userstudy.stimuli import make_stimuli
+from lossbench.userstudy.stimuli import Source, make_study_stimuli
 
 with log_to(snakemake.log[0]):
     params = snakemake.params
-    outputs = dict(zip(params.losses, snakemake.input.outputs))
-    path = make_stimuli(snakemake.wildcards.task, snakemake.input.valset, outputs, params.images, Path(snakemake.output.manifest).parent, params.flicker_ms)
+    sources = []
+    for task in params.tasks:
+        outputs = dict(zip(params.losses, snakemake.input[f"outputs_{task}"]))
+        sources.append(Source(task, snakemake.input[f"valset_{task}"], outputs, params.images[task]))
+    path = make_study_stimuli(snakemake.wildcards.study, sources, Path(snakemake.output.manifest).parent, params.flicker_ms)
     print(f"wrote {path}")

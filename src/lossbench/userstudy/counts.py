@@ -9,7 +9,9 @@ and a cell is P(column chosen over row). Its two studies ship as count matrices 
 
 from __future__ import annotations
 
+import argparse
 import csv
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,11 +139,34 @@ def read_counts(path: str | Path) -> tuple[list[str], np.ndarray]:
     return conditions, np.stack(matrices) if per_observer else matrices[0]
 
 
-def main() -> None:
-    """Regenerate the shipped count matrices from the published tables."""
-    for study in THESIS_STUDIES.values():
-        write_counts(*thesis_counts_from_paper(study), study.path)
-        print(f"wrote {study.path}")
+def main(argv: list[str] | None = None) -> None:
+    """Derive the thesis's count matrices from the published tables: check the shipped ones, or write copies.
+
+    Never writes into the package's data folder: the shipped files are inputs of the workflow, and
+    a new modification time would rerun the user-study analysis.
+    """
+    parser = argparse.ArgumentParser(prog="python -m lossbench.userstudy.counts", description="Count matrices of the thesis's user studies, derived from the published Tables 6.2 and 6.5.")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--check", action="store_true", help=f"check that the shipped {DATA}/thesis_*.csv equal the derivation")
+    action.add_argument("--out", type=Path, help="folder to write thesis_<study>.csv into (not the package's data folder; existing files are kept)")
+    args = parser.parse_args(argv)
+    if args.check:
+        for study in THESIS_STUDIES.values():
+            conditions, counts = thesis_counts_from_paper(study)
+            shipped_conditions, shipped = read_counts(study.path)
+            if shipped_conditions != conditions or not np.array_equal(shipped, counts):
+                sys.exit(f"{study.path}: differs from the counts derived from thesis {study.table}")
+            print(f"{study.path}: equals the counts derived from thesis {study.table}")
+        return
+    if args.out.resolve() == DATA.resolve():
+        sys.exit(f"--out {args.out}: refusing to write into the package's data folder; choose another folder")
+    paths = [args.out / study.path.name for study in THESIS_STUDIES.values()]
+    for path in paths:
+        if path.exists():
+            sys.exit(f"--out {args.out}: {path.name} exists already; remove it or choose another folder")
+    for study, path in zip(THESIS_STUDIES.values(), paths):
+        write_counts(*thesis_counts_from_paper(study), path)
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """File names of the user study in the workflow (``workflow/rules/userstudy.smk``).
 
 Study ids: ``thesis_denoise`` and ``thesis_mri`` (the thesis's data, always analysed) and
-``ours_<task>`` (our own study of a task, analysed when ``userstudy.responses`` is configured).
+``ours_<study>`` (our own studies, ``userstudy.studies``: study → the tasks whose stimuli it shows;
+analysed when ``userstudy.responses`` is configured).
 """
 
 from __future__ import annotations
@@ -9,16 +10,36 @@ from __future__ import annotations
 from typing import Any
 
 from lossbench.userstudy.counts import THESIS_STUDIES
+from lossbench.userstudy.report import JOD_ORIGINS
 
 
-def stimuli_tasks(config: dict[str, Any]) -> list[str]:
-    """Configured tasks with stimuli for our own study."""
-    return [task for task in config["userstudy"]["stimuli"] if task in config["tasks"]]
+def _configured(config: dict[str, Any], study: str) -> list[str]:
+    """The tasks of ``study`` that are configured under ``tasks``."""
+    return [task for task in config["userstudy"]["studies"][study] if task in config["tasks"]]
+
+
+def check_userstudy(config: dict[str, Any]) -> None:
+    """Raise a one-line ValueError where the ``userstudy`` block contradicts the rest of ``config``."""
+    userstudy = config["userstudy"]
+    for study in userstudy["studies"]:
+        missing = [task for task in _configured(config, study) if task not in userstudy["stimuli"]]
+        # A study without any stimuli is simply not run; one with some would silently lose a task.
+        if missing and len(missing) < len(_configured(config, study)):
+            raise ValueError(f"userstudy.studies.{study}: task {missing[0]} has no images under userstudy.stimuli")
+    origin = userstudy["jod_origin"]
+    if origin not in JOD_ORIGINS and origin not in config["losses"]:
+        raise ValueError(f"userstudy.jod_origin: expected {', '.join(JOD_ORIGINS)} or a configured loss ({', '.join(config['losses'])}), got {origin!r}")
+
+
+def study_tasks(config: dict[str, Any]) -> dict[str, list[str]]:
+    """Our own studies → their tasks, those configured with stimuli; a study with none is left out."""
+    studies = {study: [task for task in _configured(config, study) if task in config["userstudy"]["stimuli"]] for study in config["userstudy"]["studies"]}
+    return {study: tasks for study, tasks in studies.items() if tasks}
 
 
 def own_studies(config: dict[str, Any]) -> list[str]:
-    """Our own studies to analyse: one per task with stimuli, when a responses folder is configured."""
-    return [f"ours_{task}" for task in stimuli_tasks(config)] if config["userstudy"]["responses"] else []
+    """Our own studies to analyse, when a responses folder is configured."""
+    return [f"ours_{study}" for study in study_tasks(config)] if config["userstudy"]["responses"] else []
 
 
 def study_outputs(config: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
@@ -35,13 +56,15 @@ def counts_file(study: str) -> str:
     return f"results/userstudy/{study}/observer_counts.csv"
 
 
-def title(study: str) -> str:
+def title(study: str, config: dict[str, Any]) -> str:
     """Title of a study's tables and figures."""
     if study.startswith("thesis_"):
         key = study.removeprefix("thesis_")
         thesis = THESIS_STUDIES[key]
         return f"Thesis user study, {'denoising' if key == 'denoise' else 'MRI reconstruction'} ({thesis.observers} observers × {thesis.images} images)"
-    return f"Our user study, {study.removeprefix('ours_')}"
+    name = study.removeprefix("ours_")
+    tasks = study_tasks(config)[name]
+    return f"Our user study, {name}" + ("" if tasks == [name] else f" ({' + '.join(tasks)})")
 
 
 def table_files(name: str) -> list[str]:
@@ -59,5 +82,5 @@ def targets(config: dict[str, Any]) -> list[str]:
     for table, jod_figure, triangle_figure in study_outputs(config).values():
         files += table_files(table) + figure_files(jod_figure) + figure_files(triangle_figure)
     files += [f"results/tables/userstudy_kendall_{study}.{ext}" for study in ["thesis", *own_studies(config)] for ext in ("csv", "md")]
-    files += [f"results/userstudy/stimuli/{task}/manifest.json" for task in stimuli_tasks(config)]
+    files += [f"results/userstudy/stimuli/{study}/manifest.json" for study in study_tasks(config)]
     return files

@@ -1,5 +1,9 @@
 """Tables and figures of a user study: probability tables (thesis Tables 6.2, 6.5), JOD tables,
 JOD plots with confidence intervals (Figs. 6.7, 6.17) and ranking triangles (Figs. 6.8, 6.18).
+
+JOD scores are relative; where a table or figure puts its origin is chosen by ``origin``: the
+thesis's "The model with the lowest score is scaled to 1" (captions of Figs. 6.7 and 6.17,
+``lowest_is_1``), the scaling's own mean 0 (``mean0``), or one loss at 0 (its name).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from lossbench.userstudy.counts import probabilities  # noqa: E402
 from lossbench.userstudy.scaling import Summary, from_samples  # noqa: E402
 
 _TEX_LABELS = {"l1": "$l_1$", "l2": "$l_2$", "lpips_l2": "LPIPS$+l_2$"}
+#: The origins of JOD scores besides a loss's name (see the module's docstring).
+JOD_ORIGINS = ("lowest_is_1", "mean0")
 #: Significance threshold of the one-sided p-values (a two-tailed 5 % test), as pwcmp's triangles.
 SIGNIFICANT = 0.025
 
@@ -65,8 +71,33 @@ def write_probability_table(conditions: list[str], counts: np.ndarray, prefix: s
     return _write_formats(prefix, ["Loser \\ Winner", *names], rows, bold, caption, csv_rows)
 
 
-def write_jod_table(summary: Summary, prefix: str | Path, caption: str) -> list[Path]:
-    """JOD, 95 % interval and rank of each condition as ``prefix``.csv/.md/.tex; the best in bold."""
+def anchored(summary: Summary, origin: str) -> tuple[Summary, str]:
+    """``summary`` with its scores shifted to ``origin``, and that origin in words for a caption.
+
+    A shift changes no difference between scores, no interval width and no p-value.
+
+    Raises:
+        ValueError: ``origin`` is neither of :data:`JOD_ORIGINS` nor a condition of the study.
+    """
+    if origin == "lowest_is_1":
+        lowest = int(np.argmin(summary.jod))
+        offset, words = 1.0 - summary.jod[lowest], f"lowest-scoring loss, {label(summary.conditions[lowest])}, at 1"
+    elif origin == "mean0":
+        offset, words = 0.0, "mean 0"
+    elif origin in summary.conditions:
+        offset, words = -summary.jod[summary.conditions.index(origin)], f"{label(origin)} at 0"
+    else:
+        raise ValueError(f"jod_origin: expected {', '.join(JOD_ORIGINS)} or one of the study's losses ({', '.join(summary.conditions)}), got {origin!r}")
+    shifted = Summary(summary.conditions, summary.jod + offset, summary.low + offset, summary.high + offset, summary.covariance, summary.samples + offset)
+    return shifted, words
+
+
+def write_jod_table(summary: Summary, prefix: str | Path, caption: str, origin: str = "mean0") -> list[Path]:
+    """JOD, 95 % interval and rank of each condition as ``prefix``.csv/.md/.tex; the best in bold.
+
+    Scores are shifted to ``origin`` (see :func:`anchored`); the caption should say where it is.
+    """
+    summary = anchored(summary, origin)[0]
     order = np.argsort(-summary.jod)
     rank = np.empty(len(order), dtype=int)
     rank[order] = np.arange(1, len(order) + 1)
@@ -110,27 +141,29 @@ def _save(figure: plt.Figure, paths: list[str | Path]) -> None:
     plt.close(figure)
 
 
-def jod_plot(summary: Summary, paths: list[str | Path], title: str) -> None:
-    """JOD of each condition with its 95 % interval, relative to the lowest-scoring condition."""
-    lowest = float(summary.jod.min())
+def jod_plot(summary: Summary, paths: list[str | Path], title: str, origin: str = "lowest_is_1") -> None:
+    """JOD of each condition with its 95 % interval, shifted to ``origin`` (default as the thesis's figures)."""
+    summary, words = anchored(summary, origin)
     names = [label(c) for c in summary.conditions]
     figure, axis = plt.subplots(figsize=(6.4, 3.8))
     x = np.arange(len(names))
-    axis.errorbar(x, summary.jod - lowest, yerr=[summary.jod - summary.low, summary.high - summary.jod], fmt="o", capsize=4, color="tab:blue")
+    axis.errorbar(x, summary.jod, yerr=[summary.jod - summary.low, summary.high - summary.jod], fmt="o", capsize=4, color="tab:blue")
     axis.set_xticks(x, names)
-    axis.set_ylabel(f"JOD (relative to {names[int(np.argmin(summary.jod))]})")
-    axis.axhline(0.0, color="0.8", linewidth=0.8, zorder=0)
+    axis.set_ylabel(f"JOD ({words})")
+    axis.axhline(1.0 if origin == "lowest_is_1" else 0.0, color="0.8", linewidth=0.8, zorder=0)
     axis.grid(axis="y", color="0.9")
     axis.set_title(title, fontsize=10)
     figure.tight_layout()
     _save(figure, paths)
 
 
-def ranking_triangle(summary: Summary, paths: list[str | Path], title: str) -> None:
-    """pwcmp's ranking triangle: conditions on the JOD axis, alternately up and down, each joined to
-    its neighbours at rank distance 1 and 2; blue solid where the difference is significant
-    (p < 0.025, one-sided), red dashed otherwise; edges labelled with the JOD difference.
+def ranking_triangle(summary: Summary, paths: list[str | Path], title: str, origin: str = "lowest_is_1") -> None:
+    """pwcmp's ranking triangle: conditions on the JOD axis (shifted to ``origin``), alternately up
+    and down, each joined to its neighbours at rank distance 1 and 2; blue solid where the
+    difference is significant (p < 0.025, one-sided), red dashed otherwise; edges labelled with
+    the JOD difference.
     """
+    summary, words = anchored(summary, origin)
     p = summary.p_values
     order = np.argsort(summary.jod)
     y = {int(c): float(1 - (k + 1) % 2) for k, c in enumerate(order)}
@@ -149,7 +182,7 @@ def ranking_triangle(summary: Summary, paths: list[str | Path], title: str) -> N
         axis.text(summary.jod[c], y[c] + (0.12 if y[c] else -0.12), label(summary.conditions[c]), ha="center", va="bottom" if y[c] else "top", fontsize=9)
     axis.set_ylim(-0.5, 1.5)
     axis.set_yticks([])
-    axis.set_xlabel("JOD")
+    axis.set_xlabel(f"JOD ({words})")
     axis.set_title(title, fontsize=10)
     figure.tight_layout()
     _save(figure, paths)

@@ -2,9 +2,11 @@
 
 Every option of a trial is a flicker between the reference and one model's output, shown at the
 images' native resolution: the folder holds one PNG per reference and per output, and the
-collection app alternates them in the browser. ``manifest.json`` lists the images and the trials
-(every validation image × every pair of losses); the order of the trials and which loss is on the
-left are drawn per observer from the study seed and the observer id, so a reloaded session
+collection app alternates them in the browser. A study may show the images of several tasks with
+the same losses, as the thesis's MRI study showed two knee and two brain images (4 images × 15
+pairs = 60 comparisons per observer). ``manifest.json`` lists the images and the trials (every
+image × every pair of losses); the order of the trials and which loss is on the left are drawn
+per observer from the study seed, the study id and the observer id, so a reloaded session
 continues with the same plan.
 """
 
@@ -34,41 +36,63 @@ def _png(image: np.ndarray, path: Path) -> tuple[int, int]:
     return picture.size
 
 
-def make_stimuli(task: str, valset: str | Path, outputs: dict[str, str | Path], images: list[str], folder: str | Path, flicker_ms: int = 500) -> Path:
-    """Write the PNGs and ``manifest.json`` of a study into ``folder``; returns the manifest's path.
+@dataclass(frozen=True)
+class Source:
+    """The images one task contributes to a study."""
+
+    task: str
+    #: Validation set (``results/data/<task>/val.h5``); its ``target`` group holds the references.
+    valset: str | Path
+    #: Loss → its model's outputs (``results/outputs/<task>/<loss>/seed<N>.h5``).
+    outputs: dict[str, str | Path]
+    #: Validation image ids to show.
+    images: list[str]
+
+
+def make_study_stimuli(study: str, sources: list[Source], folder: str | Path, flicker_ms: int = 500) -> Path:
+    """Write the PNGs and ``manifest.json`` of a study of one or more tasks into ``folder``; returns the manifest's path.
 
     Args:
-        task: Task name, recorded in the manifest.
-        valset: Validation set (``results/data/<task>/val.h5``); its ``target`` group holds the references.
-        outputs: Loss → its model's outputs (``results/outputs/<task>/<loss>/seed<N>.h5``).
-        images: Validation image ids to show.
+        study: Study id, recorded in the manifest; it seeds the observers' plans.
+        sources: The tasks' images, all with the same losses.
         folder: Destination folder.
         flicker_ms: Duration of each half of a flicker.
     """
-    if len(outputs) < 2:
-        raise ValueError(f"a study needs at least 2 losses, got {', '.join(outputs) or 'none'}")
+    losses = list(sources[0].outputs) if sources else []
+    if len(losses) < 2:
+        raise ValueError(f"study {study}: needs at least 2 losses, got {', '.join(losses) or 'none'}")
     folder = Path(folder)
     entries = {}
-    with ImageFile(valset) as references:
-        for image in images:
-            if image not in references.ids:
-                raise ValueError(f"{valset}: no validation image {image!r} (available: {', '.join(references.ids[:8])})")
-            width, height = _png(references.read("target", image), folder / "images" / image / "reference.png")
-            entries[image] = {"reference": f"images/{image}/reference.png", "width": width, "height": height, "outputs": {}}
-    for loss, path in outputs.items():
-        with ImageFile(path) as output:
-            for image in images:
-                size = _png(output.read("output", image), folder / "images" / image / f"{loss}.png")
-                if size != (entries[image]["width"], entries[image]["height"]):
-                    raise ValueError(f"{path}: output {image!r} is {size[0]}×{size[1]}, the reference {entries[image]['width']}×{entries[image]['height']}")
-                entries[image]["outputs"][loss] = f"images/{image}/{loss}.png"
-    trials = [{"id": f"t{index:04d}", "image": image, "a": a, "b": b} for index, (image, (a, b)) in enumerate(itertools.product(images, itertools.combinations(outputs, 2)))]
-    manifest = {"task": task, "conditions": list(outputs), "flicker_ms": flicker_ms, "images": entries, "trials": trials}
+    for source in sources:
+        if list(source.outputs) != losses:
+            raise ValueError(f"study {study}: task {source.task} has the losses {', '.join(source.outputs)}, task {sources[0].task} {', '.join(losses)}")
+        with ImageFile(source.valset) as references:
+            for image in source.images:
+                if image not in references.ids:
+                    raise ValueError(f"{source.valset}: no validation image {image!r} (available: {', '.join(references.ids[:8])})")
+                if image in entries:
+                    raise ValueError(f"study {study}: image id {image!r} appears twice (tasks {entries[image]['task']} and {source.task})")
+                width, height = _png(references.read("target", image), folder / "images" / image / "reference.png")
+                entries[image] = {"task": source.task, "reference": f"images/{image}/reference.png", "width": width, "height": height, "outputs": {}}
+        for loss, path in source.outputs.items():
+            with ImageFile(path) as output:
+                for image in source.images:
+                    size = _png(output.read("output", image), folder / "images" / image / f"{loss}.png")
+                    if size != (entries[image]["width"], entries[image]["height"]):
+                        raise ValueError(f"{path}: output {image!r} is {size[0]}×{size[1]}, the reference {entries[image]['width']}×{entries[image]['height']}")
+                    entries[image]["outputs"][loss] = f"images/{image}/{loss}.png"
+    trials = [{"id": f"t{index:04d}", "image": image, "a": a, "b": b} for index, (image, (a, b)) in enumerate(itertools.product(entries, itertools.combinations(losses, 2)))]
+    manifest = {"study": study, "tasks": [source.task for source in sources], "conditions": losses, "flicker_ms": flicker_ms, "images": entries, "trials": trials}
     path = folder / MANIFEST
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(manifest, indent=1))
     os.replace(temporary, path)
     return path
+
+
+def make_stimuli(task: str, valset: str | Path, outputs: dict[str, str | Path], images: list[str], folder: str | Path, flicker_ms: int = 500) -> Path:
+    """:func:`make_study_stimuli` of a study of one task, whose id is the task's name."""
+    return make_study_stimuli(task, [Source(task, valset, outputs, images)], folder, flicker_ms)
 
 
 @dataclass(frozen=True)
@@ -88,7 +112,7 @@ def load_manifest(path: str | Path) -> dict:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: not a readable manifest ({error})") from error
-    for key in ("task", "conditions", "flicker_ms", "images", "trials"):
+    for key in ("study", "tasks", "conditions", "flicker_ms", "images", "trials"):
         if key not in manifest:
             raise ValueError(f"{path}: manifest has no {key!r}")
     ids = [trial["id"] for trial in manifest["trials"]]
@@ -99,7 +123,7 @@ def load_manifest(path: str | Path) -> dict:
 
 def plan(manifest: dict, observer: str, seed: int) -> list[PlannedTrial]:
     """The trials of ``observer`` in their order, with sides; the same for the same (seed, observer)."""
-    rng = np.random.default_rng(derive_seed(seed, manifest["task"], observer))
+    rng = np.random.default_rng(derive_seed(seed, manifest["study"], observer))
     trials = manifest["trials"]
     order = rng.permutation(len(trials))
     swap = rng.integers(0, 2, len(trials)).astype(bool)
