@@ -1,6 +1,6 @@
 import pytest
 
-from lossbench.figures import resolve_image_id
+from lossbench.data.valset import resolve_image_id
 
 MRI_IDS = ["file_b_s000", "file_b_s001", "file_b_s002", "file_a_s000", "file_a_s001"]
 

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from lossbench.data.valset import ImageFile  # noqa: E402
+from lossbench.data.valset import ImageFile, resolve_image_id  # noqa: E402
 from lossbench.tables import loss_label  # noqa: E402
 
 
@@ -35,34 +35,6 @@ def _crop(image: np.ndarray, box: list[int] | None) -> np.ndarray:
     if top + height > image.shape[1] or left + width > image.shape[2]:
         raise ValueError(f"crop box {box} (left, top, width, height) exceeds the image size {image.shape[2]}×{image.shape[1]}")
     return image[:, top : top + height, left : left + width]
-
-
-def resolve_image_id(ids: list[str], image: str | int, source: str | Path) -> str:
-    """The validation image id that a figure's ``image`` names.
-
-    Args:
-        ids: Validation image ids, MRI ones as ``<file stem>_s<slice>``.
-        image: An id, or an index N for data whose file names are not known when the configuration
-            is written (the real fastMRI and Kodak sets): the N-th volume's middle slice for MRI,
-            the N-th image for photographs, in sorted order.
-        source: The validation set's path, for messages.
-
-    Raises:
-        ValueError: naming ``source`` when no such image exists.
-    """
-    if isinstance(image, int):
-        groups: dict[str, list[str]] = {}
-        for image_id in sorted(ids):
-            stem, separator, slice_number = image_id.rpartition("_s")
-            groups.setdefault(stem if separator and slice_number.isdigit() else image_id, []).append(image_id)
-        if image >= len(groups):
-            raise ValueError(f"{source}: figure image index {image} is out of range: the validation set has {len(groups)} volumes or images")
-        members = list(groups.values())[image]
-        return members[len(members) // 2]
-    if image not in ids:
-        shown = ", ".join(ids[:8]) + (", ..." if len(ids) > 8 else "")
-        raise ValueError(f"{source}: no validation image {image!r} (available: {shown})")
-    return image
 
 
 def load_panels(valset_path: str | Path, outputs: dict[str, str | Path], image: str | int, lpips_pretrained: bool = True) -> tuple[str, list[tuple[str, np.ndarray]]]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lossbench.data.valset import ImageFile
+from lossbench.data.valset import ImageFile, resolve_image_id
 from lossbench.seeding import derive_seed
 
 MANIFEST = "manifest.json"
@@ -45,8 +45,8 @@ class Source:
     valset: str | Path
     #: Loss → its model's outputs (``results/outputs/<task>/<loss>/seed<N>.h5``).
     outputs: dict[str, str | Path]
-    #: Validation image ids to show.
-    images: list[str]
+    #: Validation images to show: ids, or indices as in :func:`lossbench.data.valset.resolve_image_id`.
+    images: list[str | int]
 
 
 def make_study_stimuli(study: str, sources: list[Source], folder: str | Path, flicker_ms: int = 500) -> Path:
@@ -67,16 +67,15 @@ def make_study_stimuli(study: str, sources: list[Source], folder: str | Path, fl
         if list(source.outputs) != losses:
             raise ValueError(f"study {study}: task {source.task} has the losses {', '.join(source.outputs)}, task {sources[0].task} {', '.join(losses)}")
         with ImageFile(source.valset) as references:
-            for image in source.images:
-                if image not in references.ids:
-                    raise ValueError(f"{source.valset}: no validation image {image!r} (available: {', '.join(references.ids[:8])})")
+            images = [resolve_image_id(references.ids, image, source.valset) for image in source.images]
+            for image in images:
                 if image in entries:
                     raise ValueError(f"study {study}: image id {image!r} appears twice (tasks {entries[image]['task']} and {source.task})")
                 width, height = _png(references.read("target", image), folder / "images" / image / "reference.png")
                 entries[image] = {"task": source.task, "reference": f"images/{image}/reference.png", "width": width, "height": height, "outputs": {}}
         for loss, path in source.outputs.items():
             with ImageFile(path) as output:
-                for image in source.images:
+                for image in images:
                     size = _png(output.read("output", image), folder / "images" / image / f"{loss}.png")
                     if size != (entries[image]["width"], entries[image]["height"]):
                         raise ValueError(f"{path}: output {image!r} is {size[0]}×{size[1]}, the reference {entries[image]['width']}×{entries[image]['height']}")
