@@ -348,3 +348,20 @@ def test_kendall_tau_matches_scipy_and_rows_use_published_tables(thesis):
     # LPIPS (lower is better) orders the denoising models most like the observers do.
     assert float(rows["lpips"]["tau"]) == max(float(row["tau"]) for row in rows.values())
     assert float(rows["lpips"]["ci_low"]) <= float(rows["lpips"]["tau"]) <= float(rows["lpips"]["ci_high"])
+
+
+def test_chance_p_value_is_exact_over_all_orderings():
+    from lossbench.userstudy.agreement import chance_p_value
+
+    metric = np.arange(5.0)
+    assert chance_p_value(metric, metric) == pytest.approx(1 / 120)  # only the identical ordering has τ = 1
+    assert chance_p_value(metric, -metric) == 1.0
+    swapped = np.array([1.0, 0.0, 2.0, 3.0, 4.0])  # τ = 0.8: the identity and the 4 adjacent swaps reach it
+    assert chance_p_value(metric, swapped) == pytest.approx(5 / 120)
+
+
+def test_agreement_rows_say_whether_the_thesis_metrics_agree_beyond_chance(thesis):
+    _, _, s = thesis["denoise"]
+    rows = {row["metric"]: row for row in agreement_rows(s, published_values("table_6_1"), "thesis")}
+    assert all(0 < float(row["p_chance"]) <= 1 for row in rows.values())
+    assert float(rows["lpips"]["p_chance"]) < float(rows["psnr"]["p_chance"])

@@ -5,6 +5,7 @@ values and the JOD scores, with a bootstrap interval from the JOD bootstrap samp
 from __future__ import annotations
 
 import csv
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def measured_values(path: str | Path) -> dict[str, dict[str, float]]:
     """{metric: {loss: value}} from one of our table CSVs (``results/tables/table_6_X.csv``); empty cells skipped."""
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    skip = {"metric", "label", "input", "best"}
+    skip = {"metric", "label", "input", "best", "not_different_from_best"}
     return {row["metric"]: {key: float(value) for key, value in row.items() if key not in skip and not key.endswith("_std") and value} for row in rows}
 
 
@@ -53,8 +54,19 @@ def agreement_rows(summary: Summary, values: dict[str, dict[str, float]], source
         oriented = sign * np.array([by_loss[loss] for loss in losses])
         tau = float(kendall_tau(oriented, summary.jod[index])[0])
         low, high = np.nanpercentile(kendall_tau(oriented, summary.samples[:, index]), [100 * alpha / 2, 100 * (1 - alpha / 2)])
-        rows.append({"metric": metric, "source": source, "models": str(len(losses)), "tau": f"{tau:.3f}", "ci_low": f"{low:.3f}", "ci_high": f"{high:.3f}"})
+        rows.append({"metric": metric, "source": source, "models": str(len(losses)), "tau": f"{tau:.3f}", "ci_low": f"{low:.3f}", "ci_high": f"{high:.3f}", "p_chance": f"{chance_p_value(oriented, summary.jod[index]):.4f}"})
     return rows
+
+
+def chance_p_value(metric: np.ndarray, jod: np.ndarray) -> float:
+    """One-sided exact p-value of τ ≥ the observed τ when the observers' ranking is unrelated to the metric.
+
+    Under that null every ordering of the JOD scores over the models is equally likely, so the p-value
+    is the share of all ``N!`` orderings whose τ with ``metric`` is at least the observed one.
+    """
+    observed = kendall_tau(metric, jod)[0]
+    orderings = np.array(list(itertools.permutations(jod)))
+    return float(np.mean(kendall_tau(metric, orderings) >= observed - 1e-12))
 
 
 def write_agreement(rows: list[dict[str, str]], prefix: str | Path, caption: str) -> list[Path]:
@@ -62,12 +74,13 @@ def write_agreement(rows: list[dict[str, str]], prefix: str | Path, caption: str
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".md")
-    fields = ["metric", "source", "models", "tau", "ci_low", "ci_high"]
+    fields = ["metric", "source", "models", "tau", "ci_low", "ci_high", "p_chance"]
     with open(csv_path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    lines = [caption, "", "| Metric | Metric values from | Models | Kendall τ | 95 % CI |", "|---|---|---:|---:|---|"]
-    lines += [f"| {STUDY_METRICS[r['metric']].label} | {r['source']} | {r['models']} | {r['tau']} | [{r['ci_low']}, {r['ci_high']}] |" for r in rows]
+    lines = [caption, "", "| Metric | Metric values from | Models | Kendall τ | 95 % CI | p (chance) |", "|---|---|---:|---:|---|---:|"]
+    lines += [f"| {STUDY_METRICS[r['metric']].label} | {r['source']} | {r['models']} | {r['tau']} | [{r['ci_low']}, {r['ci_high']}] | {r['p_chance']} |" for r in rows]
+    lines += ["", "p (chance): the share of all orderings of the models that agree with the metric at least as well as the observers' ranking does (one-sided, exact); below 0.05 the agreement is beyond chance."]
     md_path.write_text("\n".join(lines) + "\n")
     return [csv_path, md_path]
