@@ -94,27 +94,36 @@ def _simulate_cuda(allocated: list[str], visible: str) -> list[str]:
     return calls
 
 
-def _job(lock_dir, allocated, visible, events):
-    """One training job: select_device("cuda") on the simulated GPUs, then hold the device."""
+def _job(lock_dir, allocated, visible, together, events):
+    """One training job: select_device("cuda") on the simulated GPUs, then hold the device; with
+    ``together`` (a barrier), hold it until every job holds one, which fails if any job waits."""
     calls = _simulate_cuda(allocated, visible)
     device = device_module.select_device("cuda", lock_dir)
     start = time.monotonic()
-    time.sleep(HOLD_SECONDS)
+    if together is None:
+        time.sleep(HOLD_SECONDS)
+    else:
+        together.wait(timeout=20)
     assert calls == [device]
     events.put((visible, device.index, start, time.monotonic(), sorted(path.name for path in lock_dir.iterdir())))
 
 
+def _together(parties: int):
+    return multiprocessing.get_context("fork").Barrier(parties)
+
+
 def test_two_slurm_allocations_on_one_node_do_not_block_each_other(tmp_path):
-    # Each allocation has two GPUs of the node, renumbered "0,1" inside it; two jobs per allocation.
-    records = _run(_job, [(tmp_path, NODE[:2], "0,1")] * 2 + [(tmp_path, NODE[2:], "0,1")] * 2)
-    assert max(start for _, _, start, _, _ in records) < min(end for _, _, _, end, _ in records), "some job waited"
+    # Each allocation has two GPUs of the node, renumbered "0,1" inside it; two jobs per allocation,
+    # all four holding their GPU at once.
+    together = _together(4)
+    records = _run(_job, [(tmp_path, NODE[:2], "0,1", together)] * 2 + [(tmp_path, NODE[2:], "0,1", together)] * 2)
     assert sorted(index for _, index, *_ in records) == [0, 0, 1, 1]
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(gpu_pool.lock_name(uuid) for uuid in NODE)
 
 
 def test_index_and_uuid_forms_of_one_gpu_share_its_lock(tmp_path):
     # A workstation: one job sees GPU 1 by index, the other by its UUID, as nvidia-smi writes it.
-    records = _run(_job, [(tmp_path, NODE, "1"), (tmp_path, NODE, f"GPU-{NODE[1][:8].upper()}")])
+    records = _run(_job, [(tmp_path, NODE, "1", None), (tmp_path, NODE, f"GPU-{NODE[1][:8].upper()}", None)])
     assert [index for _, index, *_ in records] == [0, 0]
     assert _disjoint([(start, end) for _, _, start, end, _ in records]), "one GPU was held by two jobs at once"
     assert [path.name for path in tmp_path.iterdir()] == [gpu_pool.lock_name(NODE[1])]
@@ -122,9 +131,8 @@ def test_index_and_uuid_forms_of_one_gpu_share_its_lock(tmp_path):
 
 def test_an_exported_list_of_several_gpus_still_spreads_jobs(tmp_path):
     # One CUDA_VISIBLE_DEVICES exported on a workstation, inherited by both gpu=2 jobs.
-    records = _run(_job, [(tmp_path, NODE, "2,3")] * 2)
+    records = _run(_job, [(tmp_path, NODE, "2,3", _together(2))] * 2)
     assert sorted(index for _, index, *_ in records) == [0, 1]
-    assert max(start for _, _, start, _, _ in records) < min(end for _, _, _, end, _ in records), "a job waited"
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(gpu_pool.lock_name(uuid) for uuid in NODE[2:])
 
 
