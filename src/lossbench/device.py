@@ -143,14 +143,15 @@ def ieee_float32_convolutions() -> Iterator[None]:
     which shifts loss values such as MS-SSIM by up to 1e-2; the U-net may keep TF32 for speed.
     The setting is global, so code inside must not depend on the caller's TF32 choice.
     """
-    # Only torch's new per-operator API: mixing it with the legacy allow_tf32 flag is an error.
-    conv = torch.backends.cudnn.conv
-    previous = conv.fp32_precision
-    conv.fp32_precision = "ieee"
+    # torch >= 2.9 has a per-operator API, which must not be mixed with the legacy flag (an error);
+    # older wheels (for older drivers) only have the legacy flag.
+    owner, name, off = (torch.backends.cudnn.conv, "fp32_precision", "ieee") if hasattr(torch.backends.cudnn, "conv") else (torch.backends.cudnn, "allow_tf32", False)
+    previous = getattr(owner, name)
+    setattr(owner, name, off)
     try:
         yield
     finally:
-        conv.fp32_precision = previous
+        setattr(owner, name, previous)
 
 
 def make_deterministic(seed: int, threads: int | None = None) -> None:

@@ -3,8 +3,10 @@
 :func:`download` retries with exponential backoff, resumes an interrupted transfer from its ``.part``
 file with an HTTP ``Range`` request, verifies a SHA-256 digest (or a digest prefix, as torchvision
 names its checkpoints), and only then renames the file into place: the final path either holds a
-verified file or nothing. Every failure is a :class:`DownloadError` with one line naming the URL or
-file and what to do.
+verified file or nothing. A part file is resumed only for the URL recorded next to it, and only
+where the server's answer proves the bytes belong together; an overall deadline and a minimum rate
+stop servers that stall or trickle. Every failure is a :class:`DownloadError` with one line naming
+the URL or file and what to do.
 """
 
 from __future__ import annotations
