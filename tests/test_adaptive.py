@@ -82,6 +82,13 @@ def test_log_partition_rejects_alpha_outside_domain(alpha: float) -> None:
         log_partition(torch.tensor([1.0, alpha]))
 
 
+def test_unchecked_log_partition_clamps_to_the_table_ends() -> None:
+    # Without the check (which would wait for the GPU) no alpha may index outside the table.
+    ends = log_partition(torch.tensor([0.0, 2.0], dtype=torch.float64))
+    unchecked = log_partition(torch.tensor([-0.1, math.nan, 2.1, math.inf], dtype=torch.float64), check=False)
+    torch.testing.assert_close(unchecked, ends[[0, 0, 1, 1]], rtol=0, atol=0)
+
+
 def test_shipped_table_matches_regenerated_one(tmp_path) -> None:
     first, second = tmp_path / "first.npz", tmp_path / "second.npz"
     log_partition_table.main(["--output", str(first)])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import socket
 import tarfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,7 +24,12 @@ FAST = {"retries": 2, "backoff": 0.01, "timeout": 5.0}
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Serves ``server.files``; honours ``Range: bytes=N-``; drops a path's first response after N bytes."""
+    """Serves ``server.files`` with an ETag; honours ``Range: bytes=N-`` and ``If-Range``.
+
+    Misbehaviours per path: ``drop_after`` closes the first response after N bytes; ``no_length``
+    sends no Content-Length and closes after N bytes; ``wrong_start`` answers a Range request from
+    another offset; ``trickle`` sends one byte per that many seconds.
+    """
 
     def do_GET(self) -> None:
         server = self.server
@@ -32,27 +39,40 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             self.send_error(404, "Not Found")
             return
+        etag = f'"{_sha(body)[:16]}"'
         start = 0
-        if self.headers.get("Range"):
+        if self.headers.get("Range") and self.headers.get("If-Range", etag) == etag:
             start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
             if start >= len(body):
                 self.send_error(416, "Range Not Satisfiable")
                 return
+            start = server.wrong_start.pop(path, start)
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         else:
             self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
+        self.send_header("ETag", etag)
+        cut = server.no_length.pop(path, None)
+        if cut is None:
+            self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
-        drop = server.drop_after.pop(path, None)
-        if drop is not None:
-            self.wfile.write(body[start : start + drop])
-            self.wfile.flush()
-            # Closing the socket mid-body is what a dropped connection looks like to the client.
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.wfile.write(body[start:])
+        drop = server.drop_after.pop(path, cut)
+        try:
+            if path in server.trickle:
+                for index in range(start, len(body)):
+                    self.wfile.write(body[index : index + 1])
+                    self.wfile.flush()
+                    time.sleep(server.trickle[path])
+            elif drop is not None:
+                self.wfile.write(body[start : start + drop])
+                self.wfile.flush()
+                # Closing the socket mid-body is what a dropped connection looks like to the client.
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+            else:
+                self.wfile.write(body[start:])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up, as it should on a trickle
 
     def log_message(self, *args) -> None:
         pass
@@ -62,6 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.files, httpd.requests, httpd.drop_after = {}, [], {}
+    httpd.no_length, httpd.wrong_start, httpd.trickle = {}, {}, {}
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -125,10 +146,108 @@ def test_dropped_connection_is_retried_and_resumed(server, tmp_path):
 
 def test_part_file_of_an_earlier_run_is_resumed(server, tmp_path):
     server.files["/data.bin"] = PAYLOAD
-    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:1000])
-    download(server.url + "/data.bin", tmp_path / "data.bin", _sha(PAYLOAD), **FAST)
+    server.drop_after["/data.bin"] = 1000
+    with pytest.raises(DownloadError, match="after 1 attempts"):
+        download(server.url + "/data.bin", tmp_path / "data.bin", _sha(PAYLOAD), **{**FAST, "retries": 0})
+    assert (tmp_path / "data.bin.part").stat().st_size == 1000 and (tmp_path / "data.bin.part.json").is_file()
+    download(server.url + "/data.bin?Signature=new", tmp_path / "data.bin", _sha(PAYLOAD), **FAST)
     assert (tmp_path / "data.bin").read_bytes() == PAYLOAD
-    assert server.requests == [("/data.bin", "bytes=1000-")]
+    assert server.requests[1:] == [("/data.bin", "bytes=1000-")]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data.bin"]
+
+
+def _interrupted(server, tmp_path, path: str, body: bytes, after: int = 30_000) -> Path:
+    """Leave ``tmp_path/data.bin.part`` (and its record) holding ``after`` bytes of ``body`` from ``path``."""
+    server.files[path] = body
+    server.drop_after[path] = after
+    with pytest.raises(DownloadError):
+        download(server.url + path, tmp_path / "data.bin", **{**FAST, "retries": 0})
+    assert (tmp_path / "data.bin.part").read_bytes() == body[:after]
+    return tmp_path / "data.bin"
+
+
+def test_overall_deadline_stops_a_trickling_server(server, tmp_path):
+    server.files["/slow.bin"] = PAYLOAD[:2000]
+    server.trickle["/slow.bin"] = 0.02  # 50 bytes/s: every read arrives well within the timeout
+    begin = time.monotonic()
+    with pytest.raises(DownloadError, match=r"cannot download http://127\.0\.0\.1:\d+/slow\.bin: not finished within the deadline of 1 s \(\d+ bytes in slow\.bin\.part, which a rerun resumes\)") as error:
+        download(server.url + "/slow.bin", tmp_path / "slow.bin", deadline=1.0, min_rate=0, **FAST)
+    assert time.monotonic() - begin < 3.0
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "slow.bin").exists() and (tmp_path / "slow.bin.part").stat().st_size > 0
+
+
+def test_minimum_rate_aborts_and_retries_a_trickling_server(server, tmp_path):
+    server.files["/slow.bin"] = PAYLOAD[:2000]
+    server.trickle["/slow.bin"] = 0.02
+    begin = time.monotonic()
+    with pytest.raises(DownloadError, match=r"after 2 attempts \(\d+ B/s over 0\.\d s, below the minimum of 1000 B/s\)"):
+        download(server.url + "/slow.bin", tmp_path / "slow.bin", min_rate=1000, rate_window=0.3, **{**FAST, "retries": 1})
+    assert time.monotonic() - begin < 3.0
+    assert [header for _, header in server.requests][0] is None and server.requests[1][1].startswith("bytes=")
+
+
+def test_body_without_content_length_needs_a_checksum(server, tmp_path, caplog):
+    server.files["/data.bin"] = PAYLOAD
+    server.no_length["/data.bin"] = 30_000  # cut off, and nothing tells the client
+    with pytest.raises(DownloadError, match=r"data\.bin: the server sent no Content-Length, so a cut-off transfer cannot be told from a complete one; give its SHA-256") as error:
+        download(server.url + "/data.bin", tmp_path / "data.bin", **FAST)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "data.bin").exists()
+    server.no_length["/data.bin"] = 30_000
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        download(server.url + "/data.bin", tmp_path / "data.bin", _sha(PAYLOAD), **FAST)
+    server.no_length["/data.bin"] = len(PAYLOAD)
+    assert download(server.url + "/data.bin", tmp_path / "data.bin", _sha(PAYLOAD), **FAST).read_bytes() == PAYLOAD
+    server.no_length["/data.bin"] = 30_000
+    download(server.url + "/data.bin", tmp_path / "other.bin", allow_unverified=True, **FAST)
+    assert "other.bin UNVERIFIED: the server sent no Content-Length" in caplog.text
+
+
+def test_416_after_a_longer_stale_part_discards_it(server, tmp_path):
+    server.files["/data.bin"] = PAYLOAD
+    # A part from the same URL when the file was longer: the server answers its Range with 416.
+    (tmp_path / "data.bin.part").write_bytes(b"x" * (len(PAYLOAD) + 100))
+    (tmp_path / "data.bin.part.json").write_text(json.dumps({"url": server.url + "/data.bin", "size": len(PAYLOAD) + 500}))
+    assert download(server.url + "/data.bin", tmp_path / "data.bin", **FAST).read_bytes() == PAYLOAD
+    assert server.requests == [("/data.bin", f"bytes={len(PAYLOAD) + 100}-"), ("/data.bin", None)]
+    # Without a record of its source a part is never resumed at all.
+    (tmp_path / "data.bin").unlink()
+    (tmp_path / "data.bin.part").write_bytes(b"x" * (len(PAYLOAD) + 100))
+    assert download(server.url + "/data.bin", tmp_path / "data.bin", **FAST).read_bytes() == PAYLOAD
+    assert server.requests[2:] == [("/data.bin", None)]
+
+
+def test_part_of_another_file_is_never_joined(server, tmp_path):
+    other = bytes(reversed(PAYLOAD))
+    dest = _interrupted(server, tmp_path, "/other.bin", other)
+    server.files["/data.bin"] = PAYLOAD
+    assert download(server.url + "/data.bin", dest, **FAST).read_bytes() == PAYLOAD
+    assert server.requests[-1] == ("/data.bin", None)
+
+
+def test_part_of_a_file_changed_on_the_server_is_not_joined(server, tmp_path):
+    dest = _interrupted(server, tmp_path, "/data.bin", bytes(reversed(PAYLOAD)))
+    server.files["/data.bin"] = PAYLOAD  # same URL and size, new content and ETag: If-Range gets it whole
+    assert download(server.url + "/data.bin", dest, **FAST).read_bytes() == PAYLOAD
+    assert server.requests[-1] == ("/data.bin", "bytes=30000-")
+
+
+def test_206_from_the_wrong_offset_discards_the_part(server, tmp_path):
+    dest = _interrupted(server, tmp_path, "/data.bin", PAYLOAD)
+    server.wrong_start["/data.bin"] = 0
+    assert download(server.url + "/data.bin", dest, **FAST).read_bytes() == PAYLOAD
+    assert server.requests[1:] == [("/data.bin", "bytes=30000-"), ("/data.bin", None)]
+
+
+def test_folder_destination_is_one_line(server, tmp_path):
+    (tmp_path / "data.bin").mkdir()
+    with pytest.raises(DownloadError, match=r"data\.bin: is a folder or special file, expected the path of the file to download http://127\.0\.0\.1:\d+/data\.bin to$"):
+        download(server.url + "/data.bin?Signature=secret", tmp_path / "data.bin", **FAST)
+    assert server.requests == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DownloadError, match=r"file/data\.bin: cannot create its folder"):
+        download(server.url + "/data.bin", tmp_path / "file" / "data.bin", **FAST)
 
 
 def test_unreachable_server_says_where_to_put_the_file(tmp_path):
@@ -181,6 +300,25 @@ def test_extraction_refuses_members_escaping_the_target(tmp_path):
     (tmp_path / "broken.tar.gz").write_bytes(b"not a tar file")
     with pytest.raises(DownloadError, match=r"broken\.tar\.gz: cannot extract"):
         extract_tar(tmp_path / "broken.tar.gz", tmp_path / "out4")
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz"])
+def test_extraction_never_leaves_a_cut_off_member_under_its_final_name(tmp_path, mode):
+    buffer = io.BytesIO()
+    first, second = b"a" * 600, np.random.default_rng(0).bytes(10240)  # incompressible: a cut gzip ends inside it
+    with tarfile.open(fileobj=buffer, mode=mode) as tar:
+        for name, data in (("vol/a.h5", first), ("vol/b.h5", second)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    whole = buffer.getvalue()
+    # Uncompressed: b.h5's data starts after two 512-byte headers and a.h5's 1024 bytes.
+    (tmp_path / "cut.tar").write_bytes(whole[: 512 * 4 + 3000] if mode == "w" else whole[: len(whole) // 2])
+    with pytest.raises(DownloadError, match=r"cut\.tar: (member 'vol/b\.h5' is cut off after \d+ of 10240 bytes|cannot extract)") as error:
+        extract_tar(tmp_path / "cut.tar", tmp_path / "out")
+    assert "\n" not in str(error.value)
+    assert sorted(path.name for path in (tmp_path / "out" / "vol").iterdir()) == ["a.h5"]
+    assert (tmp_path / "out" / "vol" / "a.h5").read_bytes() == first
 
 
 def test_fastmri_url_list_downloads_verifies_and_extracts_once(server, tmp_path):

@@ -1,42 +1,59 @@
-"""The lock-file GPU pool with simulated devices: concurrent processes never share a device."""
+"""The lock-file GPU pool with simulated devices: concurrent processes never share a device, locks
+follow GPU UUIDs whatever CUDA_VISIBLE_DEVICES calls them."""
 
 import multiprocessing
 import os
 import signal
 import time
+from types import SimpleNamespace
 
 import pytest
+import torch
 
+from lossbench import device as device_module
 from lossbench import gpu_pool
 
 HOLD_SECONDS = 0.3
+#: The GPUs of a simulated 4-GPU node, as torch's device properties write their UUIDs.
+NODE = ["6f2a1c3e-0000-4000-8000-000000000000", "9b7d5e21-1111-4111-8111-111111111111", "c4e8f0a2-2222-4222-8222-222222222222", "e1d3b5c7-3333-4333-8333-333333333333"]
 
 
-def _hold(lock_dir, count, visible, events):
-    device = gpu_pool.acquire(count, visible, lock_dir, poll_seconds=0.02)
+def _hold(lock_dir, uuids, events):
+    device = gpu_pool.acquire(uuids, lock_dir, poll_seconds=0.02)
     start = time.monotonic()
     time.sleep(HOLD_SECONDS)
     events.put((device, start, time.monotonic(), os.getpid()))
 
 
-def test_processes_never_share_a_device(tmp_path):
+def _run(target, argument_lists):
+    """Start one forked process per argument list, each given a shared queue last; return what they put."""
     context = multiprocessing.get_context("fork")
     events = context.Queue()
-    workers = [context.Process(target=_hold, args=(tmp_path, 2, None, events)) for _ in range(5)]
+    workers = [context.Process(target=target, args=(*arguments, events)) for arguments in argument_lists]
     for worker in workers:
         worker.start()
     records = [events.get(timeout=30) for _ in workers]
     for worker in workers:
         worker.join(timeout=30)
         assert worker.exitcode == 0
+    return records
+
+
+def _disjoint(spans) -> bool:
+    spans = sorted(spans)
+    return all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
+
+
+def test_processes_never_share_a_device(tmp_path):
+    records = _run(_hold, [(tmp_path, ["GPU-a", "GPU-b"])] * 5)
     assert {device for device, *_ in records} == {0, 1}
     for device in (0, 1):
-        spans = sorted((start, end) for d, start, end, _ in records if d == device)
-        assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), f"cuda:{device} was shared: {spans}"
+        spans = [(start, end) for d, start, end, _ in records if d == device]
+        assert _disjoint(spans), f"cuda:{device} was shared: {spans}"
 
 
 def _hold_forever(lock_dir, ready):
-    ready.put(gpu_pool.acquire(1, None, lock_dir))
+    ready.put(gpu_pool.acquire(["GPU-a"], lock_dir))
     time.sleep(60)
 
 
@@ -46,9 +63,9 @@ def test_a_killed_holder_releases_its_device(tmp_path):
     holder = context.Process(target=_hold_forever, args=(tmp_path, ready))
     holder.start()
     assert ready.get(timeout=30) == 0
-    assert (tmp_path / "gpu-0.lock").read_text().strip() == str(holder.pid)
+    assert (tmp_path / "gpu-a.lock").read_text().strip() == str(holder.pid)
     events = context.Queue()
-    waiter = context.Process(target=_hold, args=(tmp_path, 1, None, events))
+    waiter = context.Process(target=_hold, args=(tmp_path, ["GPU-a"], events))
     waiter.start()
     time.sleep(0.3)
     assert events.empty(), "the device was handed out while its holder was alive"
@@ -59,20 +76,70 @@ def test_a_killed_holder_releases_its_device(tmp_path):
     assert device == 0
 
 
-def test_visible_devices_name_the_lock_files(tmp_path):
-    context = multiprocessing.get_context("fork")
-    events = context.Queue()
-    worker = context.Process(target=_hold, args=(tmp_path, 2, "3,GPU-abc", events))
-    worker.start()
-    assert events.get(timeout=30)[0] == 0
-    worker.join()
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["gpu-3.lock"]
-    assert gpu_pool.device_ids(2, None) == ["0", "1"]
-    assert gpu_pool.device_ids(2, "4, 6,7") == ["4", "6"]
-    with pytest.raises(ValueError, match="CUDA_VISIBLE_DEVICES='5': names 1 devices but 2 are visible"):
-        gpu_pool.device_ids(2, "5")
+def _simulate_cuda(allocated: list[str], visible: str) -> list[str]:
+    """Make torch.cuda behave as a driver exposing the ``allocated`` GPUs (a SLURM cgroup, or the
+    whole node) filtered by ``CUDA_VISIBLE_DEVICES=visible``: indices or ``GPU-`` UUID prefixes.
+    Only for a forked child. Returns the set_device calls, filled as they happen."""
+    seen = []
+    for entry in visible.split(","):
+        entry = entry.strip()
+        matches = [uuid for uuid in allocated if entry.lower().startswith("gpu-") and uuid.startswith(entry[4:].lower())]
+        seen.append(allocated[int(entry)] if entry.isdigit() else matches[0])
+    calls = []
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible
+    torch.cuda.is_available = lambda: True
+    torch.cuda.device_count = lambda: len(seen)
+    torch.cuda.get_device_properties = lambda index: SimpleNamespace(uuid=seen[index])
+    torch.cuda.set_device = calls.append
+    return calls
 
 
-def test_a_scheduler_placed_job_takes_its_one_device_without_a_lock(tmp_path):
-    assert gpu_pool.acquire(1, "2", tmp_path / "locks") == 0
-    assert not (tmp_path / "locks").exists()
+def _job(lock_dir, allocated, visible, together, events):
+    """One training job: select_device("cuda") on the simulated GPUs, then hold the device; with
+    ``together`` (a barrier), hold it until every job holds one, which fails if any job waits."""
+    calls = _simulate_cuda(allocated, visible)
+    device = device_module.select_device("cuda", lock_dir)
+    start = time.monotonic()
+    if together is None:
+        time.sleep(HOLD_SECONDS)
+    else:
+        together.wait(timeout=20)
+    assert calls == [device]
+    events.put((visible, device.index, start, time.monotonic(), sorted(path.name for path in lock_dir.iterdir())))
+
+
+def _together(parties: int):
+    return multiprocessing.get_context("fork").Barrier(parties)
+
+
+def test_two_slurm_allocations_on_one_node_do_not_block_each_other(tmp_path):
+    # Each allocation has two GPUs of the node, renumbered "0,1" inside it; two jobs per allocation,
+    # all four holding their GPU at once.
+    together = _together(4)
+    records = _run(_job, [(tmp_path, NODE[:2], "0,1", together)] * 2 + [(tmp_path, NODE[2:], "0,1", together)] * 2)
+    assert sorted(index for _, index, *_ in records) == [0, 0, 1, 1]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(gpu_pool.lock_name(uuid) for uuid in NODE)
+
+
+def test_index_and_uuid_forms_of_one_gpu_share_its_lock(tmp_path):
+    # A workstation: one job sees GPU 1 by index, the other by its UUID, as nvidia-smi writes it.
+    records = _run(_job, [(tmp_path, NODE, "1", None), (tmp_path, NODE, f"GPU-{NODE[1][:8].upper()}", None)])
+    assert [index for _, index, *_ in records] == [0, 0]
+    assert _disjoint([(start, end) for _, _, start, end, _ in records]), "one GPU was held by two jobs at once"
+    assert [path.name for path in tmp_path.iterdir()] == [gpu_pool.lock_name(NODE[1])]
+
+
+def test_an_exported_list_of_several_gpus_still_spreads_jobs(tmp_path):
+    # One CUDA_VISIBLE_DEVICES exported on a workstation, inherited by both gpu=2 jobs.
+    records = _run(_job, [(tmp_path, NODE, "2,3", _together(2))] * 2)
+    assert sorted(index for _, index, *_ in records) == [0, 1]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(gpu_pool.lock_name(uuid) for uuid in NODE[2:])
+
+
+def test_lock_names_ignore_the_gpu_prefix_and_case():
+    assert gpu_pool.lock_name("GPU-6F2A1C3E-0000") == gpu_pool.lock_name("6f2a1c3e-0000") == "gpu-6f2a1c3e-0000.lock"
+    assert gpu_pool.lock_name("MIG-1/2/3") == "gpu-mig-1_2_3.lock"
+    with pytest.raises(ValueError, match="repeat a UUID"):
+        gpu_pool.acquire(["GPU-a", "a"])
+    with pytest.raises(ValueError, match="no visible GPU"):
+        gpu_pool.acquire([])

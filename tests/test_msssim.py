@@ -10,6 +10,7 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 
+from lossbench.metrics import msssim as msssim_module
 from lossbench.metrics.msssim import SCALE_WEIGHTS, MSSSIMLoss, ms_ssim, usable_scales
 
 torch.set_num_threads(1)
@@ -181,3 +182,62 @@ def test_wrong_shapes_raise(shapes) -> None:
 def test_invalid_small_images_option() -> None:
     with pytest.raises(ValueError, match="small_images"):
         MSSSIMLoss(small_images="pad")
+
+
+def test_gradient_matches_pytorch_msssim() -> None:
+    # Backward goes through the custom full-float32 blur; the reference differentiates plain
+    # convolutions with a float32 window, which limits agreement to ~6e-5 of the largest gradient.
+    target = _photo("coffee").double()
+    output = _distortions(_photo("coffee"))[0].double().requires_grad_()
+    ours = torch.autograd.grad(ms_ssim(output, target).sum(), output)[0]
+    reference = torch.autograd.grad(_reference(output, target).sum(), output)[0]
+    torch.testing.assert_close(ours, reference, rtol=0, atol=2e-4 * reference.abs().max().item())
+
+
+def test_blur_backward_is_its_gradient() -> None:
+    from lossbench.metrics.msssim import _constants, _GaussianBlur
+
+    window, _ = _constants(torch.float64, torch.device("cpu"), 5)
+    images = torch.rand(2, 3, 14, 13, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: _GaussianBlur.apply(x, window), (images,))
+
+
+@pytest.fixture
+def tf32():
+    """TF32 on for cuDNN convolutions, as it is by default on Ampere and later, during the test."""
+    conv = torch.backends.cudnn.conv
+    before = conv.fp32_precision
+    conv.fp32_precision = "tf32"
+    yield
+    conv.fp32_precision = before
+
+
+def test_convolutions_run_without_tf32_forward_and_backward(tf32, monkeypatch) -> None:
+    # On the CPU the flag changes nothing, but what it is during each convolution shows the scope.
+    seen = []
+    conv2d = F.conv2d
+    monkeypatch.setattr(F, "conv2d", lambda *args, **kwargs: seen.append(torch.backends.cudnn.conv.fp32_precision) or conv2d(*args, **kwargs))
+    conv2d_input = torch.nn.grad.conv2d_input
+    monkeypatch.setattr(msssim_module, "conv2d_input", lambda *args, **kwargs: seen.append(torch.backends.cudnn.conv.fp32_precision) or conv2d_input(*args, **kwargs))
+    target = _photo("astronaut")
+    output = _distortions(target)[1].requires_grad_()
+    MSSSIMLoss()(output, target).backward()
+    assert len(seen) == 2 * 5 * 2  # two passes per blur, five scales, forward and backward
+    assert set(seen) == {"ieee"}
+    assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_value_and_gradient_match_the_cpu_with_tf32_enabled(tf32) -> None:
+    # TF32 rounding would shift MS-SSIM by 1e-3 to 1e-2 on Ampere and later GPUs (issue 14, item 4).
+    target = _photo("chelsea")
+    output = (target + 25 / 255 * torch.randn(target.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    values, grads = [], []
+    for device in ("cpu", "cuda"):
+        moved = output.to(device).requires_grad_()
+        value = ms_ssim(moved, target.to(device))
+        value.sum().backward()
+        values.append(value.detach().cpu())
+        grads.append(moved.grad.cpu())
+    torch.testing.assert_close(values[1], values[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=1e-4 * grads[0].abs().max().item())

@@ -1,9 +1,18 @@
-"""Device selection: a free GPU from the lock-file pool when present, CPU otherwise, with a warning."""
+"""Device selection: a free GPU from the lock-file pool when present, CPU otherwise, with a warning.
+
+Also the GPU feature check of the trainer's options and the scope in which the losses' float32
+convolutions run without TF32.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -11,23 +20,138 @@ from lossbench import gpu_pool
 
 log = logging.getLogger(__name__)
 
+_REQUEST = re.compile(r"auto|cpu|cuda(:\d+)?")
+#: Where the NVIDIA kernel module states its version (absent without a driver).
+DRIVER_VERSION_FILE = Path("/proc/driver/nvidia/version")
+#: bfloat16 tensor cores and the Triton kernels of torch.compile need Ampere (sm80) or newer.
+MIN_CAPABILITY = (8, 0)
 
-def select_device(requested: str = "auto") -> torch.device:
+
+class DeviceError(RuntimeError):
+    """The requested device or a GPU feature is unavailable; the message is one line."""
+
+
+def driver_description(version_file: Path = DRIVER_VERSION_FILE, smi: str = "nvidia-smi") -> str:
+    """The NVIDIA driver's version and the newest CUDA it supports, as far as the machine tells.
+
+    Read from ``nvidia-smi``'s header (driver and CUDA version) or, without it, from the kernel
+    module's ``version_file``; ``"no NVIDIA driver found"`` when neither exists.
+    """
+    try:
+        header = subprocess.run([smi], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        header = ""
+    driver = re.search(r"Driver Version:\s*(\S+)", header)
+    cuda = re.search(r"CUDA Version:\s*(\S+)", header)
+    if driver:
+        return f"NVIDIA driver {driver.group(1)}" + (f" (supports CUDA up to {cuda.group(1)})" if cuda else "")
+    try:
+        module = re.search(r"Kernel Module\s+(?:for \S+\s+)?(\d+(?:\.\d+)+)", version_file.read_text())
+    except OSError:
+        module = None
+    return f"NVIDIA driver {module.group(1)}" if module else "no NVIDIA driver found"
+
+
+def cuda_diagnosis() -> str:
+    """One line on why CUDA may be unusable: the wheel's CUDA version, the driver, the visible devices."""
+    wheel = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    return f"torch {torch.__version__} is {wheel}, {driver_description()}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}"
+
+
+def visible_gpu_uuids() -> list[str]:
+    """UUIDs of the visible CUDA devices in index order: the same GPU has the same UUID in every job,
+    whatever ``CUDA_VISIBLE_DEVICES`` called it (an index, a renumbered index or a UUID)."""
+    return [str(torch.cuda.get_device_properties(index).uuid) for index in range(torch.cuda.device_count())]
+
+
+def select_device(requested: str = "auto", lock_dir: str | Path | None = None) -> torch.device:
     """Resolve ``requested`` (``auto``, ``cpu``, ``cuda`` or ``cuda:N``) to an available device.
 
-    ``auto`` and ``cuda`` take a GPU from :mod:`lossbench.gpu_pool`, held until the process exits, so
-    parallel jobs land on different GPUs; ``cuda:N`` uses that device as asked. Without CUDA they
-    fall back to the CPU with a logged warning, so the same configuration runs on a laptop and a
-    GPU node.
+    ``auto`` and ``cuda`` take a GPU from :mod:`lossbench.gpu_pool` (locks named by GPU UUID),
+    held until the process exits, so parallel jobs land on different GPUs; ``cuda:N`` uses that
+    device as asked. The chosen GPU becomes the current device, so that library calls and
+    autocast's checks open their CUDA context on it rather than on GPU 0. Without CUDA, ``auto``
+    falls back to the CPU with a logged warning, so the same configuration runs on a laptop and a
+    GPU node; an explicit ``cuda`` raises instead of running a long job on the CPU.
+
+    Args:
+        requested: The configured device.
+        lock_dir: Folder of the GPU lock files (default :func:`gpu_pool.default_lock_dir`).
+
+    Raises:
+        DeviceError: ``cuda`` or ``cuda:N`` without a usable CUDA device (naming the wheel's CUDA
+            version and the driver), ``cuda:N`` beyond the visible devices, or an unknown name.
     """
+    if not _REQUEST.fullmatch(requested):
+        raise DeviceError(f"device: expected auto, cpu, cuda or cuda:N, got {requested!r}")
     if requested == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        log.warning("no CUDA device available (CUDA_VISIBLE_DEVICES=%s): running on the CPU", os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
-        return torch.device("cpu")
+        if requested == "auto":
+            log.warning("no CUDA device available (%s): running on the CPU", cuda_diagnosis())
+            return torch.device("cpu")
+        raise DeviceError(
+            f"device: {requested} is configured but CUDA is unavailable ({cuda_diagnosis()}); a driver older than "
+            f"the wheel's CUDA needs a torch wheel for an older CUDA (e.g. --index-url https://download.pytorch.org/whl/cu126), "
+            f"or set device: auto to allow the CPU"
+        )
     if requested.startswith("cuda:"):
-        return torch.device(requested)
-    return torch.device("cuda", gpu_pool.acquire(torch.cuda.device_count(), os.environ.get("CUDA_VISIBLE_DEVICES")))
+        device = torch.device(requested)
+        if device.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device: {requested} is configured but {torch.cuda.device_count()} CUDA device(s) are visible "
+                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+            )
+    else:
+        device = torch.device("cuda", gpu_pool.acquire(visible_gpu_uuids(), lock_dir))
+    torch.cuda.set_device(device)
+    return device
+
+
+def check_gpu_features(device: torch.device, autocast: str, compile: bool) -> None:
+    """Refuse bfloat16 autocast and ``torch.compile`` on GPUs older than compute capability 8.0.
+
+    Before Ampere, bfloat16 has no tensor-core support (cuDNN falls back slowly or fails) and
+    torch.compile's Triton kernels do not build (V100 is sm70, T4 sm75). The CPU accepts both.
+
+    Args:
+        device: The training device (:func:`select_device`).
+        autocast: ``trainer.autocast`` (``none`` or ``bfloat16``).
+        compile: ``trainer.compile``.
+
+    Raises:
+        DeviceError: One line naming the options, the GPU and its compute capability.
+    """
+    wanted = [option for option, on in (("trainer.autocast: bfloat16", autocast == "bfloat16"), ("trainer.compile: true", compile)) if on]
+    if device.type != "cuda" or not wanted:
+        return
+    capability = torch.cuda.get_device_capability(device)
+    if capability >= MIN_CAPABILITY:
+        return
+    raise DeviceError(
+        f"{' and '.join(wanted)} need(s) a GPU of compute capability {MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]} or newer, "
+        f"but {device} is a {torch.cuda.get_device_name(device)} of compute capability {capability[0]}.{capability[1]}; "
+        f"set trainer.autocast: none and trainer.compile: false"
+    )
+
+
+@contextlib.contextmanager
+def ieee_float32_convolutions() -> Iterator[None]:
+    """Run cuDNN convolutions inside in full float32 (no TF32), restoring the caller's setting after.
+
+    Ampere and later GPUs round float32 convolution inputs to TF32 (10-bit mantissa) by default,
+    which shifts loss values such as MS-SSIM by up to 1e-2; the U-net may keep TF32 for speed.
+    The setting is global, so code inside must not depend on the caller's TF32 choice.
+    """
+    # torch >= 2.9 has a per-operator API, which must not be mixed with the legacy flag (an error);
+    # older wheels (for older drivers) only have the legacy flag.
+    owner, name, off = (torch.backends.cudnn.conv, "fp32_precision", "ieee") if hasattr(torch.backends.cudnn, "conv") else (torch.backends.cudnn, "allow_tf32", False)
+    previous = getattr(owner, name)
+    setattr(owner, name, off)
+    try:
+        yield
+    finally:
+        setattr(owner, name, previous)
 
 
 def make_deterministic(seed: int, threads: int | None = None) -> None:

@@ -152,11 +152,13 @@ def _load_table() -> tuple[np.ndarray, np.ndarray]:
 
 @functools.cache
 def _table_tensors(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The table as tensors, cached so that training steps do not copy it to the device again."""
-    return tuple(torch.as_tensor(array, dtype=dtype, device=device) for array in _load_table())
+    """The table as tensors, cached per (dtype, device) so that training steps do not copy it to
+    the device again; made outside inference mode, so that autograd may use them later."""
+    with torch.inference_mode(False):
+        return tuple(torch.as_tensor(array, dtype=dtype, device=device) for array in _load_table())
 
 
-def log_partition(alpha: torch.Tensor | float) -> torch.Tensor:
+def log_partition(alpha: torch.Tensor | float, check: bool = True) -> torch.Tensor:
     """log Z(alpha), Z(alpha) = integral of exp(-rho(x, alpha, 1)) over the real line (eq. 2.14).
 
     A cubic Hermite spline through the shipped table, uniform in the knot coordinate of
@@ -166,15 +168,20 @@ def log_partition(alpha: torch.Tensor | float) -> torch.Tensor:
 
     Args:
         alpha: Any shape, values in [0, 2]; below 0 the density is not normalisable.
+        check: Raise for alpha outside [0, 2]. Reading the result of the check waits for the
+            GPU, so callers whose alpha lies in range by construction (:class:`AdaptiveLoss`)
+            pass False. Unchecked, alpha above 2 gets log Z(2) and alpha below 0 or NaN gets
+            log Z(0) (:func:`alpha_to_knot_coordinate` maps them to the ends), never an index
+            outside the table.
 
     Returns:
         log Z, same shape, in [log sqrt(2 pi), log(pi sqrt(2))] ~ [0.919, 1.491].
 
     Raises:
-        ValueError: If any alpha is outside [0, 2] or NaN.
+        ValueError: If ``check`` and any alpha is outside [0, 2] or NaN.
     """
     (alpha,) = _promote(alpha)
-    if not bool(((alpha >= 0.0) & (alpha <= 2.0)).all()):
+    if check and not bool(((alpha >= 0.0) & (alpha <= 2.0)).all()):
         raise ValueError(
             f"log_partition: alpha must lie in [0, 2], got values in "
             f"[{float(alpha.detach().min()):.6g}, {float(alpha.detach().max()):.6g}]"
@@ -195,19 +202,20 @@ def log_partition(alpha: torch.Tensor | float) -> torch.Tensor:
     )
 
 
-def nll(x: torch.Tensor | float, alpha: torch.Tensor | float, scale: torch.Tensor | float) -> torch.Tensor:
+def nll(x: torch.Tensor | float, alpha: torch.Tensor | float, scale: torch.Tensor | float, check: bool = True) -> torch.Tensor:
     """Negative log-likelihood -log p(x | 0, alpha, c) = rho(x, alpha, c) + log c + log Z(alpha).
 
     Args:
         x: Residuals, any shape.
         alpha: Shape, broadcastable with ``x``, in [0, 2].
         scale: Scale c > 0, broadcastable with ``x``.
+        check: Check the range of alpha (see :func:`log_partition`).
 
     Returns:
         NLL of the broadcast shape; exp(-nll) integrates to 1 over x.
     """
     x, alpha, scale = _promote(x, alpha, scale)
-    return rho(x, alpha, scale) + torch.log(scale) + log_partition(alpha)
+    return rho(x, alpha, scale) + torch.log(scale) + log_partition(alpha, check)
 
 
 class AdaptiveLoss(nn.Module):
@@ -295,4 +303,5 @@ class AdaptiveLoss(nn.Module):
         residual = (output - target).to(dtype)
         alpha = self._alpha().to(dtype).view(1, -1, 1, 1)
         scale = self._scale().to(dtype).view(1, -1, 1, 1)
-        return nll(residual, alpha, scale).mean()
+        # alpha lies in (alpha_lo, alpha_hi) by construction: no range check, which would wait for the GPU.
+        return nll(residual, alpha, scale, check=False).mean()

@@ -12,13 +12,17 @@ of that axis, counted in the average, so sizes such as 300×451 match the refere
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
+from torch.nn.grad import conv2d_input
 
 from lossbench.checks import check_image_pair
+from lossbench.device import ieee_float32_convolutions
 
 SmallImages = Literal["error", "reduce_scales"]
 
@@ -48,18 +52,57 @@ def usable_scales(height: int, width: int) -> int:
     return scales
 
 
-def _gaussian_window(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    coords = torch.arange(WINDOW_SIZE, dtype=dtype, device=device) - WINDOW_SIZE // 2
-    window = torch.exp(-coords.square() / (2 * WINDOW_SIGMA**2))
-    return window / window.sum()
+@functools.cache
+def _constants(dtype: torch.dtype, device: torch.device, scales: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Gaussian window (WINDOW_SIZE,) and the exponents of ``scales`` scales (scales, 1, 1).
+
+    Made once per (dtype, device, scales), so that a training step copies nothing from the host.
+    Outside inference mode, so that a first call under ``torch.inference_mode`` does not cache
+    tensors that autograd may not save later.
+    """
+    kept = SCALE_WEIGHTS[:scales]
+    if scales < len(SCALE_WEIGHTS):
+        # Sum to one, so a single scale is exactly SSIM. The full published set sums to 1.0001 and
+        # stays as published, as in the reference.
+        kept = tuple(w / sum(kept) for w in kept)
+    with torch.inference_mode(False):
+        coords = torch.arange(WINDOW_SIZE, dtype=dtype, device=device) - WINDOW_SIZE // 2
+        window = torch.exp(-coords.square() / (2 * WINDOW_SIGMA**2))
+        return window / window.sum(), torch.tensor(kept, dtype=dtype, device=device).view(-1, 1, 1)
 
 
-def _blur(images: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """Valid separable Gaussian filtering of every channel of (N, C, H, W) images."""
-    channels = images.shape[1]
-    rows = window.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
-    cols = window.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
-    return F.conv2d(F.conv2d(images, rows, groups=channels), cols, groups=channels)
+class _GaussianBlur(torch.autograd.Function):
+    """Valid separable Gaussian filtering of every channel of (N, C, H, W) images, in full float32
+    on GPUs, forward and backward.
+
+    cuDNN would round float32 convolutions to TF32 on Ampere and later, shifting MS-SSIM by up to
+    1e-2; the flag is global and backward runs after the loss has returned, so the scope is set
+    here, around each convolution. Backward uses convolution's own input-gradient kernel (as fast
+    as autograd's); it is once differentiable, so that no second derivative runs unscoped.
+    """
+
+    @staticmethod
+    def forward(ctx, images: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(window)
+        ctx.shape = images.shape
+        rows, cols = _separable_kernels(window, images.shape[1])
+        with ieee_float32_convolutions():
+            return F.conv2d(F.conv2d(images, rows, groups=images.shape[1]), cols, groups=images.shape[1])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (window,) = ctx.saved_tensors
+        batch, channels, height, width = ctx.shape
+        rows, cols = _separable_kernels(window, channels)
+        with ieee_float32_convolutions():
+            after_rows = conv2d_input((batch, channels, height - WINDOW_SIZE + 1, width), cols, grad, groups=channels)
+            return conv2d_input(ctx.shape, rows, after_rows, groups=channels), None
+
+
+def _separable_kernels(window: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depthwise (C, 1, K, 1) and (C, 1, 1, K) kernels of the 1-D ``window`` for grouped convolution."""
+    return window.view(1, 1, -1, 1).expand(channels, 1, -1, 1), window.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
 
 
 def _ssim_terms(
@@ -70,7 +113,7 @@ def _ssim_terms(
     c2 = (K2 * data_range) ** 2
     channels = x.shape[1]
     # One grouped convolution over all five moment maps instead of five separate passes.
-    moments = _blur(torch.cat([x, y, x * x, y * y, x * y], dim=1), window)
+    moments = _GaussianBlur.apply(torch.cat([x, y, x * x, y * y, x * y], dim=1), window)
     mu_x, mu_y, xx, yy, xy = moments.split(channels, dim=1)
     var_x = xx - mu_x.square()
     var_y = yy - mu_y.square()
@@ -106,8 +149,10 @@ def ms_ssim(
     """MS-SSIM per image, (N, C, H, W) -> (N,), in [0, 1] (1 for identical images).
 
     Computed in float32 (float64 inputs stay float64) with autocast disabled, so it is safe to
-    call under bfloat16/float16 autocast. Differentiable; the gradient is finite everywhere
-    (see :func:`_clamped_pow`).
+    call under bfloat16/float16 autocast, and with TF32 off in its convolutions, forward and
+    backward (see :class:`_GaussianBlur`). Differentiable; the gradient is finite everywhere
+    (see :func:`_clamped_pow`). Neither direction copies from or waits for the host after the
+    first call per (dtype, device, scales).
 
     Args:
         output: Images of shape (N, C, H, W), C in {1, 3}, values in [0, ``data_range``].
@@ -144,13 +189,7 @@ def ms_ssim(
     dtype = torch.promote_types(output.dtype, torch.float32)
     with torch.autocast(device_type=output.device.type, enabled=False):
         x, y = output.to(dtype), target.to(dtype)
-        window = _gaussian_window(dtype, x.device)
-        kept = SCALE_WEIGHTS[:scales]
-        if scales < full:
-            # Sum to one, so a single scale is exactly SSIM. The full published set sums to
-            # 1.0001 and stays as published, as in the reference.
-            kept = tuple(w / sum(kept) for w in kept)
-        weights = torch.tensor(kept, dtype=dtype, device=x.device)
+        window, weights = _constants(dtype, x.device, scales)
         terms = []
         for scale in range(scales):
             ssim_val, cs = _ssim_terms(x, y, window, data_range)
@@ -159,7 +198,7 @@ def ms_ssim(
                 x, y = _downsample(x), _downsample(y)
         terms.append(ssim_val)
         # (scales, N, C) -> product over scales -> mean over channels.
-        per_channel = _clamped_pow(torch.stack(terms), weights.view(-1, 1, 1)).prod(dim=0)
+        per_channel = _clamped_pow(torch.stack(terms), weights).prod(dim=0)
         return per_channel.mean(dim=1)
 
 

@@ -1,0 +1,108 @@
+"""Device selection without silent CPU fallback, GPU feature checks and the no-TF32 scope.
+
+GPUs are simulated (torch.cuda functions patched) where the machine has none; the explicit-CUDA
+error runs against the real torch of this machine when it has no CUDA device.
+"""
+
+import logging
+import stat
+
+import pytest
+import torch
+
+from lossbench.device import DeviceError, check_gpu_features, driver_description, ieee_float32_convolutions, select_device
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.mark.parametrize("requested", ["cuda", "cuda:1"])
+def test_explicit_cuda_without_cuda_raises_with_wheel_and_driver_versions(no_cuda, requested):
+    with pytest.raises(DeviceError) as error:
+        select_device(requested)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"device: {requested} is configured but CUDA is unavailable (torch {torch.__version__} is ")
+    assert (f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build") in message
+    assert "driver" in message and "CUDA_VISIBLE_DEVICES=" in message and "set device: auto" in message
+
+
+def test_auto_without_cuda_falls_back_to_the_cpu_with_a_warning(no_cuda, caplog):
+    with caplog.at_level(logging.WARNING, "lossbench.device"):
+        assert select_device("auto") == torch.device("cpu")
+    assert "no CUDA device available" in caplog.text and "torch " in caplog.text
+    assert select_device("cpu") == torch.device("cpu")
+
+
+def test_unknown_device_name_is_one_line():
+    with pytest.raises(DeviceError, match=r"^device: expected auto, cpu, cuda or cuda:N, got 'gpu0'$"):
+        select_device("gpu0")
+
+
+def test_pinned_device_beyond_the_visible_ones_raises_and_the_chosen_one_becomes_current(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", calls.append)
+    with pytest.raises(DeviceError, match=r"device: cuda:2 is configured but 2 CUDA device\(s\) are visible"):
+        select_device("cuda:2")
+    assert select_device("cuda:1") == torch.device("cuda", 1)
+    assert calls == [torch.device("cuda", 1)]
+
+
+def test_driver_is_read_from_nvidia_smi_or_the_kernel_module(tmp_path):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho '| NVIDIA-SMI 535.183.01   Driver Version: 535.183.01   CUDA Version: 12.2 |'\n")
+    smi.chmod(smi.stat().st_mode | stat.S_IXUSR)
+    missing = tmp_path / "absent"
+    assert driver_description(missing, str(smi)) == "NVIDIA driver 535.183.01 (supports CUDA up to 12.2)"
+    version = tmp_path / "version"
+    version.write_text("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  560.35.03  Release Build  (dvs-builder@U16)\n")
+    assert driver_description(version, str(missing)) == "NVIDIA driver 560.35.03"
+    version.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\n")
+    assert driver_description(version, str(missing)) == "NVIDIA driver 550.54.15"
+    assert driver_description(missing, str(missing)) == "no NVIDIA driver found"
+
+
+@pytest.fixture
+def v100(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100-SXM2-16GB")
+
+
+@pytest.mark.parametrize(
+    ("autocast", "compile", "options"),
+    [("bfloat16", False, "trainer.autocast: bfloat16 need"), ("none", True, "trainer.compile: true need"), ("bfloat16", True, "trainer.autocast: bfloat16 and trainer.compile: true need")],
+)
+def test_bf16_and_compile_are_refused_below_compute_capability_8(v100, autocast, compile, options):
+    with pytest.raises(DeviceError) as error:
+        check_gpu_features(torch.device("cuda", 1), autocast, compile)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(options)
+    assert "compute capability 8.0 or newer, but cuda:1 is a Tesla V100-SXM2-16GB of compute capability 7.0" in message
+
+
+def test_bf16_and_compile_pass_on_ampere_and_on_the_cpu(monkeypatch, v100):
+    check_gpu_features(torch.device("cuda", 0), "none", False)
+    check_gpu_features(torch.device("cpu"), "bfloat16", True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    check_gpu_features(torch.device("cuda", 0), "bfloat16", True)
+
+
+def test_ieee_scope_restores_the_callers_tf32_setting():
+    conv = torch.backends.cudnn.conv
+    before = conv.fp32_precision
+    try:
+        conv.fp32_precision = "tf32"
+        with ieee_float32_convolutions():
+            assert conv.fp32_precision == "ieee"
+        assert conv.fp32_precision == "tf32"
+        with pytest.raises(KeyError), ieee_float32_convolutions():
+            raise KeyError
+        assert conv.fp32_precision == "tf32"
+    finally:
+        conv.fp32_precision = before
+

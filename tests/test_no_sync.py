@@ -1,0 +1,95 @@
+"""No loss copies host data to the device or waits for the device in its forward or backward.
+
+On the CPU the test counts what would be a host-to-device copy (a tensor made from numpy, a list
+or a number by ``torch.tensor`` / ``torch.as_tensor`` / ``torch.from_numpy``) and what would be a
+device-to-host sync (``bool``, ``float``, ``int``, ``item``, ``tolist``, ``numpy`` of a tensor)
+through patched constructors and methods, and expects none after the first call, which may fill
+per-(dtype, device) caches. With a GPU, ``torch.cuda.set_sync_debug_mode("error")`` checks the
+real thing.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lossbench.losses.adaptive import AdaptiveLoss
+from lossbench.metrics.msssim import MSSSIMLoss, ms_ssim
+
+LOSSES = {
+    "ms_ssim": lambda: MSSSIMLoss(small_images="reduce_scales"),
+    "adaptive": lambda: AdaptiveLoss(num_channels=3),
+}
+
+
+def _step(loss: torch.nn.Module, device: str) -> None:
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 64, 64, generator=generator).to(device)
+    output = (target + 0.1 * torch.randn(target.shape, generator=generator).to(device)).requires_grad_()
+    loss(output, target).backward()
+
+
+class _HostTraffic:
+    """Records host-data tensor constructions and host reads of tensors while patched in."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.events: list[str] = []
+        for name in ("tensor", "as_tensor"):
+            original = getattr(torch, name)
+            monkeypatch.setattr(torch, name, self._constructor(name, original))
+        original_from_numpy = torch.from_numpy
+        monkeypatch.setattr(torch, "from_numpy", lambda array: self.events.append("from_numpy") or original_from_numpy(array))
+        for name in ("__bool__", "__float__", "__int__", "item", "tolist", "numpy"):
+            monkeypatch.setattr(torch.Tensor, name, self._reader(name, getattr(torch.Tensor, name)))
+
+    def _constructor(self, name, original):
+        def patched(data, *args, **kwargs):
+            if not isinstance(data, torch.Tensor):
+                self.events.append(f"torch.{name}({type(data).__name__})")
+            return original(data, *args, **kwargs)
+
+        return patched
+
+    def _reader(self, name, original):
+        def patched(tensor, *args, **kwargs):
+            self.events.append(f"Tensor.{name}")
+            return original(tensor, *args, **kwargs)
+
+        return patched
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_no_host_copy_or_read_after_the_first_call(name, monkeypatch):
+    loss = LOSSES[name]()
+    _step(loss, "cpu")
+    traffic = _HostTraffic(monkeypatch)
+    _step(loss, "cpu")
+    _step(loss, "cpu")
+    assert traffic.events == [], f"{name}: {traffic.events}"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_no_cuda_sync_after_the_first_call(name):
+    loss = LOSSES[name]().cuda()
+    _step(loss, "cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        _step(loss, "cuda")
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_constants_cached_under_inference_mode_serve_training():
+    images = torch.rand(1, 1, 48, 48, dtype=torch.float64)
+    with torch.inference_mode():
+        ms_ssim(images, images.flip(-1), small_images="reduce_scales")
+    output = images.clone().requires_grad_()
+    ms_ssim(output, images.flip(-1), small_images="reduce_scales").sum().backward()
+    assert torch.isfinite(output.grad).all()
+    adaptive = AdaptiveLoss(num_channels=1).double()
+    with torch.inference_mode():
+        adaptive(images, images.flip(-1))
+    adaptive(output, images.flip(-1)).backward()
+    assert torch.isfinite(adaptive.latent_alpha.grad).all()
