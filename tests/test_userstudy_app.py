@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -20,8 +21,8 @@ from PIL import Image
 from lossbench.data.valset import write_images
 from lossbench.userstudy.__main__ import main as cli
 from lossbench.userstudy.counts import read_counts
-from lossbench.userstudy.responses import ObserverFile, observer_counts, read_answers
-from lossbench.userstudy.server import Study, StudyServer
+from lossbench.userstudy.responses import LOCK, ObserverFile, observer_counts, read_answers
+from lossbench.userstudy.server import TOKEN_HEADER, Study, StudyServer
 from lossbench.userstudy.stimuli import load_manifest, make_stimuli, plan
 
 LOSSES = ["l1", "l2", "msssim", "flip"]
@@ -46,24 +47,24 @@ def stimuli(tmp_path_factory) -> Path:
 class Running:
     """A study server on a free port of 127.0.0.1, in a background thread."""
 
-    def __init__(self, stimuli: Path, responses: Path, observers: list[str]):
-        self.server = StudyServer(Study(stimuli, responses, observers, seed=0), "127.0.0.1", 0)
+    def __init__(self, stimuli: Path, responses: Path, observers: list[str], **options):
+        self.server = StudyServer(Study(stimuli, responses, observers, seed=0), "127.0.0.1", 0, **options)
         self.port = self.server.server_address[1]
+        self.tokens: dict[str, str | None] = {}
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=90)
-        try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
+        return request(self.port, method, path, body, headers)
+
+    def post(self, observer: str, body: bytes, **headers: str | None) -> tuple[int, dict]:
+        """POST ``body`` as the observer's study page does; ``headers`` replace the page's (None: leave out)."""
+        if observer not in self.tokens:
+            self.tokens[observer] = page_token(self.port, observer)
+        return post(self.port, observer, self.tokens[observer], body, **headers)
 
     def answer(self, observer: str, trial: str, choice: str) -> tuple[int, dict]:
-        status, body = self.request("POST", f"/api/{observer}/answer", json.dumps({"trial": trial, "choice": choice}).encode(), {"Content-Type": "application/json"})
-        return status, json.loads(body)
+        return self.post(observer, json.dumps({"trial": trial, "choice": choice}).encode())
 
     def state(self, observer: str) -> dict:
         return json.loads(self.request("GET", f"/api/{observer}/state")[1])
@@ -71,6 +72,29 @@ class Running:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=90)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def page_token(port: int, observer: str) -> str | None:
+    """The session token that the observer's study page carries (None for an unknown observer)."""
+    status, page = request(port, "GET", f"/study/{observer}")
+    return re.search(rb'<meta name="study-token" content="([0-9a-f]{64})">', page).group(1).decode() if status == 200 else None
+
+
+def post(port: int, observer: str, token: str | None, body: bytes, **headers: str | None) -> tuple[int, dict]:
+    """POST ``body`` to the observer's answers as their study page does; ``headers`` replace the page's (None: leave out)."""
+    sent = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}", TOKEN_HEADER: token, **headers}
+    status, answer = request(port, "POST", f"/api/{observer}/answer", body, {name: value for name, value in sent.items() if value is not None})
+    return status, json.loads(answer)
 
 
 @pytest.fixture
@@ -140,7 +164,7 @@ def test_replayed_out_of_order_and_unknown_submissions_are_refused(running):
     assert running.answer("mallory", trial, "left")[0] == 404
     assert running.request("GET", "/api/mallory/state")[0] == 404
     assert running.request("GET", "/study/mallory")[0] == 404
-    post = lambda body, **headers: running.request("POST", "/api/alice/answer", body, headers)[0]  # noqa: E731
+    post = lambda body, **headers: running.post("alice", body, **headers)[0]  # noqa: E731
     assert post(b"{not json", **{"Content-Length": "9"}) == 400
     assert post(json.dumps({"trial": trial, "choice": "up"}).encode()) == 400
     assert post(json.dumps({"trial": trial, "choice": "left", "extra": 1}).encode()) == 400
@@ -174,7 +198,7 @@ def test_nothing_outside_the_responses_can_be_written(running, tmp_path):
     body = json.dumps({"trial": "t0000", "choice": "left"}).encode()
     for observer in ["..%2F..%2Fevil", "..", "%2e%2e%2fevil", "alice%2F..%2F..%2Fevil"]:
         assert running.request("POST", f"/api/{observer}/answer", body)[0] == 404
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == []
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [LOCK]  # the server's own lock only
     with pytest.raises(ValueError, match="observer id"):
         Study(running.server.study.stimuli, tmp_path / "r", ["../evil"])
 
