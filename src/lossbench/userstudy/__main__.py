@@ -15,11 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lossbench.userstudy.counts import read_counts, write_counts
-from lossbench.userstudy.report import jod_plot, ranking_triangle, write_jod_table, write_probability_table, write_summary
-from lossbench.userstudy.responses import observer_counts
-from lossbench.userstudy.scaling import summarize
-from lossbench.userstudy.stimuli import load_manifest, make_stimuli
+# Each command imports only what it needs, so that `serve` starts without the analysis's plotting stack.
 
 
 def _port(text: str) -> int:
@@ -52,6 +48,8 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _stimuli(args: argparse.Namespace) -> None:
+    from lossbench.userstudy.stimuli import make_stimuli
+
     outputs = {}
     for item in args.output:
         loss, separator, path = item.partition("=")
@@ -62,6 +60,12 @@ def _stimuli(args: argparse.Namespace) -> None:
 
 
 def _analyse(args: argparse.Namespace) -> None:
+    from lossbench.userstudy.counts import read_counts, write_counts
+    from lossbench.userstudy.report import jod_plot, ranking_triangle, write_jod_table, write_probability_table, write_summary
+    from lossbench.userstudy.responses import observer_counts
+    from lossbench.userstudy.scaling import summarize
+    from lossbench.userstudy.stimuli import load_manifest
+
     out = Path(args.out)
     if args.counts:
         conditions, counts = read_counts(args.counts)
