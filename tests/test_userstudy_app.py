@@ -515,14 +515,18 @@ def test_connections_beyond_the_limit_are_answered_503(stimuli, tmp_path):
         server.close()
 
 
+def _serve_and_close(stimuli: Path, responses: Path) -> None:
+    StudyServer(Study(stimuli, responses, ["bob"]), "127.0.0.1", 0).server_close()
+
+
 def test_one_server_per_responses_folder(stimuli, tmp_path):
-    first = Study(stimuli, tmp_path / "responses", ["alice"])
+    first = Running(stimuli, tmp_path / "responses", ["alice"])
     try:
         with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'responses'))}: in use by another study server \(pid {os.getpid()}\); stop it, or serve into another responses folder$"):
-            Study(stimuli, tmp_path / "responses", ["bob"])
+            _serve_and_close(stimuli, tmp_path / "responses")
     finally:
         first.close()
-    Study(stimuli, tmp_path / "responses", ["bob"]).close()  # free again once closed
+    _serve_and_close(stimuli, tmp_path / "responses")  # free again once closed
 
 
 def test_bad_ports_are_one_line(stimuli, tmp_path, capsys):
@@ -539,7 +543,7 @@ def test_bad_ports_are_one_line(stimuli, tmp_path, capsys):
         port = taken.getsockname()[1]
         with pytest.raises(SystemExit, match=rf"^error: cannot listen on 127\.0\.0\.1:{port}: Address already in use$"):
             cli([*serve, str(port)])
-    Study(stimuli, tmp_path / "responses", ["alice"]).close()  # the failed start left the folder free
+    _serve_and_close(stimuli, tmp_path / "responses")  # the failed start left the folder free
 
 
 def _serve_process(stimuli: Path, responses: Path, observers: list[str], log: Path) -> tuple[subprocess.Popen, int]:
@@ -582,7 +586,7 @@ def test_no_confirmed_answer_is_lost_to_kill_9_under_load(stimuli, tmp_path):
         try:
             if target == 40:  # while it runs, a second server on the same folder refuses to start
                 with pytest.raises(ValueError, match=rf"^{re.escape(str(responses))}: in use by another study server \(pid {process.pid}\); stop it, or serve into another responses folder$"):
-                    Study(stimuli, responses, ["x"])
+                    _serve_and_close(stimuli, responses)
             with ThreadPoolExecutor(max_workers=len(observers)) as pool:
                 sessions = [pool.submit(session, port, observer) for observer in observers]
                 deadline = time.monotonic() + 60

@@ -35,7 +35,6 @@ def _serve(args: argparse.Namespace) -> None:
     try:
         server = StudyServer(study, args.host, args.port, allowed_hosts=tuple(args.allowed_host))
     except OSError as error:
-        study.close()
         raise ValueError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     host, port = server.server_address[:2]
     print(f"serving {args.stimuli} for {len(observers)} observers on http://{host}:{port}/ (answers in {args.responses}); Ctrl-C stops", flush=True)

@@ -68,11 +68,8 @@ _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: c
 class Study:
     """Everything the handlers share: the manifest, the observers' plans and their answer files.
 
-    Holds the lock of the responses folder (:class:`~lossbench.userstudy.responses.FolderLock`)
-    until :meth:`close`.
-
     Raises:
-        ValueError: a bad manifest, observer id or listed image, or a responses folder in use.
+        ValueError: a bad manifest, observer id or listed image.
     """
 
     def __init__(self, stimuli: str | Path, responses: str | Path, observers: list[str], seed: int = 0):
@@ -94,11 +91,6 @@ class Study:
         self._observer_files: dict[str, ObserverFile] = {}
         self.responses = Path(responses)
         self.responses.mkdir(parents=True, exist_ok=True)
-        self._lock = FolderLock(self.responses)
-
-    def close(self) -> None:
-        """Release the responses folder."""
-        self._lock.close()
 
     def token(self, observer: str) -> str:
         """The session token of ``observer``'s study page; new with every server start."""
@@ -343,7 +335,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class StudyServer(ThreadingHTTPServer):
-    """A threading HTTP server holding a :class:`Study`; closing it releases the study's responses folder.
+    """A threading HTTP server holding a :class:`Study` and the lock of its responses folder until closed.
 
     Args:
         study: The study to serve.
@@ -355,6 +347,11 @@ class StudyServer(ThreadingHTTPServer):
         request_timeout: Longest time, in seconds, a connection may take to deliver a whole request
             after the previous response.
         max_connections: Connections served at once; more are answered 503 and closed.
+
+    Raises:
+        ValueError: if another server holds the responses folder
+            (:class:`~lossbench.userstudy.responses.FolderLock`).
+        OSError: if it cannot listen on ``host:port``.
     """
 
     daemon_threads = True
@@ -367,7 +364,12 @@ class StudyServer(ThreadingHTTPServer):
         self.idle_timeout = idle_timeout
         self.request_timeout = request_timeout
         self._slots = threading.BoundedSemaphore(max_connections)
-        super().__init__((host, port), Handler)
+        self._lock = FolderLock(study.responses)
+        try:
+            super().__init__((host, port), Handler)
+        except BaseException:
+            self._lock.close()
+            raise
 
     def process_request(self, request: socket.socket, client_address) -> None:
         if not self._slots.acquire(blocking=False):
@@ -393,4 +395,4 @@ class StudyServer(ThreadingHTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
-        self.study.close()
+        self._lock.close()
