@@ -491,7 +491,7 @@ def test_idle_half_open_and_slow_clients_are_dropped(stimuli, tmp_path):
         deadline = time.monotonic() + 5
         while threading.active_count() > threads and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert threading.active_count() == threads  # no handler thread left behind
+        assert threading.active_count() <= threads  # no handler thread left behind
         assert server.state("alice")["done"] == 0  # and the server still answers
     finally:
         for connection in connections:
