@@ -1,5 +1,7 @@
 """User-study stimuli and collection app: plans, durable answers, bad input, path traversal, a load
-test of concurrent observers, and an observer's session in a real headless Chromium.
+test of concurrent observers, an observer's session in a real headless Chromium, and the server's
+reliability cases (symlinks, cross-site answers, idle and slow clients, a second server, bad ports,
+security headers, vanished stimuli, kill -9 under load). Every server listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -7,7 +9,12 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +27,8 @@ from PIL import Image
 from lossbench.data.valset import write_images
 from lossbench.userstudy.__main__ import main as cli
 from lossbench.userstudy.counts import read_counts
-from lossbench.userstudy.responses import ObserverFile, observer_counts, read_answers
-from lossbench.userstudy.server import Study, StudyServer
+from lossbench.userstudy.responses import LOCK, ObserverFile, observer_counts, read_answers
+from lossbench.userstudy.server import TOKEN_HEADER, Study, StudyServer
 from lossbench.userstudy.stimuli import load_manifest, make_stimuli, plan
 
 LOSSES = ["l1", "l2", "msssim", "flip"]
@@ -46,24 +53,24 @@ def stimuli(tmp_path_factory) -> Path:
 class Running:
     """A study server on a free port of 127.0.0.1, in a background thread."""
 
-    def __init__(self, stimuli: Path, responses: Path, observers: list[str]):
-        self.server = StudyServer(Study(stimuli, responses, observers, seed=0), "127.0.0.1", 0)
+    def __init__(self, stimuli: Path, responses: Path, observers: list[str], **options):
+        self.server = StudyServer(Study(stimuli, responses, observers, seed=0), "127.0.0.1", 0, **options)
         self.port = self.server.server_address[1]
+        self.tokens: dict[str, str | None] = {}
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=90)
-        try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
+        return request(self.port, method, path, body, headers)
+
+    def post(self, observer: str, body: bytes, **headers: str | None) -> tuple[int, dict]:
+        """POST ``body`` as the observer's study page does; ``headers`` replace the page's (None: leave out)."""
+        if observer not in self.tokens:
+            self.tokens[observer] = page_token(self.port, observer)
+        return post(self.port, observer, self.tokens[observer], body, **headers)
 
     def answer(self, observer: str, trial: str, choice: str) -> tuple[int, dict]:
-        status, body = self.request("POST", f"/api/{observer}/answer", json.dumps({"trial": trial, "choice": choice}).encode(), {"Content-Type": "application/json"})
-        return status, json.loads(body)
+        return self.post(observer, json.dumps({"trial": trial, "choice": choice}).encode())
 
     def state(self, observer: str) -> dict:
         return json.loads(self.request("GET", f"/api/{observer}/state")[1])
@@ -71,6 +78,29 @@ class Running:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=90)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def page_token(port: int, observer: str) -> str | None:
+    """The session token that the observer's study page carries (None for an unknown observer)."""
+    found = re.search(rb'<meta name="study-token" content="([0-9a-f]{64})">', request(port, "GET", f"/study/{observer}")[1])
+    return found.group(1).decode() if found else None
+
+
+def post(port: int, observer: str, token: str | None, body: bytes, **headers: str | None) -> tuple[int, dict]:
+    """POST ``body`` to the observer's answers as their study page does; ``headers`` replace the page's (None: leave out)."""
+    sent = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}", TOKEN_HEADER: token, **headers}
+    status, answer = request(port, "POST", f"/api/{observer}/answer", body, {name: value for name, value in sent.items() if value is not None})
+    return status, json.loads(answer)
 
 
 @pytest.fixture
@@ -140,7 +170,7 @@ def test_replayed_out_of_order_and_unknown_submissions_are_refused(running):
     assert running.answer("mallory", trial, "left")[0] == 404
     assert running.request("GET", "/api/mallory/state")[0] == 404
     assert running.request("GET", "/study/mallory")[0] == 404
-    post = lambda body, **headers: running.request("POST", "/api/alice/answer", body, headers)[0]  # noqa: E731
+    post = lambda body, **headers: running.post("alice", body, **headers)[0]  # noqa: E731
     assert post(b"{not json", **{"Content-Length": "9"}) == 400
     assert post(json.dumps({"trial": trial, "choice": "up"}).encode()) == 400
     assert post(json.dumps({"trial": trial, "choice": "left", "extra": 1}).encode()) == 400
@@ -174,7 +204,7 @@ def test_nothing_outside_the_responses_can_be_written(running, tmp_path):
     body = json.dumps({"trial": "t0000", "choice": "left"}).encode()
     for observer in ["..%2F..%2Fevil", "..", "%2e%2e%2fevil", "alice%2F..%2F..%2Fevil"]:
         assert running.request("POST", f"/api/{observer}/answer", body)[0] == 404
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == []
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [LOCK]  # the server's own lock only
     with pytest.raises(ValueError, match="observer id"):
         Study(running.server.study.stimuli, tmp_path / "r", ["../evil"])
 
@@ -267,6 +297,7 @@ def test_observer_session_in_headless_chromium(stimuli, tmp_path):
     options.binary_location = found[0]
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--force-device-scale-factor=1"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to see Content-Security-Policy violations
     server = Running(stimuli, tmp_path / "responses", ["alice"])
     browser = webdriver.Chrome(service=webdriver.ChromeService(executable_path=found[1]), options=options)
     try:
@@ -292,9 +323,291 @@ def test_observer_session_in_headless_chromium(stimuli, tmp_path):
         for _ in range(7):
             answer("left")
         wait.until(lambda b: b.find_element(By.ID, "done").is_displayed())
+        # The page's scripts and styles all run under the server's Content-Security-Policy.
+        assert [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]] == []
+        assert browser.find_element(By.TAG_NAME, "body").value_of_css_property("background-color") == "rgba(127, 127, 127, 1)"
     finally:
         browser.quit()
         server.close()
     answers = read_answers(tmp_path / "responses" / "alice.jsonl")
     assert [a["trial"] for a in answers] == shown and len(set(shown)) == 12
     assert [a["trial"] for a in answers] == [t.id for t in plan(load_manifest(stimuli / "manifest.json"), "alice", 0)]
+
+
+# --- Reliability of the server (issue 11) ---
+
+
+def _copy(stimuli: Path, tmp_path: Path) -> Path:
+    """A copy of the stimuli that a test may change."""
+    return Path(shutil.copytree(stimuli, tmp_path / "study"))
+
+
+def _replace(path: Path, target: Path) -> None:
+    """Put a symlink to ``target`` where ``path`` was."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+    path.symlink_to(target)
+
+
+def test_symlinks_out_of_the_stimuli_are_refused(stimuli, tmp_path):
+    study = _copy(stimuli, tmp_path)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"\x89PNG secret")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "reference.png").write_bytes(b"\x89PNG outside")
+    images = load_manifest(study / "manifest.json")["images"]
+    a, b = images["a"], images["b"]
+    # At start: a listed image that leads out of the folder stops the server with one line.
+    _replace(study / a["outputs"]["l1"], secret)
+    with pytest.raises(ValueError, match=r"images/a/l1\.png: leads to .*secret\.png, outside the stimuli folder .*\(listed in .*manifest\.json\)$"):
+        Study(study, tmp_path / "other", ["alice"])
+    (study / a["outputs"]["l1"]).unlink()
+    shutil.copy(stimuli / a["outputs"]["l1"], study / a["outputs"]["l1"])
+    server = Running(study, tmp_path / "responses", ["alice"])
+    try:
+        # While serving: a file and a folder swapped for symlinks out, and a symlink loop.
+        _replace(study / a["outputs"]["l2"], secret)
+        _replace(study / "images" / "b", outside)
+        _replace(study / a["outputs"]["flip"], study / a["outputs"]["flip"])
+        for relative in [a["outputs"]["l2"], b["reference"], a["outputs"]["flip"]]:
+            status, body = server.request("GET", f"/stimuli/{relative}")
+            assert status == 404 and b"secret" not in body and b"outside" not in body, relative
+        # A symlink that stays inside the folder is still served.
+        _replace(study / a["outputs"]["msssim"], study / a["reference"])
+        assert server.request("GET", f"/stimuli/{a['outputs']['msssim']}") == (200, (stimuli / a["reference"]).read_bytes())
+    finally:
+        server.close()
+
+
+def test_a_stimulus_deleted_while_serving_is_a_404(stimuli, tmp_path, capfd):
+    study = _copy(stimuli, tmp_path)
+    server = Running(study, tmp_path / "responses", ["alice"])
+    try:
+        trial = server.state("alice")["trial"]
+        (study / trial["left"].removeprefix("/stimuli/")).unlink()
+        assert server.request("GET", trial["left"])[0] == 404
+        assert server.request("GET", trial["right"])[0] == 200
+    finally:
+        server.close()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Content-Type": "text/plain", "Origin": "http://evil.example", TOKEN_HEADER: None}, 403),  # a cross-site form or fetch
+        ({"Content-Type": "text/plain;charset=UTF-8", "Origin": None, TOKEN_HEADER: None}, 415),
+        ({"Content-Type": "text/plain"}, 415),
+        ({"Origin": "http://evil.example"}, 403),
+        ({"Origin": "null"}, 403),
+        ({TOKEN_HEADER: None}, 403),
+        ({TOKEN_HEADER: "0" * 64}, 403),
+        ({"Host": "evil.example:{port}", "Origin": "http://evil.example:{port}"}, 421),  # a DNS-rebound name
+    ],
+)
+def test_answers_from_other_sites_are_refused(running, headers, status):
+    trial = running.state("alice")["trial"]["id"]
+    body = json.dumps({"trial": trial, "choice": "left"}).encode()
+    headers = {name: value.format(port=running.port) if value else value for name, value in headers.items()}
+    assert running.post("alice", body, **headers)[0] == status
+    assert not (running.server.study.responses / "alice.jsonl").exists()
+    assert running.post("alice", body)[0] == 200  # the study page's own answer
+
+
+def test_a_token_of_another_server_run_is_refused(stimuli, tmp_path):
+    earlier = Running(stimuli, tmp_path / "earlier", ["alice"])
+    token = page_token(earlier.port, "alice")
+    earlier.close()
+    server = Running(stimuli, tmp_path / "responses", ["alice"])
+    try:
+        body = json.dumps({"trial": server.state("alice")["trial"]["id"], "choice": "left"}).encode()
+        status, answer = post(server.port, "alice", token, body)
+        assert status == 403 and answer == {"error": "missing or expired session token: please reload the study page"}
+    finally:
+        server.close()
+
+
+def test_every_response_forbids_framing_and_foreign_scripts(running):
+    trial = running.state("alice")["trial"]
+    for path in ["/", "/study/alice", "/static/study.js", "/api/alice/state", trial["left"], "/nothing", "/stimuli/../manifest.json"]:
+        connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=90)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+        finally:
+            connection.close()
+        policy = response.getheader("Content-Security-Policy")
+        assert response.getheader("X-Frame-Options") == "DENY" and "frame-ancestors 'none'" in policy, path
+        assert "default-src 'none'" in policy and "script-src 'self'" in policy and "unsafe" not in policy, path
+    assert running.request("OPTIONS", "/api/alice/answer")[0] == 501  # no CORS preflight is ever granted
+    with socket.create_connection(("127.0.0.1", running.port), timeout=90) as raw:  # http.server's own error page
+        raw.sendall(b"DELETE / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += raw.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 501 ") and b"\r\nX-Frame-Options: DENY\r\n" in reply
+    # The pages hold no inline script, style or handler, and every file they use is served.
+    for page in ["/", "/study/alice"]:
+        body = running.request("GET", page)[1]
+        assert not re.search(rb"<script(?![^>]*\ssrc=)|<style|\sstyle=|\son[a-z]+=", body), page
+        for asset in re.findall(rb'(?:src|href)="(/static/[^"]+)"', body):
+            assert running.request("GET", asset.decode())[0] == 200
+
+
+def _closed(connection: socket.socket) -> bool:
+    """Whether the server has closed ``connection`` (waits up to 5 s for it)."""
+    connection.settimeout(5)
+    try:
+        while connection.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_idle_half_open_and_slow_clients_are_dropped(stimuli, tmp_path):
+    server = Running(stimuli, tmp_path / "responses", ["alice"], idle_timeout=0.5, request_timeout=2.0)
+    threads = threading.active_count()
+    connections = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(30)]
+    try:
+        for connection in connections[1::3]:  # a request whose headers never end
+            connection.sendall(b"GET /api/alice/state HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        slow = connections[2::3]  # a byte each 0.2 s: every read in time, the request never complete
+        started = time.monotonic()
+        while time.monotonic() - started < 3.0:
+            for connection in slow:
+                try:
+                    connection.send(b"G")
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        assert [_closed(connection) for connection in connections] == [True] * 30
+        deadline = time.monotonic() + 5
+        while threading.active_count() > threads and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() <= threads  # no handler thread left behind
+        assert server.state("alice")["done"] == 0  # and the server still answers
+    finally:
+        for connection in connections:
+            connection.close()
+        server.close()
+
+
+def test_connections_beyond_the_limit_are_answered_503(stimuli, tmp_path):
+    server = Running(stimuli, tmp_path / "responses", ["alice"], max_connections=3)
+    held = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(3)]
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as extra:
+            assert extra.recv(4096).startswith(b"HTTP/1.1 503 ")
+        for connection in held:
+            connection.close()
+        deadline = time.monotonic() + 5
+        while server.request("GET", "/api/alice/state")[0] == 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.request("GET", "/api/alice/state")[0] == 200
+    finally:
+        server.close()
+
+
+def _serve_and_close(stimuli: Path, responses: Path) -> None:
+    StudyServer(Study(stimuli, responses, ["bob"]), "127.0.0.1", 0).server_close()
+
+
+def test_one_server_per_responses_folder(stimuli, tmp_path):
+    first = Running(stimuli, tmp_path / "responses", ["alice"])
+    try:
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'responses'))}: in use by another study server \(pid {os.getpid()}\); stop it, or serve into another responses folder$"):
+            _serve_and_close(stimuli, tmp_path / "responses")
+    finally:
+        first.close()
+    _serve_and_close(stimuli, tmp_path / "responses")  # free again once closed
+
+
+def test_bad_ports_are_one_line(stimuli, tmp_path, capsys):
+    serve = ["serve", "--stimuli", str(stimuli), "--responses", str(tmp_path / "responses"), "--observer", "alice", "--port"]
+    for port in ["99999", "-1", "http"]:
+        with pytest.raises(SystemExit) as exited:
+            cli([*serve, port])
+        error = capsys.readouterr().err
+        assert exited.value.code == 2 and "Traceback" not in error
+        assert error.splitlines()[-1] == f"python -m lossbench.userstudy serve: error: argument --port: {port!r} is not a port (expected 0–65535; 0 picks a free one)"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit, match=rf"^error: cannot listen on 127\.0\.0\.1:{port}: Address already in use$"):
+            cli([*serve, str(port)])
+    _serve_and_close(stimuli, tmp_path / "responses")  # the failed start left the folder free
+
+
+def _serve_process(stimuli: Path, responses: Path, observers: list[str], log: Path) -> tuple[subprocess.Popen, int]:
+    """``python -m lossbench.userstudy serve`` on a free port of 127.0.0.1; returns the process and its port."""
+    command = [sys.executable, "-m", "lossbench.userstudy", "serve", "--stimuli", str(stimuli), "--responses", str(responses), "--port", "0"]
+    command += [argument for observer in observers for argument in ("--observer", observer)]
+    with open(log, "ab") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    found = re.search(r"on http://127\.0\.0\.1:(\d+)/", process.stdout.readline())
+    assert found, f"the server did not start: {log.read_text()[-2000:]}"
+    return process, int(found.group(1))
+
+
+def test_no_confirmed_answer_is_lost_to_kill_9_under_load(stimuli, tmp_path):
+    responses, log = tmp_path / "responses", tmp_path / "server.log"
+    observers = [f"obs{index}" for index in range(8)]
+    confirmed: dict[str, list[str]] = {observer: [] for observer in observers}
+
+    def session(port: int, observer: str) -> None:
+        """Answer until done or until the server dies; a trial counts as confirmed on a 200 only."""
+        try:
+            token = page_token(port, observer)
+            while (trial := json.loads(request(port, "GET", f"/api/{observer}/state")[1])["trial"]) is not None:
+                status, _ = post(port, observer, token, json.dumps({"trial": trial["id"], "choice": "left"}).encode())
+                assert status == 200
+                confirmed[observer].append(trial["id"])
+        except (OSError, http.client.HTTPException):
+            pass  # killed
+
+    def check() -> None:
+        for observer in observers:
+            stored = [answer["trial"] for answer in read_answers(responses / f"{observer}.jsonl")]
+            # Every confirmed answer is stored, in order, once; at most the one in flight is stored unconfirmed.
+            assert stored[: len(confirmed[observer])] == confirmed[observer] and len(set(stored)) == len(stored)
+            assert len(stored) - len(confirmed[observer]) <= 1
+            confirmed[observer] = stored
+
+    for target in (20, 40):
+        process, port = _serve_process(stimuli, responses, observers, log)
+        try:
+            if target == 40:  # while it runs, a second server on the same folder refuses to start
+                with pytest.raises(ValueError, match=rf"^{re.escape(str(responses))}: in use by another study server \(pid {process.pid}\); stop it, or serve into another responses folder$"):
+                    _serve_and_close(stimuli, responses)
+            with ThreadPoolExecutor(max_workers=len(observers)) as pool:
+                sessions = [pool.submit(session, port, observer) for observer in observers]
+                deadline = time.monotonic() + 60
+                while sum(map(len, confirmed.values())) < target and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                os.kill(process.pid, signal.SIGKILL)  # mid-load: answers in flight
+                for finished in sessions:
+                    finished.result()
+        finally:
+            process.kill()
+            process.wait()
+            process.stdout.close()
+        check()
+    assert "Traceback" not in log.read_text()
+    # The kernel released the killed server's lock: a new one starts and every session finishes.
+    server = Running(stimuli, responses, observers)
+    try:
+        with ThreadPoolExecutor(max_workers=len(observers)) as pool:
+            list(pool.map(lambda observer: session(server.port, observer), observers))
+    finally:
+        server.close()
+    check()
+    names, _, counts = observer_counts(load_manifest(stimuli / "manifest.json"), responses)
+    assert names == observers and counts.sum() == 8 * 12

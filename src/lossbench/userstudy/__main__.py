@@ -1,7 +1,7 @@
 """Command line of the user study.
 
     python -m lossbench.userstudy serve --stimuli results/userstudy/stimuli/denoise \\
-        --responses responses/denoise --observer alice --observer bob [--host 127.0.0.1] [--port 8000]
+        --responses responses/denoise --observer alice --observer bob [--host 127.0.0.1] [--port 8000] [--allowed-host NAME]
     python -m lossbench.userstudy stimuli --task denoise --valset results/data/denoise/val.h5 \\
         --output l1=results/outputs/denoise/l1/seed0.h5 --output l2=... --image astronaut --folder DIR
     python -m lossbench.userstudy analyse --counts COUNTS.csv --out DIR
@@ -15,11 +15,14 @@ import logging
 import sys
 from pathlib import Path
 
-from lossbench.userstudy.counts import read_counts, write_counts
-from lossbench.userstudy.report import jod_plot, ranking_triangle, write_jod_table, write_probability_table, write_summary
-from lossbench.userstudy.responses import observer_counts
-from lossbench.userstudy.scaling import summarize
-from lossbench.userstudy.stimuli import load_manifest, make_stimuli
+# Each command imports only what it needs, so that `serve` starts without the analysis's plotting stack.
+
+
+def _port(text: str) -> int:
+    """``--port``: a TCP port number, 0 for a free one."""
+    if not (text.isdigit() and 0 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (expected 0–65535; 0 picks a free one)")
+    return int(text)
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -28,7 +31,11 @@ def _serve(args: argparse.Namespace) -> None:
     observers = list(args.observer)
     if args.observers_file:
         observers += [line.strip() for line in Path(args.observers_file).read_text().splitlines() if line.strip()]
-    server = StudyServer(Study(args.stimuli, args.responses, observers, args.seed), args.host, args.port)
+    study = Study(args.stimuli, args.responses, observers, args.seed)
+    try:
+        server = StudyServer(study, args.host, args.port, allowed_hosts=tuple(args.allowed_host))
+    except OSError as error:
+        raise ValueError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     host, port = server.server_address[:2]
     print(f"serving {args.stimuli} for {len(observers)} observers on http://{host}:{port}/ (answers in {args.responses}); Ctrl-C stops", flush=True)
     try:
@@ -40,6 +47,8 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _stimuli(args: argparse.Namespace) -> None:
+    from lossbench.userstudy.stimuli import make_stimuli
+
     outputs = {}
     for item in args.output:
         loss, separator, path = item.partition("=")
@@ -50,6 +59,12 @@ def _stimuli(args: argparse.Namespace) -> None:
 
 
 def _analyse(args: argparse.Namespace) -> None:
+    from lossbench.userstudy.counts import read_counts, write_counts
+    from lossbench.userstudy.report import jod_plot, ranking_triangle, write_jod_table, write_probability_table, write_summary
+    from lossbench.userstudy.responses import observer_counts
+    from lossbench.userstudy.scaling import summarize
+    from lossbench.userstudy.stimuli import load_manifest
+
     out = Path(args.out)
     if args.counts:
         conditions, counts = read_counts(args.counts)
@@ -77,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--observers-file", help="file with one observer id per line")
     serve.add_argument("--seed", type=int, default=0, help="seed of the trial order and sides (userstudy.seed)")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000, help="0 picks a free port (printed at start)")
+    serve.add_argument("--allowed-host", action="append", default=[], help="another name observers reach this server by, besides --host, localhost, the machine's host name and IP addresses (repeatable)")
     serve.set_defaults(run=_serve)
 
     stimuli = commands.add_parser("stimuli", help="write flicker stimuli and the manifest")

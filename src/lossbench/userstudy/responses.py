@@ -3,11 +3,13 @@
 Every answer is one line, appended, flushed and fsynced before the app confirms it, so a
 confirmed answer survives a crash or a power cut; nothing is ever rewritten. A torn last line
 (a write interrupted before it was confirmed) is left in place, skipped when reading, and the next
-answer starts on a fresh line.
+answer starts on a fresh line. One server at a time writes into a responses folder
+(:class:`FolderLock`), so no trial is ever accepted twice.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -20,6 +22,8 @@ import numpy as np
 LOG = logging.getLogger(__name__)
 #: Observer ids: letters, digits, "_" and "-", so that an id is always a safe file name.
 OBSERVER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+#: The lock file of a responses folder; not an observer file, so the analysis never reads it.
+LOCK = ".lock"
 
 
 def check_observer(observer: str) -> str:
@@ -75,6 +79,40 @@ class ObserverFile:
             finally:
                 os.close(folder)
         self.answered.add(record["trial"])
+
+
+class FolderLock:
+    """An exclusive lock on a responses folder, held by the one server that writes into it.
+
+    Two servers on one folder would each accept the same trial (each keeps its own record of what
+    is answered). The lock is an ``flock`` on ``<folder>/.lock``, which the kernel releases when its
+    holder exits in any way, kill -9 included, so a crashed server never blocks its restart.
+
+    Raises:
+        ValueError: naming the folder and the holder's pid, if another server holds it.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / LOCK
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(descriptor)
+            raise ValueError(f"{folder}: in use by another study server (pid {holder}); stop it, or serve into another responses folder") from None
+        except BaseException:
+            os.close(descriptor)
+            raise
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        self._descriptor: int | None = descriptor
+
+    def close(self) -> None:
+        """Release the lock (idempotent); the file stays, so that no other server races on its creation."""
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
 
 
 def observer_counts(manifest: dict, folder: str | Path) -> tuple[list[str], list[str], np.ndarray]:
