@@ -3,16 +3,20 @@
 import sys
 from pathlib import Path
 
-from lossbench.config import ConfigError, TASK_KINDS, evaluation_settings, task_data, train_spec, validate
+from lossbench.config import ConfigError, TASK_KINDS, evaluation_settings, read_yaml, task_data, train_spec, validate
 from lossbench.seeding import derive_seed
 from lossbench.tables import TABLES
 
 CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
 try:
+    # Snakemake's own YAML loading keeps the last of two equal keys silently: re-read each file strictly.
+    for _configfile in workflow.configfiles:
+        read_yaml(_configfile)
     validate(config, source=CONFIG_SOURCE)
     EVALUATION = evaluation_settings(config)
 except ConfigError as error:
-    sys.exit(f"Configuration error: {error}" if str(error).startswith(CONFIG_SOURCE) else f"Configuration error: {CONFIG_SOURCE}: {error}")
+    named = any(str(error).startswith(str(path)) for path in [CONFIG_SOURCE, *workflow.configfiles])
+    sys.exit(f"Configuration error: {error}" if named else f"Configuration error: {CONFIG_SOURCE}: {error}")
 
 ENV = "../../envs/lossbench.yaml"
 TASKS = list(config["tasks"])
