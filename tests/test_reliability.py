@@ -284,7 +284,7 @@ def test_a_decompression_bomb_is_one_line_naming_the_file(denoise):
 def test_a_training_image_smaller_than_the_crop_is_refused_before_training(denoise):
     spec, root = denoise
     Image.new("RGB", (40, 20)).save(root / "train" / "small.png")
-    with pytest.raises(ValueError, match=r"small\.png: image 40×20 is smaller than the 32×32 training crop \(tasks\.denoise\.crop\); every training image needs at least 32 pixels per side") as error:
+    with pytest.raises(ValueError, match=r"small\.png: image 40×20 is smaller than the 32×32 crop \(tasks\.denoise\.crop\): every training image needs at least 32 pixels per side") as error:
         _run(spec, root)
     _one_line(error)
     assert not (root / "ckpt").exists() and not (root / "out").exists()
@@ -334,6 +334,7 @@ def test_late_failing_values_are_refused_at_config_time(tiny_config, dotted, val
 def test_a_validation_photo_smaller_than_the_unet_allows_is_refused(tiny_config):
     tiny_config["tasks"]["denoise"]["data"].update(train=["astronaut"], val=["chelsea"], max_side=40)
     tiny_config["model"]["depth"] = 5
+    tiny_config["figures"] = {}
     with pytest.raises(ConfigError, match=r"tasks\.denoise\.data\.val: photo 'chelsea' is 40×27 \(after max_side 40\), smaller than the U-net's 2\*\*model\.depth = 32") as error:
         validate(tiny_config, "tiny.yaml")
     _one_line(error)

@@ -44,7 +44,7 @@ class DenoiseTrainDataset(Dataset):
         for path in paths:
             width, height = image_size(path)
             if min(width, height) < crop:
-                raise ValueError(f"{path}: image {width}×{height} is smaller than the {crop}×{crop} training crop (tasks.denoise.crop); every training image needs at least {crop} pixels per side")
+                raise ValueError(f"{path}: image {width}×{height} is smaller than the {crop}×{crop} crop (tasks.denoise.crop): every training image needs at least {crop} pixels per side")
         self.paths = list(paths)
         self.crop = crop
         self.sigma_range = sigma_range
