@@ -309,13 +309,12 @@ def learning_rate_overrides(config: dict[str, Any], source: str = "config") -> d
     for path in [files] if isinstance(files, str) else files or []:
         if not Path(path).is_file():
             raise ConfigError(f"{source}: learning_rates_file: file {path!r} does not exist (run snakemake lr_sweep_<task> first?)")
-        with open(path) as handle:
-            content = yaml.safe_load(handle)
+        content = read_yaml(path)
         expected = f"expected {{task: {{loss: positive learning rate}}}} with tasks among {', '.join(TASK_KINDS)}"
         if not isinstance(content, dict):
             raise ConfigError(f"{path}: {expected}, got {content!r}")
         for task, rates in content.items():
-            if task not in TASK_KINDS or not isinstance(rates, dict) or not all(isinstance(lr, (int, float)) and lr > 0 for lr in rates.values()):
+            if task not in TASK_KINDS or not isinstance(rates, dict) or not all(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0 for lr in rates.values()):
                 raise ConfigError(f"{path}: {expected}, got {task!r}: {rates!r}")
             overrides.setdefault(task, {}).update({loss: float(lr) for loss, lr in rates.items()})
     return overrides
