@@ -207,7 +207,10 @@ def _check_data_sizes(config: dict[str, Any], source: str) -> None:
         if data["source"] == "embedded":
             for split, minimum, needed_by in (("train", settings["crop"], f"the {settings['crop']}×{settings['crop']} crop (tasks.{task}.crop)"), ("val", smallest_val, f"the U-net's 2**model.depth = {smallest_val}")):
                 for name in data[split]:
-                    width, height = scaled_size(*image_size(embedded_photo_path(name)), data["max_side"])
+                    try:
+                        width, height = scaled_size(*image_size(embedded_photo_path(name)), data["max_side"])
+                    except (FileNotFoundError, ValueError) as error:
+                        raise ConfigError(f"{source}: tasks.{task}.data.{split}: {error}") from None
                     if min(width, height) < minimum:
                         raise ConfigError(f"{source}: tasks.{task}.data.{split}: photo {name!r} is {width}×{height} (after max_side {data['max_side']}), smaller than {needed_by}")
         if data["source"] == "synthetic" and settings["crop"] > RECON:

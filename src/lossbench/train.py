@@ -5,9 +5,9 @@ each epoch's end and on SIGTERM/SIGINT, written atomically, the last two kept; a
 from the newest readable one, mid-epoch included, and on the CPU ends with the same weights, bit
 for bit, as an uninterrupted run. Checkpoints live in a folder named by the hash of the spec and of
 the training files' identity, so changed data (or another training folder) starts a new run;
-unreadable checkpoints are moved aside as ``*.corrupt``. A non-finite loss or gradient stops the job (or skips the batch);
-optional bfloat16 autocast, channels_last and torch.compile; the curve (train and validation loss,
-validation PSNR) as CSV.
+unreadable checkpoints are moved aside as ``*.corrupt``. A non-finite loss or gradient stops the
+job (or skips the batch); optional bfloat16 autocast, channels_last and torch.compile; the curve
+(train and validation loss, validation PSNR) as CSV.
 
 CLI:
     python -m lossbench.train --config config.yaml --task denoise --loss l1 --seed 0 \\
@@ -384,7 +384,6 @@ def run(
     def checkpoint_now() -> Path:
         return save_checkpoint(checkpoint_dir, {
             "spec": spec,
-            "data_identity": identity,
             "model": model.state_dict(),
             "loss": loss_fn.state_dict(),
             "optimizer": optimizer.state_dict(),
