@@ -48,6 +48,7 @@ def test_bad_values_are_rejected_naming_the_key(tiny_config, dotted, value, mess
 
 
 def test_missing_data_folders_are_rejected(tiny_config, tmp_path):
+    (tmp_path / "file1000001.h5").touch()
     tiny_config["tasks"]["knee"]["data"] = {"source": "fastmri", "train_dir": str(tmp_path), "val_dir": str(tmp_path / "missing")}
     with pytest.raises(ConfigError, match=r"tasks\.knee\.data\.val_dir: folder '.*missing' does not exist"):
         validate(tiny_config, "tiny.yaml")
@@ -86,6 +87,8 @@ def test_paper_config_is_valid_except_for_its_data_folders(repo, tmp_path):
         config = yaml.safe_load(handle)
     with pytest.raises(ConfigError, match=r"paper\.yaml: tasks\.\w+\.data\.train_dir: folder '/data/.*' does not exist"):
         validate(yaml.safe_load(yaml.safe_dump(config)), "paper.yaml")
+    (tmp_path / "file1000001.h5").touch()
+    (tmp_path / "image.png").touch()
     for task in config["tasks"].values():
         task["data"]["train_dir"] = task["data"]["val_dir"] = str(tmp_path)
     validated = validate(config, "paper.yaml")

@@ -127,7 +127,7 @@ def test_diverging_weights_stop_with_one_line_and_keep_the_good_checkpoints(setu
     match = re.match(r"non-finite (?:loss \S+|weights after the optimiser step \(loss \S+\)) at step (\d+) \(epoch 1, batch \d+\); last finite loss (\S+); stopped", message)
     assert match and "\n" not in message, message
     assert not (root / "nan" / "model.pt").exists()
-    checkpoint, _ = train.load_checkpoint(next((root / "ckpt_nan").iterdir()), torch.device("cpu"))
+    checkpoint, _ = train.load_checkpoint(next((root / "ckpt_nan").iterdir()))
     assert checkpoint["progress"]["step"] == int(match[1]) - 1
     assert all(torch.isfinite(value).all() for value in checkpoint["model"].values())
 

@@ -8,6 +8,8 @@ expected.
 from __future__ import annotations
 
 import copy
+import inspect
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,48 @@ TASK_KINDS = {"denoise": "denoise", "knee": "singlecoil", "brain": "multicoil"}
 INPUT_LABELS = {"denoise": "Noisy", "knee": "Masked", "brain": "Masked"}
 
 
+#: Refuse a model whose training would need more memory than this (weights, gradients, Adam's
+#: moments and the activations of one batch): more than any single accelerator or workstation has.
+MAX_TRAINING_BYTES = 256 * 2**30
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message is one line naming the file and key."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key repeated in one mapping is an error, not a silent overwrite."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges are meant to be overridden by the keys beside them
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse the YAML file ``path``, rejecting duplicate keys.
+
+    Raises:
+        ConfigError: one line naming the file: missing, not valid YAML, or a key given twice in
+            one mapping (with its line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: configuration file does not exist")
+    with open(path) as handle:
+        try:
+            return yaml.load(handle, Loader=_UniqueKeyLoader)
+        except yaml.constructor.ConstructorError as error:
+            mark = error.problem_mark
+            raise ConfigError(f"{path}: line {mark.line + 1}: {error.problem} (each key may appear once per mapping)") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
 
 
 def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:
@@ -73,6 +115,7 @@ def validate(config: dict[str, Any], source: str = "config", schema_path: str | 
     Raises:
         ConfigError: with a one-line message naming ``source`` and the offending key.
     """
+    _check_finite(config, source, [])
     with open(schema_path) as handle:
         schema = yaml.safe_load(handle)
     error = jsonschema.exceptions.best_match(_validator_with_defaults(schema).iter_errors(config))
@@ -83,6 +126,122 @@ def validate(config: dict[str, Any], source: str = "config", schema_path: str | 
     if missing and require_data:
         raise ConfigError(f"{source}: {'; '.join(missing)} (the run needs them; snakemake -n and the budget target work without them)")
     return config
+
+
+def _check_finite(node: Any, source: str, path: list) -> None:
+    # JSON schema's bounds are comparisons, which NaN passes: `lr: .nan` would reach the jobs.
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{source}: {_key(path)}: {node} is not a finite number")
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _check_finite(value, source, [*path, key])
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_finite(value, source, [*path, index])
+
+
+def training_memory_bytes(model: dict[str, Any], channels: int, crop: int, batch_size: int) -> int:
+    """Rough memory of training the U-net of ``model`` on (batch_size, channels, crop, crop) batches.
+
+    Counts float32 weights, gradients and Adam's two moments, plus twice the activations the
+    forward pass keeps for the backward pass (about ten feature maps per level); an estimate, meant
+    to refuse absurd sizes before they take a machine down, not to plan memory.
+    """
+    width, depth = model["width"], model["depth"]
+    kernel = max(model.get("kernel_sizes") or [model["kernel_size"]])
+    levels = [width * 2**level for level in range(depth + 1)]
+
+    def block(inputs: int, outputs: int) -> int:
+        return kernel * kernel * (inputs * outputs + outputs * outputs) + 2 * outputs
+
+    parameters = block(levels[depth - 1], levels[depth]) + channels * levels[0] + channels
+    previous = channels
+    for level in range(depth):
+        parameters += block(previous, levels[level]) + levels[level + 1] * levels[level] + levels[level] + block(2 * levels[level], levels[level])
+        previous = levels[level]
+    activations = sum(10 * levels[level] * (crop // 2**level) ** 2 for level in range(depth)) + 2 * levels[depth] * (crop // 2**depth) ** 2
+    return 4 * (4 * parameters + 2 * batch_size * activations)
+
+
+def _check_model(config: dict[str, Any], source: str) -> None:
+    """The U-net against every task's crop: each pooling level must keep a pixel, and the size must fit a machine."""
+    from lossbench.data.tasks import channels
+
+    model = config["model"]
+    for task, settings in config["tasks"].items():
+        crop, batch_size = settings["crop"], settings["training"]["batch_size"]
+        if 2 ** model["depth"] > crop:
+            raise ConfigError(f"{source}: model.depth: {model['depth']} pooling levels need crops of at least 2**{model['depth']} = {2 ** model['depth']} pixels, but tasks.{task}.crop is {crop} (depth at most {crop.bit_length() - 1})")
+        needed = training_memory_bytes(model, channels(TASK_KINDS[task]), crop, batch_size)
+        if needed > MAX_TRAINING_BYTES:
+            raise ConfigError(f"{source}: model: a U-net of width {model['width']} and depth {model['depth']} needs about {needed / 2**30:.3g} GiB to train on tasks.{task} ({batch_size} crops of {crop}×{crop}), over the {MAX_TRAINING_BYTES // 2**30} GiB limit; reduce model.width or model.depth")
+
+
+def _constructor_keywords(cls: type) -> list[str] | None:
+    """Keyword arguments the constructor of the module class ``cls`` accepts (None: any)."""
+    from torch import nn
+
+    for klass in cls.__mro__:
+        if klass is nn.Module:
+            return []  # nn.Module's constructor takes no arguments
+        if "__init__" in vars(klass):
+            parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
+            if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
+                return None
+            return [parameter.name for parameter in parameters if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)]
+    return None
+
+
+def _check_loss_params(config: dict[str, Any], source: str) -> None:
+    from lossbench import losses
+
+    for name, settings in config["losses"].items():
+        accepted = _constructor_keywords(losses.REGISTRY[name])
+        for key in settings["params"]:
+            if accepted is not None and key not in accepted:
+                raise ConfigError(f"{source}: losses.{name}.params.{key}: not a parameter of the {name} loss (it takes {', '.join(accepted) if accepted else 'none'})")
+
+
+def _check_data_sizes(config: dict[str, Any], source: str) -> None:
+    """Embedded photos against the crop and the U-net, and MRI crops against the synthetic volumes' size."""
+    from lossbench.data.fastmri_synthetic import RECON
+    from lossbench.data.images import embedded_photo_path, image_size, scaled_size
+
+    smallest_val = 2 ** config["model"]["depth"]
+    for task, settings in config["tasks"].items():
+        data = settings["data"]
+        if data["source"] == "embedded":
+            for split, minimum, needed_by in (("train", settings["crop"], f"the {settings['crop']}×{settings['crop']} crop (tasks.{task}.crop)"), ("val", smallest_val, f"the U-net's 2**model.depth = {smallest_val}")):
+                for name in data[split]:
+                    try:
+                        width, height = scaled_size(*image_size(embedded_photo_path(name)), data["max_side"])
+                    except (FileNotFoundError, ValueError) as error:
+                        raise ConfigError(f"{source}: tasks.{task}.data.{split}: {error}") from None
+                    if min(width, height) < minimum:
+                        raise ConfigError(f"{source}: tasks.{task}.data.{split}: photo {name!r} is {width}×{height} (after max_side {data['max_side']}), smaller than {needed_by}")
+        if data["source"] == "synthetic" and settings["crop"] > RECON:
+            raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is larger than the synthetic volumes' {RECON}×{RECON} images")
+
+
+def _check_folders(config: dict[str, Any], source: str) -> None:
+    """Data folders exist and hold data (the first file found is enough: a tree of a million images is not listed)."""
+    from lossbench.data.images import IMAGE_SUFFIXES
+
+    for task, settings in config["tasks"].items():
+        data = settings["data"]
+        for key in ("train_dir", "val_dir"):
+            # imagenet's val_dir (Kodak put there by hand) is optional; the other sources require both.
+            if data["source"] not in ("folder", "fastmri", "imagenet") or key not in data:
+                continue
+            folder = Path(data[key])
+            if not folder.is_dir():
+                continue  # missing_data_folders names every absent folder at once
+            if data["source"] == "fastmri":
+                found, expected = any(folder.glob("*.h5")), "fastMRI .h5 files"
+            else:
+                found, expected = any(path.suffix.lower() in IMAGE_SUFFIXES for path in folder.rglob("*")), f"image files ({', '.join(IMAGE_SUFFIXES)})"
+            if not found:
+                raise ConfigError(f"{source}: tasks.{task}.data.{key}: folder {data[key]!r} holds no {expected}")
 
 
 def missing_data_folders(config: dict[str, Any]) -> list[str]:
@@ -111,8 +270,13 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
             for task in config["tasks"]:
                 if task not in settings["lr"]:
                     raise ConfigError(f"{source}: losses.{name}.lr: no learning rate for task {task!r}")
+    _check_loss_params(config, source)
+    _check_folders(config, source)
     for task, settings in config["tasks"].items():
         data = settings["data"]
+        if "mask" in settings and settings["mask"]["center_fraction"] * settings["mask"]["acceleration"] > 1:
+            mask = settings["mask"]
+            raise ConfigError(f"{source}: tasks.{task}.mask.center_fraction: {mask['center_fraction']} exceeds 1/acceleration = {1 / mask['acceleration']:.4g}: the fully sampled centre alone would be more than the {mask['acceleration']}× acceleration allows")
         if task == "denoise":
             low, high = settings["sigma_train"]
             if low > high:
@@ -127,6 +291,8 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 overlap = set(data["train"]) & set(data["val"])
                 if overlap:
                     raise ConfigError(f"{source}: tasks.denoise.data: {', '.join(sorted(overlap))} in both train and val")
+    _check_model(config, source)
+    _check_data_sizes(config, source)
     learning_rate_overrides(config, source)
     _check_kernel_sizes(config["model"], source)
     weights = config["evaluation"]["lpips_weights"]
@@ -162,15 +328,8 @@ def _check_kernel_sizes(model: dict[str, Any], source: str) -> None:
 
 
 def load(path: str | Path, require_data: bool = True) -> dict[str, Any]:
-    """Read and :func:`validate` the YAML configuration at ``path`` (``require_data`` as there)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: configuration file does not exist")
-    with open(path) as handle:
-        try:
-            config = yaml.safe_load(handle)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
+    """Read (see :func:`read_yaml`) and :func:`validate` the YAML configuration at ``path`` (``require_data`` as there)."""
+    config = read_yaml(path)
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return validate(config, source=str(path), require_data=require_data)
@@ -187,13 +346,12 @@ def learning_rate_overrides(config: dict[str, Any], source: str = "config") -> d
     for path in [files] if isinstance(files, str) else files or []:
         if not Path(path).is_file():
             raise ConfigError(f"{source}: learning_rates_file: file {path!r} does not exist (run snakemake lr_sweep_<task> first?)")
-        with open(path) as handle:
-            content = yaml.safe_load(handle)
+        content = read_yaml(path)
         expected = f"expected {{task: {{loss: positive learning rate}}}} with tasks among {', '.join(TASK_KINDS)}"
         if not isinstance(content, dict):
             raise ConfigError(f"{path}: {expected}, got {content!r}")
         for task, rates in content.items():
-            if task not in TASK_KINDS or not isinstance(rates, dict) or not all(isinstance(lr, (int, float)) and lr > 0 for lr in rates.values()):
+            if task not in TASK_KINDS or not isinstance(rates, dict) or not all(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0 for lr in rates.values()):
                 raise ConfigError(f"{path}: {expected}, got {task!r}: {rates!r}")
             overrides.setdefault(task, {}).update({loss: float(lr) for loss, lr in rates.items()})
     return overrides
@@ -254,7 +412,10 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> dict[
     """Everything a training job of (task, loss, seed) depends on, as plain data.
 
     Snakemake passes it as a parameter, so a change to any of these values reruns exactly the
-    affected jobs; its hash names the checkpoint folder.
+    affected jobs; its hash, with the identity of the training files (computed by the job, see
+    :func:`lossbench.train.data_identity`), names the checkpoint folder. ``dataset`` is the task's
+    ``data`` section (source, photo names, folders, ``max_side``, volume counts): a change of the
+    training set is a new run, never a resume of the old one.
     """
     task_config = config["tasks"][task]
     return {
@@ -269,4 +430,5 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> dict[
         # The checkpoint interval changes no result, so changing it neither reruns nor restarts a job.
         "trainer": {key: value for key, value in config["trainer"].items() if key != "checkpoint_every"},
         "data": task_data(config, task),
+        "dataset": copy.deepcopy(task_config["data"]),
     }

@@ -3,9 +3,11 @@
 Adam with the loss's learning rate; seeded, reproducible sampling; checkpoints every N steps, at
 each epoch's end and on SIGTERM/SIGINT, written atomically, the last two kept; a re-run resumes
 from the newest readable one, mid-epoch included, and on the CPU ends with the same weights, bit
-for bit, as an uninterrupted run. A non-finite loss or gradient stops the job (or skips the batch);
-optional bfloat16 autocast, channels_last and torch.compile; the curve (train and validation loss,
-validation PSNR) as CSV.
+for bit, as an uninterrupted run. Checkpoints live in a folder named by the hash of the spec and of
+the training files' identity, so changed data (or another training folder) starts a new run;
+unreadable checkpoints are moved aside as ``*.corrupt``. A non-finite loss or gradient stops the
+job (or skips the batch); optional bfloat16 autocast, channels_last and torch.compile; the curve
+(train and validation loss, validation PSNR) as CSV.
 
 CLI:
     python -m lossbench.train --config config.yaml --task denoise --loss l1 --seed 0 \\
@@ -41,6 +43,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lossbench import losses
+from lossbench.data.denoise import DenoiseTrainDataset
 from lossbench.data.tasks import channels, train_dataset
 from lossbench.data.valset import ImageFile
 from lossbench.device import make_deterministic, select_device
@@ -54,6 +57,8 @@ CURVE_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_psnr", "skipped
 #: Checkpoints kept: the newest, and the one before it in case the newest turns out unreadable.
 KEEP_CHECKPOINTS = 2
 _CHECKPOINT_GLOB = "step_*.pt"
+#: Training sets up to this size are identified by their content, larger ones by file sizes and mtimes.
+CONTENT_DIGEST_BYTES = 256 * 2**20
 
 
 class NonFiniteError(RuntimeError):
@@ -86,9 +91,44 @@ class _Signals:
     received: int | None = None
 
 
-def spec_hash(spec: dict[str, Any]) -> str:
-    """Short stable hash of a training spec; it names the checkpoint folder of that exact run."""
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+def spec_hash(spec: dict[str, Any], data: dict[str, Any] | None = None) -> str:
+    """Short stable hash of a training spec and the identity of its training files (:func:`data_identity`).
+
+    It names the checkpoint folder of that exact run, so a changed spec or changed data is a new run.
+    """
+    content = spec if data is None else {"spec": spec, "data_identity": data}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def data_identity(files: list[Path], root: str | Path) -> dict[str, Any]:
+    """What identifies a training set: every file's name (relative to ``root`` where below it) and size,
+    and a digest of their contents, or, above :data:`CONTENT_DIGEST_BYTES` in all, of their mtimes.
+
+    Computed by the training job itself rather than by Snakemake's parameters, so that planning a
+    workflow never reads the data. The mtimes of a large set make a copy with new times a new run:
+    never a stale resume, at worst a repeated one.
+    """
+    root = Path(root)
+    sizes = [path.stat().st_size for path in files]
+    by_content = sum(sizes) <= CONTENT_DIGEST_BYTES
+    digest = hashlib.sha256()
+    for path, size in zip(files, sizes):
+        name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+        digest.update(json.dumps([name, size]).encode())
+        if by_content:
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(2**20), b""):
+                    digest.update(block)
+        else:
+            digest.update(str(path.stat().st_mtime_ns).encode())
+    return {"files": len(files), "bytes": sum(sizes), "by": "content" if by_content else "size and mtime", "digest": digest.hexdigest()[:16]}
+
+
+def _training_files(dataset: Any, train_dir: Path) -> list[Path]:
+    # The files a training dataset reads: the denoising images (of a folder or a manifest), or the .h5 volumes of an MRI folder.
+    if isinstance(dataset, DenoiseTrainDataset):
+        return dataset.paths
+    return sorted(path for path in train_dir.iterdir() if path.suffix == ".h5" and path.is_file())
 
 
 def build_model(spec: dict[str, Any]) -> UNet:
@@ -116,39 +156,83 @@ def _save_atomic(obj: Any, path: Path) -> None:
 
 
 def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` as ``step_<step>.pt`` atomically and delete all but the newest two checkpoints."""
+    """Write ``state`` as ``step_<step>.pt`` atomically and delete older ones, keeping the newest two.
+
+    The checkpoint just written is always kept, whatever the names of the others.
+    """
     path = directory / f"step_{state['progress']['step']:09d}.pt"
     _save_atomic(state, path)
-    for old in sorted(directory.glob(_CHECKPOINT_GLOB))[:-KEEP_CHECKPOINTS]:
+    older = sorted(old for old in directory.glob(_CHECKPOINT_GLOB) if old.name < path.name)
+    for old in older[: max(0, len(older) - (KEEP_CHECKPOINTS - 1))]:
         old.unlink()
     return path
 
 
-def load_checkpoint(directory: Path, device: torch.device) -> tuple[dict[str, Any], Path] | None:
-    """The newest readable checkpoint in ``directory`` and its path; an unreadable one is skipped with a warning."""
+def _move_aside(path: Path) -> Path:
+    """Rename an unreadable checkpoint to ``<name>.corrupt`` (``.corrupt.1``, ... if taken), out of the resume and pruning."""
+    target = path.with_name(path.name + ".corrupt")
+    number = 0
+    while target.exists():
+        number += 1
+        target = path.with_name(f"{path.name}.corrupt.{number}")
+    path.rename(target)
+    return target
+
+
+#: What every checkpoint holds; a file without these is unreadable as a checkpoint.
+_CHECKPOINT_KEYS = {"model", "loss", "optimizer", "rng", "progress"}
+
+
+def load_checkpoint(directory: Path) -> tuple[dict[str, Any], Path] | None:
+    """The newest readable checkpoint in ``directory`` (tensors on the CPU) and its path.
+
+    An unreadable one is moved aside as ``*.corrupt`` with a warning, so it is never resumed,
+    counted or pruned in place of a good one. With none readable but some moved aside, one
+    warning line says that training restarts from step 0.
+    """
     for leftover in directory.glob("*.tmp"):
         leftover.unlink()  # a write that was killed half-way
+    moved = 0
     for path in sorted(directory.glob(_CHECKPOINT_GLOB), reverse=True):
         try:
-            return torch.load(path, map_location=device, weights_only=False), path
+            # On the CPU: load_state_dict moves each tensor where it belongs, and Adam's step
+            # counters stay on the CPU as Adam expects (on the GPU each .item() would be a sync).
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+            if not isinstance(checkpoint, dict) or not _CHECKPOINT_KEYS <= checkpoint.keys():
+                raise ValueError(f"not a training checkpoint (expected the keys {', '.join(sorted(_CHECKPOINT_KEYS))})")
+            return checkpoint, path
         except Exception as error:  # a truncated or corrupted file raises anything from pickle to zip errors
-            log.warning("checkpoint %s is unreadable (%s: %s): falling back to the previous one", path, type(error).__name__, error)
+            aside = _move_aside(path)
+            moved += 1
+            log.warning("checkpoint %s is unreadable (%s: %s): moved aside to %s", path, type(error).__name__, str(error).splitlines()[0] if str(error) else "", aside.name)
+    if moved:
+        log.warning("no readable checkpoint in %s (%d moved aside as *.corrupt): training restarts from step 0", directory, moved)
     return None
 
 
-def _rng_states() -> dict[str, Any]:
+def _rng_states(device: torch.device) -> dict[str, Any]:
     states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        # Only the training device's generator: a resume may see fewer GPUs than this run.
+        states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def _restore_rng_states(states: dict[str, Any]) -> None:
+def _restore_rng_states(states: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(states["torch"].cpu())
     np.random.set_state(states["numpy"])
     random.setstate(states["python"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
+    if "cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"].cpu(), device)
+
+
+def _check_validation_sizes(valset: ImageFile, limit: int | None, depth: int) -> None:
+    """Every validation image used must be at least 2**depth pixels per side, or the U-net's reflect padding fails."""
+    minimum = 2**depth
+    for image_id in valset.ids[:limit]:
+        height, width = valset.read("target", image_id).shape[-2:]
+        if min(height, width) < minimum:
+            raise ValueError(f"{valset.path}: validation image {image_id!r} is {width}×{height}, smaller than the {minimum}×{minimum} minimum of a U-net of depth {depth} (2**model.depth)")
 
 
 @contextlib.contextmanager
@@ -266,11 +350,18 @@ def run(
     make_deterministic(spec["seed"], threads)
     target_device = select_device(device)
     trainer, training = spec["trainer"], spec["training"]
-    out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir) / spec_hash(spec)
+    # The data are checked (image sizes, volume layouts, validation sizes) before anything is written.
+    dataset = train_dataset(spec["kind"], spec["data"], train_dir)
+    with ImageFile(valset_path) as valset:
+        _check_validation_sizes(valset, training["val_images"], spec["model"]["depth"])
+    train_dir = Path(train_dir)
+    identity = data_identity(_training_files(dataset, train_dir), train_dir if train_dir.is_dir() else train_dir.parent)
+    run_hash = spec_hash(spec, identity)
+    out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir) / run_hash
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    log.info("training data %s: %d files, %d bytes, identified by %s (%s); checkpoints in %s", train_dir, identity["files"], identity["bytes"], identity["by"], identity["digest"], checkpoint_dir)
 
-    dataset = train_dataset(spec["kind"], spec["data"], train_dir)
     model = build_model(spec).to(target_device)
     if trainer["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
@@ -278,15 +369,15 @@ def run(
     parameters = list(model.parameters()) + list(loss_fn.parameters())
     optimizer = torch.optim.Adam(parameters, lr=spec["lr"])
     state = Progress()
-    found = load_checkpoint(checkpoint_dir, target_device)
+    found = load_checkpoint(checkpoint_dir)
     if found is not None:
         checkpoint, path = found
         model.load_state_dict(checkpoint["model"])
         loss_fn.load_state_dict(checkpoint["loss"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        _restore_rng_states(checkpoint["rng"])
+        _restore_rng_states(checkpoint["rng"], target_device)
         state = Progress(**checkpoint["progress"])
-        log.info("resuming %s from %s: epoch %d, batch %d of the epoch, step %d", spec_hash(spec), path, state.epoch + 1, state.position, state.step)
+        log.info("resuming %s from %s: epoch %d, batch %d of the epoch, step %d", run_hash, path, state.epoch + 1, state.position, state.step)
     # The compiled module shares its parameters with ``model``, whose state_dict stays free of compile's prefixes.
     forward = torch.compile(model) if trainer["compile"] else model
 
@@ -296,7 +387,7 @@ def run(
             "model": model.state_dict(),
             "loss": loss_fn.state_dict(),
             "optimizer": optimizer.state_dict(),
-            "rng": _rng_states(),
+            "rng": _rng_states(target_device),
             "progress": asdict(state),
         })
 
@@ -352,7 +443,7 @@ def run(
                 raise Interrupted(128 + signals.received)
 
     model_path = out_dir / "model.pt"
-    _save_atomic({"spec": spec, "model": model.state_dict(), "loss": loss_fn.state_dict()}, model_path)
+    _save_atomic({"spec": spec, "data_identity": identity, "model": model.state_dict(), "loss": loss_fn.state_dict()}, model_path)
     write_curve(state.curve, out_dir / "curve.csv")
     return model_path
 
@@ -400,7 +491,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = load(args.config)
+    try:
+        config = load(args.config)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
     if args.task not in config["tasks"]:
         parser.error(f"task {args.task!r} is not configured in {args.config}")
     if args.loss not in config["losses"]:
@@ -408,7 +502,8 @@ def main(argv: list[str] | None = None) -> None:
     spec = train_spec(config, args.task, args.loss, args.seed)
     try:
         run(spec, args.train_dir, args.valset, args.out, args.checkpoints or Path(args.out) / "checkpoints", args.device or config["device"], config["threads"], not args.no_progress, config["trainer"]["checkpoint_every"])
-    except NonFiniteError as error:
+    except (NonFiniteError, ValueError, FileNotFoundError) as error:
+        # Bad data (unreadable, too small, malformed volumes) is reported in one line naming the file.
         sys.exit(f"{args.task}/{args.loss} seed {args.seed}: {error}")
 
 

@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from lossbench.config import ConfigError, TASK_KINDS, evaluation_settings, missing_data_folders, task_data, train_spec, validate
+from lossbench.config import ConfigError, TASK_KINDS, evaluation_settings, missing_data_folders, read_yaml, task_data, train_spec, validate
 from lossbench.seeding import derive_seed
 from lossbench.tables import TABLES
 
@@ -13,10 +13,14 @@ CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
 #: the command line is read here; under any other driver, missing data stay an error before any job.
 PLANNING_ONLY = bool({"-n", "--dry-run", "--dryrun", "budget", "results/budget.md"} & set(sys.argv[1:]))
 try:
+    # Snakemake's own YAML loading keeps the last of two equal keys silently: re-read each file strictly.
+    for _configfile in workflow.configfiles:
+        read_yaml(_configfile)
     validate(config, source=CONFIG_SOURCE, require_data=not PLANNING_ONLY)
     EVALUATION = evaluation_settings(config)
 except ConfigError as error:
-    sys.exit(f"Configuration error: {error}" if str(error).startswith(CONFIG_SOURCE) else f"Configuration error: {CONFIG_SOURCE}: {error}")
+    named = any(str(error).startswith(str(path)) for path in [CONFIG_SOURCE, *workflow.configfiles])
+    sys.exit(f"Configuration error: {error}" if named else f"Configuration error: {CONFIG_SOURCE}: {error}")
 MISSING_DATA = missing_data_folders(config)
 if MISSING_DATA:
     print(f"Note: {CONFIG_SOURCE}: {'; '.join(MISSING_DATA)}: planned without them, the run needs them.", file=sys.stderr)
@@ -25,6 +29,7 @@ if MISSING_DATA:
 def existing(path):
     """``path`` as a rule input when it exists, else nothing, so that a plan can be shown before the data are there."""
     return [path] if Path(path).exists() else []
+
 
 ENV = "../../envs/lossbench.yaml"
 TASKS = list(config["tasks"])

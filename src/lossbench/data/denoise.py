@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lossbench.data.images import read_rgb
+from lossbench.data.images import image_size, read_rgb
 from lossbench.seeding import derive_seed
 
 
@@ -29,7 +29,8 @@ class DenoiseTrainDataset(Dataset):
 
     Args:
         paths: Clean training images.
-        crop: Side of the square crops; images smaller than that are rejected.
+        crop: Side of the square crops; images smaller than that are rejected here, before any
+            training, from their headers.
         sigma_range: (min, max) noise standard deviation on the 0–255 scale.
         crops_per_image: Crops drawn from every image per epoch.
         augment: Apply rot90, flips and channel permutations.
@@ -40,6 +41,10 @@ class DenoiseTrainDataset(Dataset):
     def __init__(self, paths: list[Path], crop: int, sigma_range: tuple[float, float], crops_per_image: int = 1, augment: bool = True):
         if not paths:
             raise ValueError("denoising training set is empty")
+        for path in paths:
+            width, height = image_size(path)
+            if min(width, height) < crop:
+                raise ValueError(f"{path}: image {width}×{height} is smaller than the {crop}×{crop} crop (tasks.denoise.crop): every training image needs at least {crop} pixels per side")
         self.paths = list(paths)
         self.crop = crop
         self.sigma_range = sigma_range
@@ -51,10 +56,7 @@ class DenoiseTrainDataset(Dataset):
 
     def _image(self, index: int) -> np.ndarray:
         # Read on demand rather than cache: the thesis's 9000 training images do not fit in memory.
-        image = read_rgb(self.paths[index])
-        if min(image.shape[:2]) < self.crop:
-            raise ValueError(f"{self.paths[index]}: image {image.shape[1]}×{image.shape[0]} is smaller than the {self.crop}×{self.crop} crop")
-        return image
+        return read_rgb(self.paths[index])
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, sample_seed = key

@@ -3,7 +3,8 @@
     python -m lossbench.metrics --metric flip REFERENCE TEST
     python -m lossbench.metrics --metric psnr --gray reference.png test.png
 
-Images are read as 8-bit RGB (or, with --gray, as luminance) and scaled to [0, 1].
+Images are read at their real bit depth (8-bit ÷ 255, 16-bit grayscale ÷ 65535, float grayscale as
+it is) as RGB, or with --gray as luminance, in [0, 1].
 """
 
 from __future__ import annotations
@@ -13,18 +14,17 @@ import sys
 
 import numpy as np
 import torch
-from PIL import Image
 
 from lossbench import metrics
 from lossbench.data.download import DownloadError
+from lossbench.data.images import read_image
 
 
 def _read(path: str, gray: bool) -> torch.Tensor:
     try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("L" if gray else "RGB"), dtype=np.float32) / 255.0
-    except OSError as error:
-        raise SystemExit(f"error: {path}: cannot read as an image ({error})") from error
+        array = read_image(path, gray)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     array = array[None] if gray else array.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(array))[None]
 
