@@ -109,3 +109,27 @@ def curve_files():
 def figure_targets():
     """Every figure: the configured comparison figures and the training curves."""
     return [path for figure in figure_ids() for path in figure_files(figure)] + curve_files()
+
+
+def statistics_files(table):
+    """The variance decomposition and the pairwise comparisons of a thesis table (statistics.smk)."""
+    return expand("results/tables/{table}_{kind}.{ext}", table=table, kind="variance", ext=["csv", "md", "tex"]) + expand("results/tables/{table}_pairs.{ext}", table=table, ext=["csv", "md"])
+
+
+def ranking_files(task):
+    """A task's ranking figure (statistics.smk)."""
+    return expand("results/figures/ranking_{task}.{ext}", task=task, ext=["png", "pdf"])
+
+
+def statistics_targets():
+    """Every statistics output: `snakemake statistics`, and part of `all` with several seeds."""
+    return [path for table in CONFIGURED_TABLES for path in statistics_files(table)] + [path for task in TASKS for path in ranking_files(task)]
+
+
+def stimuli_inputs(wildcards):
+    """Validation set and model outputs of every task of a user study (STUDY_TASKS of userstudy.smk), named valset_<task> and outputs_<task>."""
+    inputs = {}
+    for task in STUDY_TASKS[wildcards.study]:
+        inputs[f"valset_{task}"] = f"results/data/{task}/val.h5"
+        inputs[f"outputs_{task}"] = expand("results/outputs/{task}/{loss}/seed{seed}.h5", task=task, loss=LOSSES, seed=SEEDS[0])
+    return inputs

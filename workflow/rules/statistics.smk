@@ -3,18 +3,6 @@
 # `snakemake statistics` builds them; `all` includes them when there are at least two seeds.
 
 
-def statistics_files(table):
-    return expand("results/tables/{table}_{kind}.{ext}", table=table, kind="variance", ext=["csv", "md", "tex"]) + expand("results/tables/{table}_pairs.{ext}", table=table, ext=["csv", "md"])
-
-
-def ranking_files(task):
-    return expand("results/figures/ranking_{task}.{ext}", task=task, ext=["png", "pdf"])
-
-
-def statistics_targets():
-    return [path for table in CONFIGURED_TABLES for path in statistics_files(table)] + [path for task in TASKS for path in ranking_files(task)]
-
-
 rule table_statistics:
     input:
         models=lambda w: flat(model_metric_files(TABLES[w.table][0])),

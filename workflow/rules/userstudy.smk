@@ -87,18 +87,9 @@ rule userstudy_kendall_ours:
         "../scripts/userstudy_kendall.py"
 
 
-def _stimuli_inputs(wildcards):
-    """Validation set and model outputs of every task of a study, named valset_<task> and outputs_<task>."""
-    inputs = {}
-    for task in STUDY_TASKS[wildcards.study]:
-        inputs[f"valset_{task}"] = f"results/data/{task}/val.h5"
-        inputs[f"outputs_{task}"] = expand("results/outputs/{task}/{loss}/seed{seed}.h5", task=task, loss=LOSSES, seed=SEEDS[0])
-    return inputs
-
-
 rule userstudy_stimuli:
     input:
-        unpack(_stimuli_inputs),
+        unpack(stimuli_inputs),
     output:
         manifest="results/userstudy/stimuli/{study}/manifest.json",
     params:
