@@ -254,3 +254,65 @@ def test_paper_configuration_plans_the_full_study(image_tree, fastmri_root, tmp_
     assert stats["fastmri_files"] == "4"  # knee and brain, train and val
     assert "embedded_photos" not in stats and "synthetic_mri" not in stats
     assert str(tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth") in result.stdout
+
+
+def _snakemake(config: dict, work: Path, *targets: str) -> subprocess.CompletedProcess:
+    path = work / "config.yaml"
+    work.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "TORCH_HOME": str(work / "torch"), "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(path), "--directory", str(work), "--cores", "1", *targets]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def _state(paths: list[Path]) -> dict[str, tuple[int, bytes]]:
+    """Modification time and content of every file below ``paths`` (links followed for content)."""
+    files = [file for path in paths for file in ([path] if path.is_file() else sorted(path.rglob("*")))]
+    return {str(file): (file.lstat().st_mtime_ns, file.read_bytes()) for file in files if file.is_file()}
+
+
+def test_failing_checks_keep_every_earlier_output_and_their_reports(tiny_config, image_tree, fastmri_root, tmp_path):
+    """Good run, bad files added, rerun fails: data outputs untouched, the reports the errors name are there."""
+    val_dir = tmp_path / "photos"
+    val_dir.mkdir()
+    _rgb(val_dir / "a.png", (48, 40))
+    knee_val = tmp_path / "knee_val"
+    shutil.copytree(fastmri_root / "knee" / "singlecoil_val", knee_val)
+    config = tiny_config
+    del config["tasks"]["brain"], config["figures"]["fig_6_9"]
+    config["tasks"]["denoise"]["data"] = {"source": "folder", "train_dir": str(val_dir), "val_dir": str(val_dir)}
+    config["tasks"]["knee"]["data"] = {"source": "fastmri", "train_dir": str(fastmri_root / "knee" / "singlecoil_train"), "val_dir": str(knee_val)}
+    work = tmp_path / "work"
+    outputs = [work / "results/data/denoise/val.h5", work / "results/data/knee/val_files", work / "results/data/knee/val.h5"]
+    targets = [str(path.relative_to(work)) for path in outputs]
+    done = _snakemake(config, work, *targets)
+    assert done.returncode == 0, done.stderr[-3000:]
+    before = _state(outputs)
+    assert {Path(name).name for name in before} >= {"val.h5", "file_knee_000.h5"}
+
+    (val_dir / "b.png").write_bytes(b"\x89PNG not an image")
+    shutil.copy(knee_val / "file_knee_000.h5", knee_val / "file_knee_001.h5")
+    with h5py.File(knee_val / "file_knee_001.h5", "a") as file:
+        file.attrs["max"] = "big"
+    failed = _snakemake(config, work, "--keep-going", *targets)
+    assert failed.returncode != 0
+    assert _state(outputs) == before
+    image_log = work / "results/logs/data/denoise_check_val_images.log"
+    assert f"{val_dir / 'b.png'}: cannot read as an image" in failed.stderr and str(image_log.relative_to(work)) in failed.stderr
+    assert f"{val_dir / 'b.png'}: cannot read as an image" in image_log.read_text()
+    knee_log = work / "results/logs/data/knee_fastmri_val_check.log"
+    assert "file_knee_001.h5: attribute 'max' is 'big'" in knee_log.read_text() and str(knee_log.relative_to(work)) in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+    # The ImageNet subset: asking for more images than are usable fails; the report it names is there.
+    config["tasks"]["denoise"]["data"] = {"source": "imagenet", "train_dir": str(image_tree), "train_images": 3}
+    manifest, report = work / "results/data/denoise/train_manifest.csv", work / "results/data/denoise/train_manifest_report.csv"
+    done = _snakemake(config, work, str(manifest.relative_to(work)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    before = _state([manifest])
+    config["tasks"]["denoise"]["data"]["train_images"] = 9000
+    failed = _snakemake(config, work, str(manifest.relative_to(work)))
+    assert failed.returncode != 0 and "only 7 usable images of the 9000 requested" in failed.stderr
+    assert "results/data/denoise/train_manifest_report.csv" in failed.stderr and "Traceback" not in failed.stderr
+    assert _state([manifest]) == before
+    assert {Path(row["path"]).name for row in _rows(report)} == {"gray.JPEG", "small.png", "broken.JPEG", "cmyk.JPEG"}
