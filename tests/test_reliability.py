@@ -322,7 +322,7 @@ def _set(config, dotted, value):
     ("losses.flip.params.ppdd", 67.0, r"tiny\.yaml: losses\.flip\.params\.ppdd: not a parameter of the flip loss \(it takes ppd, mode\)"),
     ("tasks.denoise.crop", 200, r"tiny\.yaml: tasks\.denoise\.data\.train: photo 'chelsea' is 192×128 \(after max_side 192\), smaller than the 200×200 crop \(tasks\.denoise\.crop\)"),
     ("tasks.denoise.data.max_side", 3, r"tasks\.denoise\.data\.train: photo 'chelsea' is 3×2 \(after max_side 3\), smaller than the 32×32 crop"),
-    ("tasks.knee.crop", 400, r"tiny\.yaml: tasks\.knee\.crop: 400 is larger than the synthetic volumes' 320×320 images"),
+    ("tasks.knee.crop", 400, r"tiny\.yaml: tasks\.knee\.crop: 400 is larger than the synthetic 320×320 images \(tasks\.knee\.data\.matrix\)"),
 ])
 def test_late_failing_values_are_refused_at_config_time(tiny_config, dotted, value, message):
     _set(tiny_config, dotted, value)

@@ -203,8 +203,7 @@ def _check_loss_params(config: dict[str, Any], source: str) -> None:
 
 
 def _check_data_sizes(config: dict[str, Any], source: str) -> None:
-    """Embedded photos against the crop and the U-net, and MRI crops against the synthetic volumes' size."""
-    from lossbench.data.fastmri_synthetic import RECON
+    """Embedded photos against the crop and the U-net (synthetic MRI crops are checked in _check_semantics)."""
     from lossbench.data.images import embedded_photo_path, image_size, scaled_size
 
     smallest_val = 2 ** config["model"]["depth"]
@@ -219,8 +218,6 @@ def _check_data_sizes(config: dict[str, Any], source: str) -> None:
                         raise ConfigError(f"{source}: tasks.{task}.data.{split}: {error}") from None
                     if min(width, height) < minimum:
                         raise ConfigError(f"{source}: tasks.{task}.data.{split}: photo {name!r} is {width}×{height} (after max_side {data['max_side']}), smaller than {needed_by}")
-        if data["source"] == "synthetic" and settings["crop"] > RECON:
-            raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is larger than the synthetic volumes' {RECON}×{RECON} images")
 
 
 def _check_folders(config: dict[str, Any], source: str) -> None:
@@ -291,6 +288,14 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 overlap = set(data["train"]) & set(data["val"])
                 if overlap:
                     raise ConfigError(f"{source}: tasks.denoise.data: {', '.join(sorted(overlap))} in both train and val")
+        else:
+            if data["source"] == "synthetic" and settings["crop"] > data["matrix"]:
+                raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is larger than the synthetic {data['matrix']}×{data['matrix']} images (tasks.{task}.data.matrix)")
+            from lossbench.metrics.msssim import SCALE_WEIGHTS, usable_scales
+
+            # MRI metrics are computed on crop × crop images, which five-scale MS-SSIM must fit.
+            if "msssim" in config["metrics"] and usable_scales(settings["crop"], settings["crop"]) < len(SCALE_WEIGHTS):
+                raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is too small for the msssim metric's {len(SCALE_WEIGHTS)} scales (the side must exceed 160)")
     _check_model(config, source)
     _check_data_sizes(config, source)
     learning_rate_overrides(config, source)
