@@ -207,7 +207,8 @@ def flip_ppd(evaluation: dict[str, Any]) -> float:
     viewing = evaluation.get("flip") or {}
     if viewing.get("ppd") is not None:
         return float(viewing["ppd"])
-    return pixels_per_degree(viewing.get("distance_m", 0.7), viewing.get("monitor_width_m", 0.7), viewing.get("monitor_pixels", 3840))
+    arguments = {"distance_m": "distance_m", "monitor_width_m": "monitor_width_m", "monitor_pixels": "resolution_px"}
+    return pixels_per_degree(**{argument: viewing[key] for key, argument in arguments.items() if key in viewing})
 
 
 def loss_params(config: dict[str, Any], task: str, loss: str) -> dict[str, Any]:
