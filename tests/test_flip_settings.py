@@ -96,3 +96,20 @@ def test_user_study_manifest_records_the_viewing_conditions(tmp_path):
     viewing = {"distance_m": 0.7, "monitor_width_m": 0.7, "monitor_pixels": 3840, "ppd": flip_ppd({})}
     path = make_stimuli("denoise", tmp_path / "val.h5", {loss: tmp_path / f"{loss}.h5" for loss in ("l1", "flip")}, ["img"], tmp_path / "study", viewing=viewing)
     assert load_manifest(path)["viewing"] == viewing
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"out_of_range": "wrap"}, r"tiny\.yaml: losses\.flip\.params: FLIPLoss: unknown out_of_range 'wrap', expected one of 'clamp', 'inward', 'extrapolate'"),
+    ({"clip": True}, r"tiny\.yaml: losses\.flip\.params: .*unexpected keyword argument 'clip'"),
+])
+def test_bad_flip_loss_params_are_rejected_in_one_line(tiny_config, params, message):
+    tiny_config["losses"]["flip"] = {"lr": 1e-3, "params": params}
+    with pytest.raises(ConfigError, match=message) as error:
+        validate(tiny_config, "tiny.yaml")
+    assert "\n" not in str(error.value)
+
+
+def test_flip_loss_option_reaches_the_loss(tiny_config):
+    tiny_config["losses"]["flip"] = {"lr": 1e-3, "params": {"out_of_range": "inward"}}
+    config = validate(tiny_config, "tiny.yaml")
+    assert loss_params(config, "denoise", "flip")["out_of_range"] == "inward"
