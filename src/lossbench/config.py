@@ -262,6 +262,14 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
     for name in config["metrics"]:
         if name not in metrics.names():
             raise ConfigError(f"{source}: metrics: metric {name!r} not available in this version (available: {', '.join(metrics.names())})")
+    if "flip" in config["losses"]:
+        # Cheap to build, so its options (out_of_range, ppd, mode) are checked before any job runs.
+        from lossbench.flip import FLIPLoss
+
+        try:
+            FLIPLoss(**config["losses"]["flip"]["params"])
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{source}: losses.flip.params: {error}") from error
     for name, settings in config["losses"].items():
         if isinstance(settings["lr"], dict):
             for task in config["tasks"]:
@@ -392,15 +400,28 @@ def evaluation_settings(config: dict[str, Any]) -> dict[str, Any]:
     return evaluation
 
 
+def flip_ppd(evaluation: dict[str, Any]) -> float:
+    """Pixels per degree of FLIP's viewing conditions ``evaluation.flip`` (the metric's and the loss's)."""
+    from lossbench.flip import pixels_per_degree
+
+    viewing = evaluation.get("flip") or {}
+    if viewing.get("ppd") is not None:
+        return float(viewing["ppd"])
+    arguments = {"distance_m": "distance_m", "monitor_width_m": "monitor_width_m", "monitor_pixels": "resolution_px"}
+    return pixels_per_degree(**{argument: viewing[key] for key, argument in arguments.items() if key in viewing})
+
+
 def loss_params(config: dict[str, Any], task: str, loss: str) -> dict[str, Any]:
     """Constructor arguments of ``loss`` on ``task``: the configured ``params`` plus task-dependent defaults.
 
-    FLIP runs in RGB for denoising and in the configured grayscale mode for MRI; LPIPS+l2 uses the
-    resolved LPIPS trunk of :func:`evaluation_settings`.
+    FLIP runs in RGB for denoising and in the configured grayscale mode for MRI, under the viewing
+    conditions of ``evaluation.flip`` (as the metric); LPIPS+l2 uses the resolved LPIPS trunk of
+    :func:`evaluation_settings`.
     """
     params = dict(config["losses"][loss]["params"])
     if loss == "flip":
         params.setdefault("mode", "rgb" if TASK_KINDS[task] == "denoise" else config["evaluation"]["flip_gray_mode"])
+        params.setdefault("ppd", flip_ppd(config["evaluation"]))
     if loss == "lpips_l2":
         evaluation = evaluation_settings(config)
         params.setdefault("trunk", evaluation["lpips_trunk"])

@@ -97,6 +97,7 @@ rule userstudy_stimuli:
         images=lambda w: {task: USERSTUDY["stimuli"][task] for task in STUDY_TASKS[w.study]},
         losses=LOSSES,
         flicker_ms=USERSTUDY["flicker_ms"],
+        viewing=EVALUATION["flip"],
     wildcard_constraints:
         study="|".join(STUDY_TASKS) or "no_own_study",
     log:

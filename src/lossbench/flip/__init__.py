@@ -27,6 +27,12 @@ Grayscale modes (inputs with C = 1):
     stay comparable;
   - features are edges only (the thesis's FLIP predates point detection), on the normalised
     luminance (Y + 16) / 116 = y: dEf = (|edge_ref - edge_test| / sqrt 2) ** 0.5.
+* ``"gray_lab"``: the third reading of section 3.2. As ``"gray_thesis"`` (linear input, only
+  the achromatic channel filtered, no Hunt adjustment, edges but no points), except that the
+  L*a*b* step is kept, read as leaving only the colour transforms out: the filtered value
+  y = (Y + 16) / 116 becomes L* = 116 f(y) - 16 (a* = b* = 0 for a grey) and the colour error
+  is |L*_ref - L*_test|. The cube root of f makes dark differences count more than in
+  ``"gray_thesis"``, as in the RGB metric.
 
 All computation happens in float32 with autocast disabled; gradients are finite everywhere,
 including identical, all-black and all-white images (square roots and powers at 0 use
@@ -49,9 +55,9 @@ import torch
 from torch import nn
 
 from lossbench.checks import check_image_pair
-from lossbench.flip._core import MODES, error_map
+from lossbench.flip._core import MODES, OUT_OF_RANGE, error_map
 
-__all__ = ["DEFAULT_PPD", "MODES", "FLIPLoss", "flip", "flip_map", "pixels_per_degree"]
+__all__ = ["DEFAULT_PPD", "MODES", "OUT_OF_RANGE", "FLIPLoss", "flip", "flip_map", "pixels_per_degree"]
 
 #: Pixels per degree for 0.7 m viewing distance, 0.7 m wide 3840-pixel monitor (the default).
 DEFAULT_PPD = 67.02064514
@@ -88,7 +94,7 @@ def _validate(reference: torch.Tensor, test: torch.Tensor, ppd: float, mode: str
     if mode == "rgb" and channels != 3:
         raise ValueError(
             f"{name}: mode 'rgb' needs 3-channel sRGB images, got {channels} channel(s); "
-            "use 'gray_thesis' or 'gray_replicated' for grayscale"
+            "use 'gray_thesis', 'gray_lab' or 'gray_replicated' for grayscale"
         )
     if mode != "rgb" and channels != 1:
         raise ValueError(f"{name}: mode {mode!r} needs 1-channel images, got {channels} channels; use 'rgb' for colour")
@@ -101,7 +107,7 @@ def flip_map(reference: torch.Tensor, test: torch.Tensor, ppd: float = DEFAULT_P
 
     Args:
         reference: (N, C, H, W) reference images, values in [0, 1] (clamped), sRGB-encoded for
-            ``"rgb"`` and ``"gray_replicated"``, linear for ``"gray_thesis"``.
+            ``"rgb"`` and ``"gray_replicated"``, linear for ``"gray_thesis"`` and ``"gray_lab"``.
         test: (N, C, H, W) test images, same conventions.
         ppd: Pixels per degree of visual angle (see :func:`pixels_per_degree`).
         mode: One of :data:`MODES`; ``"rgb"`` needs C = 3, the gray modes C = 1.
@@ -125,21 +131,44 @@ def flip(reference: torch.Tensor, test: torch.Tensor, ppd: float = DEFAULT_PPD, 
 class FLIPLoss(nn.Module):
     """Mean FLIP error over a batch, FLIP(reference=target, test=output), as a training loss.
 
+    The metric clamps its inputs (and the CSF-filtered linear colours) to [0, 1], so a value
+    outside the range shows as 0 or 1 and gets no gradient: a FLIP-trained denoiser leaves many
+    outputs there (docs/flip_loss.md: 19 % after 400 steps), harmless once outputs are clamped for
+    display and scoring, as lossbench does. ``out_of_range`` chooses:
+
+    * ``"clamp"`` (default): the metric itself, clamps and all; with clamped outputs it optimises
+      exactly the reported FLIP, and it measured best on the clamped FLIP and PSNR.
+    * ``"inward"``: the same value; outside [0, 1] the gradient at the clamped value is passed on
+      where a descent step moves the value back towards the range (never outwards, which would
+      let values drift), so raw outputs stay nearer the range.
+    * ``"extrapolate"``: FLIP's formulas continued outside [0, 1], with neither clamp (the sRGB
+      curve linear below 0, every later step defined there), so an out-of-range output costs
+      what the colour it encodes would cost. Equal to the metric for inputs in [0, 1] whose
+      filtered colours stay in gamut.
+
+    ``inward`` and ``extrapolate`` are documented deviations of the loss from the metric (the
+    thesis, §5.1, adjusted FLIP "to work as a loss function" without saying how).
+
     Args:
         ppd: Pixels per degree of visual angle.
         mode: One of :data:`MODES`.
+        out_of_range: One of :data:`OUT_OF_RANGE`.
     """
 
-    def __init__(self, ppd: float = DEFAULT_PPD, mode: str = "rgb") -> None:
+    def __init__(self, ppd: float = DEFAULT_PPD, mode: str = "rgb", out_of_range: str = "clamp") -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"FLIPLoss: unknown mode {mode!r}, expected one of {', '.join(map(repr, MODES))}")
+        if out_of_range not in OUT_OF_RANGE:
+            raise ValueError(f"FLIPLoss: unknown out_of_range {out_of_range!r}, expected one of {', '.join(map(repr, OUT_OF_RANGE))}")
         self.ppd = ppd
         self.mode = mode
+        self.out_of_range = out_of_range
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Scalar loss from (N, C, H, W) ``output`` and ``target`` with values in [0, 1]."""
-        return flip(target, output, self.ppd, self.mode).mean()
+        """Scalar loss from (N, C, H, W) ``output`` and ``target``, nominally in [0, 1]."""
+        _validate(target, output, self.ppd, self.mode, "FLIP loss")
+        return error_map(target, output, float(self.ppd), self.mode, self.out_of_range).mean()
 
     def extra_repr(self) -> str:
-        return f"ppd={self.ppd}, mode={self.mode!r}"
+        return f"ppd={self.ppd}, mode={self.mode!r}, out_of_range={self.out_of_range!r}"

@@ -49,7 +49,7 @@ class Source:
     images: list[str | int]
 
 
-def make_study_stimuli(study: str, sources: list[Source], folder: str | Path, flicker_ms: int = 500) -> Path:
+def make_study_stimuli(study: str, sources: list[Source], folder: str | Path, flicker_ms: int = 500, viewing: dict | None = None) -> Path:
     """Write the PNGs and ``manifest.json`` of a study of one or more tasks into ``folder``; returns the manifest's path.
 
     Args:
@@ -57,6 +57,8 @@ def make_study_stimuli(study: str, sources: list[Source], folder: str | Path, fl
         sources: The tasks' images, all with the same losses.
         folder: Destination folder.
         flicker_ms: Duration of each half of a flicker.
+        viewing: FLIP's viewing conditions (``evaluation.flip``), recorded in the manifest with their
+            pixels per degree as those the stimuli should be shown under, at their native resolution.
     """
     losses = list(sources[0].outputs) if sources else []
     if len(losses) < 2:
@@ -82,6 +84,10 @@ def make_study_stimuli(study: str, sources: list[Source], folder: str | Path, fl
                     entries[image]["outputs"][loss] = f"images/{image}/{loss}.png"
     trials = [{"id": f"t{index:04d}", "image": image, "a": a, "b": b} for index, (image, (a, b)) in enumerate(itertools.product(entries, itertools.combinations(losses, 2)))]
     manifest = {"study": study, "tasks": [source.task for source in sources], "conditions": losses, "flicker_ms": flicker_ms, "images": entries, "trials": trials}
+    if viewing is not None:
+        from lossbench.config import flip_ppd
+
+        manifest["viewing"] = {**viewing, "ppd": flip_ppd({"flip": viewing})}
     path = folder / MANIFEST
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(manifest, indent=1))
