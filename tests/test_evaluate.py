@@ -56,7 +56,7 @@ def test_fastmri_table(knee_valset, tmp_path):
     write_csv(fastmri_volume_metrics(knee_valset, tmp_path / "out.h5"), tmp_path / "l1.csv")
     table = build_table("table_6_3", tmp_path / "input.csv", {"l1": [tmp_path / "l1.csv"]}, suite="fastmri")
     assert list(table.cells) == ["nmse", "psnr", "ssim"]
-    assert "| NMSE |" in to_markdown(table) and "| Masked |" in to_markdown(table)
+    assert "| NMSE ↓ |" in to_markdown(table) and "| Masked |" in to_markdown(table)
     paths = write_all(table, tmp_path / "table_6_3_fastmri", with_paper=False)
     assert [p.name for p in paths] == ["table_6_3_fastmri.csv", "table_6_3_fastmri.md", "table_6_3_fastmri.tex"]
     with open(paths[0]) as handle:
