@@ -27,6 +27,7 @@ include: "workflow/rules/infer.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/userstudy.smk"
+include: "workflow/rules/summary.smk"
 
 
 rule all:
@@ -35,3 +36,4 @@ rule all:
         table_targets(),
         figure_targets(),
         USERSTUDY_TARGETS,
+        "results/summary.md",
