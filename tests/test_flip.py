@@ -125,14 +125,22 @@ def test_inputs_are_clamped() -> None:
     torch.testing.assert_close(flip_map(reference, test), flip_map(reference, test.clamp(0, 1)))
 
 
-def _gray_thesis_direct(reference: np.ndarray, test: np.ndarray, ppd: float) -> np.ndarray:
-    """gray_thesis written with plain 2-D correlations (edge replication) in float64."""
+def _lab_lightness(y: np.ndarray) -> np.ndarray:
+    """CIE L* of linear luminance y (white Yn = 1)."""
+    delta = 6.0 / 29.0
+    return 116.0 * np.where(y > delta**3, np.cbrt(y), y / (3 * delta * delta) + 4.0 / 29.0) - 16.0
+
+
+def _linear_gray_direct(reference: np.ndarray, test: np.ndarray, ppd: float, mode: str) -> np.ndarray:
+    """gray_thesis or gray_lab written with plain 2-D correlations (edge replication) in float64."""
     csf = _filters.csf_kernels(ppd)["y"]
     feat = _filters.feature_kernels(ppd)
     cmax = _color.CMAX
 
     def perceive(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         filtered = ndimage.correlate(116.0 * y - 16.0, np.outer(csf, csf), mode="nearest")
+        if mode == "gray_lab":
+            filtered = _lab_lightness((filtered + 16.0) / 116.0)
         dx = ndimage.correlate(y, np.outer(feat["g"], feat["dg"]), mode="nearest")
         dy = ndimage.correlate(y, np.outer(feat["dg"], feat["g"]), mode="nearest")
         return filtered, np.hypot(dx, dy)
@@ -145,22 +153,24 @@ def _gray_thesis_direct(reference: np.ndarray, test: np.ndarray, ppd: float) -> 
     return color ** (1.0 - feature)
 
 
-def test_gray_thesis_matches_direct_2d_formulation() -> None:
+@pytest.mark.parametrize("mode", ["gray_thesis", "gray_lab"])
+def test_linear_gray_modes_match_direct_2d_formulation(mode: str) -> None:
     rng = np.random.default_rng(5)
     reference = _crop(data.camera(), 70, 90).astype(np.float64)
     test = np.clip(reference + rng.normal(0.0, 0.05, reference.shape), 0.0, 1.0)
-    expected = _gray_thesis_direct(reference, test, DEFAULT_PPD)
-    ours = flip_map(_to_tensor(reference), _to_tensor(test), mode="gray_thesis")[0, 0].numpy()
+    expected = _linear_gray_direct(reference, test, DEFAULT_PPD, mode)
+    ours = flip_map(_to_tensor(reference), _to_tensor(test), mode=mode)[0, 0].numpy()
     assert np.abs(ours - expected).max() < MAP_TOL
     assert abs(float(ours.mean()) - float(expected.mean())) < MEAN_TOL
 
 
-def test_gray_thesis_grows_with_noise() -> None:
+@pytest.mark.parametrize("mode", ["gray_thesis", "gray_lab"])
+def test_linear_gray_modes_grow_with_noise(mode: str) -> None:
     reference = _crop(data.camera(), 64, 64)
     rng = np.random.default_rng(6)
     noise = rng.normal(0.0, 1.0, reference.shape)
     errors = [
-        float(flip(_to_tensor(reference), _to_tensor(np.clip(reference + s * noise, 0, 1)), mode="gray_thesis"))
+        float(flip(_to_tensor(reference), _to_tensor(np.clip(reference + s * noise, 0, 1)), mode=mode))
         for s in (0.02, 0.05, 0.1)
     ]
     assert errors == sorted(errors) and errors[0] > 0
@@ -304,6 +314,7 @@ def test_reference_gradient_when_requested() -> None:
         (torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16), "rgb", "mode 'rgb' needs 3-channel"),
         (torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), "gray_thesis", "needs 1-channel"),
         (torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), "gray_replicated", "needs 1-channel"),
+        (torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), "gray_lab", "needs 1-channel"),
         (torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), "hdr", "unknown mode 'hdr'"),
     ],
 )

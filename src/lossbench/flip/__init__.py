@@ -27,6 +27,12 @@ Grayscale modes (inputs with C = 1):
     stay comparable;
   - features are edges only (the thesis's FLIP predates point detection), on the normalised
     luminance (Y + 16) / 116 = y: dEf = (|edge_ref - edge_test| / sqrt 2) ** 0.5.
+* ``"gray_lab"``: the third reading of section 3.2. As ``"gray_thesis"`` (linear input, only
+  the achromatic channel filtered, no Hunt adjustment, edges but no points), except that the
+  L*a*b* step is kept, read as leaving only the colour transforms out: the filtered value
+  y = (Y + 16) / 116 becomes L* = 116 f(y) - 16 (a* = b* = 0 for a grey) and the colour error
+  is |L*_ref - L*_test|. The cube root of f makes dark differences count more than in
+  ``"gray_thesis"``, as in the RGB metric.
 
 All computation happens in float32 with autocast disabled; gradients are finite everywhere,
 including identical, all-black and all-white images (square roots and powers at 0 use
@@ -88,7 +94,7 @@ def _validate(reference: torch.Tensor, test: torch.Tensor, ppd: float, mode: str
     if mode == "rgb" and channels != 3:
         raise ValueError(
             f"{name}: mode 'rgb' needs 3-channel sRGB images, got {channels} channel(s); "
-            "use 'gray_thesis' or 'gray_replicated' for grayscale"
+            "use 'gray_thesis', 'gray_lab' or 'gray_replicated' for grayscale"
         )
     if mode != "rgb" and channels != 1:
         raise ValueError(f"{name}: mode {mode!r} needs 1-channel images, got {channels} channels; use 'rgb' for colour")
@@ -101,7 +107,7 @@ def flip_map(reference: torch.Tensor, test: torch.Tensor, ppd: float = DEFAULT_P
 
     Args:
         reference: (N, C, H, W) reference images, values in [0, 1] (clamped), sRGB-encoded for
-            ``"rgb"`` and ``"gray_replicated"``, linear for ``"gray_thesis"``.
+            ``"rgb"`` and ``"gray_replicated"``, linear for ``"gray_thesis"`` and ``"gray_lab"``.
         test: (N, C, H, W) test images, same conventions.
         ppd: Pixels per degree of visual angle (see :func:`pixels_per_degree`).
         mode: One of :data:`MODES`; ``"rgb"`` needs C = 3, the gray modes C = 1.

@@ -5,7 +5,7 @@ colour transforms are single GEMMs and each filtering direction is one batched G
 channels and images. The vertical pass runs on the transposed images, so everything after
 filtering lives in (…, W, H) and only the final map is transposed back.
 
-Both filtering directions are applied to one stack of 8 channels (3 for gray_thesis: Y and two
+Both filtering directions are applied to one stack of 8 channels (3 for the linear gray modes: Y and two
 copies of y) built by one affine map from linear RGB: the CSF inputs Y, Cx, Cz, Cz (the blue-yellow filter is a sum
 of two separable Gaussians, hence two copies) and four copies of the normalised luminance
 (Y + 16) / 116 for the feature detectors, which the two passes turn into dy, ddy, dx and ddx.
@@ -22,7 +22,9 @@ import torch
 
 from lossbench.flip import _color, _filters
 
-MODES = ("rgb", "gray_thesis", "gray_replicated")
+MODES = ("rgb", "gray_thesis", "gray_lab", "gray_replicated")
+#: Modes whose input is linear grayscale, taken straight to the achromatic channel Y = 116 y - 16.
+LINEAR_GRAY_MODES = ("gray_thesis", "gray_lab")
 
 _YCXCZ_SPLIT_TO_RGB = _color.YCXCZ_TO_RGB[:, [0, 1, 2, 2]]
 
@@ -39,7 +41,7 @@ def _plan(mode: str, ppd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     feat = _filters.feature_kernels(ppd)
     radius = max(_filters.csf_radius(ppd), _filters.feature_radius(ppd))
     k = {name: _filters.pad_kernel(v, radius) for name, v in {**csf, **feat}.items()}
-    if mode == "gray_thesis":
+    if mode in LINEAR_GRAY_MODES:
         # Input is linear luminance y: Y = 116 y - 16 for the CSF, y itself for the edges.
         matrix = np.array([[116.0], [1.0], [1.0]])
         offset = np.array([-16.0, 0.0, 0.0])
@@ -66,6 +68,16 @@ def _passes(
     _, _, x_kernels, y_kernels = _plan(mode, ppd)
     dev = torch.device(device)
     return _filters.SeparablePass(x_kernels, width, dev), _filters.SeparablePass(y_kernels, height, dev)
+
+
+def clamp_unit(x: torch.Tensor) -> torch.Tensor:
+    """x clamped to [0, 1]; gradient 1 on the closed interval, including its ends, 0 outside.
+
+    ``torch.clamp`` passes no gradient at the bounds themselves, so a value exactly at 0 or 1
+    (an 8-bit image's black and white, or an output the loss's straight-through clamp has moved
+    there) would get none; the one-sided derivative from inside the range is the useful one.
+    """
+    return torch.where((x >= 0.0) & (x <= 1.0), x, x.clamp(0.0, 1.0))
 
 
 def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
@@ -101,8 +113,9 @@ def _magnitude(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class _Perception(NamedTuple):
     """What FLIP compares, per image, in the transposed (…, W, H) layout.
 
-    ``lightness`` is L* (rgb modes) or the filtered Y (gray_thesis); ``chroma`` holds the
-    Hunt-adjusted (a, b) and ``points`` the point magnitudes, both None for gray_thesis.
+    ``lightness`` is L* (rgb, gray_replicated and gray_lab) or the filtered Y (gray_thesis);
+    ``chroma`` holds the Hunt-adjusted (a, b) and ``points`` the point magnitudes, both None for
+    the linear gray modes.
     """
 
     lightness: torch.Tensor
@@ -114,16 +127,21 @@ class _Perception(NamedTuple):
 def _perceive(images: torch.Tensor, ppd: float, mode: str) -> _Perception:
     """Filter and transform (N, C, H, W) images in [0, 1] into the quantities FLIP compares."""
     _, _, height, width = images.shape
-    channels = images.to(torch.float32).clamp(0.0, 1.0).transpose(0, 1)
-    if mode != "gray_thesis":
+    channels = clamp_unit(images.to(torch.float32)).transpose(0, 1)
+    if mode not in LINEAR_GRAY_MODES:
         channels = _color.srgb_to_linear(channels)
     matrix, offset, _, _ = _plan(mode, ppd)
     x_pass, y_pass = _passes(mode, ppd, height, width, str(images.device))
     filtered = y_pass(x_pass(_color.apply_matrix(matrix, channels, offset)).transpose(-1, -2))
-    if mode == "gray_thesis":
-        return _Perception(filtered[0], None, _magnitude(filtered[2], filtered[1]), None)
+    if mode in LINEAR_GRAY_MODES:
+        edges = _magnitude(filtered[2], filtered[1])
+        if mode == "gray_thesis":
+            return _Perception(filtered[0], None, edges, None)
+        # gray_lab: back to the linear value y = (Y + 16) / 116, in [0, 1] since the filter is
+        # positive and normalised; a grey has a* = b* = 0, so L* = 116 f(y) - 16 is all of its L*a*b*.
+        return _Perception(116.0 * _color.lab_f((filtered[0] + 16.0) * (1.0 / 116.0)) - 16.0, None, edges, None)
     # Columns (Y, Cx, Cz1, Cz2): the two Cz partial filters are summed by the matrix.
-    linear = _color.apply_matrix(_YCXCZ_SPLIT_TO_RGB, filtered[:4], _color.YCXCZ_TO_RGB_OFFSET).clamp(0.0, 1.0)
+    linear = clamp_unit(_color.apply_matrix(_YCXCZ_SPLIT_TO_RGB, filtered[:4], _color.YCXCZ_TO_RGB_OFFSET))
     companded = _color.lab_f(_color.apply_matrix(_color.RGB_TO_XYZN, linear))
     lab = _color.apply_matrix(_color.F_TO_LAB, companded, _color.LAB_OFFSET)
     hunt_ab = lab[1:] * (0.01 * lab[0])
