@@ -243,3 +243,33 @@ def test_cli(tmp_path):
     assert len(SliceDataset(tmp_path, "singlecoil")) == 2
     refused = _cli(*run, "--seed", "5")
     assert refused.returncode == 1 and "knee_000.h5" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("challenge, kspace_shape", [("singlecoil", (2, 96, 56)), ("multicoil", (2, 2, 96, 48))])
+def test_smaller_matrix_keeps_fastmri_layout(tmp_path, monkeypatch, challenge, kspace_shape):
+    synthetic.generate_dataset(tmp_path, challenge, n_volumes=1, n_slices=2, seed=5, n_coils=2, matrix=48)
+    with h5py.File(tmp_path / "file_000.h5", "r") as file:
+        assert file["kspace"].shape == kspace_shape and file[synthetic.RECON_KEYS[challenge]].shape == (2, 48, 48)
+    monkeypatch.chdir(tmp_path)
+    kspace, _, target, attrs, _, _ = SliceDataset(tmp_path, challenge)[1]
+    assert attrs["encoding_size"] == (96, kspace_shape[-1], 1) and attrs["recon_size"] == (48, 48, 1)
+    assert (attrs["padding_left"], attrs["padding_right"]) == synthetic.acquired_columns(challenge, kspace_shape[-1])
+    _, image, target = MRISliceDataset(tmp_path, challenge, crop=48).validation_item(1)
+    assert image.shape == target.shape == (1, 48, 48) and torch.isfinite(image).all()
+    with pytest.raises(ValueError, match="crop 64 is larger than the image"):
+        MRISliceDataset(tmp_path, challenge, crop=64)
+
+
+def test_knee_and_brain_have_textured_anatomy(singlecoil_dir, multicoil_dir):
+    """Not piecewise-constant: many distinct grey levels inside the object, and knee and brain differ."""
+    levels = {}
+    for challenge, root in (("singlecoil", singlecoil_dir), ("multicoil", multicoil_dir)):
+        with h5py.File(root / "file_000.h5", "r") as file:
+            target = file[synthetic.RECON_KEYS[challenge]][1] / file.attrs["max"]
+        tissue = target[target > 0.1]
+        assert tissue.size > 0.2 * target.size
+        # Edges: a large share of strong gradients, as at the borders of bones and tissues.
+        gradient = np.hypot(*np.gradient(target))
+        assert np.mean(gradient > 0.05) > 0.02
+        levels[challenge] = np.histogram(tissue, bins=20, range=(0, 1))[0] / tissue.size
+    assert np.abs(levels["singlecoil"] - levels["multicoil"]).sum() > 0.5

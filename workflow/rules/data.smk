@@ -26,6 +26,7 @@ rule synthetic_mri:
         challenge=lambda w: TASK_KINDS[w.task],
         volumes=lambda w: config["tasks"][w.task]["data"][w.split]["volumes"],
         slices=lambda w: config["tasks"][w.task]["data"][w.split]["slices"],
+        matrix=lambda w: config["tasks"][w.task]["data"]["matrix"],
         prefix=lambda w: f"{w.task}_{w.split}",
         seed=lambda w: derive_seed(w.task, w.split),
     wildcard_constraints:
