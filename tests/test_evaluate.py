@@ -70,6 +70,8 @@ def test_mismatched_outputs_are_rejected(knee_valset, tmp_path):
 
 
 def test_metric_params_choose_flip_mode_and_lpips_trunk():
-    assert metric_params("flip", "denoise") == {}
-    assert metric_params("flip", "singlecoil", {"flip_gray_mode": "gray_replicated"}) == {"mode": "gray_replicated"}
+    assert metric_params("flip", "denoise") == {"ppd": pytest.approx(67.0206, abs=1e-4)}
+    assert metric_params("flip", "singlecoil", {"flip_gray_mode": "gray_replicated"}) == {"mode": "gray_replicated", "ppd": pytest.approx(67.0206, abs=1e-4)}
+    assert metric_params("flip", "denoise", {"flip": {"distance_m": 0.35, "monitor_width_m": 0.7, "monitor_pixels": 3840}})["ppd"] == pytest.approx(33.5103, abs=1e-4)
+    assert metric_params("flip", "denoise", {"flip": {"ppd": 30.0}}) == {"ppd": 30.0}
     assert metric_params("lpips", "denoise", {"lpips_trunk": "untrained", "lpips_weights": None}) == {"trunk": "untrained", "weights_path": None}

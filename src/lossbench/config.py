@@ -200,15 +200,27 @@ def evaluation_settings(config: dict[str, Any]) -> dict[str, Any]:
     return evaluation
 
 
+def flip_ppd(evaluation: dict[str, Any]) -> float:
+    """Pixels per degree of FLIP's viewing conditions ``evaluation.flip`` (the metric's and the loss's)."""
+    from lossbench.flip import pixels_per_degree
+
+    viewing = evaluation.get("flip") or {}
+    if viewing.get("ppd") is not None:
+        return float(viewing["ppd"])
+    return pixels_per_degree(viewing.get("distance_m", 0.7), viewing.get("monitor_width_m", 0.7), viewing.get("monitor_pixels", 3840))
+
+
 def loss_params(config: dict[str, Any], task: str, loss: str) -> dict[str, Any]:
     """Constructor arguments of ``loss`` on ``task``: the configured ``params`` plus task-dependent defaults.
 
-    FLIP runs in RGB for denoising and in the configured grayscale mode for MRI; LPIPS+l2 uses the
-    resolved LPIPS trunk of :func:`evaluation_settings`.
+    FLIP runs in RGB for denoising and in the configured grayscale mode for MRI, under the viewing
+    conditions of ``evaluation.flip`` (as the metric); LPIPS+l2 uses the resolved LPIPS trunk of
+    :func:`evaluation_settings`.
     """
     params = dict(config["losses"][loss]["params"])
     if loss == "flip":
         params.setdefault("mode", "rgb" if TASK_KINDS[task] == "denoise" else config["evaluation"]["flip_gray_mode"])
+        params.setdefault("ppd", flip_ppd(config["evaluation"]))
     if loss == "lpips_l2":
         evaluation = evaluation_settings(config)
         params.setdefault("trunk", evaluation["lpips_trunk"])

@@ -1,5 +1,9 @@
 """Evaluation: per-image metrics of a model's outputs (or of the degraded inputs) against the references.
 
+Model outputs are scored clamped to [0, 1], as an 8-bit image of them (what figures and the user
+study show) would hold them; the degraded inputs are scored as they are, so that the Noisy column
+keeps the thesis's definition (PSNR 20.17 dB for sigma = 25 is that of unclamped noise).
+
 CLI:
     python -m lossbench.evaluate VALSET.h5 [--outputs OUTPUTS.h5] --metrics l1 l2 psnr --out metrics.csv
 """
@@ -12,19 +16,29 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from lossbench import metrics
+from lossbench.config import flip_ppd
 from lossbench.data.valset import ImageFile
 
 log = logging.getLogger(__name__)
 
 
+def clamp_output(image: np.ndarray) -> np.ndarray:
+    """A model's (C, H, W) output clamped to [0, 1], the range a displayed or saved image can hold."""
+    return np.clip(image, 0.0, 1.0)
+
+
 def metric_params(name: str, kind: str, evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Options of metric ``name`` for a task of ``kind`` (FLIP's grayscale mode for MRI, LPIPS's trunk)."""
+    """Options of metric ``name`` for a task of ``kind`` (FLIP's viewing conditions and grayscale mode for MRI, LPIPS's trunk)."""
     evaluation = evaluation or {}
-    if name == "flip" and kind != "denoise":
-        return {"mode": evaluation.get("flip_gray_mode", "gray_thesis")}
+    if name == "flip":
+        params = {"ppd": flip_ppd(evaluation)}
+        if kind != "denoise":
+            params["mode"] = evaluation.get("flip_gray_mode", "gray_thesis")
+        return params
     if name == "lpips":
         return {"trunk": evaluation.get("lpips_trunk", "auto"), "weights_path": evaluation.get("lpips_weights")}
     return {}
@@ -51,7 +65,7 @@ def evaluate(valset_path: str | Path, outputs_path: str | Path | None, metric_na
                 raise ValueError(f"{outputs_path}: image ids differ from those of {valset_path}")
             for image_id in valset.ids:
                 target = torch.from_numpy(valset.read("target", image_id))[None]
-                restored = outputs.read("output", image_id) if outputs is not None else valset.read("input", image_id)
+                restored = clamp_output(outputs.read("output", image_id)) if outputs is not None else valset.read("input", image_id)
                 restored = torch.from_numpy(restored)[None]
                 row = {"image": image_id}
                 for name in metric_names:
@@ -75,7 +89,6 @@ def fastmri_volume_metrics(valset_path: str | Path, outputs_path: str | Path | N
     Returns:
         One row per volume: ``{"volume": stem, "nmse": ..., "psnr": ..., "ssim": ...}``.
     """
-    import numpy as np
     from fastmri import evaluate as fastmri_evaluate
 
     rows = []
@@ -87,8 +100,10 @@ def fastmri_volume_metrics(valset_path: str | Path, outputs_path: str | Path | N
                 volumes.setdefault(image_id.rsplit("_s", 1)[0], []).append(image_id)
             for volume, ids in volumes.items():
                 target = np.stack([valset.read("target", i)[0] for i in ids]).astype(np.float64)
-                group, source = ("output", outputs) if outputs is not None else ("input", valset)
-                restored = np.stack([source.read(group, i)[0] for i in ids]).astype(np.float64)
+                if outputs is not None:
+                    restored = np.stack([clamp_output(outputs.read("output", i))[0] for i in ids]).astype(np.float64)
+                else:
+                    restored = np.stack([valset.read("input", i)[0] for i in ids]).astype(np.float64)
                 maxval = target.max()
                 rows.append({
                     "volume": volume,
@@ -100,6 +115,71 @@ def fastmri_volume_metrics(valset_path: str | Path, outputs_path: str | Path | N
             if outputs is not None:
                 outputs.close()
     return rows
+
+
+#: FLIP's grayscale modes compared by :func:`flip_gray_modes` (thesis §3.2 read three ways).
+GRAY_MODES = ("gray_thesis", "gray_lab", "gray_replicated")
+
+
+def _mean_flip(valset: ImageFile, outputs: ImageFile | None, mode: str, ppd: float) -> float:
+    values = []
+    for image_id in valset.ids:
+        target = torch.from_numpy(valset.read("target", image_id))[None]
+        restored = clamp_output(outputs.read("output", image_id)) if outputs is not None else valset.read("input", image_id)
+        values.append(float(metrics.compute("flip", torch.from_numpy(restored)[None], target, mode=mode, ppd=ppd)[0]))
+    return sum(values) / len(values)
+
+
+def flip_gray_modes(valsets: dict[str, str | Path], outputs: dict[str, dict[str, list[str | Path]]], evaluation: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The FLIP row of the MRI tables under each grayscale mode of :data:`GRAY_MODES`.
+
+    Args:
+        valsets: MRI task → its validation set (grayscale, linear values in [0, 1]).
+        outputs: MRI task → loss → its models' outputs, one file per seed.
+        evaluation: The configuration's ``evaluation`` section (FLIP's viewing conditions).
+
+    Returns:
+        One row per (task, mode): ``{"task", "mode", "input": mean FLIP of the degraded inputs,
+        <loss>: mean over seeds of the mean FLIP over images, ...}``.
+    """
+    ppd = flip_ppd(evaluation or {})
+    rows = []
+    for task, valset_path in valsets.items():
+        with ImageFile(valset_path) as valset:
+            if str(valset.attrs.get("kind", "denoise")) == "denoise":
+                raise ValueError(f"{valset_path}: flip_gray_modes needs a grayscale MRI validation set, got a denoising one")
+            for mode in GRAY_MODES:
+                row: dict[str, Any] = {"task": task, "mode": mode, "input": _mean_flip(valset, None, mode, ppd)}
+                for loss, paths in outputs.get(task, {}).items():
+                    per_seed = []
+                    for path in paths:
+                        with ImageFile(path) as output:
+                            if output.ids != valset.ids:
+                                raise ValueError(f"{path}: image ids differ from those of {valset_path}")
+                            per_seed.append(_mean_flip(valset, output, mode, ppd))
+                    row[loss] = sum(per_seed) / len(per_seed)
+                rows.append(row)
+    return rows
+
+
+def flip_gray_modes_markdown(rows: list[dict[str, Any]], input_label: str = "Masked") -> str:
+    """:func:`flip_gray_modes` rows as one Markdown table per task, the best model per row in bold."""
+    from lossbench.tables import loss_label
+
+    lines = []
+    for task in dict.fromkeys(row["task"] for row in rows):
+        task_rows = [row for row in rows if row["task"] == task]
+        losses = [key for key in task_rows[0] if key not in ("task", "mode", "input")]
+        lines += [f"**FLIP of the {task} models under each grayscale reading of thesis §3.2** (lower is better).", ""]
+        lines.append("| Mode | " + " | ".join([input_label] + [loss_label(loss) for loss in losses]) + " |")
+        lines.append("|---|" + "---:|" * (len(losses) + 1))
+        for row in task_rows:
+            best = min((row[loss] for loss in losses), default=None)
+            cells = [f"{row['input']:.4f}"] + [f"**{row[loss]:.4f}**" if row[loss] == best else f"{row[loss]:.4f}" for loss in losses]
+            lines.append(f"| {row['mode']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.append("gray_thesis: linear input, filtered achromatic Y, no L*a*b*, no points (the project's reading); gray_lab: the same with L* of the filtered value; gray_replicated: the grey repeated into sRGB, what NVIDIA's flip-evaluator computes.")
+    return "\n".join(lines) + "\n"
 
 
 def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:

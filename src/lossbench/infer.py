@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 def run(model_path: str | Path, valset_path: str | Path, out_path: str | Path, device: str = "auto", threads: int | None = None) -> int:
     """Restore every validation input with the model and write the outputs (group ``output``).
 
+    Outputs are written clamped to [0, 1], as an image file of them would be; the share of pixels
+    the clamp moved is logged, since a model (a FLIP-trained one in particular) may leave the range.
+
     Returns:
         The number of images written.
     """
@@ -33,12 +36,18 @@ def run(model_path: str | Path, valset_path: str | Path, out_path: str | Path, d
     log.info("inference of %s/%s seed %d on %s", spec["task"], spec["loss"], spec["seed"], target_device)
     with ImageFile(valset_path) as valset:
 
+        outside = total = 0
+
         def outputs():
+            nonlocal outside, total
             for image_id, degraded in valset.items("input"):
-                restored = model(torch.from_numpy(degraded)[None].to(target_device))
-                yield image_id, restored[0].float().cpu().numpy()
+                restored = model(torch.from_numpy(degraded)[None].to(target_device))[0].float()
+                outside += int(((restored < 0) | (restored > 1)).sum())
+                total += restored.numel()
+                yield image_id, restored.clamp(0.0, 1.0).cpu().numpy()
 
         write_images(out_path, {"output": outputs()}, {"task": spec["task"], "loss": spec["loss"], "seed": spec["seed"]})
+        log.info("%.2f%% of output values were outside [0, 1] and were clamped", 100.0 * outside / max(total, 1))
         return len(valset.ids)
 
 

