@@ -273,3 +273,16 @@ def test_knee_and_brain_have_textured_anatomy(singlecoil_dir, multicoil_dir):
         assert np.mean(gradient > 0.05) > 0.02
         levels[challenge] = np.histogram(tissue, bins=20, range=(0, 1))[0] / tissue.size
     assert np.abs(levels["singlecoil"] - levels["multicoil"]).sum() > 0.5
+
+
+def test_crop_larger_than_the_synthetic_matrix_is_a_config_error(tiny_config):
+    from lossbench.config import ConfigError, validate
+
+    tiny_config["tasks"]["knee"]["data"]["matrix"] = 160
+    with pytest.raises(ConfigError, match=r"tasks\.knee\.crop: 320 is larger than the synthetic 160×160 images \(tasks\.knee\.data\.matrix\)"):
+        validate(tiny_config, source="tiny.yaml")
+    tiny_config["tasks"]["knee"]["crop"] = 160
+    assert validate(tiny_config)["tasks"]["knee"]["data"]["matrix"] == 160
+    tiny_config["tasks"]["knee"]["data"]["matrix"] = 161
+    with pytest.raises(ConfigError, match=r"tasks\.knee\.data\.matrix: 161 is not a multiple of 2"):
+        validate(tiny_config)

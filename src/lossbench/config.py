@@ -114,6 +114,8 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 overlap = set(data["train"]) & set(data["val"])
                 if overlap:
                     raise ConfigError(f"{source}: tasks.denoise.data: {', '.join(sorted(overlap))} in both train and val")
+        elif data["source"] == "synthetic" and settings["crop"] > data["matrix"]:
+            raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is larger than the synthetic {data['matrix']}×{data['matrix']} images (tasks.{task}.data.matrix)")
     learning_rate_overrides(config, source)
     weights = config["evaluation"]["lpips_weights"]
     if weights is not None and not Path(weights).is_file():

@@ -46,9 +46,35 @@ rule synthetic_mri:
 LPIPS_CHECKPOINT = [str(trunk_location(EVALUATION["lpips_weights"]))] if LPIPS_PRETRAINED else []
 
 
+def data_check(task, split):
+    """The check report a user folder needs before a rule reads it (folder source), else nothing.
+
+    Checks run in rules of their own, so a failing check stops before any data output is replaced.
+    """
+    if config["tasks"][task]["data"]["source"] == "folder":
+        return [f"results/data/{task}/checks/{split}_images.csv"]
+    return []
+
+
+rule check_images:
+    input:
+        lambda w: config["tasks"][w.task]["data"][f"{w.split}_dir"],
+    output:
+        "results/data/{task}/checks/{split}_images.csv",
+    wildcard_constraints:
+        split="train|val",
+    log:
+        "results/logs/data/{task}_check_{split}_images.log",
+    conda:
+        ENV
+    script:
+        "../scripts/check_images.py"
+
+
 rule validation_set:
     input:
         lambda w: data_dir(w.task, "val"),
+        check=lambda w: data_check(w.task, "val"),
         lpips=LPIPS_CHECKPOINT,
     output:
         "results/data/{task}/val.h5",
@@ -82,27 +108,64 @@ rule kodak:
         "../scripts/kodak.py"
 
 
-rule imagenet_manifest:
+rule imagenet_check:
     input:
         lambda w: config["tasks"]["denoise"]["data"]["train_dir"],
     output:
-        manifest="results/data/denoise/train_manifest.csv",
-        report="results/data/denoise/train_manifest_report.csv",
+        "results/data/denoise/checks/train_manifest.csv",
     params:
         images=lambda w: config["tasks"]["denoise"]["data"]["train_images"],
         seed=lambda w: derive_seed("denoise", "train"),
         min_side=lambda w: config["tasks"]["denoise"]["crop"],
     log:
-        "results/logs/data/imagenet_manifest.log",
+        log="results/logs/data/imagenet_check.log",
+        # A log, not an output: Snakemake keeps it when the check fails, and the error points at it.
+        report="results/data/denoise/train_manifest_report.csv",
     conda:
         ENV
     script:
         "../scripts/imagenet_manifest.py"
 
 
+# Replaces the manifest training reads only after imagenet_check passed.
+rule imagenet_manifest:
+    input:
+        "results/data/denoise/checks/train_manifest.csv",
+    output:
+        "results/data/denoise/train_manifest.csv",
+    log:
+        "results/logs/data/imagenet_manifest.log",
+    shell:
+        "cp {input} {output} 2> {log}"
+
+
+rule fastmri_check:
+    input:
+        lambda w: config["tasks"][w.task]["data"][f"{w.split}_dir"],
+    output:
+        "results/data/{task}/checks/{split}_files.csv",
+    params:
+        challenge=lambda w: TASK_KINDS[w.task],
+        crop=lambda w: config["tasks"][w.task]["crop"],
+        subset=lambda w: config["tasks"][w.task]["data"]["val_subset"] if w.split == "val" else None,
+        seed=lambda w: derive_seed(w.task, w.split),
+        # Validation files are read slice by slice: one NaN would make a whole validation slice NaN.
+        full=lambda w: w.split == "val",
+    wildcard_constraints:
+        task="knee|brain",
+        split="train|val",
+    log:
+        "results/logs/data/{task}_fastmri_{split}_check.log",
+    conda:
+        ENV
+    script:
+        "../scripts/fastmri_check.py"
+
+
 rule fastmri_files:
     input:
         lambda w: config["tasks"][w.task]["data"][f"{w.split}_dir"],
+        check="results/data/{task}/checks/{split}_files.csv",
     output:
         directory("results/data/{task}/{split}_files"),
     params:

@@ -49,21 +49,27 @@ class FastMRIFileError(ValueError):
     """A fastMRI volume is unusable; the message is one line naming the file and the problem."""
 
 
-def check_volume(path: str | Path, challenge: str, crop: int = 320, read_data: bool = True) -> tuple[int, ...]:
+def check_volume(path: str | Path, challenge: str, crop: int = 320, read_data: bool = True, full: bool = False) -> tuple[int, ...]:
     """Validate one fastMRI volume and return its k-space shape.
 
     Args:
         path: The ``.h5`` file.
         challenge: ``singlecoil`` or ``multicoil``.
         crop: Side of the centre crop the task uses; the images must be at least this large.
-        read_data: Also read the last slice, which catches damaged data chunks (slower).
+        read_data: Also read the last slice, which catches a file cut short inside its data.
+        full: Read every slice of k-space and target: catches damaged (e.g. compressed) chunks
+            anywhere, and NaN or infinite values, one of which spoils a whole slice (slower).
 
     Raises:
         FastMRIFileError: The file is truncated or not HDF5, lacks ``kspace``, the target or the
-            header, has wrong shapes or dtypes, an unparsable header, or no positive ``max``.
+            header (or stores one as a group), has wrong shapes or dtypes, an unparsable header or
+            a non-positive matrix size, no positive scalar ``max``, unreadable or non-finite data.
+        ValueError: ``crop`` is not a positive integer.
     """
     path = Path(path)
     recon_key = RECON_KEYS[challenge]
+    if isinstance(crop, bool) or not isinstance(crop, (int, np.integer)) or crop < 1:
+        raise ValueError(f"crop {crop!r} must be a positive integer")
 
     def fail(problem: str) -> FastMRIFileError:
         return FastMRIFileError(f"{path}: {problem}")
@@ -73,11 +79,13 @@ def check_volume(path: str | Path, challenge: str, crop: int = 320, read_data: b
     except OSError as error:
         # HDF5 compares the stored end-of-file address with the file size, so a cut-off download
         # fails here with "truncated file".
-        raise fail(f"not a readable HDF5 file, truncated or corrupt ({str(error).splitlines()[0]})") from None
+        raise fail(f"not a readable HDF5 file, truncated or corrupt ({_first_line(error)})") from None
     with file:
         for key in ("kspace", recon_key, "ismrmrd_header"):
             if key not in file:
                 raise fail(f"missing dataset {key!r}, expected a fastMRI {challenge} volume with kspace, {recon_key} and ismrmrd_header")
+            if not isinstance(file[key], h5py.Dataset):
+                raise fail(f"{key} is an HDF5 {type(file[key]).__name__.lower()}, expected a dataset")
         kspace, target = file["kspace"], file[recon_key]
         if kspace.ndim != KSPACE_NDIM[challenge]:
             raise fail(f"kspace has shape {kspace.shape}, expected {KSPACE_NDIM[challenge]} dimensions for {challenge}")
@@ -90,24 +98,54 @@ def check_volume(path: str | Path, challenge: str, crop: int = 320, read_data: b
         if crop > min(target.shape[-2:]) or crop > min(kspace.shape[-2:]):
             raise fail(f"crop {crop} is larger than the image (kspace {kspace.shape[-2]}×{kspace.shape[-1]}, {recon_key} {target.shape[-2]}×{target.shape[-1]})")
         _check_header(file["ismrmrd_header"][()], fail)
-        maximum = file.attrs.get("max")
-        if maximum is None or not np.isfinite(maximum) or maximum <= 0:
-            shown = "missing" if maximum is None else f"{maximum}"
-            raise fail(f"attribute 'max' is {shown}, expected the positive volume maximum used to scale to [0, 1]")
-        if read_data:
-            try:
-                # The last slice lies at the end of the data: reading it catches damaged chunks.
-                kspace[-1]
-                target[-1]
-            except (OSError, ValueError) as error:
-                raise fail(f"data cannot be read ({str(error).splitlines()[0]})") from None
+        _check_max(file.attrs.get("max"), fail)
+        if full:
+            for index in range(kspace.shape[0]):
+                _check_slice(kspace, index, fail)
+                _check_slice(target, index, fail)
+        elif read_data:
+            # The last slice lies at the end of the data: reading it catches a file cut short.
+            _read_slice(kspace, -1, fail)
+            _read_slice(target, -1, fail)
         return tuple(kspace.shape)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _read_slice(dataset: h5py.Dataset, index: int, fail) -> np.ndarray:
+    try:
+        return dataset[index]
+    except (OSError, ValueError, RuntimeError) as error:
+        # A damaged compressed chunk fails in its decompression filter ("can't read data").
+        raise fail(f"{dataset.name.lstrip('/')} slice {index % dataset.shape[0]} cannot be read, damaged data ({_first_line(error)})") from None
+
+
+def _check_slice(dataset: h5py.Dataset, index: int, fail) -> None:
+    values = _read_slice(dataset, index, fail)
+    finite = np.isfinite(values)
+    if not finite.all():
+        kinds = sorted({"NaN" if np.isnan(value) else "inf" for value in np.ravel(values[~finite])[:1000]})
+        raise fail(f"{dataset.name.lstrip('/')} slice {index} holds {np.count_nonzero(~finite)} non-finite values ({', '.join(kinds)})")
+
+
+def _check_max(maximum, fail) -> None:
+    """The ``max`` attribute must be one positive finite real number (it scales targets to [0, 1])."""
+    if maximum is None:
+        raise fail("attribute 'max' is missing, expected the positive volume maximum used to scale to [0, 1]")
+    value = np.asarray(maximum)
+    if value.ndim != 0 or value.dtype.kind not in "iuf":
+        shown = f"a {value.dtype} array of shape {value.shape}" if value.ndim else f"{maximum!r} of type {value.dtype}"
+        raise fail(f"attribute 'max' is {shown}, expected one positive number (the volume maximum used to scale to [0, 1])")
+    if not np.isfinite(value) or value <= 0:
+        raise fail(f"attribute 'max' is {value.item()}, expected the positive volume maximum used to scale to [0, 1]")
 
 
 def _check_header(raw: bytes, fail) -> None:
     try:
         root = ElementTree.fromstring(raw.tobytes() if hasattr(raw, "tobytes") else raw)
-    except ElementTree.ParseError as error:
+    except (ElementTree.ParseError, TypeError) as error:
         raise fail(f"ismrmrd_header is not valid XML ({error})") from None
     namespace = {"m": ISMRMRD_NAMESPACE}
     for field in HEADER_FIELDS:
@@ -115,9 +153,46 @@ def _check_header(raw: bytes, fail) -> None:
         if node is None or node.text is None:
             raise fail(f"ismrmrd_header lacks {field}, expected an ISMRMRD header in namespace {ISMRMRD_NAMESPACE}")
         try:
-            int(node.text)
+            value = int(node.text)
         except ValueError:
             raise fail(f"ismrmrd_header field {field} is {node.text!r}, expected an integer") from None
+        # fastMRI derives the k-space padding and the image size from these: sizes must be positive.
+        smallest = 1 if "matrixSize" in field else 0
+        if value < smallest:
+            raise fail(f"ismrmrd_header field {field} is {value}, expected an integer of at least {smallest}")
+
+
+def check_folder(source: str | Path, challenge: str, crop: int = 320, full: bool = False, subset: int | None = None, seed: int = 0) -> tuple[list[Path], list[str]]:
+    """Check the (selected) ``.h5`` volumes of ``source`` to the end, without stopping at the first bad one.
+
+    Args:
+        source: Folder of fastMRI ``.h5`` files (other entries are ignored).
+        challenge: ``singlecoil`` or ``multicoil``.
+        crop: Side of the centre crop the task uses.
+        full: Read every slice of every volume (see :func:`check_volume`).
+        subset: Check only the seeded subset :func:`select_volumes` draws; None checks all.
+        seed: Seed of the subset.
+
+    Returns:
+        The selected volumes in sorted order, and one line per unusable volume naming it.
+
+    Raises:
+        FileNotFoundError: ``source`` is missing or holds no ``.h5`` files.
+    """
+    source = Path(source)
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: fastMRI folder does not exist")
+    files = [path for path in source.iterdir() if path.suffix == ".h5" and path.is_file()]
+    if not files:
+        raise FileNotFoundError(f"{source}: no .h5 files, expected fastMRI {challenge} volumes")
+    selected = select_volumes(files, subset, seed)
+    problems = []
+    for path in selected:
+        try:
+            check_volume(path, challenge, crop, full=full)
+        except FastMRIFileError as error:
+            problems.append(str(error))
+    return selected, problems
 
 
 def select_volumes(files: list[Path], subset: int | None, seed: int) -> list[Path]:
@@ -227,13 +302,43 @@ def download_url_list(url_list: str | Path, out_dir: str | Path, keep_archives: 
     return extracted
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be a positive integer")
+    return value
+
+
+def _check_command(folders: list[Path], challenge: str, crop: int, full: bool) -> int:
+    """Check every folder to the end: one line on stderr per unusable file or folder; 1 if any."""
+    failed = False
+    checked = unusable = 0
+    for folder in folders:
+        try:
+            selected, problems = check_folder(folder, challenge, crop, full=full)
+        except FileNotFoundError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed = True
+            continue
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        checked += len(selected)
+        unusable += len(problems)
+    print(f"{checked - unusable} of {checked} volumes usable" + (" (every slice read)" if full else ""))
+    return 1 if failed or unusable else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; see ``--help``."""
     parser = argparse.ArgumentParser(prog="python -m lossbench.data.fastmri_files", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="validate every .h5 file of folders")
+    check = commands.add_parser("check", help="validate every .h5 file of folders; one line per unusable file")
     check.add_argument("--challenge", required=True, choices=sorted(RECON_KEYS))
-    check.add_argument("--crop", type=int, default=320)
+    check.add_argument("--crop", type=_positive_int, default=320, help="side of the centre crop the task uses (default 320)")
+    check.add_argument("--full", action="store_true", help="read every slice: flags damaged chunks and NaN/inf values (slower)")
     check.add_argument("folders", nargs="+", type=Path)
     fetch = commands.add_parser("download", help="download and extract the archives of fastMRI's URL list")
     fetch.add_argument("--urls", required=True, type=Path, help="text file of URLs (or fastMRI's curl commands), optional SHA-256 per line")
@@ -243,15 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.command == "check":
-            bad = 0
-            for folder in args.folders:
-                for path in sorted(folder.glob("*.h5")):
-                    try:
-                        check_volume(path, args.challenge, args.crop)
-                    except FastMRIFileError as error:
-                        print(error, file=sys.stderr)
-                        bad += 1
-            return 1 if bad else 0
+            return _check_command(args.folders, args.challenge, args.crop, args.full)
         files = download_url_list(args.urls, args.out, keep_archives=not args.delete_archives)
         print(f"extracted {len(files)} files into {args.out}")
     except (DownloadError, ValueError, FileNotFoundError) as error:
