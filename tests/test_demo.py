@@ -26,7 +26,7 @@ def scaled_demo(tmp_path_factory):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["losses"] = {name: config["losses"][name] for name in ("l2", "msssim")}
     config["tasks"] = {"denoise": config["tasks"]["denoise"]}
-    config["tasks"]["denoise"]["training"]["epochs"] = 3
+    config["tasks"]["denoise"]["training"]["epochs"] = 4
     config["figures"] = {}
     config["userstudy"]["stimuli"] = {}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
