@@ -83,3 +83,33 @@ def test_flip_gray_modes_rejects_a_denoising_valset(tmp_path):
     write_images(tmp_path / "val.h5", {"input": [("a", np.zeros((3, 8, 8), np.float32))], "target": [("a", np.zeros((3, 8, 8), np.float32))]}, {"kind": "denoise"})
     with pytest.raises(ValueError, match="flip_gray_modes needs a grayscale MRI validation set"):
         flip_gray_modes({"knee": tmp_path / "val.h5"}, {})
+
+
+def test_user_study_manifest_records_the_viewing_conditions(tmp_path):
+    from lossbench.userstudy.stimuli import load_manifest, make_stimuli
+
+    rng = np.random.default_rng(1)
+    targets = [("img", rng.random((3, 16, 16)).astype(np.float32))]
+    write_images(tmp_path / "val.h5", {"input": targets, "target": targets})
+    for loss in ("l1", "flip"):
+        write_images(tmp_path / f"{loss}.h5", {"output": targets})
+    viewing = {"distance_m": 0.7, "monitor_width_m": 0.7, "monitor_pixels": 3840, "ppd": flip_ppd({})}
+    path = make_stimuli("denoise", tmp_path / "val.h5", {loss: tmp_path / f"{loss}.h5" for loss in ("l1", "flip")}, ["img"], tmp_path / "study", viewing=viewing)
+    assert load_manifest(path)["viewing"] == viewing
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"out_of_range": "wrap"}, r"tiny\.yaml: losses\.flip\.params: FLIPLoss: unknown out_of_range 'wrap', expected one of 'clamp', 'inward', 'extrapolate'"),
+    ({"clip": True}, r"tiny\.yaml: losses\.flip\.params: .*unexpected keyword argument 'clip'"),
+])
+def test_bad_flip_loss_params_are_rejected_in_one_line(tiny_config, params, message):
+    tiny_config["losses"]["flip"] = {"lr": 1e-3, "params": params}
+    with pytest.raises(ConfigError, match=message) as error:
+        validate(tiny_config, "tiny.yaml")
+    assert "\n" not in str(error.value)
+
+
+def test_flip_loss_option_reaches_the_loss(tiny_config):
+    tiny_config["losses"]["flip"] = {"lr": 1e-3, "params": {"out_of_range": "inward"}}
+    config = validate(tiny_config, "tiny.yaml")
+    assert loss_params(config, "denoise", "flip")["out_of_range"] == "inward"

@@ -89,6 +89,14 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
     for name in config["metrics"]:
         if name not in metrics.names():
             raise ConfigError(f"{source}: metrics: metric {name!r} not available in this version (available: {', '.join(metrics.names())})")
+    if "flip" in config["losses"]:
+        # Cheap to build, so its options (out_of_range, ppd, mode) are checked before any job runs.
+        from lossbench.flip import FLIPLoss
+
+        try:
+            FLIPLoss(**config["losses"]["flip"]["params"])
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{source}: losses.flip.params: {error}") from error
     for name, settings in config["losses"].items():
         if isinstance(settings["lr"], dict):
             for task in config["tasks"]:
@@ -209,7 +217,8 @@ def flip_ppd(evaluation: dict[str, Any]) -> float:
     viewing = evaluation.get("flip") or {}
     if viewing.get("ppd") is not None:
         return float(viewing["ppd"])
-    return pixels_per_degree(viewing.get("distance_m", 0.7), viewing.get("monitor_width_m", 0.7), viewing.get("monitor_pixels", 3840))
+    arguments = {"distance_m": "distance_m", "monitor_width_m": "monitor_width_m", "monitor_pixels": "resolution_px"}
+    return pixels_per_degree(**{argument: viewing[key] for key, argument in arguments.items() if key in viewing})
 
 
 def loss_params(config: dict[str, Any], task: str, loss: str) -> dict[str, Any]:

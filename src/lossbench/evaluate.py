@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from lossbench import metrics
-from lossbench.config import flip_ppd
+from lossbench.config import INPUT_LABELS, flip_ppd
 from lossbench.data.valset import ImageFile
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ def flip_gray_modes(valsets: dict[str, str | Path], outputs: dict[str, dict[str,
     return rows
 
 
-def flip_gray_modes_markdown(rows: list[dict[str, Any]], input_label: str = "Masked") -> str:
+def flip_gray_modes_markdown(rows: list[dict[str, Any]]) -> str:
     """:func:`flip_gray_modes` rows as one Markdown table per task, the best model per row in bold."""
     from lossbench.tables import loss_label
 
@@ -171,7 +171,7 @@ def flip_gray_modes_markdown(rows: list[dict[str, Any]], input_label: str = "Mas
         task_rows = [row for row in rows if row["task"] == task]
         losses = [key for key in task_rows[0] if key not in ("task", "mode", "input")]
         lines += [f"**FLIP of the {task} models under each grayscale reading of thesis §3.2** (lower is better).", ""]
-        lines.append("| Mode | " + " | ".join([input_label] + [loss_label(loss) for loss in losses]) + " |")
+        lines.append("| Mode | " + " | ".join([INPUT_LABELS[task]] + [loss_label(loss) for loss in losses]) + " |")
         lines.append("|---|" + "---:|" * (len(losses) + 1))
         for row in task_rows:
             best = min((row[loss] for loss in losses), default=None)

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 def run(model_path: str | Path, valset_path: str | Path, out_path: str | Path, device: str = "auto", threads: int | None = None) -> int:
     """Restore every validation input with the model and write the outputs (group ``output``).
 
-    Outputs are written clamped to [0, 1], as an image file of them would be; the share of pixels
-    the clamp moved is logged, since a model (a FLIP-trained one in particular) may leave the range.
+    Outputs are written clamped to [0, 1], as an image file of them would be; the share of values
+    the clamp changed is logged, since a model (a FLIP-trained one in particular) may leave the range.
 
     Returns:
         The number of images written.
@@ -35,7 +35,6 @@ def run(model_path: str | Path, valset_path: str | Path, out_path: str | Path, d
     model, spec = load_model(model_path, target_device)
     log.info("inference of %s/%s seed %d on %s", spec["task"], spec["loss"], spec["seed"], target_device)
     with ImageFile(valset_path) as valset:
-
         outside = total = 0
 
         def outputs():

@@ -127,24 +127,21 @@ rule tables:
 
 
 MRI_TASKS = [task for task in TASKS if TASK_KINDS[task] != "denoise"]
-
-
-def mri_outputs():
-    """MRI task → loss → its models' output files, one per seed."""
-    return {task: {loss: expand("results/outputs/{task}/{loss}/seed{seed}.h5", task=task, loss=loss, seed=SEEDS) for loss in LOSSES} for task in MRI_TASKS}
+#: MRI task → loss → its models' output files, one per seed.
+MRI_OUTPUTS = {task: {loss: expand("results/outputs/{task}/{loss}/seed{seed}.h5", task=task, loss=loss, seed=SEEDS) for loss in LOSSES} for task in MRI_TASKS}
 
 
 rule flip_gray_modes:
     """The MRI tables' FLIP rows under each grayscale reading of thesis §3.2 (gray_thesis, gray_lab, gray_replicated)."""
     input:
         valsets=expand("results/data/{task}/val.h5", task=MRI_TASKS),
-        outputs=[path for by_loss in mri_outputs().values() for paths in by_loss.values() for path in paths],
+        outputs=[path for by_loss in MRI_OUTPUTS.values() for paths in by_loss.values() for path in paths],
     output:
         csv="results/tables/flip_gray_modes.csv",
         md="results/tables/flip_gray_modes.md",
     params:
         valsets={task: f"results/data/{task}/val.h5" for task in MRI_TASKS},
-        outputs=mri_outputs(),
+        outputs=MRI_OUTPUTS,
         evaluation=EVALUATION,
     threads: config["threads"]
     log:

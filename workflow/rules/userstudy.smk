@@ -93,6 +93,7 @@ rule userstudy_stimuli:
         images=lambda w: USERSTUDY["stimuli"][w.task],
         losses=LOSSES,
         flicker_ms=USERSTUDY["flicker_ms"],
+        viewing=EVALUATION["flip"],
     log:
         "results/logs/userstudy/stimuli_{task}.log",
     conda:

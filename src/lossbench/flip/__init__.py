@@ -132,17 +132,22 @@ class FLIPLoss(nn.Module):
     """Mean FLIP error over a batch, FLIP(reference=target, test=output), as a training loss.
 
     The metric clamps its inputs (and the CSF-filtered linear colours) to [0, 1], so a value
-    outside the range costs nothing and gets no gradient. Trained on that, a network drifts out
-    of range where it is free to (docs/flip_loss.md: 18 % of a denoiser's outputs after 400
-    steps, PSNR below its noisy input). ``out_of_range`` chooses:
+    outside the range shows as 0 or 1 and gets no gradient: a FLIP-trained denoiser leaves many
+    outputs there (docs/flip_loss.md: 19 % after 400 steps), harmless once outputs are clamped for
+    display and scoring, as lossbench does. ``out_of_range`` chooses:
 
-    * ``"extrapolate"`` (default): FLIP's formulas continued outside [0, 1], with neither clamp
-      (the sRGB curve linear below 0, every later step already defined there), so an
-      out-of-range output is seen as the colour it encodes and is pulled back. For inputs in
-      [0, 1] whose filtered colours stay in gamut this is the metric exactly; elsewhere it is a
-      documented deviation of the loss, in the spirit of the thesis's FLIP "adjusted to work as
-      a loss function" (§5.1).
-    * ``"clamp"``: the metric itself, clamps and all.
+    * ``"clamp"`` (default): the metric itself, clamps and all; with clamped outputs it optimises
+      exactly the reported FLIP, and it measured best on the clamped FLIP and PSNR.
+    * ``"inward"``: the same value; outside [0, 1] the gradient at the clamped value is passed on
+      where a descent step moves the value back towards the range (never outwards, which would
+      let values drift), so raw outputs stay nearer the range.
+    * ``"extrapolate"``: FLIP's formulas continued outside [0, 1], with neither clamp (the sRGB
+      curve linear below 0, every later step defined there), so an out-of-range output costs
+      what the colour it encodes would cost. Equal to the metric for inputs in [0, 1] whose
+      filtered colours stay in gamut.
+
+    ``inward`` and ``extrapolate`` are documented deviations of the loss from the metric (the
+    thesis, §5.1, adjusted FLIP "to work as a loss function" without saying how).
 
     Args:
         ppd: Pixels per degree of visual angle.

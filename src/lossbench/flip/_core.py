@@ -76,8 +76,8 @@ def clamp_unit(x: torch.Tensor) -> torch.Tensor:
     """x clamped to [0, 1]; gradient 1 on the closed interval, including its ends, 0 outside.
 
     ``torch.clamp`` passes no gradient at the bounds themselves, so a value exactly at 0 or 1
-    (an 8-bit image's black and white, or an output the loss's straight-through clamp has moved
-    there) would get none; the one-sided derivative from inside the range is the useful one.
+    (an 8-bit image's black and white) would get none; the one-sided derivative from inside the
+    range is the useful one.
     """
     return torch.where((x >= 0.0) & (x <= 1.0), x, x.clamp(0.0, 1.0))
 

@@ -34,7 +34,7 @@ def _png(image: np.ndarray, path: Path) -> tuple[int, int]:
     return picture.size
 
 
-def make_stimuli(task: str, valset: str | Path, outputs: dict[str, str | Path], images: list[str], folder: str | Path, flicker_ms: int = 500) -> Path:
+def make_stimuli(task: str, valset: str | Path, outputs: dict[str, str | Path], images: list[str], folder: str | Path, flicker_ms: int = 500, viewing: dict | None = None) -> Path:
     """Write the PNGs and ``manifest.json`` of a study into ``folder``; returns the manifest's path.
 
     Args:
@@ -44,6 +44,8 @@ def make_stimuli(task: str, valset: str | Path, outputs: dict[str, str | Path], 
         images: Validation image ids to show.
         folder: Destination folder.
         flicker_ms: Duration of each half of a flicker.
+        viewing: FLIP's viewing conditions (``evaluation.flip`` with its ppd), recorded in the
+            manifest as those the stimuli should be shown under, at their native resolution.
     """
     if len(outputs) < 2:
         raise ValueError(f"a study needs at least 2 losses, got {', '.join(outputs) or 'none'}")
@@ -64,6 +66,8 @@ def make_stimuli(task: str, valset: str | Path, outputs: dict[str, str | Path], 
                 entries[image]["outputs"][loss] = f"images/{image}/{loss}.png"
     trials = [{"id": f"t{index:04d}", "image": image, "a": a, "b": b} for index, (image, (a, b)) in enumerate(itertools.product(images, itertools.combinations(outputs, 2)))]
     manifest = {"task": task, "conditions": list(outputs), "flicker_ms": flicker_ms, "images": entries, "trials": trials}
+    if viewing is not None:
+        manifest["viewing"] = viewing
     path = folder / MANIFEST
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(manifest, indent=1))
