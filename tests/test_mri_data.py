@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import filecmp
 import os
 import pickle
@@ -278,11 +279,16 @@ def test_knee_and_brain_have_textured_anatomy(singlecoil_dir, multicoil_dir):
 def test_crop_larger_than_the_synthetic_matrix_is_a_config_error(tiny_config):
     from lossbench.config import ConfigError, validate
 
-    tiny_config["tasks"]["knee"]["data"]["matrix"] = 160
-    with pytest.raises(ConfigError, match=r"tasks\.knee\.crop: 320 is larger than the synthetic 160×160 images \(tasks\.knee\.data\.matrix\)"):
+    tiny_config["tasks"]["knee"]["data"]["matrix"] = 176
+    with pytest.raises(ConfigError, match=r"tasks\.knee\.crop: 320 is larger than the synthetic 176×176 images \(tasks\.knee\.data\.matrix\)"):
         validate(tiny_config, source="tiny.yaml")
-    tiny_config["tasks"]["knee"]["crop"] = 160
-    assert validate(tiny_config)["tasks"]["knee"]["data"]["matrix"] == 160
+    tiny_config["tasks"]["knee"]["crop"] = 176
+    assert validate(copy.deepcopy(tiny_config))["tasks"]["knee"]["data"]["matrix"] == 176
+    tiny_config["tasks"]["knee"]["crop"] = 160  # evaluation would fail late in five-scale MS-SSIM
+    with pytest.raises(ConfigError, match=r"tasks\.knee\.crop: 160 is too small for the msssim metric's 5 scales"):
+        validate(copy.deepcopy(tiny_config))
+    tiny_config["metrics"].remove("msssim")
+    validate(copy.deepcopy(tiny_config))
     tiny_config["tasks"]["knee"]["data"]["matrix"] = 161
     with pytest.raises(ConfigError, match=r"tasks\.knee\.data\.matrix: 161 is not a multiple of 2"):
         validate(tiny_config)

@@ -122,8 +122,14 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 overlap = set(data["train"]) & set(data["val"])
                 if overlap:
                     raise ConfigError(f"{source}: tasks.denoise.data: {', '.join(sorted(overlap))} in both train and val")
-        elif data["source"] == "synthetic" and settings["crop"] > data["matrix"]:
-            raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is larger than the synthetic {data['matrix']}×{data['matrix']} images (tasks.{task}.data.matrix)")
+        else:
+            if data["source"] == "synthetic" and settings["crop"] > data["matrix"]:
+                raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is larger than the synthetic {data['matrix']}×{data['matrix']} images (tasks.{task}.data.matrix)")
+            from lossbench.metrics.msssim import SCALE_WEIGHTS, usable_scales
+
+            # MRI metrics are computed on crop × crop images, which five-scale MS-SSIM must fit.
+            if "msssim" in config["metrics"] and usable_scales(settings["crop"], settings["crop"]) < len(SCALE_WEIGHTS):
+                raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is too small for the msssim metric's {len(SCALE_WEIGHTS)} scales (the side must exceed 160)")
     learning_rate_overrides(config, source)
     weights = config["evaluation"]["lpips_weights"]
     if weights is not None and not Path(weights).is_file():
