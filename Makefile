@@ -14,6 +14,7 @@ $(BIN)/snakemake: pyproject.toml
 
 demo: $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES) --configfile config.yaml
+	@cat results/summary.md
 
 test: $(BIN)/snakemake
 	$(BIN)/python -m pytest

@@ -29,6 +29,7 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/statistics.smk"
 include: "workflow/rules/budget.smk"
 include: "workflow/rules/userstudy.smk"
+include: "workflow/rules/summary.smk"
 
 
 rule all:
@@ -37,5 +38,6 @@ rule all:
         table_targets(),
         figure_targets(),
         USERSTUDY_TARGETS,
+        "results/summary.md",
         # Seed variation needs several seeds; `snakemake statistics` builds these with one seed too.
         statistics_targets() if len(SEEDS) >= 2 else [],

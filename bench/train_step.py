@@ -2,7 +2,7 @@
 
     python bench/train_step.py [--out bench/train_step.json] [--repeats 3] [--threads 2]
 
-Two model sizes on RGB denoising crops: the demo's (config.yaml: width 8, depth 3, 64×64, batch 8)
+Two model sizes on RGB denoising crops: the demo's (config.yaml: width 8, depth 3, 64×64, batch 4)
 and the thesis's (config/paper.yaml: width 32, depth 4, 256×256; batch 16 on CUDA, 4 on the CPU to
 keep the run short; images/s are per image either way). As a sanity anchor, ``fastmri.models.Unet``
 of the same width and depth is timed with the l2 loss. On CUDA the paper size is also timed with
@@ -26,7 +26,7 @@ from lossbench.models import UNet
 from lossbench.train import build_loss
 
 #: name → (U-net width, depth, residual, crop, batch on CPU, batch on CUDA).
-SIZES = {"demo": (8, 3, True, 64, 8, 8), "paper": (32, 4, False, 256, 4, 16)}
+SIZES = {"demo": (8, 3, True, 64, 4, 4), "paper": (32, 4, False, 256, 4, 16)}
 LOSS_PARAMS = {"msssim": {"small_images": "reduce_scales"}, "lpips_l2": {"trunk": "untrained"}}
 
 

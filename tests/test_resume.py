@@ -165,3 +165,28 @@ def test_nonfinite_batches_are_skipped_and_counted_when_configured(corrupted_kne
     assert caplog.text.count("batch skipped") == 2
     assert all(math.isfinite(float(row[key])) for row in curve for key in ("train_loss", "val_loss", "val_psnr"))
     assert all(torch.isfinite(value).all() for value in torch.load(path, weights_only=False)["model"].values())
+
+
+def test_learning_rate_schedule_warms_up_then_decays_to_final():
+    cosine = {"kind": "cosine", "warmup": 0.1, "final": 0.05}
+    factors = [train.learning_rate_factor(cosine, step, 100) for step in range(100)]
+    assert factors[0] == pytest.approx(1 / 11) and factors[9] == pytest.approx(10 / 11)
+    assert factors[10] == pytest.approx(1.0) and factors[-1] == pytest.approx(0.05)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    constant = {"kind": "constant", "warmup": 0.0, "final": 0.0}
+    assert {train.learning_rate_factor(constant, step, 100) for step in range(100)} == {1.0}
+
+
+def test_scheduled_run_resumed_from_a_mid_epoch_checkpoint_ends_bit_for_bit_the_same(setup, tmp_path):
+    root, spec, constant_reference = setup
+    scheduled = {**spec, "trainer": {**spec["trainer"], "schedule": {"kind": "cosine", "warmup": 0.25, "final": 0.1}}}
+    reference = train.run(scheduled, root / "train", root / "val.h5", tmp_path / "reference", tmp_path / "ckpt", device="cpu", threads=1, progress=False, checkpoint_every=3)
+    reference = torch.load(reference, weights_only=False)["model"]
+    assert any(not torch.equal(reference[key], constant_reference[key]) for key in reference), "the schedule changed nothing"
+    # Resume from the checkpoint at step 6 (epoch 2, batch 2): the rates of steps 7 and 8 come from the step count alone.
+    middle = next((tmp_path / "ckpt").rglob("step_000000006.pt"))
+    copy = tmp_path / "resumed" / middle.relative_to(tmp_path / "ckpt")
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(middle.read_bytes())
+    path = train.run(scheduled, root / "train", root / "val.h5", tmp_path / "out", tmp_path / "resumed", device="cpu", threads=1, progress=False, checkpoint_every=3)
+    _assert_same_weights(path, reference)

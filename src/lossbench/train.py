@@ -275,6 +275,28 @@ def _all_finite(tensors: list[torch.Tensor]) -> bool:
     return not maxima or bool(torch.isfinite(torch.stack(maxima)).all())  # one device sync for all
 
 
+def learning_rate_factor(schedule: dict[str, Any], step: int, total_steps: int) -> float:
+    """Multiplier of the base learning rate for the optimisation step ``step`` (0-based) of ``total_steps``.
+
+    A linear warm-up over the first ``warmup`` fraction of the steps, then ``constant`` (1) or a
+    ``cosine`` decay from 1 to ``final`` at the last step. A function of the step alone, so that a
+    resumed run, whose step count is in its checkpoint, follows the same rates bit for bit.
+
+    Args:
+        schedule: ``trainer.schedule``: ``kind`` (``constant`` or ``cosine``), ``warmup`` and
+            ``final`` (fractions in [0, 1]).
+        step: Steps done so far.
+        total_steps: Steps of the whole run.
+    """
+    warmup = schedule["warmup"] * total_steps
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if schedule["kind"] == "constant":
+        return 1.0
+    progress = (step - warmup) / max(total_steps - 1 - warmup, 1)
+    return schedule["final"] + (1.0 - schedule["final"]) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
 def _step(forward: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, parameters: list[nn.Parameter], batch: tuple[torch.Tensor, torch.Tensor], autocast: contextlib.AbstractContextManager) -> tuple[float, str | None]:
     """One optimisation step, taken only if the loss and every gradient are finite.
 
@@ -393,8 +415,9 @@ def run(
 
     batch_size = training["batch_size"]
     steps_per_epoch = -(-len(dataset) // batch_size)
+    total_steps = training["epochs"] * steps_per_epoch
     log.info("training %s/%s seed %d on %s: %d samples per epoch, %d epochs, lr %g, %s", spec["task"], spec["loss"], spec["seed"], target_device, len(dataset), training["epochs"], spec["lr"], trainer)
-    bar = tqdm(total=training["epochs"] * steps_per_epoch, initial=state.step, disable=not progress, file=sys.stderr, mininterval=2.0 if sys.stderr.isatty() else 30.0, desc=f"{spec['task']}/{spec['loss']}")
+    bar = tqdm(total=total_steps, initial=state.step, disable=not progress, file=sys.stderr, mininterval=2.0 if sys.stderr.isatty() else 30.0, desc=f"{spec['task']}/{spec['loss']}")
     with ImageFile(valset_path) as valset, _catch_stop_signals() as signals, bar:
         while state.epoch < training["epochs"]:
             started = time.perf_counter()
@@ -410,6 +433,8 @@ def run(
                 generator=torch.Generator().manual_seed(derive_seed(spec["seed"], state.epoch)),
             )
             for degraded, clean in loader:
+                for group in optimizer.param_groups:
+                    group["lr"] = spec["lr"] * learning_rate_factor(trainer["schedule"], state.step, total_steps)
                 batch = (_to_device(degraded, target_device, trainer), clean.to(target_device, non_blocking=True))
                 value, problem = _step(forward, loss_fn, optimizer, parameters, batch, _autocast(target_device, trainer))
                 if problem is None:

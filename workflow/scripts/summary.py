@@ -1,0 +1,9 @@
+"""Snakemake adapter: results/summary.md from the thesis tables' CSVs."""
+
+from pathlib import Path
+
+from lossbench.logs import log_to
+from lossbench.summary import summarise
+
+with log_to(snakemake.log[0]):
+    Path(snakemake.output[0]).write_text(summarise(dict(zip(snakemake.params.tables, snakemake.input, strict=True))))
