@@ -133,3 +133,13 @@ def stimuli_inputs(wildcards):
         inputs[f"valset_{task}"] = f"results/data/{task}/val.h5"
         inputs[f"outputs_{task}"] = expand("results/outputs/{task}/{loss}/seed{seed}.h5", task=task, loss=LOSSES, seed=SEEDS[0])
     return inputs
+
+
+def data_check(task, split):
+    """The check report a user folder needs before a rule reads it (folder source), else nothing.
+
+    Checks run in rules of their own, so a failing check stops before any data output is replaced.
+    """
+    if config["tasks"][task]["data"]["source"] == "folder":
+        return [f"results/data/{task}/checks/{split}_images.csv"]
+    return []

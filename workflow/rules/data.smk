@@ -46,16 +46,6 @@ rule synthetic_mri:
 LPIPS_CHECKPOINT = [str(trunk_location(EVALUATION["lpips_weights"]))] if LPIPS_PRETRAINED else []
 
 
-def data_check(task, split):
-    """The check report a user folder needs before a rule reads it (folder source), else nothing.
-
-    Checks run in rules of their own, so a failing check stops before any data output is replaced.
-    """
-    if config["tasks"][task]["data"]["source"] == "folder":
-        return [f"results/data/{task}/checks/{split}_images.csv"]
-    return []
-
-
 rule check_images:
     input:
         lambda w: existing(config["tasks"][w.task]["data"][f"{w.split}_dir"]),
@@ -135,6 +125,8 @@ rule imagenet_manifest:
         "results/data/denoise/train_manifest.csv",
     log:
         "results/logs/data/imagenet_manifest.log",
+    conda:
+        ENV
     shell:
         "cp {input} {output} 2> {log}"
 
