@@ -319,7 +319,7 @@ def _set(config, dotted, value):
     ("model.width", 200000, r"tiny\.yaml: model: a U-net of width 200000 and depth 2 needs about [\d.e+]+ GiB to train on tasks\.denoise \(4 crops of 32×32\), over the 256 GiB limit"),
     ("tasks.knee.mask", {"center_fraction": 0.5, "acceleration": 8}, r"tiny\.yaml: tasks\.knee\.mask\.center_fraction: 0\.5 exceeds 1/acceleration = 0\.125"),
     ("losses.l1.params.reduction", "sum", r"tiny\.yaml: losses\.l1\.params\.reduction: not a parameter of the l1 loss \(it takes none\)"),
-    ("losses.flip.params.ppdd", 67.0, r"tiny\.yaml: losses\.flip\.params\.ppdd: not a parameter of the flip loss \(it takes ppd, mode\)"),
+    ("losses.flip.params.ppdd", 67.0, r"tiny\.yaml: losses\.flip\.params\.ppdd: not a parameter of the flip loss \(it takes ppd, mode, out_of_range\)"),
     ("tasks.denoise.crop", 200, r"tiny\.yaml: tasks\.denoise\.data\.train: photo 'chelsea' is 192×128 \(after max_side 192\), smaller than the 200×200 crop \(tasks\.denoise\.crop\)"),
     ("tasks.denoise.data.max_side", 3, r"tasks\.denoise\.data\.train: photo 'chelsea' is 3×2 \(after max_side 3\), smaller than the 32×32 crop"),
     ("tasks.knee.crop", 400, r"tiny\.yaml: tasks\.knee\.crop: 400 is larger than the synthetic 320×320 images \(tasks\.knee\.data\.matrix\)"),

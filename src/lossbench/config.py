@@ -262,14 +262,6 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
     for name in config["metrics"]:
         if name not in metrics.names():
             raise ConfigError(f"{source}: metrics: metric {name!r} not available in this version (available: {', '.join(metrics.names())})")
-    if "flip" in config["losses"]:
-        # Cheap to build, so its options (out_of_range, ppd, mode) are checked before any job runs.
-        from lossbench.flip import FLIPLoss
-
-        try:
-            FLIPLoss(**config["losses"]["flip"]["params"])
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"{source}: losses.flip.params: {error}") from error
     for name, settings in config["losses"].items():
         if isinstance(settings["lr"], dict):
             for task in config["tasks"]:

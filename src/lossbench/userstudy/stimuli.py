@@ -95,9 +95,9 @@ def make_study_stimuli(study: str, sources: list[Source], folder: str | Path, fl
     return path
 
 
-def make_stimuli(task: str, valset: str | Path, outputs: dict[str, str | Path], images: list[str], folder: str | Path, flicker_ms: int = 500) -> Path:
+def make_stimuli(task: str, valset: str | Path, outputs: dict[str, str | Path], images: list[str], folder: str | Path, flicker_ms: int = 500, viewing: dict | None = None) -> Path:
     """:func:`make_study_stimuli` of a study of one task, whose id is the task's name."""
-    return make_study_stimuli(task, [Source(task, valset, outputs, images)], folder, flicker_ms)
+    return make_study_stimuli(task, [Source(task, valset, outputs, images)], folder, flicker_ms, viewing)
 
 
 @dataclass(frozen=True)
