@@ -46,7 +46,7 @@ from lossbench import losses
 from lossbench.data.denoise import DenoiseTrainDataset
 from lossbench.data.tasks import channels, train_dataset
 from lossbench.data.valset import ImageFile
-from lossbench.device import make_deterministic, select_device
+from lossbench.device import DeviceError, check_gpu_features, make_deterministic, select_device
 from lossbench.metrics.pixel import psnr
 from lossbench.models import UNet
 from lossbench.seeding import SeededSampler, derive_seed
@@ -331,7 +331,8 @@ def validate(model: nn.Module, loss_fn: nn.Module, valset: ImageFile, device: to
         with _autocast(device, trainer):
             restored = model(degraded)
             values.append(float(loss_fn(restored, clean)))
-        psnrs.append(float(psnr(restored.float(), clean)[0]))
+        # Scored as evaluation scores it: clamped to the displayable range (lossbench.evaluate).
+        psnrs.append(float(psnr(restored.float().clamp(0.0, 1.0), clean)[0]))
     model.train()
     return sum(values) / len(values), sum(psnrs) / len(psnrs)
 
@@ -371,6 +372,7 @@ def run(
     """
     make_deterministic(spec["seed"], threads)
     target_device = select_device(device)
+    check_gpu_features(target_device, spec["trainer"]["autocast"], spec["trainer"]["compile"])
     trainer, training = spec["trainer"], spec["training"]
     # The data are checked (image sizes, volume layouts, validation sizes) before anything is written.
     dataset = train_dataset(spec["kind"], spec["data"], train_dir)
@@ -527,7 +529,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = train_spec(config, args.task, args.loss, args.seed)
     try:
         run(spec, args.train_dir, args.valset, args.out, args.checkpoints or Path(args.out) / "checkpoints", args.device or config["device"], config["threads"], not args.no_progress, config["trainer"]["checkpoint_every"])
-    except (NonFiniteError, ValueError, FileNotFoundError) as error:
+    except (NonFiniteError, DeviceError, ValueError, FileNotFoundError) as error:
         # Bad data (unreadable, too small, malformed volumes) is reported in one line naming the file.
         sys.exit(f"{args.task}/{args.loss} seed {args.seed}: {error}")
 
