@@ -180,12 +180,7 @@ def check_folder(source: str | Path, challenge: str, crop: int = 320, full: bool
         FileNotFoundError: ``source`` is missing or holds no ``.h5`` files.
     """
     source = Path(source)
-    if not source.is_dir():
-        raise FileNotFoundError(f"{source}: fastMRI folder does not exist")
-    files = [path for path in source.iterdir() if path.suffix == ".h5" and path.is_file()]
-    if not files:
-        raise FileNotFoundError(f"{source}: no .h5 files, expected fastMRI {challenge} volumes")
-    selected = select_volumes(files, subset, seed)
+    selected = select_volumes(volume_files(source, challenge), subset, seed)
     problems = []
     for path in selected:
         try:
@@ -193,6 +188,20 @@ def check_folder(source: str | Path, challenge: str, crop: int = 320, full: bool
         except FastMRIFileError as error:
             problems.append(str(error))
     return selected, problems
+
+
+def volume_files(source: Path, challenge: str) -> list[Path]:
+    """The ``.h5`` files of the fastMRI folder ``source``.
+
+    Raises:
+        FileNotFoundError: ``source`` is missing or holds no ``.h5`` files.
+    """
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: fastMRI folder does not exist")
+    files = [path for path in source.iterdir() if path.suffix == ".h5" and path.is_file()]
+    if not files:
+        raise FileNotFoundError(f"{source}: no .h5 files, expected fastMRI {challenge} volumes")
+    return files
 
 
 def select_volumes(files: list[Path], subset: int | None, seed: int) -> list[Path]:
@@ -226,12 +235,7 @@ def link_checked(source: str | Path, out_dir: str | Path, challenge: str, crop: 
         FastMRIFileError: A selected volume fails :func:`check_volume`.
     """
     source, out_dir = Path(source), Path(out_dir)
-    if not source.is_dir():
-        raise FileNotFoundError(f"{source}: fastMRI folder does not exist")
-    files = [path for path in source.iterdir() if path.suffix == ".h5" and path.is_file()]
-    if not files:
-        raise FileNotFoundError(f"{source}: no .h5 files, expected fastMRI {challenge} volumes")
-    selected = select_volumes(files, subset, seed)
+    selected = select_volumes(volume_files(source, challenge), subset, seed)
     slices = sum(check_volume(path, challenge, crop)[0] for path in selected)
     temporary = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(temporary, ignore_errors=True)
