@@ -235,7 +235,8 @@ def link_checked(source: str | Path, out_dir: str | Path, challenge: str, crop: 
         FastMRIFileError: A selected volume fails :func:`check_volume`.
     """
     source, out_dir = Path(source), Path(out_dir)
-    selected = select_volumes(volume_files(source, challenge), subset, seed)
+    files = volume_files(source, challenge)
+    selected = select_volumes(files, subset, seed)
     slices = sum(check_volume(path, challenge, crop)[0] for path in selected)
     temporary = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(temporary, ignore_errors=True)
