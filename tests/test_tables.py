@@ -162,3 +162,11 @@ def test_row_labels_show_the_better_direction_and_companion_tables_their_nature(
     assert "| NMSE ↓ |" in markdown and "| PSNR ↑ |" in markdown
     latex = to_latex(table)
     assert r"\label{tab:table_6_3_fastmri}" in latex and r"PSNR $\uparrow$" in latex
+
+
+def test_configured_loss_parameters_are_stated_in_a_footnote(files):
+    params = {"l1": {}, "l2": {}, "lpips_l2": {"lpips_weight": 1.0, "l2_weight": "balance"}}
+    table = build_table("table_6_1", files["input"], {"l1": [files["l1"]], "l2": [files["l2"]]}, loss_params=params)
+    assert not any(note.startswith("Loss parameters") for note in table.footnotes)  # LPIPS+l2 trained no model here
+    table = build_table("table_6_1", files["input"], {"l1": [files["l1"]], "lpips_l2": [files["l2"]]}, loss_params=params)
+    assert "Loss parameters: LPIPS+l2: lpips_weight 1.0, l2_weight balance." in table.footnotes

@@ -124,6 +124,7 @@ def build_table(
     model_csvs: dict[str, list[str | Path]],
     lpips_pretrained: bool = True,
     suite: str = "thesis",
+    loss_params: dict[str, dict] | None = None,
 ) -> Table:
     """Assemble table ``name`` from per-image (or per-volume) metric CSVs.
 
@@ -135,6 +136,8 @@ def build_table(
             not, the LPIPS row and the LPIPS+l2 column say so.
         suite: ``thesis`` for the six metrics of the thesis, ``fastmri`` for fastMRI's per-volume
             NMSE, PSNR and SSIM (MRI tasks).
+        loss_params: Loss → its configured ``params``; the non-empty ones are stated in a footnote
+            (the thesis gives none of them, e.g. LPIPS+l2's weights).
     """
     task, caption = TABLES[name]
     infos = dict(STUDY_METRICS) if suite == "thesis" else dict(FASTMRI_METRICS)
@@ -171,6 +174,9 @@ def build_table(
     seeds = {cell.seeds for row in cells.values() for loss, cell in row.items() if loss != "input" and cell.mean is not None}
     if seeds - {1}:
         table.footnotes.append(f"Values are mean ± standard deviation over {', '.join(map(str, sorted(seeds)))} seeds.")
+    stated = [f"{loss_label(loss, lpips_pretrained)}: " + ", ".join(f"{key} {value}" for key, value in params.items()) for loss, params in (loss_params or {}).items() if params and loss in model_csvs]
+    if stated:
+        table.footnotes.append("Loss parameters: " + "; ".join(stated) + ".")
     if tests_run:
         unit = "volumes" if suite == "fastmri" else "images"
         table.footnotes.append(f"†: not significantly different from the row's best (paired t-test over validation {unit} on seed-averaged values, Holm-corrected, α = {significance.ALPHA}; {name}_pairs lists every pair).")

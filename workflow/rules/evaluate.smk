@@ -79,6 +79,7 @@ rule table:
         models=lambda w: model_metric_files(TABLES[w.table][0]),
         seeds=SEEDS,
         lpips_pretrained=LPIPS_PRETRAINED,
+        loss_params={loss: config["losses"][loss]["params"] for loss in LOSSES},
     wildcard_constraints:
         table="|".join(TABLES),
     log:
@@ -102,6 +103,7 @@ rule table_fastmri:
         suite="fastmri",
         models=lambda w: model_metric_files(TABLES[w.table][0], ".fastmri"),
         lpips_pretrained=LPIPS_PRETRAINED,
+        loss_params={loss: config["losses"][loss]["params"] for loss in LOSSES},
     wildcard_constraints:
         table="table_6_3|table_6_4",
     log:

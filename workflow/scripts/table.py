@@ -7,7 +7,7 @@ from lossbench.tables import build_table, write_all, write_per_seed
 
 with log_to(snakemake.log[0]):
     params = snakemake.params
-    table = build_table(params.table, snakemake.input.inputs, params.models, params.lpips_pretrained, params.suite)
+    table = build_table(params.table, snakemake.input.inputs, params.models, params.lpips_pretrained, params.suite, params.loss_params)
     for path in write_all(table, Path(snakemake.output.csv).with_suffix(""), with_paper=params.suite == "thesis"):
         print(f"wrote {path}")
     if params.suite == "thesis":
