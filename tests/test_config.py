@@ -96,3 +96,16 @@ def test_paper_config_is_valid_except_for_its_data_folders(repo, tmp_path):
     assert validated["tasks"]["brain"]["training"]["epochs"] == 500
     assert validated["tasks"]["knee"]["mask"] == {"center_fraction": 0.04, "acceleration": 8}
     assert set(validated["losses"]) == {"l1", "l2", "msssim", "lpips_l2", "flip", "adaptive"}
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"kernel_size": 4}, r"tiny\.yaml: model\.kernel_size: kernel sizes must be odd"),
+    ({"kernel_sizes": [3, 5]}, r"tiny\.yaml: model\.kernel_sizes: expected depth \+ 1 = 3 sizes"),
+    ({"kernel_sizes": [3, 4, 3]}, r"tiny\.yaml: model\.kernel_sizes: kernel sizes must be odd"),
+])
+def test_bad_kernel_sizes_are_rejected_naming_the_key(tiny_config, model, message):
+    tiny_config["model"].update(model)
+    with pytest.raises(ConfigError, match=message):
+        validate(tiny_config, "tiny.yaml")
+    tiny_config["model"].update(kernel_size=3, kernel_sizes=[5, 3, 3])
+    assert validate(tiny_config, "tiny.yaml")["model"]["kernel_sizes"] == [5, 3, 3]
