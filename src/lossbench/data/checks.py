@@ -9,14 +9,13 @@ writes the list of files it checked, which the data rule takes as an input.
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
 
+from lossbench.data.imagenet import write_csv_atomic
 from lossbench.data.images import list_images, read_rgb
 from lossbench.logs import log_to
 
@@ -31,16 +30,7 @@ Check = Callable[[], list[str]]
 
 def write_check_report(path: str | Path, files: list[Path]) -> None:
     """Write the checked ``files`` (absolute path, size, modification time) to CSV ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CHECK_COLUMNS)
-        for file in files:
-            stat = file.stat()
-            writer.writerow((str(file.resolve()), stat.st_size, stat.st_mtime_ns))
-    os.replace(temporary, path)
+    write_csv_atomic(path, CHECK_COLUMNS, [(str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns) for file in files])
 
 
 def run_check(check: Check, log_path: str | Path) -> str | None:

@@ -84,12 +84,12 @@ def write_manifest(source: str | Path, manifest: str | Path, report: str | Path,
         rows.append((str(path), width, height, mode))
         if len(rows) == count:
             break
-    _write_csv(report, REPORT_COLUMNS, problems)
+    write_csv_atomic(report, REPORT_COLUMNS, problems)
     skipped = sum(action == "skipped" for _, _, action in problems)
     log.info("%s: %d images drawn, %d skipped, %d converted (see %s)", source, len(rows), skipped, len(problems) - skipped, report)
     if len(rows) < count:
         raise ValueError(f"{source}: only {len(rows)} usable images of the {count} requested ({len(files)} files, {skipped} skipped: see {report})")
-    _write_csv(manifest, MANIFEST_COLUMNS, rows)
+    write_csv_atomic(manifest, MANIFEST_COLUMNS, rows)
     return len(rows)
 
 
@@ -112,7 +112,8 @@ def read_manifest(path: str | Path) -> list[Path]:
     return paths
 
 
-def _write_csv(path: str | Path, header: tuple[str, ...], rows: list[tuple]) -> None:
+def write_csv_atomic(path: str | Path, header: tuple[str, ...], rows: list[tuple]) -> None:
+    """Write ``header`` and ``rows`` to CSV ``path`` through a temporary file, so ``path`` is old or complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
