@@ -10,7 +10,7 @@ import stat
 import pytest
 import torch
 
-from lossbench.device import DeviceError, check_gpu_features, driver_description, ieee_float32_convolutions, select_device
+from lossbench.device import DeviceError, check_gpu_features, driver_description, ieee_float32, select_device
 
 
 @pytest.fixture
@@ -97,10 +97,10 @@ def test_ieee_scope_restores_the_callers_tf32_setting():
     before = conv.fp32_precision
     try:
         conv.fp32_precision = "tf32"
-        with ieee_float32_convolutions():
+        with ieee_float32():
             assert conv.fp32_precision == "ieee"
         assert conv.fp32_precision == "tf32"
-        with pytest.raises(KeyError), ieee_float32_convolutions():
+        with pytest.raises(KeyError), ieee_float32():
             raise KeyError
         assert conv.fp32_precision == "tf32"
     finally:

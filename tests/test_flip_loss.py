@@ -132,3 +132,45 @@ def test_small_denoiser_trained_on_flip_improves_flip_and_psnr() -> None:
     assert flip_out < flip_in - 0.02, f"FLIP {flip_in:.4f} -> {flip_out:.4f}"
     assert psnr_out > psnr_in + 0.4, f"PSNR {psnr_in:.2f} -> {psnr_out:.2f} dB (both clamped to [0, 1])"
 
+
+
+def _tf32_round(tensor: torch.Tensor) -> torch.Tensor:
+    """float32 rounded to nearest with TF32's 10 mantissa bits, as tensor cores read float32 inputs."""
+    bits = tensor.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+
+
+def test_tf32_products_would_shift_flip_by_more_than_a_tenth_of_a_percent(monkeypatch):
+    # Why FLIP's products run in full float32 (lossbench.device.ieee_float32_autograd): imitating
+    # TF32 inputs of its filtering and colour GEMMs shifts FLIP at small errors by 1.7 % (RGB, noise 0.01, 128²).
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.rand(2, 3, 64, 64, generator=generator)
+    test = (reference + 0.01 * torch.randn(reference.shape, generator=generator)).clamp(0, 1)
+    exact = flip(reference, test)
+    bmm, addmm = torch.bmm, torch.addmm
+    monkeypatch.setattr(torch, "bmm", lambda a, b: bmm(_tf32_round(a), _tf32_round(b)))
+    monkeypatch.setattr(torch, "addmm", lambda c, a, b: addmm(c, _tf32_round(a), _tf32_round(b)))
+    shift = ((flip(reference, test) - exact).abs() / exact).max()
+    assert shift > 1e-3, shift
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_flip_loss_matches_the_cpu_with_tf32_enabled():
+    generator = torch.Generator().manual_seed(1)
+    reference = torch.rand(2, 3, 64, 64, generator=generator)
+    test = (reference + 0.02 * torch.randn(reference.shape, generator=generator)).clamp(0, 1)
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    before = (matmul.fp32_precision, conv.fp32_precision)
+    try:
+        matmul.fp32_precision = conv.fp32_precision = "tf32"
+        values = {}
+        for device in ("cpu", "cuda"):
+            output = test.to(device).requires_grad_()
+            loss = FLIPLoss()(output, reference.to(device))
+            loss.backward()
+            values[device] = (loss.item(), output.grad.cpu())
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = before
+    # float32 on both, different summation orders: agreement to 1e-5 relative (TF32 would give ~1e-3).
+    assert values["cuda"][0] == pytest.approx(values["cpu"][0], rel=1e-5)
+    torch.testing.assert_close(values["cuda"][1], values["cpu"][1], rtol=1e-3, atol=1e-9)

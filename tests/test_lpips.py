@@ -525,3 +525,31 @@ def test_paper_config_states_the_lpips_l2_rule() -> None:
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     assert paper["losses"]["lpips_l2"]["params"]["l2_weight"] == "balance"
     assert paper["evaluation"]["lpips_trunk"] == "pretrained"
+
+
+def test_construction_seeds_no_cuda_generator(monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch.manual_seed would reseed every CUDA generator (issue 14, item 12); building on the CPU needs only the CPU one.
+    calls = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: calls.append(seed))
+    LPIPSModel("untrained")
+    assert calls == []
+
+
+def _tf32_round(tensor: torch.Tensor) -> torch.Tensor:
+    """float32 rounded to nearest with TF32's 10 mantissa bits, as tensor cores read float32 inputs."""
+    bits = tensor.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+
+
+def test_tf32_convolutions_would_shift_lpips(monkeypatch: pytest.MonkeyPatch, alexnet_file: Path) -> None:
+    # Why LPIPS runs without TF32 (lossbench.device.ieee_float32_autograd): with the pretrained trunk,
+    # TF32 inputs of its convolutions shift LPIPS by 0.5 % of its value at noise 0.01 (4 × 128², CPU imitation).
+    model = get_lpips("pretrained", weights_path=alexnet_file)
+    output, target = _pair(size=64)
+    output = (target + 0.1 * (output - target)).clamp(0, 1)
+    exact = model(output, target)
+    conv2d = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda x, w, b=None, *rest: conv2d(_tf32_round(x), _tf32_round(w), b, *rest))
+    shift = ((model(output, target) - exact).abs() / exact).max()
+    assert shift > 1e-4, shift

@@ -13,13 +13,21 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lossbench.device import ieee_float32
+from lossbench.flip import FLIPLoss
 from lossbench.losses.adaptive import AdaptiveLoss
+from lossbench.metrics.lpips import LPIPSL2Loss
 from lossbench.metrics.msssim import MSSSIMLoss, ms_ssim
 
 LOSSES = {
     "ms_ssim": lambda: MSSSIMLoss(small_images="reduce_scales"),
     "adaptive": lambda: AdaptiveLoss(num_channels=3),
+    "flip": FLIPLoss,
+    "flip_extrapolate": lambda: FLIPLoss(out_of_range="extrapolate"),
+    "lpips_l2": lambda: LPIPSL2Loss(l2_weight="balance", trunk="untrained"),
 }
+#: Losses whose whole forward and backward run without TF32 (lossbench.device.ieee_float32_autograd).
+IEEE_LOSSES = ("flip", "lpips_l2")
 
 
 def _step(loss: torch.nn.Module, device: str) -> None:
@@ -81,6 +89,38 @@ def test_no_cuda_sync_after_the_first_call(name):
         torch.cuda.set_sync_debug_mode("default")
 
 
+def _tf32_flags() -> list[str]:
+    return [torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision]
+
+
+@pytest.mark.parametrize("name", IEEE_LOSSES)
+def test_forward_and_backward_run_without_tf32_whatever_the_caller_set(name, monkeypatch):
+    # Every tensor autograd saves is packed in the forward and unpacked in the backward: the
+    # settings seen at those moments are the ones the loss's kernels run under.
+    seen = []
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = _tf32_flags()
+    try:
+        conv.fp32_precision = matmul.fp32_precision = "tf32"
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: seen.append(("pack", *_tf32_flags())) or t, lambda t: seen.append(("unpack", *_tf32_flags())) or t):
+            _step(LOSSES[name](), "cpu")
+        assert _tf32_flags() == ["tf32", "tf32"]
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = before
+    inside = [event for event in seen if event[1:] == ("ieee", "ieee")]
+    assert {event[0] for event in inside} == {"pack", "unpack"}
+    # LPIPS+l2's MSE term is outside the scope, as it has no convolution or product.
+    assert len(inside) >= 0.9 * len(seen), seen
+
+
+def test_ieee_float32_is_restored_after_an_error():
+    before = _tf32_flags()
+    with pytest.raises(KeyError), ieee_float32():
+        assert _tf32_flags() == ["ieee", "ieee"]
+        raise KeyError
+    assert _tf32_flags() == before
+
+
 def test_constants_cached_under_inference_mode_serve_training():
     images = torch.rand(1, 1, 48, 48, dtype=torch.float64)
     with torch.inference_mode():
@@ -93,3 +133,9 @@ def test_constants_cached_under_inference_mode_serve_training():
         adaptive(images, images.flip(-1))
     adaptive(output, images.flip(-1)).backward()
     assert torch.isfinite(adaptive.latent_alpha.grad).all()
+    rgb = torch.rand(1, 3, 40, 40)
+    with torch.inference_mode():
+        FLIPLoss()(rgb, rgb.flip(-1))
+    rgb_output = rgb.clone().requires_grad_()
+    FLIPLoss()(rgb_output, rgb.flip(-1)).backward()
+    assert torch.isfinite(rgb_output.grad).all()

@@ -11,10 +11,11 @@ import logging
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from lossbench import gpu_pool
 
@@ -135,23 +136,69 @@ def check_gpu_features(device: torch.device, autocast: str, compile: bool) -> No
     )
 
 
+def _float32_precision_flags() -> list[tuple[object, str, object]]:
+    """(owner, attribute, IEEE value) of the float32 precision of cuDNN convolutions and cuBLAS matrix products."""
+    # torch >= 2.9 has a per-operator API, which must not be mixed with the legacy flags (an error);
+    # older wheels (for older drivers) only have the legacy flags.
+    if hasattr(torch.backends.cudnn, "conv"):
+        return [(torch.backends.cudnn.conv, "fp32_precision", "ieee"), (torch.backends.cuda.matmul, "fp32_precision", "ieee")]
+    return [(torch.backends.cudnn, "allow_tf32", False), (torch.backends.cuda.matmul, "allow_tf32", False)]
+
+
 @contextlib.contextmanager
-def ieee_float32_convolutions() -> Iterator[None]:
-    """Run cuDNN convolutions inside in full float32 (no TF32), restoring the caller's setting after.
+def ieee_float32() -> Iterator[None]:
+    """Run float32 convolutions and matrix products inside in full float32 (no TF32), restoring the caller's settings after.
 
     Ampere and later GPUs round float32 convolution inputs to TF32 (10-bit mantissa) by default,
-    which shifts loss values such as MS-SSIM by up to 1e-2; the U-net may keep TF32 for speed.
-    The setting is global, so code inside must not depend on the caller's TF32 choice.
+    which shifts loss values such as MS-SSIM by up to 1e-2; matrix products do so when
+    ``torch.set_float32_matmul_precision("high")`` or ``trainer.tf32`` asks for it. The U-net may
+    keep TF32 for speed. The settings are global, so code inside must not depend on the caller's TF32 choice.
     """
-    # torch >= 2.9 has a per-operator API, which must not be mixed with the legacy flag (an error);
-    # older wheels (for older drivers) only have the legacy flag.
-    owner, name, off = (torch.backends.cudnn.conv, "fp32_precision", "ieee") if hasattr(torch.backends.cudnn, "conv") else (torch.backends.cudnn, "allow_tf32", False)
-    previous = getattr(owner, name)
-    setattr(owner, name, off)
+    flags = _float32_precision_flags()
+    previous = [getattr(owner, name) for owner, name, _ in flags]
+    for owner, name, ieee in flags:
+        setattr(owner, name, ieee)
     try:
         yield
     finally:
-        setattr(owner, name, previous)
+        for (owner, name, _), value in zip(flags, previous):
+            setattr(owner, name, value)
+
+
+class _IEEEFloat32(torch.autograd.Function):
+    """Runs a function's forward and backward inside :func:`ieee_float32` (see :func:`ieee_float32_autograd`)."""
+
+    @staticmethod
+    def forward(ctx, function, *inputs: torch.Tensor) -> torch.Tensor:
+        # The function's own graph is built here and kept on ctx, so that backward replays it in scope.
+        with torch.enable_grad(), ieee_float32():
+            leaves = [x.detach().requires_grad_(x.requires_grad) for x in inputs]
+            output = function(*leaves)
+        ctx.graph = (leaves, output)
+        return output.detach()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        leaves, output = ctx.graph
+        wanted = [leaf for leaf in leaves if leaf.requires_grad]
+        with ieee_float32():
+            grads = iter(torch.autograd.grad(output, wanted, grad, allow_unused=True))
+        return (None, *(next(grads) if leaf.requires_grad else None for leaf in leaves))
+
+
+def ieee_float32_autograd(function: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+    """``function(*inputs)`` with its forward and its backward inside :func:`ieee_float32`.
+
+    Autograd runs the backward after the caller's scope has closed, under whatever TF32 setting
+    holds then; this replays the function's graph in full float32. ``function`` must return one
+    tensor and depend on no tensor that needs a gradient other than ``inputs``; it is once
+    differentiable. Without a gradient to compute it is simply called in scope.
+    """
+    if not (torch.is_grad_enabled() and any(x.requires_grad for x in inputs)):
+        with ieee_float32():
+            return function(*inputs)
+    return _IEEEFloat32.apply(function, *inputs)
 
 
 def make_deterministic(seed: int, threads: int | None = None) -> None:

@@ -66,14 +66,32 @@ def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x <= 0.04045, x / 12.92, ((torch.clamp(x, min=0.04045) + 0.055) / 1.055) ** 2.4)
 
 
+#: (id of a constant array, dtype, device) → (the array, kept so that its id is never reused; the tensor).
+_DEVICE_CONSTANTS: dict[tuple[int, torch.dtype, torch.device], tuple[np.ndarray, torch.Tensor]] = {}
+
+
+def device_constant(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``array`` as a tensor of ``dtype`` on ``device``, copied from the host once and cached.
+
+    For the module's constants and the cached plans of :mod:`lossbench.flip._core`: a copy per
+    call would be a pageable host-to-device transfer per training step. Made outside inference
+    mode, so that a first call under ``torch.inference_mode`` caches a tensor autograd may save later.
+    """
+    key = (id(array), dtype, device)
+    if key not in _DEVICE_CONSTANTS:
+        with torch.inference_mode(False):
+            _DEVICE_CONSTANTS[key] = (array, torch.as_tensor(array, dtype=dtype, device=device))
+    return _DEVICE_CONSTANTS[key][1]
+
+
 def apply_matrix(matrix: np.ndarray, x: torch.Tensor, offset: np.ndarray | None = None) -> torch.Tensor:
     """Apply a (K, C) matrix and optional (K,) offset to the leading axis of ``x`` (C, ...)."""
-    weight = torch.as_tensor(matrix, dtype=x.dtype, device=x.device)
+    weight = device_constant(matrix, x.dtype, x.device)
     flat = x.reshape(x.shape[0], -1)
     if offset is None:
         out = weight @ flat
     else:
-        out = torch.addmm(torch.as_tensor(offset, dtype=x.dtype, device=x.device)[:, None], weight, flat)
+        out = torch.addmm(device_constant(offset, x.dtype, x.device)[:, None], weight, flat)
     return out.view(matrix.shape[0], *x.shape[1:])
 
 

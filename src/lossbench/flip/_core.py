@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from lossbench.device import ieee_float32_autograd
 from lossbench.flip import _color, _filters
 
 MODES = ("rgb", "gray_thesis", "gray_lab", "gray_replicated")
@@ -69,7 +70,9 @@ def _passes(
     """Horizontal and vertical filtering passes for (height, width) images, cached."""
     _, _, x_kernels, y_kernels = _plan(mode, ppd)
     dev = torch.device(device)
-    return _filters.SeparablePass(x_kernels, width, dev), _filters.SeparablePass(y_kernels, height, dev)
+    # Outside inference mode: an evaluation's first call must not cache tensors training cannot save for backward.
+    with torch.inference_mode(False):
+        return _filters.SeparablePass(x_kernels, width, dev), _filters.SeparablePass(y_kernels, height, dev)
 
 
 def clamp_unit(x: torch.Tensor) -> torch.Tensor:
@@ -192,6 +195,11 @@ def error_map(reference: torch.Tensor, test: torch.Tensor, ppd: float, mode: str
     ``out_of_range`` other than "clamp" (the metric) is one of the FLIP loss's deviations, see
     :class:`lossbench.flip.FLIPLoss`.
     """
+    # cuBLAS TF32 would shift FLIP by up to 2 % (CPU imitation, tests/test_flip_loss.py), so its products run in full float32.
+    return ieee_float32_autograd(functools.partial(_error_map, ppd=ppd, mode=mode, out_of_range=out_of_range), reference, test)
+
+
+def _error_map(reference: torch.Tensor, test: torch.Tensor, ppd: float, mode: str, out_of_range: str) -> torch.Tensor:
     with torch.autocast(device_type=reference.device.type, enabled=False):
         # A reference that needs no gradient (the usual training target) builds no graph,
         # which halves the backward pass.

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from lossbench.checks import check_image_pair
+from lossbench.device import ieee_float32_autograd
 from lossbench.metrics.lpips_weights import LPIPSWeightsError, find_trunk, trunk_location
 
 Trunk = Literal["auto", "pretrained", "untrained"]
@@ -132,11 +133,13 @@ class LPIPSModel:
         self.weights_path = _trunk_weights(trunk, weights_path)
         self.trunk_pretrained = self.weights_path is not None
 
-        # Seed a forked RNG: the untrained trunk is reproducible and the caller's random stream
+        # The network is built on the CPU, so its initialisation draws only on the CPU generator:
+        # that one alone is seeded (torch.manual_seed would reseed every CUDA generator too), inside a
+        # fork that restores it, so the untrained trunk is reproducible and the caller's random stream
         # (data order, network init) is untouched. torchvision's deprecated `pretrained=` keyword,
         # which lpips still passes, would otherwise warn on every construction.
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-            torch.manual_seed(UNTRAINED_SEED)
+            torch.random.default_generator.manual_seed(UNTRAINED_SEED)
             warnings.simplefilter("ignore", UserWarning)
             net = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
         if self.trunk_pretrained:
@@ -152,9 +155,14 @@ class LPIPSModel:
         """LPIPS distance per image, (N, C, H, W) in [0, 1] -> (N,) float32, 0 for identical images.
 
         Grayscale (C = 1) is repeated into three channels. Computed in float32 with autocast
-        disabled; differentiable with respect to both inputs.
+        disabled and, forward and backward, without TF32: rounding the trunk's convolutions to TF32
+        shifts LPIPS by up to 0.5 % of its value at small errors (CPU imitation, tests/test_lpips.py).
+        Differentiable with respect to both inputs.
         """
         check_image_pair(output, target, "lpips")
+        return ieee_float32_autograd(self._distance, output, target)
+
+    def _distance(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=output.device.type, enabled=False):
             images = torch.cat([output, target]).float().expand(-1, 3, -1, -1)
             # One trunk pass for both images; lpips expects [-1, 1] before its scaling layer.
@@ -257,8 +265,9 @@ class LPIPSL2Loss(nn.Module):
             mse = (output.float() - target.float()).square().mean()
         if self.l2_weight != "balance":
             return self.lpips_weight * distance + self.l2_weight * mse
-        if self.balanced_l2_weight.isnan() and mse > 0:
-            self.balanced_l2_weight.copy_(self.lpips_weight * distance.detach() / mse.detach())
+        # Set on device, without reading the values back to the host (a sync per step).
+        unset = self.balanced_l2_weight.isnan() & (mse.detach() > 0)
+        self.balanced_l2_weight.copy_(torch.where(unset, self.lpips_weight * distance.detach() / mse.detach(), self.balanced_l2_weight))
         # Until a batch with a nonzero error sets the weight, the l2 term is zero anyway.
         return self.lpips_weight * distance + self.balanced_l2_weight.nan_to_num(0.0) * mse
 

@@ -22,7 +22,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.grad import conv2d_input
 
 from lossbench.checks import check_image_pair
-from lossbench.device import ieee_float32_convolutions
+from lossbench.device import ieee_float32
 
 SmallImages = Literal["error", "reduce_scales"]
 
@@ -86,7 +86,7 @@ class _GaussianBlur(torch.autograd.Function):
         ctx.save_for_backward(window)
         ctx.shape = images.shape
         rows, cols = _separable_kernels(window, images.shape[1])
-        with ieee_float32_convolutions():
+        with ieee_float32():
             return F.conv2d(F.conv2d(images, rows, groups=images.shape[1]), cols, groups=images.shape[1])
 
     @staticmethod
@@ -95,7 +95,7 @@ class _GaussianBlur(torch.autograd.Function):
         (window,) = ctx.saved_tensors
         batch, channels, height, width = ctx.shape
         rows, cols = _separable_kernels(window, channels)
-        with ieee_float32_convolutions():
+        with ieee_float32():
             after_rows = conv2d_input((batch, channels, height - WINDOW_SIZE + 1, width), cols, grad, groups=channels)
             return conv2d_input(ctx.shape, rows, after_rows, groups=channels), None
 
