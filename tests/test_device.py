@@ -10,7 +10,7 @@ import stat
 import pytest
 import torch
 
-from lossbench.device import DeviceError, check_gpu_features, driver_description, ieee_float32, select_device
+from lossbench.device import DeviceError, check_gpu_features, configure_cuda_kernels, driver_description, ieee_float32, select_device
 
 
 @pytest.fixture
@@ -106,3 +106,30 @@ def test_ieee_scope_restores_the_callers_tf32_setting():
     finally:
         conv.fp32_precision = before
 
+
+
+@pytest.fixture
+def kernel_settings():
+    """Restores the global kernel settings that configure_cuda_kernels changes."""
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark, conv.fp32_precision, matmul.fp32_precision)
+    yield
+    torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+    torch.backends.cudnn.benchmark, conv.fp32_precision, matmul.fp32_precision = before[2:]
+
+
+def test_cuda_kernels_are_configured_only_on_cuda(kernel_settings):
+    # Only flags are set, so a CUDA device object serves without a GPU.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    configure_cuda_kernels(torch.device("cpu"), tf32=True, benchmark=True)
+    assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+    configure_cuda_kernels(torch.device("cuda", 0), tf32=False, benchmark=True)
+    assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
+    assert (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == ("ieee", "ieee")
+    configure_cuda_kernels(torch.device("cuda", 0), tf32=True, benchmark=False)
+    assert not torch.backends.cudnn.benchmark
+    assert (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == ("tf32", "tf32")
+    # The losses' scope still wins inside.
+    with ieee_float32():
+        assert torch.backends.cudnn.conv.fp32_precision == "ieee"

@@ -72,3 +72,34 @@ def test_bfloat16_autocast_and_channels_last_train_and_change_the_numerics(denoi
     assert not all(torch.equal(state["model"][k], reference[k]) for k in reference)
     with open(root / "bfloat16" / "curve.csv") as handle:
         assert float(next(csv.DictReader(handle))["val_psnr"]) > 10
+
+
+def test_one_persistent_loader_serves_every_epoch_with_the_same_data(denoise_run, monkeypatch):
+    spec, root = denoise_run
+    spec["training"]["epochs"] = 2
+    in_process = torch.load(_train(spec, root, "in_process"), weights_only=False)["model"]
+    built = []
+
+    class CountedLoader(train.DataLoader):
+        def __init__(self, *args, **kwargs):
+            built.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(train, "DataLoader", CountedLoader)
+    spec["training"]["workers"] = 2
+    workers = torch.load(_train(spec, root, "workers"), weights_only=False)["model"]
+    assert len(built) == 1 and built[0]["persistent_workers"] is True
+    # Every sample's crop and noise come from its own seed, whichever process loads it.
+    assert all(torch.equal(in_process[k], workers[k]) for k in in_process)
+
+
+def test_validation_runs_the_uncompiled_module(denoise_run, monkeypatch):
+    spec, root = denoise_run
+    compiled, validated = [], []
+    real_compile, real_validate = torch.compile, train.validate
+    # Dynamo's real tracing with the eager backend: no C++ toolchain or minutes of inductor needed.
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(real_compile(model, backend="eager")) or compiled[-1])
+    monkeypatch.setattr(train, "validate", lambda model, *args: validated.append(model) or real_validate(model, *args))
+    _train({**spec, "trainer": {**spec["trainer"], "compile": True}}, root, "compiled")
+    assert len(compiled) == 1 and validated
+    assert all(isinstance(model, train.UNet) for model in validated)

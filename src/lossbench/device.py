@@ -136,13 +136,15 @@ def check_gpu_features(device: torch.device, autocast: str, compile: bool) -> No
     )
 
 
-def _float32_precision_flags() -> list[tuple[object, str, object]]:
-    """(owner, attribute, IEEE value) of the float32 precision of cuDNN convolutions and cuBLAS matrix products."""
+def _float32_precision_flags(tf32: bool) -> list[tuple[object, str, object]]:
+    """(owner, attribute, value) that let (``tf32``) or keep (IEEE) float32 cuDNN convolutions and
+    cuBLAS matrix products from rounding their inputs to TF32."""
     # torch >= 2.9 has a per-operator API, which must not be mixed with the legacy flags (an error);
     # older wheels (for older drivers) only have the legacy flags.
     if hasattr(torch.backends.cudnn, "conv"):
-        return [(torch.backends.cudnn.conv, "fp32_precision", "ieee"), (torch.backends.cuda.matmul, "fp32_precision", "ieee")]
-    return [(torch.backends.cudnn, "allow_tf32", False), (torch.backends.cuda.matmul, "allow_tf32", False)]
+        value = "tf32" if tf32 else "ieee"
+        return [(torch.backends.cudnn.conv, "fp32_precision", value), (torch.backends.cuda.matmul, "fp32_precision", value)]
+    return [(torch.backends.cudnn, "allow_tf32", tf32), (torch.backends.cuda.matmul, "allow_tf32", tf32)]
 
 
 @contextlib.contextmanager
@@ -151,13 +153,13 @@ def ieee_float32() -> Iterator[None]:
 
     Ampere and later GPUs round float32 convolution inputs to TF32 (10-bit mantissa) by default,
     which shifts loss values such as MS-SSIM by up to 1e-2; matrix products do so when
-    ``torch.set_float32_matmul_precision("high")`` or ``trainer.tf32`` asks for it. The U-net may
-    keep TF32 for speed. The settings are global, so code inside must not depend on the caller's TF32 choice.
+    ``trainer.tf32`` (:func:`configure_cuda_kernels`) or ``torch.set_float32_matmul_precision("high")``
+    asks for it. The U-net may keep TF32 for speed. The settings are global, so code inside must not depend on the caller's TF32 choice.
     """
-    flags = _float32_precision_flags()
+    flags = _float32_precision_flags(tf32=False)
     previous = [getattr(owner, name) for owner, name, _ in flags]
-    for owner, name, ieee in flags:
-        setattr(owner, name, ieee)
+    for owner, name, value in flags:
+        setattr(owner, name, value)
     try:
         yield
     finally:
@@ -210,3 +212,26 @@ def make_deterministic(seed: int, threads: int | None = None) -> None:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
+
+
+def configure_cuda_kernels(device: torch.device, tf32: bool, benchmark: bool) -> None:
+    """Kernel choices of a CUDA training run: TF32 for the U-net, cuDNN's autotuner, no determinism request.
+
+    Bit-exact runs and resumes are a CPU property (:func:`make_deterministic`). On CUDA the U-net's
+    bilinear upsampling and FLIP's gathers have no deterministic backward kernel, so requesting
+    deterministic algorithms would slow cuDNN down and still not make a run repeatable; it is
+    lifted here. The losses keep full float32 whatever ``tf32`` says (:func:`ieee_float32`).
+    Nothing changes on the CPU.
+
+    Args:
+        device: The training device.
+        tf32: ``trainer.tf32``: let float32 convolutions and products of the U-net use TF32.
+        benchmark: ``trainer.cudnn_benchmark``: let cuDNN time its algorithms for each new input
+            shape and keep the fastest (a gain for fixed-size crops; each validation shape is timed once).
+    """
+    if device.type != "cuda":
+        return
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.benchmark = benchmark
+    for owner, name, value in _float32_precision_flags(tf32):
+        setattr(owner, name, value)

@@ -46,7 +46,7 @@ from lossbench import losses
 from lossbench.data.denoise import DenoiseTrainDataset
 from lossbench.data.tasks import channels, train_dataset
 from lossbench.data.valset import ImageFile
-from lossbench.device import DeviceError, check_gpu_features, make_deterministic, select_device
+from lossbench.device import DeviceError, check_gpu_features, configure_cuda_kernels, make_deterministic, select_device
 from lossbench.metrics.pixel import psnr
 from lossbench.models import UNet
 from lossbench.seeding import SeededSampler, derive_seed
@@ -82,6 +82,20 @@ class Progress:
     seconds: float = 0.0  # training time of the current epoch so far
     last_finite: float | None = None
     curve: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _EpochOrder:
+    """Sampler of the run's one DataLoader: the ``(index, sample_seed)`` items of the current epoch
+    still to train, set before each epoch and read when the loader's iteration starts."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[int, int]] = []
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter(self.samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
 
 
 @dataclass
@@ -374,6 +388,7 @@ def run(
     target_device = select_device(device)
     check_gpu_features(target_device, spec["trainer"]["autocast"], spec["trainer"]["compile"])
     trainer, training = spec["trainer"], spec["training"]
+    configure_cuda_kernels(target_device, trainer["tf32"], trainer["cudnn_benchmark"])
     # The data are checked (image sizes, volume layouts, validation sizes) before anything is written.
     dataset = train_dataset(spec["kind"], spec["data"], train_dir)
     with ImageFile(valset_path) as valset:
@@ -420,20 +435,25 @@ def run(
     total_steps = training["epochs"] * steps_per_epoch
     log.info("training %s/%s seed %d on %s: %d samples per epoch, %d epochs, lr %g, %s", spec["task"], spec["loss"], spec["seed"], target_device, len(dataset), training["epochs"], spec["lr"], trainer)
     bar = tqdm(total=total_steps, initial=state.step, disable=not progress, file=sys.stderr, mininterval=2.0 if sys.stderr.isatty() else 30.0, desc=f"{spec['task']}/{spec['loss']}")
+    # One loader for the whole run: its workers persist across epochs (no new processes, which would
+    # inherit the GPU lock, each epoch) and read each epoch's order from ``order``.
+    order = _EpochOrder()
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=order,
+        num_workers=training["workers"],
+        persistent_workers=training["workers"] > 0,
+        pin_memory=target_device.type == "cuda",
+        worker_init_fn=_ignore_stop_signals,
+        # Its own generator keeps the loader from drawing on torch's global random state.
+        generator=torch.Generator().manual_seed(derive_seed(spec["seed"])),
+    )
     with ImageFile(valset_path) as valset, _catch_stop_signals() as signals, bar:
         while state.epoch < training["epochs"]:
             started = time.perf_counter()
-            order = list(SeededSampler(len(dataset), spec["seed"], state.epoch))
-            loader = DataLoader(
-                dataset,
-                batch_size=batch_size,
-                sampler=order[state.position * batch_size :],  # a resumed epoch skips its done batches
-                num_workers=training["workers"],
-                pin_memory=target_device.type == "cuda",
-                worker_init_fn=_ignore_stop_signals,
-                # Its own generator keeps the loader from drawing on torch's global random state.
-                generator=torch.Generator().manual_seed(derive_seed(spec["seed"], state.epoch)),
-            )
+            # A resumed epoch skips its done batches.
+            order.samples = list(SeededSampler(len(dataset), spec["seed"], state.epoch))[state.position * batch_size :]
             for degraded, clean in loader:
                 for group in optimizer.param_groups:
                     group["lr"] = spec["lr"] * learning_rate_factor(trainer["schedule"], state.step, total_steps)
@@ -462,7 +482,9 @@ def run(
                 if state.step % checkpoint_every == 0 and state.position < steps_per_epoch:
                     checkpoint_now()  # the epoch's last step is saved below, with its validation
             if signals.received is None:
-                _finish_epoch(state, validate(forward, loss_fn, valset, target_device, training["val_images"], trainer), started)
+                # The uncompiled module: compile would recompile for eval mode, each full-size image
+                # shape and orientation, for a one-image-at-a-time loop that is not the run's bottleneck.
+                _finish_epoch(state, validate(model, loss_fn, valset, target_device, training["val_images"], trainer), started)
             path = checkpoint_now()
             if signals.received is not None:
                 name = signal.Signals(signals.received).name
