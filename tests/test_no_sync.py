@@ -10,21 +10,28 @@ real thing.
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
+from lossbench import losses
 from lossbench.device import ieee_float32
 from lossbench.flip import FLIPLoss
 from lossbench.losses.adaptive import AdaptiveLoss
-from lossbench.metrics.lpips import LPIPSL2Loss
-from lossbench.metrics.msssim import MSSSIMLoss, ms_ssim
+from lossbench.metrics.msssim import ms_ssim
 
+#: Constructor parameters for the 3-channel 64×64 test batches.
+_PARAMS = {
+    "msssim": {"small_images": "reduce_scales"},
+    "adaptive": {"num_channels": 3},
+    "lpips_l2": {"l2_weight": "balance", "trunk": "untrained"},
+}
+#: Every registered loss, and the FLIP loss's other out-of-range treatments.
 LOSSES = {
-    "ms_ssim": lambda: MSSSIMLoss(small_images="reduce_scales"),
-    "adaptive": lambda: AdaptiveLoss(num_channels=3),
-    "flip": FLIPLoss,
+    **{name: functools.partial(losses.build, name, **_PARAMS.get(name, {})) for name in losses.names()},
+    "flip_inward": lambda: FLIPLoss(out_of_range="inward"),
     "flip_extrapolate": lambda: FLIPLoss(out_of_range="extrapolate"),
-    "lpips_l2": lambda: LPIPSL2Loss(l2_weight="balance", trunk="untrained"),
 }
 #: Losses whose whole forward and backward run without TF32 (lossbench.device.ieee_float32_autograd).
 IEEE_LOSSES = ("flip", "lpips_l2")
