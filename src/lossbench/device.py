@@ -1,7 +1,8 @@
 """Device selection: a free GPU from the lock-file pool when present, CPU otherwise, with a warning.
 
-Also the GPU feature check of the trainer's options and the scope in which the losses' float32
-convolutions run without TF32.
+Also the GPU feature check of the trainer's options, the CUDA kernel settings of a training run
+(TF32, cuDNN autotuning, determinism), and the scope in which the losses' float32 convolutions and
+matrix products run without TF32, forward and backward.
 """
 
 from __future__ import annotations
