@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lossbench import losses
-from lossbench.device import DeviceError, check_gpu_features, configure_cuda_kernels, driver_description, ieee_float32, select_device
+from lossbench.device import DeviceError, check_gpu_features, configure_cuda_kernels, driver_description, ieee_float32, ieee_float32_autograd, select_device
 
 
 @pytest.fixture
@@ -152,3 +152,24 @@ def test_gpu_check_script_skips_without_cuda_and_its_stages_run_on_the_cpu(repo,
     report = json.loads(out.read_text())
     assert set(report["losses"]) == set(losses.names()) and all("error" not in stage for stage in (report["losses"], report["tf32_scope"]))
     assert report["tf32_scope"]["flip"]["value_relative_difference"] == 0.0  # the CPU against itself
+
+
+def test_ieee_float32_autograd_gives_the_plain_value_and_gradients():
+    def function(a, b):
+        return (torch.nn.functional.conv2d(a, b.expand(1, 2, 3, 3)) ** 2).sum() + (a @ a.transpose(-1, -2)).mean()
+
+    a = torch.rand(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    b = torch.rand(1, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    plain = function(a, b)
+    expected = torch.autograd.grad(plain, (a, b))
+    wrapped = ieee_float32_autograd(function, a, b)
+    assert torch.equal(wrapped, plain.detach())
+    assert all(torch.equal(got, want) for got, want in zip(torch.autograd.grad(wrapped, (a, b)), expected))
+    # Only the inputs that need a gradient get one; without grad mode it is a plain call.
+    assert ieee_float32_autograd(function, a, b.detach()).grad_fn is not None
+    with torch.no_grad():
+        assert ieee_float32_autograd(function, a, b).grad_fn is None
+    wrapped = ieee_float32_autograd(function, a, b)
+    wrapped.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="second time"):
+        wrapped.backward()

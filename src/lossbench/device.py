@@ -183,7 +183,10 @@ class _IEEEFloat32(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        leaves, output = ctx.graph
+        if ctx.graph is None:
+            raise RuntimeError("ieee_float32_autograd: backward a second time; its graph was freed by the first")
+        # Freed now rather than with the caller's graph: the function's activations are done with.
+        (leaves, output), ctx.graph = ctx.graph, None
         wanted = [leaf for leaf in leaves if leaf.requires_grad]
         with ieee_float32():
             grads = iter(torch.autograd.grad(output, wanted, grad, allow_unused=True))
@@ -196,7 +199,9 @@ def ieee_float32_autograd(function: Callable[..., torch.Tensor], *inputs: torch.
     Autograd runs the backward after the caller's scope has closed, under whatever TF32 setting
     holds then; this replays the function's graph in full float32. ``function`` must return one
     tensor and depend on no tensor that needs a gradient other than ``inputs``; it is once
-    differentiable. Without a gradient to compute it is simply called in scope.
+    differentiable, and its graph is freed by the first backward (a second one, as after
+    ``retain_graph=True``, raises an error). Without a gradient to compute it is simply
+    called in scope.
     """
     if not (torch.is_grad_enabled() and any(x.requires_grad for x in inputs)):
         with ieee_float32():
