@@ -49,7 +49,7 @@ from lossbench.data.valset import ImageFile
 from lossbench.device import DeviceError, check_gpu_features, make_deterministic, select_device
 from lossbench.metrics.pixel import psnr
 from lossbench.models import UNet
-from lossbench.seeding import SeededSampler, derive_seed
+from lossbench.seeding import SeededSampler, derive_seed, group_batches
 
 log = logging.getLogger(__name__)
 
@@ -416,28 +416,33 @@ def run(
         })
 
     batch_size = training["batch_size"]
-    steps_per_epoch = -(-len(dataset) // batch_size)
+
+    def epoch_batches(epoch: int) -> list[list[tuple[int, int]]]:
+        # Shape-grouped (fastMRI volumes of several layouts); as many batches in every epoch.
+        return group_batches(list(SeededSampler(len(dataset), spec["seed"], epoch)), dataset.batch_key, batch_size)
+
+    steps_per_epoch = len(epoch_batches(0))
     total_steps = training["epochs"] * steps_per_epoch
     log.info("training %s/%s seed %d on %s: %d samples per epoch, %d epochs, lr %g, %s", spec["task"], spec["loss"], spec["seed"], target_device, len(dataset), training["epochs"], spec["lr"], trainer)
     bar = tqdm(total=total_steps, initial=state.step, disable=not progress, file=sys.stderr, mininterval=2.0 if sys.stderr.isatty() else 30.0, desc=f"{spec['task']}/{spec['loss']}")
     with ImageFile(valset_path) as valset, _catch_stop_signals() as signals, bar:
         while state.epoch < training["epochs"]:
             started = time.perf_counter()
-            order = list(SeededSampler(len(dataset), spec["seed"], state.epoch))
             loader = DataLoader(
                 dataset,
-                batch_size=batch_size,
-                sampler=order[state.position * batch_size :],  # a resumed epoch skips its done batches
+                batch_sampler=epoch_batches(state.epoch)[state.position :],  # a resumed epoch skips its done batches
                 num_workers=training["workers"],
                 pin_memory=target_device.type == "cuda",
                 worker_init_fn=_ignore_stop_signals,
                 # Its own generator keeps the loader from drawing on torch's global random state.
                 generator=torch.Generator().manual_seed(derive_seed(spec["seed"], state.epoch)),
             )
-            for degraded, clean in loader:
+            for raw in loader:
                 for group in optimizer.param_groups:
                     group["lr"] = spec["lr"] * learning_rate_factor(trainer["schedule"], state.step, total_steps)
-                batch = (_to_device(degraded, target_device, trainer), clean.to(target_device, non_blocking=True))
+                # The dataset finishes its batch on the device (the MRI k-space transforms run there).
+                degraded, clean = dataset.finish_batch(raw, target_device)
+                batch = (_to_device(degraded, target_device, trainer), clean)
                 value, problem = _step(forward, loss_fn, optimizer, parameters, batch, _autocast(target_device, trainer))
                 if problem is None:
                     state.loss_sum += value * len(degraded)

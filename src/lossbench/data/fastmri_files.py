@@ -55,7 +55,9 @@ def check_volume(path: str | Path, challenge: str, crop: int = 320, read_data: b
     Args:
         path: The ``.h5`` file.
         challenge: ``singlecoil`` or ``multicoil``.
-        crop: Side of the centre crop the task uses; the images must be at least this large.
+        crop: Side of the centre crop the task uses; the images must be at least this large, except
+            that k-space narrower than the crop is cropped to its width W (:func:`crop_side`), so its
+            target and k-space rows must hold W × W.
         read_data: Also read the last slice, which catches a file cut short inside its data.
         full: Read every slice of k-space and target: catches damaged (e.g. compressed) chunks
             anywhere, and NaN or infinite values, one of which spoils a whole slice (slower).
@@ -95,8 +97,10 @@ def check_volume(path: str | Path, challenge: str, crop: int = 320, read_data: b
             raise fail(f"{recon_key} has shape {target.shape} and dtype {target.dtype}, expected (slices, height, width) float32")
         if target.shape[0] != kspace.shape[0] or kspace.shape[0] == 0:
             raise fail(f"kspace has {kspace.shape[0]} slices but {recon_key} has {target.shape[0]}")
-        if crop > min(target.shape[-2:]) or crop > min(kspace.shape[-2:]):
-            raise fail(f"crop {crop} is larger than the image (kspace {kspace.shape[-2]}×{kspace.shape[-1]}, {recon_key} {target.shape[-2]}×{target.shape[-1]})")
+        side = crop_side(kspace.shape, crop)
+        if side > min(target.shape[-2:]) or side > kspace.shape[-2]:
+            narrow = f", cropped to {side}×{side} as its k-space is narrower" if side < crop else ""
+            raise fail(f"crop {crop} is larger than the image (kspace {kspace.shape[-2]}×{kspace.shape[-1]}, {recon_key} {target.shape[-2]}×{target.shape[-1]}{narrow})")
         _check_header(file["ismrmrd_header"][()], fail)
         _check_max(file.attrs.get("max"), fail)
         if full:
@@ -108,6 +112,13 @@ def check_volume(path: str | Path, challenge: str, crop: int = 320, read_data: b
             _read_slice(kspace, -1, fail)
             _read_slice(target, -1, fail)
         return tuple(kspace.shape)
+
+
+def crop_side(kspace_shape: tuple[int, ...], crop: int) -> int:
+    """Side of the square crop of a volume with k-space ``kspace_shape`` (..., H, W): ``crop``, or W
+    when the k-space is narrower, as fastMRI's ``UnetDataTransform`` crops such brain scans (its
+    "FLAIR 203" case) to W × W."""
+    return min(crop, kspace_shape[-1])
 
 
 def _first_line(error: Exception) -> str:
