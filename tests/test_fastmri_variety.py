@@ -1,0 +1,94 @@
+"""fastMRI's real variety (narrow brain scans, coil counts, k-space widths, magnitudes, acquisitions)
+through the check rule's functions and training; a broken file still fails alone, or is skipped."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from lossbench import train
+from lossbench.config import train_spec, validate
+from lossbench.data import fastmri_synthetic as synthetic
+from lossbench.data.fastmri_files import FastMRIFileError, check_folder, link_checked
+from lossbench.data.tasks import write_valset
+
+#: Brain volumes at matrix 48: coil counts 2, 3 and 5, one scan 37 columns wide (narrower than the
+#: 48 crop), maxima from 1e-5 to 1e-2, several acquisitions.
+BRAIN = [
+    dict(width=48, n_coils=3, amplitude=1e-2, acquisition="AXT1POST"),
+    dict(width=37, n_coils=5, amplitude=1e-5, acquisition="AXFLAIR"),
+    dict(width=48, n_coils=2, amplitude=3e-4, acquisition="AXT1PRE"),
+]
+
+
+def _write(folder: Path, layouts: list[dict], challenge: str = "multicoil", slices: int = 2) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, layout in enumerate(layouts):
+        path = folder / f"brain_{index:03d}.h5"
+        synthetic.write_volume(path, challenge, slices, np.random.default_rng(index + 10), matrix=48, **layout)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture()
+def brain_folder(tmp_path) -> tuple[Path, Path]:
+    """Varied brain volumes and, in the same folder, a truncated copy of one (a cut-off download)."""
+    paths = _write(tmp_path / "brain", BRAIN)
+    truncated = tmp_path / "brain" / "brain_999.h5"
+    truncated.write_bytes(paths[0].read_bytes()[: paths[0].stat().st_size // 2])
+    return tmp_path / "brain", truncated
+
+
+def test_varied_volumes_pass_and_a_truncated_one_fails_alone(brain_folder, tmp_path):
+    folder, truncated = brain_folder
+    selected, problems = check_folder(folder, "multicoil", crop=48, full=True)
+    assert len(selected) == 4
+    assert len(problems) == 1 and problems[0].startswith(f"{truncated}: not a readable HDF5 file, truncated or corrupt") and "\n" not in problems[0]
+    with pytest.raises(FastMRIFileError, match=f"^{truncated}: not a readable HDF5 file"):
+        link_checked(folder, tmp_path / "linked", "multicoil", crop=48)
+    assert not (tmp_path / "linked").exists()
+
+
+def test_skip_bad_leaves_the_broken_file_out_and_lists_it(brain_folder, tmp_path, caplog):
+    folder, truncated = brain_folder
+    with caplog.at_level(logging.WARNING, logger="lossbench.data.fastmri_files"):
+        selected, problems = check_folder(folder, "multicoil", crop=48, skip_bad=True)
+        linked = link_checked(folder, tmp_path / "linked", "multicoil", crop=48, skip_bad=True)
+    assert problems == [] and truncated not in selected and selected == linked and len(linked) == 3
+    assert sorted(path.name for path in (tmp_path / "linked").iterdir()) == [path.name for path in linked]
+    skipped = [record.getMessage() for record in caplog.records if record.getMessage().startswith("skipped (skip_bad)")]
+    assert len(skipped) == 2 and all(str(truncated) in line for line in skipped)  # once per rule
+    only_bad = tmp_path / "only_bad"
+    only_bad.mkdir()
+    (only_bad / "x.h5").write_bytes(truncated.read_bytes())
+    with pytest.raises(FastMRIFileError, match="none of the 1 selected volumes is usable"):
+        link_checked(only_bad, tmp_path / "none", "multicoil", crop=48, skip_bad=True)
+
+
+def test_single_coil_files_of_two_widths_with_reconstruction_rss_pass(tmp_path):
+    paths = _write(tmp_path / "knee", [dict(width=56, acquisition="CORPDFS_FBK", amplitude=1e-5), dict(width=60, amplitude=1e-2)], "singlecoil")
+    selected, problems = check_folder(tmp_path / "knee", "singlecoil", crop=48, full=True)
+    assert selected == paths and problems == []
+
+
+def test_training_on_varied_brain_volumes_batches_by_shape(tmp_path):
+    _write(tmp_path / "train", BRAIN)
+    _write(tmp_path / "val", BRAIN[1:2], slices=1)
+    with open(os.path.join(os.path.dirname(__file__), "data", "config_tiny.yaml")) as handle:
+        config = validate(yaml.safe_load(handle))
+    config["tasks"]["brain"]["crop"] = 48
+    config["tasks"]["brain"]["training"].update(epochs=1, batch_size=2)
+    spec = train_spec(config, "brain", "l1", 0)
+    assert write_valset("multicoil", spec["data"], tmp_path / "val", tmp_path / "val.h5") == 1
+    train.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "out", tmp_path / "ckpt", device="cpu", threads=1, progress=False)
+    with open(tmp_path / "out" / "curve.csv") as handle:
+        (row,) = list(csv.DictReader(handle))
+    # Three volumes of two slices, one shape each: three batches of two, none mixing shapes.
+    assert int(row["step"]) == 3 and np.isfinite(float(row["train_loss"])) and np.isfinite(float(row["val_psnr"]))
