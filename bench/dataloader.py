@@ -14,6 +14,9 @@ Per MRI task, with one DataLoader worker and one torch thread, alternating the t
   the slice's k-space and target crop and draw its mask (the training code path);
 * ``fastmri_worker_samples_per_s``: ``fastmri.data.SliceDataset`` with ``UnetDataTransform`` (mask,
   inverse FFT, crop, RSS and normalisation per sample, in the worker);
+* ``ours_in_process_samples_per_s``, ``fastmri_in_process_samples_per_s``: the same with 0 workers,
+  without the hand-over of each sample through shared memory; ``handover`` times that copy for the
+  largest slice against an ordinary one (multi-coil k-space is tens of MB per slice);
 * ``device_transform_ms_per_sample``: :meth:`MRISliceDataset.finish_batch` on batches of
   ``--batch`` slices of one shape, on the CPU with one thread (and on CUDA when there is one).
 
@@ -79,7 +82,8 @@ def _rate(loader: DataLoader, samples: int) -> float:
 
 
 def worker_rates(folder: Path, kind: str, samples: int, rounds: int = 2) -> dict[str, float]:
-    """Per-worker samples/s of our MRI path and of fastMRI's SliceDataset + UnetDataTransform."""
+    """Samples/s of our MRI path and of fastMRI's SliceDataset + UnetDataTransform, in one worker
+    process and in the main process (0 workers: no inter-process transfer)."""
     from fastmri.data import SliceDataset
     from fastmri.data.subsample import RandomMaskFunc
     from fastmri.data.transforms import UnetDataTransform
@@ -89,10 +93,10 @@ def worker_rates(folder: Path, kind: str, samples: int, rounds: int = 2) -> dict
     theirs = SliceDataset(folder, kind, transform=transform, use_dataset_cache=False)
     order = list(SeededSampler(len(ours), seed=0, epoch=0))
     # Batches of one: narrow and wide brain slices cannot share a fastMRI batch.
-    loaders = {
-        "ours_worker_samples_per_s": DataLoader(ours, sampler=order, batch_size=1, num_workers=1),
-        "fastmri_worker_samples_per_s": DataLoader(theirs, sampler=[index for index, _ in order], batch_size=1, num_workers=1),
-    }
+    loaders = {}
+    for workers, where in ((1, "worker"), (0, "in_process")):
+        loaders[f"ours_{where}_samples_per_s"] = DataLoader(ours, sampler=order, batch_size=1, num_workers=workers)
+        loaders[f"fastmri_{where}_samples_per_s"] = DataLoader(theirs, sampler=[index for index, _ in order], batch_size=1, num_workers=workers)
     measured: dict[str, list[float]] = {name: [] for name in loaders}
     for _ in range(rounds):
         for name, loader in loaders.items():
@@ -116,6 +120,21 @@ def transform_ms(folder: Path, kind: str, batch: int, device: str, repeats: int 
     if device == "cuda":
         torch.cuda.synchronize()
     return 1000 * (time.perf_counter() - started) / sum(len(raw["kspace"]) for raw in raws)
+
+
+def shared_memory_ms(folder: Path, kind: str, repeats: int = 4) -> dict[str, float]:
+    """Milliseconds to copy one slice's k-space into new shared memory (how a worker hands a sample to
+    the training process) and into new ordinary memory, for the largest slice of ``folder``."""
+    dataset = train_dataset(kind, {"mask": {"center_fraction": 0.04, "acceleration": 8}, "crop": MRI_CROP}, folder)
+    largest = max(range(len(dataset)), key=lambda index: int(np.prod(dataset.batch_key(index))))
+    kspace = dataset[(largest, 0)]["kspace"]
+    timings = {}
+    for name, allocate in (("shared", lambda: torch.empty_like(kspace).share_memory_()), ("ordinary", lambda: torch.empty_like(kspace))):
+        started = time.perf_counter()
+        for _ in range(repeats):
+            allocate().copy_(kspace)
+        timings[f"{name}_memory_copy_ms"] = 1000 * (time.perf_counter() - started) / repeats
+    return {"slice_mb": kspace.numel() * kspace.element_size() / 2**20, **timings}
 
 
 def decode_rate(folder: Path, data: dict, samples: int) -> float:
@@ -173,6 +192,8 @@ def main() -> None:
         for task, kind in KINDS.items():
             row = worker_rates(folders[task], kind, args.samples)
             row["ratio"] = row["ours_worker_samples_per_s"] / row["fastmri_worker_samples_per_s"]
+            row["in_process_ratio"] = row["ours_in_process_samples_per_s"] / row["fastmri_in_process_samples_per_s"]
+            row["handover"] = shared_memory_ms(folders[task], kind)
             row["device_transform_ms_per_sample"] = transform_ms(folders[task], kind, args.batch, "cpu")
             if "cuda" in devices:
                 row["device_transform_ms_per_sample_cuda"] = transform_ms(folders[task], kind, args.batch, "cuda")
@@ -208,7 +229,10 @@ def main() -> None:
         json.dump(report, handle, indent=2)
     for task in KINDS:
         row = results[task]
-        print(f"{task}: ours {row['ours_worker_samples_per_s']:.1f}/s, fastMRI {row['fastmri_worker_samples_per_s']:.1f}/s per worker ({row['ratio']:.1f}×); device transform {row['device_transform_ms_per_sample']:.1f} ms/sample on the CPU")
+        print(f"{task}: ours {row['ours_worker_samples_per_s']:.1f}/s, fastMRI {row['fastmri_worker_samples_per_s']:.1f}/s per worker ({row['ratio']:.1f}×); "
+              f"in the main process {row['ours_in_process_samples_per_s']:.1f}/s vs {row['fastmri_in_process_samples_per_s']:.1f}/s ({row['in_process_ratio']:.1f}×); "
+              f"device transform {row['device_transform_ms_per_sample']:.1f} ms/sample on the CPU; a {row['handover']['slice_mb']:.0f} MB slice into shared memory "
+              f"{row['handover']['shared_memory_copy_ms']:.1f} ms, into ordinary memory {row['handover']['ordinary_memory_copy_ms']:.1f} ms")
     print(f"denoise: {results['denoise']['decode_each_time_samples_per_s']:.1f}/s decoding each time")
     for task, row in results.items():
         shares = ", ".join(f"{value['waiting_fraction']:.1%} with {key.replace('_', ' ')}" for key, value in row["waiting"].items() if isinstance(value, dict))
