@@ -92,3 +92,18 @@ def test_training_on_varied_brain_volumes_batches_by_shape(tmp_path):
         (row,) = list(csv.DictReader(handle))
     # Three volumes of two slices, one shape each: three batches of two, none mixing shapes.
     assert int(row["step"]) == 3 and np.isfinite(float(row["train_loss"])) and np.isfinite(float(row["val_psnr"]))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"preset": "realistic", "matrix": 160}, r"tasks\.brain\.data\.matrix: 160, but the realistic preset has fastMRI's matrix of 320"),
+    ({"preset": "huge"}, r"tasks\.brain\.data\.preset: 'huge' is not one of \['default', 'realistic'\]"),
+    ({"skip_bad": "yes"}, r"tasks\.brain\.data\.skip_bad: 'yes' is not of type 'boolean'"),
+])
+def test_bad_preset_and_skip_bad_values_are_config_errors(change, message):
+    from lossbench.config import ConfigError
+
+    with open(os.path.join(os.path.dirname(__file__), "data", "config_tiny.yaml")) as handle:
+        config = yaml.safe_load(handle)
+    config["tasks"]["brain"]["data"].update(change)
+    with pytest.raises(ConfigError, match=message):
+        validate(config, source="tiny.yaml")
