@@ -133,3 +133,19 @@ def test_shape_grouped_mri_run_resumed_mid_epoch_ends_bit_for_bit_the_same(tmp_p
         resumed = torch.load(train.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "out", tmp_path / "resumed", **options), weights_only=False)["model"]
     assert "epoch 2, batch 2 of the epoch, step 8" in caplog.text
     assert all(torch.equal(resumed[key], reference[key]) for key in reference)
+
+
+def test_narrow_synthetic_target_is_the_rss_of_its_kspace(tmp_path):
+    # The stored 48×48 reconstruction holds the 37 image columns between zero columns, where a
+    # centre crop puts them: its 37×37 crop is the fully sampled RSS crop, to float32 precision.
+    import fastmri
+    import h5py
+    import torch
+    from fastmri.data.transforms import center_crop, to_tensor
+
+    (path,) = _write(tmp_path / "narrow", BRAIN[1:2], slices=1)
+    with h5py.File(path, "r") as file:
+        kspace, target = to_tensor(file["kspace"][0]), torch.from_numpy(file["reconstruction_rss"][0])
+    image = center_crop(fastmri.rss(fastmri.complex_abs(fastmri.ifft2c(kspace)), dim=0), (37, 37))
+    torch.testing.assert_close(center_crop(target, (37, 37)), image, rtol=1e-5, atol=1e-6 * float(target.max()))
+    assert target[:, :5].abs().max() == 0 and target[:, -6:].abs().max() == 0
