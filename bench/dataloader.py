@@ -1,14 +1,14 @@
 """Data-loading speed: our fastMRI path against fastMRI's own, side by side in one run, and the share of
 a training step spent waiting for data.
 
-    nice -n 10 python bench/dataloader.py [--out bench/dataloader.json] [--samples 24] [--slices 4]
+    nice -n 10 python bench/dataloader.py [--out bench/dataloader.json] [--samples 20] [--slices 6]
 
 The data are made in a temporary folder: ``realistic`` synthetic fastMRI volumes
 (:func:`lossbench.data.fastmri_synthetic.realistic_settings`: knee k-space 640×368/372, brain 640×320
 with 2–24 coils and narrow scans among them, at real magnitudes; ``--slices`` caps the slices per
 volume to keep the run short) and JPEG photographs of ImageNet's typical size (500×375).
 
-Per MRI task, with one DataLoader worker and one torch thread, alternating the two paths twice:
+Per MRI task, with one DataLoader worker and one torch thread, alternating the two paths three times:
 
 * ``ours_worker_samples_per_s``: :class:`lossbench.data.mri.MRISliceDataset` items, which only read
   the slice's k-space and target crop and draw its mask (the training code path);
@@ -81,7 +81,7 @@ def _rate(loader: DataLoader, samples: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def worker_rates(folder: Path, kind: str, samples: int, rounds: int = 2) -> dict[str, float]:
+def worker_rates(folder: Path, kind: str, samples: int, rounds: int = 3) -> dict[str, float]:
     """Samples/s of our MRI path and of fastMRI's SliceDataset + UnetDataTransform, in one worker
     process and in the main process (0 workers: no inter-process transfer)."""
     from fastmri.data import SliceDataset
@@ -175,9 +175,9 @@ def waiting_fraction(dataset, kind: str, model_config: dict, batch_size: int, wo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench/dataloader.json")
-    parser.add_argument("--samples", type=int, default=24, help="samples timed per loader and round")
+    parser.add_argument("--samples", type=int, default=20, help="samples timed per loader and round")
     parser.add_argument("--volumes", type=int, default=4, help="realistic volumes per MRI task")
-    parser.add_argument("--slices", type=int, default=4, help="cap on the slices per realistic volume")
+    parser.add_argument("--slices", type=int, default=6, help="cap on the slices per realistic volume")
     parser.add_argument("--batch", type=int, default=4, help="slices per device-transform batch")
     parser.add_argument("--steps", type=int, default=6, help="training steps timed for the waiting share")
     args = parser.parse_args()
