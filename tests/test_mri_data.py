@@ -62,7 +62,8 @@ def _header_int(root: ElementTree.Element, path: str) -> int:
 def test_file_layout(request, challenge, kspace_shape, recon_key, acquisition):
     path = request.getfixturevalue(f"{challenge}_dir") / "file_000.h5"
     with h5py.File(path, "r") as file:
-        assert set(file.keys()) == {"kspace", recon_key, "ismrmrd_header"}
+        # fastMRI's single-coil files carry the multi-coil RSS reconstruction too.
+        assert set(file.keys()) == {"kspace", recon_key, "ismrmrd_header"} | {"reconstruction_rss"}
         assert file["kspace"].shape == kspace_shape and file["kspace"].dtype == np.complex64
         assert file[recon_key].shape == (SLICES, 320, 320) and file[recon_key].dtype == np.float32
         recon = file[recon_key][()]
@@ -152,9 +153,9 @@ def test_training_masks_are_new_per_sample_and_reproducible(singlecoil):
     assert np.array_equal(singlecoil.mask_for(1, 42), singlecoil.mask_for(1, 42))
     masks = [singlecoil.mask_for(1, seed) for seed in (1, 2, 3, 2**32 - 1)]
     assert all(not np.array_equal(a, b) for i, a in enumerate(masks) for b in masks[i + 1 :])
-    first, target = singlecoil[(1, 42)]
-    again, _ = singlecoil[(1, 42)]
-    other, target_other = singlecoil[(1, 43)]
+    first, target = singlecoil.pair(1, 42)
+    again, _ = singlecoil.pair(1, 42)
+    other, target_other = singlecoil.pair(1, 43)
     assert torch.equal(first, again) and not torch.equal(first, other) and torch.equal(target, target_other)
     with pytest.raises(ValueError, match="sample_seed"):
         singlecoil.mask_for(0, 2**32)
@@ -192,7 +193,7 @@ def test_values_scaled_to_target_max(request, challenge):
 
 
 def test_crop(singlecoil_dir):
-    image, target = MRISliceDataset(singlecoil_dir, "singlecoil", crop=256)[(0, 5)]
+    image, target = MRISliceDataset(singlecoil_dir, "singlecoil", crop=256).pair(0, 5)
     assert image.shape == target.shape == (1, 256, 256)
     with pytest.raises(ValueError, match="crop 400 is larger than the image"):
         MRISliceDataset(singlecoil_dir, "singlecoil", crop=400)
@@ -200,7 +201,7 @@ def test_crop(singlecoil_dir):
 
 def test_dataset_is_picklable_for_workers(singlecoil):
     copy = pickle.loads(pickle.dumps(singlecoil))
-    assert torch.equal(copy[(2, 9)][0], singlecoil[(2, 9)][0])
+    assert torch.equal(copy.pair(2, 9)[0], singlecoil.pair(2, 9)[0])
 
 
 def test_clear_errors(tmp_path, singlecoil_dir):
@@ -213,7 +214,8 @@ def test_clear_errors(tmp_path, singlecoil_dir):
         MRISliceDataset(empty, "singlecoil")
     with pytest.raises(ValueError, match="unknown MRI challenge 'knee'"):
         MRISliceDataset(singlecoil_dir, "knee")
-    with pytest.raises(ValueError, match="missing dataset 'reconstruction_rss'"):
+    # Single-coil files carry reconstruction_rss as in fastMRI: the k-space layout tells them apart.
+    with pytest.raises(ValueError, match=r"kspace has shape \(3, 640, 368\), expected 4 dimensions for multicoil"):
         MRISliceDataset(singlecoil_dir, "multicoil")
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -257,8 +259,13 @@ def test_smaller_matrix_keeps_fastmri_layout(tmp_path, monkeypatch, challenge, k
     assert (attrs["padding_left"], attrs["padding_right"]) == synthetic.acquired_columns(challenge, kspace_shape[-1])
     _, image, target = MRISliceDataset(tmp_path, challenge, crop=48).validation_item(1)
     assert image.shape == target.shape == (1, 48, 48) and torch.isfinite(image).all()
-    with pytest.raises(ValueError, match="crop 64 is larger than the image"):
-        MRISliceDataset(tmp_path, challenge, crop=64)
+    if kspace_shape[-1] == 48:
+        # k-space narrower than the crop is cropped to its width, as fastMRI's UnetDataTransform does.
+        _, image, target = MRISliceDataset(tmp_path, challenge, crop=64).validation_item(1)
+        assert image.shape == target.shape == (1, 48, 48)
+    else:
+        with pytest.raises(ValueError, match="crop 64 is larger than the image"):
+            MRISliceDataset(tmp_path, challenge, crop=64)
 
 
 def test_knee_and_brain_have_textured_anatomy(singlecoil_dir, multicoil_dir):
@@ -292,3 +299,72 @@ def test_crop_larger_than_the_synthetic_matrix_is_a_config_error(tiny_config):
     tiny_config["tasks"]["knee"]["data"]["matrix"] = 161
     with pytest.raises(ConfigError, match=r"tasks\.knee\.data\.matrix: 161 is not a multiple of 2"):
         validate(tiny_config)
+
+
+def _variety(root: Path) -> dict[str, Path]:
+    """Tiny volumes of fastMRI's variety at matrix 48, crop 48: knee widths 56 and 60, brain coil
+    counts 3 and 5, a brain volume narrower than the crop, magnitudes 1e-5 and 1e-2."""
+    layouts = {
+        "singlecoil": [dict(width=56, amplitude=1e-5, acquisition="CORPDFS_FBK"), dict(width=60, amplitude=1e-2)],
+        "multicoil": [dict(width=48, n_coils=3, amplitude=1e-2, acquisition="AXT1POST"), dict(width=37, n_coils=5, amplitude=1e-5, acquisition="AXFLAIR"), dict(width=48, n_coils=5)],
+    }
+    folders = {}
+    for challenge, volumes in layouts.items():
+        folders[challenge] = root / challenge
+        folders[challenge].mkdir()
+        for index, layout in enumerate(volumes):
+            synthetic.write_volume(folders[challenge] / f"v{index}.h5", challenge, 2, np.random.default_rng(index), matrix=48, **layout)
+    return folders
+
+
+@pytest.mark.parametrize("challenge", ["singlecoil", "multicoil"])
+def test_device_side_batches_equal_the_per_sample_fastmri_path(tmp_path, challenge):
+    # Batches of every layout, made by the device-side transform, against fastMRI's per-sample
+    # SliceDataset + apply_mask + ifft2c + crop + abs/rss, to float32 tolerance (values are in [0, 1]).
+    from lossbench.data.fastmri_files import check_volume
+    from lossbench.seeding import SeededSampler, group_batches
+
+    root = _variety(tmp_path)[challenge]
+    for path in sorted(root.iterdir()):
+        check_volume(path, challenge, crop=48, full=True)
+    dataset = MRISliceDataset(root, challenge, crop=48)
+    batches = group_batches(list(SeededSampler(len(dataset), seed=3, epoch=0)), dataset.batch_key, batch_size=3)
+    assert sorted(key for batch in batches for key in batch) == sorted(SeededSampler(len(dataset), seed=3, epoch=0))
+    assert all(len({dataset.batch_key(index) for index, _ in batch}) == 1 for batch in batches)
+    sides = set()
+    for batch in batches:
+        raw = torch.utils.data.default_collate([dataset[key] for key in batch])
+        inputs, targets = dataset.finish_batch(raw, "cpu")
+        for (index, seed), image, target in zip(batch, inputs, targets):
+            reference_image, reference_target = dataset.reference_pair(index, seed)
+            torch.testing.assert_close(image, reference_image, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(target, reference_target, rtol=0, atol=0)
+            sides.add(image.shape[-1])
+    for index in range(len(dataset)):
+        torch.testing.assert_close(dataset.validation_item(index)[1], dataset.reference_pair(index, None)[0], rtol=1e-5, atol=1e-6)
+    # The narrow brain volume is cropped to its 37 columns, as fastMRI's UnetDataTransform crops it.
+    assert sides == ({48, 37} if challenge == "multicoil" else {48})
+
+
+def test_shape_groups_of_one_shape_are_consecutive_runs():
+    from lossbench.seeding import SeededSampler, group_batches
+
+    order = list(SeededSampler(10, seed=0, epoch=1))
+    assert group_batches(order, lambda index: None, 4) == [order[0:4], order[4:8], order[8:10]]
+    grouped = group_batches(order, lambda index: index % 2, 2)
+    assert sorted(map(len, grouped)) == [1, 1, 2, 2, 2, 2] and all(len({i % 2 for i, _ in batch}) == 1 for batch in grouped)
+
+
+def test_realistic_preset_draws_fastmri_variety():
+    knee = [synthetic.realistic_settings("singlecoil", 0, index) for index in range(200)]
+    brain = [synthetic.realistic_settings("multicoil", 0, index) for index in range(200)]
+    for volumes in (knee, brain):
+        assert min(v["n_slices"] for v in volumes) >= 16 and max(v["n_slices"] for v in volumes) <= 40
+        assert 1e-5 <= min(v["amplitude"] for v in volumes) < 1e-4 and 1e-3 < max(v["amplitude"] for v in volumes) <= 1e-2
+    assert {v["width"] for v in knee} == {368, 372} and {v["acquisition"] for v in knee} == set(synthetic.ACQUISITIONS["singlecoil"])
+    assert {v["acquisition"] for v in brain} == set(synthetic.ACQUISITIONS["multicoil"])
+    assert {v["n_coils"] for v in brain} == set(range(2, 25))
+    assert 20 < sum(v["width"] < 320 for v in brain) < 80  # about one in four narrower than the crop
+    assert synthetic.realistic_settings("multicoil", 0, 7) == brain[7]
+    with pytest.raises(ValueError, match="realistic preset draws width"):
+        synthetic.generate_dataset(Path("unused"), "multicoil", 1, None, seed=0, n_coils=4, preset="realistic")

@@ -175,7 +175,10 @@ def test_wrong_dtype_shape_and_attributes(knee_file):
         del file["kspace"]
         file.create_dataset("kspace", data=kspace[0].astype(np.complex64))
     assert "kspace has shape (640, 368), expected 3 dimensions for singlecoil" in _one_line_error(knee_file)
-    # A knee volume in a brain folder.
+    # A knee volume in a brain folder (fastMRI's single-coil files carry reconstruction_rss too).
+    assert "kspace has shape (640, 368), expected 4 dimensions for multicoil" in _one_line_error(knee_file, "multicoil")
+    with h5py.File(knee_file, "a") as file:
+        del file["reconstruction_rss"]
     assert "missing dataset 'reconstruction_rss', expected a fastMRI multicoil volume" in _one_line_error(knee_file, "multicoil")
 
 

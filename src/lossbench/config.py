@@ -289,6 +289,8 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 if overlap:
                     raise ConfigError(f"{source}: tasks.denoise.data: {', '.join(sorted(overlap))} in both train and val")
         else:
+            if data["source"] == "synthetic" and data["preset"] == "realistic" and data["matrix"] != 320:
+                raise ConfigError(f"{source}: tasks.{task}.data.matrix: {data['matrix']}, but the realistic preset has fastMRI's matrix of 320")
             if data["source"] == "synthetic" and settings["crop"] > data["matrix"]:
                 raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is larger than the synthetic {data['matrix']}×{data['matrix']} images (tasks.{task}.data.matrix)")
             from lossbench.metrics.msssim import SCALE_WEIGHTS, usable_scales

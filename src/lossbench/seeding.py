@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -34,3 +34,27 @@ class SeededSampler(Sampler):
         order = np.random.default_rng(derive_seed(self.seed, self.epoch)).permutation(self.length)
         for position, index in enumerate(order):
             yield int(index), derive_seed(self.seed, self.epoch, position)
+
+
+def group_batches(samples: list[tuple[int, int]], key: Callable[[int], Hashable], batch_size: int) -> list[list[tuple[int, int]]]:
+    """Split an epoch's ``(index, sample_seed)`` order into batches whose samples share ``key(index)``.
+
+    Each key collects its samples in order; a batch is emitted when it holds ``batch_size`` of them,
+    and the unfilled rest of every key at the end, in the order the keys first appeared. So the
+    batches depend on the order alone (a resumed epoch skips the same ones), and with a single key
+    they are the consecutive runs of ``batch_size`` a plain DataLoader makes.
+
+    Args:
+        samples: The epoch's order, e.g. ``list(SeededSampler(...))``.
+        key: Batch key of a dataset index, e.g. the k-space shape of its volume.
+        batch_size: Largest batch.
+    """
+    batches: list[list[tuple[int, int]]] = []
+    open_batches: dict[Hashable, list[tuple[int, int]]] = {}
+    for sample in samples:
+        batch = open_batches.setdefault(key(sample[0]), [])
+        batch.append(sample)
+        if len(batch) == batch_size:
+            batches.append(batch)
+            open_batches[key(sample[0])] = []
+    return batches + [batch for batch in open_batches.values() if batch]

@@ -49,7 +49,7 @@ from lossbench.data.valset import ImageFile
 from lossbench.device import DeviceError, check_gpu_features, configure_cuda_kernels, make_deterministic, select_device
 from lossbench.metrics.pixel import psnr
 from lossbench.models import UNet
-from lossbench.seeding import SeededSampler, derive_seed
+from lossbench.seeding import SeededSampler, derive_seed, group_batches
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +85,17 @@ class Progress:
 
 
 class _EpochOrder:
-    """Sampler of the run's one DataLoader: the ``(index, sample_seed)`` items of the current epoch
-    still to train, set before each epoch and read when the loader's iteration starts."""
+    """Batch sampler of the run's one DataLoader: the batches of ``(index, sample_seed)`` items of the
+    current epoch still to train, set before each epoch and read when the loader's iteration starts."""
 
     def __init__(self) -> None:
-        self.samples: list[tuple[int, int]] = []
+        self.batches: list[list[tuple[int, int]]] = []
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter(self.samples)
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.batches)
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.batches)
 
 
 @dataclass
@@ -431,7 +431,12 @@ def run(
         })
 
     batch_size = training["batch_size"]
-    steps_per_epoch = -(-len(dataset) // batch_size)
+
+    def epoch_batches(epoch: int) -> list[list[tuple[int, int]]]:
+        # Shape-grouped (fastMRI volumes of several layouts); as many batches in every epoch.
+        return group_batches(list(SeededSampler(len(dataset), spec["seed"], epoch)), dataset.batch_key, batch_size)
+
+    steps_per_epoch = len(epoch_batches(0))
     total_steps = training["epochs"] * steps_per_epoch
     log.info("training %s/%s seed %d on %s: %d samples per epoch, %d epochs, lr %g, %s", spec["task"], spec["loss"], spec["seed"], target_device, len(dataset), training["epochs"], spec["lr"], trainer)
     bar = tqdm(total=total_steps, initial=state.step, disable=not progress, file=sys.stderr, mininterval=2.0 if sys.stderr.isatty() else 30.0, desc=f"{spec['task']}/{spec['loss']}")
@@ -440,8 +445,7 @@ def run(
     order = _EpochOrder()
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=order,
+        batch_sampler=order,
         num_workers=training["workers"],
         persistent_workers=training["workers"] > 0,
         pin_memory=target_device.type == "cuda",
@@ -453,11 +457,13 @@ def run(
         while state.epoch < training["epochs"]:
             started = time.perf_counter()
             # A resumed epoch skips its done batches.
-            order.samples = list(SeededSampler(len(dataset), spec["seed"], state.epoch))[state.position * batch_size :]
-            for degraded, clean in loader:
+            order.batches = epoch_batches(state.epoch)[state.position :]
+            for raw in loader:
                 for group in optimizer.param_groups:
                     group["lr"] = spec["lr"] * learning_rate_factor(trainer["schedule"], state.step, total_steps)
-                batch = (_to_device(degraded, target_device, trainer), clean.to(target_device, non_blocking=True))
+                # The dataset finishes its batch on the device (the MRI k-space transforms run there).
+                degraded, clean = dataset.finish_batch(raw, target_device)
+                batch = (_to_device(degraded, target_device, trainer), clean)
                 value, problem = _step(forward, loss_fn, optimizer, parameters, batch, _autocast(target_device, trainer))
                 if problem is None:
                     state.loss_sum += value * len(degraded)

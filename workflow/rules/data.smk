@@ -27,6 +27,7 @@ rule synthetic_mri:
         volumes=lambda w: config["tasks"][w.task]["data"][w.split]["volumes"],
         slices=lambda w: config["tasks"][w.task]["data"][w.split]["slices"],
         matrix=lambda w: config["tasks"][w.task]["data"]["matrix"],
+        preset=lambda w: config["tasks"][w.task]["data"]["preset"],
         prefix=lambda w: f"{w.task}_{w.split}",
         seed=lambda w: derive_seed(w.task, w.split),
     wildcard_constraints:
@@ -141,6 +142,7 @@ rule fastmri_check:
         crop=lambda w: config["tasks"][w.task]["crop"],
         subset=lambda w: config["tasks"][w.task]["data"]["val_subset"] if w.split == "val" else None,
         seed=lambda w: derive_seed(w.task, w.split),
+        skip_bad=lambda w: config["tasks"][w.task]["data"]["skip_bad"],
         # Validation files are read slice by slice: one NaN would make a whole validation slice NaN.
         full=lambda w: w.split == "val",
     wildcard_constraints:
@@ -165,6 +167,7 @@ rule fastmri_files:
         crop=lambda w: config["tasks"][w.task]["crop"],
         subset=lambda w: config["tasks"][w.task]["data"]["val_subset"] if w.split == "val" else None,
         seed=lambda w: derive_seed(w.task, w.split),
+        skip_bad=lambda w: config["tasks"][w.task]["data"]["skip_bad"],
     wildcard_constraints:
         task="knee|brain",
         split="train|val",

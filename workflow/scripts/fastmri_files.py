@@ -5,5 +5,5 @@ from lossbench.logs import log_to
 
 with log_to(snakemake.log[0]):
     params = snakemake.params
-    files = link_checked(snakemake.input[0], snakemake.output[0], params.challenge, params.crop, params.subset, params.seed)
+    files = link_checked(snakemake.input[0], snakemake.output[0], params.challenge, params.crop, params.subset, params.seed, params.skip_bad)
     print(f"{len(files)} checked {params.challenge} volumes linked in {snakemake.output[0]}")

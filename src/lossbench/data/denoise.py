@@ -58,6 +58,15 @@ class DenoiseTrainDataset(Dataset):
         # Read on demand rather than cache: the thesis's 9000 training images do not fit in memory.
         return read_rgb(self.paths[index])
 
+    def batch_key(self, index: int) -> None:
+        """Every crop has the same shape: any samples batch together."""
+        return None
+
+    @staticmethod
+    def finish_batch(batch: tuple[torch.Tensor, torch.Tensor], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The collated (noisy, clean) batch, each (N, 3, crop, crop), moved to ``device``."""
+        return batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, sample_seed = key
         rng = np.random.default_rng(sample_seed)

@@ -5,6 +5,12 @@
 * :func:`link_checked` checks every volume of a folder and, only when all pass, replaces the output
   folder by symbolic links to them (optionally a seeded subset: the thesis validated brain models on
   a subset of the official brain *train* set, §4.2), so a failing check leaves earlier outputs alone.
+  With ``skip_bad`` (config ``tasks.<knee|brain>.data.skip_bad``) unusable volumes are instead left
+  out, each listed in one warning line of the log, and the rest is linked.
+
+Every genuine fastMRI layout passes: coil counts varying between volumes, k-space of any width (knee
+368, 372, ...; brain scans narrower than the crop are cropped to W × W, see :func:`crop_side`),
+single-coil files that also carry ``reconstruction_rss``, any ``acquisition``, any positive ``max``.
 * :func:`download_url_list` fetches the archives of the URL list fastMRI e-mails on registration,
   resumably and with SHA-256 checks where the list gives digests, and extracts them.
 
@@ -55,7 +61,9 @@ def check_volume(path: str | Path, challenge: str, crop: int = 320, read_data: b
     Args:
         path: The ``.h5`` file.
         challenge: ``singlecoil`` or ``multicoil``.
-        crop: Side of the centre crop the task uses; the images must be at least this large.
+        crop: Side of the centre crop the task uses; the images must be at least this large, except
+            that k-space narrower than the crop is cropped to its width W (:func:`crop_side`), so its
+            target and k-space rows must hold W × W.
         read_data: Also read the last slice, which catches a file cut short inside its data.
         full: Read every slice of k-space and target: catches damaged (e.g. compressed) chunks
             anywhere, and NaN or infinite values, one of which spoils a whole slice (slower).
@@ -95,8 +103,10 @@ def check_volume(path: str | Path, challenge: str, crop: int = 320, read_data: b
             raise fail(f"{recon_key} has shape {target.shape} and dtype {target.dtype}, expected (slices, height, width) float32")
         if target.shape[0] != kspace.shape[0] or kspace.shape[0] == 0:
             raise fail(f"kspace has {kspace.shape[0]} slices but {recon_key} has {target.shape[0]}")
-        if crop > min(target.shape[-2:]) or crop > min(kspace.shape[-2:]):
-            raise fail(f"crop {crop} is larger than the image (kspace {kspace.shape[-2]}×{kspace.shape[-1]}, {recon_key} {target.shape[-2]}×{target.shape[-1]})")
+        side = crop_side(kspace.shape, crop)
+        if side > min(target.shape[-2:]) or side > kspace.shape[-2]:
+            narrow = f", cropped to {side}×{side} as its k-space is narrower" if side < crop else ""
+            raise fail(f"crop {crop} is larger than the image (kspace {kspace.shape[-2]}×{kspace.shape[-1]}, {recon_key} {target.shape[-2]}×{target.shape[-1]}{narrow})")
         _check_header(file["ismrmrd_header"][()], fail)
         _check_max(file.attrs.get("max"), fail)
         if full:
@@ -108,6 +118,13 @@ def check_volume(path: str | Path, challenge: str, crop: int = 320, read_data: b
             _read_slice(kspace, -1, fail)
             _read_slice(target, -1, fail)
         return tuple(kspace.shape)
+
+
+def crop_side(kspace_shape: tuple[int, ...], crop: int) -> int:
+    """Side of the square crop of a volume with k-space ``kspace_shape`` (..., H, W): ``crop``, or W
+    when the k-space is narrower, as fastMRI's ``UnetDataTransform`` crops such brain scans (its
+    "FLAIR 203" case) to W × W."""
+    return min(crop, kspace_shape[-1])
 
 
 def _first_line(error: Exception) -> str:
@@ -162,7 +179,7 @@ def _check_header(raw: bytes, fail) -> None:
             raise fail(f"ismrmrd_header field {field} is {value}, expected an integer of at least {smallest}")
 
 
-def check_folder(source: str | Path, challenge: str, crop: int = 320, full: bool = False, subset: int | None = None, seed: int = 0) -> tuple[list[Path], list[str]]:
+def check_folder(source: str | Path, challenge: str, crop: int = 320, full: bool = False, subset: int | None = None, seed: int = 0, skip_bad: bool = False) -> tuple[list[Path], list[str]]:
     """Check the (selected) ``.h5`` volumes of ``source`` to the end, without stopping at the first bad one.
 
     Args:
@@ -172,22 +189,36 @@ def check_folder(source: str | Path, challenge: str, crop: int = 320, full: bool
         full: Read every slice of every volume (see :func:`check_volume`).
         subset: Check only the seeded subset :func:`select_volumes` draws; None checks all.
         seed: Seed of the subset.
+        skip_bad: Leave unusable volumes out of the returned ones, each logged as a warning, and
+            return no problems, unless none is usable.
 
     Returns:
-        The selected volumes in sorted order, and one line per unusable volume naming it.
+        The selected (usable, with ``skip_bad``) volumes in sorted order, and one line per
+        unusable volume naming it.
 
     Raises:
         FileNotFoundError: ``source`` is missing or holds no ``.h5`` files.
     """
     source = Path(source)
     selected = select_volumes(volume_files(source, challenge), subset, seed)
-    problems = []
+    usable, problems = [], []
     for path in selected:
         try:
             check_volume(path, challenge, crop, full=full)
+            usable.append(path)
         except FastMRIFileError as error:
             problems.append(str(error))
+    if skip_bad and usable:
+        _log_skipped(problems, len(selected))
+        return usable, []
     return selected, problems
+
+
+def _log_skipped(problems: list[str], selected: int) -> None:
+    for problem in problems:
+        log.warning("skipped (skip_bad): %s", problem)
+    if problems:
+        log.warning("%d of %d selected volumes skipped as unusable (skip_bad)", len(problems), selected)
 
 
 def volume_files(source: Path, challenge: str) -> list[Path]:
@@ -213,7 +244,7 @@ def select_volumes(files: list[Path], subset: int | None, seed: int) -> list[Pat
     return [files[index] for index in sorted(chosen)]
 
 
-def link_checked(source: str | Path, out_dir: str | Path, challenge: str, crop: int = 320, subset: int | None = None, seed: int = 0) -> list[Path]:
+def link_checked(source: str | Path, out_dir: str | Path, challenge: str, crop: int = 320, subset: int | None = None, seed: int = 0, skip_bad: bool = False) -> list[Path]:
     """Check the volumes of ``source`` and make ``out_dir`` a folder of links to the selected ones.
 
     Every selected volume is checked before anything is written; the links are built in a sibling
@@ -226,18 +257,31 @@ def link_checked(source: str | Path, out_dir: str | Path, challenge: str, crop: 
         crop: Side of the centre crop the task uses.
         subset: Number of volumes to draw with ``seed``; None keeps all.
         seed: Seed of the subset.
+        skip_bad: Link only the usable selected volumes, logging each unusable one as a warning.
 
     Returns:
-        The selected volumes in ``source``.
+        The linked volumes in ``source``.
 
     Raises:
         FileNotFoundError: ``source`` is missing or holds no ``.h5`` files.
-        FastMRIFileError: A selected volume fails :func:`check_volume`.
+        FastMRIFileError: A selected volume fails :func:`check_volume` (with ``skip_bad``: all do).
     """
     source, out_dir = Path(source), Path(out_dir)
     files = volume_files(source, challenge)
     selected = select_volumes(files, subset, seed)
-    slices = sum(check_volume(path, challenge, crop)[0] for path in selected)
+    slices, usable, problems = 0, [], []
+    for path in selected:
+        try:
+            slices += check_volume(path, challenge, crop)[0]
+            usable.append(path)
+        except FastMRIFileError as error:
+            if not skip_bad:
+                raise
+            problems.append(str(error))
+    if not usable:
+        raise FastMRIFileError(f"{source}: none of the {len(selected)} selected volumes is usable, e.g. {problems[0]}")
+    _log_skipped(problems, len(selected))
+    selected = usable
     temporary = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)

@@ -2,14 +2,21 @@
 
 ``fastmri.data.SliceDataset`` reads these files unchanged:
 
-* single-coil (knee-like): ``kspace`` (S, 2M, W) complex64 and ``reconstruction_esc`` (S, M, M) float32;
+* single-coil (knee-like): ``kspace`` (S, 2M, W) complex64, ``reconstruction_esc`` (S, M, M) float32 and,
+  as in fastMRI's single-coil files, ``reconstruction_rss`` (here the same image: one coil's RSS is its magnitude);
 * multi-coil (brain-like): ``kspace`` (S, C, 2M, W) complex64 and ``reconstruction_rss`` (S, M, M) float32;
 * ``ismrmrd_header``: ISMRMRD XML bytes with the encoded and recon matrix sizes and the phase-encoding
   limits from which fastMRI derives the k-space padding;
 * file attributes ``max`` and ``norm`` (of the reconstruction volume), ``acquisition`` and ``patient_id``.
 
 M is the reconstruction matrix, 320 as in fastMRI (W = 368 knee, 320 brain); a smaller M (e.g. 160,
-W = 184 / 160) keeps the same layout for a quick CPU demo.
+W = 184 / 160) keeps the same layout for a quick CPU demo. W may be smaller than M, as in fastMRI's
+narrow brain scans: the stored M × M reconstruction then holds the W image columns between zero columns.
+
+The ``realistic`` preset (:func:`realistic_settings`) draws per volume what real fastMRI data varies:
+16–40 slices, knee k-space widths 368 or 372, brain coil counts from 2 to 24 and one brain volume in
+four narrower than the 320 crop, every fastMRI acquisition, and magnitudes from 1e-5 to 1e-2. Its
+files have real sizes (M = 320), for benchmarks and the paper-shape rehearsal; unit tests use tiny files.
 
 Knee slices are a procedural coronal proton-density phantom: femur, tibia and fibula with fatty marrow
 crossed by trabeculae inside a dark cortex, articular cartilage, menisci, a cruciate ligament, muscle
@@ -29,6 +36,7 @@ HDF5 writing being deterministic, byte-identical files.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import filecmp
 import functools
 import os
@@ -46,6 +54,9 @@ RECON_KEYS = {"singlecoil": "reconstruction_esc", "multicoil": "reconstruction_r
 #: Phase-encoding columns per reconstruction column: fastMRI knee k-space is 368 wide for 320 columns.
 WIDTH_RATIO = {"singlecoil": 368 / 320, "multicoil": 1.0}
 ACQUISITION = {"singlecoil": "CORPD_FBK", "multicoil": "AXT2"}
+#: Every acquisition of fastMRI's knee and brain data sets.
+ACQUISITIONS = {"singlecoil": ("CORPD_FBK", "CORPDFS_FBK"), "multicoil": ("AXT1", "AXT1PRE", "AXT1POST", "AXT2", "AXFLAIR")}
+PRESETS = ("default", "realistic")
 ANATOMY = {"singlecoil": "knee", "multicoil": "brain"}
 ISMRMRD_NAMESPACE = "http://www.ismrm.org/ISMRMRD"
 # Real knee scans leave a few phase-encoding columns at each edge unacquired (zero); brain scans do not.
@@ -372,6 +383,26 @@ def ismrmrd_header(width: int, acquired: tuple[int, int], matrix: int = DEFAULT_
 """.encode()
 
 
+def realistic_settings(challenge: str, seed: int, index: int) -> dict:
+    """The ``realistic`` preset's layout of volume ``index``: ``n_slices``, ``width``, ``n_coils``,
+    ``acquisition`` and ``amplitude`` (keyword arguments of :func:`write_volume`), drawn from
+    (seed, challenge, index) apart from the volume's own images."""
+    rng = np.random.default_rng([seed, zlib.crc32(challenge.encode()), index, zlib.crc32(b"realistic")])
+    settings = {
+        "n_slices": int(rng.integers(16, 41)),
+        "acquisition": str(rng.choice(ACQUISITIONS[challenge])),
+        # Real volume maxima span three decades; log-uniform draws cover them evenly.
+        "amplitude": float(10 ** rng.uniform(-5.0, -2.0)),
+        "n_coils": 1,
+        "width": int(rng.choice([368, 372])),
+    }
+    if challenge == "multicoil":
+        narrow = rng.uniform() < 0.25
+        settings["n_coils"] = int(rng.integers(2, 25))
+        settings["width"] = int(rng.choice([213, 260, 288])) if narrow else DEFAULT_MATRIX
+    return settings
+
+
 def write_volume(
     path: str | Path,
     challenge: str,
@@ -381,6 +412,8 @@ def write_volume(
     n_coils: int = 4,
     patient_id: str | None = None,
     matrix: int = DEFAULT_MATRIX,
+    acquisition: str | None = None,
+    amplitude: float | None = None,
 ) -> None:
     """Write one synthetic fastMRI volume to ``path`` (replacing any file there).
 
@@ -390,18 +423,22 @@ def write_volume(
             ``reconstruction_rss``).
         n_slices: Number of slices S.
         rng: Source of all randomness; the same generator state gives identical arrays.
-        width: Phase-encoding columns W ≥ ``matrix``; None gives :func:`default_width`.
+        width: Phase-encoding columns W ≥ 16; None gives :func:`default_width`. Below ``matrix``
+            the reconstruction holds the W image columns centred between zero columns.
         n_coils: Coils C of a multi-coil volume; ignored for single-coil.
         patient_id: ``patient_id`` attribute; None draws a random hex id.
         matrix: Side of the reconstruction (fastMRI: 320); k-space has 2·``matrix`` readout rows.
+        acquisition: ``acquisition`` attribute; None gives the challenge's usual one (CORPD_FBK, AXT2).
+        amplitude: Image intensity scale (the volume maximum is of this order); None draws it
+            around 1e-4, the order of fastMRI knee data.
     """
     if challenge not in RECON_KEYS:
         raise ValueError(f"unknown challenge {challenge!r}, expected 'singlecoil' or 'multicoil'")
     if matrix < 16 or matrix % 2:
         raise ValueError(f"matrix {matrix} must be an even number of at least 16 pixels")
     width = default_width(challenge, matrix) if width is None else width
-    if width < matrix:
-        raise ValueError(f"width {width} is smaller than the {matrix}-column reconstruction")
+    if width < 16:
+        raise ValueError(f"width {width} must be at least 16 phase-encoding columns")
     if n_slices < 1:
         raise ValueError(f"n_slices must be at least 1, got {n_slices}")
     if challenge == "multicoil" and n_coils < 1:
@@ -410,6 +447,8 @@ def write_volume(
     drawn_id = rng.bytes(8).hex()
     shape = (2 * matrix, width)
     anatomy = _sample_anatomy(rng, shape, ANATOMY[challenge])
+    if amplitude is not None:
+        anatomy = dataclasses.replace(anatomy, amplitude=amplitude)
     maps = coil_sensitivities(rng, n_coils, shape, matrix) if challenge == "multicoil" else None
     left, right = acquired_columns(challenge, width)
     kspace_shape = (n_slices,) + shape if maps is None else (n_slices, n_coils) + shape
@@ -432,12 +471,18 @@ def write_volume(
             magnitude = np.abs(ifft2c(kspace.astype(np.complex128)))
             if maps is not None:
                 magnitude = np.sqrt(np.sum(magnitude**2, axis=0))
+            if width < matrix:
+                # A narrow scan: its columns sit in the middle of the matrix, with the offset of a centre crop.
+                left_pad = (matrix - width) // 2
+                magnitude = np.pad(magnitude, [(0, 0)] * (magnitude.ndim - 1) + [(left_pad, matrix - width - left_pad)])
             recon[index] = center_crop(magnitude, matrix, matrix)
         file.create_dataset(RECON_KEYS[challenge], data=recon)
+        if challenge == "singlecoil":
+            file.create_dataset(RECON_KEYS["multicoil"], data=recon)
         file.create_dataset("ismrmrd_header", data=ismrmrd_header(width, (left, right), matrix))
         file.attrs["max"] = float(recon.max())
         file.attrs["norm"] = float(np.linalg.norm(recon.astype(np.float64)))
-        file.attrs["acquisition"] = ACQUISITION[challenge]
+        file.attrs["acquisition"] = ACQUISITION[challenge] if acquisition is None else acquisition
         file.attrs["patient_id"] = drawn_id if patient_id is None else patient_id
 
 
@@ -445,15 +490,21 @@ def generate_dataset(
     out_dir: str | Path,
     challenge: str,
     n_volumes: int,
-    n_slices: int,
+    n_slices: int | None,
     seed: int,
     prefix: str = "file",
     width: int | None = None,
-    n_coils: int = 4,
+    n_coils: int | None = None,
     overwrite: bool = False,
     matrix: int = DEFAULT_MATRIX,
+    preset: str = "default",
 ) -> list[Path]:
     """Write ``n_volumes`` synthetic volumes ``{prefix}_{i:03d}.h5`` to ``out_dir`` (created if needed).
+
+    With ``preset="default"`` every volume has ``n_slices`` slices, ``width`` columns and
+    ``n_coils`` coils (None: 4). ``preset="realistic"`` draws each volume's layout with
+    :func:`realistic_settings` at fastMRI's matrix of 320; ``n_slices``, when given, then caps the
+    drawn slice count (a shorter benchmark), and ``width`` and ``n_coils`` must be None.
 
     Volume i is seeded from (seed, challenge, i) alone, so adding volumes leaves the others unchanged.
     Each file is written to a temporary name and renamed, so an interrupted run leaves no partial
@@ -465,6 +516,12 @@ def generate_dataset(
     """
     if n_volumes < 1:
         raise ValueError(f"n_volumes must be at least 1, got {n_volumes}")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}, expected one of {', '.join(PRESETS)}")
+    if preset == "realistic" and (width is not None or n_coils is not None or matrix != DEFAULT_MATRIX):
+        raise ValueError(f"the realistic preset draws width and coils at matrix {DEFAULT_MATRIX}; do not give width, n_coils or matrix")
+    if preset == "default" and n_slices is None:
+        raise ValueError("n_slices is required without the realistic preset")
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
     out_dir = Path(out_dir)
@@ -476,7 +533,13 @@ def generate_dataset(
         # Plain numpy seeding keeps this module free of torch, so the CLI starts fast.
         rng = np.random.default_rng([seed, zlib.crc32(challenge.encode()), index])
         try:
-            write_volume(temporary, challenge, n_slices, rng, width=width, n_coils=n_coils, matrix=matrix)
+            if preset == "realistic":
+                settings = realistic_settings(challenge, seed, index)
+                if n_slices is not None:
+                    settings["n_slices"] = min(n_slices, settings["n_slices"])
+            else:
+                settings = {"n_slices": n_slices, "width": width, "n_coils": 4 if n_coils is None else n_coils}
+            write_volume(temporary, challenge, rng=rng, matrix=matrix, **settings)
             unchanged = path.exists() and filecmp.cmp(temporary, path, shallow=False)
             if path.exists() and not unchanged and not overwrite:
                 raise FileExistsError(f"{path}: exists with different content; pass overwrite=True (--overwrite) to replace it")
@@ -497,20 +560,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--challenge", required=True, choices=sorted(RECON_KEYS), help="knee-like single-coil or brain-like multi-coil data")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     parser.add_argument("--volumes", required=True, type=int, help="number of volumes (files)")
-    parser.add_argument("--slices", required=True, type=int, help="slices per volume")
+    parser.add_argument("--slices", type=int, default=None, help="slices per volume (required without --preset realistic, where it caps the drawn 16-40)")
     parser.add_argument("--seed", required=True, type=int, help="random seed; equal seeds give identical files")
     parser.add_argument("--matrix", type=int, default=DEFAULT_MATRIX, help=f"side of the reconstruction; k-space has twice as many readout rows (default {DEFAULT_MATRIX})")
     parser.add_argument("--width", type=int, default=None, help="phase-encoding columns (default 1.15·matrix single-coil, matrix multi-coil: 368 and 320)")
-    parser.add_argument("--coils", type=int, default=4, help="coils per multi-coil volume (default 4)")
+    parser.add_argument("--coils", type=int, default=None, help="coils per multi-coil volume (default 4)")
+    parser.add_argument("--preset", choices=PRESETS, default="default", help="realistic: fastMRI's sizes and variety per volume (see realistic_settings)")
     parser.add_argument("--prefix", default="file", help="file names are PREFIX_000.h5, PREFIX_001.h5, ... (default 'file')")
     parser.add_argument("--overwrite", action="store_true", help="replace existing files whose content differs")
     args = parser.parse_args(argv)
     try:
-        paths = generate_dataset(args.out, args.challenge, args.volumes, args.slices, args.seed, args.prefix, args.width, args.coils, args.overwrite, args.matrix)
+        paths = generate_dataset(args.out, args.challenge, args.volumes, args.slices, args.seed, args.prefix, args.width, args.coils, args.overwrite, args.matrix, args.preset)
     except (ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {len(paths)} {args.challenge} volumes of {args.slices} slices to {args.out}")
+    print(f"wrote {len(paths)} {args.challenge} volumes to {args.out}")
     return 0
 
 

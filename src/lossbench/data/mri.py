@@ -1,11 +1,30 @@
 """fastMRI slices for reconstruction: zero-filled inputs from randomly undersampled k-space, targets in [0, 1].
 
-Files are read through ``fastmri.data.SliceDataset`` and masked with fastMRI's ``RandomMaskFunc``
-(default 8× acceleration, 4 % fully sampled centre). Per slice the masked k-space is inverse-Fourier
-transformed (zero-filled), centre-cropped and reduced to a magnitude (single-coil) or a
-root-sum-of-squares over coils (multi-coil); the target is the stored reconstruction. Both are divided
-by the volume's ``max`` attribute, so targets lie in [0, 1], the thesis's metric scale; inputs may
-slightly exceed 1 and are not clipped.
+Masks are fastMRI's ``RandomMaskFunc`` (default 8× acceleration, 4 % fully sampled centre), with the
+unacquired edge columns the header's padding names zeroed as ``fastmri.data.transforms.apply_mask``
+does. The masked k-space is inverse-Fourier transformed (zero-filled), centre-cropped and reduced to a
+magnitude (one coil) or a root-sum-of-squares over coils; the target is the stored reconstruction,
+cropped alike. Both are divided by the volume's ``max`` attribute, so targets lie in [0, 1], the
+thesis's metric scale; inputs may slightly exceed 1 and are not clipped.
+
+The work is split between the DataLoader workers and the training device:
+
+* a worker only reads: the slice's k-space and the target's crop window from HDF5 (each file opened
+  once per worker process, only the slice needed read) and draws the slice's mask (a few hundred
+  random numbers, so that masks stay drawn from the per-sample seed on the CPU);
+* :meth:`MRISliceDataset.finish_batch` masks, inverse-FFTs, crops, takes the magnitude or RSS and
+  scales the whole batch on the device with ``torch.fft`` (training, and the validation set written
+  by :func:`lossbench.data.tasks.write_valset` that inference and evaluation read).
+
+:meth:`MRISliceDataset.reference_pair` keeps the per-sample path through fastMRI's own
+``SliceDataset`` and transforms; the tests check that both give equal pairs to float tolerance.
+
+Narrow volumes: brain scans whose k-space has fewer columns W than the crop (fastMRI's "FLAIR 203")
+are cropped to W × W, input and target, as fastMRI's ``UnetDataTransform`` does. Volumes of other
+layouts (coil count, k-space size, crop) are not padded to a common size: training batches are
+*shape-grouped* (:func:`lossbench.seeding.group_batches`), each batch holding slices of one k-space
+shape, so no padded pixel ever reaches a loss or a metric. With one shape in the data (the synthetic
+demo) the batches are exactly consecutive runs of the seeded order.
 
 Training masks are drawn from a per-sample seed given by the caller (see
 :class:`lossbench.seeding.SeededSampler`), so every sample gets a new mask that does not depend on the
@@ -15,8 +34,11 @@ fastMRI does), the same for every slice of a file and every run.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
+import h5py
 import numpy as np
 import torch
 from fastmri import complex_abs, ifft2c, rss
@@ -25,7 +47,7 @@ from fastmri.data.subsample import RandomMaskFunc
 from fastmri.data.transforms import apply_mask, center_crop, complex_center_crop, to_tensor
 from torch.utils.data import Dataset
 
-from lossbench.data.fastmri_files import check_volume
+from lossbench.data.fastmri_files import check_volume, crop_side
 from lossbench.data.fastmri_synthetic import RECON_KEYS
 
 
@@ -48,11 +70,46 @@ class _H5SliceDataset(SliceDataset):
         return super()._retrieve_metadata(fname)
 
 
+def _centre_indices(size: int, side: int, device: torch.device) -> torch.Tensor:
+    """Indices into an unshifted FFT output of the centre ``side`` entries of its fftshift."""
+    # fftshift(y)[j] = y[(j - size // 2) mod size]; the crop starts at (size - side) // 2 as fastMRI's.
+    return (torch.arange(side, device=device) + (size - side) // 2 - size // 2) % size
+
+
+def zero_filled(kspace: torch.Tensor, mask: torch.Tensor, side: int) -> torch.Tensor:
+    """Zero-filled magnitude images of a batch of masked k-space, on the tensors' device.
+
+    fastMRI's ``ifft2c`` and centre crop, with fewer passes over the data: the ifftshift is one roll
+    (the mask's columns rolled with it), and the fftshift and crop one gather of the crop's pixels.
+
+    Args:
+        kspace: (N, C, H, W) complex64 k-space, C coils (1 for single-coil data).
+        mask: (N, W) bool columns to keep.
+        side: Side of the square centre crop, at most H and W.
+
+    Returns:
+        (N, 1, side, side) float32: the magnitude (C = 1) or the root-sum-of-squares over coils.
+    """
+    height, width = kspace.shape[-2:]
+    shifted = torch.roll(kspace, (-(height // 2), -(width // 2)), dims=(-2, -1))
+    shifted.mul_(torch.roll(mask, -(width // 2), dims=-1)[:, None, None, :])
+    image = torch.fft.ifft2(shifted, norm="ortho")
+    image = image.index_select(-2, _centre_indices(height, side, image.device)).index_select(-1, _centre_indices(width, side, image.device))
+    magnitude = image.abs()
+    if magnitude.shape[1] == 1:
+        return magnitude
+    return magnitude.square().sum(dim=1, keepdim=True).sqrt()
+
+
 class MRISliceDataset(Dataset):
-    """Undersampled fastMRI slices: (zero-filled input, target) pairs of shape (1, crop, crop) float32.
+    """Undersampled fastMRI slices; finished pairs are (input, target), each (1, side, side) float32.
 
     Items are keyed by ``(index, sample_seed)``; ``sample_seed`` (an integer in [0, 2**32)) fixes the
-    training mask. :meth:`validation_item` uses the per-file mask instead.
+    training mask. An item is the raw read of a worker: a dict of ``kspace`` (C, H, W) complex64,
+    ``mask`` (W,) bool, ``target`` (side, side) float32 and ``scale`` () float32; a batch of them
+    (one k-space shape, see :meth:`batch_key`) becomes pairs in :meth:`finish_batch`.
+    :meth:`validation_item` uses the per-file mask instead. ``side`` is the crop, or W for a
+    volume of W < crop k-space columns.
 
     Args:
         root: Folder of fastMRI ``.h5`` volumes (other entries are ignored). Slices are ordered by
@@ -77,15 +134,17 @@ class MRISliceDataset(Dataset):
         self.challenge = challenge
         self.recon_key = RECON_KEYS[challenge]
         self.crop = crop
-        self._kspace_shapes = {path.name: self._check_file(path) for path in files}
+        # The data itself was read by the workflow's check rule; here only the layout is checked.
+        self._kspace_shapes = {path.name: check_volume(path, challenge, crop, read_data=False) for path in files}
         # use_dataset_cache stays False so that nothing is written next to the user's data.
         self._slices = _H5SliceDataset(root, challenge, transform=None, use_dataset_cache=False, raw_sample_filter=_keep_all)
         self.mask_func = RandomMaskFunc(center_fractions=[center_fraction], accelerations=[acceleration])
+        self._files: dict[str, h5py.File] = {}
+        self._files_pid: int | None = None
 
-    def _check_file(self, path: Path) -> tuple[int, ...]:
-        """Validate one volume's layout and return its k-space shape."""
-        # The data itself was read by the workflow's check rule; here only the layout is checked.
-        return check_volume(path, self.challenge, self.crop, read_data=False)
+    def __getstate__(self) -> dict[str, Any]:
+        # Open HDF5 files cannot be pickled for "spawn" workers; each worker opens its own.
+        return {**self.__dict__, "_files": {}, "_files_pid": None}
 
     def __len__(self) -> int:
         return len(self._slices)
@@ -95,6 +154,14 @@ class MRISliceDataset(Dataset):
         fname, slice_num, _ = self._slices.raw_samples[index]
         return f"{fname.stem}_s{slice_num:03d}"
 
+    def batch_key(self, index: int) -> tuple[int, ...]:
+        """The k-space shape of slice ``index``'s volume: only slices of one shape are batched together."""
+        return self._kspace_shapes[self._slices.raw_samples[index][0].name]
+
+    def side(self, index: int) -> int:
+        """Side of slice ``index``'s square crop: the crop, or the k-space width when narrower."""
+        return crop_side(self.batch_key(index), self.crop)
+
     def _seed(self, index: int, sample_seed: int | None) -> int | tuple[int, ...]:
         if sample_seed is None:
             # fastMRI's validation convention: the mask depends on the file name only.
@@ -103,38 +170,80 @@ class MRISliceDataset(Dataset):
             raise ValueError(f"sample_seed {sample_seed} must lie in [0, 2**32) for fastMRI's RandomMaskFunc")
         return int(sample_seed)
 
-    def _apply_mask(self, kspace: torch.Tensor, index: int, sample_seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mask k-space (..., H, W, 2), zeroing the unacquired columns given by the header's padding."""
-        metadata = self._slices.raw_samples[index][2]
-        padding = (metadata["padding_left"], metadata["padding_right"])
-        masked, mask, _ = apply_mask(kspace, self.mask_func, seed=self._seed(index, sample_seed), padding=padding)
-        return masked, mask
-
     def mask_for(self, index: int, sample_seed: int | None = None) -> np.ndarray:
         """The column mask (W,) bool applied to slice ``index``: training mask for ``sample_seed``, or the
         file's validation mask when ``sample_seed`` is None."""
-        shape = self._kspace_shapes[self._slices.raw_samples[index][0].name]
-        # Only the shape of the data matters to the mask; an expanded zero tensor costs no memory.
-        _, mask = self._apply_mask(torch.zeros(()).expand(*shape[-2:], 2), index, sample_seed)
-        return mask.reshape(-1).numpy().astype(bool)
+        width = self.batch_key(index)[-1]
+        # RandomMaskFunc draws from the column count alone, whatever the other axes of the shape.
+        mask, _ = self.mask_func((1, width, 1), None, self._seed(index, sample_seed))
+        metadata = self._slices.raw_samples[index][2]
+        mask = mask.reshape(-1).numpy().astype(bool)
+        mask[: metadata["padding_left"]] = False  # the unacquired edge columns, as apply_mask zeroes them
+        mask[metadata["padding_right"] :] = False
+        return mask
 
-    def _pair(self, index: int, sample_seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        kspace, _, target, attrs, _, _ = self._slices[index]
-        masked, _ = self._apply_mask(to_tensor(kspace), index, sample_seed)
-        image = complex_abs(complex_center_crop(ifft2c(masked), (self.crop, self.crop)))
-        if self.challenge == "multicoil":
-            image = rss(image, dim=0)
-        scale = float(attrs["max"])
-        target = center_crop(torch.from_numpy(target), (self.crop, self.crop))
-        return (image / scale).unsqueeze(0), (target / scale).unsqueeze(0)
+    def _file(self, path: Path) -> h5py.File:
+        """``path`` opened once per process: forked workers must not share the parent's HDF5 handles."""
+        if self._files_pid != os.getpid():
+            self._files, self._files_pid = {}, os.getpid()
+        if path.name not in self._files:
+            self._files[path.name] = h5py.File(path, "r")
+        return self._files[path.name]
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training pair for ``key = (index, sample_seed)``: input and target, each (1, crop, crop) float32."""
+    def _read(self, index: int, sample_seed: int | None) -> dict[str, torch.Tensor]:
+        path, slice_num, _ = self._slices.raw_samples[index]
+        file = self._file(path)
+        kspace = file["kspace"][slice_num]
+        target = file[self.recon_key]
+        side = self.side(index)
+        top, left = (target.shape[-2] - side) // 2, (target.shape[-1] - side) // 2
+        return {
+            "kspace": torch.from_numpy(kspace.reshape((-1,) + kspace.shape[-2:])),
+            "mask": torch.from_numpy(self.mask_for(index, sample_seed)),
+            "target": torch.from_numpy(target[slice_num, top : top + side, left : left + side]),
+            "scale": torch.tensor(float(file.attrs["max"]), dtype=torch.float32),
+        }
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Raw training read for ``key = (index, sample_seed)`` (see the class docstring)."""
         if not (isinstance(key, tuple) and len(key) == 2):
             raise TypeError(f"MRISliceDataset items are keyed by (index, sample_seed), got {key!r}")
         index, sample_seed = key
-        return self._pair(index, sample_seed)
+        return self._read(index, sample_seed)
+
+    @staticmethod
+    def finish_batch(batch: dict[str, torch.Tensor], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Move a collated batch of raw reads to ``device`` and make its pairs there.
+
+        Returns:
+            Zero-filled inputs and targets, each (N, 1, side, side) float32 on ``device``, divided by
+            each volume's ``max``.
+        """
+        kspace, mask, target, scale = (batch[key].to(device, non_blocking=True) for key in ("kspace", "mask", "target", "scale"))
+        scale = scale[:, None, None, None]
+        return zero_filled(kspace, mask, target.shape[-1]) / scale, target[:, None] / scale
+
+    def pair(self, index: int, sample_seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input, target) of slice ``index``, each (1, side, side) on the CPU: a batch of one through
+        :meth:`finish_batch`; ``sample_seed`` None takes the file's validation mask."""
+        batch = {key: value[None] for key, value in self._read(index, sample_seed).items()}
+        masked, target = self.finish_batch(batch, "cpu")
+        return masked[0], target[0]
 
     def validation_item(self, index: int) -> tuple[str, torch.Tensor, torch.Tensor]:
-        """``(sample_id, input, target)`` of slice ``index`` with the file's fixed mask; tensors (1, crop, crop)."""
-        return (self.sample_id(index), *self._pair(index, None))
+        """``(sample_id, input, target)`` of slice ``index`` with the file's fixed mask; tensors (1, side, side)."""
+        return (self.sample_id(index), *self.pair(index, None))
+
+    def reference_pair(self, index: int, sample_seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pair of slice ``index`` made per sample with fastMRI's ``SliceDataset`` and transforms
+        (the CPU path :meth:`finish_batch` replaces), each (1, side, side) float32."""
+        kspace, _, target, attrs, _, _ = self._slices[index]
+        padding = (attrs["padding_left"], attrs["padding_right"])
+        masked, _, _ = apply_mask(to_tensor(kspace), self.mask_func, seed=self._seed(index, sample_seed), padding=padding)
+        side = self.side(index)
+        image = complex_abs(complex_center_crop(ifft2c(masked), (side, side)))
+        if self.challenge == "multicoil":
+            image = rss(image, dim=0)
+        scale = float(attrs["max"])
+        target = center_crop(torch.from_numpy(target), (side, side))
+        return (image / scale).unsqueeze(0), (target / scale).unsqueeze(0)
