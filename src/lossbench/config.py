@@ -196,7 +196,7 @@ def _check_loss_params(config: dict[str, Any], source: str) -> None:
     from lossbench import losses
 
     for name, settings in config["losses"].items():
-        accepted = _constructor_keywords(losses.REGISTRY[name])
+        accepted = _constructor_keywords(losses.spec(name).factory)
         for key in settings["params"]:
             if accepted is not None and key not in accepted:
                 raise ConfigError(f"{source}: losses.{name}.params.{key}: not a parameter of the {name} loss (it takes {', '.join(accepted) if accepted else 'none'})")
@@ -291,11 +291,11 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
         else:
             if data["source"] == "synthetic" and settings["crop"] > data["matrix"]:
                 raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is larger than the synthetic {data['matrix']}×{data['matrix']} images (tasks.{task}.data.matrix)")
-            from lossbench.metrics.msssim import SCALE_WEIGHTS, usable_scales
-
-            # MRI metrics are computed on crop × crop images, which five-scale MS-SSIM must fit.
-            if "msssim" in config["metrics"] and usable_scales(settings["crop"], settings["crop"]) < len(SCALE_WEIGHTS):
-                raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is too small for the msssim metric's {len(SCALE_WEIGHTS)} scales (the side must exceed 160)")
+            # MRI metrics are computed on crop × crop images, which every configured metric must fit.
+            for metric in config["metrics"]:
+                reason = metrics.spec(metric).too_small(settings["crop"])
+                if reason is not None:
+                    raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is too small for {reason}")
     _check_model(config, source)
     _check_data_sizes(config, source)
     learning_rate_overrides(config, source)
@@ -404,21 +404,17 @@ def flip_ppd(evaluation: dict[str, Any]) -> float:
 
 
 def loss_params(config: dict[str, Any], task: str, loss: str) -> dict[str, Any]:
-    """Constructor arguments of ``loss`` on ``task``: the configured ``params`` plus task-dependent defaults.
+    """Constructor arguments of ``loss`` on ``task``: the configured ``params`` plus the defaults its spec gives for the task.
 
-    FLIP runs in RGB for denoising and in the configured grayscale mode for MRI, under the viewing
-    conditions of ``evaluation.flip`` (as the metric); LPIPS+l2 uses the resolved LPIPS trunk of
-    :func:`evaluation_settings`.
+    The evaluation settings (FLIP's viewing conditions and grayscale mode, the LPIPS trunk) are
+    those of :func:`evaluation_settings`, with ``lpips_trunk: auto`` resolved.
     """
-    params = dict(config["losses"][loss]["params"])
-    if loss == "flip":
-        params.setdefault("mode", "rgb" if TASK_KINDS[task] == "denoise" else config["evaluation"]["flip_gray_mode"])
-        params.setdefault("ppd", flip_ppd(config["evaluation"]))
-    if loss == "lpips_l2":
-        evaluation = evaluation_settings(config)
-        params.setdefault("trunk", evaluation["lpips_trunk"])
-        params.setdefault("weights_path", evaluation["lpips_weights"])
-    return params
+    from lossbench import losses
+    from lossbench.data.tasks import channels
+    from lossbench.specs import Setting
+
+    setting = Setting(channels(TASK_KINDS[task]), evaluation_settings(config))
+    return losses.spec(loss).params(setting, config["losses"][loss]["params"])
 
 
 def task_data(config: dict[str, Any], task: str) -> dict[str, Any]:

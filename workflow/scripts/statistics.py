@@ -3,8 +3,9 @@
 from pathlib import Path
 
 from lossbench.logs import log_to
+from lossbench.losses import label as loss_label
 from lossbench.statistics import write_pairs, write_variance
-from lossbench.tables import loss_label, table_title
+from lossbench.tables import table_title
 
 with log_to(snakemake.log[0]):
     params = snakemake.params

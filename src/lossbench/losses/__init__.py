@@ -1,4 +1,4 @@
-"""Loss registry: every training loss of the study is built by name.
+"""Loss registry: every training loss is built by name from the spec its module declares.
 
 Example:
     >>> import torch
@@ -12,28 +12,53 @@ from __future__ import annotations
 
 from torch import nn
 
-from lossbench.flip import FLIPLoss
-from lossbench.losses.adaptive import AdaptiveLoss
-from lossbench.losses.pixel import L1Loss, L2Loss
-from lossbench.metrics.lpips import LPIPSL2Loss
-from lossbench.metrics.msssim import MSSSIMLoss
+from lossbench.flip import LOSS as FLIP
+from lossbench.losses import adaptive, pixel
+from lossbench.metrics import lpips, msssim
+from lossbench.specs import LossSpec, tex_escape
 
-REGISTRY: dict[str, type[nn.Module]] = {
-    "l1": L1Loss,
-    "l2": L2Loss,
-    "msssim": MSSSIMLoss,
-    "lpips_l2": LPIPSL2Loss,
-    "flip": FLIPLoss,
-    "adaptive": AdaptiveLoss,
-}
+#: Every registered loss, the thesis's six first in its column order.
+SPECS: dict[str, LossSpec] = {spec.name: spec for spec in (pixel.L1, pixel.L2, msssim.LOSS, lpips.LOSS, FLIP, adaptive.SPEC)}
 
-#: Every loss the study defines, in the thesis's column order, whether or not it is built yet.
-STUDY_LOSSES = ("l1", "l2", "msssim", "lpips_l2", "flip", "adaptive")
+#: The thesis's losses, in its column order: the columns every table has.
+STUDY_LOSSES = tuple(name for name, spec in SPECS.items() if spec.thesis)
+
+
+def register(spec: LossSpec) -> None:
+    """Add ``spec`` (a loss defined outside the package, e.g. from the configuration) to the registry.
+
+    Raises:
+        ValueError: ``spec.name`` is taken by another loss.
+    """
+    if spec.name in SPECS and SPECS[spec.name] != spec:
+        raise ValueError(f"loss {spec.name!r} is already registered")
+    SPECS[spec.name] = spec
 
 
 def names() -> list[str]:
     """Names of the losses that can be built."""
-    return list(REGISTRY)
+    return list(SPECS)
+
+
+def spec(name: str) -> LossSpec:
+    """The spec of loss ``name``.
+
+    Raises:
+        ValueError: unknown name (one line listing the known ones).
+    """
+    if name not in SPECS:
+        raise ValueError(f"unknown loss {name!r}: expected one of {', '.join(SPECS)}")
+    return SPECS[name]
+
+
+def label(name: str, lpips_pretrained: bool = True) -> str:
+    """Column, panel or legend label of loss ``name`` (its name if it is not registered in this process)."""
+    return SPECS[name].display(lpips_pretrained) if name in SPECS else name
+
+
+def tex_label(name: str, lpips_pretrained: bool = True) -> str:
+    """LaTeX label of loss ``name`` (see :meth:`LossSpec.tex_display`)."""
+    return SPECS[name].tex_display(lpips_pretrained) if name in SPECS else tex_escape(name)
 
 
 def build(name: str, **params) -> nn.Module:
@@ -47,6 +72,4 @@ def build(name: str, **params) -> nn.Module:
         A module whose ``forward(output, target)`` takes (N, C, H, W) tensors, C in {1, 3},
         values nominally in [0, 1], and returns a scalar.
     """
-    if name not in REGISTRY:
-        raise ValueError(f"unknown loss {name!r}: expected one of {', '.join(REGISTRY)}")
-    return REGISTRY[name](**params)
+    return spec(name).factory(**params)
