@@ -118,6 +118,7 @@ def validate(config: dict[str, Any], source: str = "config", schema_path: str | 
     _check_finite(config, source, [])
     with open(schema_path) as handle:
         schema = yaml.safe_load(handle)
+    _fill_name_enums(schema, config)
     error = jsonschema.exceptions.best_match(_validator_with_defaults(schema).iter_errors(config))
     if error is not None:
         raise ConfigError(f"{source}: {_key(error.absolute_path)}: {error.message}")
@@ -126,6 +127,20 @@ def validate(config: dict[str, Any], source: str = "config", schema_path: str | 
     if missing and require_data:
         raise ConfigError(f"{source}: {'; '.join(missing)} (the run needs them; snakemake -n and the budget target work without them)")
     return config
+
+
+def _fill_name_enums(schema: dict[str, Any], config: dict[str, Any]) -> None:
+    """The schema's enums of loss and metric names, from the registries: the schema does not repeat them.
+
+    A loss with ``module`` (the user's own) may take any name; :func:`_check_semantics` imports it.
+    """
+    from lossbench import losses, metrics
+
+    configured = config.get("losses")
+    own = [name for name, settings in configured.items() if isinstance(settings, dict) and "module" in settings] if isinstance(configured, dict) else []
+    properties = schema["properties"]
+    properties["losses"]["propertyNames"] = {"enum": [*losses.names(), *(name for name in own if name not in losses.names())]}
+    properties["metrics"]["items"] = {"enum": metrics.names()}
 
 
 def _check_finite(node: Any, source: str, path: list) -> None:
@@ -256,12 +271,14 @@ def missing_data_folders(config: dict[str, Any]) -> list[str]:
 def _check_semantics(config: dict[str, Any], source: str) -> None:
     from lossbench import losses, metrics
 
-    for name in config["losses"]:
-        if name not in losses.names():
-            raise ConfigError(f"{source}: losses.{name}: loss not available in this version (available: {', '.join(losses.names())})")
-    for name in config["metrics"]:
-        if name not in metrics.names():
-            raise ConfigError(f"{source}: metrics: metric {name!r} not available in this version (available: {', '.join(metrics.names())})")
+    try:
+        losses.register_config(config)
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    for name, settings in config["losses"].items():
+        problem = losses.spec(name).check_params(settings["params"])
+        if problem is not None:
+            raise ConfigError(f"{source}: losses.{name}.params.{problem}")
     for name, settings in config["losses"].items():
         if isinstance(settings["lr"], dict):
             for task in config["tasks"]:
@@ -437,6 +454,8 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> dict[
         "kind": TASK_KINDS[task],
         "loss": loss,
         "loss_params": loss_params(config, task, loss),
+        # A loss of the user's own: another class is another run.
+        **({"loss_module": config["losses"][loss]["module"]} if "module" in config["losses"][loss] else {}),
         "lr": learning_rate(config, task, loss),
         "seed": int(seed),
         "model": dict(config["model"]),

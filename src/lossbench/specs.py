@@ -36,6 +36,10 @@ def _no_defaults(setting: Setting) -> dict[str, Any]:
     return {}
 
 
+def _valid(params: Mapping[str, Any]) -> str | None:
+    return None
+
+
 def _any_size(side: int) -> str | None:
     return None
 
@@ -60,6 +64,8 @@ class LossSpec:
         untrained_trunk_note: Appended to the label when the LPIPS trunk was untrained (losses
             built on LPIPS); empty for the others.
         own_metric: The metric the loss optimises, which the thesis expects it to win (summary).
+        check_params: Why configured ``params`` are invalid, in one line, or None; checked when
+            the configuration is loaded (beyond the constructor's keywords).
     """
 
     name: str
@@ -74,6 +80,7 @@ class LossSpec:
     thesis: bool = True
     untrained_trunk_note: str = ""
     own_metric: str | None = None
+    check_params: Callable[[Mapping[str, Any]], str | None] = _valid
 
     def display(self, lpips_pretrained: bool = True) -> str:
         """The label, saying so where an LPIPS trunk was untrained."""

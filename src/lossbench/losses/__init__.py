@@ -10,29 +10,76 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+import inspect
+
 from torch import nn
 
 from lossbench.flip import LOSS as FLIP
-from lossbench.losses import adaptive, pixel
+from lossbench.losses import adaptive, mix, pixel
 from lossbench.metrics import lpips, msssim
 from lossbench.specs import LossSpec, tex_escape
 
-#: Every registered loss, the thesis's six first in its column order.
-SPECS: dict[str, LossSpec] = {spec.name: spec for spec in (pixel.L1, pixel.L2, msssim.LOSS, lpips.LOSS, FLIP, adaptive.SPEC)}
+#: Every registered loss, the thesis's six first in its column order, then the opt-in ones.
+SPECS: dict[str, LossSpec] = {spec.name: spec for spec in (pixel.L1, pixel.L2, msssim.LOSS, lpips.LOSS, FLIP, adaptive.SPEC, mix.SPEC)}
 
 #: The thesis's losses, in its column order: the columns every table has.
 STUDY_LOSSES = tuple(name for name, spec in SPECS.items() if spec.thesis)
+
+
+def from_module(name: str, path: str, label: str | None = None) -> LossSpec:
+    """The spec of a user's loss ``name``, the class at ``path`` (``"package.module:Class"``).
+
+    The class follows the loss protocol: a ``torch.nn.Module`` whose constructor takes the
+    configured ``params`` as keywords and whose ``forward(output, target)`` takes (N, C, H, W)
+    tensors nominally in [0, 1] and returns a scalar to minimise. Its parameters, if any, are
+    trained with the network.
+
+    Raises:
+        ValueError: one line naming ``path``: not importable, no such class, or not the protocol.
+    """
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # a user's module can fail in any way while it is imported
+        raise ValueError(f"cannot import {module_name!r} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no message'})") from None
+    factory = getattr(module, attribute, None)
+    if factory is None:
+        raise ValueError(f"module {module_name!r} has no {attribute!r}")
+    if not (isinstance(factory, type) and issubclass(factory, nn.Module)):
+        raise ValueError(f"{path} is not a torch.nn.Module subclass (a loss is a module whose forward(output, target) returns a scalar)")
+    forward = [p for p in list(inspect.signature(factory.forward).parameters.values())[1:] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(forward) < 2:
+        raise ValueError(f"{path}.forward takes {len(forward)} image argument(s), expected forward(output, target)")
+    return LossSpec(name, factory, label or name, thesis=False)
 
 
 def register(spec: LossSpec) -> None:
     """Add ``spec`` (a loss defined outside the package, e.g. from the configuration) to the registry.
 
     Raises:
-        ValueError: ``spec.name`` is taken by another loss.
+        ValueError: ``spec.name`` is already a different loss.
     """
     if spec.name in SPECS and SPECS[spec.name] != spec:
         raise ValueError(f"loss {spec.name!r} is already registered")
     SPECS[spec.name] = spec
+
+
+def register_config(config: dict) -> None:
+    """Register the configuration's own losses (``losses.<name>.module``), in this process.
+
+    Jobs run in processes of their own: every adapter that builds or labels losses calls this
+    with ``snakemake.config`` (the configuration :func:`lossbench.config.validate` checked).
+
+    Raises:
+        ValueError: one line naming the key and the module, see :func:`from_module`.
+    """
+    for name, settings in config["losses"].items():
+        if "module" in settings:
+            try:
+                register(from_module(name, settings["module"], settings.get("label")))
+            except ValueError as error:
+                raise ValueError(f"losses.{name}.module: {error}") from None
 
 
 def names() -> list[str]:
