@@ -79,4 +79,13 @@ class MixLoss(nn.Module):
         return f"weights={self.weights}"
 
 
-SPEC = LossSpec("mix", MixLoss, "Mix (MS-SSIM+l1)", tex=r"Mix (MS-SSIM$+l_1$)", channel_param="channels", thesis=False, check_params=check_params)
+SPEC = LossSpec(
+    "mix",
+    MixLoss,
+    "Mix (MS-SSIM+l1)",
+    tex=r"Mix (MS-SSIM$+l_1$)",
+    channel_param="channels",
+    portable_params={"term_params": {"msssim": {"small_images": "reduce_scales"}}},
+    thesis=False,
+    check_params=check_params,
+)
