@@ -141,3 +141,15 @@ def test_every_metric_declares_how_tables_show_it():
     for name in metrics.names():
         info = metrics.spec(name).info
         assert info.label and info.decimals >= 0 and info.scale > 0
+
+
+def test_a_loss_or_metric_that_does_not_take_a_tasks_channels_is_a_config_line(tiny_config, monkeypatch):
+    import dataclasses
+
+    monkeypatch.setitem(losses.SPECS, "l1", dataclasses.replace(losses.SPECS["l1"], channels=(3,)))
+    with pytest.raises(ConfigError, match=r"^tiny\.yaml: losses: l1 takes images of 3 channel\(s\), but tasks\.knee has 1$"):
+        validate(tiny_config, "tiny.yaml")
+    monkeypatch.setitem(losses.SPECS, "l1", dataclasses.replace(losses.SPECS["l1"], channels=(1, 3)))
+    monkeypatch.setitem(metrics.SPECS, "psnr", dataclasses.replace(metrics.SPECS["psnr"], channels=(1,)))
+    with pytest.raises(ConfigError, match=r"^tiny\.yaml: metrics: psnr takes images of 1 channel\(s\), but tasks\.denoise has 3$"):
+        validate(tiny_config, "tiny.yaml")

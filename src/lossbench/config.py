@@ -279,6 +279,7 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
         problem = losses.spec(name).check_params(settings["params"])
         if problem is not None:
             raise ConfigError(f"{source}: losses.{name}.params.{problem}")
+    _check_channels(config, source)
     for name, settings in config["losses"].items():
         if isinstance(settings["lr"], dict):
             for task in config["tasks"]:
@@ -338,6 +339,20 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
         check_userstudy(config)
     except ValueError as error:
         raise ConfigError(f"{source}: {error}") from error
+
+
+def _check_channels(config: dict[str, Any], source: str) -> None:
+    """Every configured loss and metric accepts the channel count of every task."""
+    from lossbench import losses, metrics
+    from lossbench.data.tasks import channels
+
+    for task in config["tasks"]:
+        count = channels(TASK_KINDS[task])
+        for key, names, registry in (("losses", list(config["losses"]), losses), ("metrics", config["metrics"], metrics)):
+            for name in names:
+                accepted = registry.spec(name).channels
+                if count not in accepted:
+                    raise ConfigError(f"{source}: {key}: {name} takes images of {' or '.join(map(str, accepted))} channel(s), but tasks.{task} has {count}")
 
 
 def _check_kernel_sizes(model: dict[str, Any], source: str) -> None:
