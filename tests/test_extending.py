@@ -153,3 +153,12 @@ def test_a_loss_or_metric_that_does_not_take_a_tasks_channels_is_a_config_line(t
     monkeypatch.setitem(metrics.SPECS, "psnr", dataclasses.replace(metrics.SPECS["psnr"], channels=(1,)))
     with pytest.raises(ConfigError, match=r"^tiny\.yaml: metrics: psnr takes images of 1 channel\(s\), but tasks\.denoise has 3$"):
         validate(tiny_config, "tiny.yaml")
+
+
+def test_an_unknown_task_kind_is_an_error_not_a_fall_through(tmp_path):
+    from lossbench.data.tasks import channels, train_dataset, write_valset
+
+    assert [channels(kind) for kind in ("denoise", "singlecoil", "multicoil")] == [3, 1, 1]
+    for call in (lambda: channels("rgb"), lambda: train_dataset("rgb", {}, tmp_path), lambda: write_valset("rgb", {}, tmp_path, tmp_path / "v.h5")):
+        with pytest.raises(ValueError, match=r"^unknown task kind 'rgb': expected one of denoise, singlecoil, multicoil$"):
+            call()
