@@ -99,11 +99,15 @@ def test_mix_is_opt_in_and_weights_msssim_and_l1_as_zhao_et_al():
     assert float(loss_fn(output, target)) == pytest.approx(float(expected), rel=1e-6)
 
 
-def test_mix_through_the_config_passes_channels_to_its_terms(tiny_config):
-    tiny_config["losses"]["mix"] = {"lr": 1e-3, "params": {"weights": {"l2": 0.5, "adaptive": 0.5}}}
+def test_mix_through_the_config_gives_its_terms_their_task_defaults_and_channels(tiny_config):
+    tiny_config["losses"]["mix"] = {"lr": 1e-3, "params": {"weights": {"l2": 0.5, "adaptive": 0.3, "flip": 0.2}, "term_params": {"flip": {"out_of_range": "inward"}}}}
     config = validate(tiny_config, "tiny.yaml")
-    loss_fn = build_loss(train_spec(config, "knee", "mix", 0))
+    spec = train_spec(config, "knee", "mix", 0)
+    assert spec["loss_params"]["term_params"]["flip"] == {"out_of_range": "inward", "mode": "gray_thesis", "ppd": pytest.approx(67.0206, abs=1e-4)}
+    loss_fn = build_loss(spec)
     assert [p.numel() for p in loss_fn.parameters()] == [1, 1]  # adaptive's alpha and scale for one channel
+    target = torch.rand(2, 1, 32, 32)
+    assert torch.isfinite(loss_fn(target.flip(-1), target))
 
 
 @pytest.mark.parametrize("params, message", [

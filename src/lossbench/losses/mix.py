@@ -17,12 +17,13 @@ tables then gain its column, without a thesis value.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from lossbench.specs import LossSpec
+from lossbench.specs import LossSpec, Setting
 
 #: The paper's α = 0.84 on MS-SSIM, 1 − α on l1.
 DEFAULT_WEIGHTS: dict[str, float] = {"msssim": 0.84, "l1": 0.16}
@@ -79,7 +80,20 @@ class MixLoss(nn.Module):
         return f"weights={self.weights}"
 
 
-SPEC = LossSpec(
+@dataclass(frozen=True)
+class _MixSpec(LossSpec):
+    """The mix loss's spec: each term gets its own task defaults (FLIP's grayscale mode on MRI, ...)."""
+
+    def params(self, setting: Setting, configured: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        from lossbench import losses
+
+        params = super().params(setting, configured)
+        term_params = params.get("term_params", {})
+        params["term_params"] = {term: losses.spec(term).params(setting, term_params.get(term)) for term in params.get("weights", DEFAULT_WEIGHTS)}
+        return params
+
+
+SPEC = _MixSpec(
     "mix",
     MixLoss,
     "Mix (MS-SSIM+l1)",
