@@ -85,7 +85,7 @@ def test_a_users_loss_may_not_take_a_registered_name(tiny_config, user_module):
 
 
 def test_the_schema_does_not_repeat_the_registries_names(repo):
-    text = (repo / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    text = (repo / "src" / "lossbench" / "schemas" / "config.schema.yaml").read_text()
     assert "lpips_l2]" not in text and "lpips, flip]" not in text
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+#: Packaged with the library (package data), so an installed lossbench finds it too.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 #: Task name → the kind of data it uses (fastMRI's challenge names for the MRI tasks).
 TASK_KINDS = {"denoise": "denoise", "knee": "singlecoil", "brain": "multicoil"}
