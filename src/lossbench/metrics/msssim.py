@@ -21,9 +21,9 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.grad import conv2d_input
 
+from lossbench import specs
 from lossbench.checks import check_image_pair
 from lossbench.device import ieee_float32_convolutions
-from lossbench.specs import LossSpec, MetricInfo, MetricSpec
 
 SmallImages = Literal["error", "reduce_scales"]
 
@@ -236,5 +236,5 @@ def _too_small(side: int) -> str | None:
     return None
 
 
-LOSS = LossSpec("msssim", MSSSIMLoss, "MS-SSIM", own_metric="msssim", portable_params={"small_images": "reduce_scales"})
-METRIC = MetricSpec("msssim", ms_ssim, MetricInfo("MS-SSIM", higher_is_better=True), portable_params={"small_images": "reduce_scales"}, too_small=_too_small)
+LOSS = specs.LossSpec("msssim", MSSSIMLoss, "MS-SSIM", own_metric="msssim", portable_params={"small_images": "reduce_scales"})
+METRIC = specs.MetricSpec("msssim", ms_ssim, specs.MetricInfo("MS-SSIM", higher_is_better=True), portable_params={"small_images": "reduce_scales"}, too_small=_too_small)
