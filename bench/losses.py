@@ -18,19 +18,16 @@ import time
 import torch
 
 from lossbench import losses
+from lossbench.specs import Setting
 
 SHAPES = {"rgb": (4, 3, 256, 256), "gray": (4, 1, 320, 320)}
 
 
 def _build(name: str, channels: int) -> torch.nn.Module:
-    params = {}
-    if name == "adaptive":
-        params["num_channels"] = channels
-    if name == "flip" and channels == 1:
-        params["mode"] = "gray_thesis"
-    if name == "lpips_l2":
-        params["trunk"] = "untrained"  # same cost as the pretrained trunk, and no weights needed
-    return losses.build(name, **params)
+    # The task defaults for this channel count (FLIP's grayscale mode), portable: an untrained LPIPS
+    # trunk costs the same as the pretrained one and needs no weights.
+    spec = losses.spec(name)
+    return spec.build(spec.params(Setting(channels), spec.portable_params), channels)
 
 
 def _step(loss_fn: torch.nn.Module, output: torch.Tensor, target: torch.Tensor) -> float:

@@ -27,7 +27,6 @@ from lossbench.train import build_loss
 
 #: name → (U-net width, depth, residual, crop, batch on CPU, batch on CUDA).
 SIZES = {"demo": (8, 3, True, 64, 4, 4), "paper": (32, 4, False, 256, 4, 16)}
-LOSS_PARAMS = {"msssim": {"small_images": "reduce_scales"}, "lpips_l2": {"trunk": "untrained"}}
 
 
 def _step(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor], autocast: bool) -> float:
@@ -58,7 +57,7 @@ def _setups(size: str, device: torch.device, fast: bool) -> dict[str, tuple]:
     for name in losses.names():
         torch.manual_seed(0)
         model = UNet(3, 3, width=width, depth=depth, residual=residual).to(device, memory_format=layout)
-        loss_fn = build_loss({"loss": name, "loss_params": LOSS_PARAMS.get(name, {}), "kind": "denoise"}).to(device)
+        loss_fn = build_loss({"loss": name, "loss_params": losses.spec(name).portable_params, "kind": "denoise"}).to(device)
         optimizer = torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=1e-4)
         setups[name] = (model, loss_fn, optimizer, data, fast)
     anchor = FastMRIUnet(3, 3, chans=width, num_pool_layers=depth).to(device, memory_format=layout)

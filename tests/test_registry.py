@@ -6,26 +6,28 @@ import torch
 from lossbench import losses, metrics
 from lossbench.losses import STUDY_LOSSES
 from lossbench.metrics import STUDY_METRICS
+from lossbench.specs import Setting
 
 
 def _build(name, channels):
-    params = {"num_channels": channels} if name == "adaptive" else {}
-    if name == "flip" and channels == 1:
-        params["mode"] = "gray_thesis"
-    if name == "msssim":
-        params["small_images"] = "reduce_scales"
-    if name == "lpips_l2":
-        params["trunk"] = "untrained"
-    return losses.build(name, **params)
+    # The spec's defaults for a task of this many channels, made portable (tiny images, no weights fetched).
+    spec = losses.spec(name)
+    return spec.build(spec.params(Setting(channels), spec.portable_params), channels)
+
+
+def _metric_params(name, channels):
+    spec = metrics.spec(name)
+    return {**spec.params(Setting(channels)), **spec.portable_params}
 
 
 def test_every_study_loss_and_metric_is_registered():
-    assert losses.names() == list(STUDY_LOSSES)
+    assert losses.names()[: len(STUDY_LOSSES)] == list(STUDY_LOSSES)
+    assert all(not losses.spec(name).thesis for name in losses.names()[len(STUDY_LOSSES):])
     assert metrics.names() == list(STUDY_METRICS)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("name", STUDY_LOSSES)
+@pytest.mark.parametrize("name", losses.names())
 def test_loss_is_scalar_with_finite_gradients(name, channels):
     torch.manual_seed(0)
     target = torch.rand(2, channels, 48, 48)
@@ -37,7 +39,7 @@ def test_loss_is_scalar_with_finite_gradients(name, channels):
     assert torch.isfinite(output.grad).all() and output.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", STUDY_LOSSES)
+@pytest.mark.parametrize("name", losses.names())
 def test_loss_of_identical_images_has_finite_gradients(name):
     image = torch.rand(1, 3, 48, 48)
     output = image.clone().requires_grad_()
@@ -45,19 +47,20 @@ def test_loss_of_identical_images_has_finite_gradients(name):
     assert torch.isfinite(output.grad).all()
 
 
-def test_adaptive_parameters_are_exposed_to_the_optimiser():
-    assert len(list(_build("adaptive", 3).parameters())) == 2
-    assert list(_build("lpips_l2", 3).parameters()) == []
+@pytest.mark.parametrize("name", losses.names())
+def test_learnable_losses_expose_their_parameters_to_the_optimiser(name):
+    assert bool(list(_build(name, 3).parameters())) == losses.spec(name).learnable
+
+
+def test_adaptive_learns_one_alpha_and_scale_per_channel():
+    assert [p.numel() for p in _build("adaptive", 3).parameters()] == [3, 3]
 
 
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("name", list(STUDY_METRICS))
 def test_metric_of_identical_images_is_perfect(name, channels):
     image = torch.rand(2, channels, 192, 192)
-    params = {"mode": "gray_thesis"} if name == "flip" and channels == 1 else {}
-    if name == "lpips":
-        params = {"trunk": "untrained"}
-    value = metrics.compute(name, image, image, **params)
+    value = metrics.compute(name, image, image, **_metric_params(name, channels))
     assert value.shape == (2,)
     perfect = {"psnr": float("inf"), "msssim": 1.0}.get(name, 0.0)
     assert torch.allclose(value, torch.full((2,), perfect), atol=1e-5)
@@ -67,7 +70,7 @@ def test_metric_of_identical_images_is_perfect(name, channels):
 def test_metric_worsens_with_noise(name):
     torch.manual_seed(0)
     target = torch.rand(1, 3, 192, 192)
-    params = {"trunk": "untrained"} if name == "lpips" else {}
+    params = _metric_params(name, 3)
     slight = metrics.compute(name, (target + 0.02 * torch.randn_like(target)).clamp(0, 1), target, **params)
     strong = metrics.compute(name, (target + 0.2 * torch.randn_like(target)).clamp(0, 1), target, **params)
     assert (strong > slight) != STUDY_METRICS[name].higher_is_better

@@ -16,7 +16,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+#: Packaged with the library (package data), so an installed lossbench finds it too.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 #: Task name → the kind of data it uses (fastMRI's challenge names for the MRI tasks).
 TASK_KINDS = {"denoise": "denoise", "knee": "singlecoil", "brain": "multicoil"}
@@ -118,6 +119,7 @@ def validate(config: dict[str, Any], source: str = "config", schema_path: str | 
     _check_finite(config, source, [])
     with open(schema_path) as handle:
         schema = yaml.safe_load(handle)
+    _fill_name_enums(schema, config)
     error = jsonschema.exceptions.best_match(_validator_with_defaults(schema).iter_errors(config))
     if error is not None:
         raise ConfigError(f"{source}: {_key(error.absolute_path)}: {error.message}")
@@ -126,6 +128,20 @@ def validate(config: dict[str, Any], source: str = "config", schema_path: str | 
     if missing and require_data:
         raise ConfigError(f"{source}: {'; '.join(missing)} (the run needs them; snakemake -n and the budget target work without them)")
     return config
+
+
+def _fill_name_enums(schema: dict[str, Any], config: dict[str, Any]) -> None:
+    """The schema's enums of loss and metric names, from the registries: the schema does not repeat them.
+
+    A loss with ``module`` (the user's own) may take any name; :func:`_check_semantics` imports it.
+    """
+    from lossbench import losses, metrics
+
+    configured = config.get("losses")
+    own = [name for name, settings in configured.items() if isinstance(settings, dict) and "module" in settings] if isinstance(configured, dict) else []
+    properties = schema["properties"]
+    properties["losses"]["propertyNames"] = {"enum": [*losses.names(), *(name for name in own if name not in losses.names())]}
+    properties["metrics"]["items"] = {"enum": metrics.names()}
 
 
 def _check_finite(node: Any, source: str, path: list) -> None:
@@ -196,7 +212,7 @@ def _check_loss_params(config: dict[str, Any], source: str) -> None:
     from lossbench import losses
 
     for name, settings in config["losses"].items():
-        accepted = _constructor_keywords(losses.REGISTRY[name])
+        accepted = _constructor_keywords(losses.spec(name).factory)
         for key in settings["params"]:
             if accepted is not None and key not in accepted:
                 raise ConfigError(f"{source}: losses.{name}.params.{key}: not a parameter of the {name} loss (it takes {', '.join(accepted) if accepted else 'none'})")
@@ -256,12 +272,15 @@ def missing_data_folders(config: dict[str, Any]) -> list[str]:
 def _check_semantics(config: dict[str, Any], source: str) -> None:
     from lossbench import losses, metrics
 
-    for name in config["losses"]:
-        if name not in losses.names():
-            raise ConfigError(f"{source}: losses.{name}: loss not available in this version (available: {', '.join(losses.names())})")
-    for name in config["metrics"]:
-        if name not in metrics.names():
-            raise ConfigError(f"{source}: metrics: metric {name!r} not available in this version (available: {', '.join(metrics.names())})")
+    try:
+        losses.register_config(config)
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    for name, settings in config["losses"].items():
+        problem = losses.spec(name).check_params(settings["params"])
+        if problem is not None:
+            raise ConfigError(f"{source}: losses.{name}.params.{problem}")
+    _check_channels(config, source)
     for name, settings in config["losses"].items():
         if isinstance(settings["lr"], dict):
             for task in config["tasks"]:
@@ -293,11 +312,11 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 raise ConfigError(f"{source}: tasks.{task}.data.matrix: {data['matrix']}, but the realistic preset has fastMRI's matrix of 320")
             if data["source"] == "synthetic" and settings["crop"] > data["matrix"]:
                 raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is larger than the synthetic {data['matrix']}×{data['matrix']} images (tasks.{task}.data.matrix)")
-            from lossbench.metrics.msssim import SCALE_WEIGHTS, usable_scales
-
-            # MRI metrics are computed on crop × crop images, which five-scale MS-SSIM must fit.
-            if "msssim" in config["metrics"] and usable_scales(settings["crop"], settings["crop"]) < len(SCALE_WEIGHTS):
-                raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is too small for the msssim metric's {len(SCALE_WEIGHTS)} scales (the side must exceed 160)")
+            # MRI metrics are computed on crop × crop images, which every configured metric must fit.
+            for metric in config["metrics"]:
+                reason = metrics.spec(metric).too_small(settings["crop"])
+                if reason is not None:
+                    raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is too small for {reason}")
     _check_model(config, source)
     _check_data_sizes(config, source)
     learning_rate_overrides(config, source)
@@ -323,6 +342,20 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
         check_userstudy(config)
     except ValueError as error:
         raise ConfigError(f"{source}: {error}") from error
+
+
+def _check_channels(config: dict[str, Any], source: str) -> None:
+    """Every configured loss and metric accepts the channel count of every task."""
+    from lossbench import losses, metrics
+    from lossbench.data.tasks import channels
+
+    for task in config["tasks"]:
+        count = channels(TASK_KINDS[task])
+        for key, names, registry in (("losses", list(config["losses"]), losses), ("metrics", config["metrics"], metrics)):
+            for name in names:
+                accepted = registry.spec(name).channels
+                if count not in accepted:
+                    raise ConfigError(f"{source}: {key}: {name} takes images of {' or '.join(map(str, accepted))} channel(s), but tasks.{task} has {count}")
 
 
 def _check_kernel_sizes(model: dict[str, Any], source: str) -> None:
@@ -406,21 +439,17 @@ def flip_ppd(evaluation: dict[str, Any]) -> float:
 
 
 def loss_params(config: dict[str, Any], task: str, loss: str) -> dict[str, Any]:
-    """Constructor arguments of ``loss`` on ``task``: the configured ``params`` plus task-dependent defaults.
+    """Constructor arguments of ``loss`` on ``task``: the configured ``params`` plus the defaults its spec gives for the task.
 
-    FLIP runs in RGB for denoising and in the configured grayscale mode for MRI, under the viewing
-    conditions of ``evaluation.flip`` (as the metric); LPIPS+l2 uses the resolved LPIPS trunk of
-    :func:`evaluation_settings`.
+    The evaluation settings (FLIP's viewing conditions and grayscale mode, the LPIPS trunk) are
+    those of :func:`evaluation_settings`, with ``lpips_trunk: auto`` resolved.
     """
-    params = dict(config["losses"][loss]["params"])
-    if loss == "flip":
-        params.setdefault("mode", "rgb" if TASK_KINDS[task] == "denoise" else config["evaluation"]["flip_gray_mode"])
-        params.setdefault("ppd", flip_ppd(config["evaluation"]))
-    if loss == "lpips_l2":
-        evaluation = evaluation_settings(config)
-        params.setdefault("trunk", evaluation["lpips_trunk"])
-        params.setdefault("weights_path", evaluation["lpips_weights"])
-    return params
+    from lossbench import losses
+    from lossbench.data.tasks import channels
+    from lossbench.specs import Setting
+
+    setting = Setting(channels(TASK_KINDS[task]), evaluation_settings(config))
+    return losses.spec(loss).params(setting, config["losses"][loss]["params"])
 
 
 def task_data(config: dict[str, Any], task: str) -> dict[str, Any]:
@@ -443,6 +472,8 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> dict[
         "kind": TASK_KINDS[task],
         "loss": loss,
         "loss_params": loss_params(config, task, loss),
+        # A loss of the user's own: another class is another run.
+        **({"loss_module": config["losses"][loss]["module"]} if "module" in config["losses"][loss] else {}),
         "lr": learning_rate(config, task, loss),
         "seed": int(seed),
         "model": dict(config["model"]),

@@ -22,6 +22,7 @@ import torch
 from lossbench import metrics
 from lossbench.config import INPUT_LABELS, flip_ppd
 from lossbench.data.valset import ImageFile
+from lossbench.specs import Setting
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +33,10 @@ def clamp_output(image: np.ndarray) -> np.ndarray:
 
 
 def metric_params(name: str, kind: str, evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Options of metric ``name`` for a task of ``kind`` (FLIP's viewing conditions and grayscale mode for MRI, LPIPS's trunk)."""
-    evaluation = evaluation or {}
-    if name == "flip":
-        params = {"ppd": flip_ppd(evaluation)}
-        if kind != "denoise":
-            params["mode"] = evaluation.get("flip_gray_mode", "gray_thesis")
-        return params
-    if name == "lpips":
-        return {"trunk": evaluation.get("lpips_trunk", "auto"), "weights_path": evaluation.get("lpips_weights")}
-    return {}
+    """Options of metric ``name`` for a task of ``kind``, as its spec gives them (FLIP's viewing conditions and grayscale mode, LPIPS's trunk)."""
+    from lossbench.data.tasks import channels
+
+    return metrics.spec(name).params(Setting(channels(kind), evaluation or {}))
 
 
 def evaluate(valset_path: str | Path, outputs_path: str | Path | None, metric_names: list[str], evaluation: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -164,7 +159,7 @@ def flip_gray_modes(valsets: dict[str, str | Path], outputs: dict[str, dict[str,
 
 def flip_gray_modes_markdown(rows: list[dict[str, Any]]) -> str:
     """:func:`flip_gray_modes` rows as one Markdown table per task, the best model per row in bold."""
-    from lossbench.tables import loss_label
+    from lossbench.losses import label as loss_label
 
     lines = []
     for task in dict.fromkeys(row["task"] for row in rows):

@@ -19,7 +19,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from lossbench.data.valset import ImageFile, resolve_image_id  # noqa: E402
-from lossbench.tables import loss_label  # noqa: E402
+from lossbench.losses import label as loss_label  # noqa: E402
 
 
 def _display(image: np.ndarray) -> np.ndarray:

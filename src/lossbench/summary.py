@@ -18,12 +18,14 @@ import argparse
 import csv
 from pathlib import Path
 
-from lossbench.losses import STUDY_LOSSES
+from lossbench.losses import SPECS, label
 from lossbench.metrics import STUDY_METRICS
-from lossbench.tables import LOSS_LABELS, TABLES
+from lossbench.tables import TABLES
 
 #: Metric → the loss that optimises it (the thesis expects each to win its own metric).
-OWN_METRIC = {"l2": "l2", "msssim": "msssim", "lpips": "lpips_l2", "flip": "flip"}
+OWN_METRIC = {spec.own_metric: name for name, spec in SPECS.items() if spec.own_metric is not None}
+#: Columns of a table CSV that are not models.
+_NOT_MODELS = ("metric", "label", "best", "not_different_from_best")
 
 
 def read_table(path: str | Path) -> dict[str, dict[str, float]]:
@@ -36,7 +38,7 @@ def read_table(path: str | Path) -> dict[str, dict[str, float]]:
         rows = list(csv.DictReader(handle))
     if not rows or "metric" not in rows[0] or "input" not in rows[0]:
         raise ValueError(f"{path}: not a lossbench table CSV (expected columns metric, label, input, <losses>)")
-    columns = ["input", *STUDY_LOSSES]
+    columns = [column for column in rows[0] if column not in _NOT_MODELS and not column.endswith("_std")]
     return {row["metric"]: {column: float(row[column]) for column in columns if row.get(column)} for row in rows}
 
 
@@ -65,9 +67,9 @@ def task_summary(name: str, table: dict[str, dict[str, float]]) -> list[str]:
     if "input" in psnr:
         lines += [f"Input PSNR {psnr['input']:.2f} dB. PSNR gain over the input:", ""]
         lines += ["| Model | PSNR (dB) | Gain (dB) |", "|---|---:|---:|"]
-        for loss in STUDY_LOSSES:
-            if loss in psnr:
-                lines.append(f"| {LOSS_LABELS[loss]} | {psnr[loss]:.2f} | {psnr[loss] - psnr['input']:+.2f} |")
+        for loss in psnr:
+            if loss != "input":
+                lines.append(f"| {label(loss)} | {psnr[loss]:.2f} | {psnr[loss] - psnr['input']:+.2f} |")
         lines.append("")
     lines += ["| Metric | Best model | Own-metric check |", "|---|---|---|"]
     for metric, values in table.items():
@@ -81,8 +83,8 @@ def task_summary(name: str, table: dict[str, dict[str, float]]) -> list[str]:
         if own is not None and own in values:
             gap = relative_gap(values, metric, own)
             behind = f" ({100 * gap:.1f} % behind)" if gap is not None else ""
-            check = f"{LOSS_LABELS[own]} wins" if own in best else f"{LOSS_LABELS[own]} does not win{behind}"
-        lines.append(f"| {STUDY_METRICS[metric].label} | {', '.join(LOSS_LABELS[loss] for loss in best)} | {check} |")
+            check = f"{label(own)} wins" if own in best else f"{label(own)} does not win{behind}"
+        lines.append(f"| {STUDY_METRICS[metric].label} | {', '.join(label(loss) for loss in best)} | {check} |")
     return lines + [""]
 
 

@@ -18,6 +18,7 @@ from lossbench import paper
 from lossbench import statistics as significance
 from lossbench.config import INPUT_LABELS
 from lossbench.metrics import STUDY_METRICS, MetricInfo
+from lossbench.specs import tex_escape
 
 #: Thesis table → (task, caption).
 TABLES = {
@@ -26,8 +27,6 @@ TABLES = {
     "table_6_4": ("brain", "MRI reconstruction, multi-coil brain: metrics of each model on the validation set (thesis Table 6.4)."),
 }
 
-LOSS_LABELS = {"l1": "l1", "l2": "l2", "msssim": "MS-SSIM", "lpips_l2": "LPIPS+l2", "flip": "FLIP", "adaptive": "Adaptive"}
-UNTRAINED_TRUNK = " (untrained AlexNet trunk)"
 
 
 def direction_mark(info: MetricInfo) -> str:
@@ -40,18 +39,13 @@ def table_title(name: str) -> str:
     return name.replace("table_", "Table ").replace("_", ".")
 
 
-def loss_label(loss: str, lpips_pretrained: bool = True) -> str:
-    """Column or panel label of a loss; LPIPS+l2 says so when its AlexNet trunk was untrained."""
-    label = LOSS_LABELS.get(loss, loss)
-    return label + UNTRAINED_TRUNK if loss == "lpips_l2" and not lpips_pretrained else label
+
 #: fastMRI's own leaderboard metrics, per volume (``fastmri.evaluate``), for the extra MRI tables.
 FASTMRI_METRICS: dict[str, MetricInfo] = {
     "nmse": MetricInfo("NMSE", higher_is_better=False),
     "psnr": MetricInfo("PSNR", higher_is_better=True, decimals=2),
     "ssim": MetricInfo("SSIM", higher_is_better=True),
 }
-_TEX_LOSS = {"l1": "$l_1$", "l2": "$l_2$", "lpips_l2": "LPIPS$+l_2$"}
-_TEX_METRIC = {"l1": r"$1000\cdot l_1$", "l2": r"$1000\cdot l_2$"}
 _TEX_DIRECTION = {True: r" $\uparrow$", False: r" $\downarrow$"}
 
 
@@ -87,6 +81,8 @@ class Table:
     infos: dict[str, MetricInfo] = field(default_factory=lambda: dict(STUDY_METRICS))
     #: ``thesis`` for the thesis's six metrics, ``fastmri`` for the fastMRI-metrics companion table.
     suite: str = "thesis"
+    #: The loss columns: the thesis's six, then any other loss with models (e.g. ``mix``).
+    losses: list[str] = field(default_factory=lambda: list(loss_registry.STUDY_LOSSES))
 
     @property
     def title(self) -> str:
@@ -95,10 +91,15 @@ class Table:
 
     @property
     def columns(self) -> list[str]:
-        return ["input", *loss_registry.STUDY_LOSSES]
+        return ["input", *self.losses]
 
     def column_label(self, column: str) -> str:
-        return INPUT_LABELS[self.task] if column == "input" else loss_label(column, self.lpips_pretrained)
+        return INPUT_LABELS[self.task] if column == "input" else loss_registry.label(column, self.lpips_pretrained)
+
+
+def _loss_columns(model_csvs: dict[str, list[str | Path]]) -> list[str]:
+    """The thesis's losses in its order, then the other losses that have models, in their order."""
+    return [*loss_registry.STUDY_LOSSES, *(loss for loss in model_csvs if loss not in loss_registry.STUDY_LOSSES)]
 
 
 def _image_means(path: str | Path) -> dict[str, float]:
@@ -146,12 +147,13 @@ def build_table(
     input_means = _image_means(input_csv)
     model_means = {loss: [_image_means(path) for path in paths] for loss, paths in model_csvs.items()}
     cells: dict[str, dict[str, Cell]] = {}
+    columns = _loss_columns(model_csvs)
     tests_run = False
     for metric, info in infos.items():
         row = {"input": _cell([input_means], metric, info)}
-        for loss in loss_registry.STUDY_LOSSES:
+        for loss in columns:
             row[loss] = _cell(model_means.get(loss, []), metric, info)
-        shown = {loss: round(row[loss].mean, info.decimals) for loss in loss_registry.STUDY_LOSSES if row[loss].mean is not None}
+        shown = {loss: round(row[loss].mean, info.decimals) for loss in columns if row[loss].mean is not None}
         if shown:
             best = max(shown.values()) if info.higher_is_better else min(shown.values())
             for loss, value in shown.items():
@@ -159,8 +161,8 @@ def build_table(
             tested = _mark_ties_with_best(row, model_csvs, metric, info)
             tests_run = tests_run or tested
         cells[metric] = row
-    labels = {metric: info.label + (UNTRAINED_TRUNK if metric == "lpips" and not lpips_pretrained else "") + direction_mark(info) for metric, info in infos.items()}
-    table = Table(name, task, caption, labels, cells, lpips_pretrained=lpips_pretrained, infos=infos, suite=suite)
+    labels = {metric: info.display(lpips_pretrained) + direction_mark(info) for metric, info in infos.items()}
+    table = Table(name, task, caption, labels, cells, lpips_pretrained=lpips_pretrained, infos=infos, suite=suite, losses=columns)
     for loss in loss_registry.STUDY_LOSSES:
         if loss not in model_csvs:
             reason = "not available in this version" if loss not in loss_registry.names() else "not in the configuration's losses"
@@ -174,7 +176,7 @@ def build_table(
     seeds = {cell.seeds for row in cells.values() for loss, cell in row.items() if loss != "input" and cell.mean is not None}
     if seeds - {1}:
         table.footnotes.append(f"Values are mean ± standard deviation over {', '.join(map(str, sorted(seeds)))} seeds.")
-    stated = [f"{loss_label(loss, lpips_pretrained)}: " + ", ".join(f"{key} {value}" for key, value in params.items()) for loss, params in (loss_params or {}).items() if params and loss in model_csvs]
+    stated = [f"{loss_registry.label(loss, lpips_pretrained)}: " + ", ".join(f"{key} {value}" for key, value in params.items()) for loss, params in (loss_params or {}).items() if params and loss in model_csvs]
     if stated:
         table.footnotes.append("Loss parameters: " + "; ".join(stated) + ".")
     if tests_run:
@@ -233,17 +235,13 @@ def to_markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _tex_escape(text: str) -> str:
-    return text.replace("±", r"$\pm$").replace("·", r"$\cdot$").replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("_", r"\_").replace("%", r"\%")
-
-
 def to_latex(table: Table) -> str:
     """The table as a LaTeX ``table`` with booktabs rules, best values in ``\\textbf``."""
-    columns = [_TEX_LOSS.get(c, _tex_escape(table.column_label(c))) for c in table.columns]
+    columns = [tex_escape(table.column_label(c)) if c == "input" else loss_registry.tex_label(c, table.lpips_pretrained) for c in table.columns]
     lines = [
         r"\begin{table}[ht]",
         r"\centering",
-        rf"\caption{{{_tex_escape(table.caption)}}}",
+        rf"\caption{{{tex_escape(table.caption)}}}",
         rf"\label{{tab:{table.name}{'' if table.suite == 'thesis' else '_' + table.suite}}}",
         r"\begin{tabular}{l" + "r" * len(table.columns) + "}",
         r"\toprule",
@@ -252,13 +250,14 @@ def to_latex(table: Table) -> str:
     ]
     for metric, row in table.cells.items():
         decimals = table.infos[metric].decimals
-        cells = [_tex_escape(row[c].text(decimals)) for c in table.columns]
+        cells = [tex_escape(row[c].text(decimals)) for c in table.columns]
         cells = [(rf"\textbf{{{text}}}" if row[c].bold else text) + (r"$^\dagger$" if row[c].tied else "") for c, text in zip(table.columns, cells)]
-        label = _TEX_METRIC[metric] + _TEX_DIRECTION[table.infos[metric].higher_is_better] if metric in _TEX_METRIC else _tex_escape(table.metric_labels[metric])
+        info = table.infos[metric]
+        label = info.tex_label + _TEX_DIRECTION[info.higher_is_better] if info.tex is not None else tex_escape(table.metric_labels[metric])
         lines.append(f"{label} & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if table.footnotes:
-        lines += [r"\par\smallskip\footnotesize"] + [_tex_escape(note) + r"\\" for note in _notes(table.footnotes, "")]
+        lines += [r"\par\smallskip\footnotesize"] + [tex_escape(note) + r"\\" for note in _notes(table.footnotes, "")]
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
@@ -335,9 +334,9 @@ def write_per_seed(name: str, model_csvs: dict[str, list[str | Path]], seeds: li
     """
     prefix = Path(prefix)
     means = {loss: dict(zip(seeds, map(_image_means, paths), strict=True)) for loss, paths in model_csvs.items()}
-    losses = [loss for loss in loss_registry.STUDY_LOSSES if loss in means]
+    losses = [loss for loss in _loss_columns(model_csvs) if loss in means]
     rows, lines = [], [f"**{table_title(name)}, per seed.** {TABLES[name][1]}", ""]
-    lines += ["| Metric | Seed | " + " | ".join(loss_label(loss, lpips_pretrained) for loss in losses) + " |", "|---|---|" + "---:|" * len(losses)]
+    lines += ["| Metric | Seed | " + " | ".join(loss_registry.label(loss, lpips_pretrained) for loss in losses) + " |", "|---|---|" + "---:|" * len(losses)]
     for metric, info in STUDY_METRICS.items():
         if not any(metric in by_seed[seed] for by_seed in means.values() for seed in seeds):
             continue

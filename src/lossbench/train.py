@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import csv
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -152,11 +151,8 @@ def build_model(spec: dict[str, Any]) -> UNet:
 
 
 def build_loss(spec: dict[str, Any]) -> nn.Module:
-    """The loss of a training spec; losses with per-channel parameters are told the channel count."""
-    params = dict(spec["loss_params"])
-    if "num_channels" in inspect.signature(losses.REGISTRY[spec["loss"]]).parameters:
-        params.setdefault("num_channels", channels(spec["kind"]))
-    return losses.build(spec["loss"], **params)
+    """The loss of a training spec, for the channel count of its task (see :meth:`LossSpec.build`)."""
+    return losses.spec(spec["loss"]).build(spec["loss_params"], channels(spec["kind"]))
 
 
 def _save_atomic(obj: Any, path: Path) -> None:

@@ -1,7 +1,9 @@
 """Snakemake adapter: the compute budget of the configured run."""
 
+from lossbench import losses
 from lossbench.budget import write_budget
 from lossbench.logs import log_to
 
 with log_to(snakemake.log[0]):
+    losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
     print(write_budget(snakemake.params.config, snakemake.output[0], snakemake.params.source).read_text())

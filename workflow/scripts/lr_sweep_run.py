@@ -4,11 +4,12 @@ from pathlib import Path
 
 import yaml
 
-from lossbench import train
+from lossbench import losses, train
 from lossbench.logs import log_to
 from lossbench.lr_sweep import final_validation_loss
 
 with log_to(snakemake.log[0]):
+    losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
     spec = snakemake.params.spec
     try:
         train.run(spec, snakemake.input.train, snakemake.input.valset, snakemake.output.run, snakemake.params.checkpoints,

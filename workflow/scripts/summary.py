@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
+from lossbench import losses
 from lossbench.logs import log_to
 from lossbench.summary import summarise
 
 with log_to(snakemake.log[0]):
+    losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
     Path(snakemake.output[0]).write_text(summarise(dict(zip(snakemake.params.tables, snakemake.input, strict=True))))

@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
-from lossbench import train
+from lossbench import losses, train
 from lossbench.logs import log_to
 
 with log_to(snakemake.log[0]):
+    losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
     train.run(
         snakemake.params.spec,
         snakemake.input.train,

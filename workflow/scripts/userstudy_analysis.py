@@ -2,12 +2,14 @@
 
 from pathlib import Path
 
+from lossbench import losses
 from lossbench.logs import log_to
 from lossbench.userstudy.counts import read_counts
 from lossbench.userstudy.report import anchored, jod_plot, ranking_triangle, write_jod_table, write_probability_table, write_summary
 from lossbench.userstudy.scaling import summarize
 
 with log_to(snakemake.log[0]):
+    losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
     out, params = snakemake.output, snakemake.params
     conditions, counts = read_counts(snakemake.input.counts)
     summary = summarize(conditions, counts, params.n_samples, params.seed)

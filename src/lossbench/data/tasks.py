@@ -14,6 +14,10 @@ from lossbench.data.images import list_images, read_rgb
 from lossbench.data.valset import write_images
 
 
+#: Task kind → image channels: RGB photographs for denoising, magnitude images for the fastMRI challenges.
+CHANNELS = {"denoise": 3, "singlecoil": 1, "multicoil": 1}
+
+
 def train_dataset(kind: str, data: dict[str, Any], train_dir: str | Path) -> Dataset:
     """Training dataset of a task, items keyed by ``(index, sample_seed)`` → (input, target), (C, H, W).
 
@@ -22,7 +26,11 @@ def train_dataset(kind: str, data: dict[str, Any], train_dir: str | Path) -> Dat
         data: The task's data settings (crop, noise range, mask, ...), see ``config.train_spec``.
         train_dir: Folder of training images or an image manifest file (denoise, see
             :mod:`lossbench.data.imagenet`), or folder of fastMRI ``.h5`` files (MRI).
+
+    Raises:
+        ValueError: an unknown ``kind``.
     """
+    channels(kind)
     if kind == "denoise":
         paths = read_manifest(train_dir) if Path(train_dir).is_file() else list(list_images(train_dir).values())
         return DenoiseTrainDataset(
@@ -38,8 +46,14 @@ def train_dataset(kind: str, data: dict[str, Any], train_dir: str | Path) -> Dat
 
 
 def channels(kind: str) -> int:
-    """Image channels of a task: RGB for denoising, magnitude images for MRI."""
-    return 3 if kind == "denoise" else 1
+    """Image channels of a task of ``kind``: RGB for denoising, magnitude images for MRI.
+
+    Raises:
+        ValueError: an unknown kind (never a silent fall-through to one of the others).
+    """
+    if kind not in CHANNELS:
+        raise ValueError(f"unknown task kind {kind!r}: expected one of {', '.join(CHANNELS)}")
+    return CHANNELS[kind]
 
 
 def write_valset(kind: str, data: dict[str, Any], val_dir: str | Path, out_path: str | Path, seed: int = 0) -> int:
@@ -50,7 +64,11 @@ def write_valset(kind: str, data: dict[str, Any], val_dir: str | Path, out_path:
 
     Returns:
         The number of validation images.
+
+    Raises:
+        ValueError: an unknown ``kind``.
     """
+    channels(kind)
     if kind == "denoise":
         ids, inputs, targets = [], [], []
         for image_id, path in list_images(val_dir).items():

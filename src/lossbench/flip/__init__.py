@@ -56,6 +56,7 @@ from torch import nn
 
 from lossbench.checks import check_image_pair
 from lossbench.flip._core import MODES, OUT_OF_RANGE, error_map
+from lossbench.specs import LossSpec, MetricInfo, MetricSpec, Setting
 
 __all__ = ["DEFAULT_PPD", "MODES", "OUT_OF_RANGE", "FLIPLoss", "flip", "flip_map", "pixels_per_degree"]
 
@@ -172,3 +173,31 @@ class FLIPLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"ppd={self.ppd}, mode={self.mode!r}, out_of_range={self.out_of_range!r}"
+
+
+def _ppd(setting: Setting) -> float:
+    from lossbench.config import flip_ppd
+
+    return flip_ppd(setting.evaluation)
+
+
+def _gray_mode(setting: Setting) -> str:
+    return setting.evaluation.get("flip_gray_mode", "gray_thesis")
+
+
+def _loss_defaults(setting: Setting) -> dict[str, object]:
+    # RGB tasks use the colour metric; grayscale (MRI) tasks the configured reading of thesis §3.2.
+    return {"mode": "rgb" if setting.channels == 3 else _gray_mode(setting), "ppd": _ppd(setting)}
+
+
+def _metric_defaults(setting: Setting) -> dict[str, object]:
+    return {"ppd": _ppd(setting)} if setting.channels == 3 else {"ppd": _ppd(setting), "mode": _gray_mode(setting)}
+
+
+def _metric(output: torch.Tensor, target: torch.Tensor, **params) -> torch.Tensor:
+    # FLIP is not symmetric: the reference comes first.
+    return flip(target, output, **params)
+
+
+LOSS = LossSpec("flip", FLIPLoss, "FLIP", defaults=_loss_defaults, own_metric="flip")
+METRIC = MetricSpec("flip", _metric, MetricInfo("FLIP", higher_is_better=False), defaults=_metric_defaults)

@@ -1,4 +1,4 @@
-"""Loss registry: every training loss of the study is built by name.
+"""Loss registry: every training loss is built by name from the spec its module declares.
 
 Example:
     >>> import torch
@@ -10,30 +10,102 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+import inspect
+
 from torch import nn
 
-from lossbench.flip import FLIPLoss
-from lossbench.losses.adaptive import AdaptiveLoss
-from lossbench.losses.pixel import L1Loss, L2Loss
-from lossbench.metrics.lpips import LPIPSL2Loss
-from lossbench.metrics.msssim import MSSSIMLoss
+from lossbench.flip import LOSS as FLIP
+from lossbench.losses import adaptive, mix, pixel
+from lossbench.metrics import lpips, msssim
+from lossbench.specs import LossSpec, tex_escape
 
-REGISTRY: dict[str, type[nn.Module]] = {
-    "l1": L1Loss,
-    "l2": L2Loss,
-    "msssim": MSSSIMLoss,
-    "lpips_l2": LPIPSL2Loss,
-    "flip": FLIPLoss,
-    "adaptive": AdaptiveLoss,
-}
+#: Every registered loss, the thesis's six first in its column order, then the opt-in ones.
+SPECS: dict[str, LossSpec] = {spec.name: spec for spec in (pixel.L1, pixel.L2, msssim.LOSS, lpips.LOSS, FLIP, adaptive.SPEC, mix.SPEC)}
 
-#: Every loss the study defines, in the thesis's column order, whether or not it is built yet.
-STUDY_LOSSES = ("l1", "l2", "msssim", "lpips_l2", "flip", "adaptive")
+#: The thesis's losses, in its column order: the columns every table has.
+STUDY_LOSSES = tuple(name for name, spec in SPECS.items() if spec.thesis)
+
+
+def from_module(name: str, path: str, label: str | None = None) -> LossSpec:
+    """The spec of a user's loss ``name``, the class at ``path`` (``"package.module:Class"``).
+
+    The class follows the loss protocol: a ``torch.nn.Module`` whose constructor takes the
+    configured ``params`` as keywords and whose ``forward(output, target)`` takes (N, C, H, W)
+    tensors nominally in [0, 1] and returns a scalar to minimise. Its parameters, if any, are
+    trained with the network.
+
+    Raises:
+        ValueError: one line naming ``path``: not importable, no such class, or not the protocol.
+    """
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # a user's module can fail in any way while it is imported
+        raise ValueError(f"cannot import {module_name!r} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no message'})") from None
+    factory = getattr(module, attribute, None)
+    if factory is None:
+        raise ValueError(f"module {module_name!r} has no {attribute!r}")
+    if not (isinstance(factory, type) and issubclass(factory, nn.Module)):
+        raise ValueError(f"{path} is not a torch.nn.Module subclass (a loss is a module whose forward(output, target) returns a scalar)")
+    forward = [p for p in list(inspect.signature(factory.forward).parameters.values())[1:] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(forward) < 2:
+        raise ValueError(f"{path}.forward takes {len(forward)} image argument(s), expected forward(output, target)")
+    return LossSpec(name, factory, label or name, thesis=False)
+
+
+def register(spec: LossSpec) -> None:
+    """Add ``spec`` (a loss defined outside the package, e.g. from the configuration) to the registry.
+
+    Raises:
+        ValueError: ``spec.name`` is already a different loss.
+    """
+    if spec.name in SPECS and SPECS[spec.name] != spec:
+        raise ValueError(f"loss {spec.name!r} is already registered")
+    SPECS[spec.name] = spec
+
+
+def register_config(config: dict) -> None:
+    """Register the configuration's own losses (``losses.<name>.module``), in this process.
+
+    Jobs run in processes of their own: every adapter that builds or labels losses calls this
+    with ``snakemake.config`` (the configuration :func:`lossbench.config.validate` checked).
+
+    Raises:
+        ValueError: one line naming the key and the module, see :func:`from_module`.
+    """
+    for name, settings in config["losses"].items():
+        if "module" in settings:
+            try:
+                register(from_module(name, settings["module"], settings.get("label")))
+            except ValueError as error:
+                raise ValueError(f"losses.{name}.module: {error}") from None
 
 
 def names() -> list[str]:
     """Names of the losses that can be built."""
-    return list(REGISTRY)
+    return list(SPECS)
+
+
+def spec(name: str) -> LossSpec:
+    """The spec of loss ``name``.
+
+    Raises:
+        ValueError: unknown name (one line listing the known ones).
+    """
+    if name not in SPECS:
+        raise ValueError(f"unknown loss {name!r}: expected one of {', '.join(SPECS)}")
+    return SPECS[name]
+
+
+def label(name: str, lpips_pretrained: bool = True) -> str:
+    """Column, panel or legend label of loss ``name`` (its name if it is not registered in this process)."""
+    return SPECS[name].display(lpips_pretrained) if name in SPECS else name
+
+
+def tex_label(name: str, lpips_pretrained: bool = True) -> str:
+    """LaTeX label of loss ``name`` (see :meth:`LossSpec.tex_display`)."""
+    return SPECS[name].tex_display(lpips_pretrained) if name in SPECS else tex_escape(name)
 
 
 def build(name: str, **params) -> nn.Module:
@@ -47,6 +119,4 @@ def build(name: str, **params) -> nn.Module:
         A module whose ``forward(output, target)`` takes (N, C, H, W) tensors, C in {1, 3},
         values nominally in [0, 1], and returns a scalar.
     """
-    if name not in REGISTRY:
-        raise ValueError(f"unknown loss {name!r}: expected one of {', '.join(REGISTRY)}")
-    return REGISTRY[name](**params)
+    return spec(name).factory(**params)

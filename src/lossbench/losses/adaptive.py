@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lossbench.checks import check_image_pair
+from lossbench.specs import LossSpec
 
 #: The shipped table of log Z(alpha) at the knots of :func:`alpha_to_knot_coordinate`.
 TABLE_PATH = Path(__file__).with_name("log_partition.npz")
@@ -305,3 +306,6 @@ class AdaptiveLoss(nn.Module):
         scale = self._scale().to(dtype).view(1, -1, 1, 1)
         # alpha lies in (alpha_lo, alpha_hi) by construction: no range check, which would wait for the GPU.
         return nll(residual, alpha, scale, check=False).mean()
+
+
+SPEC = LossSpec("adaptive", AdaptiveLoss, "Adaptive", learnable=True, channel_param="num_channels")

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from lossbench.checks import check_image_pair
+from lossbench.specs import LossSpec
 
 
 class L1Loss(nn.Module):
@@ -22,3 +23,7 @@ class L2Loss(nn.Module):
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         check_image_pair(output, target, "l2")
         return (output - target).square().mean()
+
+
+L1 = LossSpec("l1", L1Loss, "l1", tex="$l_1$")
+L2 = LossSpec("l2", L2Loss, "l2", tex="$l_2$", own_metric="l2")

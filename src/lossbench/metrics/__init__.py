@@ -1,4 +1,4 @@
-"""Metric registry: every evaluation metric of the study, computed per image by name.
+"""Metric registry: every evaluation metric, computed per image by name from the spec its module declares.
 
 ``compute(name, output, target)`` takes (N, C, H, W) tensors with values nominally in [0, 1]
 and returns one value per image, shape (N,).
@@ -6,57 +6,35 @@ and returns one value per image, shape (N,).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
 
-from lossbench.flip import flip
-from lossbench.metrics.lpips import lpips_distance
-from lossbench.metrics.msssim import ms_ssim
-from lossbench.metrics.pixel import l1, l2, psnr
+from lossbench.flip import METRIC as FLIP
+from lossbench.metrics import lpips, msssim, pixel
+from lossbench.specs import MetricInfo, MetricSpec
 
-MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: Every registered metric, in the thesis's row order.
+SPECS: dict[str, MetricSpec] = {spec.name: spec for spec in (pixel.L1, pixel.L2, pixel.PSNR, msssim.METRIC, lpips.METRIC, FLIP)}
 
+#: How each metric of the study is shown in the thesis's tables, in its row order.
+STUDY_METRICS: dict[str, MetricInfo] = {name: spec.info for name, spec in SPECS.items()}
 
-@dataclass(frozen=True)
-class MetricInfo:
-    """How a metric is shown in the thesis's tables."""
-
-    label: str
-    higher_is_better: bool
-    scale: float = 1.0
-    decimals: int = 4
-
-
-#: Every metric of the study, in the thesis's row order, whether or not it is built yet.
-STUDY_METRICS: dict[str, MetricInfo] = {
-    "l1": MetricInfo("1000·l1", higher_is_better=False, scale=1000.0, decimals=2),
-    "l2": MetricInfo("1000·l2", higher_is_better=False, scale=1000.0, decimals=2),
-    "psnr": MetricInfo("PSNR", higher_is_better=True, decimals=2),
-    "msssim": MetricInfo("MS-SSIM", higher_is_better=True),
-    "lpips": MetricInfo("LPIPS", higher_is_better=False),
-    "flip": MetricInfo("FLIP", higher_is_better=False),
-}
-
-def _flip(output: torch.Tensor, target: torch.Tensor, **params) -> torch.Tensor:
-    # FLIP is not symmetric: the reference comes first.
-    return flip(target, output, **params)
-
-
-REGISTRY: dict[str, MetricFn] = {
-    "l1": l1,
-    "l2": l2,
-    "psnr": psnr,
-    "msssim": ms_ssim,
-    "lpips": lpips_distance,
-    "flip": _flip,
-}
+__all__ = ["SPECS", "STUDY_METRICS", "MetricInfo", "compute", "names", "spec"]
 
 
 def names() -> list[str]:
     """Names of the metrics that can be computed."""
-    return list(REGISTRY)
+    return list(SPECS)
+
+
+def spec(name: str) -> MetricSpec:
+    """The spec of metric ``name``.
+
+    Raises:
+        ValueError: unknown name (one line listing the known ones).
+    """
+    if name not in SPECS:
+        raise ValueError(f"unknown metric {name!r}: expected one of {', '.join(SPECS)}")
+    return SPECS[name]
 
 
 @torch.no_grad()
@@ -72,6 +50,4 @@ def compute(name: str, output: torch.Tensor, target: torch.Tensor, **params) -> 
     Returns:
         Tensor of shape (N,).
     """
-    if name not in REGISTRY:
-        raise ValueError(f"unknown metric {name!r}: expected one of {', '.join(REGISTRY)}")
-    return REGISTRY[name](output, target, **params)
+    return spec(name).compute(output, target, **params)

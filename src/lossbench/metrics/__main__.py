@@ -19,6 +19,7 @@ from lossbench import metrics
 from lossbench.data.download import DownloadError
 from lossbench.data.images import read_image
 from lossbench.flip import MODES
+from lossbench.specs import Setting
 
 
 def _read(path: str, gray: bool) -> torch.Tensor:
@@ -43,11 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     reference, test = _read(args.reference, args.gray), _read(args.test, args.gray)
     if reference.shape != test.shape:
         raise SystemExit(f"error: {args.test}: size {tuple(test.shape[-2:])} differs from {args.reference}'s {tuple(reference.shape[-2:])}")
-    params = {}
-    if args.metric == "flip" and args.gray:
-        params["mode"] = args.flip_mode
-    if args.metric == "lpips":
-        params.update(trunk=args.lpips_trunk, weights_path=args.lpips_weights)
+    options = {"flip_gray_mode": args.flip_mode, "lpips_trunk": args.lpips_trunk, "lpips_weights": args.lpips_weights}
+    params = metrics.spec(args.metric).params(Setting(1 if args.gray else 3, options))
     try:
         value = metrics.compute(args.metric, test, reference, **params)
     except (ValueError, FileNotFoundError, DownloadError) as error:

@@ -32,6 +32,7 @@ from torch import nn
 from lossbench.checks import check_image_pair
 from lossbench.device import ieee_float32_autograd
 from lossbench.metrics.lpips_weights import LPIPSWeightsError, find_trunk, trunk_location
+from lossbench.specs import LossSpec, MetricInfo, MetricSpec, Setting
 
 Trunk = Literal["auto", "pretrained", "untrained"]
 
@@ -276,3 +277,15 @@ class LPIPSL2Loss(nn.Module):
             f"lpips_weight={self.lpips_weight}, l2_weight={self.l2_weight!r}, trunk={self.trunk!r}, "
             f"trunk_pretrained={self.trunk_pretrained}"
         )
+
+
+#: Said of a loss or metric whose AlexNet trunk had no pretrained weights.
+UNTRAINED_TRUNK = " (untrained AlexNet trunk)"
+
+
+def _trunk_params(setting: Setting) -> dict[str, object]:
+    return {"trunk": setting.evaluation.get("lpips_trunk", "auto"), "weights_path": setting.evaluation.get("lpips_weights")}
+
+
+LOSS = LossSpec("lpips_l2", LPIPSL2Loss, "LPIPS+l2", tex="LPIPS$+l_2$", defaults=_trunk_params, portable_params={"trunk": "untrained"}, untrained_trunk_note=UNTRAINED_TRUNK, own_metric="lpips")
+METRIC = MetricSpec("lpips", lpips_distance, MetricInfo("LPIPS", higher_is_better=False, untrained_trunk_note=UNTRAINED_TRUNK), defaults=_trunk_params, portable_params={"trunk": "untrained"})

@@ -21,6 +21,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.grad import conv2d_input
 
+from lossbench import specs
 from lossbench.checks import check_image_pair
 from lossbench.device import ieee_float32
 
@@ -226,3 +227,14 @@ class MSSSIMLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"data_range={self.data_range}, small_images={self.small_images!r}"
+
+
+def _too_small(side: int) -> str | None:
+    # The metric keeps its default small_images="error": every scale must fit.
+    if usable_scales(side, side) < len(SCALE_WEIGHTS):
+        return f"the msssim metric's {len(SCALE_WEIGHTS)} scales (the side must exceed {(WINDOW_SIZE - 1) * 2 ** (len(SCALE_WEIGHTS) - 1)})"
+    return None
+
+
+LOSS = specs.LossSpec("msssim", MSSSIMLoss, "MS-SSIM", own_metric="msssim", portable_params={"small_images": "reduce_scales"})
+METRIC = specs.MetricSpec("msssim", ms_ssim, specs.MetricInfo("MS-SSIM", higher_is_better=True), portable_params={"small_images": "reduce_scales"}, too_small=_too_small)

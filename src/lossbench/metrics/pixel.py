@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from lossbench.checks import check_image_pair
+from lossbench.specs import MetricInfo, MetricSpec
 
 
 def l1(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -26,3 +27,8 @@ def psnr(output: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) ->
     """
     mse = l2(output, target).double()
     return (10.0 * torch.log10(data_range**2 / mse)).to(output.dtype)
+
+
+L1 = MetricSpec("l1", l1, MetricInfo("1000·l1", higher_is_better=False, scale=1000.0, decimals=2, tex=r"$1000\cdot l_1$"))
+L2 = MetricSpec("l2", l2, MetricInfo("1000·l2", higher_is_better=False, scale=1000.0, decimals=2, tex=r"$1000\cdot l_2$"))
+PSNR = MetricSpec("psnr", psnr, MetricInfo("PSNR", higher_is_better=True, decimals=2))

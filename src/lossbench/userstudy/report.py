@@ -17,11 +17,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lossbench.tables import LOSS_LABELS  # noqa: E402
+from lossbench import losses  # noqa: E402
 from lossbench.userstudy.counts import probabilities  # noqa: E402
 from lossbench.userstudy.scaling import Summary, from_samples  # noqa: E402
 
-_TEX_LABELS = {"l1": "$l_1$", "l2": "$l_2$", "lpips_l2": "LPIPS$+l_2$"}
 #: The origins of JOD scores besides a loss's name (see the module's docstring).
 JOD_ORIGINS = ("lowest_is_1", "mean0")
 #: Significance threshold of the one-sided p-values (a two-tailed 5 % test), as pwcmp's triangles.
@@ -29,7 +28,13 @@ SIGNIFICANT = 0.025
 
 
 def label(condition: str) -> str:
-    return LOSS_LABELS.get(condition, condition)
+    return losses.label(condition)
+
+
+def _tex(name: str, escape: bool = True) -> str:
+    """A loss's own LaTeX label where its spec gives one, else ``name`` (underscores escaped if ``escape``)."""
+    tex = losses.SPECS[name].tex if name in losses.SPECS else None
+    return tex if tex is not None else name.replace("_", r"\_") if escape else name
 
 
 def _paths(prefix: str | Path, suffixes: tuple[str, ...]) -> list[Path]:
@@ -46,10 +51,10 @@ def _write_formats(prefix: str | Path, header: list[str], rows: list[list[str]],
     md = [caption, "", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     md += ["| " + " | ".join(f"**{cell}**" if strong else cell for cell, strong in zip(row, marks)) + " |" for row, marks in zip(rows, bold)]
     md_path.write_text("\n".join(md) + "\n")
-    tex_header = [_TEX_LABELS.get(name, name.replace("_", r"\_")) for name in header]
+    tex_header = [_tex(name) for name in header]
     tex = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{caption.replace('%', chr(92) + '%')}}}", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule", " & ".join(tex_header) + r" \\", r"\midrule"]
     for row, marks in zip(rows, bold):
-        cells = [_TEX_LABELS.get(row[0], row[0])] + [rf"\textbf{{{cell}}}" if strong else cell for cell, strong in zip(row[1:], marks[1:])]
+        cells = [_tex(row[0], escape=False)] + [rf"\textbf{{{cell}}}" if strong else cell for cell, strong in zip(row[1:], marks[1:])]
         tex.append(" & ".join(cells) + r" \\")
     tex += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     tex_path.write_text("\n".join(tex) + "\n")

@@ -1,0 +1,163 @@
+"""Specs: what the rest of the project needs to know about a loss or a metric, declared beside it.
+
+Each loss and metric module declares its spec; :mod:`lossbench.losses` and :mod:`lossbench.metrics`
+collect them. Tables, figures, the user study, configuration checks, evaluation, training, tests
+and benches read names, labels, directions and task-dependent defaults from the specs, so a new
+loss or metric is one module plus one registry line, and no name-specific branch lives elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def tex_escape(text: str) -> str:
+    """Plain label text made safe for LaTeX (±, ·, arrows, underscores, percent signs)."""
+    return text.replace("±", r"$\pm$").replace("·", r"$\cdot$").replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("_", r"\_").replace("%", r"\%")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The task a loss or metric is used for, as its task-dependent defaults see it.
+
+    Attributes:
+        channels: Image channels of the task, 1 (grayscale MRI) or 3 (RGB).
+        evaluation: The configuration's ``evaluation`` section (FLIP viewing conditions and
+            grayscale mode, LPIPS trunk and weights); empty for the built-in defaults.
+    """
+
+    channels: int
+    evaluation: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _no_defaults(setting: Setting) -> dict[str, Any]:
+    return {}
+
+
+def _valid(params: Mapping[str, Any]) -> str | None:
+    return None
+
+
+def _any_size(side: int) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A training loss.
+
+    Attributes:
+        name: Registry and configuration name (``losses.<name>``).
+        factory: Builds the loss module from keyword parameters; ``forward(output, target)``
+            takes (N, C, H, W) tensors nominally in [0, 1] and returns a scalar.
+        label: Column, panel and legend label.
+        tex: LaTeX label; None: :func:`tex_escape` of ``label``.
+        channels: Channel counts C the loss accepts.
+        learnable: Whether the loss has parameters the optimiser trains with the network.
+        channel_param: Keyword that receives the task's channel count (per-channel parameters).
+        defaults: Task-dependent parameter defaults; configured ``params`` override them.
+        portable_params: Parameters that let the loss run on any image size without fetching
+            weights, for tests and benchmarks.
+        thesis: One of the thesis's six losses (in its tables by default); False: opt-in.
+        untrained_trunk_note: Appended to the label when the LPIPS trunk was untrained (losses
+            built on LPIPS); empty for the others.
+        own_metric: The metric the loss optimises, which the thesis expects it to win (summary).
+        check_params: Why configured ``params`` are invalid, in one line, or None; checked when
+            the configuration is loaded (beyond the constructor's keywords).
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    label: str
+    tex: str | None = None
+    channels: tuple[int, ...] = (1, 3)
+    learnable: bool = False
+    channel_param: str | None = None
+    defaults: Callable[[Setting], dict[str, Any]] = _no_defaults
+    portable_params: Mapping[str, Any] = field(default_factory=dict)
+    thesis: bool = True
+    untrained_trunk_note: str = ""
+    own_metric: str | None = None
+    check_params: Callable[[Mapping[str, Any]], str | None] = _valid
+
+    def display(self, lpips_pretrained: bool = True) -> str:
+        """The label, saying so where an LPIPS trunk was untrained."""
+        return self.label if lpips_pretrained else self.label + self.untrained_trunk_note
+
+    def tex_display(self, lpips_pretrained: bool = True) -> str:
+        """The LaTeX label: ``tex`` where given, else the escaped :meth:`display`."""
+        return self.tex if self.tex is not None else tex_escape(self.display(lpips_pretrained))
+
+    def params(self, setting: Setting, configured: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Constructor parameters on ``setting``: ``configured`` first, then the defaults it leaves unset."""
+        params = dict(configured or {})
+        for key, value in self.defaults(setting).items():
+            params.setdefault(key, value)
+        return params
+
+    def build(self, params: Mapping[str, Any], channels: int) -> Any:
+        """The loss module for images of ``channels`` channels (told to ``channel_param`` if it has one)."""
+        params = dict(params)
+        if self.channel_param is not None:
+            params.setdefault(self.channel_param, channels)
+        return self.factory(**params)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How a metric is shown in tables: label, direction, display scale and decimals.
+
+    Attributes:
+        label: Row label (``1000·l1`` for a metric shown ×1000).
+        higher_is_better: Direction of the metric.
+        scale: Factor applied to the mean before display (1000 for l1 and l2, as the thesis).
+        decimals: Decimals shown.
+        tex: LaTeX row label without the direction arrow; None: :func:`tex_escape` of ``label``.
+        untrained_trunk_note: Appended to the label when the LPIPS trunk was untrained.
+    """
+
+    label: str
+    higher_is_better: bool
+    scale: float = 1.0
+    decimals: int = 4
+    tex: str | None = None
+    untrained_trunk_note: str = ""
+
+    @property
+    def tex_label(self) -> str:
+        return self.tex if self.tex is not None else tex_escape(self.label)
+
+    def display(self, lpips_pretrained: bool = True) -> str:
+        """The label, saying so where an LPIPS trunk was untrained."""
+        return self.label if lpips_pretrained else self.label + self.untrained_trunk_note
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """An evaluation metric, computed per image.
+
+    Attributes:
+        name: Registry and configuration name (``metrics: [...]``).
+        compute: ``compute(output, target, **params)`` on (N, C, H, W) tensors nominally in
+            [0, 1], returning (N,) values.
+        info: Label, direction and display scale.
+        channels: Channel counts C the metric accepts.
+        defaults: Task-dependent parameters (FLIP's grayscale mode on 1-channel tasks, ...).
+        portable_params: Parameters that let the metric run without fetching weights (tests).
+        too_small: The reason an image side is too small for the metric with its defaults
+            (``"the msssim metric's 5 scales ..."``), or None when it fits.
+    """
+
+    name: str
+    compute: Callable[..., Any]
+    info: MetricInfo
+    channels: tuple[int, ...] = (1, 3)
+    defaults: Callable[[Setting], dict[str, Any]] = _no_defaults
+    portable_params: Mapping[str, Any] = field(default_factory=dict)
+    too_small: Callable[[int], str | None] = _any_size
+
+    def params(self, setting: Setting) -> dict[str, Any]:
+        """Parameters of the metric on ``setting``."""
+        return self.defaults(setting)

@@ -1,0 +1,168 @@
+"""Extension points: a user's own loss through the configuration only, the opt-in mix loss, and
+tables that gain a column for a loss the thesis lacks."""
+
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from lossbench import losses, metrics, paper
+from lossbench.config import ConfigError, train_spec, validate
+from lossbench.losses.mix import MixLoss
+from lossbench.metrics.msssim import ms_ssim
+from lossbench.tables import build_table, comparison_rows, to_latex, to_markdown, write_all
+from lossbench.train import build_loss
+
+USER_MODULE = '''
+import torch
+from torch import nn
+
+
+class ScaledL1(nn.Module):
+    """l1 times a learnt per-channel scale, to show that a user's parameters are trained too."""
+
+    def __init__(self, factor: float = 1.0, num_channels: int = 3):
+        super().__init__()
+        self.factor = factor
+        self.scale = nn.Parameter(torch.ones(num_channels))
+
+    def forward(self, output, target):
+        return self.factor * ((output - target).abs() * self.scale[:, None, None]).mean()
+
+
+class NotAModule:
+    pass
+
+
+class OneArgument(nn.Module):
+    def forward(self, output):
+        return output.mean()
+'''
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    """An importable module ``user_losses_<id>`` outside the package, holding a user's losses."""
+    name = f"user_losses_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(USER_MODULE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+    losses.SPECS.pop("mine", None)
+
+
+def test_a_users_loss_from_the_config_is_registered_labelled_and_built(tiny_config, user_module):
+    tiny_config["losses"]["mine"] = {"module": f"{user_module}:ScaledL1", "lr": 1e-3, "params": {"factor": 2.0, "num_channels": 3}, "label": "My loss"}
+    config = validate(tiny_config, "tiny.yaml")
+    assert losses.label("mine") == "My loss" and "mine" not in losses.STUDY_LOSSES
+    spec = train_spec(config, "denoise", "mine", 0)
+    assert spec["loss_module"] == f"{user_module}:ScaledL1" and "loss_module" not in train_spec(config, "denoise", "l1", 0)
+    loss_fn = build_loss(spec)
+    target = torch.rand(2, 3, 16, 16)
+    assert float(loss_fn(target + 0.1, target).detach()) == pytest.approx(0.2, abs=1e-6)
+    assert [p.numel() for p in loss_fn.parameters()] == [3]
+
+
+@pytest.mark.parametrize("module, message", [
+    ("no_such_package_xyz.losses:Loss", r"^tiny\.yaml: losses\.mine\.module: cannot import 'no_such_package_xyz\.losses' \(ModuleNotFoundError: "),
+    ("{m}:Missing", r"^tiny\.yaml: losses\.mine\.module: module '{m}' has no 'Missing'$"),
+    ("{m}:NotAModule", r"^tiny\.yaml: losses\.mine\.module: {m}:NotAModule is not a torch\.nn\.Module subclass"),
+    ("{m}:OneArgument", r"^tiny\.yaml: losses\.mine\.module: {m}:OneArgument\.forward takes 1 image argument\(s\), expected forward\(output, target\)$"),
+    ("{m}.ScaledL1", r"^tiny\.yaml: losses\.mine\.module: '{m}\.ScaledL1' does not match"),
+])
+def test_a_bad_users_loss_is_one_config_line_naming_key_and_module(tiny_config, user_module, module, message):
+    tiny_config["losses"]["mine"] = {"module": module.format(m=user_module), "lr": 1e-3}
+    with pytest.raises(ConfigError, match=message.format(m=user_module)) as error:
+        validate(tiny_config, "tiny.yaml")
+    assert "\n" not in str(error.value)
+
+
+def test_a_users_loss_may_not_take_a_registered_name(tiny_config, user_module):
+    tiny_config["losses"]["l2"] = {"module": f"{user_module}:ScaledL1", "lr": 1e-3}
+    with pytest.raises(ConfigError, match=r"^tiny\.yaml: losses\.l2\.module: loss 'l2' is already registered$"):
+        validate(tiny_config, "tiny.yaml")
+
+
+def test_the_schema_does_not_repeat_the_registries_names(repo):
+    text = (repo / "src" / "lossbench" / "schemas" / "config.schema.yaml").read_text()
+    assert "lpips_l2]" not in text and "lpips, flip]" not in text
+
+
+def test_mix_is_opt_in_and_weights_msssim_and_l1_as_zhao_et_al():
+    assert "mix" in losses.names() and "mix" not in losses.STUDY_LOSSES
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 64, 64)
+    output = (target + 0.05 * torch.randn_like(target)).clamp(0, 1)
+    loss_fn = MixLoss(term_params={"msssim": {"small_images": "reduce_scales"}})
+    expected = 0.84 * (1 - ms_ssim(output, target, small_images="reduce_scales").mean()) + 0.16 * (output - target).abs().mean()
+    assert float(loss_fn(output, target)) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_mix_through_the_config_gives_its_terms_their_task_defaults_and_channels(tiny_config):
+    tiny_config["losses"]["mix"] = {"lr": 1e-3, "params": {"weights": {"l2": 0.5, "adaptive": 0.3, "flip": 0.2}, "term_params": {"flip": {"out_of_range": "inward"}}}}
+    config = validate(tiny_config, "tiny.yaml")
+    spec = train_spec(config, "knee", "mix", 0)
+    assert spec["loss_params"]["term_params"]["flip"] == {"out_of_range": "inward", "mode": "gray_thesis", "ppd": pytest.approx(67.0206, abs=1e-4)}
+    loss_fn = build_loss(spec)
+    assert [p.numel() for p in loss_fn.parameters()] == [1, 1]  # adaptive's alpha and scale for one channel
+    target = torch.rand(2, 1, 32, 32)
+    assert torch.isfinite(loss_fn(target.flip(-1), target))
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"weights": {"huber": 1.0}}, r"^tiny\.yaml: losses\.mix\.params\.weights\.huber: not a loss to mix \(expected one of l1, l2, "),
+    ({"weights": {"l1": -1}}, r"^tiny\.yaml: losses\.mix\.params\.weights\.l1: expected a number >= 0, got -1$"),
+    ({"term_params": {"flip": {}}}, r"^tiny\.yaml: losses\.mix\.params\.term_params\.flip: 'flip' is not among the weights \(msssim, l1\)$"),
+    ({"alpha": 0.5}, r"^tiny\.yaml: losses\.mix\.params\.alpha: not a parameter of the mix loss \(it takes weights, term_params, channels\)$"),
+])
+def test_bad_mix_params_are_one_config_line(tiny_config, params, message):
+    tiny_config["losses"]["mix"] = {"lr": 1e-3, "params": params}
+    with pytest.raises(ConfigError, match=message):
+        validate(tiny_config, "tiny.yaml")
+
+
+def _metrics_csv(path, rows):
+    path.write_text("image,l1,l2,psnr\n" + "".join(",".join(map(str, row)) + "\n" for row in rows))
+    return path
+
+
+def test_a_loss_the_thesis_lacks_gets_a_column_without_a_thesis_value(tmp_path):
+    inputs = _metrics_csv(tmp_path / "input.csv", [["a", 0.08, 0.0096, 20.2], ["b", 0.078, 0.0096, 20.1]])
+    l1 = _metrics_csv(tmp_path / "l1.csv", [["a", 0.025, 0.0011, 29.8], ["b", 0.024, 0.0011, 29.9]])
+    mix = _metrics_csv(tmp_path / "mix.csv", [["a", 0.02, 0.0009, 30.8], ["b", 0.021, 0.0009, 30.9]])
+    table = build_table("table_6_1", inputs, {"l1": [l1], "mix": [mix]})
+    assert table.columns == ["input", *losses.STUDY_LOSSES, "mix"]
+    assert table.cells["l1"]["mix"].bold and not table.cells["l1"]["l1"].bold
+    assert "Mix (MS-SSIM+l1)" in to_markdown(table) and r"Mix (MS-SSIM$+l_1$)" in to_latex(table)
+    rows = {(row["metric"], row["model"]): row for row in comparison_rows(table)}
+    assert "mix" not in paper.table("table_6_1").get("l1", {})
+    assert rows[("l1", "mix")]["paper"] == "" and rows[("l1", "mix")]["ours"] == "20.50"
+    assert len(write_all(table, tmp_path / "table_6_1")) == 5
+
+
+def test_every_metric_declares_how_tables_show_it():
+    for name in metrics.names():
+        info = metrics.spec(name).info
+        assert info.label and info.decimals >= 0 and info.scale > 0
+
+
+def test_a_loss_or_metric_that_does_not_take_a_tasks_channels_is_a_config_line(tiny_config, monkeypatch):
+    import dataclasses
+
+    monkeypatch.setitem(losses.SPECS, "l1", dataclasses.replace(losses.SPECS["l1"], channels=(3,)))
+    with pytest.raises(ConfigError, match=r"^tiny\.yaml: losses: l1 takes images of 3 channel\(s\), but tasks\.knee has 1$"):
+        validate(tiny_config, "tiny.yaml")
+    monkeypatch.setitem(losses.SPECS, "l1", dataclasses.replace(losses.SPECS["l1"], channels=(1, 3)))
+    monkeypatch.setitem(metrics.SPECS, "psnr", dataclasses.replace(metrics.SPECS["psnr"], channels=(1,)))
+    with pytest.raises(ConfigError, match=r"^tiny\.yaml: metrics: psnr takes images of 1 channel\(s\), but tasks\.denoise has 3$"):
+        validate(tiny_config, "tiny.yaml")
+
+
+def test_an_unknown_task_kind_is_an_error_not_a_fall_through(tmp_path):
+    from lossbench.data.tasks import channels, train_dataset, write_valset
+
+    assert [channels(kind) for kind in ("denoise", "singlecoil", "multicoil")] == [3, 1, 1]
+    for call in (lambda: channels("rgb"), lambda: train_dataset("rgb", {}, tmp_path), lambda: write_valset("rgb", {}, tmp_path, tmp_path / "v.h5")):
+        with pytest.raises(ValueError, match=r"^unknown task kind 'rgb': expected one of denoise, singlecoil, multicoil$"):
+            call()
