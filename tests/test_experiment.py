@@ -1,5 +1,6 @@
 """Named experiments: each one's outputs under results/<experiment>/, untouched by another; its record beside them."""
 
+import shutil
 import subprocess
 import sys
 
@@ -56,3 +57,24 @@ def test_record_is_a_valid_configuration(tiny_config, tmp_path):
 def test_provenance_outside_a_git_checkout(tmp_path):
     origin = experiment.provenance(tmp_path)
     assert origin["git commit"] == "unknown (not a git checkout)" and origin["python"].count(".") == 2
+
+
+def test_make_clean_results_deletes_one_experiment_after_asking(tmp_path):
+    shutil.copy(REPO / "Makefile", tmp_path)
+    shutil.copy(REPO / "config.yaml", tmp_path)
+    for name in ("demo", "other"):
+        (tmp_path / "results" / name).mkdir(parents=True)
+        (tmp_path / "results" / name / "summary.md").write_text(name)
+
+    def make(*args, answer=""):
+        return subprocess.run(["make", "-s", "-C", str(tmp_path), "clean-results", *args], input=answer, capture_output=True, text=True)
+
+    kept = make(answer="n\n")
+    assert kept.returncode != 0 and "Delete results/demo/" in kept.stdout and (tmp_path / "results" / "demo").is_dir()
+    assert make(answer="y\n").returncode == 0  # config.yaml's experiment, demo
+    assert not (tmp_path / "results" / "demo").exists() and (tmp_path / "results" / "other" / "summary.md").is_file()
+    assert make("EXPERIMENT=other", "CONFIRM=yes").returncode == 0 and not (tmp_path / "results" / "other").exists()
+    bad = make("EXPERIMENT=../x", "CONFIRM=yes")
+    assert bad.returncode != 0 and "EXPERIMENT='../x' is not an experiment name" in bad.stderr
+    missing = make("EXPERIMENT=nope", "CONFIRM=yes")
+    assert missing.returncode != 0 and "results/nope/ does not exist" in missing.stderr

@@ -39,6 +39,8 @@ RESULTS = results_dir(config)
 def results(path):
     """``path`` (wildcards allowed) inside the experiment's folder."""
     return f"{RESULTS}/{path}"
+
+
 TASKS = list(config["tasks"])
 LOSSES = list(config["losses"])
 SEEDS = config["seeds"]
