@@ -3,18 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
+# The experiment `make demo`, `report` and `clean-results` work on (default: config.yaml's); `make demo EXPERIMENT=x` runs the demo into results/x/.
+EXPERIMENT ?= $(shell sed -n 's/^experiment: *\([A-Za-z0-9._-]*\).*/\1/p' config.yaml)
 
-.PHONY: demo test lint bench report clean-results
+.PHONY: demo test lint bench report cluster clean-results
 
 $(BIN)/snakemake: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --editable '.[test]'
+	# Without --quiet: the install is several GB, and pip's lines show it advancing.
+	$(BIN)/python -m pip install --progress-bar on --editable '.[test]'
 	touch $@
 
 demo: $(BIN)/snakemake
-	$(BIN)/snakemake --cores $(CORES) --configfile config.yaml
-	@cat results/summary.md
+	$(BIN)/snakemake --cores $(CORES) --configfile config.yaml --config experiment=$(EXPERIMENT)
+	@cat results/$(EXPERIMENT)/summary.md
 
 test: $(BIN)/snakemake
 	$(BIN)/python -m pytest
@@ -23,7 +26,19 @@ lint: $(BIN)/snakemake
 	$(BIN)/snakemake --lint
 
 report: $(BIN)/snakemake
-	$(BIN)/snakemake --cores $(CORES) --report results/report.html
+	$(BIN)/snakemake --cores $(CORES) --config experiment=$(EXPERIMENT) --report results/$(EXPERIMENT)/report.html
 
 bench: $(BIN)/snakemake
 	$(BIN)/python bench/run_all.py
+
+# `snakemake --profile profiles/slurm` without the executor plugin fails with Snakemake's whole usage text.
+cluster: $(BIN)/snakemake
+	@$(BIN)/python -c 'import snakemake_executor_plugin_slurm' 2>/dev/null || { echo "make cluster: the SLURM executor plugin is not installed: $(BIN)/pip install -e '.[slurm]'" >&2; exit 1; }
+	$(BIN)/snakemake --profile profiles/slurm
+
+# Deletes one experiment's outputs: make clean-results EXPERIMENT=name (asks first; CONFIRM=yes does not).
+clean-results:
+	@case '$(EXPERIMENT)' in ''|.*|*/*) echo "make clean-results: EXPERIMENT='$(EXPERIMENT)' is not an experiment name; e.g. make clean-results EXPERIMENT=demo" >&2; exit 1;; esac
+	@test -d 'results/$(EXPERIMENT)' || { echo "make clean-results: results/$(EXPERIMENT)/ does not exist; experiments: $$(ls results)" >&2; exit 1; }
+	@if [ '$(CONFIRM)' != yes ]; then printf 'Delete results/%s/ (%s)? [y/N] ' '$(EXPERIMENT)' "$$(du -sh 'results/$(EXPERIMENT)' | cut -f1)"; read answer; [ "$$answer" = y ] || { echo "kept results/$(EXPERIMENT)/"; exit 1; }; fi
+	rm -rf -- 'results/$(EXPERIMENT)'

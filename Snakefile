@@ -38,6 +38,6 @@ rule all:
         table_targets(),
         figure_targets(),
         USERSTUDY_TARGETS,
-        "results/summary.md",
+        results("summary.md"),
         # Seed variation needs several seeds; `snakemake statistics` builds these with one seed too.
         statistics_targets() if len(SEEDS) >= 2 else [],

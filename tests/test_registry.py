@@ -83,6 +83,7 @@ def test_metric_rejects_wrong_channel_counts(name):
 
 
 def test_metrics_cli_compares_two_image_files(tmp_path):
+    import json
     import subprocess
     import sys
 
@@ -99,8 +100,11 @@ def test_metrics_cli_compares_two_image_files(tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "lossbench.metrics", *args], capture_output=True, text=True)
 
-    assert run("--metric", "flip", str(tmp_path / "ref.png"), str(tmp_path / "same.png")).stdout.strip() == "0"
-    assert float(run("--metric", "flip", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout) > 0.3
-    assert float(run("--metric", "l1", "--gray", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout) > 0.3
+    assert run("--metric", "flip", str(tmp_path / "ref.png"), str(tmp_path / "same.png")).stdout == "flip = 0\n"
+    assert float(run("--metric", "flip", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout.removeprefix("flip = ")) > 0.3
+    assert float(run("--metric", "l1", "--gray", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout.removeprefix("l1 = ")) > 0.3
+    record = json.loads(run("--metric", "psnr", "--json", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout)
+    assert record["metric"] == "psnr" and record["better"] == "higher" and 0 < record["value"] < 20
+    assert record["reference"] == str(tmp_path / "ref.png") and record["test"] == str(tmp_path / "inverted.png")
     mismatch = run("--metric", "l2", str(tmp_path / "ref.png"), str(tmp_path / "small.png"))
     assert mismatch.returncode != 0 and "differs" in mismatch.stderr

@@ -80,6 +80,14 @@ def test_sigkill_at_a_random_step_then_rerun_gives_identical_weights(setup):
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
     assert not (root / "killed" / "model.pt").exists()
+    # The curve beside the checkpoints holds every validation done before the kill (the outputs may be deleted).
+    completed = max(_checkpoint_steps(root / "ckpt_killed")) // STEPS_PER_EPOCH
+    live = list((root / "ckpt_killed").rglob("curve.csv"))
+    if completed:
+        with open(live[0]) as handle, open(root / "reference" / "curve.csv") as expected:
+            rows, reference_rows = list(csv.DictReader(handle)), list(csv.DictReader(expected))
+        assert len(rows) in (completed, completed + 1), f"{len(rows)} rows after {completed} epochs"
+        assert [row["val_loss"] for row in rows] == [row["val_loss"] for row in reference_rows[: len(rows)]]
     rerun = _cli(root, "killed")
     output = rerun.communicate()[0]
     assert rerun.returncode == 0, output
@@ -190,3 +198,20 @@ def test_scheduled_run_resumed_from_a_mid_epoch_checkpoint_ends_bit_for_bit_the_
     copy.write_bytes(middle.read_bytes())
     path = train.run(scheduled, root / "train", root / "val.h5", tmp_path / "out", tmp_path / "resumed", device="cpu", threads=1, progress=False, checkpoint_every=3)
     _assert_same_weights(path, reference)
+
+
+def test_log_of_a_1000_step_job_stays_small(setup):
+    """The progress bar redraws at most every 30 s in a log, whatever the step rate (with per-step loss shown)."""
+    root, _, _ = setup
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    config["tasks"]["denoise"]["training"] = {"epochs": 125, "batch_size": 1}  # 8 steps per epoch
+    (root / "long.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "lossbench.train", "--config", str(root / "long.yaml"), "--task", "denoise", "--loss", "l1", "--seed", "0",
+               "--train-dir", str(root / "train"), "--valset", str(root / "val.h5"), "--out", str(root / "long"), "--checkpoints", str(root / "ckpt_long"), "--device", "cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "1000/1000" in done.stderr
+    size = len((done.stdout + done.stderr).encode())
+    assert size < 50_000, f"{size} bytes of log for 1000 steps"
+    with open(root / "long" / "curve.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 125

@@ -23,8 +23,8 @@ def workdir(tmp_path_factory):
 
 
 def test_two_seeds_give_mean_std_and_per_seed_tables_and_curves(workdir):
-    _snakemake(workdir, "--cores", "2", "table_6_1", "results/figures/curves_denoise.png", config=workdir / "config.yaml")
-    tables = workdir / "results" / "tables"
+    _snakemake(workdir, "--cores", "2", "table_6_1", "results/demo/figures/curves_denoise.png", config=workdir / "config.yaml")
+    tables = workdir / "results" / "demo" / "tables"
     assert "Values are mean ± standard deviation over 2 seeds." in (tables / "table_6_1.md").read_text()
     with open(tables / "table_6_1.csv") as handle:
         rows = {row["metric"]: row for row in csv.DictReader(handle)}
@@ -35,17 +35,17 @@ def test_two_seeds_give_mean_std_and_per_seed_tables_and_curves(workdir):
     values = [float(row["value"]) for row in per_seed]
     assert sum(values) / 2 == pytest.approx(float(rows["psnr"]["l1"]), abs=1e-3)
     assert "| PSNR | mean ± std |" in (tables / "table_6_1_per_seed.md").read_text()
-    with open(workdir / "results" / "models" / "denoise" / "l1" / "seed1" / "curve.csv") as handle:
+    with open(workdir / "results" / "demo" / "models" / "denoise" / "l1" / "seed1" / "curve.csv") as handle:
         assert float(next(csv.DictReader(handle))["val_psnr"]) > 10
-    assert (workdir / "results" / "figures" / "curves_denoise.png").stat().st_size > 0
+    assert (workdir / "results" / "demo" / "figures" / "curves_denoise.png").stat().st_size > 0
 
 
 def test_lr_sweep_chooses_the_finite_rate_and_feeds_training(workdir):
     _snakemake(workdir, "--cores", "2", "lr_sweep_denoise", config=workdir / "config.yaml")
-    chosen = yaml.safe_load((workdir / "results" / "lr_sweep" / "denoise.yaml").read_text())
+    chosen = yaml.safe_load((workdir / "results" / "demo" / "lr_sweep" / "denoise.yaml").read_text())
     assert chosen == {"denoise": {"l1": 1.0e-3}}  # 1e30 diverges
     config = yaml.safe_load((workdir / "config.yaml").read_text())
-    config["learning_rates_file"] = "results/lr_sweep/denoise.yaml"
+    config["learning_rates_file"] = "results/demo/lr_sweep/denoise.yaml"
     config["losses"]["l1"]["lr"] = 5.0e-3
     (workdir / "swept.yaml").write_text(yaml.safe_dump(config))
     # The file's 1e-3 overrides l1's 5e-3 of the configuration: the models stand; without it, l1 retrains.

@@ -30,7 +30,7 @@ def workdir(tmp_path_factory):
 
 
 def test_variance_pairs_and_ranking_are_made(workdir):
-    tables, figures = workdir / "results" / "tables", workdir / "results" / "figures"
+    tables, figures = workdir / "results" / "demo" / "tables", workdir / "results" / "demo" / "figures"
     with open(tables / "table_6_1_variance.csv") as handle:
         rows = {row["metric"]: row for row in csv.DictReader(handle)}
     assert set(rows) == {"l1", "l2", "psnr"}
@@ -57,6 +57,6 @@ def test_all_includes_statistics_only_with_several_seeds(workdir):
 
 
 def test_one_seed_says_seed_variation_is_not_measured(workdir):
-    _snakemake(workdir, "--cores", "2", "results/tables/table_6_1_variance.md", "--forcerun", "table_statistics", config=_config(workdir, [0]))
-    text = (workdir / "results" / "tables" / "table_6_1_variance.md").read_text()
+    _snakemake(workdir, "--cores", "2", "results/demo/tables/table_6_1_variance.md", "--forcerun", "table_statistics", config=_config(workdir, [0]))
+    text = (workdir / "results" / "demo" / "tables" / "table_6_1_variance.md").read_text()
     assert "seed variation is not measured" in text and "| not measured |" in text

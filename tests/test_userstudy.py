@@ -365,3 +365,17 @@ def test_agreement_rows_say_whether_the_thesis_metrics_agree_beyond_chance(thesi
     rows = {row["metric"]: row for row in agreement_rows(s, published_values("table_6_1"), "thesis")}
     assert all(0 < float(row["p_chance"]) <= 1 for row in rows.values())
     assert float(rows["lpips"]["p_chance"]) < float(rows["psnr"]["p_chance"])
+
+
+def test_ranking_triangle_has_a_legend_below_the_axes(monkeypatch):
+    from lossbench.userstudy import report
+
+    saved = []
+    monkeypatch.setattr(report, "_save", lambda figure, paths: saved.append(figure))
+    conditions, counts = read_counts(THESIS_STUDIES["denoise"].path)
+    report.ranking_triangle(summarize(conditions, counts, 20, 0), ["unused.png"], "Thesis user study, denoising")
+    (legend,) = saved[0].legends
+    assert [text.get_text() for text in legend.get_texts()] == ["significant (p < 0.025, one-sided)", "not significant", "loss at its JOD; edge labels: JOD difference"]
+    saved[0].canvas.draw()
+    axes_box, legend_box = saved[0].axes[0].get_window_extent(), legend.get_window_extent()
+    assert legend_box.y1 < axes_box.y0, "the legend overlaps the axes"

@@ -29,18 +29,18 @@ def study_dir(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("userstudy")
     rng = np.random.default_rng(0)
     target = rng.random((3, 20, 30)).astype(np.float32)
-    write_images(workdir / "results/data/denoise/val.h5", {"input": [("astronaut", target)], "target": [("astronaut", target)]})
+    write_images(workdir / "results/demo/data/denoise/val.h5", {"input": [("astronaut", target)], "target": [("astronaut", target)]})
     for loss in LOSSES:
-        write_images(workdir / f"results/outputs/denoise/{loss}/seed0.h5", {"output": [("astronaut", np.clip(target + rng.normal(0, 0.05, target.shape), 0, 1))]})
+        write_images(workdir / f"results/demo/outputs/denoise/{loss}/seed0.h5", {"output": [("astronaut", np.clip(target + rng.normal(0, 0.05, target.shape), 0, 1))]})
     for task, images in MRI_IMAGES.items():
         slices = [(image, rng.random((1, 16, 12)).astype(np.float32)) for image in images]
-        write_images(workdir / f"results/data/{task}/val.h5", {"input": slices, "target": slices})
+        write_images(workdir / f"results/demo/data/{task}/val.h5", {"input": slices, "target": slices})
         for loss in LOSSES:
-            write_images(workdir / f"results/outputs/{task}/{loss}/seed0.h5", {"output": [(image, np.clip(pixels + rng.normal(0, 0.05, pixels.shape), 0, 1)) for image, pixels in slices]})
+            write_images(workdir / f"results/demo/outputs/{task}/{loss}/seed0.h5", {"output": [(image, np.clip(pixels + rng.normal(0, 0.05, pixels.shape), 0, 1)) for image, pixels in slices]})
     # Our measured Tables 6.1, 6.3 and 6.4 (only what the Kendall τ needs: metric rows, loss columns).
-    (workdir / "results/tables").mkdir(parents=True)
+    (workdir / "results/demo/tables").mkdir(parents=True)
     for table, psnr in (("table_6_1", ["29.0", "30.0", "28.0"]), ("table_6_3", ["31.0", "32.0", "30.0"]), ("table_6_4", ["33.0", "34.0", "35.0"])):
-        with open(workdir / f"results/tables/{table}.csv", "w", newline="") as handle:
+        with open(workdir / f"results/demo/tables/{table}.csv", "w", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(["metric", "label", "input", "l1", "l2", "msssim", "lpips_l2", "flip", "adaptive", "best"])
             writer.writerow(["psnr", "PSNR", "20.1", psnr[0], psnr[1], "", "", psnr[2], "", "l2"])
@@ -54,7 +54,7 @@ def study_dir(tmp_path_factory):
 def built(study_dir):
     """Stimuli by the pipeline, three observers' answers through the app's logic, then every user-study target."""
     config = study_dir / "config.yaml"
-    manifests = {study: study_dir / f"results/userstudy/stimuli/{study}/manifest.json" for study in ("denoise", "mri")}
+    manifests = {study: study_dir / f"results/demo/userstudy/stimuli/{study}/manifest.json" for study in ("denoise", "mri")}
     _snakemake(study_dir, "--cores", "1", *(str(path.relative_to(study_dir)) for path in manifests.values()), "--allowed-rules", "userstudy_stimuli", config=config)
     for name, manifest in manifests.items():
         study = Study(manifest.parent, study_dir / "responses" / name, ["ann", "ben", "cat"])
@@ -67,7 +67,7 @@ def built(study_dir):
 
 
 def test_thesis_targets_are_regenerated_from_the_shipped_data(built):
-    tables, figures = built / "results/tables", built / "results/figures"
+    tables, figures = built / "results/demo/tables", built / "results/demo/figures"
     with open(tables / "table_6_2.csv") as handle:
         assert float(next(row for row in csv.DictReader(handle) if row["loser"] == "l2")["l1"]) == 0.6786
     assert "**0.7768**" in (tables / "table_6_2.md").read_text()
@@ -85,7 +85,7 @@ def test_thesis_targets_are_regenerated_from_the_shipped_data(built):
 
 
 def test_our_study_from_stimuli_to_analysis(built):
-    tables = built / "results/tables"
+    tables = built / "results/demo/tables"
     with open(tables / "userstudy_ours_denoise_jod.csv") as handle:
         ranks = {row["condition"]: int(row["rank"]) for row in csv.DictReader(handle)}
     assert ranks["l2"] == 1
@@ -93,9 +93,9 @@ def test_our_study_from_stimuli_to_analysis(built):
         rows = list(csv.DictReader(handle))
     # Our PSNR ranks l2 > l1 > flip; the observers put l2 first as well.
     assert [row["metric"] for row in rows] == ["psnr"] and float(rows[0]["tau"]) > 0
-    assert (built / "results/figures/userstudy_ours_denoise_triangle.pdf").stat().st_size > 0
+    assert (built / "results/demo/figures/userstudy_ours_denoise_triangle.pdf").stat().st_size > 0
     # A new observer's answers rerun the analysis of our study, and nothing else.
-    manifest = built / "results/userstudy/stimuli/denoise/manifest.json"
+    manifest = built / "results/demo/userstudy/stimuli/denoise/manifest.json"
     late = Study(manifest.parent, built / "responses/denoise", ["dan"])
     assert late.answer("dan", late.plans["dan"][0].id, "left")[0] == 200
     dry = _snakemake(built, "--cores", "1", "--dry-run", "userstudy", *THESIS_TARGETS, config=built / "config.yaml")
@@ -104,18 +104,18 @@ def test_our_study_from_stimuli_to_analysis(built):
 
 
 def test_one_mri_study_of_knee_and_brain_images(built):
-    manifest = json.loads((built / "results/userstudy/stimuli/mri/manifest.json").read_text())
+    manifest = json.loads((built / "results/demo/userstudy/stimuli/mri/manifest.json").read_text())
     assert manifest["study"] == "mri" and manifest["tasks"] == ["knee", "brain"]
     assert {image: entry["task"] for image, entry in manifest["images"].items()} == {image: task for task, images in MRI_IMAGES.items() for image in images}
     # Every image × every pair of losses: 4 × 3 here; with the thesis's six losses 4 × 15 = 60.
     assert len(manifest["trials"]) == 4 * 3
-    with open(built / "results/userstudy/ours_mri/observer_counts.csv") as handle:
+    with open(built / "results/demo/userstudy/ours_mri/observer_counts.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 3 * len(LOSSES)
-    with open(built / "results/tables/userstudy_ours_mri_jod.csv") as handle:
+    with open(built / "results/demo/tables/userstudy_ours_mri_jod.csv") as handle:
         ranks = {row["condition"]: int(row["rank"]) for row in csv.DictReader(handle)}
     assert ranks["l2"] == 1
     # The study's τ uses our metric table of each task it showed.
-    with open(built / "results/tables/userstudy_kendall_ours_mri.csv") as handle:
+    with open(built / "results/demo/tables/userstudy_kendall_ours_mri.csv") as handle:
         assert [row["source"] for row in csv.DictReader(handle)] == ["ours: table_6_3.csv", "ours: table_6_4.csv"]
 
 
@@ -126,7 +126,7 @@ def test_studies_per_task_are_an_option(built, tmp_path):
     (tmp_path / "per_task.yaml").write_text(yaml.safe_dump(config))
     dry = _snakemake(built, "--cores", "1", "--dry-run", "--forceall", "userstudy", config=tmp_path / "per_task.yaml")
     for study in ("denoise", "knee", "brain"):
-        assert f"results/userstudy/stimuli/{study}/manifest.json" in dry.stdout
+        assert f"results/demo/userstudy/stimuli/{study}/manifest.json" in dry.stdout
     assert "stimuli/mri" not in dry.stdout
     config["userstudy"]["studies"] = {"mri": ["knee", "brain"]}
     del config["userstudy"]["stimuli"]["brain"]

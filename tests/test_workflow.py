@@ -30,13 +30,13 @@ def finished(tmp_path_factory):
 
 
 def test_every_table_and_figure_is_made(finished):
-    tables = finished / "results" / "tables"
+    tables = finished / "results" / "demo" / "tables"
     for name in ("table_6_1", "table_6_3", "table_6_4"):
         for suffix in (".csv", ".md", ".tex", "_vs_paper.csv", "_vs_paper.md"):
             assert (tables / f"{name}{suffix}").stat().st_size > 0
     for figure in ("fig_6_1", "fig_6_2", "fig_6_9"):
-        assert (finished / "results" / "figures" / f"{figure}.png").stat().st_size > 0
-        assert (finished / "results" / "figures" / f"{figure}.pdf").stat().st_size > 0
+        assert (finished / "results" / "demo" / "figures" / f"{figure}.png").stat().st_size > 0
+        assert (finished / "results" / "demo" / "figures" / f"{figure}.pdf").stat().st_size > 0
     with open(tables / "table_6_1.csv") as handle:
         rows = {row["metric"]: row for row in csv.DictReader(handle)}
     assert float(rows["psnr"]["input"]) == pytest.approx(20.17, abs=0.3)
@@ -50,8 +50,8 @@ def test_every_table_and_figure_is_made(finished):
 
 
 def test_every_rule_writes_a_log(finished):
-    logs = list((finished / "results" / "logs").rglob("*.log"))
-    kinds = {path.relative_to(finished / "results" / "logs").parts[0] for path in logs}
+    logs = list((finished / "results" / "demo" / "logs").rglob("*.log"))
+    kinds = {path.relative_to(finished / "results" / "demo" / "logs").parts[0] for path in logs}
     assert {"data", "train", "infer", "evaluate", "tables", "figures"} <= kinds
 
 
@@ -61,12 +61,12 @@ def test_second_run_has_nothing_to_do(finished):
 
 
 def test_deleted_table_is_rebuilt_alone(finished):
-    (finished / "results" / "tables" / "table_6_1.csv").unlink()
+    (finished / "results" / "demo" / "tables" / "table_6_1.csv").unlink()
     result = _snakemake(finished, "--cores", "2", "--dry-run", "table_6_1")
     out = result.stdout
     assert "table" in out and "train" not in out.split("Job stats")[1].split("Reasons")[0]
     _snakemake(finished, "--cores", "2", "table_6_1")
-    assert (finished / "results" / "tables" / "table_6_1.csv").is_file()
+    assert (finished / "results" / "demo" / "tables" / "table_6_1.csv").is_file()
 
 
 def test_single_table_plans_only_its_task(tmp_path):
@@ -94,6 +94,6 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path):
 
 
 def test_report_holds_tables_and_figures(finished):
-    _snakemake(finished, "--report", "results/report.html")
-    html = (finished / "results" / "report.html").read_text(errors="replace")
+    _snakemake(finished, "--report", "results/demo/report.html")
+    html = (finished / "results" / "demo" / "report.html").read_text(errors="replace")
     assert "table_6_1" in html and "fig_6_1" in html

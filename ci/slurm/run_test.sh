@@ -330,7 +330,7 @@ log "pipeline finished in $((SECONDS - T_PIPELINE)) s"
 # 5. Checks ------------------------------------------------------------------------------------------
 for table in table_6_1 table_6_3 table_6_4; do
     for suffix in .csv .md .tex _vs_paper.csv; do
-        [[ -s $WORK/results/tables/$table$suffix ]] || fail "missing table results/tables/$table$suffix"
+        [[ -s $WORK/results/demo/tables/$table$suffix ]] || fail "missing table results/demo/tables/$table$suffix"
     done
 done
 
@@ -373,9 +373,9 @@ while IFS= read -r -d '' train_log; do
     trained=$((trained + 1))
     grep -qE "CUDA_VISIBLE_DEVICES=[0-9]|on cuda" "$train_log" ||
         fail "training log ${train_log#"$WORK"/} shows no GPU from SLURM: $(grep -m1 -E 'CUDA|training ' "$train_log")"
-done < <(find "$WORK/results/logs/train" -name '*.log' -print0)
-((trained > 0)) || fail "no training logs under results/logs/train"
-log "all $trained training jobs saw CUDA_VISIBLE_DEVICES from SLURM: $(grep -rhoE 'CUDA_VISIBLE_DEVICES=[0-9,]+' "$WORK/results/logs/train" | sort | uniq -c | tr -s ' ' | paste -sd,)"
+done < <(find "$WORK/results/demo/logs/train" -name '*.log' -print0)
+((trained > 0)) || fail "no training logs under results/demo/logs/train"
+log "all $trained training jobs saw CUDA_VISIBLE_DEVICES from SLURM: $(grep -rhoE 'CUDA_VISIBLE_DEVICES=[0-9,]+' "$WORK/results/demo/logs/train" | sort | uniq -c | tr -s ' ' | paste -sd,)"
 
 fi
 T_PREEMPT=$SECONDS
@@ -383,8 +383,8 @@ T_PREEMPT=$SECONDS
 # 6. Preemption: scancel a running training job (SLURM sends SIGTERM), then run the same command again ---
 # A longer training of one model (denoise, l1) on the data made above, checkpointing every few steps.
 PRE=$WORK/preempt
-mkdir -p "$PRE/results/data"
-if [[ -d $WORK/results/data/denoise ]]; then cp -a "$WORK/results/data/denoise" "$PRE/results/data/"; fi
+mkdir -p "$PRE/results/demo/data"
+if [[ -d $WORK/results/demo/data/denoise ]]; then cp -a "$WORK/results/demo/data/denoise" "$PRE/results/demo/data/"; fi
 "$PY" - "$REPO/tests/data/config_tiny.yaml" "$PRE/config.yaml" <<'EOF'
 import sys
 import yaml
@@ -401,15 +401,15 @@ config["trainer"] = {**config.get("trainer", {}), "checkpoint_every": 50}
 with open(sys.argv[2], "w") as handle:
     yaml.safe_dump(config, handle, sort_keys=False)
 EOF
-PRE_TARGET=results/models/denoise/l1/seed0/model.pt
-PRE_LOG=$PRE/results/logs/train/denoise/l1/seed0.log
+PRE_TARGET=results/demo/models/denoise/l1/seed0/model.pt
+PRE_LOG=$PRE/results/demo/logs/train/denoise/l1/seed0.log
 preempt_run() { # preempt_run LOGFILE: the same command both times, in the background (RUN_PID)
     (cd "$PRE" && PYTHONUNBUFFERED=1 exec timeout "$SNAKEMAKE_TIMEOUT" "$PY" -m snakemake --snakefile "$REPO/Snakefile" \
         --configfile "$PRE/config.yaml" --profile "$WORK/profile" "$PRE_TARGET" --rerun-triggers mtime) >"$1" 2>&1 &
     RUN_PID=$!
 }
 train_job() { sl squeue -h -t R -o '%i %k' | awk '$2 == "rule_train_wildcards_denoise_l1_0" {print $1}'; }
-checkpoints() { find "$PRE/results/checkpoints" -name 'step_*.pt' 2>/dev/null | sort; }
+checkpoints() { find "$PRE/results/demo/checkpoints" -name 'step_*.pt' 2>/dev/null | sort; }
 
 log "preemption: training denoise/l1 for 30 epochs through SLURM, to be cancelled once it has started"
 preempt_run "$PRE/snakemake.1.log"
@@ -440,7 +440,7 @@ wait "$first_run" && fail "snakemake reported success for a cancelled job"
 cp "$PRE_LOG" "$PRE/train.1.log"
 grep -q "SIGTERM received: checkpoint" "$PRE/train.1.log" ||
     fail "the cancelled training job did not log a checkpoint on SIGTERM: $(tail -n 3 "$PRE/train.1.log")"
-[[ -n $(checkpoints) ]] || fail "no checkpoint under $PRE/results/checkpoints after scancel"
+[[ -n $(checkpoints) ]] || fail "no checkpoint under $PRE/results/demo/checkpoints after scancel"
 [[ ! -e $PRE/$PRE_TARGET ]] || fail "the cancelled job wrote $PRE_TARGET"
 log "cancelled job $job: $(grep -o 'SIGTERM received: checkpoint .* written at step [0-9]*' "$PRE/train.1.log" | sed "s|$PRE/||")"
 

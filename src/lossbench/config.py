@@ -483,3 +483,8 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> dict[
         "data": task_data(config, task),
         "dataset": copy.deepcopy(task_config["data"]),
     }
+
+
+def results_dir(config: dict[str, Any]) -> str:
+    """Folder of every output of the configured experiment, ``results/<experiment>``."""
+    return f"results/{config['experiment']}"

@@ -477,8 +477,9 @@ def run(
                 state.step += 1
                 state.seconds += time.perf_counter() - started
                 started = time.perf_counter()
+                # Without refresh the postfix waits for the bar's own throttled redraw (one line per 30 s in a log).
+                bar.set_postfix(epoch=state.epoch + 1, loss=f"{value:.4g}", refresh=False)
                 bar.update()
-                bar.set_postfix(loss=f"{value:.4g}")
                 if signals.received is not None:
                     break
                 if state.step % checkpoint_every == 0 and state.position < steps_per_epoch:
@@ -487,6 +488,9 @@ def run(
                 # The uncompiled module: compile would recompile for eval mode, each full-size image
                 # shape and orientation, for a one-image-at-a-time loop that is not the run's bottleneck.
                 _finish_epoch(state, validate(model, loss_fn, valset, target_device, training["val_images"], trainer), started)
+                # Followed live in the outputs; beside the checkpoints it outlives a failed job, whose outputs Snakemake deletes.
+                for folder in (out_dir, checkpoint_dir):
+                    write_curve(state.curve, folder / "curve.csv")
             path = checkpoint_now()
             if signals.received is not None:
                 name = signal.Signals(signals.received).name
@@ -511,11 +515,13 @@ def _finish_epoch(state: Progress, validation: tuple[float, float], started: flo
 
 
 def write_curve(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write the per-epoch curve as CSV (columns :data:`CURVE_COLUMNS`)."""
-    with open(path, "w", newline="") as handle:
+    """Write the per-epoch curve as CSV (columns :data:`CURVE_COLUMNS`), atomically: a reader sees whole epochs."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+    os.replace(temporary, path)
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[UNet, dict[str, Any]]:

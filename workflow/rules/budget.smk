@@ -5,12 +5,12 @@
 
 rule budget_table:
     output:
-        "results/budget.md",
+        results("budget.md"),
     params:
         config=config,
         source=CONFIG_SOURCE,
     log:
-        "results/logs/budget.log",
+        results("logs/budget.log"),
     conda:
         ENV
     script:
@@ -19,4 +19,4 @@ rule budget_table:
 
 rule budget:
     input:
-        "results/budget.md",
+        results("budget.md"),

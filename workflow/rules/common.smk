@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from lossbench.config import ConfigError, TASK_KINDS, evaluation_settings, missing_data_folders, read_yaml, task_data, train_spec, validate
+from lossbench.config import ConfigError, TASK_KINDS, evaluation_settings, missing_data_folders, read_yaml, results_dir, task_data, train_spec, validate
 from lossbench.seeding import derive_seed
 from lossbench.tables import TABLES
 
@@ -11,7 +11,7 @@ CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
 #: A dry run shows the plan, and `budget` counts published sizes, before the data exist. Snakemake has not
 #: parsed its own arguments when this file is read (workflow.dryrun and the targets are not set yet), so
 #: the command line is read here; under any other driver, missing data stay an error before any job.
-PLANNING_ONLY = bool({"-n", "--dry-run", "--dryrun", "budget", "results/budget.md"} & set(sys.argv[1:]))
+PLANNING_ONLY = bool({"-n", "--dry-run", "--dryrun", "budget"} & set(sys.argv[1:])) or any(Path(arg).name == "budget.md" for arg in sys.argv[1:])
 try:
     # Snakemake's own YAML loading keeps the last of two equal keys silently: re-read each file strictly.
     for _configfile in workflow.configfiles:
@@ -32,6 +32,15 @@ def existing(path):
 
 
 ENV = "../../envs/lossbench.yaml"
+#: Every output of the experiment lies under this folder, so two experiments never share a file.
+RESULTS = results_dir(config)
+
+
+def results(path):
+    """``path`` (wildcards allowed) inside the experiment's folder."""
+    return f"{RESULTS}/{path}"
+
+
 TASKS = list(config["tasks"])
 LOSSES = list(config["losses"])
 SEEDS = config["seeds"]
@@ -57,17 +66,17 @@ def data_dir(task, split):
     if data["source"] == "folder":
         return existing(data[f"{split}_dir"])
     if data["source"] == "imagenet":
-        return "results/data/denoise/train_manifest.csv" if split == "train" else "results/data/denoise/kodak"
+        return results("data/denoise/train_manifest.csv") if split == "train" else results("data/denoise/kodak")
     if data["source"] == "fastmri":
-        return f"results/data/{task}/{split}_files"
+        return f"{RESULTS}/data/{task}/{split}_files"
     if data["source"] == "embedded":
-        return f"results/data/{task}/{split}_images"
-    return f"results/data/{task}/synthetic_{split}"
+        return f"{RESULTS}/data/{task}/{split}_images"
+    return f"{RESULTS}/data/{task}/synthetic_{split}"
 
 
 def model_metric_files(task, suite=""):
     """Loss → its models' metric files, one per seed (suite ".fastmri" for fastMRI's per-volume metrics)."""
-    return {loss: expand("results/metrics/{task}/{loss}/seed{seed}{suite}.csv", task=task, loss=loss, seed=SEEDS, suite=suite) for loss in LOSSES}
+    return {loss: expand(results("metrics/{task}/{loss}/seed{seed}{suite}.csv"), task=task, loss=loss, seed=SEEDS, suite=suite) for loss in LOSSES}
 
 
 def flat(files_by_loss):
@@ -79,7 +88,7 @@ def table_files(name):
     suffixes = [".csv", ".md", ".tex", "_vs_paper.csv", "_vs_paper.md", "_per_seed.csv", "_per_seed.md"]
     if TABLES[name][0] != "denoise":
         suffixes += ["_fastmri.csv", "_fastmri.md", "_fastmri.tex"]
-    return expand("results/tables/{name}{suffix}", name=name, suffix=suffixes)
+    return expand(results("tables/{name}{suffix}"), name=name, suffix=suffixes)
 
 
 def table_targets():
@@ -98,12 +107,12 @@ def figure_ids():
 
 
 def figure_files(figure):
-    return expand("results/figures/{figure}.{ext}", figure=figure, ext=["png", "pdf"])
+    return expand(results("figures/{figure}.{ext}"), figure=figure, ext=["png", "pdf"])
 
 
 def curve_files():
     """The training-curve figure of every configured task (all losses in one figure)."""
-    return expand("results/figures/curves_{task}.{ext}", task=TASKS, ext=["png", "pdf"])
+    return expand(results("figures/curves_{task}.{ext}"), task=TASKS, ext=["png", "pdf"])
 
 
 def figure_targets():
@@ -113,12 +122,12 @@ def figure_targets():
 
 def statistics_files(table):
     """The variance decomposition and the pairwise comparisons of a thesis table (statistics.smk)."""
-    return expand("results/tables/{table}_{kind}.{ext}", table=table, kind="variance", ext=["csv", "md", "tex"]) + expand("results/tables/{table}_pairs.{ext}", table=table, ext=["csv", "md"])
+    return expand(results("tables/{table}_{kind}.{ext}"), table=table, kind="variance", ext=["csv", "md", "tex"]) + expand(results("tables/{table}_pairs.{ext}"), table=table, ext=["csv", "md"])
 
 
 def ranking_files(task):
     """A task's ranking figure (statistics.smk)."""
-    return expand("results/figures/ranking_{task}.{ext}", task=task, ext=["png", "pdf"])
+    return expand(results("figures/ranking_{task}.{ext}"), task=task, ext=["png", "pdf"])
 
 
 def statistics_targets():
@@ -130,8 +139,8 @@ def stimuli_inputs(wildcards):
     """Validation set and model outputs of every task of a user study (STUDY_TASKS of userstudy.smk), named valset_<task> and outputs_<task>."""
     inputs = {}
     for task in STUDY_TASKS[wildcards.study]:
-        inputs[f"valset_{task}"] = f"results/data/{task}/val.h5"
-        inputs[f"outputs_{task}"] = expand("results/outputs/{task}/{loss}/seed{seed}.h5", task=task, loss=LOSSES, seed=SEEDS[0])
+        inputs[f"valset_{task}"] = f"{RESULTS}/data/{task}/val.h5"
+        inputs[f"outputs_{task}"] = expand(results("outputs/{task}/{loss}/seed{seed}.h5"), task=task, loss=LOSSES, seed=SEEDS[0])
     return inputs
 
 
@@ -141,5 +150,14 @@ def data_check(task, split):
     Checks run in rules of their own, so a failing check stops before any data output is replaced.
     """
     if config["tasks"][task]["data"]["source"] == "folder":
-        return [f"results/data/{task}/checks/{split}_images.csv"]
+        return [f"{RESULTS}/data/{task}/checks/{split}_images.csv"]
     return []
+
+
+onstart:
+    # Beside the outputs: the configuration that made them, with the code's versions; rewritten only when
+    # that changes, and outside the DAG, so it never reruns a job.
+    from lossbench import experiment
+
+    experiment.write_if_changed(f"{RESULTS}/config.yaml", experiment.record(config, experiment.provenance(workflow.basedir)))
+    experiment.write_if_changed(f"{RESULTS}/README.md", experiment.readme(config))

@@ -5,14 +5,14 @@ from lossbench.metrics.lpips_weights import cache_path, trunk_location
 
 rule embedded_photos:
     output:
-        directory("results/data/denoise/{split}_images"),
+        directory(results("data/denoise/{split}_images")),
     params:
         names=lambda w: config["tasks"]["denoise"]["data"][w.split],
         max_side=config["tasks"].get("denoise", {}).get("data", {}).get("max_side"),
     wildcard_constraints:
         split="train|val",
     log:
-        "results/logs/data/denoise_{split}_images.log",
+        results("logs/data/denoise_{split}_images.log"),
     conda:
         ENV
     script:
@@ -21,7 +21,7 @@ rule embedded_photos:
 
 rule synthetic_mri:
     output:
-        directory("results/data/{task}/synthetic_{split}"),
+        directory(results("data/{task}/synthetic_{split}")),
     params:
         challenge=lambda w: TASK_KINDS[w.task],
         volumes=lambda w: config["tasks"][w.task]["data"][w.split]["volumes"],
@@ -34,7 +34,7 @@ rule synthetic_mri:
         task="knee|brain",
         split="train|val",
     log:
-        "results/logs/data/{task}_synthetic_{split}.log",
+        results("logs/data/{task}_synthetic_{split}.log"),
     conda:
         ENV
     script:
@@ -51,11 +51,11 @@ rule check_images:
     input:
         lambda w: existing(config["tasks"][w.task]["data"][f"{w.split}_dir"]),
     output:
-        "results/data/{task}/checks/{split}_images.csv",
+        results("data/{task}/checks/{split}_images.csv"),
     wildcard_constraints:
         split="train|val",
     log:
-        "results/logs/data/{task}_check_{split}_images.log",
+        results("logs/data/{task}_check_{split}_images.log"),
     conda:
         ENV
     script:
@@ -68,13 +68,13 @@ rule validation_set:
         check=lambda w: data_check(w.task, "val"),
         lpips=LPIPS_CHECKPOINT,
     output:
-        "results/data/{task}/val.h5",
+        results("data/{task}/val.h5"),
     params:
         kind=lambda w: TASK_KINDS[w.task],
         data=lambda w: task_data(config, w.task),
         seed=VALIDATION_SEED,
     log:
-        "results/logs/data/{task}_validation_set.log",
+        results("logs/data/{task}_validation_set.log"),
     conda:
         ENV
     script:
@@ -87,12 +87,12 @@ rule validation_set:
 
 rule kodak:
     output:
-        directory("results/data/denoise/kodak"),
+        directory(results("data/denoise/kodak")),
     params:
         url=lambda w: config["tasks"]["denoise"]["data"]["kodak_url"],
         local_dir=lambda w: config["tasks"]["denoise"]["data"].get("val_dir"),
     log:
-        "results/logs/data/kodak.log",
+        results("logs/data/kodak.log"),
     conda:
         ENV
     script:
@@ -103,15 +103,15 @@ rule imagenet_check:
     input:
         lambda w: existing(config["tasks"]["denoise"]["data"]["train_dir"]),
     output:
-        "results/data/denoise/checks/train_manifest.csv",
+        results("data/denoise/checks/train_manifest.csv"),
     params:
         images=lambda w: config["tasks"]["denoise"]["data"]["train_images"],
         seed=lambda w: derive_seed("denoise", "train"),
         min_side=lambda w: config["tasks"]["denoise"]["crop"],
     log:
-        log="results/logs/data/imagenet_check.log",
+        log=results("logs/data/imagenet_check.log"),
         # A log, not an output: Snakemake keeps it when the check fails, and the error points at it.
-        report="results/data/denoise/train_manifest_report.csv",
+        report=results("data/denoise/train_manifest_report.csv"),
     conda:
         ENV
     script:
@@ -121,11 +121,11 @@ rule imagenet_check:
 # Replaces the manifest training reads only after imagenet_check passed.
 rule imagenet_manifest:
     input:
-        "results/data/denoise/checks/train_manifest.csv",
+        results("data/denoise/checks/train_manifest.csv"),
     output:
-        "results/data/denoise/train_manifest.csv",
+        results("data/denoise/train_manifest.csv"),
     log:
-        "results/logs/data/imagenet_manifest.log",
+        results("logs/data/imagenet_manifest.log"),
     conda:
         ENV
     shell:
@@ -136,7 +136,7 @@ rule fastmri_check:
     input:
         lambda w: existing(config["tasks"][w.task]["data"][f"{w.split}_dir"]),
     output:
-        "results/data/{task}/checks/{split}_files.csv",
+        results("data/{task}/checks/{split}_files.csv"),
     params:
         challenge=lambda w: TASK_KINDS[w.task],
         crop=lambda w: config["tasks"][w.task]["crop"],
@@ -149,7 +149,7 @@ rule fastmri_check:
         task="knee|brain",
         split="train|val",
     log:
-        "results/logs/data/{task}_fastmri_{split}_check.log",
+        results("logs/data/{task}_fastmri_{split}_check.log"),
     conda:
         ENV
     script:
@@ -159,9 +159,9 @@ rule fastmri_check:
 rule fastmri_files:
     input:
         lambda w: existing(config["tasks"][w.task]["data"][f"{w.split}_dir"]),
-        check="results/data/{task}/checks/{split}_files.csv",
+        check=results("data/{task}/checks/{split}_files.csv"),
     output:
-        directory("results/data/{task}/{split}_files"),
+        directory(results("data/{task}/{split}_files")),
     params:
         challenge=lambda w: TASK_KINDS[w.task],
         crop=lambda w: config["tasks"][w.task]["crop"],
@@ -172,7 +172,7 @@ rule fastmri_files:
         task="knee|brain",
         split="train|val",
     log:
-        "results/logs/data/{task}_fastmri_{split}.log",
+        results("logs/data/{task}_fastmri_{split}.log"),
     conda:
         ENV
     script:
@@ -183,7 +183,7 @@ rule lpips_weights:
     output:
         str(cache_path()),
     log:
-        "results/logs/data/lpips_weights.log",
+        results("logs/data/lpips_weights.log"),
     conda:
         ENV
     script:

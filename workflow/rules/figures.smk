@@ -3,16 +3,16 @@
 
 rule figure:
     input:
-        valset=lambda w: f"results/data/{config['figures'][figure_ids()[w.figure][0]]['task']}/val.h5",
+        valset=lambda w: f"{RESULTS}/data/{config['figures'][figure_ids()[w.figure][0]]['task']}/val.h5",
         outputs=lambda w: expand(
-            "results/outputs/{task}/{loss}/seed{seed}.h5",
+            results("outputs/{task}/{loss}/seed{seed}.h5"),
             task=config["figures"][figure_ids()[w.figure][0]]["task"],
             loss=LOSSES,
             seed=SEEDS[0],
         ),
     output:
-        png=report("results/figures/{figure}.png", caption="../report/figure.rst", category="Figures", labels={"figure": "{figure}"}),
-        pdf="results/figures/{figure}.pdf",
+        png=report(results("figures/{figure}.png"), caption="../report/figure.rst", category="Figures", labels={"figure": "{figure}"}),
+        pdf=results("figures/{figure}.pdf"),
     params:
         spec=lambda w: config["figures"][figure_ids()[w.figure][0]],
         panel=lambda w: figure_ids()[w.figure][0],
@@ -24,7 +24,7 @@ rule figure:
         # Only the configured comparison figures: the user-study figures are other rules' outputs.
         figure="|".join(figure_ids()) or "no_comparison_figures",
     log:
-        "results/logs/figures/{figure}.log",
+        results("logs/figures/{figure}.log"),
     conda:
         ENV
     script:
@@ -47,17 +47,17 @@ rule figures:
 
 rule curve_figure:
     input:
-        curves=lambda w: expand("results/models/{task}/{loss}/seed{seed}/curve.csv", task=w.task, loss=LOSSES, seed=SEEDS[0]),
-        inputs="results/metrics/{task}/input.csv",
+        curves=lambda w: expand(results("models/{task}/{loss}/seed{seed}/curve.csv"), task=w.task, loss=LOSSES, seed=SEEDS[0]),
+        inputs=results("metrics/{task}/input.csv"),
     output:
-        png=report("results/figures/curves_{task}.png", caption="../report/curves.rst", category="Training curves", labels={"task": "{task}"}),
-        pdf="results/figures/curves_{task}.pdf",
+        png=report(results("figures/curves_{task}.png"), caption="../report/curves.rst", category="Training curves", labels={"task": "{task}"}),
+        pdf=results("figures/curves_{task}.pdf"),
     params:
         losses=LOSSES,
         seed=SEEDS[0],
         lpips_pretrained=LPIPS_PRETRAINED,
     log:
-        "results/logs/figures/curves_{task}.log",
+        results("logs/figures/curves_{task}.log"),
     conda:
         ENV
     script:

@@ -3,17 +3,17 @@
 
 rule infer:
     input:
-        model="results/models/{task}/{loss}/seed{seed}/model.pt",
-        valset="results/data/{task}/val.h5",
+        model=results("models/{task}/{loss}/seed{seed}/model.pt"),
+        valset=results("data/{task}/val.h5"),
     output:
-        "results/outputs/{task}/{loss}/seed{seed}.h5",
+        results("outputs/{task}/{loss}/seed{seed}.h5"),
     params:
         device=config["device"],
     threads: config["threads"]
     resources:
         gpu=1,
     log:
-        "results/logs/infer/{task}/{loss}/seed{seed}.log",
+        results("logs/infer/{task}/{loss}/seed{seed}.log"),
     conda:
         ENV
     script:

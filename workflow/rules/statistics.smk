@@ -7,11 +7,11 @@ rule table_statistics:
     input:
         models=lambda w: flat(model_metric_files(TABLES[w.table][0])),
     output:
-        variance_csv="results/tables/{table}_variance.csv",
-        variance_md=report("results/tables/{table}_variance.md", caption="../report/table_statistics.rst", category="Statistics", labels={"table": "{table}", "format": "variance"}),
-        variance_tex="results/tables/{table}_variance.tex",
-        pairs_csv="results/tables/{table}_pairs.csv",
-        pairs_md=report("results/tables/{table}_pairs.md", caption="../report/table_statistics.rst", category="Statistics", labels={"table": "{table}", "format": "pairs"}),
+        variance_csv=results("tables/{table}_variance.csv"),
+        variance_md=report(results("tables/{table}_variance.md"), caption="../report/table_statistics.rst", category="Statistics", labels={"table": "{table}", "format": "variance"}),
+        variance_tex=results("tables/{table}_variance.tex"),
+        pairs_csv=results("tables/{table}_pairs.csv"),
+        pairs_md=report(results("tables/{table}_pairs.md"), caption="../report/table_statistics.rst", category="Statistics", labels={"table": "{table}", "format": "pairs"}),
     params:
         table=lambda w: w.table,
         models=lambda w: model_metric_files(TABLES[w.table][0]),
@@ -19,7 +19,7 @@ rule table_statistics:
     wildcard_constraints:
         table="|".join(TABLES),
     log:
-        "results/logs/statistics/{table}.log",
+        results("logs/statistics/{table}.log"),
     conda:
         ENV
     script:
@@ -30,13 +30,13 @@ rule ranking_figure:
     input:
         models=lambda w: flat(model_metric_files(w.task)),
     output:
-        png=report("results/figures/ranking_{task}.png", caption="../report/ranking.rst", category="Statistics", labels={"task": "{task}"}),
-        pdf="results/figures/ranking_{task}.pdf",
+        png=report(results("figures/ranking_{task}.png"), caption="../report/ranking.rst", category="Statistics", labels={"task": "{task}"}),
+        pdf=results("figures/ranking_{task}.pdf"),
     params:
         models=lambda w: model_metric_files(w.task),
         lpips_pretrained=LPIPS_PRETRAINED,
     log:
-        "results/logs/statistics/ranking_{task}.log",
+        results("logs/statistics/ranking_{task}.log"),
     conda:
         ENV
     script:

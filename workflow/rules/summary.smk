@@ -4,13 +4,13 @@
 
 rule summary:
     input:
-        expand("results/tables/{table}.csv", table=CONFIGURED_TABLES),
+        expand(results("tables/{table}.csv"), table=CONFIGURED_TABLES),
     output:
-        "results/summary.md",
+        results("summary.md"),
     params:
         tables=CONFIGURED_TABLES,
     log:
-        "results/logs/summary.log",
+        results("logs/summary.log"),
     conda:
         ENV
     script:

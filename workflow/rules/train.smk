@@ -11,11 +11,11 @@ LR_GRID = [f"{lr:g}" for lr in config["lr_sweep"]["grid"]]
 rule train:
     input:
         train=lambda w: data_dir(w.task, "train"),
-        valset="results/data/{task}/val.h5",
+        valset=results("data/{task}/val.h5"),
     output:
-        model="results/models/{task}/{loss}/seed{seed}/model.pt",
+        model=results("models/{task}/{loss}/seed{seed}/model.pt"),
         curve=report(
-            "results/models/{task}/{loss}/seed{seed}/curve.csv",
+            results("models/{task}/{loss}/seed{seed}/curve.csv"),
             caption="../report/curve.rst",
             category="Training curves",
             subcategory="{task}",
@@ -23,13 +23,13 @@ rule train:
         ),
     params:
         spec=lambda w: train_spec(config, w.task, w.loss, int(w.seed)),
-        checkpoints="results/checkpoints/{task}/{loss}/seed{seed}",
+        checkpoints=results("checkpoints/{task}/{loss}/seed{seed}"),
         device=config["device"],
     threads: config["threads"]
     resources:
         gpu=1,
     log:
-        "results/logs/train/{task}/{loss}/seed{seed}.log",
+        results("logs/train/{task}/{loss}/seed{seed}.log"),
     conda:
         ENV
     script:
@@ -39,13 +39,13 @@ rule train:
 rule lr_sweep_run:
     input:
         train=lambda w: data_dir(w.task, "train"),
-        valset="results/data/{task}/val.h5",
+        valset=results("data/{task}/val.h5"),
     output:
-        result="results/lr_sweep/{task}/{loss}/lr{lr}.yaml",
-        run=directory("results/lr_sweep/{task}/{loss}/lr{lr}"),
+        result=results("lr_sweep/{task}/{loss}/lr{lr}.yaml"),
+        run=directory(results("lr_sweep/{task}/{loss}/lr{lr}")),
     params:
         spec=lambda w: sweep_spec(config, w.task, w.loss, float(w.lr)),
-        checkpoints="results/checkpoints/lr_sweep/{task}/{loss}/lr{lr}",
+        checkpoints=results("checkpoints/lr_sweep/{task}/{loss}/lr{lr}"),
         device=config["device"],
     wildcard_constraints:
         lr=r"[0-9.e+-]+",
@@ -53,7 +53,7 @@ rule lr_sweep_run:
     resources:
         gpu=1,
     log:
-        "results/logs/lr_sweep/{task}/{loss}/lr{lr}.log",
+        results("logs/lr_sweep/{task}/{loss}/lr{lr}.log"),
     conda:
         ENV
     script:
@@ -62,13 +62,13 @@ rule lr_sweep_run:
 
 rule lr_sweep_choose:
     input:
-        expand("results/lr_sweep/{{task}}/{loss}/lr{lr}.yaml", loss=LOSSES, lr=LR_GRID),
+        expand(results("lr_sweep/{{task}}/{loss}/lr{lr}.yaml"), loss=LOSSES, lr=LR_GRID),
     output:
-        "results/lr_sweep/{task}.yaml",
+        results("lr_sweep/{task}.yaml"),
     params:
         losses=[loss for loss in LOSSES for _ in LR_GRID],
     log:
-        "results/logs/lr_sweep/{task}.log",
+        results("logs/lr_sweep/{task}.log"),
     conda:
         ENV
     script:
@@ -81,4 +81,4 @@ for _task in TASKS:
         name:
             f"lr_sweep_{_task}"
         input:
-            f"results/lr_sweep/{_task}.yaml",
+            f"{RESULTS}/lr_sweep/{_task}.yaml",

@@ -21,28 +21,28 @@ for _study, (_table, _jod_figure, _triangle_figure) in USERSTUDY_OUTPUTS.items()
         name:
             f"userstudy_analysis_{_study}"
         input:
-            counts=pipeline.counts_file(_study),
+            counts=pipeline.counts_file(_study, RESULTS),
         output:
-            jod=f"results/userstudy/{_study}/jod.csv",
-            samples=f"results/userstudy/{_study}/samples.csv",
-            p_values=f"results/userstudy/{_study}/p_values.csv",
-            table=report(f"results/tables/{_table}.csv", caption="../report/userstudy_table.rst", category="User study", labels={"table": _table, "format": "probabilities"}),
-            table_md=f"results/tables/{_table}.md",
-            table_tex=f"results/tables/{_table}.tex",
-            jod_table=report(f"results/tables/{_table}_jod.csv", caption="../report/userstudy_table.rst", category="User study", labels={"table": _table, "format": "JOD"}),
-            jod_table_md=f"results/tables/{_table}_jod.md",
-            jod_table_tex=f"results/tables/{_table}_jod.tex",
-            jod_png=report(f"results/figures/{_jod_figure}.png", caption="../report/userstudy_jod.rst", category="User study", labels={"figure": _jod_figure}),
-            jod_pdf=f"results/figures/{_jod_figure}.pdf",
-            triangle_png=report(f"results/figures/{_triangle_figure}.png", caption="../report/userstudy_triangle.rst", category="User study", labels={"figure": _triangle_figure}),
-            triangle_pdf=f"results/figures/{_triangle_figure}.pdf",
+            jod=f"{RESULTS}/userstudy/{_study}/jod.csv",
+            samples=f"{RESULTS}/userstudy/{_study}/samples.csv",
+            p_values=f"{RESULTS}/userstudy/{_study}/p_values.csv",
+            table=report(f"{RESULTS}/tables/{_table}.csv", caption="../report/userstudy_table.rst", category="User study", labels={"table": _table, "format": "probabilities"}),
+            table_md=f"{RESULTS}/tables/{_table}.md",
+            table_tex=f"{RESULTS}/tables/{_table}.tex",
+            jod_table=report(f"{RESULTS}/tables/{_table}_jod.csv", caption="../report/userstudy_table.rst", category="User study", labels={"table": _table, "format": "JOD"}),
+            jod_table_md=f"{RESULTS}/tables/{_table}_jod.md",
+            jod_table_tex=f"{RESULTS}/tables/{_table}_jod.tex",
+            jod_png=report(f"{RESULTS}/figures/{_jod_figure}.png", caption="../report/userstudy_jod.rst", category="User study", labels={"figure": _jod_figure}),
+            jod_pdf=f"{RESULTS}/figures/{_jod_figure}.pdf",
+            triangle_png=report(f"{RESULTS}/figures/{_triangle_figure}.png", caption="../report/userstudy_triangle.rst", category="User study", labels={"figure": _triangle_figure}),
+            triangle_pdf=f"{RESULTS}/figures/{_triangle_figure}.pdf",
         params:
             title=pipeline.title(_study, config),
             n_samples=USERSTUDY["bootstrap_samples"],
             seed=USERSTUDY["seed"],
             jod_origin=USERSTUDY["jod_origin"],
         log:
-            f"results/logs/userstudy/{_study}.log",
+            f"{RESULTS}/logs/userstudy/{_study}.log",
         conda:
             ENV
         script:
@@ -51,16 +51,16 @@ for _study, (_table, _jod_figure, _triangle_figure) in USERSTUDY_OUTPUTS.items()
 
 rule userstudy_kendall_thesis:
     input:
-        denoise=expand("results/userstudy/thesis_denoise/{name}.csv", name=["jod", "samples"]),
-        mri=expand("results/userstudy/thesis_mri/{name}.csv", name=["jod", "samples"]),
+        denoise=expand(results("userstudy/thesis_denoise/{name}.csv"), name=["jod", "samples"]),
+        mri=expand(results("userstudy/thesis_mri/{name}.csv"), name=["jod", "samples"]),
     output:
-        csv=report("results/tables/userstudy_kendall_thesis.csv", caption="../report/userstudy_kendall.rst", category="User study", labels={"table": "Kendall τ, thesis"}),
-        md="results/tables/userstudy_kendall_thesis.md",
+        csv=report(results("tables/userstudy_kendall_thesis.csv"), caption="../report/userstudy_kendall.rst", category="User study", labels={"table": "Kendall τ, thesis"}),
+        md=results("tables/userstudy_kendall_thesis.md"),
     params:
         # Study → the published metric tables of the models it compared (the MRI study showed knee and brain images).
         published={"thesis_denoise": ["table_6_1"], "thesis_mri": ["table_6_3", "table_6_4"]},
     log:
-        "results/logs/userstudy/kendall_thesis.log",
+        results("logs/userstudy/kendall_thesis.log"),
     conda:
         ENV
     script:
@@ -69,18 +69,18 @@ rule userstudy_kendall_thesis:
 
 rule userstudy_kendall_ours:
     input:
-        study=lambda w: expand("results/userstudy/{study}/{name}.csv", study=w.study, name=["jod", "samples"]),
+        study=lambda w: expand(results("userstudy/{study}/{name}.csv"), study=w.study, name=["jod", "samples"]),
         # Our metric table of every task the study showed.
-        tables=lambda w: [f"results/tables/{TASK_TABLE[task]}.csv" for task in STUDY_TASKS[w.study.removeprefix("ours_")]],
+        tables=lambda w: [f"{RESULTS}/tables/{TASK_TABLE[task]}.csv" for task in STUDY_TASKS[w.study.removeprefix("ours_")]],
     output:
-        csv=report("results/tables/userstudy_kendall_{study}.csv", caption="../report/userstudy_kendall.rst", category="User study", labels={"table": "Kendall τ, {study}"}),
-        md="results/tables/userstudy_kendall_{study}.md",
+        csv=report(results("tables/userstudy_kendall_{study}.csv"), caption="../report/userstudy_kendall.rst", category="User study", labels={"table": "Kendall τ, {study}"}),
+        md=results("tables/userstudy_kendall_{study}.md"),
     params:
         published=None,
     wildcard_constraints:
         study="|".join(OWN_STUDIES) or "no_own_study",
     log:
-        "results/logs/userstudy/kendall_{study}.log",
+        results("logs/userstudy/kendall_{study}.log"),
     conda:
         ENV
     script:
@@ -91,7 +91,7 @@ rule userstudy_stimuli:
     input:
         unpack(stimuli_inputs),
     output:
-        manifest="results/userstudy/stimuli/{study}/manifest.json",
+        manifest=results("userstudy/stimuli/{study}/manifest.json"),
     params:
         tasks=lambda w: STUDY_TASKS[w.study],
         images=lambda w: {task: USERSTUDY["stimuli"][task] for task in STUDY_TASKS[w.study]},
@@ -101,7 +101,7 @@ rule userstudy_stimuli:
     wildcard_constraints:
         study="|".join(STUDY_TASKS) or "no_own_study",
     log:
-        "results/logs/userstudy/stimuli_{study}.log",
+        results("logs/userstudy/stimuli_{study}.log"),
     conda:
         ENV
     script:
@@ -110,17 +110,17 @@ rule userstudy_stimuli:
 
 rule userstudy_counts:
     input:
-        manifest="results/userstudy/stimuli/{study}/manifest.json",
+        manifest=results("userstudy/stimuli/{study}/manifest.json"),
         # Every observer file is an input, so that new answers rerun the analysis.
         responses=lambda w: sorted(str(path) for path in Path(USERSTUDY["responses"], w.study).glob("*.jsonl")),
     output:
-        "results/userstudy/ours_{study}/observer_counts.csv",
+        results("userstudy/ours_{study}/observer_counts.csv"),
     params:
         folder=lambda w: str(Path(USERSTUDY["responses"], w.study)),
     wildcard_constraints:
         study="|".join(STUDY_TASKS) or "no_own_study",
     log:
-        "results/logs/userstudy/counts_{study}.log",
+        results("logs/userstudy/counts_{study}.log"),
     conda:
         ENV
     script:
@@ -133,7 +133,7 @@ for _table, _jod_figure, _triangle_figure in USERSTUDY_OUTPUTS.values():
         name:
             _table
         input:
-            pipeline.table_files(_table),
+            pipeline.table_files(_table, RESULTS),
 
     for _figure in (_jod_figure, _triangle_figure):
 
@@ -141,7 +141,7 @@ for _table, _jod_figure, _triangle_figure in USERSTUDY_OUTPUTS.values():
             name:
                 _figure
             input:
-                pipeline.figure_files(_figure),
+                pipeline.figure_files(_figure, RESULTS),
 
 
 rule userstudy:

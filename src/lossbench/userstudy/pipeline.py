@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lossbench.config import results_dir
 from lossbench.userstudy.counts import THESIS_STUDIES
 from lossbench.userstudy.report import JOD_ORIGINS
 
@@ -49,11 +50,11 @@ def study_outputs(config: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
     return outputs
 
 
-def counts_file(study: str) -> str:
-    """Count matrices of a study: shipped with the package (thesis) or collected per observer (ours)."""
+def counts_file(study: str, results: str) -> str:
+    """Count matrices of a study: shipped with the package (thesis) or collected per observer (ours, under ``results``)."""
     if study.startswith("thesis_"):
         return str(THESIS_STUDIES[study.removeprefix("thesis_")].path)
-    return f"results/userstudy/{study}/observer_counts.csv"
+    return f"{results}/userstudy/{study}/observer_counts.csv"
 
 
 def title(study: str, config: dict[str, Any]) -> str:
@@ -67,20 +68,21 @@ def title(study: str, config: dict[str, Any]) -> str:
     return f"Our user study, {name}" + ("" if tasks == [name] else f" ({' + '.join(tasks)})")
 
 
-def table_files(name: str) -> list[str]:
-    """The probability table and JOD table of a study, in CSV, Markdown and LaTeX."""
-    return [f"results/tables/{name}{suffix}.{ext}" for suffix in ("", "_jod") for ext in ("csv", "md", "tex")]
+def table_files(name: str, results: str) -> list[str]:
+    """The probability table and JOD table of a study, in CSV, Markdown and LaTeX, under the experiment's ``results``."""
+    return [f"{results}/tables/{name}{suffix}.{ext}" for suffix in ("", "_jod") for ext in ("csv", "md", "tex")]
 
 
-def figure_files(name: str) -> list[str]:
-    return [f"results/figures/{name}.{ext}" for ext in ("png", "pdf")]
+def figure_files(name: str, results: str) -> list[str]:
+    return [f"{results}/figures/{name}.{ext}" for ext in ("png", "pdf")]
 
 
 def targets(config: dict[str, Any]) -> list[str]:
     """Every user-study file: tables, figures, the metric–observer agreement, stimuli, our analysis."""
+    results = results_dir(config)
     files = []
     for table, jod_figure, triangle_figure in study_outputs(config).values():
-        files += table_files(table) + figure_files(jod_figure) + figure_files(triangle_figure)
-    files += [f"results/tables/userstudy_kendall_{study}.{ext}" for study in ["thesis", *own_studies(config)] for ext in ("csv", "md")]
-    files += [f"results/userstudy/stimuli/{study}/manifest.json" for study in study_tasks(config)]
+        files += table_files(table, results) + figure_files(jod_figure, results) + figure_files(triangle_figure, results)
+    files += [f"{results}/tables/userstudy_kendall_{study}.{ext}" for study in ["thesis", *own_studies(config)] for ext in ("csv", "md")]
+    files += [f"{results}/userstudy/stimuli/{study}/manifest.json" for study in study_tasks(config)]
     return files

@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lossbench import losses  # noqa: E402
@@ -172,7 +173,7 @@ def ranking_triangle(summary: Summary, paths: list[str | Path], title: str, orig
     p = summary.p_values
     order = np.argsort(summary.jod)
     y = {int(c): float(1 - (k + 1) % 2) for k, c in enumerate(order)}
-    figure, axis = plt.subplots(figsize=(7.0, 3.0))
+    figure, axis = plt.subplots(figsize=(7.0, 3.4))
     for k, c in enumerate(order):
         c = int(c)
         for back in (1, 2):
@@ -189,5 +190,12 @@ def ranking_triangle(summary: Summary, paths: list[str | Path], title: str, orig
     axis.set_yticks([])
     axis.set_xlabel(f"JOD ({words})")
     axis.set_title(title, fontsize=10)
-    figure.tight_layout()
+    # Below the axes, so that it never covers a condition.
+    handles = [
+        Line2D([], [], color="tab:blue", linestyle="-", label=f"significant (p < {SIGNIFICANT:g}, one-sided)"),
+        Line2D([], [], color="tab:red", linestyle="--", label="not significant"),
+        Line2D([], [], color="tab:red", marker="o", linestyle="", label="loss at its JOD; edge labels: JOD difference"),
+    ]
+    figure.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
     _save(figure, paths)
