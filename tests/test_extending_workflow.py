@@ -41,7 +41,7 @@ def test_a_users_loss_and_mix_get_columns_panels_and_curves(tmp_path):
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(config_path), "--directory", str(workdir), "--cores", "2"]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    tables = workdir / "results" / "tables"
+    tables = workdir / "results" / "demo" / "tables"
     with open(tables / "table_6_1.csv", newline="") as handle:
         header = next(csv.reader(handle))
     assert header[2:11] == ["input", "l1", "l2", "msssim", "lpips_l2", "flip", "adaptive", "mix", "half_l1"]
@@ -50,6 +50,6 @@ def test_a_users_loss_and_mix_get_columns_panels_and_curves(tmp_path):
     with open(tables / "table_6_1_vs_paper.csv", newline="") as handle:
         compared = [row for row in csv.DictReader(handle) if row["model"] in ("mix", "half_l1")]
     assert compared and all(row["paper"] == "" and row["ours"] != "" for row in compared)
-    figures = workdir / "results" / "figures"
+    figures = workdir / "results" / "demo" / "figures"
     assert all((figures / f"{name}.png").stat().st_size > 0 for name in config["figures"])
     assert (figures / "curves_denoise.png").stat().st_size > 0
