@@ -45,7 +45,14 @@ from lossbench.models import UNet
 REPO = Path(__file__).resolve().parents[1]
 #: The thesis's U-net and crops (config/paper.yaml, denoising).
 WIDTH, DEPTH, CROP, BATCH = 32, 4, 256, 16
-LOSS_PARAMS = {"msssim": {"small_images": "reduce_scales"}, "lpips_l2": {"trunk": "untrained", "l2_weight": "balance"}}
+#: Beyond each loss's portable parameters (any image size, no downloads): LPIPS+l2's ``balance`` path,
+#: whose weight is set on the device in the first step, is the one that could sync.
+EXTRA_PARAMS = {"lpips_l2": {"l2_weight": "balance"}}
+
+
+def loss_params(name: str) -> dict:
+    """Constructor arguments of loss ``name`` for the check."""
+    return {**losses.spec(name).portable_params, **EXTRA_PARAMS.get(name, {})}
 
 
 def _batch(device: torch.device, batch: int, crop: int, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +66,7 @@ def _batch(device: torch.device, batch: int, crop: int, channels_last: bool = Fa
 def _setup(name: str, device: torch.device, channels_last: bool, width: int) -> tuple[UNet, torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model = UNet(3, 3, width=width, depth=DEPTH, residual=False).to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    loss_fn = train.build_loss({"loss": name, "loss_params": LOSS_PARAMS.get(name, {}), "kind": "denoise"}).to(device)
+    loss_fn = train.build_loss({"loss": name, "loss_params": loss_params(name), "kind": "denoise"}).to(device)
     return model, loss_fn, torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=1e-4)
 
 
@@ -135,7 +142,7 @@ def check_tf32_scope(device: torch.device, crop: int) -> dict:
     for name in ("msssim", "flip", "lpips_l2"):
         values = {}
         for where in ("cpu", device):
-            loss_fn = train.build_loss({"loss": name, "loss_params": LOSS_PARAMS.get(name, {}), "kind": "denoise"}).to(where)
+            loss_fn = train.build_loss({"loss": name, "loss_params": loss_params(name), "kind": "denoise"}).to(where)
             output = noisy.to(where).requires_grad_()
             loss = loss_fn(output, target.to(where))
             loss.backward()
