@@ -21,15 +21,20 @@ from lossbench.flip import FLIPLoss
 from lossbench.losses.adaptive import AdaptiveLoss
 from lossbench.metrics.msssim import ms_ssim
 
-#: Constructor parameters for the 3-channel 64×64 test batches.
-_PARAMS = {
-    "msssim": {"small_images": "reduce_scales"},
-    "adaptive": {"num_channels": 3},
-    "lpips_l2": {"l2_weight": "balance", "trunk": "untrained"},
-}
+#: Beyond each loss's portable parameters: LPIPS+l2's ``balance`` path, whose weight is set on the device.
+_EXTRA_PARAMS = {"lpips_l2": {"l2_weight": "balance"}}
+
+
+def _params(name: str) -> dict:
+    """Constructor parameters of loss ``name`` for the 3-channel 64×64 test batches."""
+    spec = losses.spec(name)
+    channels = {spec.channel_param: 3} if spec.channel_param else {}
+    return {**spec.portable_params, **channels, **_EXTRA_PARAMS.get(name, {})}
+
+
 #: Every registered loss, and the FLIP loss's other out-of-range treatments.
 LOSSES = {
-    **{name: functools.partial(losses.build, name, **_PARAMS.get(name, {})) for name in losses.names()},
+    **{name: functools.partial(losses.build, name, **_params(name)) for name in losses.names()},
     "flip_inward": lambda: FLIPLoss(out_of_range="inward"),
     "flip_extrapolate": lambda: FLIPLoss(out_of_range="extrapolate"),
 }
