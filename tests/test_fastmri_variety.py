@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from lossbench import train
 from lossbench.config import train_spec, validate
@@ -78,15 +76,21 @@ def test_single_coil_files_of_two_widths_with_reconstruction_rss_pass(tmp_path):
     assert selected == paths and problems == []
 
 
-def test_training_on_varied_brain_volumes_batches_by_shape(tmp_path):
-    _write(tmp_path / "train", BRAIN)
+def _brain_run(tmp_path: Path, tiny_config: dict, slices: int, epochs: int) -> dict:
+    """Varied brain training volumes of ``slices`` slices, a one-slice validation set in val.h5, and
+    the tiny config's l1 spec on 48-pixel crops in batches of two."""
+    _write(tmp_path / "train", BRAIN, slices=slices)
     _write(tmp_path / "val", BRAIN[1:2], slices=1)
-    with open(os.path.join(os.path.dirname(__file__), "data", "config_tiny.yaml")) as handle:
-        config = validate(yaml.safe_load(handle))
+    config = validate(tiny_config)
     config["tasks"]["brain"]["crop"] = 48
-    config["tasks"]["brain"]["training"].update(epochs=1, batch_size=2)
+    config["tasks"]["brain"]["training"].update(epochs=epochs, batch_size=2)
     spec = train_spec(config, "brain", "l1", 0)
     assert write_valset("multicoil", spec["data"], tmp_path / "val", tmp_path / "val.h5") == 1
+    return spec
+
+
+def test_training_on_varied_brain_volumes_batches_by_shape(tmp_path, tiny_config):
+    spec = _brain_run(tmp_path, tiny_config, slices=2, epochs=1)
     train.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "out", tmp_path / "ckpt", device="cpu", threads=1, progress=False)
     with open(tmp_path / "out" / "curve.csv") as handle:
         (row,) = list(csv.DictReader(handle))
@@ -99,29 +103,21 @@ def test_training_on_varied_brain_volumes_batches_by_shape(tmp_path):
     ({"preset": "huge"}, r"tasks\.brain\.data\.preset: 'huge' is not one of \['default', 'realistic'\]"),
     ({"skip_bad": "yes"}, r"tasks\.brain\.data\.skip_bad: 'yes' is not of type 'boolean'"),
 ])
-def test_bad_preset_and_skip_bad_values_are_config_errors(change, message):
+def test_bad_preset_and_skip_bad_values_are_config_errors(change, message, tiny_config):
     from lossbench.config import ConfigError
 
-    with open(os.path.join(os.path.dirname(__file__), "data", "config_tiny.yaml")) as handle:
-        config = yaml.safe_load(handle)
+    config = tiny_config
     config["tasks"]["brain"]["data"].update(change)
     with pytest.raises(ConfigError, match=message):
         validate(config, source="tiny.yaml")
 
 
-def test_shape_grouped_mri_run_resumed_mid_epoch_ends_bit_for_bit_the_same(tmp_path, caplog):
+def test_shape_grouped_mri_run_resumed_mid_epoch_ends_bit_for_bit_the_same(tmp_path, caplog, tiny_config):
     # Three volumes of three slices in batches of two: 6 shape-grouped batches per epoch; the
     # checkpoint at step 8 lies inside epoch 2, whose batches differ from epoch 1's.
     import torch
 
-    _write(tmp_path / "train", BRAIN, slices=3)
-    _write(tmp_path / "val", BRAIN[1:2], slices=1)
-    with open(os.path.join(os.path.dirname(__file__), "data", "config_tiny.yaml")) as handle:
-        config = validate(yaml.safe_load(handle))
-    config["tasks"]["brain"]["crop"] = 48
-    config["tasks"]["brain"]["training"].update(epochs=2, batch_size=2)
-    spec = train_spec(config, "brain", "l1", 0)
-    write_valset("multicoil", spec["data"], tmp_path / "val", tmp_path / "val.h5")
+    spec = _brain_run(tmp_path, tiny_config, slices=3, epochs=2)
     options = dict(device="cpu", threads=1, progress=False, checkpoint_every=4)
     reference = torch.load(train.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "reference", tmp_path / "ckpt", **options), weights_only=False)["model"]
     middle = next((tmp_path / "ckpt").rglob("step_000000008.pt"))

@@ -10,7 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+Spec = TypeVar("Spec")
+
+
+def lookup(registry: Mapping[str, Spec], kind: str, name: str) -> Spec:
+    """The spec of ``name`` in ``registry`` (of losses or metrics: ``kind``).
+
+    Raises:
+        ValueError: unknown name (one line listing the known ones).
+    """
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}: expected one of {', '.join(registry)}")
+    return registry[name]
 
 
 def tex_escape(text: str) -> str:

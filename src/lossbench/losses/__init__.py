@@ -18,7 +18,7 @@ from torch import nn
 from lossbench.flip import LOSS as FLIP
 from lossbench.losses import adaptive, mix, pixel
 from lossbench.metrics import lpips, msssim
-from lossbench.specs import LossSpec, tex_escape
+from lossbench.specs import LossSpec, lookup, tex_escape
 
 #: Every registered loss, the thesis's six first in its column order, then the opt-in ones.
 SPECS: dict[str, LossSpec] = {spec.name: spec for spec in (pixel.L1, pixel.L2, msssim.LOSS, lpips.LOSS, FLIP, adaptive.SPEC, mix.SPEC)}
@@ -88,14 +88,8 @@ def names() -> list[str]:
 
 
 def spec(name: str) -> LossSpec:
-    """The spec of loss ``name``.
-
-    Raises:
-        ValueError: unknown name (one line listing the known ones).
-    """
-    if name not in SPECS:
-        raise ValueError(f"unknown loss {name!r}: expected one of {', '.join(SPECS)}")
-    return SPECS[name]
+    """The spec of loss ``name``; an unknown name is a one-line ValueError listing the known ones."""
+    return lookup(SPECS, "loss", name)
 
 
 def label(name: str, lpips_pretrained: bool = True) -> str:

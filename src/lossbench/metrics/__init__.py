@@ -10,7 +10,7 @@ import torch
 
 from lossbench.flip import METRIC as FLIP
 from lossbench.metrics import lpips, msssim, pixel
-from lossbench.specs import MetricInfo, MetricSpec
+from lossbench.specs import MetricInfo, MetricSpec, lookup
 
 #: Every registered metric, in the thesis's row order.
 SPECS: dict[str, MetricSpec] = {spec.name: spec for spec in (pixel.L1, pixel.L2, pixel.PSNR, msssim.METRIC, lpips.METRIC, FLIP)}
@@ -27,14 +27,8 @@ def names() -> list[str]:
 
 
 def spec(name: str) -> MetricSpec:
-    """The spec of metric ``name``.
-
-    Raises:
-        ValueError: unknown name (one line listing the known ones).
-    """
-    if name not in SPECS:
-        raise ValueError(f"unknown metric {name!r}: expected one of {', '.join(SPECS)}")
-    return SPECS[name]
+    """The spec of metric ``name``; an unknown name is a one-line ValueError listing the known ones."""
+    return lookup(SPECS, "metric", name)
 
 
 @torch.no_grad()
