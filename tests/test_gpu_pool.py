@@ -1,14 +1,20 @@
 """The lock-file GPU pool with simulated devices: concurrent processes never share a device, locks
-follow GPU UUIDs whatever CUDA_VISIBLE_DEVICES calls them."""
+follow GPU UUIDs whatever CUDA_VISIBLE_DEVICES calls them, and a real Snakemake run of two GPU jobs at once."""
 
+import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
+
+from conftest import REPO
 
 from lossbench import device as device_module
 from lossbench import gpu_pool
@@ -143,3 +149,57 @@ def test_lock_names_ignore_the_gpu_prefix_and_case():
         gpu_pool.acquire(["GPU-a", "a"])
     with pytest.raises(ValueError, match="no visible GPU"):
         gpu_pool.acquire([])
+
+
+#: One Snakemake job on the simulated pool: takes a GPU through select_device, records it, and holds
+#: it until the other job has one too (a file each), so that jobs run one after the other fail.
+_SNAKEMAKE_JOB = """
+import json, sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_gpu_pool import NODE, _simulate_cuda
+from lossbench.device import select_device, visible_gpu_uuids
+
+name, partner, out = sys.argv[1:4]
+_simulate_cuda(NODE[:2], "0,1")
+device = select_device("cuda", "locks")
+start = time.monotonic()
+Path(name + ".holding").touch()
+deadline = start + 20
+while not Path(partner + ".holding").exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+Path(out).write_text(json.dumps({{"gpu": visible_gpu_uuids()[device.index], "start": start, "end": time.monotonic(), "partner_seen": Path(partner + ".holding").exists()}}))
+"""
+
+_SNAKEFILE = """
+rule all:
+    input: "train.json", "infer.json"
+
+rule train:
+    output: "train.json"
+    threads: {threads}
+    resources: gpu=1
+    shell: "{python} job.py train infer {{output}}"
+
+rule infer:
+    output: "infer.json"
+    threads: {threads}
+    resources: gpu=1
+    shell: "{python} job.py infer train {{output}}"
+"""
+
+
+def test_snakemake_runs_two_gpu_jobs_at_once_on_two_gpus(tmp_path):
+    # Item 1 of issue 14: `--cores 8 --resources gpu=2` with the thesis configuration's threads per job
+    # must run two GPU jobs together, each on its own GPU (a real Snakemake run, GPUs simulated).
+    threads = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["threads"]
+    (tmp_path / "job.py").write_text(_SNAKEMAKE_JOB.format(tests=str(REPO / "tests")))
+    (tmp_path / "Snakefile").write_text(_SNAKEFILE.format(threads=threads, python=sys.executable))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    command = [sys.executable, "-m", "snakemake", "--cores", "8", "--resources", "gpu=2", "--directory", str(tmp_path), "--snakefile", str(tmp_path / "Snakefile")]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train, infer = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("train", "infer"))
+    assert train["partner_seen"] and infer["partner_seen"], "Snakemake ran the two GPU jobs one after the other"
+    assert max(train["start"], infer["start"]) < min(train["end"], infer["end"])
+    assert {train["gpu"], infer["gpu"]} == set(NODE[:2])
