@@ -13,12 +13,20 @@ Four stages, each recorded in the JSON (GPU name, capability, torch and CUDA ver
 3. ``compile``: the l2 step under ``torch.compile`` with bfloat16 and channels_last, its images/s, and
    how many graphs dynamo compiled for full batches followed by a short last batch (expected: 2, the
    second with a dynamic batch size, after which short batches reuse it).
-4. ``train_run``: :func:`lossbench.train.run` end to end on the demo configuration with ``device:
+4. ``resume``: Adam steps (the adaptive loss, whose parameters are optimised too), a checkpoint
+   written and read back by :mod:`lossbench.train` (RNG states included), a fresh model and optimiser
+   resumed from it: every ``optimizer.state[*]["step"]`` must be on the CPU (on the GPU each of Adam's
+   ``.item()`` calls is a sync), the moments on the GPU, and the resumed steps must run under
+   ``torch.cuda.set_sync_debug_mode("error")``; the resumed weights are compared with an
+   uninterrupted run's.
+5. ``train_run``: :func:`lossbench.train.run` end to end on the demo configuration with ``device:
    cuda``, bfloat16, channels_last, compile, cudnn_benchmark and 2 persistent workers, 2 epochs.
 
-Without CUDA it prints why and exits 0, writing nothing; ``--cpu-dry-run`` instead runs stages 1, 2
-and 4 on the CPU at a tiny size (no timing meaning, no sync check) to test the script itself. A stage
-that fails records its one-line error and the others still run; the exit status is 1 if any did.
+Without CUDA it prints why and exits 0, writing nothing; ``--cpu-dry-run`` instead runs stages 1, 2,
+4 and 5 on the CPU at a tiny size (no timing meaning, no sync check) to test the script itself. A stage
+that fails records its one-line error and the others still run. The JSON's ``failed`` lists, one line
+each, every stage error, host sync, TF32 leak beyond the tolerances, unexpected graph count and
+resume defect (:func:`failures`); the exit status is 1 if there is any.
 """
 
 from __future__ import annotations
@@ -48,6 +56,20 @@ WIDTH, DEPTH, CROP, BATCH = 32, 4, 256, 16
 #: Beyond each loss's portable parameters (any image size, no downloads): LPIPS+l2's ``balance`` path,
 #: whose weight is set on the device in the first step, is the one that could sync.
 EXTRA_PARAMS = {"lpips_l2": {"l2_weight": "balance"}}
+#: CUDA against CPU relative differences allowed in ``tf32_scope``. Measured on the CPU at the
+#: check's size (2×3×256×256): float32 against float64 differs by 3e-4 in MS-SSIM's loss value (1 −
+#: MS-SSIM ≈ 2e-3, so float32's rounding is magnified 500×) and by 7e-5 in its gradient, LPIPS+l2 by
+#: 3e-8 in both; rounding the convolution inputs to TF32 instead changes MS-SSIM's value by 0.8 and its
+#: gradient by 0.19, LPIPS+l2's value by 1.4e-4 and its gradient by 0.05 (at 64×64). The gradient's
+#: tolerance sits 15× above the float32 noise and 50× below TF32's effect; the value's is looser
+#: because MS-SSIM's own float32 noise is near 1e-3 once CPU and CUDA each add theirs (LPIPS's TF32
+#: leak shows in its gradient). FLIP computes in float32 only, so its noise could not be measured.
+VALUE_TOLERANCE, GRADIENT_TOLERANCE = 1e-2, 1e-3
+#: Graphs dynamo should compile in ``compile``: full batches, then one with a dynamic batch size that
+#: every later short batch reuses.
+EXPECTED_GRAPHS = 2
+#: The resume stage's loss: its learnable parameters put Adam state on the loss module as well.
+RESUME_LOSS = "adaptive"
 
 
 def loss_params(name: str) -> dict:
@@ -101,6 +123,20 @@ def _tf32(enabled: bool) -> None:
     configure_cuda_kernels(torch.device("cuda"), tf32=enabled, benchmark=True)
 
 
+def _host_sync(function) -> str | None:
+    """None if ``function()`` performs no host-device sync, else the first line of the error that
+    ``torch.cuda.set_sync_debug_mode("error")`` raised at the first one."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        function()
+        return None
+    except RuntimeError as error:
+        return str(error).splitlines()[0]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def check_losses(device: torch.device, steps: int, batch_size: int, crop: int, width: int) -> dict:
     results = {}
     for name in losses.names():
@@ -119,15 +155,7 @@ def check_losses(device: torch.device, steps: int, batch_size: int, crop: int, w
         if device.type != "cuda":
             results[name] = entry
             continue
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
-        try:
-            _step(model, loss_fn, optimizer, batch, True)
-            entry["host_sync_in_step"] = None
-        except RuntimeError as error:
-            entry["host_sync_in_step"] = str(error).splitlines()[0]
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
+        entry["host_sync_in_step"] = _host_sync(lambda: _step(model, loss_fn, optimizer, batch, True))
         results[name] = entry
         print(name, json.dumps(entry), flush=True)
     return results
@@ -177,6 +205,77 @@ def check_compile(device: torch.device, steps: int, batch_size: int, crop: int, 
     return result
 
 
+def check_resume(device: torch.device, steps: int, batch_size: int, crop: int, width: int) -> dict:
+    _tf32(False)
+    batch = _batch(device, batch_size, crop)
+    model, loss_fn, optimizer = _setup(RESUME_LOSS, device, channels_last=False, width=width)
+    for _ in range(steps):
+        _step(model, loss_fn, optimizer, batch, False)
+    with tempfile.TemporaryDirectory() as folder:
+        train.save_checkpoint(Path(folder), {
+            "model": model.state_dict(),
+            "loss": loss_fn.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": train._rng_states(device),
+            "progress": {"step": steps},
+        })
+        checkpoint, _ = train.load_checkpoint(Path(folder))
+    resumed_model, resumed_loss, resumed_optimizer = _setup(RESUME_LOSS, device, channels_last=False, width=width)
+    resumed_model.load_state_dict(checkpoint["model"])
+    resumed_loss.load_state_dict(checkpoint["loss"])
+    resumed_optimizer.load_state_dict(checkpoint["optimizer"])
+    train._restore_rng_states(checkpoint["rng"], device)
+    states = list(resumed_optimizer.state.values())
+    result = {
+        "optimizer_states": len(states),
+        "step_devices": sorted({str(state["step"].device) for state in states}),
+        "moment_devices": sorted({str(state[key].device) for state in states for key in ("exp_avg", "exp_avg_sq")}),
+    }
+
+    def resumed_steps() -> None:
+        for _ in range(steps):
+            _step(resumed_model, resumed_loss, resumed_optimizer, batch, False)
+
+    if device.type == "cuda":
+        result["host_sync_in_resumed_steps"] = _host_sync(resumed_steps)
+    else:
+        resumed_steps()
+    for _ in range(steps):  # the same steps without the interruption
+        _step(model, loss_fn, optimizer, batch, False)
+    with torch.no_grad():
+        result["weights_relative_difference"] = max(
+            float((resumed - original).norm() / original.norm().clamp_min(1e-30))
+            for resumed, original in zip([*resumed_model.parameters(), *resumed_loss.parameters()], [*model.parameters(), *loss_fn.parameters()])
+        )
+    print("resume", json.dumps(result), flush=True)
+    return result
+
+
+def failures(report: dict) -> list[str]:
+    """One line per defect in ``report``: a stage's error, a host sync in a step, a loss whose CUDA
+    value or gradient departs from the CPU's beyond the tolerances (TF32 inside it), a graph count
+    other than :data:`EXPECTED_GRAPHS`, Adam state on the wrong device after a resume."""
+    found = [f"{stage}: {result['error']}" for stage, result in report.items() if isinstance(result, dict) and "error" in result]
+    for name, entry in report.get("losses", {}).items():
+        if entry.get("host_sync_in_step"):
+            found.append(f"losses.{name}: a training step syncs with the host: {entry['host_sync_in_step']}")
+    for name, entry in report.get("tf32_scope", {}).items():
+        for key, tolerance in (("value_relative_difference", VALUE_TOLERANCE), ("gradient_relative_difference", GRADIENT_TOLERANCE)):
+            if key in entry and not entry[key] <= tolerance:
+                found.append(f"tf32_scope.{name}: {key} {entry[key]:.3g} above {tolerance:g} (TF32 inside the loss?)")
+    graphs = report.get("compile", {}).get("unique_graphs")
+    if graphs is not None and graphs != EXPECTED_GRAPHS:
+        found.append(f"compile: dynamo compiled {graphs} graphs, expected {EXPECTED_GRAPHS} (recompilations)")
+    resume = report.get("resume", {})
+    if "step_devices" in resume and resume["step_devices"] != ["cpu"]:
+        found.append(f"resume: Adam's step counters are on {', '.join(resume['step_devices'])} after a resume, expected cpu only")
+    if "moment_devices" in resume and resume["moment_devices"] != [report["device"]]:
+        found.append(f"resume: Adam's moments are on {', '.join(resume['moment_devices'])}, expected {report['device']}")
+    if resume.get("host_sync_in_resumed_steps"):
+        found.append(f"resume: a resumed step syncs with the host: {resume['host_sync_in_resumed_steps']}")
+    return found
+
+
 def check_train_run(device: str) -> dict:
     with open(REPO / "config.yaml") as handle:
         config = yaml.safe_load(handle)
@@ -223,26 +322,28 @@ def main(argv: list[str] | None = None) -> int:
             "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version(),
         }
-    report.update(torch=torch.__version__, batch=batch, crop=crop, width=width, depth=DEPTH, steps=steps)
+    report.update(device=str(device), torch=torch.__version__, batch=batch, crop=crop, width=width, depth=DEPTH, steps=steps)
     stages = {"losses": lambda: check_losses(device, steps, batch, crop, width), "tf32_scope": lambda: check_tf32_scope(device, crop)}
     if not (args.no_compile or args.cpu_dry_run):
         stages["compile"] = lambda: check_compile(device, steps, batch, crop, width)
+    stages["resume"] = lambda: check_resume(device, steps, batch, crop, width)
     if not args.no_train_run:
         stages["train_run"] = lambda: check_train_run(device.type)
-    failed = False
     for stage, run in stages.items():
         started = time.perf_counter()
         try:
             report[stage] = run()
         except Exception as error:  # one stage's failure is a result; the others still run
-            failed = True
             report[stage] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
             traceback.print_exc()
         report.setdefault("stage_seconds", {})[stage] = round(time.perf_counter() - started, 1)
+        report["failed"] = failures(report)
         with open(args.out, "w") as handle:  # after every stage, so a timeout keeps what was measured
             json.dump(report, handle, indent=2)
-    print(f"cuda_check: wrote {args.out}")
-    return 1 if failed else 0
+    for line in report["failed"]:
+        print(f"cuda_check FAILED: {line}")
+    print(f"cuda_check: wrote {args.out}" + (f", {len(report['failed'])} failure(s)" if report["failed"] else ", no failures"))
+    return 1 if report["failed"] else 0
 
 
 if __name__ == "__main__":
