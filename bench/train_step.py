@@ -5,9 +5,12 @@
 Two model sizes on RGB denoising crops: the demo's (config.yaml: width 8, depth 3, 64×64, batch 4)
 and the thesis's (config/paper.yaml: width 32, depth 4, 256×256; batch 16 on CUDA, 4 on the CPU to
 keep the run short; images/s are per image either way). As a sanity anchor, ``fastmri.models.Unet``
-of the same width and depth is timed with the l2 loss. On CUDA the paper size is also timed with
-bfloat16 autocast and channels_last (``trainer.autocast``, ``trainer.channels_last``). The median
-over repeats is reported, interleaved across losses so that machine noise affects all alike.
+of the same width and depth is timed with the l2 loss. On CUDA the paper size is also timed in the
+variants of :data:`CUDA_VARIANTS` (fp32 without TF32, TF32, bfloat16 autocast, channels_last,
+torch.compile: ``trainer.tf32``, ``autocast``, ``channels_last``, ``compile``), each where the GPU
+supports it, with the share of each step that the loss's forward and backward take; the JSON's
+``cuda_variants`` and ``gpu`` (its name) feed :func:`lossbench.budget.measured_gpu`. The median over
+repeats is reported, interleaved across losses so that machine noise affects all alike.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch
 from fastmri.models import Unet as FastMRIUnet
 
 from lossbench import losses
+from lossbench.device import MIN_CAPABILITY, DeviceError, check_gpu_features, configure_cuda_kernels
 from lossbench.models import UNet
 from lossbench.train import build_loss
 
@@ -65,9 +69,9 @@ def _setups(size: str, device: torch.device, fast: bool) -> dict[str, tuple]:
     return setups
 
 
-def measure(size: str, device: torch.device, repeats: int, fast: bool = False) -> dict:
+def measure(size: str, device: torch.device, repeats: int) -> dict:
     """Median seconds per step and images/s of every setup of ``size`` on ``device``."""
-    setups = _setups(size, device, fast)
+    setups = _setups(size, device, False)
     for setup in setups.values():  # warm-up: allocator, kernels, lazy initialisation
         _step(*setup)
     times = {name: [] for name in setups}
@@ -86,6 +90,85 @@ def measure(size: str, device: torch.device, repeats: int, fast: bool = False) -
     }
 
 
+#: CUDA variants of the paper size: each one option away from TF32 (torch's default for convolutions,
+#: and config/paper.yaml's), fp32 without it. lossbench.budget picks the one a configuration trains with.
+CUDA_VARIANTS = {
+    "fp32": {"tf32": False, "autocast": False, "channels_last": False, "compile": False},
+    "tf32": {"tf32": True, "autocast": False, "channels_last": False, "compile": False},
+    "bf16": {"tf32": True, "autocast": True, "channels_last": False, "compile": False},
+    "channels_last": {"tf32": True, "autocast": False, "channels_last": True, "compile": False},
+    "compile": {"tf32": True, "autocast": False, "channels_last": False, "compile": True},
+}
+
+
+def unsupported(settings: dict[str, bool], device: torch.device) -> str | None:
+    """Why the GPU cannot run a variant's ``settings`` (one line), or None."""
+    try:
+        check_gpu_features(device, "bfloat16" if settings["autocast"] else "none", settings["compile"])
+    except DeviceError as error:
+        return str(error)
+    if settings["tf32"] and device.type == "cuda" and torch.cuda.get_device_capability(device) < MIN_CAPABILITY:
+        return f"TF32 needs compute capability {MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]} or newer"
+    return None
+
+
+def _loss_seconds(loss_fn: torch.nn.Module, output: torch.Tensor, clean: torch.Tensor, autocast: bool) -> float:
+    """Seconds of the loss's forward and backward alone, on a detached U-net output."""
+    if output.is_cuda:
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    with torch.autocast(output.device.type, dtype=torch.bfloat16, enabled=autocast):
+        loss = loss_fn(output, clean)
+    loss.backward()
+    if output.is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
+def measure_variant(name: str, device: torch.device, repeats: int, size: str = "paper") -> dict:
+    """Images/s of every setup of ``size`` in CUDA variant ``name``, and the loss's share of each step.
+
+    Returns:
+        ``batch``, ``crop``, ``width``, ``depth``, the variant's ``settings``, ``seconds_per_step``,
+        ``images_per_second`` and ``loss_share_of_step`` per setup; or ``settings`` and ``skipped``
+        (why the GPU cannot run it) or ``error`` (the first line of what failed, e.g. compile).
+    """
+    settings = CUDA_VARIANTS[name]
+    reason = unsupported(settings, device)
+    if reason is not None:
+        return {"settings": settings, "skipped": reason}
+    configure_cuda_kernels(device, tf32=settings["tf32"], benchmark=True)
+    torch._dynamo.reset()
+    setups = {}
+    for key, (model, loss_fn, optimizer, data, _) in _setups(size, device, settings["channels_last"]).items():
+        setups[key] = (torch.compile(model) if settings["compile"] else model, loss_fn, optimizer, data, settings["autocast"])
+    try:
+        for setup in setups.values():  # warm-up: compilation, cuDNN autotuning, allocator
+            _step(*setup)
+        steps, loss_only = {key: [] for key in setups}, {key: [] for key in setups}
+        for _ in range(repeats):
+            for key, (forward, loss_fn, optimizer, (degraded, clean), autocast) in setups.items():
+                steps[key].append(_step(forward, loss_fn, optimizer, (degraded, clean), autocast))
+                with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                    output = forward(degraded)
+                loss_only[key].append(_loss_seconds(loss_fn, output.detach().requires_grad_(), clean, autocast))
+    except Exception as error:  # e.g. torch.compile without a working Triton: a result of this GPU
+        return {"settings": settings, "error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
+    batch = next(iter(setups.values()))[3][0].shape[0]
+    medians = {key: statistics.median(values) for key, values in steps.items()}
+    width, depth, _, crop, *_ = SIZES[size]
+    return {
+        "batch": batch,
+        "crop": crop,
+        "width": width,
+        "depth": depth,
+        "settings": settings,
+        "seconds_per_step": medians,
+        "images_per_second": {key: batch / seconds for key, seconds in medians.items()},
+        "loss_share_of_step": {key: statistics.median(loss_only[key]) / medians[key] for key in setups},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench/train_step.json")
@@ -98,22 +181,24 @@ def main() -> None:
     for device in devices:
         for size in SIZES:
             results[f"{device.type}/{size}"] = measure(size, device, args.repeats)
-        if device.type == "cuda":
-            results["cuda/paper/bfloat16_channels_last"] = measure("paper", device, args.repeats, fast=True)
     report = {
         "threads": args.threads,
         "repeats": args.repeats,
         "torch": torch.__version__,
         "machine": platform.machine(),
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "results": results,
     }
+    if torch.cuda.is_available():
+        report["cuda_variants"] = {name: measure_variant(name, torch.device("cuda"), args.repeats) for name in CUDA_VARIANTS}
     with open(args.out, "w") as handle:
         json.dump(report, handle, indent=2)
     names = list(next(iter(results.values()))["images_per_second"])
     print(f"{'images/s':18s}" + "".join(f"{key:>28s}" for key in results))
     for name in names:
         print(f"{name:18s}" + "".join(f"{results[key]['images_per_second'][name]:28.1f}" for key in results))
+    for variant, result in report.get("cuda_variants", {}).items():
+        print(f"cuda/paper/{variant}: " + (", ".join(f"{key} {result['images_per_second'][key]:.1f} images/s (loss {result['loss_share_of_step'][key]:.0%})" for key in result["images_per_second"]) if "images_per_second" in result else result.get("skipped") or result["error"]))
 
 
 if __name__ == "__main__":

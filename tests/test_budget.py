@@ -1,8 +1,11 @@
-"""The compute budget: samples from the data or from published sizes, FLOPs, and `snakemake budget` without data."""
+"""The compute budget: samples from the data or from published sizes, FLOPs, GPU hours from what
+bench/train_step.py writes, and `snakemake budget` without data."""
 
+import importlib.util
+import json
 import re
-import sys
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -51,3 +54,37 @@ def test_budget_target_runs_for_the_paper_configuration_without_its_data(tmp_pat
     text = (tmp_path / "results" / "paper" / "budget.md").read_text()
     assert re.search(r"\| knee \| l2 \| 0 \| 34,742 \| 1,000 \| 4,343,000 \|", text), text
     assert "GPU-hours" in text and "estimate" in text
+
+
+def _train_step_module():
+    spec = importlib.util.spec_from_file_location("train_step", REPO / "bench" / "train_step.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_hours_come_from_the_train_step_variant_the_configuration_trains_with(tiny_config, tmp_path):
+    import torch
+
+    # What bench/train_step.py writes for a CUDA variant, measured for real on the CPU at the demo size
+    # (only the numbers are not a GPU's); the GPU's name is made up.
+    torch.manual_seed(0)
+    variant = _train_step_module().measure_variant("fp32", torch.device("cpu"), repeats=1, size="demo")
+    assert {"batch", "crop", "width", "depth", "images_per_second", "loss_share_of_step"} <= variant.keys()
+    assert all(0 < share < 1 for share in variant["loss_share_of_step"].values())
+    bench = tmp_path / "train_step.json"
+    bench.write_text(json.dumps({"gpu": "Made-up GPU", "cuda_variants": {"fp32": variant, "compile": {"skipped": "no Triton"}}}))
+    config = validate(tiny_config, "tiny.yaml")
+    config["tasks"] = {"denoise": config["tasks"]["denoise"]}
+    config["trainer"].update(tf32=False, compile=False, autocast="none", channels_last=False)
+    assert budget.measured_gpu(bench, config["trainer"])["name"] == "Made-up GPU"
+    rows = budget.estimate(config, tmp_path, bench)
+    for row in rows:
+        rate = variant["images_per_second"][row["loss"]] * variant["crop"] ** 2 / config["tasks"]["denoise"]["crop"] ** 2
+        assert row["gpu_source"] == "measured on Made-up GPU (bench/train_step.json, variant fp32), scaled to the crop"
+        assert row["gpu_hours"] == pytest.approx(row["samples"] * row["epochs"] / rate / 3600)
+    # A configuration that compiles needs the compile variant, which this GPU could not run: an estimate.
+    config["trainer"]["compile"] = True
+    assert budget.measured_gpu(bench, config["trainer"]) is None
+    assert all(row["gpu_source"].startswith("estimate") for row in budget.estimate(config, tmp_path, bench))
+    assert budget.measured_gpu(tmp_path / "absent.json", config["trainer"]) is None

@@ -122,13 +122,32 @@ def loss_seconds(loss_fn: torch.nn.Module, sample: torch.Tensor) -> float:
     return _seconds(step)
 
 
-def measured_gpu(path: Path) -> dict[str, Any] | None:
-    """The CUDA paper-size results of ``bench/train_step.json``, if a GPU run has been recorded there."""
+def train_step_variant(trainer: dict[str, Any]) -> str:
+    """The ``bench/train_step.py`` CUDA variant nearest to ``trainer`` (a configuration's ``trainer``):
+    its first speed option that is on (compile, bfloat16 autocast, channels_last), else TF32 or fp32.
+    The variants change one option each, so a combination is costed at its first option's speed."""
+    for variant, on in (("compile", trainer["compile"]), ("bf16", trainer["autocast"] == "bfloat16"), ("channels_last", trainer["channels_last"])):
+        if on:
+            return variant
+    return "tf32" if trainer["tf32"] else "fp32"
+
+
+def measured_gpu(path: Path, trainer: dict[str, Any]) -> dict[str, Any] | None:
+    """The paper-size CUDA measurement of ``bench/train_step.json`` in the variant that ``trainer``
+    trains with (:func:`train_step_variant`), if a GPU run recorded it there.
+
+    Returns:
+        ``name`` (the GPU), ``variant``, and the variant's ``images_per_second`` per loss, ``width``,
+        ``depth`` and ``crop``; None without the file, a GPU run, or that variant's measurement.
+    """
     if not path.is_file():
         return None
     report = json.loads(path.read_text())
-    result = report.get("results", {}).get("cuda/paper")
-    return None if result is None else {"name": report.get("cuda") or "CUDA GPU", **result}
+    variant = train_step_variant(trainer)
+    result = (report.get("cuda_variants") or {}).get(variant, {})
+    if report.get("gpu") is None or "images_per_second" not in result:
+        return None
+    return {"name": report["gpu"], "variant": variant, **result}
 
 
 def estimate(config: dict[str, Any], results: Path = Path("results"), bench: Path = Path("bench/train_step.json")) -> list[dict[str, Any]]:
@@ -136,7 +155,7 @@ def estimate(config: dict[str, Any], results: Path = Path("results"), bench: Pat
     from lossbench.config import train_spec
     from lossbench.train import build_loss, build_model
 
-    gpu = measured_gpu(bench)
+    gpu = measured_gpu(bench, config["trainer"])
     rows = []
     for task, settings in config["tasks"].items():
         samples = training_samples(config, task, results)
@@ -164,7 +183,7 @@ def estimate(config: dict[str, Any], results: Path = Path("results"), bench: Pat
                 # Measured at the paper's denoising size; other crops and channels scale with FLOPs.
                 reference = gpu["width"], gpu["depth"], gpu["crop"]
                 rate = gpu["images_per_second"][loss] * (reference[2] ** 2 * 3) / (crop**2 * channels(spec["kind"]))
-                gpu_source = f"measured on {gpu['name']} (bench/train_step.json), scaled to the crop"
+                gpu_source = f"measured on {gpu['name']} (bench/train_step.json, variant {gpu['variant']}), scaled to the crop"
             else:
                 loss_factor = 1.0 if extra is None else 1.0 + extra / unet_seconds
                 rate = ASSUMED_GPU["peak_flops"] * ASSUMED_GPU["utilisation"] / flops / loss_factor
