@@ -20,7 +20,10 @@ Four stages, each recorded in the JSON (GPU name, capability, torch and CUDA ver
    ``torch.cuda.set_sync_debug_mode("error")``; the resumed weights are compared with an
    uninterrupted run's.
 5. ``train_run``: :func:`lossbench.train.run` end to end on the demo configuration with ``device:
-   cuda``, bfloat16, channels_last, compile, cudnn_benchmark and 2 persistent workers, 2 epochs.
+   cuda``, bfloat16, channels_last, compile, cudnn_benchmark and 2 persistent workers, 2 epochs (the
+   dry run: 1 epoch of 3 batches); then :func:`lossbench.infer.run` of the model it wrote, with the
+   kernel flags set the other way first: inference must set the model's ``trainer.tf32`` and
+   ``cudnn_benchmark`` again.
 
 Without CUDA it prints why and exits 0, writing nothing; ``--cpu-dry-run`` instead runs stages 1, 2,
 4 and 5 on the CPU at a tiny size (no timing meaning, no sync check) to test the script itself. A stage
@@ -44,10 +47,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from lossbench import losses, train
+from lossbench import infer, losses, train
 from lossbench.config import train_spec, validate
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
-from lossbench.device import configure_cuda_kernels
+from lossbench.device import _float32_precision_flags, configure_cuda_kernels
 from lossbench.models import UNet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -273,10 +276,23 @@ def failures(report: dict) -> list[str]:
         found.append(f"resume: Adam's moments are on {', '.join(resume['moment_devices'])}, expected {report['device']}")
     if resume.get("host_sync_in_resumed_steps"):
         found.append(f"resume: a resumed step syncs with the host: {resume['host_sync_in_resumed_steps']}")
+    run = report.get("train_run", {})
+    if run.get("inference_kernel_flags") not in (None, run.get("model_kernel_flags")):
+        found.append(f"train_run: inference ran with the kernel flags (cudnn.benchmark, float32 precisions) {run['inference_kernel_flags']}, the model was trained with {run['model_kernel_flags']}")
     return found
 
 
-def check_train_run(device: str) -> dict:
+def _kernel_flags(trainer: dict) -> dict:
+    """The CUDA kernel flags that :func:`configure_cuda_kernels` sets for ``trainer``: as they are now
+    (``actual``) and as ``trainer`` asks (``expected``)."""
+    flags = _float32_precision_flags(trainer["tf32"])
+    return {
+        "actual": [torch.backends.cudnn.benchmark, *(getattr(owner, name) for owner, name, _ in flags)],
+        "expected": [trainer["cudnn_benchmark"], *(value for *_, value in flags)],
+    }
+
+
+def check_train_run(device: str, small: bool) -> dict:
     with open(REPO / "config.yaml") as handle:
         config = yaml.safe_load(handle)
     config = copy.deepcopy(config)
@@ -284,7 +300,9 @@ def check_train_run(device: str) -> dict:
     config["trainer"].update(autocast="bfloat16", channels_last=True, compile=device == "cuda", cudnn_benchmark=True)
     config = validate(config)
     spec = train_spec(config, "denoise", "flip", 0)
-    spec["training"].update(epochs=2, workers=2)
+    spec["training"].update(epochs=1 if small else 2, workers=2)
+    if small:
+        spec["data"]["crops_per_image"] = 4
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         prepare_embedded_photos(["chelsea", "rocket", "coffee"], root / "train", max_side=256)
@@ -295,7 +313,15 @@ def check_train_run(device: str) -> dict:
         seconds = time.perf_counter() - started
         with open(root / "out" / "curve.csv") as handle:
             curve = handle.read()
-    result = {"seconds": seconds, "curve": curve}
+        trainer = spec["trainer"]
+        # The other way first, so that only inference itself can set them as the model was trained.
+        configure_cuda_kernels(torch.device(device), tf32=not trainer["tf32"], benchmark=not trainer["cudnn_benchmark"])
+        images = infer.run(root / "out" / "model.pt", root / "val.h5", root / "outputs.h5", device=device, threads=4)
+    flags = _kernel_flags(trainer)
+    result = {"seconds": seconds, "curve": curve, "inferred_images": images}
+    # On the CPU the flags mean nothing and nothing sets them.
+    result["inference_kernel_flags"] = flags["actual"] if device == "cuda" else None
+    result["model_kernel_flags"] = flags["expected"]
     print("train_run", json.dumps(result), flush=True)
     return result
 
@@ -328,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         stages["compile"] = lambda: check_compile(device, steps, batch, crop, width)
     stages["resume"] = lambda: check_resume(device, steps, batch, crop, width)
     if not args.no_train_run:
-        stages["train_run"] = lambda: check_train_run(device.type)
+        stages["train_run"] = lambda: check_train_run(device.type, small=args.cpu_dry_run)
     for stage, run in stages.items():
         started = time.perf_counter()
         try:

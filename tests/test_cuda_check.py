@@ -31,11 +31,11 @@ def test_skips_without_cuda_and_its_stages_run_on_the_cpu(tmp_path):
     if not torch.cuda.is_available():
         skipped = subprocess.run([sys.executable, SCRIPT, "--out", out], capture_output=True, text=True, env=env, timeout=120)
         assert skipped.returncode == 0 and "no CUDA device" in skipped.stdout and not out.exists()
-    dry = subprocess.run([sys.executable, SCRIPT, "--cpu-dry-run", "--no-train-run", "--out", out], capture_output=True, text=True, env=env, timeout=300)
+    dry = subprocess.run([sys.executable, SCRIPT, "--cpu-dry-run", "--out", out], capture_output=True, text=True, env=env, timeout=300)
     assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["failed"] == [] and "no failures" in dry.stdout
-    assert set(report["losses"]) == set(losses.names()) and all("error" not in report[stage] for stage in ("losses", "tf32_scope", "resume"))
+    assert set(report["losses"]) == set(losses.names()) and all("error" not in report[stage] for stage in ("losses", "tf32_scope", "resume", "train_run"))
     assert report["tf32_scope"]["flip"]["value_relative_difference"] == 0.0  # the CPU against itself
     resume = report["resume"]
     # U-net width 4, depth 4: 2 convolutions with weight and bias per block (9 blocks), 2 per
@@ -43,6 +43,10 @@ def test_skips_without_cuda_and_its_stages_run_on_the_cpu(tmp_path):
     assert resume["optimizer_states"] == 9 * 4 + 4 * 2 + 2 + 2
     assert resume["step_devices"] == ["cpu"] and resume["moment_devices"] == ["cpu"]
     assert resume["weights_relative_difference"] == 0.0  # on the CPU a resume continues bit for bit
+    # The trained model's inference ran; its kernel flags are compared on CUDA only (no-ops on the CPU).
+    run = report["train_run"]
+    assert run["inferred_images"] == 1 and run["curve"].count("\n") == 2
+    assert run["inference_kernel_flags"] is None and run["model_kernel_flags"][0] is True
 
 
 GOOD = {
@@ -51,6 +55,7 @@ GOOD = {
     "tf32_scope": {"msssim": {"value_relative_difference": 3e-4, "gradient_relative_difference": 7e-5}},
     "compile": {"unique_graphs": 2},
     "resume": {"step_devices": ["cpu"], "moment_devices": ["cuda:0"], "host_sync_in_resumed_steps": None},
+    "train_run": {"inference_kernel_flags": [True, "tf32", "tf32"], "model_kernel_flags": [True, "tf32", "tf32"]},
 }
 
 
@@ -63,6 +68,7 @@ GOOD = {
     (("resume", "step_devices"), ["cpu", "cuda:0"], "resume: Adam's step counters are on cpu, cuda:0 after a resume"),
     (("resume", "moment_devices"), ["cpu"], "resume: Adam's moments are on cpu, expected cuda:0"),
     (("resume", "host_sync_in_resumed_steps"), "called a synchronizing CUDA operation", "resume: a resumed step syncs with the host"),
+    (("train_run", "inference_kernel_flags"), [False, "ieee", "ieee"], "train_run: inference ran with the kernel flags (cudnn.benchmark, float32 precisions) [False, 'ieee', 'ieee']"),
     (("compile",), {"error": "BackendCompilerFailed: triton"}, "compile: BackendCompilerFailed: triton"),
 ])
 def test_each_defect_is_one_failure_line(cuda_check, path, value, expected):

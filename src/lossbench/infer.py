@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from lossbench.data.valset import ImageFile, write_images
-from lossbench.device import select_device
+from lossbench.device import configure_cuda_kernels, select_device
 from lossbench.train import load_model
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ def run(model_path: str | Path, valset_path: str | Path, out_path: str | Path, d
         torch.set_num_threads(threads)
     target_device = select_device(device)
     model, spec = load_model(model_path, target_device)
+    configure_cuda_kernels(target_device, spec["trainer"]["tf32"], spec["trainer"]["cudnn_benchmark"])  # as trained
     log.info("inference of %s/%s seed %d on %s", spec["task"], spec["loss"], spec["seed"], target_device)
     with ImageFile(valset_path) as valset:
         outside = total = 0
