@@ -203,3 +203,22 @@ def test_snakemake_runs_two_gpu_jobs_at_once_on_two_gpus(tmp_path):
     assert train["partner_seen"] and infer["partner_seen"], "Snakemake ran the two GPU jobs one after the other"
     assert max(train["start"], infer["start"]) < min(train["end"], infer["end"])
     assert {train["gpu"], infer["gpu"]} == set(NODE[:2])
+
+
+class _Resources(dict):
+    """A Snakemake job's resources as the SLURM plugin reads them: ``.get`` and attributes."""
+
+    __getattr__ = dict.__getitem__
+
+
+def test_the_slurm_profile_asks_for_the_cpus_its_gpu_jobs_use():
+    # Two jobs per two GPUs need the CPUs they use, not more: profiles/slurm leaves the CPU request to
+    # the plugin, which takes the job's threads (config/paper.yaml's) unless cpus_per_task is set.
+    jobstep = pytest.importorskip("snakemake_executor_plugin_slurm_jobstep")
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    threads = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["threads"]
+    for rule in ("train", "infer"):
+        resources = _Resources(profile["set-resources"][rule])
+        assert resources["gpu"] == 1
+        job = SimpleNamespace(threads=threads, resources=resources)
+        assert jobstep.get_cpu_setting(job, gpu=True) == f"--cpus-per-task={threads}", rule
