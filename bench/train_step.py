@@ -149,8 +149,9 @@ def measure_variant(name: str, device: torch.device, repeats: int, size: str = "
         for _ in range(repeats):
             for key, (forward, loss_fn, optimizer, (degraded, clean), autocast) in setups.items():
                 steps[key].append(_step(forward, loss_fn, optimizer, (degraded, clean), autocast))
+                # The uncompiled module: the same output, without a compile for no-grad mode.
                 with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    output = forward(degraded)
+                    output = getattr(forward, "_orig_mod", forward)(degraded)
                 loss_only[key].append(_loss_seconds(loss_fn, output.detach().requires_grad_(), clean, autocast))
     except Exception as error:  # e.g. torch.compile without a working Triton: a result of this GPU
         return {"settings": settings, "error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
