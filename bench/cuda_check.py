@@ -50,7 +50,7 @@ import yaml
 from lossbench import infer, losses, train
 from lossbench.config import train_spec, validate
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
-from lossbench.device import _float32_precision_flags, configure_cuda_kernels
+from lossbench.device import float32_precision_flags, configure_cuda_kernels
 from lossbench.models import UNet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ WIDTH, DEPTH, CROP, BATCH = 32, 4, 256, 16
 EXTRA_PARAMS = {"lpips_l2": {"l2_weight": "balance"}}
 #: CUDA against CPU relative differences allowed in ``tf32_scope``. Measured on the CPU at the
 #: check's size (2×3×256×256): float32 against float64 differs by 3e-4 in MS-SSIM's loss value (1 −
-#: MS-SSIM ≈ 2e-3, so float32's rounding is magnified 500×) and by 7e-5 in its gradient, LPIPS+l2 by
+#: MS-SSIM ≈ 2e-3, so float32's rounding is magnified 500×) and by 7e-5 in its gradient, LPIPS+l2 (128×128) by
 #: 3e-8 in both; rounding the convolution inputs to TF32 instead changes MS-SSIM's value by 0.8 and its
 #: gradient by 0.19, LPIPS+l2's value by 1.4e-4 and its gradient by 0.05 (at 64×64). The gradient's
 #: tolerance sits 15× above the float32 noise and 50× below TF32's effect; the value's is looser
@@ -285,7 +285,7 @@ def failures(report: dict) -> list[str]:
 def _kernel_flags(trainer: dict) -> dict:
     """The CUDA kernel flags that :func:`configure_cuda_kernels` sets for ``trainer``: as they are now
     (``actual``) and as ``trainer`` asks (``expected``)."""
-    flags = _float32_precision_flags(trainer["tf32"])
+    flags = float32_precision_flags(trainer["tf32"])
     return {
         "actual": [torch.backends.cudnn.benchmark, *(getattr(owner, name) for owner, name, _ in flags)],
         "expected": [trainer["cudnn_benchmark"], *(value for *_, value in flags)],

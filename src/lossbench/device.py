@@ -137,7 +137,7 @@ def check_gpu_features(device: torch.device, autocast: str, compile: bool) -> No
     )
 
 
-def _float32_precision_flags(tf32: bool) -> list[tuple[object, str, object]]:
+def float32_precision_flags(tf32: bool) -> list[tuple[object, str, object]]:
     """(owner, attribute, value) that let (``tf32``) or keep (IEEE) float32 cuDNN convolutions and
     cuBLAS matrix products from rounding their inputs to TF32."""
     # torch >= 2.9 has a per-operator API, which must not be mixed with the legacy flags (an error);
@@ -157,7 +157,7 @@ def ieee_float32() -> Iterator[None]:
     ``trainer.tf32`` (:func:`configure_cuda_kernels`) or ``torch.set_float32_matmul_precision("high")``
     asks for it. The U-net may keep TF32 for speed. The settings are global, so code inside must not depend on the caller's TF32 choice.
     """
-    flags = _float32_precision_flags(tf32=False)
+    flags = float32_precision_flags(tf32=False)
     previous = [getattr(owner, name) for owner, name, _ in flags]
     for owner, name, value in flags:
         setattr(owner, name, value)
@@ -239,5 +239,5 @@ def configure_cuda_kernels(device: torch.device, tf32: bool, benchmark: bool) ->
         return
     torch.use_deterministic_algorithms(False)
     torch.backends.cudnn.benchmark = benchmark
-    for owner, name, value in _float32_precision_flags(tf32):
+    for owner, name, value in float32_precision_flags(tf32):
         setattr(owner, name, value)
