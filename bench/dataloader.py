@@ -77,7 +77,7 @@ def _rate(loader: DataLoader, samples: int) -> float:
             batch = next(iterator)
         except StopIteration:
             break
-        count += len(batch["kspace"] if isinstance(batch, dict) else batch[0])
+        count += len(batch["mask"] if isinstance(batch, dict) else batch[0])
     return count / (time.perf_counter() - started)
 
 
@@ -95,7 +95,7 @@ def worker_rates(folder: Path, kind: str, samples: int, rounds: int = 3) -> dict
     # Batches of one: narrow and wide brain slices cannot share a fastMRI batch.
     loaders = {}
     for workers, where in ((1, "worker"), (0, "in_process")):
-        loaders[f"ours_{where}_samples_per_s"] = DataLoader(ours, sampler=order, batch_size=1, num_workers=workers)
+        loaders[f"ours_{where}_samples_per_s"] = DataLoader(ours, sampler=order, batch_size=1, num_workers=workers, collate_fn=ours.collate)
         loaders[f"fastmri_{where}_samples_per_s"] = DataLoader(theirs, sampler=[index for index, _ in order], batch_size=1, num_workers=workers)
     measured: dict[str, list[float]] = {name: [] for name in loaders}
     for _ in range(rounds):
@@ -108,7 +108,7 @@ def transform_ms(folder: Path, kind: str, batch: int, device: str, repeats: int 
     """Milliseconds per sample of the device-side transform on batches of ``batch`` slices of one shape."""
     dataset = train_dataset(kind, {"mask": {"center_fraction": 0.04, "acceleration": 8}, "crop": MRI_CROP}, folder)
     groups = group_batches(list(SeededSampler(len(dataset), seed=0, epoch=0)), dataset.batch_key, batch)
-    raws = [torch.utils.data.default_collate([dataset[key] for key in keys]) for keys in groups[:repeats]]
+    raws = [dataset.collate([dataset[key] for key in keys]) for keys in groups[:repeats]]
     if device == "cuda":
         raws = [{key: value.pin_memory() for key, value in raw.items()} for raw in raws]
     dataset.finish_batch(raws[0], device)  # warm-up (FFT plans, CUDA context)
@@ -119,22 +119,24 @@ def transform_ms(folder: Path, kind: str, batch: int, device: str, repeats: int 
         dataset.finish_batch(raw, device)
     if device == "cuda":
         torch.cuda.synchronize()
-    return 1000 * (time.perf_counter() - started) / sum(len(raw["kspace"]) for raw in raws)
+    return 1000 * (time.perf_counter() - started) / sum(len(raw["mask"]) for raw in raws)
 
 
 def shared_memory_ms(folder: Path, kind: str, repeats: int = 4) -> dict[str, float]:
-    """Milliseconds to copy one slice's k-space into new shared memory (how a worker hands a sample to
-    the training process) and into new ordinary memory, for the largest slice of ``folder``."""
+    """The hand-over of the largest slice of ``folder``: its k-space's size, the size of the sampled
+    columns a worker hands over, and milliseconds to copy those into new shared memory (how a worker
+    hands a sample to the training process) and into new ordinary memory."""
     dataset = train_dataset(kind, {"mask": {"center_fraction": 0.04, "acceleration": 8}, "crop": MRI_CROP}, folder)
     largest = max(range(len(dataset)), key=lambda index: int(np.prod(dataset.batch_key(index))))
-    kspace = dataset[(largest, 0)]["kspace"]
+    columns = dataset[(largest, 0)]["columns"]
     timings = {}
-    for name, allocate in (("shared", lambda: torch.empty_like(kspace).share_memory_()), ("ordinary", lambda: torch.empty_like(kspace))):
+    for name, allocate in (("shared", lambda: torch.empty_like(columns).share_memory_()), ("ordinary", lambda: torch.empty_like(columns))):
         started = time.perf_counter()
         for _ in range(repeats):
-            allocate().copy_(kspace)
+            allocate().copy_(columns)
         timings[f"{name}_memory_copy_ms"] = 1000 * (time.perf_counter() - started) / repeats
-    return {"slice_mb": kspace.numel() * kspace.element_size() / 2**20, **timings}
+    slice_mb = int(np.prod(dataset.batch_key(largest)[1:])) * columns.element_size() / 2**20  # (slices, [coils,] H, W)
+    return {"slice_mb": slice_mb, "handed_over_mb": columns.numel() * columns.element_size() / 2**20, **timings}
 
 
 def decode_rate(folder: Path, data: dict, samples: int) -> float:
@@ -150,7 +152,7 @@ def waiting_fraction(dataset, kind: str, model_config: dict, batch_size: int, wo
     model = UNet(channels(kind), channels(kind), **model_config)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     batches = group_batches(list(SeededSampler(len(dataset), seed=0, epoch=0)), dataset.batch_key, batch_size)
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers)
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=dataset.collate)
     waiting = computing = 0.0
     iterator = iter(loader)
     for step in range(steps + 1):
@@ -231,7 +233,7 @@ def main() -> None:
         row = results[task]
         print(f"{task}: ours {row['ours_worker_samples_per_s']:.1f}/s, fastMRI {row['fastmri_worker_samples_per_s']:.1f}/s per worker ({row['ratio']:.1f}×); "
               f"in the main process {row['ours_in_process_samples_per_s']:.1f}/s vs {row['fastmri_in_process_samples_per_s']:.1f}/s ({row['in_process_ratio']:.1f}×); "
-              f"device transform {row['device_transform_ms_per_sample']:.1f} ms/sample on the CPU; a {row['handover']['slice_mb']:.0f} MB slice into shared memory "
+              f"device transform {row['device_transform_ms_per_sample']:.1f} ms/sample on the CPU; a {row['handover']['slice_mb']:.0f} MB slice hands over {row['handover']['handed_over_mb']:.1f} MB, into shared memory "
               f"{row['handover']['shared_memory_copy_ms']:.1f} ms, into ordinary memory {row['handover']['ordinary_memory_copy_ms']:.1f} ms")
     print(f"denoise: {results['denoise']['decode_each_time_samples_per_s']:.1f}/s decoding each time")
     for task, row in results.items():

@@ -442,6 +442,7 @@ def run(
     loader = DataLoader(
         dataset,
         batch_sampler=order,
+        collate_fn=dataset.collate,
         num_workers=training["workers"],
         persistent_workers=training["workers"] > 0,
         pin_memory=target_device.type == "cuda",
