@@ -39,6 +39,12 @@ def training_images(source: str | Path) -> list[Path]:
     return read_manifest(source) if Path(source).is_file() else list(list_images(source).values())
 
 
+def open_images(source: str | Path) -> DecodedImages | ImageFiles:
+    """The training photographs of ``source``: a decoded file (``.h5``, :func:`write_decoded`), or
+    an image manifest or folder (see :func:`training_images`), decoded for every crop."""
+    return DecodedImages(source) if Path(source).suffix == ".h5" else ImageFiles(training_images(source))
+
+
 class ImageFiles:
     """Training photographs read from their files, decoded for every crop.
 

@@ -48,7 +48,7 @@ from fastmri import complex_abs, ifft2c, rss
 from fastmri.data import SliceDataset
 from fastmri.data.subsample import RandomMaskFunc
 from fastmri.data.transforms import apply_mask, center_crop, complex_center_crop, to_tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from lossbench.data.fastmri_files import check_volume, crop_side
 from lossbench.data.h5files import ProcessLocalFiles
@@ -222,9 +222,15 @@ class MRISliceDataset(Dataset):
     def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Join raw reads of one k-space shape: their ``columns`` end to end (each slice draws its
         own number of columns), the other entries stacked."""
+        columns = [item["columns"] for item in items]
+        joined = torch.empty((sum(len(part) for part in columns),) + columns[0].shape[1:], dtype=columns[0].dtype)
+        if get_worker_info() is not None:
+            # Made in shared memory, as default_collate makes its batches in a worker: handing the
+            # batch to the training process then copies nothing more.
+            joined.share_memory_()
         return {
-            "columns": torch.cat([item["columns"] for item in items]),
-            "target": torch.stack([item["target"] for item in items]),
+            "columns": torch.cat(columns, out=joined),
+            "target": default_collate([item["target"] for item in items]),
             "mask": np.stack([item["mask"] for item in items]),
             "scale": np.stack([item["scale"] for item in items]),
         }
