@@ -20,9 +20,12 @@ Per MRI task, with one DataLoader worker and one torch thread, alternating the t
 * ``device_transform_ms_per_sample``: :meth:`MRISliceDataset.finish_batch` on batches of
   ``--batch`` slices of one shape, on the CPU with one thread (and on CUDA when there is one).
 
-For denoising, ``decode_each_time_samples_per_s`` is today's training path (a JPEG decoded per crop).
+For denoising, one worker and one thread, alternating three times: ``ours_worker_samples_per_s`` crops
+from the photographs decoded once into HDF5 (:func:`lossbench.data.denoise.write_decoded`, the
+training path), ``decode_each_time_samples_per_s`` the former path (a JPEG decoded for every crop), at
+the demo's crop (config.yaml) and at the thesis's (``paper_crop``, config/paper.yaml).
 ``waiting``: training steps of the demo model (config.yaml's U-net) with the l2 loss on these data at
-each task's crop (320 for MRI), for the default number of workers (config schema default) and for 2;
+each task's crop (320 for MRI; denoising reading the decoded file), for the default number of workers (config schema default) and for 2;
 the share of wall time spent waiting for the next batch (the device transform counts as compute).
 """
 
@@ -43,6 +46,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from lossbench.config import validate
+from lossbench.data.denoise import DecodedImages, DenoiseTrainDataset, ImageFiles, training_images, write_decoded
 from lossbench.data.fastmri_synthetic import generate_dataset
 from lossbench.data.tasks import channels, train_dataset
 from lossbench.models import UNet
@@ -139,11 +143,21 @@ def shared_memory_ms(folder: Path, kind: str, repeats: int = 4) -> dict[str, flo
     return {"slice_mb": slice_mb, "handed_over_mb": columns.numel() * columns.element_size() / 2**20, **timings}
 
 
-def decode_rate(folder: Path, data: dict, samples: int) -> float:
-    """Per-worker samples/s of today's denoising path: a JPEG decoded for every crop."""
-    dataset = train_dataset("denoise", data, folder)
-    loader = DataLoader(dataset, sampler=list(SeededSampler(len(dataset), seed=0, epoch=0)), batch_size=1, num_workers=1)
-    return _rate(loader, samples)
+def denoise_rates(folder: Path, decoded: Path, data: dict, samples: int, rounds: int = 3) -> dict[str, float]:
+    """Per-worker samples/s of denoising crops read from the decoded file (the training path) and
+    decoded from the JPEG for every crop, alternating the two ``rounds`` times."""
+    settings = {"crop": data["crop"], "sigma_range": tuple(data["sigma_train"]), "crops_per_image": data["crops_per_image"], "augment": data["augment"]}
+    datasets = {
+        "ours_worker_samples_per_s": DenoiseTrainDataset(DecodedImages(decoded), **settings),
+        "decode_each_time_samples_per_s": DenoiseTrainDataset(ImageFiles(training_images(folder)), **settings),
+    }
+    loaders = {name: DataLoader(dataset, sampler=list(SeededSampler(len(dataset), seed=0, epoch=0)), batch_size=1, num_workers=1, collate_fn=dataset.collate) for name, dataset in datasets.items()}
+    measured: dict[str, list[float]] = {name: [] for name in loaders}
+    for _ in range(rounds):
+        for name, loader in loaders.items():
+            measured[name].append(_rate(loader, samples))
+    rates = {name: statistics.mean(values) for name, values in measured.items()}
+    return {"crop": data["crop"], **rates, "ratio": rates["ours_worker_samples_per_s"] / rates["decode_each_time_samples_per_s"]}
 
 
 def waiting_fraction(dataset, kind: str, model_config: dict, batch_size: int, workers: int, steps: int) -> dict[str, float]:
@@ -200,9 +214,15 @@ def main() -> None:
             if "cuda" in devices:
                 row["device_transform_ms_per_sample_cuda"] = transform_ms(folders[task], kind, args.batch, "cuda")
             results[task] = row
-        settings = demo["tasks"]["denoise"]
-        data = {key: value for key, value in settings.items() if key not in ("training", "data")}
-        results["denoise"] = {"decode_each_time_samples_per_s": decode_rate(folders["denoise"], data, args.samples)}
+        decoded = Path(root) / "train_decoded.h5"
+        started = time.perf_counter()
+        write_decoded(training_images(folders["denoise"]), decoded)
+        decode_s = time.perf_counter() - started
+        paper = validate(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()), source="config/paper.yaml", require_data=False)
+        # The demo's crop (the keys the targets name) and the thesis's (config/paper.yaml).
+        demo_data, paper_data = ({key: value for key, value in config["tasks"]["denoise"].items() if key not in ("training", "data")} for config in (demo, paper))
+        results["denoise"] = {**denoise_rates(folders["denoise"], decoded, demo_data, args.samples), "paper_crop": denoise_rates(folders["denoise"], decoded, paper_data, args.samples), "decode_once_s": decode_s}
+        folders["denoise"] = decoded
         default_workers = demo["tasks"]["denoise"]["training"]["workers"]
         for task in ("denoise", *KINDS):
             settings = demo["tasks"][task]
@@ -235,7 +255,8 @@ def main() -> None:
               f"in the main process {row['ours_in_process_samples_per_s']:.1f}/s vs {row['fastmri_in_process_samples_per_s']:.1f}/s ({row['in_process_ratio']:.1f}×); "
               f"device transform {row['device_transform_ms_per_sample']:.1f} ms/sample on the CPU; a {row['handover']['slice_mb']:.0f} MB slice hands over {row['handover']['handed_over_mb']:.1f} MB, into shared memory "
               f"{row['handover']['shared_memory_copy_ms']:.1f} ms, into ordinary memory {row['handover']['ordinary_memory_copy_ms']:.1f} ms")
-    print(f"denoise: {results['denoise']['decode_each_time_samples_per_s']:.1f}/s decoding each time")
+    for row in (results["denoise"], results["denoise"]["paper_crop"]):
+        print(f"denoise crop {row['crop']}: ours {row['ours_worker_samples_per_s']:.1f}/s from the decoded file, {row['decode_each_time_samples_per_s']:.1f}/s decoding each time ({row['ratio']:.1f}×)")
     for task, row in results.items():
         shares = ", ".join(f"{value['waiting_fraction']:.1%} with {key.replace('_', ' ')}" for key, value in row["waiting"].items() if isinstance(value, dict))
         print(f"{task} waiting: {shares}")
