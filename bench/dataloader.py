@@ -10,20 +10,25 @@ volume to keep the run short) and JPEG photographs of ImageNet's typical size (5
 
 Per MRI task, with one DataLoader worker and one torch thread, alternating the two paths three times:
 
-* ``ours_worker_samples_per_s``: :class:`lossbench.data.mri.MRISliceDataset` items, which only read
-  the slice's k-space and target crop and draw its mask (the training code path);
+* ``ours_worker_samples_per_s``: :class:`lossbench.data.mri.MRISliceDataset` items, which only draw
+  the slice's mask, read its k-space and target crop and hand over the sampled columns (the
+  training code path), in batches of one; ``ours_worker_batch{N}_samples_per_s`` in shape-grouped
+  batches of ``--batch`` as training hands them over (``ratio``, ``ratio_batch{N}``: against fastMRI's
+  batches of one);
 * ``fastmri_worker_samples_per_s``: ``fastmri.data.SliceDataset`` with ``UnetDataTransform`` (mask,
   inverse FFT, crop, RSS and normalisation per sample, in the worker);
 * ``ours_in_process_samples_per_s``, ``fastmri_in_process_samples_per_s``: the same with 0 workers,
-  without the hand-over of each sample through shared memory; ``handover`` times that copy for the
-  largest slice against an ordinary one (multi-coil k-space is tens of MB per slice);
+  without the hand-over of each sample through shared memory; ``handover``: for the largest slice,
+  the size of its k-space and of the sampled columns handed over, and the time to copy those into
+  new shared memory and into ordinary memory;
 * ``device_transform_ms_per_sample``: :meth:`MRISliceDataset.finish_batch` on batches of
   ``--batch`` slices of one shape, on the CPU with one thread (and on CUDA when there is one).
 
 For denoising, one worker and one thread, alternating three times: ``ours_worker_samples_per_s`` crops
 from the photographs decoded once into HDF5 (:func:`lossbench.data.denoise.write_decoded`, the
 training path), ``decode_each_time_samples_per_s`` the former path (a JPEG decoded for every crop), at
-the demo's crop (config.yaml) and at the thesis's (``paper_crop``, config/paper.yaml).
+the demo's crop (config.yaml) and at the thesis's (``paper_crop``, config/paper.yaml), in batches of
+one and of ``--batch``; ``decode_once_s``: decoding all the photographs into the file.
 ``waiting``: training steps of the demo model (config.yaml's U-net) with the l2 loss on these data at
 each task's crop (320 for MRI; denoising reading the decoded file), for the default number of workers (config schema default) and for 2;
 the share of wall time spent waiting for the next batch (the device transform counts as compute).
@@ -85,9 +90,10 @@ def _rate(loader: DataLoader, samples: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def worker_rates(folder: Path, kind: str, samples: int, rounds: int = 3) -> dict[str, float]:
+def worker_rates(folder: Path, kind: str, samples: int, batch: int, rounds: int = 3) -> dict[str, float]:
     """Samples/s of our MRI path and of fastMRI's SliceDataset + UnetDataTransform, in one worker
-    process and in the main process (0 workers: no inter-process transfer)."""
+    process and in the main process (0 workers: no inter-process transfer), and of ours in one
+    worker handing over shape-grouped batches of ``batch`` (as training does)."""
     from fastmri.data import SliceDataset
     from fastmri.data.subsample import RandomMaskFunc
     from fastmri.data.transforms import UnetDataTransform
@@ -101,6 +107,7 @@ def worker_rates(folder: Path, kind: str, samples: int, rounds: int = 3) -> dict
     for workers, where in ((1, "worker"), (0, "in_process")):
         loaders[f"ours_{where}_samples_per_s"] = DataLoader(ours, sampler=order, batch_size=1, num_workers=workers, collate_fn=ours.collate)
         loaders[f"fastmri_{where}_samples_per_s"] = DataLoader(theirs, sampler=[index for index, _ in order], batch_size=1, num_workers=workers)
+    loaders[f"ours_worker_batch{batch}_samples_per_s"] = DataLoader(ours, batch_sampler=group_batches(order, ours.batch_key, batch), num_workers=1, collate_fn=ours.collate)
     measured: dict[str, list[float]] = {name: [] for name in loaders}
     for _ in range(rounds):
         for name, loader in loaders.items():
@@ -143,21 +150,25 @@ def shared_memory_ms(folder: Path, kind: str, repeats: int = 4) -> dict[str, flo
     return {"slice_mb": slice_mb, "handed_over_mb": columns.numel() * columns.element_size() / 2**20, **timings}
 
 
-def denoise_rates(folder: Path, decoded: Path, data: dict, samples: int, rounds: int = 3) -> dict[str, float]:
+def denoise_rates(folder: Path, decoded: Path, data: dict, samples: int, batch: int, rounds: int = 3) -> dict[str, float]:
     """Per-worker samples/s of denoising crops read from the decoded file (the training path) and
-    decoded from the JPEG for every crop, alternating the two ``rounds`` times."""
+    decoded from the JPEG for every crop, in batches of one and of ``batch``, alternating ``rounds`` times."""
     settings = {"crop": data["crop"], "sigma_range": tuple(data["sigma_train"]), "crops_per_image": data["crops_per_image"], "augment": data["augment"]}
     datasets = {
         "ours_worker_samples_per_s": DenoiseTrainDataset(DecodedImages(decoded), **settings),
         "decode_each_time_samples_per_s": DenoiseTrainDataset(ImageFiles(training_images(folder)), **settings),
     }
-    loaders = {name: DataLoader(dataset, sampler=list(SeededSampler(len(dataset), seed=0, epoch=0)), batch_size=1, num_workers=1, collate_fn=dataset.collate) for name, dataset in datasets.items()}
+    loaders = {}
+    for size, suffix in ((1, ""), (batch, f"_batch{batch}")):
+        for name, dataset in datasets.items():
+            loaders[name.replace("_samples", f"{suffix}_samples")] = DataLoader(dataset, sampler=list(SeededSampler(len(dataset), seed=0, epoch=0)), batch_size=size, num_workers=1, collate_fn=dataset.collate)
     measured: dict[str, list[float]] = {name: [] for name in loaders}
     for _ in range(rounds):
         for name, loader in loaders.items():
             measured[name].append(_rate(loader, samples))
     rates = {name: statistics.mean(values) for name, values in measured.items()}
-    return {"crop": data["crop"], **rates, "ratio": rates["ours_worker_samples_per_s"] / rates["decode_each_time_samples_per_s"]}
+    return {"crop": data["crop"], **rates, "ratio": rates["ours_worker_samples_per_s"] / rates["decode_each_time_samples_per_s"],
+            f"ratio_batch{batch}": rates[f"ours_worker_batch{batch}_samples_per_s"] / rates[f"decode_each_time_batch{batch}_samples_per_s"]}
 
 
 def waiting_fraction(dataset, kind: str, model_config: dict, batch_size: int, workers: int, steps: int) -> dict[str, float]:
@@ -194,7 +205,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20, help="samples timed per loader and round")
     parser.add_argument("--volumes", type=int, default=4, help="realistic volumes per MRI task")
     parser.add_argument("--slices", type=int, default=6, help="cap on the slices per realistic volume")
-    parser.add_argument("--batch", type=int, default=4, help="slices per device-transform batch")
+    parser.add_argument("--batch", type=int, default=4, help="samples per batch of the batched rates and of the device transform")
     parser.add_argument("--steps", type=int, default=6, help="training steps timed for the waiting share")
     args = parser.parse_args()
     demo = validate(yaml.safe_load((REPO / "config.yaml").read_text()), source="config.yaml")
@@ -206,8 +217,9 @@ def main() -> None:
         folders = make_data(Path(root), images=24, volumes=args.volumes, slices=args.slices)
         made = time.perf_counter() - started
         for task, kind in KINDS.items():
-            row = worker_rates(folders[task], kind, args.samples)
+            row = worker_rates(folders[task], kind, args.samples, args.batch)
             row["ratio"] = row["ours_worker_samples_per_s"] / row["fastmri_worker_samples_per_s"]
+            row[f"ratio_batch{args.batch}"] = row[f"ours_worker_batch{args.batch}_samples_per_s"] / row["fastmri_worker_samples_per_s"]
             row["in_process_ratio"] = row["ours_in_process_samples_per_s"] / row["fastmri_in_process_samples_per_s"]
             row["handover"] = shared_memory_ms(folders[task], kind)
             row["device_transform_ms_per_sample"] = transform_ms(folders[task], kind, args.batch, "cpu")
@@ -221,7 +233,7 @@ def main() -> None:
         paper = validate(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()), source="config/paper.yaml", require_data=False)
         # The demo's crop (the keys the targets name) and the thesis's (config/paper.yaml).
         demo_data, paper_data = ({key: value for key, value in config["tasks"]["denoise"].items() if key not in ("training", "data")} for config in (demo, paper))
-        results["denoise"] = {**denoise_rates(folders["denoise"], decoded, demo_data, args.samples), "paper_crop": denoise_rates(folders["denoise"], decoded, paper_data, args.samples), "decode_once_s": decode_s}
+        results["denoise"] = {**denoise_rates(folders["denoise"], decoded, demo_data, args.samples, args.batch), "paper_crop": denoise_rates(folders["denoise"], decoded, paper_data, args.samples, args.batch), "decode_once_s": decode_s}
         folders["denoise"] = decoded
         default_workers = demo["tasks"]["denoise"]["training"]["workers"]
         for task in ("denoise", *KINDS):
@@ -252,11 +264,12 @@ def main() -> None:
     for task in KINDS:
         row = results[task]
         print(f"{task}: ours {row['ours_worker_samples_per_s']:.1f}/s, fastMRI {row['fastmri_worker_samples_per_s']:.1f}/s per worker ({row['ratio']:.1f}×); "
+              f"in batches of {args.batch} {row[f'ours_worker_batch{args.batch}_samples_per_s']:.1f}/s ({row[f'ratio_batch{args.batch}']:.1f}×); "
               f"in the main process {row['ours_in_process_samples_per_s']:.1f}/s vs {row['fastmri_in_process_samples_per_s']:.1f}/s ({row['in_process_ratio']:.1f}×); "
               f"device transform {row['device_transform_ms_per_sample']:.1f} ms/sample on the CPU; a {row['handover']['slice_mb']:.0f} MB slice hands over {row['handover']['handed_over_mb']:.1f} MB, into shared memory "
               f"{row['handover']['shared_memory_copy_ms']:.1f} ms, into ordinary memory {row['handover']['ordinary_memory_copy_ms']:.1f} ms")
     for row in (results["denoise"], results["denoise"]["paper_crop"]):
-        print(f"denoise crop {row['crop']}: ours {row['ours_worker_samples_per_s']:.1f}/s from the decoded file, {row['decode_each_time_samples_per_s']:.1f}/s decoding each time ({row['ratio']:.1f}×)")
+        print(f"denoise crop {row['crop']}: ours {row['ours_worker_samples_per_s']:.1f}/s from the decoded file, {row['decode_each_time_samples_per_s']:.1f}/s decoding each time ({row['ratio']:.1f}×); in batches of {args.batch} {row[f'ratio_batch{args.batch}']:.1f}×")
     for task, row in results.items():
         shares = ", ".join(f"{value['waiting_fraction']:.1%} with {key.replace('_', ' ')}" for key, value in row["waiting"].items() if isinstance(value, dict))
         print(f"{task} waiting: {shares}")

@@ -85,7 +85,7 @@ class DecodedImages:
 
     def crop(self, index: int, top: int, left: int, side: int) -> np.ndarray:
         """The (side, side, 3) float32 crop in [0, 1] at (top, left) of image ``index``."""
-        pixels = self._files.get(self.path)["images"][f"{index:06d}"][top : top + side, left : left + side]
+        pixels = self._files.dataset(self.path, f"images/{index:06d}")[top : top + side, left : left + side]
         if pixels.dtype != np.uint8:
             return pixels
         # As read_rgb scales 8-bit pixels: float32, then divided by 255 in float32.
@@ -135,7 +135,9 @@ class DenoiseTrainDataset(Dataset):
 
     Each item is keyed by ``(index, sample_seed)`` (see :class:`lossbench.seeding.SeededSampler`):
     the crop position, augmentation, σ ~ U[sigma_min, sigma_max]/255 and the noise all come from
-    ``sample_seed``. Noise is not clipped, as in the thesis's Noisy column.
+    ``sample_seed``. Noise is not clipped, as in the thesis's Noisy column. An item is one
+    (2, 3, crop, crop) float32 tensor, the noisy crop and the clean one: one tensor for a worker to
+    hand over per batch (each costs a shared-memory segment), split by :meth:`finish_batch`.
 
     Args:
         images: The clean training photographs, decoded (:class:`DecodedImages`) or as files
@@ -168,16 +170,17 @@ class DenoiseTrainDataset(Dataset):
         return None
 
     @staticmethod
-    def collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stack (noisy, clean) crops into a batch, each (N, 3, crop, crop)."""
+    def collate(items: list[torch.Tensor]) -> torch.Tensor:
+        """Stack items into a batch (N, 2, 3, crop, crop)."""
         return default_collate(items)
 
     @staticmethod
-    def finish_batch(batch: tuple[torch.Tensor, torch.Tensor], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The collated (noisy, clean) batch, each (N, 3, crop, crop), moved to ``device``."""
-        return batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+    def finish_batch(batch: torch.Tensor, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of :meth:`collate` moved to ``device`` as (noisy, clean), each (N, 3, crop, crop)."""
+        batch = batch.to(device, non_blocking=True)
+        return batch[:, 0], batch[:, 1]
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
         index, sample_seed = key
         rng = np.random.default_rng(sample_seed)
         image = index // self.crops_per_image
@@ -188,15 +191,15 @@ class DenoiseTrainDataset(Dataset):
         if self.augment:
             clean = augment(clean, rng)
         sigma = rng.uniform(*self.sigma_range) / 255.0
-        noisy = clean + rng.normal(0.0, sigma, size=clean.shape).astype(np.float32)
-        return _to_chw(noisy), _to_chw(clean)
+        noise = rng.normal(0.0, sigma, size=clean.shape)
+        pair = np.empty((2, 3, self.crop, self.crop), dtype=np.float32)
+        pair[1] = clean.transpose(2, 0, 1)
+        pair[0] = noise.transpose(2, 0, 1)  # rounded to float32 before the sum, as float32 noise
+        pair[0] += pair[1]
+        return torch.from_numpy(pair)
 
 
 def validation_noise(clean: np.ndarray, image_id: str, sigma: float, seed: int) -> np.ndarray:
     """Add Gaussian noise of ``sigma``/255 to (H, W, 3) ``clean``, fixed by ``seed`` and ``image_id``; unclipped."""
     rng = np.random.default_rng(derive_seed(seed, image_id))
     return (clean + rng.normal(0.0, sigma / 255.0, size=clean.shape)).astype(np.float32)
-
-
-def _to_chw(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
