@@ -86,8 +86,20 @@ def _rate(loader: DataLoader, samples: int) -> float:
             batch = next(iterator)
         except StopIteration:
             break
-        count += len(batch["mask"] if isinstance(batch, dict) else batch[0])
+        count += _batch_size(batch)
     return count / (time.perf_counter() - started)
+
+
+def _keys(length: int, count: int) -> list[tuple[int, int]]:
+    """At least ``count`` + 1 training keys ``(index, sample_seed)``: seeded epochs of a dataset of ``length``."""
+    return [key for epoch in range(count // length + 2) for key in SeededSampler(length, seed=0, epoch=epoch)]
+
+
+def _batch_size(batch) -> int:
+    """Samples in a batch of ours (an MRI dict, a denoising tensor) or of fastMRI (a named tuple)."""
+    if isinstance(batch, dict):
+        return len(batch["mask"])
+    return len(batch if isinstance(batch, torch.Tensor) else batch[0])
 
 
 def worker_rates(folder: Path, kind: str, samples: int, batch: int, rounds: int = 3) -> dict[str, float]:
@@ -101,7 +113,7 @@ def worker_rates(folder: Path, kind: str, samples: int, batch: int, rounds: int 
     ours = train_dataset(kind, {"mask": {"center_fraction": 0.04, "acceleration": 8}, "crop": MRI_CROP}, folder)
     transform = UnetDataTransform(kind, mask_func=RandomMaskFunc([0.04], [8]), use_seed=True)
     theirs = SliceDataset(folder, kind, transform=transform, use_dataset_cache=False)
-    order = list(SeededSampler(len(ours), seed=0, epoch=0))
+    order = _keys(len(ours), samples + batch)
     # Batches of one: narrow and wide brain slices cannot share a fastMRI batch.
     loaders = {}
     for workers, where in ((1, "worker"), (0, "in_process")):
@@ -112,7 +124,7 @@ def worker_rates(folder: Path, kind: str, samples: int, batch: int, rounds: int 
     for _ in range(rounds):
         for name, loader in loaders.items():
             measured[name].append(_rate(loader, samples))
-    return {name: statistics.mean(values) for name, values in measured.items()}
+    return {name: statistics.median(values) for name, values in measured.items()}
 
 
 def transform_ms(folder: Path, kind: str, batch: int, device: str, repeats: int = 3) -> float:
@@ -161,12 +173,12 @@ def denoise_rates(folder: Path, decoded: Path, data: dict, samples: int, batch: 
     loaders = {}
     for size, suffix in ((1, ""), (batch, f"_batch{batch}")):
         for name, dataset in datasets.items():
-            loaders[name.replace("_samples", f"{suffix}_samples")] = DataLoader(dataset, sampler=list(SeededSampler(len(dataset), seed=0, epoch=0)), batch_size=size, num_workers=1, collate_fn=dataset.collate)
+            loaders[name.replace("_samples", f"{suffix}_samples")] = DataLoader(dataset, sampler=_keys(len(dataset), samples + batch), batch_size=size, num_workers=1, collate_fn=dataset.collate)
     measured: dict[str, list[float]] = {name: [] for name in loaders}
     for _ in range(rounds):
         for name, loader in loaders.items():
             measured[name].append(_rate(loader, samples))
-    rates = {name: statistics.mean(values) for name, values in measured.items()}
+    rates = {name: statistics.median(values) for name, values in measured.items()}
     return {"crop": data["crop"], **rates, "ratio": rates["ours_worker_samples_per_s"] / rates["decode_each_time_samples_per_s"],
             f"ratio_batch{batch}": rates[f"ours_worker_batch{batch}_samples_per_s"] / rates[f"decode_each_time_batch{batch}_samples_per_s"]}
 
@@ -176,17 +188,14 @@ def waiting_fraction(dataset, kind: str, model_config: dict, batch_size: int, wo
     torch.manual_seed(0)
     model = UNet(channels(kind), channels(kind), **model_config)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batches = group_batches(list(SeededSampler(len(dataset), seed=0, epoch=0)), dataset.batch_key, batch_size)
+    # Enough epochs' keys for every step: a new pass would restart the workers, a wait of its own.
+    batches = group_batches(_keys(len(dataset), (steps + 1) * batch_size), dataset.batch_key, batch_size)
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=dataset.collate)
     waiting = computing = 0.0
     iterator = iter(loader)
     for step in range(steps + 1):
         started = time.perf_counter()
-        try:
-            raw = next(iterator)
-        except StopIteration:
-            iterator = iter(loader)
-            raw = next(iterator)
+        raw = next(iterator)
         loaded = time.perf_counter()
         inputs, targets = dataset.finish_batch(raw, "cpu")
         loss = torch.nn.functional.mse_loss(model(inputs), targets)
@@ -202,11 +211,11 @@ def waiting_fraction(dataset, kind: str, model_config: dict, batch_size: int, wo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench/dataloader.json")
-    parser.add_argument("--samples", type=int, default=20, help="samples timed per loader and round")
+    parser.add_argument("--samples", type=int, default=60, help="samples timed per loader and round")
     parser.add_argument("--volumes", type=int, default=4, help="realistic volumes per MRI task")
     parser.add_argument("--slices", type=int, default=6, help="cap on the slices per realistic volume")
     parser.add_argument("--batch", type=int, default=4, help="samples per batch of the batched rates and of the device transform")
-    parser.add_argument("--steps", type=int, default=6, help="training steps timed for the waiting share")
+    parser.add_argument("--steps", type=int, default=20, help="training steps timed for the waiting share")
     args = parser.parse_args()
     demo = validate(yaml.safe_load((REPO / "config.yaml").read_text()), source="config.yaml")
     torch.set_num_threads(1)
