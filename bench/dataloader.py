@@ -10,19 +10,27 @@ volume to keep the run short) and JPEG photographs of ImageNet's typical size (5
 
 Per MRI task, with one DataLoader worker and one torch thread, alternating the two paths three times:
 
-* ``ours_worker_samples_per_s``: :class:`lossbench.data.mri.MRISliceDataset` items, which only read
-  the slice's k-space and target crop and draw its mask (the training code path);
+* ``ours_worker_samples_per_s``: :class:`lossbench.data.mri.MRISliceDataset` items, which only draw
+  the slice's mask, read its k-space and target crop and hand over the sampled columns (the
+  training code path), in batches of one; ``ours_worker_batch{N}_samples_per_s`` in shape-grouped
+  batches of ``--batch`` as training hands them over (``ratio``, ``ratio_batch{N}``: against fastMRI's
+  batches of one);
 * ``fastmri_worker_samples_per_s``: ``fastmri.data.SliceDataset`` with ``UnetDataTransform`` (mask,
   inverse FFT, crop, RSS and normalisation per sample, in the worker);
 * ``ours_in_process_samples_per_s``, ``fastmri_in_process_samples_per_s``: the same with 0 workers,
-  without the hand-over of each sample through shared memory; ``handover`` times that copy for the
-  largest slice against an ordinary one (multi-coil k-space is tens of MB per slice);
+  without the hand-over of each sample through shared memory; ``handover``: for the largest slice,
+  the size of its k-space and of the sampled columns handed over, and the time to copy those into
+  new shared memory and into ordinary memory;
 * ``device_transform_ms_per_sample``: :meth:`MRISliceDataset.finish_batch` on batches of
   ``--batch`` slices of one shape, on the CPU with one thread (and on CUDA when there is one).
 
-For denoising, ``decode_each_time_samples_per_s`` is today's training path (a JPEG decoded per crop).
+For denoising, one worker and one thread, alternating three times: ``ours_worker_samples_per_s`` crops
+from the photographs decoded once into HDF5 (:func:`lossbench.data.denoise.write_decoded`, the
+training path), ``decode_each_time_samples_per_s`` the former path (a JPEG decoded for every crop), at
+the demo's crop (config.yaml) and at the thesis's (``paper_crop``, config/paper.yaml), in batches of
+one and of ``--batch``; ``decode_once_s``: decoding all the photographs into the file.
 ``waiting``: training steps of the demo model (config.yaml's U-net) with the l2 loss on these data at
-each task's crop (320 for MRI), for the default number of workers (config schema default) and for 2;
+each task's crop (320 for MRI; denoising reading the decoded file), for the default number of workers (config schema default) and for 2;
 the share of wall time spent waiting for the next batch (the device transform counts as compute).
 """
 
@@ -43,6 +51,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from lossbench.config import validate
+from lossbench.data.denoise import DecodedImages, DenoiseTrainDataset, ImageFiles, training_images, write_decoded
 from lossbench.data.fastmri_synthetic import generate_dataset
 from lossbench.data.tasks import channels, train_dataset
 from lossbench.models import UNet
@@ -77,13 +86,26 @@ def _rate(loader: DataLoader, samples: int) -> float:
             batch = next(iterator)
         except StopIteration:
             break
-        count += len(batch["kspace"] if isinstance(batch, dict) else batch[0])
+        count += _batch_size(batch)
     return count / (time.perf_counter() - started)
 
 
-def worker_rates(folder: Path, kind: str, samples: int, rounds: int = 3) -> dict[str, float]:
+def _keys(length: int, count: int) -> list[tuple[int, int]]:
+    """At least ``count`` + 1 training keys ``(index, sample_seed)``: seeded epochs of a dataset of ``length``."""
+    return [key for epoch in range(count // length + 2) for key in SeededSampler(length, seed=0, epoch=epoch)]
+
+
+def _batch_size(batch) -> int:
+    """Samples in a batch of ours (an MRI dict, a denoising tensor) or of fastMRI (a named tuple)."""
+    if isinstance(batch, dict):
+        return len(batch["mask"])
+    return len(batch if isinstance(batch, torch.Tensor) else batch[0])
+
+
+def worker_rates(folder: Path, kind: str, samples: int, batch: int, rounds: int = 3) -> dict[str, float]:
     """Samples/s of our MRI path and of fastMRI's SliceDataset + UnetDataTransform, in one worker
-    process and in the main process (0 workers: no inter-process transfer)."""
+    process and in the main process (0 workers: no inter-process transfer), and of ours in one
+    worker handing over shape-grouped batches of ``batch`` (as training does)."""
     from fastmri.data import SliceDataset
     from fastmri.data.subsample import RandomMaskFunc
     from fastmri.data.transforms import UnetDataTransform
@@ -91,24 +113,25 @@ def worker_rates(folder: Path, kind: str, samples: int, rounds: int = 3) -> dict
     ours = train_dataset(kind, {"mask": {"center_fraction": 0.04, "acceleration": 8}, "crop": MRI_CROP}, folder)
     transform = UnetDataTransform(kind, mask_func=RandomMaskFunc([0.04], [8]), use_seed=True)
     theirs = SliceDataset(folder, kind, transform=transform, use_dataset_cache=False)
-    order = list(SeededSampler(len(ours), seed=0, epoch=0))
+    order = _keys(len(ours), samples + batch)
     # Batches of one: narrow and wide brain slices cannot share a fastMRI batch.
     loaders = {}
     for workers, where in ((1, "worker"), (0, "in_process")):
-        loaders[f"ours_{where}_samples_per_s"] = DataLoader(ours, sampler=order, batch_size=1, num_workers=workers)
+        loaders[f"ours_{where}_samples_per_s"] = DataLoader(ours, sampler=order, batch_size=1, num_workers=workers, collate_fn=ours.collate)
         loaders[f"fastmri_{where}_samples_per_s"] = DataLoader(theirs, sampler=[index for index, _ in order], batch_size=1, num_workers=workers)
+    loaders[f"ours_worker_batch{batch}_samples_per_s"] = DataLoader(ours, batch_sampler=group_batches(order, ours.batch_key, batch), num_workers=1, collate_fn=ours.collate)
     measured: dict[str, list[float]] = {name: [] for name in loaders}
     for _ in range(rounds):
         for name, loader in loaders.items():
             measured[name].append(_rate(loader, samples))
-    return {name: statistics.mean(values) for name, values in measured.items()}
+    return {name: statistics.median(values) for name, values in measured.items()}
 
 
 def transform_ms(folder: Path, kind: str, batch: int, device: str, repeats: int = 3) -> float:
     """Milliseconds per sample of the device-side transform on batches of ``batch`` slices of one shape."""
     dataset = train_dataset(kind, {"mask": {"center_fraction": 0.04, "acceleration": 8}, "crop": MRI_CROP}, folder)
     groups = group_batches(list(SeededSampler(len(dataset), seed=0, epoch=0)), dataset.batch_key, batch)
-    raws = [torch.utils.data.default_collate([dataset[key] for key in keys]) for keys in groups[:repeats]]
+    raws = [dataset.collate([dataset[key] for key in keys]) for keys in groups[:repeats]]
     if device == "cuda":
         raws = [{key: value.pin_memory() for key, value in raw.items()} for raw in raws]
     dataset.finish_batch(raws[0], device)  # warm-up (FFT plans, CUDA context)
@@ -119,29 +142,45 @@ def transform_ms(folder: Path, kind: str, batch: int, device: str, repeats: int 
         dataset.finish_batch(raw, device)
     if device == "cuda":
         torch.cuda.synchronize()
-    return 1000 * (time.perf_counter() - started) / sum(len(raw["kspace"]) for raw in raws)
+    return 1000 * (time.perf_counter() - started) / sum(len(raw["mask"]) for raw in raws)
 
 
 def shared_memory_ms(folder: Path, kind: str, repeats: int = 4) -> dict[str, float]:
-    """Milliseconds to copy one slice's k-space into new shared memory (how a worker hands a sample to
-    the training process) and into new ordinary memory, for the largest slice of ``folder``."""
+    """The hand-over of the largest slice of ``folder``: its k-space's size, the size of the sampled
+    columns a worker hands over, and milliseconds to copy those into new shared memory (how a worker
+    hands a sample to the training process) and into new ordinary memory."""
     dataset = train_dataset(kind, {"mask": {"center_fraction": 0.04, "acceleration": 8}, "crop": MRI_CROP}, folder)
     largest = max(range(len(dataset)), key=lambda index: int(np.prod(dataset.batch_key(index))))
-    kspace = dataset[(largest, 0)]["kspace"]
+    columns = dataset[(largest, 0)]["columns"]
     timings = {}
-    for name, allocate in (("shared", lambda: torch.empty_like(kspace).share_memory_()), ("ordinary", lambda: torch.empty_like(kspace))):
+    for name, allocate in (("shared", lambda: torch.empty_like(columns).share_memory_()), ("ordinary", lambda: torch.empty_like(columns))):
         started = time.perf_counter()
         for _ in range(repeats):
-            allocate().copy_(kspace)
+            allocate().copy_(columns)
         timings[f"{name}_memory_copy_ms"] = 1000 * (time.perf_counter() - started) / repeats
-    return {"slice_mb": kspace.numel() * kspace.element_size() / 2**20, **timings}
+    slice_mb = int(np.prod(dataset.batch_key(largest)[1:])) * columns.element_size() / 2**20  # (slices, [coils,] H, W)
+    return {"slice_mb": slice_mb, "handed_over_mb": columns.numel() * columns.element_size() / 2**20, **timings}
 
 
-def decode_rate(folder: Path, data: dict, samples: int) -> float:
-    """Per-worker samples/s of today's denoising path: a JPEG decoded for every crop."""
-    dataset = train_dataset("denoise", data, folder)
-    loader = DataLoader(dataset, sampler=list(SeededSampler(len(dataset), seed=0, epoch=0)), batch_size=1, num_workers=1)
-    return _rate(loader, samples)
+def denoise_rates(folder: Path, decoded: Path, data: dict, samples: int, batch: int, rounds: int = 3) -> dict[str, float]:
+    """Per-worker samples/s of denoising crops read from the decoded file (the training path) and
+    decoded from the JPEG for every crop, in batches of one and of ``batch``, alternating ``rounds`` times."""
+    settings = {"crop": data["crop"], "sigma_range": tuple(data["sigma_train"]), "crops_per_image": data["crops_per_image"], "augment": data["augment"]}
+    datasets = {
+        "ours_worker_samples_per_s": DenoiseTrainDataset(DecodedImages(decoded), **settings),
+        "decode_each_time_samples_per_s": DenoiseTrainDataset(ImageFiles(training_images(folder)), **settings),
+    }
+    loaders = {}
+    for size, suffix in ((1, ""), (batch, f"_batch{batch}")):
+        for name, dataset in datasets.items():
+            loaders[name.replace("_samples", f"{suffix}_samples")] = DataLoader(dataset, sampler=_keys(len(dataset), samples + batch), batch_size=size, num_workers=1, collate_fn=dataset.collate)
+    measured: dict[str, list[float]] = {name: [] for name in loaders}
+    for _ in range(rounds):
+        for name, loader in loaders.items():
+            measured[name].append(_rate(loader, samples))
+    rates = {name: statistics.median(values) for name, values in measured.items()}
+    return {"crop": data["crop"], **rates, "ratio": rates["ours_worker_samples_per_s"] / rates["decode_each_time_samples_per_s"],
+            f"ratio_batch{batch}": rates[f"ours_worker_batch{batch}_samples_per_s"] / rates[f"decode_each_time_batch{batch}_samples_per_s"]}
 
 
 def waiting_fraction(dataset, kind: str, model_config: dict, batch_size: int, workers: int, steps: int) -> dict[str, float]:
@@ -149,17 +188,14 @@ def waiting_fraction(dataset, kind: str, model_config: dict, batch_size: int, wo
     torch.manual_seed(0)
     model = UNet(channels(kind), channels(kind), **model_config)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batches = group_batches(list(SeededSampler(len(dataset), seed=0, epoch=0)), dataset.batch_key, batch_size)
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers)
+    # Enough epochs' keys for every step: a new pass would restart the workers, a wait of its own.
+    batches = group_batches(_keys(len(dataset), (steps + 1) * batch_size), dataset.batch_key, batch_size)
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=dataset.collate)
     waiting = computing = 0.0
     iterator = iter(loader)
     for step in range(steps + 1):
         started = time.perf_counter()
-        try:
-            raw = next(iterator)
-        except StopIteration:
-            iterator = iter(loader)
-            raw = next(iterator)
+        raw = next(iterator)
         loaded = time.perf_counter()
         inputs, targets = dataset.finish_batch(raw, "cpu")
         loss = torch.nn.functional.mse_loss(model(inputs), targets)
@@ -175,11 +211,11 @@ def waiting_fraction(dataset, kind: str, model_config: dict, batch_size: int, wo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench/dataloader.json")
-    parser.add_argument("--samples", type=int, default=20, help="samples timed per loader and round")
+    parser.add_argument("--samples", type=int, default=60, help="samples timed per loader and round")
     parser.add_argument("--volumes", type=int, default=4, help="realistic volumes per MRI task")
     parser.add_argument("--slices", type=int, default=6, help="cap on the slices per realistic volume")
-    parser.add_argument("--batch", type=int, default=4, help="slices per device-transform batch")
-    parser.add_argument("--steps", type=int, default=6, help="training steps timed for the waiting share")
+    parser.add_argument("--batch", type=int, default=4, help="samples per batch of the batched rates and of the device transform")
+    parser.add_argument("--steps", type=int, default=20, help="training steps timed for the waiting share")
     args = parser.parse_args()
     demo = validate(yaml.safe_load((REPO / "config.yaml").read_text()), source="config.yaml")
     torch.set_num_threads(1)
@@ -190,17 +226,24 @@ def main() -> None:
         folders = make_data(Path(root), images=24, volumes=args.volumes, slices=args.slices)
         made = time.perf_counter() - started
         for task, kind in KINDS.items():
-            row = worker_rates(folders[task], kind, args.samples)
+            row = worker_rates(folders[task], kind, args.samples, args.batch)
             row["ratio"] = row["ours_worker_samples_per_s"] / row["fastmri_worker_samples_per_s"]
+            row[f"ratio_batch{args.batch}"] = row[f"ours_worker_batch{args.batch}_samples_per_s"] / row["fastmri_worker_samples_per_s"]
             row["in_process_ratio"] = row["ours_in_process_samples_per_s"] / row["fastmri_in_process_samples_per_s"]
             row["handover"] = shared_memory_ms(folders[task], kind)
             row["device_transform_ms_per_sample"] = transform_ms(folders[task], kind, args.batch, "cpu")
             if "cuda" in devices:
                 row["device_transform_ms_per_sample_cuda"] = transform_ms(folders[task], kind, args.batch, "cuda")
             results[task] = row
-        settings = demo["tasks"]["denoise"]
-        data = {key: value for key, value in settings.items() if key not in ("training", "data")}
-        results["denoise"] = {"decode_each_time_samples_per_s": decode_rate(folders["denoise"], data, args.samples)}
+        decoded = Path(root) / "train_decoded.h5"
+        started = time.perf_counter()
+        write_decoded(training_images(folders["denoise"]), decoded)
+        decode_s = time.perf_counter() - started
+        paper = validate(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()), source="config/paper.yaml", require_data=False)
+        # The demo's crop (the keys the targets name) and the thesis's (config/paper.yaml).
+        demo_data, paper_data = ({key: value for key, value in config["tasks"]["denoise"].items() if key not in ("training", "data")} for config in (demo, paper))
+        results["denoise"] = {**denoise_rates(folders["denoise"], decoded, demo_data, args.samples, args.batch), "paper_crop": denoise_rates(folders["denoise"], decoded, paper_data, args.samples, args.batch), "decode_once_s": decode_s}
+        folders["denoise"] = decoded
         default_workers = demo["tasks"]["denoise"]["training"]["workers"]
         for task in ("denoise", *KINDS):
             settings = demo["tasks"][task]
@@ -230,10 +273,12 @@ def main() -> None:
     for task in KINDS:
         row = results[task]
         print(f"{task}: ours {row['ours_worker_samples_per_s']:.1f}/s, fastMRI {row['fastmri_worker_samples_per_s']:.1f}/s per worker ({row['ratio']:.1f}×); "
+              f"in batches of {args.batch} {row[f'ours_worker_batch{args.batch}_samples_per_s']:.1f}/s ({row[f'ratio_batch{args.batch}']:.1f}×); "
               f"in the main process {row['ours_in_process_samples_per_s']:.1f}/s vs {row['fastmri_in_process_samples_per_s']:.1f}/s ({row['in_process_ratio']:.1f}×); "
-              f"device transform {row['device_transform_ms_per_sample']:.1f} ms/sample on the CPU; a {row['handover']['slice_mb']:.0f} MB slice into shared memory "
+              f"device transform {row['device_transform_ms_per_sample']:.1f} ms/sample on the CPU; a {row['handover']['slice_mb']:.0f} MB slice hands over {row['handover']['handed_over_mb']:.1f} MB, into shared memory "
               f"{row['handover']['shared_memory_copy_ms']:.1f} ms, into ordinary memory {row['handover']['ordinary_memory_copy_ms']:.1f} ms")
-    print(f"denoise: {results['denoise']['decode_each_time_samples_per_s']:.1f}/s decoding each time")
+    for row in (results["denoise"], results["denoise"]["paper_crop"]):
+        print(f"denoise crop {row['crop']}: ours {row['ours_worker_samples_per_s']:.1f}/s from the decoded file, {row['decode_each_time_samples_per_s']:.1f}/s decoding each time ({row['ratio']:.1f}×); in batches of {args.batch} {row[f'ratio_batch{args.batch}']:.1f}×")
     for task, row in results.items():
         shares = ", ".join(f"{value['waiting_fraction']:.1%} with {key.replace('_', ' ')}" for key, value in row["waiting"].items() if isinstance(value, dict))
         print(f"{task} waiting: {shares}")

@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from lossbench.data.denoise import DenoiseTrainDataset, validation_noise
+import pickle
+
+import h5py
+from PIL import Image
+
+from lossbench.data.denoise import DecodedImages, DenoiseTrainDataset, ImageFiles, open_images, validation_noise, write_decoded
 from lossbench.data.images import EMBEDDED_PHOTOS, embedded_photo_path, list_images, read_rgb, write_png
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.data.valset import ImageFile
@@ -47,7 +52,7 @@ def test_thesis_noisy_column_is_unclipped_sigma_25_noise():
 
 
 def test_training_samples_are_reproducible_and_vary_by_seed(photo_dir):
-    dataset = DenoiseTrainDataset(list(list_images(photo_dir).values()), crop=32, sigma_range=(0, 40), crops_per_image=3)
+    dataset = DenoiseTrainDataset(ImageFiles(list(list_images(photo_dir).values())), crop=32, sigma_range=(0, 40), crops_per_image=3)
     assert len(dataset) == 6
     noisy, clean = dataset[(4, 123)]
     assert noisy.shape == clean.shape == (3, 32, 32)
@@ -57,7 +62,7 @@ def test_training_samples_are_reproducible_and_vary_by_seed(photo_dir):
 
 
 def test_training_noise_stays_within_the_sigma_range(photo_dir):
-    dataset = DenoiseTrainDataset(list(list_images(photo_dir).values()), crop=64, sigma_range=(10, 20), augment=False)
+    dataset = DenoiseTrainDataset(ImageFiles(list(list_images(photo_dir).values())), crop=64, sigma_range=(10, 20), augment=False)
     sigmas = [float((n - c).std()) * 255 for n, c in (dataset[(0, seed)] for seed in range(20))]
     assert 9 < min(sigmas) and max(sigmas) < 21
 
@@ -65,7 +70,7 @@ def test_training_noise_stays_within_the_sigma_range(photo_dir):
 def test_crop_larger_than_image_is_a_clear_error(tmp_path):
     write_png(tmp_path / "small.png", np.zeros((20, 30, 3)))
     with pytest.raises(ValueError, match=r"small\.png.*smaller than the 32×32 crop"):
-        DenoiseTrainDataset([tmp_path / "small.png"], crop=32, sigma_range=(0, 40))[(0, 1)]
+        DenoiseTrainDataset(ImageFiles([tmp_path / "small.png"]), crop=32, sigma_range=(0, 40))[(0, 1)]
 
 
 def test_validation_set_round_trip(photo_dir, tmp_path):
@@ -84,3 +89,54 @@ def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
         list_images(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="no image files"):
         list_images(tmp_path)
+
+
+def _odd_photos(folder):
+    """An RGB PNG, a JPEG, a palette PNG, an RGBA PNG and a 16-bit grayscale PNG, each at least 40 px."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (41, 53, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(folder / "a_rgb.png")
+    Image.fromarray(rgb).save(folder / "b_photo.jpg", quality=85)
+    Image.fromarray(rgb).convert("P").save(folder / "c_palette.png")
+    Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(folder / "d_alpha.png")
+    Image.fromarray(rng.integers(0, 65536, (44, 40), dtype=np.uint16)).save(folder / "e_deep.png")
+    return list(list_images(folder).values())
+
+
+def test_decoded_crops_are_the_pixels_of_the_image_files(tmp_path):
+    # The decoded file must give bit-identical crops (hence identical training) to decoding each time.
+    paths = _odd_photos(tmp_path / "photos")
+    assert write_decoded(paths, tmp_path / "train_decoded.h5") == len(paths)
+    with h5py.File(tmp_path / "train_decoded.h5") as file:
+        dtypes = [file["images"][f"{index:06d}"].dtype for index in range(len(paths))]
+    # 8-bit images as uint8; the 16-bit one kept exactly as float32.
+    assert dtypes == [np.uint8] * 4 + [np.float32]
+    settings = {"crop": 40, "sigma_range": (0, 50), "crops_per_image": 2}
+    decoded = DenoiseTrainDataset(open_images(tmp_path / "train_decoded.h5"), **settings)
+    files = DenoiseTrainDataset(open_images(tmp_path / "photos"), **settings)
+    assert isinstance(decoded.images, DecodedImages) and isinstance(files.images, ImageFiles)
+    assert decoded.images.shapes == files.images.shapes and decoded.images.files == [tmp_path / "train_decoded.h5"]
+    copy = pickle.loads(pickle.dumps(decoded))  # as a "spawn" DataLoader worker gets it: no open handle
+    for index in range(len(files)):
+        for seed in (0, 7, 2**32 - 1):
+            for a, b, c in zip(decoded[(index, seed)], files[(index, seed)], copy[(index, seed)]):
+                assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_decoded_file_errors_name_the_file(tmp_path):
+    paths = _odd_photos(tmp_path / "photos")
+    (tmp_path / "photos" / "f_broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match=r"f_broken\.jpg: cannot read as an image"):
+        write_decoded(paths + [tmp_path / "photos" / "f_broken.jpg"], tmp_path / "train_decoded.h5")
+    assert not (tmp_path / "train_decoded.h5").exists()
+    with h5py.File(tmp_path / "other.h5", "w") as file:
+        file["x"] = 1
+    with pytest.raises(ValueError, match=r"other\.h5: not a decoded training-images file"):
+        DecodedImages(tmp_path / "other.h5")
+    (tmp_path / "garbage.h5").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"garbage\.h5: cannot read as HDF5"):
+        DecodedImages(tmp_path / "garbage.h5")
+    write_decoded(paths, tmp_path / "train_decoded.h5")
+    with pytest.raises(ValueError, match=r"a_rgb\.png: image 53×41 is smaller than the 42×42 crop"):
+        DenoiseTrainDataset(DecodedImages(tmp_path / "train_decoded.h5"), crop=42, sigma_range=(0, 40))

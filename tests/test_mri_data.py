@@ -333,7 +333,7 @@ def test_device_side_batches_equal_the_per_sample_fastmri_path(tmp_path, challen
     assert all(len({dataset.batch_key(index) for index, _ in batch}) == 1 for batch in batches)
     sides = set()
     for batch in batches:
-        raw = torch.utils.data.default_collate([dataset[key] for key in batch])
+        raw = dataset.collate([dataset[key] for key in batch])
         inputs, targets = dataset.finish_batch(raw, "cpu")
         for (index, seed), image, target in zip(batch, inputs, targets):
             reference_image, reference_target = dataset.reference_pair(index, seed)

@@ -138,9 +138,9 @@ def data_identity(files: list[Path], root: str | Path) -> dict[str, Any]:
 
 
 def _training_files(dataset: Any, train_dir: Path) -> list[Path]:
-    # The files a training dataset reads: the denoising images (of a folder or a manifest), or the .h5 volumes of an MRI folder.
+    # The files a training dataset reads: the decoded denoising images (or their files), or the .h5 volumes of an MRI folder.
     if isinstance(dataset, DenoiseTrainDataset):
-        return dataset.paths
+        return dataset.images.files
     return sorted(path for path in train_dir.iterdir() if path.suffix == ".h5" and path.is_file())
 
 
@@ -442,6 +442,7 @@ def run(
     loader = DataLoader(
         dataset,
         batch_sampler=order,
+        collate_fn=dataset.collate,
         num_workers=training["workers"],
         persistent_workers=training["workers"] > 0,
         pin_memory=target_device.type == "cuda",

@@ -74,6 +74,12 @@ def data_dir(task, split):
     return f"{RESULTS}/data/{task}/synthetic_{split}"
 
 
+def train_data(task):
+    """What a task's training reads: the decoded photographs of a denoising task (rule
+    decode_images), the fastMRI folder of an MRI task."""
+    return results(f"data/{task}/train_decoded.h5") if TASK_KINDS[task] == "denoise" else data_dir(task, "train")
+
+
 def model_metric_files(task, suite=""):
     """Loss → its models' metric files, one per seed (suite ".fastmri" for fastMRI's per-volume metrics)."""
     return {loss: expand(results("metrics/{task}/{loss}/seed{seed}{suite}.csv"), task=task, loss=loss, seed=SEEDS, suite=suite) for loss in LOSSES}

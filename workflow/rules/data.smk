@@ -41,6 +41,24 @@ rule synthetic_mri:
         "../scripts/synthetic_mri.py"
 
 
+# Denoising trains on its photographs decoded once (uint8 HDF5, one dataset per image), not on the
+# image files: a worker then reads a crop's pixels instead of decoding a JPEG for every crop.
+rule decode_images:
+    input:
+        lambda w: data_dir(w.task, "train"),
+        check=lambda w: data_check(w.task, "train"),
+    output:
+        results("data/{task}/train_decoded.h5"),
+    wildcard_constraints:
+        task="|".join(task for task, kind in TASK_KINDS.items() if kind == "denoise"),
+    log:
+        results("logs/data/{task}_decode_images.log"),
+    conda:
+        ENV
+    script:
+        "../scripts/decode_images.py"
+
+
 # With the pretrained LPIPS trunk, every job that computes LPIPS (training with lpips_l2, evaluation)
 # needs its weights; they all read the validation set, so making the weights an input of the
 # validation set fetches them (rule lpips_weights, when no cache has them) before any of them runs.

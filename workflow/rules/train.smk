@@ -10,7 +10,7 @@ LR_GRID = [f"{lr:g}" for lr in config["lr_sweep"]["grid"]]
 
 rule train:
     input:
-        train=lambda w: data_dir(w.task, "train"),
+        train=lambda w: train_data(w.task),
         valset=results("data/{task}/val.h5"),
     output:
         model=results("models/{task}/{loss}/seed{seed}/model.pt"),
@@ -38,7 +38,7 @@ rule train:
 
 rule lr_sweep_run:
     input:
-        train=lambda w: data_dir(w.task, "train"),
+        train=lambda w: train_data(w.task),
         valset=results("data/{task}/val.h5"),
     output:
         result=results("lr_sweep/{task}/{loss}/lr{lr}.yaml"),

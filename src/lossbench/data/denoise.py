@@ -1,15 +1,29 @@
-"""RGB denoising data: random noisy crops for training, fixed-noise images for validation (thesis §4.1, §5.1.1)."""
+"""RGB denoising data: random noisy crops for training, fixed-noise images for validation (thesis §4.1, §5.1.1).
+
+Training crops come from the training photographs decoded once (:func:`write_decoded`, the workflow's
+rule ``decode_images``) into an HDF5 file of uint8 pixels, so that a DataLoader worker reads only
+the crop's pixels instead of decoding a JPEG for every crop of every epoch. The decoded pixels are
+those :func:`lossbench.data.images.read_rgb` gives, so the crops are the same float32 values as
+crops of the image files (:class:`ImageFiles`, which decodes the file for every crop).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
-from lossbench.data.images import image_size, read_rgb
+from lossbench.data.h5files import ProcessLocalFiles
+from lossbench.data.imagenet import read_manifest
+from lossbench.data.images import image_size, list_images, read_rgb
 from lossbench.seeding import derive_seed
+
+#: Format tag of the decoded training file, checked when it is read.
+DECODED_FORMAT = "lossbench-decoded-images-1"
 
 
 def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -20,17 +34,115 @@ def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return image[..., rng.permutation(3)]
 
 
+def training_images(source: str | Path) -> list[Path]:
+    """The training photographs of ``source``: an image manifest (:mod:`lossbench.data.imagenet`) or a folder."""
+    return read_manifest(source) if Path(source).is_file() else list(list_images(source).values())
+
+
+def open_images(source: str | Path) -> DecodedImages | ImageFiles:
+    """The training photographs of ``source``: a decoded file (``.h5``, :func:`write_decoded`), or
+    an image manifest or folder (see :func:`training_images`), decoded for every crop."""
+    return DecodedImages(source) if Path(source).suffix == ".h5" else ImageFiles(training_images(source))
+
+
+class ImageFiles:
+    """Training photographs read from their files, decoded for every crop.
+
+    Args:
+        paths: The image files; their sizes are read from the headers.
+    """
+
+    def __init__(self, paths: list[Path]):
+        self.files = list(paths)
+        self.names = [str(path) for path in self.files]
+        self.shapes = [image_size(path)[::-1] for path in self.files]
+
+    def crop(self, index: int, top: int, left: int, side: int) -> np.ndarray:
+        """The (side, side, 3) float32 crop in [0, 1] at (top, left) of image ``index``."""
+        return read_rgb(self.files[index])[top : top + side, left : left + side]
+
+
+class DecodedImages:
+    """Training photographs from a file written by :func:`write_decoded`; each DataLoader worker
+    opens it once and reads only the pixels of each crop.
+
+    Raises:
+        ValueError: ``path`` is no decoded-images file (one line naming it).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.files = [self.path]
+        try:
+            with h5py.File(self.path, "r") as file:
+                if file.attrs.get("format") != DECODED_FORMAT:
+                    raise ValueError(f"{self.path}: not a decoded training-images file (format {file.attrs.get('format')!r}, expected {DECODED_FORMAT!r}); rerun rule decode_images")
+                self.names = [name.decode() if isinstance(name, bytes) else str(name) for name in file["sources"][()]]
+                self.shapes = [tuple(int(side) for side in shape) for shape in file["shapes"][()]]
+        except OSError as error:
+            raise ValueError(f"{self.path}: cannot read as HDF5 ({str(error).splitlines()[0]})") from None
+        self._files = ProcessLocalFiles()
+
+    def crop(self, index: int, top: int, left: int, side: int) -> np.ndarray:
+        """The (side, side, 3) float32 crop in [0, 1] at (top, left) of image ``index``."""
+        pixels = self._files.dataset(self.path, f"images/{index:06d}")[top : top + side, left : left + side]
+        if pixels.dtype != np.uint8:
+            return pixels
+        # As read_rgb scales 8-bit pixels: float32, then divided by 255 in float32.
+        crop = pixels.astype(np.float32)
+        crop /= 255.0
+        return crop
+
+
+def write_decoded(paths: list[Path], out_path: str | Path) -> int:
+    """Decode the training photographs ``paths`` once into the HDF5 file ``out_path``.
+
+    One dataset per image, ``images/{index:06d}`` (H, W, 3), in the order of ``paths``: uint8 when
+    that keeps :func:`lossbench.data.images.read_rgb`'s values exactly (every 8-bit image), else
+    float32 (16-bit and float images). ``sources`` lists the files, ``shapes`` their (H, W). The file
+    is written under a temporary name and renamed, so ``out_path`` is old or complete.
+
+    Returns:
+        The number of images written.
+
+    Raises:
+        ValueError: an image that cannot be decoded (one line naming the file), or no images.
+    """
+    if not paths:
+        raise ValueError(f"{out_path}: no training images to decode")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out_path.with_name(out_path.name + ".tmp")
+    with h5py.File(temporary, "w") as file:
+        file.attrs["format"] = DECODED_FORMAT
+        images = file.create_group("images")
+        shapes = []
+        for index, path in enumerate(paths):
+            pixels = read_rgb(path)
+            quantised = np.round(pixels * 255).astype(np.uint8)
+            exact = quantised.astype(np.float32)
+            exact /= 255.0
+            images.create_dataset(f"{index:06d}", data=quantised if np.array_equal(exact, pixels) else pixels)
+            shapes.append(pixels.shape[:2])
+        file.create_dataset("sources", data=[str(path) for path in paths], dtype=h5py.string_dtype())
+        file.create_dataset("shapes", data=np.asarray(shapes, dtype=np.int64))
+    os.replace(temporary, out_path)
+    return len(paths)
+
+
 class DenoiseTrainDataset(Dataset):
     """Random crops of clean photographs with Gaussian noise of random strength.
 
     Each item is keyed by ``(index, sample_seed)`` (see :class:`lossbench.seeding.SeededSampler`):
     the crop position, augmentation, σ ~ U[sigma_min, sigma_max]/255 and the noise all come from
-    ``sample_seed``. Noise is not clipped, as in the thesis's Noisy column.
+    ``sample_seed``. Noise is not clipped, as in the thesis's Noisy column. An item is one
+    (2, 3, crop, crop) float32 tensor, the noisy crop and the clean one: one tensor for a worker to
+    hand over per batch (each costs a shared-memory segment), split by :meth:`finish_batch`.
 
     Args:
-        paths: Clean training images.
-        crop: Side of the square crops; images smaller than that are rejected here, before any
-            training, from their headers.
+        images: The clean training photographs, decoded (:class:`DecodedImages`) or as files
+            (:class:`ImageFiles`); images smaller than the crop are rejected here, before any training.
+        crop: Side of the square crops.
         sigma_range: (min, max) noise standard deviation on the 0–255 scale.
         crops_per_image: Crops drawn from every image per epoch.
         augment: Apply rot90, flips and channel permutations.
@@ -38,54 +150,56 @@ class DenoiseTrainDataset(Dataset):
 
     channels = 3
 
-    def __init__(self, paths: list[Path], crop: int, sigma_range: tuple[float, float], crops_per_image: int = 1, augment: bool = True):
-        if not paths:
+    def __init__(self, images: DecodedImages | ImageFiles, crop: int, sigma_range: tuple[float, float], crops_per_image: int = 1, augment: bool = True):
+        if not images.shapes:
             raise ValueError("denoising training set is empty")
-        for path in paths:
-            width, height = image_size(path)
+        for name, (height, width) in zip(images.names, images.shapes):
             if min(width, height) < crop:
-                raise ValueError(f"{path}: image {width}×{height} is smaller than the {crop}×{crop} crop (tasks.denoise.crop): every training image needs at least {crop} pixels per side")
-        self.paths = list(paths)
+                raise ValueError(f"{name}: image {width}×{height} is smaller than the {crop}×{crop} crop (tasks.denoise.crop): every training image needs at least {crop} pixels per side")
+        self.images = images
         self.crop = crop
         self.sigma_range = sigma_range
         self.crops_per_image = crops_per_image
         self.augment = augment
 
     def __len__(self) -> int:
-        return len(self.paths) * self.crops_per_image
-
-    def _image(self, index: int) -> np.ndarray:
-        # Read on demand rather than cache: the thesis's 9000 training images do not fit in memory.
-        return read_rgb(self.paths[index])
+        return len(self.images.shapes) * self.crops_per_image
 
     def batch_key(self, index: int) -> None:
         """Every crop has the same shape: any samples batch together."""
         return None
 
     @staticmethod
-    def finish_batch(batch: tuple[torch.Tensor, torch.Tensor], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The collated (noisy, clean) batch, each (N, 3, crop, crop), moved to ``device``."""
-        return batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+    def collate(items: list[torch.Tensor]) -> torch.Tensor:
+        """Stack items into a batch (N, 2, 3, crop, crop)."""
+        return default_collate(items)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def finish_batch(batch: torch.Tensor, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of :meth:`collate` moved to ``device`` as (noisy, clean), each (N, 3, crop, crop)."""
+        batch = batch.to(device, non_blocking=True)
+        return batch[:, 0], batch[:, 1]
+
+    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
         index, sample_seed = key
         rng = np.random.default_rng(sample_seed)
-        image = self._image(index // self.crops_per_image)
-        top = int(rng.integers(image.shape[0] - self.crop + 1))
-        left = int(rng.integers(image.shape[1] - self.crop + 1))
-        clean = image[top : top + self.crop, left : left + self.crop]
+        image = index // self.crops_per_image
+        height, width = self.images.shapes[image]
+        top = int(rng.integers(height - self.crop + 1))
+        left = int(rng.integers(width - self.crop + 1))
+        clean = self.images.crop(image, top, left, self.crop)
         if self.augment:
             clean = augment(clean, rng)
         sigma = rng.uniform(*self.sigma_range) / 255.0
-        noisy = clean + rng.normal(0.0, sigma, size=clean.shape).astype(np.float32)
-        return _to_chw(noisy), _to_chw(clean)
+        noise = rng.normal(0.0, sigma, size=clean.shape)
+        pair = np.empty((2, 3, self.crop, self.crop), dtype=np.float32)
+        pair[1] = clean.transpose(2, 0, 1)
+        pair[0] = noise.transpose(2, 0, 1)  # rounded to float32 before the sum, as float32 noise
+        pair[0] += pair[1]
+        return torch.from_numpy(pair)
 
 
 def validation_noise(clean: np.ndarray, image_id: str, sigma: float, seed: int) -> np.ndarray:
     """Add Gaussian noise of ``sigma``/255 to (H, W, 3) ``clean``, fixed by ``seed`` and ``image_id``; unclipped."""
     rng = np.random.default_rng(derive_seed(seed, image_id))
     return (clean + rng.normal(0.0, sigma / 255.0, size=clean.shape)).astype(np.float32)
-
-
-def _to_chw(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))

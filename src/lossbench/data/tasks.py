@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from lossbench.data.denoise import DenoiseTrainDataset, validation_noise
-from lossbench.data.imagenet import read_manifest
+from lossbench.data.denoise import DenoiseTrainDataset, open_images, validation_noise
 from lossbench.data.images import list_images, read_rgb
 from lossbench.data.valset import write_images
 
@@ -24,17 +23,17 @@ def train_dataset(kind: str, data: dict[str, Any], train_dir: str | Path) -> Dat
     Args:
         kind: ``denoise``, ``singlecoil`` or ``multicoil``.
         data: The task's data settings (crop, noise range, mask, ...), see ``config.train_spec``.
-        train_dir: Folder of training images or an image manifest file (denoise, see
-            :mod:`lossbench.data.imagenet`), or folder of fastMRI ``.h5`` files (MRI).
+        train_dir: The decoded training images (denoise, the workflow's rule ``decode_images``),
+            or a folder of them or an image manifest file (:mod:`lossbench.data.imagenet`), decoded
+            for every crop; or a folder of fastMRI ``.h5`` files (MRI).
 
     Raises:
         ValueError: an unknown ``kind``.
     """
     channels(kind)
     if kind == "denoise":
-        paths = read_manifest(train_dir) if Path(train_dir).is_file() else list(list_images(train_dir).values())
         return DenoiseTrainDataset(
-            paths,
+            open_images(train_dir),
             crop=data["crop"],
             sigma_range=tuple(data["sigma_train"]),
             crops_per_image=data["crops_per_image"],
