@@ -530,11 +530,20 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> dict[
         "seed": int(seed),
         "model": dict(config["model"]),
         "training": dict(task_config["training"]),
-        # The checkpoint interval changes no result, so changing it neither reruns nor restarts a job.
-        "trainer": {key: value for key, value in config["trainer"].items() if key != "checkpoint_every"},
+        # The checkpoint interval and the live view change no result: changing them neither reruns nor restarts a job.
+        "trainer": {key: value for key, value in config["trainer"].items() if key not in ("checkpoint_every", *LIVE_KEYS)},
         "data": task_data(config, task),
         "dataset": copy.deepcopy(task_config["data"]),
     }
+
+
+#: Trainer settings of the live view of a job (:class:`lossbench.logs.LiveView`).
+LIVE_KEYS = ("snapshots", "tensorboard")
+
+
+def live_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``trainer`` settings of the live view, as :func:`lossbench.train.run` takes them (``live``)."""
+    return {key: config["trainer"][key] for key in LIVE_KEYS}
 
 
 def results_dir(config: dict[str, Any]) -> str:
