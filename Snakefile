@@ -37,6 +37,7 @@ rule all:
     input:
         table_targets(),
         figure_targets(),
+        FASTMRI_RECONSTRUCTIONS,
         USERSTUDY_TARGETS,
         results("summary.md"),
         # Seed variation needs several seeds; `snakemake statistics` builds these with one seed too.

@@ -109,3 +109,22 @@ def test_bad_kernel_sizes_are_rejected_naming_the_key(tiny_config, model, messag
         validate(tiny_config, "tiny.yaml")
     tiny_config["model"].update(kernel_size=3, kernel_sizes=[5, 3, 3])
     assert validate(tiny_config, "tiny.yaml")["model"]["kernel_sizes"] == [5, 3, 3]
+
+
+def test_command_line_overrides_get_yaml_types_and_are_blamed(tiny_config):
+    from lossbench.config import typed_overrides, validate_with_overrides
+
+    # What Snakemake's parser gives for `--config 'seeds=[0, 1]' threads=2 'trainer={nonfinite: skip}'`.
+    overrides = typed_overrides({"seeds": ["0", "1"], "threads": 2, "trainer": {"nonfinite": "skip"}, "experiment": "001x"})
+    assert overrides == {"seeds": [0, 1], "threads": 2, "trainer": {"nonfinite": "skip"}, "experiment": "001x"}
+    tiny_config["seeds"] = ["0", "x"]
+    with pytest.raises(ConfigError, match=r"^--config seeds \(over tiny.yaml\): seeds.1: 'x' is not of type 'integer'$"):
+        validate_with_overrides(tiny_config, "tiny.yaml", {"seeds": ["0", "x"]})
+    tiny_config["seeds"], tiny_config["bogus"] = [0], 1
+    with pytest.raises(ConfigError, match=r"^--config bogus \(over tiny.yaml\): <top level>: .*'bogus' was unexpected"):
+        validate_with_overrides(tiny_config, "tiny.yaml", {"bogus": 1})
+    # A bad value of the file itself is still the file's, whatever else the command line set.
+    del tiny_config["bogus"]
+    tiny_config["threads"] = 0
+    with pytest.raises(ConfigError, match=r"^tiny.yaml: threads: 0 is less than the minimum of 1$"):
+        validate_with_overrides(tiny_config, "tiny.yaml", {"seeds": [0]})

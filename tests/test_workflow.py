@@ -47,6 +47,9 @@ def test_every_table_and_figure_is_made(finished):
     for name in ("table_6_3", "table_6_4"):
         for suffix in ("_fastmri.csv", "_fastmri.md", "_fastmri.tex"):
             assert (tables / f"{name}{suffix}").stat().st_size > 0
+    # fastMRI submission files of every MRI model, one per validation volume.
+    for task in ("knee", "brain"):
+        assert (finished / "results" / "demo" / "outputs" / task / "l1" / "seed0_fastmri" / f"{task}_val_000.h5").stat().st_size > 0
 
 
 def test_every_rule_writes_a_log(finished):
@@ -97,3 +100,14 @@ def test_report_holds_tables_and_figures(finished):
     _snakemake(finished, "--report", "results/demo/report.html")
     html = (finished / "results" / "demo" / "report.html").read_text(errors="replace")
     assert "table_6_1" in html and "fig_6_1" in html
+
+
+def test_config_overrides_are_typed_and_named_in_errors(tmp_path):
+    # Snakemake reads list items of --config as strings; they get a file's YAML types.
+    result = _snakemake(tmp_path, "--cores", "1", "--dry-run", "--config", "seeds=[0, 1]")
+    stats = result.stdout.split("Job stats")[1].split("Reasons")[0]
+    assert any(line.split() == ["train", "18"] for line in stats.splitlines())  # 3 tasks × 3 losses × 2 seeds
+    bad = _snakemake(tmp_path, "--cores", "1", "--dry-run", "--config", "trainer={nonfinite: maybe}", check=False)
+    assert bad.returncode != 0
+    assert f"Configuration error: --config trainer.nonfinite (over {TINY_CONFIG}): trainer.nonfinite: 'maybe' is not one of ['stop', 'skip']" in bad.stderr
+    assert not (tmp_path / "results").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,57 @@ def validate(config: dict[str, Any], source: str = "config", schema_path: str | 
     if missing and require_data:
         raise ConfigError(f"{source}: {'; '.join(missing)} (the run needs them; snakemake -n and the budget target work without them)")
     return config
+
+
+def typed_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Snakemake's ``--config KEY=VALUE`` overrides with the types a configuration file would give them.
+
+    Snakemake reads a top-level value as a number or boolean, else as YAML with PyYAML's BaseLoader,
+    which leaves every value inside a list or mapping a string (``seeds=[0, 1]`` gives ``['0', '1']``);
+    those are read again here as YAML scalars.
+    """
+
+    def retype(node: Any, nested: bool) -> Any:
+        if isinstance(node, Mapping):
+            return {key: retype(value, True) for key, value in node.items()}
+        if isinstance(node, list):
+            return [retype(value, True) for value in node]
+        return yaml.safe_load(node) if nested and isinstance(node, str) and node else node
+
+    return {key: retype(value, False) for key, value in overrides.items()}
+
+
+def _leaf_paths(node: Any, prefix: str = "") -> list[str]:
+    # Dotted keys of the values of a mapping; lists are single values, as they replace a file's list whole.
+    if not isinstance(node, dict) or not node:
+        return [prefix]
+    return [path for key, value in node.items() for path in _leaf_paths(value, f"{prefix}.{key}" if prefix else str(key))]
+
+
+def validate_with_overrides(config: dict[str, Any], source: str, overrides: dict[str, Any], require_data: bool = True) -> dict[str, Any]:
+    """:func:`validate` of files merged with ``--config`` overrides, blaming the override when the bad value is one.
+
+    Args:
+        config: The merged configuration.
+        source: The configuration files, for messages.
+        overrides: The ``--config`` values (:func:`typed_overrides`), already merged into ``config``.
+
+    Raises:
+        ConfigError: naming ``--config KEY`` (and the files overridden) when the offending key is, lies
+            below or contains an overridden one, otherwise ``source``.
+    """
+    try:
+        return validate(config, source, require_data=require_data)
+    except ConfigError as error:
+        detail = str(error).removeprefix(f"{source}: ")
+        key = detail.split(": ", 1)[0]
+        for path in _leaf_paths(overrides):
+            top = path.split(".")[0]
+            # An unexpected key is reported at its parent ("<top level>: ... ('bogus' was unexpected)").
+            related = key == path or key.startswith(path + ".") or path.startswith(key + ".") or (key == "<top level>" and f"'{top}'" in detail)
+            if related:
+                raise ConfigError(f"--config {path} (over {source}): {detail}") from None
+        raise
 
 
 def _fill_name_enums(schema: dict[str, Any], config: dict[str, Any]) -> None:
@@ -478,11 +530,20 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> dict[
         "seed": int(seed),
         "model": dict(config["model"]),
         "training": dict(task_config["training"]),
-        # The checkpoint interval changes no result, so changing it neither reruns nor restarts a job.
-        "trainer": {key: value for key, value in config["trainer"].items() if key != "checkpoint_every"},
+        # The checkpoint interval and the live view change no result: changing them neither reruns nor restarts a job.
+        "trainer": {key: value for key, value in config["trainer"].items() if key not in ("checkpoint_every", *LIVE_KEYS)},
         "data": task_data(config, task),
         "dataset": copy.deepcopy(task_config["data"]),
     }
+
+
+#: Trainer settings of the live view of a job (:class:`lossbench.logs.LiveView`).
+LIVE_KEYS = ("snapshots", "tensorboard")
+
+
+def live_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``trainer`` settings of the live view, as :func:`lossbench.train.run` takes them (``live``)."""
+    return {key: config["trainer"][key] for key in LIVE_KEYS}
 
 
 def results_dir(config: dict[str, Any]) -> str:

@@ -46,6 +46,7 @@ from lossbench.data.denoise import DenoiseTrainDataset
 from lossbench.data.tasks import channels, train_dataset
 from lossbench.data.valset import ImageFile
 from lossbench.device import DeviceError, check_gpu_features, configure_cuda_kernels, make_deterministic, select_device
+from lossbench.logs import LiveView, LiveViewError
 from lossbench.metrics.pixel import psnr
 from lossbench.models import UNet
 from lossbench.seeding import SeededSampler, derive_seed, group_batches
@@ -357,6 +358,7 @@ def run(
     threads: int | None = None,
     progress: bool = True,
     checkpoint_every: int = 500,
+    live: dict[str, Any] | None = None,
 ) -> Path:
     """Train the model of ``spec`` and write ``model.pt`` and ``curve.csv`` into ``out_dir``.
 
@@ -371,6 +373,8 @@ def run(
         threads: CPU threads for torch (None: torch's default).
         progress: Show a progress bar on stderr.
         checkpoint_every: Steps between checkpoints (there is one at each epoch's end as well).
+        live: ``trainer.snapshots`` and ``trainer.tensorboard`` (:class:`lossbench.logs.LiveView`),
+            which change no result and so are no part of the spec.
 
     Returns:
         Path of the written ``model.pt``.
@@ -392,6 +396,7 @@ def run(
     train_dir = Path(train_dir)
     identity = data_identity(_training_files(dataset, train_dir), train_dir if train_dir.is_dir() else train_dir.parent)
     run_hash = spec_hash(spec, identity)
+    view = LiveView(out_dir, run_hash, (live or {}).get("snapshots"), (live or {}).get("tensorboard", False))
     out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir) / run_hash
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -450,7 +455,7 @@ def run(
         # Its own generator keeps the loader from drawing on torch's global random state.
         generator=torch.Generator().manual_seed(derive_seed(spec["seed"])),
     )
-    with ImageFile(valset_path) as valset, _catch_stop_signals() as signals, bar:
+    with ImageFile(valset_path) as valset, _catch_stop_signals() as signals, bar, view:
         while state.epoch < training["epochs"]:
             started = time.perf_counter()
             # A resumed epoch skips its done batches.
@@ -492,6 +497,7 @@ def run(
                 # Followed live in the outputs; beside the checkpoints it outlives a failed job, whose outputs Snakemake deletes.
                 for folder in (out_dir, checkpoint_dir):
                     write_curve(state.curve, folder / "curve.csv")
+                view.epoch(state.curve[-1], model, valset, target_device)
             path = checkpoint_now()
             if signals.received is not None:
                 name = signal.Signals(signals.received).name
@@ -534,7 +540,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[UN
 
 
 def main(argv: list[str] | None = None) -> None:
-    from lossbench.config import load, train_spec
+    from lossbench.config import live_settings, load, train_spec
 
     parser = argparse.ArgumentParser(prog="python -m lossbench.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="YAML configuration (e.g. config.yaml)")
@@ -559,8 +565,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"loss {args.loss!r} is not configured in {args.config}")
     spec = train_spec(config, args.task, args.loss, args.seed)
     try:
-        run(spec, args.train_dir, args.valset, args.out, args.checkpoints or Path(args.out) / "checkpoints", args.device or config["device"], config["threads"], not args.no_progress, config["trainer"]["checkpoint_every"])
-    except (NonFiniteError, DeviceError, ValueError, FileNotFoundError) as error:
+        run(spec, args.train_dir, args.valset, args.out, args.checkpoints or Path(args.out) / "checkpoints", args.device or config["device"], config["threads"], not args.no_progress, config["trainer"]["checkpoint_every"], live_settings(config))
+    except (NonFiniteError, DeviceError, LiveViewError, ValueError, FileNotFoundError) as error:
         # Bad data (unreadable, too small, malformed volumes) is reported in one line naming the file.
         sys.exit(f"{args.task}/{args.loss} seed {args.seed}: {error}")
 

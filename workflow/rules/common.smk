@@ -3,7 +3,8 @@
 import sys
 from pathlib import Path
 
-from lossbench.config import ConfigError, TASK_KINDS, evaluation_settings, missing_data_folders, read_yaml, results_dir, task_data, train_spec, validate
+from lossbench.config import ConfigError, TASK_KINDS, evaluation_settings, missing_data_folders, read_yaml, results_dir, task_data, train_spec, typed_overrides, validate_with_overrides
+from snakemake.utils import update_config
 from lossbench.seeding import derive_seed
 from lossbench.tables import TABLES
 
@@ -16,10 +17,13 @@ try:
     # Snakemake's own YAML loading keeps the last of two equal keys silently: re-read each file strictly.
     for _configfile in workflow.configfiles:
         read_yaml(_configfile)
-    validate(config, source=CONFIG_SOURCE, require_data=not PLANNING_ONLY)
+    # --config values with a file's YAML types (`seeds=[0, 1]`), and named in the messages about them.
+    _overrides = typed_overrides(workflow.config_settings.config)
+    update_config(config, _overrides)
+    validate_with_overrides(config, CONFIG_SOURCE, _overrides, require_data=not PLANNING_ONLY)
     EVALUATION = evaluation_settings(config)
 except ConfigError as error:
-    named = any(str(error).startswith(str(path)) for path in [CONFIG_SOURCE, *workflow.configfiles])
+    named = any(str(error).startswith(str(path)) for path in [CONFIG_SOURCE, *workflow.configfiles, "--config "])
     sys.exit(f"Configuration error: {error}" if named else f"Configuration error: {CONFIG_SOURCE}: {error}")
 MISSING_DATA = missing_data_folders(config)
 if MISSING_DATA:

@@ -18,3 +18,25 @@ rule infer:
         ENV
     script:
         "../scripts/infer.py"
+
+
+# The MRI outputs in fastMRI's submission layout, one `reconstruction` file per validation volume at its own
+# scale: `python -m fastmri.evaluate --target-path <the volumes> --predictions-path <this folder>` reads them.
+rule fastmri_reconstructions:
+    input:
+        outputs=results("outputs/{task}/{loss}/seed{seed}.h5"),
+        volumes=lambda w: data_dir(w.task, "val"),
+    output:
+        directory(results("outputs/{task}/{loss}/seed{seed}_fastmri")),
+    wildcard_constraints:
+        task="knee|brain",
+    log:
+        results("logs/infer/{task}/{loss}/seed{seed}_fastmri.log"),
+    conda:
+        ENV
+    script:
+        "../scripts/infer_fastmri.py"
+
+
+#: Every MRI model's fastMRI submission folder (part of `all`).
+FASTMRI_RECONSTRUCTIONS = [results(f"outputs/{task}/{loss}/seed{seed}_fastmri") for task in TASKS if TASK_KINDS[task] != "denoise" for loss in LOSSES for seed in SEEDS]

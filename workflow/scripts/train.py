@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from lossbench import losses, train
+from lossbench.config import live_settings
 from lossbench.logs import log_to
 
 with log_to(snakemake.log[0]):
@@ -15,6 +16,7 @@ with log_to(snakemake.log[0]):
         snakemake.params.checkpoints,
         device=snakemake.params.device,
         threads=snakemake.threads,
-        # Read from the config rather than params: a new interval must not rerun finished models.
+        # Read from the config rather than params: a new interval or live view must not rerun finished models.
         checkpoint_every=snakemake.config["trainer"]["checkpoint_every"],
+        live=live_settings(snakemake.config),
     )
