@@ -213,7 +213,10 @@ def _test_volume_inputs(path: Path, challenge: str, crop: int) -> tuple[np.ndarr
     if side > kspace.shape[-2]:
         raise InferenceInputError(f"{path}: kspace {kspace.shape[-2]}×{kspace.shape[-1]} is smaller than the model's {crop}×{crop} crop")
     kspace = torch.from_numpy(kspace.reshape((kspace.shape[0], -1) + kspace.shape[-2:]))
-    images = zero_filled(kspace, torch.from_numpy(mask).expand(kspace.shape[0], -1), side).numpy()
+    slices, coils, height = kspace.shape[:3]
+    # zero_filled takes the sampled columns of each slice, slice by slice: (S·K, C, H).
+    columns = kspace[..., torch.from_numpy(mask)].permute(0, 3, 1, 2).reshape(-1, coils, height)
+    images = zero_filled(columns, torch.from_numpy(mask).expand(slices, -1), side).numpy()
     scale = float(images.max())
     if not np.isfinite(scale) or scale <= 0:
         raise InferenceInputError(f"{path}: the zero-filled images have maximum {scale}, expected a positive number")
