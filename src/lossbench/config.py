@@ -211,6 +211,8 @@ def _check_loss_params(config: dict[str, Any], source: str) -> None:
         for key in settings["params"]:
             if accepted is not None and key not in accepted:
                 raise ConfigError(f"{source}: losses.{name}.params.{key}: not a parameter of the {name} loss (it takes {', '.join(accepted) if accepted else 'none'})")
+        if settings["params"].get("reduction", "mean") == "none":
+            raise ConfigError(f"{source}: losses.{name}.params.reduction: 'none' gives one loss per image; training needs a scalar ('mean' or 'sum')")
 
 
 def _check_data_sizes(config: dict[str, Any], source: str) -> None:
