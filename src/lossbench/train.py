@@ -500,7 +500,20 @@ def run(
     model_path = out_dir / "model.pt"
     _save_atomic({"spec": spec, "data_identity": identity, "model": model.state_dict(), "loss": loss_fn.state_dict()}, model_path)
     write_curve(state.curve, out_dir / "curve.csv")
+    log.info("peak memory of %s/%s seed %d: %s", spec["task"], spec["loss"], spec["seed"], peak_memory(target_device))
     return model_path
+
+
+def peak_memory(device: torch.device) -> str:
+    """``host 1.2 GiB (peak RSS of this process)``, and the peak allocated on a CUDA ``device`` (``torch.cuda.max_memory_allocated``)."""
+    import resource
+
+    # Linux reports ru_maxrss in KiB (macOS in bytes).
+    scale = 1 if sys.platform == "darwin" else 1024
+    text = f"host {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30:.2f} GiB (peak RSS of this process)"
+    if device.type == "cuda":
+        text += f", {torch.cuda.get_device_name(device)} {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB (peak allocated)"
+    return text
 
 
 def _finish_epoch(state: Progress, validation: tuple[float, float], started: float) -> None:
