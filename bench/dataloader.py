@@ -42,10 +42,10 @@ import yaml
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from lossbench import models
 from lossbench.config import validate
 from lossbench.data.fastmri_synthetic import generate_dataset
 from lossbench.data.tasks import channels, train_dataset
-from lossbench.models import UNet
 from lossbench.seeding import SeededSampler, group_batches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,7 +147,7 @@ def decode_rate(folder: Path, data: dict, samples: int) -> float:
 def waiting_fraction(dataset, kind: str, model_config: dict, batch_size: int, workers: int, steps: int) -> dict[str, float]:
     """Seconds waiting for data and computing (device transform included), over ``steps`` training steps."""
     torch.manual_seed(0)
-    model = UNet(channels(kind), channels(kind), **model_config)
+    model = models.build(model_config, channels(kind))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     batches = group_batches(list(SeededSampler(len(dataset), seed=0, epoch=0)), dataset.batch_key, batch_size)
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers)
