@@ -131,3 +131,19 @@ def test_load_model_builds_the_network_its_checkpoint_names(tmp_path, section):
     assert type(loaded) is type(saved) and not loaded.training and spec["model"] == section
     image = torch.rand(1, 1, 24, 24)
     assert torch.equal(loaded(image), saved.eval()(image))
+
+
+def test_the_model_section_is_checked_against_the_named_networks_schema(tiny_config):
+    from lossbench.config import ConfigError, validate
+
+    tiny_config["model"] = {"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2}
+    assert validate(tiny_config, "tiny.yaml")["model"] == {"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2, "drop_prob": 0.0}
+    tiny_config["model"] = {"name": "fastmri_unet", "width": 4}
+    with pytest.raises(ConfigError, match=r"^tiny\.yaml: model: Additional properties are not allowed \('width' was unexpected\)$"):
+        validate(tiny_config, "tiny.yaml")
+    tiny_config["model"] = {"name": "resnet", "width": 4}
+    with pytest.raises(ConfigError, match=r"^tiny\.yaml: model\.name: 'resnet' is not one of \['unet', 'fastmri_unet'\]$"):
+        validate(tiny_config, "tiny.yaml")
+    tiny_config["model"] = {"name": "fastmri_unet", "num_pool_layers": 6}
+    with pytest.raises(ConfigError, match=r"^tiny\.yaml: model\.num_pool_layers: 6 pooling levels need crops of at least 2\*\*6 = 64 pixels, but tasks\.denoise\.crop is 32 \(num_pool_layers at most 5\)$"):
+        validate(tiny_config, "tiny.yaml")
