@@ -50,11 +50,11 @@ import yaml
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from lossbench import models
 from lossbench.config import validate
 from lossbench.data.denoise import DecodedImages, DenoiseTrainDataset, ImageFiles, training_images, write_decoded
 from lossbench.data.fastmri_synthetic import generate_dataset
 from lossbench.data.tasks import channels, train_dataset
-from lossbench.models import UNet
 from lossbench.seeding import SeededSampler, group_batches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,7 +186,7 @@ def denoise_rates(folder: Path, decoded: Path, data: dict, samples: int, batch: 
 def waiting_fraction(dataset, kind: str, model_config: dict, batch_size: int, workers: int, steps: int) -> dict[str, float]:
     """Seconds waiting for data and computing (device transform included), over ``steps`` training steps."""
     torch.manual_seed(0)
-    model = UNet(channels(kind), channels(kind), **model_config)
+    model = models.build(model_config, channels(kind))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     # Enough epochs' keys for every step: a new pass would restart the workers, a wait of its own.
     batches = group_batches(_keys(len(dataset), (steps + 1) * batch_size), dataset.batch_key, batch_size)

@@ -67,7 +67,7 @@ def train(steps: int, variants: list[str], residual: bool) -> None:
         print(
             f"{variant:12s} {steps} steps {time.perf_counter() - start:4.0f}s | PSNR input {_psnr(noisy, clean):.2f} "
             f"(clamped {_psnr(noisy.clamp(0, 1), clean):.2f}), output {_psnr(raw, clean):.2f} (clamped {_psnr(clamped, clean):.2f}) dB | "
-            f"FLIP {float(flip(clean, noisy).mean()):.4f} -> {float(flip(clean, raw).mean()):.4f} | outside [0, 1] "
+            f"FLIP {float(flip(noisy, clean).mean()):.4f} -> {float(flip(raw, clean).mean()):.4f} | outside [0, 1] "
             f"{float(outside.float().mean()):.3f}, stuck {stuck:.4f} | {_split(clamped - clean)}",
             flush=True,
         )
@@ -80,7 +80,7 @@ def pixels(steps: int) -> None:
 
     def report(label: str, x: torch.Tensor) -> None:
         with torch.no_grad():
-            print(f"{label:22s} FLIP(67 ppd) {float(flip(image, x).mean()):.4f}  PSNR {_psnr(x.clamp(0, 1), image):.2f} dB  {_split(x.clamp(0, 1) - image)}", flush=True)
+            print(f"{label:22s} FLIP(67 ppd) {float(flip(x, image).mean()):.4f}  PSNR {_psnr(x.clamp(0, 1), image):.2f} dB  {_split(x.clamp(0, 1) - image)}", flush=True)
 
     report("noisy start", start)
     for ppd in (67.02064514, 30.0, 10.0):

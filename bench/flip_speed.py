@@ -75,11 +75,11 @@ def main() -> None:
 
     def forward() -> None:
         with torch.no_grad():
-            flip(reference, test)
+            flip(test, reference)
 
     def forward_backward() -> None:
         output = test.clone().requires_grad_(True)
-        flip(reference, output).mean().backward()
+        flip(output, reference).mean().backward()
 
     runs = {"official_forward": official, "ours_forward": forward, "ours_forward_backward": forward_backward}
     for fn in runs.values():  # warm-up: filter caches, allocator, OpenMP pool

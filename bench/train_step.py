@@ -1,14 +1,18 @@
-"""Training-step throughput: U-net forward+backward+Adam step per loss, in images per second.
+"""Training-step throughput: network forward+backward+Adam step per loss, in images per second.
 
-    python bench/train_step.py [--out bench/train_step.json] [--repeats 3] [--threads 2]
+    python bench/train_step.py [--model unet] [--out bench/train_step.json] [--repeats 3] [--threads 2]
 
-Two model sizes on RGB denoising crops: the demo's (config.yaml: width 8, depth 3, 64×64, batch 4)
-and the thesis's (config/paper.yaml: width 32, depth 4, 256×256; batch 16 on CUDA, 4 on the CPU to
-keep the run short; images/s are per image either way). As a sanity anchor, ``fastmri.models.Unet``
-of the same width and depth is timed with the l2 loss. On CUDA the paper size is also timed in the
-variants of :data:`CUDA_VARIANTS` (fp32 without TF32, TF32, bfloat16 autocast, channels_last,
-torch.compile: ``trainer.tf32``, ``autocast``, ``channels_last``, ``compile``), each where the GPU
-supports it, with the share of each step that the loss's forward and backward take; the JSON's
+``--model`` is a registered network (``model.name``: ``unet``, the thesis's, or ``fastmri_unet``,
+``fastmri.models.Unet``); repeat it to time several side by side. Two sizes on RGB denoising crops:
+the demo's (config.yaml: width 8, depth 3, residual, 64×64, batch 4) and the thesis's
+(config/paper.yaml: width 32, depth 4, 256×256; batch 16 on CUDA, 4 on the CPU to keep the run
+short; images/s are per image either way), given to each network under its own keys (fastMRI's
+``chans`` and ``num_pool_layers``; the demo's residual skip is the thesis U-net's only). Results of
+the first ``--model`` are keyed ``<device>/<size>`` (what the budget reads), those of the others
+``<device>/<size>/<model>``. On CUDA the first network's paper size is also timed in the variants of
+:data:`CUDA_VARIANTS` (fp32 without TF32, TF32, bfloat16 autocast, channels_last, torch.compile:
+``trainer.tf32``, ``autocast``, ``channels_last``, ``compile``), each where the GPU supports it,
+with the share of each step that the loss's forward and backward take; the JSON's
 ``cuda_variants`` and ``gpu`` (its name) feed :func:`lossbench.budget.measured_gpu`. The median over
 repeats is reported, interleaved across losses so that machine noise affects all alike.
 """
@@ -22,15 +26,23 @@ import statistics
 import time
 
 import torch
-from fastmri.models import Unet as FastMRIUnet
 
-from lossbench import losses
+from lossbench import losses, models
 from lossbench.device import MIN_CAPABILITY, DeviceError, check_gpu_features, configure_cuda_kernels
-from lossbench.models import UNet
 from lossbench.train import build_loss
 
-#: name → (U-net width, depth, residual, crop, batch on CPU, batch on CUDA).
+#: name → (width, depth, residual, crop, batch on CPU, batch on CUDA).
 SIZES = {"demo": (8, 3, True, 64, 4, 4), "paper": (32, 4, False, 256, 4, 16)}
+
+
+def model_section(model: str, size: str) -> dict:
+    """The ``model`` section of network ``model`` at ``size``: width and depth under the network's own keys."""
+    width, depth, residual = SIZES[size][:3]
+    spec = models.spec(model)
+    section = {"name": model, spec.width_key: width, spec.depth_key: depth}
+    if "residual" in spec.schema:
+        section["residual"] = residual
+    return section
 
 
 def _step(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor], autocast: bool) -> float:
@@ -48,9 +60,9 @@ def _step(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: torch.opt
     return time.perf_counter() - started
 
 
-def _setups(size: str, device: torch.device, fast: bool) -> dict[str, tuple]:
-    """Name → (model, loss, optimiser, batch, autocast) for every loss and the fastMRI anchor."""
-    width, depth, residual, crop, cpu_batch, cuda_batch = SIZES[size]
+def _setups(model: str, size: str, device: torch.device, fast: bool) -> dict[str, tuple]:
+    """Loss name → (network, loss, optimiser, batch, autocast) for every loss, with network ``model``."""
+    crop, cpu_batch, cuda_batch = SIZES[size][3:]
     batch = cuda_batch if device.type == "cuda" else cpu_batch
     generator = torch.Generator().manual_seed(0)
     clean = torch.rand(batch, 3, crop, crop, generator=generator)
@@ -60,18 +72,16 @@ def _setups(size: str, device: torch.device, fast: bool) -> dict[str, tuple]:
     setups = {}
     for name in losses.names():
         torch.manual_seed(0)
-        model = UNet(3, 3, width=width, depth=depth, residual=residual).to(device, memory_format=layout)
+        network = models.build(model_section(model, size), 3).to(device, memory_format=layout)
         loss_fn = build_loss({"loss": name, "loss_params": losses.spec(name).portable_params, "kind": "denoise"}).to(device)
-        optimizer = torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=1e-4)
-        setups[name] = (model, loss_fn, optimizer, data, fast)
-    anchor = FastMRIUnet(3, 3, chans=width, num_pool_layers=depth).to(device, memory_format=layout)
-    setups["fastmri_unet_l2"] = (anchor, losses.build("l2").to(device), torch.optim.Adam(anchor.parameters(), lr=1e-4), data, fast)
+        optimizer = torch.optim.Adam(list(network.parameters()) + list(loss_fn.parameters()), lr=1e-4)
+        setups[name] = (network, loss_fn, optimizer, data, fast)
     return setups
 
 
-def measure(size: str, device: torch.device, repeats: int) -> dict:
-    """Median seconds per step and images/s of every setup of ``size`` on ``device``."""
-    setups = _setups(size, device, False)
+def measure(model: str, size: str, device: torch.device, repeats: int) -> dict:
+    """Median seconds per step and images/s of every loss with network ``model`` at ``size`` on ``device``."""
+    setups = _setups(model, size, device, False)
     for setup in setups.values():  # warm-up: allocator, kernels, lazy initialisation
         _step(*setup)
     times = {name: [] for name in setups}
@@ -81,6 +91,7 @@ def measure(size: str, device: torch.device, repeats: int) -> dict:
     batch = next(iter(setups.values()))[3][0].shape[0]
     medians = {name: statistics.median(values) for name, values in times.items()}
     return {
+        "model": model_section(model, size),
         "batch": batch,
         "crop": SIZES[size][3],
         "width": SIZES[size][0],
@@ -125,8 +136,8 @@ def _loss_seconds(loss_fn: torch.nn.Module, output: torch.Tensor, clean: torch.T
     return time.perf_counter() - started
 
 
-def measure_variant(name: str, device: torch.device, repeats: int, size: str = "paper") -> dict:
-    """Images/s of every setup of ``size`` in CUDA variant ``name``, and the loss's share of each step.
+def measure_variant(name: str, device: torch.device, repeats: int, size: str = "paper", model: str = models.DEFAULT) -> dict:
+    """Images/s of every loss with network ``model`` at ``size`` in CUDA variant ``name``, and the loss's share of each step.
 
     Returns:
         ``batch``, ``crop``, ``width``, ``depth``, the variant's ``settings``, ``seconds_per_step``,
@@ -140,7 +151,7 @@ def measure_variant(name: str, device: torch.device, repeats: int, size: str = "
     configure_cuda_kernels(device, tf32=settings["tf32"], benchmark=True)
     torch._dynamo.reset()
     setups = {}
-    for key, (model, loss_fn, optimizer, data, _) in _setups(size, device, settings["channels_last"]).items():
+    for key, (model, loss_fn, optimizer, data, _) in _setups(model, size, device, settings["channels_last"]).items():
         setups[key] = (torch.compile(model) if settings["compile"] else model, loss_fn, optimizer, data, settings["autocast"])
     try:
         for setup in setups.values():  # warm-up: compilation, cuDNN autotuning, allocator
@@ -159,6 +170,7 @@ def measure_variant(name: str, device: torch.device, repeats: int, size: str = "
     medians = {key: statistics.median(values) for key, values in steps.items()}
     width, depth, _, crop, *_ = SIZES[size]
     return {
+        "model": model_section(model, size),
         "batch": batch,
         "crop": crop,
         "width": width,
@@ -172,16 +184,20 @@ def measure_variant(name: str, device: torch.device, repeats: int, size: str = "
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", action="append", choices=models.names(), help="network to time (repeatable; default: unet)")
     parser.add_argument("--out", default="bench/train_step.json")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    chosen = args.model or [models.DEFAULT]
     results = {}
     for device in devices:
-        for size in SIZES:
-            results[f"{device.type}/{size}"] = measure(size, device, args.repeats)
+        for position, model in enumerate(chosen):
+            suffix = "" if position == 0 else f"/{model}"
+            for size in SIZES:
+                results[f"{device.type}/{size}{suffix}"] = measure(model, size, device, args.repeats)
     report = {
         "threads": args.threads,
         "repeats": args.repeats,
@@ -191,7 +207,7 @@ def main() -> None:
         "results": results,
     }
     if torch.cuda.is_available():
-        report["cuda_variants"] = {name: measure_variant(name, torch.device("cuda"), args.repeats) for name in CUDA_VARIANTS}
+        report["cuda_variants"] = {name: measure_variant(name, torch.device("cuda"), args.repeats, model=chosen[0]) for name in CUDA_VARIANTS}
     with open(args.out, "w") as handle:
         json.dump(report, handle, indent=2)
     names = list(next(iter(results.values()))["images_per_second"])

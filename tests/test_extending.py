@@ -114,7 +114,7 @@ def test_mix_through_the_config_gives_its_terms_their_task_defaults_and_channels
     ({"weights": {"huber": 1.0}}, r"^tiny\.yaml: losses\.mix\.params\.weights\.huber: not a loss to mix \(expected one of l1, l2, "),
     ({"weights": {"l1": -1}}, r"^tiny\.yaml: losses\.mix\.params\.weights\.l1: expected a number >= 0, got -1$"),
     ({"term_params": {"flip": {}}}, r"^tiny\.yaml: losses\.mix\.params\.term_params\.flip: 'flip' is not among the weights \(msssim, l1\)$"),
-    ({"alpha": 0.5}, r"^tiny\.yaml: losses\.mix\.params\.alpha: not a parameter of the mix loss \(it takes weights, term_params, channels\)$"),
+    ({"alpha": 0.5}, r"^tiny\.yaml: losses\.mix\.params\.alpha: not a parameter of the mix loss \(it takes weights, term_params, channels, reduction\)$"),
 ])
 def test_bad_mix_params_are_one_config_line(tiny_config, params, message):
     tiny_config["losses"]["mix"] = {"lr": 1e-3, "params": params}

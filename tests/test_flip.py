@@ -89,10 +89,10 @@ def test_values_in_unit_interval_and_shapes(mode: str) -> None:
     gen = torch.Generator().manual_seed(1)
     channels = 3 if mode == "rgb" else 1
     reference, test = torch.rand(3, channels, 33, 47, generator=gen), torch.rand(3, channels, 33, 47, generator=gen)
-    error = flip_map(reference, test, mode=mode)
+    error = flip_map(test, reference, mode=mode)
     assert error.shape == (3, 1, 33, 47) and error.dtype == torch.float32
     assert float(error.min()) >= 0.0 and float(error.max()) <= 1.0
-    means = flip(reference, test, mode=mode)
+    means = flip(test, reference, mode=mode)
     assert means.shape == (3,)
     torch.testing.assert_close(means, error.mean(dim=(1, 2, 3)))
 
@@ -114,15 +114,15 @@ def test_symmetric_in_reference_and_test() -> None:
 def test_batch_matches_single_images() -> None:
     gen = torch.Generator().manual_seed(3)
     reference, test = torch.rand(3, 3, 50, 301, generator=gen), torch.rand(3, 3, 50, 301, generator=gen)
-    batched = flip_map(reference, test)
-    singles = torch.cat([flip_map(reference[i : i + 1], test[i : i + 1]) for i in range(3)])
+    batched = flip_map(test, reference)
+    singles = torch.cat([flip_map(test[i : i + 1], reference[i : i + 1]) for i in range(3)])
     torch.testing.assert_close(batched, singles, rtol=0, atol=1e-6)
 
 
 def test_inputs_are_clamped() -> None:
     gen = torch.Generator().manual_seed(4)
     reference, test = torch.rand(1, 3, 32, 32, generator=gen), torch.randn(1, 3, 32, 32, generator=gen)
-    torch.testing.assert_close(flip_map(reference, test), flip_map(reference, test.clamp(0, 1)))
+    torch.testing.assert_close(flip_map(test, reference), flip_map(test.clamp(0, 1), reference))
 
 
 def _lab_lightness(y: np.ndarray) -> np.ndarray:
@@ -159,7 +159,7 @@ def test_linear_gray_modes_match_direct_2d_formulation(mode: str) -> None:
     reference = _crop(data.camera(), 70, 90).astype(np.float64)
     test = np.clip(reference + rng.normal(0.0, 0.05, reference.shape), 0.0, 1.0)
     expected = _linear_gray_direct(reference, test, DEFAULT_PPD, mode)
-    ours = flip_map(_to_tensor(reference), _to_tensor(test), mode=mode)[0, 0].numpy()
+    ours = flip_map(_to_tensor(test), _to_tensor(reference), mode=mode)[0, 0].numpy()
     assert np.abs(ours - expected).max() < MAP_TOL
     assert abs(float(ours.mean()) - float(expected.mean())) < MEAN_TOL
 
@@ -170,7 +170,7 @@ def test_linear_gray_modes_grow_with_noise(mode: str) -> None:
     rng = np.random.default_rng(6)
     noise = rng.normal(0.0, 1.0, reference.shape)
     errors = [
-        float(flip(_to_tensor(reference), _to_tensor(np.clip(reference + s * noise, 0, 1)), mode=mode))
+        float(flip(_to_tensor(np.clip(reference + s * noise, 0, 1)), _to_tensor(reference), mode=mode))
         for s in (0.02, 0.05, 0.1)
     ]
     assert errors == sorted(errors) and errors[0] > 0
@@ -200,7 +200,7 @@ def _assert_matches_official(
 ) -> None:
     names = list(tests)
     references = torch.cat([_to_tensor(reference)] * len(names))
-    ours = flip_map(references, torch.cat([_to_tensor(tests[k]) for k in names]), ppd=ppd, mode=mode).numpy()
+    ours = flip_map(torch.cat([_to_tensor(tests[k]) for k in names]), references, ppd=ppd, mode=mode).numpy()
     for i, name in enumerate(names):
         expected_map, expected_mean = _official(reference, tests[name], ppd)
         map_error = np.abs(ours[i, 0] - expected_map).max()
@@ -298,7 +298,7 @@ def test_reference_gradient_when_requested() -> None:
     gen = torch.Generator().manual_seed(12)
     reference = torch.rand(1, 3, 24, 24, generator=gen).requires_grad_(True)
     test = torch.rand(1, 3, 24, 24, generator=gen).requires_grad_(True)
-    flip(reference, test).sum().backward()
+    flip(test, reference).sum().backward()
     assert reference.grad is not None and torch.isfinite(reference.grad).all() and reference.grad.abs().sum() > 0
 
 
@@ -320,7 +320,7 @@ def test_reference_gradient_when_requested() -> None:
 )
 def test_invalid_inputs_raise(reference: torch.Tensor, test: torch.Tensor, mode: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        flip_map(reference, test, mode=mode)
+        flip_map(test, reference, mode=mode)
 
 
 def test_invalid_ppd_and_loss_mode_raise() -> None:
@@ -329,3 +329,16 @@ def test_invalid_ppd_and_loss_mode_raise() -> None:
         flip(x, x, ppd=-1.0)
     with pytest.raises(ValueError, match="unknown mode 'grey'"):
         FLIPLoss(mode="grey")
+
+
+def test_argument_order_is_output_then_target_as_every_loss_and_metric() -> None:
+    # FLIP(reference=target, test=output): the target (reference) builds no graph, the output gets the gradient.
+    from lossbench import metrics
+
+    gen = torch.Generator().manual_seed(13)
+    target = torch.rand(2, 3, 24, 24, generator=gen)
+    output = torch.rand(2, 3, 24, 24, generator=gen).requires_grad_(True)
+    flip(output, target).sum().backward()
+    assert output.grad is not None and output.grad.abs().sum() > 0
+    assert metrics.spec("flip").compute is flip
+    torch.testing.assert_close(FLIPLoss(reduction="none")(output, target), flip(output, target), rtol=0, atol=0)

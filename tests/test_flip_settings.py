@@ -100,7 +100,7 @@ def test_user_study_manifest_records_the_viewing_conditions(tmp_path):
 
 @pytest.mark.parametrize("params, message", [
     ({"out_of_range": "wrap"}, r"tiny\.yaml: losses\.flip\.params\.out_of_range: 'wrap' is not one of \['clamp', 'inward', 'extrapolate'\]"),
-    ({"clip": True}, r"tiny\.yaml: losses\.flip\.params\.clip: not a parameter of the flip loss \(it takes ppd, mode, out_of_range\)"),
+    ({"clip": True}, r"tiny\.yaml: losses\.flip\.params\.clip: not a parameter of the flip loss \(it takes ppd, mode, out_of_range, reduction\)"),
 ])
 def test_bad_flip_loss_params_are_rejected_in_one_line(tiny_config, params, message):
     tiny_config["losses"]["flip"] = {"lr": 1e-3, "params": params}

@@ -8,6 +8,7 @@ from lossbench import infer, train
 from lossbench.config import train_spec, validate
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.data.valset import ImageFile
+from lossbench.models import UNet
 
 
 @pytest.fixture
@@ -102,4 +103,4 @@ def test_validation_runs_the_uncompiled_module(denoise_run, monkeypatch):
     monkeypatch.setattr(train, "validate", lambda model, *args: validated.append(model) or real_validate(model, *args))
     _train({**spec, "trainer": {**spec["trainer"], "compile": True}}, root, "compiled")
     assert len(compiled) == 1 and validated
-    assert all(isinstance(model, train.UNet) for model in validated)
+    assert all(isinstance(model, UNet) for model in validated)

@@ -71,3 +71,79 @@ def test_kernel_sizes_per_level():
 def test_bad_kernel_sizes_raise(sizes):
     with pytest.raises(ValueError, match="kernel"):
         UNet(1, 1, width=4, depth=2, kernel_sizes=sizes)
+
+
+# --- The registry of networks (model.name) and fastMRI's U-net ---
+
+from fastmri.models import Unet as FastMRIUnet  # noqa: E402
+
+from lossbench import models  # noqa: E402
+from lossbench.train import load_model  # noqa: E402
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [(32, 32), (37, 50)])
+def test_fastmri_unet_is_fastmris_network_for_any_channel_count(channels, size):
+    net = models.build({"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2, "drop_prob": 0.0}, channels)
+    assert type(net) is FastMRIUnet and net.in_chans == net.out_chans == channels and net.chans == 4 and net.num_pool_layers == 2
+    torch.manual_seed(0)
+    reference = FastMRIUnet(channels, channels, chans=4, num_pool_layers=2)
+    net.load_state_dict(reference.state_dict())  # same architecture, key for key
+    image = torch.rand(2, channels, *size)
+    assert torch.equal(net(image), reference(image)) and net(image).shape == image.shape
+
+
+@pytest.mark.parametrize("section, channels", [
+    ({"name": "unet", "width": 4, "depth": 3, "kernel_size": 3, "kernel_sizes": [5, 3, 3, 3]}, 1),
+    ({"name": "unet", "width": 6, "depth": 2, "kernel_size": 3, "residual": True}, 3),
+    ({"name": "fastmri_unet", "chans": 4, "num_pool_layers": 3, "drop_prob": 0.0}, 1),
+    ({"name": "fastmri_unet", "chans": 8, "num_pool_layers": 2, "drop_prob": 0.1}, 3),
+])
+def test_each_specs_parameter_count_is_exact(section, channels):
+    # The configuration's memory limit counts the weights from the spec, without building the network.
+    network = models.build(section, channels)
+    assert models.of(section).parameters(models.params(section), channels) == sum(p.numel() for p in network.parameters())
+
+
+def test_a_section_without_name_is_the_thesis_unet_and_an_unknown_name_one_line():
+    assert isinstance(models.build({"width": 2, "depth": 1}, 1), UNet)
+    with pytest.raises(ValueError, match=r"^unknown model 'resnet': expected one of unet, fastmri_unet$"):
+        models.spec("resnet")
+
+
+def _save_model_pt(path, section, channels=1):
+    torch.manual_seed(0)
+    network = models.build(section, channels)
+    spec = {"task": "knee", "kind": "singlecoil", "loss": "l1", "seed": 0, "model": section}
+    torch.save({"spec": spec, "model": network.state_dict(), "loss": {}}, path)
+    return network
+
+
+@pytest.mark.parametrize("section", [
+    {"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2, "drop_prob": 0.0},
+    {"name": "unet", "width": 4, "depth": 2, "kernel_size": 3, "kernel_sizes": None, "residual": False},
+    # Checkpoints from before model.name: the thesis's U-net.
+    {"width": 4, "depth": 2, "kernel_size": 3, "kernel_sizes": None, "residual": False},
+])
+def test_load_model_builds_the_network_its_checkpoint_names(tmp_path, section):
+    saved = _save_model_pt(tmp_path / "model.pt", section)
+    loaded, spec = load_model(tmp_path / "model.pt")
+    assert type(loaded) is type(saved) and not loaded.training and spec["model"] == section
+    image = torch.rand(1, 1, 24, 24)
+    assert torch.equal(loaded(image), saved.eval()(image))
+
+
+def test_the_model_section_is_checked_against_the_named_networks_schema(tiny_config):
+    from lossbench.config import ConfigError, validate
+
+    tiny_config["model"] = {"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2}
+    assert validate(tiny_config, "tiny.yaml")["model"] == {"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2, "drop_prob": 0.0}
+    tiny_config["model"] = {"name": "fastmri_unet", "width": 4}
+    with pytest.raises(ConfigError, match=r"^tiny\.yaml: model: Additional properties are not allowed \('width' was unexpected\)$"):
+        validate(tiny_config, "tiny.yaml")
+    tiny_config["model"] = {"name": "resnet", "width": 4}
+    with pytest.raises(ConfigError, match=r"^tiny\.yaml: model\.name: 'resnet' is not one of \['unet', 'fastmri_unet'\]$"):
+        validate(tiny_config, "tiny.yaml")
+    tiny_config["model"] = {"name": "fastmri_unet", "num_pool_layers": 6}
+    with pytest.raises(ConfigError, match=r"^tiny\.yaml: model\.num_pool_layers: 6 pooling levels need crops of at least 2\*\*6 = 64 pixels, but tasks\.denoise\.crop is 32 \(num_pool_layers at most 5\)$"):
+        validate(tiny_config, "tiny.yaml")

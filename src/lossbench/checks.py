@@ -26,14 +26,32 @@ def check_image_pair(output: torch.Tensor, target: torch.Tensor, name: str) -> N
         raise ValueError(f"{name}: output shape {tuple(output.shape)} differs from target shape {tuple(target.shape)}")
 
 
-def check_range(tensor: torch.Tensor, name: str, label: str, low: float = -0.5, high: float = 1.5) -> None:
-    """Raise ``ValueError`` if ``tensor`` lies far outside the nominal [0, 1] range.
+#: A loss's ``reduction``: the mean over the batch (the training loss), the sum over its images,
+#: or ``none``, one value per image.
+REDUCTIONS = ("mean", "sum", "none")
 
-    The tolerance band allows for noisy inputs and unclamped network outputs, but catches
-    images passed in [0, 255] or [-1, 1] by mistake.
+
+def check_reduction(reduction: str, name: str) -> str:
+    """``reduction`` if it is one of :data:`REDUCTIONS`; else a one-line ``ValueError`` naming the loss."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{name}: unknown reduction {reduction!r}, expected one of {', '.join(map(repr, REDUCTIONS))}")
+    return reduction
+
+
+def reduce_images(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Per-image losses (N,) reduced: their mean, their sum, or themselves (``none``)."""
+    if reduction == "none":
+        return values
+    return values.sum() if reduction == "sum" else values.mean()
+
+
+def reduce_map(errors: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Per-element errors (N, ...) reduced, each image's loss being the mean of its elements.
+
+    ``mean`` is the mean over every element, which for a batch of equally sized images is the mean
+    of the per-image losses (computed in one pass, as the losses always have); ``none`` the (N,)
+    per-image means; ``sum`` their sum.
     """
-    lo, hi = float(tensor.detach().amin()), float(tensor.detach().amax())
-    if lo < low or hi > high:
-        raise ValueError(
-            f"{name}: {label} values span [{lo:.3g}, {hi:.3g}], expected images nominally in [0, 1]"
-        )
+    if reduction == "mean":
+        return errors.mean()
+    return reduce_images(errors.flatten(1).mean(dim=1), reduction)

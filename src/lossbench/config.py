@@ -194,6 +194,18 @@ def _fill_name_enums(schema: dict[str, Any], config: dict[str, Any]) -> None:
     properties = schema["properties"]
     properties["losses"]["propertyNames"] = {"enum": [*losses.names(), *(name for name in own if name not in losses.names())]}
     properties["metrics"]["items"] = {"enum": metrics.names()}
+    _fill_model_schema(properties["model"], config.get("model"))
+
+
+def _fill_model_schema(schema: dict[str, Any], section: Any) -> None:
+    """The ``model`` section's keys, from the spec of the network it names: each declares its own schema part."""
+    from lossbench import models
+
+    schema["properties"]["name"]["enum"] = models.names()
+    name = section.get("name", models.DEFAULT) if isinstance(section, dict) else models.DEFAULT
+    if name in models.SPECS:  # an unknown name is the one error reported (its enum lists the known ones)
+        schema["properties"].update(copy.deepcopy(dict(models.spec(name).schema)))
+        schema["additionalProperties"] = False
 
 
 def _check_finite(node: Any, source: str, path: list) -> None:
@@ -208,41 +220,24 @@ def _check_finite(node: Any, source: str, path: list) -> None:
             _check_finite(value, source, [*path, index])
 
 
-def training_memory_bytes(model: dict[str, Any], channels: int, crop: int, batch_size: int) -> int:
-    """Rough memory of training the U-net of ``model`` on (batch_size, channels, crop, crop) batches.
-
-    Counts float32 weights, gradients and Adam's two moments, plus twice the activations the
-    forward pass keeps for the backward pass (about ten feature maps per level); an estimate, meant
-    to refuse absurd sizes before they take a machine down, not to plan memory.
-    """
-    width, depth = model["width"], model["depth"]
-    kernel = max(model.get("kernel_sizes") or [model["kernel_size"]])
-    levels = [width * 2**level for level in range(depth + 1)]
-
-    def block(inputs: int, outputs: int) -> int:
-        return kernel * kernel * (inputs * outputs + outputs * outputs) + 2 * outputs
-
-    parameters = block(levels[depth - 1], levels[depth]) + channels * levels[0] + channels
-    previous = channels
-    for level in range(depth):
-        parameters += block(previous, levels[level]) + levels[level + 1] * levels[level] + levels[level] + block(2 * levels[level], levels[level])
-        previous = levels[level]
-    activations = sum(10 * levels[level] * (crop // 2**level) ** 2 for level in range(depth)) + 2 * levels[depth] * (crop // 2**depth) ** 2
-    return 4 * (4 * parameters + 2 * batch_size * activations)
-
-
 def _check_model(config: dict[str, Any], source: str) -> None:
-    """The U-net against every task's crop: each pooling level must keep a pixel, and the size must fit a machine."""
+    """The network's own checks, and against every task's crop: each pooling level must keep a pixel, and the size must fit a machine."""
+    from lossbench import models
     from lossbench.data.tasks import channels
 
-    model = config["model"]
+    model = models.of(config["model"])
+    params = models.params(config["model"])
+    problem = model.check_params(params)
+    if problem is not None:
+        raise ConfigError(f"{source}: model.{problem}")
+    depth = params[model.depth_key]
     for task, settings in config["tasks"].items():
         crop, batch_size = settings["crop"], settings["training"]["batch_size"]
-        if 2 ** model["depth"] > crop:
-            raise ConfigError(f"{source}: model.depth: {model['depth']} pooling levels need crops of at least 2**{model['depth']} = {2 ** model['depth']} pixels, but tasks.{task}.crop is {crop} (depth at most {crop.bit_length() - 1})")
-        needed = training_memory_bytes(model, channels(TASK_KINDS[task]), crop, batch_size)
+        if model.min_side(params) > crop:
+            raise ConfigError(f"{source}: model.{model.depth_key}: {depth} pooling levels need crops of at least 2**{depth} = {model.min_side(params)} pixels, but tasks.{task}.crop is {crop} ({model.depth_key} at most {crop.bit_length() - 1})")
+        needed = model.training_bytes(params, channels(TASK_KINDS[task]), crop, batch_size)
         if needed > MAX_TRAINING_BYTES:
-            raise ConfigError(f"{source}: model: a U-net of width {model['width']} and depth {model['depth']} needs about {needed / 2**30:.3g} GiB to train on tasks.{task} ({batch_size} crops of {crop}×{crop}), over the {MAX_TRAINING_BYTES // 2**30} GiB limit; reduce model.width or model.depth")
+            raise ConfigError(f"{source}: model: {model.describe(params)} needs about {needed / 2**30:.3g} GiB to train on tasks.{task} ({batch_size} crops of {crop}×{crop}), over the {MAX_TRAINING_BYTES // 2**30} GiB limit; reduce model.{model.width_key} or model.{model.depth_key}")
 
 
 def _constructor_keywords(cls: type) -> list[str] | None:
@@ -268,17 +263,21 @@ def _check_loss_params(config: dict[str, Any], source: str) -> None:
         for key in settings["params"]:
             if accepted is not None and key not in accepted:
                 raise ConfigError(f"{source}: losses.{name}.params.{key}: not a parameter of the {name} loss (it takes {', '.join(accepted) if accepted else 'none'})")
+        if settings["params"].get("reduction", "mean") == "none":
+            raise ConfigError(f"{source}: losses.{name}.params.reduction: 'none' gives one loss per image; training needs a scalar ('mean' or 'sum')")
 
 
 def _check_data_sizes(config: dict[str, Any], source: str) -> None:
     """Embedded photos against the crop and the U-net (synthetic MRI crops are checked in _check_semantics)."""
+    from lossbench import models
     from lossbench.data.images import embedded_photo_path, image_size, scaled_size
 
-    smallest_val = 2 ** config["model"]["depth"]
+    model = models.of(config["model"])
+    smallest_val = model.min_side(models.params(config["model"]))
     for task, settings in config["tasks"].items():
         data = settings["data"]
         if data["source"] == "embedded":
-            for split, minimum, needed_by in (("train", settings["crop"], f"the {settings['crop']}×{settings['crop']} crop (tasks.{task}.crop)"), ("val", smallest_val, f"the U-net's 2**model.depth = {smallest_val}")):
+            for split, minimum, needed_by in (("train", settings["crop"], f"the {settings['crop']}×{settings['crop']} crop (tasks.{task}.crop)"), ("val", smallest_val, f"the {model.label}'s 2**model.{model.depth_key} = {smallest_val}")):
                 for name in data[split]:
                     try:
                         width, height = scaled_size(*image_size(embedded_photo_path(name)), data["max_side"])
@@ -372,7 +371,6 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
     _check_model(config, source)
     _check_data_sizes(config, source)
     learning_rate_overrides(config, source)
-    _check_kernel_sizes(config["model"], source)
     weights = config["evaluation"]["lpips_weights"]
     if weights is not None and not Path(weights).is_file():
         raise ConfigError(f"{source}: evaluation.lpips_weights: file {weights!r} does not exist")
@@ -408,15 +406,6 @@ def _check_channels(config: dict[str, Any], source: str) -> None:
                 accepted = registry.spec(name).channels
                 if count not in accepted:
                     raise ConfigError(f"{source}: {key}: {name} takes images of {' or '.join(map(str, accepted))} channel(s), but tasks.{task} has {count}")
-
-
-def _check_kernel_sizes(model: dict[str, Any], source: str) -> None:
-    sizes = model["kernel_sizes"] if model["kernel_sizes"] is not None else [model["kernel_size"]]
-    key = "model.kernel_sizes" if model["kernel_sizes"] is not None else "model.kernel_size"
-    if any(size % 2 == 0 for size in sizes):
-        raise ConfigError(f"{source}: {key}: kernel sizes must be odd (the padding keeps the image size), got {sizes if model['kernel_sizes'] is not None else sizes[0]}")
-    if model["kernel_sizes"] is not None and len(sizes) != model["depth"] + 1:
-        raise ConfigError(f"{source}: model.kernel_sizes: expected depth + 1 = {model['depth'] + 1} sizes (one per level, the bottleneck last), got {len(sizes)}")
 
 
 def load(path: str | Path, require_data: bool = True) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from lossbench.data.valset import ImageFile
 from lossbench.device import DeviceError, check_gpu_features, configure_cuda_kernels, make_deterministic, select_device
 from lossbench.logs import LiveView, LiveViewError
 from lossbench.metrics.pixel import psnr
-from lossbench.models import UNet
+from lossbench import models
 from lossbench.seeding import SeededSampler, derive_seed, group_batches
 
 log = logging.getLogger(__name__)
@@ -145,10 +145,9 @@ def _training_files(dataset: Any, train_dir: Path) -> list[Path]:
     return sorted(path for path in train_dir.iterdir() if path.suffix == ".h5" and path.is_file())
 
 
-def build_model(spec: dict[str, Any]) -> UNet:
-    """The U-net of a training spec."""
-    c = channels(spec["kind"])
-    return UNet(c, c, **spec["model"])
+def build_model(spec: dict[str, Any]) -> nn.Module:
+    """The network of a training spec (``model.name``; a spec without one, from before it, is the thesis's U-net)."""
+    return models.build(spec["model"], channels(spec["kind"]))
 
 
 def build_loss(spec: dict[str, Any]) -> nn.Module:
@@ -237,13 +236,14 @@ def _restore_rng_states(states: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(states["cuda"].cpu(), device)
 
 
-def _check_validation_sizes(valset: ImageFile, limit: int | None, depth: int) -> None:
-    """Every validation image used must be at least 2**depth pixels per side, or the U-net's reflect padding fails."""
-    minimum = 2**depth
+def _check_validation_sizes(valset: ImageFile, limit: int | None, model: dict[str, Any]) -> None:
+    """Every validation image used must be at least 2**depth pixels per side, or the network's padding fails."""
+    network, params = models.of(model), models.params(model)
+    minimum, depth = network.min_side(params), f"{network.depth_key} {params[network.depth_key]} (2**model.{network.depth_key})"
     for image_id in valset.ids[:limit]:
         height, width = valset.read("target", image_id).shape[-2:]
         if min(height, width) < minimum:
-            raise ValueError(f"{valset.path}: validation image {image_id!r} is {width}×{height}, smaller than the {minimum}×{minimum} minimum of a U-net of depth {depth} (2**model.depth)")
+            raise ValueError(f"{valset.path}: validation image {image_id!r} is {width}×{height}, smaller than the {minimum}×{minimum} minimum of a {network.label} of {depth}")
 
 
 @contextlib.contextmanager
@@ -392,7 +392,7 @@ def run(
     # The data are checked (image sizes, volume layouts, validation sizes) before anything is written.
     dataset = train_dataset(spec["kind"], spec["data"], train_dir)
     with ImageFile(valset_path) as valset:
-        _check_validation_sizes(valset, training["val_images"], spec["model"]["depth"])
+        _check_validation_sizes(valset, training["val_images"], spec["model"])
     train_dir = Path(train_dir)
     identity = data_identity(_training_files(dataset, train_dir), train_dir if train_dir.is_dir() else train_dir.parent)
     run_hash = spec_hash(spec, identity)
@@ -507,7 +507,20 @@ def run(
     model_path = out_dir / "model.pt"
     _save_atomic({"spec": spec, "data_identity": identity, "model": model.state_dict(), "loss": loss_fn.state_dict()}, model_path)
     write_curve(state.curve, out_dir / "curve.csv")
+    log.info("peak memory of %s/%s seed %d: %s", spec["task"], spec["loss"], spec["seed"], peak_memory(target_device))
     return model_path
+
+
+def peak_memory(device: torch.device) -> str:
+    """``host 1.2 GiB (peak RSS of this process)``, and the peak allocated on a CUDA ``device`` (``torch.cuda.max_memory_allocated``)."""
+    import resource
+
+    # Linux reports ru_maxrss in KiB (macOS in bytes).
+    scale = 1 if sys.platform == "darwin" else 1024
+    text = f"host {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30:.2f} GiB (peak RSS of this process)"
+    if device.type == "cuda":
+        text += f", {torch.cuda.get_device_name(device)} {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB (peak allocated)"
+    return text
 
 
 def _finish_epoch(state: Progress, validation: tuple[float, float], started: float) -> None:
@@ -531,8 +544,8 @@ def write_curve(rows: list[dict[str, Any]], path: Path) -> None:
     os.replace(temporary, path)
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[UNet, dict[str, Any]]:
-    """Load a trained ``model.pt``; returns the model in eval mode and its training spec."""
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Load a trained ``model.pt``; returns the network its spec names (see :func:`build_model`) in eval mode, and the spec."""
     state = torch.load(path, map_location=device, weights_only=False)
     model = build_model(state["spec"]).to(device)
     model.load_state_dict(state["model"])

@@ -8,11 +8,14 @@ from lossbench import losses, train
 from lossbench.logs import log_to
 from lossbench.lr_sweep import final_validation_loss
 
+# A `folder` source's training input is the list of its one folder (common.smk's existing()), the others a path.
+TRAIN = snakemake.input.train if isinstance(snakemake.input.train, str) else snakemake.input.train[0]
+
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
     spec = snakemake.params.spec
     try:
-        train.run(spec, snakemake.input.train, snakemake.input.valset, snakemake.output.run, snakemake.params.checkpoints,
+        train.run(spec, TRAIN, snakemake.input.valset, snakemake.output.run, snakemake.params.checkpoints,
                   device=snakemake.params.device, threads=snakemake.threads, checkpoint_every=snakemake.config["trainer"]["checkpoint_every"])
         result = {"lr": spec["lr"], "val_loss": final_validation_loss(Path(snakemake.output.run) / "curve.csv"), "diverged": None}
     except train.NonFiniteError as error:

@@ -5,7 +5,6 @@ from lossbench.logs import log_to
 
 with log_to(snakemake.log[0]):
     params = snakemake.params
-    # The realistic preset draws each volume's slice count (16-40); the split's slices apply to the default one.
-    slices = None if params.preset == "realistic" else params.slices
-    files = generate_dataset(snakemake.output[0], params.challenge, params.volumes, slices, params.seed, prefix=params.prefix, matrix=params.matrix, preset=params.preset)
+    # The realistic preset draws each volume's slice count (16-40), capped at the split's slices.
+    files = generate_dataset(snakemake.output[0], params.challenge, params.volumes, params.slices, params.seed, prefix=params.prefix, matrix=params.matrix, preset=params.preset)
     print(f"wrote {len(files)} {params.challenge} volumes to {snakemake.output[0]}")

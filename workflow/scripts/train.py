@@ -6,11 +6,14 @@ from lossbench import losses, train
 from lossbench.config import live_settings
 from lossbench.logs import log_to
 
+# A `folder` source's training input is the list of its one folder (common.smk's existing()), the others a path.
+TRAIN = snakemake.input.train if isinstance(snakemake.input.train, str) else snakemake.input.train[0]
+
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
     train.run(
         snakemake.params.spec,
-        snakemake.input.train,
+        TRAIN,
         snakemake.input.valset,
         Path(snakemake.output.model).parent,
         snakemake.params.checkpoints,

@@ -44,6 +44,10 @@ Example:
     >>> x = torch.rand(2, 3, 32, 32)
     >>> flip(x, x).tolist()
     [0.0, 0.0]
+
+Argument order: ``(output, target)``, as every loss and metric of lossbench. In the official
+implementation's terms (flip-evaluator's ``reference`` and ``test``), ``target`` is the reference
+and ``output`` the test image: ``flip(output, target)`` is FLIP(reference=target, test=output).
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossbench.checks import check_image_pair
+from lossbench.checks import check_image_pair, check_reduction, reduce_map
 from lossbench.flip._core import MODES, OUT_OF_RANGE, error_map
 from lossbench.specs import LossSpec, MetricInfo, MetricSpec, Setting
 
@@ -86,12 +90,11 @@ def pixels_per_degree(distance_m: float = 0.7, monitor_width_m: float = 0.7, res
     return float(f32(distance_m) * (f32(resolution_px) / f32(monitor_width_m)) * (f32(3.14159265358979) / f32(180.0)))
 
 
-def _validate(reference: torch.Tensor, test: torch.Tensor, ppd: float, mode: str, name: str) -> None:
-    # check_image_pair labels its first argument "output": that is the test image here.
-    check_image_pair(test, reference, name)
+def _validate(output: torch.Tensor, target: torch.Tensor, ppd: float, mode: str, name: str) -> None:
+    check_image_pair(output, target, name)
     if mode not in MODES:
         raise ValueError(f"{name}: unknown mode {mode!r}, expected one of {', '.join(map(repr, MODES))}")
-    channels = reference.shape[1]
+    channels = target.shape[1]
     if mode == "rgb" and channels != 3:
         raise ValueError(
             f"{name}: mode 'rgb' needs 3-channel sRGB images, got {channels} channel(s); "
@@ -103,13 +106,17 @@ def _validate(reference: torch.Tensor, test: torch.Tensor, ppd: float, mode: str
         raise ValueError(f"{name}: ppd must be a positive finite number, got {ppd!r}")
 
 
-def flip_map(reference: torch.Tensor, test: torch.Tensor, ppd: float = DEFAULT_PPD, mode: str = "rgb") -> torch.Tensor:
-    """Per-pixel LDR-FLIP error between ``reference`` and ``test``.
+def flip_map(output: torch.Tensor, target: torch.Tensor, ppd: float = DEFAULT_PPD, mode: str = "rgb") -> torch.Tensor:
+    """Per-pixel LDR-FLIP error of ``output`` against ``target``: FLIP(reference=target, test=output).
+
+    FLIP is not symmetric (the reference's edges and points weigh the feature error): ``target``
+    is the official implementation's ``reference`` image, ``output`` its ``test`` image.
 
     Args:
-        reference: (N, C, H, W) reference images, values in [0, 1] (clamped), sRGB-encoded for
-            ``"rgb"`` and ``"gray_replicated"``, linear for ``"gray_thesis"`` and ``"gray_lab"``.
-        test: (N, C, H, W) test images, same conventions.
+        output: (N, C, H, W) test images (a network's restorations), values in [0, 1] (clamped),
+            sRGB-encoded for ``"rgb"`` and ``"gray_replicated"``, linear for ``"gray_thesis"``
+            and ``"gray_lab"``.
+        target: (N, C, H, W) reference images, same conventions.
         ppd: Pixels per degree of visual angle (see :func:`pixels_per_degree`).
         mode: One of :data:`MODES`; ``"rgb"`` needs C = 3, the gray modes C = 1.
 
@@ -120,13 +127,16 @@ def flip_map(reference: torch.Tensor, test: torch.Tensor, ppd: float = DEFAULT_P
         ValueError: On malformed shapes, a channel count that does not fit ``mode``, an unknown
             mode or a non-positive ``ppd``.
     """
-    _validate(reference, test, ppd, mode, "FLIP")
-    return error_map(reference, test, float(ppd), mode)
+    _validate(output, target, ppd, mode, "FLIP")
+    return error_map(output, target, float(ppd), mode)
 
 
-def flip(reference: torch.Tensor, test: torch.Tensor, ppd: float = DEFAULT_PPD, mode: str = "rgb") -> torch.Tensor:
-    """Mean LDR-FLIP error per image: (N,) float32 in [0, 1]; arguments as :func:`flip_map`."""
-    return flip_map(reference, test, ppd, mode).mean(dim=(1, 2, 3))
+def flip(output: torch.Tensor, target: torch.Tensor, ppd: float = DEFAULT_PPD, mode: str = "rgb") -> torch.Tensor:
+    """Mean LDR-FLIP error per image of ``output`` against ``target``: (N,) float32 in [0, 1].
+
+    Arguments as :func:`flip_map`; FLIP(reference=target, test=output) in the official terms.
+    """
+    return flip_map(output, target, ppd, mode).mean(dim=(1, 2, 3))
 
 
 class FLIPLoss(nn.Module):
@@ -154,9 +164,11 @@ class FLIPLoss(nn.Module):
         ppd: Pixels per degree of visual angle.
         mode: One of :data:`MODES`.
         out_of_range: One of :data:`OUT_OF_RANGE`.
+        reduction: ``mean`` (over the batch), ``sum`` (of the per-image means) or ``none`` ((N,)
+            per-image means, as the metric).
     """
 
-    def __init__(self, ppd: float = DEFAULT_PPD, mode: str = "rgb", out_of_range: str = "clamp") -> None:
+    def __init__(self, ppd: float = DEFAULT_PPD, mode: str = "rgb", out_of_range: str = "clamp", reduction: str = "mean") -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"FLIPLoss: unknown mode {mode!r}, expected one of {', '.join(map(repr, MODES))}")
@@ -165,14 +177,15 @@ class FLIPLoss(nn.Module):
         self.ppd = ppd
         self.mode = mode
         self.out_of_range = out_of_range
+        self.reduction = check_reduction(reduction, "FLIPLoss")
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Scalar loss from (N, C, H, W) ``output`` and ``target``, nominally in [0, 1]."""
-        _validate(target, output, self.ppd, self.mode, "FLIP loss")
-        return error_map(target, output, float(self.ppd), self.mode, self.out_of_range).mean()
+        """Loss from (N, C, H, W) ``output`` and ``target``, nominally in [0, 1]: a scalar, or (N,) with ``reduction="none"``."""
+        _validate(output, target, self.ppd, self.mode, "FLIP loss")
+        return reduce_map(error_map(output, target, float(self.ppd), self.mode, self.out_of_range), self.reduction)
 
     def extra_repr(self) -> str:
-        return f"ppd={self.ppd}, mode={self.mode!r}, out_of_range={self.out_of_range!r}"
+        return f"ppd={self.ppd}, mode={self.mode!r}, out_of_range={self.out_of_range!r}, reduction={self.reduction!r}"
 
 
 def _ppd(setting: Setting) -> float:
@@ -194,10 +207,5 @@ def _metric_defaults(setting: Setting) -> dict[str, object]:
     return {"ppd": _ppd(setting)} if setting.channels == 3 else {"ppd": _ppd(setting), "mode": _gray_mode(setting)}
 
 
-def _metric(output: torch.Tensor, target: torch.Tensor, **params) -> torch.Tensor:
-    # FLIP is not symmetric: the reference comes first.
-    return flip(target, output, **params)
-
-
 LOSS = LossSpec("flip", FLIPLoss, "FLIP", defaults=_loss_defaults, own_metric="flip")
-METRIC = MetricSpec("flip", _metric, MetricInfo("FLIP", higher_is_better=False), defaults=_metric_defaults)
+METRIC = MetricSpec("flip", flip, MetricInfo("FLIP", higher_is_better=False), defaults=_metric_defaults)

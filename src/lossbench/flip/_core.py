@@ -189,14 +189,15 @@ def _perceive(images: torch.Tensor, ppd: float, mode: str, out_of_range: str = "
     return _Perception(lab[0], hunt_ab, _magnitude(filtered[6], filtered[4]), _magnitude(filtered[7], filtered[5]))
 
 
-def error_map(reference: torch.Tensor, test: torch.Tensor, ppd: float, mode: str, out_of_range: str = "clamp") -> torch.Tensor:
-    """FLIP error map of validated (N, C, H, W) inputs; see :func:`lossbench.flip.flip_map`.
+def error_map(output: torch.Tensor, target: torch.Tensor, ppd: float, mode: str, out_of_range: str = "clamp") -> torch.Tensor:
+    """FLIP error map of validated (N, C, H, W) ``output`` against ``target``; see :func:`lossbench.flip.flip_map`.
 
     ``out_of_range`` other than "clamp" (the metric) is one of the FLIP loss's deviations, see
-    :class:`lossbench.flip.FLIPLoss`.
+    :class:`lossbench.flip.FLIPLoss`. Below, the official names: ``reference`` is ``target``,
+    ``test`` is ``output``.
     """
     # cuBLAS TF32 would shift FLIP by up to 2 % (CPU imitation, tests/test_flip_loss.py), so its products run in full float32.
-    return ieee_float32_autograd(functools.partial(_error_map, ppd=ppd, mode=mode, out_of_range=out_of_range), reference, test)
+    return ieee_float32_autograd(functools.partial(_error_map, ppd=ppd, mode=mode, out_of_range=out_of_range), target, output)
 
 
 def _error_map(reference: torch.Tensor, test: torch.Tensor, ppd: float, mode: str, out_of_range: str) -> torch.Tensor:

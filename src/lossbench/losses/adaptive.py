@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lossbench.checks import check_image_pair
+from lossbench.checks import check_image_pair, check_reduction, reduce_map
 from lossbench.specs import LossSpec
 
 #: The shipped table of log Z(alpha) at the knots of :func:`alpha_to_knot_coordinate`.
@@ -233,6 +233,8 @@ class AdaptiveLoss(nn.Module):
         alpha_init: Initial alpha, strictly between the bounds.
         scale_lo: Lower bound of the scale, > 0.
         scale_init: Initial scale, > scale_lo.
+        reduction: ``mean`` (over every element of the batch), ``sum`` (of the per-image means)
+            or ``none`` ((N,) per-image means).
     """
 
     def __init__(
@@ -243,6 +245,7 @@ class AdaptiveLoss(nn.Module):
         alpha_init: float = 1.0,
         scale_lo: float = 1e-5,
         scale_init: float = 1.0,
+        reduction: str = "mean",
     ) -> None:
         super().__init__()
         if num_channels < 1:
@@ -255,6 +258,7 @@ class AdaptiveLoss(nn.Module):
         if not 0.0 < scale_lo < scale_init:
             raise ValueError(f"adaptive: need 0 < scale_lo < scale_init, got {scale_lo}, {scale_init}")
         self.num_channels = num_channels
+        self.reduction = check_reduction(reduction, "adaptive")
         self.alpha_lo, self.alpha_hi, self.scale_lo = alpha_lo, alpha_hi, scale_lo
         fraction = (alpha_init - alpha_lo) / (alpha_hi - alpha_lo)
         latent_alpha = math.log(fraction / (1.0 - fraction))
@@ -281,14 +285,14 @@ class AdaptiveLoss(nn.Module):
         return self._scale().detach()
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean NLL of the residuals output - target over all elements.
+        """Mean NLL of the residuals output - target over all elements (per image with ``reduction="none"``).
 
         Args:
             output: (N, C, H, W), C == num_channels.
             target: Same shape as ``output``.
 
         Returns:
-            Scalar loss; it can be negative, since it is a log-density.
+            Scalar loss, or (N,) with ``reduction="none"``; it can be negative, since it is a log-density.
 
         Raises:
             ValueError: For shapes other than (N, C, H, W) with C == num_channels.
@@ -305,7 +309,7 @@ class AdaptiveLoss(nn.Module):
         alpha = self._alpha().to(dtype).view(1, -1, 1, 1)
         scale = self._scale().to(dtype).view(1, -1, 1, 1)
         # alpha lies in (alpha_lo, alpha_hi) by construction: no range check, which would wait for the GPU.
-        return nll(residual, alpha, scale, check=False).mean()
+        return reduce_map(nll(residual, alpha, scale, check=False), self.reduction)
 
 
 SPEC = LossSpec("adaptive", AdaptiveLoss, "Adaptive", learnable=True, channel_param="num_channels")

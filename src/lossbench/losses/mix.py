@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lossbench.checks import check_reduction
 from lossbench.specs import LossSpec, Setting
 
 #: The paper's α = 0.84 on MS-SSIM, 1 − α on l1.
@@ -58,9 +59,11 @@ class MixLoss(nn.Module):
         term_params: Loss name → parameters of that term (e.g. ``{msssim: {small_images:
             reduce_scales}}`` for crops of 160 pixels or less).
         channels: Channels C of the images, passed to terms with per-channel parameters.
+        reduction: ``mean`` (over the batch), ``sum`` (over its images) or ``none`` ((N,) per
+            image), passed to every term; a term that is a loss of the user's own must then take it.
     """
 
-    def __init__(self, weights: Mapping[str, float] | None = None, term_params: Mapping[str, Mapping[str, Any]] | None = None, channels: int = 3) -> None:
+    def __init__(self, weights: Mapping[str, float] | None = None, term_params: Mapping[str, Mapping[str, Any]] | None = None, channels: int = 3, reduction: str = "mean") -> None:
         from lossbench import losses
 
         super().__init__()
@@ -70,14 +73,17 @@ class MixLoss(nn.Module):
         if problem is not None:
             raise ValueError(f"mix: {problem}")
         self.weights = weights
-        self.terms = nn.ModuleDict({term: losses.spec(term).build(term_params.get(term, {}), channels) for term in weights})
+        self.reduction = check_reduction(reduction, "mix")
+        # Every loss reduces by its mean unless told otherwise: the default leaves a term's parameters as configured.
+        reduced = {} if reduction == "mean" else {"reduction": reduction}
+        self.terms = nn.ModuleDict({term: losses.spec(term).build({**term_params.get(term, {}), **reduced}, channels) for term in weights})
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Scalar loss from (N, C, H, W) ``output`` and ``target``, nominally in [0, 1]."""
+        """Loss from (N, C, H, W) ``output`` and ``target``, nominally in [0, 1]: a scalar, or (N,) with ``reduction="none"``."""
         return sum(weight * self.terms[term](output, target) for term, weight in self.weights.items())
 
     def extra_repr(self) -> str:
-        return f"weights={self.weights}"
+        return f"weights={self.weights}, reduction={self.reduction!r}"
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import lpips
 import torch
 from torch import nn
 
-from lossbench.checks import check_image_pair
+from lossbench.checks import check_image_pair, check_reduction, reduce_images, reduce_map
 from lossbench.device import ieee_float32_autograd
 from lossbench.metrics.lpips_weights import LPIPSWeightsError, find_trunk, trunk_location
 from lossbench.specs import LossSpec, MetricInfo, MetricSpec, Setting
@@ -232,6 +232,9 @@ class LPIPSL2Loss(nn.Module):
         trunk: Trunk weights policy, see the module docstring. Resolved at construction, so
             missing weights with ``trunk="pretrained"`` fail here rather than mid-training.
         weights_path: Checkpoint with torchvision's AlexNet key names, default found or fetched.
+        reduction: ``mean`` (over the batch), ``sum`` (over its images) or ``none`` ((N,) per
+            image: its LPIPS and MSE, weighted). ``balance`` sets its weight from the batch's means
+            whatever the reduction.
 
     Attributes:
         trunk_pretrained: Whether the LPIPS trunk holds the pretrained weights.
@@ -243,8 +246,10 @@ class LPIPSL2Loss(nn.Module):
         l2_weight: float | Literal["balance"] = 1.0,
         trunk: Trunk = "auto",
         weights_path: str | os.PathLike | None = None,
+        reduction: str = "mean",
     ) -> None:
         super().__init__()
+        self.reduction = check_reduction(reduction, "lpips+l2")
         balance = l2_weight == "balance"
         if not (isinstance(lpips_weight, (int, float)) and lpips_weight > 0):
             raise ValueError(f"lpips+l2: lpips_weight must be a number > 0, got {lpips_weight!r}")
@@ -259,23 +264,25 @@ class LPIPSL2Loss(nn.Module):
         self.trunk_pretrained = get_lpips(trunk, weights_path).trunk_pretrained
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Scalar loss for (N, C, H, W) images in [0, 1]."""
+        """Loss for (N, C, H, W) images in [0, 1]: a scalar, or (N,) with ``reduction="none"``."""
         check_image_pair(output, target, "lpips+l2")
-        distance = get_lpips(self.trunk, self.weights_path, output.device)(output, target).mean()
+        distances = get_lpips(self.trunk, self.weights_path, output.device)(output, target)
         with torch.autocast(device_type=output.device.type, enabled=False):
-            mse = (output.float() - target.float()).square().mean()
+            squared = (output.float() - target.float()).square()
+        distance, mse = reduce_images(distances, self.reduction), reduce_map(squared, self.reduction)
         if self.l2_weight != "balance":
             return self.lpips_weight * distance + self.l2_weight * mse
+        batch_distance, batch_mse = (distance, mse) if self.reduction == "mean" else (distances.mean(), squared.mean())
         # Set on device, without reading the values back to the host (a sync per step).
-        unset = self.balanced_l2_weight.isnan() & (mse.detach() > 0)
-        self.balanced_l2_weight.copy_(torch.where(unset, self.lpips_weight * distance.detach() / mse.detach(), self.balanced_l2_weight))
+        unset = self.balanced_l2_weight.isnan() & (batch_mse.detach() > 0)
+        self.balanced_l2_weight.copy_(torch.where(unset, self.lpips_weight * batch_distance.detach() / batch_mse.detach(), self.balanced_l2_weight))
         # Until a batch with a nonzero error sets the weight, the l2 term is zero anyway.
         return self.lpips_weight * distance + self.balanced_l2_weight.nan_to_num(0.0) * mse
 
     def extra_repr(self) -> str:
         return (
             f"lpips_weight={self.lpips_weight}, l2_weight={self.l2_weight!r}, trunk={self.trunk!r}, "
-            f"trunk_pretrained={self.trunk_pretrained}"
+            f"trunk_pretrained={self.trunk_pretrained}, reduction={self.reduction!r}"
         )
 
 

@@ -22,7 +22,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.grad import conv2d_input
 
 from lossbench import specs
-from lossbench.checks import check_image_pair
+from lossbench.checks import check_image_pair, check_reduction, reduce_images
 from lossbench.device import ieee_float32
 
 SmallImages = Literal["error", "reduce_scales"]
@@ -212,21 +212,26 @@ class MSSSIMLoss(nn.Module):
             or less; ``"reduce_scales"`` uses as many scales as fit and renormalises their weights,
             which is what training on small crops (for example 64×64, three scales) needs.
             See :func:`ms_ssim`.
+        reduction: ``mean`` (over the batch), ``sum`` (over its images) or ``none`` (the (N,)
+            per-image 1 − MS-SSIM).
     """
 
-    def __init__(self, data_range: float = 1.0, small_images: SmallImages = "error") -> None:
+    def __init__(self, data_range: float = 1.0, small_images: SmallImages = "error", reduction: str = "mean") -> None:
         super().__init__()
         if small_images not in ("error", "reduce_scales"):
             raise ValueError(f"MSSSIMLoss: small_images must be 'error' or 'reduce_scales', got {small_images!r}")
         self.data_range = data_range
         self.small_images: SmallImages = small_images
+        self.reduction = check_reduction(reduction, "MSSSIMLoss")
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Scalar loss in [0, 1] for (N, C, H, W) images."""
-        return 1.0 - ms_ssim(output, target, self.data_range, self.small_images).mean()
+        """Loss in [0, 1] for (N, C, H, W) images: a scalar, or (N,) with ``reduction="none"``."""
+        similarity = ms_ssim(output, target, self.data_range, self.small_images)
+        # The mean as it always was, 1 − mean MS-SSIM (bit for bit the same training runs).
+        return 1.0 - similarity.mean() if self.reduction == "mean" else reduce_images(1.0 - similarity, self.reduction)
 
     def extra_repr(self) -> str:
-        return f"data_range={self.data_range}, small_images={self.small_images!r}"
+        return f"data_range={self.data_range}, small_images={self.small_images!r}, reduction={self.reduction!r}"
 
 
 def _too_small(side: int) -> str | None:

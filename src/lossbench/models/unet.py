@@ -1,10 +1,15 @@
-"""The U-net of thesis Fig. 2.5: conv+ReLU blocks, max pooling, upsampling and skip connections."""
+"""The U-net of thesis Fig. 2.5 (model.name: unet): conv+ReLU blocks, max pooling, upsampling and skip connections."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lossbench.models.spec import ModelSpec
 
 
 def _conv_block(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
@@ -97,3 +102,67 @@ class UNet(nn.Module):
             x = block(torch.cat([skip, reduce(x)], dim=1))
         restored = self.head(x)[..., :height, :width]
         return image + restored if self.residual else restored
+
+
+def _sizes(params: Mapping[str, Any]) -> list[int]:
+    return list(params["kernel_sizes"]) if params.get("kernel_sizes") is not None else [params["kernel_size"]] * (params["depth"] + 1)
+
+
+def _check(params: Mapping[str, Any]) -> str | None:
+    key = "kernel_sizes" if params.get("kernel_sizes") is not None else "kernel_size"
+    sizes = _sizes(params)
+    if any(size % 2 == 0 for size in sizes):
+        return f"{key}: kernel sizes must be odd (the padding keeps the image size), got {sizes if key == 'kernel_sizes' else sizes[0]}"
+    if len(sizes) != params["depth"] + 1:
+        return f"kernel_sizes: expected depth + 1 = {params['depth'] + 1} sizes (one per level, the bottleneck last), got {len(sizes)}"
+    return None
+
+
+def _parameters(params: Mapping[str, Any], channels: int) -> int:
+    width, depth, sizes = params["width"], params["depth"], _sizes(params)
+    levels = [width * 2**level for level in range(depth + 1)]
+
+    def block(inputs: int, outputs: int, kernel: int) -> int:  # two convolutions with biases
+        return kernel * kernel * (inputs * outputs + outputs * outputs) + 2 * outputs
+
+    count = block(levels[depth - 1], levels[depth], sizes[depth]) + channels * levels[0] + channels
+    previous = channels
+    for level in range(depth):
+        # Encoder block, the 1×1 reduction of the level below, decoder block.
+        count += block(previous, levels[level], sizes[level]) + levels[level + 1] * levels[level] + levels[level] + block(2 * levels[level], levels[level], sizes[level])
+        previous = levels[level]
+    return count
+
+
+def _activations(params: Mapping[str, Any], channels: int, side: int) -> int:
+    # About ten feature maps per level (two blocks of conv and ReLU, the skip and the upsampled map), two at the bottleneck.
+    width, depth = params["width"], params["depth"]
+    return sum(10 * width * 2**level * (side // 2**level) ** 2 for level in range(depth)) + 2 * width * 2**depth * (side // 2**depth) ** 2
+
+
+def _build(channels: int, **params: Any) -> UNet:
+    return UNet(channels, channels, **params)
+
+
+SPEC = ModelSpec(
+    name="unet",
+    factory=_build,
+    label="U-net",
+    schema={
+        "width": {"type": "integer", "minimum": 1, "default": 32, "description": "Channels of the first level, doubling per level."},
+        "depth": {"type": "integer", "minimum": 1, "default": 4, "description": "Pooling levels; 2**depth may not exceed any task's crop, and width and depth together must fit the training memory limit (checked)."},
+        "kernel_size": {"type": "integer", "minimum": 1, "default": 3, "description": "Odd kernel size of every conv+ReLU layer (unless kernel_sizes is set)."},
+        "kernel_sizes": {
+            "description": "Odd kernel size per level, depth + 1 of them (full resolution first, the bottleneck last); overrides kernel_size. Thesis §2.2.1: the kernel size 'was varied for the different layers', sizes not given.",
+            "type": ["array", "null"],
+            "items": {"type": "integer", "minimum": 1},
+            "default": None,
+        },
+        "residual": {"type": "boolean", "default": False, "description": "Predict a correction added to the input (not in the thesis's network)."},
+    },
+    width_key="width",
+    depth_key="depth",
+    activations=_activations,
+    parameters=_parameters,
+    check_params=_check,
+)
