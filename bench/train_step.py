@@ -151,8 +151,8 @@ def measure_variant(name: str, device: torch.device, repeats: int, size: str = "
     configure_cuda_kernels(device, tf32=settings["tf32"], benchmark=True)
     torch._dynamo.reset()
     setups = {}
-    for key, (model, loss_fn, optimizer, data, _) in _setups(model, size, device, settings["channels_last"]).items():
-        setups[key] = (torch.compile(model) if settings["compile"] else model, loss_fn, optimizer, data, settings["autocast"])
+    for key, (network, loss_fn, optimizer, data, _) in _setups(model, size, device, settings["channels_last"]).items():
+        setups[key] = (torch.compile(network) if settings["compile"] else network, loss_fn, optimizer, data, settings["autocast"])
     try:
         for setup in setups.values():  # warm-up: compilation, cuDNN autotuning, allocator
             _step(*setup)
