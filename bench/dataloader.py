@@ -49,6 +49,7 @@ from lossbench.models import UNet
 from lossbench.seeding import SeededSampler, group_batches
 
 REPO = Path(__file__).resolve().parents[1]
+#: The MRI tasks → fastMRI challenge of their files.
 KINDS = {"knee": "singlecoil", "brain": "multicoil"}
 MRI_CROP = 320  # fastMRI's crop, as config/paper.yaml
 
@@ -139,7 +140,7 @@ def shared_memory_ms(folder: Path, kind: str, repeats: int = 4) -> dict[str, flo
 
 def decode_rate(folder: Path, data: dict, samples: int) -> float:
     """Per-worker samples/s of today's denoising path: a JPEG decoded for every crop."""
-    dataset = train_dataset("denoise", data, folder)
+    dataset = train_dataset("rgb_denoise", data, folder)
     loader = DataLoader(dataset, sampler=list(SeededSampler(len(dataset), seed=0, epoch=0)), batch_size=1, num_workers=1)
     return _rate(loader, samples)
 
@@ -204,8 +205,8 @@ def main() -> None:
         default_workers = demo["tasks"]["denoise"]["training"]["workers"]
         for task in ("denoise", *KINDS):
             settings = demo["tasks"][task]
-            kind = KINDS.get(task, "denoise")
-            data = {key: value for key, value in settings.items() if key not in ("training", "data")}
+            kind = settings["kind"]
+            data = {key: value for key, value in settings.items() if key not in ("kind", "training", "data")}
             if task != "denoise":
                 data["crop"] = MRI_CROP
             dataset = train_dataset(kind, data, folders[task])

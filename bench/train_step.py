@@ -57,7 +57,7 @@ def _setups(size: str, device: torch.device, fast: bool) -> dict[str, tuple]:
     for name in losses.names():
         torch.manual_seed(0)
         model = UNet(3, 3, width=width, depth=depth, residual=residual).to(device, memory_format=layout)
-        loss_fn = build_loss({"loss": name, "loss_params": losses.spec(name).portable_params, "kind": "denoise"}).to(device)
+        loss_fn = build_loss({"loss": name, "loss_params": losses.spec(name).portable_params, "kind": "rgb_denoise"}).to(device)
         optimizer = torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=1e-4)
         setups[name] = (model, loss_fn, optimizer, data, fast)
     anchor = FastMRIUnet(3, 3, chans=width, num_pool_layers=depth).to(device, memory_format=layout)

@@ -162,7 +162,7 @@ def test_a_loss_or_metric_that_does_not_take_a_tasks_channels_is_a_config_line(t
 def test_an_unknown_task_kind_is_an_error_not_a_fall_through(tmp_path):
     from lossbench.data.tasks import channels, train_dataset, write_valset
 
-    assert [channels(kind) for kind in ("denoise", "singlecoil", "multicoil")] == [3, 1, 1]
+    assert [channels(kind) for kind in ("rgb_denoise", "mri_singlecoil", "mri_multicoil", "rgb_jpeg")] == [3, 1, 1, 3]
     for call in (lambda: channels("rgb"), lambda: train_dataset("rgb", {}, tmp_path), lambda: write_valset("rgb", {}, tmp_path, tmp_path / "v.h5")):
-        with pytest.raises(ValueError, match=r"^unknown task kind 'rgb': expected one of denoise, singlecoil, multicoil$"):
+        with pytest.raises(ValueError, match=r"^unknown task kind 'rgb': expected one of rgb_denoise, mri_singlecoil, mri_multicoil, rgb_jpeg$"):
             call()
