@@ -202,3 +202,11 @@ rule lpips_weights:
         ENV
     script:
         "../scripts/lpips_weights.py"
+
+
+# `snakemake data`: every task's training and validation data, checked and verified, and the LPIPS
+# trunk, before any training (the data rules above have a task wildcard, so they are not targets).
+rule data:
+    input:
+        [path for task in TASKS for split in ("train", "val") for path in [data_dir(task, split)] + data_check(task, split)],
+        LPIPS_CHECKPOINT,
