@@ -91,7 +91,7 @@ def _batch(device: torch.device, batch: int, crop: int, channels_last: bool = Fa
 def _setup(name: str, device: torch.device, channels_last: bool, width: int) -> tuple[UNet, torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model = UNet(3, 3, width=width, depth=DEPTH, residual=False).to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    loss_fn = train.build_loss({"loss": name, "loss_params": loss_params(name), "kind": "denoise"}).to(device)
+    loss_fn = train.build_loss({"loss": name, "loss_params": loss_params(name), "kind": "rgb_denoise"}).to(device)
     return model, loss_fn, torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=1e-4)
 
 
@@ -173,7 +173,7 @@ def check_tf32_scope(device: torch.device, crop: int) -> dict:
     for name in ("msssim", "flip", "lpips_l2"):
         values = {}
         for where in ("cpu", device):
-            loss_fn = train.build_loss({"loss": name, "loss_params": loss_params(name), "kind": "denoise"}).to(where)
+            loss_fn = train.build_loss({"loss": name, "loss_params": loss_params(name), "kind": "rgb_denoise"}).to(where)
             output = noisy.to(where).requires_grad_()
             loss = loss_fn(output, target.to(where))
             loss.backward()
@@ -307,7 +307,7 @@ def check_train_run(device: str, small: bool) -> dict:
         root = Path(folder)
         prepare_embedded_photos(["chelsea", "rocket", "coffee"], root / "train", max_side=256)
         prepare_embedded_photos(["astronaut"], root / "val", max_side=200)
-        write_valset("denoise", spec["data"], root / "val", root / "val.h5")
+        write_valset("rgb_denoise", spec["data"], root / "val", root / "val.h5")
         started = time.perf_counter()
         train.run(spec, root / "train", root / "val.h5", root / "out", root / "checkpoints", device=device, threads=4, progress=False, checkpoint_every=5)
         seconds = time.perf_counter() - started

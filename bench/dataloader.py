@@ -54,11 +54,12 @@ from lossbench import models
 from lossbench.config import validate
 from lossbench.data.denoise import DecodedImages, DenoiseTrainDataset, ImageFiles, training_images, write_decoded
 from lossbench.data.fastmri_synthetic import generate_dataset
-from lossbench.data.tasks import channels, train_dataset
+from lossbench.data.tasks import channels, spec, train_dataset
 from lossbench.seeding import SeededSampler, group_batches
 
 REPO = Path(__file__).resolve().parents[1]
-KINDS = {"knee": "singlecoil", "brain": "multicoil"}
+#: The MRI tasks → fastMRI challenge of their files.
+KINDS = {"knee": "mri_singlecoil", "brain": "mri_multicoil"}
 MRI_CROP = 320  # fastMRI's crop, as config/paper.yaml
 
 
@@ -72,7 +73,7 @@ def make_data(root: Path, images: int, volumes: int, slices: int) -> dict[str, P
         small = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
         Image.fromarray(small).resize((500, 375), Image.Resampling.BICUBIC).save(photos / f"img_{index:03d}.JPEG", quality=90)
     for task, kind in KINDS.items():
-        generate_dataset(root / task, kind, volumes, slices, seed=0, preset="realistic")
+        generate_dataset(root / task, spec(kind).challenge, volumes, slices, seed=0, preset="realistic")
     return {"denoise": photos, "knee": root / "knee", "brain": root / "brain"}
 
 
@@ -111,8 +112,9 @@ def worker_rates(folder: Path, kind: str, samples: int, batch: int, rounds: int 
     from fastmri.data.transforms import UnetDataTransform
 
     ours = train_dataset(kind, {"mask": {"center_fraction": 0.04, "acceleration": 8}, "crop": MRI_CROP}, folder)
-    transform = UnetDataTransform(kind, mask_func=RandomMaskFunc([0.04], [8]), use_seed=True)
-    theirs = SliceDataset(folder, kind, transform=transform, use_dataset_cache=False)
+    challenge = spec(kind).challenge
+    transform = UnetDataTransform(challenge, mask_func=RandomMaskFunc([0.04], [8]), use_seed=True)
+    theirs = SliceDataset(folder, challenge, transform=transform, use_dataset_cache=False)
     order = _keys(len(ours), samples + batch)
     # Batches of one: narrow and wide brain slices cannot share a fastMRI batch.
     loaders = {}
@@ -247,8 +249,8 @@ def main() -> None:
         default_workers = demo["tasks"]["denoise"]["training"]["workers"]
         for task in ("denoise", *KINDS):
             settings = demo["tasks"][task]
-            kind = KINDS.get(task, "denoise")
-            data = {key: value for key, value in settings.items() if key not in ("training", "data")}
+            kind = settings["kind"]
+            data = {key: value for key, value in settings.items() if key not in ("kind", "training", "data")}
             if task != "denoise":
                 data["crop"] = MRI_CROP
             dataset = train_dataset(kind, data, folders[task])

@@ -73,7 +73,7 @@ def _setups(model: str, size: str, device: torch.device, fast: bool) -> dict[str
     for name in losses.names():
         torch.manual_seed(0)
         network = models.build(model_section(model, size), 3).to(device, memory_format=layout)
-        loss_fn = build_loss({"loss": name, "loss_params": losses.spec(name).portable_params, "kind": "denoise"}).to(device)
+        loss_fn = build_loss({"loss": name, "loss_params": losses.spec(name).portable_params, "kind": "rgb_denoise"}).to(device)
         optimizer = torch.optim.Adam(list(network.parameters()) + list(loss_fn.parameters()), lr=1e-4)
         setups[name] = (network, loss_fn, optimizer, data, fast)
     return setups

@@ -75,7 +75,7 @@ def test_crop_larger_than_image_is_a_clear_error(tmp_path):
 
 def test_validation_set_round_trip(photo_dir, tmp_path):
     data = {"sigma_val": 25}
-    count = write_valset("denoise", data, photo_dir, tmp_path / "val.h5", seed=0)
+    count = write_valset("rgb_denoise", data, photo_dir, tmp_path / "val.h5", seed=0)
     assert count == 2
     with ImageFile(tmp_path / "val.h5") as val:
         assert val.ids == ["astronaut", "coffee"]

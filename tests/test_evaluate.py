@@ -16,7 +16,7 @@ MASK = {"mask": {"center_fraction": 0.04, "acceleration": 8}, "crop": 320}
 def knee_valset(tmp_path_factory):
     root = tmp_path_factory.mktemp("knee")
     generate_dataset(root / "files", "singlecoil", n_volumes=2, n_slices=2, seed=3, prefix="knee_val")
-    write_valset("singlecoil", MASK, root / "files", root / "val.h5")
+    write_valset("mri_singlecoil", MASK, root / "files", root / "val.h5")
     return root / "val.h5"
 
 
@@ -70,8 +70,8 @@ def test_mismatched_outputs_are_rejected(knee_valset, tmp_path):
 
 
 def test_metric_params_choose_flip_mode_and_lpips_trunk():
-    assert metric_params("flip", "denoise") == {"ppd": pytest.approx(67.0206, abs=1e-4)}
-    assert metric_params("flip", "singlecoil", {"flip_gray_mode": "gray_replicated"}) == {"mode": "gray_replicated", "ppd": pytest.approx(67.0206, abs=1e-4)}
-    assert metric_params("flip", "denoise", {"flip": {"distance_m": 0.35, "monitor_width_m": 0.7, "monitor_pixels": 3840}})["ppd"] == pytest.approx(33.5103, abs=1e-4)
-    assert metric_params("flip", "denoise", {"flip": {"ppd": 30.0}}) == {"ppd": 30.0}
-    assert metric_params("lpips", "denoise", {"lpips_trunk": "untrained", "lpips_weights": None}) == {"trunk": "untrained", "weights_path": None}
+    assert metric_params("flip", "rgb_denoise") == {"ppd": pytest.approx(67.0206, abs=1e-4)}
+    assert metric_params("flip", "mri_singlecoil", {"flip_gray_mode": "gray_replicated"}) == {"mode": "gray_replicated", "ppd": pytest.approx(67.0206, abs=1e-4)}
+    assert metric_params("flip", "rgb_denoise", {"flip": {"distance_m": 0.35, "monitor_width_m": 0.7, "monitor_pixels": 3840}})["ppd"] == pytest.approx(33.5103, abs=1e-4)
+    assert metric_params("flip", "rgb_denoise", {"flip": {"ppd": 30.0}}) == {"ppd": 30.0}
+    assert metric_params("lpips", "rgb_denoise", {"lpips_trunk": "untrained", "lpips_weights": None}) == {"trunk": "untrained", "weights_path": None}

@@ -162,7 +162,70 @@ def test_a_loss_or_metric_that_does_not_take_a_tasks_channels_is_a_config_line(t
 def test_an_unknown_task_kind_is_an_error_not_a_fall_through(tmp_path):
     from lossbench.data.tasks import channels, train_dataset, write_valset
 
-    assert [channels(kind) for kind in ("denoise", "singlecoil", "multicoil")] == [3, 1, 1]
+    assert [channels(kind) for kind in ("rgb_denoise", "mri_singlecoil", "mri_multicoil", "rgb_jpeg")] == [3, 1, 1, 3]
     for call in (lambda: channels("rgb"), lambda: train_dataset("rgb", {}, tmp_path), lambda: write_valset("rgb", {}, tmp_path, tmp_path / "v.h5")):
-        with pytest.raises(ValueError, match=r"^unknown task kind 'rgb': expected one of denoise, singlecoil, multicoil$"):
+        with pytest.raises(ValueError, match=r"^unknown task kind 'rgb': expected one of rgb_denoise, mri_singlecoil, mri_multicoil, rgb_jpeg$"):
             call()
+
+
+JPEG_TASK = {"kind": "rgb_jpeg", "data_from": "denoise", "quality": 10, "crop": 32, "crops_per_image": 2, "training": {"epochs": 1, "batch_size": 4}}
+
+
+def test_a_task_of_its_own_kind_gets_its_own_table_without_a_thesis_comparison(tiny_config):
+    from lossbench.config import dataset, task_tables
+
+    tiny_config["tasks"]["jpeg"] = dict(JPEG_TASK)
+    tiny_config["losses"]["l2"]["lr"]["jpeg"] = 1e-3
+    config = validate(tiny_config, require_data=False)
+    assert task_tables(config) == {"table_6_1": "denoise", "table_6_3": "knee", "table_6_4": "brain", "table_jpeg": "jpeg"}
+    assert dataset(config, "jpeg") is config["tasks"]["denoise"]["data"]
+    spec = train_spec(config, "jpeg", "l1", 0)
+    assert spec["kind"] == "rgb_jpeg" and spec["dataset"] == config["tasks"]["denoise"]["data"] and spec["data"]["quality"] == 10
+    # A thesis task's name with another kind is another task: its own table, not the thesis's.
+    from lossbench.tables import subject
+
+    assert subject("denoise", "rgb_jpeg", JPEG_TASK).name == "table_denoise" and not subject("denoise", "rgb_jpeg", JPEG_TASK).thesis
+    jpeg = subject("jpeg", "rgb_jpeg", JPEG_TASK)
+    assert (jpeg.name, jpeg.input_label, jpeg.thesis) == ("table_jpeg", "JPEG", False) and "quality 10" in jpeg.caption
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"data_from": "knee"}, r"^config: tasks\.jpeg\.data_from: task 'knee' has fastmri data, a rgb_jpeg task needs photos$"),
+    ({"data_from": "lung"}, r"^config: tasks\.jpeg\.data_from: 'lung' is not a configured task with its own data \(one of denoise, knee, brain\)$"),
+    ({"data": {"source": "embedded", "train": ["chelsea"], "val": ["astronaut"]}}, r"^config: tasks\.jpeg: expected either data \(its own\) or data_from \(another task's\), got both$"),
+    ({"quality": 0}, r"^config: tasks\.jpeg\.quality: 0 is less than the minimum of 1$"),
+    ({"sigma_val": 25}, r"^config: tasks\.jpeg: Additional properties are not allowed \('sigma_val' was unexpected\)$"),
+])
+def test_bad_jpeg_task_settings_are_one_config_line(tiny_config, change, message):
+    tiny_config["tasks"]["jpeg"] = {**JPEG_TASK, **change}
+    tiny_config["losses"]["l2"]["lr"]["jpeg"] = 1e-3
+    with pytest.raises(ConfigError, match=message):
+        validate(tiny_config, require_data=False)
+
+
+def _psnr(a, b):
+    return float(10 * torch.log10(1 / ((torch.as_tensor(a) - torch.as_tensor(b)) ** 2).mean()))
+
+
+def test_jpeg_inputs_are_the_denoising_crops_compressed(tmp_path):
+    from lossbench.data.kinds.rgb_jpeg import jpeg_compress
+    from lossbench.data.tasks import prepare_embedded_photos, train_dataset, write_valset
+    from lossbench.data.valset import ImageFile
+
+    prepare_embedded_photos(["astronaut", "coffee"], tmp_path / "photos", 96)
+    settings = {"crop": 32, "crops_per_image": 2, "augment": True}
+    jpeg = train_dataset("rgb_jpeg", {**settings, "quality": 10}, tmp_path / "photos")
+    clean = train_dataset("rgb_denoise", {**settings, "sigma_train": [0, 0]}, tmp_path / "photos")
+    compressed, target = jpeg[(1, 7)]
+    assert torch.equal(target, clean[(1, 7)][1]) and compressed.shape == target.shape == (3, 32, 32)
+    finer = torch.from_numpy(jpeg_compress(target.numpy(), 75))
+    assert 15 < _psnr(compressed, target) < _psnr(finer, target)  # lower quality, more loss
+    # The blocks are JPEG's 8 × 8 from the corner: on a smooth ramp, the steps are at their edges.
+    ramp = torch.linspace(0, 1, 64).expand(3, 64, 64).numpy()
+    steps = torch.from_numpy(jpeg_compress(ramp, 10)).diff(dim=2).abs().mean(dim=(0, 1))
+    assert steps[7::8].mean() > 3 * steps[[i for i in range(63) if i % 8 != 7]].mean()
+    assert write_valset("rgb_jpeg", {"quality": 10}, tmp_path / "photos", tmp_path / "val.h5") == 2
+    with ImageFile(tmp_path / "val.h5") as valset:
+        assert valset.attrs["kind"] == "rgb_jpeg" and valset.attrs["quality"] == 10
+        image, reference = valset.read("input", "astronaut"), valset.read("target", "astronaut")
+        assert image.shape == reference.shape == (3, 96, 96) and _psnr(image, reference) < 30

@@ -1,4 +1,4 @@
-"""A user's own loss and the opt-in mix loss through the tiny workflow, added by configuration only."""
+"""A user's own loss, the opt-in mix loss and the JPEG-deblocking task through the tiny workflow, added by configuration only."""
 
 import csv
 import os
@@ -9,6 +9,9 @@ import textwrap
 import yaml
 
 from conftest import REPO, TINY_CONFIG
+
+#: The JPEG-deblocking task on the denoising task's photographs (no thesis table: table_jpeg).
+JPEG_TASK = {"kind": "rgb_jpeg", "data_from": "denoise", "quality": 10, "crop": 32, "crops_per_image": 2, "training": {"epochs": 1, "batch_size": 4}}
 
 USER_MODULE = '''
 from torch import nn
@@ -22,12 +25,13 @@ class HalfL1(nn.Module):
 '''
 
 
-def test_a_users_loss_and_mix_get_columns_panels_and_curves(tmp_path):
+def test_a_users_loss_mix_and_the_jpeg_task_get_tables_columns_panels_and_curves(tmp_path):
     (tmp_path / "my_losses.py").write_text(textwrap.dedent(USER_MODULE))
     with open(TINY_CONFIG) as handle:
         config = yaml.safe_load(handle)
-    config["tasks"] = {"denoise": config["tasks"]["denoise"]}
+    config["tasks"] = {"denoise": config["tasks"]["denoise"], "jpeg": JPEG_TASK}
     config["figures"] = {name: spec for name, spec in config["figures"].items() if spec["task"] == "denoise"}
+    config["figures"]["fig_jpeg_1"] = {"task": "jpeg", "image": "astronaut", "crop_figure": "fig_jpeg_2", "box": [10, 10, 40, 40]}
     config.pop("userstudy", None)
     config["losses"] = {
         "l1": config["losses"]["l1"],
@@ -42,14 +46,37 @@ def test_a_users_loss_and_mix_get_columns_panels_and_curves(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     tables = workdir / "results" / "demo" / "tables"
-    with open(tables / "table_6_1.csv", newline="") as handle:
-        header = next(csv.reader(handle))
-    assert header[2:11] == ["input", "l1", "l2", "msssim", "lpips_l2", "flip", "adaptive", "mix", "half_l1"]
-    markdown = (tables / "table_6_1.md").read_text()
-    assert "Mix (MS-SSIM+l1)" in markdown and "Half l1" in markdown
+    for table in ("table_6_1", "table_jpeg"):
+        with open(tables / f"{table}.csv", newline="") as handle:
+            header = next(csv.reader(handle))
+        assert header[2:11] == ["input", "l1", "l2", "msssim", "lpips_l2", "flip", "adaptive", "mix", "half_l1"]
+        markdown = (tables / f"{table}.md").read_text()
+        assert "Mix (MS-SSIM+l1)" in markdown and "Half l1" in markdown
+    jpeg = (tables / "table_jpeg.md").read_text()
+    assert "| Metric | JPEG |" in jpeg and "JPEG deblocking at quality 10" in jpeg and "(task jpeg; not in the thesis)" in jpeg
+    assert not list(tables.glob("table_jpeg_vs_paper*")) and (tables / "table_jpeg.tex").is_file() and (tables / "table_jpeg_per_seed.md").is_file()
     with open(tables / "table_6_1_vs_paper.csv", newline="") as handle:
         compared = [row for row in csv.DictReader(handle) if row["model"] in ("mix", "half_l1")]
     assert compared and all(row["paper"] == "" and row["ours"] != "" for row in compared)
     figures = workdir / "results" / "demo" / "figures"
     assert all((figures / f"{name}.png").stat().st_size > 0 for name in config["figures"])
-    assert (figures / "curves_denoise.png").stat().st_size > 0
+    assert (figures / "curves_denoise.png").stat().st_size > 0 and (figures / "curves_jpeg.png").stat().st_size > 0
+    # The JPEG task read the denoising task's photographs: no copy of them was made.
+    assert sorted(path.name for path in (workdir / "results" / "demo" / "data").iterdir()) == ["denoise", "jpeg"]
+    assert not list((workdir / "results" / "demo" / "data" / "jpeg").glob("*_images"))
+
+
+def test_the_plan_of_the_tiny_config_with_the_jpeg_task_compares_only_the_thesis_tables(tmp_path):
+    with open(TINY_CONFIG) as handle:
+        config = yaml.safe_load(handle)
+    config["tasks"]["jpeg"] = JPEG_TASK
+    config["losses"]["l2"]["lr"]["jpeg"] = 1.0e-3
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(config_path), "--directory", str(tmp_path), "--dry-run"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    planned = {word.rstrip(",") for word in result.stdout.split() if word.startswith("results/demo/tables/")}
+    assert {f"results/demo/tables/table_jpeg{suffix}" for suffix in (".csv", ".md", ".tex", "_per_seed.csv", "_per_seed.md")} <= planned
+    assert {f"results/demo/tables/{table}_vs_paper.md" for table in ("table_6_1", "table_6_3", "table_6_4")} <= planned
+    assert not [path for path in planned if path.startswith("results/demo/tables/table_jpeg_vs_paper") or path.startswith("results/demo/tables/table_jpeg_fastmri")]

@@ -85,7 +85,7 @@ def _brain_run(tmp_path: Path, tiny_config: dict, slices: int, epochs: int) -> d
     config["tasks"]["brain"]["crop"] = 48
     config["tasks"]["brain"]["training"].update(epochs=epochs, batch_size=2)
     spec = train_spec(config, "brain", "l1", 0)
-    assert write_valset("multicoil", spec["data"], tmp_path / "val", tmp_path / "val.h5") == 1
+    assert write_valset("mri_multicoil", spec["data"], tmp_path / "val", tmp_path / "val.h5") == 1
     return spec
 
 

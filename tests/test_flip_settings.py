@@ -52,7 +52,7 @@ def test_unknown_gray_mode_is_rejected(tiny_config):
 def knee(tmp_path_factory):
     root = tmp_path_factory.mktemp("knee")
     generate_dataset(root / "files", "singlecoil", n_volumes=1, n_slices=2, seed=4, prefix="knee_val")
-    write_valset("singlecoil", {"mask": {"center_fraction": 0.04, "acceleration": 8}, "crop": 320}, root / "files", root / "val.h5")
+    write_valset("mri_singlecoil", {"mask": {"center_fraction": 0.04, "acceleration": 8}, "crop": 320}, root / "files", root / "val.h5")
     rng = np.random.default_rng(0)
     with ImageFile(root / "val.h5") as val:
         targets = list(val.items("target"))
@@ -75,13 +75,13 @@ def test_flip_gray_modes_rows_match_the_per_image_evaluation(knee):
         assert row["l2"] == 0.0 and row["input"] > row["l1"] > 0
     # The readings differ: that is what the table shows.
     assert len({round(row["input"], 4) for row in rows}) == 3
-    markdown = flip_gray_modes_markdown(rows)
+    markdown = flip_gray_modes_markdown(rows, {"knee": "Masked"})
     assert "| gray_lab |" in markdown and "**0.0000**" in markdown
 
 
 def test_flip_gray_modes_rejects_a_denoising_valset(tmp_path):
-    write_images(tmp_path / "val.h5", {"input": [("a", np.zeros((3, 8, 8), np.float32))], "target": [("a", np.zeros((3, 8, 8), np.float32))]}, {"kind": "denoise"})
-    with pytest.raises(ValueError, match="flip_gray_modes needs a grayscale MRI validation set"):
+    write_images(tmp_path / "val.h5", {"input": [("a", np.zeros((3, 8, 8), np.float32))], "target": [("a", np.zeros((3, 8, 8), np.float32))]}, {"kind": "rgb_denoise"})
+    with pytest.raises(ValueError, match="flip_gray_modes needs a grayscale validation set, got one of rgb_denoise"):
         flip_gray_modes({"knee": tmp_path / "val.h5"}, {})
 
 

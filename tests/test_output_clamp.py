@@ -19,7 +19,7 @@ def test_inference_writes_clamped_outputs_and_logs_the_share(tmp_path, tiny_conf
     spec = train_spec(config, "denoise", "flip", 0)
     prepare_embedded_photos(["chelsea"], tmp_path / "train", max_side=64)
     prepare_embedded_photos(["astronaut"], tmp_path / "val", max_side=64)
-    write_valset("denoise", spec["data"], tmp_path / "val", tmp_path / "val.h5")
+    write_valset("rgb_denoise", spec["data"], tmp_path / "val", tmp_path / "val.h5")
     model = train.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "model", tmp_path / "checkpoints", device="cpu", threads=1, progress=False)
     with caplog.at_level(logging.INFO, logger="lossbench.infer"):
         infer.run(model, tmp_path / "val.h5", tmp_path / "out.h5", device="cpu")
@@ -35,7 +35,7 @@ def test_outputs_are_scored_clamped_and_inputs_as_they_are(tmp_path):
     rng = np.random.default_rng(0)
     target = rng.random((3, 32, 32)).astype(np.float32)
     degraded = target + rng.normal(0, 0.3, target.shape).astype(np.float32)
-    write_images(tmp_path / "val.h5", {"input": [("a", degraded)], "target": [("a", target)]}, {"kind": "denoise"})
+    write_images(tmp_path / "val.h5", {"input": [("a", degraded)], "target": [("a", target)]}, {"kind": "rgb_denoise"})
     write_images(tmp_path / "raw.h5", {"output": [("a", degraded)]})
     write_images(tmp_path / "clamped.h5", {"output": [("a", np.clip(degraded, 0, 1))]})
     metrics = ["l2", "psnr", "flip"]

@@ -48,7 +48,7 @@ def denoise(tmp_path, tiny_config):
     spec = train_spec(config, "denoise", "l1", 0)
     prepare_embedded_photos(["chelsea", "rocket"], tmp_path / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], tmp_path / "val", max_side=64)
-    write_valset("denoise", spec["data"], tmp_path / "val", tmp_path / "val.h5")
+    write_valset("rgb_denoise", spec["data"], tmp_path / "val", tmp_path / "val.h5")
     return spec, tmp_path
 
 
@@ -151,7 +151,7 @@ def long_run(tmp_path, tiny_config):
     spec = train_spec(validate(config), "denoise", "l1", 0)
     prepare_embedded_photos(["chelsea", "rocket"], tmp_path / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], tmp_path / "val", max_side=64)
-    write_valset("denoise", spec["data"], tmp_path / "val", tmp_path / "val.h5")
+    write_valset("rgb_denoise", spec["data"], tmp_path / "val", tmp_path / "val.h5")
     reference = train.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "reference", tmp_path / "ckpt_reference", device="cpu", threads=1, progress=False, checkpoint_every=1)
     return tmp_path, _weights(reference)
 
@@ -293,7 +293,7 @@ def test_a_training_image_smaller_than_the_crop_is_refused_before_training(denoi
 def test_a_1x1_validation_image_is_refused_before_training(denoise):
     spec, root = denoise
     Image.new("RGB", (1, 1)).save(root / "val" / "dot.png")
-    write_valset("denoise", spec["data"], root / "val", root / "val.h5")
+    write_valset("rgb_denoise", spec["data"], root / "val", root / "val.h5")
     with pytest.raises(ValueError, match=r"val\.h5: validation image 'dot' is 1×1, smaller than the 4×4 minimum of a U-net of depth 2 \(2\*\*model\.depth\)") as error:
         _run(spec, root)
     _one_line(error)

@@ -41,7 +41,7 @@ def setup(tmp_path_factory):
     spec = train_spec(config, "denoise", "l1", 0)
     prepare_embedded_photos(["chelsea", "rocket"], root / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], root / "val", max_side=64)
-    write_valset("denoise", spec["data"], root / "val", root / "val.h5")
+    write_valset("rgb_denoise", spec["data"], root / "val", root / "val.h5")
     reference = train.run(spec, root / "train", root / "val.h5", root / "reference", root / "ckpt_reference", device="cpu", threads=1, progress=False, checkpoint_every=3)
     return root, spec, torch.load(reference, weights_only=False)["model"]
 
@@ -152,7 +152,7 @@ def corrupted_knee(tmp_path_factory):
         config = validate(yaml.safe_load(handle))
     config["tasks"]["knee"]["training"].update(epochs=2, batch_size=1)
     spec = train_spec(config, "knee", "l1", 0)
-    write_valset("singlecoil", spec["data"], root / "val", root / "val.h5")
+    write_valset("mri_singlecoil", spec["data"], root / "val", root / "val.h5")
     return root, spec
 
 

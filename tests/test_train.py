@@ -17,7 +17,7 @@ def denoise_run(tmp_path, tiny_config):
     spec = train_spec(config, "denoise", "l2", 0)
     prepare_embedded_photos(["chelsea", "rocket"], tmp_path / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], tmp_path / "val", max_side=64)
-    write_valset("denoise", spec["data"], tmp_path / "val", tmp_path / "val.h5")
+    write_valset("rgb_denoise", spec["data"], tmp_path / "val", tmp_path / "val.h5")
     return spec, tmp_path
 
 

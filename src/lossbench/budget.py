@@ -52,14 +52,16 @@ class Samples:
 
 def training_samples(config: dict[str, Any], task: str, results: Path = Path("results")) -> Samples:
     """Samples per epoch of ``task``'s training set, from the data when present, else published sizes."""
+    from lossbench.config import data_owner, dataset
+
     settings = config["tasks"][task]
-    data = settings["data"]
+    data = dataset(config, task)  # its own, or that of the task its data_from names
     if data["source"] == "synthetic":
         return Samples(data["train"]["volumes"] * data["train"]["slices"], "configured synthetic volumes × slices")
     if data["source"] == "embedded":
         return Samples(len(data["train"]) * settings["crops_per_image"], "configured photographs × crops per image")
     if data["source"] == "imagenet":
-        manifest = results / "data" / task / "train_manifest.csv"
+        manifest = results / "data" / data_owner(config, task) / "train_manifest.csv"
         if manifest.is_file():
             images = sum(1 for _ in open(manifest)) - 1
             return Samples(images * settings["crops_per_image"], f"{manifest} × crops per image")

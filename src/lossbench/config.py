@@ -20,12 +20,6 @@ import yaml
 #: Packaged with the library (package data), so an installed lossbench finds it too.
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
-#: Task name → the kind of data it uses (fastMRI's challenge names for the MRI tasks).
-TASK_KINDS = {"denoise": "denoise", "knee": "singlecoil", "brain": "multicoil"}
-#: Name of the degraded-input column in the thesis's tables.
-INPUT_LABELS = {"denoise": "Noisy", "knee": "Masked", "brain": "Masked"}
-
-
 #: Refuse a model whose training would need more memory than this (weights, gradients, Adam's
 #: moments and the activations of one batch): more than any single accelerator or workstation has.
 MAX_TRAINING_BYTES = 256 * 2**30
@@ -121,6 +115,7 @@ def validate(config: dict[str, Any], source: str = "config", schema_path: str | 
     with open(schema_path) as handle:
         schema = yaml.safe_load(handle)
     _fill_name_enums(schema, config)
+    _fill_task_kinds(schema, config, source)
     error = jsonschema.exceptions.best_match(_validator_with_defaults(schema).iter_errors(config))
     if error is not None:
         raise ConfigError(f"{source}: {_key(error.absolute_path)}: {error.message}")
@@ -208,6 +203,31 @@ def _fill_model_schema(schema: dict[str, Any], section: Any) -> None:
         schema["additionalProperties"] = False
 
 
+def _fill_task_kinds(schema: dict[str, Any], config: dict[str, Any], source: str) -> None:
+    """Task kinds from the registry: the enum of ``kind``, each kind's settings schema, and the kind of a thesis task that names none.
+
+    A task named as one of the thesis's (denoise, knee, brain) without ``kind`` gets the thesis's
+    kind, so that configurations written before kinds existed keep working; any other task must
+    say its kind.
+
+    Raises:
+        ConfigError: a task of another name without ``kind``.
+    """
+    from lossbench.data import tasks
+
+    configured = config.get("tasks")
+    for name, settings in configured.items() if isinstance(configured, dict) else ():
+        if isinstance(settings, dict) and "kind" not in settings:
+            if tasks.default_kind(name) is None:
+                thesis = [spec.thesis_task for spec in tasks.SPECS.values() if spec.thesis_task is not None]
+                raise ConfigError(f"{source}: tasks.{name}.kind: missing (only the thesis's tasks {', '.join(thesis)} have a default); expected one of {', '.join(tasks.kinds())}")
+            settings["kind"] = tasks.default_kind(name)
+    task_schema = schema["properties"]["tasks"]["additionalProperties"]
+    task_schema["properties"]["kind"]["enum"] = tasks.kinds()
+    # `required` in the condition: a task without a kind must not take every kind's defaults.
+    task_schema["allOf"] = [{"if": {"required": ["kind"], "properties": {"kind": {"const": kind}}}, "then": {"$ref": f"#/definitions/{spec.schema}"}} for kind, spec in tasks.SPECS.items()]
+
+
 def _check_finite(node: Any, source: str, path: list) -> None:
     # JSON schema's bounds are comparisons, which NaN passes: `lr: .nan` would reach the jobs.
     if isinstance(node, float) and not math.isfinite(node):
@@ -235,7 +255,7 @@ def _check_model(config: dict[str, Any], source: str) -> None:
         crop, batch_size = settings["crop"], settings["training"]["batch_size"]
         if model.min_side(params) > crop:
             raise ConfigError(f"{source}: model.{model.depth_key}: {depth} pooling levels need crops of at least 2**{depth} = {model.min_side(params)} pixels, but tasks.{task}.crop is {crop} ({model.depth_key} at most {crop.bit_length() - 1})")
-        needed = model.training_bytes(params, channels(TASK_KINDS[task]), crop, batch_size)
+        needed = model.training_bytes(params, channels(settings["kind"]), crop, batch_size)
         if needed > MAX_TRAINING_BYTES:
             raise ConfigError(f"{source}: model: {model.describe(params)} needs about {needed / 2**30:.3g} GiB to train on tasks.{task} ({batch_size} crops of {crop}×{crop}), over the {MAX_TRAINING_BYTES // 2**30} GiB limit; reduce model.{model.width_key} or model.{model.depth_key}")
 
@@ -275,7 +295,7 @@ def _check_data_sizes(config: dict[str, Any], source: str) -> None:
     model = models.of(config["model"])
     smallest_val = model.min_side(models.params(config["model"]))
     for task, settings in config["tasks"].items():
-        data = settings["data"]
+        data = dataset(config, task)
         if data["source"] == "embedded":
             for split, minimum, needed_by in (("train", settings["crop"], f"the {settings['crop']}×{settings['crop']} crop (tasks.{task}.crop)"), ("val", smallest_val, f"the {model.label}'s 2**model.{model.depth_key} = {smallest_val}")):
                 for name in data[split]:
@@ -284,7 +304,7 @@ def _check_data_sizes(config: dict[str, Any], source: str) -> None:
                     except (FileNotFoundError, ValueError) as error:
                         raise ConfigError(f"{source}: tasks.{task}.data.{split}: {error}") from None
                     if min(width, height) < minimum:
-                        raise ConfigError(f"{source}: tasks.{task}.data.{split}: photo {name!r} is {width}×{height} (after max_side {data['max_side']}), smaller than {needed_by}")
+                        raise ConfigError(f"{source}: tasks.{data_owner(config, task)}.data.{split}: photo {name!r} is {width}×{height} (after max_side {data['max_side']}), smaller than {needed_by}")
 
 
 def _check_folders(config: dict[str, Any], source: str) -> None:
@@ -292,10 +312,10 @@ def _check_folders(config: dict[str, Any], source: str) -> None:
     from lossbench.data.images import IMAGE_SUFFIXES
 
     for task, settings in config["tasks"].items():
-        data = settings["data"]
+        data = settings.get("data", {})  # a task with data_from is checked under the task it names
         for key in ("train_dir", "val_dir"):
             # imagenet's val_dir (Kodak put there by hand) is optional; the other sources require both.
-            if data["source"] not in ("folder", "fastmri", "imagenet") or key not in data:
+            if data.get("source") not in ("folder", "fastmri", "imagenet") or key not in data:
                 continue
             folder = Path(data[key])
             if not folder.is_dir():
@@ -312,10 +332,10 @@ def missing_data_folders(config: dict[str, Any]) -> list[str]:
     """``tasks.<task>.data.<key>: folder '...' does not exist`` for every configured data folder that is absent."""
     missing = []
     for task, settings in config["tasks"].items():
-        data = settings["data"]
+        data = settings.get("data", {})  # a task with data_from is checked under the task it names
         for key in ("train_dir", "val_dir"):
             # imagenet's val_dir (Kodak put there by hand) is optional; the other sources require both.
-            if data["source"] in ("folder", "fastmri", "imagenet") and key in data and not Path(data[key]).is_dir():
+            if data.get("source") in ("folder", "fastmri", "imagenet") and key in data and not Path(data[key]).is_dir():
                 missing.append(f"tasks.{task}.data.{key}: folder {data[key]!r} does not exist")
     return missing
 
@@ -338,32 +358,31 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 if task not in settings["lr"]:
                     raise ConfigError(f"{source}: losses.{name}.lr: no learning rate for task {task!r}")
     _check_loss_params(config, source)
+    _check_data_from(config, source)
     _check_folders(config, source)
+    from lossbench.data import tasks
+
     for task, settings in config["tasks"].items():
-        data = settings["data"]
+        data = settings.get("data", {})
         if "mask" in settings and settings["mask"]["center_fraction"] * settings["mask"]["acceleration"] > 1:
             mask = settings["mask"]
             raise ConfigError(f"{source}: tasks.{task}.mask.center_fraction: {mask['center_fraction']} exceeds 1/acceleration = {1 / mask['acceleration']:.4g}: the fully sampled centre alone would be more than the {mask['acceleration']}× acceleration allows")
-        if task == "denoise":
-            low, high = settings["sigma_train"]
-            if low > high:
-                raise ConfigError(f"{source}: tasks.denoise.sigma_train: expected [min, max], got {settings['sigma_train']}")
-            if data["source"] == "embedded":
-                from lossbench.data.images import EMBEDDED_PHOTOS
+        task_spec = tasks.spec(settings["kind"])
+        problem = task_spec.check(task, {**settings, "data": dataset(config, task)})
+        if problem is not None:
+            raise ConfigError(f"{source}: tasks.{task}.{problem}")
+        if data.get("source") == "embedded":
+            from lossbench.data.images import EMBEDDED_PHOTOS
 
-                for split in ("train", "val"):
-                    for name in data[split]:
-                        if name not in EMBEDDED_PHOTOS:
-                            raise ConfigError(f"{source}: tasks.denoise.data.{split}: unknown embedded photo {name!r} (available: {', '.join(EMBEDDED_PHOTOS)})")
-                overlap = set(data["train"]) & set(data["val"])
-                if overlap:
-                    raise ConfigError(f"{source}: tasks.denoise.data: {', '.join(sorted(overlap))} in both train and val")
-        else:
-            if data["source"] == "synthetic" and data["preset"] == "realistic" and data["matrix"] != 320:
-                raise ConfigError(f"{source}: tasks.{task}.data.matrix: {data['matrix']}, but the realistic preset has fastMRI's matrix of 320")
-            if data["source"] == "synthetic" and settings["crop"] > data["matrix"]:
-                raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is larger than the synthetic {data['matrix']}×{data['matrix']} images (tasks.{task}.data.matrix)")
-            # MRI metrics are computed on crop × crop images, which every configured metric must fit.
+            for split in ("train", "val"):
+                for name in data[split]:
+                    if name not in EMBEDDED_PHOTOS:
+                        raise ConfigError(f"{source}: tasks.{task}.data.{split}: unknown embedded photo {name!r} (available: {', '.join(EMBEDDED_PHOTOS)})")
+            overlap = set(data["train"]) & set(data["val"])
+            if overlap:
+                raise ConfigError(f"{source}: tasks.{task}.data: {', '.join(sorted(overlap))} in both train and val")
+        if task_spec.crop_sized_validation:
+            # Metrics are computed on crop × crop images, which every configured metric must fit.
             for metric in config["metrics"]:
                 reason = metrics.spec(metric).too_small(settings["crop"])
                 if reason is not None:
@@ -378,9 +397,9 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
     for figure, spec in config["figures"].items():
         if spec["task"] not in config["tasks"]:
             raise ConfigError(f"{source}: figures.{figure}.task: task {spec['task']!r} is not configured under tasks")
-        if spec["task"] == "denoise" and config["tasks"]["denoise"]["data"]["source"] == "embedded":
-            if isinstance(spec["image"], str) and spec["image"] not in config["tasks"]["denoise"]["data"]["val"]:
-                raise ConfigError(f"{source}: figures.{figure}.image: {spec['image']!r} is not a denoise validation image")
+        data = dataset(config, spec["task"])
+        if data["source"] == "embedded" and isinstance(spec["image"], str) and spec["image"] not in data["val"]:
+            raise ConfigError(f"{source}: figures.{figure}.image: {spec['image']!r} is not a validation image of task {spec['task']} ({', '.join(data['val'])})")
         crop = spec.get("crop_figure")
         if crop is not None:
             if crop in config["figures"] or crop in crops:
@@ -394,13 +413,53 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
         raise ConfigError(f"{source}: {error}") from error
 
 
+def _check_data_from(config: dict[str, Any], source: str) -> None:
+    """Each task has its own ``data`` or ``data_from`` another task with its own data of the same kind of files."""
+    from lossbench.data import tasks
+
+    for task, settings in config["tasks"].items():
+        if ("data" in settings) == ("data_from" in settings):
+            raise ConfigError(f"{source}: tasks.{task}: expected either data (its own) or data_from (another task's), {'got both' if 'data' in settings else 'got neither'}")
+        other = settings.get("data_from")
+        if other is None:
+            continue
+        if other not in config["tasks"] or "data" not in config["tasks"][other]:
+            own = [name for name, candidate in config["tasks"].items() if "data" in candidate]
+            raise ConfigError(f"{source}: tasks.{task}.data_from: {other!r} is not a configured task with its own data (one of {', '.join(own)})")
+        needed, given = tasks.spec(settings["kind"]).data, tasks.spec(config["tasks"][other]["kind"]).data
+        if needed != given:
+            raise ConfigError(f"{source}: tasks.{task}.data_from: task {other!r} has {given} data, a {settings['kind']} task needs {needed}")
+
+
+def data_owner(config: dict[str, Any], task: str) -> str:
+    """The task whose ``data`` section ``task`` uses: itself, or the task its ``data_from`` names."""
+    return config["tasks"][task].get("data_from", task)
+
+
+def dataset(config: dict[str, Any], task: str) -> dict[str, Any]:
+    """The ``data`` section ``task`` uses (its own, or that of its ``data_from`` task)."""
+    return config["tasks"][data_owner(config, task)]["data"]
+
+
+def task_spec(config: dict[str, Any], task: str) -> Any:
+    """The :class:`lossbench.data.taskspec.TaskSpec` of the kind of ``task``."""
+    from lossbench.data import tasks
+
+    return tasks.spec(config["tasks"][task]["kind"])
+
+
+def task_tables(config: dict[str, Any]) -> dict[str, str]:
+    """Table name → task, for every configured task (``table_6_1`` for the thesis's denoise task, ``table_<task>`` for others)."""
+    return {task_spec(config, task).table(task): task for task in config["tasks"]}
+
+
 def _check_channels(config: dict[str, Any], source: str) -> None:
     """Every configured loss and metric accepts the channel count of every task."""
     from lossbench import losses, metrics
     from lossbench.data.tasks import channels
 
-    for task in config["tasks"]:
-        count = channels(TASK_KINDS[task])
+    for task, settings in config["tasks"].items():
+        count = channels(settings["kind"])
         for key, names, registry in (("losses", list(config["losses"]), losses), ("metrics", config["metrics"], metrics)):
             for name in names:
                 accepted = registry.spec(name).channels
@@ -428,11 +487,11 @@ def learning_rate_overrides(config: dict[str, Any], source: str = "config") -> d
         if not Path(path).is_file():
             raise ConfigError(f"{source}: learning_rates_file: file {path!r} does not exist (run snakemake lr_sweep_<task> first?)")
         content = read_yaml(path)
-        expected = f"expected {{task: {{loss: positive learning rate}}}} with tasks among {', '.join(TASK_KINDS)}"
+        expected = f"expected {{task: {{loss: positive learning rate}}}} with tasks among {', '.join(config['tasks'])}"
         if not isinstance(content, dict):
             raise ConfigError(f"{path}: {expected}, got {content!r}")
         for task, rates in content.items():
-            if task not in TASK_KINDS or not isinstance(rates, dict) or not all(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0 for lr in rates.values()):
+            if task not in config["tasks"] or not isinstance(rates, dict) or not all(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0 for lr in rates.values()):
                 raise ConfigError(f"{path}: {expected}, got {task!r}: {rates!r}")
             overrides.setdefault(task, {}).update({loss: float(lr) for loss, lr in rates.items()})
     return overrides
@@ -489,13 +548,13 @@ def loss_params(config: dict[str, Any], task: str, loss: str) -> dict[str, Any]:
     from lossbench.data.tasks import channels
     from lossbench.specs import Setting
 
-    setting = Setting(channels(TASK_KINDS[task]), evaluation_settings(config))
+    setting = Setting(channels(config["tasks"][task]["kind"]), evaluation_settings(config))
     return losses.spec(loss).params(setting, config["losses"][loss]["params"])
 
 
 def task_data(config: dict[str, Any], task: str) -> dict[str, Any]:
     """The settings that shape a task's samples (crop, noise levels, mask), without the data's location."""
-    return {key: value for key, value in config["tasks"][task].items() if key not in ("training", "data")}
+    return {key: value for key, value in config["tasks"][task].items() if key not in ("kind", "training", "data", "data_from")}
 
 
 def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> dict[str, Any]:
@@ -510,7 +569,7 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> dict[
     task_config = config["tasks"][task]
     return {
         "task": task,
-        "kind": TASK_KINDS[task],
+        "kind": task_config["kind"],
         "loss": loss,
         "loss_params": loss_params(config, task, loss),
         # A loss of the user's own: another class is another run.
@@ -522,7 +581,7 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> dict[
         # The checkpoint interval and the live view change no result: changing them neither reruns nor restarts a job.
         "trainer": {key: value for key, value in config["trainer"].items() if key not in ("checkpoint_every", *LIVE_KEYS)},
         "data": task_data(config, task),
-        "dataset": copy.deepcopy(task_config["data"]),
+        "dataset": copy.deepcopy(dataset(config, task)),
     }
 
 

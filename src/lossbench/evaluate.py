@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from lossbench import metrics
-from lossbench.config import INPUT_LABELS, flip_ppd
+from lossbench.config import flip_ppd
 from lossbench.data.valset import ImageFile
 from lossbench.specs import Setting
 
@@ -53,7 +53,7 @@ def evaluate(valset_path: str | Path, outputs_path: str | Path | None, metric_na
     """
     rows = []
     with ImageFile(valset_path) as valset:
-        kind = str(valset.attrs.get("kind", "denoise"))
+        kind = str(valset.attrs["kind"])
         outputs = ImageFile(outputs_path) if outputs_path is not None else None
         try:
             if outputs is not None and outputs.ids != valset.ids:
@@ -141,8 +141,10 @@ def flip_gray_modes(valsets: dict[str, str | Path], outputs: dict[str, dict[str,
     rows = []
     for task, valset_path in valsets.items():
         with ImageFile(valset_path) as valset:
-            if str(valset.attrs.get("kind", "denoise")) == "denoise":
-                raise ValueError(f"{valset_path}: flip_gray_modes needs a grayscale MRI validation set, got a denoising one")
+            from lossbench.data.tasks import channels
+
+            if channels(str(valset.attrs["kind"])) != 1:
+                raise ValueError(f"{valset_path}: flip_gray_modes needs a grayscale validation set, got one of {valset.attrs['kind']} ({channels(str(valset.attrs['kind']))} channels)")
             for mode in GRAY_MODES:
                 row: dict[str, Any] = {"task": task, "mode": mode, "input": _mean_flip(valset, None, mode, ppd)}
                 for loss, paths in outputs.get(task, {}).items():
@@ -157,8 +159,8 @@ def flip_gray_modes(valsets: dict[str, str | Path], outputs: dict[str, dict[str,
     return rows
 
 
-def flip_gray_modes_markdown(rows: list[dict[str, Any]]) -> str:
-    """:func:`flip_gray_modes` rows as one Markdown table per task, the best model per row in bold."""
+def flip_gray_modes_markdown(rows: list[dict[str, Any]], input_labels: dict[str, str]) -> str:
+    """:func:`flip_gray_modes` rows as one Markdown table per task, the best model per row in bold; ``input_labels``: task → label of its degraded input (``Masked``)."""
     from lossbench.losses import label as loss_label
 
     lines = []
@@ -166,7 +168,7 @@ def flip_gray_modes_markdown(rows: list[dict[str, Any]]) -> str:
         task_rows = [row for row in rows if row["task"] == task]
         losses = [key for key in task_rows[0] if key not in ("task", "mode", "input")]
         lines += [f"**FLIP of the {task} models under each grayscale reading of thesis §3.2** (lower is better).", ""]
-        lines.append("| Mode | " + " | ".join([INPUT_LABELS[task]] + [loss_label(loss) for loss in losses]) + " |")
+        lines.append("| Mode | " + " | ".join([input_labels[task]] + [loss_label(loss) for loss in losses]) + " |")
         lines.append("|---|" + "---:|" * (len(losses) + 1))
         for row in task_rows:
             best = min((row[loss] for loss in losses), default=None)

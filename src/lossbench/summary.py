@@ -20,7 +20,7 @@ from pathlib import Path
 
 from lossbench.losses import SPECS, label
 from lossbench.metrics import STUDY_METRICS
-from lossbench.tables import TABLES
+from lossbench.tables import THESIS_TABLES
 
 #: Metric → the loss that optimises it (the thesis expects each to win its own metric).
 OWN_METRIC = {spec.own_metric: name for name, spec in SPECS.items() if spec.own_metric is not None}
@@ -59,9 +59,9 @@ def relative_gap(values: dict[str, float], metric: str, loss: str) -> float | No
     return abs(values[loss] - best) / abs(best)
 
 
-def task_summary(name: str, table: dict[str, dict[str, float]]) -> list[str]:
-    """Markdown lines for one table: PSNR gain per model, then the winner of every metric."""
-    task = TABLES[name][0] if name in TABLES else name
+def task_summary(name: str, table: dict[str, dict[str, float]], task: str | None = None) -> list[str]:
+    """Markdown lines for the table ``name`` of ``task`` (default: the thesis's task of a thesis table, else the name): PSNR gain per model, then the winner of every metric."""
+    task = task or THESIS_TABLES.get(name, name)
     lines = [f"## {task} ({name})", ""]
     psnr = table.get("psnr", {})
     if "input" in psnr:
@@ -88,11 +88,11 @@ def task_summary(name: str, table: dict[str, dict[str, float]]) -> list[str]:
     return lines + [""]
 
 
-def summarise(tables: dict[str, str | Path]) -> str:
-    """The summary in Markdown of the tables ``{table name: CSV path}``."""
+def summarise(tables: dict[str, str | Path], tasks: dict[str, str] | None = None) -> str:
+    """The summary in Markdown of the tables ``{table name: CSV path}`` of the tasks ``{table name: task}`` (as :func:`task_summary`)."""
     lines = ["# Summary: does every model restore, and does each loss win its own metric?", ""]
     for name, path in tables.items():
-        lines += task_summary(name, read_table(path))
+        lines += task_summary(name, read_table(path), (tasks or {}).get(name))
     return "\n".join(lines)
 
 

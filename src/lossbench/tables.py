@@ -1,4 +1,4 @@
-"""The thesis's result tables (6.1, 6.3, 6.4) from per-image metric files, as CSV, Markdown and LaTeX.
+"""The result tables of the tasks (the thesis's 6.1, 6.3, 6.4, and ``table_<task>`` for other tasks) from per-image metric files, as CSV, Markdown and LaTeX.
 
 Rows are the six metrics, columns the degraded input and the six losses; the best value per row
 among the losses is bold, as in the thesis. A metric or loss that was not computed keeps an empty
@@ -16,16 +16,53 @@ from lossbench import losses as loss_registry
 from lossbench import metrics as metric_registry
 from lossbench import paper
 from lossbench import statistics as significance
-from lossbench.config import INPUT_LABELS
+from lossbench.data import tasks as task_registry
 from lossbench.metrics import STUDY_METRICS, MetricInfo
 from lossbench.specs import tex_escape
 
-#: Thesis table → (task, caption).
-TABLES = {
-    "table_6_1": ("denoise", "Denoising: metrics of each model on the validation set (thesis Table 6.1, ImageNet → Kodak)."),
-    "table_6_3": ("knee", "MRI reconstruction, single-coil knee: metrics of each model on the validation set (thesis Table 6.3)."),
-    "table_6_4": ("brain", "MRI reconstruction, multi-coil brain: metrics of each model on the validation set (thesis Table 6.4)."),
-}
+#: The thesis's tables → the thesis's task of each (from the task kinds' specs).
+THESIS_TABLES = {spec.thesis_table: spec.thesis_task for spec in task_registry.SPECS.values() if spec.thesis_table is not None}
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a metrics table is of.
+
+    Attributes:
+        name: Table name (``table_6_1``, ``table_<task>``).
+        task: The configured task.
+        caption: Table caption.
+        input_label: Column label of the degraded input (``Noisy``).
+        thesis: Whether the thesis published this table (then it is compared with the published values).
+    """
+
+    name: str
+    task: str
+    caption: str
+    input_label: str
+    thesis: bool
+
+
+def subject(task: str, kind: str, settings: dict | None = None) -> Subject:
+    """The table of ``task``, a task of ``kind`` with configuration ``settings`` (for the caption)."""
+    spec = task_registry.spec(kind)
+    return Subject(spec.table(task), task, spec.table_caption(task, settings or {}), spec.input_label, spec.is_thesis_task(task))
+
+
+def thesis_subject(name: str) -> Subject:
+    """The thesis's table ``name`` (``table_6_1``, ``table_6_3``, ``table_6_4``) of the thesis's task.
+
+    Raises:
+        ValueError: ``name`` is not one of the thesis's metric tables.
+    """
+    for spec in task_registry.SPECS.values():
+        if spec.thesis_table == name:
+            return subject(spec.thesis_task, spec.kind)
+    raise ValueError(f"unknown thesis table {name!r}: expected one of {', '.join(THESIS_TABLES)}")
+
+
+def _subject(table: str | Subject) -> Subject:
+    return thesis_subject(table) if isinstance(table, str) else table
 
 
 
@@ -74,6 +111,7 @@ class Table:
     name: str
     task: str
     caption: str
+    input_label: str
     metric_labels: dict[str, str]
     cells: dict[str, dict[str, Cell]]
     footnotes: list[str] = field(default_factory=list)
@@ -94,7 +132,7 @@ class Table:
         return ["input", *self.losses]
 
     def column_label(self, column: str) -> str:
-        return INPUT_LABELS[self.task] if column == "input" else loss_registry.label(column, self.lpips_pretrained)
+        return self.input_label if column == "input" else loss_registry.label(column, self.lpips_pretrained)
 
 
 def _loss_columns(model_csvs: dict[str, list[str | Path]]) -> list[str]:
@@ -120,17 +158,18 @@ def _cell(per_seed: list[dict[str, float]], metric: str, info: MetricInfo) -> Ce
 
 
 def build_table(
-    name: str,
+    table: str | Subject,
     input_csv: str | Path,
     model_csvs: dict[str, list[str | Path]],
     lpips_pretrained: bool = True,
     suite: str = "thesis",
     loss_params: dict[str, dict] | None = None,
 ) -> Table:
-    """Assemble table ``name`` from per-image (or per-volume) metric CSVs.
+    """Assemble a table from per-image (or per-volume) metric CSVs.
 
     Args:
-        name: ``table_6_1``, ``table_6_3`` or ``table_6_4``.
+        table: What the table is of (:func:`subject`), or the name of a thesis table
+            (``table_6_1``, ``table_6_3``, ``table_6_4``) of the thesis's task.
         input_csv: Metrics of the degraded inputs.
         model_csvs: Loss name → metric CSVs of its models, one per seed.
         lpips_pretrained: Whether LPIPS (metric and loss) used the pretrained AlexNet trunk; if
@@ -140,7 +179,8 @@ def build_table(
         loss_params: Loss → its configured ``params``; the non-empty ones are stated in a footnote
             (the thesis gives none of them, e.g. LPIPS+l2's weights).
     """
-    task, caption = TABLES[name]
+    about = _subject(table)
+    name, caption = about.name, about.caption
     infos = dict(STUDY_METRICS) if suite == "thesis" else dict(FASTMRI_METRICS)
     if suite == "fastmri":
         caption = caption.split(":")[0] + ": fastMRI's per-volume NMSE, PSNR and SSIM (fastmri.evaluate), averaged over validation volumes."
@@ -162,7 +202,7 @@ def build_table(
             tests_run = tests_run or tested
         cells[metric] = row
     labels = {metric: info.display(lpips_pretrained) + direction_mark(info) for metric, info in infos.items()}
-    table = Table(name, task, caption, labels, cells, lpips_pretrained=lpips_pretrained, infos=infos, suite=suite, losses=columns)
+    table = Table(name, about.task, caption, about.input_label, labels, cells, lpips_pretrained=lpips_pretrained, infos=infos, suite=suite, losses=columns)
     for loss in loss_registry.STUDY_LOSSES:
         if loss not in model_csvs:
             reason = "not available in this version" if loss not in loss_registry.names() else "not in the configuration's losses"
@@ -317,16 +357,16 @@ def comparison_markdown(table: Table) -> str:
             if erratum:
                 notes.append(f"† {table.metric_labels[metric]}, {table.column_label(column)}: {erratum}")
         lines.append(f"| {table.metric_labels[metric]} | " + " | ".join(cells) + " |")
-    notes.append(VS_PAPER_NOTE.format(input=INPUT_LABELS[table.task]))
+    notes.append(VS_PAPER_NOTE.format(input=table.input_label))
     lines += ["", *_notes(notes, "")]
     return "\n".join(lines) + "\n"
 
 
-def write_per_seed(name: str, model_csvs: dict[str, list[str | Path]], seeds: list[int], prefix: str | Path, lpips_pretrained: bool = True) -> list[Path]:
+def write_per_seed(table: str | Subject, model_csvs: dict[str, list[str | Path]], seeds: list[int], prefix: str | Path, lpips_pretrained: bool = True) -> list[Path]:
     """Each seed's value beside the mean ± std (the thesis's future work), as ``prefix``_per_seed.csv/.md.
 
     Args:
-        name: ``table_6_1``, ``table_6_3`` or ``table_6_4``.
+        table: As in :func:`build_table`.
         model_csvs: Loss name → its models' metric CSVs, in the order of ``seeds``.
         seeds: The seeds of the CSVs.
         prefix: Path prefix of the thesis table (``results/tables/table_6_1``).
@@ -335,7 +375,8 @@ def write_per_seed(name: str, model_csvs: dict[str, list[str | Path]], seeds: li
     prefix = Path(prefix)
     means = {loss: dict(zip(seeds, map(_image_means, paths), strict=True)) for loss, paths in model_csvs.items()}
     losses = [loss for loss in _loss_columns(model_csvs) if loss in means]
-    rows, lines = [], [f"**{table_title(name)}, per seed.** {TABLES[name][1]}", ""]
+    about = _subject(table)
+    rows, lines = [], [f"**{table_title(about.name)}, per seed.** {about.caption}", ""]
     lines += ["| Metric | Seed | " + " | ".join(loss_registry.label(loss, lpips_pretrained) for loss in losses) + " |", "|---|---|" + "---:|" * len(losses)]
     for metric, info in STUDY_METRICS.items():
         if not any(metric in by_seed[seed] for by_seed in means.values() for seed in seeds):

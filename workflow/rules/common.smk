@@ -1,12 +1,13 @@
 # Configuration validation and the path helpers every rule file uses.
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
-from lossbench.config import ConfigError, TASK_KINDS, evaluation_settings, missing_data_folders, read_yaml, results_dir, task_data, train_spec, typed_overrides, validate_with_overrides
+from lossbench.config import ConfigError, data_owner, evaluation_settings, missing_data_folders, read_yaml, results_dir, task_data, task_spec, train_spec, typed_overrides, validate_with_overrides
 from snakemake.utils import update_config
 from lossbench.seeding import derive_seed
-from lossbench.tables import TABLES
+from lossbench.tables import subject
 
 CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
 #: A dry run shows the plan, and `budget` counts published sizes, before the data exist. Snakemake has not
@@ -46,16 +47,37 @@ def results(path):
 
 
 TASKS = list(config["tasks"])
+#: Task → the spec of its kind (lossbench.data.tasks): channels, data rules, thesis table.
+TASK_SPECS = {task: task_spec(config, task) for task in TASKS}
 LOSSES = list(config["losses"])
 SEEDS = config["seeds"]
 #: Validation noise and masks are fixed by this seed, so every model is scored on the same inputs.
 VALIDATION_SEED = 0
 LPIPS_PRETRAINED = EVALUATION["lpips_trunk"] == "pretrained"
-CONFIGURED_TABLES = [name for name, (task, _) in TABLES.items() if task in TASKS]
+#: Table → what it is of (lossbench.tables.Subject): one per task, the thesis's for its tasks, table_<task> for others.
+TABLES = {table.name: table for table in (subject(task, config["tasks"][task]["kind"], config["tasks"][task]) for task in TASKS)}
+CONFIGURED_TABLES = list(TABLES)
+#: Tables compared with the thesis's published values (the thesis's tasks).
+THESIS_TABLES = [name for name, table in TABLES.items() if table.thesis]
+#: Tasks scored with fastMRI's per-volume metrics too (companion tables), and their tables.
+FASTMRI_TASKS = [task for task in TASKS if TASK_SPECS[task].challenge is not None]
+FASTMRI_TABLES = [name for name, table in TABLES.items() if table.task in FASTMRI_TASKS]
+#: Grayscale tasks, whose FLIP rows are compared under each grayscale reading (rule flip_gray_modes).
+GRAY_TASKS = [task for task in TASKS if TASK_SPECS[task].channels == 1]
+
+
+def data_tasks(rules):
+    """The tasks with data of their own (not data_from) provided by the data rules ``rules`` (photos, fastmri)."""
+    return [task for task in TASKS if TASK_SPECS[task].data == rules and data_owner(config, task) == task]
+
+
+def one_of(names, none):
+    """A wildcard constraint matching exactly ``names``; ``none``, a name no path uses, when there are none."""
+    return "|".join(names) or none
 
 
 wildcard_constraints:
-    task="|".join(TASK_KINDS),
+    task="|".join(TASKS),
     loss="[a-z0-9_]+",
     seed=r"\d+",
 
@@ -66,22 +88,23 @@ def data_dir(task, split):
     Generated for the demo; the user's folder for `folder`; for the real datasets the checked,
     verified copies made by the rules of data.smk.
     """
-    data = config["tasks"][task]["data"]
+    owner = data_owner(config, task)  # a task with data_from reads the folders of the task it names
+    data = config["tasks"][owner]["data"]
     if data["source"] == "folder":
         return existing(data[f"{split}_dir"])
     if data["source"] == "imagenet":
-        return results("data/denoise/train_manifest.csv") if split == "train" else results("data/denoise/kodak")
+        return f"{RESULTS}/data/{owner}/train_manifest.csv" if split == "train" else f"{RESULTS}/data/{owner}/kodak"
     if data["source"] == "fastmri":
-        return f"{RESULTS}/data/{task}/{split}_files"
+        return f"{RESULTS}/data/{owner}/{split}_files"
     if data["source"] == "embedded":
-        return f"{RESULTS}/data/{task}/{split}_images"
-    return f"{RESULTS}/data/{task}/synthetic_{split}"
+        return f"{RESULTS}/data/{owner}/{split}_images"
+    return f"{RESULTS}/data/{owner}/synthetic_{split}"
 
 
 def train_data(task):
-    """What a task's training reads: the decoded photographs of a denoising task (rule
-    decode_images), the fastMRI folder of an MRI task."""
-    return results(f"data/{task}/train_decoded.h5") if TASK_KINDS[task] == "denoise" else data_dir(task, "train")
+    """What a task's training reads: the decoded photographs of a task on photographs (rule
+    decode_images, of the task whose data it uses), the fastMRI folder of an MRI task."""
+    return results(f"data/{data_owner(config, task)}/train_decoded.h5") if TASK_SPECS[task].data == "photos" else data_dir(task, "train")
 
 
 def model_metric_files(task, suite=""):
@@ -94,9 +117,12 @@ def flat(files_by_loss):
 
 
 def table_files(name):
-    """Every file of a thesis table: its formats, the comparison with the thesis, each seed's values, and for MRI the fastMRI metrics."""
-    suffixes = [".csv", ".md", ".tex", "_vs_paper.csv", "_vs_paper.md", "_per_seed.csv", "_per_seed.md"]
-    if TABLES[name][0] != "denoise":
+    """Every file of a task's table: its formats, each seed's values, for a thesis table the comparison with the thesis, and for MRI the fastMRI metrics."""
+    suffixes = [".csv", ".md", ".tex"]
+    if TABLES[name].thesis:
+        suffixes += ["_vs_paper.csv", "_vs_paper.md"]
+    suffixes += ["_per_seed.csv", "_per_seed.md"]
+    if name in FASTMRI_TABLES:
         suffixes += ["_fastmri.csv", "_fastmri.md", "_fastmri.tex"]
     return expand(results("tables/{name}{suffix}"), name=name, suffix=suffixes)
 
@@ -159,9 +185,15 @@ def data_check(task, split):
 
     Checks run in rules of their own, so a failing check stops before any data output is replaced.
     """
-    if config["tasks"][task]["data"]["source"] == "folder":
-        return [f"{RESULTS}/data/{task}/checks/{split}_images.csv"]
+    owner = data_owner(config, task)
+    if config["tasks"][owner]["data"]["source"] == "folder":
+        return [f"{RESULTS}/data/{owner}/checks/{split}_images.csv"]
     return []
+
+
+def table_subject(wildcards):
+    """What the table of ``wildcards.table`` is of, as plain data for a job's parameters (lossbench.tables.Subject)."""
+    return asdict(TABLES[wildcards.table])
 
 
 onstart:

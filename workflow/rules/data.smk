@@ -1,18 +1,25 @@
-# Data: the embedded demo photographs, synthetic fastMRI-format volumes, and validation sets.
+# Data: the embedded demo photographs, synthetic fastMRI-format volumes, and validation sets. Photographs
+# and volumes are made for the tasks with data of their own; a task with data_from reads those of the
+# task it names (common.smk's data_dir).
 
 from lossbench.metrics.lpips_weights import cache_path, trunk_location
+
+#: Tasks whose own data are photographs (embedded, folder, imagenet), and fastMRI volumes (synthetic, fastmri).
+PHOTO_TASKS = data_tasks("photos")
+FASTMRI_DATA_TASKS = data_tasks("fastmri")
 
 
 rule embedded_photos:
     output:
-        directory(results("data/denoise/{split}_images")),
+        directory(results("data/{task}/{split}_images")),
     params:
-        names=lambda w: config["tasks"]["denoise"]["data"][w.split],
-        max_side=config["tasks"].get("denoise", {}).get("data", {}).get("max_side"),
+        names=lambda w: config["tasks"][w.task]["data"][w.split],
+        max_side=lambda w: config["tasks"][w.task]["data"]["max_side"],
     wildcard_constraints:
+        task=one_of(PHOTO_TASKS, "no_photo_task"),
         split="train|val",
     log:
-        results("logs/data/denoise_{split}_images.log"),
+        results("logs/data/{task}_{split}_images.log"),
     conda:
         ENV
     script:
@@ -23,7 +30,7 @@ rule synthetic_mri:
     output:
         directory(results("data/{task}/synthetic_{split}")),
     params:
-        challenge=lambda w: TASK_KINDS[w.task],
+        challenge=lambda w: TASK_SPECS[w.task].challenge,
         volumes=lambda w: config["tasks"][w.task]["data"][w.split]["volumes"],
         slices=lambda w: config["tasks"][w.task]["data"][w.split]["slices"],
         matrix=lambda w: config["tasks"][w.task]["data"]["matrix"],
@@ -31,7 +38,7 @@ rule synthetic_mri:
         prefix=lambda w: f"{w.task}_{w.split}",
         seed=lambda w: derive_seed(w.task, w.split),
     wildcard_constraints:
-        task="knee|brain",
+        task=one_of(FASTMRI_DATA_TASKS, "no_fastmri_task"),
         split="train|val",
     log:
         results("logs/data/{task}_synthetic_{split}.log"),
@@ -50,7 +57,7 @@ rule decode_images:
     output:
         results("data/{task}/train_decoded.h5"),
     wildcard_constraints:
-        task="|".join(task for task, kind in TASK_KINDS.items() if kind == "denoise"),
+        task=one_of(PHOTO_TASKS, "no_photo_task"),
     log:
         results("logs/data/{task}_decode_images.log"),
     conda:
@@ -88,7 +95,7 @@ rule validation_set:
     output:
         results("data/{task}/val.h5"),
     params:
-        kind=lambda w: TASK_KINDS[w.task],
+        kind=lambda w: config["tasks"][w.task]["kind"],
         data=lambda w: task_data(config, w.task),
         seed=VALIDATION_SEED,
     log:
@@ -105,12 +112,14 @@ rule validation_set:
 
 rule kodak:
     output:
-        directory(results("data/denoise/kodak")),
+        directory(results("data/{task}/kodak")),
     params:
-        url=lambda w: config["tasks"]["denoise"]["data"]["kodak_url"],
-        local_dir=lambda w: config["tasks"]["denoise"]["data"].get("val_dir"),
+        url=lambda w: config["tasks"][w.task]["data"]["kodak_url"],
+        local_dir=lambda w: config["tasks"][w.task]["data"].get("val_dir"),
+    wildcard_constraints:
+        task=one_of(PHOTO_TASKS, "no_photo_task"),
     log:
-        results("logs/data/kodak.log"),
+        results("logs/data/{task}_kodak.log"),
     conda:
         ENV
     script:
@@ -119,17 +128,20 @@ rule kodak:
 
 rule imagenet_check:
     input:
-        lambda w: existing(config["tasks"]["denoise"]["data"]["train_dir"]),
+        lambda w: existing(config["tasks"][w.task]["data"]["train_dir"]),
     output:
-        results("data/denoise/checks/train_manifest.csv"),
+        results("data/{task}/checks/train_manifest.csv"),
     params:
-        images=lambda w: config["tasks"]["denoise"]["data"]["train_images"],
-        seed=lambda w: derive_seed("denoise", "train"),
-        min_side=lambda w: config["tasks"]["denoise"]["crop"],
+        images=lambda w: config["tasks"][w.task]["data"]["train_images"],
+        seed=lambda w: derive_seed(w.task, "train"),
+        # The largest crop of the tasks that train on these photographs (the task itself and those with data_from it).
+        min_side=lambda w: max(config["tasks"][task]["crop"] for task in TASKS if data_owner(config, task) == w.task),
+    wildcard_constraints:
+        task=one_of(PHOTO_TASKS, "no_photo_task"),
     log:
-        log=results("logs/data/imagenet_check.log"),
+        log=results("logs/data/{task}_imagenet_check.log"),
         # A log, not an output: Snakemake keeps it when the check fails, and the error points at it.
-        report=results("data/denoise/train_manifest_report.csv"),
+        report=results("data/{task}/train_manifest_report.csv"),
     conda:
         ENV
     script:
@@ -139,11 +151,13 @@ rule imagenet_check:
 # Replaces the manifest training reads only after imagenet_check passed.
 rule imagenet_manifest:
     input:
-        results("data/denoise/checks/train_manifest.csv"),
+        results("data/{task}/checks/train_manifest.csv"),
     output:
-        results("data/denoise/train_manifest.csv"),
+        results("data/{task}/train_manifest.csv"),
+    wildcard_constraints:
+        task=one_of(PHOTO_TASKS, "no_photo_task"),
     log:
-        results("logs/data/imagenet_manifest.log"),
+        results("logs/data/{task}_imagenet_manifest.log"),
     conda:
         ENV
     shell:
@@ -156,7 +170,7 @@ rule fastmri_check:
     output:
         results("data/{task}/checks/{split}_files.csv"),
     params:
-        challenge=lambda w: TASK_KINDS[w.task],
+        challenge=lambda w: TASK_SPECS[w.task].challenge,
         crop=lambda w: config["tasks"][w.task]["crop"],
         subset=lambda w: config["tasks"][w.task]["data"]["val_subset"] if w.split == "val" else None,
         seed=lambda w: derive_seed(w.task, w.split),
@@ -164,7 +178,7 @@ rule fastmri_check:
         # Validation files are read slice by slice: one NaN would make a whole validation slice NaN.
         full=lambda w: w.split == "val",
     wildcard_constraints:
-        task="knee|brain",
+        task=one_of(FASTMRI_DATA_TASKS, "no_fastmri_task"),
         split="train|val",
     log:
         results("logs/data/{task}_fastmri_{split}_check.log"),
@@ -181,13 +195,13 @@ rule fastmri_files:
     output:
         directory(results("data/{task}/{split}_files")),
     params:
-        challenge=lambda w: TASK_KINDS[w.task],
+        challenge=lambda w: TASK_SPECS[w.task].challenge,
         crop=lambda w: config["tasks"][w.task]["crop"],
         subset=lambda w: config["tasks"][w.task]["data"]["val_subset"] if w.split == "val" else None,
         seed=lambda w: derive_seed(w.task, w.split),
         skip_bad=lambda w: config["tasks"][w.task]["data"]["skip_bad"],
     wildcard_constraints:
-        task="knee|brain",
+        task=one_of(FASTMRI_DATA_TASKS, "no_fastmri_task"),
         split="train|val",
     log:
         results("logs/data/{task}_fastmri_{split}.log"),
@@ -206,3 +220,11 @@ rule lpips_weights:
         ENV
     script:
         "../scripts/lpips_weights.py"
+
+
+# `snakemake data`: every task's training and validation data, checked and verified, and the LPIPS
+# trunk, before any training (the data rules above have a task wildcard, so they are not targets).
+rule data:
+    input:
+        [path for task in TASKS for split in ("train", "val") for path in [data_dir(task, split)] + data_check(task, split)],
+        LPIPS_CHECKPOINT,

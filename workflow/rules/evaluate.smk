@@ -1,5 +1,6 @@
-# Evaluation: per-image metrics of every model and of the degraded inputs, then the thesis's tables;
-# for the MRI tasks also fastMRI's own per-volume NMSE, PSNR and SSIM in companion tables.
+# Evaluation: per-image metrics of every model and of the degraded inputs, then each task's table (the
+# thesis's tables, compared with its published values, and table_<task> for other tasks); for the MRI
+# tasks also fastMRI's own per-volume NMSE, PSNR and SSIM in companion tables.
 
 
 rule evaluate_model:
@@ -27,7 +28,7 @@ use rule evaluate_model as evaluate_model_fastmri with:
     params:
         suite="fastmri",
     wildcard_constraints:
-        task="knee|brain",
+        task=one_of(FASTMRI_TASKS, "no_fastmri_task"),
     log:
         results("logs/evaluate/{task}/{loss}/seed{seed}.fastmri.log"),
 
@@ -56,15 +57,15 @@ use rule evaluate_input as evaluate_input_fastmri with:
     params:
         suite="fastmri",
     wildcard_constraints:
-        task="knee|brain",
+        task=one_of(FASTMRI_TASKS, "no_fastmri_task"),
     log:
         results("logs/evaluate/{task}/input.fastmri.log"),
 
 
 rule table:
     input:
-        inputs=lambda w: f"{RESULTS}/metrics/{TABLES[w.table][0]}/input.csv",
-        models=lambda w: flat(model_metric_files(TABLES[w.table][0])),
+        inputs=lambda w: f"{RESULTS}/metrics/{TABLES[w.table].task}/input.csv",
+        models=lambda w: flat(model_metric_files(TABLES[w.table].task)),
     output:
         csv=report(results("tables/{table}.csv"), caption="../report/table.rst", category="Tables", labels={"table": "{table}", "format": "csv"}),
         md=report(results("tables/{table}.md"), caption="../report/table.rst", category="Tables", labels={"table": "{table}", "format": "markdown"}),
@@ -74,14 +75,14 @@ rule table:
         per_seed_csv=results("tables/{table}_per_seed.csv"),
         per_seed_md=results("tables/{table}_per_seed.md"),
     params:
-        table=lambda w: w.table,
+        subject=table_subject,
         suite="thesis",
-        models=lambda w: model_metric_files(TABLES[w.table][0]),
+        models=lambda w: model_metric_files(TABLES[w.table].task),
         seeds=SEEDS,
         lpips_pretrained=LPIPS_PRETRAINED,
         loss_params={loss: config["losses"][loss]["params"] for loss in LOSSES},
     wildcard_constraints:
-        table="|".join(TABLES),
+        table=one_of(THESIS_TABLES, "no_thesis_table"),
     log:
         results("logs/tables/{table}.log"),
     conda:
@@ -90,22 +91,34 @@ rule table:
         "../scripts/table.py"
 
 
+# The table of a task the thesis did not have: the same, without the comparison with published values.
+use rule table as table_not_in_thesis with:
+    output:
+        csv=report(results("tables/{table}.csv"), caption="../report/table.rst", category="Tables", labels={"table": "{table}", "format": "csv"}),
+        md=report(results("tables/{table}.md"), caption="../report/table.rst", category="Tables", labels={"table": "{table}", "format": "markdown"}),
+        tex=results("tables/{table}.tex"),
+        per_seed_csv=results("tables/{table}_per_seed.csv"),
+        per_seed_md=results("tables/{table}_per_seed.md"),
+    wildcard_constraints:
+        table=one_of([name for name in TABLES if name not in THESIS_TABLES], "no_other_table"),
+
+
 rule table_fastmri:
     input:
-        inputs=lambda w: f"{RESULTS}/metrics/{TABLES[w.table][0]}/input.fastmri.csv",
-        models=lambda w: flat(model_metric_files(TABLES[w.table][0], ".fastmri")),
+        inputs=lambda w: f"{RESULTS}/metrics/{TABLES[w.table].task}/input.fastmri.csv",
+        models=lambda w: flat(model_metric_files(TABLES[w.table].task, ".fastmri")),
     output:
         csv=report(results("tables/{table}_fastmri.csv"), caption="../report/table_fastmri.rst", category="Tables", labels={"table": "{table}", "format": "fastMRI metrics"}),
         md=results("tables/{table}_fastmri.md"),
         tex=results("tables/{table}_fastmri.tex"),
     params:
-        table=lambda w: w.table,
+        subject=table_subject,
         suite="fastmri",
-        models=lambda w: model_metric_files(TABLES[w.table][0], ".fastmri"),
+        models=lambda w: model_metric_files(TABLES[w.table].task, ".fastmri"),
         lpips_pretrained=LPIPS_PRETRAINED,
         loss_params={loss: config["losses"][loss]["params"] for loss in LOSSES},
     wildcard_constraints:
-        table="table_6_3|table_6_4",
+        table=one_of(FASTMRI_TABLES, "no_fastmri_table"),
     log:
         results("logs/tables/{table}_fastmri.log"),
     conda:
@@ -128,22 +141,22 @@ rule tables:
         table_targets(),
 
 
-MRI_TASKS = [task for task in TASKS if TASK_KINDS[task] != "denoise"]
-#: MRI task → loss → its models' output files, one per seed.
-MRI_OUTPUTS = {task: {loss: expand(results("outputs/{task}/{loss}/seed{seed}.h5"), task=task, loss=loss, seed=SEEDS) for loss in LOSSES} for task in MRI_TASKS}
+#: Grayscale task → loss → its models' output files, one per seed.
+GRAY_OUTPUTS = {task: {loss: expand(results("outputs/{task}/{loss}/seed{seed}.h5"), task=task, loss=loss, seed=SEEDS) for loss in LOSSES} for task in GRAY_TASKS}
 
 
 rule flip_gray_modes:
-    """The MRI tables' FLIP rows under each grayscale reading of thesis §3.2 (gray_thesis, gray_lab, gray_replicated)."""
+    """The grayscale (MRI) tables' FLIP rows under each grayscale reading of thesis §3.2 (gray_thesis, gray_lab, gray_replicated)."""
     input:
-        valsets=expand(results("data/{task}/val.h5"), task=MRI_TASKS),
-        outputs=[path for by_loss in MRI_OUTPUTS.values() for paths in by_loss.values() for path in paths],
+        valsets=expand(results("data/{task}/val.h5"), task=GRAY_TASKS),
+        outputs=[path for by_loss in GRAY_OUTPUTS.values() for paths in by_loss.values() for path in paths],
     output:
         csv=results("tables/flip_gray_modes.csv"),
         md=results("tables/flip_gray_modes.md"),
     params:
-        valsets={task: f"{RESULTS}/data/{task}/val.h5" for task in MRI_TASKS},
-        outputs=MRI_OUTPUTS,
+        valsets={task: f"{RESULTS}/data/{task}/val.h5" for task in GRAY_TASKS},
+        outputs=GRAY_OUTPUTS,
+        input_labels={task: TASK_SPECS[task].input_label for task in GRAY_TASKS},
         evaluation=EVALUATION,
     threads: config["threads"]
     log:

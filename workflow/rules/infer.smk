@@ -39,4 +39,4 @@ rule fastmri_reconstructions:
 
 
 #: Every MRI model's fastMRI submission folder (part of `all`).
-FASTMRI_RECONSTRUCTIONS = [results(f"outputs/{task}/{loss}/seed{seed}_fastmri") for task in TASKS if TASK_KINDS[task] != "denoise" for loss in LOSSES for seed in SEEDS]
+FASTMRI_RECONSTRUCTIONS = [results(f"outputs/{task}/{loss}/seed{seed}_fastmri") for task in FASTMRI_TASKS for loss in LOSSES for seed in SEEDS]

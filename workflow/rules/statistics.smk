@@ -5,7 +5,7 @@
 
 rule table_statistics:
     input:
-        models=lambda w: flat(model_metric_files(TABLES[w.table][0])),
+        models=lambda w: flat(model_metric_files(TABLES[w.table].task)),
     output:
         variance_csv=results("tables/{table}_variance.csv"),
         variance_md=report(results("tables/{table}_variance.md"), caption="../report/table_statistics.rst", category="Statistics", labels={"table": "{table}", "format": "variance"}),
@@ -14,7 +14,7 @@ rule table_statistics:
         pairs_md=report(results("tables/{table}_pairs.md"), caption="../report/table_statistics.rst", category="Statistics", labels={"table": "{table}", "format": "pairs"}),
     params:
         table=lambda w: w.table,
-        models=lambda w: model_metric_files(TABLES[w.table][0]),
+        models=lambda w: model_metric_files(TABLES[w.table].task),
         lpips_pretrained=LPIPS_PRETRAINED,
     wildcard_constraints:
         table="|".join(TABLES),

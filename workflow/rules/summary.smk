@@ -1,4 +1,4 @@
-# The one-screen summary of the study (`make demo` prints it): each model's PSNR gain over its input
+# The one-screen summary of the study (`make demo` prints it), over every task's table: each model's PSNR gain over its input
 # and whether each loss wins the metric it optimises.
 
 
@@ -9,6 +9,7 @@ rule summary:
         results("summary.md"),
     params:
         tables=CONFIGURED_TABLES,
+        tasks={name: table.task for name, table in TABLES.items()},
     log:
         results("logs/summary.log"),
     conda:

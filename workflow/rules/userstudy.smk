@@ -3,15 +3,16 @@
 # by default denoise, and one mri study of knee and brain images as the thesis's), and their analysis
 # when responses are configured. Study ids: thesis_denoise, thesis_mri, ours_<study>.
 
-from lossbench.tables import TABLES as METRIC_TABLES
+from lossbench.data.tasks import SPECS as KIND_SPECS
 from lossbench.userstudy import pipeline
+from lossbench.userstudy.counts import THESIS_STUDIES
 
 USERSTUDY = config["userstudy"]
 STUDY_TASKS = pipeline.study_tasks(config)
 OWN_STUDIES = pipeline.own_studies(config)
 USERSTUDY_OUTPUTS = pipeline.study_outputs(config)
 USERSTUDY_TARGETS = pipeline.targets(config)
-TASK_TABLE = {task: name for name, (task, _) in METRIC_TABLES.items()}
+TASK_TABLE = {table.task: name for name, table in TABLES.items()}
 
 
 for _study, (_table, _jod_figure, _triangle_figure) in USERSTUDY_OUTPUTS.items():
@@ -51,14 +52,13 @@ for _study, (_table, _jod_figure, _triangle_figure) in USERSTUDY_OUTPUTS.items()
 
 rule userstudy_kendall_thesis:
     input:
-        denoise=expand(results("userstudy/thesis_denoise/{name}.csv"), name=["jod", "samples"]),
-        mri=expand(results("userstudy/thesis_mri/{name}.csv"), name=["jod", "samples"]),
+        **{study: expand(results(f"userstudy/thesis_{study}/{{name}}.csv"), name=["jod", "samples"]) for study in THESIS_STUDIES},
     output:
         csv=report(results("tables/userstudy_kendall_thesis.csv"), caption="../report/userstudy_kendall.rst", category="User study", labels={"table": "Kendall τ, thesis"}),
         md=results("tables/userstudy_kendall_thesis.md"),
     params:
         # Study → the published metric tables of the models it compared (the MRI study showed knee and brain images).
-        published={"thesis_denoise": ["table_6_1"], "thesis_mri": ["table_6_3", "table_6_4"]},
+        published={f"thesis_{study}": [spec.thesis_table for spec in KIND_SPECS.values() if spec.thesis_study == study] for study in THESIS_STUDIES},
     log:
         results("logs/userstudy/kendall_thesis.log"),
     conda:

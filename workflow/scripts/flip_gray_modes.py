@@ -1,4 +1,4 @@
-"""Snakemake adapter: the MRI tables' FLIP rows under each grayscale mode of FLIP."""
+"""Snakemake adapter: the grayscale tasks' FLIP rows under each grayscale mode of FLIP."""
 
 from pathlib import Path
 
@@ -13,5 +13,5 @@ with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     rows = flip_gray_modes(snakemake.params.valsets, snakemake.params.outputs, snakemake.params.evaluation)
     write_csv(rows, snakemake.output.csv)
-    Path(snakemake.output.md).write_text(flip_gray_modes_markdown(rows))
+    Path(snakemake.output.md).write_text(flip_gray_modes_markdown(rows, snakemake.params.input_labels))
     print(f"wrote {snakemake.output.csv} and {snakemake.output.md}")

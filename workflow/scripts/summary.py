@@ -8,4 +8,4 @@ from lossbench.summary import summarise
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
-    Path(snakemake.output[0]).write_text(summarise(dict(zip(snakemake.params.tables, snakemake.input, strict=True))))
+    Path(snakemake.output[0]).write_text(summarise(dict(zip(snakemake.params.tables, snakemake.input, strict=True)), snakemake.params.tasks))

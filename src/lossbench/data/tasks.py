@@ -1,65 +1,70 @@
-"""Per-task data: training datasets and validation-set files for denoising and the two MRI tasks."""
+"""Task kinds: the registry of their specs (:class:`lossbench.data.taskspec.TaskSpec`), training datasets and validation sets.
+
+A new kind is one module in :mod:`lossbench.data.kinds` declaring its spec, plus one line in
+:data:`SPECS` (and its settings' entry in the configuration schema).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from torch.utils.data import Dataset
 
-from lossbench.data.denoise import DenoiseTrainDataset, open_images, validation_noise
-from lossbench.data.images import list_images, read_rgb
+from lossbench.data.images import read_rgb
+from lossbench.data.kinds import mri, rgb_denoise, rgb_jpeg
+from lossbench.data.taskspec import TaskSpec
 from lossbench.data.valset import write_images
+from lossbench.specs import lookup
+
+#: Task kind → its spec.
+SPECS: dict[str, TaskSpec] = {spec.kind: spec for spec in (rgb_denoise.SPEC, mri.SINGLECOIL, mri.MULTICOIL, rgb_jpeg.SPEC)}
 
 
-#: Task kind → image channels: RGB photographs for denoising, magnitude images for the fastMRI challenges.
-CHANNELS = {"denoise": 3, "singlecoil": 1, "multicoil": 1}
+def spec(kind: str) -> TaskSpec:
+    """The spec of task kind ``kind``.
+
+    Raises:
+        ValueError: an unknown kind (one line listing the known ones; never a fall-through to another kind).
+    """
+    return lookup(SPECS, "task kind", kind)
+
+
+def kinds() -> list[str]:
+    """The registered task kinds."""
+    return list(SPECS)
+
+
+def default_kind(task: str) -> str | None:
+    """The kind of a task named ``task`` that does not say: the thesis's tasks (denoise, knee, brain) have theirs, others none."""
+    return next((kind for kind, task_spec in SPECS.items() if task_spec.thesis_task == task), None)
+
+
+def channels(kind: str) -> int:
+    """Image channels of a task of ``kind`` (raises ValueError for an unknown kind)."""
+    return spec(kind).channels
 
 
 def train_dataset(kind: str, data: dict[str, Any], train_dir: str | Path) -> Dataset:
-    """Training dataset of a task, items keyed by ``(index, sample_seed)`` → (input, target), (C, H, W).
+    """Training dataset of a task of ``kind``, items keyed by ``(index, sample_seed)`` → (input, target), (C, H, W).
 
     Args:
-        kind: ``denoise``, ``singlecoil`` or ``multicoil``.
-        data: The task's data settings (crop, noise range, mask, ...), see ``config.train_spec``.
-        train_dir: The decoded training images (denoise, the workflow's rule ``decode_images``),
-            or a folder of them or an image manifest file (:mod:`lossbench.data.imagenet`), decoded
-            for every crop; or a folder of fastMRI ``.h5`` files (MRI).
+        kind: A registered kind (:func:`kinds`).
+        data: The task's settings (crop, noise range, mask, quality, ...), see ``config.train_spec``.
+        train_dir: Folder of training images or an image manifest file (photographs, see
+            :mod:`lossbench.data.imagenet`), or folder of fastMRI ``.h5`` files (MRI).
 
     Raises:
         ValueError: an unknown ``kind``.
     """
-    channels(kind)
-    if kind == "denoise":
-        return DenoiseTrainDataset(
-            open_images(train_dir),
-            crop=data["crop"],
-            sigma_range=tuple(data["sigma_train"]),
-            crops_per_image=data["crops_per_image"],
-            augment=data["augment"],
-        )
-    from lossbench.data.mri import MRISliceDataset
-
-    return MRISliceDataset(train_dir, kind, data["mask"]["center_fraction"], data["mask"]["acceleration"], data["crop"])
-
-
-def channels(kind: str) -> int:
-    """Image channels of a task of ``kind``: RGB for denoising, magnitude images for MRI.
-
-    Raises:
-        ValueError: an unknown kind (never a silent fall-through to one of the others).
-    """
-    if kind not in CHANNELS:
-        raise ValueError(f"unknown task kind {kind!r}: expected one of {', '.join(CHANNELS)}")
-    return CHANNELS[kind]
+    return spec(kind).train_dataset(data, Path(train_dir))
 
 
 def write_valset(kind: str, data: dict[str, Any], val_dir: str | Path, out_path: str | Path, seed: int = 0) -> int:
-    """Write a task's validation set (degraded input and reference per image) to ``out_path``.
+    """Write the validation set (degraded input and reference per image) of a task of ``kind`` to ``out_path``.
 
-    Denoising adds Gaussian noise of ``sigma_val``/255 fixed per image by ``seed`` (unclipped, as the
-    thesis's Noisy column); MRI applies a random mask fixed per file.
+    The degradation is the kind's (:attr:`TaskSpec.validation_images`), fixed by ``seed`` where it is
+    random; the file's attributes record the kind and the degradation's settings.
 
     Returns:
         The number of validation images.
@@ -67,29 +72,9 @@ def write_valset(kind: str, data: dict[str, Any], val_dir: str | Path, out_path:
     Raises:
         ValueError: an unknown ``kind``.
     """
-    channels(kind)
-    if kind == "denoise":
-        ids, inputs, targets = [], [], []
-        for image_id, path in list_images(val_dir).items():
-            clean = read_rgb(path)
-            noisy = validation_noise(clean, image_id, data["sigma_val"], seed)
-            ids.append(image_id)
-            inputs.append(noisy.transpose(2, 0, 1))
-            targets.append(clean.transpose(2, 0, 1))
-        attrs = {"kind": kind, "sigma": float(data["sigma_val"]), "seed": seed}
-    else:
-        from lossbench.data.mri import MRISliceDataset
-
-        dataset = MRISliceDataset(val_dir, kind, data["mask"]["center_fraction"], data["mask"]["acceleration"], data["crop"])
-        ids, inputs, targets = [], [], []
-        for index in range(len(dataset)):
-            sample_id, masked, target = dataset.validation_item(index)
-            ids.append(sample_id)
-            inputs.append(np.asarray(masked))
-            targets.append(np.asarray(target))
-        attrs = {"kind": kind, "acceleration": data["mask"]["acceleration"], "center_fraction": data["mask"]["center_fraction"]}
-    write_images(out_path, {"input": zip(ids, inputs), "target": zip(ids, targets)}, attrs)
-    return len(ids)
+    images = spec(kind).validation_images(data, Path(val_dir), seed)
+    write_images(out_path, {"input": zip(images.ids, images.inputs), "target": zip(images.ids, images.targets)}, {"kind": kind, **images.attrs})
+    return len(images.ids)
 
 
 def prepare_embedded_photos(names: list[str], out_dir: str | Path, max_side: int | None) -> list[Path]:

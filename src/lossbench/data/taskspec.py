@@ -1,0 +1,94 @@
+"""Task-kind specs: what the rest of the project needs to know about a kind of task, declared beside its data code.
+
+A task of the configuration (``tasks.<name>``) has a kind (``tasks.<name>.kind``); each kind's module
+in :mod:`lossbench.data.kinds` declares a :class:`TaskSpec`, and :mod:`lossbench.data.tasks` collects
+them. Configuration checks, the workflow's rules, tables and evaluation read channels, data builders,
+labels and thesis tables from the specs, so a new kind is one module plus one registry line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class ValidationImages(NamedTuple):
+    """A task's validation set before it is written: ids, degraded inputs and references, each (C, H, W) float32."""
+
+    ids: list[str]
+    inputs: list[np.ndarray]
+    targets: list[np.ndarray]
+    attrs: dict[str, Any]
+
+
+def _valid(task: str, settings: Mapping[str, Any]) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A kind of task.
+
+    Attributes:
+        kind: Registry and configuration name (``tasks.<name>.kind``).
+        channels: Image channels C of its inputs, targets and network, 1 (grayscale) or 3 (RGB);
+            losses and metrics take their task-dependent defaults from it (FLIP's gray mode for 1).
+        title: What the task is, for captions (``Denoising``).
+        input_label: Column label of the degraded input in its tables (``Noisy``).
+        schema: The entry of the configuration schema's ``definitions`` that describes a task of this kind.
+        data: The data rules of ``workflow/rules/data.smk`` that provide its files: ``photos``
+            (embedded photographs, a folder of images, or ImageNet with Kodak) or ``fastmri``
+            (synthetic or real fastMRI volumes).
+        train_dataset: ``train_dataset(settings, train_dir)``: the training dataset, items keyed by
+            ``(index, sample_seed)`` (see :class:`lossbench.seeding.SeededSampler`); ``settings`` is
+            the task's configuration without ``data`` and ``training`` (``config.task_data``).
+        validation_images: ``validation_images(settings, val_dir, seed)``: the validation set,
+            degradations fixed by ``seed``.
+        crop_sized_validation: Whether its validation images are ``crop`` × ``crop`` (every metric
+            must fit the crop), rather than whole photographs.
+        challenge: fastMRI challenge of its files (``singlecoil``, ``multicoil``); None for photographs.
+        thesis_task: The thesis's name of its task: a task of that name has this kind unless it says otherwise.
+        thesis_table: The thesis's table of the thesis's task; a task without one gets ``table_<task>``
+            and no comparison with the thesis.
+        thesis_caption: Caption of the thesis's table.
+        thesis_study: The thesis's user study that showed images of this kind (``lossbench.userstudy.counts``).
+        caption: Caption of the table of another task, formatted with ``title``, ``task`` and the
+            task's settings.
+        check: Why a task's settings are invalid, in one line from the key on (``sigma_train: ...``),
+            or None; checked when the configuration is loaded.
+    """
+
+    kind: str
+    channels: int
+    title: str
+    input_label: str
+    schema: str
+    data: str
+    train_dataset: Callable[[Mapping[str, Any], Path], Any]
+    validation_images: Callable[[Mapping[str, Any], Path, int], ValidationImages]
+    crop_sized_validation: bool = False
+    challenge: str | None = None
+    thesis_task: str | None = None
+    thesis_table: str | None = None
+    thesis_caption: str | None = None
+    thesis_study: str | None = None
+    caption: str = "{title}: metrics of each model on the validation set (task {task}; not in the thesis)."
+    check: Callable[[str, Mapping[str, Any]], str | None] = _valid
+
+    def is_thesis_task(self, task: str) -> bool:
+        """Whether ``task`` is the thesis's task of this kind, which has the thesis's table."""
+        return task == self.thesis_task and self.thesis_table is not None
+
+    def table(self, task: str) -> str:
+        """Name of the table of ``task``: the thesis's for the thesis's task, else ``table_<task>``."""
+        return self.thesis_table if self.is_thesis_task(task) else f"table_{task}"
+
+    def table_caption(self, task: str, settings: Mapping[str, Any]) -> str:
+        """The caption of the table of ``task`` with ``settings`` (its configuration)."""
+        if self.is_thesis_task(task) and self.thesis_caption is not None:
+            return self.thesis_caption
+        return self.caption.format(**{**settings, "title": self.title, "task": task})
