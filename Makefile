@@ -6,7 +6,7 @@ CORES ?= all
 # The experiment `make demo`, `report` and `clean-results` work on (default: config.yaml's); `make demo EXPERIMENT=x` runs the demo into results/x/.
 EXPERIMENT ?= $(shell sed -n 's/^experiment: *\([A-Za-z0-9._-]*\).*/\1/p' config.yaml)
 
-.PHONY: demo test lint bench report cluster clean-results
+.PHONY: demo test test-slow lint bench report cluster clean-results
 
 $(BIN)/snakemake: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ demo: $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES) --configfile config.yaml --config experiment=$(EXPERIMENT)
 	@cat results/$(EXPERIMENT)/summary.md
 
+# The unit and workflow tests (about 15 minutes on 2 cores); test-slow: the end-to-end runs marked slow
+# (the scaled-down demo, the paper-shape rehearsal of all 18 trainings), which CI runs too.
 test: $(BIN)/snakemake
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(BIN)/snakemake
+	$(BIN)/python -m pytest -m slow
 
 lint: $(BIN)/snakemake
 	$(BIN)/snakemake --lint

@@ -42,7 +42,7 @@ def denoise_model(tmp_path_factory, tiny):
     spec = train_spec(tiny, "denoise", "l1", 0)
     prepare_embedded_photos(["chelsea"], root / "train", max_side=64)
     prepare_embedded_photos(["astronaut", "coffee"], root / "val", max_side=48)
-    write_valset("denoise", spec["data"], root / "val", root / "val.h5")
+    write_valset(spec["kind"], spec["data"], root / "val", root / "val.h5")
     return _train(spec, root), root
 
 
@@ -52,7 +52,7 @@ def knee_model(tmp_path_factory, tiny):
     spec = train_spec(tiny, "knee", "l2", 0)
     synthetic.generate_dataset(root / "train", "singlecoil", 1, 2, seed=1, prefix="train", matrix=MATRIX)
     synthetic.generate_dataset(root / "val", "singlecoil", 2, 3, seed=2, prefix="val", matrix=MATRIX)
-    write_valset("singlecoil", spec["data"], root / "val", root / "val.h5")
+    write_valset(spec["kind"], spec["data"], root / "val", root / "val.h5")
     model = _train(spec, root)
     infer.run(model, root / "val.h5", root / "outputs.h5", device="cpu")
     return model, root

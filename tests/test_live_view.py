@@ -21,7 +21,7 @@ def run(tmp_path, tiny_config):
     spec["training"]["epochs"] = 2
     prepare_embedded_photos(["chelsea"], tmp_path / "train", max_side=64)
     prepare_embedded_photos(["astronaut", "coffee"], tmp_path / "val", max_side=48)
-    write_valset("denoise", spec["data"], tmp_path / "val", tmp_path / "val.h5")
+    write_valset(spec["kind"], spec["data"], tmp_path / "val", tmp_path / "val.h5")
 
     def go(live):
         return train.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "out", tmp_path / "checkpoints", device="cpu", threads=1, progress=False, live=live)

@@ -114,7 +114,7 @@ def test_a_section_without_name_is_the_thesis_unet_and_an_unknown_name_one_line(
 def _save_model_pt(path, section, channels=1):
     torch.manual_seed(0)
     network = models.build(section, channels)
-    spec = {"task": "knee", "kind": "singlecoil", "loss": "l1", "seed": 0, "model": section}
+    spec = {"task": "knee", "kind": "mri_singlecoil", "loss": "l1", "seed": 0, "model": section}
     torch.save({"spec": spec, "model": network.state_dict(), "loss": {}}, path)
     return network
 

@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 import torch
 
+from lossbench.data import tasks
 from lossbench.data.fastmri_synthetic import RECON_KEYS
 from lossbench.data.images import list_images, read_rgb, write_png
 from lossbench.data.valset import ImageFile, write_images
@@ -232,7 +233,7 @@ def restore_volumes(model: torch.nn.Module, spec: dict[str, Any], input_dir: Pat
     """
     from lossbench.data.mri import MRISliceDataset
 
-    challenge, data = spec["kind"], spec["data"]
+    challenge, data = tasks.spec(spec["kind"]).challenge, spec["data"]
     if not input_dir.is_dir():
         raise InferenceInputError(f"{input_dir}: not a folder, expected a folder of fastMRI {challenge} .h5 files")
     files = sorted(path for path in input_dir.iterdir() if path.suffix == ".h5" and path.is_file())
@@ -297,10 +298,11 @@ def restore_folder(model_path: str | Path, input_dir: str | Path, out_dir: str |
     except Exception as error:  # anything from pickle to zip errors for a file that is no model.pt
         raise InferenceInputError(f"{model_path}: not a model written by lossbench.train ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
     log.info("%s: %s/%s seed %d on %s", model_path, spec["task"], spec["loss"], spec["seed"], target_device)
-    if spec["kind"] == "denoise":
+    challenge = tasks.spec(spec["kind"]).challenge
+    if challenge is None:  # a task on photographs
         return restore_images(model, spec, input_dir, out_dir, target_device, sigma, seed, overwrite)
     if sigma is not None:
-        raise InferenceInputError(f"--sigma adds noise to images, but {model_path} is a {spec['task']} (fastMRI {spec['kind']}) model")
+        raise InferenceInputError(f"--sigma adds noise to images, but {model_path} is a {spec['task']} (fastMRI {challenge}) model")
     return restore_volumes(model, spec, input_dir, out_dir, target_device, overwrite)
 
 
