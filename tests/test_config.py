@@ -130,3 +130,16 @@ def test_command_line_overrides_get_yaml_types_and_are_blamed(tiny_config):
     tiny_config["threads"] = 0
     with pytest.raises(ConfigError, match=r"^tiny.yaml: threads: 0 is less than the minimum of 1$"):
         validate_with_overrides(tiny_config, "tiny.yaml", {"seeds": [0]})
+
+
+def test_a_task_schedule_replaces_the_trainers_for_that_task_only(repo):
+    raw = yaml.safe_load((repo / "config.yaml").read_text())
+    raw["trainer"]["schedule"] = {"kind": "constant"}
+    raw["tasks"]["knee"]["training"]["schedule"] = {"kind": "cosine", "final": 0.05}
+    config = validate(raw, require_data=False)
+    assert train_spec(config, "knee", "l2", 0)["trainer"]["schedule"] == {"kind": "cosine", "final": 0.05, "warmup": 0}
+    assert train_spec(config, "denoise", "l2", 0)["trainer"]["schedule"] == {"kind": "constant", "warmup": 0, "final": 0}
+    assert "schedule" not in train_spec(config, "knee", "l2", 0)["training"]
+    raw["tasks"]["knee"]["training"]["schedule"] = {"kind": "linear"}
+    with pytest.raises(ConfigError, match=r"tasks\.knee\.training\.schedule\.kind"):
+        validate(raw, require_data=False)

@@ -577,9 +577,10 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> dict[
         "lr": learning_rate(config, task, loss),
         "seed": int(seed),
         "model": dict(config["model"]),
-        "training": dict(task_config["training"]),
+        "training": {key: value for key, value in task_config["training"].items() if key != "schedule"},
         # The checkpoint interval and the live view change no result: changing them neither reruns nor restarts a job.
-        "trainer": {key: value for key, value in config["trainer"].items() if key not in ("checkpoint_every", *LIVE_KEYS)},
+        "trainer": {key: value for key, value in config["trainer"].items() if key not in ("checkpoint_every", *LIVE_KEYS)}
+        | {"schedule": task_config["training"].get("schedule", config["trainer"]["schedule"])},
         "data": task_data(config, task),
         "dataset": copy.deepcopy(dataset(config, task)),
     }
