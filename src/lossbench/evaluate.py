@@ -72,9 +72,6 @@ def evaluate(valset_path: str | Path, outputs_path: str | Path | None, metric_na
     return rows
 
 
-FASTMRI_METRICS = ("nmse", "psnr", "ssim")
-
-
 def fastmri_volume_metrics(valset_path: str | Path, outputs_path: str | Path | None) -> list[dict[str, Any]]:
     """fastMRI's own per-volume NMSE, PSNR and SSIM (``fastmri.evaluate``), as its leaderboard computes them.
 

@@ -205,8 +205,7 @@ def build_table(
     table = Table(name, about.task, caption, about.input_label, labels, cells, lpips_pretrained=lpips_pretrained, infos=infos, suite=suite, losses=columns)
     for loss in loss_registry.STUDY_LOSSES:
         if loss not in model_csvs:
-            reason = "not available in this version" if loss not in loss_registry.names() else "not in the configuration's losses"
-            table.footnotes.append(f"{table.column_label(loss)}: no model trained ({reason}).")
+            table.footnotes.append(f"{table.column_label(loss)}: no model trained (not in the configuration's losses).")
     for metric in infos:
         if cells[metric]["input"].mean is None:
             reason = "not available in this version" if metric not in metric_registry.names() else "not in the configuration's metrics"
