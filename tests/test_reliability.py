@@ -379,4 +379,4 @@ def test_the_workflow_refuses_duplicate_keys_and_bad_config_overrides(tmp_path):
     assert "Traceback" not in output
     # Snakemake merges --config into the configuration (nested values as strings); the merged result is validated.
     code, output = _snakemake(tmp_path, "--configfile", str(TINY_CONFIG), "--config", "threads=nan")
-    assert code != 0 and output.splitlines()[-1] == f"Configuration error: {TINY_CONFIG}: threads: nan is not a finite number", output
+    assert code != 0 and output.splitlines()[-1] == f"Configuration error: --config threads (over {TINY_CONFIG}): threads: nan is not a finite number", output

@@ -21,8 +21,16 @@ def _configured(config: dict[str, Any], study: str) -> list[str]:
 
 def check_userstudy(config: dict[str, Any]) -> None:
     """Raise a one-line ValueError where the ``userstudy`` block contradicts the rest of ``config``."""
+    from lossbench.data.tasks import SPECS
+
     userstudy = config["userstudy"]
-    for study in userstudy["studies"]:
+    # A study may name a thesis task this configuration leaves out (it is then skipped), never an unknown one.
+    known = list(dict.fromkeys([*config["tasks"], *(spec.thesis_task for spec in SPECS.values() if spec.thesis_task)]))
+    for study, tasks in userstudy["studies"].items():
+        unknown = [(position, task) for position, task in enumerate(tasks) if task not in known]
+        if unknown:
+            position, task = unknown[0]
+            raise ValueError(f"userstudy.studies.{study}.{position}: {task!r} is not one of {known} (the configured tasks and the thesis's)")
         missing = [task for task in _configured(config, study) if task not in userstudy["stimuli"]]
         # A study without any stimuli is simply not run; one with some would silently lose a task.
         if missing and len(missing) < len(_configured(config, study)):
