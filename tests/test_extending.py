@@ -1,5 +1,5 @@
-"""Extension points: a user's own loss through the configuration only, the opt-in mix loss, and
-tables that gain a column for a loss the thesis lacks."""
+"""Extension points: a user's own loss and metric through the configuration only, the opt-in mix
+loss, and tables that gain a column for a loss and a row for a metric the thesis lacks."""
 
 import sys
 import textwrap
@@ -38,7 +38,37 @@ class NotAModule:
 class OneArgument(nn.Module):
     def forward(self, output):
         return output.mean()
+
+
+def max_error(output, target, power: float = 1.0):
+    """A metric function: the largest absolute error of each image, to the ``power``."""
+    return (output - target).abs().flatten(1).amax(dim=1) ** power
+
+
+class MeanOffset(nn.Module):
+    """A metric module: the mean of output - target per image, plus a constant ``offset``."""
+
+    def __init__(self, offset: float = 0.0):
+        super().__init__()
+        self.offset = offset
+
+    def forward(self, output, target):
+        return (output - target).flatten(1).mean(dim=1) + self.offset
+
+
+def one_image_argument(output):
+    return output.mean()
+
+
+def image_mean(output, target):
+    return (output - target).mean()  # one value for the batch, not one per image
+
+
+NOT_CALLABLE = 3
 '''
+
+#: Metric names the tests register; removed again after each test.
+OWN_METRICS = ("max_error", "offset", "broken")
 
 
 @pytest.fixture
@@ -50,6 +80,8 @@ def user_module(tmp_path, monkeypatch):
     yield name
     sys.modules.pop(name, None)
     losses.SPECS.pop("mine", None)
+    for metric in OWN_METRICS:
+        metrics.SPECS.pop(metric, None)
 
 
 def test_a_users_loss_from_the_config_is_registered_labelled_and_built(tiny_config, user_module):
@@ -82,6 +114,78 @@ def test_a_users_loss_may_not_take_a_registered_name(tiny_config, user_module):
     tiny_config["losses"]["l2"] = {"module": f"{user_module}:ScaledL1", "lr": 1e-3}
     with pytest.raises(ConfigError, match=r"^tiny\.yaml: losses\.l2\.module: loss 'l2' is already registered$"):
         validate(tiny_config, "tiny.yaml")
+
+
+def _own_metrics(user_module):
+    return {
+        "max_error": {"module": f"{user_module}:max_error", "direction": "lower", "label": "Max error", "scale": 100, "decimals": 1, "params": {"power": 2.0}},
+        "offset": {"module": f"{user_module}:MeanOffset", "direction": "higher", "params": {"offset": 1.0}},
+    }
+
+
+def test_a_users_metrics_from_the_config_are_registered_computed_and_rowed_after_the_thesis(tiny_config, user_module):
+    from lossbench.evaluate import metric_params
+
+    tiny_config["own_metrics"] = _own_metrics(user_module)
+    tiny_config["metrics"] = ["l1", "max_error", "psnr", "offset"]
+    config = validate(tiny_config, "tiny.yaml")
+    assert config["own_metrics"]["offset"]["scale"] == 1.0 and config["own_metrics"]["offset"]["decimals"] == 4
+    info = metrics.spec("max_error").info
+    assert (info.label, info.higher_is_better, info.scale, info.decimals) == ("Max error", False, 100, 1)
+    assert metrics.spec("offset").info.label == "offset" and metrics.spec("offset").info.higher_is_better
+    assert "max_error" not in metrics.STUDY_METRICS and not metrics.spec("max_error").thesis
+    target = torch.zeros(2, 1, 8, 8)
+    output = target.clone()
+    output[0, 0, 3, 3], output[1, 0, 0, 0] = 0.5, 0.25
+    for kind in ("rgb_denoise", "mri_singlecoil"):  # the configured params, the same on every task
+        assert metric_params("max_error", kind) == {"power": 2.0}
+    assert metrics.compute("max_error", output, target, **metric_params("max_error", "mri_singlecoil")).tolist() == [0.25, 0.0625]
+    assert metrics.compute("offset", output, target, **metric_params("offset", "rgb_denoise")).tolist() == pytest.approx([1 + 0.5 / 64, 1 + 0.25 / 64])
+    assert list(metrics.rows(config["metrics"])) == [*metrics.STUDY_METRICS, "max_error", "offset"]
+    validate(tiny_config, "tiny.yaml")  # validating again (the Snakefile, then a CLI) registers the same specs again
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"module": "no_such_package_xyz.metrics:f"}, r"^tiny\.yaml: own_metrics\.mine\.module: cannot import 'no_such_package_xyz\.metrics' \(ModuleNotFoundError: "),
+    ({"module": "{m}:missing"}, r"^tiny\.yaml: own_metrics\.mine\.module: module '{m}' has no 'missing'$"),
+    ({"module": "{m}:NOT_CALLABLE"}, r"^tiny\.yaml: own_metrics\.mine\.module: {m}:NOT_CALLABLE is neither a function nor a torch\.nn\.Module subclass "),
+    ({"module": "{m}:NotAModule"}, r"^tiny\.yaml: own_metrics\.mine\.module: {m}:NotAModule is neither a function nor a torch\.nn\.Module subclass "),
+    ({"module": "{m}:one_image_argument"}, r"^tiny\.yaml: own_metrics\.mine\.module: {m}:one_image_argument takes 1 image argument\(s\), expected \(output, target\)$"),
+    ({"module": "{m}:OneArgument"}, r"^tiny\.yaml: own_metrics\.mine\.module: {m}:OneArgument\.forward takes 1 image argument\(s\), expected \(output, target\)$"),
+    ({"module": "{m}.max_error"}, r"^tiny\.yaml: own_metrics\.mine\.module: '{m}\.max_error' does not match"),
+    ({"module": "{m}:max_error", "direction": "up"}, r"^tiny\.yaml: own_metrics\.mine\.direction: 'up' is not one of \['higher', 'lower'\]$"),
+    ({"module": "{m}:max_error", "direction": None}, r"^tiny\.yaml: own_metrics\.mine: 'direction' is a required property$"),
+    ({"module": "{m}:max_error", "params": {"exponent": 2}}, r"^tiny\.yaml: own_metrics\.mine\.params\.exponent: not a parameter of {m}:max_error \(the mine metric\) \(it takes power\)$"),
+    ({"module": "{m}:MeanOffset", "params": {"shift": 2}}, r"^tiny\.yaml: own_metrics\.mine\.params\.shift: not a parameter of {m}:MeanOffset \(the mine metric\) \(it takes offset\)$"),
+])
+def test_a_bad_users_metric_is_one_config_line_naming_key_and_module(tiny_config, user_module, settings, message):
+    settings = {"direction": "lower", **{key: value.format(m=user_module) if isinstance(value, str) else value for key, value in settings.items()}}
+    tiny_config["own_metrics"] = {"mine": {key: value for key, value in settings.items() if value is not None}}
+    tiny_config["metrics"].append("mine")
+    with pytest.raises(ConfigError, match=message.format(m=user_module)) as error:
+        validate(tiny_config, "tiny.yaml")
+    assert "\n" not in str(error.value)
+    metrics.SPECS.pop("mine", None)
+
+
+def test_a_users_metric_may_not_take_a_registered_name_nor_the_image_column(tiny_config, user_module):
+    tiny_config["own_metrics"] = {"psnr": {"module": f"{user_module}:max_error", "direction": "lower"}}
+    with pytest.raises(ConfigError, match=r"^tiny\.yaml: own_metrics\.psnr\.module: metric 'psnr' is already registered$"):
+        validate(tiny_config, "tiny.yaml")
+    tiny_config["own_metrics"] = {"image": {"module": f"{user_module}:max_error", "direction": "lower"}}
+    with pytest.raises(ConfigError, match=r"^tiny\.yaml: own_metrics\.image: 'image' names the image column of the per-image metric files; choose another name$"):
+        validate(tiny_config, "tiny.yaml")
+    assert "image" not in metrics.names()
+    tiny_config["own_metrics"] = {}
+    tiny_config["metrics"].append("max_error")
+    with pytest.raises(ConfigError, match=r"^tiny\.yaml: metrics\.6: 'max_error' is not one of \['l1', "):
+        validate(tiny_config, "tiny.yaml")
+
+
+def test_a_metric_that_does_not_give_one_value_per_image_is_a_one_line_error(user_module):
+    metrics.register(metrics.from_module("broken", {"module": f"{user_module}:image_mean", "direction": "lower", "scale": 1.0, "decimals": 4, "params": {}}))
+    with pytest.raises(ValueError, match=r"^metric 'broken' returned shape \(\) for 2 image\(s\), expected a tensor of shape \(2,\)$"):
+        metrics.compute("broken", torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8))
 
 
 def test_the_schema_does_not_repeat_the_registries_names(repo):
@@ -139,6 +243,39 @@ def test_a_loss_the_thesis_lacks_gets_a_column_without_a_thesis_value(tmp_path):
     assert "mix" not in paper.table("table_6_1").get("l1", {})
     assert rows[("l1", "mix")]["paper"] == "" and rows[("l1", "mix")]["ours"] == "20.50"
     assert len(write_all(table, tmp_path / "table_6_1")) == 5
+
+
+def test_a_metric_the_thesis_lacks_gets_a_row_without_a_thesis_value_in_every_table(tmp_path, user_module):
+    from lossbench.statistics import pair_rows
+    from lossbench.summary import summarise
+    from lossbench.tables import write_per_seed
+    from lossbench.userstudy.agreement import measured_values
+
+    metrics.register(metrics.from_module("max_error", {**_own_metrics(user_module)["max_error"], "decimals": 1}))
+
+    def per_image(name, rows):
+        path = tmp_path / f"{name}.csv"
+        path.write_text("image,l1,psnr,max_error\n" + "".join(",".join(map(str, row)) + "\n" for row in rows))
+        return path
+
+    inputs = per_image("input", [["a", 0.08, 20.2, 0.5], ["b", 0.078, 20.1, 0.4]])
+    models = {"l1": [per_image("l1", [["a", 0.025, 29.8, 0.2], ["b", 0.024, 29.9, 0.3]])], "l2": [per_image("l2", [["a", 0.03, 29.0, 0.1], ["b", 0.031, 29.1, 0.1]])]}
+    table = build_table("table_6_1", inputs, models)
+    assert list(table.cells) == [*metrics.STUDY_METRICS, "max_error"]
+    row = table.cells["max_error"]
+    assert row["input"].text(1) == "45.0" and row["l2"].bold and not row["l1"].bold  # ×100, lower is better
+    assert table.metric_labels["max_error"] == "Max error ↓" and "| Max error ↓ | 45.0 | 25.0† | **10.0** |  |  |  |  |" in to_markdown(table)
+    assert r"Max error $\downarrow$ & 45.0 & 25.0$^\dagger$ & \textbf{10.0} &  &" in to_latex(table)
+    compared = {row["model"]: row for row in comparison_rows(table) if row["metric"] == "max_error"}
+    assert compared["l2"]["ours"] == "10.0" and all(row["paper"] == "" and row["difference"] == "" for row in compared.values())
+    paths = write_all(table, tmp_path / "tables" / "table_6_1")
+    assert "max_error,Max error ↓,45.000" in paths[0].read_text() and "Max error" in paths[4].read_text()
+    per_seed = write_per_seed("table_6_1", models, [0], tmp_path / "tables" / "table_6_1")
+    assert "max_error,l2,0,10.000" in per_seed[0].read_text() and "| Max error | 0 | 25.0 | 10.0 |" in per_seed[1].read_text()
+    summary = summarise({"table_6_1": paths[0]})
+    assert "| Max error | l2 |  |" in summary
+    assert {row["metric"] for row in pair_rows(models, metrics.rows(["max_error"]))} >= {"l1", "psnr", "max_error"}
+    assert measured_values(paths[0])["max_error"] == {"l1": 25.0, "l2": 10.0}
 
 
 def test_every_metric_declares_how_tables_show_it():

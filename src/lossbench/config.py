@@ -8,7 +8,6 @@ expected.
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -180,15 +179,17 @@ def validate_with_overrides(config: dict[str, Any], source: str, overrides: dict
 def _fill_name_enums(schema: dict[str, Any], config: dict[str, Any]) -> None:
     """The schema's enums of loss and metric names, from the registries: the schema does not repeat them.
 
-    A loss with ``module`` (the user's own) may take any name; :func:`_check_semantics` imports it.
+    A loss with ``module`` and a metric of ``own_metrics`` (the user's own) may take any name;
+    :func:`_check_semantics` imports them.
     """
     from lossbench import losses, metrics
 
     configured = config.get("losses")
     own = [name for name, settings in configured.items() if isinstance(settings, dict) and "module" in settings] if isinstance(configured, dict) else []
+    own_metrics = list(config["own_metrics"]) if isinstance(config.get("own_metrics"), dict) else []
     properties = schema["properties"]
     properties["losses"]["propertyNames"] = {"enum": [*losses.names(), *(name for name in own if name not in losses.names())]}
-    properties["metrics"]["items"] = {"enum": metrics.names()}
+    properties["metrics"]["items"] = {"enum": [*metrics.names(), *(name for name in own_metrics if name not in metrics.names())]}
     _fill_model_schema(properties["model"], config.get("model"))
 
 
@@ -260,29 +261,21 @@ def _check_model(config: dict[str, Any], source: str) -> None:
             raise ConfigError(f"{source}: model: {model.describe(params)} needs about {needed / 2**30:.3g} GiB to train on tasks.{task} ({batch_size} crops of {crop}×{crop}), over the {MAX_TRAINING_BYTES // 2**30} GiB limit; reduce model.{model.width_key} or model.{model.depth_key}")
 
 
-def _constructor_keywords(cls: type) -> list[str] | None:
-    """Keyword arguments the constructor of the module class ``cls`` accepts (None: any)."""
-    from torch import nn
+def _check_keywords(source: str, key: str, what: str, params: Mapping[str, Any], factory: Any) -> None:
+    """Every key of the configured ``params`` (at ``key``) is a keyword of ``factory``, the class or function of ``what``."""
+    from lossbench.specs import keywords
 
-    for klass in cls.__mro__:
-        if klass is nn.Module:
-            return []  # nn.Module's constructor takes no arguments
-        if "__init__" in vars(klass):
-            parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
-            if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
-                return None
-            return [parameter.name for parameter in parameters if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)]
-    return None
+    accepted = keywords(factory)
+    for name in params:
+        if accepted is not None and name not in accepted:
+            raise ConfigError(f"{source}: {key}.{name}: not a parameter of {what} (it takes {', '.join(accepted) if accepted else 'none'})")
 
 
 def _check_loss_params(config: dict[str, Any], source: str) -> None:
     from lossbench import losses
 
     for name, settings in config["losses"].items():
-        accepted = _constructor_keywords(losses.spec(name).factory)
-        for key in settings["params"]:
-            if accepted is not None and key not in accepted:
-                raise ConfigError(f"{source}: losses.{name}.params.{key}: not a parameter of the {name} loss (it takes {', '.join(accepted) if accepted else 'none'})")
+        _check_keywords(source, f"losses.{name}.params", f"the {name} loss", settings["params"], losses.spec(name).factory)
         if settings["params"].get("reduction", "mean") == "none":
             raise ConfigError(f"{source}: losses.{name}.params.reduction: 'none' gives one loss per image; training needs a scalar ('mean' or 'sum')")
 
@@ -343,10 +336,14 @@ def missing_data_folders(config: dict[str, Any]) -> list[str]:
 def _check_semantics(config: dict[str, Any], source: str) -> None:
     from lossbench import losses, metrics
 
+    if "image" in config["own_metrics"]:
+        raise ConfigError(f"{source}: own_metrics.image: 'image' names the image column of the per-image metric files; choose another name")
     try:
         losses.register_config(config)
+        metrics.register_config(config)
     except ValueError as error:
         raise ConfigError(f"{source}: {error}") from None
+    _check_own_metrics(config, source)
     for name, settings in config["losses"].items():
         problem = losses.spec(name).check_params(settings["params"])
         if problem is not None:
@@ -411,6 +408,14 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
         check_userstudy(config)
     except ValueError as error:
         raise ConfigError(f"{source}: {error}") from error
+
+
+def _check_own_metrics(config: dict[str, Any], source: str) -> None:
+    """A metric of the user's own takes its configured ``params``."""
+    from lossbench.specs import import_object
+
+    for name, settings in config["own_metrics"].items():
+        _check_keywords(source, f"own_metrics.{name}.params", f"{settings['module']} (the {name} metric)", settings["params"], import_object(settings["module"]))
 
 
 def _check_data_from(config: dict[str, Any], source: str) -> None:

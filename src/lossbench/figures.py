@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import math
 import string
+from collections.abc import Mapping
 from pathlib import Path
 from statistics import fmean
 
@@ -20,6 +21,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from lossbench.data.valset import ImageFile, resolve_image_id  # noqa: E402
 from lossbench.losses import label as loss_label  # noqa: E402
+from lossbench.specs import MetricInfo  # noqa: E402
 
 
 def _display(image: np.ndarray) -> np.ndarray:
@@ -150,7 +152,7 @@ def curves_figure(curves: dict[str, str | Path], out_paths: list[str | Path], ti
     figure.tight_layout(rect=(0, 0.1, 1, 1))
     _save(figure, out_paths, layout=False)
 
-def ranking_figure(model_csvs: dict[str, list[str | Path]], out_paths: list[str | Path], title: str, lpips_pretrained: bool = True) -> None:
+def ranking_figure(model_csvs: dict[str, list[str | Path]], out_paths: list[str | Path], title: str, lpips_pretrained: bool = True, infos: Mapping[str, MetricInfo] | None = None) -> None:
     """Models ranked per metric with 95 % intervals; a bar joins models whose difference is not significant.
 
     In the style of a critical-difference diagram: one panel per metric, the best model on top,
@@ -163,12 +165,14 @@ def ranking_figure(model_csvs: dict[str, list[str | Path]], out_paths: list[str 
         out_paths: Files to write; the format follows the suffix.
         title: Figure title.
         lpips_pretrained: Whether LPIPS+l2 used the pretrained trunk (for its label).
+        infos: The metrics to rank, a panel each (:func:`lossbench.metrics.rows` of the
+            configuration's metrics, for its own ones); None: the thesis's six.
     """
     from lossbench import statistics
     from lossbench.metrics import STUDY_METRICS
 
     panels = []
-    for metric, info in STUDY_METRICS.items():
+    for metric, info in (STUDY_METRICS if infos is None else infos).items():
         losses, values = statistics.stack(model_csvs, metric, info.scale)
         if len(losses) >= 2:
             panels.append((info, losses, values))

@@ -8,6 +8,8 @@ loss or metric is one module plus one registry line, and no name-specific branch
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -24,6 +26,83 @@ def lookup(registry: Mapping[str, Spec], kind: str, name: str) -> Spec:
     if name not in registry:
         raise ValueError(f"unknown {kind} {name!r}: expected one of {', '.join(registry)}")
     return registry[name]
+
+
+def add(registry: dict[str, Spec], kind: str, spec: Spec) -> None:
+    """Add ``spec`` (of a loss or metric: ``kind``) to ``registry``; the same spec again changes nothing.
+
+    Raises:
+        ValueError: ``spec.name`` is already a different one.
+    """
+    if spec.name in registry and registry[spec.name] != spec:
+        raise ValueError(f"{kind} {spec.name!r} is already registered")
+    registry[spec.name] = spec
+
+
+def import_object(path: str) -> Any:
+    """The object at ``path`` (``"package.module:attribute"``), a user's own loss or metric.
+
+    Raises:
+        ValueError: one line naming the module: it cannot be imported (with the first line of the
+            error), or it has no such attribute.
+    """
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # a user's module can fail in any way while it is imported
+        raise ValueError(f"cannot import {module_name!r} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no message'})") from None
+    found = getattr(module, attribute, None)
+    if found is None:
+        raise ValueError(f"module {module_name!r} has no {attribute!r}")
+    return found
+
+
+def image_arguments(factory: Callable[..., Any]) -> int:
+    """How many positional arguments a call of ``factory`` takes: a class's ``forward`` (after ``self``), else the function's own."""
+    function, skipped = (factory.forward, 1) if isinstance(factory, type) else (factory, 0)
+    parameters = list(inspect.signature(function).parameters.values())[skipped:]
+    return sum(parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD) for parameter in parameters)
+
+
+def keywords(factory: Callable[..., Any]) -> list[str] | None:
+    """The keyword parameters ``factory`` takes: a ``torch.nn.Module`` class's constructor's, else a function's after its two image arguments (None: any)."""
+    from torch import nn
+
+    if isinstance(factory, type):
+        for klass in factory.__mro__:
+            if klass is nn.Module:
+                return []  # nn.Module's constructor takes no arguments
+            if "__init__" in vars(klass):
+                function, skipped = klass.__init__, 1
+                break
+        else:
+            return None
+    else:
+        function, skipped = factory, 2
+    parameters = list(inspect.signature(function).parameters.values())[skipped:]
+    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
+        return None
+    return [parameter.name for parameter in parameters if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)]
+
+
+def register_own(section: Mapping[str, Mapping[str, Any]], key: str, make: Callable[[str, Mapping[str, Any]], Any], register: Callable[[Any], None]) -> None:
+    """Register the spec ``make(name, settings)`` of every entry of a configuration section that names a ``module``.
+
+    Args:
+        section: The section (``losses``, ``own_metrics``): name → settings.
+        key: Its key, for messages.
+        make: The spec of one entry; ValueError (one line) when its module does not fit.
+        register: Adds a spec to its registry; ValueError when the name is taken.
+
+    Raises:
+        ValueError: ``<key>.<name>.module: <reason>``.
+    """
+    for name, settings in section.items():
+        if "module" in settings:
+            try:
+                register(make(name, settings))
+            except ValueError as error:
+                raise ValueError(f"{key}.{name}.module: {error}") from None
 
 
 def tex_escape(text: str) -> str:
@@ -161,6 +240,8 @@ class MetricSpec:
         portable_params: Parameters that let the metric run without fetching weights (tests).
         too_small: The reason an image side is too small for the metric with its defaults
             (``"the msssim metric's 5 scales ..."``), or None when it fits.
+        thesis: One of the thesis's six metrics (a row of every table); False: a user's own,
+            a row after them where it was computed.
     """
 
     name: str
@@ -170,6 +251,7 @@ class MetricSpec:
     defaults: Callable[[Setting], dict[str, Any]] = _no_defaults
     portable_params: Mapping[str, Any] = field(default_factory=dict)
     too_small: Callable[[int], str | None] = _any_size
+    thesis: bool = True
 
     def params(self, setting: Setting) -> dict[str, Any]:
         """Parameters of the metric on ``setting``."""

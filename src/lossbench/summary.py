@@ -4,8 +4,8 @@ The thesis's structure (Tables 6.1, 6.3, 6.4) in two checks per task, read from 
 :func:`lossbench.tables.write_csv` writes:
 
 - the PSNR gain of every model over its degraded input, in dB;
-- the "own-metric winner": which loss is best on each metric (direction from
-  :data:`lossbench.metrics.STUDY_METRICS`), and whether the loss that optimises a metric is the one
+- the "own-metric winner": which loss is best on each metric (direction from its spec, a user's
+  ``own_metrics`` too), and whether the loss that optimises a metric is the one
   that wins it (l2 on 1000·l2, MS-SSIM on MS-SSIM, LPIPS+l2 on LPIPS, FLIP on FLIP).
 
 CLI:
@@ -19,7 +19,7 @@ import csv
 from pathlib import Path
 
 from lossbench.losses import SPECS, label
-from lossbench.metrics import STUDY_METRICS
+from lossbench.metrics import spec as metric_spec
 from lossbench.tables import THESIS_TABLES
 
 #: Metric → the loss that optimises it (the thesis expects each to win its own metric).
@@ -47,7 +47,7 @@ def winners(values: dict[str, float], metric: str) -> list[str]:
     models = {loss: value for loss, value in values.items() if loss != "input"}
     if not models:
         return []
-    best = (max if STUDY_METRICS[metric].higher_is_better else min)(models.values())
+    best = (max if metric_spec(metric).info.higher_is_better else min)(models.values())
     return [loss for loss, value in models.items() if value == best]
 
 
@@ -73,8 +73,6 @@ def task_summary(name: str, table: dict[str, dict[str, float]], task: str | None
         lines.append("")
     lines += ["| Metric | Best model | Own-metric check |", "|---|---|---|"]
     for metric, values in table.items():
-        if metric not in STUDY_METRICS:
-            continue
         best = winners(values, metric)
         if not best:
             continue
@@ -84,7 +82,7 @@ def task_summary(name: str, table: dict[str, dict[str, float]], task: str | None
             gap = relative_gap(values, metric, own)
             behind = f" ({100 * gap:.1f} % behind)" if gap is not None else ""
             check = f"{label(own)} wins" if own in best else f"{label(own)} does not win{behind}"
-        lines.append(f"| {STUDY_METRICS[metric].label} | {', '.join(label(loss) for loss in best)} | {check} |")
+        lines.append(f"| {metric_spec(metric).info.label} | {', '.join(label(loss) for loss in best)} | {check} |")
     return lines + [""]
 
 

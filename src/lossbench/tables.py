@@ -1,8 +1,9 @@
 """The result tables of the tasks (the thesis's 6.1, 6.3, 6.4, and ``table_<task>`` for other tasks) from per-image metric files, as CSV, Markdown and LaTeX.
 
-Rows are the six metrics, columns the degraded input and the six losses; the best value per row
-among the losses is bold, as in the thesis. A metric or loss that was not computed keeps an empty
-cell and a footnote says why: a value is never made up.
+Rows are the six metrics, then any other computed one (a user's ``own_metrics``), columns the
+degraded input and the six losses, then any other; the best value per row among the losses is
+bold, as in the thesis. A metric or loss that was not computed keeps an empty cell and a footnote
+says why, and a row or column the thesis lacks has no published value: a value is never made up.
 """
 
 from __future__ import annotations
@@ -181,10 +182,10 @@ def build_table(
     """
     about = _subject(table)
     name, caption = about.name, about.caption
-    infos = dict(STUDY_METRICS) if suite == "thesis" else dict(FASTMRI_METRICS)
+    input_means = _image_means(input_csv)
+    infos = metric_registry.rows(input_means) if suite == "thesis" else dict(FASTMRI_METRICS)
     if suite == "fastmri":
         caption = caption.split(":")[0] + ": fastMRI's per-volume NMSE, PSNR and SSIM (fastmri.evaluate), averaged over validation volumes."
-    input_means = _image_means(input_csv)
     model_means = {loss: [_image_means(path) for path in paths] for loss, paths in model_csvs.items()}
     cells: dict[str, dict[str, Cell]] = {}
     columns = _loss_columns(model_csvs)
@@ -377,7 +378,8 @@ def write_per_seed(table: str | Subject, model_csvs: dict[str, list[str | Path]]
     about = _subject(table)
     rows, lines = [], [f"**{table_title(about.name)}, per seed.** {about.caption}", ""]
     lines += ["| Metric | Seed | " + " | ".join(loss_registry.label(loss, lpips_pretrained) for loss in losses) + " |", "|---|---|" + "---:|" * len(losses)]
-    for metric, info in STUDY_METRICS.items():
+    computed = [name for by_seed in means.values() for seed_means in by_seed.values() for name in seed_means]
+    for metric, info in metric_registry.rows(computed).items():
         if not any(metric in by_seed[seed] for by_seed in means.values() for seed in seeds):
             continue
         for seed in seeds:

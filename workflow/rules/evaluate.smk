@@ -2,6 +2,11 @@
 # thesis's tables, compared with its published values, and table_<task> for other tasks); for the MRI
 # tasks also fastMRI's own per-volume NMSE, PSNR and SSIM in companion tables.
 
+#: The settings of each computed metric of the user's own (own_metrics): a new module or parameter reruns the
+#: evaluations. A parameter only where there are some, so that adding own_metrics reran no existing evaluation.
+_OWN_METRICS = {name: config["own_metrics"][name] for name in config["metrics"] if name in config["own_metrics"]}
+OWN_METRICS = {"own_metrics": _OWN_METRICS} if _OWN_METRICS else {}
+
 
 rule evaluate_model:
     input:
@@ -12,6 +17,7 @@ rule evaluate_model:
     params:
         suite="thesis",
         metrics=config["metrics"],
+        **OWN_METRICS,
         evaluation=EVALUATION,
     threads: config["threads"]
     log:
@@ -41,6 +47,7 @@ rule evaluate_input:
     params:
         suite="thesis",
         metrics=config["metrics"],
+        **OWN_METRICS,
         evaluation=EVALUATION,
     threads: config["threads"]
     log:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from lossbench import losses
+from lossbench import losses, metrics
 from lossbench.logs import log_to
 from lossbench.losses import label as loss_label
 from lossbench.statistics import write_pairs, write_variance
@@ -10,8 +10,10 @@ from lossbench.tables import table_title
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
+    metrics.register_config(snakemake.config)  # the configuration's own metrics (own_metrics.<name>)
     params = snakemake.params
     prefix = Path(snakemake.output.variance_csv).with_name(params.table)
     title = table_title(params.table)
-    for path in write_variance(title, params.models, prefix) + write_pairs(title, params.models, prefix, lambda loss: loss_label(loss, params.lpips_pretrained)):
+    infos = metrics.rows(snakemake.config["metrics"])
+    for path in write_variance(title, params.models, prefix, infos) + write_pairs(title, params.models, prefix, lambda loss: loss_label(loss, params.lpips_pretrained), infos):
         print(f"wrote {path}")

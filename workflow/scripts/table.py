@@ -2,12 +2,13 @@
 
 from pathlib import Path
 
-from lossbench import losses
+from lossbench import losses, metrics
 from lossbench.logs import log_to
 from lossbench.tables import Subject, build_table, write_all, write_per_seed
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
+    metrics.register_config(snakemake.config)  # the configuration's own metrics (own_metrics.<name>)
     params = snakemake.params
     subject = Subject(**params.subject)
     table = build_table(subject, snakemake.input.inputs, params.models, params.lpips_pretrained, params.suite, params.loss_params)

@@ -2,11 +2,13 @@
 
 from pathlib import Path
 
+from lossbench import metrics
 from lossbench.logs import log_to
 from lossbench.userstudy.agreement import agreement_rows, measured_values, published_values, write_agreement
 from lossbench.userstudy.report import read_summary
 
 with log_to(snakemake.log[0]):
+    metrics.register_config(snakemake.config)  # the configuration's own metrics (own_metrics.<name>): rows of our tables
     rows = []
     if snakemake.params.published:
         for study, tables in snakemake.params.published.items():

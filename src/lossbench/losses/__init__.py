@@ -10,15 +10,12 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-import inspect
-
 from torch import nn
 
 from lossbench.flip import LOSS as FLIP
 from lossbench.losses import adaptive, mix, pixel
 from lossbench.metrics import lpips, msssim
-from lossbench.specs import LossSpec, lookup, tex_escape
+from lossbench.specs import LossSpec, add, image_arguments, import_object, lookup, register_own, tex_escape
 
 #: Every registered loss, the thesis's six first in its column order, then the opt-in ones.
 SPECS: dict[str, LossSpec] = {spec.name: spec for spec in (pixel.L1, pixel.L2, msssim.LOSS, lpips.LOSS, FLIP, adaptive.SPEC, mix.SPEC)}
@@ -38,19 +35,11 @@ def from_module(name: str, path: str, label: str | None = None) -> LossSpec:
     Raises:
         ValueError: one line naming ``path``: not importable, no such class, or not the protocol.
     """
-    module_name, _, attribute = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:  # a user's module can fail in any way while it is imported
-        raise ValueError(f"cannot import {module_name!r} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no message'})") from None
-    factory = getattr(module, attribute, None)
-    if factory is None:
-        raise ValueError(f"module {module_name!r} has no {attribute!r}")
+    factory = import_object(path)
     if not (isinstance(factory, type) and issubclass(factory, nn.Module)):
         raise ValueError(f"{path} is not a torch.nn.Module subclass (a loss is a module whose forward(output, target) returns a scalar)")
-    forward = [p for p in list(inspect.signature(factory.forward).parameters.values())[1:] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(forward) < 2:
-        raise ValueError(f"{path}.forward takes {len(forward)} image argument(s), expected forward(output, target)")
+    if image_arguments(factory) < 2:
+        raise ValueError(f"{path}.forward takes {image_arguments(factory)} image argument(s), expected forward(output, target)")
     return LossSpec(name, factory, label or name, thesis=False)
 
 
@@ -60,9 +49,7 @@ def register(spec: LossSpec) -> None:
     Raises:
         ValueError: ``spec.name`` is already a different loss.
     """
-    if spec.name in SPECS and SPECS[spec.name] != spec:
-        raise ValueError(f"loss {spec.name!r} is already registered")
-    SPECS[spec.name] = spec
+    add(SPECS, "loss", spec)
 
 
 def register_config(config: dict) -> None:
@@ -74,12 +61,7 @@ def register_config(config: dict) -> None:
     Raises:
         ValueError: one line naming the key and the module, see :func:`from_module`.
     """
-    for name, settings in config["losses"].items():
-        if "module" in settings:
-            try:
-                register(from_module(name, settings["module"], settings.get("label")))
-            except ValueError as error:
-                raise ValueError(f"losses.{name}.module: {error}") from None
+    register_own(config["losses"], "losses", lambda name, settings: from_module(name, settings["module"], settings.get("label")), register)
 
 
 def names() -> list[str]:

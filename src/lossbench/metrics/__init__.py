@@ -2,23 +2,116 @@
 
 ``compute(name, output, target)`` takes (N, C, H, W) tensors with values nominally in [0, 1]
 and returns one value per image, shape (N,).
+
+A metric of a user's own comes from the configuration (``own_metrics.<name>``, see
+:func:`from_module`) and is computed, tabulated and ranked like the thesis's once its name is in
+``metrics``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch
+from torch import nn
 
 from lossbench.flip import METRIC as FLIP
 from lossbench.metrics import lpips, msssim, pixel
-from lossbench.specs import MetricInfo, MetricSpec, lookup
+from lossbench.specs import MetricInfo, MetricSpec, Setting, add, image_arguments, import_object, lookup, register_own
 
 #: Every registered metric, in the thesis's row order.
 SPECS: dict[str, MetricSpec] = {spec.name: spec for spec in (pixel.L1, pixel.L2, pixel.PSNR, msssim.METRIC, lpips.METRIC, FLIP)}
 
 #: How each metric of the study is shown in the thesis's tables, in its row order.
-STUDY_METRICS: dict[str, MetricInfo] = {name: spec.info for name, spec in SPECS.items()}
+STUDY_METRICS: dict[str, MetricInfo] = {name: spec.info for name, spec in SPECS.items() if spec.thesis}
 
-__all__ = ["SPECS", "STUDY_METRICS", "MetricInfo", "compute", "names", "spec"]
+__all__ = ["SPECS", "STUDY_METRICS", "MetricInfo", "compute", "from_module", "names", "register", "register_config", "rows", "spec"]
+
+
+@dataclass(frozen=True)
+class ModuleMetric:
+    """``compute(output, target, **params)`` of a metric that is a ``torch.nn.Module`` class: built once per ``params``, in eval mode.
+
+    Attributes:
+        factory: The class; its constructor takes ``params`` as keywords, its ``forward(output,
+            target)`` returns (N,) values.
+    """
+
+    factory: type[nn.Module]
+    _built: dict[str, nn.Module] = field(default_factory=dict, compare=False, repr=False)
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor, **params: Any) -> torch.Tensor:
+        key = repr(sorted(params.items()))
+        if key not in self._built:
+            self._built[key] = self.factory(**params).eval()
+        return self._built[key](output, target)
+
+
+@dataclass(frozen=True)
+class Configured:
+    """The parameters of a user's own metric, the same on every task (``own_metrics.<name>.params``)."""
+
+    params: Mapping[str, Any]
+
+    def __call__(self, setting: Setting) -> dict[str, Any]:
+        return dict(self.params)
+
+
+def from_module(name: str, settings: Mapping[str, Any]) -> MetricSpec:
+    """The spec of a user's metric ``name`` from its configuration ``own_metrics.<name>``.
+
+    The protocol: ``settings["module"]`` (``"package.module:attribute"``) is either a function
+    ``f(output, target, **params)`` or a ``torch.nn.Module`` class whose constructor takes
+    ``params`` as keywords and whose ``forward(output, target)`` computes the metric. Both take
+    (N, C, H, W) tensors in [0, 1] (model outputs are clamped to it; the degraded inputs are as
+    they are) and return a tensor of N per-image values, shape (N,). It runs without gradients,
+    on the CPU, on 1- and 3-channel images (as the tasks have).
+
+    Args:
+        name: The metric's name (a table row, a column of the per-image CSVs).
+        settings: ``module``, ``direction`` (``higher`` or ``lower`` is better), ``label``,
+            ``scale`` (display factor), ``decimals`` and ``params`` (schema defaults filled in).
+
+    Raises:
+        ValueError: one line naming the module: not importable, no such attribute, not a function
+            or module class, or fewer than two image arguments. Configured ``params`` are checked
+            against its keywords with the configuration (:func:`lossbench.config.validate`).
+    """
+    path = settings["module"]
+    factory = import_object(path)
+    if isinstance(factory, type) and issubclass(factory, nn.Module):
+        compute, called = ModuleMetric(factory), f"{path}.forward"
+    elif callable(factory) and not isinstance(factory, type):
+        compute, called = factory, path
+    else:
+        raise ValueError(f"{path} is neither a function nor a torch.nn.Module subclass (a metric is f(output, target) returning one value per image)")
+    if image_arguments(factory) < 2:
+        raise ValueError(f"{called} takes {image_arguments(factory)} image argument(s), expected (output, target)")
+    info = MetricInfo(settings.get("label", name), settings["direction"] == "higher", settings["scale"], settings["decimals"])
+    return MetricSpec(name, compute, info, defaults=Configured(dict(settings["params"])), thesis=False)
+
+
+def register(spec: MetricSpec) -> None:
+    """Add ``spec`` (a metric defined outside the package) to the registry.
+
+    Raises:
+        ValueError: ``spec.name`` is already a different metric.
+    """
+    add(SPECS, "metric", spec)
+
+
+def register_config(config: dict) -> None:
+    """Register the configuration's own metrics (``own_metrics.<name>``), in this process.
+
+    Jobs run in processes of their own: every adapter that computes, tabulates or labels metrics
+    calls this with ``snakemake.config`` (the configuration :func:`lossbench.config.validate` checked).
+
+    Raises:
+        ValueError: one line naming the key and the module, see :func:`from_module`.
+    """
+    register_own(config["own_metrics"], "own_metrics", from_module, register)
 
 
 def names() -> list[str]:
@@ -29,6 +122,15 @@ def names() -> list[str]:
 def spec(name: str) -> MetricSpec:
     """The spec of metric ``name``; an unknown name is a one-line ValueError listing the known ones."""
     return lookup(SPECS, "metric", name)
+
+
+def rows(computed: Iterable[str]) -> dict[str, MetricInfo]:
+    """The rows of a table, ranking or summary: the thesis's metrics in its order, then the other ``computed`` ones in theirs.
+
+    Raises:
+        ValueError: a computed metric that is not registered in this process (one line).
+    """
+    return {**STUDY_METRICS, **{name: spec(name).info for name in computed if name not in STUDY_METRICS}}
 
 
 @torch.no_grad()
@@ -43,5 +145,12 @@ def compute(name: str, output: torch.Tensor, target: torch.Tensor, **params) -> 
 
     Returns:
         Tensor of shape (N,).
+
+    Raises:
+        ValueError: the metric returned something else than N values (one line).
     """
-    return spec(name).compute(output, target, **params)
+    values = spec(name).compute(output, target, **params)
+    if not isinstance(values, torch.Tensor) or tuple(values.shape) != (output.shape[0],):
+        got = f"shape {tuple(values.shape)}" if isinstance(values, torch.Tensor) else type(values).__name__
+        raise ValueError(f"metric {name!r} returned {got} for {output.shape[0]} image(s), expected a tensor of shape ({output.shape[0]},)")
+    return values

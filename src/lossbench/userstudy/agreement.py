@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lossbench import paper
-from lossbench.metrics import STUDY_METRICS
+from lossbench.metrics import spec as metric_spec
 from lossbench.userstudy.scaling import Summary
 
 
@@ -50,7 +50,7 @@ def agreement_rows(summary: Summary, values: dict[str, dict[str, float]], source
         if len(losses) < 3:
             continue
         index = [summary.conditions.index(loss) for loss in losses]
-        sign = 1.0 if STUDY_METRICS[metric].higher_is_better else -1.0
+        sign = 1.0 if metric_spec(metric).info.higher_is_better else -1.0
         oriented = sign * np.array([by_loss[loss] for loss in losses])
         tau = float(kendall_tau(oriented, summary.jod[index])[0])
         low, high = np.nanpercentile(kendall_tau(oriented, summary.samples[:, index]), [100 * alpha / 2, 100 * (1 - alpha / 2)])
@@ -80,7 +80,7 @@ def write_agreement(rows: list[dict[str, str]], prefix: str | Path, caption: str
         writer.writeheader()
         writer.writerows(rows)
     lines = [caption, "", "| Metric | Metric values from | Models | Kendall τ | 95 % CI | p (chance) |", "|---|---|---:|---:|---|---:|"]
-    lines += [f"| {STUDY_METRICS[r['metric']].label} | {r['source']} | {r['models']} | {r['tau']} | [{r['ci_low']}, {r['ci_high']}] | {r['p_chance']} |" for r in rows]
+    lines += [f"| {metric_spec(r['metric']).info.label} | {r['source']} | {r['models']} | {r['tau']} | [{r['ci_low']}, {r['ci_high']}] | {r['p_chance']} |" for r in rows]
     lines += ["", "p (chance): the share of all orderings of the models that agree with the metric at least as well as the observers' ranking does (one-sided, exact); below 0.05 the agreement is beyond chance."]
     md_path.write_text("\n".join(lines) + "\n")
     return [csv_path, md_path]
