@@ -1,4 +1,4 @@
-"""A user's own loss, the opt-in mix loss and the JPEG-deblocking task through the tiny workflow, added by configuration only."""
+"""A user's own loss and metric, the opt-in mix loss and the JPEG-deblocking task through the tiny workflow, added by configuration only."""
 
 import csv
 import os
@@ -22,10 +22,15 @@ class HalfL1(nn.Module):
 
     def forward(self, output, target):
         return 0.5 * (output - target).abs().mean()
+
+
+def max_error(output, target, power=1.0):
+    """The largest absolute error of each image, to the power: a metric defined outside the package."""
+    return (output - target).abs().flatten(1).amax(dim=1) ** power
 '''
 
 
-def test_a_users_loss_mix_and_the_jpeg_task_get_tables_columns_panels_and_curves(tmp_path):
+def test_a_users_loss_and_metric_mix_and_the_jpeg_task_get_tables_columns_rows_panels_and_curves(tmp_path):
     (tmp_path / "my_losses.py").write_text(textwrap.dedent(USER_MODULE))
     with open(TINY_CONFIG) as handle:
         config = yaml.safe_load(handle)
@@ -38,6 +43,8 @@ def test_a_users_loss_mix_and_the_jpeg_task_get_tables_columns_panels_and_curves
         "mix": {"lr": 1.0e-3, "params": {"term_params": {"msssim": {"small_images": "reduce_scales"}}}},
         "half_l1": {"module": "my_losses:HalfL1", "lr": 1.0e-3, "label": "Half l1"},
     }
+    config["own_metrics"] = {"max_error": {"module": "my_losses:max_error", "direction": "lower", "label": "Max error", "params": {"power": 2.0}}}
+    config["metrics"] = [*config["metrics"], "max_error"]
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     workdir = tmp_path / "run"
@@ -52,12 +59,27 @@ def test_a_users_loss_mix_and_the_jpeg_task_get_tables_columns_panels_and_curves
         assert header[2:11] == ["input", "l1", "l2", "msssim", "lpips_l2", "flip", "adaptive", "mix", "half_l1"]
         markdown = (tables / f"{table}.md").read_text()
         assert "Mix (MS-SSIM+l1)" in markdown and "Half l1" in markdown
+        # The own metric: the last row of every table, in every format, with a value for every model.
+        with open(tables / f"{table}.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert [row["metric"] for row in rows][-2:] == ["flip", "max_error"] and all(rows[-1][column] for column in ("input", "l1", "mix", "half_l1"))
+        assert "| Max error ↓ |" in markdown and r"Max error $\downarrow$ &" in (tables / f"{table}.tex").read_text()
+        assert "| Max error | 0 |" in (tables / f"{table}_per_seed.md").read_text()
     jpeg = (tables / "table_jpeg.md").read_text()
     assert "| Metric | JPEG |" in jpeg and "JPEG deblocking at quality 10" in jpeg and "(task jpeg; not in the thesis)" in jpeg
     assert not list(tables.glob("table_jpeg_vs_paper*")) and (tables / "table_jpeg.tex").is_file() and (tables / "table_jpeg_per_seed.md").is_file()
     with open(tables / "table_6_1_vs_paper.csv", newline="") as handle:
         compared = [row for row in csv.DictReader(handle) if row["model"] in ("mix", "half_l1")]
     assert compared and all(row["paper"] == "" and row["ours"] != "" for row in compared)
+    with open(tables / "table_6_1_vs_paper.csv", newline="") as handle:
+        own_metric = [row for row in csv.DictReader(handle) if row["metric"] == "max_error"]
+    assert {row["model"] for row in own_metric if row["ours"]} == {"input", "l1", "mix", "half_l1"} and all(row["paper"] == "" for row in own_metric)
+    assert "| Max error |" in (workdir / "results" / "demo" / "summary.md").read_text()
+    # The statistics (built with one seed too on request): the own metric is ranked and compared like the thesis's.
+    result = subprocess.run([*command, "statistics"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Max error" in (workdir / "results" / "demo" / "tables" / "table_6_1_pairs.md").read_text()
+    assert (workdir / "results" / "demo" / "figures" / "ranking_jpeg.png").stat().st_size > 0
     figures = workdir / "results" / "demo" / "figures"
     assert all((figures / f"{name}.png").stat().st_size > 0 for name in config["figures"])
     assert (figures / "curves_denoise.png").stat().st_size > 0 and (figures / "curves_jpeg.png").stat().st_size > 0
