@@ -4,6 +4,8 @@ Each loss and metric module declares its spec; :mod:`lossbench.losses` and :mod:
 collect them. Tables, figures, the user study, configuration checks, evaluation, training, tests
 and benches read names, labels, directions and task-dependent defaults from the specs, so a new
 loss or metric is one module plus one registry line, and no name-specific branch lives elsewhere.
+A user's own loss or metric from the configuration (``losses.<name>.module``, ``own_metrics``) is
+imported, checked and registered by the helpers here, the same for both (:func:`register_own`).
 """
 
 from __future__ import annotations
