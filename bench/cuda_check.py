@@ -14,7 +14,7 @@ Four stages, each recorded in the JSON (GPU name, capability, torch and CUDA ver
    how many graphs dynamo compiled for full batches followed by a short last batch (expected: 2, the
    second with a dynamic batch size, after which short batches reuse it).
 4. ``resume``: Adam steps (the adaptive loss, whose parameters are optimised too), a checkpoint
-   written and read back by :mod:`lossbench.train` (RNG states included), a fresh model and optimiser
+   written and read back by :mod:`lossbench.checkpoint` (RNG states included), a fresh model and optimiser
    resumed from it: every ``optimizer.state[*]["step"]`` must be on the CPU (on the GPU each of Adam's
    ``.item()`` calls is a sync), the moments on the GPU, and the resumed steps must run under
    ``torch.cuda.set_sync_debug_mode("error")``; the resumed weights are compared with an

@@ -591,7 +591,7 @@ LIVE_KEYS = ("snapshots", "tensorboard")
 
 
 def live_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The ``trainer`` settings of the live view, as :func:`lossbench.train.run` takes them (``live``)."""
+    """The ``trainer`` settings of the live view, as :func:`lossbench.training.run` takes them (``live``)."""
     return {key: config["trainer"][key] for key in LIVE_KEYS}
 
 
