@@ -104,6 +104,9 @@ class Training(_Section):
 class Trainer(_Section):
     """How training runs: the ``trainer`` section less what changes no result, plus the task's schedule.
 
+    A key added to the schema's ``trainer`` section needs its field here; until then
+    :func:`lossbench.config.train_spec` refuses it in one line.
+
     Attributes:
         nonfinite: ``stop`` the job at a non-finite loss or gradient, or ``skip`` the batch.
         autocast: ``none`` or ``bfloat16`` mixed precision of the forward pass.
