@@ -14,12 +14,12 @@ Four stages, each recorded in the JSON (GPU name, capability, torch and CUDA ver
    how many graphs dynamo compiled for full batches followed by a short last batch (expected: 2, the
    second with a dynamic batch size, after which short batches reuse it).
 4. ``resume``: Adam steps (the adaptive loss, whose parameters are optimised too), a checkpoint
-   written and read back by :mod:`lossbench.train` (RNG states included), a fresh model and optimiser
+   written and read back by :mod:`lossbench.checkpoint` (RNG states included), a fresh model and optimiser
    resumed from it: every ``optimizer.state[*]["step"]`` must be on the CPU (on the GPU each of Adam's
    ``.item()`` calls is a sync), the moments on the GPU, and the resumed steps must run under
    ``torch.cuda.set_sync_debug_mode("error")``; the resumed weights are compared with an
    uninterrupted run's.
-5. ``train_run``: :func:`lossbench.train.run` end to end on the demo configuration with ``device:
+5. ``train_run``: :func:`lossbench.training.run` end to end on the demo configuration with ``device:
    cuda``, bfloat16, channels_last, compile, cudnn_benchmark and 2 persistent workers, 2 epochs (the
    dry run: 1 epoch of 3 batches); then :func:`lossbench.infer.run` of the model it wrote, with the
    kernel flags set the other way first: inference must set the model's ``trainer.tf32`` and
@@ -47,11 +47,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from lossbench import infer, losses, train
+from lossbench import checkpoint, infer, losses, training
 from lossbench.config import train_spec, validate
-from lossbench.data.tasks import prepare_embedded_photos, write_valset
+from lossbench.data.tasks import channels, prepare_embedded_photos, write_valset
 from lossbench.device import float32_precision_flags, configure_cuda_kernels
 from lossbench.models import UNet
+from lossbench.run_spec import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 #: The thesis's U-net and crops (config/paper.yaml, denoising).
@@ -75,9 +76,9 @@ EXPECTED_GRAPHS = 2
 RESUME_LOSS = "adaptive"
 
 
-def loss_params(name: str) -> dict:
-    """Constructor arguments of loss ``name`` for the check."""
-    return {**losses.spec(name).portable_params, **EXTRA_PARAMS.get(name, {})}
+def build_loss(name: str) -> torch.nn.Module:
+    """Loss ``name`` for RGB images, with its portable parameters and those of :data:`EXTRA_PARAMS`."""
+    return losses.spec(name).build({**losses.spec(name).portable_params, **EXTRA_PARAMS.get(name, {})}, channels("rgb_denoise"))
 
 
 def _batch(device: torch.device, batch: int, crop: int, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,7 +92,7 @@ def _batch(device: torch.device, batch: int, crop: int, channels_last: bool = Fa
 def _setup(name: str, device: torch.device, channels_last: bool, width: int) -> tuple[UNet, torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model = UNet(3, 3, width=width, depth=DEPTH, residual=False).to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    loss_fn = train.build_loss({"loss": name, "loss_params": loss_params(name), "kind": "rgb_denoise"}).to(device)
+    loss_fn = build_loss(name).to(device)
     return model, loss_fn, torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=1e-4)
 
 
@@ -173,7 +174,7 @@ def check_tf32_scope(device: torch.device, crop: int) -> dict:
     for name in ("msssim", "flip", "lpips_l2"):
         values = {}
         for where in ("cpu", device):
-            loss_fn = train.build_loss({"loss": name, "loss_params": loss_params(name), "kind": "rgb_denoise"}).to(where)
+            loss_fn = build_loss(name).to(where)
             output = noisy.to(where).requires_grad_()
             loss = loss_fn(output, target.to(where))
             loss.backward()
@@ -215,19 +216,19 @@ def check_resume(device: torch.device, steps: int, batch_size: int, crop: int, w
     for _ in range(steps):
         _step(model, loss_fn, optimizer, batch, False)
     with tempfile.TemporaryDirectory() as folder:
-        train.save_checkpoint(Path(folder), {
+        checkpoint.save_checkpoint(Path(folder), {
             "model": model.state_dict(),
             "loss": loss_fn.state_dict(),
             "optimizer": optimizer.state_dict(),
-            "rng": train._rng_states(device),
+            "rng": checkpoint.rng_states(device),
             "progress": {"step": steps},
         })
-        checkpoint, _ = train.load_checkpoint(Path(folder))
+        saved, _ = checkpoint.load_checkpoint(Path(folder))
     resumed_model, resumed_loss, resumed_optimizer = _setup(RESUME_LOSS, device, channels_last=False, width=width)
-    resumed_model.load_state_dict(checkpoint["model"])
-    resumed_loss.load_state_dict(checkpoint["loss"])
-    resumed_optimizer.load_state_dict(checkpoint["optimizer"])
-    train._restore_rng_states(checkpoint["rng"], device)
+    resumed_model.load_state_dict(saved["model"])
+    resumed_loss.load_state_dict(saved["loss"])
+    resumed_optimizer.load_state_dict(saved["optimizer"])
+    checkpoint.restore_rng_states(saved["rng"], device)
     states = list(resumed_optimizer.state.values())
     result = {
         "optimizer_states": len(states),
@@ -282,13 +283,13 @@ def failures(report: dict) -> list[str]:
     return found
 
 
-def _kernel_flags(trainer: dict) -> dict:
+def _kernel_flags(trainer: Trainer) -> dict:
     """The CUDA kernel flags that :func:`configure_cuda_kernels` sets for ``trainer``: as they are now
     (``actual``) and as ``trainer`` asks (``expected``)."""
-    flags = float32_precision_flags(trainer["tf32"])
+    flags = float32_precision_flags(trainer.tf32)
     return {
         "actual": [torch.backends.cudnn.benchmark, *(getattr(owner, name) for owner, name, _ in flags)],
-        "expected": [trainer["cudnn_benchmark"], *(value for *_, value in flags)],
+        "expected": [trainer.cudnn_benchmark, *(value for *_, value in flags)],
     }
 
 
@@ -298,24 +299,24 @@ def check_train_run(device: str, small: bool) -> dict:
     config = copy.deepcopy(config)
     config["device"] = device
     config["trainer"].update(autocast="bfloat16", channels_last=True, compile=device == "cuda", cudnn_benchmark=True)
+    config["tasks"]["denoise"]["training"].update(epochs=1 if small else 2, workers=2)
+    if small:
+        config["tasks"]["denoise"]["crops_per_image"] = 4
     config = validate(config)
     spec = train_spec(config, "denoise", "flip", 0)
-    spec["training"].update(epochs=1 if small else 2, workers=2)
-    if small:
-        spec["data"]["crops_per_image"] = 4
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         prepare_embedded_photos(["chelsea", "rocket", "coffee"], root / "train", max_side=256)
         prepare_embedded_photos(["astronaut"], root / "val", max_side=200)
-        write_valset("rgb_denoise", spec["data"], root / "val", root / "val.h5")
+        write_valset("rgb_denoise", spec.data, root / "val", root / "val.h5")
         started = time.perf_counter()
-        train.run(spec, root / "train", root / "val.h5", root / "out", root / "checkpoints", device=device, threads=4, progress=False, checkpoint_every=5)
+        training.run(spec, root / "train", root / "val.h5", root / "out", root / "checkpoints", device=device, threads=4, progress=False, checkpoint_every=5)
         seconds = time.perf_counter() - started
         with open(root / "out" / "curve.csv") as handle:
             curve = handle.read()
-        trainer = spec["trainer"]
+        trainer = spec.trainer
         # The other way first, so that only inference itself can set them as the model was trained.
-        configure_cuda_kernels(torch.device(device), tf32=not trainer["tf32"], benchmark=not trainer["cudnn_benchmark"])
+        configure_cuda_kernels(torch.device(device), tf32=not trainer.tf32, benchmark=not trainer.cudnn_benchmark)
         images = infer.run(root / "out" / "model.pt", root / "val.h5", root / "outputs.h5", device=device, threads=4)
     flags = _kernel_flags(trainer)
     result = {"seconds": seconds, "curve": curve, "inferred_images": images}

@@ -28,8 +28,8 @@ import time
 import torch
 
 from lossbench import losses, models
+from lossbench.data.tasks import channels
 from lossbench.device import MIN_CAPABILITY, DeviceError, check_gpu_features, configure_cuda_kernels
-from lossbench.train import build_loss
 
 #: name → (width, depth, residual, crop, batch on CPU, batch on CUDA).
 SIZES = {"demo": (8, 3, True, 64, 4, 4), "paper": (32, 4, False, 256, 4, 16)}
@@ -73,7 +73,7 @@ def _setups(model: str, size: str, device: torch.device, fast: bool) -> dict[str
     for name in losses.names():
         torch.manual_seed(0)
         network = models.build(model_section(model, size), 3).to(device, memory_format=layout)
-        loss_fn = build_loss({"loss": name, "loss_params": losses.spec(name).portable_params, "kind": "rgb_denoise"}).to(device)
+        loss_fn = losses.spec(name).build(losses.spec(name).portable_params, channels("rgb_denoise")).to(device)
         optimizer = torch.optim.Adam(list(network.parameters()) + list(loss_fn.parameters()), lr=1e-4)
         setups[name] = (network, loss_fn, optimizer, data, fast)
     return setups

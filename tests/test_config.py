@@ -2,6 +2,7 @@ import pytest
 import yaml
 
 from lossbench.config import ConfigError, learning_rate, load, train_spec, validate
+from lossbench.run_spec import Schedule
 
 
 def test_tiny_config_is_valid_and_defaults_are_filled(tiny_config):
@@ -69,8 +70,8 @@ def test_learning_rates_and_spec(tiny_config):
     config = validate(tiny_config)
     assert learning_rate(config, "knee", "l2") == 2e-3 and learning_rate(config, "knee", "l1") == 1e-3
     spec = train_spec(config, "knee", "l2", 3)
-    assert spec["kind"] == "mri_singlecoil" and spec["seed"] == 3 and spec["lr"] == 2e-3
-    assert spec["data"]["mask"]["acceleration"] == 8 and "source" not in spec["data"]
+    assert spec.kind == "mri_singlecoil" and spec.seed == 3 and spec.lr == 2e-3
+    assert spec.data["mask"]["acceleration"] == 8 and "source" not in spec.data
 
 
 def test_load_reports_bad_files(tmp_path):
@@ -137,9 +138,9 @@ def test_a_task_schedule_replaces_the_trainers_for_that_task_only(repo):
     raw["trainer"]["schedule"] = {"kind": "constant"}
     raw["tasks"]["knee"]["training"]["schedule"] = {"kind": "cosine", "final": 0.05}
     config = validate(raw, require_data=False)
-    assert train_spec(config, "knee", "l2", 0)["trainer"]["schedule"] == {"kind": "cosine", "final": 0.05, "warmup": 0}
-    assert train_spec(config, "denoise", "l2", 0)["trainer"]["schedule"] == {"kind": "constant", "warmup": 0, "final": 0}
-    assert "schedule" not in train_spec(config, "knee", "l2", 0)["training"]
+    assert train_spec(config, "knee", "l2", 0).trainer.schedule == Schedule(kind="cosine", warmup=0, final=0.05)
+    assert train_spec(config, "denoise", "l2", 0).trainer.schedule == Schedule(kind="constant", warmup=0, final=0)
+    assert "schedule" not in train_spec(config, "knee", "l2", 0).to_dict()["training"]
     raw["tasks"]["knee"]["training"]["schedule"] = {"kind": "linear"}
     with pytest.raises(ConfigError, match=r"tasks\.knee\.training\.schedule\.kind"):
         validate(raw, require_data=False)

@@ -12,7 +12,7 @@ from lossbench.config import ConfigError, train_spec, validate
 from lossbench.losses.mix import MixLoss
 from lossbench.metrics.msssim import ms_ssim
 from lossbench.tables import build_table, comparison_rows, to_latex, to_markdown, write_all
-from lossbench.train import build_loss
+from lossbench.training import build_loss
 
 USER_MODULE = '''
 import torch
@@ -89,7 +89,7 @@ def test_a_users_loss_from_the_config_is_registered_labelled_and_built(tiny_conf
     config = validate(tiny_config, "tiny.yaml")
     assert losses.label("mine") == "My loss" and "mine" not in losses.STUDY_LOSSES
     spec = train_spec(config, "denoise", "mine", 0)
-    assert spec["loss_module"] == f"{user_module}:ScaledL1" and "loss_module" not in train_spec(config, "denoise", "l1", 0)
+    assert spec.loss.module == f"{user_module}:ScaledL1" and "loss_module" not in train_spec(config, "denoise", "l1", 0).to_dict()
     loss_fn = build_loss(spec)
     target = torch.rand(2, 3, 16, 16)
     assert float(loss_fn(target + 0.1, target).detach()) == pytest.approx(0.2, abs=1e-6)
@@ -207,7 +207,7 @@ def test_mix_through_the_config_gives_its_terms_their_task_defaults_and_channels
     tiny_config["losses"]["mix"] = {"lr": 1e-3, "params": {"weights": {"l2": 0.5, "adaptive": 0.3, "flip": 0.2}, "term_params": {"flip": {"out_of_range": "inward"}}}}
     config = validate(tiny_config, "tiny.yaml")
     spec = train_spec(config, "knee", "mix", 0)
-    assert spec["loss_params"]["term_params"]["flip"] == {"out_of_range": "inward", "mode": "gray_thesis", "ppd": pytest.approx(67.0206, abs=1e-4)}
+    assert spec.loss.params["term_params"]["flip"] == {"out_of_range": "inward", "mode": "gray_thesis", "ppd": pytest.approx(67.0206, abs=1e-4)}
     loss_fn = build_loss(spec)
     assert [p.numel() for p in loss_fn.parameters()] == [1, 1]  # adaptive's alpha and scale for one channel
     target = torch.rand(2, 1, 32, 32)
@@ -317,7 +317,7 @@ def test_a_task_of_its_own_kind_gets_its_own_table_without_a_thesis_comparison(t
     assert task_tables(config) == {"table_6_1": "denoise", "table_6_3": "knee", "table_6_4": "brain", "table_jpeg": "jpeg"}
     assert dataset(config, "jpeg") is config["tasks"]["denoise"]["data"]
     spec = train_spec(config, "jpeg", "l1", 0)
-    assert spec["kind"] == "rgb_jpeg" and spec["dataset"] == config["tasks"]["denoise"]["data"] and spec["data"]["quality"] == 10
+    assert spec.kind == "rgb_jpeg" and spec.dataset == config["tasks"]["denoise"]["data"] and spec.data["quality"] == 10
     # A thesis task's name with another kind is another task: its own table, not the thesis's.
     from lossbench.tables import subject
 

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lossbench import train
+from lossbench import training
 from lossbench.config import train_spec, validate
 from lossbench.data import fastmri_synthetic as synthetic
 from lossbench.data.fastmri_files import FastMRIFileError, check_folder, link_checked
 from lossbench.data.tasks import write_valset
+from lossbench.run_spec import RunSpec
 
 #: Brain volumes at matrix 48: coil counts 2, 3 and 5, one scan 37 columns wide (narrower than the
 #: 48 crop), maxima from 1e-5 to 1e-2, several acquisitions.
@@ -76,7 +77,7 @@ def test_single_coil_files_of_two_widths_with_reconstruction_rss_pass(tmp_path):
     assert selected == paths and problems == []
 
 
-def _brain_run(tmp_path: Path, tiny_config: dict, slices: int, epochs: int) -> dict:
+def _brain_run(tmp_path: Path, tiny_config: dict, slices: int, epochs: int) -> RunSpec:
     """Varied brain training volumes of ``slices`` slices, a one-slice validation set in val.h5, and
     the tiny config's l1 spec on 48-pixel crops in batches of two."""
     _write(tmp_path / "train", BRAIN, slices=slices)
@@ -85,13 +86,13 @@ def _brain_run(tmp_path: Path, tiny_config: dict, slices: int, epochs: int) -> d
     config["tasks"]["brain"]["crop"] = 48
     config["tasks"]["brain"]["training"].update(epochs=epochs, batch_size=2)
     spec = train_spec(config, "brain", "l1", 0)
-    assert write_valset("mri_multicoil", spec["data"], tmp_path / "val", tmp_path / "val.h5") == 1
+    assert write_valset("mri_multicoil", spec.data, tmp_path / "val", tmp_path / "val.h5") == 1
     return spec
 
 
 def test_training_on_varied_brain_volumes_batches_by_shape(tmp_path, tiny_config):
     spec = _brain_run(tmp_path, tiny_config, slices=2, epochs=1)
-    train.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "out", tmp_path / "ckpt", device="cpu", threads=1, progress=False)
+    training.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "out", tmp_path / "ckpt", device="cpu", threads=1, progress=False)
     with open(tmp_path / "out" / "curve.csv") as handle:
         (row,) = list(csv.DictReader(handle))
     # Three volumes of two slices, one shape each: three batches of two, none mixing shapes.
@@ -119,14 +120,14 @@ def test_shape_grouped_mri_run_resumed_mid_epoch_ends_bit_for_bit_the_same(tmp_p
 
     spec = _brain_run(tmp_path, tiny_config, slices=3, epochs=2)
     options = dict(device="cpu", threads=1, progress=False, checkpoint_every=4)
-    reference = torch.load(train.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "reference", tmp_path / "ckpt", **options), weights_only=False)["model"]
+    reference = torch.load(training.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "reference", tmp_path / "ckpt", **options), weights_only=False)["model"]
     middle = next((tmp_path / "ckpt").rglob("step_000000008.pt"))
     assert torch.load(middle, weights_only=False)["progress"]["position"] == 2
     copy = tmp_path / "resumed" / middle.relative_to(tmp_path / "ckpt")
     copy.parent.mkdir(parents=True)
     copy.write_bytes(middle.read_bytes())
-    with caplog.at_level(logging.INFO, logger="lossbench.train"):
-        resumed = torch.load(train.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "out", tmp_path / "resumed", **options), weights_only=False)["model"]
+    with caplog.at_level(logging.INFO, logger="lossbench.training"):
+        resumed = torch.load(training.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "out", tmp_path / "resumed", **options), weights_only=False)["model"]
     assert "epoch 2, batch 2 of the epoch, step 8" in caplog.text
     assert all(torch.equal(resumed[key], reference[key]) for key in reference)
 

@@ -11,7 +11,7 @@ import yaml
 from PIL import Image
 
 from conftest import TINY_CONFIG
-from lossbench import infer, train
+from lossbench import infer, training
 from lossbench.config import train_spec, validate
 from lossbench.data import fastmri_synthetic as synthetic
 from lossbench.data.images import write_png
@@ -23,7 +23,7 @@ MATRIX = 64  # small synthetic knee volumes: 64×64 references from 128×74 k-sp
 
 
 def _train(spec, root):
-    return train.run(spec, root / "train", root / "val.h5", root / "model", root / "checkpoints", device="cpu", threads=1, progress=False)
+    return training.run(spec, root / "train", root / "val.h5", root / "model", root / "checkpoints", device="cpu", threads=1, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def denoise_model(tmp_path_factory, tiny):
     spec = train_spec(tiny, "denoise", "l1", 0)
     prepare_embedded_photos(["chelsea"], root / "train", max_side=64)
     prepare_embedded_photos(["astronaut", "coffee"], root / "val", max_side=48)
-    write_valset(spec["kind"], spec["data"], root / "val", root / "val.h5")
+    write_valset(spec.kind, spec.data, root / "val", root / "val.h5")
     return _train(spec, root), root
 
 
@@ -52,7 +52,7 @@ def knee_model(tmp_path_factory, tiny):
     spec = train_spec(tiny, "knee", "l2", 0)
     synthetic.generate_dataset(root / "train", "singlecoil", 1, 2, seed=1, prefix="train", matrix=MATRIX)
     synthetic.generate_dataset(root / "val", "singlecoil", 2, 3, seed=2, prefix="val", matrix=MATRIX)
-    write_valset(spec["kind"], spec["data"], root / "val", root / "val.h5")
+    write_valset(spec.kind, spec.data, root / "val", root / "val.h5")
     model = _train(spec, root)
     infer.run(model, root / "val.h5", root / "outputs.h5", device="cpu")
     return model, root

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import sys
+from dataclasses import replace
 
 import pytest
 from PIL import Image
 
-from lossbench import train
+from lossbench import training
 from lossbench.config import ConfigError, live_settings, train_spec, validate
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.logs import LiveViewError
@@ -18,13 +19,13 @@ from lossbench.logs import LiveViewError
 def run(tmp_path, tiny_config):
     config = validate(tiny_config)
     spec = train_spec(config, "denoise", "l2", 0)
-    spec["training"]["epochs"] = 2
+    spec = replace(spec, training=replace(spec.training, epochs=2))
     prepare_embedded_photos(["chelsea"], tmp_path / "train", max_side=64)
     prepare_embedded_photos(["astronaut", "coffee"], tmp_path / "val", max_side=48)
-    write_valset(spec["kind"], spec["data"], tmp_path / "val", tmp_path / "val.h5")
+    write_valset(spec.kind, spec.data, tmp_path / "val", tmp_path / "val.h5")
 
     def go(live):
-        return train.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "out", tmp_path / "checkpoints", device="cpu", threads=1, progress=False, live=live)
+        return training.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "out", tmp_path / "checkpoints", device="cpu", threads=1, progress=False, live=live)
 
     return go, tmp_path
 

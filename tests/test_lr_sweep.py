@@ -23,14 +23,16 @@ def test_written_choice_overrides_the_configured_rate(tmp_path, tiny_config):
     config = validate({**tiny_config, "learning_rates_file": str(path)})
     assert learning_rate(config, "knee", "l2") == 3e-4
     assert learning_rate(config, "brain", "l2") == 2e-3 and learning_rate(config, "knee", "l1") == 1e-3
-    assert train_spec(config, "knee", "l2", 0)["lr"] == 3e-4
+    assert train_spec(config, "knee", "l2", 0).lr == 3e-4
 
 
 def test_sweep_spec_changes_only_rate_and_epochs(tiny_config):
     config = validate({**tiny_config, "seeds": [4, 5], "lr_sweep": {"grid": [1e-3], "epochs": 3}})
     spec = sweep_spec(config, "denoise", "l1", 1e-3)
-    assert (spec["lr"], spec["training"]["epochs"], spec["seed"]) == (1e-3, 3, 4)
-    assert {k: v for k, v in spec.items() if k not in ("lr", "training")} == {k: v for k, v in train_spec(config, "denoise", "l1", 4).items() if k not in ("lr", "training")}
+    assert (spec.lr, spec.training.epochs, spec.seed) == (1e-3, 3, 4)
+    plain, configured = spec.to_dict(), train_spec(config, "denoise", "l1", 4).to_dict()
+    assert {k: v for k, v in plain.items() if k not in ("lr", "training")} == {k: v for k, v in configured.items() if k not in ("lr", "training")}
+    assert {k: v for k, v in plain["training"].items() if k != "epochs"} == {k: v for k, v in configured["training"].items() if k != "epochs"}
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import yaml
 from fastmri.models import Unet as FastMRIUnet
 
 from conftest import REPO, TINY_CONFIG
-from lossbench.train import load_model
+from lossbench.training import load_model
 
 
 def test_fastmri_unet_trains_infers_and_is_evaluated_on_rgb_and_mri(tmp_path):
@@ -30,7 +30,7 @@ def test_fastmri_unet_trains_infers_and_is_evaluated_on_rgb_and_mri(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     for task, channels in (("denoise", 3), ("knee", 1)):
         network, spec = load_model(results / "models" / task / "l1" / "seed0" / "model.pt")
-        assert type(network) is FastMRIUnet and network.in_chans == channels and spec["model"]["name"] == "fastmri_unet"
+        assert type(network) is FastMRIUnet and network.in_chans == channels and spec.model["name"] == "fastmri_unet"
         with open(results / "metrics" / task / "l1" / "seed0.csv", newline="") as handle:
             rows = list(csv.DictReader(handle))
         assert rows and all(float(row["psnr"]) > 0 for row in rows)

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from lossbench import infer, train
+from lossbench import infer, training
 from lossbench.config import train_spec, validate
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.data.valset import ImageFile, write_images
@@ -19,8 +19,8 @@ def test_inference_writes_clamped_outputs_and_logs_the_share(tmp_path, tiny_conf
     spec = train_spec(config, "denoise", "flip", 0)
     prepare_embedded_photos(["chelsea"], tmp_path / "train", max_side=64)
     prepare_embedded_photos(["astronaut"], tmp_path / "val", max_side=64)
-    write_valset("rgb_denoise", spec["data"], tmp_path / "val", tmp_path / "val.h5")
-    model = train.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "model", tmp_path / "checkpoints", device="cpu", threads=1, progress=False)
+    write_valset("rgb_denoise", spec.data, tmp_path / "val", tmp_path / "val.h5")
+    model = training.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "model", tmp_path / "checkpoints", device="cpu", threads=1, progress=False)
     with caplog.at_level(logging.INFO, logger="lossbench.infer"):
         infer.run(model, tmp_path / "val.h5", tmp_path / "out.h5", device="cpu")
     with ImageFile(tmp_path / "out.h5") as outputs:

@@ -24,7 +24,8 @@ import yaml
 from PIL import Image
 
 from conftest import REPO, TINY_CONFIG
-from lossbench import train
+from lossbench import train, training
+from lossbench.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint, spec_hash
 from lossbench.config import ConfigError, load, train_spec, validate
 from lossbench.data.images import read_image, read_rgb
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
@@ -48,12 +49,12 @@ def denoise(tmp_path, tiny_config):
     spec = train_spec(config, "denoise", "l1", 0)
     prepare_embedded_photos(["chelsea", "rocket"], tmp_path / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], tmp_path / "val", max_side=64)
-    write_valset("rgb_denoise", spec["data"], tmp_path / "val", tmp_path / "val.h5")
+    write_valset("rgb_denoise", spec.data, tmp_path / "val", tmp_path / "val.h5")
     return spec, tmp_path
 
 
 def _run(spec, root, train_dir="train", name="out", **options):
-    return train.run(spec, root / train_dir, root / "val.h5", root / name, root / "ckpt", device="cpu", threads=1, progress=False, **options)
+    return training.run(spec, root / train_dir, root / "val.h5", root / name, root / "ckpt", device="cpu", threads=1, progress=False, **options)
 
 
 def _weights(path):
@@ -82,7 +83,7 @@ def test_the_training_spec_covers_the_data_section(tiny_config, dotted, value):
         node = node[key]
     node[last] = value
     after = train_spec(validate(tiny_config), task, "l1", 0)
-    assert after != before and train.spec_hash(after) != train.spec_hash(before)
+    assert after != before and spec_hash(after) != spec_hash(before)
 
 
 def test_changed_training_images_give_a_new_model(denoise, caplog):
@@ -93,7 +94,7 @@ def test_changed_training_images_give_a_new_model(denoise, caplog):
     (root / "train").mkdir()
     for name, other in (("chelsea", "coffee"), ("rocket", "hubble")):
         prepare_embedded_photos([other], root / "other", max_side=96)[0].rename(root / "train" / f"{name}.png")
-    with caplog.at_level(logging.INFO, logger="lossbench.train"):
+    with caplog.at_level(logging.INFO, logger="lossbench.training"):
         second = _weights(_run(spec, root))
     assert "resuming" not in caplog.text
     assert not _same(first, second), "the rerun on new images returned the old model"
@@ -122,11 +123,11 @@ def test_the_cli_with_another_train_dir_starts_fresh(denoise, tiny_config, capsy
 def test_pruning_keeps_the_checkpoint_just_written(tmp_path):
     for step in (90, 120):  # higher-numbered files of an earlier run
         torch.save({"progress": {"step": step}}, tmp_path / f"step_{step:09d}.pt")
-    path = train.save_checkpoint(tmp_path, {"progress": {"step": 3}})
+    path = save_checkpoint(tmp_path, {"progress": {"step": 3}})
     assert path.exists()
-    train.save_checkpoint(tmp_path, {"progress": {"step": 6}})
+    save_checkpoint(tmp_path, {"progress": {"step": 6}})
     assert path.exists()  # the newest two of this run: steps 3 and 6
-    train.save_checkpoint(tmp_path, {"progress": {"step": 9}})
+    save_checkpoint(tmp_path, {"progress": {"step": 9}})
     assert not path.exists() and sorted(p.name for p in tmp_path.glob("step_*.pt"))[:2] == ["step_000000006.pt", "step_000000009.pt"]
 
 
@@ -134,8 +135,8 @@ def test_unreadable_checkpoints_are_moved_aside_with_one_warning_line(tmp_path, 
     for step in (4, 8):
         (tmp_path / f"step_{step:09d}.pt").write_bytes(b"not a checkpoint")
     torch.save({"model": {}}, tmp_path / "step_000000002.pt")  # readable, but no checkpoint
-    with caplog.at_level(logging.WARNING, logger="lossbench.train"):
-        assert train.load_checkpoint(tmp_path) is None
+    with caplog.at_level(logging.WARNING, logger="lossbench.checkpoint"):
+        assert load_checkpoint(tmp_path) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"step_{step:09d}.pt.corrupt" for step in (2, 4, 8)]
     restart = [record.getMessage() for record in caplog.records if "restarts from step 0" in record.getMessage()]
     assert len(restart) == 1 and "3 moved aside as *.corrupt" in restart[0]
@@ -151,8 +152,8 @@ def long_run(tmp_path, tiny_config):
     spec = train_spec(validate(config), "denoise", "l1", 0)
     prepare_embedded_photos(["chelsea", "rocket"], tmp_path / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], tmp_path / "val", max_side=64)
-    write_valset("rgb_denoise", spec["data"], tmp_path / "val", tmp_path / "val.h5")
-    reference = train.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "reference", tmp_path / "ckpt_reference", device="cpu", threads=1, progress=False, checkpoint_every=1)
+    write_valset("rgb_denoise", spec.data, tmp_path / "val", tmp_path / "val.h5")
+    reference = training.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "reference", tmp_path / "ckpt_reference", device="cpu", threads=1, progress=False, checkpoint_every=1)
     return tmp_path, _weights(reference)
 
 
@@ -205,18 +206,18 @@ def _simulate_cuda(monkeypatch, count):
 
 def test_resume_on_fewer_gpus_restores_the_training_device_rng_only(monkeypatch):
     saved_on = _simulate_cuda(monkeypatch, 2)
-    states = train._rng_states(torch.device("cuda", 1))  # trained on the second GPU of a workstation
+    states = rng_states(torch.device("cuda", 1))  # trained on the second GPU of a workstation
     resumed_on = _simulate_cuda(monkeypatch, 1)  # resumed under SLURM with one GPU
-    train._restore_rng_states(states, torch.device("cuda", 0))
+    restore_rng_states(states, torch.device("cuda", 0))
     assert torch.equal(resumed_on[0].get_state(), saved_on[1].get_state())
-    cpu_states = train._rng_states(torch.device("cpu"))
+    cpu_states = rng_states(torch.device("cpu"))
     assert "cuda" not in cpu_states
 
 
 def test_checkpoints_load_onto_the_cpu(denoise):
     spec, root = denoise
     _run(spec, root)
-    checkpoint, _ = train.load_checkpoint(next((root / "ckpt").iterdir()))
+    checkpoint, _ = load_checkpoint(next((root / "ckpt").iterdir()))
     tensors = [v for v in checkpoint["model"].values()] + [v for s in checkpoint["optimizer"]["state"].values() for v in s.values()]
     assert all(t.device.type == "cpu" for t in tensors)
 
@@ -293,7 +294,7 @@ def test_a_training_image_smaller_than_the_crop_is_refused_before_training(denoi
 def test_a_1x1_validation_image_is_refused_before_training(denoise):
     spec, root = denoise
     Image.new("RGB", (1, 1)).save(root / "val" / "dot.png")
-    write_valset("rgb_denoise", spec["data"], root / "val", root / "val.h5")
+    write_valset("rgb_denoise", spec.data, root / "val", root / "val.h5")
     with pytest.raises(ValueError, match=r"val\.h5: validation image 'dot' is 1×1, smaller than the 4×4 minimum of a U-net of depth 2 \(2\*\*model\.depth\)") as error:
         _run(spec, root)
     _one_line(error)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -17,10 +18,12 @@ import pytest
 import torch
 import yaml
 
-from lossbench import train
+from lossbench import training
+from lossbench.checkpoint import KEEP_CHECKPOINTS, load_checkpoint
 from lossbench.config import train_spec, validate
 from lossbench.data.fastmri_synthetic import generate_dataset
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
+from lossbench.run_spec import Schedule
 
 #: 8 training crops in batches of 2: 4 steps per epoch, so kills land mid-epoch too.
 EPOCHS, STEPS_PER_EPOCH = 2, 4
@@ -41,8 +44,8 @@ def setup(tmp_path_factory):
     spec = train_spec(config, "denoise", "l1", 0)
     prepare_embedded_photos(["chelsea", "rocket"], root / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], root / "val", max_side=64)
-    write_valset("rgb_denoise", spec["data"], root / "val", root / "val.h5")
-    reference = train.run(spec, root / "train", root / "val.h5", root / "reference", root / "ckpt_reference", device="cpu", threads=1, progress=False, checkpoint_every=3)
+    write_valset("rgb_denoise", spec.data, root / "val", root / "val.h5")
+    reference = training.run(spec, root / "train", root / "val.h5", root / "reference", root / "ckpt_reference", device="cpu", threads=1, progress=False, checkpoint_every=3)
     return root, spec, torch.load(reference, weights_only=False)["model"]
 
 
@@ -107,13 +110,13 @@ def test_sigterm_checkpoints_exits_nonzero_and_resumes(setup, caplog):
     assert process.returncode == 128 + signal.SIGTERM, output
     assert "SIGTERM received: checkpoint" in output
     steps = _checkpoint_steps(root / "ckpt_terminated")
-    assert len(steps) <= train.KEEP_CHECKPOINTS and steps[-1] < EPOCHS * STEPS_PER_EPOCH
+    assert len(steps) <= KEEP_CHECKPOINTS and steps[-1] < EPOCHS * STEPS_PER_EPOCH
     # The newest checkpoint is corrupted: the resume falls back to the one before, with a warning.
     newest = sorted((root / "ckpt_terminated").rglob("step_*.pt"))[-1]
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
-    with caplog.at_level(logging.INFO, logger="lossbench.train"):
-        path = train.run(spec, root / "train", root / "val.h5", root / "terminated", root / "ckpt_terminated", device="cpu", threads=1, progress=False, checkpoint_every=3)
-    if len(steps) == train.KEEP_CHECKPOINTS:
+    with caplog.at_level(logging.INFO, logger="lossbench"):
+        path = training.run(spec, root / "train", root / "val.h5", root / "terminated", root / "ckpt_terminated", device="cpu", threads=1, progress=False, checkpoint_every=3)
+    if len(steps) == KEEP_CHECKPOINTS:
         assert f"{newest} is unreadable" in caplog.text and "resuming" in caplog.text
     _assert_same_weights(path, reference)
 
@@ -128,14 +131,14 @@ def test_checkpoints_are_pruned_to_the_last_two(setup):
 def test_diverging_weights_stop_with_one_line_and_keep_the_good_checkpoints(setup):
     root, spec, _ = setup
     # Adam moves every weight by about lr per step: with 1e30 the moments and the forward pass overflow.
-    diverging = {**spec, "lr": 1e30, "trainer": {**spec["trainer"], "nonfinite": "skip"}}
-    with pytest.raises(train.NonFiniteError) as error:
-        train.run(diverging, root / "train", root / "val.h5", root / "nan", root / "ckpt_nan", device="cpu", threads=1, progress=False, checkpoint_every=1)
+    diverging = replace(spec, lr=1e30, trainer=replace(spec.trainer, nonfinite="skip"))
+    with pytest.raises(training.NonFiniteError) as error:
+        training.run(diverging, root / "train", root / "val.h5", root / "nan", root / "ckpt_nan", device="cpu", threads=1, progress=False, checkpoint_every=1)
     message = str(error.value)
     match = re.match(r"non-finite (?:loss \S+|weights after the optimiser step \(loss \S+\)) at step (\d+) \(epoch 1, batch \d+\); last finite loss (\S+); stopped", message)
     assert match and "\n" not in message, message
     assert not (root / "nan" / "model.pt").exists()
-    checkpoint, _ = train.load_checkpoint(next((root / "ckpt_nan").iterdir()))
+    checkpoint, _ = load_checkpoint(next((root / "ckpt_nan").iterdir()))
     assert checkpoint["progress"]["step"] == int(match[1]) - 1
     assert all(torch.isfinite(value).all() for value in checkpoint["model"].values())
 
@@ -152,21 +155,21 @@ def corrupted_knee(tmp_path_factory):
         config = validate(yaml.safe_load(handle))
     config["tasks"]["knee"]["training"].update(epochs=2, batch_size=1)
     spec = train_spec(config, "knee", "l1", 0)
-    write_valset("mri_singlecoil", spec["data"], root / "val", root / "val.h5")
+    write_valset("mri_singlecoil", spec.data, root / "val", root / "val.h5")
     return root, spec
 
 
 def test_nonfinite_loss_stops_with_step_loss_and_last_finite_value(corrupted_knee):
     root, spec = corrupted_knee
-    with pytest.raises(train.NonFiniteError, match=r"^non-finite loss nan at step \d \(epoch 1, batch \d\); last finite loss (None|0\.\d+); stopped"):
-        train.run(spec, root / "train", root / "val.h5", root / "stop", root / "ckpt_stop", device="cpu", threads=1, progress=False, checkpoint_every=1)
+    with pytest.raises(training.NonFiniteError, match=r"^non-finite loss nan at step \d \(epoch 1, batch \d\); last finite loss (None|0\.\d+); stopped"):
+        training.run(spec, root / "train", root / "val.h5", root / "stop", root / "ckpt_stop", device="cpu", threads=1, progress=False, checkpoint_every=1)
 
 
 def test_nonfinite_batches_are_skipped_and_counted_when_configured(corrupted_knee, caplog):
     root, spec = corrupted_knee
-    skipping = {**spec, "trainer": {**spec["trainer"], "nonfinite": "skip"}}
-    with caplog.at_level(logging.WARNING, logger="lossbench.train"):
-        path = train.run(skipping, root / "train", root / "val.h5", root / "skip", root / "ckpt_skip", device="cpu", threads=1, progress=False)
+    skipping = replace(spec, trainer=replace(spec.trainer, nonfinite="skip"))
+    with caplog.at_level(logging.WARNING, logger="lossbench.training"):
+        path = training.run(skipping, root / "train", root / "val.h5", root / "skip", root / "ckpt_skip", device="cpu", threads=1, progress=False)
     with open(root / "skip" / "curve.csv") as handle:
         curve = list(csv.DictReader(handle))
     assert [int(row["skipped"]) for row in curve] == [1, 1]  # the damaged slice, once per epoch
@@ -176,19 +179,19 @@ def test_nonfinite_batches_are_skipped_and_counted_when_configured(corrupted_kne
 
 
 def test_learning_rate_schedule_warms_up_then_decays_to_final():
-    cosine = {"kind": "cosine", "warmup": 0.1, "final": 0.05}
-    factors = [train.learning_rate_factor(cosine, step, 100) for step in range(100)]
+    cosine = Schedule(kind="cosine", warmup=0.1, final=0.05)
+    factors = [training.learning_rate_factor(cosine, step, 100) for step in range(100)]
     assert factors[0] == pytest.approx(1 / 11) and factors[9] == pytest.approx(10 / 11)
     assert factors[10] == pytest.approx(1.0) and factors[-1] == pytest.approx(0.05)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
-    constant = {"kind": "constant", "warmup": 0.0, "final": 0.0}
-    assert {train.learning_rate_factor(constant, step, 100) for step in range(100)} == {1.0}
+    constant = Schedule(kind="constant", warmup=0.0, final=0.0)
+    assert {training.learning_rate_factor(constant, step, 100) for step in range(100)} == {1.0}
 
 
 def test_scheduled_run_resumed_from_a_mid_epoch_checkpoint_ends_bit_for_bit_the_same(setup, tmp_path):
     root, spec, constant_reference = setup
-    scheduled = {**spec, "trainer": {**spec["trainer"], "schedule": {"kind": "cosine", "warmup": 0.25, "final": 0.1}}}
-    reference = train.run(scheduled, root / "train", root / "val.h5", tmp_path / "reference", tmp_path / "ckpt", device="cpu", threads=1, progress=False, checkpoint_every=3)
+    scheduled = replace(spec, trainer=replace(spec.trainer, schedule=Schedule(kind="cosine", warmup=0.25, final=0.1)))
+    reference = training.run(scheduled, root / "train", root / "val.h5", tmp_path / "reference", tmp_path / "ckpt", device="cpu", threads=1, progress=False, checkpoint_every=3)
     reference = torch.load(reference, weights_only=False)["model"]
     assert any(not torch.equal(reference[key], constant_reference[key]) for key in reference), "the schedule changed nothing"
     # Resume from the checkpoint at step 6 (epoch 2, batch 2): the rates of steps 7 and 8 come from the step count alone.
@@ -196,7 +199,7 @@ def test_scheduled_run_resumed_from_a_mid_epoch_checkpoint_ends_bit_for_bit_the_
     copy = tmp_path / "resumed" / middle.relative_to(tmp_path / "ckpt")
     copy.parent.mkdir(parents=True)
     copy.write_bytes(middle.read_bytes())
-    path = train.run(scheduled, root / "train", root / "val.h5", tmp_path / "out", tmp_path / "resumed", device="cpu", threads=1, progress=False, checkpoint_every=3)
+    path = training.run(scheduled, root / "train", root / "val.h5", tmp_path / "out", tmp_path / "resumed", device="cpu", threads=1, progress=False, checkpoint_every=3)
     _assert_same_weights(path, reference)
 
 

@@ -1,10 +1,11 @@
 import csv
 import logging
+from dataclasses import replace
 
 import pytest
 import torch
 
-from lossbench import infer, train
+from lossbench import infer, training
 from lossbench.config import train_spec, validate
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.data.valset import ImageFile
@@ -17,32 +18,32 @@ def denoise_run(tmp_path, tiny_config):
     spec = train_spec(config, "denoise", "l2", 0)
     prepare_embedded_photos(["chelsea", "rocket"], tmp_path / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], tmp_path / "val", max_side=64)
-    write_valset("rgb_denoise", spec["data"], tmp_path / "val", tmp_path / "val.h5")
+    write_valset("rgb_denoise", spec.data, tmp_path / "val", tmp_path / "val.h5")
     return spec, tmp_path
 
 
 def _train(spec, root, name):
-    return train.run(spec, root / "train", root / "val.h5", root / name, root / "checkpoints" / name, device="cpu", threads=1, progress=False)
+    return training.run(spec, root / "train", root / "val.h5", root / name, root / "checkpoints" / name, device="cpu", threads=1, progress=False)
 
 
 def test_training_writes_model_and_curve_and_is_reproducible(denoise_run):
     spec, root = denoise_run
-    spec["training"]["epochs"] = 2
+    spec = replace(spec, training=replace(spec.training, epochs=2))
     first = _train(spec, root, "a")
     second = _train(spec, root, "b")
     with open(root / "a" / "curve.csv") as handle:
         curve = list(csv.DictReader(handle))
     assert [row["epoch"] for row in curve] == ["1", "2"]
-    assert set(curve[0]) == set(train.CURVE_COLUMNS)
+    assert set(curve[0]) == set(training.CURVE_COLUMNS)
     state_a, state_b = torch.load(first, weights_only=False), torch.load(second, weights_only=False)
     assert all(torch.equal(state_a["model"][k], state_b["model"][k]) for k in state_a["model"])
-    assert state_a["spec"] == spec
+    assert state_a["spec"] == spec.to_dict()
 
 
 def test_rerun_resumes_from_the_checkpoint(denoise_run, caplog):
     spec, root = denoise_run
     _train(spec, root, "a")
-    with caplog.at_level(logging.INFO, logger="lossbench.train"):
+    with caplog.at_level(logging.INFO, logger="lossbench.training"):
         _train(spec, root, "a")
     assert "resuming" in caplog.text
 
@@ -50,7 +51,7 @@ def test_rerun_resumes_from_the_checkpoint(denoise_run, caplog):
 def test_adam_learning_rate_and_seed_change_the_weights(denoise_run):
     spec, root = denoise_run
     reference = torch.load(_train(spec, root, "a"), weights_only=False)["model"]
-    other_seed = torch.load(_train({**spec, "seed": 1}, root, "b"), weights_only=False)["model"]
+    other_seed = torch.load(_train(replace(spec, seed=1), root, "b"), weights_only=False)["model"]
     assert not all(torch.equal(reference[k], other_seed[k]) for k in reference)
 
 
@@ -66,7 +67,7 @@ def test_inference_restores_every_validation_image(denoise_run):
 def test_bfloat16_autocast_and_channels_last_train_and_change_the_numerics(denoise_run):
     spec, root = denoise_run
     reference = torch.load(_train(spec, root, "float32"), weights_only=False)["model"]
-    fast = {**spec, "trainer": {**spec["trainer"], "autocast": "bfloat16", "channels_last": True}}
+    fast = replace(spec, trainer=replace(spec.trainer, autocast="bfloat16", channels_last=True))
     state = torch.load(_train(fast, root, "bfloat16"), weights_only=False)
     assert state["spec"]["trainer"]["autocast"] == "bfloat16"
     assert all(value.dtype == torch.float32 and torch.isfinite(value).all() for value in state["model"].values())
@@ -77,17 +78,17 @@ def test_bfloat16_autocast_and_channels_last_train_and_change_the_numerics(denoi
 
 def test_one_persistent_loader_serves_every_epoch_with_the_same_data(denoise_run, monkeypatch):
     spec, root = denoise_run
-    spec["training"]["epochs"] = 2
+    spec = replace(spec, training=replace(spec.training, epochs=2))
     in_process = torch.load(_train(spec, root, "in_process"), weights_only=False)["model"]
     built = []
 
-    class CountedLoader(train.DataLoader):
+    class CountedLoader(training.DataLoader):
         def __init__(self, *args, **kwargs):
             built.append(kwargs)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(train, "DataLoader", CountedLoader)
-    spec["training"]["workers"] = 2
+    monkeypatch.setattr(training, "DataLoader", CountedLoader)
+    spec = replace(spec, training=replace(spec.training, workers=2))
     workers = torch.load(_train(spec, root, "workers"), weights_only=False)["model"]
     assert len(built) == 1 and built[0]["persistent_workers"] is True
     # Every sample's crop and noise come from its own seed, whichever process loads it.
@@ -97,10 +98,10 @@ def test_one_persistent_loader_serves_every_epoch_with_the_same_data(denoise_run
 def test_validation_runs_the_uncompiled_module(denoise_run, monkeypatch):
     spec, root = denoise_run
     compiled, validated = [], []
-    real_compile, real_validate = torch.compile, train.validate
+    real_compile, real_validate = torch.compile, training.validate
     # Dynamo's real tracing with the eager backend: no C++ toolchain or minutes of inductor needed.
     monkeypatch.setattr(torch, "compile", lambda model: compiled.append(real_compile(model, backend="eager")) or compiled[-1])
-    monkeypatch.setattr(train, "validate", lambda model, *args: validated.append(model) or real_validate(model, *args))
-    _train({**spec, "trainer": {**spec["trainer"], "compile": True}}, root, "compiled")
+    monkeypatch.setattr(training, "validate", lambda model, *args: validated.append(model) or real_validate(model, *args))
+    _train(replace(spec, trainer=replace(spec.trainer, compile=True)), root, "compiled")
     assert len(compiled) == 1 and validated
     assert all(isinstance(model, UNet) for model in validated)

@@ -78,7 +78,7 @@ def test_bad_kernel_sizes_raise(sizes):
 from fastmri.models import Unet as FastMRIUnet  # noqa: E402
 
 from lossbench import models  # noqa: E402
-from lossbench.train import load_model  # noqa: E402
+from lossbench.training import load_model  # noqa: E402
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -111,10 +111,12 @@ def test_a_section_without_name_is_the_thesis_unet_and_an_unknown_name_one_line(
         models.spec("resnet")
 
 
-def _save_model_pt(path, section, channels=1):
+def _save_model_pt(path, section, tiny_config):
+    from lossbench.config import train_spec, validate
+
     torch.manual_seed(0)
-    network = models.build(section, channels)
-    spec = {"task": "knee", "kind": "mri_singlecoil", "loss": "l1", "seed": 0, "model": section}
+    network = models.build(section, 1)
+    spec = {**train_spec(validate(tiny_config), "knee", "l1", 0).to_dict(), "model": section}
     torch.save({"spec": spec, "model": network.state_dict(), "loss": {}}, path)
     return network
 
@@ -125,10 +127,10 @@ def _save_model_pt(path, section, channels=1):
     # Checkpoints from before model.name: the thesis's U-net.
     {"width": 4, "depth": 2, "kernel_size": 3, "kernel_sizes": None, "residual": False},
 ])
-def test_load_model_builds_the_network_its_checkpoint_names(tmp_path, section):
-    saved = _save_model_pt(tmp_path / "model.pt", section)
+def test_load_model_builds_the_network_its_checkpoint_names(tmp_path, section, tiny_config):
+    saved = _save_model_pt(tmp_path / "model.pt", section, tiny_config)
     loaded, spec = load_model(tmp_path / "model.pt")
-    assert type(loaded) is type(saved) and not loaded.training and spec["model"] == section
+    assert type(loaded) is type(saved) and not loaded.training and spec.model == section
     image = torch.rand(1, 1, 24, 24)
     assert torch.equal(loaded(image), saved.eval()(image))
 

@@ -17,7 +17,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lossbench.data.images import list_images
 from lossbench.data.tasks import channels
+from lossbench.run_spec import LossSettings
 
 #: fastMRI's published split sizes (Zbontar et al. 2018, "fastMRI: An Open Dataset and Benchmarks for
 #: Accelerated MRI", arXiv:1811.08839, Table 2), by the folder names the dataset ships with.
@@ -155,7 +156,7 @@ def measured_gpu(path: Path, trainer: dict[str, Any]) -> dict[str, Any] | None:
 def estimate(config: dict[str, Any], results: Path = Path("results"), bench: Path = Path("bench/train_step.json")) -> list[dict[str, Any]]:
     """One row per (task, loss, seed): samples, steps, FLOPs, loss cost and hours (see the module docstring)."""
     from lossbench.config import train_spec
-    from lossbench.train import build_loss, build_model
+    from lossbench.training import build_loss, build_model
 
     gpu = measured_gpu(bench, config["trainer"])
     rows = []
@@ -163,7 +164,7 @@ def estimate(config: dict[str, Any], results: Path = Path("results"), bench: Pat
         samples = training_samples(config, task, results)
         training = settings["training"]
         crop = settings["crop"]
-        sample = torch.rand(1, channels(train_spec(config, task, next(iter(config["losses"])), 0)["kind"]), crop, crop, generator=torch.Generator().manual_seed(0))
+        sample = torch.rand(1, channels(train_spec(config, task, next(iter(config["losses"])), 0).kind), crop, crop, generator=torch.Generator().manual_seed(0))
         per_loss: dict[str, tuple[float | None, str]] = {}
         for loss in config["losses"]:
             spec = train_spec(config, task, loss, 0)
@@ -175,7 +176,7 @@ def estimate(config: dict[str, Any], results: Path = Path("results"), bench: Pat
         torch.manual_seed(0)
         flops = flops_per_sample(build_model(spec), sample)
         unet_seconds = cpu_step_seconds(build_model(spec), sample)
-        l2_seconds = loss_seconds(build_loss({**spec, "loss": "l2", "loss_params": {}}), sample)
+        l2_seconds = loss_seconds(build_loss(replace(spec, loss=LossSettings("l2", {}))), sample)
         for loss in config["losses"]:
             seconds, note = per_loss[loss]
             extra = None if seconds is None else max(0.0, seconds - l2_seconds)
@@ -184,7 +185,7 @@ def estimate(config: dict[str, Any], results: Path = Path("results"), bench: Pat
             if gpu is not None and loss in gpu["images_per_second"]:
                 # Measured at the paper's denoising size; other crops and channels scale with FLOPs.
                 reference = gpu["width"], gpu["depth"], gpu["crop"]
-                rate = gpu["images_per_second"][loss] * (reference[2] ** 2 * 3) / (crop**2 * channels(spec["kind"]))
+                rate = gpu["images_per_second"][loss] * (reference[2] ** 2 * 3) / (crop**2 * channels(spec.kind))
                 gpu_source = f"measured on {gpu['name']} (bench/train_step.json, variant {gpu['variant']}), scaled to the crop"
             else:
                 loss_factor = 1.0 if extra is None else 1.0 + extra / unet_seconds

@@ -562,33 +562,33 @@ def task_data(config: dict[str, Any], task: str) -> dict[str, Any]:
     return {key: value for key, value in config["tasks"][task].items() if key not in ("kind", "training", "data", "data_from")}
 
 
-def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> dict[str, Any]:
-    """Everything a training job of (task, loss, seed) depends on, as plain data.
+def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> RunSpec:
+    """Everything a training job of (task, loss, seed) depends on, as a typed run spec.
 
-    Snakemake passes it as a parameter, so a change to any of these values reruns exactly the
-    affected jobs; its hash, with the identity of the training files (computed by the job, see
-    :func:`lossbench.train.data_identity`), names the checkpoint folder. ``dataset`` is the task's
+    Snakemake passes it as a parameter (:meth:`RunSpec.to_dict`), so a change to any of these values
+    reruns exactly the affected jobs; its hash, with the identity of the training files (computed by
+    the job, see :func:`lossbench.checkpoint.data_identity`), names the checkpoint folder. ``dataset`` is the task's
     ``data`` section (source, photo names, folders, ``max_side``, volume counts): a change of the
     training set is a new run, never a resume of the old one.
     """
+    from lossbench.run_spec import LossSettings, RunSpec, Trainer, Training
+
     task_config = config["tasks"][task]
-    return {
-        "task": task,
-        "kind": task_config["kind"],
-        "loss": loss,
-        "loss_params": loss_params(config, task, loss),
-        # A loss of the user's own: another class is another run.
-        **({"loss_module": config["losses"][loss]["module"]} if "module" in config["losses"][loss] else {}),
-        "lr": learning_rate(config, task, loss),
-        "seed": int(seed),
-        "model": dict(config["model"]),
-        "training": {key: value for key, value in task_config["training"].items() if key != "schedule"},
+    return RunSpec(
+        task=task,
+        kind=task_config["kind"],
+        # A loss of the user's own (``module``): another class is another run.
+        loss=LossSettings(loss, loss_params(config, task, loss), config["losses"][loss].get("module")),
+        lr=learning_rate(config, task, loss),
+        seed=int(seed),
+        model=dict(config["model"]),
+        training=Training.from_dict({key: value for key, value in task_config["training"].items() if key != "schedule"}, "training"),
         # The checkpoint interval and the live view change no result: changing them neither reruns nor restarts a job.
-        "trainer": {key: value for key, value in config["trainer"].items() if key not in ("checkpoint_every", *LIVE_KEYS)}
-        | {"schedule": task_config["training"].get("schedule", config["trainer"]["schedule"])},
-        "data": task_data(config, task),
-        "dataset": copy.deepcopy(dataset(config, task)),
-    }
+        trainer=Trainer.from_dict({key: value for key, value in config["trainer"].items() if key not in ("checkpoint_every", *LIVE_KEYS)}
+                                  | {"schedule": task_config["training"].get("schedule", config["trainer"]["schedule"])}, "trainer"),
+        data=task_data(config, task),
+        dataset=copy.deepcopy(dataset(config, task)),
+    )
 
 
 #: Trainer settings of the live view of a job (:class:`lossbench.logs.LiveView`).
@@ -596,7 +596,7 @@ LIVE_KEYS = ("snapshots", "tensorboard")
 
 
 def live_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The ``trainer`` settings of the live view, as :func:`lossbench.train.run` takes them (``live``)."""
+    """The ``trainer`` settings of the live view, as :func:`lossbench.training.run` takes them (``live``)."""
     return {key: config["trainer"][key] for key in LIVE_KEYS}
 
 

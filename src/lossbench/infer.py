@@ -17,7 +17,6 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
@@ -28,7 +27,8 @@ from lossbench.data.fastmri_synthetic import RECON_KEYS
 from lossbench.data.images import list_images, read_rgb, write_png
 from lossbench.data.valset import ImageFile, write_images
 from lossbench.device import DeviceError, configure_cuda_kernels, select_device
-from lossbench.train import load_model
+from lossbench.run_spec import RunSpec
+from lossbench.training import load_model
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ def run(model_path: str | Path, valset_path: str | Path, out_path: str | Path, d
         torch.set_num_threads(threads)
     target_device = select_device(device)
     model, spec = load_model(model_path, target_device)
-    configure_cuda_kernels(target_device, spec["trainer"]["tf32"], spec["trainer"]["cudnn_benchmark"])  # as trained
-    log.info("inference of %s/%s seed %d on %s", spec["task"], spec["loss"], spec["seed"], target_device)
+    configure_cuda_kernels(target_device, spec.trainer.tf32, spec.trainer.cudnn_benchmark)  # as trained
+    log.info("inference of %s/%s seed %d on %s", spec.task, spec.loss.name, spec.seed, target_device)
     with ImageFile(valset_path) as valset:
         outside = total = 0
 
@@ -68,7 +68,7 @@ def run(model_path: str | Path, valset_path: str | Path, out_path: str | Path, d
                 total += restored.numel()
                 yield image_id, restored.clamp(0.0, 1.0).cpu().numpy()
 
-        write_images(out_path, {"output": outputs()}, {"task": spec["task"], "loss": spec["loss"], "seed": spec["seed"]})
+        write_images(out_path, {"output": outputs()}, {"task": spec.task, "loss": spec.loss.name, "seed": spec.seed})
         log.info("%.2f%% of output values were outside [0, 1] and were clamped", 100.0 * outside / max(total, 1))
         return len(valset.ids)
 
@@ -153,7 +153,7 @@ def _check_size(path: Path, height: int, width: int, depth: int) -> None:
         raise InferenceInputError(f"{path}: {width}×{height} is smaller than the {minimum}×{minimum} minimum of the model's U-net (depth {depth})")
 
 
-def restore_images(model: torch.nn.Module, spec: dict[str, Any], input_dir: Path, out_dir: Path, device: torch.device, sigma: float | None = None, seed: int = 0, overwrite: bool = False) -> list[Path]:
+def restore_images(model: torch.nn.Module, spec: RunSpec, input_dir: Path, out_dir: Path, device: torch.device, sigma: float | None = None, seed: int = 0, overwrite: bool = False) -> list[Path]:
     """Denoise every image below ``input_dir`` into ``out_dir/<id>.png`` (ids of :func:`list_images`).
 
     Args:
@@ -166,14 +166,14 @@ def restore_images(model: torch.nn.Module, spec: dict[str, Any], input_dir: Path
         images = list_images(input_dir)
     except FileNotFoundError as error:
         if input_dir.is_dir() and any(input_dir.glob("*.h5")):
-            raise InferenceInputError(f"{input_dir}: holds .h5 files but no images; the {spec['task']} model restores RGB images (PNG, JPEG, ...)") from None
+            raise InferenceInputError(f"{input_dir}: holds .h5 files but no images; the {spec.task} model restores RGB images (PNG, JPEG, ...)") from None
         raise InferenceInputError(str(error)) from None
     paths = {image_id: out_dir / f"{image_id}.png" for image_id in images}
     _refuse_existing(list(paths.values()), overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     for image_id, source in images.items():
         image = read_rgb(source)  # grayscale is repeated into RGB, alpha dropped; unreadable: one line naming the file
-        _check_size(source, image.shape[0], image.shape[1], spec["model"]["depth"])
+        _check_size(source, image.shape[0], image.shape[1], spec.model["depth"])
         if sigma is not None:
             image = validation_noise(image, image_id, sigma, seed)
         restored = _restore(model, image.transpose(2, 0, 1), device)
@@ -225,7 +225,7 @@ def _test_volume_inputs(path: Path, challenge: str, crop: int) -> tuple[np.ndarr
     return images / scale, scale
 
 
-def restore_volumes(model: torch.nn.Module, spec: dict[str, Any], input_dir: Path, out_dir: Path, device: torch.device, overwrite: bool = False) -> list[Path]:
+def restore_volumes(model: torch.nn.Module, spec: RunSpec, input_dir: Path, out_dir: Path, device: torch.device, overwrite: bool = False) -> list[Path]:
     """Reconstruct every fastMRI ``.h5`` volume of ``input_dir`` into fastMRI submission files in ``out_dir``.
 
     Train and validation files get the task's mask, fixed per file name as the workflow's
@@ -233,7 +233,7 @@ def restore_volumes(model: torch.nn.Module, spec: dict[str, Any], input_dir: Pat
     """
     from lossbench.data.mri import MRISliceDataset
 
-    challenge, data = tasks.spec(spec["kind"]).challenge, spec["data"]
+    challenge, data = tasks.spec(spec.kind).challenge, spec.data
     if not input_dir.is_dir():
         raise InferenceInputError(f"{input_dir}: not a folder, expected a folder of fastMRI {challenge} .h5 files")
     files = sorted(path for path in input_dir.iterdir() if path.suffix == ".h5" and path.is_file())
@@ -273,7 +273,7 @@ def restore_folder(model_path: str | Path, input_dir: str | Path, out_dir: str |
     """Run a trained model on one's own data: a folder of images (denoising) or of fastMRI ``.h5`` files (MRI).
 
     Args:
-        model_path: ``model.pt`` written by :mod:`lossbench.train`; its spec names the task, the
+        model_path: ``model.pt`` written by :mod:`lossbench.training`; its spec names the task, the
             MRI mask and the crop.
         input_dir: Folder of images (PNG, JPEG, ...; below it, recursively) or of fastMRI volumes.
         out_dir: Where the restored PNGs or fastMRI submission files go.
@@ -297,12 +297,12 @@ def restore_folder(model_path: str | Path, input_dir: str | Path, out_dir: str |
         model, spec = load_model(model_path, target_device)
     except Exception as error:  # anything from pickle to zip errors for a file that is no model.pt
         raise InferenceInputError(f"{model_path}: not a model written by lossbench.train ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
-    log.info("%s: %s/%s seed %d on %s", model_path, spec["task"], spec["loss"], spec["seed"], target_device)
-    challenge = tasks.spec(spec["kind"]).challenge
+    log.info("%s: %s/%s seed %d on %s", model_path, spec.task, spec.loss.name, spec.seed, target_device)
+    challenge = tasks.spec(spec.kind).challenge
     if challenge is None:  # a task on photographs
         return restore_images(model, spec, input_dir, out_dir, target_device, sigma, seed, overwrite)
     if sigma is not None:
-        raise InferenceInputError(f"--sigma adds noise to images, but {model_path} is a {spec['task']} (fastMRI {challenge}) model")
+        raise InferenceInputError(f"--sigma adds noise to images, but {model_path} is a {spec.task} (fastMRI {challenge}) model")
     return restore_volumes(model, spec, input_dir, out_dir, target_device, overwrite)
 
 

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from lossbench.config import train_spec
+from lossbench.run_spec import RunSpec
 
 
-def sweep_spec(config: dict[str, Any], task: str, loss: str, lr: float) -> dict[str, Any]:
-    """The training spec of one sweep run: the first seed, the sweep's epochs, learning rate ``lr``."""
+def sweep_spec(config: dict[str, Any], task: str, loss: str, lr: float) -> RunSpec:
+    """The run spec of one sweep run: the first seed, the sweep's epochs, learning rate ``lr``."""
     spec = train_spec(config, task, loss, config["seeds"][0])
-    spec["lr"] = float(lr)
-    spec["training"]["epochs"] = config["lr_sweep"]["epochs"]
-    return spec
+    return replace(spec, lr=float(lr), training=replace(spec.training, epochs=config["lr_sweep"]["epochs"]))
 
 
 def final_validation_loss(curve_path: str | Path) -> float:

@@ -22,7 +22,9 @@ rule train:
             labels={"task": "{task}", "loss": "{loss}", "seed": "{seed}"},
         ),
     params:
-        spec=lambda w: train_spec(config, w.task, w.loss, int(w.seed)),
+        # Plain data: Snakemake reruns a job whose parameters' repr changed, and skips the check for
+        # values it cannot represent (a dataclass).
+        spec=lambda w: train_spec(config, w.task, w.loss, int(w.seed)).to_dict(),
         checkpoints=results("checkpoints/{task}/{loss}/seed{seed}"),
         device=config["device"],
     threads: config["threads"]
@@ -44,7 +46,7 @@ rule lr_sweep_run:
         result=results("lr_sweep/{task}/{loss}/lr{lr}.yaml"),
         run=directory(results("lr_sweep/{task}/{loss}/lr{lr}")),
     params:
-        spec=lambda w: sweep_spec(config, w.task, w.loss, float(w.lr)),
+        spec=lambda w: sweep_spec(config, w.task, w.loss, float(w.lr)).to_dict(),
         checkpoints=results("checkpoints/lr_sweep/{task}/{loss}/lr{lr}"),
         device=config["device"],
     wildcard_constraints:

@@ -4,21 +4,22 @@ from pathlib import Path
 
 import yaml
 
-from lossbench import losses, train
+from lossbench import losses, training
 from lossbench.logs import log_to
 from lossbench.lr_sweep import final_validation_loss
+from lossbench.run_spec import RunSpec
 
 # A `folder` source's training input is the list of its one folder (common.smk's existing()), the others a path.
 TRAIN = snakemake.input.train if isinstance(snakemake.input.train, str) else snakemake.input.train[0]
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
-    spec = snakemake.params.spec
+    spec = RunSpec.from_dict(snakemake.params.spec)
     try:
-        train.run(spec, TRAIN, snakemake.input.valset, snakemake.output.run, snakemake.params.checkpoints,
-                  device=snakemake.params.device, threads=snakemake.threads, checkpoint_every=snakemake.config["trainer"]["checkpoint_every"])
-        result = {"lr": spec["lr"], "val_loss": final_validation_loss(Path(snakemake.output.run) / "curve.csv"), "diverged": None}
-    except train.NonFiniteError as error:
+        training.run(spec, TRAIN, snakemake.input.valset, snakemake.output.run, snakemake.params.checkpoints,
+                     device=snakemake.params.device, threads=snakemake.threads, checkpoint_every=snakemake.config["trainer"]["checkpoint_every"])
+        result = {"lr": spec.lr, "val_loss": final_validation_loss(Path(snakemake.output.run) / "curve.csv"), "diverged": None}
+    except training.NonFiniteError as error:
         # A rate too high for this loss is a result of the sweep, not a failure of it.
-        result = {"lr": spec["lr"], "val_loss": None, "diverged": str(error)}
+        result = {"lr": spec.lr, "val_loss": None, "diverged": str(error)}
     Path(snakemake.output.result).write_text(yaml.safe_dump(result))

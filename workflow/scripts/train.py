@@ -2,17 +2,18 @@
 
 from pathlib import Path
 
-from lossbench import losses, train
+from lossbench import losses, training
 from lossbench.config import live_settings
 from lossbench.logs import log_to
+from lossbench.run_spec import RunSpec
 
 # A `folder` source's training input is the list of its one folder (common.smk's existing()), the others a path.
 TRAIN = snakemake.input.train if isinstance(snakemake.input.train, str) else snakemake.input.train[0]
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
-    train.run(
-        snakemake.params.spec,
+    training.run(
+        RunSpec.from_dict(snakemake.params.spec),
         TRAIN,
         snakemake.input.valset,
         Path(snakemake.output.model).parent,
