@@ -168,6 +168,17 @@ def _error(args):
     return message
 
 
+@pytest.mark.parametrize("model, minimum, described", [
+    ({"name": "unet", "width": 8, "depth": 3, "kernel_size": 3, "residual": True}, 8, "a U-net of width 8 and depth 3"),
+    ({"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2, "drop_prob": 0.0}, 4, "num_pool_layers 2"),
+])
+def test_a_photo_smaller_than_any_networks_minimum_is_one_line(model, minimum, described, tmp_path):
+    # Read from the model's own spec: fastMRI's U-net has no "depth" key.
+    with pytest.raises(infer.InferenceInputError, match=rf"dot\.png: 3×2 is smaller than the {minimum}×{minimum} minimum of .*{described}"):
+        infer._check_size(tmp_path / "dot.png", 2, 3, model)
+    infer._check_size(tmp_path / "big.png", minimum, minimum, model)
+
+
 def test_bad_inputs_get_one_line_naming_the_file(denoise_model, knee_model, tmp_path):
     denoiser, _ = denoise_model
     knee, knee_root = knee_model

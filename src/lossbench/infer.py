@@ -16,12 +16,14 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping
+from typing import Any
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
+from lossbench import models
 from lossbench.data import tasks
 from lossbench.data.fastmri_synthetic import RECON_KEYS
 from lossbench.data.images import list_images, read_rgb, write_png
@@ -147,10 +149,12 @@ def _restore(model: torch.nn.Module, image: np.ndarray, device: torch.device) ->
     return model(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(device))[0].float().clamp(0.0, 1.0).cpu().numpy()
 
 
-def _check_size(path: Path, height: int, width: int, depth: int) -> None:
-    minimum = 2**depth
+def _check_size(path: Path, height: int, width: int, model: Mapping[str, Any]) -> None:
+    """One line naming ``path`` when the image is smaller than the network of ``model`` (a ``model`` section) takes."""
+    network = models.of(model)
+    minimum = network.min_side(models.params(model))
     if min(height, width) < minimum:
-        raise InferenceInputError(f"{path}: {width}×{height} is smaller than the {minimum}×{minimum} minimum of the model's U-net (depth {depth})")
+        raise InferenceInputError(f"{path}: {width}×{height} is smaller than the {minimum}×{minimum} minimum of {network.describe(models.params(model))}")
 
 
 def restore_images(model: torch.nn.Module, spec: RunSpec, input_dir: Path, out_dir: Path, device: torch.device, sigma: float | None = None, seed: int = 0, overwrite: bool = False) -> list[Path]:
@@ -173,7 +177,7 @@ def restore_images(model: torch.nn.Module, spec: RunSpec, input_dir: Path, out_d
     out_dir.mkdir(parents=True, exist_ok=True)
     for image_id, source in images.items():
         image = read_rgb(source)  # grayscale is repeated into RGB, alpha dropped; unreadable: one line naming the file
-        _check_size(source, image.shape[0], image.shape[1], spec.model["depth"])
+        _check_size(source, image.shape[0], image.shape[1], spec.model)
         if sigma is not None:
             image = validation_noise(image, image_id, sigma, seed)
         restored = _restore(model, image.transpose(2, 0, 1), device)
