@@ -98,9 +98,10 @@ def _keys(length: int, count: int) -> list[tuple[int, int]]:
 
 
 def _batch_size(batch) -> int:
-    """Samples in a batch of ours (a dict of an MRI or a denoising batch) or of fastMRI (a named tuple)."""
+    """Samples in a batch of ours (an MRI batch, with a mask per sample, or a denoising one, with a
+    pair per sample) or of fastMRI (a named tuple)."""
     if isinstance(batch, dict):
-        return len(next(iter(batch.values())))
+        return len(batch["mask"] if "mask" in batch else batch["pairs"])
     return len(batch[0])
 
 

@@ -14,10 +14,13 @@ from torch.utils.data import get_worker_info
 
 #: Largest array a DataLoader worker hands over pickled through its pipe; larger ones go through shared
 #: memory. A shared-memory tensor costs a new segment, its first-touch page faults (about 1 GB/s here)
-#: and the passing of its file descriptor, a round trip through the worker's resource-sharer thread
-#: that waits for the worker's GIL; a pickled array costs a few memory copies. Measured
-#: (bench/dataloader.py ``handover``): pickled is several times faster below ~4 MB, shared memory
-#: faster above ~8 MB.
+#: and the passing of its file descriptor, a round trip to the worker's resource-sharer thread; a
+#: pickled array costs memory copies and, past the pipe's 64 KiB, a wake-up of the worker per 64 KiB
+#: while the training process reads it. Measured on this 2-core machine under load (bench/dataloader.py
+#: ``handover``, two runs): 3 MB of brain k-space columns 2.3-3.5 ms pickled against 3.0-5.5 ms shared,
+#: the per-worker brain rate 216 slices/s with this limit against 138/s with 1 MiB; the training
+#: process's own wait for such a batch, timed apart, 3-3.8 ms pickled against 1.9-2.1 ms shared. Larger
+#: batches (the thesis's 8 brain slices, 25-40 MB) go through shared memory.
 PICKLED_HANDOVER_BYTES = 4 * 2**20
 
 

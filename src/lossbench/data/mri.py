@@ -121,8 +121,9 @@ class MRISliceDataset(Dataset):
     Items are keyed by ``(index, sample_seed)``; ``sample_seed`` (an integer in [0, 2**32)) fixes the
     training mask. An item is the raw read of a worker: a dict of ``columns`` (K, C, H) complex64,
     the K columns of the slice's (C, H, W) k-space that ``mask`` (W,) bool keeps, ``target``
-    (side, side) float32, and the volume's ``max`` as ``scale`` float32, all NumPy values; a batch of them (one k-space shape, see :meth:`batch_key`), joined by
-    :meth:`collate`, becomes pairs in :meth:`finish_batch`.
+    (side, side) float32, and the volume's ``max`` as ``scale`` float32, all NumPy values; a batch
+    of them (one k-space shape, see :meth:`batch_key`), joined by :meth:`collate`, becomes pairs in
+    :meth:`finish_batch`.
     :meth:`validation_item` uses the per-file mask instead. ``side`` is the crop, or W for a
     volume of W < crop k-space columns.
 
