@@ -17,10 +17,11 @@ from lossbench.data.mri import MRISliceDataset
 from lossbench.seeding import SeededSampler, group_batches
 
 
-def test_contiguous_datasets_are_memory_mapped_and_other_layouts_read_through_hdf5(tmp_path):
+@pytest.mark.parametrize("userblock", [0, 4096])  # a user block shifts every offset in the file
+def test_contiguous_datasets_are_memory_mapped_and_other_layouts_read_through_hdf5(tmp_path, userblock):
     values = np.arange(4 * 6 * 5, dtype=np.float32).reshape(4, 6, 5)
     path = tmp_path / "a.h5"
-    with h5py.File(path, "w") as file:
+    with h5py.File(path, "w", userblock_size=userblock) as file:
         file.create_dataset("plain", data=values)
         file.create_dataset("packed", data=values, chunks=(1, 6, 5), compression="gzip")
     files = ProcessLocalFiles()
