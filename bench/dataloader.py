@@ -19,8 +19,9 @@ Per MRI task, with one DataLoader worker and one torch thread, alternating the t
   inverse FFT, crop, RSS and normalisation per sample, in the worker);
 * ``ours_in_process_samples_per_s``, ``fastmri_in_process_samples_per_s``: the same with 0 workers,
   without the hand-over of each sample through shared memory; ``handover``: for the largest slice,
-  the size of its k-space and of the sampled columns handed over, and the time to copy those into
-  new shared memory and into ordinary memory;
+  the size of its k-space and of the sampled columns handed over, the time to copy those into
+  new shared memory and into ordinary memory, and to hand them (alone and ``--batch`` of them) to
+  another process through a queue pickled and in shared memory;
 * ``device_transform_ms_per_sample``: :meth:`MRISliceDataset.finish_batch` on batches of
   ``--batch`` slices of one shape, on the CPU with one thread (and on CUDA when there is one).
 
@@ -30,7 +31,7 @@ training path), ``decode_each_time_samples_per_s`` the former path (a JPEG decod
 the demo's crop (config.yaml) and at the thesis's (``paper_crop``, config/paper.yaml), in batches of
 one and of ``--batch``; ``decode_once_s``: decoding all the photographs into the file.
 ``waiting``: training steps of the demo model (config.yaml's U-net) with the l2 loss on these data at
-each task's crop (320 for MRI; denoising reading the decoded file), for the default number of workers (config schema default) and for 2;
+each task's crop (320 for MRI; denoising reading the decoded file), for the default number of workers (config schema default), for 1 and for 2;
 the share of wall time spent waiting for the next batch (the device transform counts as compute).
 """
 
@@ -97,10 +98,11 @@ def _keys(length: int, count: int) -> list[tuple[int, int]]:
 
 
 def _batch_size(batch) -> int:
-    """Samples in a batch of ours (an MRI dict, a denoising tensor) or of fastMRI (a named tuple)."""
+    """Samples in a batch of ours (an MRI batch, with a mask per sample, or a denoising one, with a
+    pair per sample) or of fastMRI (a named tuple)."""
     if isinstance(batch, dict):
-        return len(batch["mask"])
-    return len(batch if isinstance(batch, torch.Tensor) else batch[0])
+        return len(batch["mask"] if "mask" in batch else batch["pairs"])
+    return len(batch[0])
 
 
 def worker_rates(folder: Path, kind: str, samples: int, batch: int, rounds: int = 3) -> dict[str, float]:
@@ -135,7 +137,7 @@ def transform_ms(folder: Path, kind: str, batch: int, device: str, repeats: int 
     groups = group_batches(list(SeededSampler(len(dataset), seed=0, epoch=0)), dataset.batch_key, batch)
     raws = [dataset.collate([dataset[key] for key in keys]) for keys in groups[:repeats]]
     if device == "cuda":
-        raws = [{key: value.pin_memory() for key, value in raw.items()} for raw in raws]
+        raws = [raw.pin_memory() for raw in raws]
     dataset.finish_batch(raws[0], device)  # warm-up (FFT plans, CUDA context)
     if device == "cuda":
         torch.cuda.synchronize()
@@ -147,19 +149,53 @@ def transform_ms(folder: Path, kind: str, batch: int, device: str, repeats: int 
     return 1000 * (time.perf_counter() - started) / sum(len(raw["mask"]) for raw in raws)
 
 
-def shared_memory_ms(folder: Path, kind: str, repeats: int = 4) -> dict[str, float]:
+def _send(queue, done, array: np.ndarray, shared: bool, count: int) -> None:
+    """Producer of :func:`transfer_ms`: ``count`` copies of ``array``, pickled or as shared-memory tensors."""
+    for _ in range(count + 1):
+        if shared:
+            tensor = torch.empty(array.shape, dtype=torch.from_numpy(array[:0]).dtype).share_memory_()
+            tensor.numpy()[...] = array
+            queue.put(tensor)
+        else:
+            queue.put(array.copy())
+    done.wait()  # shared tensors' file descriptors are fetched from this process
+
+
+def transfer_ms(array: np.ndarray, shared: bool, count: int = 8) -> float:
+    """Milliseconds per hand-over of ``array`` from another process through a multiprocessing queue
+    (as a DataLoader worker's): pickled, or written into a new shared-memory tensor (its file
+    descriptor fetched from the sender, as torch's default sharing strategy does)."""
+    context = torch.multiprocessing.get_context("fork")
+    queue, done = context.Queue(maxsize=2), context.Event()
+    sender = context.Process(target=_send, args=(queue, done, array, shared, count))
+    sender.start()
+    queue.get()  # the sender's start-up
+    started = time.perf_counter()
+    for _ in range(count):
+        queue.get()
+    elapsed = time.perf_counter() - started
+    done.set()
+    sender.join()
+    return 1000 * elapsed / count
+
+
+def handover_ms(folder: Path, kind: str, batch: int, repeats: int = 4) -> dict[str, float]:
     """The hand-over of the largest slice of ``folder``: its k-space's size, the size of the sampled
-    columns a worker hands over, and milliseconds to copy those into new shared memory (how a worker
-    hands a sample to the training process) and into new ordinary memory."""
+    columns a worker hands over, milliseconds to copy those into new shared memory and into new
+    ordinary memory, and to hand them (and a batch of ``batch`` of them) to another process pickled
+    and through shared memory (the rule of :func:`lossbench.data.h5files.handed_over`)."""
     dataset = train_dataset(kind, {"mask": {"center_fraction": 0.04, "acceleration": 8}, "crop": MRI_CROP}, folder)
     largest = max(range(len(dataset)), key=lambda index: int(np.prod(dataset.batch_key(index))))
-    columns = dataset[(largest, 0)]["columns"]
+    columns = torch.from_numpy(dataset[(largest, 0)]["columns"])
     timings = {}
     for name, allocate in (("shared", lambda: torch.empty_like(columns).share_memory_()), ("ordinary", lambda: torch.empty_like(columns))):
         started = time.perf_counter()
         for _ in range(repeats):
             allocate().copy_(columns)
         timings[f"{name}_memory_copy_ms"] = 1000 * (time.perf_counter() - started) / repeats
+    for size, suffix in ((1, ""), (batch, f"_batch{batch}")):
+        array = np.concatenate([columns.numpy()] * size)
+        timings[f"pickled{suffix}_ms"], timings[f"shared{suffix}_ms"] = (transfer_ms(array, shared) for shared in (False, True))
     slice_mb = int(np.prod(dataset.batch_key(largest)[1:])) * columns.element_size() / 2**20  # (slices, [coils,] H, W)
     return {"slice_mb": slice_mb, "handed_over_mb": columns.numel() * columns.element_size() / 2**20, **timings}
 
@@ -232,7 +268,7 @@ def main() -> None:
             row["ratio"] = row["ours_worker_samples_per_s"] / row["fastmri_worker_samples_per_s"]
             row[f"ratio_batch{args.batch}"] = row[f"ours_worker_batch{args.batch}_samples_per_s"] / row["fastmri_worker_samples_per_s"]
             row["in_process_ratio"] = row["ours_in_process_samples_per_s"] / row["fastmri_in_process_samples_per_s"]
-            row["handover"] = shared_memory_ms(folders[task], kind)
+            row["handover"] = handover_ms(folders[task], kind, args.batch)
             row["device_transform_ms_per_sample"] = transform_ms(folders[task], kind, args.batch, "cpu")
             if "cuda" in devices:
                 row["device_transform_ms_per_sample_cuda"] = transform_ms(folders[task], kind, args.batch, "cuda")
@@ -258,7 +294,7 @@ def main() -> None:
             results[task]["waiting"] = {
                 "crop": data["crop"],
                 "batch_size": batch_size,
-                **{f"{workers}_workers": waiting_fraction(dataset, kind, demo["model"], batch_size, workers, args.steps) for workers in sorted({default_workers, 2})},
+                **{f"{workers}_workers": waiting_fraction(dataset, kind, demo["model"], batch_size, workers, args.steps) for workers in sorted({default_workers, 1, 2})},
             }
     report = {
         "torch": torch.__version__,
@@ -278,7 +314,9 @@ def main() -> None:
               f"in batches of {args.batch} {row[f'ours_worker_batch{args.batch}_samples_per_s']:.1f}/s ({row[f'ratio_batch{args.batch}']:.1f}×); "
               f"in the main process {row['ours_in_process_samples_per_s']:.1f}/s vs {row['fastmri_in_process_samples_per_s']:.1f}/s ({row['in_process_ratio']:.1f}×); "
               f"device transform {row['device_transform_ms_per_sample']:.1f} ms/sample on the CPU; a {row['handover']['slice_mb']:.0f} MB slice hands over {row['handover']['handed_over_mb']:.1f} MB, into shared memory "
-              f"{row['handover']['shared_memory_copy_ms']:.1f} ms, into ordinary memory {row['handover']['ordinary_memory_copy_ms']:.1f} ms")
+              f"{row['handover']['shared_memory_copy_ms']:.1f} ms, into ordinary memory {row['handover']['ordinary_memory_copy_ms']:.1f} ms; "
+              f"to another process pickled {row['handover']['pickled_ms']:.1f} ms, in shared memory {row['handover']['shared_ms']:.1f} ms "
+              f"(a batch of {args.batch}: {row['handover'][f'pickled_batch{args.batch}_ms']:.1f} ms, {row['handover'][f'shared_batch{args.batch}_ms']:.1f} ms)")
     for row in (results["denoise"], results["denoise"]["paper_crop"]):
         print(f"denoise crop {row['crop']}: ours {row['ours_worker_samples_per_s']:.1f}/s from the decoded file, {row['decode_each_time_samples_per_s']:.1f}/s decoding each time ({row['ratio']:.1f}×); in batches of {args.batch} {row[f'ratio_batch{args.batch}']:.1f}×")
     for task, row in results.items():

@@ -1,6 +1,12 @@
+import logging
+from pathlib import Path
+
+import numpy as np
 import pytest
+import yaml
 
 from lossbench.data.valset import resolve_image_id
+from lossbench.figures import comparison_figure, fit_box
 
 MRI_IDS = ["file_b_s000", "file_b_s001", "file_b_s002", "file_a_s000", "file_a_s001"]
 
@@ -20,3 +26,29 @@ def test_an_id_is_used_as_it_is_and_unknown_ones_are_named():
         resolve_image_id(MRI_IDS, "file_c_s000", "val.h5")
     with pytest.raises(ValueError, match=r"val\.h5: figure image index 2 is out of range: the validation set has 2 volumes"):
         resolve_image_id(MRI_IDS, 2, "val.h5")
+
+
+def test_a_box_reaching_past_the_image_is_clipped_with_a_warning_and_the_crop_figure_is_drawn(tmp_path, caplog):
+    # A narrow fastMRI brain volume gives a W × W image: [100, 100, 120, 120] reaches past 213 × 213.
+    with caplog.at_level(logging.WARNING, logger="lossbench.figures"):
+        box = fit_box([100, 100, 120, 120], 213, 213, "figures.fig_6_15.box")
+    assert box == [100, 100, 113, 113]
+    assert "figures.fig_6_15.box: box [100, 100, 120, 120] (left, top, width, height) reaches past the 213×213 validation image; clipped to [100, 100, 113, 113]" in caplog.text
+    panels = [(label, np.full((1, 213, 213), value, np.float32)) for label, value in (("Input", 0.2), ("Reference", 0.8))]
+    comparison_figure(panels, [tmp_path / "crop.png"], "crop", box, crop=True)
+    assert (tmp_path / "crop.png").stat().st_size > 0
+
+
+def test_a_box_inside_the_image_is_kept_and_one_starting_outside_it_is_a_one_line_error(caplog):
+    with caplog.at_level(logging.WARNING, logger="lossbench.figures"):
+        assert fit_box([48, 36, 80, 80], 176, 176, "figures.fig_6_15.box") == [48, 36, 80, 80]
+    assert not caplog.records
+    with pytest.raises(ValueError, match=r"^figures\.fig_6_15\.box \(image b_s001\): box \[213, 0, 20, 20\] \(left, top, width, height\) starts outside the 213×200 validation image; expected left < 213 and top < 200$"):
+        fit_box([213, 0, 20, 20], 213, 200, "figures.fig_6_15.box (image b_s001)")
+
+
+def test_the_paper_configs_brain_boxes_fit_the_narrowest_fastmri_brain_images():
+    # fastMRI's FLAIR brain scans are as narrow as 203 columns, cropped to 203 × 203 (fastmri_files.crop_side).
+    figures = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text())["figures"]
+    boxes = {name: spec["box"] for name, spec in figures.items() if spec["task"] == "brain" and "box" in spec}
+    assert boxes and all(fit_box(box, 203, 203, name) == box for name, box in boxes.items())

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import string
 from collections.abc import Mapping
@@ -23,6 +24,8 @@ from lossbench.data.valset import ImageFile, resolve_image_id  # noqa: E402
 from lossbench.losses import label as loss_label  # noqa: E402
 from lossbench.specs import MetricInfo  # noqa: E402
 
+log = logging.getLogger(__name__)
+
 
 def _display(image: np.ndarray) -> np.ndarray:
     """(C, H, W) → what imshow takes, clipped to [0, 1] as a display would."""
@@ -37,6 +40,26 @@ def _crop(image: np.ndarray, box: list[int] | None) -> np.ndarray:
     if top + height > image.shape[1] or left + width > image.shape[2]:
         raise ValueError(f"crop box {box} (left, top, width, height) exceeds the image size {image.shape[2]}×{image.shape[1]}")
     return image[:, top : top + height, left : left + width]
+
+
+def fit_box(box: list[int], width: int, height: int, where: str) -> list[int]:
+    """The crop box [left, top, width, height] clipped to a ``width`` × ``height`` image.
+
+    The validation images' sizes are known only once the data are there (fastMRI brain volumes
+    narrower than the crop give W × W images, e.g. 213 × 213), so a box that reaches past the image
+    is clipped to it, with a warning in the figure's log; one that starts outside the image cannot be
+    clipped to anything and is an error.
+
+    Raises:
+        ValueError: ``box`` starts outside the image (one line naming ``where`` and the image size).
+    """
+    left, top, box_width, box_height = box
+    if left >= width or top >= height:
+        raise ValueError(f"{where}: box {box} (left, top, width, height) starts outside the {width}×{height} validation image; expected left < {width} and top < {height}")
+    fitted = [left, top, min(box_width, width - left), min(box_height, height - top)]
+    if fitted != list(box):
+        log.warning("%s: box %s (left, top, width, height) reaches past the %d×%d validation image; clipped to %s", where, list(box), width, height, fitted)
+    return fitted
 
 
 def load_panels(valset_path: str | Path, outputs: dict[str, str | Path], image: str | int, lpips_pretrained: bool = True) -> tuple[str, list[tuple[str, np.ndarray]]]:
@@ -60,7 +83,8 @@ def thesis_figure(valset_path: str | Path, outputs: dict[str, str | Path], spec:
     Args:
         valset_path: The task's validation set.
         outputs: Loss → its model's outputs on the validation set.
-        spec: The figure's configuration: ``task``, ``image``, optionally ``box``.
+        spec: The figure's configuration: ``task``, ``image``, optionally ``box`` (clipped to the
+            image, see :func:`fit_box`).
         figure: The panel figure's id (``fig_6_1``), for the crop's title.
         crop: Draw the zoomed crop instead of the whole image.
         seed: The models' seed, for the title.
@@ -69,7 +93,11 @@ def thesis_figure(valset_path: str | Path, outputs: dict[str, str | Path], spec:
     """
     image_id, panels = load_panels(valset_path, outputs, spec["image"], lpips_pretrained)
     kind = "Zoomed-in crop of " + figure.replace("fig_", "Fig. ").replace("_", ".") if crop else "Input, reference and outputs"
-    comparison_figure(panels, out_paths, f"{kind}: {spec['task']} validation image {image_id} (seed {seed})", spec.get("box"), crop=crop)
+    box = spec.get("box")
+    if box is not None:
+        height, width = panels[1][1].shape[1:]  # the reference
+        box = fit_box(box, width, height, f"figures.{figure}.box (image {image_id})")
+    comparison_figure(panels, out_paths, f"{kind}: {spec['task']} validation image {image_id} (seed {seed})", box, crop=crop)
 
 
 def comparison_figure(panels: list[tuple[str, np.ndarray]], out_paths: list[str | Path], title: str, box: list[int] | None = None, crop: bool = False) -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
-from lossbench.data.h5files import ProcessLocalFiles
+from lossbench.data.h5files import ProcessLocalFiles, RawBatch, handed_over
 from lossbench.data.imagenet import read_manifest
 from lossbench.data.images import image_size, list_images, read_rgb
 from lossbench.seeding import derive_seed
@@ -85,7 +85,7 @@ class DecodedImages:
 
     def crop(self, index: int, top: int, left: int, side: int) -> np.ndarray:
         """The (side, side, 3) float32 crop in [0, 1] at (top, left) of image ``index``."""
-        pixels = self._files.dataset(self.path, f"images/{index:06d}")[top : top + side, left : left + side]
+        pixels = self._files.array(self.path, f"images/{index:06d}")[top : top + side, left : left + side]
         if pixels.dtype != np.uint8:
             return pixels
         # As read_rgb scales 8-bit pixels: float32, then divided by 255 in float32.
@@ -136,8 +136,8 @@ class DenoiseTrainDataset(Dataset):
     Each item is keyed by ``(index, sample_seed)`` (see :class:`lossbench.seeding.SeededSampler`):
     the crop position, augmentation, σ ~ U[sigma_min, sigma_max]/255 and the noise all come from
     ``sample_seed``. Noise is not clipped, as in the thesis's Noisy column. An item is one
-    (2, 3, crop, crop) float32 tensor, the noisy crop and the clean one: one tensor for a worker to
-    hand over per batch (each costs a shared-memory segment), split by :meth:`finish_batch`.
+    (2, 3, crop, crop) float32 tensor, the noisy crop and the clean one: one array for a worker to
+    hand over per batch, split by :meth:`finish_batch`.
 
     Args:
         images: The clean training photographs, decoded (:class:`DecodedImages`) or as files
@@ -170,14 +170,15 @@ class DenoiseTrainDataset(Dataset):
         return None
 
     @staticmethod
-    def collate(items: list[torch.Tensor]) -> torch.Tensor:
-        """Stack items into a batch (N, 2, 3, crop, crop)."""
-        return default_collate(items)
+    def collate(items: list[torch.Tensor]) -> RawBatch:
+        """Stack items into a batch ``pairs`` (N, 2, 3, crop, crop), in shared memory when large
+        (:func:`lossbench.data.h5files.handed_over`)."""
+        return RawBatch(pairs=handed_over([item.numpy() for item in items], stack=True))
 
     @staticmethod
-    def finish_batch(batch: torch.Tensor, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    def finish_batch(batch: RawBatch, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch of :meth:`collate` moved to ``device`` as (noisy, clean), each (N, 3, crop, crop)."""
-        batch = batch.to(device, non_blocking=True)
+        batch = torch.as_tensor(batch["pairs"]).to(device, non_blocking=True)
         return batch[:, 0], batch[:, 1]
 
     def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
@@ -191,7 +192,10 @@ class DenoiseTrainDataset(Dataset):
         if self.augment:
             clean = augment(clean, rng)
         sigma = rng.uniform(*self.sigma_range) / 255.0
-        noise = rng.normal(0.0, sigma, size=clean.shape)
+        # The draws of rng.normal(0.0, sigma, size) (numpy's normal is loc + scale × a standard
+        # normal), without its per-value addition of 0: the noise is most of an item's cost.
+        noise = rng.standard_normal(clean.shape)
+        noise *= sigma
         pair = np.empty((2, 3, self.crop, self.crop), dtype=np.float32)
         pair[1] = clean.transpose(2, 0, 1)
         pair[0] = noise.transpose(2, 0, 1)  # rounded to float32 before the sum, as float32 noise

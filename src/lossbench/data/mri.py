@@ -10,11 +10,13 @@ thesis's metric scale; inputs may slightly exceed 1 and are not clipped.
 The work is split between the DataLoader workers and the training device:
 
 * a worker only reads: it draws the slice's mask (a few hundred random numbers, so that masks stay
-  drawn from the per-sample seed on the CPU), reads the slice's k-space and the target's crop window
-  from HDF5 (each file opened once per worker process, only the slice needed read) and hands over
-  only the k-space columns the mask keeps (about 1/acceleration of them: a 16-coil 640×320 brain
-  slice is 26 MB, its sampled columns about 3 MB, and the copy through the DataLoader's shared
-  memory was the worker's largest cost);
+  drawn from the per-sample seed on the CPU), reads the k-space columns the mask keeps (about
+  1/acceleration of them: a 16-coil 640×320 brain slice is 26 MB, its sampled columns about 3 MB)
+  and the target's crop window (each file opened once per worker process; contiguous datasets,
+  fastMRI's layout, are read through a memory map, so only the pages of those columns are touched
+  and the slice is not copied whole, see :class:`lossbench.data.h5files.ProcessLocalFiles`), and
+  hands them over, pickled, or in shared memory when large (:func:`lossbench.data.h5files.handed_over`:
+  a new shared-memory segment per batch was the worker's largest cost);
 * :meth:`MRISliceDataset.finish_batch` inverse-FFTs the sampled columns along the readout direction,
   keeps the crop's rows, scatters them into the zero-filled k-space, inverse-FFTs along the phase
   encoding direction, crops, takes the magnitude or RSS and scales the whole batch on the device
@@ -48,10 +50,10 @@ from fastmri import complex_abs, ifft2c, rss
 from fastmri.data import SliceDataset
 from fastmri.data.subsample import RandomMaskFunc
 from fastmri.data.transforms import apply_mask, center_crop, complex_center_crop, to_tensor
-from torch.utils.data import Dataset, default_collate, get_worker_info
+from torch.utils.data import Dataset
 
 from lossbench.data.fastmri_files import check_volume, crop_side
-from lossbench.data.h5files import ProcessLocalFiles
+from lossbench.data.h5files import ProcessLocalFiles, RawBatch, handed_over
 from lossbench.data.fastmri_synthetic import RECON_KEYS
 
 
@@ -119,9 +121,9 @@ class MRISliceDataset(Dataset):
     Items are keyed by ``(index, sample_seed)``; ``sample_seed`` (an integer in [0, 2**32)) fixes the
     training mask. An item is the raw read of a worker: a dict of ``columns`` (K, C, H) complex64,
     the K columns of the slice's (C, H, W) k-space that ``mask`` (W,) bool keeps, ``target``
-    (side, side) float32, and the volume's ``max`` as ``scale`` float32 (``mask`` and ``scale`` as
-    NumPy values); a batch of them (one k-space shape, see :meth:`batch_key`), joined by
-    :meth:`collate`, becomes pairs in :meth:`finish_batch`.
+    (side, side) float32, and the volume's ``max`` as ``scale`` float32, all NumPy values; a batch
+    of them (one k-space shape, see :meth:`batch_key`), joined by :meth:`collate`, becomes pairs in
+    :meth:`finish_batch`.
     :meth:`validation_item` uses the per-file mask instead. ``side`` is the crop, or W for a
     volume of W < crop k-space columns.
 
@@ -191,27 +193,26 @@ class MRISliceDataset(Dataset):
         mask[metadata["padding_right"] :] = False
         return mask
 
-    def _read(self, index: int, sample_seed: int | None) -> dict[str, torch.Tensor]:
+    def _read(self, index: int, sample_seed: int | None) -> dict[str, np.ndarray]:
         path, slice_num, _ = self._slices.raw_samples[index]
-        file = self._files.get(path)
         mask = self.mask_for(index, sample_seed)
+        # A view into the file's memory map where it can be (fastMRI's contiguous layout): the
+        # gather below then reads only the sampled columns' pages, without copying the whole slice.
         kspace = self._files.read(path, "kspace", slice_num)
-        coils, height, width = (1,) * (3 - kspace.ndim) + kspace.shape
-        # (K, C, H): each sampled column's coils and rows in one block, as finish_batch scatters them.
-        columns = kspace.reshape(coils * height, width)[:, np.flatnonzero(mask)].T.reshape(-1, coils, height)
-        target = file[self.recon_key]
+        if kspace.ndim == 2:
+            kspace = kspace[None]
         side = self.side(index)
+        target = self._files.array(path, self.recon_key)
         top, left = (target.shape[-2] - side) // 2, (target.shape[-1] - side) // 2
         return {
-            "columns": torch.from_numpy(np.ascontiguousarray(columns)),
-            "target": torch.from_numpy(target[slice_num, top : top + side, left : left + side]),
-            # Small entries stay NumPy arrays: pickled with the batch, they cost less to hand over
-            # than a shared-memory segment per tensor.
+            # (K, C, H): each sampled column's coils and rows in one block, as finish_batch scatters them.
+            "columns": kspace.transpose(2, 0, 1)[np.flatnonzero(mask)],
+            "target": np.array(target[slice_num, top : top + side, left : left + side]),
             "mask": mask,
-            "scale": np.float32(file.attrs["max"]),
+            "scale": np.float32(self._files.get(path).attrs["max"]),
         }
 
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, np.ndarray]:
         """Raw training read for ``key = (index, sample_seed)`` (see the class docstring)."""
         if not (isinstance(key, tuple) and len(key) == 2):
             raise TypeError(f"MRISliceDataset items are keyed by (index, sample_seed), got {key!r}")
@@ -219,24 +220,14 @@ class MRISliceDataset(Dataset):
         return self._read(index, sample_seed)
 
     @staticmethod
-    def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    def collate(items: list[dict[str, np.ndarray]]) -> RawBatch:
         """Join raw reads of one k-space shape: their ``columns`` end to end (each slice draws its
-        own number of columns), the other entries stacked."""
-        columns = [item["columns"] for item in items]
-        joined = torch.empty((sum(len(part) for part in columns),) + columns[0].shape[1:], dtype=columns[0].dtype)
-        if get_worker_info() is not None:
-            # Made in shared memory, as default_collate makes its batches in a worker: handing the
-            # batch to the training process then copies nothing more.
-            joined.share_memory_()
-        return {
-            "columns": torch.cat(columns, out=joined),
-            "target": default_collate([item["target"] for item in items]),
-            "mask": np.stack([item["mask"] for item in items]),
-            "scale": np.stack([item["scale"] for item in items]),
-        }
+        own number of columns), the other entries stacked; large entries are written straight into
+        shared memory in a DataLoader worker (:func:`lossbench.data.h5files.handed_over`)."""
+        return RawBatch({key: handed_over([item[key] for item in items], stack=key != "columns") for key in ("columns", "target", "mask", "scale")})
 
     @staticmethod
-    def finish_batch(batch: dict[str, torch.Tensor], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    def finish_batch(batch: dict[str, np.ndarray | torch.Tensor], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
         """Move a batch of raw reads joined by :meth:`collate` to ``device`` and make its pairs there.
 
         Returns:
