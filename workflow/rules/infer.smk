@@ -29,7 +29,8 @@ rule fastmri_reconstructions:
     output:
         directory(results("outputs/{task}/{loss}/seed{seed}_fastmri")),
     wildcard_constraints:
-        task="knee|brain",
+        # The configuration's fastMRI tasks; "(?!)" matches nothing, for a configuration without any.
+        task="|".join(FASTMRI_TASKS) or "(?!)",
     log:
         results("logs/infer/{task}/{loss}/seed{seed}_fastmri.log"),
     conda:
