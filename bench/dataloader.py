@@ -99,9 +99,9 @@ def _keys(length: int, count: int) -> list[tuple[int, int]]:
 
 def _batch_size(batch) -> int:
     """Samples in a batch of ours (an MRI batch, with a mask per sample, or a denoising one, with a
-    pair per sample) or of fastMRI (a named tuple)."""
+    clean crop per sample) or of fastMRI (a named tuple)."""
     if isinstance(batch, dict):
-        return len(batch["mask"] if "mask" in batch else batch["pairs"])
+        return len(batch["mask"] if "mask" in batch else batch["clean"])
     return len(batch[0])
 
 

@@ -1,12 +1,13 @@
-import numpy as np
-import pytest
-import torch
-
 import pickle
 
 import h5py
+import numpy as np
+import pytest
+import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
+from lossbench.data import h5files
 from lossbench.data.denoise import DecodedImages, DenoiseTrainDataset, ImageFiles, open_images, validation_noise, write_decoded
 from lossbench.data.images import EMBEDDED_PHOTOS, embedded_photo_path, list_images, read_rgb, write_png
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
@@ -54,16 +55,16 @@ def test_thesis_noisy_column_is_unclipped_sigma_25_noise():
 def test_training_samples_are_reproducible_and_vary_by_seed(photo_dir):
     dataset = DenoiseTrainDataset(ImageFiles(list(list_images(photo_dir).values())), crop=32, sigma_range=(0, 40), crops_per_image=3)
     assert len(dataset) == 6
-    noisy, clean = dataset[(4, 123)]
+    noisy, clean = dataset.pair(4, 123)
     assert noisy.shape == clean.shape == (3, 32, 32)
-    again = dataset[(4, 123)]
+    again = dataset.pair(4, 123)
     assert torch.equal(noisy, again[0]) and torch.equal(clean, again[1])
-    assert not torch.equal(noisy, dataset[(4, 124)][0])
+    assert not torch.equal(noisy, dataset.pair(4, 124)[0])
 
 
 def test_a_training_item_is_its_seeded_crop_augmentation_and_normal_noise(photo_dir):
-    # Every number of an item, spelled out with numpy's draws in their order: a faster way of
-    # making the item must not change the training data (the tables stay byte-identical).
+    # Every number of an item, spelled out with the draws in their order: numpy's for the crop,
+    # augmentation, sigma and noise seed, then torch's generator for the noise itself.
     images = ImageFiles(list(list_images(photo_dir).values()))
     dataset = DenoiseTrainDataset(images, crop=32, sigma_range=(0, 40), crops_per_image=3)
     for index, seed in ((4, 123), (0, 2**32 - 1)):
@@ -71,23 +72,36 @@ def test_a_training_item_is_its_seeded_crop_augmentation_and_normal_noise(photo_
         height, width = images.shapes[index // 3]
         top, left = int(rng.integers(height - 31)), int(rng.integers(width - 31))
         clean = np.rot90(read_rgb(images.files[index // 3])[top : top + 32, left : left + 32], k=int(rng.integers(4)))
-        clean = (clean[:, ::-1] if rng.integers(2) else clean)[..., rng.permutation(3)]
-        noise = rng.normal(0.0, rng.uniform(0, 40) / 255.0, size=clean.shape).astype(np.float32)
-        noisy, expected_clean = dataset[(index, seed)]
-        assert torch.equal(expected_clean, torch.from_numpy(np.ascontiguousarray(clean.transpose(2, 0, 1))))
-        assert torch.equal(noisy, torch.from_numpy(np.ascontiguousarray((noise + clean).transpose(2, 0, 1))))
+        clean = torch.from_numpy(np.ascontiguousarray((clean[:, ::-1] if rng.integers(2) else clean)[..., rng.permutation(3)].transpose(2, 0, 1)))
+        sigma = np.float32(rng.uniform(0, 40) / 255.0)
+        noise = torch.randn((3, 32, 32), generator=torch.Generator().manual_seed(int(rng.integers(2**63, dtype=np.int64))))
+        item = dataset[(index, seed)]
+        assert torch.equal(torch.from_numpy(item["clean"]), clean) and item["sigma"] == sigma
+        noisy, expected_clean = dataset.pair(index, seed)
+        assert torch.equal(expected_clean, clean)
+        assert torch.equal(noisy, clean + noise * float(sigma))
+
+
+def test_a_samples_noise_does_not_depend_on_its_batch(photo_dir):
+    dataset = DenoiseTrainDataset(ImageFiles(list(list_images(photo_dir).values())), crop=32, sigma_range=(0, 40), crops_per_image=3)
+    keys = [(4, 123), (0, 7), (2, 99)]
+    noisy, clean = dataset.finish_batch(dataset.collate([dataset[key] for key in keys]), "cpu")
+    for row, key in enumerate(keys):
+        alone = dataset.pair(*key)
+        assert torch.equal(noisy[row], alone[0]) and torch.equal(clean[row], alone[1])
+    assert not torch.equal(noisy[0] - clean[0], noisy[1] - clean[1])
 
 
 def test_training_noise_stays_within_the_sigma_range(photo_dir):
     dataset = DenoiseTrainDataset(ImageFiles(list(list_images(photo_dir).values())), crop=64, sigma_range=(10, 20), augment=False)
-    sigmas = [float((n - c).std()) * 255 for n, c in (dataset[(0, seed)] for seed in range(20))]
+    sigmas = [float((n - c).std()) * 255 for n, c in (dataset.pair(0, seed) for seed in range(20))]
     assert 9 < min(sigmas) and max(sigmas) < 21
 
 
 def test_crop_larger_than_image_is_a_clear_error(tmp_path):
     write_png(tmp_path / "small.png", np.zeros((20, 30, 3)))
     with pytest.raises(ValueError, match=r"small\.png.*smaller than the 32×32 crop"):
-        DenoiseTrainDataset(ImageFiles([tmp_path / "small.png"]), crop=32, sigma_range=(0, 40))[(0, 1)]
+        DenoiseTrainDataset(ImageFiles([tmp_path / "small.png"]), crop=32, sigma_range=(0, 40)).pair(0, 1)
 
 
 def test_validation_set_round_trip(photo_dir, tmp_path):
@@ -137,7 +151,7 @@ def test_decoded_crops_are_the_pixels_of_the_image_files(tmp_path):
     copy = pickle.loads(pickle.dumps(decoded))  # as a "spawn" DataLoader worker gets it: no open handle
     for index in range(len(files)):
         for seed in (0, 7, 2**32 - 1):
-            for a, b, c in zip(decoded[(index, seed)], files[(index, seed)], copy[(index, seed)]):
+            for a, b, c in zip(decoded.pair(index, seed), files.pair(index, seed), copy.pair(index, seed)):
                 assert torch.equal(a, b) and torch.equal(a, c)
 
 
@@ -157,3 +171,21 @@ def test_decoded_file_errors_name_the_file(tmp_path):
     write_decoded(paths, tmp_path / "train_decoded.h5")
     with pytest.raises(ValueError, match=r"a_rgb\.png: image 53×41 is smaller than the 42×42 crop"):
         DenoiseTrainDataset(DecodedImages(tmp_path / "train_decoded.h5"), crop=42, sigma_range=(0, 40))
+
+
+@pytest.mark.parametrize("pickled_limit", [h5files.PICKLED_HANDOVER_BYTES, 0])  # pickled, and through shared memory
+def test_worker_batches_hand_over_stored_pixels_and_equal_the_image_files(tmp_path, monkeypatch, pickled_limit):
+    # Crops of 8-bit photographs cross from the worker as uint8 and become float32 on the device;
+    # a batch that also holds the 16-bit photograph's float32 crop is float32 throughout.
+    paths = _odd_photos(tmp_path / "photos")
+    write_decoded(paths, tmp_path / "train_decoded.h5")
+    monkeypatch.setattr(h5files, "PICKLED_HANDOVER_BYTES", pickled_limit)
+    settings = {"crop": 40, "sigma_range": (0, 50), "crops_per_image": 1}
+    decoded = DenoiseTrainDataset(DecodedImages(tmp_path / "train_decoded.h5"), **settings)
+    files = DenoiseTrainDataset(ImageFiles(paths), **settings)
+    batches = [[(0, 11), (1, 12)], [(3, 13), (4, 14), (2, 15)]]
+    loader = DataLoader(decoded, batch_sampler=batches, num_workers=1, collate_fn=decoded.collate)
+    for raw, keys in zip(loader, batches):
+        assert raw["clean"].dtype in ((torch.float32, np.float32) if 4 in dict(keys) else (torch.uint8, np.uint8))
+        expected = files.finish_batch(files.collate([files[key] for key in keys]), "cpu")
+        assert all(torch.equal(a, b) for a, b in zip(decoded.finish_batch(raw, "cpu"), expected))

@@ -353,8 +353,8 @@ def test_jpeg_inputs_are_the_denoising_crops_compressed(tmp_path):
     settings = {"crop": 32, "crops_per_image": 2, "augment": True}
     jpeg = train_dataset("rgb_jpeg", {**settings, "quality": 10}, tmp_path / "photos")
     clean = train_dataset("rgb_denoise", {**settings, "sigma_train": [0, 0]}, tmp_path / "photos")
-    compressed, target = jpeg[(1, 7)]
-    assert torch.equal(target, clean[(1, 7)][1]) and compressed.shape == target.shape == (3, 32, 32)
+    compressed, target = jpeg.pair(1, 7)
+    assert torch.equal(target, clean.pair(1, 7)[1]) and compressed.shape == target.shape == (3, 32, 32)
     finer = torch.from_numpy(jpeg_compress(target.numpy(), 75))
     assert 15 < _psnr(compressed, target) < _psnr(finer, target)  # lower quality, more loss
     # The blocks are JPEG's 8 × 8 from the corner: on a smooth ramp, the steps are at their edges.

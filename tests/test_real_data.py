@@ -66,7 +66,7 @@ def test_manifest_skips_and_reports_bad_images_and_converts_cmyk(image_tree, tmp
     # Training reads the manifest: every listed image, CMYK included, gives RGB crops.
     dataset = train_dataset("rgb_denoise", {"crop": 48, "sigma_train": [0, 40], "crops_per_image": 1, "augment": True}, tmp_path / "m.csv")
     assert isinstance(dataset, DenoiseTrainDataset) and len(dataset) == 7
-    assert all(dataset[(index, 5)][0].shape == (3, 48, 48) for index in range(7))
+    assert all(dataset.pair(index, 5)[0].shape == (3, 48, 48) for index in range(7))
 
 
 def test_manifest_is_a_seeded_sample(image_tree, tmp_path):

@@ -9,6 +9,7 @@ crops of the image files (:class:`ImageFiles`, which decodes the file for every 
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -57,7 +58,7 @@ class ImageFiles:
         self.names = [str(path) for path in self.files]
         self.shapes = [image_size(path)[::-1] for path in self.files]
 
-    def crop(self, index: int, top: int, left: int, side: int) -> np.ndarray:
+    def stored_crop(self, index: int, top: int, left: int, side: int) -> np.ndarray:
         """The (side, side, 3) float32 crop in [0, 1] at (top, left) of image ``index``."""
         return read_rgb(self.files[index])[top : top + side, left : left + side]
 
@@ -83,15 +84,20 @@ class DecodedImages:
             raise ValueError(f"{self.path}: cannot read as HDF5 ({str(error).splitlines()[0]})") from None
         self._files = ProcessLocalFiles()
 
-    def crop(self, index: int, top: int, left: int, side: int) -> np.ndarray:
-        """The (side, side, 3) float32 crop in [0, 1] at (top, left) of image ``index``."""
-        pixels = self._files.array(self.path, f"images/{index:06d}")[top : top + side, left : left + side]
-        if pixels.dtype != np.uint8:
-            return pixels
-        # As read_rgb scales 8-bit pixels: float32, then divided by 255 in float32.
-        crop = pixels.astype(np.float32)
-        crop /= 255.0
-        return crop
+    def stored_crop(self, index: int, top: int, left: int, side: int) -> np.ndarray:
+        """The (side, side, 3) crop at (top, left) of image ``index`` as stored: uint8 (an 8-bit
+        image, 0–255) or float32 in [0, 1] (:func:`unit_float` makes both float32)."""
+        return self._files.array(self.path, f"images/{index:06d}")[top : top + side, left : left + side]
+
+
+def unit_float(pixels: np.ndarray) -> np.ndarray:
+    """Stored pixels as float32 in [0, 1]: uint8 divided by 255 in float32, as read_rgb scales 8-bit
+    pixels (and :meth:`DenoiseTrainDataset.finish_batch` on the device); float32 unchanged."""
+    if pixels.dtype != np.uint8:
+        return pixels
+    scaled = pixels.astype(np.float32)
+    scaled /= 255.0
+    return scaled
 
 
 def write_decoded(paths: list[Path], out_path: str | Path) -> int:
@@ -135,9 +141,15 @@ class DenoiseTrainDataset(Dataset):
 
     Each item is keyed by ``(index, sample_seed)`` (see :class:`lossbench.seeding.SeededSampler`):
     the crop position, augmentation, σ ~ U[sigma_min, sigma_max]/255 and the noise all come from
-    ``sample_seed``. Noise is not clipped, as in the thesis's Noisy column. An item is one
-    (2, 3, crop, crop) float32 tensor, the noisy crop and the clean one: one array for a worker to
-    hand over per batch, split by :meth:`finish_batch`.
+    ``sample_seed``. An item is the raw read of a DataLoader worker: a dict of the clean crop
+    ``clean`` (3, crop, crop) as the images store it (uint8 from a decoded file of 8-bit images, a
+    quarter of float32's bytes to hand over and to copy to a GPU; else float32), its ``sigma`` (float32, on the [0, 1] scale) and a
+    ``noise_seed`` (int64). :meth:`finish_batch` draws the noise on the training device, where a
+    batch of it costs next to nothing, instead of in the worker, where drawing it took most of an
+    item's time (2 ms of a 256-pixel crop's 3 ms on one CPU thread). Each sample's noise is a
+    standard normal from torch's generator of the device type, seeded with ``noise_seed``, times
+    ``sigma``: it does not depend on the batch the sample is in. Noise is not clipped, as in the
+    thesis's Noisy column. :meth:`pair` gives one sample's (noisy, clean) pair.
 
     Args:
         images: The clean training photographs, decoded (:class:`DecodedImages`) or as files
@@ -145,7 +157,7 @@ class DenoiseTrainDataset(Dataset):
         crop: Side of the square crops.
         sigma_range: (min, max) noise standard deviation on the 0–255 scale.
         crops_per_image: Crops drawn from every image per epoch.
-        augment: Apply rot90, flips and channel permutations.
+        augment: Apply rot90, flips and colour-channel permutations.
     """
 
     channels = 3
@@ -169,38 +181,61 @@ class DenoiseTrainDataset(Dataset):
         """Every crop has the same shape: any samples batch together."""
         return None
 
-    @staticmethod
-    def collate(items: list[torch.Tensor]) -> RawBatch:
-        """Stack items into a batch ``pairs`` (N, 2, 3, crop, crop), in shared memory when large
-        (:func:`lossbench.data.h5files.handed_over`)."""
-        return RawBatch(pairs=handed_over([item.numpy() for item in items], stack=True))
-
-    @staticmethod
-    def finish_batch(batch: RawBatch, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch of :meth:`collate` moved to ``device`` as (noisy, clean), each (N, 3, crop, crop)."""
-        batch = torch.as_tensor(batch["pairs"]).to(device, non_blocking=True)
-        return batch[:, 0], batch[:, 1]
-
-    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
+    def clean_crop(self, key: tuple[int, int]) -> tuple[np.ndarray, np.random.Generator]:
+        """The seeded, augmented clean crop (3, crop, crop) of ``key = (index, sample_seed)`` as the
+        images store it (see :meth:`DecodedImages.stored_crop`), and the sample's generator after
+        the crop's draws, for the draws that follow."""
         index, sample_seed = key
         rng = np.random.default_rng(sample_seed)
         image = index // self.crops_per_image
         height, width = self.images.shapes[image]
         top = int(rng.integers(height - self.crop + 1))
         left = int(rng.integers(width - self.crop + 1))
-        clean = self.images.crop(image, top, left, self.crop)
+        clean = self.images.stored_crop(image, top, left, self.crop)
         if self.augment:
             clean = augment(clean, rng)
-        sigma = rng.uniform(*self.sigma_range) / 255.0
-        # The draws of rng.normal(0.0, sigma, size) (numpy's normal is loc + scale × a standard
-        # normal), without its per-value addition of 0: the noise is most of an item's cost.
-        noise = rng.standard_normal(clean.shape)
-        noise *= sigma
-        pair = np.empty((2, 3, self.crop, self.crop), dtype=np.float32)
-        pair[1] = clean.transpose(2, 0, 1)
-        pair[0] = noise.transpose(2, 0, 1)  # rounded to float32 before the sum, as float32 noise
-        pair[0] += pair[1]
-        return torch.from_numpy(pair)
+        return np.ascontiguousarray(clean.transpose(2, 0, 1)), rng
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, np.ndarray]:
+        clean, rng = self.clean_crop(key)
+        sigma = np.float32(rng.uniform(*self.sigma_range) / 255.0)
+        return {"clean": clean, "sigma": sigma, "noise_seed": rng.integers(2**63, dtype=np.int64)}
+
+    @staticmethod
+    def collate(items: list[dict[str, np.ndarray]]) -> RawBatch:
+        """Stack each entry of the items along a new first axis; large ones go into shared memory
+        (:func:`lossbench.data.h5files.handed_over`). Clean crops of both stored types (8-bit and
+        deeper photographs in one file) are all made float32."""
+        batch = {key: [np.asarray(item[key]) for item in items] for key in items[0]}
+        if len({crop.dtype for crop in batch["clean"]}) > 1:
+            batch["clean"] = [unit_float(crop) for crop in batch["clean"]]
+        return RawBatch({key: handed_over(parts, stack=True) for key, parts in batch.items()})
+
+    @staticmethod
+    def finish_batch(batch: RawBatch, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of :meth:`collate` on ``device`` as (noisy, clean), each (N, 3, crop, crop) float32."""
+        clean = torch.as_tensor(batch["clean"]).to(device, non_blocking=True)
+        if clean.dtype == torch.uint8:
+            clean = clean.to(torch.float32).div_(255.0)  # the float32 values of unit_float
+        sigma = torch.as_tensor(batch["sigma"]).to(device, non_blocking=True)
+        noise = torch.empty_like(clean)
+        generator = _noise_generator(clean.device)
+        for sample_noise, seed in zip(noise, torch.as_tensor(batch["noise_seed"]).tolist()):
+            generator.manual_seed(seed)
+            sample_noise.normal_(generator=generator)
+        return clean + noise * sigma[:, None, None, None], clean
+
+    def pair(self, index: int, sample_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input, target) of item ``(index, sample_seed)``, each (3, crop, crop) on the CPU: a batch
+        of one through :meth:`finish_batch`."""
+        degraded, clean = self.finish_batch(self.collate([self[(index, sample_seed)]]), "cpu")
+        return degraded[0], clean[0]
+
+
+@functools.cache
+def _noise_generator(device: torch.device) -> torch.Generator:
+    # One generator per device, reseeded per sample: seeding costs nothing and needs no host sync.
+    return torch.Generator(device=device)
 
 
 def validation_noise(clean: np.ndarray, image_id: str, sigma: float, seed: int) -> np.ndarray:

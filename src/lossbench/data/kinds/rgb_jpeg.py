@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lossbench.data.denoise import DecodedImages, DenoiseTrainDataset, ImageFiles, open_images
+from lossbench.data.denoise import DecodedImages, DenoiseTrainDataset, ImageFiles, open_images, unit_float
+from lossbench.data.h5files import RawBatch
 from lossbench.data.taskspec import TaskSpec, ValidationImages
 
 
@@ -35,11 +36,11 @@ def jpeg_compress(image: np.ndarray, quality: int) -> np.ndarray:
 class JPEGTrainDataset(DenoiseTrainDataset):
     """Random crops of photographs, each JPEG-compressed at ``quality`` → (compressed, original), each (3, crop, crop).
 
-    The crops, augmentations and reads are those of the denoising dataset with σ = 0 (so the
-    same ``(index, sample_seed)`` gives the same crop); the crop is compressed after augmentation,
-    so that its 8 × 8 blocks start at its corner, as those of a compressed validation photograph.
-
-    Items are (2, 3, crop, crop) tensors, compressed and original, as the denoising dataset's.
+    The crops, augmentations and reads are those of the denoising dataset (so the same
+    ``(index, sample_seed)`` gives the same crop); the crop is compressed after augmentation, so
+    that its 8 × 8 blocks start at its corner, as those of a compressed validation photograph.
+    The compression runs in the DataLoader worker: an item is a dict of ``degraded`` and
+    ``clean``, each (3, crop, crop) float32.
 
     Args:
         images, crop, crops_per_image, augment: As for :class:`DenoiseTrainDataset`.
@@ -50,10 +51,16 @@ class JPEGTrainDataset(DenoiseTrainDataset):
         super().__init__(images, crop, (0.0, 0.0), crops_per_image, augment)
         self.quality = quality
 
-    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
-        pair = super().__getitem__(key)
-        pair[0] = torch.from_numpy(jpeg_compress(pair[1].numpy(), self.quality))
-        return pair
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, np.ndarray]:
+        stored, _ = self.clean_crop(key)
+        clean = unit_float(stored)
+        return {"degraded": jpeg_compress(clean, self.quality), "clean": clean}
+
+    @staticmethod
+    def finish_batch(batch: RawBatch, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch on ``device`` as (compressed, original), each (N, 3, crop, crop) float32."""
+        degraded, clean = (torch.as_tensor(batch[key]).to(device, non_blocking=True) for key in ("degraded", "clean"))
+        return degraded, clean
 
 
 def train_dataset(settings: Mapping[str, Any], train_dir: Path) -> JPEGTrainDataset:
