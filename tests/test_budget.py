@@ -52,7 +52,9 @@ def test_budget_target_runs_for_the_paper_configuration_without_its_data(tmp_pat
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     text = (tmp_path / "results" / "paper" / "budget.md").read_text()
-    assert re.search(r"\| knee \| l2 \| 0 \| 34,742 \| 1,000 \| 4,343,000 \|", text), text
+    assert re.search(r"\| knee \| l2 \| 0 \| 34,742 \| 1,000 \| 4,343,000 \| [0-9.]+ \| 1\.0 \|", text), text  # l2 costs 1 × l2
+    l1_cost = float(re.search(r"\| knee \| l1 \| 0 \|(?: [^|]+ \|){4} ([0-9.,]+) \|", text).group(1).replace(",", ""))
+    assert 0.2 < l1_cost < 5, text  # an elementwise loss costs about what l2 does
     assert "GPU-hours" in text and "estimate" in text
 
 

@@ -92,13 +92,21 @@ def flops_per_sample(model: torch.nn.Module, sample: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
-def _seconds(step, repeats: int = 2) -> float:
+def _seconds(step, rounds: int = 3, round_seconds: float = 0.2) -> float:
+    """Seconds per call of ``step``: the fastest of ``rounds`` rounds, each of as many calls as fill
+    ``round_seconds``. A loss call takes a fraction of a millisecond, so a single timed call measures
+    the scheduler more than the loss when other jobs share the CPU (it put l2 at 1,600 × itself)."""
     step()  # warm-up: allocator and lazy initialisation
     best = math.inf
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - started)
+    for _ in range(rounds):
+        calls, started = 0, time.perf_counter()
+        while True:
+            step()
+            calls += 1
+            elapsed = time.perf_counter() - started
+            if elapsed >= round_seconds:
+                break
+        best = min(best, elapsed / calls)
     return best
 
 
@@ -176,7 +184,8 @@ def estimate(config: dict[str, Any], results: Path = Path("results"), bench: Pat
         torch.manual_seed(0)
         flops = flops_per_sample(build_model(spec), sample)
         unet_seconds = cpu_step_seconds(build_model(spec), sample)
-        l2_seconds = loss_seconds(build_loss(replace(spec, loss=LossSettings("l2", {}))), sample)
+        # The reference of the loss-cost column: l2's own timing when it is one of the losses, so that its ratio is 1.
+        l2_seconds = per_loss.get("l2", (None, ""))[0] or loss_seconds(build_loss(replace(spec, loss=LossSettings("l2", {}))), sample)
         for loss in config["losses"]:
             seconds, note = per_loss[loss]
             extra = None if seconds is None else max(0.0, seconds - l2_seconds)
