@@ -52,3 +52,28 @@ def test_the_paper_configs_brain_boxes_fit_the_narrowest_fastmri_brain_images():
     figures = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text())["figures"]
     boxes = {name: spec["box"] for name, spec in figures.items() if spec["task"] == "brain" and "box" in spec}
     assert boxes and all(fit_box(box, 203, 203, name) == box for name, box in boxes.items())
+
+
+def test_curves_have_integer_epoch_ticks_an_input_baseline_and_a_legend_clear_of_the_panels(tmp_path, monkeypatch):
+    from lossbench import figures
+
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda figure, paths, layout=True: saved.append(figure))
+    curves = {}
+    for loss, offset in (("l1", 0.0), ("l2", 0.5)):
+        rows = [f"{epoch},{0.1 / epoch + offset},{0.12 / epoch + offset},{24 + epoch - offset},1.0" for epoch in (1, 2, 3)]
+        curves[loss] = tmp_path / f"{loss}.csv"
+        curves[loss].write_text("epoch,train_loss,val_loss,val_psnr,seconds\n" + "\n".join(rows) + "\n")
+    (tmp_path / "input.csv").write_text("image,psnr\na,20.0\nb,22.0\n")
+    figures.curves_figure(curves, ["unused.png"], "Curves", input_metrics=tmp_path / "input.csv")
+    (figure,) = saved
+    figure.canvas.draw()
+    for axis in figure.axes:
+        ticks = [tick for tick in axis.get_xticks() if 1 <= tick <= 3]
+        assert ticks and all(float(tick).is_integer() for tick in ticks), f"{axis.get_title()}: epoch ticks {ticks}"
+    (baseline,) = [line for line in figure.axes[-1].get_lines() if line.get_label() == "input (no restoration)"]
+    assert baseline.get_linestyle() == "--" and list(baseline.get_ydata()) == [21.0, 21.0]
+    (legend,) = figure.legends
+    assert [text.get_text() for text in legend.get_texts()][-1] == "input (no restoration)"
+    lowest_panel = min(axis.get_tightbbox().y0 for axis in figure.axes)
+    assert legend.get_window_extent().y1 <= lowest_panel, "the legend overlaps a panel"
