@@ -36,7 +36,8 @@ def test_two_experiments_keep_apart_and_record_their_configuration(tmp_path):
     text = (second / "config.yaml").read_text()
     assert yaml.safe_load(text)["experiment"] == "other"
     assert "# git commit: " in text and "# torch: " in text
-    assert "`models/<task>/<loss>/seed<N>/`" in (second / "README.md").read_text()
+    listing = (second / "README.md").read_text()
+    assert "`models/<task>/<loss>/seed<N>/`" in listing and "`outputs/<task>/<loss>/seed<N>_fastmri/`: MRI tasks" in listing
     # Nothing changed: the record keeps its mtime, so it never looks newer than the outputs.
     recorded = (second / "config.yaml").stat().st_mtime_ns
     _snakemake(tmp_path, f"results/other/{MODEL}", "--config", "experiment=other", "--forcerun", "train")

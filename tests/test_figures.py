@@ -52,3 +52,38 @@ def test_the_paper_configs_brain_boxes_fit_the_narrowest_fastmri_brain_images():
     figures = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text())["figures"]
     boxes = {name: spec["box"] for name, spec in figures.items() if spec["task"] == "brain" and "box" in spec}
     assert boxes and all(fit_box(box, 203, 203, name) == box for name, box in boxes.items())
+
+
+def test_curves_have_integer_epoch_ticks_an_input_baseline_and_a_legend_clear_of_the_panels(tmp_path, monkeypatch):
+    from lossbench import figures
+
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda figure, paths, layout=True: saved.append(figure))
+
+    def curves(epochs, psnr):
+        written = {}
+        for loss, offset in (("l1", 0.0), ("l2", 0.5)):
+            rows = [f"{epoch},{0.1 / epoch + offset},{0.12 / epoch + offset},{psnr(epoch) - offset / 100},1.0" for epoch in epochs]
+            written[loss] = tmp_path / f"{loss}.csv"
+            written[loss].write_text("epoch,train_loss,val_loss,val_psnr,seconds\n" + "\n".join(rows) + "\n")
+        return written
+
+    # A one-epoch run (the tiny configuration's) as well: its narrow x range must not give fractional ticks either.
+    (tmp_path / "input.csv").write_text("image,psnr\na,19.47\nb,19.49\n")
+    figures.curves_figure(curves([1], lambda epoch: 19.489), ["unused.png"], "One epoch", input_metrics=tmp_path / "input.csv")
+    (tmp_path / "input.csv").write_text("image,psnr\na,20.0\nb,22.0\n")
+    figures.curves_figure(curves([1, 2, 3], lambda epoch: 24 + epoch), ["unused.png"], "Curves", input_metrics=tmp_path / "input.csv")
+    one_epoch, figure = saved
+    for shown, last in ((one_epoch, 1), (figure, 3)):
+        shown.canvas.draw()
+        for axis in shown.axes:
+            ticks = [tick for tick in axis.get_xticks() if 1 <= tick <= last]
+            assert ticks and all(float(tick).is_integer() for tick in ticks), f"{axis.get_title()}: epoch ticks {list(axis.get_xticks())}"
+    # PSNRs within 0.02 dB are labelled in dB, not as an offset ("+1.948e1") plus thousandths.
+    assert one_epoch.axes[-1].yaxis.get_offset_text().get_text() == ""
+    (baseline,) = [line for line in figure.axes[-1].get_lines() if line.get_label() == "input (no restoration)"]
+    assert baseline.get_linestyle() == "--" and list(baseline.get_ydata()) == [21.0, 21.0]
+    (legend,) = figure.legends
+    assert [text.get_text() for text in legend.get_texts()][-1] == "input (no restoration)"
+    lowest_panel = min(axis.get_tightbbox().y0 for axis in figure.axes)
+    assert legend.get_window_extent().y1 <= lowest_panel, "the legend overlaps a panel"

@@ -104,7 +104,9 @@ def test_metrics_cli_compares_two_image_files(tmp_path):
     assert float(run("--metric", "flip", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout.removeprefix("flip = ")) > 0.3
     assert float(run("--metric", "l1", "--gray", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout.removeprefix("l1 = ")) > 0.3
     record = json.loads(run("--metric", "psnr", "--json", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout)
-    assert record["metric"] == "psnr" and record["better"] == "higher" and 0 < record["value"] < 20
+    assert record["metric"] == "psnr" and record["unit"] == "dB" and record["better"] == "higher" and 0 < record["value"] < 20
+    assert run("--metric", "psnr", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout == f"psnr = {record['value']:.6g} dB\n"
+    assert json.loads(run("--metric", "flip", "--json", str(tmp_path / "ref.png"), str(tmp_path / "same.png")).stdout)["unit"] is None
     assert record["reference"] == str(tmp_path / "ref.png") and record["test"] == str(tmp_path / "inverted.png")
     mismatch = run("--metric", "l2", str(tmp_path / "ref.png"), str(tmp_path / "small.png"))
     assert mismatch.returncode != 0 and "differs" in mismatch.stderr

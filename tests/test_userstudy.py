@@ -379,3 +379,28 @@ def test_ranking_triangle_has_a_legend_below_the_axes(monkeypatch):
     saved[0].canvas.draw()
     axes_box, legend_box = saved[0].axes[0].get_window_extent(), legend.get_window_extent()
     assert legend_box.y1 < axes_box.y0, "the legend overlaps the axes"
+
+
+def test_analyse_command_puts_table_and_figures_at_one_origin_named_in_caption_and_axes(tmp_path, monkeypatch):
+    from lossbench.userstudy import report
+    from lossbench.userstudy.__main__ import main
+
+    saved = []
+    monkeypatch.setattr(report, "_save", lambda figure, paths: saved.append(figure))
+    counts = str(THESIS_STUDIES["denoise"].path)
+    main(["analyse", "--counts", counts, "--out", str(tmp_path / "lowest"), "--samples", "20"])
+    with open(tmp_path / "lowest" / "jod_table.csv") as handle:
+        lowest = min(csv.DictReader(handle), key=lambda row: float(row["jod"]))
+    assert float(lowest["jod"]) == 1.0
+    assert f"JOD scores (lowest-scoring loss, {report.label(lowest['condition'])}, at 1;" in (tmp_path / "lowest" / "jod_table.md").read_text()
+    jod_figure, triangle = saved
+    assert ", at 1)" in jod_figure.axes[0].get_ylabel() and ", at 1)" in triangle.axes[0].get_xlabel()
+    saved.clear()
+    main(["analyse", "--counts", counts, "--out", str(tmp_path / "mean"), "--samples", "20", "--jod-origin", "mean0"])
+    with open(tmp_path / "mean" / "jod_table.csv") as handle:
+        assert abs(sum(float(row["jod"]) for row in csv.DictReader(handle))) < 0.01
+    assert "JOD scores (mean 0;" in (tmp_path / "mean" / "jod_table.md").read_text()
+    assert all("(mean 0)" in label for label in (saved[0].axes[0].get_ylabel(), saved[1].axes[0].get_xlabel()))
+    with pytest.raises(SystemExit, match=r"^error: --jod-origin: expected lowest_is_1, mean0 or one of the study's losses \(.*\), got 'lowest'$"):
+        main(["analyse", "--counts", counts, "--out", str(tmp_path / "bad"), "--jod-origin", "lowest"])
+    assert not (tmp_path / "bad").exists()

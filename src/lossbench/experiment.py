@@ -26,6 +26,7 @@ FOLDERS = {
     "figures/": "the thesis figures, training curves (curves_<task>) and user-study plots (PNG, PDF)",
     "models/<task>/<loss>/seed<N>/": "trained weights (model.pt) and the per-epoch curve (curve.csv, written at every epoch)",
     "outputs/<task>/<loss>/seed<N>.h5": "each model's outputs on the validation set",
+    "outputs/<task>/<loss>/seed<N>_fastmri/": "MRI tasks: the same outputs as fastMRI submission files (one <volume>.h5 per volume, dataset `reconstruction`), for fastmri.evaluate",
     "metrics/<task>/<loss>/": "per-image metrics of each model",
     "data/": "the prepared training and validation data",
     "checkpoints/": "training checkpoints: a re-run resumes from them",

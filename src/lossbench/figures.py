@@ -165,9 +165,13 @@ def curves_figure(curves: dict[str, str | Path], out_paths: list[str | Path], ti
         # Each loss has its own scale, and the adaptive loss (a negative log-likelihood) can be negative.
         if log_scale and values and min(values) > 0:
             axis.set_yscale("log")
+        else:
+            # Close values (a short run's PSNRs within 0.01 dB) would otherwise read as an offset plus thousandths.
+            axis.ticklabel_format(axis="y", useOffset=False)
         axis.set_title(label, fontsize=10)
         axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # min_n_ticks=1: with the default 2, a one-epoch run's narrow x range falls back to fractional ticks.
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         axis.grid(alpha=0.3)
     if input_metrics is not None:
         with open(input_metrics, newline="") as handle:

@@ -4,9 +4,9 @@
     python -m lossbench.metrics --metric psnr --gray reference.png test.png
     python -m lossbench.metrics --metric lpips --json reference.png test.png
 
-It prints ``name = value`` (``psnr = 31.2``: the metric unscaled, PSNR in dB, l1/l2 as mean errors on
-[0, 1] images, not the tables' 1000·l2), or with --json one object with the metric, value, direction
-and files.
+It prints ``name = value`` (``psnr = 31.2 dB``: the metric unscaled, PSNR in dB, l1/l2 as mean errors on
+[0, 1] images, not the tables' 1000·l2; the others have no unit), or with --json one object with the
+metric, value, unit (null when none), direction and files.
 
 Images are read at their real bit depth (8-bit ÷ 255, 16-bit grayscale ÷ 65535, float grayscale as
 it is) as RGB, or with --gray as luminance, in [0, 1].
@@ -26,6 +26,9 @@ from lossbench.data.download import DownloadError
 from lossbench.data.images import read_image
 from lossbench.flip import MODES
 from lossbench.specs import Setting
+
+#: The unit after the value; the metrics not named here are unitless ratios or errors on [0, 1] images.
+UNITS = {"psnr": "dB"}
 
 
 def _read(path: str, gray: bool) -> torch.Tensor:
@@ -60,9 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     value = float(value[0])
     if args.json:
         direction = "higher" if metrics.STUDY_METRICS[args.metric].higher_is_better else "lower"
-        print(json.dumps({"metric": args.metric, "value": value, "better": direction, "reference": args.reference, "test": args.test}))
+        print(json.dumps({"metric": args.metric, "value": value, "unit": UNITS.get(args.metric), "better": direction, "reference": args.reference, "test": args.test}))
     else:
-        print(f"{args.metric} = {value:.6g}")
+        print(f"{args.metric} = {value:.6g}" + (f" {UNITS[args.metric]}" if args.metric in UNITS else ""))
 
 
 if __name__ == "__main__":

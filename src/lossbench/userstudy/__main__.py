@@ -4,7 +4,7 @@
         --responses responses/denoise --observer alice --observer bob [--host 127.0.0.1] [--port 8000] [--allowed-host NAME]
     python -m lossbench.userstudy stimuli --task denoise --valset results/data/denoise/val.h5 \\
         --output l1=results/outputs/denoise/l1/seed0.h5 --output l2=... --image astronaut --folder DIR
-    python -m lossbench.userstudy analyse --counts COUNTS.csv --out DIR
+    python -m lossbench.userstudy analyse --counts COUNTS.csv --out DIR [--jod-origin lowest_is_1|mean0|LOSS]
     python -m lossbench.userstudy analyse --manifest DIR/manifest.json --responses responses/denoise --out DIR
 """
 
@@ -60,7 +60,7 @@ def _stimuli(args: argparse.Namespace) -> None:
 
 def _analyse(args: argparse.Namespace) -> None:
     from lossbench.userstudy.counts import read_counts, write_counts
-    from lossbench.userstudy.report import jod_plot, ranking_triangle, write_jod_table, write_probability_table, write_summary
+    from lossbench.userstudy.report import JOD_ORIGINS, anchored, jod_plot, ranking_triangle, write_jod_table, write_probability_table, write_summary
     from lossbench.userstudy.responses import observer_counts
     from lossbench.userstudy.scaling import summarize
     from lossbench.userstudy.stimuli import load_manifest
@@ -71,13 +71,17 @@ def _analyse(args: argparse.Namespace) -> None:
     else:
         observers, conditions, counts = observer_counts(load_manifest(args.manifest), args.responses)
         write_counts(conditions, counts, out / "observer_counts.csv", observers)
+    if args.jod_origin not in (*JOD_ORIGINS, *conditions):
+        raise ValueError(f"--jod-origin: expected {', '.join(JOD_ORIGINS)} or one of the study's losses ({', '.join(conditions)}), got {args.jod_origin!r}")
     summary = summarize(conditions, counts, args.samples, args.seed)
     write_summary(summary, out)
     pooled = counts.sum(axis=0) if counts.ndim == 3 else counts
     write_probability_table(conditions, pooled, out / "probabilities", "P(column chosen over row); the winner of each comparison in bold.")
-    write_jod_table(summary, out / "jod_table", "JOD scores (mean 0) with 95 % bootstrap intervals.")
-    jod_plot(summary, [out / "jod.png", out / "jod.pdf"], "JOD with 95 % intervals")
-    ranking_triangle(summary, [out / "triangle.png", out / "triangle.pdf"], "Ranking triangle")
+    # One origin for the table and both figures, named in the caption and on the JOD axes, as in the workflow.
+    words = anchored(summary, args.jod_origin)[1]
+    write_jod_table(summary, out / "jod_table", f"JOD scores ({words}; 1 JOD = 75 % preference) with 95 % bootstrap intervals.", args.jod_origin)
+    jod_plot(summary, [out / "jod.png", out / "jod.pdf"], "JOD with 95 % intervals", args.jod_origin)
+    ranking_triangle(summary, [out / "triangle.png", out / "triangle.pdf"], "Ranking triangle", args.jod_origin)
     print(f"wrote the analysis to {out}")
 
 
@@ -113,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     analyse.add_argument("--out", required=True)
     analyse.add_argument("--samples", type=int, default=1000)
     analyse.add_argument("--seed", type=int, default=0)
+    analyse.add_argument("--jod-origin", default="lowest_is_1", help="where the table and figures put JOD 0 or 1: lowest_is_1 (the thesis's figures), mean0, or a loss's name (at 0)")
     analyse.set_defaults(run=_analyse)
 
     args = parser.parse_args(argv)
