@@ -137,9 +137,10 @@ def test_a_task_schedule_replaces_the_trainers_for_that_task_only(repo):
     raw = yaml.safe_load((repo / "config.yaml").read_text())
     raw["trainer"]["schedule"] = {"kind": "constant"}
     raw["tasks"]["knee"]["training"]["schedule"] = {"kind": "cosine", "final": 0.05}
+    assert "schedule" not in raw["tasks"]["brain"]["training"]  # so brain takes the trainer's
     config = validate(raw, require_data=False)
     assert train_spec(config, "knee", "l2", 0).trainer.schedule == Schedule(kind="cosine", warmup=0, final=0.05)
-    assert train_spec(config, "denoise", "l2", 0).trainer.schedule == Schedule(kind="constant", warmup=0, final=0)
+    assert train_spec(config, "brain", "l2", 0).trainer.schedule == Schedule(kind="constant", warmup=0, final=0)
     assert "schedule" not in train_spec(config, "knee", "l2", 0).to_dict()["training"]
     raw["tasks"]["knee"]["training"]["schedule"] = {"kind": "linear"}
     with pytest.raises(ConfigError, match=r"tasks\.knee\.training\.schedule\.kind"):
