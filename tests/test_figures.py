@@ -83,6 +83,11 @@ def test_curves_have_integer_epoch_ticks_an_input_baseline_and_a_legend_clear_of
     assert one_epoch.axes[-1].yaxis.get_offset_text().get_text() == ""
     (baseline,) = [line for line in figure.axes[-1].get_lines() if line.get_label() == "input (no restoration)"]
     assert baseline.get_linestyle() == "--" and list(baseline.get_ydata()) == [21.0, 21.0]
+    # Inside the panel even where the curves start at the input's PSNR, not on its frame.
+    (tmp_path / "input.csv").write_text("image,psnr\na,20.18\nb,20.18\n")
+    figures.curves_figure(curves([1, 2], lambda epoch: 20.5 + 6.5 * (epoch - 1)), ["unused.png"], "From the input", input_metrics=tmp_path / "input.csv")
+    low, high = saved[-1].axes[-1].get_ylim()
+    assert low < 20.18 - 0.02 * (high - low)
     (legend,) = figure.legends
     assert [text.get_text() for text in legend.get_texts()][-1] == "input (no restoration)"
     lowest_panel = min(axis.get_tightbbox().y0 for axis in figure.axes)

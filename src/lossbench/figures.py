@@ -177,6 +177,10 @@ def curves_figure(curves: dict[str, str | Path], out_paths: list[str | Path], ti
         with open(input_metrics, newline="") as handle:
             baseline = fmean(float(row["psnr"]) for row in csv.DictReader(handle))
         axes[-1].axhline(baseline, color="black", linestyle="--", linewidth=1, label="input (no restoration)")
+        # Clear of the frame: a curve starting at the input's PSNR puts the baseline on the axis's edge.
+        low, high = axes[-1].get_ylim()
+        margin = 0.05 * (max(high, baseline) - min(low, baseline))
+        axes[-1].set_ylim(min(low, baseline - margin), max(high, baseline + margin))
     handles, labels = axes[-1].get_legend_handles_labels()
     # Below the panels, so that the legend never covers a curve.
     figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8, frameon=False)
