@@ -23,9 +23,8 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import lpips
 import torch
 from torch import nn
 
@@ -33,6 +32,9 @@ from lossbench.checks import check_image_pair, check_reduction, reduce_images, r
 from lossbench.device import ieee_float32_autograd
 from lossbench.metrics.lpips_weights import LPIPSWeightsError, find_trunk, trunk_location
 from lossbench.specs import LossSpec, MetricInfo, MetricSpec, Setting
+
+if TYPE_CHECKING:
+    import lpips
 
 Trunk = Literal["auto", "pretrained", "untrained"]
 
@@ -139,6 +141,11 @@ class LPIPSModel:
         # fork that restores it, so the untrained trunk is reproducible and the caller's random stream
         # (data order, network init) is untouched. torchvision's deprecated `pretrained=` keyword,
         # which lpips still passes, would otherwise warn on every construction.
+        # Imported here, not with the module: lpips imports torchvision, whose ops import torch._dynamo,
+        # 1.7 s of every job's start (infer, evaluation of the fastMRI metrics, training with another loss)
+        # that the registry's import of this module would otherwise cost jobs that never compute LPIPS.
+        import lpips
+
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
             torch.random.default_generator.manual_seed(UNTRAINED_SEED)
             warnings.simplefilter("ignore", UserWarning)
