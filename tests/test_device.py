@@ -5,12 +5,13 @@ error runs against the real torch of this machine when it has no CUDA device.
 """
 
 import logging
+import platform
 import stat
 
 import pytest
 import torch
 
-from lossbench.device import DeviceError, check_gpu_features, configure_cuda_kernels, driver_description, ieee_float32, ieee_float32_autograd, select_device
+from lossbench.device import DeviceError, check_gpu_features, configure_cuda_kernels, driver_description, ieee_float32, ieee_float32_autograd, keep_freed_memory, select_device
 
 
 @pytest.fixture
@@ -154,3 +155,9 @@ def test_ieee_float32_autograd_gives_the_plain_value_and_gradients():
     wrapped.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="second time"):
         wrapped.backward()
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_glibc_keeps_freed_memory_after_the_training_setup():
+    # mallopt returns 0 for a parameter or value it refuses (an mmap threshold above its 32 MiB maximum).
+    assert keep_freed_memory() is True

@@ -8,8 +8,12 @@ matrix products run without TF32, forward and backward.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import logging
 import os
+import platform
 import re
 import subprocess
 from collections.abc import Callable, Iterator
@@ -207,6 +211,28 @@ def ieee_float32_autograd(function: Callable[..., torch.Tensor], *inputs: torch.
         with ieee_float32():
             return function(*inputs)
     return _IEEEFloat32.apply(function, *inputs)
+
+
+#: glibc's mallopt parameters, and the largest mmap threshold it accepts on 64-bit systems (32 MiB).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX = -1, -3, 32 * 1024 * 1024
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Let glibc keep the memory of freed tensors for reuse instead of handing it back to the kernel.
+
+    PyTorch's CPU allocator returns every freed tensor to malloc. glibc serves blocks above its mmap
+    threshold (128 KiB at first, raised only once such a block is freed) with fresh mappings and
+    unmaps them on free, so each training step can map and zero-fill its activations again. Two runs
+    of the same demo brain training took 3.4 and 0.18 million page faults, the first with 10 % of
+    its time in the kernel. A fixed threshold of 32 MiB and no trimming keep that memory in the
+    heap. Only where memory comes from changes, not what is computed. Does nothing (and returns
+    False) outside glibc; called once per process.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def make_deterministic(seed: int, threads: int | None = None) -> None:

@@ -33,7 +33,7 @@ from lossbench.checkpoint import data_identity, load_checkpoint, restore_rng_sta
 from lossbench.data.denoise import DenoiseTrainDataset
 from lossbench.data.tasks import channels, train_dataset
 from lossbench.data.valset import ImageFile
-from lossbench.device import check_gpu_features, configure_cuda_kernels, make_deterministic, select_device
+from lossbench.device import check_gpu_features, configure_cuda_kernels, keep_freed_memory, make_deterministic, select_device
 from lossbench.logs import LiveView
 from lossbench.metrics.pixel import psnr
 from lossbench.run_spec import RunSpec, Schedule, Trainer
@@ -283,6 +283,7 @@ def run(
 
 def _set_up_device(spec: RunSpec, device: str, threads: int | None) -> torch.device:
     """Seed every generator, pick the device and set its kernels as the spec asks (refusing what the GPU lacks)."""
+    keep_freed_memory()
     make_deterministic(spec.seed, threads)
     target_device = select_device(device)
     check_gpu_features(target_device, spec.trainer.autocast, spec.trainer.compile)
