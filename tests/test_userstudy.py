@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ from lossbench.userstudy.agreement import agreement_rows, kendall_tau, published
 from lossbench.userstudy.counts import DATA, THESIS_STUDIES, counts_from_probabilities, probabilities, read_counts, thesis_counts_from_paper, write_counts
 from lossbench.userstudy.report import anchored, read_summary, write_jod_table, write_probability_table, write_summary
 from lossbench.userstudy import pipeline, scaling
-from lossbench.userstudy.scaling import SIGMA, _Problem
+from lossbench.userstudy.scaling import MIN_OBSERVERS, SIGMA, _Problem
 
 # Reference JOD values of the pwcmp toolbox: mantiuk/pwcmp at commit
 # 07876b296a22b8e5fc25bef320f8cb26dc752b11 (2025-07-06), pw_scale.m unchanged, run on 2026-12-01 in
@@ -55,7 +56,7 @@ def thesis():
     result = {}
     for key, study in THESIS_STUDIES.items():
         conditions, counts = read_counts(study.path)
-        result[key] = (conditions, counts, summarize(conditions, counts, n_samples=1000, seed=0))
+        result[key] = (conditions, counts, summarize(conditions, counts, n_samples=1000, seed=0, observers=study.observers))
     return result
 
 
@@ -178,12 +179,13 @@ def test_bootstrap_over_observers_and_over_trials():
     assert np.array_equal(samples, bootstrap(per_observer, n_samples=50, seed=3))
     assert not np.array_equal(samples, bootstrap(per_observer, n_samples=50, seed=4))
     # A resample of all observers is among the samples' support: identical observers give no spread.
-    same = np.repeat(per_observer[:1], 4, axis=0)
+    same = np.repeat(per_observer[:1], 5, axis=0)
     assert np.ptp(bootstrap(same, n_samples=10), axis=0).max() < 1e-9
     totals = bootstrap(per_observer.sum(axis=0), n_samples=50)
     assert totals.shape == (50, 3) and np.ptp(totals, axis=0).min() > 0
-    with pytest.raises(ValueError, match="at least 2 observers"):
-        bootstrap(per_observer[:1], n_samples=5)
+    # Four observers give 35 distinct resamples: too few to resample.
+    with pytest.raises(ValueError, match=r"needs at least 5 observers, got 4 \(35 distinct resamples\)"):
+        bootstrap(per_observer[:4], n_samples=5)
 
 
 def test_shipped_counts_reproduce_the_published_tables():
@@ -331,7 +333,7 @@ def test_summary_round_trips_and_intervals_contain_estimate(thesis, tmp_path):
     _, _, s = thesis["denoise"]
     write_summary(s, tmp_path)
     back = read_summary(tmp_path)
-    assert back.conditions == s.conditions
+    assert back.conditions == s.conditions and (back.observers, back.resampled) == (14, "trials")
     assert back.jod == pytest.approx(s.jod, abs=1e-6) and back.p_values == pytest.approx(s.p_values, abs=1e-4)
     assert np.all(s.low < s.jod) and np.all(s.jod < s.high)
 
@@ -388,7 +390,7 @@ def test_analyse_command_puts_table_and_figures_at_one_origin_named_in_caption_a
     saved = []
     monkeypatch.setattr(report, "_save", lambda figure, paths: saved.append(figure))
     counts = str(THESIS_STUDIES["denoise"].path)
-    main(["analyse", "--counts", counts, "--out", str(tmp_path / "lowest"), "--samples", "20"])
+    main(["analyse", "--counts", counts, "--observers", "14", "--out", str(tmp_path / "lowest"), "--samples", "20"])
     with open(tmp_path / "lowest" / "jod_table.csv") as handle:
         lowest = min(csv.DictReader(handle), key=lambda row: float(row["jod"]))
     assert float(lowest["jod"]) == 1.0
@@ -396,11 +398,121 @@ def test_analyse_command_puts_table_and_figures_at_one_origin_named_in_caption_a
     jod_figure, triangle = saved
     assert ", at 1)" in jod_figure.axes[0].get_ylabel() and ", at 1)" in triangle.axes[0].get_xlabel()
     saved.clear()
-    main(["analyse", "--counts", counts, "--out", str(tmp_path / "mean"), "--samples", "20", "--jod-origin", "mean0"])
+    main(["analyse", "--counts", counts, "--observers", "14", "--out", str(tmp_path / "mean"), "--samples", "20", "--jod-origin", "mean0"])
     with open(tmp_path / "mean" / "jod_table.csv") as handle:
         assert abs(sum(float(row["jod"]) for row in csv.DictReader(handle))) < 0.01
     assert "JOD scores (mean 0;" in (tmp_path / "mean" / "jod_table.md").read_text()
     assert all("(mean 0)" in label for label in (saved[0].axes[0].get_ylabel(), saved[1].axes[0].get_xlabel()))
     with pytest.raises(SystemExit, match=r"^error: --jod-origin: expected lowest_is_1, mean0 or one of the study's losses \(.*\), got 'lowest'$"):
-        main(["analyse", "--counts", counts, "--out", str(tmp_path / "bad"), "--jod-origin", "lowest"])
+        main(["analyse", "--counts", counts, "--observers", "14", "--out", str(tmp_path / "bad"), "--jod-origin", "lowest"])
     assert not (tmp_path / "bad").exists()
+
+
+# --- Studies of too few observers to resample (issue 26) ---
+
+LOSSES = ["l1", "l2", "msssim", "lpips_l2", "flip", "adaptive"]
+
+
+def _random_observers(observers: int, images: int = 3, seed: int = 0) -> np.ndarray:
+    """Per-observer counts of observers choosing at random: each of the 15 pairs of six losses once per image (45 answers)."""
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((observers, 6, 6))
+    upper = np.triu_indices(6, 1)
+    for matrix in counts:
+        wins = rng.binomial(images, 0.5, len(upper[0]))
+        matrix[upper], matrix[upper[1], upper[0]] = wins, images - wins
+    return counts
+
+
+@pytest.mark.parametrize("observers", [1, 2, 4, 5])
+def test_intervals_and_p_values_need_five_observers(observers, caplog):
+    counts = _random_observers(observers)
+    with caplog.at_level(logging.WARNING, logger="lossbench.userstudy.scaling"):
+        s = summarize(LOSSES, counts, n_samples=50)
+    assert s.observers == observers and s.jod == pytest.approx(scale(counts.sum(axis=0)))
+    if observers < MIN_OBSERVERS:
+        assert s.resampled is None and s.samples.shape == (0, 6)
+        assert np.isnan(s.low).all() and np.isnan(s.high).all() and np.isnan(s.p_values).all()
+        assert f"{observers} observer" in caplog.text and "fewer than the 5 that resampling needs" in caplog.text
+    else:
+        assert s.resampled == "observers" and s.samples.shape == (50, 6) and caplog.text == ""
+        assert np.isfinite(s.p_values).all() and np.all(s.low <= s.jod) and np.all(s.jod <= s.high)
+
+
+def test_pooled_counts_are_resampled_only_with_their_observer_count_known_and_large_enough():
+    pooled = _random_observers(2).sum(axis=0)
+    assert summarize(LOSSES, pooled, n_samples=20, observers=2).resampled is None
+    thesis = summarize(LOSSES, read_counts(THESIS_STUDIES["denoise"].path)[1], n_samples=20, observers=14)
+    assert thesis.resampled == "trials" and thesis.observers == 14 and np.isfinite(thesis.p_values).all()
+    with pytest.raises(ValueError, match=r"^observers: 3 given, but the counts hold 2 observers' matrices$"):
+        summarize(LOSSES, _random_observers(2), observers=3)
+
+
+def test_two_observers_files_state_it_and_hold_no_interval_or_p_value(tmp_path):
+    s = summarize(LOSSES, _random_observers(2), n_samples=50)
+    write_summary(s, tmp_path)
+    with open(tmp_path / "p_values.csv") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == LOSSES and len(rows) == 7 and all(cell == "" for row in rows[1:] for cell in row)
+    back = read_summary(tmp_path)
+    assert back.resampled is None and back.observers == 2 and back.jod == pytest.approx(s.jod, abs=1e-6) and np.isnan(back.p_values).all()
+    csv_path, md_path, tex_path = write_jod_table(s, tmp_path / "jod", "JOD scores.")
+    with open(csv_path) as handle:
+        table = list(csv.DictReader(handle))
+    assert {(row["ci_low"], row["ci_high"], row["observers"], row["resampled"]) for row in table} == {("", "", "2", "none")}
+    warning = "2 observers: fewer than the 5 that resampling needs (3 distinct resamples), so no confidence intervals and no significance tests."
+    for path in (md_path, tex_path):
+        assert warning in path.read_text() and "CI" not in path.read_text()
+    rows = agreement_rows(s, published_values("table_6_1"), "thesis")
+    assert rows and all(row["ci_low"] == row["ci_high"] == "" for row in rows)
+
+
+def test_jod_figures_state_their_observers(monkeypatch, thesis):
+    from lossbench.userstudy import report
+
+    saved = []
+    monkeypatch.setattr(report, "_save", lambda figure, paths: saved.append(figure))
+    few = summarize(LOSSES, _random_observers(2), n_samples=20)
+    _, _, thesis_summary = thesis["denoise"]
+    for s in (few, thesis_summary):
+        report.jod_plot(s, ["unused.png"], "A study")
+        report.ranking_triangle(s, ["unused.png"], "A study")
+    few_jod, few_triangle, thesis_jod, thesis_triangle = saved
+    for figure in (few_jod, few_triangle):
+        assert "2 observers: fewer than the 5 that resampling needs" in figure.axes[0].get_title()
+    assert not few_jod.axes[0].containers  # no error bars
+    (legend,) = few_triangle.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["not tested (too few observers)", "loss at its JOD; edge labels: JOD difference"]
+    for figure in (thesis_jod, thesis_triangle):
+        assert "14 observers; 95 % intervals and p-values resample each pair's trials" in figure.axes[0].get_title()
+    assert len(thesis_jod.axes[0].containers) == 1
+
+
+def test_analyse_command_with_two_observers_warns_and_gives_no_p_values(tmp_path, capsys):
+    from lossbench.userstudy.__main__ import main
+
+    write_counts(LOSSES, _random_observers(2), tmp_path / "two.csv", observers=["ann", "ben"])
+    main(["analyse", "--counts", str(tmp_path / "two.csv"), "--out", str(tmp_path / "out"), "--samples", "20"])
+    captured = capsys.readouterr()
+    assert "2 observers: fewer than the 5 that resampling needs" in captured.out + captured.err
+    assert "2 observers: fewer than the 5" in (tmp_path / "out" / "jod_table.md").read_text()
+    with open(tmp_path / "out" / "p_values.csv") as handle:
+        assert all(cell == "" for row in list(csv.reader(handle))[1:] for cell in row)
+    with pytest.raises(SystemExit, match=r"^error: --counts .*thesis_denoise\.csv: pooled counts \(no observer column\) need --observers K, how many observers gave them$"):
+        main(["analyse", "--counts", str(THESIS_STUDIES["denoise"].path), "--out", str(tmp_path / "pooled")])
+
+
+def test_only_our_studies_with_answers_are_analysed_and_the_others_named(tiny_config, tmp_path):
+    tiny_config["userstudy"] = {"stimuli": {"denoise": ["astronaut"], "knee": ["a"], "brain": ["b"]}, "responses": str(tmp_path)}
+    config = validate(tiny_config, "tiny.yaml")
+    assert pipeline.own_studies(config) == [] and [row["answer_files"] for row in pipeline.study_status(config)] == ["0", "0"]
+    (tmp_path / "denoise").mkdir()
+    (tmp_path / "denoise" / "ann.jsonl").write_text("{}\n")
+    (tmp_path / "mri").mkdir()  # a folder without answer files is no study with answers
+    assert pipeline.own_studies(config) == ["ours_denoise"]
+    denoise, mri = pipeline.study_status(config)
+    assert (denoise["study"], denoise["answer_files"], denoise["status"].split(":")[0]) == ("denoise", "1", "analysed")
+    assert (mri["study"], mri["tasks"], mri["status"]) == ("mri", "knee + brain", f"not analysed: no answers (no <observer>.jsonl in {tmp_path / 'mri'})")
+    assert "userstudy_ours_mri" not in " ".join(pipeline.targets(config)) and any(path.endswith("tables/userstudy_ours_studies.md") for path in pipeline.targets(config))
+    config["userstudy"]["responses"] = None  # no own study to analyse, and none to name
+    assert pipeline.own_studies(config) == pipeline.study_status(config) == pipeline.status_files(config) == []

@@ -6,6 +6,8 @@ security headers, vanished stimuli, kill -9 under load). Every server listens on
 
 from __future__ import annotations
 
+import csv
+import html
 import http.client
 import json
 import os
@@ -28,8 +30,10 @@ from lossbench.data.valset import write_images
 from lossbench.userstudy.__main__ import main as cli
 from lossbench.userstudy.counts import read_counts
 from lossbench.userstudy.responses import LOCK, ObserverFile, observer_counts, read_answers
-from lossbench.userstudy.server import TOKEN_HEADER, Study, StudyServer
+from lossbench.flip import pixels_per_degree
+from lossbench.userstudy.server import SECONDS_PER_COMPARISON, TOKEN_HEADER, Study, StudyServer
 from lossbench.userstudy.stimuli import load_manifest, make_stimuli, plan
+from lossbench.userstudy.viewing import conditions, distance_m
 
 LOSSES = ["l1", "l2", "msssim", "flip"]
 IMAGES = ["a", "b"]
@@ -46,7 +50,8 @@ def stimuli(tmp_path_factory) -> Path:
     for loss in LOSSES:
         outputs[loss] = root / f"{loss}.h5"
         write_images(outputs[loss], {"output": [(image, np.clip(t + rng.normal(0, 0.1, t.shape), 0, 1)) for image, t in targets.items()]})
-    make_stimuli("denoise", root / "val.h5", outputs, IMAGES, root / "study", flicker_ms=100)
+    # evaluation.flip's defaults: 0.7 m from a 0.7 m wide 3840-pixel monitor.
+    make_stimuli("denoise", root / "val.h5", outputs, IMAGES, root / "study", flicker_ms=100, viewing={})
     return root / "study"
 
 
@@ -81,11 +86,16 @@ class Running:
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+    return fetch(port, method, path, body, headers)[::2]
+
+
+def fetch(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, str | None, bytes]:
+    """Status, Content-Type and body of a request."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=90)
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
-        return response.status, response.read()
+        return response.status, response.getheader("Content-Type"), response.read()
     finally:
         connection.close()
 
@@ -209,6 +219,77 @@ def test_nothing_outside_the_responses_can_be_written(running, tmp_path):
         Study(running.server.study.stimuli, tmp_path / "r", ["../evil"])
 
 
+def _text(page: bytes) -> str:
+    """A page's text without its tags, its entities resolved and its whitespace collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.decode())).split())
+
+
+def test_start_page_says_what_to_do_how_long_and_how_far_to_sit(running):
+    status, content_type, body = fetch(running.port, "GET", "/")
+    text = _text(body)
+    assert status == 200 and content_type == "text/html; charset=utf-8"
+    assert "Choose the side whose two images look more alike" in text and "← or → arrow key" in text
+    # 12 comparisons at 10 s each.
+    assert SECONDS_PER_COMPARISON == 10 and "12 comparisons, about 2 minutes (at roughly 10 s each)" in text
+    assert "Sit about 70 cm from the screen if it is a 70 cm wide monitor with 3840 pixels across (the study's viewing conditions)." in text
+    assert "67.0 pixels per degree of visual angle" in text and "sit 3840 times its pixel pitch away" in text
+
+
+def test_viewing_conditions_keep_a_geometry_unless_pixels_per_degree_replace_it():
+    assert distance_m(pixels_per_degree(0.7, 0.7, 3840), 0.7, 3840) == pytest.approx(0.7, rel=1e-6)  # the inverse of FLIP's formula
+    geometry = conditions({"distance_m": 0.7, "monitor_width_m": 0.7, "monitor_pixels": 3840, "ppd": None})
+    assert geometry == {"distance_m": 0.7, "monitor_width_m": 0.7, "monitor_pixels": 3840, "ppd": pixels_per_degree()}
+    assert conditions(geometry) == geometry  # a recorded geometry and its own ppd
+    assert conditions({"distance_m": 0.7, "monitor_width_m": 0.7, "monitor_pixels": 3840, "ppd": 40}) == {"ppd": 40.0}
+    with pytest.raises(ValueError, match=r"^evaluation\.flip\.monitor_pixels: expected a positive number, got 0$"):
+        conditions({"monitor_pixels": 0})
+
+
+def test_with_pixels_per_degree_only_the_distance_names_the_display_it_assumes(stimuli, tmp_path):
+    study = Study(stimuli, tmp_path / "responses", ["alice"], viewing=conditions({"ppd": 40}))
+    text = _text(study.start_page())
+    # 40 × (0.7 m / 3840) × 180 / π = 0.418 m.
+    assert "Sit about 42 cm from the screen if it is a 70 cm wide monitor with 3840 pixels across (the study gives pixels per degree only; this is the monitor this project assumes for the thesis)." in text
+    assert "40.0 pixels per degree" in text and "sit 2292 times its pixel pitch away" in text
+
+
+def test_stimuli_without_viewing_conditions_need_them_given(stimuli, tmp_path):
+    study = _copy(stimuli, tmp_path)
+    manifest = json.loads((study / "manifest.json").read_text())
+    del manifest["viewing"]
+    (study / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"manifest\.json: no viewing conditions \(stimuli made without evaluation\.flip\): give them, e\.g\. serve with --ppd P"):
+        Study(study, tmp_path / "responses", ["alice"])
+    assert Study(study, tmp_path / "responses", ["alice"], viewing=conditions({"ppd": 40})).viewing == {"ppd": 40.0}
+    with pytest.raises(ValueError, match=r"^viewing: viewing conditions hold distance_m but not monitor_width_m, monitor_pixels$"):
+        Study(study, tmp_path / "responses", ["alice"], viewing={"ppd": 40, "distance_m": 0.7})
+
+
+def test_viewing_options_of_the_command_line(stimuli, tmp_path):
+    base = ["stimuli", "--task", "denoise", "--valset", str(stimuli.parent / "val.h5"), "--image", "a", *(f"--output={loss}={stimuli.parent / f'{loss}.h5'}" for loss in LOSSES[:2])]
+    cli([*base, "--folder", str(tmp_path / "ppd"), "--ppd", "40"])
+    assert load_manifest(tmp_path / "ppd" / "manifest.json")["viewing"] == {"ppd": 40.0}
+    cli([*base, "--folder", str(tmp_path / "near"), "--distance-m", "0.5"])
+    near = load_manifest(tmp_path / "near" / "manifest.json")["viewing"]
+    assert near == {"distance_m": 0.5, "monitor_width_m": 0.7, "monitor_pixels": 3840, "ppd": pytest.approx(pixels_per_degree(0.5, 0.7, 3840))}
+    with pytest.raises(SystemExit, match=r"^error: --ppd replaces the viewing geometry: give it or --distance-m, not both$"):
+        cli([*base, "--folder", str(tmp_path / "both"), "--ppd", "40", "--distance-m", "0.5"])
+    with pytest.raises(SystemExit, match=r"^error: viewing options\.ppd: expected a positive number, got -1\.0$"):
+        cli(["serve", "--stimuli", str(stimuli), "--responses", str(tmp_path / "responses"), "--observer", "alice", "--ppd", "-1"])
+
+
+def test_an_unknown_observer_id_gets_a_page_saying_so(running):
+    status, content_type, body = fetch(running.port, "GET", "/study/alic")
+    text = _text(body)
+    assert status == 404 and content_type == "text/html; charset=utf-8"
+    assert "No observer with the id alic is registered for this study." in text and "Check the spelling" in text
+    assert b'<a href="/">enter your id again</a>' in body
+    status, _, body = fetch(running.port, "GET", "/study/%3Cimg%20src%3Dx%3E")
+    assert status == 404 and b"&lt;img src=x&gt;" in body and b"<img" not in body
+    # The app's scripts still get JSON.
+    assert fetch(running.port, "GET", "/api/alic/state")[1:] == ("application/json", b'{"error": "unknown observer"}')
+
+
 def test_stimuli_are_served(running):
     state = running.state("bob")
     status, body = running.request("GET", state["trial"]["left"])
@@ -225,6 +306,18 @@ def test_torn_last_line_is_skipped_and_never_merged(tmp_path):
     log.append({"trial": "t0001", "chosen": "l2"})
     assert [a["trial"] for a in read_answers(path)] == ["t0000", "t0001"]
     assert b'{"trial": "t00\n' in path.read_bytes()  # what was there stays there
+
+
+def test_an_observer_file_without_a_confirmed_answer_is_no_observer(stimuli, tmp_path, caplog):
+    manifest = load_manifest(stimuli / "manifest.json")
+    trial = manifest["trials"][0]
+    ObserverFile(tmp_path / "alice.jsonl").append({"trial": trial["id"], "chosen": trial["a"], "other": trial["b"]})
+    (tmp_path / "bob.jsonl").write_bytes(b'{"trial": "t00')  # cut off before its first answer was confirmed
+    observers, _, counts = observer_counts(manifest, tmp_path)
+    assert observers == ["alice"] and counts.shape[0] == 1 and "bob.jsonl: no confirmed answer; observer bob left out" in caplog.text
+    (tmp_path / "alice.jsonl").unlink()
+    with pytest.raises(ValueError, match=r": no observer file holds a confirmed answer$"):
+        observer_counts(manifest, tmp_path)
 
 
 def test_concurrent_observers_lose_no_answer(stimuli, tmp_path):
@@ -275,6 +368,10 @@ def test_cli_analyses_collected_answers(stimuli, tmp_path):
         best = max((line.split(",") for line in handle.read().splitlines()[1:]), key=lambda row: float(row[1]))
     assert best[0] == "l1"
     assert (out / "triangle.pdf").stat().st_size > 0 and "**" in (out / "probabilities.md").read_text()
+    # Three observers are too few to resample: scores without intervals or p-values, and the table says why.
+    assert "3 observers: fewer than the 5 that resampling needs" in (out / "jod_table.md").read_text()
+    with open(out / "p_values.csv") as handle:
+        assert all(cell == "" for row in list(csv.reader(handle))[1:] for cell in row)
 
 
 def _chromium() -> tuple[str, str] | None:
@@ -301,10 +398,19 @@ def test_observer_session_in_headless_chromium(stimuli, tmp_path):
     server = Running(stimuli, tmp_path / "responses", ["alice"])
     browser = webdriver.Chrome(service=webdriver.ChromeService(executable_path=found[1]), options=options)
     try:
+        wait = WebDriverWait(browser, 20)
         browser.get(f"http://127.0.0.1:{server.port}/")
+        start = browser.find_element(By.TAG_NAME, "main").text
+        assert "12 comparisons, about 2 minutes" in start and "Sit about 70 cm from the screen" in start
+        # A mistyped id: a page that says so and leads back, not the server's JSON.
+        browser.find_element(By.ID, "observer").send_keys("Alice")
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait.until(lambda b: b.find_element(By.TAG_NAME, "h1").text == "Unknown observer id")
+        assert "No observer with the id Alice is registered" in browser.find_element(By.ID, "unknown").text
+        browser.find_element(By.LINK_TEXT, "enter your id again").click()
+        wait.until(lambda b: b.find_elements(By.ID, "observer"))
         browser.find_element(By.ID, "observer").send_keys("alice")
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        wait = WebDriverWait(browser, 20)
         shown = []
 
         def answer(side: str) -> None:
@@ -318,14 +424,20 @@ def test_observer_session_in_headless_chromium(stimuli, tmp_path):
 
         for index in range(5):
             answer("left" if index % 2 else "right")
+        # The page's styles run under the server's Content-Security-Policy: the study's grey background.
+        assert browser.find_element(By.TAG_NAME, "body").value_of_css_property("background-color") == "rgba(127, 127, 127, 1)"
         browser.refresh()  # reload midway: the session continues at the first unanswered trial
         wait.until(lambda b: "Comparison 6 of 12" in b.find_element(By.ID, "progress").text)
         for _ in range(7):
             answer("left")
         wait.until(lambda b: b.find_element(By.ID, "done").is_displayed())
-        # The page's scripts and styles all run under the server's Content-Security-Policy.
+        # The end page alone: the last pair and its buttons are gone, on a plain background.
+        for element in ("pair", "left", "right", "choose-left", "choose-right", "progress"):
+            assert not browser.find_element(By.ID, element).is_displayed(), element
+        assert browser.find_element(By.ID, "done").text.splitlines() == ["All comparisons are done", "You answered all 12 comparisons.", "Thank you! Your answers are saved; you can close this window."]
+        assert browser.find_element(By.TAG_NAME, "body").value_of_css_property("background-color") == "rgba(255, 255, 255, 1)"
+        # The page's scripts all run under the server's Content-Security-Policy.
         assert [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]] == []
-        assert browser.find_element(By.TAG_NAME, "body").value_of_css_property("background-color") == "rgba(127, 127, 127, 1)"
     finally:
         browser.quit()
         server.close()
@@ -432,7 +544,7 @@ def test_a_token_of_another_server_run_is_refused(stimuli, tmp_path):
 
 def test_every_response_forbids_framing_and_foreign_scripts(running):
     trial = running.state("alice")["trial"]
-    for path in ["/", "/study/alice", "/static/study.js", "/api/alice/state", trial["left"], "/nothing", "/stimuli/../manifest.json"]:
+    for path in ["/", "/study/alice", "/study/mallory", "/static/study.js", "/api/alice/state", trial["left"], "/nothing", "/stimuli/../manifest.json"]:
         connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=90)
         try:
             connection.request("GET", path)
@@ -451,7 +563,7 @@ def test_every_response_forbids_framing_and_foreign_scripts(running):
             reply += raw.recv(65536)
         assert reply.startswith(b"HTTP/1.1 501 ") and b"\r\nX-Frame-Options: DENY\r\n" in reply
     # The pages hold no inline script, style or handler, and every file they use is served.
-    for page in ["/", "/study/alice"]:
+    for page in ["/", "/study/alice", "/study/mallory"]:
         body = running.request("GET", page)[1]
         assert not re.search(rb"<script(?![^>]*\ssrc=)|<style|\sstyle=|\son[a-z]+=", body), page
         for asset in re.findall(rb'(?:src|href)="(/static/[^"]+)"', body):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -17,10 +18,12 @@ from test_workflow import _snakemake
 THESIS_TARGETS = ["table_6_2", "table_6_5", "fig_6_7", "fig_6_8", "fig_6_17", "fig_6_18"]
 OWN_TARGETS = [f"userstudy_ours_{study}{suffix}" for study in ("denoise", "mri") for suffix in ("", "_jod", "_triangle")]
 #: Every user-study rule of this configuration; the models' outputs exist already and are not rebuilt.
-USERSTUDY_RULES = ["userstudy_analysis_thesis_denoise", "userstudy_analysis_thesis_mri", "userstudy_analysis_ours_denoise", "userstudy_analysis_ours_mri", "userstudy_kendall_thesis", "userstudy_kendall_ours", "userstudy_stimuli", "userstudy_counts", "userstudy", *THESIS_TARGETS, *OWN_TARGETS]
+USERSTUDY_RULES = ["userstudy_analysis_thesis_denoise", "userstudy_analysis_thesis_mri", "userstudy_analysis_ours_denoise", "userstudy_analysis_ours_mri", "userstudy_kendall_thesis", "userstudy_kendall_ours", "userstudy_stimuli", "userstudy_counts", "userstudy_ours_studies", "userstudy", *THESIS_TARGETS, *OWN_TARGETS]
 LOSSES = ("l1", "l2", "flip")
 #: The MRI images of our study: two knee and two brain slices, one study as the thesis's.
 MRI_IMAGES = {"knee": ["knee_a", "knee_b"], "brain": ["brain_a", "brain_b"]}
+#: Observers of our studies: enough to resample for denoising, too few for MRI.
+OBSERVERS = {"denoise": ["ann", "ben", "cat", "dot", "eve"], "mri": ["ann", "ben", "cat"]}
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +55,12 @@ def study_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built(study_dir):
-    """Stimuli by the pipeline, three observers' answers through the app's logic, then every user-study target."""
+    """Stimuli by the pipeline, the observers' answers through the app's logic, then every user-study target."""
     config = study_dir / "config.yaml"
     manifests = {study: study_dir / f"results/demo/userstudy/stimuli/{study}/manifest.json" for study in ("denoise", "mri")}
     _snakemake(study_dir, "--cores", "1", *(str(path.relative_to(study_dir)) for path in manifests.values()), "--allowed-rules", "userstudy_stimuli", config=config)
     for name, manifest in manifests.items():
-        study = Study(manifest.parent, study_dir / "responses" / name, ["ann", "ben", "cat"])
+        study = Study(manifest.parent, study_dir / "responses" / name, OBSERVERS[name])
         for observer in study.plans:
             for trial in study.plans[observer]:
                 # Everyone prefers l2, else the left option.
@@ -79,6 +82,9 @@ def test_thesis_targets_are_regenerated_from_the_shipped_data(built):
         jod = {row["condition"]: float(row["jod"]) for row in csv.DictReader(handle)}
     assert jod["l2"] == min(jod.values()) == 1.0 and jod["lpips_l2"] == pytest.approx(1.0 + 0.701 + 0.628, abs=2e-3)
     assert "lowest-scoring loss, l2, at 1" in (tables / "table_6_2_jod.md").read_text()
+    # The thesis publishes pooled counts: its observers are stated, and its intervals resample trials.
+    for table, observers in (("table_6_2", 14), ("table_6_5", 12)):
+        assert f"{observers} observers; 95 % intervals and p-values resample each pair's trials" in (tables / f"{table}_jod.md").read_text()
     for figure in ("fig_6_7", "fig_6_8", "fig_6_17", "fig_6_18"):
         assert (figures / f"{figure}.png").stat().st_size > 0 and (figures / f"{figure}.pdf").stat().st_size > 0
     assert "LPIPS" in (tables / "userstudy_kendall_thesis.md").read_text()
@@ -100,7 +106,25 @@ def test_our_study_from_stimuli_to_analysis(built):
     assert late.answer("dan", late.plans["dan"][0].id, "left")[0] == 200
     dry = _snakemake(built, "--cores", "1", "--dry-run", "userstudy", *THESIS_TARGETS, config=built / "config.yaml")
     jobs = {line.split()[0] for line in dry.stdout.split("Job stats:")[1].split("\n\n")[0].splitlines()[3:]}
-    assert jobs == {"userstudy_counts", "userstudy_analysis_ours_denoise", "userstudy_kendall_ours", "userstudy", "total"}
+    assert jobs == {"userstudy_counts", "userstudy_analysis_ours_denoise", "userstudy_kendall_ours", "userstudy_ours_studies", "userstudy", "total"}
+
+
+def test_our_studies_state_their_observers_and_give_intervals_only_from_five(built):
+    tables, analyses = built / "results/demo/tables", built / "results/demo/userstudy"
+    with open(tables / "userstudy_ours_denoise_jod.csv") as handle:
+        assert {(row["observers"], row["resampled"], bool(row["ci_low"])) for row in csv.DictReader(handle)} == {("5", "observers", True)}
+    assert "5 observers; 95 % intervals and p-values resample the observers" in (tables / "userstudy_ours_denoise_jod.md").read_text()
+    # Three MRI observers: scores, but no interval and no p-value anywhere, and every output says why.
+    warning = "3 observers: fewer than the 5 that resampling needs (10 distinct resamples), so no confidence intervals and no significance tests"
+    with open(tables / "userstudy_ours_mri_jod.csv") as handle:
+        assert {(row["observers"], row["resampled"], row["ci_low"], row["ci_high"]) for row in csv.DictReader(handle)} == {("3", "none", "", "")}
+    assert warning + "." in (tables / "userstudy_ours_mri_jod.md").read_text()
+    assert warning in (built / "results/demo/logs/userstudy/ours_mri.log").read_text()
+    with open(analyses / "ours_mri/p_values.csv") as handle:
+        assert all(cell == "" for row in list(csv.reader(handle))[1:] for cell in row)
+    with open(tables / "userstudy_kendall_ours_mri.csv") as handle:
+        assert {(row["ci_low"], row["ci_high"]) for row in csv.DictReader(handle)} == {("", "")}
+    assert warning in (tables / "userstudy_kendall_ours_mri.md").read_text()
 
 
 def test_one_mri_study_of_knee_and_brain_images(built):
@@ -133,3 +157,23 @@ def test_studies_per_task_are_an_option(built, tmp_path):
     (tmp_path / "partial.yaml").write_text(yaml.safe_dump(config))
     failed = _snakemake(built, "--cores", "1", "--dry-run", "userstudy", config=tmp_path / "partial.yaml", check=False)
     assert failed.returncode != 0 and "userstudy.studies.mri: task brain has no images under userstudy.stimuli" in failed.stderr + failed.stdout
+
+
+def test_a_study_without_answers_is_named_not_failed(built, tmp_path):
+    """Answers for denoising only (issue 26: the MRI study's jobs failed): the MRI study is named, nothing fails."""
+    workdir = shutil.copytree(built, tmp_path / "copy", symlinks=True)
+    shutil.rmtree(workdir / "responses/mri")
+    config = yaml.safe_load((built / "config.yaml").read_text())
+    config["userstudy"]["responses"] = str(workdir / "responses")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    done = _snakemake(workdir, "--cores", "2", "userstudy", "--allowed-rules", *USERSTUDY_RULES, config=workdir / "config.yaml")
+    note = f"Note: userstudy: not analysing mri (no answers in {workdir / 'responses/mri'})"
+    # The denoising study is counted and analysed again (its answers moved); no job of the MRI study is planned.
+    assert note in done.stderr and "rule userstudy_analysis_ours_denoise:" in done.stderr
+    assert "rule userstudy_analysis_ours_mri:" not in done.stderr and "study=mri" not in done.stderr
+    with open(workdir / "results/demo/tables/userstudy_ours_studies.csv") as handle:
+        rows = {row["study"]: row for row in csv.DictReader(handle)}
+    assert rows["denoise"]["answer_files"] == "6" and rows["denoise"]["status"].startswith("analysed")
+    assert rows["mri"]["answer_files"] == "0" and rows["mri"]["status"] == f"not analysed: no answers (no <observer>.jsonl in {workdir / 'responses/mri'})"
+    assert "| mri | knee + brain |" in (workdir / "results/demo/tables/userstudy_ours_studies.md").read_text()
+    assert "mri: 0 answer files" in (workdir / "results/demo/logs/userstudy/ours_studies.log").read_text()

@@ -1,7 +1,9 @@
 # The user study: the thesis's two studies (Tables 6.2, 6.5, Figs. 6.7, 6.8, 6.17, 6.18) from the shipped
 # count matrices, flicker stimuli of our models for studies of our own (userstudy.studies: study → tasks;
 # by default denoise, and one mri study of knee and brain images as the thesis's), and their analysis
-# when responses are configured. Study ids: thesis_denoise, thesis_mri, ours_<study>.
+# when responses are configured. Study ids: thesis_denoise, thesis_mri, ours_<study>. Only our studies with
+# answer files (<responses>/<study>/*.jsonl) are analysed, decided here when the workflow is planned, so that
+# a study nobody has answered yet is named (in the log and in tables/userstudy_ours_studies.*), not failed.
 
 from lossbench.data.tasks import SPECS as KIND_SPECS
 from lossbench.userstudy import pipeline
@@ -13,6 +15,9 @@ OWN_STUDIES = pipeline.own_studies(config)
 USERSTUDY_OUTPUTS = pipeline.study_outputs(config)
 USERSTUDY_TARGETS = pipeline.targets(config)
 TASK_TABLE = {table.task: name for name, table in TABLES.items()}
+UNANSWERED = [row for row in pipeline.study_status(config) if row["answer_files"] == "0"]
+if UNANSWERED:
+    print(f"Note: userstudy: not analysing {', '.join(row['study'] + ' (no answers in ' + row['responses'] + ')' for row in UNANSWERED)}; see {RESULTS}/tables/userstudy_ours_studies.md.", file=sys.stderr)
 
 
 for _study, (_table, _jod_figure, _triangle_figure) in USERSTUDY_OUTPUTS.items():
@@ -39,6 +44,8 @@ for _study, (_table, _jod_figure, _triangle_figure) in USERSTUDY_OUTPUTS.items()
             triangle_pdf=f"{RESULTS}/figures/{_triangle_figure}.pdf",
         params:
             title=pipeline.title(_study, config),
+            # The thesis publishes pooled counts: its observer count is given; ours come with per-observer counts.
+            observers=pipeline.observers(_study),
             n_samples=USERSTUDY["bootstrap_samples"],
             seed=USERSTUDY["seed"],
             jod_origin=USERSTUDY["jod_origin"],
@@ -112,19 +119,34 @@ rule userstudy_counts:
     input:
         manifest=results("userstudy/stimuli/{study}/manifest.json"),
         # Every observer file is an input, so that new answers rerun the analysis.
-        responses=lambda w: sorted(str(path) for path in Path(USERSTUDY["responses"], w.study).glob("*.jsonl")),
+        responses=lambda w: pipeline.answer_files(config, w.study),
     output:
         results("userstudy/ours_{study}/observer_counts.csv"),
     params:
         folder=lambda w: str(Path(USERSTUDY["responses"], w.study)),
     wildcard_constraints:
-        study="|".join(STUDY_TASKS) or "no_own_study",
+        study="|".join(study.removeprefix("ours_") for study in OWN_STUDIES) or "no_own_study",
     log:
         results("logs/userstudy/counts_{study}.log"),
     conda:
         ENV
     script:
         "../scripts/userstudy_counts.py"
+
+
+rule userstudy_ours_studies:
+    output:
+        csv=results("tables/userstudy_ours_studies.csv"),
+        md=results("tables/userstudy_ours_studies.md"),
+    params:
+        # The rows change when a study gets its first answers or new observers, which reruns this rule.
+        rows=pipeline.study_status(config),
+    log:
+        results("logs/userstudy/ours_studies.log"),
+    conda:
+        ENV
+    script:
+        "../scripts/userstudy_studies.py"
 
 
 for _table, _jod_figure, _triangle_figure in USERSTUDY_OUTPUTS.values():

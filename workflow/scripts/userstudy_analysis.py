@@ -5,20 +5,21 @@ from pathlib import Path
 from lossbench import losses
 from lossbench.logs import log_to
 from lossbench.userstudy.counts import read_counts
-from lossbench.userstudy.report import anchored, jod_plot, ranking_triangle, write_jod_table, write_probability_table, write_summary
+from lossbench.userstudy.report import anchored, jod_plot, observer_note, ranking_triangle, write_jod_table, write_probability_table, write_summary
 from lossbench.userstudy.scaling import summarize
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
     out, params = snakemake.output, snakemake.params
     conditions, counts = read_counts(snakemake.input.counts)
-    summary = summarize(conditions, counts, params.n_samples, params.seed)
+    summary = summarize(conditions, counts, params.n_samples, params.seed, observers=params.observers)
     write_summary(summary, Path(out.jod).parent)
+    print(f"{params.title}: {observer_note(summary)}")
     print("JOD (mean 0):", ", ".join(f"{c} {q:+.3f}" for c, q in zip(conditions, summary.jod)))
     pooled = counts.sum(axis=0) if counts.ndim == 3 else counts
     prefix = Path(out.table).with_suffix("")
     write_probability_table(conditions, pooled, prefix, f"{params.title}: probability of choosing the column's loss over the row's; the winner of each comparison in bold.")
     origin = anchored(summary, params.jod_origin)[1]
-    write_jod_table(summary, Path(out.jod_table).with_suffix(""), f"{params.title}: JOD scores ({origin}; 1 JOD = 75 % preference) with 95 % bootstrap intervals.", params.jod_origin)
+    write_jod_table(summary, Path(out.jod_table).with_suffix(""), f"{params.title}: JOD scores ({origin}; 1 JOD = 75 % preference).", params.jod_origin)
     jod_plot(summary, [out.jod_png, out.jod_pdf], params.title, params.jod_origin)
     ranking_triangle(summary, [out.triangle_png, out.triangle_pdf], params.title, params.jod_origin)

@@ -5,19 +5,22 @@ from pathlib import Path
 from lossbench import metrics
 from lossbench.logs import log_to
 from lossbench.userstudy.agreement import agreement_rows, measured_values, published_values, write_agreement
-from lossbench.userstudy.report import read_summary
+from lossbench.userstudy.report import observer_note, read_summary
 
 with log_to(snakemake.log[0]):
     metrics.register_config(snakemake.config)  # the configuration's own metrics (own_metrics.<name>): rows of our tables
-    rows = []
+    rows, notes = [], []
     if snakemake.params.published:
         for study, tables in snakemake.params.published.items():
             summary = read_summary(Path(snakemake.input[study.removeprefix("thesis_")][0]).parent)
+            notes.append(f"{study}: {observer_note(summary)}")
             for table in tables:
                 rows += agreement_rows(summary, published_values(table), f"{study}: thesis {table.replace('table_', 'Table ').replace('_', '.')}")
     else:
         summary = read_summary(Path(snakemake.input.study[0]).parent)
+        notes.append(observer_note(summary))
         for table in snakemake.input.tables:
             rows += agreement_rows(summary, measured_values(table), f"ours: {Path(table).name}")
-    caption = "Rank agreement of each metric with the observers (Kendall τ-b over the models, 95 % interval from the JOD bootstrap)."
+    caption = f"Rank agreement of each metric with the observers (Kendall τ-b over the models, 95 % interval from the JOD bootstrap). {' '.join(note + '.' for note in notes)}"
+    print(caption)
     write_agreement(rows, Path(snakemake.output.csv).with_suffix(""), caption)

@@ -2,10 +2,15 @@
 
     python -m lossbench.userstudy serve --stimuli results/userstudy/stimuli/denoise \\
         --responses responses/denoise --observer alice --observer bob [--host 127.0.0.1] [--port 8000] [--allowed-host NAME]
+        [--ppd P | --distance-m D --monitor-width-m W --monitor-pixels N]
     python -m lossbench.userstudy stimuli --task denoise --valset results/data/denoise/val.h5 \\
         --output l1=results/outputs/denoise/l1/seed0.h5 --output l2=... --image astronaut --folder DIR
-    python -m lossbench.userstudy analyse --counts COUNTS.csv --out DIR [--jod-origin lowest_is_1|mean0|LOSS]
+        [--ppd P | --distance-m D --monitor-width-m W --monitor-pixels N]
+    python -m lossbench.userstudy analyse --counts COUNTS.csv [--observers K] --out DIR [--jod-origin lowest_is_1|mean0|LOSS]
     python -m lossbench.userstudy analyse --manifest DIR/manifest.json --responses responses/denoise --out DIR
+
+The viewing options are ``evaluation.flip``'s keys: the conditions the stimuli are meant to be seen
+under, from which the start page tells observers how far to sit.
 """
 
 from __future__ import annotations
@@ -25,13 +30,36 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _viewing(args: argparse.Namespace) -> dict | None:
+    """The viewing options given, as ``evaluation.flip``'s keys; None if none is given."""
+    from lossbench.userstudy.viewing import GEOMETRY
+
+    geometry = {key: getattr(args, key) for key in GEOMETRY if getattr(args, key) is not None}
+    if args.ppd is not None and geometry:
+        raise ValueError(f"--ppd replaces the viewing geometry: give it or --{', --'.join(key.replace('_', '-') for key in geometry)}, not both")
+    if args.ppd is not None:
+        return {"ppd": args.ppd}
+    return geometry or None
+
+
+def _viewing_options(parser: argparse.ArgumentParser, default: str) -> None:
+    """``evaluation.flip``'s keys as options of ``parser``; ``default`` says what applies without them."""
+    group = parser.add_argument_group("viewing conditions", f"evaluation.flip's keys, the conditions observers are told to view the stimuli under: pixels per degree, or a viewing geometry (keys not given at evaluation.flip's defaults). Without them: {default}")
+    group.add_argument("--ppd", type=float, help="pixels per degree of visual angle (replaces the geometry)")
+    group.add_argument("--distance-m", dest="distance_m", type=float, help="viewing distance in metres")
+    group.add_argument("--monitor-width-m", dest="monitor_width_m", type=float, help="monitor width in metres")
+    group.add_argument("--monitor-pixels", dest="monitor_pixels", type=int, help="monitor's horizontal resolution in pixels")
+
+
 def _serve(args: argparse.Namespace) -> None:
     from lossbench.userstudy.server import Study, StudyServer
+    from lossbench.userstudy.viewing import conditions
 
     observers = list(args.observer)
     if args.observers_file:
         observers += [line.strip() for line in Path(args.observers_file).read_text().splitlines() if line.strip()]
-    study = Study(args.stimuli, args.responses, observers, args.seed)
+    viewing = _viewing(args)
+    study = Study(args.stimuli, args.responses, observers, args.seed, viewing=None if viewing is None else conditions(viewing, "viewing options"))
     try:
         server = StudyServer(study, args.host, args.port, allowed_hosts=tuple(args.allowed_host))
     except OSError as error:
@@ -55,12 +83,14 @@ def _stimuli(args: argparse.Namespace) -> None:
         if not separator:
             raise ValueError(f"--output {item!r}: expected LOSS=PATH")
         outputs[loss] = path
-    print(f"wrote {make_stimuli(args.task, args.valset, outputs, args.image, args.folder, args.flicker_ms)}")
+    # Without options, evaluation.flip's defaults, as the workflow's stimuli without a configured evaluation.flip.
+    viewing = _viewing(args) or {}
+    print(f"wrote {make_stimuli(args.task, args.valset, outputs, args.image, args.folder, args.flicker_ms, viewing)}")
 
 
 def _analyse(args: argparse.Namespace) -> None:
     from lossbench.userstudy.counts import read_counts, write_counts
-    from lossbench.userstudy.report import JOD_ORIGINS, anchored, jod_plot, ranking_triangle, write_jod_table, write_probability_table, write_summary
+    from lossbench.userstudy.report import JOD_ORIGINS, anchored, jod_plot, observer_note, ranking_triangle, write_jod_table, write_probability_table, write_summary
     from lossbench.userstudy.responses import observer_counts
     from lossbench.userstudy.scaling import summarize
     from lossbench.userstudy.stimuli import load_manifest
@@ -68,24 +98,29 @@ def _analyse(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if args.counts:
         conditions, counts = read_counts(args.counts)
+        if counts.ndim == 2 and args.observers is None:
+            raise ValueError(f"--counts {args.counts}: pooled counts (no observer column) need --observers K, how many observers gave them")
     else:
         observers, conditions, counts = observer_counts(load_manifest(args.manifest), args.responses)
         write_counts(conditions, counts, out / "observer_counts.csv", observers)
     if args.jod_origin not in (*JOD_ORIGINS, *conditions):
         raise ValueError(f"--jod-origin: expected {', '.join(JOD_ORIGINS)} or one of the study's losses ({', '.join(conditions)}), got {args.jod_origin!r}")
-    summary = summarize(conditions, counts, args.samples, args.seed)
+    summary = summarize(conditions, counts, args.samples, args.seed, observers=args.observers)
     write_summary(summary, out)
+    print(observer_note(summary))
     pooled = counts.sum(axis=0) if counts.ndim == 3 else counts
     write_probability_table(conditions, pooled, out / "probabilities", "P(column chosen over row); the winner of each comparison in bold.")
     # One origin for the table and both figures, named in the caption and on the JOD axes, as in the workflow.
     words = anchored(summary, args.jod_origin)[1]
-    write_jod_table(summary, out / "jod_table", f"JOD scores ({words}; 1 JOD = 75 % preference) with 95 % bootstrap intervals.", args.jod_origin)
-    jod_plot(summary, [out / "jod.png", out / "jod.pdf"], "JOD with 95 % intervals", args.jod_origin)
+    write_jod_table(summary, out / "jod_table", f"JOD scores ({words}; 1 JOD = 75 % preference).", args.jod_origin)
+    jod_plot(summary, [out / "jod.png", out / "jod.pdf"], "JOD scores", args.jod_origin)
     ranking_triangle(summary, [out / "triangle.png", out / "triangle.pdf"], "Ranking triangle", args.jod_origin)
     print(f"wrote the analysis to {out}")
 
 
 def main(argv: list[str] | None = None) -> None:
+    from lossbench.userstudy.viewing import default_geometry
+
     parser = argparse.ArgumentParser(prog="python -m lossbench.userstudy", description="Pairwise-comparison user study: stimuli, collection app, analysis.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -98,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000, help="0 picks a free port (printed at start)")
     serve.add_argument("--allowed-host", action="append", default=[], help="another name observers reach this server by, besides --host, localhost, the machine's host name and IP addresses (repeatable)")
+    _viewing_options(serve, "those of the manifest (evaluation.flip when the workflow made the stimuli).")
     serve.set_defaults(run=_serve)
 
     stimuli = commands.add_parser("stimuli", help="write flicker stimuli and the manifest")
@@ -107,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     stimuli.add_argument("--image", action="append", required=True, help="validation image id (repeatable)")
     stimuli.add_argument("--folder", required=True)
     stimuli.add_argument("--flicker-ms", type=int, default=500)
+    _viewing_options(stimuli, "evaluation.flip's defaults ({distance_m} m from a {monitor_width_m} m wide {monitor_pixels}-pixel monitor).".format(**default_geometry()))
     stimuli.set_defaults(run=_stimuli)
 
     analyse = commands.add_parser("analyse", help="JOD scaling, tables and plots of a study")
@@ -114,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("--counts", help="count matrix CSV (chosen,<conditions>...)")
     source.add_argument("--manifest", help="the study's manifest.json (with --responses)")
     analyse.add_argument("--responses", help="folder of <observer>.jsonl answer files")
+    analyse.add_argument("--observers", type=int, help="how many observers gave --counts (needed for pooled counts; per-observer counts give it)")
     analyse.add_argument("--out", required=True)
     analyse.add_argument("--samples", type=int, default=1000)
     analyse.add_argument("--seed", type=int, default=0)

@@ -42,7 +42,8 @@ def agreement_rows(summary: Summary, values: dict[str, dict[str, float]], source
     """One row per metric: τ between the metric's ranking of the study's losses and the JOD ranking.
 
     Metric values are oriented so that larger means better before ranking. The interval holds
-    the ``alpha`` / 2 and 1 − ``alpha`` / 2 percentiles of τ over the JOD bootstrap samples.
+    the ``alpha`` / 2 and 1 − ``alpha`` / 2 percentiles of τ over the JOD bootstrap samples; a study
+    with too few observers to resample has none (empty cells).
     """
     rows = []
     for metric, by_loss in values.items():
@@ -53,8 +54,10 @@ def agreement_rows(summary: Summary, values: dict[str, dict[str, float]], source
         sign = 1.0 if metric_spec(metric).info.higher_is_better else -1.0
         oriented = sign * np.array([by_loss[loss] for loss in losses])
         tau = float(kendall_tau(oriented, summary.jod[index])[0])
-        low, high = np.nanpercentile(kendall_tau(oriented, summary.samples[:, index]), [100 * alpha / 2, 100 * (1 - alpha / 2)])
-        rows.append({"metric": metric, "source": source, "models": str(len(losses)), "tau": f"{tau:.3f}", "ci_low": f"{low:.3f}", "ci_high": f"{high:.3f}", "p_chance": f"{chance_p_value(oriented, summary.jod[index]):.4f}"})
+        interval = ["", ""]
+        if summary.resampled is not None:
+            interval = [f"{bound:.3f}" for bound in np.nanpercentile(kendall_tau(oriented, summary.samples[:, index]), [100 * alpha / 2, 100 * (1 - alpha / 2)])]
+        rows.append({"metric": metric, "source": source, "models": str(len(losses)), "tau": f"{tau:.3f}", "ci_low": interval[0], "ci_high": interval[1], "p_chance": f"{chance_p_value(oriented, summary.jod[index]):.4f}"})
     return rows
 
 
@@ -69,6 +72,11 @@ def chance_p_value(metric: np.ndarray, jod: np.ndarray) -> float:
     return float(np.mean(kendall_tau(metric, orderings) >= observed - 1e-12))
 
 
+def _interval(row: dict[str, str]) -> str:
+    """A row's interval for Markdown: "none" where the study had too few observers to resample."""
+    return f"[{row['ci_low']}, {row['ci_high']}]" if row["ci_low"] else "none"
+
+
 def write_agreement(rows: list[dict[str, str]], prefix: str | Path, caption: str) -> list[Path]:
     """``prefix``.csv and .md of :func:`agreement_rows`."""
     prefix = Path(prefix)
@@ -80,7 +88,7 @@ def write_agreement(rows: list[dict[str, str]], prefix: str | Path, caption: str
         writer.writeheader()
         writer.writerows(rows)
     lines = [caption, "", "| Metric | Metric values from | Models | Kendall τ | 95 % CI | p (chance) |", "|---|---|---:|---:|---|---:|"]
-    lines += [f"| {metric_spec(r['metric']).info.label} | {r['source']} | {r['models']} | {r['tau']} | [{r['ci_low']}, {r['ci_high']}] | {r['p_chance']} |" for r in rows]
+    lines += [f"| {metric_spec(r['metric']).info.label} | {r['source']} | {r['models']} | {r['tau']} | {_interval(r)} | {r['p_chance']} |" for r in rows]
     lines += ["", "p (chance): the share of all orderings of the models that agree with the metric at least as well as the observers' ranking does (one-sided, exact); below 0.05 the agreement is beyond chance."]
     md_path.write_text("\n".join(lines) + "\n")
     return [csv_path, md_path]

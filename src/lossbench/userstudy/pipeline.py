@@ -2,11 +2,14 @@
 
 Study ids: ``thesis_denoise`` and ``thesis_mri`` (the thesis's data, always analysed) and
 ``ours_<study>`` (our own studies, ``userstudy.studies``: study → the tasks whose stimuli it shows;
-analysed when ``userstudy.responses`` is configured).
+analysed when ``userstudy.responses`` is configured and ``<responses>/<study>/`` holds answer files).
+Which of our studies have answers is decided when the workflow is planned, so that a study nobody
+has answered yet is named (:func:`study_status`) rather than failing its jobs.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from lossbench.config import results_dir
@@ -46,9 +49,28 @@ def study_tasks(config: dict[str, Any]) -> dict[str, list[str]]:
     return {study: tasks for study, tasks in studies.items() if tasks}
 
 
+def answer_files(config: dict[str, Any], study: str) -> list[str]:
+    """The observers' answer files of our own ``study`` (``<userstudy.responses>/<study>/*.jsonl``), sorted."""
+    return sorted(str(path) for path in Path(config["userstudy"]["responses"], study).glob("*.jsonl"))
+
+
 def own_studies(config: dict[str, Any]) -> list[str]:
-    """Our own studies to analyse, when a responses folder is configured."""
-    return [f"ours_{study}" for study in study_tasks(config)] if config["userstudy"]["responses"] else []
+    """Our own studies to analyse: with a responses folder configured, those with answer files."""
+    if not config["userstudy"]["responses"]:
+        return []
+    return [f"ours_{study}" for study in study_tasks(config) if answer_files(config, study)]
+
+
+def study_status(config: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per own study: its tasks, answer files and whether it is analysed; none without a responses folder."""
+    if not config["userstudy"]["responses"]:
+        return []
+    rows = []
+    for study, tasks in study_tasks(config).items():
+        folder, files = Path(config["userstudy"]["responses"], study), answer_files(config, study)
+        status = f"analysed: tables/userstudy_ours_{study}*, figures/userstudy_ours_{study}_*" if files else f"not analysed: no answers (no <observer>.jsonl in {folder})"
+        rows.append({"study": study, "tasks": " + ".join(tasks), "responses": str(folder), "answer_files": str(len(files)), "status": status})
+    return rows
 
 
 def study_outputs(config: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
@@ -63,6 +85,16 @@ def counts_file(study: str, results: str) -> str:
     if study.startswith("thesis_"):
         return str(THESIS_STUDIES[study.removeprefix("thesis_")].path)
     return f"{results}/userstudy/{study}/observer_counts.csv"
+
+
+def observers(study: str) -> int | None:
+    """Observers of a study whose counts are pooled (the thesis's); None where the counts are per observer (ours)."""
+    return THESIS_STUDIES[study.removeprefix("thesis_")].observers if study.startswith("thesis_") else None
+
+
+def status_files(config: dict[str, Any]) -> list[str]:
+    """The table of our studies' answers (:func:`study_status`), when a responses folder is configured."""
+    return [f"{results_dir(config)}/tables/userstudy_ours_studies.{ext}" for ext in ("csv", "md")] if config["userstudy"]["responses"] else []
 
 
 def title(study: str, config: dict[str, Any]) -> str:
@@ -86,11 +118,11 @@ def figure_files(name: str, results: str) -> list[str]:
 
 
 def targets(config: dict[str, Any]) -> list[str]:
-    """Every user-study file: tables, figures, the metric–observer agreement, stimuli, our analysis."""
+    """Every user-study file: tables, figures, the metric–observer agreement, stimuli, our analysis and which of our studies have answers."""
     results = results_dir(config)
     files = []
     for table, jod_figure, triangle_figure in study_outputs(config).values():
         files += table_files(table, results) + figure_files(jod_figure, results) + figure_files(triangle_figure, results)
     files += [f"{results}/tables/userstudy_kendall_{study}.{ext}" for study in ["thesis", *own_studies(config)] for ext in ("csv", "md")]
     files += [f"{results}/userstudy/stimuli/{study}/manifest.json" for study in study_tasks(config)]
-    return files
+    return files + status_files(config)

@@ -9,6 +9,8 @@ thesis's "The model with the lowest score is scaled to 1" (captions of Figs. 6.7
 from __future__ import annotations
 
 import csv
+import dataclasses
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -20,12 +22,16 @@ import numpy as np  # noqa: E402
 
 from lossbench import losses  # noqa: E402
 from lossbench.userstudy.counts import probabilities  # noqa: E402
-from lossbench.userstudy.scaling import Summary, from_samples  # noqa: E402
+from lossbench.userstudy.scaling import Summary, few_observers, from_samples  # noqa: E402
 
 #: The origins of JOD scores besides a loss's name (see the module's docstring).
 JOD_ORIGINS = ("lowest_is_1", "mean0")
 #: Significance threshold of the one-sided p-values (a two-tailed 5 % test), as pwcmp's triangles.
 SIGNIFICANT = 0.025
+#: How the files name a summary that was not resampled (:attr:`Summary.resampled` None).
+NOT_RESAMPLED = "none"
+#: Characters per line of a figure's note under its title.
+_NOTE_WIDTH = 80
 
 
 def label(condition: str) -> str:
@@ -94,40 +100,72 @@ def anchored(summary: Summary, origin: str) -> tuple[Summary, str]:
         offset, words = -summary.jod[summary.conditions.index(origin)], f"{label(origin)} at 0"
     else:
         raise ValueError(f"jod_origin: expected {', '.join(JOD_ORIGINS)} or one of the study's losses ({', '.join(summary.conditions)}), got {origin!r}")
-    shifted = Summary(summary.conditions, summary.jod + offset, summary.low + offset, summary.high + offset, summary.covariance, summary.samples + offset)
+    shifted = dataclasses.replace(summary, jod=summary.jod + offset, low=summary.low + offset, high=summary.high + offset, samples=summary.samples + offset)
     return shifted, words
+
+
+def observer_note(summary: Summary) -> str:
+    """How many observers a study had and what its intervals rest on, for every caption and JOD figure."""
+    if summary.resampled is None:
+        return few_observers(summary.observers)
+    count = "observer count not given" if summary.observers is None else f"{summary.observers} observer{'s' if summary.observers != 1 else ''}"
+    if summary.resampled == "observers":
+        return f"{count}; 95 % intervals and p-values resample the observers"
+    return f"{count}; 95 % intervals and p-values resample each pair's trials (pooled counts, not per observer)"
+
+
+def _sentence(text: str) -> str:
+    return text[0].upper() + text[1:] + "."
 
 
 def write_jod_table(summary: Summary, prefix: str | Path, caption: str, origin: str = "mean0") -> list[Path]:
     """JOD, 95 % interval and rank of each condition as ``prefix``.csv/.md/.tex; the best in bold.
 
-    Scores are shifted to ``origin`` (see :func:`anchored`); the caption should say where it is.
+    Scores are shifted to ``origin`` (see :func:`anchored`); ``caption`` should say where it is, and
+    :func:`observer_note` follows it. The CSV states the observers and what was resampled in every
+    row; a study that was not resampled has empty interval cells there and no interval column in
+    the Markdown and LaTeX tables.
     """
     summary = anchored(summary, origin)[0]
+    intervals = summary.resampled is not None
     order = np.argsort(-summary.jod)
     rank = np.empty(len(order), dtype=int)
     rank[order] = np.arange(1, len(order) + 1)
-    csv_rows = [["condition", "jod", "ci_low", "ci_high", "rank"]]
+    observers = "" if summary.observers is None else str(summary.observers)
+    csv_rows = [["condition", "jod", "ci_low", "ci_high", "rank", "observers", "resampled"]]
     rows, bold = [], []
     for index, condition in enumerate(summary.conditions):
-        values = [f"{summary.jod[index]:.3f}", f"{summary.low[index]:.3f}", f"{summary.high[index]:.3f}"]
-        csv_rows.append([condition, *values, str(rank[index])])
-        rows.append([label(condition), values[0], f"[{values[1]}, {values[2]}]", str(rank[index])])
-        bold.append([False, rank[index] == 1, False, False])
-    return _write_formats(prefix, ["Loss", "JOD", "95 % CI", "Rank"], rows, bold, caption, csv_rows)
+        jod = f"{summary.jod[index]:.3f}"
+        low, high = (f"{summary.low[index]:.3f}", f"{summary.high[index]:.3f}") if intervals else ("", "")
+        csv_rows.append([condition, jod, low, high, str(rank[index]), observers, summary.resampled or NOT_RESAMPLED])
+        rows.append([label(condition), jod, *([f"[{low}, {high}]"] if intervals else []), str(rank[index])])
+        bold.append([False, rank[index] == 1, *([False] if intervals else []), False])
+    header = ["Loss", "JOD", *(["95 % CI"] if intervals else []), "Rank"]
+    return _write_formats(prefix, header, rows, bold, f"{caption} {_sentence(observer_note(summary))}", csv_rows)
+
+
+def _number(value: float) -> str:
+    """A value of a summary file: empty where there is none (NaN)."""
+    return f"{value:.6f}" if np.isfinite(value) else ""
 
 
 def write_summary(summary: Summary, folder: str | Path) -> None:
-    """Save a scaling as ``folder``/jod.csv (JOD, interval), samples.csv (bootstrap) and p_values.csv."""
+    """Save a scaling as ``folder``/jod.csv (JOD, interval, observers, what was resampled),
+    samples.csv (bootstrap) and p_values.csv; intervals and p-values a summary lacks are empty cells.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    observers = "" if summary.observers is None else str(summary.observers)
     with open(folder / "jod.csv", "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["condition", "jod", "ci_low", "ci_high"])
+        writer.writerow(["condition", "jod", "ci_low", "ci_high", "observers", "resampled"])
         for row in zip(summary.conditions, summary.jod, summary.low, summary.high):
-            writer.writerow([row[0], *(f"{value:.6f}" for value in row[1:])])
-    np.savetxt(folder / "samples.csv", summary.samples, fmt="%.6f", delimiter=",", header=",".join(summary.conditions), comments="")
-    np.savetxt(folder / "p_values.csv", summary.p_values, fmt="%.6f", delimiter=",", header=",".join(summary.conditions), comments="")
+            writer.writerow([row[0], *(_number(value) for value in row[1:]), observers, summary.resampled or NOT_RESAMPLED])
+    for name, matrix in (("samples.csv", summary.samples), ("p_values.csv", summary.p_values)):
+        with open(folder / name, "w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(summary.conditions)
+            writer.writerows([_number(value) for value in row] for row in matrix)
 
 
 def read_summary(folder: str | Path) -> Summary:
@@ -135,9 +173,12 @@ def read_summary(folder: str | Path) -> Summary:
     folder = Path(folder)
     with open(folder / "jod.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
+    with open(folder / "samples.csv", newline="") as handle:
+        samples = [[float(value) for value in row] for row in list(csv.reader(handle))[1:]]
     conditions = [row["condition"] for row in rows]
-    samples = np.loadtxt(folder / "samples.csv", delimiter=",", skiprows=1, ndmin=2)
-    return from_samples(conditions, np.array([float(row["jod"]) for row in rows]), samples)
+    observers = int(rows[0]["observers"]) if rows[0]["observers"] else None
+    resampled = None if rows[0]["resampled"] == NOT_RESAMPLED else rows[0]["resampled"]
+    return from_samples(conditions, np.array([float(row["jod"]) for row in rows]), np.array(samples).reshape(-1, len(conditions)), observers=observers, resampled=resampled)
 
 
 def _save(figure: plt.Figure, paths: list[str | Path]) -> None:
@@ -147,18 +188,29 @@ def _save(figure: plt.Figure, paths: list[str | Path]) -> None:
     plt.close(figure)
 
 
+def _title(axis: plt.Axes, title: str, summary: Summary) -> None:
+    """``title`` with :func:`observer_note` beneath it: every JOD figure states its observers."""
+    axis.set_title(f"{title}\n{textwrap.fill(observer_note(summary), _NOTE_WIDTH)}", fontsize=9)
+
+
 def jod_plot(summary: Summary, paths: list[str | Path], title: str, origin: str = "lowest_is_1") -> None:
-    """JOD of each condition with its 95 % interval, shifted to ``origin`` (default as the thesis's figures)."""
+    """JOD of each condition with its 95 % interval, shifted to ``origin`` (default as the thesis's figures).
+
+    A study that was not resampled is drawn without intervals; the note under the title says why.
+    """
     summary, words = anchored(summary, origin)
     names = [label(c) for c in summary.conditions]
     figure, axis = plt.subplots(figsize=(6.4, 3.8))
     x = np.arange(len(names))
-    axis.errorbar(x, summary.jod, yerr=[summary.jod - summary.low, summary.high - summary.jod], fmt="o", capsize=4, color="tab:blue")
+    if summary.resampled is not None:
+        axis.errorbar(x, summary.jod, yerr=[summary.jod - summary.low, summary.high - summary.jod], fmt="o", capsize=4, color="tab:blue")
+    else:
+        axis.plot(x, summary.jod, "o", color="tab:blue")
     axis.set_xticks(x, names)
     axis.set_ylabel(f"JOD ({words})")
     axis.axhline(1.0 if origin == "lowest_is_1" else 0.0, color="0.8", linewidth=0.8, zorder=0)
     axis.grid(axis="y", color="0.9")
-    axis.set_title(title, fontsize=10)
+    _title(axis, title, summary)
     figure.tight_layout()
     _save(figure, paths)
 
@@ -167,20 +219,27 @@ def ranking_triangle(summary: Summary, paths: list[str | Path], title: str, orig
     """pwcmp's ranking triangle: conditions on the JOD axis (shifted to ``origin``), alternately up
     and down, each joined to its neighbours at rank distance 1 and 2; blue solid where the
     difference is significant (p < 0.025, one-sided), red dashed otherwise; edges labelled with
-    the JOD difference.
+    the JOD difference. A study that was not resampled has no p-values: its edges are grey dotted,
+    "not tested".
     """
     summary, words = anchored(summary, origin)
+    tested = summary.resampled is not None
     p = summary.p_values
     order = np.argsort(summary.jod)
     y = {int(c): float(1 - (k + 1) % 2) for k, c in enumerate(order)}
-    figure, axis = plt.subplots(figsize=(7.0, 3.4))
+    figure, axis = plt.subplots(figsize=(7.0, 3.6))
     for k, c in enumerate(order):
         c = int(c)
         for back in (1, 2):
             if k - back < 0:
                 continue
             other = int(order[k - back])
-            style = {"color": "tab:blue", "linestyle": "-"} if p[c, other] < SIGNIFICANT else {"color": "tab:red", "linestyle": "--"}
+            if not tested:
+                style = {"color": "0.5", "linestyle": ":"}
+            elif p[c, other] < SIGNIFICANT:
+                style = {"color": "tab:blue", "linestyle": "-"}
+            else:
+                style = {"color": "tab:red", "linestyle": "--"}
             xs, ys = [summary.jod[c], summary.jod[other]], [y[c], y[other]]
             axis.plot(xs, ys, linewidth=1.3, zorder=1, **style)
             axis.text(np.mean(xs), np.mean(ys), f"{abs(summary.jod[c] - summary.jod[other]):.2f}", ha="center", va="center", fontsize=8, backgroundcolor="white", zorder=2)
@@ -189,13 +248,30 @@ def ranking_triangle(summary: Summary, paths: list[str | Path], title: str, orig
     axis.set_ylim(-0.5, 1.5)
     axis.set_yticks([])
     axis.set_xlabel(f"JOD ({words})")
-    axis.set_title(title, fontsize=10)
+    _title(axis, title, summary)
     # Below the axes, so that it never covers a condition.
-    handles = [
-        Line2D([], [], color="tab:blue", linestyle="-", label=f"significant (p < {SIGNIFICANT:g}, one-sided)"),
-        Line2D([], [], color="tab:red", linestyle="--", label="not significant"),
-        Line2D([], [], color="tab:red", marker="o", linestyle="", label="loss at its JOD; edge labels: JOD difference"),
-    ]
+    if tested:
+        edges = [
+            Line2D([], [], color="tab:blue", linestyle="-", label=f"significant (p < {SIGNIFICANT:g}, one-sided)"),
+            Line2D([], [], color="tab:red", linestyle="--", label="not significant"),
+        ]
+    else:
+        edges = [Line2D([], [], color="0.5", linestyle=":", label="not tested (too few observers)")]
+    handles = [*edges, Line2D([], [], color="tab:red", marker="o", linestyle="", label="loss at its JOD; edge labels: JOD difference")]
     figure.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     figure.tight_layout(rect=(0, 0.08, 1, 1))
     _save(figure, paths)
+
+
+def write_study_status(rows: list[dict[str, str]], prefix: str | Path) -> list[Path]:
+    """``prefix``.csv and .md of which of our studies have answers (:func:`lossbench.userstudy.pipeline.study_status`)."""
+    csv_path, md_path = _paths(prefix, (".csv", ".md"))
+    fields = ["study", "tasks", "responses", "answer_files", "status"]
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["Our user studies: a study is analysed once its responses folder holds answer files (<observer>.jsonl).", "", "| Study | Tasks | Responses | Answer files | Status |", "|---|---|---|---:|---|"]
+    lines += [f"| {row['study']} | {row['tasks']} | {row['responses']} | {row['answer_files']} | {row['status']} |" for row in rows]
+    md_path.write_text("\n".join(lines) + "\n")
+    return [csv_path, md_path]

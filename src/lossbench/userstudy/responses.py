@@ -118,6 +118,9 @@ class FolderLock:
 def observer_counts(manifest: dict, folder: str | Path) -> tuple[list[str], list[str], np.ndarray]:
     """Per-observer count matrices from every ``<observer>.jsonl`` in ``folder``.
 
+    A file without a confirmed answer (only a torn line) is skipped with a warning: its observer
+    answered nothing, and counting them would overstate how many observers the study has.
+
     Returns:
         (observers, conditions, counts) with counts of shape (observers, N, N),
         ``counts[k, i, j]`` the times observer k chose condition i over condition j.
@@ -134,7 +137,11 @@ def observer_counts(manifest: dict, folder: str | Path) -> tuple[list[str], list
     for path in files:
         counts = np.zeros((len(conditions), len(conditions)))
         seen = set()
-        for record in read_answers(path):
+        answers = read_answers(path)
+        if not answers:
+            LOG.warning("%s: no confirmed answer; observer %s left out", path, path.stem)
+            continue
+        for record in answers:
             trial = trials.get(record.get("trial"))
             pair = {record.get("chosen"), record.get("other")}
             if trial is None or pair != {trial["a"], trial["b"]}:
@@ -145,4 +152,6 @@ def observer_counts(manifest: dict, folder: str | Path) -> tuple[list[str], list
             counts[conditions.index(record["chosen"]), conditions.index(record["other"])] += 1
         observers.append(path.stem)
         matrices.append(counts)
+    if not observers:
+        raise ValueError(f"{folder}: no observer file holds a confirmed answer")
     return observers, conditions, np.stack(matrices)

@@ -12,6 +12,8 @@ the way the toolbox joins them. The toolbox's options ``prior='none'`` and
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,6 +34,13 @@ GRADIENT_TOLERANCE = 1e-9
 _NEWTON_ITERATIONS = 30
 _BATCH_ELEMENTS = 4_000_000
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
+#: Fewest observers whose answers support confidence intervals and p-values. Resampling K observers
+#: with replacement gives only C(2K − 1, K) distinct samples: 3 for 2 observers, 35 for 4, 126 for 5;
+#: with fewer, percentiles and covariances of the bootstrap describe the resampling, not the data.
+MIN_OBSERVERS = 5
+#: What a summary's intervals resample: observers (per-observer counts) or each pair's trials (pooled counts).
+RESAMPLED = ("observers", "trials")
+LOG = logging.getLogger(__name__)
 
 
 def check_counts(counts: np.ndarray, name: str = "counts") -> np.ndarray:
@@ -258,13 +267,18 @@ def scale(counts: np.ndarray, start: np.ndarray | None = None, prior: Prior = "g
     return _scale_batch(counts[None], start[None], prior, regularization)[0]
 
 
+def distinct_resamples(observers: int) -> int:
+    """Distinct multisets of ``observers`` drawn with replacement from ``observers``: C(2K − 1, K)."""
+    return math.comb(2 * observers - 1, observers)
+
+
 def _observer_counts(counts: np.ndarray) -> np.ndarray:
     counts = np.asarray(counts, dtype=float)
     if counts.ndim == 3:
         for index, matrix in enumerate(counts):
             check_counts(matrix, f"counts[{index}] (observer {index})")
-        if len(counts) < 2:
-            raise ValueError("counts: bootstrapping over observers needs at least 2 observers")
+        if len(counts) < MIN_OBSERVERS:
+            raise ValueError(f"counts: bootstrapping over observers needs at least {MIN_OBSERVERS} observers, got {len(counts)} ({distinct_resamples(len(counts))} distinct resamples)")
         return counts
     return check_counts(counts)[None]
 
@@ -273,10 +287,10 @@ def bootstrap(counts: np.ndarray, n_samples: int = 1000, seed: int = 0, prior: P
     """Bootstrap JOD samples: ``n_samples`` rescalings of resampled data.
 
     Args:
-        counts: (N, N) totals, or (K, N, N) one count matrix per observer. With observers the
-            observers are resampled with replacement (the toolbox's ``pw_scale_bootstrp``); with
-            totals only, each pair's trials are resampled with replacement, keeping the number of
-            trials per pair.
+        counts: (N, N) totals, or (K, N, N) one count matrix per observer, K at least
+            :data:`MIN_OBSERVERS`. With observers the observers are resampled with replacement (the
+            toolbox's ``pw_scale_bootstrp``); with totals only, each pair's trials are resampled with
+            replacement, keeping the number of trials per pair.
         n_samples: Number of bootstrap samples.
         seed: Seed of the resampling.
         prior: Distance prior of every scaling, as for :func:`scale`.
@@ -309,7 +323,11 @@ def bootstrap(counts: np.ndarray, n_samples: int = 1000, seed: int = 0, prior: P
 
 @dataclass
 class Summary:
-    """Scaling of a study with its bootstrap statistics; arrays are indexed by condition."""
+    """Scaling of a study with its bootstrap statistics; arrays are indexed by condition.
+
+    A study of fewer than :data:`MIN_OBSERVERS` observers has scores only: ``resampled`` is None,
+    ``samples`` has no rows, and the intervals, covariance and p-values are NaN.
+    """
 
     conditions: list[str]
     jod: np.ndarray
@@ -317,6 +335,10 @@ class Summary:
     high: np.ndarray
     covariance: np.ndarray
     samples: np.ndarray
+    #: Observers who gave the answers; None where the caller did not say (pooled counts).
+    observers: int | None
+    #: What the bootstrap resampled (one of :data:`RESAMPLED`); None: not resampled, no intervals.
+    resampled: str | None
 
     @property
     def p_values(self) -> np.ndarray:
@@ -324,7 +346,10 @@ class Summary:
 
         ``Φ(−|Δ| / sd(Δ))`` with the variance of the difference from the bootstrap covariance;
         p < 0.025 is a significant difference at the 5 % level, two-tailed. The diagonal is 1.
+        All NaN when the study was not resampled.
         """
+        if self.resampled is None:
+            return np.full(self.covariance.shape, np.nan)
         variance = np.diag(self.covariance)
         spread = np.sqrt(np.maximum(variance[:, None] + variance[None, :] - 2.0 * self.covariance, 0.0))
         difference = np.abs(self.jod[:, None] - self.jod[None, :])
@@ -335,8 +360,11 @@ class Summary:
         return p
 
 
-def summarize(conditions: list[str], counts: np.ndarray, n_samples: int = 1000, seed: int = 0, prior: Prior = "gaussian", regularization: Regularization = "mean0") -> Summary:
+def summarize(conditions: list[str], counts: np.ndarray, n_samples: int = 1000, seed: int = 0, prior: Prior = "gaussian", regularization: Regularization = "mean0", observers: int | None = None) -> Summary:
     """JOD scores of the pooled counts with their bootstrap samples (see :func:`from_samples`).
+
+    With fewer than :data:`MIN_OBSERVERS` observers there is no bootstrap: the summary holds the
+    scores alone (see :class:`Summary`), and a warning says so.
 
     Args:
         conditions: Condition names, in the order of the count matrices' rows.
@@ -345,15 +373,53 @@ def summarize(conditions: list[str], counts: np.ndarray, n_samples: int = 1000, 
         seed: Seed of the resampling.
         prior: Distance prior, as for :func:`scale`.
         regularization: Offset of the scores, as for :func:`scale`.
+        observers: How many observers gave the answers: needed with totals, whose trials are
+            resampled only from :data:`MIN_OBSERVERS` observers on; with per-observer counts K,
+            if given.
+
+    Raises:
+        ValueError: one line, for counts that do not fit ``conditions`` or ``observers``.
     """
     counts = np.asarray(counts, dtype=float)
     if counts.shape[-1] != len(conditions):
         raise ValueError(f"counts: {counts.shape[-1]} conditions but {len(conditions)} names ({', '.join(conditions)})")
-    pooled = counts.sum(axis=0) if counts.ndim == 3 else counts
-    return from_samples(conditions, scale(pooled, prior=prior, regularization=regularization), bootstrap(counts, n_samples, seed, prior, regularization))
+    per_observer = counts.ndim == 3
+    if per_observer and observers is not None and observers != len(counts):
+        raise ValueError(f"observers: {observers} given, but the counts hold {len(counts)} observers' matrices")
+    if observers is not None and observers < 1:
+        raise ValueError(f"observers: expected at least 1, got {observers}")
+    observers = len(counts) if per_observer else observers
+    pooled = counts.sum(axis=0) if per_observer else counts
+    jod = scale(pooled, prior=prior, regularization=regularization)
+    if observers is not None and observers < MIN_OBSERVERS:
+        LOG.warning("%s; JOD scores only", few_observers(observers))
+        return from_samples(conditions, jod, np.empty((0, len(conditions))), observers=observers, resampled=None)
+    resampled = "observers" if per_observer else "trials"
+    return from_samples(conditions, jod, bootstrap(counts, n_samples, seed, prior, regularization), observers=observers, resampled=resampled)
 
 
-def from_samples(conditions: list[str], jod: np.ndarray, samples: np.ndarray, alpha: float = 0.05) -> Summary:
-    """Summary of a scaling from its bootstrap samples: ``1 − alpha`` percentile intervals and covariance."""
+def few_observers(observers: int) -> str:
+    """Why a study of ``observers`` (fewer than :data:`MIN_OBSERVERS`) has no intervals and no p-values."""
+    return (
+        f"{observers} observer{'s' if observers != 1 else ''}: fewer than the {MIN_OBSERVERS} that resampling needs "
+        f"({distinct_resamples(observers)} distinct resamples), so no confidence intervals and no significance tests"
+    )
+
+
+def from_samples(conditions: list[str], jod: np.ndarray, samples: np.ndarray, *, observers: int | None, resampled: str | None, alpha: float = 0.05) -> Summary:
+    """Summary of a scaling from its bootstrap samples: ``1 − alpha`` percentile intervals and covariance.
+
+    ``samples`` without rows (``resampled`` None) give NaN intervals and covariance.
+    """
+    if resampled is not None and resampled not in RESAMPLED:
+        raise ValueError(f"resampled: expected one of {', '.join(RESAMPLED)} or None, got {resampled!r}")
+    samples = np.asarray(samples, dtype=float).reshape(-1, len(conditions))
+    if resampled is None and observers is None:
+        raise ValueError("observers: a summary without resampling must say how many observers it has")
+    if (resampled is None) != (len(samples) == 0):
+        raise ValueError(f"samples: {len(samples)} bootstrap samples for a summary {'not ' if resampled is None else ''}resampled")
+    if resampled is None:
+        nan = np.full(len(conditions), np.nan)
+        return Summary(list(conditions), np.asarray(jod, dtype=float), nan, nan.copy(), np.full((len(conditions),) * 2, np.nan), samples, observers, None)
     low, high = np.percentile(samples, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
-    return Summary(list(conditions), np.asarray(jod, dtype=float), low, high, np.cov(samples, rowvar=False), samples)
+    return Summary(list(conditions), np.asarray(jod, dtype=float), low, high, np.cov(samples, rowvar=False), samples, observers, resampled)

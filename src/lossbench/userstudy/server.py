@@ -2,8 +2,11 @@
 
 Routes (``<observer>`` is a registered observer id):
 
-- ``GET /`` — where observers enter their id; ``GET /study/<observer>`` — the study page, which
-  carries the observer's session token; ``GET /static/<file>`` — the pages' scripts and styles.
+- ``GET /`` — the start page: what observers do, how many comparisons and about how long they
+  take, how far to sit from the screen (:mod:`lossbench.userstudy.viewing`), and where they enter
+  their id; ``GET /study/<observer>`` — the study page, which carries the observer's session token
+  (an unknown id gets a page saying so, with status 404); ``GET /static/<file>`` — the pages'
+  scripts and styles.
 - ``GET /api/<observer>/state`` — progress and the current trial (its flicker images and sides).
 - ``POST /api/<observer>/answer`` with JSON ``{"trial": id, "choice": "left" | "right"}`` — records
   the answer to the current trial durably (:mod:`lossbench.userstudy.responses`), then returns the
@@ -28,9 +31,11 @@ An observer who reloads the page or comes back later continues at their first un
 from __future__ import annotations
 
 import hmac
+import html
 import io
 import json
 import logging
+import math
 import os
 import secrets
 import socket
@@ -46,13 +51,16 @@ from urllib.parse import unquote, urlsplit
 
 from lossbench.userstudy.responses import FolderLock, ObserverFile, check_observer
 from lossbench.userstudy.stimuli import MANIFEST, load_manifest, plan
+from lossbench.userstudy.viewing import instructions, recorded
 
 LOG = logging.getLogger(__name__)
 MAX_BODY = 1024
 TOKEN_HEADER = "X-Study-Token"
-_PAGES = {"/": "index.html", "study": "study.html"}
-#: The study page's placeholder for the observer's session token.
-_TOKEN_SLOT = b"{{token}}"
+#: Time per comparison that the start page's duration assumes: a few flicker cycles and a choice.
+SECONDS_PER_COMPARISON = 10
+#: Characters of an unknown observer id that its page repeats.
+_SHOWN_ID = 64
+_PAGES = {"/": "index.html", "study": "study.html", "unknown": "unknown.html"}
 _ASSETS = {"index.js": "text/javascript; charset=utf-8", "study.js": "text/javascript; charset=utf-8", "study.css": "text/css; charset=utf-8"}
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -65,16 +73,35 @@ _SECURITY_HEADERS = {
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
 
 
+def render(name: str, **values: str) -> bytes:
+    """The page ``name`` of the app's static files with each ``{{key}}`` replaced by ``values[key]``, HTML-escaped."""
+    page = resources.files("lossbench.userstudy").joinpath("static", name).read_text(encoding="utf-8")
+    for key, value in values.items():
+        page = page.replace("{{" + key + "}}", html.escape(value))
+    return page.encode()
+
+
 class Study:
     """Everything the handlers share: the manifest, the observers' plans and their answer files.
 
+    Args:
+        stimuli: Folder of the stimuli and their manifest.
+        responses: Folder of the observers' answer files.
+        observers: The registered observer ids.
+        seed: Seed of the observers' trial orders and sides.
+        viewing: Viewing conditions to tell observers (:func:`lossbench.userstudy.viewing.conditions`);
+            by default the manifest's.
+
     Raises:
-        ValueError: a bad manifest, observer id or listed image.
+        ValueError: a bad manifest, observer id or listed image, or no viewing conditions.
     """
 
-    def __init__(self, stimuli: str | Path, responses: str | Path, observers: list[str], seed: int = 0):
+    def __init__(self, stimuli: str | Path, responses: str | Path, observers: list[str], seed: int = 0, viewing: dict | None = None):
         self.stimuli = Path(stimuli).resolve()
         self.manifest = load_manifest(self.stimuli / MANIFEST)
+        if viewing is None and "viewing" not in self.manifest:
+            raise ValueError(f"{self.stimuli / MANIFEST}: no viewing conditions (stimuli made without evaluation.flip): give them, e.g. serve with --ppd P or --distance-m D --monitor-width-m W --monitor-pixels N")
+        self.viewing = recorded(self.manifest["viewing"] if viewing is None else viewing, str(self.stimuli / MANIFEST) if viewing is None else "viewing")
         if not observers:
             raise ValueError("no observers registered: pass --observer ID (repeatable) or --observers-file")
         self.plans = {check_observer(observer): plan(self.manifest, observer, seed) for observer in observers}
@@ -91,6 +118,20 @@ class Study:
         self._observer_files: dict[str, ObserverFile] = {}
         self.responses = Path(responses)
         self.responses.mkdir(parents=True, exist_ok=True)
+
+    def start_page(self) -> bytes:
+        """The start page: the task, the number of comparisons and their duration, and how far to sit."""
+        comparisons = len(self.manifest["trials"])
+        minutes = max(1, math.ceil(comparisons * SECONDS_PER_COMPARISON / 60))
+        distance, reason = instructions(self.viewing)
+        return render(
+            _PAGES["/"],
+            comparisons=f"{comparisons} comparison{'s' if comparisons != 1 else ''}",
+            minutes=f"{minutes} minute{'s' if minutes != 1 else ''}",
+            seconds=str(SECONDS_PER_COMPARISON),
+            distance=distance,
+            viewing=reason,
+        )
 
     def token(self, observer: str) -> str:
         """The session token of ``observer``'s study page; new with every server start."""
@@ -243,10 +284,15 @@ class Handler(BaseHTTPRequestHandler):
     def _static(self, name: str) -> bytes:
         return resources.files("lossbench.userstudy").joinpath("static", name).read_bytes()
 
-    def _observer(self, part: str) -> str | None:
+    def _observer(self, part: str, page: bool = False) -> str | None:
+        """The registered observer that ``part`` names, else None after answering 404: a page for a person, JSON for the app's scripts."""
         observer = unquote(part)
         if observer not in self.server.study.plans:
-            self._json(HTTPStatus.NOT_FOUND, {"error": "unknown observer"})
+            if page:
+                shown = observer if len(observer) <= _SHOWN_ID else observer[:_SHOWN_ID] + "…"
+                self._send(HTTPStatus.NOT_FOUND, render(_PAGES["unknown"], observer=shown), "text/html; charset=utf-8")
+            else:
+                self._json(HTTPStatus.NOT_FOUND, {"error": "unknown observer"})
             return None
         return observer
 
@@ -266,12 +312,11 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         parts = path.split("/")
         if path == "/":
-            self._send(HTTPStatus.OK, self._static(_PAGES["/"]), "text/html; charset=utf-8")
+            self._send(HTTPStatus.OK, self.server.study.start_page(), "text/html; charset=utf-8")
         elif len(parts) == 3 and parts[1] == "study":
-            observer = self._observer(parts[2])
+            observer = self._observer(parts[2], page=True)
             if observer is not None:
-                page = self._static(_PAGES["study"]).replace(_TOKEN_SLOT, self.server.study.token(observer).encode())
-                self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
+                self._send(HTTPStatus.OK, render(_PAGES["study"], token=self.server.study.token(observer)), "text/html; charset=utf-8")
         elif len(parts) == 3 and parts[1] == "static" and parts[2] in _ASSETS:
             self._send(HTTPStatus.OK, self._static(parts[2]), _ASSETS[parts[2]])
         elif len(parts) == 4 and parts[1] == "api" and parts[3] == "state":

@@ -23,6 +23,7 @@ from PIL import Image
 
 from lossbench.data.valset import ImageFile, resolve_image_id
 from lossbench.seeding import derive_seed
+from lossbench.userstudy.viewing import conditions as viewing_conditions
 
 MANIFEST = "manifest.json"
 
@@ -57,8 +58,9 @@ def make_study_stimuli(study: str, sources: list[Source], folder: str | Path, fl
         sources: The tasks' images, all with the same losses.
         folder: Destination folder.
         flicker_ms: Duration of each half of a flicker.
-        viewing: FLIP's viewing conditions (``evaluation.flip``), recorded in the manifest with their
-            pixels per degree as those the stimuli should be shown under, at their native resolution.
+        viewing: FLIP's viewing conditions (``evaluation.flip``), recorded in the manifest as those the
+            stimuli should be shown under, at their native resolution
+            (:func:`lossbench.userstudy.viewing.conditions`); the app tells observers how far to sit.
     """
     losses = list(sources[0].outputs) if sources else []
     if len(losses) < 2:
@@ -85,9 +87,7 @@ def make_study_stimuli(study: str, sources: list[Source], folder: str | Path, fl
     trials = [{"id": f"t{index:04d}", "image": image, "a": a, "b": b} for index, (image, (a, b)) in enumerate(itertools.product(entries, itertools.combinations(losses, 2)))]
     manifest = {"study": study, "tasks": [source.task for source in sources], "conditions": losses, "flicker_ms": flicker_ms, "images": entries, "trials": trials}
     if viewing is not None:
-        from lossbench.config import flip_ppd
-
-        manifest["viewing"] = {**viewing, "ppd": flip_ppd({"flip": viewing})}
+        manifest["viewing"] = viewing_conditions(viewing)
     path = folder / MANIFEST
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(manifest, indent=1))

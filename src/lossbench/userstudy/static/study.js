@@ -25,9 +25,11 @@ async function show(state) {
   document.getElementById("progress").textContent = `Comparison ${Math.min(state.done + 1, state.total)} of ${state.total}`;
   trial = state.trial;
   if (trial === null) {
-    document.getElementById("pair").hidden = true;
+    // The end page replaces the session: no pair, no instructions, a plain background.
+    document.getElementById("session").hidden = true;
+    document.getElementById("done-count").textContent = `You answered all ${state.total} comparisons.`;
     document.getElementById("done").hidden = false;
-    document.getElementById("progress").textContent = `${state.done} of ${state.total} comparisons done`;
+    document.body.className = "finished";
     return;
   }
   const [reference, left, right] = await Promise.all([load(trial.reference), load(trial.left), load(trial.right)]);
