@@ -1,7 +1,8 @@
 """Colour transforms and colour-difference constants of LDR-FLIP (D65, as in flip-evaluator 1.7).
 
-All tensors here are channel-first, shape (3, ...) or (1, ...), float32. Matrices are kept in
-float64 NumPy and composed before being cast, so that chained linear steps cost one GEMM.
+All tensors here are channel-first, shape (3, ...) or (1, ...), float32, or float64 for float64
+inputs (for gradient checks). Matrices are kept in float64 NumPy and composed before being cast,
+so that chained linear steps cost one GEMM.
 """
 
 from __future__ import annotations

