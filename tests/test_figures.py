@@ -92,3 +92,67 @@ def test_curves_have_integer_epoch_ticks_an_input_baseline_and_a_legend_clear_of
     assert [text.get_text() for text in legend.get_texts()][-1] == "input (no restoration)"
     lowest_panel = min(axis.get_tightbbox().y0 for axis in figure.axes)
     assert legend.get_window_extent().y1 <= lowest_panel, "the legend overlaps a panel"
+
+
+def _curve(path, rows, metrics=("l1", "flip")):
+    """A curve.csv of ``rows`` (epoch, step, train_loss, val_loss, val_psnr, *metric values)."""
+    header = ["epoch", "step", "train_loss", "val_loss", "val_psnr", *(f"val_{name}" for name in metrics), "skipped", "seconds"]
+    path.write_text(",".join(header) + "\n" + "".join(",".join(map(str, [*row, 0, 1.0])) + "\n" for row in rows))
+    return path
+
+
+def test_the_baselines_come_from_the_images_the_curves_score(tmp_path, monkeypatch):
+    from lossbench import figures
+
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda figure, paths, layout=True: saved.append(figure))
+    # The validation scores the first 2 of 3 images; the third, much easier, must not move the baseline.
+    (tmp_path / "input.csv").write_text("image,l1,psnr,flip\na,0.10,20.0,0.30\nb,0.12,21.0,0.34\nc,0.01,40.0,0.02\n")
+    curves = {"l1": _curve(tmp_path / "l1.csv", [[1, 4, 0.09, 0.08, 22.0, 0.07, 0.25], [2, 8, 0.05, 0.06, 24.0, 0.05, 0.22]]),
+              "adaptive": _curve(tmp_path / "adaptive.csv", [[1, 4, 0.5, 0.4, 21.0, 0.09, 0.28], [2, 8, -1.6, -1.5, 23.0, 0.06, 0.21]])}
+    assert figures.input_baseline(tmp_path / "input.csv", 2) == pytest.approx({"l1": 0.11, "psnr": 20.5, "flip": 0.32})
+    figures.curves_figure(curves, ["unused.png"], "Curves", input_metrics=tmp_path / "input.csv", val_images=2)
+    (curves_shown,) = saved
+    psnr_panel = next(axis for axis in curves_shown.axes if axis.get_title().startswith("Validation PSNR"))
+    (baseline,) = [line for line in psnr_panel.get_lines() if line.get_label() == "input (no restoration)"]
+    assert list(baseline.get_ydata()) == [20.5, 20.5]
+    # Each loss on its own axis: the adaptive loss's negative NLL cannot flatten l1's curve.
+    loss_panels = {axis.get_title(): axis for axis in curves_shown.axes if axis.get_title().endswith(": loss")}
+    assert set(loss_panels) == {"l1: loss", "Adaptive: loss"}
+    assert loss_panels["l1: loss"].get_yscale() == "log" and loss_panels["Adaptive: loss"].get_yscale() == "linear"
+
+
+def test_the_race_draws_every_metric_per_step_with_the_own_loss_thick(tmp_path, monkeypatch):
+    from lossbench import figures
+    from lossbench.metrics import rows
+
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda figure, paths, layout=True: saved.append(figure))
+    (tmp_path / "input.csv").write_text("image,l1,psnr,flip\na,0.10,20.0,0.30\nb,0.12,21.0,0.34\n")
+    curves = {"l1": _curve(tmp_path / "l1.csv", [[1, 4, 0.09, 0.08, 22.0, 0.07, 0.25], [2, 8, 0.05, 0.06, 24.0, 0.05, 0.22]]),
+              "flip": _curve(tmp_path / "flip.csv", [[1, 4, 0.3, 0.3, 21.0, 0.09, 0.28], [2, 8, 0.2, 0.2, 23.0, 0.06, 0.21]])}
+    figures.race_figure(curves, ["unused.png"], "Race", rows(["l1", "psnr", "flip"]), {"l1": "l1", "flip": "flip"}, input_metrics=tmp_path / "input.csv")
+    (race,) = saved
+    panels = {axis.get_title().split(" (")[0]: axis for axis in race.axes if axis.get_title()}
+    assert set(panels) == {"1000·l1", "PSNR", "FLIP"}  # only the metrics the curves hold (val_psnr is always there)
+    flip_lines = [line for line in panels["FLIP"].get_lines() if line.get_label() != "input"]
+    assert [list(line.get_xdata()) for line in flip_lines] == [[4, 8], [4, 8]]  # against the training step
+    widths = {tuple(line.get_ydata()): line.get_linewidth() for line in flip_lines}
+    assert widths[(0.28, 0.21)] > widths[(0.25, 0.22)]  # FLIP's own line is thick
+    (l1_input,) = [line for line in panels["1000·l1"].get_lines() if line.get_label() == "input"]
+    assert list(l1_input.get_ydata()) == pytest.approx([110.0, 110.0])  # on the table's scale, 1000·l1
+    assert [text.get_text() for text in race.legends[0].get_texts()] == ["l1", "FLIP", "input (no restoration)"]
+
+
+def test_the_race_of_curves_without_validation_metrics_names_what_is_missing(tmp_path, monkeypatch):
+    from lossbench import figures
+    from lossbench.metrics import rows
+
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda figure, paths, layout=True: saved.append(figure))
+    plain = tmp_path / "l1.csv"  # a model trained before validation metrics: PSNR only
+    plain.write_text("epoch,step,train_loss,val_loss,val_psnr,skipped,seconds\n1,4,0.1,0.1,22.0,0,1.0\n")
+    figures.race_figure({"l1": plain}, ["unused.png"], "Race", rows(["l1", "psnr", "flip"]), {})
+    (race,) = saved
+    assert [axis.get_title().split(" (")[0] for axis in race.axes if axis.get_title()] == ["PSNR"]
+    assert "not in the curves (trained without them as validation metrics): 1000·l1, 1000·l2, MS-SSIM, LPIPS, FLIP" in race._suptitle.get_text()

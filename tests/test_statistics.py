@@ -37,7 +37,7 @@ def test_the_between_within_ratio_follows_the_larger_source(loss_sd, seed_sd, ab
     result = statistics.decompose(values)
     assert (result.ratio > 1) == above_one
     assert (result.p < 0.05) == above_one
-    assert sum(result.share(part) for part in ("loss", "seed", "image", "residual")) == pytest.approx(1.0)
+    assert sum(result.share(part) for part in ("loss", "seed", "unit", "residual")) == pytest.approx(1.0)
 
 
 def test_components_are_recovered_on_a_large_design():
@@ -46,7 +46,7 @@ def test_components_are_recovered_on_a_large_design():
     result = statistics.decompose(values)
     assert result.seed == pytest.approx(0.25, rel=0.2)
     assert result.residual == pytest.approx(0.09, rel=0.05)
-    assert result.image == pytest.approx(float(values.mean(axis=(0, 1)).var(ddof=1)), rel=0.05)
+    assert result.unit == pytest.approx(float(values.mean(axis=(0, 1)).var(ddof=1)), rel=0.05)
     assert result.loss == pytest.approx(1.0, rel=0.5)
 
 

@@ -600,6 +600,22 @@ def live_settings(config: dict[str, Any]) -> dict[str, Any]:
     return {key: config["trainer"][key] for key in LIVE_KEYS}
 
 
+def validation_metrics(config: dict[str, Any], task: str, evaluation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The configured metrics a training of ``task`` scores at every validation, name → parameters (``metrics`` in :func:`lossbench.training.run`).
+
+    Args:
+        config: The validated configuration (its own metrics registered in this process).
+        task: The task trained.
+        evaluation: :func:`evaluation_settings` of the configuration (the LPIPS trunk resolved).
+    """
+    from lossbench import metrics
+    from lossbench.data.tasks import channels
+    from lossbench.specs import Setting
+
+    setting = Setting(channels(config["tasks"][task]["kind"]), evaluation)
+    return {name: metrics.spec(name).params(setting) for name in config["metrics"]}
+
+
 def results_dir(config: dict[str, Any]) -> str:
     """Folder of every output of the configured experiment, ``results/<experiment>``."""
     return f"results/{config['experiment']}"

@@ -21,6 +21,7 @@ import torch
 
 from lossbench import metrics
 from lossbench.config import flip_ppd
+from lossbench.data.fastmri_ids import volume_of
 from lossbench.data.valset import ImageFile
 from lossbench.specs import Setting
 
@@ -89,7 +90,7 @@ def fastmri_volume_metrics(valset_path: str | Path, outputs_path: str | Path | N
         try:
             volumes: dict[str, list[str]] = {}
             for image_id in valset.ids:
-                volumes.setdefault(image_id.rsplit("_s", 1)[0], []).append(image_id)
+                volumes.setdefault(volume_of(image_id), []).append(image_id)
             for volume, ids in volumes.items():
                 target = np.stack([valset.read("target", i)[0] for i in ids]).astype(np.float64)
                 if outputs is not None:

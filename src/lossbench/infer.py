@@ -25,6 +25,7 @@ import torch
 
 from lossbench import models
 from lossbench.data import tasks
+from lossbench.data.fastmri_ids import volume_of
 from lossbench.data.fastmri_synthetic import RECON_KEYS
 from lossbench.data.images import list_images, read_rgb, write_png
 from lossbench.data.valset import ImageFile, write_images
@@ -106,11 +107,6 @@ def save_reconstructions(reconstructions: Mapping[str, np.ndarray], out_dir: str
     return paths
 
 
-def _volume_stem(image_id: str) -> str:
-    # Validation ids of MRI slices are ``<file stem>_s<slice>`` (MRISliceDataset.sample_id).
-    return image_id.rsplit("_s", 1)[0]
-
-
 def _volume_scale(path: Path) -> float:
     with h5py.File(path, "r") as file:
         return float(file.attrs["max"])
@@ -133,7 +129,7 @@ def write_fastmri_reconstructions(outputs_path: str | Path, volumes_dir: str | P
     volumes: dict[str, list[np.ndarray]] = {}
     with ImageFile(outputs_path) as outputs:
         for image_id, output in outputs.items("output"):
-            volumes.setdefault(_volume_stem(image_id), []).append(output[0])
+            volumes.setdefault(volume_of(image_id), []).append(output[0])
     reconstructions = {}
     for stem, slices in volumes.items():
         source = Path(volumes_dir) / f"{stem}.h5"
@@ -260,7 +256,7 @@ def restore_volumes(model: torch.nn.Module, spec: RunSpec, input_dir: Path, out_
         slices: dict[str, list[np.ndarray]] = {}
         for index in range(len(dataset)):
             sample_id, masked, _ = dataset.validation_item(index)
-            slices.setdefault(_volume_stem(sample_id), []).append(_restore(model, masked.numpy(), device)[0])
+            slices.setdefault(volume_of(sample_id), []).append(_restore(model, masked.numpy(), device)[0])
         for stem, restored in slices.items():
             reconstructions[f"{stem}.h5"] = np.stack(restored) * _volume_scale(input_dir / f"{stem}.h5")
     return save_reconstructions(reconstructions, out_dir, overwrite)

@@ -138,6 +138,10 @@ def _any_size(side: int) -> str | None:
     return None
 
 
+def _no_conditions(params: Mapping[str, Any]) -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """A training loss.
@@ -158,6 +162,8 @@ class LossSpec:
         untrained_trunk_note: Appended to the label when the LPIPS trunk was untrained (losses
             built on LPIPS); empty for the others.
         own_metric: The metric the loss optimises, which the thesis expects it to win (summary).
+        training_notes: What is known of how the loss trains, where that explains a miss of its
+            own metric, with a link to the evidence (the summary cites it at a miss); empty: none.
         check_params: Why configured ``params`` are invalid, in one line, or None; checked when
             the configuration is loaded (beyond the constructor's keywords).
     """
@@ -174,6 +180,7 @@ class LossSpec:
     thesis: bool = True
     untrained_trunk_note: str = ""
     own_metric: str | None = None
+    training_notes: str = ""
     check_params: Callable[[Mapping[str, Any]], str | None] = _valid
 
     def display(self, lpips_pretrained: bool = True) -> str:
@@ -244,6 +251,8 @@ class MetricSpec:
             (``"the msssim metric's 5 scales ..."``), or None when it fits.
         thesis: One of the thesis's six metrics (a row of every table); False: a user's own,
             a row after them where it was computed.
+        conditions: The conditions its ``params`` set that a reader needs to compare values (FLIP's
+            pixels per degree), as one sentence for a table's footnotes; None when there are none.
     """
 
     name: str
@@ -254,6 +263,7 @@ class MetricSpec:
     portable_params: Mapping[str, Any] = field(default_factory=dict)
     too_small: Callable[[int], str | None] = _any_size
     thesis: bool = True
+    conditions: Callable[[Mapping[str, Any]], str | None] = _no_conditions
 
     def params(self, setting: Setting) -> dict[str, Any]:
         """Parameters of the metric on ``setting``."""

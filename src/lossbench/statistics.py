@@ -1,18 +1,25 @@
 """Is the difference between losses larger than the difference between training runs? (thesis §8)
 
-Per (task, metric), on the per-image metric values of every (loss, seed) model:
+Per (task, metric), on the metric values of every (loss, seed) model, **per unit of analysis**: a
+task's validation images are its units, except where they are slices of volumes (MRI), whose
+slices share anatomy, contrast and noise. There each model's per-slice values are averaged per
+volume first, and every statistic below counts volumes, not slices (docs/statistics.md: counting
+correlated slices as independent images made a null paired test reject in most runs).
 
-- a **variance decomposition**: a nested ANOVA with seeds nested in losses and the validation images
-  as a blocking factor, ``y[l, s, i] = μ + loss_l + seed_{l,s} + image_i + ε``, whose components are
+- a **variance decomposition**: a nested ANOVA with seeds nested in losses and the units as a
+  blocking factor, ``y[l, s, u] = μ + loss_l + seed_{l,s} + unit_u + ε``, whose components are
   estimated by the method of moments (balanced design; negative estimates are set to 0). The
-  residual ε holds the loss × image and seed × image interactions. The loss effect is tested
+  residual ε holds the loss × unit and seed × unit interactions. The loss effect is tested
   against the seed-to-seed variation (F = MS_loss / MS_seed), so a loss only "matters" when it
   moves the metric more than retraining with another seed does. With one seed the seed variation
   is not measured: the loss effect is then tested against the residual, and the tables say so.
-- **paired comparisons** of every pair of losses: a paired t-test over validation images on
-  seed-averaged values (the image is the unit, paired across losses; averaging over seeds carries
-  the seeds' variation into each image's value), the mean difference with its 95 % interval, and
-  Holm's correction over the pairs of one metric.
+- **paired comparisons** of every pair of losses: a paired t-test over units on seed-averaged
+  values (the unit is paired across losses; averaging over seeds carries the seeds' variation
+  into each unit's value), the mean difference with its 95 % interval, and Holm's correction over
+  the pairs of one metric.
+
+With fewer than :data:`MIN_UNITS` units nothing is tested: the tables say "not tested (n = 3)"
+rather than claim or deny a difference on so few independent observations.
 
 Values are on the tables' display scale (1000·l1, 1000·l2); "better" follows the metric's direction.
 """
@@ -29,10 +36,24 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as scipy_stats
 
+from lossbench.data.taskspec import PER_IMAGE, AnalysisUnit, counted
 from lossbench.metrics import STUDY_METRICS, MetricInfo
 
 #: Significance level of the pairwise tests and of the tables' "not different from the best" marks.
 ALPHA = 0.05
+#: The fewest units a test is run on. With 3 or 4 the t-test's interval spans several standard
+#: deviations and its normality assumption cannot be checked; a table says "not tested" instead.
+MIN_UNITS = 5
+
+
+def testable(units: int) -> bool:
+    """Whether ``units`` independent units are enough to test on (:data:`MIN_UNITS`)."""
+    return units >= MIN_UNITS
+
+
+def not_tested(unit: AnalysisUnit, units: int) -> str:
+    """What a table says in place of a test on too few units: ``not tested (n = 3 volumes)``."""
+    return f"not tested (n = {unit.count(units)})"
 
 
 def read_per_image(path: str | Path) -> dict[str, dict[str, float]]:
@@ -49,13 +70,15 @@ def read_per_image(path: str | Path) -> dict[str, dict[str, float]]:
     return {row[key]: {name: float(value) for name, value in row.items() if name != key} for row in rows}
 
 
-def stack(model_csvs: dict[str, list[str | Path]], metric: str, scale: float = 1.0) -> tuple[list[str], np.ndarray]:
-    """The values of ``metric`` as an array (losses, seeds, images), images in a common sorted order.
+def stack(model_csvs: dict[str, list[str | Path]], metric: str, scale: float = 1.0, unit: AnalysisUnit = PER_IMAGE) -> tuple[list[str], np.ndarray]:
+    """The values of ``metric`` as an array (losses, seeds, units), units in a common sorted order.
 
     Args:
         model_csvs: Loss → its models' per-image CSVs, one per seed, every loss with the same seeds.
         metric: Column to read.
         scale: Display scale (1000 for l1 and l2).
+        unit: The unit of analysis; each model's per-image values are averaged within a unit
+            (slices within their volume). The default keeps one value per image.
 
     Returns:
         The losses that have the metric, and their values; an empty list and array when none has it.
@@ -75,20 +98,23 @@ def stack(model_csvs: dict[str, list[str | Path]], metric: str, scale: float = 1
         for path, table in zip(model_csvs[loss], tables[loss]):
             if sorted(table) != images:
                 raise ValueError(f"{path}: its images differ from those of {model_csvs[losses[0]][0]}")
-    values = np.array([[[table[image][metric] * scale for image in images] for table in tables[loss]] for loss in losses])
+    groups: dict[str, list[str]] = {}
+    for image in images:
+        groups.setdefault(unit.of(image), []).append(image)
+    values = np.array([[[math.fsum(table[image][metric] for image in members) / len(members) * scale for members in groups.values()] for table in tables[loss]] for loss in losses])
     return losses, values
 
 
 @dataclass(frozen=True)
 class Decomposition:
-    """Variance components of one metric over losses, seeds and images (see the module docstring)."""
+    """Variance components of one metric over losses, seeds and units (see the module docstring)."""
 
     losses: int
     seeds: int
-    images: int
+    units: int
     loss: float  # variance components, display scale squared
     seed: float | None  # None: one seed, not measured
-    image: float
+    unit: float
     residual: float
     f: float
     df: tuple[int, int]
@@ -96,7 +122,7 @@ class Decomposition:
 
     @property
     def total(self) -> float:
-        return self.loss + (self.seed or 0.0) + self.image + self.residual
+        return self.loss + (self.seed or 0.0) + self.unit + self.residual
 
     def share(self, component: str) -> float | None:
         value = getattr(self, component)
@@ -111,44 +137,44 @@ class Decomposition:
 
 
 def decompose(values: np.ndarray) -> Decomposition:
-    """Nested ANOVA of ``values`` (losses, seeds, images) with images as a blocking factor.
+    """Nested ANOVA of ``values`` (losses, seeds, units) with the units as a blocking factor.
 
     Raises:
-        ValueError: with fewer than two losses or two images.
+        ValueError: with fewer than two losses or two units.
     """
-    n_loss, n_seed, n_image = values.shape
-    if n_loss < 2 or n_image < 2:
-        raise ValueError(f"the variance decomposition needs at least 2 losses and 2 images, got {n_loss} and {n_image}")
+    n_loss, n_seed, n_unit = values.shape
+    if n_loss < 2 or n_unit < 2:
+        raise ValueError(f"the variance decomposition needs at least 2 losses and 2 units, got {n_loss} and {n_unit}")
     grand = values.mean()
     loss_means = values.mean(axis=(1, 2))
     run_means = values.mean(axis=2)
-    image_means = values.mean(axis=(0, 1))
-    ss_loss = n_seed * n_image * float(((loss_means - grand) ** 2).sum())
-    ss_seed = n_image * float(((run_means - loss_means[:, None]) ** 2).sum())
-    ss_image = n_loss * n_seed * float(((image_means - grand) ** 2).sum())
-    residuals = values - run_means[:, :, None] - image_means[None, None, :] + grand
-    df_loss, df_seed, df_image = n_loss - 1, n_loss * (n_seed - 1), n_image - 1
-    df_residual = (n_loss * n_seed - 1) * (n_image - 1)
+    unit_means = values.mean(axis=(0, 1))
+    ss_loss = n_seed * n_unit * float(((loss_means - grand) ** 2).sum())
+    ss_seed = n_unit * float(((run_means - loss_means[:, None]) ** 2).sum())
+    ss_unit = n_loss * n_seed * float(((unit_means - grand) ** 2).sum())
+    residuals = values - run_means[:, :, None] - unit_means[None, None, :] + grand
+    df_loss, df_seed, df_unit = n_loss - 1, n_loss * (n_seed - 1), n_unit - 1
+    df_residual = (n_loss * n_seed - 1) * (n_unit - 1)
     ms_residual = float((residuals**2).sum()) / df_residual
-    ms_loss, ms_image = ss_loss / df_loss, ss_image / df_image
-    image = max(0.0, (ms_image - ms_residual) / (n_loss * n_seed))
+    ms_loss, ms_unit = ss_loss / df_loss, ss_unit / df_unit
+    unit = max(0.0, (ms_unit - ms_residual) / (n_loss * n_seed))
     if n_seed > 1:
         ms_seed = ss_seed / df_seed
-        seed = max(0.0, (ms_seed - ms_residual) / n_image)
-        loss = max(0.0, (ms_loss - ms_seed) / (n_seed * n_image))
+        seed = max(0.0, (ms_seed - ms_residual) / n_unit)
+        loss = max(0.0, (ms_loss - ms_seed) / (n_seed * n_unit))
         denominator, df_denominator = ms_seed, df_seed
     else:
         seed = None
-        loss = max(0.0, (ms_loss - ms_residual) / n_image)
+        loss = max(0.0, (ms_loss - ms_residual) / n_unit)
         denominator, df_denominator = ms_residual, df_residual
     f = ms_loss / denominator if denominator > 0 else (math.inf if ms_loss > 0 else math.nan)
     p = float(scipy_stats.f.sf(f, df_loss, df_denominator)) if math.isfinite(f) else (0.0 if f == math.inf else math.nan)
-    return Decomposition(n_loss, n_seed, n_image, loss, seed, image, ms_residual, f, (df_loss, df_denominator), p)
+    return Decomposition(n_loss, n_seed, n_unit, loss, seed, unit, ms_residual, f, (df_loss, df_denominator), p)
 
 
 @dataclass(frozen=True)
 class PairedTest:
-    """Loss ``a`` against loss ``b``: mean of a − b over images with its 95 % interval, and p-values."""
+    """Loss ``a`` against loss ``b``: mean of a − b over units with its 95 % interval, and p-values (NaN: not tested)."""
 
     a: str
     b: str
@@ -163,18 +189,18 @@ class PairedTest:
 
 
 def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float]:
-    """Paired t-test over images on seed-averaged values.
+    """Paired t-test over units on seed-averaged values.
 
     Args:
-        a, b: Values of two losses, shape (seeds, images).
+        a, b: Values of two losses, shape (seeds, units).
 
     Returns:
         Mean difference a − b, the bounds of its 95 % confidence interval, and the two-sided p-value
-        (NaN bounds and p with fewer than two images).
+        (NaN bounds and p with fewer than :data:`MIN_UNITS` units: not tested).
     """
     differences = a.mean(axis=0) - b.mean(axis=0)
     mean = float(differences.mean())
-    if differences.size < 2:
+    if not testable(differences.size):
         return mean, math.nan, math.nan, math.nan
     spread = float(differences.std(ddof=1))
     if spread == 0:
@@ -185,12 +211,12 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, floa
 
 
 def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
-    """Mean over images of seed-averaged values (seeds, images), with its 95 % t interval (NaN with one image)."""
-    per_image = values.mean(axis=0)
-    mean = float(per_image.mean())
-    if per_image.size < 2:
+    """Mean over units of seed-averaged values (seeds, units), with its 95 % t interval (NaN with fewer than :data:`MIN_UNITS` units)."""
+    per_unit = values.mean(axis=0)
+    mean = float(per_unit.mean())
+    if not testable(per_unit.size):
         return mean, math.nan, math.nan
-    half = float(scipy_stats.t(df=per_image.size - 1).ppf(0.975) * per_image.std(ddof=1) / math.sqrt(per_image.size))
+    half = float(scipy_stats.t(df=per_unit.size - 1).ppf(0.975) * per_unit.std(ddof=1) / math.sqrt(per_unit.size))
     return mean, mean - half, mean + half
 
 
@@ -233,7 +259,7 @@ def pairwise(losses: list[str], values: np.ndarray) -> list[PairedTest]:
 def not_different_from_best(losses: list[str], values: np.ndarray, best: str) -> set[str]:
     """Losses whose difference from ``best`` is not significant (Holm over the comparisons with it).
 
-    Empty when the test cannot run (fewer than two images).
+    Empty when the test cannot run (fewer than :data:`MIN_UNITS` units).
     """
     others = [loss for loss in losses if loss != best]
     tests = [paired_test(values[losses.index(loss)], values[losses.index(best)]) for loss in others]
@@ -247,47 +273,74 @@ def _format(value: float | None, decimals: int) -> str:
     return "inf" if value == math.inf else f"{value:.{decimals}f}"
 
 
-def _metrics(model_csvs: dict[str, list[str | Path]], infos: dict[str, MetricInfo]) -> list[tuple[str, MetricInfo, list[str], np.ndarray]]:
+def _metrics(model_csvs: dict[str, list[str | Path]], infos: dict[str, MetricInfo], unit: AnalysisUnit) -> list[tuple[str, MetricInfo, list[str], np.ndarray]]:
     found = []
     for metric, info in infos.items():
-        losses, values = stack(model_csvs, metric, info.scale)
+        losses, values = stack(model_csvs, metric, info.scale, unit)
         if len(losses) >= 2:
             found.append((metric, info, losses, values))
     return found
 
 
-VARIANCE_COLUMNS = ["metric", "label", "losses", "seeds", "images", "share_loss", "share_seed", "share_image", "share_residual", "sd_loss", "sd_seed", "ratio_between_within", "F", "df_loss", "df_error", "p_loss"]
+def sample(model_csvs: dict[str, list[str | Path]], unit: AnalysisUnit) -> tuple[int, int, int]:
+    """Seeds, units and images of a set of models' per-image CSVs (from the first loss's first seed)."""
+    first = next(iter(model_csvs.values()))
+    images = read_per_image(first[0])
+    return len(first), len({unit.of(image) for image in images}), len(images)
 
 
-def variance_rows(model_csvs: dict[str, list[str | Path]], infos: dict[str, MetricInfo] = STUDY_METRICS) -> list[dict[str, str]]:
-    """One row per metric: variance shares, between/within ratio and the loss effect's F-test."""
+def sample_note(model_csvs: dict[str, list[str | Path]], unit: AnalysisUnit) -> str:
+    """``n = 3 volumes (9 slices averaged per volume), 1 seed``: what the statistics of a table rest on."""
+    seeds, units, images = sample(model_csvs, unit)
+    averaged = f" ({counted(images, unit.members)} averaged per {unit.name})" if images != units else ""
+    return f"n = {unit.count(units)}{averaged}, {seeds} seed{'s' if seeds != 1 else ''}"
+
+
+VARIANCE_COLUMNS = ["metric", "label", "losses", "seeds", "unit", "units", "images", "share_loss", "share_seed", "share_unit", "share_residual", "sd_loss", "sd_seed", "ratio_between_within", "F", "df_loss", "df_error", "p_loss", "tested"]
+
+
+def variance_rows(model_csvs: dict[str, list[str | Path]], infos: dict[str, MetricInfo] = STUDY_METRICS, unit: AnalysisUnit = PER_IMAGE) -> list[dict[str, str]]:
+    """One row per metric: variance shares, between/within ratio and the loss effect's F-test (empty below :data:`MIN_UNITS` units)."""
     rows = []
-    for metric, info, losses, values in _metrics(model_csvs, infos):
+    images = sample(model_csvs, unit)[2] if model_csvs else 0
+    for metric, info, losses, values in _metrics(model_csvs, infos, unit):
         if values.shape[2] < 2:
             continue
         result = decompose(values)
+        tested = testable(result.units)
         rows.append({
             "metric": metric,
             "label": info.label,
             "losses": str(result.losses),
             "seeds": str(result.seeds),
-            "images": str(result.images),
-            **{f"share_{part}": _format(result.share(part), 4) for part in ("loss", "seed", "image", "residual")},
+            "unit": unit.name,
+            "units": str(result.units),
+            "images": str(images),
+            **{f"share_{part}": _format(result.share(part), 4) for part in ("loss", "seed", "unit", "residual")},
             "sd_loss": _format(math.sqrt(result.loss), info.decimals + 2),
             "sd_seed": _format(None if result.seed is None else math.sqrt(result.seed), info.decimals + 2),
             "ratio_between_within": _format(result.ratio, 3),
-            "F": _format(result.f, 3),
+            "F": _format(result.f, 3) if tested else "",
             "df_loss": str(result.df[0]),
             "df_error": str(result.df[1]),
-            "p_loss": _format(result.p, 4),
+            "p_loss": _format(result.p, 4) if tested else "",
+            "tested": "yes" if tested else "no",
         })
     return rows
 
 
-def pair_rows(model_csvs: dict[str, list[str | Path]], infos: dict[str, MetricInfo] = STUDY_METRICS) -> list[dict[str, str]]:
-    """One row per (metric, pair of losses): mean difference a − b, 95 % interval, p, Holm's p, which is better."""
+PAIR_COLUMNS = ["metric", "a", "b", "difference", "ci_low", "ci_high", "p", "p_holm", "significant", "better"]
+
+
+def pair_rows(model_csvs: dict[str, list[str | Path]], infos: dict[str, MetricInfo] = STUDY_METRICS, unit: AnalysisUnit = PER_IMAGE) -> list[dict[str, str]]:
+    """One row per (metric, pair of losses): mean difference a − b over units, 95 % interval, p, Holm's p, which is better.
+
+    Below :data:`MIN_UNITS` units the interval and p-values are empty and ``significant`` says
+    ``not tested (n = ...)``.
+    """
     rows = []
-    for metric, info, losses, values in _metrics(model_csvs, infos):
+    for metric, info, losses, values in _metrics(model_csvs, infos, unit):
+        tested = testable(values.shape[2])
         for test in pairwise(losses, values):
             better = ""
             if test.significant():
@@ -301,7 +354,7 @@ def pair_rows(model_csvs: dict[str, list[str | Path]], infos: dict[str, MetricIn
                 "ci_high": _format(test.high, info.decimals + 2),
                 "p": _format(test.p, 4),
                 "p_holm": _format(test.p_holm, 4),
-                "significant": "yes" if test.significant() else "no",
+                "significant": ("yes" if test.significant() else "no") if tested else not_tested(unit, values.shape[2]),
                 "better": better,
             })
     return rows
@@ -318,52 +371,63 @@ def _percent(share: str) -> str:
     return f"{100 * float(share):.1f} %" if share else "not measured"
 
 
-def write_variance(title: str, model_csvs: dict[str, list[str | Path]], prefix: str | Path, infos: dict[str, MetricInfo] = STUDY_METRICS) -> list[Path]:
-    """``prefix``_variance.csv/.md/.tex: the variance decomposition of every metric.
+def _f_test(row: dict[str, str], unit: AnalysisUnit) -> tuple[str, str]:
+    if row["tested"] == "no":
+        return not_tested(unit, int(row["units"])), "—"
+    return f"{row['F']} ({row['df_loss']}, {row['df_error']})", row["p_loss"]
+
+
+def write_variance(title: str, model_csvs: dict[str, list[str | Path]], prefix: str | Path, infos: dict[str, MetricInfo] = STUDY_METRICS, unit: AnalysisUnit = PER_IMAGE) -> list[Path]:
+    """``prefix``_variance.csv/.md/.tex: the variance decomposition of every metric, over ``unit``.
 
     Args:
         title: The table's name as shown (``Table 6.1``).
         model_csvs: Loss → per-image CSVs, one per seed.
         prefix: Path prefix (``results/tables/table_6_1``).
         infos: The metrics and their display settings.
+        unit: The unit of analysis (the task spec's: images, or volumes of MRI slices).
     """
     prefix = Path(prefix)
-    rows = variance_rows(model_csvs, infos)
+    rows = variance_rows(model_csvs, infos, unit)
     seeds = rows[0]["seeds"] if rows else "0"
     paths = [prefix.with_name(prefix.name + f"_variance{suffix}") for suffix in (".csv", ".md", ".tex")]
     _write_csv(rows, VARIANCE_COLUMNS, paths[0])
-    header = ["Metric", "loss", "seed", "image", "residual", "between/within", "F (loss)", "p (loss)"]
-    body = [[row["label"], _percent(row["share_loss"]), _percent(row["share_seed"]), _percent(row["share_image"]), _percent(row["share_residual"]), row["ratio_between_within"] or "—", f"{row['F']} ({row['df_loss']}, {row['df_error']})", row["p_loss"]] for row in rows]
+    header = ["Metric", "loss", "seed", unit.name, "residual", "between/within", "F (loss)", "p (loss)"]
+    body = [[row["label"], _percent(row["share_loss"]), _percent(row["share_seed"]), _percent(row["share_unit"]), _percent(row["share_residual"]), row["ratio_between_within"] or "—", *_f_test(row, unit)] for row in rows]
     notes = [
-        f"Shares of the variance of the per-image values between losses, between seeds of one loss, between images, and residual (loss × image and seed × image); {rows[0]['losses'] if rows else 0} losses, {seeds} seed(s), {rows[0]['images'] if rows else 0} images.",
-        "between/within: the between-loss variance over the seed-to-seed variance of one loss; above 1, changing the loss moves the metric more than retraining does. F tests the loss effect against the seed variation (nested ANOVA, images as blocks).",
+        f"{sample_note(model_csvs, unit) if model_csvs else 'no models'}; {rows[0]['losses'] if rows else 0} losses. Shares of the variance of the per-{unit.name} values between losses, between seeds of one loss, between {unit.plural}, and residual (loss × {unit.name} and seed × {unit.name}).",
+        f"between/within: the between-loss variance over the seed-to-seed variance of one loss; above 1, changing the loss moves the metric more than retraining does. F tests the loss effect against the seed variation (nested ANOVA, {unit.plural} as blocks).",
     ]
     if seeds == "1":
         notes.append("One seed: seed variation is not measured (run with several seeds, e.g. config/statistics.yaml); the loss effect is tested against the residual only.")
+    if rows and rows[0]["tested"] == "no":
+        notes.append(f"Not tested: {unit.count(int(rows[0]['units']))}, fewer than the {MIN_UNITS} independent {unit.plural} a test needs; the shares describe these {unit.plural} only.")
     lines = [f"**{title}, variance decomposition.**", "", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     lines += ["", *(f"{index}. {note}" for index, note in enumerate(notes, 1))]
     paths[1].write_text("\n".join(lines) + "\n")
-    tex = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{title}: variance decomposition of the per-image metric values.}}", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule", " & ".join(header) + r" \\", r"\midrule"]
+    tex = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{title}: variance decomposition of the per-{unit.name} metric values.}}", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule", " & ".join(header) + r" \\", r"\midrule"]
     tex += [" & ".join(cell.replace("%", r"\%").replace("·", r"$\cdot$") for cell in cells) + r" \\" for cells in body]
     tex += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip\footnotesize"] + [note.replace("%", r"\%").replace("×", r"$\times$") + r"\\" for note in notes] + [r"\end{table}"]
     paths[2].write_text("\n".join(tex) + "\n")
     return paths
 
 
-def write_pairs(title: str, model_csvs: dict[str, list[str | Path]], prefix: str | Path, label_of: Callable[[str], str], infos: dict[str, MetricInfo] = STUDY_METRICS) -> list[Path]:
-    """``prefix``_pairs.csv/.md: every pair of losses per metric, paired over images, Holm-corrected.
+def write_pairs(title: str, model_csvs: dict[str, list[str | Path]], prefix: str | Path, label_of: Callable[[str], str], infos: dict[str, MetricInfo] = STUDY_METRICS, unit: AnalysisUnit = PER_IMAGE) -> list[Path]:
+    """``prefix``_pairs.csv/.md: every pair of losses per metric, paired over ``unit``, Holm-corrected.
 
     ``label_of`` maps a loss name to its display label.
     """
     prefix = Path(prefix)
-    rows = pair_rows(model_csvs, infos)
+    rows = pair_rows(model_csvs, infos, unit)
     paths = [prefix.with_name(prefix.name + f"_pairs{suffix}") for suffix in (".csv", ".md")]
-    _write_csv(rows, ["metric", "a", "b", "difference", "ci_low", "ci_high", "p", "p_holm", "significant", "better"], paths[0])
+    _write_csv(rows, PAIR_COLUMNS, paths[0])
     lines = [f"**{title}, paired comparisons of the losses.**", "", "| Metric | a | b | mean a − b | 95 % interval | p | p (Holm) | better |", "|---|---|---|---:|---:|---:|---:|---|"]
     for row in rows:
         interval = f"[{row['ci_low']}, {row['ci_high']}]" if row["ci_low"] else "—"
-        lines.append(f"| {infos[row['metric']].label} | {label_of(row['a'])} | {label_of(row['b'])} | {row['difference']} | {interval} | {row['p'] or '—'} | {row['p_holm'] or '—'} | {label_of(row['better']) if row['better'] else 'n.s.'} |")
-    lines += ["", f"1. Paired t-test over validation images on seed-averaged values; Holm's correction over the pairs of each metric; significant at α = {ALPHA}. n.s.: not significant."]
+        verdict = label_of(row["better"]) if row["better"] else ("n.s." if row["significant"] == "no" else row["significant"])
+        lines.append(f"| {infos[row['metric']].label} | {label_of(row['a'])} | {label_of(row['b'])} | {row['difference']} | {interval} | {row['p'] or '—'} | {row['p_holm'] or '—'} | {verdict} |")
+    sample_text = sample_note(model_csvs, unit) if model_csvs else "no models"
+    lines += ["", f"1. {sample_text}. Paired t-test over validation {unit.plural} on seed-averaged values; Holm's correction over the pairs of each metric; significant at α = {ALPHA}. n.s.: not significant. Fewer than {MIN_UNITS} {unit.plural}: not tested."]
     paths[1].write_text("\n".join(lines) + "\n")
     return paths

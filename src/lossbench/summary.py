@@ -1,31 +1,40 @@
-"""A one-screen summary of a finished study: how much each model restores, and whether each loss wins its own metric.
+"""A one-screen summary of a finished study: what it rests on, how much each model restores, and whether each loss wins its own metric.
 
 The thesis's structure (Tables 6.1, 6.3, 6.4) in two checks per task, read from the table CSVs that
-:func:`lossbench.tables.write_csv` writes:
+:func:`lossbench.tables.write_csv` writes, under a head that says what the numbers rest on:
 
+- the experiment's ``description`` and, per task, its scale (:class:`Scale`): validation images
+  and the units the statistics count, seeds, training steps, and what a single run is good to;
 - the PSNR gain of every model over its degraded input, in dB;
 - the "own-metric winner": which loss is best on each metric (direction from its spec, a user's
-  ``own_metrics`` too), and whether the loss that optimises a metric is the one
-  that wins it (l2 on 1000·l2, MS-SSIM on MS-SSIM, LPIPS+l2 on LPIPS, FLIP on FLIP).
+  ``own_metrics`` too), and whether the loss that optimises a metric is the one that wins it (l1
+  on 1000·l1, l2 on 1000·l2, MS-SSIM on MS-SSIM, LPIPS+l2 on LPIPS, FLIP on FLIP). A miss gets a
+  line of measured reason from the own-metric race (the metric over the last quarter of the
+  training, from the models' curves) and the loss's notes on how it trains.
 
-CLI:
-    python -m lossbench.summary results/tables/table_6_1.csv results/tables/table_6_3.csv --out results/summary.md
+CLI (the tables' checks only):
+    python -m lossbench.summary results/demo/tables/table_6_1.csv results/demo/tables/table_6_3.csv --out summary.md
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from lossbench.losses import SPECS, label
+from lossbench import losses
+from lossbench.data.taskspec import counted
+from lossbench.losses import label
 from lossbench.metrics import spec as metric_spec
+from lossbench.statistics import MIN_UNITS, testable
 from lossbench.tables import THESIS_TABLES
 
-#: Metric → the loss that optimises it (the thesis expects each to win its own metric).
-OWN_METRIC = {spec.own_metric: name for name, spec in SPECS.items() if spec.own_metric is not None}
 #: Columns of a table CSV that are not models.
 _NOT_MODELS = ("metric", "label", "best", "not_different_from_best")
+#: The share of the training whose change the race note reports (its last quarter).
+LATE_SHARE = 0.25
 
 
 def read_table(path: str | Path) -> dict[str, dict[str, float]]:
@@ -34,12 +43,90 @@ def read_table(path: str | Path) -> dict[str, dict[str, float]]:
     Raises:
         ValueError: naming the file when it is not a table CSV of :func:`lossbench.tables.write_csv`.
     """
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _rows(path)
     if not rows or "metric" not in rows[0] or "input" not in rows[0]:
         raise ValueError(f"{path}: not a lossbench table CSV (expected columns metric, label, input, <losses>)")
     columns = [column for column in rows[0] if column not in _NOT_MODELS and not column.endswith("_std")]
     return {row["metric"]: {column: float(row[column]) for column in columns if row.get(column)} for row in rows}
+
+
+def read_spread(path: str | Path) -> dict[str, float]:
+    """The standard deviation over seeds of each model's PSNR in a table CSV (empty with one seed)."""
+    rows = {row["metric"]: row for row in _rows(path)}
+    psnr = rows.get("psnr", {})
+    return {column.removesuffix("_std"): float(value) for column, value in psnr.items() if column.endswith("_std") and value}
+
+
+def _rows(path: str | Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@dataclass(frozen=True)
+class Scale:
+    """What one task's numbers rest on.
+
+    Attributes:
+        data: What the validation data are (``3 photographs bundled with ...``), or None for the
+            thesis's (real) data.
+        images: Validation images.
+        units: Units the statistics count (:class:`lossbench.data.taskspec.AnalysisUnit`).
+        unit: The unit's name, plural (``images``, ``volumes``).
+        members: What a unit's images are, plural (``slices`` of a volume).
+        seeds: Models per loss.
+        steps: Training steps of each model (None: not known).
+        race_images: Validation images the curves and the race score (None: all).
+    """
+
+    data: str | None
+    images: int
+    units: int
+    unit: str
+    members: str
+    seeds: int
+    steps: int | None
+    race_images: int | None
+
+    def validation(self) -> str:
+        """``9 slices of 3 volumes`` or ``3 images``."""
+        if self.unit == self.members:
+            return counted(self.images, self.members)
+        return f"{counted(self.images, self.members)} of {counted(self.units, self.unit)}"
+
+
+def scale(kind: str, settings: Mapping, input_csv: str | Path, curve_csv: str | Path | None, seeds: int) -> Scale:
+    """The :class:`Scale` of a task of ``kind`` with configuration ``settings``, from its inputs' per-image metrics and a model's curve."""
+    from lossbench.data import tasks
+
+    spec = tasks.spec(kind)
+    images = [row["image"] for row in _rows(input_csv)]
+    curve = _rows(curve_csv) if curve_csv is not None else []
+    return Scale(
+        spec.data_description(settings) if "data" in settings else None,
+        len(images),
+        len({spec.unit.of(image) for image in images}),
+        spec.unit.plural,
+        spec.unit.members,
+        seeds,
+        int(curve[-1]["step"]) if curve else None,
+        settings.get("training", {}).get("val_images"),
+    )
+
+
+def scale_lines(scales: Mapping[str, Scale], spreads: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """The summary's head: one row per task, and what a single run is good to."""
+    lines = ["## What these numbers rest on", "", "| Task | Validation | Seeds | Training steps per model | Differences between losses |", "|---|---|---:|---:|---|"]
+    for task, about in scales.items():
+        data = f" ({about.data})" if about.data else ""
+        tested = f"tested over {counted(about.units, about.unit)}" if testable(about.units) else f"not tested: n = {counted(about.units, about.unit)}, fewer than {MIN_UNITS}"
+        lines.append(f"| {task} | {about.validation()}{data} | {about.seeds} | {about.steps if about.steps is not None else '—'} | {tested} |")
+    lines.append("")
+    measured = {task: max(spread.values()) for task, spread in spreads.items() if spread}
+    if measured:
+        lines.append("PSNR's standard deviation over seeds, largest model per task: " + ", ".join(f"{task} {value:.2f} dB" for task, value in measured.items()) + ". Differences smaller than that are within what retraining moves.")
+    else:
+        lines.append("One seed per model: how far retraining moves these numbers is not measured in this run, so a difference between two models is not a finding until several seeds show it (config/statistics.yaml).")
+    return lines + [""]
 
 
 def winners(values: dict[str, float], metric: str) -> list[str]:
@@ -59,8 +146,49 @@ def relative_gap(values: dict[str, float], metric: str, loss: str) -> float | No
     return abs(values[loss] - best) / abs(best)
 
 
-def task_summary(name: str, table: dict[str, dict[str, float]], task: str | None = None) -> list[str]:
-    """Markdown lines for the table ``name`` of ``task`` (default: the thesis's task of a thesis table, else the name): PSNR gain per model, then the winner of every metric."""
+def late_change(curve: list[dict[str, str]], metric: str) -> tuple[float, int] | str:
+    """How much ``metric`` (its ``val_<metric>`` column) moved over the last :data:`LATE_SHARE` of the training, and the steps trained.
+
+    Returns:
+        The change and the steps, or why it cannot be measured: the curve has no such column
+        (trained without validation metrics) or a single validation.
+    """
+    points = [(int(row["step"]), float(row[f"val_{metric}"])) for row in curve if row.get(f"val_{metric}")]
+    if not points:
+        return "its curve has no validation metrics to tell whether it was still improving"
+    if len(points) < 2:
+        return "a single validation: whether it was still improving is not measured"
+    last_step, last = points[-1]
+    late = [value for step, value in points[:-1] if step >= (1 - LATE_SHARE) * last_step]
+    return last - (late[0] if late else points[-2][1]), last_step
+
+
+def miss_reason(metric: str, own: str, leader: str, values: dict[str, float], curves: Mapping[str, list[dict[str, str]]], race: str) -> str:
+    """One line on why ``own`` does not win its own ``metric``: the race's late change of both models, and the loss's notes."""
+    info = metric_spec(metric).info
+    gap = abs(values[own] - values[leader])
+    decimals = info.decimals + 1
+    text = f"{label(own)} is {gap:.{info.decimals}f} behind {label(leader)} on {info.label}"
+    own_change, leader_change = late_change(curves.get(own, []), metric), late_change(curves.get(leader, []), metric)
+    if isinstance(own_change, str):
+        text += f" ({own_change})"
+    else:
+        change, steps = own_change
+        improving = change != 0 and (change > 0) == info.higher_is_better
+        text += f". In the race ({race}), over the last quarter of its {steps} steps its {info.label} moved {change * info.scale:+.{decimals}f}"
+        if not isinstance(leader_change, str):
+            text += f", {label(leader)}'s {leader_change[0] * info.scale:+.{decimals}f}"
+        text += ": still improving when training stopped, so more steps may narrow the gap" if improving else ": no longer improving"
+    notes = losses.spec(own).training_notes if own in losses.names() else ""
+    return text + (f". {notes}" if notes else ".")
+
+
+def task_summary(name: str, table: dict[str, dict[str, float]], task: str | None = None, curves: Mapping[str, list[dict[str, str]]] | None = None) -> list[str]:
+    """Markdown lines for the table ``name`` of ``task`` (default: the thesis's task of a thesis table, else the name): PSNR gain per model, then the winner of every metric.
+
+    Args:
+        curves: Loss → its first seed's curve rows, for the race notes of the own-metric misses.
+    """
     task = task or THESIS_TABLES.get(name, name)
     lines = [f"## {task} ({name})", ""]
     psnr = table.get("psnr", {})
@@ -72,31 +200,53 @@ def task_summary(name: str, table: dict[str, dict[str, float]], task: str | None
                 lines.append(f"| {label(loss)} | {psnr[loss]:.2f} | {psnr[loss] - psnr['input']:+.2f} |")
         lines.append("")
     lines += ["| Metric | Best model | Own-metric check |", "|---|---|---|"]
+    owners, misses = losses.own_metrics(), []
     for metric, values in table.items():
         best = winners(values, metric)
         if not best:
             continue
         check = ""
-        own = OWN_METRIC.get(metric)
+        own = owners.get(metric)
         if own is not None and own in values:
             gap = relative_gap(values, metric, own)
             behind = f" ({100 * gap:.1f} % behind)" if gap is not None else ""
             check = f"{label(own)} wins" if own in best else f"{label(own)} does not win{behind}"
+            if own not in best:
+                misses.append(miss_reason(metric, own, best[0], values, curves or {}, f"figures/race_{task}.png"))
         lines.append(f"| {metric_spec(metric).info.label} | {', '.join(label(loss) for loss in best)} | {check} |")
+    if misses:
+        lines += ["", "Own-metric misses:", "", *(f"- {miss}" for miss in misses)]
     return lines + [""]
 
 
-def summarise(tables: dict[str, str | Path], tasks: dict[str, str] | None = None) -> str:
-    """The summary in Markdown of the tables ``{table name: CSV path}`` of the tasks ``{table name: task}`` (as :func:`task_summary`)."""
+def summarise(tables: dict[str, str | Path], tasks: dict[str, str] | None = None, description: str | None = None, scales: Mapping[str, Scale] | None = None, curves: Mapping[str, Mapping[str, list[dict[str, str]]]] | None = None) -> str:
+    """The summary in Markdown.
+
+    Args:
+        tables: Table name → its CSV.
+        tasks: Table name → its task (as :func:`task_summary`).
+        description: The experiment's ``description``, its first paragraph.
+        scales: Task → its :class:`Scale`, the head's rows (none: no head).
+        curves: Table name → loss → the first seed's curve rows (the race notes).
+    """
     lines = ["# Summary: does every model restore, and does each loss win its own metric?", ""]
+    if description:
+        lines += [description.strip(), ""]
+    if scales:
+        lines += scale_lines(scales, {(tasks or {}).get(name, name): read_spread(path) for name, path in tables.items()})
     for name, path in tables.items():
-        lines += task_summary(name, read_table(path), (tasks or {}).get(name))
+        lines += task_summary(name, read_table(path), (tasks or {}).get(name), (curves or {}).get(name))
     return "\n".join(lines)
+
+
+def read_curves(paths: Mapping[str, str | Path]) -> dict[str, list[dict[str, str]]]:
+    """Loss → the rows of its ``curve.csv``."""
+    return {loss: _rows(path) for loss, path in paths.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lossbench.summary", description=__doc__.split("\n\n")[0])
-    parser.add_argument("tables", nargs="+", help="table CSVs (results/tables/table_6_*.csv)")
+    parser.add_argument("tables", nargs="+", help="table CSVs (results/<experiment>/tables/table_6_*.csv)")
     parser.add_argument("--out", help="also write the summary here (Markdown)")
     args = parser.parse_args(argv)
     try:

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import csv
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lossbench import losses as loss_registry
 from lossbench import metrics as metric_registry
 from lossbench import paper
 from lossbench import statistics as significance
 from lossbench.data import tasks as task_registry
+from lossbench.data.taskspec import PER_IMAGE, AnalysisUnit
 from lossbench.metrics import STUDY_METRICS, MetricInfo
-from lossbench.specs import tex_escape
+from lossbench.specs import Setting, tex_escape
 
 #: The thesis's tables → the thesis's task of each (from the task kinds' specs).
 THESIS_TABLES = {spec.thesis_table: spec.thesis_task for spec in task_registry.SPECS.values() if spec.thesis_table is not None}
@@ -35,6 +38,7 @@ class Subject:
         caption: Table caption.
         input_label: Column label of the degraded input (``Noisy``).
         thesis: Whether the thesis published this table (then it is compared with the published values).
+        kind: The task's kind, whose spec gives the statistics' unit of analysis.
     """
 
     name: str
@@ -42,12 +46,18 @@ class Subject:
     caption: str
     input_label: str
     thesis: bool
+    kind: str | None = None
+
+    @property
+    def unit(self) -> AnalysisUnit:
+        """The unit the table's statistics count (images, or the volumes of MRI slices)."""
+        return PER_IMAGE if self.kind is None else task_registry.spec(self.kind).unit
 
 
 def subject(task: str, kind: str, settings: dict | None = None) -> Subject:
     """The table of ``task``, a task of ``kind`` with configuration ``settings`` (for the caption)."""
     spec = task_registry.spec(kind)
-    return Subject(spec.table(task), task, spec.table_caption(task, settings or {}), spec.input_label, spec.is_thesis_task(task))
+    return Subject(spec.table(task), task, spec.table_caption(task, settings or {}), spec.input_label, spec.is_thesis_task(task), kind)
 
 
 def thesis_subject(name: str) -> Subject:
@@ -97,6 +107,11 @@ class Cell:
     bold: bool = False
     #: Not significantly different from the row's best (lossbench.statistics), marked † in the tables.
     tied: bool = False
+
+    @property
+    def dagger(self) -> bool:
+        """Whether the cell shows †: a bold cell (the best shown value) already says it is the best."""
+        return self.tied and not self.bold
 
     def text(self, decimals: int) -> str:
         if self.mean is None:
@@ -158,6 +173,10 @@ def _cell(per_seed: list[dict[str, float]], metric: str, info: MetricInfo) -> Ce
     return Cell(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
 
 
+#: The fastMRI companion tables have one row per volume already.
+_VOLUME_ROWS = AnalysisUnit("volume", "volumes")
+
+
 def build_table(
     table: str | Subject,
     input_csv: str | Path,
@@ -165,6 +184,7 @@ def build_table(
     lpips_pretrained: bool = True,
     suite: str = "thesis",
     loss_params: dict[str, dict] | None = None,
+    evaluation: Mapping[str, Any] | None = None,
 ) -> Table:
     """Assemble a table from per-image (or per-volume) metric CSVs.
 
@@ -179,9 +199,12 @@ def build_table(
             NMSE, PSNR and SSIM (MRI tasks).
         loss_params: Loss → its configured ``params``; the non-empty ones are stated in a footnote
             (the thesis gives none of them, e.g. LPIPS+l2's weights).
+        evaluation: The configuration's ``evaluation`` section; the conditions it sets for a
+            metric (FLIP's pixels per degree) are stated in a footnote.
     """
     about = _subject(table)
     name, caption = about.name, about.caption
+    unit = about.unit if suite == "thesis" else _VOLUME_ROWS
     input_means = _image_means(input_csv)
     infos = metric_registry.rows(input_means) if suite == "thesis" else dict(FASTMRI_METRICS)
     if suite == "fastmri":
@@ -199,7 +222,7 @@ def build_table(
             best = max(shown.values()) if info.higher_is_better else min(shown.values())
             for loss, value in shown.items():
                 row[loss].bold = value == best
-            tested = _mark_ties_with_best(row, model_csvs, metric, info)
+            tested = _mark_ties_with_best(row, model_csvs, metric, info, unit)
             tests_run = tests_run or tested
         cells[metric] = row
     labels = {metric: info.display(lpips_pretrained) + direction_mark(info) for metric, info in infos.items()}
@@ -219,18 +242,34 @@ def build_table(
     stated = [f"{loss_registry.label(loss, lpips_pretrained)}: " + ", ".join(f"{key} {value}" for key, value in params.items()) for loss, params in (loss_params or {}).items() if params and loss in model_csvs]
     if stated:
         table.footnotes.append("Loss parameters: " + "; ".join(stated) + ".")
-    if tests_run:
-        unit = "volumes" if suite == "fastmri" else "images"
-        table.footnotes.append(f"†: not significantly different from the row's best (paired t-test over validation {unit} on seed-averaged values, Holm-corrected, α = {significance.ALPHA}; {name}_pairs lists every pair).")
-    elif len(model_csvs) > 1:
-        table.footnotes.append("No significance marks: fewer than two validation images.")
+    if suite == "thesis" and evaluation is not None and about.kind is not None:
+        table.footnotes += _conditions(infos, cells, Setting(task_registry.channels(about.kind), evaluation))
+    if len(model_csvs) > 1:
+        sample = significance.sample_note(model_csvs, unit)
+        if tests_run:
+            table.footnotes.append(f"†: not significantly different from the row's best value (paired t-test over validation {unit.plural} on seed-averaged values, Holm-corrected, α = {significance.ALPHA}; {sample}; {name}_pairs lists every pair).")
+        else:
+            table.footnotes.append(f"No significance marks: {sample}, fewer than the {significance.MIN_UNITS} independent {unit.plural} a test needs; differences between the losses are not tested.")
     return table
 
 
-def _mark_ties_with_best(row: dict[str, Cell], model_csvs: dict[str, list[str | Path]], metric: str, info: MetricInfo) -> bool:
+def _conditions(infos: dict[str, MetricInfo], cells: dict[str, dict[str, Cell]], setting: Setting) -> list[str]:
+    """The viewing conditions (or other settings) under which the table's computed metrics were measured, as their specs state them."""
+    notes = []
+    for metric in infos:
+        if cells[metric]["input"].mean is None or metric not in metric_registry.names():
+            continue
+        spec = metric_registry.spec(metric)
+        note = spec.conditions(spec.params(setting))
+        if note:
+            notes.append(note)
+    return notes
+
+
+def _mark_ties_with_best(row: dict[str, Cell], model_csvs: dict[str, list[str | Path]], metric: str, info: MetricInfo, unit: AnalysisUnit) -> bool:
     """Mark the losses not significantly different from the row's best; False when no test could run."""
-    losses, values = significance.stack(model_csvs, metric, info.scale)
-    if len(losses) < 2 or values.shape[2] < 2:
+    losses, values = significance.stack(model_csvs, metric, info.scale, unit)
+    if len(losses) < 2 or not significance.testable(values.shape[2]):
         return False
     means = values.mean(axis=(1, 2))
     best = losses[int(means.argmax() if info.higher_is_better else means.argmin())]
@@ -268,7 +307,7 @@ def to_markdown(table: Table) -> str:
     lines.append("|---|" + "---:|" * len(table.columns))
     for metric, row in table.cells.items():
         decimals = table.infos[metric].decimals
-        cells = [(f"**{row[c].text(decimals)}**" if row[c].bold else row[c].text(decimals)) + ("†" if row[c].tied else "") for c in table.columns]
+        cells = [(f"**{row[c].text(decimals)}**" if row[c].bold else row[c].text(decimals)) + ("†" if row[c].dagger else "") for c in table.columns]
         lines.append(f"| {table.metric_labels[metric]} | " + " | ".join(cells) + " |")
     if table.footnotes:
         lines += ["", *_notes(table.footnotes, "")]
@@ -291,7 +330,7 @@ def to_latex(table: Table) -> str:
     for metric, row in table.cells.items():
         decimals = table.infos[metric].decimals
         cells = [tex_escape(row[c].text(decimals)) for c in table.columns]
-        cells = [(rf"\textbf{{{text}}}" if row[c].bold else text) + (r"$^\dagger$" if row[c].tied else "") for c, text in zip(table.columns, cells)]
+        cells = [(rf"\textbf{{{text}}}" if row[c].bold else text) + (r"$^\dagger$" if row[c].dagger else "") for c, text in zip(table.columns, cells)]
         info = table.infos[metric]
         label = info.tex_label + _TEX_DIRECTION[info.higher_is_better] if info.tex is not None else tex_escape(table.metric_labels[metric])
         lines.append(f"{label} & " + " & ".join(cells) + r" \\")
@@ -301,6 +340,9 @@ def to_latex(table: Table) -> str:
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
+
+#: Marks a published value known to be wrong (:func:`lossbench.paper.errata`); † is significance's mark.
+ERRATUM_MARK = "‡"
 
 #: What a reader should expect of the comparison with the thesis: only the degraded input is computed the same way.
 VS_PAPER_NOTE = (
@@ -341,7 +383,7 @@ def comparison_rows(table: Table) -> list[dict[str, str]]:
 
 
 def comparison_markdown(table: Table) -> str:
-    """Markdown table whose cells read ``ours (paper)``; flagged published cells carry a dagger and a footnote."""
+    """Markdown table whose cells read ``ours (paper)``; flagged published cells carry :data:`ERRATUM_MARK` and a footnote."""
     published, errata = paper.table(table.name), paper.errata()
     lines = [f"**{table_title(table.name)}, ours (thesis).** {table.caption}", ""]
     lines.append("| Metric | " + " | ".join(table.column_label(c) for c in table.columns) + " |")
@@ -352,10 +394,10 @@ def comparison_markdown(table: Table) -> str:
         cells = []
         for column in table.columns:
             theirs, erratum = _published_cell(table, published, errata, metric, column)
-            shown = "—" if theirs is None else f"{theirs:.{decimals}f}" + ("†" if erratum else "")
+            shown = "—" if theirs is None else f"{theirs:.{decimals}f}" + (ERRATUM_MARK if erratum else "")
             cells.append(f"{row[column].text(decimals) or '—'} ({shown})")
             if erratum:
-                notes.append(f"† {table.metric_labels[metric]}, {table.column_label(column)}: {erratum}")
+                notes.append(f"{ERRATUM_MARK} {table.metric_labels[metric]}, {table.column_label(column)}: {erratum}")
         lines.append(f"| {table.metric_labels[metric]} | " + " | ".join(cells) + " |")
     notes.append(VS_PAPER_NOTE.format(input=table.input_label))
     lines += ["", *_notes(notes, "")]

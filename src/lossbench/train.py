@@ -23,7 +23,8 @@ from lossbench.training import NonFiniteError, run
 
 
 def main(argv: list[str] | None = None) -> None:
-    from lossbench.config import live_settings, load, train_spec
+    from lossbench import metrics
+    from lossbench.config import evaluation_settings, live_settings, load, train_spec, validation_metrics
 
     parser = argparse.ArgumentParser(prog="python -m lossbench.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="YAML configuration (e.g. config.yaml)")
@@ -48,7 +49,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"loss {args.loss!r} is not configured in {args.config}")
     spec = train_spec(config, args.task, args.loss, args.seed)
     try:
-        run(spec, args.train_dir, args.valset, args.out, args.checkpoints or Path(args.out) / "checkpoints", args.device or config["device"], config["threads"], not args.no_progress, config["trainer"]["checkpoint_every"], live_settings(config))
+        metrics.register_config(config)
+        scored = validation_metrics(config, args.task, evaluation_settings(config))
+        run(spec, args.train_dir, args.valset, args.out, args.checkpoints or Path(args.out) / "checkpoints", args.device or config["device"], config["threads"], not args.no_progress, config["trainer"]["checkpoint_every"], live_settings(config), scored)
     except (NonFiniteError, DeviceError, LiveViewError, ValueError, FileNotFoundError) as error:
         # Bad data (unreadable, too small, malformed volumes) is reported in one line naming the file.
         sys.exit(f"{args.task}/{args.loss} seed {args.seed}: {error}")

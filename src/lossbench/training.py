@@ -5,7 +5,8 @@ each epoch's end and on SIGTERM/SIGINT (:mod:`lossbench.checkpoint`, :mod:`lossb
 a re-run resumes from the newest readable one, mid-epoch included, and on the CPU ends with the
 same weights, bit for bit, as an uninterrupted run. A non-finite loss or gradient stops the job
 (or skips the batch); optional bfloat16 autocast, channels_last and torch.compile; the curve
-(train and validation loss, validation PSNR) as CSV. The command line is :mod:`lossbench.train`.
+(train and validation loss, validation PSNR and any other validation metrics) as CSV. The
+command line is :mod:`lossbench.train`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from lossbench.data.tasks import channels, train_dataset
 from lossbench.data.valset import ImageFile
 from lossbench.device import check_gpu_features, configure_cuda_kernels, keep_freed_memory, make_deterministic, select_device
 from lossbench.logs import LiveView
+from lossbench.metrics import compute as compute_metric
+from lossbench.metrics import spec as metric_spec
 from lossbench.metrics.pixel import psnr
 from lossbench.run_spec import RunSpec, Schedule, Trainer
 from lossbench.seeding import SeededSampler, derive_seed, group_batches
@@ -43,6 +46,9 @@ from lossbench.stop_signals import Interrupted, StopSignals, catch_stop_signals,
 log = logging.getLogger(__name__)
 
 CURVE_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_psnr", "skipped", "seconds"]
+#: Prefix of the curve's column of a validation metric (``val_flip``): the metrics at every validation
+#: show whether a loss still gains on its own metric when training stops (the own-metric race figure).
+METRIC_COLUMN = "val_{}"
 
 
 class NonFiniteError(RuntimeError):
@@ -91,6 +97,7 @@ class _Job:
     parameters: list[nn.Parameter]
     optimizer: torch.optim.Optimizer
     checkpoint_dir: Path
+    metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     state: Progress = field(default_factory=Progress)
 
     def checkpoint(self) -> Path:
@@ -126,14 +133,19 @@ def _training_files(dataset: Any, train_dir: Path) -> list[Path]:
     return sorted(path for path in train_dir.iterdir() if path.suffix == ".h5" and path.is_file())
 
 
-def _check_validation_sizes(valset: ImageFile, limit: int | None, model: Mapping[str, Any]) -> None:
-    """Every validation image used must be at least 2**depth pixels per side, or the network's padding fails."""
+def _check_validation_sizes(valset: ImageFile, limit: int | None, model: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]]) -> None:
+    """Every validation image used must be at least 2**depth pixels per side, or the network's padding fails,
+    and large enough for every metric scored at validation, or the first epoch's end would fail."""
     network, params = models.of(model), models.params(model)
     minimum, depth = network.min_side(params), f"{network.depth_key} {params[network.depth_key]} (2**model.{network.depth_key})"
     for image_id in valset.ids[:limit]:
         height, width = valset.read("target", image_id).shape[-2:]
         if min(height, width) < minimum:
             raise ValueError(f"{valset.path}: validation image {image_id!r} is {width}×{height}, smaller than the {minimum}×{minimum} minimum of a {network.label} of {depth}")
+        for name in metrics:
+            reason = metric_spec(name).too_small(min(height, width))
+            if reason is not None:
+                raise ValueError(f"{valset.path}: validation image {image_id!r} is {width}×{height}, too small for {reason} (the configuration's metrics are scored at every validation)")
 
 
 def _autocast(device: torch.device, trainer: Trainer) -> contextlib.AbstractContextManager:
@@ -196,20 +208,41 @@ def _step(forward: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimiz
 
 
 @torch.no_grad()
-def validate(model: nn.Module, loss_fn: nn.Module, valset: ImageFile, device: torch.device, limit: int | None, trainer: Trainer) -> tuple[float, float]:
-    """Mean loss and mean PSNR over the first ``limit`` validation images (all if None), one at a time."""
+def validate(model: nn.Module, loss_fn: nn.Module, valset: ImageFile, device: torch.device, limit: int | None, trainer: Trainer, metrics: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, float]:
+    """Mean loss, PSNR and ``metrics`` over the first ``limit`` validation images (all if None), one at a time.
+
+    Args:
+        metrics: Metric name → its parameters (:func:`lossbench.config.validation_metrics`),
+            scored as evaluation scores them: the output clamped to [0, 1], on the CPU.
+
+    Returns:
+        ``{"val_loss": ..., "val_psnr": ..., "val_<metric>": ...}``: means over the images.
+    """
     model.eval()
-    values, psnrs = [], []
-    for image_id in valset.ids[:limit]:
+    sums: dict[str, float] = {}
+    images = valset.ids[:limit]
+    for image_id in images:
         degraded = _to_device(torch.from_numpy(valset.read("input", image_id))[None], device, trainer)
         clean = torch.from_numpy(valset.read("target", image_id))[None].to(device)
         with _autocast(device, trainer):
             restored = model(degraded)
-            values.append(float(loss_fn(restored, clean)))
+            values = {"val_loss": float(loss_fn(restored, clean))}
         # Scored as evaluation scores it: clamped to the displayable range (lossbench.evaluate).
-        psnrs.append(float(psnr(restored.float().clamp(0.0, 1.0), clean)[0]))
+        clamped = restored.float().clamp(0.0, 1.0)
+        values["val_psnr"] = float(psnr(clamped, clean)[0])
+        # PSNR is always scored (the curve's val_psnr); a configured psnr is that same value.
+        values.update(_metric_values(clamped.cpu(), clean.float().cpu(), {name: params for name, params in (metrics or {}).items() if METRIC_COLUMN.format(name) not in values}))
+        for name, value in values.items():
+            sums[name] = sums.get(name, 0.0) + value
     model.train()
-    return sum(values) / len(values), sum(psnrs) / len(psnrs)
+    return {name: total / len(images) for name, total in sums.items()}
+
+
+def _metric_values(output: torch.Tensor, target: torch.Tensor, metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    # Building a metric's network (LPIPS) draws initial weights from torch's global generator: forked,
+    # so that the training's random stream, and with it the weights, stay those of a run without metrics.
+    with torch.random.fork_rng(devices=[]):
+        return {METRIC_COLUMN.format(name): float(compute_metric(name, output, target, **params)[0]) for name, params in metrics.items()}
 
 
 def run(
@@ -223,6 +256,7 @@ def run(
     progress: bool = True,
     checkpoint_every: int = 500,
     live: dict[str, Any] | None = None,
+    metrics: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Train the model of ``spec`` and write ``model.pt`` and ``curve.csv`` into ``out_dir``.
 
@@ -240,6 +274,9 @@ def run(
         checkpoint_every: Steps between checkpoints (there is one at each epoch's end as well).
         live: ``trainer.snapshots`` and ``trainer.tensorboard`` (:class:`lossbench.logs.LiveView`),
             which change no result and so are no part of the spec.
+        metrics: Metrics scored at every validation besides the loss and PSNR, name → parameters
+            (:func:`lossbench.config.validation_metrics`); they change no weight, so they are no
+            part of the spec either, and a run resumed with other metrics has their columns from then on.
 
     Returns:
         Path of the written ``model.pt``.
@@ -251,14 +288,14 @@ def run(
     """
     target_device = _set_up_device(spec, device, threads)
     # The data are checked (image sizes, volume layouts, validation sizes) before anything is written.
-    dataset, identity = _read_data(spec, Path(train_dir), valset_path)
+    dataset, identity = _read_data(spec, Path(train_dir), valset_path, metrics or {})
     run_hash = spec_hash(spec, identity)
     view = LiveView(out_dir, run_hash, (live or {}).get("snapshots"), (live or {}).get("tensorboard", False))
     out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir) / run_hash
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     log.info("training data %s: %d files, %d bytes, identified by %s (%s); checkpoints in %s", train_dir, identity["files"], identity["bytes"], identity["by"], identity["digest"], checkpoint_dir)
-    job = _build(spec, dataset, target_device, checkpoint_dir)
+    job = _build(spec, dataset, target_device, checkpoint_dir, metrics)
     _resume(job, run_hash)
 
     steps_per_epoch = len(job.epoch_batches(0))
@@ -291,16 +328,16 @@ def _set_up_device(spec: RunSpec, device: str, threads: int | None) -> torch.dev
     return target_device
 
 
-def _read_data(spec: RunSpec, train_dir: Path, valset_path: str | Path) -> tuple[Any, dict[str, Any]]:
+def _read_data(spec: RunSpec, train_dir: Path, valset_path: str | Path, metrics: Mapping[str, Mapping[str, Any]]) -> tuple[Any, dict[str, Any]]:
     """The training dataset, checked with the validation set's sizes, and the identity of its files."""
     dataset = train_dataset(spec.kind, spec.data, train_dir)
     with ImageFile(valset_path) as valset:
-        _check_validation_sizes(valset, spec.training.val_images, spec.model)
+        _check_validation_sizes(valset, spec.training.val_images, spec.model, metrics)
     identity = data_identity(_training_files(dataset, train_dir), train_dir if train_dir.is_dir() else train_dir.parent)
     return dataset, identity
 
 
-def _build(spec: RunSpec, dataset: Any, device: torch.device, checkpoint_dir: Path) -> _Job:
+def _build(spec: RunSpec, dataset: Any, device: torch.device, checkpoint_dir: Path, metrics: Mapping[str, Mapping[str, Any]] | None = None) -> _Job:
     """The network, loss and optimiser of a fresh run, on ``device``."""
     model = build_model(spec).to(device)
     if spec.trainer.channels_last:
@@ -310,7 +347,7 @@ def _build(spec: RunSpec, dataset: Any, device: torch.device, checkpoint_dir: Pa
     optimizer = torch.optim.Adam(parameters, lr=spec.lr)
     # The compiled module shares its parameters with ``model``, whose state_dict stays free of compile's prefixes.
     forward = torch.compile(model) if spec.trainer.compile else model
-    return _Job(spec, device, dataset, model, forward, loss_fn, parameters, optimizer, checkpoint_dir)
+    return _Job(spec, device, dataset, model, forward, loss_fn, parameters, optimizer, checkpoint_dir, dict(metrics or {}))
 
 
 def _resume(job: _Job, run_hash: str) -> None:
@@ -402,7 +439,7 @@ def _end_epoch(job: _Job, valset: ImageFile, started: float, curve_folders: tupl
     """Validate, append the epoch to the curve and write it, and show the epoch in the live view."""
     # The uncompiled module: compile would recompile for eval mode, each full-size image shape and
     # orientation, for a one-image-at-a-time loop that is not the run's bottleneck.
-    validation = validate(job.model, job.loss_fn, valset, job.device, job.spec.training.val_images, job.spec.trainer)
+    validation = validate(job.model, job.loss_fn, valset, job.device, job.spec.training.val_images, job.spec.trainer, job.metrics)
     _finish_epoch(job.state, validation, started)
     # Followed live in the outputs; beside the checkpoints it outlives a failed job, whose outputs Snakemake deletes.
     for folder in curve_folders:
@@ -410,13 +447,12 @@ def _end_epoch(job: _Job, valset: ImageFile, started: float, curve_folders: tupl
     view.epoch(job.state.curve[-1], job.model, valset, job.device)
 
 
-def _finish_epoch(state: Progress, validation: tuple[float, float], started: float) -> None:
+def _finish_epoch(state: Progress, validation: dict[str, float], started: float) -> None:
     """Append the finished epoch to the curve and reset the per-epoch counters."""
-    val_loss, val_psnr = validation
     state.seconds += time.perf_counter() - started
     train_loss = state.loss_sum / state.samples if state.samples else math.nan
-    state.curve.append({"epoch": state.epoch + 1, "step": state.step, "train_loss": train_loss, "val_loss": val_loss, "val_psnr": val_psnr, "skipped": state.skipped, "seconds": round(state.seconds, 3)})
-    log.info("epoch %d: train loss %.6g, validation loss %.6g, validation PSNR %.2f dB%s", state.epoch + 1, train_loss, val_loss, val_psnr, f", {state.skipped} non-finite batches skipped" if state.skipped else "")
+    state.curve.append({"epoch": state.epoch + 1, "step": state.step, "train_loss": train_loss, **validation, "skipped": state.skipped, "seconds": round(state.seconds, 3)})
+    log.info("epoch %d: train loss %.6g, validation loss %.6g, validation PSNR %.2f dB%s", state.epoch + 1, train_loss, validation["val_loss"], validation["val_psnr"], f", {state.skipped} non-finite batches skipped" if state.skipped else "")
     state.epoch += 1
     state.position, state.loss_sum, state.samples, state.skipped, state.seconds = 0, 0.0, 0, 0, 0.0
 
@@ -444,10 +480,16 @@ def peak_memory(device: torch.device) -> str:
 
 
 def write_curve(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write the per-epoch curve as CSV (columns :data:`CURVE_COLUMNS`), atomically: a reader sees whole epochs."""
+    """Write the per-epoch curve as CSV, atomically: a reader sees whole epochs.
+
+    Columns: :data:`CURVE_COLUMNS`, then the validation metrics' (``val_<metric>``) in the order
+    they first appear; an epoch without a metric (validated before a resume that added it) leaves
+    its cell empty.
+    """
+    extra = [key for key in dict.fromkeys(key for row in rows for key in row) if key not in CURVE_COLUMNS]
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=[*CURVE_COLUMNS[:5], *extra, *CURVE_COLUMNS[5:]])
         writer.writeheader()
         writer.writerows(rows)
     os.replace(temporary, path)

@@ -147,8 +147,8 @@ def figure_files(figure):
 
 
 def curve_files():
-    """The training-curve figure of every configured task (all losses in one figure)."""
-    return expand(results("figures/curves_{task}.{ext}"), task=TASKS, ext=["png", "pdf"])
+    """The training-curve and own-metric race figures of every configured task (all losses in one figure each)."""
+    return expand(results("figures/{figure}_{task}.{ext}"), figure=["curves", "race"], task=TASKS, ext=["png", "pdf"])
 
 
 def figure_targets():

@@ -88,6 +88,7 @@ rule table:
         seeds=SEEDS,
         lpips_pretrained=LPIPS_PRETRAINED,
         loss_params={loss: config["losses"][loss]["params"] for loss in LOSSES},
+        evaluation=EVALUATION,
     wildcard_constraints:
         table=one_of(THESIS_TABLES, "no_thesis_table"),
     log:
@@ -124,6 +125,7 @@ rule table_fastmri:
         models=lambda w: model_metric_files(TABLES[w.table].task, ".fastmri"),
         lpips_pretrained=LPIPS_PRETRAINED,
         loss_params={loss: config["losses"][loss]["params"] for loss in LOSSES},
+        evaluation=EVALUATION,
     wildcard_constraints:
         table=one_of(FASTMRI_TABLES, "no_fastmri_table"),
     log:

@@ -55,6 +55,7 @@ rule curve_figure:
     params:
         losses=LOSSES,
         seed=SEEDS[0],
+        val_images=lambda w: config["tasks"][w.task]["training"]["val_images"],
         lpips_pretrained=LPIPS_PRETRAINED,
     log:
         results("logs/figures/curves_{task}.log"),
@@ -62,6 +63,27 @@ rule curve_figure:
         ENV
     script:
         "../scripts/curves.py"
+
+
+# The own-metric race: every configured metric at every validation, a line per loss (does a loss still gain on its own metric?).
+rule race_figure:
+    input:
+        curves=lambda w: expand(results("models/{task}/{loss}/seed{seed}/curve.csv"), task=w.task, loss=LOSSES, seed=SEEDS[0]),
+        inputs=results("metrics/{task}/input.csv"),
+    output:
+        png=report(results("figures/race_{task}.png"), caption="../report/race.rst", category="Training curves", labels={"task": "{task}", "figure": "own-metric race"}),
+        pdf=results("figures/race_{task}.pdf"),
+    params:
+        losses=LOSSES,
+        seed=SEEDS[0],
+        val_images=lambda w: config["tasks"][w.task]["training"]["val_images"],
+        lpips_pretrained=LPIPS_PRETRAINED,
+    log:
+        results("logs/figures/race_{task}.log"),
+    conda:
+        ENV
+    script:
+        "../scripts/race.py"
 
 
 rule curves:

@@ -14,6 +14,7 @@ rule table_statistics:
         pairs_md=report(results("tables/{table}_pairs.md"), caption="../report/table_statistics.rst", category="Statistics", labels={"table": "{table}", "format": "pairs"}),
     params:
         table=lambda w: w.table,
+        subject=table_subject,
         models=lambda w: model_metric_files(TABLES[w.table].task),
         lpips_pretrained=LPIPS_PRETRAINED,
     wildcard_constraints:
@@ -34,6 +35,7 @@ rule ranking_figure:
         pdf=results("figures/ranking_{task}.pdf"),
     params:
         models=lambda w: model_metric_files(w.task),
+        kind=lambda w: config["tasks"][w.task]["kind"],
         lpips_pretrained=LPIPS_PRETRAINED,
     log:
         results("logs/statistics/ranking_{task}.log"),

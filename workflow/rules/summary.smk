@@ -1,15 +1,21 @@
-# The one-screen summary of the study (`make demo` prints it), over every task's table: each model's PSNR gain over its input
-# and whether each loss wins the metric it optimises.
+# The one-screen summary of the study (`make demo` prints it), over every task's table: what the numbers rest on,
+# each model's PSNR gain over its input, and whether each loss wins the metric it optimises (with the race's reason when not).
 
 
 rule summary:
     input:
-        expand(results("tables/{table}.csv"), table=CONFIGURED_TABLES),
+        tables=expand(results("tables/{table}.csv"), table=CONFIGURED_TABLES),
+        inputs=[results(f"metrics/{TABLES[table].task}/input.csv") for table in CONFIGURED_TABLES],
+        curves=[results(f"models/{TABLES[table].task}/{loss}/seed{SEEDS[0]}/curve.csv") for table in CONFIGURED_TABLES for loss in LOSSES],
     output:
-        results("summary.md"),
+        report(results("summary.md"), caption="../report/summary.rst", category="Summary"),
     params:
         tables=CONFIGURED_TABLES,
         tasks={name: table.task for name, table in TABLES.items()},
+        kinds={task: config["tasks"][task]["kind"] for task in TASKS},
+        losses=LOSSES,
+        seeds=len(SEEDS),
+        description=config["description"],
     log:
         results("logs/summary.log"),
     conda:

@@ -8,5 +8,6 @@ with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
     params = snakemake.params
     curves = dict(zip(params.losses, snakemake.input.curves, strict=True))
-    title = f"Training curves: {snakemake.wildcards.task}, every loss (seed {params.seed})"
-    curves_figure(curves, [snakemake.output.png, snakemake.output.pdf], title, params.lpips_pretrained, snakemake.input.inputs)
+    scored = "every validation image" if params.val_images is None else f"the first {params.val_images} validation images"
+    title = f"Training curves: {snakemake.wildcards.task}, every loss (seed {params.seed}; validation on {scored})"
+    curves_figure(curves, [snakemake.output.png, snakemake.output.pdf], title, params.lpips_pretrained, snakemake.input.inputs, params.val_images)

@@ -1,12 +1,13 @@
 """Snakemake adapter: the variance decomposition and the pairwise comparisons of one thesis table."""
 
+from functools import partial
 from pathlib import Path
 
 from lossbench import losses, metrics
 from lossbench.logs import log_to
 from lossbench.losses import label as loss_label
 from lossbench.statistics import write_pairs, write_variance
-from lossbench.tables import table_title
+from lossbench.tables import Subject, table_title
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
@@ -15,5 +16,7 @@ with log_to(snakemake.log[0]):
     prefix = Path(snakemake.output.variance_csv).with_name(params.table)
     title = table_title(params.table)
     infos = metrics.rows(snakemake.config["metrics"])
-    for path in write_variance(title, params.models, prefix, infos) + write_pairs(title, params.models, prefix, lambda loss: loss_label(loss, params.lpips_pretrained), infos):
+    unit = Subject(**params.subject).unit
+    label_of = partial(loss_label, lpips_pretrained=params.lpips_pretrained)
+    for path in write_variance(title, params.models, prefix, infos, unit) + write_pairs(title, params.models, prefix, label_of, infos, unit):
         print(f"wrote {path}")

@@ -1,12 +1,21 @@
-"""Snakemake adapter: results/summary.md from the thesis tables' CSVs."""
+"""Snakemake adapter: results/<experiment>/summary.md from the tables' CSVs, the inputs' metrics and the models' curves."""
 
 from pathlib import Path
 
 from lossbench import losses, metrics
 from lossbench.logs import log_to
-from lossbench.summary import summarise
+from lossbench.summary import read_curves, scale, summarise
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
     metrics.register_config(snakemake.config)  # the configuration's own metrics (own_metrics.<name>)
-    Path(snakemake.output[0]).write_text(summarise(dict(zip(snakemake.params.tables, snakemake.input, strict=True)), snakemake.params.tasks))
+    params = snakemake.params
+    per_table = len(params.losses)
+    curves, scales = {}, {}
+    for index, (table, input_csv) in enumerate(zip(params.tables, snakemake.input.inputs, strict=True)):
+        task = params.tasks[table]
+        paths = dict(zip(params.losses, snakemake.input.curves[index * per_table : (index + 1) * per_table], strict=True))
+        curves[table] = read_curves(paths)
+        scales[task] = scale(params.kinds[task], snakemake.config["tasks"][task], input_csv, next(iter(paths.values())), params.seeds)
+    text = summarise(dict(zip(params.tables, snakemake.input.tables, strict=True)), params.tasks, params.description, scales, curves)
+    Path(snakemake.output[0]).write_text(text)

@@ -11,7 +11,7 @@ with log_to(snakemake.log[0]):
     metrics.register_config(snakemake.config)  # the configuration's own metrics (own_metrics.<name>)
     params = snakemake.params
     subject = Subject(**params.subject)
-    table = build_table(subject, snakemake.input.inputs, params.models, params.lpips_pretrained, params.suite, params.loss_params)
+    table = build_table(subject, snakemake.input.inputs, params.models, params.lpips_pretrained, params.suite, params.loss_params, params.evaluation)
     # Only the thesis's own tables have published values to compare with.
     for path in write_all(table, Path(snakemake.output.csv).with_suffix(""), with_paper=params.suite == "thesis" and subject.thesis):
         print(f"wrote {path}")

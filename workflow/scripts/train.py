@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from lossbench import losses, training
-from lossbench.config import live_settings
+from lossbench import losses, metrics, training
+from lossbench.config import evaluation_settings, live_settings, validation_metrics
 from lossbench.logs import log_to
 from lossbench.run_spec import RunSpec
 
@@ -12,6 +12,7 @@ TRAIN = snakemake.input.train if isinstance(snakemake.input.train, str) else sna
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
+    metrics.register_config(snakemake.config)  # the configuration's own metrics (own_metrics.<name>)
     training.run(
         RunSpec.from_dict(snakemake.params.spec),
         TRAIN,
@@ -23,4 +24,6 @@ with log_to(snakemake.log[0]):
         # Read from the config rather than params: a new interval or live view must not rerun finished models.
         checkpoint_every=snakemake.config["trainer"]["checkpoint_every"],
         live=live_settings(snakemake.config),
+        # Like the live view, scored without rerunning a finished model when the configured metrics change.
+        metrics=validation_metrics(snakemake.config, snakemake.wildcards.task, evaluation_settings(snakemake.config)),
     )

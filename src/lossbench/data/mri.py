@@ -53,6 +53,7 @@ from fastmri.data.transforms import apply_mask, center_crop, complex_center_crop
 from torch.utils.data import Dataset
 
 from lossbench.data.fastmri_files import check_volume, crop_side
+from lossbench.data.fastmri_ids import slice_id
 from lossbench.data.h5files import ProcessLocalFiles, RawBatch, handed_over
 from lossbench.data.fastmri_synthetic import RECON_KEYS
 
@@ -163,7 +164,7 @@ class MRISliceDataset(Dataset):
     def sample_id(self, index: int) -> str:
         """Identifier ``{file stem}_s{slice:03d}`` of slice ``index``."""
         fname, slice_num, _ = self._slices.raw_samples[index]
-        return f"{fname.stem}_s{slice_num:03d}"
+        return slice_id(fname.stem, slice_num)
 
     def batch_key(self, index: int) -> tuple[int, ...]:
         """The k-space shape of slice ``index``'s volume: only slices of one shape are batched together."""

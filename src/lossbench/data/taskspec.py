@@ -29,6 +29,49 @@ def _valid(task: str, settings: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _itself(image_id: str) -> str:
+    return image_id
+
+
+def counted(n: int, plural: str) -> str:
+    """``3 volumes``, ``1 volume``: a count with its noun (regular plurals in -s)."""
+    return f"{n} {plural.removesuffix('s') if n == 1 else plural}"
+
+
+def _thesis_data(settings: Mapping[str, Any]) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class AnalysisUnit:
+    """What a statistic counts as one independent observation of a task's validation set.
+
+    Slices of one MRI volume share its anatomy, contrast and noise, so a model that does well on one
+    slice tends to do well on its neighbours: counting slices as independent images makes every
+    test over-confident (docs/statistics.md). Statistics average a model's per-image values within
+    each unit and test over units.
+
+    Attributes:
+        name: One unit (``image``, ``volume``), for captions and notes.
+        plural: Several of them.
+        of: The unit of a per-image id (a slice id ``<volume>_s<NNN>`` → ``<volume>``).
+        members: What the per-image rows of one unit are, plural (``slices`` of a volume).
+    """
+
+    name: str = "image"
+    plural: str = "images"
+    of: Callable[[str], str] = _itself
+    members: str = "images"
+
+    def count(self, n: int) -> str:
+        """``3 volumes``, ``1 image``."""
+        return counted(n, self.plural)
+
+
+#: Each validation image is its own unit (photographs).
+PER_IMAGE = AnalysisUnit()
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """A kind of task.
@@ -60,6 +103,10 @@ class TaskSpec:
             task's settings.
         check: Why a task's settings are invalid, in one line from the key on (``sigma_train: ...``),
             or None; checked when the configuration is loaded.
+        unit: The statistics' unit of analysis (:class:`AnalysisUnit`): the image, or the volume
+            whose slices the validation images are.
+        data_description: What the task's data are when they are not the thesis's (``the 3 embedded
+            demo photographs ...``), for captions; None for the thesis's data (or any real data).
     """
 
     kind: str
@@ -78,6 +125,8 @@ class TaskSpec:
     thesis_study: str | None = None
     caption: str = "{title}: metrics of each model on the validation set (task {task}; not in the thesis)."
     check: Callable[[str, Mapping[str, Any]], str | None] = _valid
+    unit: AnalysisUnit = PER_IMAGE
+    data_description: Callable[[Mapping[str, Any]], str | None] = _thesis_data
 
     def is_thesis_task(self, task: str) -> bool:
         """Whether ``task`` is the thesis's task of this kind, which has the thesis's table."""
@@ -88,7 +137,14 @@ class TaskSpec:
         return self.thesis_table if self.is_thesis_task(task) else f"table_{task}"
 
     def table_caption(self, task: str, settings: Mapping[str, Any]) -> str:
-        """The caption of the table of ``task`` with ``settings`` (its configuration)."""
+        """The caption of the table of ``task`` with ``settings`` (its configuration).
+
+        The thesis's task on other data than the thesis's (the embedded demo photographs, synthetic
+        volumes) says what the data are, so that a demo table never reads as the thesis's setting.
+        """
         if self.is_thesis_task(task) and self.thesis_caption is not None:
-            return self.thesis_caption
+            described = self.data_description(settings) if "data" in settings else None
+            if described is None:
+                return self.thesis_caption
+            return f"{self.title}: metrics of each model on {described} (the task of thesis {self.thesis_table.replace('table_', 'Table ').replace('_', '.')}, not its data)."
         return self.caption.format(**{**settings, "title": self.title, "task": task})

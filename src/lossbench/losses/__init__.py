@@ -74,6 +74,11 @@ def spec(name: str) -> LossSpec:
     return lookup(SPECS, "loss", name)
 
 
+def own_metrics() -> dict[str, str]:
+    """Metric → the registered loss that optimises it (:attr:`LossSpec.own_metric`), which the thesis expects to win it."""
+    return {spec.own_metric: name for name, spec in SPECS.items() if spec.own_metric is not None}
+
+
 def label(name: str, lpips_pretrained: bool = True) -> str:
     """Column, panel or legend label of loss ``name`` (its name if it is not registered in this process)."""
     return SPECS[name].display(lpips_pretrained) if name in SPECS else name

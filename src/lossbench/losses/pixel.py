@@ -42,5 +42,5 @@ class L2Loss(nn.Module):
         return reduce_map((output - target).square(), self.reduction)
 
 
-L1 = LossSpec("l1", L1Loss, "l1", tex="$l_1$")
+L1 = LossSpec("l1", L1Loss, "l1", tex="$l_1$", own_metric="l1")
 L2 = LossSpec("l2", L2Loss, "l2", tex="$l_2$", own_metric="l2")

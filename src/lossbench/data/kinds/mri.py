@@ -9,7 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from lossbench.data.taskspec import TaskSpec, ValidationImages
+from lossbench.data.fastmri_ids import volume_of
+from lossbench.data.taskspec import AnalysisUnit, TaskSpec, ValidationImages, counted
+
+#: Slices of one volume are not independent: statistics average them per volume and test over volumes.
+VOLUME = AnalysisUnit("volume", "volumes", volume_of, "slices")
 
 
 def _slices(challenge: str, settings: Mapping[str, Any], folder: Path) -> Any:
@@ -42,6 +46,14 @@ def check(task: str, settings: Mapping[str, Any]) -> str | None:
     return None
 
 
+def data_description(anatomy: str, settings: Mapping[str, Any]) -> str | None:
+    """The validation volumes when they are synthetic rather than fastMRI's."""
+    data = settings["data"]
+    if data["source"] != "synthetic":
+        return None
+    return f"synthetic fastMRI-format {anatomy} volumes ({counted(data['val']['volumes'], 'volumes')} × {counted(data['val']['slices'], 'slices')}), not fastMRI's"
+
+
 def _spec(challenge: str, anatomy: str, table: str) -> TaskSpec:
     return TaskSpec(
         kind=f"mri_{challenge}",
@@ -59,6 +71,8 @@ def _spec(challenge: str, anatomy: str, table: str) -> TaskSpec:
         thesis_caption=f"MRI reconstruction, {challenge.replace('coil', '-coil')} {anatomy}: metrics of each model on the validation set (thesis Table {table.removeprefix('table_').replace('_', '.')}).",
         thesis_study="mri",
         check=check,
+        unit=VOLUME,
+        data_description=partial(data_description, anatomy),
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lossbench.data.taskspec import TaskSpec, ValidationImages
+from lossbench.data.taskspec import TaskSpec, ValidationImages, counted
 
 
 def train_dataset(settings: Mapping[str, Any], train_dir: Path) -> Any:
@@ -37,6 +37,16 @@ def validation_images(settings: Mapping[str, Any], val_dir: Path, seed: int) -> 
     return ValidationImages(ids, inputs, targets, {"sigma": float(settings["sigma_val"]), "seed": seed})
 
 
+def data_description(settings: Mapping[str, Any]) -> str | None:
+    """The validation photographs when they are not the thesis's Kodak (``data.source`` embedded or folder)."""
+    data = settings["data"]
+    if data["source"] == "embedded":
+        return f"{counted(len(data['val']), 'photographs')} bundled with scikit-image and matplotlib ({', '.join(data['val'])}), not Kodak"
+    if data["source"] == "folder":
+        return f"the photographs of {data['val_dir']}, not Kodak"
+    return None
+
+
 def check(task: str, settings: Mapping[str, Any]) -> str | None:
     low, high = settings["sigma_train"]
     return f"sigma_train: expected [min, max], got {settings['sigma_train']}" if low > high else None
@@ -56,4 +66,5 @@ SPEC = TaskSpec(
     thesis_caption="Denoising: metrics of each model on the validation set (thesis Table 6.1, ImageNet → Kodak).",
     thesis_study="denoise",
     check=check,
+    data_description=data_description,
 )
