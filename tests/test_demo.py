@@ -108,5 +108,5 @@ def test_summary_opens_with_the_scale_and_gives_each_miss_its_measured_reason(tm
     # l1 declares its own metric and wins it; FLIP does not, and the race says whether it was still improving.
     assert "| 1000·l1 | l1 | l1 wins |" in knee and "| FLIP | l2 | FLIP does not win (21.1 % behind) |" in knee
     (miss,) = [line for line in knee.splitlines() if line.startswith("- FLIP")]
-    assert "FLIP is 0.0400 behind l2 on FLIP. In the race (figures/race_knee.png), over the last quarter of its 500 steps its FLIP moved -0.01000, l2's -0.00500: still improving" in miss
+    assert "FLIP is 0.0400 behind l2 on FLIP. In the race ([figures/race_knee.png](figures/race_knee.png)), over the last quarter of its 500 steps its FLIP moved -0.01000, l2's -0.00500: still improving" in miss
     assert "docs/flip_loss.md" in miss

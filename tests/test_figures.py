@@ -119,7 +119,8 @@ def test_the_baselines_come_from_the_images_the_curves_score(tmp_path, monkeypat
     # Each loss on its own axis: the adaptive loss's negative NLL cannot flatten l1's curve.
     loss_panels = {axis.get_title(): axis for axis in curves_shown.axes if axis.get_title().endswith(": loss")}
     assert set(loss_panels) == {"l1: loss", "Adaptive: loss"}
-    assert loss_panels["l1: loss"].get_yscale() == "log" and loss_panels["Adaptive: loss"].get_yscale() == "linear"
+    low, high = loss_panels["l1: loss"].get_ylim()
+    assert low > 0.04 and high < 0.1  # l1's own range (0.05-0.09), not one shared with the adaptive loss's -1.6
 
 
 def test_the_race_draws_every_metric_per_step_with_the_own_loss_thick(tmp_path, monkeypatch):

@@ -76,7 +76,7 @@ def test_slices_are_averaged_per_volume(tmp_path):
     losses, stacked = statistics.stack(models, "psnr", unit=VOLUME)
     assert losses == ["a", "b"] and stacked.shape == (2, 1, 3)
     assert stacked[0, 0].tolist() == pytest.approx([1.5, 5.5, 9.5])
-    assert statistics.sample_note(models, VOLUME) == "n = 3 volumes (12 images averaged per volume), 1 seed"
+    assert statistics.sample_note(models, VOLUME) == "n = 3 volumes (12 slices averaged per volume), 1 seed"
 
 
 def test_fewer_than_the_minimum_units_are_not_tested(tmp_path):
@@ -97,5 +97,5 @@ def test_the_statistics_tables_state_their_n_and_seeds(tmp_path):
     models = _study(tmp_path, rng, volumes=3, slices=3, interaction_sd=0.5, effect=0.0)
     variance_md = statistics.write_variance("Table 6.3", models, tmp_path / "table_6_3", INFOS, VOLUME)[1].read_text()
     pairs_md = statistics.write_pairs("Table 6.3", models, tmp_path / "table_6_3", str, INFOS, VOLUME)[1].read_text()
-    assert "n = 3 volumes (9 images averaged per volume), 1 seed" in variance_md and "not tested (n = 3 volumes)" in variance_md
-    assert "n = 3 volumes (9 images averaged per volume), 1 seed" in pairs_md and "| not tested (n = 3 volumes) |" in pairs_md
+    assert "n = 3 volumes (9 slices averaged per volume), 1 seed" in variance_md and "not tested (n = 3 volumes)" in variance_md
+    assert "n = 3 volumes (9 slices averaged per volume), 1 seed" in pairs_md and "| not tested (n = 3 volumes) |" in pairs_md

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter, MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from lossbench.data.taskspec import PER_IMAGE, AnalysisUnit  # noqa: E402
 from lossbench.data.valset import ImageFile, resolve_image_id  # noqa: E402
@@ -189,7 +189,8 @@ def curves_figure(curves: dict[str, str | Path], out_paths: list[str | Path], ti
     """Each loss's training and validation loss on an axis of its own, and every loss's validation PSNR in one panel.
 
     A loss's values have its own scale (the adaptive loss, a negative log-likelihood, goes below
-    zero), so on a shared axis the others would be flat lines: each loss gets its own panel.
+    zero), so on a shared axis the others would be flat lines: each loss gets its own panel, on a
+    linear axis over its own range.
 
     Args:
         curves: Loss name → its ``curve.csv`` (lossbench.train).
@@ -210,11 +211,6 @@ def curves_figure(curves: dict[str, str | Path], out_paths: list[str | Path], ti
         train, validation = [float(row["train_loss"]) for row in rows], [float(row["val_loss"]) for row in rows]
         axis.plot(epochs, train, marker=".", color=f"C{index}", label="training")
         axis.plot(epochs, validation, marker=".", color=f"C{index}", linestyle=":", label="validation")
-        if min(train + validation) > 0:
-            axis.set_yscale("log")
-            # Plain numbers: log axes otherwise label in mathtext powers (8.4×10⁻²), larger than the panel's text.
-            axis.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
-            axis.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
         axis.set_title(f"{label}: loss", fontsize=9)
         axis.legend(fontsize=7, frameon=False)
         _epoch_axis(axis)

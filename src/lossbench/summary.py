@@ -212,7 +212,7 @@ def task_summary(name: str, table: dict[str, dict[str, float]], task: str | None
             behind = f" ({100 * gap:.1f} % behind)" if gap is not None else ""
             check = f"{label(own)} wins" if own in best else f"{label(own)} does not win{behind}"
             if own not in best:
-                misses.append(miss_reason(metric, own, best[0], values, curves or {}, f"figures/race_{task}.png"))
+                misses.append(miss_reason(metric, own, best[0], values, curves or {}, f"[figures/race_{task}.png](figures/race_{task}.png)"))
         lines.append(f"| {metric_spec(metric).info.label} | {', '.join(label(loss) for loss in best)} | {check} |")
     if misses:
         lines += ["", "Own-metric misses:", "", *(f"- {miss}" for miss in misses)]

@@ -17,7 +17,8 @@ USERSTUDY_TARGETS = pipeline.targets(config)
 TASK_TABLE = {table.task: name for name, table in TABLES.items()}
 UNANSWERED = [row for row in pipeline.study_status(config) if row["answer_files"] == "0"]
 if UNANSWERED:
-    print(f"Note: userstudy: not analysing {', '.join(row['study'] + ' (no answers in ' + row['responses'] + ')' for row in UNANSWERED)}; see {RESULTS}/tables/userstudy_ours_studies.md.", file=sys.stderr)
+    _NOT_ANALYSED = ", ".join("{} (no answers in {})".format(row["study"], row["responses"]) for row in UNANSWERED)
+    print(f"Note: userstudy: not analysing {_NOT_ANALYSED}; see {RESULTS}/tables/userstudy_ours_studies.md.", file=sys.stderr)
 
 
 for _study, (_table, _jod_figure, _triangle_figure) in USERSTUDY_OUTPUTS.items():
