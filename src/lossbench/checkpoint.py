@@ -5,17 +5,32 @@ files' identity (:func:`data_identity`), so changed data (or another training fo
 run. Each is written atomically as ``step_<step>.pt``, the newest :data:`KEEP_CHECKPOINTS` kept;
 unreadable ones are moved aside as ``*.corrupt``, never resumed, counted or pruned in place of a
 good one.
+
+Checkpoints and ``model.pt`` hold tensors and plain data (dict, list, tuple, str, int, float, bool,
+None) only, and are read back by :func:`load_file` with ``torch.load(weights_only=True)``: trained
+models and checkpoints are files people share, and a full unpickling would run whatever a file's
+pickle names. A file holding anything else is refused before anything in it runs. Files of earlier
+versions, whose checkpoints held NumPy's RNG state as a NumPy array, are turned into today's format
+by ``python -m lossbench.checkpoint convert FILE`` (:func:`convert`), which runs nothing in them either.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
+import pickle
 import random
+import shlex
+import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -67,14 +82,90 @@ def data_identity(files: list[Path], root: str | Path) -> dict[str, Any]:
     return {"files": len(files), "bytes": sum(sizes), "by": "content" if by_content else "size and mtime", "digest": digest.hexdigest()[:16]}
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` ``obj`` to ``path`` so that a kill during the write leaves ``path`` either old or complete."""
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "wb", **options: Any) -> Iterator[IO]:
+    """``<path>.tmp`` opened for writing; once written and synced it replaces ``path``, so a kill leaves ``path`` old or complete.
+
+    A failed write (a full disk) removes the temporary file, leaves ``path`` as it was and raises
+    an :class:`OSError` whose message is one line naming ``path``.
+    """
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
+    try:
+        with open(temporary, mode, **options) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OSError(error.errno, f"{path}: not written ({error.strerror or error}); the file there before, if any, is unchanged") from None
+        raise
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` ``obj`` to ``path`` through :func:`atomic_file`: a kill or a full disk leaves ``path`` old or complete."""
+    with atomic_file(path) as handle:
         torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+
+
+#: The globals of a NumPy array in a pickle (``numpy.core`` under NumPy 1, ``numpy._core`` under 2),
+#: the only objects besides tensors and plain data that earlier lossbench versions wrote: NumPy's RNG
+#: state. :func:`convert` lets torch's weights-only unpickler rebuild them, and nothing else.
+_NUMPY_RECONSTRUCT = np.empty(0).__reduce__()[0]
+_EARLIER_GLOBALS: dict[str, Any] = {
+    "numpy.core.multiarray._reconstruct": _NUMPY_RECONSTRUCT,
+    "numpy._core.multiarray._reconstruct": _NUMPY_RECONSTRUCT,
+    "numpy.ndarray": np.ndarray,
+    "numpy.dtype": np.dtype,
+}
+
+
+def convert_command(path: Path, out: Path | None = None) -> str:
+    """The shell command that converts ``path`` (to ``out``) with :func:`main`."""
+    return shlex.join(["python", "-m", "lossbench.checkpoint", "convert", str(path), *(["--out", str(out)] if out else [])])
+
+
+class RefusedFileError(ValueError):
+    """A model or checkpoint file holding objects other than tensors and plain data; nothing in it ran.
+
+    Attributes:
+        path: The file.
+        earlier: It holds NumPy arrays and nothing else besides plain data: a file of an earlier
+            lossbench, which :func:`convert` turns into today's format.
+        reason: Why it was refused, without the path.
+    """
+
+    def __init__(self, path: Path, names: list[str]) -> None:
+        self.path = path
+        self.earlier = bool(names) and set(names) <= _EARLIER_GLOBALS.keys()
+        if self.earlier:
+            self.reason = "written by an earlier lossbench (NumPy arrays in it, which this version does not unpickle); refused without running anything in it"
+        elif names:
+            self.reason = f"not a lossbench model or checkpoint: it holds objects other than tensors and plain data ({', '.join(sorted(names))}); refused without running them"
+        else:  # a raw pickle, a pickle protocol torch.save never writes, or no pickle at all
+            self.reason = "not a lossbench model or checkpoint: not tensors and plain data as torch.save writes them; refused without running anything in it"
+        super().__init__(f"{path}: {self.reason}" + (f"; convert it with: {convert_command(path)}" if self.earlier else ""))
+
+
+def load_file(path: str | Path, map_location: torch.device | str = "cpu") -> Any:
+    """``torch.load`` a model or checkpoint with ``weights_only=True``: tensors and plain data, and nothing in it run.
+
+    Raises:
+        RefusedFileError: The file holds other objects (a pickled payload, or NumPy arrays of an
+            earlier lossbench); nothing in it ran.
+        Exception: Anything torch raises for an unreadable file (truncated, not a torch file).
+    """
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        try:
+            # Read off the pickle's opcodes, not unpickled: the globals it would import, to say what the file is.
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:  # not a zip archive of torch.save, or opcodes torch.save never writes: nothing to list
+            names = []
+        raise RefusedFileError(path, names) from None
 
 
 def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
@@ -115,10 +206,15 @@ def load_checkpoint(directory: Path) -> tuple[dict[str, Any], Path] | None:
         try:
             # On the CPU: load_state_dict moves each tensor where it belongs, and Adam's step
             # counters stay on the CPU as Adam expects (on the GPU each .item() would be a sync).
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+            checkpoint = load_file(path)
             if not isinstance(checkpoint, dict) or not _CHECKPOINT_KEYS <= checkpoint.keys():
                 raise ValueError(f"not a training checkpoint (expected the keys {', '.join(sorted(_CHECKPOINT_KEYS))})")
             return checkpoint, path
+        except RefusedFileError as error:
+            aside = _move_aside(path)
+            moved += 1
+            hint = f"; convert it with: {convert_command(aside, path)}" if error.earlier else ""
+            log.warning("checkpoint %s is %s: moved aside to %s%s", path, error.reason, aside.name, hint)
         except Exception as error:  # a truncated or corrupted file raises anything from pickle to zip errors
             aside = _move_aside(path)
             moved += 1
@@ -129,8 +225,9 @@ def load_checkpoint(directory: Path) -> tuple[dict[str, Any], Path] | None:
 
 
 def rng_states(device: torch.device) -> dict[str, Any]:
-    """The states of torch's, NumPy's and Python's global generators, and of ``device``'s CUDA one."""
-    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The states of torch's, NumPy's and Python's global generators, and of ``device``'s CUDA one, as tensors and plain data."""
+    # Python's state is a tuple of ints, plain data already.
+    states = {"torch": torch.get_rng_state(), "numpy": _plain_numpy_state(np.random.get_state()), "python": random.getstate()}
     if device.type == "cuda":
         # Only the training device's generator: a resume may see fewer GPUs than this run.
         states["cuda"] = torch.cuda.get_rng_state(device)
@@ -140,7 +237,90 @@ def rng_states(device: torch.device) -> dict[str, Any]:
 def restore_rng_states(states: dict[str, Any], device: torch.device) -> None:
     """Restore :func:`rng_states`; a CUDA state goes to ``device``, whichever GPU it was saved from."""
     torch.set_rng_state(states["torch"].cpu())
-    np.random.set_state(states["numpy"])
+    numpy = states["numpy"]
+    np.random.set_state({**numpy, "state": {**numpy["state"], "key": numpy["state"]["key"].numpy()}})
     random.setstate(states["python"])
     if "cuda" in states and device.type == "cuda":
         torch.cuda.set_rng_state(states["cuda"].cpu(), device)
+
+
+def _plain_numpy_state(state: tuple) -> dict[str, Any]:
+    """NumPy's legacy RNG state tuple ``(name, key array, pos, has_gauss, gauss)`` as the dict that
+    ``np.random.set_state`` also takes, its key array a tensor: NumPy arrays are no plain data."""
+    name, key, pos, has_gauss, gauss = state
+    return {"bit_generator": name, "state": {"key": torch.from_numpy(key), "pos": pos}, "has_gauss": has_gauss, "gauss": gauss}
+
+
+def convert(path: Path, out: Path) -> Path | None:
+    """Write the model or checkpoint ``path`` of an earlier lossbench to ``out`` in today's format.
+
+    ``path`` is read by torch's weights-only unpickler with NumPy's array globals allowed besides
+    (:data:`_EARLIER_GLOBALS`), so nothing in it runs; NumPy's RNG state becomes plain data. ``out``
+    is written atomically; converted in place, the original is kept as ``<path>.orig``.
+
+    Returns:
+        The kept original, or None when ``out`` is another file.
+
+    Raises:
+        RefusedFileError: ``path`` holds objects other than tensors, plain data and NumPy arrays.
+        ValueError: ``path`` is in today's format already, holds NumPy arrays besides NumPy's RNG
+            state, or ``out`` (``<path>.orig`` in place) exists; one line naming the file.
+    """
+    try:
+        load_file(path)
+    except RefusedFileError as error:
+        if not error.earlier:
+            raise
+    else:
+        raise ValueError(f"{path}: in today's format already (tensors and plain data only); nothing to convert")
+    other_arrays = ValueError(f"{path}: holds NumPy arrays besides a checkpoint's NumPy RNG state; not converted")
+    # The key array of NumPy's RNG state is of type uint32; arrays of any other type are refused here.
+    with torch.serialization.safe_globals([(value, name) for name, value in _EARLIER_GLOBALS.items()] + [type(np.dtype(np.uint32))]):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise other_arrays from None
+    rng = state.get("rng") if isinstance(state, dict) else None
+    if isinstance(rng, dict) and isinstance(rng.get("numpy"), tuple):
+        rng["numpy"] = _plain_numpy_state(rng["numpy"])
+    converted = io.BytesIO()
+    torch.save(state, converted)
+    try:
+        torch.load(io.BytesIO(converted.getvalue()), weights_only=True)
+    except pickle.UnpicklingError:
+        raise other_arrays from None
+    in_place = out.resolve() == path.resolve()
+    kept = path.with_name(path.name + ".orig") if in_place else None
+    if (kept or out).exists():
+        raise ValueError(f"{kept or out}: exists already; {'move it away first' if kept else 'choose another --out'}")
+    if kept:
+        shutil.copy2(path, kept)
+    with atomic_file(out) as handle:
+        handle.write(converted.getbuffer())
+    return kept
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lossbench.checkpoint convert FILE [--out OUT]``: see :func:`convert`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m lossbench.checkpoint",
+        description="Convert a model.pt or checkpoint (step_*.pt) written by an earlier lossbench into today's format: "
+        "tensors and plain data only, which lossbench reads without running anything in the file. FILE is read without "
+        "running anything in it either: besides tensors and plain data only NumPy arrays are rebuilt (earlier "
+        "checkpoints held NumPy's RNG state as one); a file holding anything else is refused.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser("convert", help="convert one file", description=parser.description)
+    command.add_argument("file", type=Path, help="model.pt or step_*.pt (or a step_*.pt.corrupt that training moved aside)")
+    command.add_argument("--out", type=Path, help="where to write the converted file (default: over FILE, the original kept as FILE.orig)")
+    args = parser.parse_args(argv)
+    out = args.out or args.file
+    try:
+        kept = convert(args.file, out)
+    except (ValueError, OSError) as error:
+        sys.exit(f"error: {error}")
+    print(f"converted {args.file} to {out}" + (f" (the original kept as {kept})" if kept else ""))
+
+
+if __name__ == "__main__":
+    main()

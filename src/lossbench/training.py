@@ -15,7 +15,6 @@ import contextlib
 import csv
 import logging
 import math
-import os
 import signal
 import sys
 import time
@@ -30,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lossbench import losses, models
-from lossbench.checkpoint import data_identity, load_checkpoint, restore_rng_states, rng_states, save_atomic, save_checkpoint, spec_hash
+from lossbench.checkpoint import atomic_file, data_identity, load_checkpoint, load_file, restore_rng_states, rng_states, save_atomic, save_checkpoint, spec_hash
 from lossbench.data.denoise import DenoiseTrainDataset
 from lossbench.data.tasks import channels, train_dataset
 from lossbench.data.valset import ImageFile
@@ -480,28 +479,33 @@ def peak_memory(device: torch.device) -> str:
 
 
 def write_curve(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write the per-epoch curve as CSV, atomically: a reader sees whole epochs.
+    """Write the per-epoch curve as CSV, atomically (:func:`lossbench.checkpoint.atomic_file`): a reader sees whole epochs.
 
     Columns: :data:`CURVE_COLUMNS`, then the validation metrics' (``val_<metric>``) in the order
     they first appear; an epoch without a metric (validated before a resume that added it) leaves
     its cell empty.
     """
     extra = [key for key in dict.fromkeys(key for row in rows for key in row) if key not in CURVE_COLUMNS]
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="") as handle:
+    with atomic_file(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=[*CURVE_COLUMNS[:5], *extra, *CURVE_COLUMNS[5:]])
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(temporary, path)
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, RunSpec]:
     """Load a trained ``model.pt``; returns the network its spec names (see :func:`build_model`) in eval mode, and the spec.
 
+    The file is read as tensors and plain data (:func:`lossbench.checkpoint.load_file`): nothing in it runs.
+
     Raises:
-        ValueError: the stored spec lacks a key or has an unknown one (one line naming it).
+        RefusedFileError: the file holds other objects (a pickled payload, or NumPy arrays of an
+            earlier lossbench, with the command that converts it); nothing in it ran.
+        ValueError: the file holds no spec and weights, or the stored spec lacks a key or has an
+            unknown one (one line naming it).
     """
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = load_file(path, device)
+    if not isinstance(state, dict) or not {"spec", "model"} <= state.keys():
+        raise ValueError(f"{path}: not a model written by lossbench.train (expected a dict with the keys model and spec)")
     spec = RunSpec.from_dict(state["spec"])
     model = build_model(spec).to(device)
     model.load_state_dict(state["model"])
