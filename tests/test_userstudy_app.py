@@ -1,12 +1,15 @@
 """User-study stimuli and collection app: plans, durable answers, bad input, path traversal, a load
 test of concurrent observers, an observer's session in a real headless Chromium, and the server's
-reliability cases (symlinks, cross-site answers, idle and slow clients, a second server, bad ports,
-security headers, vanished stimuli, kill -9 under load). Every server listens on 127.0.0.1 only.
+reliability cases (symlinks, cross-site answers, sessions only for the registering browser, idle and
+slow clients, a second server, bad ports, security headers, vanished stimuli, kill -9 under load).
+Every server listens on 127.0.0.1 only. Answer files on a full or read-only disk, and what the
+analysis reads from them: tests/test_userstudy_storage.py.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import html
 import http.client
 import json
@@ -21,17 +24,20 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from lossbench.data.valset import write_images
+from lossbench.userstudy import responses as answer_files
 from lossbench.userstudy.__main__ import main as cli
 from lossbench.userstudy.counts import read_counts
-from lossbench.userstudy.responses import LOCK, ObserverFile, observer_counts, read_answers
+from lossbench.userstudy.responses import CUT_OFF_MARK, LOCK, ObserverFile, observer_counts, read_answers, read_folder
 from lossbench.flip import pixels_per_degree
-from lossbench.userstudy.server import SECONDS_PER_COMPARISON, TOKEN_HEADER, Study, StudyServer
+from lossbench.userstudy.server import SECONDS_PER_COMPARISON, Study, StudyServer
+from lossbench.userstudy.sessions import SESSIONS
 from lossbench.userstudy.stimuli import load_manifest, make_stimuli, plan
 from lossbench.userstudy.viewing import conditions, distance_m
 
@@ -61,6 +67,7 @@ class Running:
     def __init__(self, stimuli: Path, responses: Path, observers: list[str], **options):
         self.server = StudyServer(Study(stimuli, responses, observers, seed=0), "127.0.0.1", 0, **options)
         self.port = self.server.server_address[1]
+        #: The session token of each observer that this client registered: its browser's cookie.
         self.tokens: dict[str, str | None] = {}
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
@@ -68,17 +75,21 @@ class Running:
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
         return request(self.port, method, path, body, headers)
 
+    def token(self, observer: str) -> str | None:
+        """The observer's session token, registering them on first use as the start page's form does."""
+        if observer not in self.tokens:
+            self.tokens[observer] = register(self.port, observer)[1]
+        return self.tokens[observer]
+
     def post(self, observer: str, body: bytes, **headers: str | None) -> tuple[int, dict]:
         """POST ``body`` as the observer's study page does; ``headers`` replace the page's (None: leave out)."""
-        if observer not in self.tokens:
-            self.tokens[observer] = page_token(self.port, observer)
-        return post(self.port, observer, self.tokens[observer], body, **headers)
+        return post(self.port, observer, self.token(observer), body, **headers)
 
     def answer(self, observer: str, trial: str, choice: str) -> tuple[int, dict]:
         return self.post(observer, json.dumps({"trial": trial, "choice": choice}).encode())
 
     def state(self, observer: str) -> dict:
-        return json.loads(self.request("GET", f"/api/{observer}/state")[1])
+        return state(self.port, observer, self.token(observer))
 
     def close(self) -> None:
         self.server.shutdown()
@@ -100,15 +111,37 @@ def fetch(port: int, method: str, path: str, body: bytes | None = None, headers:
         connection.close()
 
 
-def page_token(port: int, observer: str) -> str | None:
-    """The session token that the observer's study page carries (None for an unknown observer)."""
-    found = re.search(rb'<meta name="study-token" content="([0-9a-f]{64})">', request(port, "GET", f"/study/{observer}")[1])
-    return found.group(1).decode() if found else None
+def cookie(observer: str, token: str | None) -> str | None:
+    """The ``Cookie`` header of a browser holding ``token`` as the observer's session (None: no cookie)."""
+    return None if token is None else f"study_{observer}={token}"
+
+
+def register(port: int, observer: str, token: str | None = None, **headers: str | None) -> tuple[int, str | None, dict, bytes]:
+    """Submit the start page's form for ``observer`` from a browser holding ``token`` (if any).
+
+    Returns:
+        The status, the session token the response sets (None if it sets none), its headers and its body.
+    """
+    sent = {"Content-Type": "application/x-www-form-urlencoded", "Origin": f"http://127.0.0.1:{port}", "Cookie": cookie(observer, token), **headers}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=90)
+    try:
+        connection.request("POST", "/study", body=urlencode({"observer": observer}), headers={name: value for name, value in sent.items() if value is not None})
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    found = re.fullmatch(rf"study_{re.escape(observer)}=([A-Za-z0-9_-]{{43}}); Path=/; Max-Age=31536000; HttpOnly; SameSite=Strict", response.getheader("Set-Cookie") or "")
+    return response.status, found.group(1) if found else None, dict(response.getheaders()), body
+
+
+def state(port: int, observer: str, token: str | None) -> dict:
+    """The observer's state, as their study page reads it."""
+    return json.loads(request(port, "GET", f"/api/{observer}/state", headers={"Cookie": cookie(observer, token)} if token else {})[1])
 
 
 def post(port: int, observer: str, token: str | None, body: bytes, **headers: str | None) -> tuple[int, dict]:
     """POST ``body`` to the observer's answers as their study page does; ``headers`` replace the page's (None: leave out)."""
-    sent = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}", TOKEN_HEADER: token, **headers}
+    sent = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}", "Cookie": cookie(observer, token), **headers}
     status, answer = request(port, "POST", f"/api/{observer}/answer", body, {name: value for name, value in sent.items() if value is not None})
     return status, json.loads(answer)
 
@@ -153,6 +186,7 @@ def test_session_is_recorded_and_resumes_after_a_restart(stimuli, tmp_path):
     finally:
         first.close()
     second = Running(stimuli, responses, ["alice"])
+    second.tokens = first.tokens  # the same browser, its session cookie kept across the restart
     try:
         state = second.state("alice")
         assert state["done"] == 5 and state["total"] == 12
@@ -162,10 +196,10 @@ def test_session_is_recorded_and_resumes_after_a_restart(stimuli, tmp_path):
         assert state["done"] == 12
     finally:
         second.close()
-    answers = read_answers(responses / "alice.jsonl")
+    answers = read_answers(responses / "alice.jsonl").answers
     assert [a["position"] for a in answers] == list(range(12))
     assert [a["chosen"] for a in answers] == [a["left"] for a in answers[:5]] + [a["right"] for a in answers[5:]]
-    observers, conditions, counts = observer_counts(load_manifest(stimuli / "manifest.json"), responses)
+    observers, conditions, counts = observer_counts(load_manifest(stimuli / "manifest.json"), read_folder(responses))
     assert observers == ["alice"] and conditions == LOSSES and counts.sum() == 12
     assert np.all((counts[0] + counts[0].T)[~np.eye(4, dtype=bool)] == 2)
 
@@ -187,7 +221,7 @@ def test_replayed_out_of_order_and_unknown_submissions_are_refused(running):
     assert post(json.dumps(["left"]).encode()) == 400
     assert post(b"x" * 5000) == 400
     assert post(b"\xff\xfe") == 400
-    assert len(read_answers(running.server.study.responses / "alice.jsonl")) == 1
+    assert len(read_answers(running.server.study.responses / "alice.jsonl").answers) == 1
 
 
 @pytest.mark.parametrize(
@@ -296,28 +330,38 @@ def test_stimuli_are_served(running):
     assert status == 200 and body.startswith(b"\x89PNG")
 
 
-def test_torn_last_line_is_skipped_and_never_merged(tmp_path):
+def _record(trial: str, chosen: str = "l1", other: str = "l2", observer: str = "alice") -> dict:
+    return {"observer": observer, "trial": trial, "chosen": chosen, "other": other}
+
+
+@pytest.mark.parametrize("cut", [b'{"trial": "t00', json.dumps(_record("t0001")).encode()], ids=["prefix", "whole-line-without-newline"])
+def test_torn_last_line_is_skipped_and_never_merged(tmp_path, caplog, cut):
     path = tmp_path / "alice.jsonl"
-    ObserverFile(path).append({"trial": "t0000", "chosen": "l1"})
+    ObserverFile(path, "alice").append(_record("t0000"))
     with open(path, "ab") as handle:
-        handle.write(b'{"trial": "t00')  # a write cut off by a crash, never confirmed
-    log = ObserverFile(path)
+        handle.write(cut)  # a write cut off by a crash, never confirmed: even a whole line without its newline
+    log = ObserverFile(path, "alice")
     assert log.answered == {"t0000"}
-    log.append({"trial": "t0001", "chosen": "l2"})
-    assert [a["trial"] for a in read_answers(path)] == ["t0000", "t0001"]
-    assert b'{"trial": "t00\n' in path.read_bytes()  # what was there stays there
+    assert "alice.jsonl: 1 of 2 lines skipped: 1 cut off (line 2) (cut off: an answer interrupted before it was confirmed)" in caplog.text
+    log.append(_record("t0002"))
+    read = read_answers(path)
+    assert [a["trial"] for a in read.answers] == ["t0000", "t0002"] and read.skipped == {"cut off": [2]}
+    assert cut + CUT_OFF_MARK + b"\n" in path.read_bytes()  # what was there stays there, marked as never confirmed
 
 
 def test_an_observer_file_without_a_confirmed_answer_is_no_observer(stimuli, tmp_path, caplog):
     manifest = load_manifest(stimuli / "manifest.json")
     trial = manifest["trials"][0]
-    ObserverFile(tmp_path / "alice.jsonl").append({"trial": trial["id"], "chosen": trial["a"], "other": trial["b"]})
+    ObserverFile(tmp_path / "alice.jsonl", "alice").append(_record(trial["id"], trial["a"], trial["b"]))
     (tmp_path / "bob.jsonl").write_bytes(b'{"trial": "t00')  # cut off before its first answer was confirmed
-    observers, _, counts = observer_counts(manifest, tmp_path)
-    assert observers == ["alice"] and counts.shape[0] == 1 and "bob.jsonl: no confirmed answer; observer bob left out" in caplog.text
+    (tmp_path / "carol.jsonl").write_bytes(b"")
+    observers, _, counts = observer_counts(manifest, read_folder(tmp_path))
+    assert observers == ["alice"] and counts.shape[0] == 1
+    assert f"{tmp_path / 'bob.jsonl'}: no confirmed answer (1 line, all skipped): counted as no observer" in caplog.text
+    assert f"{tmp_path / 'carol.jsonl'}: no confirmed answer (empty): counted as no observer" in caplog.text
     (tmp_path / "alice.jsonl").unlink()
     with pytest.raises(ValueError, match=r": no observer file holds a confirmed answer$"):
-        observer_counts(manifest, tmp_path)
+        read_folder(tmp_path)
 
 
 def test_concurrent_observers_lose_no_answer(stimuli, tmp_path):
@@ -343,7 +387,7 @@ def test_concurrent_observers_lose_no_answer(stimuli, tmp_path):
     # Bounded in time as well as in count; generous, since CI machines are shared.
     assert done == [12] * 16 and elapsed < 120, f"{sum(done)} answers in {elapsed:.1f} s"
     for observer in observers:
-        answers = read_answers(tmp_path / "responses" / f"{observer}.jsonl")
+        answers = read_answers(tmp_path / "responses" / f"{observer}.jsonl").answers
         assert len(answers) == 12 and len({a["trial"] for a in answers}) == 12
         assert all(a["observer"] == observer for a in answers)
 
@@ -368,35 +412,37 @@ def test_cli_analyses_collected_answers(stimuli, tmp_path):
         best = max((line.split(",") for line in handle.read().splitlines()[1:]), key=lambda row: float(row[1]))
     assert best[0] == "l1"
     assert (out / "triangle.pdf").stat().st_size > 0 and "**" in (out / "probabilities.md").read_text()
+    assert (out / "skipped_lines.csv").read_text() == "file,observer,reason,lines,line_numbers\n"
+    assert "Answer files: no line skipped." in (out / "jod_table.md").read_text()
     # Three observers are too few to resample: scores without intervals or p-values, and the table says why.
     assert "3 observers: fewer than the 5 that resampling needs" in (out / "jod_table.md").read_text()
     with open(out / "p_values.csv") as handle:
         assert all(cell == "" for row in list(csv.reader(handle))[1:] for cell in row)
 
 
-def _chromium() -> tuple[str, str] | None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
-def test_observer_session_in_headless_chromium(stimuli, tmp_path):
-    found = _chromium()
-    if found is None:
+def _chromium():
+    """A headless Chromium driven by Selenium; skipped where missing, except in CI."""
+    browser, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if not (browser and driver):
         if os.environ.get("CI"):
             pytest.fail("chromium and chromedriver are required in CI: run ci/install_browser.sh")
         pytest.skip("chromium/chromedriver not installed (ci/install_browser.sh installs them)")
     from selenium import webdriver
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
-    options.binary_location = found[0]
+    options.binary_location = browser
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--force-device-scale-factor=1"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to see Content-Security-Policy violations
+    return webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver), options=options)
+
+
+def test_observer_session_in_headless_chromium(stimuli, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = _chromium()
     server = Running(stimuli, tmp_path / "responses", ["alice"])
-    browser = webdriver.Chrome(service=webdriver.ChromeService(executable_path=found[1]), options=options)
     try:
         wait = WebDriverWait(browser, 20)
         browser.get(f"http://127.0.0.1:{server.port}/")
@@ -424,6 +470,7 @@ def test_observer_session_in_headless_chromium(stimuli, tmp_path):
 
         for index in range(5):
             answer("left" if index % 2 else "right")
+        assert browser.execute_script("return document.cookie") == ""  # the session cookie is HttpOnly: no script reads it
         # The page's styles run under the server's Content-Security-Policy: the study's grey background.
         assert browser.find_element(By.TAG_NAME, "body").value_of_css_property("background-color") == "rgba(127, 127, 127, 1)"
         browser.refresh()  # reload midway: the session continues at the first unanswered trial
@@ -441,9 +488,54 @@ def test_observer_session_in_headless_chromium(stimuli, tmp_path):
     finally:
         browser.quit()
         server.close()
-    answers = read_answers(tmp_path / "responses" / "alice.jsonl")
+    answers = read_answers(tmp_path / "responses" / "alice.jsonl").answers
     assert [a["trial"] for a in answers] == shown and len(set(shown)) == 12
     assert [a["trial"] for a in answers] == [t.id for t in plan(load_manifest(stimuli / "manifest.json"), "alice", 0)]
+
+
+def test_the_page_shows_an_answer_not_saved_and_offers_the_trial_again(stimuli, tmp_path, monkeypatch, caplog):
+    """Issue 27: on a full disk the server confirmed a torn answer; now the page says so and the observer retries."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    full = threading.Event()
+    full.set()
+    write_all = answer_files.write_all
+
+    def filling_disk(descriptor: int, data: bytes) -> None:
+        """Half the line fits, then the disk is full."""
+        if full.is_set() and data.endswith(b"\n") and b'"trial"' in data:
+            os.write(descriptor, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write_all(descriptor, data)
+
+    monkeypatch.setattr(answer_files, "write_all", filling_disk)
+    browser = _chromium()
+    server = Running(stimuli, tmp_path / "responses", ["alice"])
+    try:
+        wait = WebDriverWait(browser, 20)
+        browser.get(f"http://127.0.0.1:{server.port}/")
+        browser.find_element(By.ID, "observer").send_keys("alice")
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait.until(lambda b: b.find_element(By.ID, "choose-left").is_enabled())
+        trial = browser.find_element(By.ID, "pair").get_attribute("data-trial")
+        browser.find_element(By.ID, "choose-left").click()
+        wait.until(lambda b: b.find_element(By.ID, "error").is_displayed())
+        assert browser.find_element(By.ID, "error").text == "Your answer was not saved: the study's disk is full. Please tell the person running the study, then try again."
+        # The same comparison, ready to be answered again; nothing of the answer is on disk.
+        wait.until(lambda b: b.find_element(By.ID, "choose-left").is_enabled())
+        assert browser.find_element(By.ID, "pair").get_attribute("data-trial") == trial
+        assert "Comparison 1 of 12" in browser.find_element(By.ID, "progress").text
+        assert not (tmp_path / "responses" / "alice.jsonl").exists()
+        full.clear()  # space freed
+        browser.find_element(By.ID, "choose-left").click()
+        wait.until(lambda b: b.find_element(By.ID, "pair").get_attribute("data-trial") != trial)
+        assert not browser.find_element(By.ID, "error").is_displayed()
+    finally:
+        browser.quit()
+        server.close()
+    assert [a["trial"] for a in read_answers(tmp_path / "responses" / "alice.jsonl").answers] == [trial]
+    assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == [f"{tmp_path / 'responses' / 'alice.jsonl'}: answer to trial {trial} not saved: No space left on device"]
 
 
 # --- Reliability of the server (issue 11) ---
@@ -510,13 +602,13 @@ def test_a_stimulus_deleted_while_serving_is_a_404(stimuli, tmp_path, capfd):
 @pytest.mark.parametrize(
     ("headers", "status"),
     [
-        ({"Content-Type": "text/plain", "Origin": "http://evil.example", TOKEN_HEADER: None}, 403),  # a cross-site form or fetch
-        ({"Content-Type": "text/plain;charset=UTF-8", "Origin": None, TOKEN_HEADER: None}, 415),
+        ({"Content-Type": "text/plain", "Origin": "http://evil.example", "Cookie": None}, 403),  # a cross-site form or fetch: SameSite=Strict sends no cookie
+        ({"Content-Type": "text/plain;charset=UTF-8", "Origin": None, "Cookie": None}, 415),
         ({"Content-Type": "text/plain"}, 415),
         ({"Origin": "http://evil.example"}, 403),
         ({"Origin": "null"}, 403),
-        ({TOKEN_HEADER: None}, 403),
-        ({TOKEN_HEADER: "0" * 64}, 403),
+        ({"Cookie": None}, 403),
+        ({"Cookie": "study_alice=" + "0" * 43}, 403),
         ({"Host": "evil.example:{port}", "Origin": "http://evil.example:{port}"}, 421),  # a DNS-rebound name
     ],
 )
@@ -529,17 +621,79 @@ def test_answers_from_other_sites_are_refused(running, headers, status):
     assert running.post("alice", body)[0] == 200  # the study page's own answer
 
 
-def test_a_token_of_another_server_run_is_refused(stimuli, tmp_path):
-    earlier = Running(stimuli, tmp_path / "earlier", ["alice"])
-    token = page_token(earlier.port, "alice")
-    earlier.close()
-    server = Running(stimuli, tmp_path / "responses", ["alice"])
+def test_a_session_goes_only_to_the_browser_that_registers(stimuli, tmp_path):
+    """Issue 27: any client could read an observer's token from GET /study/<id> and answer as them."""
+    server = Running(stimuli, tmp_path / "responses", ["alice", "bob"])
     try:
-        body = json.dumps({"trial": server.state("alice")["trial"]["id"], "choice": "left"}).encode()
-        status, answer = post(server.port, "alice", token, body)
-        assert status == 403 and answer == {"error": "missing or expired session token: please reload the study page"}
+        # The first registration gets the session, as an HttpOnly, SameSite=Strict cookie (register checks its attributes).
+        status, token, headers, _ = register(server.port, "alice")
+        assert status == 303 and headers["Location"] == "/study/alice" and token is not None
+        assert token not in (tmp_path / "responses" / SESSIONS / "alice").read_text()  # the server keeps its hash only
+        # Knowing the id gives nothing: no page, script or API response holds the token or sets a cookie.
+        for path in ["/", "/study/alice", "/api/alice/state", "/static/study.js"]:
+            status, headers, body = _response(server.port, "GET", path)
+            assert "Set-Cookie" not in headers and token.encode() not in body and b"study-token" not in body, path
+        status, _, page = fetch(server.port, "GET", "/study/alice")
+        assert status == 403 and "This browser has not started the study as observer alice." in _text(page)
+        assert request(server.port, "GET", "/api/alice/state") == (403, b'{"error": "this browser has not started the study as observer alice: enter your id on the start page to continue"}')
+        assert fetch(server.port, "GET", "/study/alice", headers={"Cookie": cookie("alice", token)})[0] == 200
+        # Another browser registering the same id is refused, and gets no cookie.
+        status, other, _, page = register(server.port, "alice")
+        assert status == 409 and other is None and "Observer alice has already started the study in another browser." in _text(page)
+        # The registering browser registers again (a returning observer): sent on, its session unchanged.
+        assert register(server.port, "alice", token)[:2] == (303, None)
+        # A cross-site form cannot register anyone into the observer's browser.
+        assert register(server.port, "bob", Origin="http://evil.example")[:2] == (403, None)
+        bob = server.token("bob")
+        body = json.dumps({"trial": state(server.port, "alice", token)["trial"]["id"], "choice": "left"}).encode()
+        assert post(server.port, "alice", None, body)[0] == 403
+        assert post(server.port, "alice", bob, body)[0] == 403  # bob's session is not alice's
+        assert post(server.port, "alice", bob, body, Cookie=f"study_alice={bob}")[0] == 403
+        assert post(server.port, "alice", token, body)[0] == 200
     finally:
         server.close()
+    # A restart keeps the sessions of its responses folder; another folder's are refused.
+    again, elsewhere = Running(stimuli, tmp_path / "responses", ["alice"]), Running(stimuli, tmp_path / "elsewhere", ["alice"])
+    try:
+        assert state(again.port, "alice", token)["done"] == 1
+        assert state(elsewhere.port, "alice", token) == {"error": "this browser has not started the study as observer alice: enter your id on the start page to continue"}
+        # Deleting the session releases the id for a new browser, at once.
+        (tmp_path / "responses" / SESSIONS / "alice").unlink()
+        assert "error" in state(again.port, "alice", token)
+        status, fresh, _, _ = register(again.port, "alice")
+        assert status == 303 and fresh not in (None, token) and state(again.port, "alice", fresh)["done"] == 1
+    finally:
+        again.close()
+        elsewhere.close()
+
+
+def _response(port: int, method: str, path: str) -> tuple[int, dict, bytes]:
+    """Status, headers and body of a request."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=90)
+    try:
+        connection.request(method, path)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"[" * 1024, "body nests too deeply"),  # issue 27: an uncaught RecursionError
+        (b"[" * 500 + b"]" * 500, 'expected {"trial": "<id>", "choice": "left" | "right"}'),
+        (b"42", 'expected {"trial": "<id>", "choice": "left" | "right"}'),
+        (b"null", 'expected {"trial": "<id>", "choice": "left" | "right"}'),
+        (b"[1, 2]", 'expected {"trial": "<id>", "choice": "left" | "right"}'),
+        (b'{"trial": "t0000", "choice": "left"' + b" " * 1000 + b"}", "body must be 1–1024 bytes"),
+        (b"\xff\xfe", "body is not JSON"),
+    ],
+)
+def test_bodies_that_are_no_answer_are_a_400_with_one_line(running, capfd, body, error):
+    assert running.post("alice", body) == (400, {"error": error})
+    assert running.state("alice")["done"] == 0  # nothing recorded, and the server still answers
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_every_response_forbids_framing_and_foreign_scripts(running):
@@ -555,6 +709,8 @@ def test_every_response_forbids_framing_and_foreign_scripts(running):
         policy = response.getheader("Content-Security-Policy")
         assert response.getheader("X-Frame-Options") == "DENY" and "frame-ancestors 'none'" in policy, path
         assert "default-src 'none'" in policy and "script-src 'self'" in policy and "unsafe" not in policy, path
+        # No URL leaves for another site; same-origin still lets the start page's form send its Origin (not "null").
+        assert response.getheader("Referrer-Policy") == "same-origin", path
     assert running.request("OPTIONS", "/api/alice/answer")[0] == 501  # no CORS preflight is ever granted
     with socket.create_connection(("127.0.0.1", running.port), timeout=90) as raw:  # http.server's own error page
         raw.sendall(b"DELETE / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -620,9 +776,9 @@ def test_connections_beyond_the_limit_are_answered_503(stimuli, tmp_path):
         for connection in held:
             connection.close()
         deadline = time.monotonic() + 5
-        while server.request("GET", "/api/alice/state")[0] == 503 and time.monotonic() < deadline:
+        while server.request("GET", "/")[0] == 503 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert server.request("GET", "/api/alice/state")[0] == 200
+        assert server.request("GET", "/")[0] == 200
     finally:
         server.close()
 
@@ -674,11 +830,15 @@ def test_no_confirmed_answer_is_lost_to_kill_9_under_load(stimuli, tmp_path):
     observers = [f"obs{index}" for index in range(8)]
     confirmed: dict[str, list[str]] = {observer: [] for observer in observers}
 
+    tokens: dict[str, str] = {}  # each observer's browser keeps its session cookie across the restarts
+
     def session(port: int, observer: str) -> None:
         """Answer until done or until the server dies; a trial counts as confirmed on a 200 only."""
         try:
-            token = page_token(port, observer)
-            while (trial := json.loads(request(port, "GET", f"/api/{observer}/state")[1])["trial"]) is not None:
+            if observer not in tokens:
+                tokens[observer] = register(port, observer)[1]
+            token = tokens[observer]
+            while (trial := state(port, observer, token)["trial"]) is not None:
                 status, _ = post(port, observer, token, json.dumps({"trial": trial["id"], "choice": "left"}).encode())
                 assert status == 200
                 confirmed[observer].append(trial["id"])
@@ -687,7 +847,7 @@ def test_no_confirmed_answer_is_lost_to_kill_9_under_load(stimuli, tmp_path):
 
     def check() -> None:
         for observer in observers:
-            stored = [answer["trial"] for answer in read_answers(responses / f"{observer}.jsonl")]
+            stored = [answer["trial"] for answer in read_answers(responses / f"{observer}.jsonl").answers]
             # Every confirmed answer is stored, in order, once; at most the one in flight is stored unconfirmed.
             assert stored[: len(confirmed[observer])] == confirmed[observer] and len(set(stored)) == len(stored)
             assert len(stored) - len(confirmed[observer]) <= 1
@@ -721,5 +881,5 @@ def test_no_confirmed_answer_is_lost_to_kill_9_under_load(stimuli, tmp_path):
     finally:
         server.close()
     check()
-    names, _, counts = observer_counts(load_manifest(stimuli / "manifest.json"), responses)
+    names, _, counts = observer_counts(load_manifest(stimuli / "manifest.json"), read_folder(responses))
     assert names == observers and counts.sum() == 8 * 12

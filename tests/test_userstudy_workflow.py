@@ -65,6 +65,8 @@ def built(study_dir):
             for trial in study.plans[observer]:
                 # Everyone prefers l2, else the left option.
                 assert study.answer(observer, trial.id, "right" if trial.right == "l2" else "left")[0] == 200
+    with open(study_dir / "responses/denoise/ann.jsonl", "ab") as handle:
+        handle.write(b"42\n")  # valid JSON, but no answer: counted and named, never a traceback (issue 27)
     _snakemake(study_dir, "--cores", "2", "userstudy", *THESIS_TARGETS, "--allowed-rules", *USERSTUDY_RULES, config=config)
     return study_dir
 
@@ -100,6 +102,12 @@ def test_our_study_from_stimuli_to_analysis(built):
     # Our PSNR ranks l2 > l1 > flip; the observers put l2 first as well.
     assert [row["metric"] for row in rows] == ["psnr"] and float(rows[0]["tau"]) > 0
     assert (built / "results/demo/figures/userstudy_ours_denoise_triangle.pdf").stat().st_size > 0
+    # The line that is no answer: in the counts' log, in skipped_lines.csv and in the JOD table's caption.
+    note = "Answer files: 1 line skipped (ann.jsonl: 1 not an object)."
+    assert note in (built / "results/demo/logs/userstudy/counts_denoise.log").read_text()
+    assert (built / "results/demo/userstudy/ours_denoise/skipped_lines.csv").read_text() == "file,observer,reason,lines,line_numbers\nann.jsonl,ann,not an object,1,4\n"
+    assert note in (tables / "userstudy_ours_denoise_jod.md").read_text() and note in (built / "results/demo/logs/userstudy/ours_denoise.log").read_text()
+    assert "Answer files: no line skipped." in (tables / "userstudy_ours_mri_jod.md").read_text()
     # A new observer's answers rerun the analysis of our study, and nothing else.
     manifest = built / "results/demo/userstudy/stimuli/denoise/manifest.json"
     late = Study(manifest.parent, built / "responses/denoise", ["dan"])

@@ -28,7 +28,8 @@ for _study, (_table, _jod_figure, _triangle_figure) in USERSTUDY_OUTPUTS.items()
         name:
             f"userstudy_analysis_{_study}"
         input:
-            counts=pipeline.counts_file(_study, RESULTS),
+            # Our studies also give the lines skipped in their answer files, for the log and the JOD table's caption.
+            **pipeline.analysis_inputs(_study, RESULTS),
         output:
             jod=f"{RESULTS}/userstudy/{_study}/jod.csv",
             samples=f"{RESULTS}/userstudy/{_study}/samples.csv",
@@ -122,7 +123,9 @@ rule userstudy_counts:
         # Every observer file is an input, so that new answers rerun the analysis.
         responses=lambda w: pipeline.answer_files(config, w.study),
     output:
-        results("userstudy/ours_{study}/observer_counts.csv"),
+        counts=results("userstudy/ours_{study}/observer_counts.csv"),
+        # The lines of the answer files that are no answers, per file and reason (responses.write_skipped).
+        skipped=results("userstudy/ours_{study}/skipped_lines.csv"),
     params:
         folder=lambda w: str(Path(USERSTUDY["responses"], w.study)),
     wildcard_constraints:

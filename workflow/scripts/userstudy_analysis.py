@@ -6,6 +6,7 @@ from lossbench import losses
 from lossbench.logs import log_to
 from lossbench.userstudy.counts import read_counts
 from lossbench.userstudy.report import anchored, jod_plot, observer_note, ranking_triangle, write_jod_table, write_probability_table, write_summary
+from lossbench.userstudy.responses import read_skipped, skip_note
 from lossbench.userstudy.scaling import summarize
 
 with log_to(snakemake.log[0]):
@@ -19,7 +20,11 @@ with log_to(snakemake.log[0]):
     pooled = counts.sum(axis=0) if counts.ndim == 3 else counts
     prefix = Path(out.table).with_suffix("")
     write_probability_table(conditions, pooled, prefix, f"{params.title}: probability of choosing the column's loss over the row's; the winner of each comparison in bold.")
+    # Our studies: what the answer files held besides answers, in the log and the JOD table's caption.
+    skipped = skip_note(read_skipped(snakemake.input.skipped)) if "skipped" in snakemake.input.keys() else ""
+    if skipped:
+        print(skipped)
     origin = anchored(summary, params.jod_origin)[1]
-    write_jod_table(summary, Path(out.jod_table).with_suffix(""), f"{params.title}: JOD scores ({origin}; 1 JOD = 75 % preference).", params.jod_origin)
+    write_jod_table(summary, Path(out.jod_table).with_suffix(""), f"{params.title}: JOD scores ({origin}; 1 JOD = 75 % preference). {skipped}".strip(), params.jod_origin)
     jod_plot(summary, [out.jod_png, out.jod_pdf], params.title, params.jod_origin)
     ranking_triangle(summary, [out.triangle_png, out.triangle_pdf], params.title, params.jod_origin)

@@ -1,11 +1,13 @@
-"""Snakemake adapter: per-observer count matrices of our own study from the observers' answer files."""
+"""Snakemake adapter: per-observer count matrices of our own study from the observers' answer files, and the lines skipped in them."""
 
 from lossbench.logs import log_to
 from lossbench.userstudy.counts import write_counts
-from lossbench.userstudy.responses import observer_counts
+from lossbench.userstudy.responses import observer_counts, read_folder, skip_note, write_skipped
 from lossbench.userstudy.stimuli import load_manifest
 
 with log_to(snakemake.log[0]):
-    observers, conditions, counts = observer_counts(load_manifest(snakemake.input.manifest), snakemake.params.folder)
-    write_counts(conditions, counts, snakemake.output[0], observers)
+    files = read_folder(snakemake.params.folder)
+    observers, conditions, counts = observer_counts(load_manifest(snakemake.input.manifest), files)
+    write_counts(conditions, counts, snakemake.output.counts, observers)
     print(f"{len(observers)} observers, {int(counts.sum())} answers")
+    print(skip_note(write_skipped(files, snakemake.output.skipped)))

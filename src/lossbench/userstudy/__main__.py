@@ -8,6 +8,7 @@
         [--ppd P | --distance-m D --monitor-width-m W --monitor-pixels N]
     python -m lossbench.userstudy analyse --counts COUNTS.csv [--observers K] --out DIR [--jod-origin lowest_is_1|mean0|LOSS]
     python -m lossbench.userstudy analyse --manifest DIR/manifest.json --responses responses/denoise --out DIR
+        (also writes DIR/skipped_lines.csv: the answer-file lines skipped, per file and reason)
 
 The viewing options are ``evaluation.flip``'s keys: the conditions the stimuli are meant to be seen
 under, from which the start page tells observers how far to sit.
@@ -91,18 +92,22 @@ def _stimuli(args: argparse.Namespace) -> None:
 def _analyse(args: argparse.Namespace) -> None:
     from lossbench.userstudy.counts import read_counts, write_counts
     from lossbench.userstudy.report import JOD_ORIGINS, anchored, jod_plot, observer_note, ranking_triangle, write_jod_table, write_probability_table, write_summary
-    from lossbench.userstudy.responses import observer_counts
+    from lossbench.userstudy.responses import observer_counts, read_folder, skip_note, write_skipped
     from lossbench.userstudy.scaling import summarize
     from lossbench.userstudy.stimuli import load_manifest
 
     out = Path(args.out)
+    skipped = ""  # what our answer files held besides answers, for the log and the JOD table's caption
     if args.counts:
         conditions, counts = read_counts(args.counts)
         if counts.ndim == 2 and args.observers is None:
             raise ValueError(f"--counts {args.counts}: pooled counts (no observer column) need --observers K, how many observers gave them")
     else:
-        observers, conditions, counts = observer_counts(load_manifest(args.manifest), args.responses)
+        files = read_folder(args.responses)
+        observers, conditions, counts = observer_counts(load_manifest(args.manifest), files)
         write_counts(conditions, counts, out / "observer_counts.csv", observers)
+        skipped = skip_note(write_skipped(files, out / "skipped_lines.csv"))
+        print(skipped)
     if args.jod_origin not in (*JOD_ORIGINS, *conditions):
         raise ValueError(f"--jod-origin: expected {', '.join(JOD_ORIGINS)} or one of the study's losses ({', '.join(conditions)}), got {args.jod_origin!r}")
     summary = summarize(conditions, counts, args.samples, args.seed, observers=args.observers)
@@ -112,7 +117,7 @@ def _analyse(args: argparse.Namespace) -> None:
     write_probability_table(conditions, pooled, out / "probabilities", "P(column chosen over row); the winner of each comparison in bold.")
     # One origin for the table and both figures, named in the caption and on the JOD axes, as in the workflow.
     words = anchored(summary, args.jod_origin)[1]
-    write_jod_table(summary, out / "jod_table", f"JOD scores ({words}; 1 JOD = 75 % preference).", args.jod_origin)
+    write_jod_table(summary, out / "jod_table", f"JOD scores ({words}; 1 JOD = 75 % preference). {skipped}".strip(), args.jod_origin)
     jod_plot(summary, [out / "jod.png", out / "jod.pdf"], "JOD scores", args.jod_origin)
     ranking_triangle(summary, [out / "triangle.png", out / "triangle.pdf"], "Ranking triangle", args.jod_origin)
     print(f"wrote the analysis to {out}")

@@ -87,6 +87,14 @@ def counts_file(study: str, results: str) -> str:
     return f"{results}/userstudy/{study}/observer_counts.csv"
 
 
+def analysis_inputs(study: str, results: str) -> dict[str, str]:
+    """Inputs of a study's analysis: its counts and, for our own studies, the lines skipped in their answer files."""
+    inputs = {"counts": counts_file(study, results)}
+    if not study.startswith("thesis_"):
+        inputs["skipped"] = f"{results}/userstudy/{study}/skipped_lines.csv"
+    return inputs
+
+
 def observers(study: str) -> int | None:
     """Observers of a study whose counts are pooled (the thesis's); None where the counts are per observer (ours)."""
     return THESIS_STUDIES[study.removeprefix("thesis_")].observers if study.startswith("thesis_") else None

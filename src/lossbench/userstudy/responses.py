@@ -1,20 +1,40 @@
 """Observers' answers: one append-only JSON-lines file per observer, and count matrices from them.
 
-Every answer is one line, appended, flushed and fsynced before the app confirms it, so a
-confirmed answer survives a crash or a power cut; nothing is ever rewritten. A torn last line
-(a write interrupted before it was confirmed) is left in place, skipped when reading, and the next
-answer starts on a fresh line. One server at a time writes into a responses folder
-(:class:`FolderLock`), so no trial is ever accepted twice.
+**Writing** (:class:`ObserverFile`). An answer is confirmed only once its whole line is on disk:
+the line is written to its end (a short write, as on a filling disk, is continued), fsynced, and for
+a new file the folder is fsynced too. A write that fails in any way (a full disk or quota, a
+read-only or failing file system) is undone before :class:`StorageError` reports it in one line: the
+file is truncated back to its length before the answer, and a file that the answer created is
+removed, so no prefix of an unconfirmed answer stays and the observer can answer the same trial
+again. Nothing confirmed is ever rewritten. A line cut off by a crash is left in place; the next
+answer ends it with :data:`CUT_OFF_MARK` and starts a fresh line, so that the cut-off line can never
+be read as an answer, even where it happens to be complete JSON. One server at a time writes into a
+responses folder (:class:`FolderLock`), so no trial is ever accepted twice.
+
+**Reading** (:func:`read_answers`). An answer is a line that ends in a newline and holds a JSON
+object whose ``observer`` is an observer id and whose ``trial``, ``chosen`` and ``other`` are
+strings. Every other line is skipped and counted by its reason (:data:`SKIP_REASONS`), and one
+warning per file names the file, the counts and the line numbers.
+
+**The analysis** (:func:`read_folder`, :func:`observer_counts`) takes the observer of a file from
+its answers' ``observer``, not from the file's name. A file with answers of two observers, and an
+observer with answers in two files (a copy such as ``o1 copy.jsonl``), are refused in one line
+naming the files. A file without a confirmed answer (empty, or only skipped lines) counts as no
+observer; the log, ``skipped_lines.csv`` (:func:`write_skipped`) and the JOD table's caption
+(:func:`skip_note`) say so, and count the skipped lines per file and reason.
 """
 
 from __future__ import annotations
 
+import csv
+import errno
 import fcntl
 import json
 import logging
 import os
 import re
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +44,23 @@ LOG = logging.getLogger(__name__)
 OBSERVER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 #: The lock file of a responses folder; not an observer file, so the analysis never reads it.
 LOCK = ".lock"
+#: What ends a line found cut off when the next answer is appended; no JSON object ends so.
+CUT_OFF_MARK = b" [cut off]"
+#: The fields every answer needs (the server writes more: image, sides, position, time).
+FIELDS = ("observer", "trial", "chosen", "other")
+#: Why a line is skipped, with what that means.
+SKIP_REASONS = {
+    "cut off": "an answer interrupted before it was confirmed",
+    "not JSON": "not a JSON value",
+    "not an object": "JSON, but not an object",
+    "missing or invalid fields": f"an object without string fields {', '.join(FIELDS)} or with an invalid observer id",
+    "another observer": "an answer of another observer than the file's",
+    "repeated trial": "a trial answered before in the file; the first answer counts",
+}
+#: The observer column of :func:`write_skipped` for a file without a confirmed answer.
+NO_OBSERVER = "none (no confirmed answer)"
+#: Line numbers a log line or caption names per reason before it says how many more.
+_SHOWN_LINES = 5
 
 
 def check_observer(observer: str) -> str:
@@ -32,53 +69,184 @@ def check_observer(observer: str) -> str:
     return observer
 
 
-def read_answers(path: str | Path) -> list[dict]:
-    """The confirmed answers in an observer file, in order; unparseable (torn) lines are skipped with a warning."""
+class StorageError(Exception):
+    """A file of the responses folder that could not be read or written; the message is one line naming it.
+
+    Attributes:
+        path: The file.
+        full: Whether the disk or the quota is full (more space helps), rather than the file system refusing.
+    """
+
+    def __init__(self, path: str | Path, action: str, error: OSError):
+        self.path = Path(path)
+        self.full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        super().__init__(f"{path}: {action}: {error.strerror or error}")
+
+
+def write_all(descriptor: int, data: bytes) -> None:
+    """Write all of ``data`` to ``descriptor``, continuing after short writes.
+
+    Raises:
+        OSError: as ``os.write``; ENOSPC if a write makes no progress, which would otherwise loop forever.
+    """
+    view = memoryview(data)
+    while view:
+        written = os.write(descriptor, view)
+        if written == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
+def sync_folder(folder: str | Path) -> None:
+    """fsync ``folder``, so that a file created in it survives a power cut."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _lines(numbers: list[int]) -> str:
+    shown = ", ".join(map(str, numbers[:_SHOWN_LINES])) + (f", … ({len(numbers)} in all)" if len(numbers) > _SHOWN_LINES else "")
+    return f"line{'s' if len(numbers) > 1 else ''} {shown}"
+
+
+@dataclass
+class AnswerFile:
+    """What an observer file holds: its answers, the line of each, and its skipped lines by reason."""
+
+    path: Path
+    answers: list[dict] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    #: Reason (a key of :data:`SKIP_REASONS`) → the numbers of the lines skipped for it.
+    skipped: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def observer(self) -> str | None:
+        """The observer the first answer names; None without an answer."""
+        return self.answers[0]["observer"] if self.answers else None
+
+    def skip_summary(self) -> str:
+        """The skipped lines in words, e.g. ``1 cut off (line 9), 2 not JSON (lines 3, 7)``."""
+        return ", ".join(f"{len(numbers)} {reason} ({_lines(numbers)})" for reason, numbers in self.skipped.items())
+
+
+def _skip_reason(line: bytes, observer: str | None, answered: set[tuple[str, str]]) -> tuple[str | None, dict | None]:
+    """Why ``line`` (without its newline) is no answer, else (None, its record)."""
+    if line.endswith(CUT_OFF_MARK):
+        return "cut off", None
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError; json gives up on deep nesting, which no answer has
+        return "not JSON", None
+    if not isinstance(record, dict):
+        return "not an object", None
+    if not all(isinstance(record.get(key), str) for key in FIELDS) or not OBSERVER_ID.match(record["observer"]):
+        return "missing or invalid fields", None
+    if observer is not None and record["observer"] != observer:
+        return "another observer", None
+    if (record["observer"], record["trial"]) in answered:
+        return "repeated trial", None
+    return None, record
+
+
+def read_answers(path: str | Path, observer: str | None = None) -> AnswerFile:
+    """The answers of an observer file, in order, and its skipped lines counted by reason.
+
+    Args:
+        path: The file; a missing file has no answers.
+        observer: The observer the file belongs to (the server's view): answers naming another are
+            skipped. None (the analysis's view): every observer's answers are kept, for
+            :func:`read_folder` to check.
+
+    Raises:
+        StorageError: the file exists but cannot be read.
+    """
     path = Path(path)
-    if not path.is_file():
-        return []
-    answers = []
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                LOG.warning("%s:%d: unreadable line skipped (an answer interrupted before it was confirmed)", path, number)
-                continue
-            answers.append(record)
-    return answers
+    result = AnswerFile(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return result
+    except OSError as error:
+        raise StorageError(path, "cannot be read", error) from None
+    *lines, tail = data.split(b"\n")
+    answered: set[tuple[str, str]] = set()
+    for number, line in enumerate(lines, 1):
+        reason, record = _skip_reason(line, observer, answered)
+        if reason is not None:
+            result.skipped.setdefault(reason, []).append(number)
+            continue
+        answered.add((record["observer"], record["trial"]))
+        result.answers.append(record)
+        result.lines.append(number)
+    if tail:  # no newline: the write of this line never finished, so it was never confirmed
+        result.skipped.setdefault("cut off", []).append(len(lines) + 1)
+    if result.skipped:
+        total = len(lines) + bool(tail)
+        legend = "; ".join(f"{reason}: {SKIP_REASONS[reason]}" for reason in result.skipped)
+        LOG.warning("%s: %d of %d lines skipped: %s (%s)", path, sum(map(len, result.skipped.values())), total, result.skip_summary(), legend)
+    return result
 
 
 class ObserverFile:
-    """The answers of one observer, appended durably; thread-safe."""
+    """The answers of one observer, appended durably; thread-safe.
 
-    def __init__(self, path: str | Path):
+    Args:
+        path: The observer's answer file.
+        observer: Their id; lines of other observers in the file are skipped, never counted as theirs.
+
+    Raises:
+        StorageError: the file exists but cannot be read.
+    """
+
+    def __init__(self, path: str | Path, observer: str):
         self.path = Path(path)
+        self.observer = observer
         self.lock = threading.Lock()
-        self.answered = {record["trial"] for record in read_answers(self.path)}
+        self.answered = {record["trial"] for record in read_answers(self.path, observer).answers}
 
     def append(self, record: dict) -> None:
-        """Append ``record`` as one line and fsync it (and, for a new file, its folder)."""
+        """Append ``record`` as one line, whole and fsynced (and, for a new file, its folder).
+
+        Raises:
+            StorageError: nothing of ``record`` is on disk (every byte written was removed again).
+        """
         line = json.dumps(record, sort_keys=True).encode() + b"\n"
         created = not self.path.exists()
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        action = f"answer to trial {record['trial']} not saved"
         try:
-            if not created and os.fstat(descriptor).st_size > 0:
-                with open(self.path, "rb") as handle:
-                    handle.seek(-1, os.SEEK_END)
-                    if handle.read(1) != b"\n":
-                        line = b"\n" + line  # after a torn line, start a fresh one
-            os.write(descriptor, line)
+            descriptor = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise StorageError(self.path, action, error) from None
+        length = None
+        try:
+            length = os.fstat(descriptor).st_size
+            if length and os.pread(descriptor, 1, length - 1) != b"\n":
+                line = CUT_OFF_MARK + b"\n" + line  # end the cut-off line as never confirmed, then a fresh one
+            write_all(descriptor, line)
             os.fsync(descriptor)
+            if created:
+                sync_folder(self.path.parent)
+        except OSError as error:
+            self._undo(descriptor, length, created)
+            raise StorageError(self.path, action, error) from None
         finally:
             os.close(descriptor)
-        if created:
-            folder = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
         self.answered.add(record["trial"])
+
+    def _undo(self, descriptor: int, length: int | None, created: bool) -> None:
+        """Remove every byte of a failed append: the file it created, or what it wrote after ``length``."""
+        try:
+            if created:
+                os.unlink(self.path)
+            elif length is not None:
+                os.ftruncate(descriptor, length)
+                os.fsync(descriptor)
+        except OSError as error:
+            # A part of the line stays unterminated, and reading skips it as cut off; only a line whose
+            # fsync failed stays whole, and may count although the observer was told it did not.
+            LOG.error("%s: a failed answer could not be removed again (%s); a partial line is skipped as cut off when read", self.path, error.strerror)
 
 
 class FolderLock:
@@ -89,12 +257,17 @@ class FolderLock:
     holder exits in any way, kill -9 included, so a crashed server never blocks its restart.
 
     Raises:
-        ValueError: naming the folder and the holder's pid, if another server holds it.
+        ValueError: naming the folder and the holder's pid, if another server holds it; naming the
+            folder and the reason, if the lock file cannot be written there (a read-only or full
+            file system: no answer could be saved either).
     """
 
     def __init__(self, folder: str | Path):
         self.path = Path(folder) / LOCK
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise ValueError(f"{folder}: answers cannot be saved there ({error.strerror}); serve into a writable responses folder") from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -104,8 +277,12 @@ class FolderLock:
         except BaseException:
             os.close(descriptor)
             raise
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(descriptor, 0)
+            write_all(descriptor, f"{os.getpid()}\n".encode())
+        except OSError as error:
+            os.close(descriptor)
+            raise ValueError(f"{folder}: answers cannot be saved there ({error.strerror}); free space or serve into another responses folder") from None
         self._descriptor: int | None = descriptor
 
     def close(self) -> None:
@@ -115,14 +292,45 @@ class FolderLock:
             self._descriptor = None
 
 
-def observer_counts(manifest: dict, folder: str | Path) -> tuple[list[str], list[str], np.ndarray]:
-    """Per-observer count matrices from every ``<observer>.jsonl`` in ``folder``.
+def read_folder(folder: str | Path) -> list[AnswerFile]:
+    """Every answer file (``*.jsonl``) of ``folder``, read and checked; see the module's docstring.
 
-    A file without a confirmed answer (only a torn line) is skipped with a warning: its observer
-    answered nothing, and counting them would overstate how many observers the study has.
+    Raises:
+        ValueError: in one line naming the files: no answer file, none with a confirmed answer, a
+            file with answers of two observers, or an observer with answers in two files.
+        StorageError: a file cannot be read.
+    """
+    paths = sorted(Path(folder).glob("*.jsonl"))
+    if not paths:
+        raise ValueError(f"{folder}: no observer files (<observer>.jsonl)")
+    files = [read_answers(path) for path in paths]
+    owners: dict[str, Path] = {}
+    for answer_file in files:
+        first_lines: dict[str, int] = {}
+        for line, record in zip(answer_file.lines, answer_file.answers):
+            first_lines.setdefault(record["observer"], line)
+        if len(first_lines) > 1:
+            named = ", ".join(f"{observer} from line {line}" for observer, line in first_lines.items())
+            raise ValueError(f"{answer_file.path}: answers of {len(first_lines)} observers ({named}); an answer file holds one observer's answers")
+        if not first_lines:
+            skipped = sum(map(len, answer_file.skipped.values()))
+            content = f"{skipped} line{'s' if skipped != 1 else ''}, all skipped" if skipped else "empty"
+            LOG.warning("%s: no confirmed answer (%s): counted as no observer", answer_file.path, content)
+            continue
+        observer = answer_file.observer
+        if observer in owners:
+            raise ValueError(f"observer {observer}: answers in two files, {owners[observer]} and {answer_file.path}; keep one (a copy would count their answers twice)")
+        owners[observer] = answer_file.path
+    if not owners:
+        raise ValueError(f"{folder}: no observer file holds a confirmed answer")
+    return files
+
+
+def observer_counts(manifest: dict, files: list[AnswerFile]) -> tuple[list[str], list[str], np.ndarray]:
+    """Per-observer count matrices from the answer files of :func:`read_folder`; files without answers are left out.
 
     Returns:
-        (observers, conditions, counts) with counts of shape (observers, N, N),
+        (observers, conditions, counts), observers sorted, counts of shape (observers, N, N),
         ``counts[k, i, j]`` the times observer k chose condition i over condition j.
 
     Raises:
@@ -130,28 +338,63 @@ def observer_counts(manifest: dict, folder: str | Path) -> tuple[list[str], list
     """
     conditions = manifest["conditions"]
     trials = {trial["id"]: trial for trial in manifest["trials"]}
-    files = sorted(Path(folder).glob("*.jsonl"))
-    if not files:
-        raise ValueError(f"{folder}: no observer files (<observer>.jsonl)")
-    observers, matrices = [], []
-    for path in files:
-        counts = np.zeros((len(conditions), len(conditions)))
-        seen = set()
-        answers = read_answers(path)
-        if not answers:
-            LOG.warning("%s: no confirmed answer; observer %s left out", path, path.stem)
+    matrices = {}
+    for answer_file in files:
+        if not answer_file.answers:
             continue
-        for record in answers:
-            trial = trials.get(record.get("trial"))
-            pair = {record.get("chosen"), record.get("other")}
-            if trial is None or pair != {trial["a"], trial["b"]}:
-                raise ValueError(f"{path}: answer {record} does not match a trial of the manifest")
-            if record["trial"] in seen:
-                raise ValueError(f"{path}: trial {record['trial']} answered twice")
-            seen.add(record["trial"])
+        counts = np.zeros((len(conditions), len(conditions)))
+        for line, record in zip(answer_file.lines, answer_file.answers):
+            trial = trials.get(record["trial"])
+            if trial is None or {record["chosen"], record["other"]} != {trial["a"], trial["b"]}:
+                raise ValueError(f"{answer_file.path}:{line}: answer to trial {record['trial']!r} ({record['chosen']} over {record['other']}) does not match a trial of the manifest")
             counts[conditions.index(record["chosen"]), conditions.index(record["other"])] += 1
-        observers.append(path.stem)
-        matrices.append(counts)
-    if not observers:
-        raise ValueError(f"{folder}: no observer file holds a confirmed answer")
-    return observers, conditions, np.stack(matrices)
+        matrices[answer_file.observer] = counts
+    observers = sorted(matrices)
+    return observers, conditions, np.stack([matrices[observer] for observer in observers])
+
+
+_SKIPPED_FIELDS = ["file", "observer", "reason", "lines", "line_numbers"]
+
+
+def write_skipped(files: list[AnswerFile], path: str | Path) -> list[dict[str, str]]:
+    """Write the skipped lines per file and reason as CSV (``file,observer,reason,lines,line_numbers``); returns the rows.
+
+    A file without a confirmed answer has observer :data:`NO_OBSERVER`; an empty one a row of reason ``empty``.
+    """
+    rows = []
+    for answer_file in files:
+        observer = answer_file.observer or NO_OBSERVER
+        if not answer_file.answers and not answer_file.skipped:
+            rows.append({"file": answer_file.path.name, "observer": observer, "reason": "empty", "lines": "0", "line_numbers": ""})
+        for reason, numbers in answer_file.skipped.items():
+            rows.append({"file": answer_file.path.name, "observer": observer, "reason": reason, "lines": str(len(numbers)), "line_numbers": " ".join(map(str, numbers))})
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=_SKIPPED_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def read_skipped(path: str | Path) -> list[dict[str, str]]:
+    """The rows of :func:`write_skipped`."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames != _SKIPPED_FIELDS:
+            raise ValueError(f"{path}: expected the header {','.join(_SKIPPED_FIELDS)}, got {','.join(reader.fieldnames or [])}")
+        return list(reader)
+
+
+def skip_note(rows: list[dict[str, str]]) -> str:
+    """One sentence for a caption and the log: the lines skipped per file and reason, and the files that count as no observer."""
+    per_file: dict[str, list[str]] = {}
+    for row in rows:
+        if int(row["lines"]):
+            per_file.setdefault(row["file"], []).append(f"{row['lines']} {row['reason']}")
+    skipped = sum(int(row["lines"]) for row in rows)
+    files = "; ".join(f"{name}: " + ", ".join(parts) for name, parts in per_file.items())
+    note = f"Answer files: {skipped} line{'s' if skipped != 1 else ''} skipped ({files})" if skipped else "Answer files: no line skipped"
+    unobserved = list(dict.fromkeys(row["file"] for row in rows if row["observer"] == NO_OBSERVER))
+    if unobserved:
+        note += f"; without a confirmed answer, so no observer: {', '.join(unobserved)}"
+    return note + "."

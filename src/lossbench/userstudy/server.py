@@ -3,41 +3,56 @@
 Routes (``<observer>`` is a registered observer id):
 
 - ``GET /`` — the start page: what observers do, how many comparisons and about how long they
-  take, how far to sit from the screen (:mod:`lossbench.userstudy.viewing`), and where they enter
-  their id; ``GET /study/<observer>`` — the study page, which carries the observer's session token
-  (an unknown id gets a page saying so, with status 404); ``GET /static/<file>`` — the pages'
-  scripts and styles.
+  take, how far to sit from the screen (:mod:`lossbench.userstudy.viewing`), and the form where they
+  enter their id; ``GET /static/<file>`` — the pages' scripts and styles.
+- ``POST /study`` (the start page's form, ``observer=<id>``) — registers the observer to this
+  browser: the first registration gets the observer's session cookie and is sent on (303) to their
+  study page; a registration from the browser that holds the observer is sent on as well; one from
+  any other browser is refused with a page saying so (409). An unknown id gets a page saying so (404).
+- ``GET /study/<observer>`` — the study page; it holds no token, and a browser without the
+  observer's session gets a page sending it to the start page (403).
 - ``GET /api/<observer>/state`` — progress and the current trial (its flicker images and sides).
 - ``POST /api/<observer>/answer`` with JSON ``{"trial": id, "choice": "left" | "right"}`` — records
   the answer to the current trial durably (:mod:`lossbench.userstudy.responses`), then returns the
-  new state. A replayed or out-of-order trial is refused with 409, malformed input with 400,
-  unknown observers and trials with 404.
+  new state. A replayed or out-of-order trial is refused with 409; a body that is not such an object
+  (not JSON, another JSON value, nested deeper than the interpreter parses, over :data:`MAX_BODY`
+  bytes) with 400; unknown observers and trials with 404. An answer that cannot be saved (a full
+  disk or quota: 507; a read-only or failing file system: 503) leaves nothing on disk, is logged in
+  one line naming the file, and the page shows the error and offers the same trial again.
 - ``GET /stimuli/<path>`` — only the image files the manifest lists, and only where they resolve
   (symlinks included) to a regular file inside the stimuli folder; nothing else on disk is reachable.
 
-Defences against other web pages an observer has open: every answer needs ``Content-Type:
-application/json`` (415 otherwise) and the ``X-Study-Token`` of the study page (403 otherwise), which
-a cross-site page can neither read nor send without a CORS preflight this server never grants; a
-browser's ``Origin`` must be this server's own (403); and the ``Host`` must be one of the server's
-names (421), so a DNS-rebound name cannot reach it. Every response forbids framing and carries a
-Content-Security-Policy that allows only the app's own scripts, styles and images.
+The errors of these routes are one-line JSON ``{"error": ...}`` for the scripts, or a page for a person.
+
+Sessions (:mod:`lossbench.userstudy.sessions`). The server issues an observer's session token only
+to the browser that registers the observer, as an HttpOnly, SameSite=Strict cookie; ``GET
+/study/<observer>`` and every other response carry none, so anyone who knows an id still cannot
+answer, or read the state, as that observer (403). The session is kept in the responses folder, so
+an observer who reloads, closes the browser or comes back after a server restart continues, in the
+same browser, at their first unanswered trial. The person running the study releases an id held by a
+lost browser by deleting ``<responses>/.sessions/<observer>``.
+
+Defences against other web pages an observer has open: the session cookie is SameSite=Strict, so
+no cross-site request carries it; every answer needs ``Content-Type: application/json`` (415
+otherwise), which a cross-site page cannot send without a CORS preflight this server never grants; a
+browser's ``Origin`` must be this server's own (403), for registrations too; and the ``Host`` must be
+one of the server's names (421), so a DNS-rebound name cannot reach it. Every response forbids
+framing and carries a Content-Security-Policy that allows only the app's own scripts, styles and
+images.
 
 Every read waits at most ``idle_timeout`` and every request must arrive within ``request_timeout``,
 so idle, half-open and slow clients are dropped; at most ``max_connections`` are served at once.
-
-An observer who reloads the page or comes back later continues at their first unanswered trial.
 """
 
 from __future__ import annotations
 
-import hmac
+import functools
 import html
 import io
 import json
 import logging
 import math
 import os
-import secrets
 import socket
 import stat
 import threading
@@ -47,26 +62,27 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from lossbench.userstudy.responses import FolderLock, ObserverFile, check_observer
+from lossbench.userstudy.responses import FolderLock, ObserverFile, StorageError, check_observer
+from lossbench.userstudy.sessions import Sessions, cookie_name, set_cookie
 from lossbench.userstudy.stimuli import MANIFEST, load_manifest, plan
 from lossbench.userstudy.viewing import instructions, recorded
 
 LOG = logging.getLogger(__name__)
 MAX_BODY = 1024
-TOKEN_HEADER = "X-Study-Token"
 #: Time per comparison that the start page's duration assumes: a few flicker cycles and a choice.
 SECONDS_PER_COMPARISON = 10
 #: Characters of an unknown observer id that its page repeats.
 _SHOWN_ID = 64
-_PAGES = {"/": "index.html", "study": "study.html", "unknown": "unknown.html"}
-_ASSETS = {"index.js": "text/javascript; charset=utf-8", "study.js": "text/javascript; charset=utf-8", "study.css": "text/css; charset=utf-8"}
+_PAGES = {"/": "index.html", "study": "study.html", "unknown": "unknown.html", "notice": "notice.html"}
+_ASSETS = {"study.js": "text/javascript; charset=utf-8", "study.css": "text/css; charset=utf-8"}
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it a browser sends "Origin: null" with the start page's form, which the origin check refuses.
+    "Referrer-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
@@ -93,7 +109,8 @@ class Study:
             by default the manifest's.
 
     Raises:
-        ValueError: a bad manifest, observer id or listed image, or no viewing conditions.
+        ValueError: a bad manifest, observer id or listed image, no viewing conditions, or a
+            responses folder that cannot be made.
     """
 
     def __init__(self, stimuli: str | Path, responses: str | Path, observers: list[str], seed: int = 0, viewing: dict | None = None):
@@ -113,11 +130,14 @@ class Study:
                 self.stimulus(relative)
             except LookupError as error:
                 raise ValueError(f"{error.args[0]} (listed in {self.stimuli / MANIFEST})") from None
-        self._secret = secrets.token_bytes(32)
         self._files_lock = threading.Lock()
         self._observer_files: dict[str, ObserverFile] = {}
         self.responses = Path(responses)
-        self.responses.mkdir(parents=True, exist_ok=True)
+        try:
+            self.responses.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"{self.responses}: cannot make the responses folder ({error.strerror})") from None
+        self.sessions = Sessions(self.responses)
 
     def start_page(self) -> bytes:
         """The start page: the task, the number of comparisons and their duration, and how far to sit."""
@@ -132,10 +152,6 @@ class Study:
             distance=distance,
             viewing=reason,
         )
-
-    def token(self, observer: str) -> str:
-        """The session token of ``observer``'s study page; new with every server start."""
-        return hmac.new(self._secret, observer.encode(), "sha256").hexdigest()
 
     def stimulus(self, relative: str) -> Path:
         """The resolved file of the manifest image at ``relative`` (a path inside the stimuli folder).
@@ -175,12 +191,22 @@ class Study:
             raise LookupError(f"{path}: {error.strerror}") from None
 
     def observer_file(self, observer: str) -> ObserverFile:
+        """The answer file of ``observer``, read on first use.
+
+        Raises:
+            StorageError: it cannot be read; the next call tries again.
+        """
         with self._files_lock:
             if observer not in self._observer_files:
-                self._observer_files[observer] = ObserverFile(self.responses / f"{observer}.jsonl")
+                self._observer_files[observer] = ObserverFile(self.responses / f"{observer}.jsonl", observer)
             return self._observer_files[observer]
 
     def state(self, observer: str) -> dict:
+        """Progress of ``observer`` and their current trial (None when done).
+
+        Raises:
+            StorageError: their answer file cannot be read.
+        """
         answered = self.observer_file(observer).answered
         trials = self.plans[observer]
         remaining = [trial for trial in trials if trial.id not in answered]
@@ -199,7 +225,11 @@ class Study:
         return state
 
     def answer(self, observer: str, trial_id: str, choice: str) -> tuple[HTTPStatus, dict]:
-        """Record ``choice`` for ``trial_id`` if it is the observer's current trial."""
+        """Record ``choice`` for ``trial_id`` if it is the observer's current trial; the status and the new state or an error.
+
+        Raises:
+            StorageError: the answer was not saved (nothing of it is on disk), or the answer file cannot be read.
+        """
         if trial_id not in self.trial_ids:
             return HTTPStatus.NOT_FOUND, {"error": f"unknown trial {trial_id!r}"}
         log = self.observer_file(observer)
@@ -284,9 +314,12 @@ class Handler(BaseHTTPRequestHandler):
     def _static(self, name: str) -> bytes:
         return resources.files("lossbench.userstudy").joinpath("static", name).read_bytes()
 
-    def _observer(self, part: str, page: bool = False) -> str | None:
-        """The registered observer that ``part`` names, else None after answering 404: a page for a person, JSON for the app's scripts."""
-        observer = unquote(part)
+    def _page(self, status: HTTPStatus, title: str, message: str) -> None:
+        """A page for a person: ``title`` and ``message``, and a link to the start page."""
+        self._send(status, render(_PAGES["notice"], title=title, message=message), "text/html; charset=utf-8")
+
+    def _observer(self, observer: str, page: bool = False) -> str | None:
+        """``observer`` if registered, else None after answering 404: a page for a person, JSON for the app's scripts."""
         if observer not in self.server.study.plans:
             if page:
                 shown = observer if len(observer) <= _SHOWN_ID else observer[:_SHOWN_ID] + "…"
@@ -295,6 +328,40 @@ class Handler(BaseHTTPRequestHandler):
                 self._json(HTTPStatus.NOT_FOUND, {"error": "unknown observer"})
             return None
         return observer
+
+    def _cookie(self, name: str) -> str | None:
+        """The value of the request's cookie ``name``; None without one."""
+        for header in self.headers.get_all("Cookie", []):
+            for pair in header.split(";"):
+                key, _, value = pair.strip().partition("=")
+                if key == name:
+                    return value
+        return None
+
+    def _storage_failed(self, error: StorageError, what: str, page: bool = False) -> None:
+        """Log ``error`` in one line (it names the file) and tell the observer that ``what`` failed and may be tried again."""
+        LOG.error("%s", error)
+        status = HTTPStatus.INSUFFICIENT_STORAGE if error.full else HTTPStatus.SERVICE_UNAVAILABLE
+        reason = "the study's disk is full" if error.full else "the study's files cannot be written or read"
+        message = f"{what}: {reason}. Please tell the person running the study, then try again."
+        if page:
+            self._page(status, "Not saved", message)
+        else:
+            self._json(status, {"error": message})
+
+    def _has_session(self, observer: str, page: bool = False) -> bool:
+        """Whether this browser holds ``observer``'s session (:mod:`lossbench.userstudy.sessions`); answers 403 if not."""
+        try:
+            if self.server.study.sessions.holds(observer, self._cookie(cookie_name(observer))):
+                return True
+        except StorageError as error:
+            self._storage_failed(error, "Your session could not be checked", page)
+            return False
+        if page:
+            self._page(HTTPStatus.FORBIDDEN, "Not started in this browser", f"This browser has not started the study as observer {observer}. Enter your id on the start page to start or to continue.")
+        else:
+            self._json(HTTPStatus.FORBIDDEN, {"error": f"this browser has not started the study as observer {observer}: enter your id on the start page to continue"})
+        return False
 
     def _host_allowed(self) -> bool:
         """Whether the request names this server in ``Host``; answers 421 if not."""
@@ -314,15 +381,20 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/":
             self._send(HTTPStatus.OK, self.server.study.start_page(), "text/html; charset=utf-8")
         elif len(parts) == 3 and parts[1] == "study":
-            observer = self._observer(parts[2], page=True)
-            if observer is not None:
-                self._send(HTTPStatus.OK, render(_PAGES["study"], token=self.server.study.token(observer)), "text/html; charset=utf-8")
+            observer = self._observer(unquote(parts[2]), page=True)
+            if observer is not None and self._has_session(observer, page=True):
+                self._send(HTTPStatus.OK, render(_PAGES["study"]), "text/html; charset=utf-8")
         elif len(parts) == 3 and parts[1] == "static" and parts[2] in _ASSETS:
             self._send(HTTPStatus.OK, self._static(parts[2]), _ASSETS[parts[2]])
         elif len(parts) == 4 and parts[1] == "api" and parts[3] == "state":
-            observer = self._observer(parts[2])
-            if observer is not None:
-                self._json(HTTPStatus.OK, self.server.study.state(observer))
+            observer = self._observer(unquote(parts[2]))
+            if observer is not None and self._has_session(observer):
+                try:
+                    state = self.server.study.state(observer)
+                except StorageError as error:
+                    self._storage_failed(error, "Your progress could not be read")
+                    return
+                self._json(HTTPStatus.OK, state)
         elif path.startswith("/stimuli/"):
             try:
                 body = self.server.study.read_stimulus(unquote(path.removeprefix("/stimuli/")))
@@ -338,7 +410,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         parts = urlsplit(self.path).path.split("/")
-        if not (len(parts) == 4 and parts[1] == "api" and parts[3] == "answer"):
+        if parts == ["", "study"]:
+            respond = self._register
+        elif len(parts) == 4 and parts[1] == "api" and parts[3] == "answer":
+            respond = functools.partial(self._answer, unquote(parts[2]))
+        else:
             self.close_connection = True  # the body is not read, so the connection cannot be reused
             self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
             return
@@ -355,28 +431,79 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         if not self._host_allowed():
             return
-        observer = self._observer(parts[2])
-        if observer is None:
-            return
         origin = self.headers.get("Origin")
         if origin is not None and origin != f"http://{self.headers.get('Host')}":
-            self._json(HTTPStatus.FORBIDDEN, {"error": f"cross-origin answer from {origin!r} refused"})
+            self._json(HTTPStatus.FORBIDDEN, {"error": f"cross-origin request from {origin!r} refused"})
+            return
+        respond(body)
+
+    def _register(self, body: bytes) -> None:
+        """``POST /study``: the start page's form registers its observer to this browser (see the module's docstring)."""
+        if self.headers.get_content_type() != "application/x-www-form-urlencoded":
+            self._page(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Not a registration", "Enter your observer id on the start page.")
+            return
+        try:
+            fields = parse_qs(body.decode(), strict_parsing=True, max_num_fields=1)
+        except ValueError:  # not UTF-8, not a form, or more than one field
+            fields = {}
+        if len(fields.get("observer", [])) != 1:
+            self._page(HTTPStatus.BAD_REQUEST, "Not a registration", "Enter your observer id on the start page.")
+            return
+        observer = self._observer(fields["observer"][0], page=True)
+        if observer is None:
+            return
+        sessions = self.server.study.sessions
+        try:
+            if sessions.holds(observer, self._cookie(cookie_name(observer))):
+                self._see_other(observer)  # the browser that holds the observer: continue
+                return
+            token = sessions.register(observer)
+        except StorageError as error:
+            self._storage_failed(error, "You could not be registered", page=True)
+            return
+        if token is None:
+            LOG.warning("observer %s: registration from another browser refused (delete %s to release the id)", observer, sessions.folder / observer)
+            self._page(HTTPStatus.CONFLICT, "Already started in another browser", f"Observer {observer} has already started the study in another browser. Continue in that browser; if you cannot, ask the person running the study to release your id.")
+            return
+        LOG.info("observer %s registered to a browser", observer)
+        self._see_other(observer, set_cookie(observer, token))
+
+    def _see_other(self, observer: str, cookie: str | None = None) -> None:
+        """Send the browser on to ``observer``'s study page (a 303, so a reload repeats no POST), with ``cookie`` if given."""
+        self.send_response(HTTPStatus.SEE_OTHER)
+        self.send_header("Location", f"/study/{observer}")  # observer ids need no quoting
+        if cookie is not None:
+            self.send_header("Set-Cookie", cookie)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _answer(self, requested: str, body: bytes) -> None:
+        """``POST /api/<observer>/answer``."""
+        observer = self._observer(requested)
+        if observer is None:
             return
         if self.headers.get_content_type() != "application/json":
             self._json(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": "Content-Type must be application/json"})
             return
-        if not hmac.compare_digest(self.headers.get(TOKEN_HEADER, "").encode(), self.server.study.token(observer).encode()):
-            self._json(HTTPStatus.FORBIDDEN, {"error": "missing or expired session token: please reload the study page"})
+        if not self._has_session(observer):
             return
         try:
             payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except RecursionError:  # json's answer to nesting deeper than the interpreter's recursion limit
+            self._json(HTTPStatus.BAD_REQUEST, {"error": "body nests too deeply"})
+            return
+        except ValueError:  # JSONDecodeError, UnicodeDecodeError
             self._json(HTTPStatus.BAD_REQUEST, {"error": "body is not JSON"})
             return
         if not isinstance(payload, dict) or set(payload) != {"trial", "choice"} or not isinstance(payload["trial"], str) or payload["choice"] not in ("left", "right"):
             self._json(HTTPStatus.BAD_REQUEST, {"error": 'expected {"trial": "<id>", "choice": "left" | "right"}'})
             return
-        self._json(*self.server.study.answer(observer, payload["trial"], payload["choice"]))
+        try:
+            status, answer = self.server.study.answer(observer, payload["trial"], payload["choice"])
+        except StorageError as error:
+            self._storage_failed(error, "Your answer was not saved")
+            return
+        self._json(status, answer)
 
 
 class StudyServer(ThreadingHTTPServer):
@@ -394,8 +521,8 @@ class StudyServer(ThreadingHTTPServer):
         max_connections: Connections served at once; more are answered 503 and closed.
 
     Raises:
-        ValueError: if another server holds the responses folder
-            (:class:`~lossbench.userstudy.responses.FolderLock`).
+        ValueError: if another server holds the responses folder, or no answer can be saved there
+            (read-only, full; :class:`~lossbench.userstudy.responses.FolderLock`).
         OSError: if it cannot listen on ``host:port``.
     """
 

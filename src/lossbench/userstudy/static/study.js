@@ -1,6 +1,6 @@
 "use strict";
-// The session token of this page, sent with every answer: other sites can neither read nor send it.
-const token = document.querySelector('meta[name="study-token"]').content;
+// No token here: the session is an HttpOnly cookie that the start page's registration set, and the
+// browser sends it with every request of this page (and with no other site's).
 const observer = decodeURIComponent(location.pathname.split("/").pop());
 const api = "/api/" + encodeURIComponent(observer);
 let trial = null, timer = null, busy = false;
@@ -18,6 +18,18 @@ function fail(message) {
   const box = document.getElementById("error");
   box.textContent = message;
   box.hidden = false;
+}
+
+function buttons(enabled) {
+  for (const id of ["choose-left", "choose-right"]) document.getElementById(id).disabled = !enabled;
+}
+
+// The server's state, or an error with its one-line message.
+async function fetchState() {
+  const response = await fetch(api + "/state");
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error);
+  return body;
 }
 
 async function show(state) {
@@ -49,33 +61,44 @@ async function show(state) {
   }, state.flicker_ms);
   document.getElementById("pair").hidden = false;
   document.getElementById("pair").dataset.trial = trial.id;
-  for (const id of ["choose-left", "choose-right"]) document.getElementById(id).disabled = false;
+  buttons(true);
 }
 
 async function choose(choice) {
   if (busy || trial === null) return;
   busy = true;
-  for (const id of ["choose-left", "choose-right"]) document.getElementById(id).disabled = true;
+  buttons(false);
   try {
-    const response = await fetch(api + "/answer", {
-      method: "POST",
-      headers: {"Content-Type": "application/json", "X-Study-Token": token},
-      body: JSON.stringify({trial: trial.id, choice: choice}),
-    });
-    const state = await response.json();
-    if (response.status === 403) {
-      // The server restarted since this page was loaded, so its token expired: nothing was recorded.
-      fail(state.error);
+    let response, body;
+    try {
+      response = await fetch(api + "/answer", {
+        method: "POST",
+        headers: {"Content-Type": "application/json"},
+        body: JSON.stringify({trial: trial.id, choice: choice}),
+      });
+      body = await response.json();
+    } catch (error) {
+      // No answer from the server (a lost connection, a full server): sending again is safe, as a replay is refused.
+      fail("Your answer could not be sent; please try again. (" + error.message + ")");
+      buttons(true);
       return;
     }
-    if (!response.ok) {
-      // Refused (e.g. answered in another tab): continue from the server's state.
-      await show(await (await fetch(api + "/state")).json());
+    if (response.ok) {
+      document.getElementById("error").hidden = true;
+      await show(body);
+    } else if (response.status === 507 || response.status === 503) {
+      // Not saved (a full or failing disk): nothing was recorded, so the same comparison is offered again.
+      fail(body.error);
+      buttons(true);
+    } else if (response.status === 403) {
+      // This browser holds no session for the observer (never started here, or the id was released).
+      fail(body.error);
     } else {
-      await show(state);
+      // Refused (e.g. answered in another tab): continue from the server's state.
+      await show(await fetchState());
     }
   } catch (error) {
-    fail("Your answer could not be sent; please reload the page. (" + error.message + ")");
+    fail("The next comparison could not be shown; please reload the page. (" + error.message + ")");
   } finally {
     busy = false;
   }
@@ -87,4 +110,4 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "ArrowLeft") choose("left");
   if (event.key === "ArrowRight") choose("right");
 });
-fetch(api + "/state").then((response) => response.json()).then(show).catch((error) => fail(error.message));
+fetchState().then(show).catch((error) => fail(error.message));
