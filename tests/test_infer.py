@@ -154,7 +154,7 @@ def test_existing_outputs_are_kept_without_overwrite(denoise_model, tmp_path):
     (tmp_path / "coffee.png").write_bytes(b"mine")
     with pytest.raises(SystemExit) as stop:
         infer.main(args)
-    assert str(stop.value) == f"error: {tmp_path / 'coffee.png'} exist already; pass --overwrite to replace them"
+    assert str(stop.value) == f"error: {tmp_path / 'coffee.png'} exists already, not written from these inputs by this model and settings; pass --overwrite to replace them"
     assert (tmp_path / "coffee.png").read_bytes() == b"mine" and not (tmp_path / "astronaut.png").exists()
     infer.main(args + ["--overwrite"])
     assert Image.open(tmp_path / "coffee.png").size == Image.open(root / "val" / "coffee.png").size
