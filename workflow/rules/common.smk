@@ -1,10 +1,12 @@
 # Configuration validation and the path helpers every rule file uses.
 
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from lossbench.config import ConfigError, data_owner, evaluation_settings, missing_data_folders, read_yaml, results_dir, task_data, task_spec, train_spec, typed_overrides, validate_with_overrides
+from lossbench.metrics.lpips import TRUNK_ENV as LPIPS_TRUNK_ENV
 from snakemake.utils import update_config
 from lossbench.seeding import derive_seed
 from lossbench.tables import subject
@@ -54,6 +56,9 @@ SEEDS = config["seeds"]
 #: Validation noise and masks are fixed by this seed, so every model is scored on the same inputs.
 VALIDATION_SEED = 0
 LPIPS_PRETRAINED = EVALUATION["lpips_trunk"] == "pretrained"
+# Planned from local files only (lossbench.metrics.lpips.resolve_trunk); the jobs, which inherit this, use
+# the same trunk even when rule lpips_weights fetches it while they run, so no label differs from its values.
+os.environ[LPIPS_TRUNK_ENV] = EVALUATION["lpips_trunk"]
 #: Table → what it is of (lossbench.tables.Subject): one per task, the thesis's for its tasks, table_<task> for others.
 TABLES = {table.name: table for table in (subject(task, config["tasks"][task]["kind"], config["tasks"][task]) for task in TASKS)}
 CONFIGURED_TABLES = list(TABLES)

