@@ -34,8 +34,14 @@ test: $(BIN)/snakemake lpips-trunk
 test-slow: $(BIN)/snakemake lpips-trunk
 	$(BIN)/python -m pytest -m slow
 
+# Style and structure: Snakemake's own lint, ruff (lint and format, 120 columns), snakefmt, and the import layers
+# and no-cycle contracts of pyproject.toml ([tool.importlinter]).
 lint: $(BIN)/snakemake
 	$(BIN)/snakemake --lint
+	$(BIN)/ruff check src tests bench workflow
+	$(BIN)/ruff format --check src tests bench workflow
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/lint-imports
 
 report: $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES) --config experiment=$(EXPERIMENT) --report results/$(EXPERIMENT)/report.html

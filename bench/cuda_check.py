@@ -14,12 +14,12 @@ Four stages, each recorded in the JSON (GPU name, capability, torch and CUDA ver
    how many graphs dynamo compiled for full batches followed by a short last batch (expected: 2, the
    second with a dynamic batch size, after which short batches reuse it).
 4. ``resume``: Adam steps (the adaptive loss, whose parameters are optimised too), a checkpoint
-   written and read back by :mod:`lossbench.checkpoint` (RNG states included), a fresh model and optimiser
+   written and read back by :mod:`lossbench.train.checkpoint` (RNG states included), a fresh model and optimiser
    resumed from it: every ``optimizer.state[*]["step"]`` must be on the CPU (on the GPU each of Adam's
    ``.item()`` calls is a sync), the moments on the GPU, and the resumed steps must run under
    ``torch.cuda.set_sync_debug_mode("error")``; the resumed weights are compared with an
    uninterrupted run's.
-5. ``train_run``: :func:`lossbench.training.run` end to end on the demo configuration with ``device:
+5. ``train_run``: :func:`lossbench.train.loop.run` end to end on the demo configuration with ``device:
    cuda``, bfloat16, channels_last, compile, cudnn_benchmark and 2 persistent workers, 2 epochs (the
    dry run: 1 epoch of 3 batches); then :func:`lossbench.infer.run` of the model it wrote, with the
    kernel flags set the other way first: inference must set the model's ``trainer.tf32`` and
@@ -47,12 +47,16 @@ from pathlib import Path
 import torch
 import yaml
 
-from lossbench import checkpoint, infer, losses, training
-from lossbench.config import train_spec, validate
+from lossbench import infer, losses
+from lossbench.core.precision import float32_precision_flags
 from lossbench.data.tasks import channels, prepare_embedded_photos, write_valset
-from lossbench.device import float32_precision_flags, configure_cuda_kernels
 from lossbench.models import UNet
-from lossbench.run_spec import Trainer
+from lossbench.pipeline.config import validate
+from lossbench.pipeline.run_specs import train_spec
+from lossbench.train import checkpoint
+from lossbench.train import loop as training
+from lossbench.train.device import configure_cuda_kernels
+from lossbench.train.run_spec import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 #: The thesis's U-net and crops (config/paper.yaml, denoising).

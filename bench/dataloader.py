@@ -52,11 +52,11 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from lossbench import models
-from lossbench.config import validate
+from lossbench.core.seeding import SeededSampler, group_batches
 from lossbench.data.denoise import DecodedImages, DenoiseTrainDataset, ImageFiles, training_images, write_decoded
 from lossbench.data.fastmri_synthetic import generate_dataset
 from lossbench.data.tasks import channels, spec, train_dataset
-from lossbench.seeding import SeededSampler, group_batches
+from lossbench.pipeline.config import validate
 
 REPO = Path(__file__).resolve().parents[1]
 #: The MRI tasks → fastMRI challenge of their files.

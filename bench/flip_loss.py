@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from skimage import data
 
-from lossbench.flip import OUT_OF_RANGE, FLIPLoss, flip
+from lossbench.flip import OUT_OF_RANGE, flip
+from lossbench.losses.flip import FLIPLoss
 from lossbench.models import UNet
 
 

@@ -18,7 +18,7 @@ import time
 import torch
 
 from lossbench import losses
-from lossbench.specs import Setting
+from lossbench.core.specs import Setting
 
 SHAPES = {"rgb": (4, 3, 256, 256), "gray": (4, 1, 320, 320)}
 

@@ -13,7 +13,7 @@ the first ``--model`` are keyed ``<device>/<size>`` (what the budget reads), tho
 :data:`CUDA_VARIANTS` (fp32 without TF32, TF32, bfloat16 autocast, channels_last, torch.compile:
 ``trainer.tf32``, ``autocast``, ``channels_last``, ``compile``), each where the GPU supports it,
 with the share of each step that the loss's forward and backward take; the JSON's
-``cuda_variants`` and ``gpu`` (its name) feed :func:`lossbench.budget.measured_gpu`. The median over
+``cuda_variants`` and ``gpu`` (its name) feed :func:`lossbench.pipeline.budget.measured_gpu`. The median over
 repeats is reported, interleaved across losses so that machine noise affects all alike.
 """
 
@@ -29,7 +29,7 @@ import torch
 
 from lossbench import losses, models
 from lossbench.data.tasks import channels
-from lossbench.device import MIN_CAPABILITY, DeviceError, check_gpu_features, configure_cuda_kernels
+from lossbench.train.device import MIN_CAPABILITY, DeviceError, check_gpu_features, configure_cuda_kernels
 
 #: name → (width, depth, residual, crop, batch on CPU, batch on CUDA).
 SIZES = {"demo": (8, 3, True, 64, 4, 4), "paper": (32, 4, False, 256, 4, 16)}
@@ -102,7 +102,7 @@ def measure(model: str, size: str, device: torch.device, repeats: int) -> dict:
 
 
 #: CUDA variants of the paper size: each one option away from TF32 (torch's default for convolutions,
-#: and config/paper.yaml's), fp32 without it. lossbench.budget picks the one a configuration trains with.
+#: and config/paper.yaml's), fp32 without it. lossbench.pipeline.budget picks the one a configuration trains with.
 CUDA_VARIANTS = {
     "fp32": {"tf32": False, "autocast": False, "channels_last": False, "compile": False},
     "tf32": {"tf32": True, "autocast": False, "channels_last": False, "compile": False},

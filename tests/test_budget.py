@@ -10,11 +10,12 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG
-from lossbench import budget
-from lossbench.config import validate
 from lossbench.data.fastmri_synthetic import generate_dataset
 from lossbench.models import UNet
+from lossbench.pipeline import budget
+from lossbench.pipeline.config import validate
+
+from conftest import REPO
 
 
 def test_unet_flops_scale_with_pixels_and_count_forward_and_backward():

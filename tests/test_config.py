@@ -1,8 +1,9 @@
 import pytest
 import yaml
 
-from lossbench.config import ConfigError, learning_rate, load, train_spec, validate
-from lossbench.run_spec import Schedule
+from lossbench.pipeline.config import ConfigError, load, validate
+from lossbench.pipeline.run_specs import learning_rate, train_spec
+from lossbench.train.run_spec import Schedule
 
 
 def test_tiny_config_is_valid_and_defaults_are_filled(tiny_config):
@@ -115,7 +116,7 @@ def test_bad_kernel_sizes_are_rejected_naming_the_key(tiny_config, model, messag
 
 
 def test_command_line_overrides_get_yaml_types_and_are_blamed(tiny_config):
-    from lossbench.config import typed_overrides, validate_with_overrides
+    from lossbench.pipeline.config import typed_overrides, validate_with_overrides
 
     # What Snakemake's parser gives for `--config 'seeds=[0, 1]' threads=2 'trainer={nonfinite: skip}'`.
     overrides = typed_overrides({"seeds": ["0", "1"], "threads": 2, "trainer": {"nonfinite": "skip"}, "experiment": "001x"})

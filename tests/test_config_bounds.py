@@ -16,8 +16,9 @@ import sys
 
 import pytest
 
-from lossbench import config as config_module
-from lossbench.config import ConfigError, learning_rate, load, read_yaml, validate
+from lossbench.pipeline import config as config_module
+from lossbench.pipeline.config import ConfigError, load, read_yaml, validate
+from lossbench.pipeline.run_specs import learning_rate
 
 from conftest import REPO, TINY_CONFIG
 
@@ -304,7 +305,7 @@ def test_snakemake_refuses_an_alias_bomb_before_walking_it(tmp_path):
 
 
 def test_command_line_values_are_read_within_the_same_limits():
-    from lossbench.config import typed_overrides
+    from lossbench.pipeline.config import typed_overrides
 
     # Snakemake leaves nested --config values strings (its BaseLoader); they are read as YAML here.
     with pytest.raises(ConfigError, match=r"^--config seeds\.0: line 1: nested deeper than the 100 levels a configuration may have$"):

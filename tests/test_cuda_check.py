@@ -11,8 +11,9 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
 from lossbench import losses
+
+from conftest import REPO
 
 SCRIPT = REPO / "bench" / "cuda_check.py"
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lossbench.core.seeding import SeededSampler, group_batches
 from lossbench.data import fastmri_synthetic as synthetic
 from lossbench.data import h5files
 from lossbench.data.h5files import ProcessLocalFiles, RawBatch, handed_over
 from lossbench.data.mri import MRISliceDataset
-from lossbench.seeding import SeededSampler, group_batches
 
 
 @pytest.mark.parametrize("userblock", [0, 4096])  # a user block shifts every offset in the file

@@ -13,8 +13,9 @@ import sys
 import pytest
 import yaml
 
+from lossbench.report.summary import Scale, read_table, summarise
+
 from conftest import REPO
-from lossbench.summary import Scale, read_table, summarise
 
 #: Denoising models must gain at least this much PSNR over the noisy input (σ = 25) after the short run.
 MIN_GAIN_DB = 3.0

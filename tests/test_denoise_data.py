@@ -8,7 +8,14 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from lossbench.data import h5files
-from lossbench.data.denoise import DecodedImages, DenoiseTrainDataset, ImageFiles, open_images, validation_noise, write_decoded
+from lossbench.data.denoise import (
+    DecodedImages,
+    DenoiseTrainDataset,
+    ImageFiles,
+    open_images,
+    validation_noise,
+    write_decoded,
+)
 from lossbench.data.images import EMBEDDED_PHOTOS, embedded_photo_path, list_images, read_rgb, write_png
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.data.valset import ImageFile

@@ -11,7 +11,15 @@ import stat
 import pytest
 import torch
 
-from lossbench.device import DeviceError, check_gpu_features, configure_cuda_kernels, driver_description, ieee_float32, ieee_float32_autograd, keep_freed_memory, select_device
+from lossbench.core.precision import ieee_float32, ieee_float32_autograd
+from lossbench.train.device import (
+    DeviceError,
+    check_gpu_features,
+    configure_cuda_kernels,
+    driver_description,
+    keep_freed_memory,
+    select_device,
+)
 
 
 @pytest.fixture
@@ -31,7 +39,7 @@ def test_explicit_cuda_without_cuda_raises_with_wheel_and_driver_versions(no_cud
 
 
 def test_auto_without_cuda_falls_back_to_the_cpu_with_a_warning(no_cuda, caplog):
-    with caplog.at_level(logging.WARNING, "lossbench.device"):
+    with caplog.at_level(logging.WARNING, "lossbench.train.device"):
         assert select_device("auto") == torch.device("cpu")
     assert "no CUDA device available" in caplog.text and "torch " in caplog.text
     assert select_device("cpu") == torch.device("cpu")

@@ -6,8 +6,9 @@ import sys
 
 import yaml
 
+from lossbench.pipeline import experiment
+
 from conftest import REPO, TINY_CONFIG
-from lossbench import experiment
 
 MODEL = "models/denoise/l1/seed0/model.pt"
 
@@ -45,7 +46,7 @@ def test_two_experiments_keep_apart_and_record_their_configuration(tmp_path):
 
 
 def test_record_is_a_valid_configuration(tiny_config, tmp_path):
-    from lossbench.config import validate
+    from lossbench.pipeline.config import validate
 
     validate(tiny_config)
     path = tmp_path / "config.yaml"

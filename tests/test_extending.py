@@ -7,12 +7,14 @@ import textwrap
 import pytest
 import torch
 
-from lossbench import losses, metrics, paper
-from lossbench.config import ConfigError, train_spec, validate
+from lossbench import losses, metrics
 from lossbench.losses.mix import MixLoss
 from lossbench.metrics.msssim import ms_ssim
-from lossbench.tables import build_table, comparison_rows, to_latex, to_markdown, write_all
-from lossbench.training import build_loss
+from lossbench.pipeline.config import ConfigError, validate
+from lossbench.pipeline.run_specs import train_spec
+from lossbench.report import paper
+from lossbench.report.tables import build_table, comparison_rows, to_latex, to_markdown, write_all
+from lossbench.train.loop import build_loss
 
 USER_MODULE = '''
 import torch
@@ -246,9 +248,9 @@ def test_a_loss_the_thesis_lacks_gets_a_column_without_a_thesis_value(tmp_path):
 
 
 def test_a_metric_the_thesis_lacks_gets_a_row_without_a_thesis_value_in_every_table(tmp_path, user_module):
-    from lossbench.statistics import pair_rows
-    from lossbench.summary import summarise
-    from lossbench.tables import write_per_seed
+    from lossbench.report.statistics import pair_rows
+    from lossbench.report.summary import summarise
+    from lossbench.report.tables import write_per_seed
     from lossbench.userstudy.agreement import measured_values
 
     metrics.register(metrics.from_module("max_error", {**_own_metrics(user_module)["max_error"], "decimals": 1}))
@@ -264,7 +266,7 @@ def test_a_metric_the_thesis_lacks_gets_a_row_without_a_thesis_value_in_every_ta
     assert list(table.cells) == [*metrics.STUDY_METRICS, "max_error"]
     row = table.cells["max_error"]
     assert row["input"].text(1) == "45.0" and row["l2"].bold and not row["l1"].bold  # ×100, lower is better
-    # Two images are too few to test (lossbench.statistics.MIN_UNITS): no † beside the best.
+    # Two images are too few to test (lossbench.report.statistics.MIN_UNITS): no † beside the best.
     assert table.metric_labels["max_error"] == "Max error ↓" and "| Max error ↓ | 45.0 | 25.0 | **10.0** |  |  |  |  |" in to_markdown(table)
     assert r"Max error $\downarrow$ & 45.0 & 25.0 & \textbf{10.0} &  &" in to_latex(table)
     compared = {row["model"]: row for row in comparison_rows(table) if row["metric"] == "max_error"}
@@ -310,7 +312,7 @@ JPEG_TASK = {"kind": "rgb_jpeg", "data_from": "denoise", "quality": 10, "crop": 
 
 
 def test_a_task_of_its_own_kind_gets_its_own_table_without_a_thesis_comparison(tiny_config):
-    from lossbench.config import dataset, task_tables
+    from lossbench.pipeline.config import dataset, task_tables
 
     tiny_config["tasks"]["jpeg"] = dict(JPEG_TASK)
     tiny_config["losses"]["l2"]["lr"]["jpeg"] = 1e-3
@@ -320,7 +322,7 @@ def test_a_task_of_its_own_kind_gets_its_own_table_without_a_thesis_comparison(t
     spec = train_spec(config, "jpeg", "l1", 0)
     assert spec.kind == "rgb_jpeg" and spec.dataset == config["tasks"]["denoise"]["data"] and spec.data["quality"] == 10
     # A thesis task's name with another kind is another task: its own table, not the thesis's.
-    from lossbench.tables import subject
+    from lossbench.report.tables import subject
 
     assert subject("denoise", "rgb_jpeg", JPEG_TASK).name == "table_denoise" and not subject("denoise", "rgb_jpeg", JPEG_TASK).thesis
     jpeg = subject("jpeg", "rgb_jpeg", JPEG_TASK)

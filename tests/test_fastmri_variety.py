@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lossbench import training
-from lossbench.config import train_spec, validate
 from lossbench.data import fastmri_synthetic as synthetic
 from lossbench.data.fastmri_files import FastMRIFileError, check_folder, link_checked
 from lossbench.data.tasks import write_valset
-from lossbench.run_spec import RunSpec
+from lossbench.pipeline.config import validate
+from lossbench.pipeline.run_specs import train_spec
+from lossbench.train import loop as training
+from lossbench.train.run_spec import RunSpec
 
 #: Brain volumes at matrix 48: coil counts 2, 3 and 5, one scan 37 columns wide (narrower than the
 #: 48 crop), maxima from 1e-5 to 1e-2, several acquisitions.
@@ -105,7 +106,7 @@ def test_training_on_varied_brain_volumes_batches_by_shape(tmp_path, tiny_config
     ({"skip_bad": "yes"}, r"tasks\.brain\.data\.skip_bad: 'yes' is not of type 'boolean'"),
 ])
 def test_bad_preset_and_skip_bad_values_are_config_errors(change, message, tiny_config):
-    from lossbench.config import ConfigError
+    from lossbench.pipeline.config import ConfigError
 
     config = tiny_config
     config["tasks"]["brain"]["data"].update(change)
@@ -126,7 +127,7 @@ def test_shape_grouped_mri_run_resumed_mid_epoch_ends_bit_for_bit_the_same(tmp_p
     copy = tmp_path / "resumed" / middle.relative_to(tmp_path / "ckpt")
     copy.parent.mkdir(parents=True)
     copy.write_bytes(middle.read_bytes())
-    with caplog.at_level(logging.INFO, logger="lossbench.training"):
+    with caplog.at_level(logging.INFO, logger="lossbench.train.loop"):
         resumed = torch.load(training.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "out", tmp_path / "resumed", **options), weights_only=False)["model"]
     assert "epoch 2, batch 2 of the epoch, step 8" in caplog.text
     assert all(torch.equal(resumed[key], reference[key]) for key in reference)

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from lossbench.data.valset import resolve_image_id
-from lossbench.figures import comparison_figure, fit_box
+from lossbench.report.figures import comparison_figure, fit_box
 
 MRI_IDS = ["file_b_s000", "file_b_s001", "file_b_s002", "file_a_s000", "file_a_s001"]
 
@@ -30,7 +30,7 @@ def test_an_id_is_used_as_it_is_and_unknown_ones_are_named():
 
 def test_a_box_reaching_past_the_image_is_clipped_with_a_warning_and_the_crop_figure_is_drawn(tmp_path, caplog):
     # A narrow fastMRI brain volume gives a W × W image: [100, 100, 120, 120] reaches past 213 × 213.
-    with caplog.at_level(logging.WARNING, logger="lossbench.figures"):
+    with caplog.at_level(logging.WARNING, logger="lossbench.report.figures"):
         box = fit_box([100, 100, 120, 120], 213, 213, "figures.fig_6_15.box")
     assert box == [100, 100, 113, 113]
     assert "figures.fig_6_15.box: box [100, 100, 120, 120] (left, top, width, height) reaches past the 213×213 validation image; clipped to [100, 100, 113, 113]" in caplog.text
@@ -40,7 +40,7 @@ def test_a_box_reaching_past_the_image_is_clipped_with_a_warning_and_the_crop_fi
 
 
 def test_a_box_inside_the_image_is_kept_and_one_starting_outside_it_is_a_one_line_error(caplog):
-    with caplog.at_level(logging.WARNING, logger="lossbench.figures"):
+    with caplog.at_level(logging.WARNING, logger="lossbench.report.figures"):
         assert fit_box([48, 36, 80, 80], 176, 176, "figures.fig_6_15.box") == [48, 36, 80, 80]
     assert not caplog.records
     with pytest.raises(ValueError, match=r"^figures\.fig_6_15\.box \(image b_s001\): box \[213, 0, 20, 20\] \(left, top, width, height\) starts outside the 213×200 validation image; expected left < 213 and top < 200$"):
@@ -55,7 +55,7 @@ def test_the_paper_configs_brain_boxes_fit_the_narrowest_fastmri_brain_images():
 
 
 def test_curves_have_integer_epoch_ticks_an_input_baseline_and_a_legend_clear_of_the_panels(tmp_path, monkeypatch):
-    from lossbench import figures
+    from lossbench.report import figures
 
     saved = []
     monkeypatch.setattr(figures, "_save", lambda figure, paths, layout=True: saved.append(figure))
@@ -102,7 +102,7 @@ def _curve(path, rows, metrics=("l1", "flip")):
 
 
 def test_the_baselines_come_from_the_images_the_curves_score(tmp_path, monkeypatch):
-    from lossbench import figures
+    from lossbench.report import figures
 
     saved = []
     monkeypatch.setattr(figures, "_save", lambda figure, paths, layout=True: saved.append(figure))
@@ -124,8 +124,8 @@ def test_the_baselines_come_from_the_images_the_curves_score(tmp_path, monkeypat
 
 
 def test_the_race_draws_every_metric_per_step_with_the_own_loss_thick(tmp_path, monkeypatch):
-    from lossbench import figures
     from lossbench.metrics import rows
+    from lossbench.report import figures
 
     saved = []
     monkeypatch.setattr(figures, "_save", lambda figure, paths, layout=True: saved.append(figure))
@@ -146,8 +146,8 @@ def test_the_race_draws_every_metric_per_step_with_the_own_loss_thick(tmp_path, 
 
 
 def test_the_race_of_curves_without_validation_metrics_names_what_is_missing(tmp_path, monkeypatch):
-    from lossbench import figures
     from lossbench.metrics import rows
+    from lossbench.report import figures
 
     saved = []
     monkeypatch.setattr(figures, "_save", lambda figure, paths, layout=True: saved.append(figure))

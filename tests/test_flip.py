@@ -13,8 +13,8 @@ from PIL import Image
 from scipy import ndimage
 from skimage import data
 
-from lossbench.flip import DEFAULT_PPD, MODES, FLIPLoss, flip, flip_map, pixels_per_degree
-from lossbench.flip import _color, _filters
+from lossbench.flip import DEFAULT_PPD, MODES, _color, _filters, flip, flip_map, pixels_per_degree
+from lossbench.losses.flip import FLIPLoss
 
 MEAN_TOL = 1e-4
 MAP_TOL = 1e-3

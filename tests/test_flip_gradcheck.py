@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from lossbench.flip import DEFAULT_PPD, OUT_OF_RANGE, FLIPLoss, flip, flip_map
+from lossbench.flip import DEFAULT_PPD, OUT_OF_RANGE, flip, flip_map
+from lossbench.losses.flip import FLIPLoss
 
 #: (mode, channels): the colour metric and each grayscale reading.
 CASES = [("rgb", 3), ("gray_thesis", 1), ("gray_lab", 1), ("gray_replicated", 1)]

@@ -9,7 +9,8 @@ import torch
 from scipy import ndimage
 from skimage import data
 
-from lossbench.flip import MODES, OUT_OF_RANGE, FLIPLoss, _core, flip
+from lossbench.flip import MODES, OUT_OF_RANGE, _core, flip
+from lossbench.losses.flip import FLIPLoss
 from lossbench.models import UNet
 
 #: Training steps of the small denoiser.
@@ -141,7 +142,7 @@ def _tf32_round(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def test_tf32_products_would_shift_flip_by_more_than_a_tenth_of_a_percent(monkeypatch):
-    # Why FLIP's products run in full float32 (lossbench.device.ieee_float32_autograd): imitating
+    # Why FLIP's products run in full float32 (lossbench.core.precision.ieee_float32_autograd): imitating
     # TF32 inputs of its filtering and colour GEMMs shifts FLIP at small errors by 1.7 % (RGB, noise 0.01, 128²).
     generator = torch.Generator().manual_seed(0)
     reference = torch.rand(2, 3, 64, 64, generator=generator)

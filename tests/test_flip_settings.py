@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lossbench.config import ConfigError, flip_ppd, loss_params, validate
 from lossbench.data.fastmri_synthetic import generate_dataset
 from lossbench.data.tasks import write_valset
 from lossbench.data.valset import ImageFile, write_images
 from lossbench.evaluate import GRAY_MODES, evaluate, flip_gray_modes, flip_gray_modes_markdown
+from lossbench.flip import VIEWING, flip_ppd
+from lossbench.pipeline.config import SCHEMA_PATH, ConfigError, read_yaml, validate
+from lossbench.pipeline.run_specs import loss_params
 
 
 def test_viewing_conditions_default_to_67_ppd_for_metric_and_loss(tiny_config):
@@ -113,3 +115,9 @@ def test_flip_loss_option_reaches_the_loss(tiny_config):
     tiny_config["losses"]["flip"] = {"lr": 1e-3, "params": {"out_of_range": "inward"}}
     config = validate(tiny_config, "tiny.yaml")
     assert loss_params(config, "denoise", "flip")["out_of_range"] == "inward"
+
+
+def test_the_schema_defaults_are_the_thesis_viewing_geometry():
+    # The user study's start page and the FLIP metric read lossbench.flip.VIEWING; the workflow reads the schema.
+    flip = read_yaml(SCHEMA_PATH)["properties"]["evaluation"]["properties"]["flip"]["properties"]
+    assert {key: flip[key]["default"] for key in VIEWING} == dict(VIEWING)

@@ -14,10 +14,10 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO
+from lossbench.train import device as device_module
+from lossbench.train import gpu_pool
 
-from lossbench import device as device_module
-from lossbench import gpu_pool
+from conftest import REPO
 
 HOLD_SECONDS = 0.3
 #: The GPUs of a simulated 4-GPU node, as torch's device properties write their UUIDs.
@@ -158,7 +158,7 @@ import json, sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_gpu_pool import NODE, _simulate_cuda
-from lossbench.device import select_device, visible_gpu_uuids
+from lossbench.train.device import select_device, visible_gpu_uuids
 
 name, partner, out = sys.argv[1:4]
 _simulate_cuda(NODE[:2], "0,1")

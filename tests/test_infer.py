@@ -10,14 +10,17 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import TINY_CONFIG
-from lossbench import infer, training
-from lossbench.config import train_spec, validate
+from lossbench import infer
 from lossbench.data import fastmri_synthetic as synthetic
 from lossbench.data.images import write_png
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.data.valset import ImageFile
 from lossbench.evaluate import fastmri_volume_metrics
+from lossbench.pipeline.config import validate
+from lossbench.pipeline.run_specs import train_spec
+from lossbench.train import loop as training
+
+from conftest import TINY_CONFIG
 
 MATRIX = 64  # small synthetic knee volumes: 64×64 references from 128×74 k-space
 

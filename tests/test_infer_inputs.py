@@ -20,9 +20,11 @@ import tifffile
 import torch
 from PIL import Image
 
-from lossbench import infer, training
-from lossbench.config import train_spec
+from lossbench import infer
 from lossbench.data.images import DuplicateImageIdError, list_images, read_image, read_rgb
+from lossbench.pipeline.run_specs import train_spec
+from lossbench.train import loop as training
+
 from test_infer import _as_test_file, _error, denoise_model, knee_model, tiny  # noqa: F401 (fixtures)
 
 

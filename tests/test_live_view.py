@@ -9,10 +9,11 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from lossbench import training
-from lossbench.config import ConfigError, live_settings, train_spec, validate
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
-from lossbench.logs import LiveViewError
+from lossbench.pipeline.config import ConfigError, validate
+from lossbench.pipeline.run_specs import live_settings, train_spec
+from lossbench.train import loop as training
+from lossbench.train.live import LiveViewError
 
 
 @pytest.fixture

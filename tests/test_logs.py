@@ -2,7 +2,7 @@
 
 import pytest
 
-from lossbench.logs import log_to
+from lossbench.core.logs import log_to
 
 
 def test_a_bad_input_is_one_line_in_the_log_and_on_exit(tmp_path):

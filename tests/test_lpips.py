@@ -30,16 +30,8 @@ import torch
 import torchvision
 import yaml
 
-from lossbench import config as config_module
-from lossbench.metrics import lpips_weights
-from lossbench.metrics.lpips import (
-    LPIPSL2Loss,
-    LPIPSModel,
-    _normalize_channels,
-    get_lpips,
-    lpips_distance,
-    trunk_label,
-)
+from lossbench.losses.lpips_l2 import LPIPSL2Loss
+from lossbench.metrics.lpips import LPIPSModel, _normalize_channels, get_lpips, lpips_distance, trunk_label
 from lossbench.metrics.lpips_weights import (
     PINNED_SHA256,
     SDIST_FILENAME,
@@ -51,6 +43,7 @@ from lossbench.metrics.lpips_weights import (
     flax_lin_layers,
     load_flax_checkpoint,
 )
+from lossbench.pipeline import config as config_module
 
 ALEXNET_FILENAME = "alexnet-owt-7be5be79.pth"
 REPO = Path(__file__).resolve().parents[1]
@@ -548,7 +541,7 @@ def _tf32_round(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def test_tf32_convolutions_would_shift_lpips(monkeypatch: pytest.MonkeyPatch, alexnet_file: Path) -> None:
-    # Why LPIPS runs without TF32 (lossbench.device.ieee_float32_autograd): with the pretrained trunk,
+    # Why LPIPS runs without TF32 (lossbench.core.precision.ieee_float32_autograd): with the pretrained trunk,
     # TF32 inputs of its convolutions shift LPIPS by 0.5 % of its value at noise 0.01 (4 × 128², CPU imitation).
     model = get_lpips("pretrained", weights_path=alexnet_file)
     output, target = _pair(size=64)

@@ -5,8 +5,9 @@ import math
 import pytest
 import yaml
 
-from lossbench.config import ConfigError, learning_rate, train_spec, validate
-from lossbench.lr_sweep import choose, sweep_spec, write_choice
+from lossbench.pipeline.config import ConfigError, validate
+from lossbench.pipeline.lr_sweep import choose, sweep_spec, write_choice
+from lossbench.pipeline.run_specs import learning_rate, train_spec
 
 
 def test_the_lowest_finite_final_validation_loss_wins():

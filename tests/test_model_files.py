@@ -28,11 +28,24 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY_CONFIG
-from lossbench import infer, losses, training
-from lossbench.checkpoint import RefusedFileError, atomic_file, convert, convert_command, load_checkpoint, load_file, restore_rng_states, rng_states, save_atomic
-from lossbench.config import train_spec, validate
+from lossbench import infer, losses
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
+from lossbench.pipeline.config import validate
+from lossbench.pipeline.run_specs import train_spec
+from lossbench.train import loop as training
+from lossbench.train.checkpoint import (
+    RefusedFileError,
+    atomic_file,
+    convert,
+    convert_command,
+    load_checkpoint,
+    load_file,
+    restore_rng_states,
+    rng_states,
+    save_atomic,
+)
+
+from conftest import TINY_CONFIG
 
 # torch warns when its weights-only reader meets pickle protocol 4, as in the raw pickles written here.
 pytestmark = pytest.mark.filterwarnings("ignore:Detected pickle protocol 4:UserWarning")
@@ -219,7 +232,7 @@ def test_a_payload_checkpoint_is_moved_aside_without_running(run, tmp_path, capl
     shutil.copy(folder / f"step_{STEPS - 1:09d}.pt", tmp_path)
     marker, newest = tmp_path / "marker", tmp_path / f"step_{STEPS:09d}.pt"
     write(newest, marker, load_file(folder / newest.name))  # a complete checkpoint with a payload, or a payload alone
-    with caplog.at_level(logging.WARNING, logger="lossbench.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="lossbench.train.checkpoint"):
         checkpoint, path = load_checkpoint(tmp_path)
     assert path.name == f"step_{STEPS - 1:09d}.pt" and checkpoint["progress"]["step"] == STEPS - 1
     assert not newest.exists() and (tmp_path / f"{newest.name}.corrupt").exists()
@@ -263,11 +276,11 @@ def test_an_earlier_checkpoint_is_refused_with_the_command_that_converts_it(run,
     with pytest.raises(RefusedFileError) as error:
         load_file(newest)
     assert str(error.value) == f"{newest}: written by an earlier lossbench (NumPy arrays in it, which this version does not unpickle); refused without running anything in it; convert it with: {convert_command(newest)}"
-    with caplog.at_level(logging.WARNING, logger="lossbench.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="lossbench.train.checkpoint"):
         _, path = load_checkpoint(tmp_path)
     assert path.name == f"step_{STEPS - 1:09d}.pt"
     aside = tmp_path / f"{newest.name}.corrupt"
-    assert caplog.records[0].getMessage().endswith(f"moved aside to {aside.name}; convert it with: python -m lossbench.checkpoint convert {aside} --out {newest}")
+    assert caplog.records[0].getMessage().endswith(f"moved aside to {aside.name}; convert it with: python -m lossbench.train.checkpoint convert {aside} --out {newest}")
 
 
 def test_a_converted_checkpoint_resumes_to_identical_weights(run, tmp_path):
@@ -277,11 +290,11 @@ def test_a_converted_checkpoint_resumes_to_identical_weights(run, tmp_path):
     earlier = checkpoints / f"step_{STEPS - 1:09d}.pt"
     _earlier_format(folder / earlier.name, earlier)
     original = earlier.read_bytes()
-    result = _cli("lossbench.checkpoint", "convert", str(earlier))
+    result = _cli("lossbench.train.checkpoint", "convert", str(earlier))
     assert result.returncode == 0 and result.stdout.strip() == f"converted {earlier} to {earlier} (the original kept as {earlier}.orig)", result.stderr
     assert (checkpoints / f"{earlier.name}.orig").read_bytes() == original
     assert torch.serialization.get_unsafe_globals_in_checkpoint(earlier) == []
-    again = _cli("lossbench.checkpoint", "convert", str(earlier))
+    again = _cli("lossbench.train.checkpoint", "convert", str(earlier))
     assert again.returncode != 0 and again.stderr.strip() == f"error: {earlier}: in today's format already (tensors and plain data only); nothing to convert"
     _assert_same_weights(_train(run, checkpoints), model)
 
@@ -291,10 +304,10 @@ def test_convert_to_another_file_leaves_the_original_and_never_overwrites(run, t
     earlier, out = tmp_path / "step.pt.corrupt", tmp_path / "step.pt"
     _earlier_format(folder / f"step_{STEPS:09d}.pt", earlier)
     original = earlier.read_bytes()
-    assert _cli("lossbench.checkpoint", "convert", str(earlier), "--out", str(out)).returncode == 0
+    assert _cli("lossbench.train.checkpoint", "convert", str(earlier), "--out", str(out)).returncode == 0
     assert earlier.read_bytes() == original and not list(tmp_path.glob("*.orig")) and not list(tmp_path.glob("*.tmp"))
     assert load_file(out)["rng"]["numpy"]["state"]["key"].dtype == torch.uint32
-    again = _cli("lossbench.checkpoint", "convert", str(earlier), "--out", str(out))
+    again = _cli("lossbench.train.checkpoint", "convert", str(earlier), "--out", str(out))
     assert again.returncode != 0 and again.stderr.strip() == f"error: {out}: exists already; choose another --out"
 
 
@@ -302,7 +315,7 @@ def test_convert_refuses_a_payload_without_running_it(run, tmp_path):
     marker, path = tmp_path / "marker", tmp_path / "step.pt"
     _model_with_payload(path, marker, load_file(run[3] / f"step_{STEPS:09d}.pt"))
     original = path.read_bytes()
-    result = _cli("lossbench.checkpoint", "convert", str(path))
+    result = _cli("lossbench.train.checkpoint", "convert", str(path))
     assert result.returncode != 0 and result.stderr.startswith(f"error: {path}: not a lossbench model or checkpoint") and result.stderr.count("\n") == 1, result.stderr
     assert not marker.exists() and path.read_bytes() == original and sorted(tmp_path.iterdir()) == [path]
 

@@ -8,8 +8,9 @@ import torch
 import yaml
 from fastmri.models import Unet as FastMRIUnet
 
+from lossbench.train.loop import load_model
+
 from conftest import REPO, TINY_CONFIG
-from lossbench.training import load_model
 
 
 def test_fastmri_unet_trains_infers_and_is_evaluated_on_rgb_and_mri(tmp_path):

@@ -284,7 +284,7 @@ def test_knee_and_brain_have_textured_anatomy(singlecoil_dir, multicoil_dir):
 
 
 def test_crop_larger_than_the_synthetic_matrix_is_a_config_error(tiny_config):
-    from lossbench.config import ConfigError, validate
+    from lossbench.pipeline.config import ConfigError, validate
 
     tiny_config["tasks"]["knee"]["data"]["matrix"] = 176
     with pytest.raises(ConfigError, match=r"tasks\.knee\.crop: 320 is larger than the synthetic 176×176 images \(tasks\.knee\.data\.matrix\)"):
@@ -321,8 +321,8 @@ def _variety(root: Path) -> dict[str, Path]:
 def test_device_side_batches_equal_the_per_sample_fastmri_path(tmp_path, challenge):
     # Batches of every layout, made by the device-side transform, against fastMRI's per-sample
     # SliceDataset + apply_mask + ifft2c + crop + abs/rss, to float32 tolerance (values are in [0, 1]).
+    from lossbench.core.seeding import SeededSampler, group_batches
     from lossbench.data.fastmri_files import check_volume
-    from lossbench.seeding import SeededSampler, group_batches
 
     root = _variety(tmp_path)[challenge]
     for path in sorted(root.iterdir()):
@@ -347,7 +347,7 @@ def test_device_side_batches_equal_the_per_sample_fastmri_path(tmp_path, challen
 
 
 def test_shape_groups_of_one_shape_are_consecutive_runs():
-    from lossbench.seeding import SeededSampler, group_batches
+    from lossbench.core.seeding import SeededSampler, group_batches
 
     order = list(SeededSampler(10, seed=0, epoch=1))
     assert group_batches(order, lambda index: None, 4) == [order[0:4], order[4:8], order[8:10]]

@@ -10,8 +10,9 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 
+from lossbench.losses.msssim import MSSSIMLoss
 from lossbench.metrics import msssim as msssim_module
-from lossbench.metrics.msssim import SCALE_WEIGHTS, MSSSIMLoss, ms_ssim, usable_scales
+from lossbench.metrics.msssim import SCALE_WEIGHTS, ms_ssim, usable_scales
 
 torch.set_num_threads(1)
 

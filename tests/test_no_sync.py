@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from lossbench import losses
-from lossbench.device import ieee_float32
-from lossbench.flip import FLIPLoss
+from lossbench.core.precision import ieee_float32
 from lossbench.losses.adaptive import AdaptiveLoss
+from lossbench.losses.flip import FLIPLoss
 from lossbench.metrics.msssim import ms_ssim
 
 #: Beyond each loss's portable parameters: LPIPS+l2's ``balance`` path, whose weight is set on the device.
@@ -38,7 +38,7 @@ LOSSES = {
     "flip_inward": lambda: FLIPLoss(out_of_range="inward"),
     "flip_extrapolate": lambda: FLIPLoss(out_of_range="extrapolate"),
 }
-#: Losses whose whole forward and backward run without TF32 (lossbench.device.ieee_float32_autograd).
+#: Losses whose whole forward and backward run without TF32 (lossbench.core.precision.ieee_float32_autograd).
 IEEE_LOSSES = ("flip", "lpips_l2")
 
 

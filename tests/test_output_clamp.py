@@ -7,11 +7,13 @@ import logging
 import numpy as np
 import pytest
 
-from lossbench import infer, training
-from lossbench.config import train_spec, validate
+from lossbench import infer
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.data.valset import ImageFile, write_images
 from lossbench.evaluate import evaluate
+from lossbench.pipeline.config import validate
+from lossbench.pipeline.run_specs import train_spec
+from lossbench.train import loop as training
 
 
 def test_inference_writes_clamped_outputs_and_logs_the_share(tmp_path, tiny_config, caplog):

@@ -15,8 +15,9 @@ import pytest
 import yaml
 from PIL import Image, ImageOps
 
-from conftest import REPO
 from lossbench.data.images import embedded_photo_path
+
+from conftest import REPO
 
 CONFIG = REPO / "tests" / "data" / "config_paper_shape.yaml"
 #: ImageNet's typical training image (500×375) and Kodak's (768×512).

@@ -18,14 +18,15 @@ import yaml
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from conftest import REPO
+from lossbench.core.seeding import SeededSampler
 from lossbench.data import fastmri_synthetic as synthetic
 from lossbench.data.denoise import DenoiseTrainDataset
 from lossbench.data.fastmri_files import FastMRIFileError, check_volume, link_checked, select_volumes
 from lossbench.data.imagenet import read_manifest, write_manifest
 from lossbench.data.mri import MRISliceDataset
 from lossbench.data.tasks import train_dataset
-from lossbench.seeding import SeededSampler
+
+from conftest import REPO
 
 
 def _rgb(path: Path, size: tuple[int, int], mode: str = "RGB") -> None:

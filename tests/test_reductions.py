@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lossbench import losses
-from lossbench.specs import Setting
+from lossbench.core.specs import Setting
 
 
 def _build(name, channels, **extra):
@@ -46,7 +46,7 @@ def test_an_unknown_reduction_is_one_line(name):
 
 
 def test_training_rejects_per_image_losses_in_one_line(tiny_config):
-    from lossbench.config import ConfigError, validate
+    from lossbench.pipeline.config import ConfigError, validate
 
     tiny_config["losses"]["l1"]["params"] = {"reduction": "none"}
     with pytest.raises(ConfigError, match=r"^tiny\.yaml: losses\.l1\.params\.reduction: 'none' gives one loss per image; training needs a scalar \('mean' or 'sum'\)$"):

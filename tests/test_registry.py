@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from lossbench import losses, metrics
+from lossbench.core.specs import Setting
 from lossbench.losses import STUDY_LOSSES
 from lossbench.metrics import STUDY_METRICS
-from lossbench.specs import Setting
 
 
 def _build(name, channels):

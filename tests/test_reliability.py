@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,12 +22,15 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import REPO, TINY_CONFIG
-from lossbench import train, training
-from lossbench.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint, spec_hash
-from lossbench.config import ConfigError, load, train_spec, validate
 from lossbench.data.images import read_image, read_rgb
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
+from lossbench.pipeline.config import ConfigError, load, validate
+from lossbench.pipeline.run_specs import train_spec
+from lossbench.train import __main__ as train
+from lossbench.train import loop as training
+from lossbench.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint, spec_hash
+
+from conftest import REPO, TINY_CONFIG
 
 
 def _one_line(error) -> str:
@@ -94,7 +96,7 @@ def test_changed_training_images_give_a_new_model(denoise, caplog):
     (root / "train").mkdir()
     for name, other in (("chelsea", "coffee"), ("rocket", "hubble")):
         prepare_embedded_photos([other], root / "other", max_side=96)[0].rename(root / "train" / f"{name}.png")
-    with caplog.at_level(logging.INFO, logger="lossbench.training"):
+    with caplog.at_level(logging.INFO, logger="lossbench.train.loop"):
         second = _weights(_run(spec, root))
     assert "resuming" not in caplog.text
     assert not _same(first, second), "the rerun on new images returned the old model"
@@ -137,7 +139,7 @@ def test_unreadable_checkpoints_are_moved_aside_with_one_warning_line(tmp_path, 
     for step in (4, 8):
         (tmp_path / f"step_{step:09d}.pt").write_bytes(b"not a checkpoint")
     torch.save({"model": {}}, tmp_path / "step_000000002.pt")  # readable, but no checkpoint
-    with caplog.at_level(logging.WARNING, logger="lossbench.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="lossbench.train.checkpoint"):
         assert load_checkpoint(tmp_path) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"step_{step:09d}.pt.corrupt" for step in (2, 4, 8)]
     restart = [record.getMessage() for record in caplog.records if "restarts from step 0" in record.getMessage()]

@@ -18,12 +18,13 @@ import pytest
 import torch
 import yaml
 
-from lossbench import training
-from lossbench.checkpoint import KEEP_CHECKPOINTS, load_checkpoint
-from lossbench.config import train_spec, validate
 from lossbench.data.fastmri_synthetic import generate_dataset
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
-from lossbench.run_spec import Schedule
+from lossbench.pipeline.config import validate
+from lossbench.pipeline.run_specs import train_spec
+from lossbench.train import loop as training
+from lossbench.train.checkpoint import KEEP_CHECKPOINTS, load_checkpoint
+from lossbench.train.run_spec import Schedule
 
 #: 8 training crops in batches of 2: 4 steps per epoch, so kills land mid-epoch too.
 EPOCHS, STEPS_PER_EPOCH = 2, 4
@@ -173,7 +174,7 @@ def test_nonfinite_loss_stops_with_step_loss_and_last_finite_value(corrupted_kne
 def test_nonfinite_batches_are_skipped_and_counted_when_configured(corrupted_knee, caplog):
     root, spec = corrupted_knee
     skipping = replace(spec, trainer=replace(spec.trainer, nonfinite="skip"))
-    with caplog.at_level(logging.WARNING, logger="lossbench.training"):
+    with caplog.at_level(logging.WARNING, logger="lossbench.train.loop"):
         path = training.run(skipping, root / "train", root / "val.h5", root / "skip", root / "ckpt_skip", device="cpu", threads=1, progress=False)
     with open(root / "skip" / "curve.csv") as handle:
         curve = list(csv.DictReader(handle))

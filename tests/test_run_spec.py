@@ -4,9 +4,10 @@ import dataclasses
 
 import pytest
 
-from lossbench.checkpoint import spec_hash
-from lossbench.config import train_spec, validate
-from lossbench.run_spec import RunSpec, Schedule
+from lossbench.pipeline.config import validate
+from lossbench.pipeline.run_specs import train_spec
+from lossbench.train.checkpoint import spec_hash
+from lossbench.train.run_spec import RunSpec, Schedule
 
 
 def test_plain_data_keeps_the_configurations_key_order_and_reads_back_to_the_same_spec(tiny_config):

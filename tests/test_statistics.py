@@ -1,4 +1,4 @@
-"""Variance decomposition and paired significance (lossbench.statistics) on synthetic metric tables with known effects."""
+"""Variance decomposition and paired significance (lossbench.report.statistics) on synthetic metric tables with known effects."""
 
 import csv
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from lossbench import statistics
+from lossbench.report import statistics
 
 
 def _values(rng, effects, seeds, images, seed_sd, noise_sd, image_sd=1.0):
@@ -109,7 +109,7 @@ def test_indistinct_groups_are_maximal_runs():
 
 
 def test_ranking_figure_is_written(tmp_path):
-    from lossbench.figures import ranking_figure
+    from lossbench.report.figures import ranking_figure
 
     rng = np.random.default_rng(7)
     images = [f"img{i}" for i in range(8)]

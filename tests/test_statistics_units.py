@@ -10,10 +10,10 @@ import csv
 import numpy as np
 import pytest
 
-from lossbench import statistics
 from lossbench.data.kinds.mri import VOLUME
 from lossbench.data.taskspec import PER_IMAGE
 from lossbench.metrics import MetricInfo
+from lossbench.report import statistics
 
 INFOS = {"psnr": MetricInfo("PSNR", higher_is_better=True, decimals=2)}
 

@@ -9,8 +9,7 @@ import yaml
 from conftest import TINY_CONFIG
 from test_workflow import _snakemake
 
-
-#: Five validation photographs: the fewest a test runs on (lossbench.statistics.MIN_UNITS).
+#: Five validation photographs: the fewest a test runs on (lossbench.report.statistics.MIN_UNITS).
 VAL = ["astronaut", "coffee", "grace_hopper", "motorcycle", "hubble"]
 
 

@@ -2,8 +2,8 @@ import csv
 
 import pytest
 
-from lossbench import paper
-from lossbench.tables import build_table, to_latex, to_markdown, write_all
+from lossbench.report import paper
+from lossbench.report.tables import build_table, to_latex, to_markdown, write_all
 
 FIELDS = ["image", "l1", "l2", "psnr"]
 
@@ -125,7 +125,7 @@ def test_thesis_copy_error_in_noisy_flip_is_flagged_not_compared(tmp_path):
 
 
 def test_comparison_of_a_model_the_thesis_lacks_leaves_the_paper_cell_empty(files, monkeypatch):
-    from lossbench import tables
+    from lossbench.report import tables
 
     table = build_table("table_6_1", files["input"], {"l1": [files["l1"]]})
     monkeypatch.setattr(tables.paper, "table", lambda name: {"l1": {"input": 78.22}})
@@ -206,7 +206,7 @@ def test_a_bold_cell_never_carries_the_dagger_of_a_tie_with_the_best(tmp_path):
 
 
 def test_mri_tables_test_volumes_and_say_why_they_do_not(tmp_path):
-    from lossbench.tables import subject
+    from lossbench.report.tables import subject
 
     settings = {"data": {"source": "synthetic", "val": {"volumes": 3, "slices": 3}}}
     about = subject("knee", "mri_singlecoil", settings)
@@ -221,7 +221,7 @@ def test_mri_tables_test_volumes_and_say_why_they_do_not(tmp_path):
 
 
 def test_demo_captions_say_their_data_are_not_the_thesiss():
-    from lossbench.tables import subject
+    from lossbench.report.tables import subject
 
     embedded = subject("denoise", "rgb_denoise", {"data": {"source": "embedded", "val": ["astronaut", "coffee", "grace_hopper"]}})
     assert "ImageNet" not in embedded.caption and "3 photographs bundled with scikit-image and matplotlib (astronaut, coffee, grace_hopper), not Kodak" in embedded.caption

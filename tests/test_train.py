@@ -5,11 +5,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lossbench import infer, training
-from lossbench.config import train_spec, validate
+from lossbench import infer
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.data.valset import ImageFile
 from lossbench.models import UNet
+from lossbench.pipeline.config import validate
+from lossbench.pipeline.run_specs import train_spec
+from lossbench.train import loop as training
 
 
 @pytest.fixture
@@ -43,7 +45,7 @@ def test_training_writes_model_and_curve_and_is_reproducible(denoise_run):
 def test_rerun_resumes_from_the_checkpoint(denoise_run, caplog):
     spec, root = denoise_run
     _train(spec, root, "a")
-    with caplog.at_level(logging.INFO, logger="lossbench.training"):
+    with caplog.at_level(logging.INFO, logger="lossbench.train.loop"):
         _train(spec, root, "a")
     assert "resuming" in caplog.text
 
@@ -111,7 +113,7 @@ def test_validation_metrics_are_scored_as_evaluation_scores_them_and_leave_the_w
     # The own-metric race's data: every configured metric at every validation, on clamped outputs, as
     # lossbench.evaluate scores them. They draw nothing from the training's random stream.
     from lossbench import evaluate
-    from lossbench.config import evaluation_settings, validation_metrics
+    from lossbench.pipeline.run_specs import evaluation_settings, validation_metrics
 
     spec, root = denoise_run
     spec = replace(spec, training=replace(spec.training, epochs=2))

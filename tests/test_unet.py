@@ -78,7 +78,7 @@ def test_bad_kernel_sizes_raise(sizes):
 from fastmri.models import Unet as FastMRIUnet  # noqa: E402
 
 from lossbench import models  # noqa: E402
-from lossbench.training import load_model  # noqa: E402
+from lossbench.train.loop import load_model  # noqa: E402
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -112,7 +112,8 @@ def test_a_section_without_name_is_the_thesis_unet_and_an_unknown_name_one_line(
 
 
 def _save_model_pt(path, section, tiny_config):
-    from lossbench.config import train_spec, validate
+    from lossbench.pipeline.config import validate
+    from lossbench.pipeline.run_specs import train_spec
 
     torch.manual_seed(0)
     network = models.build(section, 1)
@@ -136,7 +137,7 @@ def test_load_model_builds_the_network_its_checkpoint_names(tmp_path, section, t
 
 
 def test_the_model_section_is_checked_against_the_named_networks_schema(tiny_config):
-    from lossbench.config import ConfigError, validate
+    from lossbench.pipeline.config import ConfigError, validate
 
     tiny_config["model"] = {"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2}
     assert validate(tiny_config, "tiny.yaml")["model"] == {"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2, "drop_prob": 0.0}

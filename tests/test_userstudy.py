@@ -12,13 +12,21 @@ import pytest
 from scipy.special import ndtr
 from scipy.stats import kendalltau
 
-from lossbench import paper
-from lossbench.config import ConfigError, validate
-from lossbench.userstudy import bootstrap, scale, summarize
+from lossbench.pipeline.config import ConfigError, validate
+from lossbench.report import paper
+from lossbench.pipeline import userstudy as pipeline
+from lossbench.userstudy import bootstrap, scale, scaling, summarize
 from lossbench.userstudy.agreement import agreement_rows, kendall_tau, published_values
-from lossbench.userstudy.counts import DATA, THESIS_STUDIES, counts_from_probabilities, probabilities, read_counts, thesis_counts_from_paper, write_counts
+from lossbench.userstudy.counts import (
+    DATA,
+    THESIS_STUDIES,
+    counts_from_probabilities,
+    probabilities,
+    read_counts,
+    thesis_counts_from_paper,
+    write_counts,
+)
 from lossbench.userstudy.report import anchored, read_summary, write_jod_table, write_probability_table, write_summary
-from lossbench.userstudy import pipeline, scaling
 from lossbench.userstudy.scaling import MIN_OBSERVERS, SIGMA, _Problem
 
 # Reference JOD values of the pwcmp toolbox: mantiuk/pwcmp at commit

@@ -31,11 +31,11 @@ import pytest
 from PIL import Image
 
 from lossbench.data.valset import write_images
+from lossbench.flip import pixels_per_degree
 from lossbench.userstudy import responses as answer_files
 from lossbench.userstudy.__main__ import main as cli
 from lossbench.userstudy.counts import read_counts
 from lossbench.userstudy.responses import CUT_OFF_MARK, LOCK, ObserverFile, observer_counts, read_answers, read_folder
-from lossbench.flip import pixels_per_degree
 from lossbench.userstudy.server import SECONDS_PER_COMPARISON, Study, StudyServer
 from lossbench.userstudy.sessions import SESSIONS
 from lossbench.userstudy.stimuli import load_manifest, make_stimuli, plan

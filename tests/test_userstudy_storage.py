@@ -21,10 +21,19 @@ import pytest
 
 from lossbench.userstudy.__main__ import main as cli
 from lossbench.userstudy.counts import read_counts
-from lossbench.userstudy.responses import CUT_OFF_MARK, LOCK, ObserverFile, StorageError, observer_counts, read_answers, read_folder
+from lossbench.userstudy.responses import (
+    CUT_OFF_MARK,
+    LOCK,
+    ObserverFile,
+    StorageError,
+    observer_counts,
+    read_answers,
+    read_folder,
+)
 from lossbench.userstudy.server import Study, StudyServer
 from lossbench.userstudy.sessions import SESSIONS
 from lossbench.userstudy.stimuli import load_manifest, plan
+
 from test_userstudy_app import Running, _text, register, state, stimuli  # noqa: F401 (stimuli: the fixture)
 
 NO_SPACE = "Your answer was not saved: the study's disk is full. Please tell the person running the study, then try again."

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TINY_CONFIG
 from lossbench.data.valset import write_images
 from lossbench.userstudy.server import Study
+
+from conftest import TINY_CONFIG
 from test_workflow import _snakemake
 
 THESIS_TARGETS = ["table_6_2", "table_6_5", "fig_6_7", "fig_6_8", "fig_6_17", "fig_6_18"]

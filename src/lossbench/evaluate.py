@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from lossbench import metrics
-from lossbench.config import flip_ppd
+from lossbench.core.specs import Setting
 from lossbench.data.fastmri_ids import volume_of
 from lossbench.data.valset import ImageFile
-from lossbench.specs import Setting
+from lossbench.flip import flip_ppd
 
 log = logging.getLogger(__name__)
 

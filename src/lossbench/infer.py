@@ -27,8 +27,8 @@ import os
 import sys
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -41,9 +41,9 @@ from lossbench.data.fastmri_ids import volume_of
 from lossbench.data.fastmri_synthetic import RECON_KEYS
 from lossbench.data.images import DuplicateImageIdError, image_size, list_images, png_text, read_rgb, write_png
 from lossbench.data.valset import ImageFile, write_images
-from lossbench.device import DeviceError, configure_cuda_kernels, select_device
-from lossbench.run_spec import RunSpec
-from lossbench.training import load_model
+from lossbench.train.device import DeviceError, configure_cuda_kernels, select_device
+from lossbench.train.loop import load_model
+from lossbench.train.run_spec import RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -473,7 +473,7 @@ def restore_folder(model_path: str | Path, input_dir: str | Path, out_dir: str |
     """Run a trained model on one's own data: a folder of images (denoising) or of fastMRI ``.h5`` files (MRI).
 
     Args:
-        model_path: ``model.pt`` written by :mod:`lossbench.training`; its spec names the task, the
+        model_path: ``model.pt`` written by :mod:`lossbench.train.loop`; its spec names the task, the
             MRI mask and the crop.
         input_dir: Folder of images (PNG, JPEG, ...; below it, recursively) or of fastMRI volumes.
         out_dir: Where the restored PNGs or fastMRI submission files go: a folder apart from the

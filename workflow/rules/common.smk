@@ -5,11 +5,14 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from lossbench.config import ConfigError, data_owner, evaluation_settings, missing_data_folders, read_yaml, results_dir, task_data, task_spec, train_spec, typed_overrides, validate_with_overrides
-from lossbench.metrics.lpips import TRUNK_ENV as LPIPS_TRUNK_ENV
 from snakemake.utils import update_config
-from lossbench.seeding import derive_seed
-from lossbench.tables import subject
+
+from lossbench.core.seeding import derive_seed
+from lossbench.metrics.lpips import TRUNK_ENV as LPIPS_TRUNK_ENV
+from lossbench.pipeline.config import ConfigError, data_owner, missing_data_folders, read_yaml, task_spec, typed_overrides, validate_with_overrides
+from lossbench.pipeline.experiment import results_dir
+from lossbench.pipeline.run_specs import evaluation_settings, task_data, train_spec
+from lossbench.report.tables import subject
 
 CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
 #: A dry run shows the plan, and `budget` counts published sizes, before the data exist. Snakemake has not
@@ -59,7 +62,7 @@ LPIPS_PRETRAINED = EVALUATION["lpips_trunk"] == "pretrained"
 # Planned from local files only (lossbench.metrics.lpips.resolve_trunk); the jobs, which inherit this, use
 # the same trunk even when rule lpips_weights fetches it while they run, so no label differs from its values.
 os.environ[LPIPS_TRUNK_ENV] = EVALUATION["lpips_trunk"]
-#: Table → what it is of (lossbench.tables.Subject): one per task, the thesis's for its tasks, table_<task> for others.
+#: Table → what it is of (lossbench.report.tables.Subject): one per task, the thesis's for its tasks, table_<task> for others.
 TABLES = {table.name: table for table in (subject(task, config["tasks"][task]["kind"], config["tasks"][task]) for task in TASKS)}
 CONFIGURED_TABLES = list(TABLES)
 #: Tables compared with the thesis's published values (the thesis's tasks).
@@ -197,14 +200,14 @@ def data_check(task, split):
 
 
 def table_subject(wildcards):
-    """What the table of ``wildcards.table`` is of, as plain data for a job's parameters (lossbench.tables.Subject)."""
+    """What the table of ``wildcards.table`` is of, as plain data for a job's parameters (lossbench.report.tables.Subject)."""
     return asdict(TABLES[wildcards.table])
 
 
 onstart:
     # Beside the outputs: the configuration that made them, with the code's versions; rewritten only when
     # that changes, and outside the DAG, so it never reruns a job.
-    from lossbench import experiment
+    from lossbench.pipeline import experiment
 
     experiment.write_if_changed(f"{RESULTS}/config.yaml", experiment.record(config, experiment.provenance(workflow.basedir)))
     experiment.write_if_changed(f"{RESULTS}/README.md", experiment.readme(config))

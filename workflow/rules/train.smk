@@ -1,8 +1,8 @@
-# Training: one job per (task, loss, seed), each on one GPU when there is one (lossbench.gpu_pool picks
+# Training: one job per (task, loss, seed), each on one GPU when there is one (lossbench.train.gpu_pool picks
 # a free one); checkpoints outside the outputs, in results/checkpoints/, survive a failed job, so a
 # re-run resumes. Also the learning-rate sweep: `snakemake lr_sweep_<task>`.
 
-from lossbench.lr_sweep import sweep_spec
+from lossbench.pipeline.lr_sweep import sweep_spec
 
 #: The sweep's learning rates as they appear in file names (float() of the label is the rate).
 LR_GRID = [f"{lr:g}" for lr in config["lr_sweep"]["grid"]]

@@ -6,16 +6,16 @@
 # a study nobody has answered yet is named (in the log and in tables/userstudy_ours_studies.*), not failed.
 
 from lossbench.data.tasks import SPECS as KIND_SPECS
-from lossbench.userstudy import pipeline
+from lossbench.pipeline import userstudy as study_targets
 from lossbench.userstudy.counts import THESIS_STUDIES
 
 USERSTUDY = config["userstudy"]
-STUDY_TASKS = pipeline.study_tasks(config)
-OWN_STUDIES = pipeline.own_studies(config)
-USERSTUDY_OUTPUTS = pipeline.study_outputs(config)
-USERSTUDY_TARGETS = pipeline.targets(config)
+STUDY_TASKS = study_targets.study_tasks(config)
+OWN_STUDIES = study_targets.own_studies(config)
+USERSTUDY_OUTPUTS = study_targets.study_outputs(config)
+USERSTUDY_TARGETS = study_targets.targets(config)
 TASK_TABLE = {table.task: name for name, table in TABLES.items()}
-UNANSWERED = [row for row in pipeline.study_status(config) if row["answer_files"] == "0"]
+UNANSWERED = [row for row in study_targets.study_status(config) if row["answer_files"] == "0"]
 if UNANSWERED:
     _NOT_ANALYSED = ", ".join("{} (no answers in {})".format(row["study"], row["responses"]) for row in UNANSWERED)
     print(f"Note: userstudy: not analysing {_NOT_ANALYSED}; see {RESULTS}/tables/userstudy_ours_studies.md.", file=sys.stderr)
@@ -29,7 +29,7 @@ for _study, (_table, _jod_figure, _triangle_figure) in USERSTUDY_OUTPUTS.items()
             f"userstudy_analysis_{_study}"
         input:
             # Our studies also give the lines skipped in their answer files, for the log and the JOD table's caption.
-            **pipeline.analysis_inputs(_study, RESULTS),
+            **study_targets.analysis_inputs(_study, RESULTS),
         output:
             jod=f"{RESULTS}/userstudy/{_study}/jod.csv",
             samples=f"{RESULTS}/userstudy/{_study}/samples.csv",
@@ -45,9 +45,9 @@ for _study, (_table, _jod_figure, _triangle_figure) in USERSTUDY_OUTPUTS.items()
             triangle_png=report(f"{RESULTS}/figures/{_triangle_figure}.png", caption="../report/userstudy_triangle.rst", category="User study", labels={"figure": _triangle_figure}),
             triangle_pdf=f"{RESULTS}/figures/{_triangle_figure}.pdf",
         params:
-            title=pipeline.title(_study, config),
+            title=study_targets.title(_study, config),
             # The thesis publishes pooled counts: its observer count is given; ours come with per-observer counts.
-            observers=pipeline.observers(_study),
+            observers=study_targets.observers(_study),
             n_samples=USERSTUDY["bootstrap_samples"],
             seed=USERSTUDY["seed"],
             jod_origin=USERSTUDY["jod_origin"],
@@ -121,7 +121,7 @@ rule userstudy_counts:
     input:
         manifest=results("userstudy/stimuli/{study}/manifest.json"),
         # Every observer file is an input, so that new answers rerun the analysis.
-        responses=lambda w: pipeline.answer_files(config, w.study),
+        responses=lambda w: study_targets.answer_files(config, w.study),
     output:
         counts=results("userstudy/ours_{study}/observer_counts.csv"),
         # The lines of the answer files that are no answers, per file and reason (responses.write_skipped).
@@ -144,7 +144,7 @@ rule userstudy_ours_studies:
         md=results("tables/userstudy_ours_studies.md"),
     params:
         # The rows change when a study gets its first answers or new observers, which reruns this rule.
-        rows=pipeline.study_status(config),
+        rows=study_targets.study_status(config),
     log:
         results("logs/userstudy/ours_studies.log"),
     conda:
@@ -159,7 +159,7 @@ for _table, _jod_figure, _triangle_figure in USERSTUDY_OUTPUTS.values():
         name:
             _table
         input:
-            pipeline.table_files(_table, RESULTS),
+            study_targets.table_files(_table, RESULTS),
 
     for _figure in (_jod_figure, _triangle_figure):
 
@@ -167,7 +167,7 @@ for _table, _jod_figure, _triangle_figure in USERSTUDY_OUTPUTS.values():
             name:
                 _figure
             input:
-                pipeline.figure_files(_figure, RESULTS),
+                study_targets.figure_files(_figure, RESULTS),
 
 
 rule userstudy:

@@ -1,7 +1,7 @@
 """Snakemake adapter: decode a denoising task's training photographs once, into the file training crops from."""
 
+from lossbench.core.logs import log_to
 from lossbench.data.denoise import training_images, write_decoded
-from lossbench.logs import log_to
 
 with log_to(snakemake.log[0]):
     count = write_decoded(training_images(snakemake.input[0]), snakemake.output[0])

@@ -3,8 +3,8 @@
 import torch
 
 from lossbench import metrics
+from lossbench.core.logs import log_to
 from lossbench.evaluate import evaluate, fastmri_volume_metrics, write_csv
-from lossbench.logs import log_to
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)

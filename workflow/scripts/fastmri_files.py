@@ -1,7 +1,7 @@
 """Snakemake adapter: check every fastMRI volume of a folder and link the selected ones."""
 
+from lossbench.core.logs import log_to
 from lossbench.data.fastmri_files import link_checked
-from lossbench.logs import log_to
 
 with log_to(snakemake.log[0]):
     params = snakemake.params

@@ -1,8 +1,8 @@
 """Snakemake adapter: a comparison figure or its zoomed crop."""
 
 from lossbench import losses
-from lossbench.figures import thesis_figure
-from lossbench.logs import log_to
+from lossbench.core.logs import log_to
+from lossbench.report.figures import thesis_figure
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)

@@ -5,8 +5,8 @@ from pathlib import Path
 import torch
 
 from lossbench import losses
+from lossbench.core.logs import log_to
 from lossbench.evaluate import flip_gray_modes, flip_gray_modes_markdown, write_csv
-from lossbench.logs import log_to
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)

@@ -1,7 +1,7 @@
 """Snakemake adapter: an MRI model's outputs as fastMRI submission files, one per volume."""
 
 from lossbench import infer
-from lossbench.logs import log_to
+from lossbench.core.logs import log_to
 
 with log_to(snakemake.log[0]):
     # A user's folder source is given as a one-item list (common.smk's `existing`).

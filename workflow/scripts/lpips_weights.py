@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
+from lossbench.core.logs import log_to
 from lossbench.data.download import sha256_file
-from lossbench.logs import log_to
 from lossbench.metrics.lpips import UNTRAINED_SEED, trunk_label
 from lossbench.metrics.lpips_weights import find_trunk
 

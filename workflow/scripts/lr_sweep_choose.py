@@ -2,8 +2,8 @@
 
 import yaml
 
-from lossbench.logs import log_to
-from lossbench.lr_sweep import write_choice
+from lossbench.core.logs import log_to
+from lossbench.pipeline.lr_sweep import write_choice
 
 with log_to(snakemake.log[0]):
     results = {}

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import yaml
 
-from lossbench import losses, training
-from lossbench.logs import log_to
-from lossbench.lr_sweep import final_validation_loss
-from lossbench.run_spec import RunSpec
+from lossbench import losses
+from lossbench.core.logs import log_to
+from lossbench.pipeline.lr_sweep import final_validation_loss
+from lossbench.train import loop as training
+from lossbench.train.run_spec import RunSpec
 
 # A `folder` source's training input is the list of its one folder (common.smk's existing()), the others a path.
 TRAIN = snakemake.input.train if isinstance(snakemake.input.train, str) else snakemake.input.train[0]

@@ -1,8 +1,8 @@
 """Snakemake adapter: the own-metric race of one task, every configured metric at every validation, a line per loss."""
 
 from lossbench import losses, metrics
-from lossbench.figures import race_figure
-from lossbench.logs import log_to
+from lossbench.core.logs import log_to
+from lossbench.report.figures import race_figure
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)

@@ -1,9 +1,9 @@
 """Snakemake adapter: the ranking figure of one task's models."""
 
 from lossbench import losses, metrics
+from lossbench.core.logs import log_to
 from lossbench.data import tasks
-from lossbench.figures import ranking_figure
-from lossbench.logs import log_to
+from lossbench.report.figures import ranking_figure
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)

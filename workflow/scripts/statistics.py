@@ -4,10 +4,10 @@ from functools import partial
 from pathlib import Path
 
 from lossbench import losses, metrics
-from lossbench.logs import log_to
+from lossbench.core.logs import log_to
 from lossbench.losses import label as loss_label
-from lossbench.statistics import write_pairs, write_variance
-from lossbench.tables import Subject, table_title
+from lossbench.report.statistics import write_pairs, write_variance
+from lossbench.report.tables import Subject, table_title
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)

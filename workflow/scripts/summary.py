@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from lossbench import losses, metrics
-from lossbench.logs import log_to
-from lossbench.summary import read_curves, scale, summarise
+from lossbench.core.logs import log_to
+from lossbench.report.summary import read_curves, scale, summarise
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)

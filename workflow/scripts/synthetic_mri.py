@@ -1,7 +1,7 @@
 """Snakemake adapter: write synthetic volumes in the fastMRI HDF5 format."""
 
+from lossbench.core.logs import log_to
 from lossbench.data.fastmri_synthetic import generate_dataset
-from lossbench.logs import log_to
 
 with log_to(snakemake.log[0]):
     params = snakemake.params

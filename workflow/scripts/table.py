@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from lossbench import losses, metrics
-from lossbench.logs import log_to
-from lossbench.tables import Subject, build_table, write_all, write_per_seed
+from lossbench.core.logs import log_to
+from lossbench.report.tables import Subject, build_table, write_all, write_per_seed
 
 with log_to(snakemake.log[0]):
     losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)

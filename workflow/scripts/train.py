@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
-from lossbench import losses, metrics, training
-from lossbench.config import evaluation_settings, live_settings, validation_metrics
-from lossbench.logs import log_to
-from lossbench.run_spec import RunSpec
+from lossbench import losses, metrics
+from lossbench.core.logs import log_to
+from lossbench.pipeline.run_specs import evaluation_settings, live_settings, validation_metrics
+from lossbench.train import loop as training
+from lossbench.train.run_spec import RunSpec
 
 # A `folder` source's training input is the list of its one folder (common.smk's existing()), the others a path.
 TRAIN = snakemake.input.train if isinstance(snakemake.input.train, str) else snakemake.input.train[0]

@@ -3,9 +3,17 @@
 from pathlib import Path
 
 from lossbench import losses
-from lossbench.logs import log_to
+from lossbench.core.logs import log_to
 from lossbench.userstudy.counts import read_counts
-from lossbench.userstudy.report import anchored, jod_plot, observer_note, ranking_triangle, write_jod_table, write_probability_table, write_summary
+from lossbench.userstudy.report import (
+    anchored,
+    jod_plot,
+    observer_note,
+    ranking_triangle,
+    write_jod_table,
+    write_probability_table,
+    write_summary,
+)
 from lossbench.userstudy.responses import read_skipped, skip_note
 from lossbench.userstudy.scaling import summarize
 

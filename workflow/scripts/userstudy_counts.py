@@ -1,6 +1,6 @@
 """Snakemake adapter: per-observer count matrices of our own study from the observers' answer files, and the lines skipped in them."""
 
-from lossbench.logs import log_to
+from lossbench.core.logs import log_to
 from lossbench.userstudy.counts import write_counts
 from lossbench.userstudy.responses import observer_counts, read_folder, skip_note, write_skipped
 from lossbench.userstudy.stimuli import load_manifest

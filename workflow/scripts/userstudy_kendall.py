@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from lossbench import metrics
-from lossbench.logs import log_to
+from lossbench.core.logs import log_to
 from lossbench.userstudy.agreement import agreement_rows, measured_values, published_values, write_agreement
 from lossbench.userstudy.report import observer_note, read_summary
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from lossbench.logs import log_to
+from lossbench.core.logs import log_to
 from lossbench.userstudy.stimuli import Source, make_study_stimuli
 
 with log_to(snakemake.log[0]):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from lossbench.core.logs import log_to
 from lossbench.data.imagenet import write_csv_atomic
 from lossbench.data.images import list_images, read_rgb
-from lossbench.logs import log_to
 
 log = logging.getLogger(__name__)
 

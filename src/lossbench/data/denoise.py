@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lossbench.core.seeding import derive_seed
 from lossbench.data.h5files import ProcessLocalFiles, RawBatch, handed_over
 from lossbench.data.imagenet import read_manifest
 from lossbench.data.images import image_size, list_images, read_rgb
-from lossbench.seeding import derive_seed
 
 #: Format tag of the decoded training file, checked when it is read.
 DECODED_FORMAT = "lossbench-decoded-images-1"
@@ -139,7 +139,7 @@ def write_decoded(paths: list[Path], out_path: str | Path) -> int:
 class DenoiseTrainDataset(Dataset):
     """Random crops of clean photographs with Gaussian noise of random strength.
 
-    Each item is keyed by ``(index, sample_seed)`` (see :class:`lossbench.seeding.SeededSampler`):
+    Each item is keyed by ``(index, sample_seed)`` (see :class:`lossbench.core.seeding.SeededSampler`):
     the crop position, augmentation, σ ~ U[sigma_min, sigma_max]/255 and the noise all come from
     ``sample_seed``. An item is the raw read of a DataLoader worker: a dict of the clean crop
     ``clean`` (3, crop, crop) as the images store it (uint8 from a decoded file of 8-bit images, a

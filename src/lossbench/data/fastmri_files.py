@@ -32,9 +32,9 @@ from urllib.parse import urlparse
 import h5py
 import numpy as np
 
+from lossbench.core.seeding import derive_seed
 from lossbench.data.download import DownloadError, download, extract_tar
 from lossbench.data.fastmri_synthetic import ISMRMRD_NAMESPACE, RECON_KEYS
-from lossbench.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 

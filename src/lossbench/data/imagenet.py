@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lossbench.core.seeding import derive_seed
 from lossbench.data.images import list_images
-from lossbench.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 

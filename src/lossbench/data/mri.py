@@ -30,12 +30,12 @@ The work is split between the DataLoader workers and the training device:
 Narrow volumes: brain scans whose k-space has fewer columns W than the crop (fastMRI's "FLAIR 203")
 are cropped to W × W, input and target, as fastMRI's ``UnetDataTransform`` does. Volumes of other
 layouts (coil count, k-space size, crop) are not padded to a common size: training batches are
-*shape-grouped* (:func:`lossbench.seeding.group_batches`), each batch holding slices of one k-space
+*shape-grouped* (:func:`lossbench.core.seeding.group_batches`), each batch holding slices of one k-space
 shape, so no padded pixel ever reaches a loss or a metric. With one shape in the data (the synthetic
 demo) the batches are exactly consecutive runs of the seeded order.
 
 Training masks are drawn from a per-sample seed given by the caller (see
-:class:`lossbench.seeding.SeededSampler`), so every sample gets a new mask that does not depend on the
+:class:`lossbench.core.seeding.SeededSampler`), so every sample gets a new mask that does not depend on the
 DataLoader worker or on resuming. Validation masks are fixed per file (seeded by the file name, as
 fastMRI does), the same for every slice of a file and every run.
 """
@@ -54,8 +54,8 @@ from torch.utils.data import Dataset
 
 from lossbench.data.fastmri_files import check_volume, crop_side
 from lossbench.data.fastmri_ids import slice_id
-from lossbench.data.h5files import ProcessLocalFiles, RawBatch, handed_over
 from lossbench.data.fastmri_synthetic import RECON_KEYS
+from lossbench.data.h5files import ProcessLocalFiles, RawBatch, handed_over
 
 
 def _keep_all(raw_sample) -> bool:

@@ -11,11 +11,11 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from lossbench.core.specs import lookup
 from lossbench.data.images import read_rgb
 from lossbench.data.kinds import mri, rgb_denoise, rgb_jpeg
 from lossbench.data.taskspec import TaskSpec
 from lossbench.data.valset import write_images
-from lossbench.specs import lookup
 
 #: Task kind → its spec.
 SPECS: dict[str, TaskSpec] = {spec.kind: spec for spec in (rgb_denoise.SPEC, mri.SINGLECOIL, mri.MULTICOIL, rgb_jpeg.SPEC)}

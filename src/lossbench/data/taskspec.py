@@ -87,7 +87,7 @@ class TaskSpec:
             (embedded photographs, a folder of images, or ImageNet with Kodak) or ``fastmri``
             (synthetic or real fastMRI volumes).
         train_dataset: ``train_dataset(settings, train_dir)``: the training dataset, items keyed by
-            ``(index, sample_seed)`` (see :class:`lossbench.seeding.SeededSampler`); ``settings`` is
+            ``(index, sample_seed)`` (see :class:`lossbench.core.seeding.SeededSampler`); ``settings`` is
             the task's configuration without ``data`` and ``training`` (``config.task_data``).
         validation_images: ``validation_images(settings, val_dir, seed)``: the validation set,
             degradations fixed by ``seed``.

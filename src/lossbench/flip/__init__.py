@@ -41,7 +41,7 @@ plain ones).
 
 Example:
     >>> import torch
-    >>> from lossbench.flip import flip, FLIPLoss
+    >>> from lossbench.flip import flip
     >>> x = torch.rand(2, 3, 32, 32)
     >>> flip(x, x).tolist()
     [0.0, 0.0]
@@ -54,21 +54,24 @@ and ``output`` the test image: ``flip(output, target)`` is FLIP(reference=target
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from lossbench.checks import check_image_pair, check_reduction, reduce_map
+from lossbench.core.checks import check_image_pair
+from lossbench.core.specs import Setting
 from lossbench.flip._core import MODES, OUT_OF_RANGE, error_map
-from lossbench.specs import LossSpec, MetricInfo, MetricSpec, Setting
 
-__all__ = ["DEFAULT_PPD", "MODES", "OUT_OF_RANGE", "FLIPLoss", "flip", "flip_map", "pixels_per_degree"]
+__all__ = ["DEFAULT_PPD", "MODES", "OUT_OF_RANGE", "VIEWING", "check_inputs", "flip", "flip_map", "flip_ppd", "gray_mode", "pixels_per_degree", "setting_ppd"]
 
 #: Pixels per degree for 0.7 m viewing distance, 0.7 m wide 3840-pixel monitor (the default).
 DEFAULT_PPD = 67.02064514
+
+#: The viewing geometry of :data:`DEFAULT_PPD` (thesis §3.1: 70 cm from its monitors), also ``evaluation.flip``'s
+#: defaults in the configuration schema (a test keeps the two equal).
+VIEWING = MappingProxyType({"distance_m": 0.7, "monitor_width_m": 0.7, "monitor_pixels": 3840})
 
 
 def pixels_per_degree(distance_m: float = 0.7, monitor_width_m: float = 0.7, resolution_px: float = 3840) -> float:
@@ -93,7 +96,7 @@ def pixels_per_degree(distance_m: float = 0.7, monitor_width_m: float = 0.7, res
     return float(f32(distance_m) * (f32(resolution_px) / f32(monitor_width_m)) * (f32(3.14159265358979) / f32(180.0)))
 
 
-def _validate(output: torch.Tensor, target: torch.Tensor, ppd: float, mode: str, name: str) -> None:
+def check_inputs(output: torch.Tensor, target: torch.Tensor, ppd: float, mode: str, name: str) -> None:
     check_image_pair(output, target, name)
     if mode not in MODES:
         raise ValueError(f"{name}: unknown mode {mode!r}, expected one of {', '.join(map(repr, MODES))}")
@@ -131,7 +134,7 @@ def flip_map(output: torch.Tensor, target: torch.Tensor, ppd: float = DEFAULT_PP
         ValueError: On malformed shapes, a channel count that does not fit ``mode``, an unknown
             mode or a non-positive ``ppd``.
     """
-    _validate(output, target, ppd, mode, "FLIP")
+    check_inputs(output, target, ppd, mode, "FLIP")
     return error_map(output, target, float(ppd), mode)
 
 
@@ -143,86 +146,20 @@ def flip(output: torch.Tensor, target: torch.Tensor, ppd: float = DEFAULT_PPD, m
     return flip_map(output, target, ppd, mode).mean(dim=(1, 2, 3))
 
 
-class FLIPLoss(nn.Module):
-    """Mean FLIP error over a batch, FLIP(reference=target, test=output), as a training loss.
-
-    The metric clamps its inputs (and the CSF-filtered linear colours) to [0, 1], so a value
-    outside the range shows as 0 or 1 and gets no gradient: a FLIP-trained denoiser leaves many
-    outputs there (docs/flip_loss.md: 19 % after 400 steps), harmless once outputs are clamped for
-    display and scoring, as lossbench does. ``out_of_range`` chooses:
-
-    * ``"clamp"`` (default): the metric itself, clamps and all; with clamped outputs it optimises
-      exactly the reported FLIP, and it measured best on the clamped FLIP and PSNR.
-    * ``"inward"``: the same value; outside [0, 1] the gradient at the clamped value is passed on
-      where a descent step moves the value back towards the range (never outwards, which would
-      let values drift), so raw outputs stay nearer the range.
-    * ``"extrapolate"``: FLIP's formulas continued outside [0, 1], with neither clamp (the sRGB
-      curve linear below 0, every later step defined there), so an out-of-range output costs
-      what the colour it encodes would cost. Equal to the metric for inputs in [0, 1] whose
-      filtered colours stay in gamut.
-
-    ``inward`` and ``extrapolate`` are documented deviations of the loss from the metric (the
-    thesis, §5.1, adjusted FLIP "to work as a loss function" without saying how).
-
-    Args:
-        ppd: Pixels per degree of visual angle.
-        mode: One of :data:`MODES`.
-        out_of_range: One of :data:`OUT_OF_RANGE`.
-        reduction: ``mean`` (over the batch), ``sum`` (of the per-image means) or ``none`` ((N,)
-            per-image means, as the metric).
-    """
-
-    def __init__(self, ppd: float = DEFAULT_PPD, mode: str = "rgb", out_of_range: str = "clamp", reduction: str = "mean") -> None:
-        super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"FLIPLoss: unknown mode {mode!r}, expected one of {', '.join(map(repr, MODES))}")
-        if out_of_range not in OUT_OF_RANGE:
-            raise ValueError(f"FLIPLoss: unknown out_of_range {out_of_range!r}, expected one of {', '.join(map(repr, OUT_OF_RANGE))}")
-        self.ppd = ppd
-        self.mode = mode
-        self.out_of_range = out_of_range
-        self.reduction = check_reduction(reduction, "FLIPLoss")
-
-    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Loss from (N, C, H, W) ``output`` and ``target``, nominally in [0, 1]: a scalar, or (N,) with ``reduction="none"``."""
-        _validate(output, target, self.ppd, self.mode, "FLIP loss")
-        return reduce_map(error_map(output, target, float(self.ppd), self.mode, self.out_of_range), self.reduction)
-
-    def extra_repr(self) -> str:
-        return f"ppd={self.ppd}, mode={self.mode!r}, out_of_range={self.out_of_range!r}, reduction={self.reduction!r}"
+def flip_ppd(evaluation: dict[str, Any]) -> float:
+    """Pixels per degree of FLIP's viewing conditions ``evaluation.flip`` (the metric's and the loss's)."""
+    viewing = evaluation.get("flip") or {}
+    if viewing.get("ppd") is not None:
+        return float(viewing["ppd"])
+    arguments = {"distance_m": "distance_m", "monitor_width_m": "monitor_width_m", "monitor_pixels": "resolution_px"}
+    return pixels_per_degree(**{argument: viewing[key] for key, argument in arguments.items() if key in viewing})
 
 
-def _ppd(setting: Setting) -> float:
-    from lossbench.config import flip_ppd
-
+def setting_ppd(setting: Setting) -> float:
+    """Pixels per degree of a setting's ``evaluation.flip``: the metric's and the loss's default."""
     return flip_ppd(setting.evaluation)
 
 
-def _gray_mode(setting: Setting) -> str:
+def gray_mode(setting: Setting) -> str:
+    """The grayscale reading of thesis §3.2 that ``evaluation.flip_gray_mode`` configures (MRI tasks)."""
     return setting.evaluation.get("flip_gray_mode", "gray_thesis")
-
-
-def _loss_defaults(setting: Setting) -> dict[str, object]:
-    # RGB tasks use the colour metric; grayscale (MRI) tasks the configured reading of thesis §3.2.
-    return {"mode": "rgb" if setting.channels == 3 else _gray_mode(setting), "ppd": _ppd(setting)}
-
-
-def _metric_defaults(setting: Setting) -> dict[str, object]:
-    return {"ppd": _ppd(setting)} if setting.channels == 3 else {"ppd": _ppd(setting), "mode": _gray_mode(setting)}
-
-
-def viewing_conditions(params: Mapping[str, Any]) -> str:
-    """FLIP's viewing conditions as a table states them: its values depend on them (a pixel seen larger shows more error)."""
-    mode = f", grayscale reading {params['mode']}" if "mode" in params else ""
-    thesis = "as the thesis" if round(params["ppd"], 1) == round(DEFAULT_PPD, 1) else f"the thesis: {DEFAULT_PPD:.1f}"
-    return f"FLIP seen at {params['ppd']:.1f} pixels per degree{mode} (evaluation.flip; {thesis})."
-
-
-#: Why a FLIP-trained model can trail l2's on FLIP itself, measured (docs/flip_loss.md); linked from results/<experiment>/summary.md.
-TRAINING_NOTES = (
-    "FLIP's gradient leads the network out of the identity slowly; NVIDIA's official FLIP loss, equal to ours in value and "
-    "gradient, trains the same way, and l2's model kept the lower FLIP at 1152 and 4032 steps ([docs/flip_loss.md](../../docs/flip_loss.md))"
-)
-
-LOSS = LossSpec("flip", FLIPLoss, "FLIP", defaults=_loss_defaults, own_metric="flip", training_notes=TRAINING_NOTES)
-METRIC = MetricSpec("flip", flip, MetricInfo("FLIP", higher_is_better=False), defaults=_metric_defaults, conditions=viewing_conditions)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from lossbench.device import ieee_float32_autograd
+from lossbench.core.precision import ieee_float32_autograd
 from lossbench.flip import _color, _filters
 
 MODES = ("rgb", "gray_thesis", "gray_lab", "gray_replicated")
@@ -161,7 +161,7 @@ class _Perception(NamedTuple):
 def _perceive(images: torch.Tensor, ppd: float, mode: str, out_of_range: str, dtype: torch.dtype) -> _Perception:
     """Filter and transform (N, C, H, W) images into the quantities FLIP compares, computing in ``dtype``.
 
-    ``out_of_range`` (see :class:`lossbench.flip.FLIPLoss`) chooses FLIP's clamps to [0, 1] of the
+    ``out_of_range`` (see :class:`lossbench.losses.flip.FLIPLoss`) chooses FLIP's clamps to [0, 1] of the
     input and of the filtered linear colour: the metric's ("clamp"), the input's with an inward
     gradient ("inward"), or none, FLIP's formulas continued outside [0, 1] ("extrapolate"; every
     step stays finite there).
@@ -193,7 +193,7 @@ def error_map(output: torch.Tensor, target: torch.Tensor, ppd: float, mode: str,
     """FLIP error map of validated (N, C, H, W) ``output`` against ``target``; see :func:`lossbench.flip.flip_map`.
 
     ``out_of_range`` other than "clamp" (the metric) is one of the FLIP loss's deviations, see
-    :class:`lossbench.flip.FLIPLoss`. Below, the official names: ``reference`` is ``target``,
+    :class:`lossbench.losses.flip.FLIPLoss`. Below, the official names: ``reference`` is ``target``,
     ``test`` is ``output``.
 
     Computed in float32, or in float64 when either image is float64 (for gradient checks).

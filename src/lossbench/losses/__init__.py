@@ -12,13 +12,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from lossbench.flip import LOSS as FLIP
-from lossbench.losses import adaptive, mix, pixel
-from lossbench.metrics import lpips, msssim
-from lossbench.specs import LossSpec, add, image_arguments, import_object, lookup, register_own, tex_escape
+from lossbench.core.specs import LossSpec, add, image_arguments, import_object, lookup, register_own, tex_escape
+from lossbench.losses import adaptive, flip, lpips_l2, mix, msssim, pixel
 
 #: Every registered loss, the thesis's six first in its column order, then the opt-in ones.
-SPECS: dict[str, LossSpec] = {spec.name: spec for spec in (pixel.L1, pixel.L2, msssim.LOSS, lpips.LOSS, FLIP, adaptive.SPEC, mix.SPEC)}
+SPECS: dict[str, LossSpec] = {spec.name: spec for spec in (pixel.L1, pixel.L2, msssim.LOSS, lpips_l2.LOSS, flip.LOSS, adaptive.SPEC, mix.SPEC)}
 
 #: The thesis's losses, in its column order: the columns every table has.
 STUDY_LOSSES = tuple(name for name, spec in SPECS.items() if spec.thesis)
@@ -56,7 +54,7 @@ def register_config(config: dict) -> None:
     """Register the configuration's own losses (``losses.<name>.module``), in this process.
 
     Jobs run in processes of their own: every adapter that builds or labels losses calls this
-    with ``snakemake.config`` (the configuration :func:`lossbench.config.validate` checked).
+    with ``snakemake.config`` (the configuration :func:`lossbench.pipeline.config.validate` checked).
 
     Raises:
         ValueError: one line naming the key and the module, see :func:`from_module`.

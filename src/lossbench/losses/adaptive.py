@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lossbench.checks import check_image_pair, check_reduction, reduce_map
-from lossbench.specs import LossSpec
+from lossbench.core.checks import check_image_pair, check_reduction, reduce_map
+from lossbench.core.specs import LossSpec
 
 #: The shipped table of log Z(alpha) at the knots of :func:`alpha_to_knot_coordinate`.
 TABLE_PATH = Path(__file__).with_name("log_partition.npz")

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lossbench.checks import check_reduction
-from lossbench.specs import LossSpec, Setting
+from lossbench.core.checks import check_reduction
+from lossbench.core.specs import LossSpec, Setting
 
 #: The paper's α = 0.84 on MS-SSIM, 1 − α on l1.
 DEFAULT_WEIGHTS: dict[str, float] = {"msssim": 0.84, "l1": 0.16}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lossbench.checks import check_image_pair, check_reduction, reduce_map
-from lossbench.specs import LossSpec
+from lossbench.core.checks import check_image_pair, check_reduction, reduce_map
+from lossbench.core.specs import LossSpec
 
 
 class L1Loss(nn.Module):

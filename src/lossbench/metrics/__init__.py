@@ -17,12 +17,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from lossbench.flip import METRIC as FLIP
-from lossbench.metrics import lpips, msssim, pixel
-from lossbench.specs import MetricInfo, MetricSpec, Setting, add, image_arguments, import_object, lookup, register_own
+from lossbench.core.specs import (
+    MetricInfo,
+    MetricSpec,
+    Setting,
+    add,
+    image_arguments,
+    import_object,
+    lookup,
+    register_own,
+)
+from lossbench.metrics import flip, lpips, msssim, pixel
 
 #: Every registered metric, in the thesis's row order.
-SPECS: dict[str, MetricSpec] = {spec.name: spec for spec in (pixel.L1, pixel.L2, pixel.PSNR, msssim.METRIC, lpips.METRIC, FLIP)}
+SPECS: dict[str, MetricSpec] = {spec.name: spec for spec in (pixel.L1, pixel.L2, pixel.PSNR, msssim.METRIC, lpips.METRIC, flip.METRIC)}
 
 #: How each metric of the study is shown in the thesis's tables, in its row order.
 STUDY_METRICS: dict[str, MetricInfo] = {name: spec.info for name, spec in SPECS.items() if spec.thesis}
@@ -77,7 +85,7 @@ def from_module(name: str, settings: Mapping[str, Any]) -> MetricSpec:
     Raises:
         ValueError: one line naming the module: not importable, no such attribute, not a function
             or module class, or fewer than two image arguments. Configured ``params`` are checked
-            against its keywords with the configuration (:func:`lossbench.config.validate`).
+            against its keywords with the configuration (:func:`lossbench.pipeline.config.validate`).
     """
     path = settings["module"]
     factory = import_object(path)
@@ -106,7 +114,7 @@ def register_config(config: dict) -> None:
     """Register the configuration's own metrics (``own_metrics.<name>``), in this process.
 
     Jobs run in processes of their own: every adapter that computes, tabulates or labels metrics
-    calls this with ``snakemake.config`` (the configuration :func:`lossbench.config.validate` checked).
+    calls this with ``snakemake.config`` (the configuration :func:`lossbench.pipeline.config.validate` checked).
 
     Raises:
         ValueError: one line naming the key and the module, see :func:`from_module`.

@@ -33,11 +33,11 @@ import numpy as np
 import torch
 
 from lossbench import metrics
-from lossbench.config import ConfigError, load
+from lossbench.core.specs import Setting
 from lossbench.data.download import DownloadError
 from lossbench.data.images import read_image
 from lossbench.flip import DEFAULT_PPD, MODES
-from lossbench.specs import Setting
+from lossbench.pipeline.config import ConfigError, load
 
 #: The unit after the value; the metrics not named here are unitless ratios or errors on [0, 1] images.
 UNITS = {"psnr": "dB"}

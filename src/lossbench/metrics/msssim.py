@@ -1,4 +1,4 @@
-"""Multi-scale structural similarity (thesis §2.4.3; Wang et al., 2003) as a metric and as a loss.
+"""Multi-scale structural similarity (thesis §2.4.3; Wang et al., 2003) as a metric; its loss is :mod:`lossbench.losses.msssim`.
 
 The computation follows the TensorFlow / ``pytorch-msssim`` convention so that values agree with
 that reference to float precision: a separable 11-tap Gaussian window (σ = 1.5) applied without
@@ -17,13 +17,12 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.grad import conv2d_input
 
-from lossbench import specs
-from lossbench.checks import check_image_pair, check_reduction, reduce_images
-from lossbench.device import ieee_float32
+from lossbench.core import specs
+from lossbench.core.checks import check_image_pair
+from lossbench.core.precision import ieee_float32
 
 SmallImages = Literal["error", "reduce_scales"]
 
@@ -203,37 +202,6 @@ def ms_ssim(
         return per_channel.mean(dim=1)
 
 
-class MSSSIMLoss(nn.Module):
-    """MS-SSIM loss E = 1 − MS-SSIM (thesis §2.4.3), averaged over the batch.
-
-    Args:
-        data_range: Dynamic range of the pixel values.
-        small_images: ``"error"`` (default) raises for images whose smallest side is 160 pixels
-            or less; ``"reduce_scales"`` uses as many scales as fit and renormalises their weights,
-            which is what training on small crops (for example 64×64, three scales) needs.
-            See :func:`ms_ssim`.
-        reduction: ``mean`` (over the batch), ``sum`` (over its images) or ``none`` (the (N,)
-            per-image 1 − MS-SSIM).
-    """
-
-    def __init__(self, data_range: float = 1.0, small_images: SmallImages = "error", reduction: str = "mean") -> None:
-        super().__init__()
-        if small_images not in ("error", "reduce_scales"):
-            raise ValueError(f"MSSSIMLoss: small_images must be 'error' or 'reduce_scales', got {small_images!r}")
-        self.data_range = data_range
-        self.small_images: SmallImages = small_images
-        self.reduction = check_reduction(reduction, "MSSSIMLoss")
-
-    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Loss in [0, 1] for (N, C, H, W) images: a scalar, or (N,) with ``reduction="none"``."""
-        similarity = ms_ssim(output, target, self.data_range, self.small_images)
-        # The mean as it always was, 1 − mean MS-SSIM (bit for bit the same training runs).
-        return 1.0 - similarity.mean() if self.reduction == "mean" else reduce_images(1.0 - similarity, self.reduction)
-
-    def extra_repr(self) -> str:
-        return f"data_range={self.data_range}, small_images={self.small_images!r}, reduction={self.reduction!r}"
-
-
 def _too_small(side: int) -> str | None:
     # The metric keeps its default small_images="error": every scale must fit.
     if usable_scales(side, side) < len(SCALE_WEIGHTS):
@@ -241,5 +209,4 @@ def _too_small(side: int) -> str | None:
     return None
 
 
-LOSS = specs.LossSpec("msssim", MSSSIMLoss, "MS-SSIM", own_metric="msssim", portable_params={"small_images": "reduce_scales"})
 METRIC = specs.MetricSpec("msssim", ms_ssim, specs.MetricInfo("MS-SSIM", higher_is_better=True), portable_params={"small_images": "reduce_scales"}, too_small=_too_small)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from lossbench.checks import check_image_pair
-from lossbench.specs import MetricInfo, MetricSpec
+from lossbench.core.checks import check_image_pair
+from lossbench.core.specs import MetricInfo, MetricSpec
 
 
 def l1(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -15,10 +15,10 @@ from typing import Any
 
 from torch import nn
 
+from lossbench.core.specs import lookup
 from lossbench.models import fastmri_unet, unet
 from lossbench.models.spec import ModelSpec
 from lossbench.models.unet import UNet
-from lossbench.specs import lookup
 
 __all__ = ["DEFAULT", "SPECS", "ModelSpec", "UNet", "build", "names", "of", "params", "spec"]
 

@@ -91,7 +91,16 @@ def _stimuli(args: argparse.Namespace) -> None:
 
 def _analyse(args: argparse.Namespace) -> None:
     from lossbench.userstudy.counts import read_counts, write_counts
-    from lossbench.userstudy.report import JOD_ORIGINS, anchored, jod_plot, observer_note, ranking_triangle, write_jod_table, write_probability_table, write_summary
+    from lossbench.userstudy.report import (
+        JOD_ORIGINS,
+        anchored,
+        jod_plot,
+        observer_note,
+        ranking_triangle,
+        write_jod_table,
+        write_probability_table,
+        write_summary,
+    )
     from lossbench.userstudy.responses import observer_counts, read_folder, skip_note, write_skipped
     from lossbench.userstudy.scaling import summarize
     from lossbench.userstudy.stimuli import load_manifest

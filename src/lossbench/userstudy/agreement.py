@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lossbench import paper
 from lossbench.metrics import spec as metric_spec
+from lossbench.report import paper
 from lossbench.userstudy.scaling import Summary
 
 

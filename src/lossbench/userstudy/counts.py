@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lossbench import paper
+from lossbench.report import paper
 from lossbench.userstudy.scaling import check_counts
 
 DATA = Path(__file__).parent / "data"

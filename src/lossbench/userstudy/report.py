@@ -17,8 +17,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from lossbench import losses  # noqa: E402
 from lossbench.userstudy.counts import probabilities  # noqa: E402
@@ -264,7 +264,7 @@ def ranking_triangle(summary: Summary, paths: list[str | Path], title: str, orig
 
 
 def write_study_status(rows: list[dict[str, str]], prefix: str | Path) -> list[Path]:
-    """``prefix``.csv and .md of which of our studies have answers (:func:`lossbench.userstudy.pipeline.study_status`)."""
+    """``prefix``.csv and .md of which of our studies have answers (:func:`lossbench.pipeline.userstudy.study_status`)."""
     csv_path, md_path = _paths(prefix, (".csv", ".md"))
     fields = ["study", "tasks", "responses", "answer_files", "status"]
     with open(csv_path, "w", newline="") as handle:

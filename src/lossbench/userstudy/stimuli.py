@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lossbench.core.seeding import derive_seed
 from lossbench.data.valset import ImageFile, resolve_image_id
-from lossbench.seeding import derive_seed
 from lossbench.userstudy.viewing import conditions as viewing_conditions
 
 MANIFEST = "manifest.json"

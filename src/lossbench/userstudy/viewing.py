@@ -12,7 +12,8 @@ thesis (§3.1 names 70 cm only), and how to work it out for another screen.
 from __future__ import annotations
 
 import math
-from functools import cache
+
+from lossbench.flip import VIEWING, flip_ppd
 
 #: The keys of a viewing geometry in ``evaluation.flip``.
 GEOMETRY = ("distance_m", "monitor_width_m", "monitor_pixels")
@@ -21,13 +22,9 @@ GEOMETRY = ("distance_m", "monitor_width_m", "monitor_pixels")
 DEGREES_PER_RADIAN = 180.0 / math.pi
 
 
-@cache
 def default_geometry() -> dict[str, float]:
-    """``evaluation.flip``'s default geometry, read from the configuration schema (the workflow's defaults)."""
-    from lossbench.config import SCHEMA_PATH, read_yaml
-
-    flip = read_yaml(SCHEMA_PATH)["properties"]["evaluation"]["properties"]["flip"]["properties"]
-    return {key: flip[key]["default"] for key in GEOMETRY}
+    """``evaluation.flip``'s default geometry (the workflow's defaults): the thesis's, :data:`lossbench.flip.VIEWING`."""
+    return {key: VIEWING[key] for key in GEOMETRY}
 
 
 def _positive(value: object) -> bool:
@@ -40,8 +37,6 @@ def _display(monitor_width_m: float, monitor_pixels: int) -> str:
 
 def pixels_per_degree(viewing: dict) -> float:
     """Pixels per degree of ``viewing`` (``evaluation.flip``'s keys): its ``ppd`` where set, else its geometry's."""
-    from lossbench.config import flip_ppd
-
     return flip_ppd({"flip": viewing})
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from lossbench.config import train_spec
-from lossbench.run_spec import RunSpec
+from lossbench.pipeline.run_specs import train_spec
+from lossbench.train.run_spec import RunSpec
 
 
 def sweep_spec(config: dict[str, Any], task: str, loss: str, lr: float) -> RunSpec:

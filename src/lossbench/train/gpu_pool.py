@@ -46,7 +46,7 @@ def acquire(uuids: list[str], lock_dir: str | Path | None = None, poll_seconds: 
 
     Args:
         uuids: UUIDs of the visible CUDA devices in index order
-            (:func:`lossbench.device.visible_gpu_uuids`; tests simulate them).
+            (:func:`lossbench.train.device.visible_gpu_uuids`; tests simulate them).
         lock_dir: Folder of the lock files (default :func:`default_lock_dir`).
         poll_seconds: Pause between attempts while all devices are taken.
 

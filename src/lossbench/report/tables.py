@@ -17,12 +17,12 @@ from typing import Any
 
 from lossbench import losses as loss_registry
 from lossbench import metrics as metric_registry
-from lossbench import paper
-from lossbench import statistics as significance
+from lossbench.core.specs import Setting, tex_escape
 from lossbench.data import tasks as task_registry
 from lossbench.data.taskspec import PER_IMAGE, AnalysisUnit
 from lossbench.metrics import STUDY_METRICS, MetricInfo
-from lossbench.specs import Setting, tex_escape
+from lossbench.report import paper
+from lossbench.report import statistics as significance
 
 #: The thesis's tables → the thesis's task of each (from the task kinds' specs).
 THESIS_TABLES = {spec.thesis_table: spec.thesis_task for spec in task_registry.SPECS.values() if spec.thesis_table is not None}
@@ -105,7 +105,7 @@ class Cell:
     std: float | None = None
     seeds: int = 0
     bold: bool = False
-    #: Not significantly different from the row's best (lossbench.statistics), marked † in the tables.
+    #: Not significantly different from the row's best (lossbench.report.statistics), marked † in the tables.
     tied: bool = False
 
     @property
@@ -341,7 +341,7 @@ def to_latex(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: Marks a published value known to be wrong (:func:`lossbench.paper.errata`); † is significance's mark.
+#: Marks a published value known to be wrong (:func:`lossbench.report.paper.errata`); † is significance's mark.
 ERRATUM_MARK = "‡"
 
 #: What a reader should expect of the comparison with the thesis: only the degraded input is computed the same way.
@@ -361,7 +361,7 @@ def comparison_rows(table: Table) -> list[dict[str, str]]:
     """Ours beside the thesis's published value, one row per (metric, model).
 
     A model or metric the thesis lacks has an empty ``paper`` cell; a published cell listed in
-    :func:`lossbench.paper.errata` is shown but not compared, with the erratum in ``note``.
+    :func:`lossbench.report.paper.errata` is shown but not compared, with the erratum in ``note``.
     """
     published, errata = paper.table(table.name), paper.errata()
     rows = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lossbench.config import results_dir
+from lossbench.pipeline.experiment import results_dir
 from lossbench.userstudy.counts import THESIS_STUDIES
 from lossbench.userstudy.report import JOD_ORIGINS
 

@@ -1,7 +1,7 @@
 """A one-screen summary of a finished study: what it rests on, how much each model restores, and whether each loss wins its own metric.
 
 The thesis's structure (Tables 6.1, 6.3, 6.4) in two checks per task, read from the table CSVs that
-:func:`lossbench.tables.write_csv` writes, under a head that says what the numbers rest on:
+:func:`lossbench.report.tables.write_csv` writes, under a head that says what the numbers rest on:
 
 - the experiment's ``description`` and, per task, its scale (:class:`Scale`): validation images
   and the units the statistics count, seeds, training steps, and what a single run is good to;
@@ -13,7 +13,7 @@ The thesis's structure (Tables 6.1, 6.3, 6.4) in two checks per task, read from 
   training, from the models' curves) and the loss's notes on how it trains.
 
 CLI (the tables' checks only):
-    python -m lossbench.summary results/demo/tables/table_6_1.csv results/demo/tables/table_6_3.csv --out summary.md
+    python -m lossbench.report.summary results/demo/tables/table_6_1.csv results/demo/tables/table_6_3.csv --out summary.md
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from lossbench import losses
 from lossbench.data.taskspec import counted
 from lossbench.losses import label
 from lossbench.metrics import spec as metric_spec
-from lossbench.statistics import MIN_UNITS, testable
-from lossbench.tables import THESIS_TABLES
+from lossbench.report.statistics import MIN_UNITS, testable
+from lossbench.report.tables import THESIS_TABLES
 
 #: Columns of a table CSV that are not models.
 _NOT_MODELS = ("metric", "label", "best", "not_different_from_best")
@@ -41,7 +41,7 @@ def read_table(path: str | Path) -> dict[str, dict[str, float]]:
     """``{metric: {column: value}}`` of a table CSV; empty cells (not computed) are left out.
 
     Raises:
-        ValueError: naming the file when it is not a table CSV of :func:`lossbench.tables.write_csv`.
+        ValueError: naming the file when it is not a table CSV of :func:`lossbench.report.tables.write_csv`.
     """
     rows = _rows(path)
     if not rows or "metric" not in rows[0] or "input" not in rows[0]:
@@ -245,14 +245,14 @@ def read_curves(paths: Mapping[str, str | Path]) -> dict[str, list[dict[str, str
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lossbench.summary", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lossbench.report.summary", description=__doc__.split("\n\n")[0])
     parser.add_argument("tables", nargs="+", help="table CSVs (results/<experiment>/tables/table_6_*.csv)")
     parser.add_argument("--out", help="also write the summary here (Markdown)")
     args = parser.parse_args(argv)
     try:
         text = summarise({Path(path).stem: path for path in args.tables})
     except (OSError, ValueError) as error:
-        parser.exit(1, f"lossbench.summary: {error}\n")
+        parser.exit(1, f"lossbench.report.summary: {error}\n")
     if args.out:
         Path(args.out).write_text(text)
     print(text, end="")

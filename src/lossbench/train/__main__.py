@@ -1,13 +1,13 @@
-"""Training of one U-net with one loss on one task and seed (thesis §5.1), built to survive.
+"""``python -m lossbench.train``: one training job from a configuration file, outside the workflow.
 
-The command line of :func:`lossbench.training.run`: the run spec of (task, loss, seed) of a
-configuration (:func:`lossbench.config.train_spec`), trained with resumable checkpoints
-(:mod:`lossbench.checkpoint`); every error a user can cause is one line.
+It builds the run spec of (task, loss, seed) from the configuration
+(:func:`lossbench.pipeline.run_specs.train_spec`) and hands it to the loop, :func:`lossbench.train.loop.run`;
+every error a user can cause is one line.
 
-CLI:
+CLI (the folders the demo's workflow writes):
     python -m lossbench.train --config config.yaml --task denoise --loss l1 --seed 0 \\
-        --train-dir results/data/denoise/train --valset results/data/denoise/val.h5 \\
-        --out results/models/denoise/l1/seed0
+        --train-dir results/demo/data/denoise/train_images --valset results/demo/data/denoise/val.h5 \\
+        --out results/mine/models/denoise/l1/seed0
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ import logging
 import sys
 from pathlib import Path
 
-from lossbench.device import DeviceError
-from lossbench.logs import LiveViewError
-from lossbench.training import NonFiniteError, run
+from lossbench.train.device import DeviceError
+from lossbench.train.live import LiveViewError
+from lossbench.train.loop import NonFiniteError, run
 
 
 def main(argv: list[str] | None = None) -> None:
     from lossbench import metrics
-    from lossbench.config import evaluation_settings, live_settings, load, train_spec, validation_metrics
+    from lossbench.pipeline.config import load
+    from lossbench.pipeline.run_specs import evaluation_settings, live_settings, train_spec, validation_metrics
 
     parser = argparse.ArgumentParser(prog="python -m lossbench.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="YAML configuration (e.g. config.yaml)")

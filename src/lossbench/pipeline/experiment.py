@@ -1,6 +1,6 @@
 """The record of a named experiment: the configuration used, the package versions and the git commit.
 
-Every output of an experiment lies under ``results/<experiment>/`` (:func:`lossbench.config.results_dir`);
+Every output of an experiment lies under ``results/<experiment>/`` (:func:`results_dir`);
 ``config.yaml`` there is the validated configuration (defaults filled in), reusable as a ``--configfile``,
 headed by comments naming the code that produced the outputs; ``README.md`` lists the folders.
 """
@@ -87,3 +87,8 @@ def write_if_changed(path: str | Path, text: str) -> bool:
     temporary.write_text(text)
     os.replace(temporary, path)
     return True
+
+
+def results_dir(config: dict[str, Any]) -> str:
+    """Folder of every output of the configured experiment, ``results/<experiment>``."""
+    return f"results/{config['experiment']}"

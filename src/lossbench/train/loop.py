@@ -1,7 +1,7 @@
 """The training loop: one network with one loss on one task and seed (thesis §5.1), built to survive.
 
 Adam with the loss's learning rate; seeded, reproducible sampling; checkpoints every N steps, at
-each epoch's end and on SIGTERM/SIGINT (:mod:`lossbench.checkpoint`, :mod:`lossbench.stop_signals`);
+each epoch's end and on SIGTERM/SIGINT (:mod:`lossbench.train.checkpoint`, :mod:`lossbench.train.stop_signals`);
 a re-run resumes from the newest readable one, mid-epoch included, and on the CPU ends with the
 same weights, bit for bit, as an uninterrupted run. A non-finite loss or gradient stops the job
 (or skips the batch); optional bfloat16 autocast, channels_last and torch.compile; the curve
@@ -29,18 +29,34 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lossbench import losses, models
-from lossbench.checkpoint import atomic_file, data_identity, load_checkpoint, load_file, restore_rng_states, rng_states, save_atomic, save_checkpoint, spec_hash
+from lossbench.core.seeding import SeededSampler, derive_seed, group_batches
 from lossbench.data.denoise import DenoiseTrainDataset
 from lossbench.data.tasks import channels, train_dataset
 from lossbench.data.valset import ImageFile
-from lossbench.device import check_gpu_features, configure_cuda_kernels, keep_freed_memory, make_deterministic, select_device
-from lossbench.logs import LiveView
 from lossbench.metrics import compute as compute_metric
 from lossbench.metrics import spec as metric_spec
 from lossbench.metrics.pixel import psnr
-from lossbench.run_spec import RunSpec, Schedule, Trainer
-from lossbench.seeding import SeededSampler, derive_seed, group_batches
-from lossbench.stop_signals import Interrupted, StopSignals, catch_stop_signals, ignore_stop_signals
+from lossbench.train.checkpoint import (
+    atomic_file,
+    data_identity,
+    load_checkpoint,
+    load_file,
+    restore_rng_states,
+    rng_states,
+    save_atomic,
+    save_checkpoint,
+    spec_hash,
+)
+from lossbench.train.device import (
+    check_gpu_features,
+    configure_cuda_kernels,
+    keep_freed_memory,
+    make_deterministic,
+    select_device,
+)
+from lossbench.train.live import LiveView
+from lossbench.train.run_spec import RunSpec, Schedule, Trainer
+from lossbench.train.stop_signals import Interrupted, StopSignals, catch_stop_signals, ignore_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +227,7 @@ def validate(model: nn.Module, loss_fn: nn.Module, valset: ImageFile, device: to
     """Mean loss, PSNR and ``metrics`` over the first ``limit`` validation images (all if None), one at a time.
 
     Args:
-        metrics: Metric name → its parameters (:func:`lossbench.config.validation_metrics`),
+        metrics: Metric name → its parameters (:func:`lossbench.pipeline.run_specs.validation_metrics`),
             scored as evaluation scores them: the output clamped to [0, 1], on the CPU.
 
     Returns:
@@ -260,21 +276,21 @@ def run(
     """Train the model of ``spec`` and write ``model.pt`` and ``curve.csv`` into ``out_dir``.
 
     Args:
-        spec: Run spec from :func:`lossbench.config.train_spec`.
+        spec: Run spec from :func:`lossbench.pipeline.run_specs.train_spec`.
         train_dir: Training data folder (images or fastMRI files).
         valset_path: Validation set written by :func:`lossbench.data.tasks.write_valset`.
         out_dir: Where the final weights and the curve go.
         checkpoint_dir: Where checkpoints live, in a subfolder named by
-            :func:`lossbench.checkpoint.spec_hash`; the newest readable checkpoint of the same
+            :func:`lossbench.train.checkpoint.spec_hash`; the newest readable checkpoint of the same
             spec is resumed.
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         threads: CPU threads for torch (None: torch's default).
         progress: Show a progress bar on stderr.
         checkpoint_every: Steps between checkpoints (there is one at each epoch's end as well).
-        live: ``trainer.snapshots`` and ``trainer.tensorboard`` (:class:`lossbench.logs.LiveView`),
+        live: ``trainer.snapshots`` and ``trainer.tensorboard`` (:class:`lossbench.train.live.LiveView`),
             which change no result and so are no part of the spec.
         metrics: Metrics scored at every validation besides the loss and PSNR, name → parameters
-            (:func:`lossbench.config.validation_metrics`); they change no weight, so they are no
+            (:func:`lossbench.pipeline.run_specs.validation_metrics`); they change no weight, so they are no
             part of the spec either, and a run resumed with other metrics has their columns from then on.
 
     Returns:
@@ -479,7 +495,7 @@ def peak_memory(device: torch.device) -> str:
 
 
 def write_curve(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write the per-epoch curve as CSV, atomically (:func:`lossbench.checkpoint.atomic_file`): a reader sees whole epochs.
+    """Write the per-epoch curve as CSV, atomically (:func:`lossbench.train.checkpoint.atomic_file`): a reader sees whole epochs.
 
     Columns: :data:`CURVE_COLUMNS`, then the validation metrics' (``val_<metric>``) in the order
     they first appear; an epoch without a metric (validated before a resume that added it) leaves
@@ -495,7 +511,7 @@ def write_curve(rows: list[dict[str, Any]], path: Path) -> None:
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, RunSpec]:
     """Load a trained ``model.pt``; returns the network its spec names (see :func:`build_model`) in eval mode, and the spec.
 
-    The file is read as tensors and plain data (:func:`lossbench.checkpoint.load_file`): nothing in it runs.
+    The file is read as tensors and plain data (:func:`lossbench.train.checkpoint.load_file`): nothing in it runs.
 
     Raises:
         RefusedFileError: the file holds other objects (a pickled payload, or NumPy arrays of an

@@ -21,10 +21,10 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from lossbench.core.specs import MetricInfo  # noqa: E402
 from lossbench.data.taskspec import PER_IMAGE, AnalysisUnit  # noqa: E402
 from lossbench.data.valset import ImageFile, resolve_image_id  # noqa: E402
 from lossbench.losses import label as loss_label  # noqa: E402
-from lossbench.specs import MetricInfo  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def race_figure(curves: dict[str, str | Path], out_paths: list[str | Path], titl
     The loss that optimises a panel's metric is drawn thick.
 
     Args:
-        curves: Loss name → its ``curve.csv`` with ``val_<metric>`` columns (lossbench.training).
+        curves: Loss name → its ``curve.csv`` with ``val_<metric>`` columns (lossbench.train.loop).
         out_paths: Files to write; the format follows the suffix.
         title: Figure title.
         infos: The metrics to draw, a panel each, with their labels, directions and display scales.
@@ -284,7 +284,7 @@ def ranking_figure(model_csvs: dict[str, list[str | Path]], out_paths: list[str 
     In the style of a critical-difference diagram: one panel per metric, the best model on top,
     the mean over validation units of seed-averaged values with its t interval, and to the right
     a vertical bar over each maximal run of models that no Holm-corrected paired test separates
-    (:mod:`lossbench.statistics`). With fewer units than a test needs there are neither intervals
+    (:mod:`lossbench.report.statistics`). With fewer units than a test needs there are neither intervals
     nor bars, and the title says so.
 
     Args:
@@ -296,8 +296,8 @@ def ranking_figure(model_csvs: dict[str, list[str | Path]], out_paths: list[str 
             configuration's metrics, for its own ones); None: the thesis's six.
         unit: The unit of analysis (images, or volumes of MRI slices).
     """
-    from lossbench import statistics
     from lossbench.metrics import STUDY_METRICS
+    from lossbench.report import statistics
 
     panels = []
     for metric, info in (STUDY_METRICS if infos is None else infos).items():

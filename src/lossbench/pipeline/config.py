@@ -513,7 +513,7 @@ def _check_ppd(config: dict[str, Any], source: str) -> None:
 
 def _check_keywords(source: str, key: str, what: str, params: Mapping[str, Any], factory: Any) -> None:
     """Every key of the configured ``params`` (at ``key``) is a keyword of ``factory``, the class or function of ``what``."""
-    from lossbench.specs import keywords
+    from lossbench.core.specs import keywords
 
     accepted = keywords(factory)
     for name in params:
@@ -653,7 +653,7 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
             if crop in config["figures"] or crop in crops:
                 raise ConfigError(f"{source}: figures.{figure}.crop_figure: {crop} is already used by another figure")
             crops.add(crop)
-    from lossbench.userstudy.pipeline import check_userstudy
+    from lossbench.pipeline.userstudy import check_userstudy
 
     try:
         check_userstudy(config)
@@ -663,7 +663,7 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
 
 def _check_own_metrics(config: dict[str, Any], source: str) -> None:
     """A metric of the user's own takes its configured ``params``."""
-    from lossbench.specs import import_object
+    from lossbench.core.specs import import_object
 
     for name, settings in config["own_metrics"].items():
         _check_keywords(source, f"own_metrics.{name}.params", f"{settings['module']} (the {name} metric)", settings["params"], import_object(settings["module"]))
@@ -775,123 +775,3 @@ def learning_rate_overrides(config: dict[str, Any], source: str = "config") -> d
                     raise ConfigError(f"{path}: {task}.{loss if _is_name(loss) else f'<key {index + 1}>'}: expected a positive finite learning rate, got {_described(lr)}")
             overrides.setdefault(task, {}).update({loss: float(lr) for loss, lr in rates.items()})
     return overrides
-
-
-def learning_rate(config: dict[str, Any], task: str, loss: str) -> float:
-    """The Adam learning rate of ``loss`` on ``task``: from ``learning_rates_file`` if it has one, else ``losses``."""
-    override = learning_rate_overrides(config).get(task, {}).get(loss)
-    if override is not None:
-        return override
-    lr = config["losses"][loss]["lr"]
-    return float(lr[task] if isinstance(lr, dict) else lr)
-
-
-def evaluation_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The ``evaluation`` section with ``lpips_trunk: auto`` resolved to ``pretrained`` or ``untrained``.
-
-    Resolving ``auto`` here, rather than inside each job, puts the trunk actually used into every
-    job's parameters: when the weights appear, the LPIPS+l2 models and LPIPS values are recomputed,
-    and labels never claim a pretrained trunk for results made without one. ``auto`` reads local files
-    only, never the network (:func:`lossbench.metrics.lpips.resolve_trunk`): ``pretrained`` where a
-    verified trunk is there, else ``untrained``; inside a workflow run, the value the run was planned
-    with. ``pretrained`` stays as it is: the workflow's ``lpips_weights`` rule fetches the weights
-    before any job needs them.
-    """
-    from lossbench.metrics.lpips import resolve_trunk
-
-    evaluation = dict(config["evaluation"])
-    if evaluation["lpips_trunk"] == "auto":
-        try:
-            evaluation["lpips_trunk"] = resolve_trunk("auto", evaluation["lpips_weights"])
-        except FileNotFoundError as error:
-            raise ConfigError(f"evaluation.lpips_weights: {error}") from error
-    return evaluation
-
-
-def flip_ppd(evaluation: dict[str, Any]) -> float:
-    """Pixels per degree of FLIP's viewing conditions ``evaluation.flip`` (the metric's and the loss's)."""
-    from lossbench.flip import pixels_per_degree
-
-    viewing = evaluation.get("flip") or {}
-    if viewing.get("ppd") is not None:
-        return float(viewing["ppd"])
-    arguments = {"distance_m": "distance_m", "monitor_width_m": "monitor_width_m", "monitor_pixels": "resolution_px"}
-    return pixels_per_degree(**{argument: viewing[key] for key, argument in arguments.items() if key in viewing})
-
-
-def loss_params(config: dict[str, Any], task: str, loss: str) -> dict[str, Any]:
-    """Constructor arguments of ``loss`` on ``task``: the configured ``params`` plus the defaults its spec gives for the task.
-
-    The evaluation settings (FLIP's viewing conditions and grayscale mode, the LPIPS trunk) are
-    those of :func:`evaluation_settings`, with ``lpips_trunk: auto`` resolved.
-    """
-    from lossbench import losses
-    from lossbench.data.tasks import channels
-    from lossbench.specs import Setting
-
-    setting = Setting(channels(config["tasks"][task]["kind"]), evaluation_settings(config))
-    return losses.spec(loss).params(setting, config["losses"][loss]["params"])
-
-
-def task_data(config: dict[str, Any], task: str) -> dict[str, Any]:
-    """The settings that shape a task's samples (crop, noise levels, mask), without the data's location."""
-    return {key: value for key, value in config["tasks"][task].items() if key not in ("kind", "training", "data", "data_from")}
-
-
-def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> RunSpec:
-    """Everything a training job of (task, loss, seed) depends on, as a typed run spec.
-
-    Snakemake passes it as a parameter (:meth:`RunSpec.to_dict`), so a change to any of these values
-    reruns exactly the affected jobs; its hash, with the identity of the training files (computed by
-    the job, see :func:`lossbench.checkpoint.data_identity`), names the checkpoint folder. ``dataset`` is the task's
-    ``data`` section (source, photo names, folders, ``max_side``, volume counts): a change of the
-    training set is a new run, never a resume of the old one.
-    """
-    from lossbench.run_spec import LossSettings, RunSpec, Trainer, Training
-
-    task_config = config["tasks"][task]
-    return RunSpec(
-        task=task,
-        kind=task_config["kind"],
-        # A loss of the user's own (``module``): another class is another run.
-        loss=LossSettings(loss, loss_params(config, task, loss), config["losses"][loss].get("module")),
-        lr=learning_rate(config, task, loss),
-        seed=int(seed),
-        model=dict(config["model"]),
-        training=Training.from_dict({key: value for key, value in task_config["training"].items() if key != "schedule"}, "training"),
-        # The checkpoint interval and the live view change no result: changing them neither reruns nor restarts a job.
-        trainer=Trainer.from_dict({key: value for key, value in config["trainer"].items() if key not in ("checkpoint_every", *LIVE_KEYS)}
-                                  | {"schedule": task_config["training"].get("schedule", config["trainer"]["schedule"])}, "trainer"),
-        data=task_data(config, task),
-        dataset=copy.deepcopy(dataset(config, task)),
-    )
-
-
-#: Trainer settings of the live view of a job (:class:`lossbench.logs.LiveView`).
-LIVE_KEYS = ("snapshots", "tensorboard")
-
-
-def live_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The ``trainer`` settings of the live view, as :func:`lossbench.training.run` takes them (``live``)."""
-    return {key: config["trainer"][key] for key in LIVE_KEYS}
-
-
-def validation_metrics(config: dict[str, Any], task: str, evaluation: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The configured metrics a training of ``task`` scores at every validation, name → parameters (``metrics`` in :func:`lossbench.training.run`).
-
-    Args:
-        config: The validated configuration (its own metrics registered in this process).
-        task: The task trained.
-        evaluation: :func:`evaluation_settings` of the configuration (the LPIPS trunk resolved).
-    """
-    from lossbench import metrics
-    from lossbench.data.tasks import channels
-    from lossbench.specs import Setting
-
-    setting = Setting(channels(config["tasks"][task]["kind"]), evaluation)
-    return {name: metrics.spec(name).params(setting) for name in config["metrics"]}
-
-
-def results_dir(config: dict[str, Any]) -> str:
-    """Folder of every output of the configured experiment, ``results/<experiment>``."""
-    return f"results/{config['experiment']}"

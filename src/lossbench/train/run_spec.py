@@ -1,10 +1,10 @@
 """The run spec: everything one training job of (task, loss, seed) depends on, typed and frozen.
 
-:func:`lossbench.config.train_spec` builds it from a configuration. As plain data
+:func:`lossbench.pipeline.run_specs.train_spec` builds it from a configuration. As plain data
 (:meth:`RunSpec.to_dict`) it is a Snakemake rule parameter, so that a change to any of its values
 reruns exactly the affected jobs; it is stored in every checkpoint and ``model.pt`` and read back
 with :meth:`RunSpec.from_dict`; and its hash names the checkpoint folder
-(:func:`lossbench.checkpoint.spec_hash`).
+(:func:`lossbench.train.checkpoint.spec_hash`).
 
 Values are kept as the configuration gave them, never converted (an ``int`` warm-up stays an
 ``int``): the plain data, and with it the hash of every existing run, stay what they were.
@@ -105,7 +105,7 @@ class Trainer(_Section):
     """How training runs: the ``trainer`` section less what changes no result, plus the task's schedule.
 
     A key added to the schema's ``trainer`` section needs its field here; until then
-    :func:`lossbench.config.train_spec` refuses it in one line.
+    :func:`lossbench.pipeline.run_specs.train_spec` refuses it in one line.
 
     Attributes:
         nonfinite: ``stop`` the job at a non-finite loss or gradient, or ``skip`` the batch.
@@ -132,7 +132,7 @@ class LossSettings:
 
     Attributes:
         name: Registered loss name (``losses.<name>``), a built-in one or the configuration's own.
-        params: Its constructor arguments on the run's task (:func:`lossbench.config.loss_params`).
+        params: Its constructor arguments on the run's task (:func:`lossbench.pipeline.run_specs.loss_params`).
         module: ``package.module:Class`` of a loss of the configuration's own, None for a built-in
             one: another class is another run.
     """
@@ -165,7 +165,7 @@ class RunSpec:
         training: The task's training settings.
         trainer: How training runs.
         data: The settings that shape the task's samples (crop, noise levels, mask, quality, ...;
-            :func:`lossbench.config.task_data`).
+            :func:`lossbench.pipeline.run_specs.task_data`).
         dataset: The task's ``data`` section (source, photo names, folders, volume counts): another
             training set is another run, never a resume of the old one.
     """

@@ -8,7 +8,7 @@ GPU: from measured images/s when ``bench/train_step.json`` holds a CUDA run, oth
 peak throughput and utilisation, labelled as an estimate.
 
 CLI:
-    python -m lossbench.budget --config config/paper.yaml --out results/budget.md
+    python -m lossbench.pipeline.budget --config config/paper.yaml --out results/budget.md
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lossbench.data.images import list_images
 from lossbench.data.tasks import channels
-from lossbench.run_spec import LossSettings
+from lossbench.train.run_spec import LossSettings
 
 #: fastMRI's published split sizes (Zbontar et al. 2018, "fastMRI: An Open Dataset and Benchmarks for
 #: Accelerated MRI", arXiv:1811.08839, Table 2), by the folder names the dataset ships with.
@@ -53,7 +53,7 @@ class Samples:
 
 def training_samples(config: dict[str, Any], task: str, results: Path = Path("results")) -> Samples:
     """Samples per epoch of ``task``'s training set, from the data when present, else published sizes."""
-    from lossbench.config import data_owner, dataset
+    from lossbench.pipeline.config import data_owner, dataset
 
     settings = config["tasks"][task]
     data = dataset(config, task)  # its own, or that of the task its data_from names
@@ -163,8 +163,8 @@ def measured_gpu(path: Path, trainer: dict[str, Any]) -> dict[str, Any] | None:
 
 def estimate(config: dict[str, Any], results: Path = Path("results"), bench: Path = Path("bench/train_step.json")) -> list[dict[str, Any]]:
     """One row per (task, loss, seed): samples, steps, FLOPs, loss cost and hours (see the module docstring)."""
-    from lossbench.config import train_spec
-    from lossbench.training import build_loss, build_model
+    from lossbench.pipeline.run_specs import train_spec
+    from lossbench.train.loop import build_loss, build_model
 
     gpu = measured_gpu(bench, config["trainer"])
     rows = []
@@ -266,9 +266,9 @@ def write_budget(config: dict[str, Any], out: str | Path, source: str, results: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    from lossbench.config import ConfigError, load
+    from lossbench.pipeline.config import ConfigError, load
 
-    parser = argparse.ArgumentParser(prog="python -m lossbench.budget", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lossbench.pipeline.budget", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="YAML configuration (e.g. config/paper.yaml)")
     parser.add_argument("--out", default="results/budget.md")
     parser.add_argument("--results", default="results", help="results folder holding checked data, if any")

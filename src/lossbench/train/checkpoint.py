@@ -11,7 +11,7 @@ None) only, and are read back by :func:`load_file` with ``torch.load(weights_onl
 models and checkpoints are files people share, and a full unpickling would run whatever a file's
 pickle names. A file holding anything else is refused before anything in it runs. Files of earlier
 versions, whose checkpoints held NumPy's RNG state as a NumPy array, are turned into today's format
-by ``python -m lossbench.checkpoint convert FILE`` (:func:`convert`), which runs nothing in them either.
+by ``python -m lossbench.train.checkpoint convert FILE`` (:func:`convert`), which runs nothing in them either.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from lossbench.run_spec import RunSpec
+from lossbench.train.run_spec import RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ _EARLIER_GLOBALS: dict[str, Any] = {
 
 def convert_command(path: Path, out: Path | None = None) -> str:
     """The shell command that converts ``path`` (to ``out``) with :func:`main`."""
-    return shlex.join(["python", "-m", "lossbench.checkpoint", "convert", str(path), *(["--out", str(out)] if out else [])])
+    return shlex.join(["python", "-m", "lossbench.train.checkpoint", "convert", str(path), *(["--out", str(out)] if out else [])])
 
 
 class RefusedFileError(ValueError):
@@ -301,9 +301,9 @@ def convert(path: Path, out: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lossbench.checkpoint convert FILE [--out OUT]``: see :func:`convert`."""
+    """``python -m lossbench.train.checkpoint convert FILE [--out OUT]``: see :func:`convert`."""
     parser = argparse.ArgumentParser(
-        prog="python -m lossbench.checkpoint",
+        prog="python -m lossbench.train.checkpoint",
         description="Convert a model.pt or checkpoint (step_*.pt) written by an earlier lossbench into today's format: "
         "tensors and plain data only, which lossbench reads without running anything in the file. FILE is read without "
         "running anything in it either: besides tensors and plain data only NumPy arrays are rebuilt (earlier "
