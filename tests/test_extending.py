@@ -191,7 +191,7 @@ def test_a_metric_that_does_not_give_one_value_per_image_is_a_one_line_error(use
 
 
 def test_the_schema_does_not_repeat_the_registries_names(repo):
-    text = (repo / "src" / "lossbench" / "schemas" / "config.schema.yaml").read_text()
+    text = (repo / "src" / "lossbench" / "pipeline" / "schemas" / "config.schema.yaml").read_text()
     assert "lpips_l2]" not in text and "lpips, flip]" not in text
 
 
