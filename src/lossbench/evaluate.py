@@ -22,8 +22,10 @@ import torch
 from lossbench import metrics
 from lossbench.core.specs import Setting
 from lossbench.data.fastmri_ids import volume_of
+from lossbench.data.tasks import channels
 from lossbench.data.valset import ImageFile
 from lossbench.flip import flip_ppd
+from lossbench.losses import label as loss_label
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,6 @@ def clamp_output(image: np.ndarray) -> np.ndarray:
 
 def metric_params(name: str, kind: str, evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
     """Options of metric ``name`` for a task of ``kind``, as its spec gives them (FLIP's viewing conditions and grayscale mode, LPIPS's trunk)."""
-    from lossbench.data.tasks import channels
-
     return metrics.spec(name).params(Setting(channels(kind), evaluation or {}))
 
 
@@ -82,6 +82,7 @@ def fastmri_volume_metrics(valset_path: str | Path, outputs_path: str | Path | N
     Returns:
         One row per volume: ``{"volume": stem, "nmse": ..., "psnr": ..., "ssim": ...}``.
     """
+    # Deferred: fastMRI's package (and its imports) only for the MRI tasks' fastMRI metrics.
     from fastmri import evaluate as fastmri_evaluate
 
     rows = []
@@ -139,8 +140,6 @@ def flip_gray_modes(valsets: dict[str, str | Path], outputs: dict[str, dict[str,
     rows = []
     for task, valset_path in valsets.items():
         with ImageFile(valset_path) as valset:
-            from lossbench.data.tasks import channels
-
             if channels(str(valset.attrs["kind"])) != 1:
                 raise ValueError(f"{valset_path}: flip_gray_modes needs a grayscale validation set, got one of {valset.attrs['kind']} ({channels(str(valset.attrs['kind']))} channels)")
             for mode in GRAY_MODES:
@@ -159,8 +158,6 @@ def flip_gray_modes(valsets: dict[str, str | Path], outputs: dict[str, dict[str,
 
 def flip_gray_modes_markdown(rows: list[dict[str, Any]], input_labels: dict[str, str]) -> str:
     """:func:`flip_gray_modes` rows as one Markdown table per task, the best model per row in bold; ``input_labels``: task → label of its degraded input (``Masked``)."""
-    from lossbench.losses import label as loss_label
-
     lines = []
     for task in dict.fromkeys(row["task"] for row in rows):
         task_rows = [row for row in rows if row["task"] == task]

@@ -37,9 +37,20 @@ from PIL import Image
 
 from lossbench import models
 from lossbench.data import tasks
+from lossbench.data.denoise import validation_noise
+from lossbench.data.fastmri_files import KSPACE_NDIM, crop_side
 from lossbench.data.fastmri_ids import volume_of
 from lossbench.data.fastmri_synthetic import RECON_KEYS
-from lossbench.data.images import DuplicateImageIdError, image_size, list_images, png_text, read_rgb, write_png
+from lossbench.data.images import (
+    IMAGE_SUFFIXES,
+    DuplicateImageIdError,
+    image_size,
+    list_images,
+    png_text,
+    read_rgb,
+    write_png,
+)
+from lossbench.data.mri import MRISliceDataset, zero_filled
 from lossbench.data.valset import ImageFile, write_images
 from lossbench.train.device import DeviceError, configure_cuda_kernels, select_device
 from lossbench.train.loop import load_model
@@ -329,8 +340,6 @@ def restore_images(model: torch.nn.Module, spec: RunSpec, input_dir: Path, out_d
     Returns:
         The files written (not those an earlier run completed).
     """
-    from lossbench.data.denoise import validation_noise
-
     try:
         images = list_images(input_dir)
     except DuplicateImageIdError as error:
@@ -381,9 +390,6 @@ def _test_volume_inputs(path: Path, challenge: str, crop: int) -> tuple[np.ndarr
     Test files carry no reference and so no ``max``: the inputs are divided by the largest value of
     the volume's zero-filled images instead, about the scale the model saw in training.
     """
-    from lossbench.data.fastmri_files import KSPACE_NDIM, crop_side
-    from lossbench.data.mri import zero_filled
-
     with h5py.File(path, "r") as file:
         kspace, mask = file["kspace"][()], np.asarray(file["mask"][()]).astype(bool).reshape(-1)
     if kspace.ndim != KSPACE_NDIM[challenge] or not np.issubdtype(kspace.dtype, np.complexfloating):
@@ -422,8 +428,6 @@ def restore_volumes(model: torch.nn.Module, spec: RunSpec, input_dir: Path, out_
     Returns:
         The files written (not those an earlier run completed).
     """
-    from lossbench.data.mri import MRISliceDataset
-
     challenge, data = tasks.spec(spec.kind).challenge, spec.data
     if not input_dir.is_dir():
         raise InferenceInputError(f"{input_dir}: not a folder, expected a folder of fastMRI {challenge} .h5 files")
@@ -463,8 +467,6 @@ def restore_volumes(model: torch.nn.Module, spec: RunSpec, input_dir: Path, out_
 
 
 def _images_in(folder: Path) -> Iterator[Path]:
-    from lossbench.data.images import IMAGE_SUFFIXES
-
     return (path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES)
 
 

@@ -1,9 +1,7 @@
 """Snakemake adapter: the compute budget of the configured run."""
 
-from lossbench import losses
-from lossbench.core.logs import log_to
 from lossbench.pipeline.budget import write_budget
+from lossbench.pipeline.job import workflow_job
 
-with log_to(snakemake.log[0]):
-    losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
+with workflow_job(snakemake):
     print(write_budget(snakemake.params.config, snakemake.output[0], snakemake.params.source).read_text())

@@ -1,11 +1,9 @@
 """Snakemake adapter: the training curves of every loss on one task, in one figure."""
 
-from lossbench import losses
-from lossbench.core.logs import log_to
+from lossbench.pipeline.job import workflow_job
 from lossbench.report.figures import curves_figure
 
-with log_to(snakemake.log[0]):
-    losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
+with workflow_job(snakemake):
     params = snakemake.params
     curves = dict(zip(params.losses, snakemake.input.curves, strict=True))
     scored = "every validation image" if params.val_images is None else f"the first {params.val_images} validation images"

@@ -2,13 +2,11 @@
 
 import torch
 
-from lossbench import metrics
-from lossbench.core.logs import log_to
 from lossbench.evaluate import evaluate, fastmri_volume_metrics, write_csv
+from lossbench.pipeline.job import workflow_job
 
-with log_to(snakemake.log[0]):
+with workflow_job(snakemake):
     torch.set_num_threads(snakemake.threads)
-    metrics.register_config(snakemake.config)  # the configuration's own metrics (own_metrics.<name>)
     outputs = snakemake.input.get("outputs")
     if snakemake.params.suite == "fastmri":
         rows = fastmri_volume_metrics(snakemake.input.valset, outputs)

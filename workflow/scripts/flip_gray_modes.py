@@ -4,12 +4,10 @@ from pathlib import Path
 
 import torch
 
-from lossbench import losses
-from lossbench.core.logs import log_to
 from lossbench.evaluate import flip_gray_modes, flip_gray_modes_markdown, write_csv
+from lossbench.pipeline.job import workflow_job
 
-with log_to(snakemake.log[0]):
-    losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
+with workflow_job(snakemake):
     torch.set_num_threads(snakemake.threads)
     rows = flip_gray_modes(snakemake.params.valsets, snakemake.params.outputs, snakemake.params.evaluation)
     write_csv(rows, snakemake.output.csv)

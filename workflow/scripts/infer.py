@@ -1,7 +1,7 @@
 """Snakemake adapter: restore a validation set with a trained model."""
 
 from lossbench import infer
-from lossbench.core.logs import log_to
+from lossbench.pipeline.job import workflow_job
 
-with log_to(snakemake.log[0]):
+with workflow_job(snakemake):
     infer.run(snakemake.input.model, snakemake.input.valset, snakemake.output[0], snakemake.params.device, snakemake.threads)

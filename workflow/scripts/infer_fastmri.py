@@ -1,9 +1,9 @@
 """Snakemake adapter: an MRI model's outputs as fastMRI submission files, one per volume."""
 
 from lossbench import infer
-from lossbench.core.logs import log_to
+from lossbench.pipeline.job import workflow_job
 
-with log_to(snakemake.log[0]):
+with workflow_job(snakemake):
     # A user's folder source is given as a one-item list (common.smk's `existing`).
     volumes = snakemake.input.volumes if isinstance(snakemake.input.volumes, str) else snakemake.input.volumes[0]
     count = infer.write_fastmri_reconstructions(snakemake.input.outputs, volumes, snakemake.output[0])

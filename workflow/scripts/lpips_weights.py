@@ -3,13 +3,13 @@
 import json
 from pathlib import Path
 
-from lossbench.core.logs import log_to
 from lossbench.data.download import sha256_file
 from lossbench.metrics.lpips import UNTRAINED_SEED, trunk_label
 from lossbench.metrics.lpips_weights import find_trunk
+from lossbench.pipeline.job import workflow_job
 
 params = snakemake.params
-with log_to(snakemake.log[0]):
+with workflow_job(snakemake):
     pretrained = params.trunk == "pretrained"
     record = {"trunk": params.trunk, "label": trunk_label(pretrained)}
     if pretrained:

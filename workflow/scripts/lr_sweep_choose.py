@@ -2,10 +2,10 @@
 
 import yaml
 
-from lossbench.core.logs import log_to
+from lossbench.pipeline.job import workflow_job
 from lossbench.pipeline.lr_sweep import write_choice
 
-with log_to(snakemake.log[0]):
+with workflow_job(snakemake):
     results = {}
     for loss, path in zip(snakemake.params.losses, snakemake.input, strict=True):
         with open(path) as handle:

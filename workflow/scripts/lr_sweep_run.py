@@ -4,8 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from lossbench import losses
-from lossbench.core.logs import log_to
+from lossbench.pipeline.job import workflow_job
 from lossbench.pipeline.lr_sweep import final_validation_loss
 from lossbench.train import loop as training
 from lossbench.train.run_spec import RunSpec
@@ -13,8 +12,7 @@ from lossbench.train.run_spec import RunSpec
 # A `folder` source's training input is the list of its one folder (common.smk's existing()), the others a path.
 TRAIN = snakemake.input.train if isinstance(snakemake.input.train, str) else snakemake.input.train[0]
 
-with log_to(snakemake.log[0]):
-    losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
+with workflow_job(snakemake):
     spec = RunSpec.from_dict(snakemake.params.spec)
     try:
         training.run(spec, TRAIN, snakemake.input.valset, snakemake.output.run, snakemake.params.checkpoints,

@@ -1,12 +1,10 @@
 """Snakemake adapter: the own-metric race of one task, every configured metric at every validation, a line per loss."""
 
 from lossbench import losses, metrics
-from lossbench.core.logs import log_to
+from lossbench.pipeline.job import workflow_job
 from lossbench.report.figures import race_figure
 
-with log_to(snakemake.log[0]):
-    losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
-    metrics.register_config(snakemake.config)  # the configuration's own metrics (own_metrics.<name>)
+with workflow_job(snakemake):
     params = snakemake.params
     curves = dict(zip(params.losses, snakemake.input.curves, strict=True))
     scored = "every validation image" if params.val_images is None else f"the first {params.val_images} validation images"

@@ -3,15 +3,13 @@
 from functools import partial
 from pathlib import Path
 
-from lossbench import losses, metrics
-from lossbench.core.logs import log_to
+from lossbench import metrics
 from lossbench.losses import label as loss_label
+from lossbench.pipeline.job import workflow_job
 from lossbench.report.statistics import write_pairs, write_variance
 from lossbench.report.tables import Subject, table_title
 
-with log_to(snakemake.log[0]):
-    losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
-    metrics.register_config(snakemake.config)  # the configuration's own metrics (own_metrics.<name>)
+with workflow_job(snakemake):
     params = snakemake.params
     prefix = Path(snakemake.output.variance_csv).with_name(params.table)
     title = table_title(params.table)

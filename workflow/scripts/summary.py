@@ -2,13 +2,10 @@
 
 from pathlib import Path
 
-from lossbench import losses, metrics
-from lossbench.core.logs import log_to
+from lossbench.pipeline.job import workflow_job
 from lossbench.report.summary import read_curves, scale, summarise
 
-with log_to(snakemake.log[0]):
-    losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
-    metrics.register_config(snakemake.config)  # the configuration's own metrics (own_metrics.<name>)
+with workflow_job(snakemake):
     params = snakemake.params
     per_table = len(params.losses)
     curves, scales = {}, {}

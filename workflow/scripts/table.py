@@ -2,13 +2,10 @@
 
 from pathlib import Path
 
-from lossbench import losses, metrics
-from lossbench.core.logs import log_to
+from lossbench.pipeline.job import workflow_job
 from lossbench.report.tables import Subject, build_table, write_all, write_per_seed
 
-with log_to(snakemake.log[0]):
-    losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
-    metrics.register_config(snakemake.config)  # the configuration's own metrics (own_metrics.<name>)
+with workflow_job(snakemake):
     params = snakemake.params
     subject = Subject(**params.subject)
     table = build_table(subject, snakemake.input.inputs, params.models, params.lpips_pretrained, params.suite, params.loss_params, params.evaluation)

@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-from lossbench import losses, metrics
-from lossbench.core.logs import log_to
+from lossbench.pipeline.job import workflow_job
 from lossbench.pipeline.run_specs import evaluation_settings, live_settings, validation_metrics
 from lossbench.train import loop as training
 from lossbench.train.run_spec import RunSpec
@@ -11,9 +10,7 @@ from lossbench.train.run_spec import RunSpec
 # A `folder` source's training input is the list of its one folder (common.smk's existing()), the others a path.
 TRAIN = snakemake.input.train if isinstance(snakemake.input.train, str) else snakemake.input.train[0]
 
-with log_to(snakemake.log[0]):
-    losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
-    metrics.register_config(snakemake.config)  # the configuration's own metrics (own_metrics.<name>)
+with workflow_job(snakemake):
     training.run(
         RunSpec.from_dict(snakemake.params.spec),
         TRAIN,

@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-from lossbench import losses
-from lossbench.core.logs import log_to
+from lossbench.pipeline.job import workflow_job
 from lossbench.userstudy.counts import read_counts
 from lossbench.userstudy.report import (
     anchored,
@@ -17,8 +16,7 @@ from lossbench.userstudy.report import (
 from lossbench.userstudy.responses import read_skipped, skip_note
 from lossbench.userstudy.scaling import summarize
 
-with log_to(snakemake.log[0]):
-    losses.register_config(snakemake.config)  # the configuration's own losses (losses.<name>.module)
+with workflow_job(snakemake):
     out, params = snakemake.output, snakemake.params
     conditions, counts = read_counts(snakemake.input.counts)
     summary = summarize(conditions, counts, params.n_samples, params.seed, observers=params.observers)

@@ -2,13 +2,11 @@
 
 from pathlib import Path
 
-from lossbench import metrics
-from lossbench.core.logs import log_to
+from lossbench.pipeline.job import workflow_job
 from lossbench.userstudy.agreement import agreement_rows, measured_values, published_values, write_agreement
 from lossbench.userstudy.report import observer_note, read_summary
 
-with log_to(snakemake.log[0]):
-    metrics.register_config(snakemake.config)  # the configuration's own metrics (own_metrics.<name>): rows of our tables
+with workflow_job(snakemake):
     rows, notes = [], []
     if snakemake.params.published:
         for study, tables in snakemake.params.published.items():

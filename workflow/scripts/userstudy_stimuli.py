@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from lossbench.core.logs import log_to
+from lossbench.pipeline.job import workflow_job
 from lossbench.userstudy.stimuli import Source, make_study_stimuli
 
-with log_to(snakemake.log[0]):
+with workflow_job(snakemake):
     params = snakemake.params
     sources = []
     for task in params.tasks:

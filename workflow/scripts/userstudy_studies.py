@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from lossbench.core.logs import log_to
+from lossbench.pipeline.job import workflow_job
 from lossbench.userstudy.report import write_study_status
 
-with log_to(snakemake.log[0]):
+with workflow_job(snakemake):
     rows = snakemake.params.rows
     for row in rows:
         print(f"{row['study']}: {row['answer_files']} answer files in {row['responses']}: {row['status']}")

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from torch import nn
+
 Spec = TypeVar("Spec")
 
 
@@ -68,8 +70,6 @@ def image_arguments(factory: Callable[..., Any]) -> int:
 
 def keywords(factory: Callable[..., Any]) -> list[str] | None:
     """The keyword parameters ``factory`` takes: a ``torch.nn.Module`` class's constructor's, else a function's after its two image arguments (None: any)."""
-    from torch import nn
-
     if isinstance(factory, type):
         for klass in factory.__mro__:
             if klass is nn.Module:

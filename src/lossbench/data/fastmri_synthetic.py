@@ -102,6 +102,7 @@ def acquired_columns(challenge: str, width: int) -> tuple[int, int]:
 @functools.lru_cache(maxsize=None)
 def brain_image() -> np.ndarray:
     """matplotlib's bundled 256 × 256 sagittal head slice, read-only float64 in [0, 1]."""
+    # Deferred: matplotlib is imported only where its sample file is read.
     from matplotlib.cbook import get_sample_data
 
     with get_sample_data("s1045.ima.gz") as file:

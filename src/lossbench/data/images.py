@@ -31,10 +31,12 @@ def embedded_photo_path(name: str) -> Path:
         raise ValueError(f"unknown embedded photo {name!r}: expected one of {', '.join(EMBEDDED_PHOTOS)}")
     package, filename = EMBEDDED_PHOTOS[name]
     if package == "skimage":
+        # Deferred: scikit-image is imported only where its sample photographs are read.
         import skimage.data
 
         path = Path(skimage.data.__file__).parent / filename
     else:
+        # Deferred: matplotlib is imported only where its sample photograph is read.
         import matplotlib
 
         path = Path(matplotlib.get_data_path()) / "sample_data" / filename
@@ -113,7 +115,8 @@ def _png16(path: str | Path, rawmode: str) -> np.ndarray:
 
 def _tiff16(path: str | Path) -> np.ndarray:
     """Samples (H, W, 3) uint16 of the first page of a 16-bit colour TIFF, extra samples (alpha) dropped."""
-    import tifffile  # a dependency of scikit-image
+    # Deferred: tifffile (a dependency of scikit-image) only for TIFF files.
+    import tifffile
 
     with tifffile.TiffFile(path) as tiff:
         page = tiff.pages[0]

@@ -12,7 +12,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from lossbench.core.specs import lookup
-from lossbench.data.images import read_rgb
+from lossbench.data.images import embedded_photo_path, read_rgb, resize_max_side, write_png
 from lossbench.data.kinds import mri, rgb_denoise, rgb_jpeg
 from lossbench.data.taskspec import TaskSpec
 from lossbench.data.valset import write_images
@@ -79,8 +79,6 @@ def write_valset(kind: str, data: dict[str, Any], val_dir: str | Path, out_path:
 
 def prepare_embedded_photos(names: list[str], out_dir: str | Path, max_side: int | None) -> list[Path]:
     """Write bundled photographs ``names`` as PNG files into ``out_dir``, downscaled to ``max_side``."""
-    from lossbench.data.images import embedded_photo_path, resize_max_side, write_png
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

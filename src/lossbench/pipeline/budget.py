@@ -27,6 +27,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lossbench.data.images import list_images
 from lossbench.data.tasks import channels
+from lossbench.pipeline.config import ConfigError, data_owner, dataset, load
+from lossbench.pipeline.run_specs import train_spec
+from lossbench.train.loop import build_loss, build_model
 from lossbench.train.run_spec import LossSettings
 
 #: fastMRI's published split sizes (Zbontar et al. 2018, "fastMRI: An Open Dataset and Benchmarks for
@@ -53,8 +56,6 @@ class Samples:
 
 def training_samples(config: dict[str, Any], task: str, results: Path = Path("results")) -> Samples:
     """Samples per epoch of ``task``'s training set, from the data when present, else published sizes."""
-    from lossbench.pipeline.config import data_owner, dataset
-
     settings = config["tasks"][task]
     data = dataset(config, task)  # its own, or that of the task its data_from names
     if data["source"] == "synthetic":
@@ -163,9 +164,6 @@ def measured_gpu(path: Path, trainer: dict[str, Any]) -> dict[str, Any] | None:
 
 def estimate(config: dict[str, Any], results: Path = Path("results"), bench: Path = Path("bench/train_step.json")) -> list[dict[str, Any]]:
     """One row per (task, loss, seed): samples, steps, FLOPs, loss cost and hours (see the module docstring)."""
-    from lossbench.pipeline.run_specs import train_spec
-    from lossbench.train.loop import build_loss, build_model
-
     gpu = measured_gpu(bench, config["trainer"])
     rows = []
     for task, settings in config["tasks"].items():
@@ -266,8 +264,6 @@ def write_budget(config: dict[str, Any], out: str | Path, source: str, results: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    from lossbench.pipeline.config import ConfigError, load
-
     parser = argparse.ArgumentParser(prog="python -m lossbench.pipeline.budget", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="YAML configuration (e.g. config/paper.yaml)")
     parser.add_argument("--out", default="results/budget.md")

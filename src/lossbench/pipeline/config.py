@@ -19,6 +19,14 @@ from typing import Any
 import jsonschema
 import yaml
 
+from lossbench import losses, metrics, models
+from lossbench.core.specs import import_object, keywords
+from lossbench.data import tasks
+from lossbench.data.fastmri_synthetic import default_width
+from lossbench.data.images import EMBEDDED_PHOTOS, IMAGE_SUFFIXES, embedded_photo_path, image_size, scaled_size
+from lossbench.data.tasks import channels
+from lossbench.pipeline.userstudy import check_userstudy
+
 #: Packaged with the library (package data), so an installed lossbench finds it too.
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
@@ -285,8 +293,6 @@ def _fill_name_enums(schema: dict[str, Any], config: dict[str, Any]) -> None:
     A loss with ``module`` and a metric of ``own_metrics`` (the user's own) may take any name;
     :func:`_check_semantics` imports them.
     """
-    from lossbench import losses, metrics
-
     configured = config.get("losses")
     own = [name for name, settings in configured.items() if isinstance(settings, dict) and "module" in settings] if isinstance(configured, dict) else []
     own_metrics = list(config["own_metrics"]) if isinstance(config.get("own_metrics"), dict) else []
@@ -298,8 +304,6 @@ def _fill_name_enums(schema: dict[str, Any], config: dict[str, Any]) -> None:
 
 def _fill_model_schema(schema: dict[str, Any], section: Any) -> None:
     """The ``model`` section's keys, from the spec of the network it names: each declares its own schema part."""
-    from lossbench import models
-
     schema["properties"]["name"]["enum"] = models.names()
     name = section.get("name", models.DEFAULT) if isinstance(section, dict) else models.DEFAULT
     if name in models.SPECS:  # an unknown name is the one error reported (its enum lists the known ones)
@@ -320,8 +324,6 @@ def _fill_task_kinds(schema: dict[str, Any], config: dict[str, Any], source: str
     Raises:
         ConfigError: a task of another name without ``kind``.
     """
-    from lossbench.data import tasks
-
     configured = config.get("tasks")
     for name, settings in configured.items() if isinstance(configured, dict) else ():
         if isinstance(settings, dict) and "kind" not in settings:
@@ -367,9 +369,6 @@ def _check_finite(config: dict[str, Any], source: str) -> None:
 
 def _check_model(config: dict[str, Any], source: str) -> None:
     """The network's own checks, and against every task's crop: each pooling level must keep a pixel, the kernels must fit the levels, and the size must fit a machine."""
-    from lossbench import models
-    from lossbench.data.tasks import channels
-
     model = models.of(config["model"])
     params = models.params(config["model"])
     problem = model.check_params(params)
@@ -449,8 +448,6 @@ def _check_synthetic_sizes(config: dict[str, Any], source: str) -> None:
     multi-coil) and a float32 matrix × matrix target, uncompressed. The realistic preset's layouts
     vary per volume; its 16-slice minimum and the default layout estimate them.
     """
-    from lossbench.data.fastmri_synthetic import default_width
-
     for task, settings in config["tasks"].items():
         data = settings.get("data", {})  # a task with data_from is checked under the task it names
         if data.get("source") != "synthetic":
@@ -513,8 +510,6 @@ def _check_ppd(config: dict[str, Any], source: str) -> None:
 
 def _check_keywords(source: str, key: str, what: str, params: Mapping[str, Any], factory: Any) -> None:
     """Every key of the configured ``params`` (at ``key``) is a keyword of ``factory``, the class or function of ``what``."""
-    from lossbench.core.specs import keywords
-
     accepted = keywords(factory)
     for name in params:
         if accepted is not None and name not in accepted:
@@ -522,8 +517,6 @@ def _check_keywords(source: str, key: str, what: str, params: Mapping[str, Any],
 
 
 def _check_loss_params(config: dict[str, Any], source: str) -> None:
-    from lossbench import losses
-
     for name, settings in config["losses"].items():
         _check_keywords(source, f"losses.{name}.params", f"the {name} loss", settings["params"], losses.spec(name).factory)
         if settings["params"].get("reduction", "mean") == "none":
@@ -532,9 +525,6 @@ def _check_loss_params(config: dict[str, Any], source: str) -> None:
 
 def _check_data_sizes(config: dict[str, Any], source: str) -> None:
     """Embedded photos against the crop and the U-net (synthetic MRI crops are checked in _check_semantics)."""
-    from lossbench import models
-    from lossbench.data.images import embedded_photo_path, image_size, scaled_size
-
     model = models.of(config["model"])
     smallest_val = model.min_side(models.params(config["model"]))
     for task, settings in config["tasks"].items():
@@ -552,8 +542,6 @@ def _check_data_sizes(config: dict[str, Any], source: str) -> None:
 
 def _check_folders(config: dict[str, Any], source: str) -> None:
     """Data folders exist and hold data (the first file found is enough: a tree of a million images is not listed)."""
-    from lossbench.data.images import IMAGE_SUFFIXES
-
     for task, settings in config["tasks"].items():
         data = settings.get("data", {})  # a task with data_from is checked under the task it names
         for key in ("train_dir", "val_dir"):
@@ -584,8 +572,6 @@ def missing_data_folders(config: dict[str, Any]) -> list[str]:
 
 
 def _check_semantics(config: dict[str, Any], source: str) -> None:
-    from lossbench import losses, metrics
-
     if "image" in config["own_metrics"]:
         raise ConfigError(f"{source}: own_metrics.image: 'image' names the image column of the per-image metric files; choose another name")
     try:
@@ -607,8 +593,6 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
     _check_loss_params(config, source)
     _check_data_from(config, source)
     _check_folders(config, source)
-    from lossbench.data import tasks
-
     for task, settings in config["tasks"].items():
         data = settings.get("data", {})
         if "mask" in settings and settings["mask"]["center_fraction"] * settings["mask"]["acceleration"] > 1:
@@ -619,8 +603,6 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
         if problem is not None:
             raise ConfigError(f"{source}: tasks.{task}.{problem}")
         if data.get("source") == "embedded":
-            from lossbench.data.images import EMBEDDED_PHOTOS
-
             for split in ("train", "val"):
                 for name in data[split]:
                     if name not in EMBEDDED_PHOTOS:
@@ -653,8 +635,6 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
             if crop in config["figures"] or crop in crops:
                 raise ConfigError(f"{source}: figures.{figure}.crop_figure: {crop} is already used by another figure")
             crops.add(crop)
-    from lossbench.pipeline.userstudy import check_userstudy
-
     try:
         check_userstudy(config)
     except ValueError as error:
@@ -663,16 +643,12 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
 
 def _check_own_metrics(config: dict[str, Any], source: str) -> None:
     """A metric of the user's own takes its configured ``params``."""
-    from lossbench.core.specs import import_object
-
     for name, settings in config["own_metrics"].items():
         _check_keywords(source, f"own_metrics.{name}.params", f"{settings['module']} (the {name} metric)", settings["params"], import_object(settings["module"]))
 
 
 def _check_data_from(config: dict[str, Any], source: str) -> None:
     """Each task has its own ``data`` or ``data_from`` another task with its own data of the same kind of files."""
-    from lossbench.data import tasks
-
     for task, settings in config["tasks"].items():
         if ("data" in settings) == ("data_from" in settings):
             raise ConfigError(f"{source}: tasks.{task}: expected either data (its own) or data_from (another task's), {'got both' if 'data' in settings else 'got neither'}")
@@ -699,8 +675,6 @@ def dataset(config: dict[str, Any], task: str) -> dict[str, Any]:
 
 def task_spec(config: dict[str, Any], task: str) -> Any:
     """The :class:`lossbench.data.taskspec.TaskSpec` of the kind of ``task``."""
-    from lossbench.data import tasks
-
     return tasks.spec(config["tasks"][task]["kind"])
 
 
@@ -711,9 +685,6 @@ def task_tables(config: dict[str, Any]) -> dict[str, str]:
 
 def _check_channels(config: dict[str, Any], source: str) -> None:
     """Every configured loss and metric accepts the channel count of every task."""
-    from lossbench import losses, metrics
-    from lossbench.data.tasks import channels
-
     for task, settings in config["tasks"].items():
         count = channels(settings["kind"])
         for key, names, registry in (("losses", list(config["losses"]), losses), ("metrics", config["metrics"], metrics)):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lossbench.data.tasks import SPECS
 from lossbench.pipeline.experiment import results_dir
 from lossbench.userstudy.counts import THESIS_STUDIES
 from lossbench.userstudy.report import JOD_ORIGINS
@@ -24,8 +25,6 @@ def _configured(config: dict[str, Any], study: str) -> list[str]:
 
 def check_userstudy(config: dict[str, Any]) -> None:
     """Raise a one-line ValueError where the ``userstudy`` block contradicts the rest of ``config``."""
-    from lossbench.data.tasks import SPECS
-
     userstudy = config["userstudy"]
     # A study may name a thesis task this configuration leaves out (it is then skipped), never an unknown one.
     known = list(dict.fromkeys([*config["tasks"], *(spec.thesis_task for spec in SPECS.values() if spec.thesis_task)]))

@@ -25,6 +25,8 @@ from lossbench.core.specs import MetricInfo  # noqa: E402
 from lossbench.data.taskspec import PER_IMAGE, AnalysisUnit  # noqa: E402
 from lossbench.data.valset import ImageFile, resolve_image_id  # noqa: E402
 from lossbench.losses import label as loss_label  # noqa: E402
+from lossbench.metrics import STUDY_METRICS
+from lossbench.report import statistics
 
 log = logging.getLogger(__name__)
 
@@ -296,9 +298,6 @@ def ranking_figure(model_csvs: dict[str, list[str | Path]], out_paths: list[str 
             configuration's metrics, for its own ones); None: the thesis's six.
         unit: The unit of analysis (images, or volumes of MRI slices).
     """
-    from lossbench.metrics import STUDY_METRICS
-    from lossbench.report import statistics
-
     panels = []
     for metric, info in (STUDY_METRICS if infos is None else infos).items():
         losses, values = statistics.stack(model_csvs, metric, info.scale, unit)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lossbench import losses
+from lossbench.data import tasks
 from lossbench.data.taskspec import counted
 from lossbench.losses import label
 from lossbench.metrics import spec as metric_spec
@@ -96,8 +97,6 @@ class Scale:
 
 def scale(kind: str, settings: Mapping, input_csv: str | Path, curve_csv: str | Path | None, seeds: int) -> Scale:
     """The :class:`Scale` of a task of ``kind`` with configuration ``settings``, from its inputs' per-image metrics and a model's curve."""
-    from lossbench.data import tasks
-
     spec = tasks.spec(kind)
     images = [row["image"] for row in _rows(input_csv)]
     curve = _rows(curve_csv) if curve_csv is not None else []

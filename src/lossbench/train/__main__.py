@@ -17,16 +17,15 @@ import logging
 import sys
 from pathlib import Path
 
+from lossbench import metrics
+from lossbench.pipeline.config import load
+from lossbench.pipeline.run_specs import evaluation_settings, live_settings, train_spec, validation_metrics
 from lossbench.train.device import DeviceError
 from lossbench.train.live import LiveViewError
 from lossbench.train.loop import NonFiniteError, run
 
 
 def main(argv: list[str] | None = None) -> None:
-    from lossbench import metrics
-    from lossbench.pipeline.config import load
-    from lossbench.pipeline.run_specs import evaluation_settings, live_settings, train_spec, validation_metrics
-
     parser = argparse.ArgumentParser(prog="python -m lossbench.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="YAML configuration (e.g. config.yaml)")
     parser.add_argument("--task", required=True, help="a task of the configuration")

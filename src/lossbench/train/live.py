@@ -39,6 +39,7 @@ class LiveView:
         self.writer = None
         if tensorboard:
             try:
+                # Deferred: TensorBoard is an optional extra, imported only when configured.
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise LiveViewError("trainer.tensorboard is true but the tensorboard package is not installed: pip install -e '.[tensorboard]', or set trainer.tensorboard: false") from None

@@ -15,6 +15,7 @@ import contextlib
 import csv
 import logging
 import math
+import resource
 import signal
 import sys
 import time
@@ -484,8 +485,6 @@ def _finish(job: _Job, identity: dict[str, Any], out_dir: Path) -> Path:
 
 def peak_memory(device: torch.device) -> str:
     """``host 1.2 GiB (peak RSS of this process)``, and the peak allocated on a CUDA ``device`` (``torch.cuda.max_memory_allocated``)."""
-    import resource
-
     # Linux reports ru_maxrss in KiB (macOS in bytes).
     scale = 1 if sys.platform == "darwin" else 1024
     text = f"host {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30:.2f} GiB (peak RSS of this process)"

@@ -33,6 +33,7 @@ def _port(text: str) -> int:
 
 def _viewing(args: argparse.Namespace) -> dict | None:
     """The viewing options given, as ``evaluation.flip``'s keys; None if none is given."""
+    # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
     from lossbench.userstudy.viewing import GEOMETRY
 
     geometry = {key: getattr(args, key) for key in GEOMETRY if getattr(args, key) is not None}
@@ -53,6 +54,7 @@ def _viewing_options(parser: argparse.ArgumentParser, default: str) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
     from lossbench.userstudy.server import Study, StudyServer
     from lossbench.userstudy.viewing import conditions
 
@@ -76,6 +78,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _stimuli(args: argparse.Namespace) -> None:
+    # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
     from lossbench.userstudy.stimuli import make_stimuli
 
     outputs = {}
@@ -90,6 +93,7 @@ def _stimuli(args: argparse.Namespace) -> None:
 
 
 def _analyse(args: argparse.Namespace) -> None:
+    # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
     from lossbench.userstudy.counts import read_counts, write_counts
     from lossbench.userstudy.report import (
         JOD_ORIGINS,
@@ -133,6 +137,7 @@ def _analyse(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
     from lossbench.userstudy.viewing import default_geometry
 
     parser = argparse.ArgumentParser(prog="python -m lossbench.userstudy", description="Pairwise-comparison user study: stimuli, collection app, analysis.")

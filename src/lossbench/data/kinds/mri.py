@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from lossbench.data.fastmri_ids import volume_of
+from lossbench.data.mri import MRISliceDataset
 from lossbench.data.taskspec import AnalysisUnit, TaskSpec, ValidationImages, counted
 
 #: Slices of one volume are not independent: statistics average them per volume and test over volumes.
@@ -17,8 +18,6 @@ VOLUME = AnalysisUnit("volume", "volumes", volume_of, "slices")
 
 
 def _slices(challenge: str, settings: Mapping[str, Any], folder: Path) -> Any:
-    from lossbench.data.mri import MRISliceDataset
-
     mask = settings["mask"]
     return MRISliceDataset(folder, challenge, mask["center_fraction"], mask["acceleration"], settings["crop"])
 

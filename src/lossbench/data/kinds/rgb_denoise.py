@@ -6,14 +6,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lossbench.data.denoise import DenoiseTrainDataset, open_images, validation_noise
+from lossbench.data.images import list_images, read_rgb
 from lossbench.data.taskspec import TaskSpec, ValidationImages, counted
 
 
 def train_dataset(settings: Mapping[str, Any], train_dir: Path) -> Any:
     """Random crops with noise of σ ~ U[sigma_train]/255 (:class:`lossbench.data.denoise.DenoiseTrainDataset`)
     of the decoded photographs (rule decode_images), or of a folder or manifest of them, decoded for every crop."""
-    from lossbench.data.denoise import DenoiseTrainDataset, open_images
-
     return DenoiseTrainDataset(
         open_images(train_dir),
         crop=settings["crop"],
@@ -25,9 +25,6 @@ def train_dataset(settings: Mapping[str, Any], train_dir: Path) -> Any:
 
 def validation_images(settings: Mapping[str, Any], val_dir: Path, seed: int) -> ValidationImages:
     """Every photograph of ``val_dir`` with Gaussian noise of ``sigma_val``/255 fixed per image by ``seed`` (unclipped, as the thesis's Noisy column)."""
-    from lossbench.data.denoise import validation_noise
-    from lossbench.data.images import list_images, read_rgb
-
     ids, inputs, targets = [], [], []
     for image_id, path in list_images(val_dir).items():
         clean = read_rgb(path)

@@ -20,6 +20,7 @@ from PIL import Image
 
 from lossbench.data.denoise import DecodedImages, DenoiseTrainDataset, ImageFiles, open_images, unit_float
 from lossbench.data.h5files import RawBatch
+from lossbench.data.images import list_images, read_rgb
 from lossbench.data.taskspec import TaskSpec, ValidationImages
 
 
@@ -69,8 +70,6 @@ def train_dataset(settings: Mapping[str, Any], train_dir: Path) -> JPEGTrainData
 
 def validation_images(settings: Mapping[str, Any], val_dir: Path, seed: int) -> ValidationImages:
     """Every photograph of ``val_dir`` JPEG-compressed whole at ``quality`` (deterministic: ``seed`` is not used)."""
-    from lossbench.data.images import list_images, read_rgb
-
     ids, inputs, targets = [], [], []
     for image_id, path in list_images(val_dir).items():
         clean = read_rgb(path).transpose(2, 0, 1)
