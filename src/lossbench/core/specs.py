@@ -1,9 +1,10 @@
 """Specs: what the rest of the project needs to know about a loss or a metric, declared beside it.
 
 Each loss and metric module declares its spec; :mod:`lossbench.losses` and :mod:`lossbench.metrics`
-collect them. Tables, figures, the user study, configuration checks, evaluation, training, tests
-and benches read names, labels, directions and task-dependent defaults from the specs, so a new
-loss or metric is one module plus one registry line, and no name-specific branch lives elsewhere.
+collect them from the modules they list (:func:`declared`). Tables, figures, the user study,
+configuration checks, evaluation, training, tests and benches read names, labels, directions and
+task-dependent defaults from the specs, so a new loss or metric is one module plus its name in a
+registry's ``MODULES``, and no name-specific branch lives elsewhere.
 A user's own loss or metric from the configuration (``losses.<name>.module``, ``own_metrics``) is
 imported, checked and registered by the helpers here, the same for both (:func:`register_own`).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -39,6 +40,29 @@ def add(registry: dict[str, Spec], kind: str, spec: Spec) -> None:
     if spec.name in registry and registry[spec.name] != spec:
         raise ValueError(f"{kind} {spec.name!r} is already registered")
     registry[spec.name] = spec
+
+
+def declared(modules: Iterable[str], kind: type[Spec]) -> dict[str, Spec]:
+    """Every spec of class ``kind`` that the ``modules`` define at their top level, by name.
+
+    The order is that of ``modules``, then that of the definitions in each module (a module's
+    globals keep it), so that a registry lists its specs in a fixed order: the tables' columns and
+    rows follow it. A spec that a module imports from another is among its globals too: the first
+    listed module that has it places it.
+
+    Args:
+        modules: Dotted module names (``"lossbench.losses.pixel"``).
+        kind: :class:`LossSpec` or :class:`MetricSpec`.
+
+    Raises:
+        ValueError: two modules define different specs of one name.
+    """
+    registry: dict[str, Spec] = {}
+    for module_name in modules:
+        for value in vars(importlib.import_module(module_name)).values():
+            if isinstance(value, kind):
+                add(registry, kind.__name__, value)
+    return registry
 
 
 def import_object(path: str) -> Any:
