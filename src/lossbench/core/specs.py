@@ -4,7 +4,8 @@ Each loss and metric module declares its spec; :mod:`lossbench.losses` and :mod:
 collect them from the modules they list (:func:`declared`). Tables, figures, the user study,
 configuration checks, evaluation, training, tests and benches read names, labels, directions and
 task-dependent defaults from the specs, so a new loss or metric is one module plus its name in a
-registry's ``MODULES``, and no name-specific branch lives elsewhere.
+registry's ``MODULES``, and no name-specific branch lives elsewhere; ``tests/test_contract.py``
+checks every registered one (docs/extending.md).
 A user's own loss or metric from the configuration (``losses.<name>.module``, ``own_metrics``) is
 imported, checked and registered by the helpers here, the same for both (:func:`register_own`).
 """
@@ -190,6 +191,9 @@ class LossSpec:
             own metric, with a link to the evidence (the summary cites it at a miss); empty: none.
         check_params: Why configured ``params`` are invalid, in one line, or None; checked when
             the configuration is loaded (beyond the constructor's keywords).
+        minimum: The loss of identical images, its least value (0 for an error); None where it
+            has none fixed (a log-density's depends on its learnt scale). Checked by the contract
+            test (tests/test_contract.py).
     """
 
     name: str
@@ -206,6 +210,7 @@ class LossSpec:
     own_metric: str | None = None
     training_notes: str = ""
     check_params: Callable[[Mapping[str, Any]], str | None] = _valid
+    minimum: float | None = 0.0
 
     def display(self, lpips_pretrained: bool = True) -> str:
         """The label, saying so where an LPIPS trunk was untrained."""
@@ -241,6 +246,8 @@ class MetricInfo:
         decimals: Decimals shown.
         tex: LaTeX row label without the direction arrow; None: :func:`tex_escape` of ``label``.
         untrained_trunk_note: Appended to the label when the LPIPS trunk was untrained.
+        unit: The unit of the unscaled value (``dB`` for PSNR), printed after it by
+            ``python -m lossbench.metrics``; None for a unitless ratio or error.
     """
 
     label: str
@@ -249,6 +256,7 @@ class MetricInfo:
     decimals: int = 4
     tex: str | None = None
     untrained_trunk_note: str = ""
+    unit: str | None = None
 
     @property
     def tex_label(self) -> str:
@@ -277,6 +285,12 @@ class MetricSpec:
             a row after them where it was computed.
         conditions: The conditions its ``params`` set that a reader needs to compare values (FLIP's
             pixels per degree), as one sentence for a table's footnotes; None when there are none.
+        best: The value of identical images, the metric's best (0 for an error, 1 for a
+            similarity such as MS-SSIM, inf for PSNR); None where it has none fixed. Checked by the
+            contract test (tests/test_contract.py).
+        differentiable: Whether ``compute`` gives finite gradients with respect to ``output``, so
+            that it could train a network (evaluation computes it without gradients); the
+            contract test checks the gradients of those that say so.
     """
 
     name: str
@@ -288,6 +302,8 @@ class MetricSpec:
     too_small: Callable[[int], str | None] = _any_size
     thesis: bool = True
     conditions: Callable[[Mapping[str, Any]], str | None] = _no_conditions
+    best: float | None = 0.0
+    differentiable: bool = False
 
     def params(self, setting: Setting) -> dict[str, Any]:
         """Parameters of the metric on ``setting``."""

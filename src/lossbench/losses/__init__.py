@@ -49,7 +49,8 @@ def from_module(name: str, path: str, label: str | None = None) -> LossSpec:
         raise ValueError(f"{path} is not a torch.nn.Module subclass (a loss is a module whose forward(output, target) returns a scalar)")
     if image_arguments(factory) < 2:
         raise ValueError(f"{path}.forward takes {image_arguments(factory)} image argument(s), expected forward(output, target)")
-    return LossSpec(name, factory, label or name, thesis=False)
+    # The configuration does not say what identical images cost: minimum=None, nothing to check.
+    return LossSpec(name, factory, label or name, thesis=False, minimum=None)
 
 
 def register(spec: LossSpec) -> None:

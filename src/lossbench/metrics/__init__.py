@@ -108,7 +108,8 @@ def from_module(name: str, settings: Mapping[str, Any]) -> MetricSpec:
     if image_arguments(factory) < 2:
         raise ValueError(f"{called} takes {image_arguments(factory)} image argument(s), expected (output, target)")
     info = MetricInfo(settings.get("label", name), settings["direction"] == "higher", settings["scale"], settings["decimals"])
-    return MetricSpec(name, compute, info, defaults=Configured(dict(settings["params"])), thesis=False)
+    # The configuration does not say what identical images score: best=None, nothing to check.
+    return MetricSpec(name, compute, info, defaults=Configured(dict(settings["params"])), thesis=False, best=None)
 
 
 def register(spec: MetricSpec) -> None:
