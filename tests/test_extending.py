@@ -281,12 +281,6 @@ def test_a_metric_the_thesis_lacks_gets_a_row_without_a_thesis_value_in_every_ta
     assert measured_values(paths[0])["max_error"] == {"l1": 25.0, "l2": 10.0}
 
 
-def test_every_metric_declares_how_tables_show_it():
-    for name in metrics.names():
-        info = metrics.spec(name).info
-        assert info.label and info.decimals >= 0 and info.scale > 0
-
-
 def test_a_loss_or_metric_that_does_not_take_a_tasks_channels_is_a_config_line(tiny_config, monkeypatch):
     import dataclasses
 

@@ -1,9 +1,11 @@
 """Specs: what the rest of the project needs to know about a loss or a metric, declared beside it.
 
 Each loss and metric module declares its spec; :mod:`lossbench.losses` and :mod:`lossbench.metrics`
-collect them. Tables, figures, the user study, configuration checks, evaluation, training, tests
-and benches read names, labels, directions and task-dependent defaults from the specs, so a new
-loss or metric is one module plus one registry line, and no name-specific branch lives elsewhere.
+collect them from the modules they list (:func:`declared`). Tables, figures, the user study,
+configuration checks, evaluation, training, tests and benches read names, labels, directions and
+task-dependent defaults from the specs, so a new loss or metric is one module plus its name in a
+registry's ``MODULES``, and no name-specific branch lives elsewhere; ``tests/test_contract.py``
+checks every registered one (docs/extending.md).
 A user's own loss or metric from the configuration (``losses.<name>.module``, ``own_metrics``) is
 imported, checked and registered by the helpers here, the same for both (:func:`register_own`).
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -41,6 +43,29 @@ def add(registry: dict[str, Spec], kind: str, spec: Spec) -> None:
     if spec.name in registry and registry[spec.name] != spec:
         raise ValueError(f"{kind} {spec.name!r} is already registered")
     registry[spec.name] = spec
+
+
+def declared(modules: Iterable[str], kind: type[Spec]) -> dict[str, Spec]:
+    """Every spec of class ``kind`` that the ``modules`` define at their top level, by name.
+
+    The order is that of ``modules``, then that of the definitions in each module (a module's
+    globals keep it), so that a registry lists its specs in a fixed order: the tables' columns and
+    rows follow it. A spec that a module imports from another is among its globals too: the first
+    listed module that has it places it.
+
+    Args:
+        modules: Dotted module names (``"lossbench.losses.pixel"``).
+        kind: :class:`LossSpec` or :class:`MetricSpec`.
+
+    Raises:
+        ValueError: two modules define different specs of one name.
+    """
+    registry: dict[str, Spec] = {}
+    for module_name in modules:
+        for value in vars(importlib.import_module(module_name)).values():
+            if isinstance(value, kind):
+                add(registry, kind.__name__, value)
+    return registry
 
 
 def import_object(path: str) -> Any:
@@ -166,6 +191,9 @@ class LossSpec:
             own metric, with a link to the evidence (the summary cites it at a miss); empty: none.
         check_params: Why configured ``params`` are invalid, in one line, or None; checked when
             the configuration is loaded (beyond the constructor's keywords).
+        minimum: The loss of identical images, its least value (0 for an error); None where it
+            has none fixed (a log-density's depends on its learnt scale). Checked by the contract
+            test (tests/test_contract.py).
     """
 
     name: str
@@ -182,6 +210,7 @@ class LossSpec:
     own_metric: str | None = None
     training_notes: str = ""
     check_params: Callable[[Mapping[str, Any]], str | None] = _valid
+    minimum: float | None = 0.0
 
     def display(self, lpips_pretrained: bool = True) -> str:
         """The label, saying so where an LPIPS trunk was untrained."""
@@ -217,6 +246,8 @@ class MetricInfo:
         decimals: Decimals shown.
         tex: LaTeX row label without the direction arrow; None: :func:`tex_escape` of ``label``.
         untrained_trunk_note: Appended to the label when the LPIPS trunk was untrained.
+        unit: The unit of the unscaled value (``dB`` for PSNR), printed after it by
+            ``python -m lossbench.metrics``; None for a unitless ratio or error.
     """
 
     label: str
@@ -225,6 +256,7 @@ class MetricInfo:
     decimals: int = 4
     tex: str | None = None
     untrained_trunk_note: str = ""
+    unit: str | None = None
 
     @property
     def tex_label(self) -> str:
@@ -253,6 +285,12 @@ class MetricSpec:
             a row after them where it was computed.
         conditions: The conditions its ``params`` set that a reader needs to compare values (FLIP's
             pixels per degree), as one sentence for a table's footnotes; None when there are none.
+        best: The value of identical images, the metric's best (0 for an error, 1 for a
+            similarity such as MS-SSIM, inf for PSNR); None where it has none fixed. Checked by the
+            contract test (tests/test_contract.py).
+        differentiable: Whether ``compute`` gives finite gradients with respect to ``output``, so
+            that it could train a network (evaluation computes it without gradients); the
+            contract test checks the gradients of those that say so.
     """
 
     name: str
@@ -264,6 +302,8 @@ class MetricSpec:
     too_small: Callable[[int], str | None] = _any_size
     thesis: bool = True
     conditions: Callable[[Mapping[str, Any]], str | None] = _no_conditions
+    best: float | None = 0.0
+    differentiable: bool = False
 
     def params(self, setting: Setting) -> dict[str, Any]:
         """Parameters of the metric on ``setting``."""

@@ -1,7 +1,7 @@
 """Task kinds: the registry of their specs (:class:`lossbench.data.taskspec.TaskSpec`), training datasets and validation sets.
 
-A new kind is one module in :mod:`lossbench.data.kinds` declaring its spec, plus one line in
-:data:`SPECS` (and its settings' entry in the configuration schema).
+A new kind is one module in :mod:`lossbench.data.kinds` declaring its spec, plus its import and its
+entry in :data:`SPECS` (and its settings' entry in the configuration schema; docs/extending.md).
 """
 
 from __future__ import annotations

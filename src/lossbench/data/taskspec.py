@@ -3,7 +3,8 @@
 A task of the configuration (``tasks.<name>``) has a kind (``tasks.<name>.kind``); each kind's module
 in :mod:`lossbench.data.kinds` declares a :class:`TaskSpec`, and :mod:`lossbench.data.tasks` collects
 them. Configuration checks, the workflow's rules, tables and evaluation read channels, data builders,
-labels and thesis tables from the specs, so a new kind is one module plus one registry line.
+labels and thesis tables from the specs, so a new kind is one module, its import and entry in
+:data:`lossbench.data.tasks.SPECS` and its settings in the configuration schema (docs/extending.md).
 """
 
 from __future__ import annotations

@@ -12,11 +12,22 @@ from __future__ import annotations
 
 from torch import nn
 
-from lossbench.core.specs import LossSpec, add, image_arguments, import_object, lookup, register_own
-from lossbench.losses import adaptive, flip, lpips_l2, mix, msssim, pixel
+from lossbench.core.specs import LossSpec, add, declared, image_arguments, import_object, lookup, register_own
 
-#: Every registered loss, the thesis's six first in its column order, then the opt-in ones.
-SPECS: dict[str, LossSpec] = {spec.name: spec for spec in (pixel.L1, pixel.L2, msssim.LOSS, lpips_l2.LOSS, flip.LOSS, adaptive.SPEC, mix.SPEC)}
+#: The modules that declare the package's losses (every :class:`LossSpec` at their top level), in
+#: the tables' column order: the thesis's six first, then the opt-in ones. A new loss module is one
+#: line here (docs/extending.md).
+MODULES = (
+    "lossbench.losses.pixel",
+    "lossbench.losses.msssim",
+    "lossbench.losses.lpips_l2",
+    "lossbench.losses.flip",
+    "lossbench.losses.adaptive",
+    "lossbench.losses.mix",
+)
+
+#: Every registered loss, in the order of :data:`MODULES`.
+SPECS: dict[str, LossSpec] = declared(MODULES, LossSpec)
 
 #: The thesis's losses, in its column order: the columns every table has.
 STUDY_LOSSES = tuple(name for name, spec in SPECS.items() if spec.thesis)
@@ -38,7 +49,8 @@ def from_module(name: str, path: str, label: str | None = None) -> LossSpec:
         raise ValueError(f"{path} is not a torch.nn.Module subclass (a loss is a module whose forward(output, target) returns a scalar)")
     if image_arguments(factory) < 2:
         raise ValueError(f"{path}.forward takes {image_arguments(factory)} image argument(s), expected forward(output, target)")
-    return LossSpec(name, factory, label or name, thesis=False)
+    # The configuration does not say what identical images cost: minimum=None, nothing to check.
+    return LossSpec(name, factory, label or name, thesis=False, minimum=None)
 
 
 def register(spec: LossSpec) -> None:

@@ -312,4 +312,4 @@ class AdaptiveLoss(nn.Module):
         return reduce_map(nll(residual, alpha, scale, check=False), self.reduction)
 
 
-SPEC = LossSpec("adaptive", AdaptiveLoss, "Adaptive", learnable=True, channel_param="num_channels")
+SPEC = LossSpec("adaptive", AdaptiveLoss, "Adaptive", learnable=True, channel_param="num_channels", minimum=None)

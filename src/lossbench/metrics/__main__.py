@@ -6,8 +6,8 @@
     python -m lossbench.metrics --metric psnr --gray reference.png test.png
     python -m lossbench.metrics --metric lpips --json reference.png test.png
 
-It prints ``name = value`` (``psnr = 31.2 dB``: the metric unscaled, PSNR in dB, l1/l2 as mean errors on
-[0, 1] images, not the tables' 1000·l2; the others have no unit), for FLIP followed by the pixels per
+It prints ``name = value`` (``psnr = 31.2 dB``: the metric unscaled, with the unit its spec declares,
+PSNR in dB, l1/l2 as mean errors on [0, 1] images, not the tables' 1000·l2), for FLIP followed by the pixels per
 degree it was computed at (``flip = 0.208 (at 22.3 pixels per degree)``), or with --json one object
 with the metric, value, unit (null when none), direction, ppd (null for metrics without one) and files.
 
@@ -38,9 +38,6 @@ from lossbench.data.download import DownloadError
 from lossbench.data.images import read_image
 from lossbench.flip import DEFAULT_PPD, MODES
 from lossbench.pipeline.config import ConfigError, load
-
-#: The unit after the value; the metrics not named here are unitless ratios or errors on [0, 1] images.
-UNITS = {"psnr": "dB"}
 
 
 def _read(path: str, gray: bool) -> torch.Tensor:
@@ -104,9 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     value = float(value[0])
     if args.json:
         direction = "higher" if spec.info.higher_is_better else "lower"
-        print(json.dumps({"metric": args.metric, "value": value, "unit": UNITS.get(args.metric), "better": direction, "ppd": ppd, "reference": args.reference, "test": args.test}))
+        print(json.dumps({"metric": args.metric, "value": value, "unit": spec.info.unit, "better": direction, "ppd": ppd, "reference": args.reference, "test": args.test}))
     else:
-        unit = f" {UNITS[args.metric]}" if args.metric in UNITS else ""
+        unit = f" {spec.info.unit}" if spec.info.unit is not None else ""
         viewing = f" (at {ppd:.4g} pixels per degree)" if ppd is not None else ""
         print(f"{args.metric} = {value:.6g}{unit}{viewing}")
 

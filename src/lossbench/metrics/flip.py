@@ -20,4 +20,4 @@ def viewing_conditions(params: Mapping[str, Any]) -> str:
     return f"FLIP seen at {params['ppd']:.1f} pixels per degree{mode} (evaluation.flip; {thesis})."
 
 
-METRIC = MetricSpec("flip", flip, MetricInfo("FLIP", higher_is_better=False), defaults=_metric_defaults, conditions=viewing_conditions)
+METRIC = MetricSpec("flip", flip, MetricInfo("FLIP", higher_is_better=False), defaults=_metric_defaults, conditions=viewing_conditions, differentiable=True)

@@ -253,4 +253,4 @@ def trunk_params(setting: Setting) -> dict[str, object]:
     return {"trunk": setting.evaluation.get("lpips_trunk", "auto"), "weights_path": setting.evaluation.get("lpips_weights")}
 
 
-METRIC = MetricSpec("lpips", lpips_distance, MetricInfo("LPIPS", higher_is_better=False, untrained_trunk_note=UNTRAINED_TRUNK), defaults=trunk_params, portable_params={"trunk": "untrained"})
+METRIC = MetricSpec("lpips", lpips_distance, MetricInfo("LPIPS", higher_is_better=False, untrained_trunk_note=UNTRAINED_TRUNK), defaults=trunk_params, portable_params={"trunk": "untrained"}, differentiable=True)

@@ -209,4 +209,4 @@ def _too_small(side: int) -> str | None:
     return None
 
 
-METRIC = specs.MetricSpec("msssim", ms_ssim, specs.MetricInfo("MS-SSIM", higher_is_better=True), portable_params={"small_images": "reduce_scales"}, too_small=_too_small)
+METRIC = specs.MetricSpec("msssim", ms_ssim, specs.MetricInfo("MS-SSIM", higher_is_better=True), portable_params={"small_images": "reduce_scales"}, too_small=_too_small, best=1.0, differentiable=True)
