@@ -16,7 +16,6 @@ if not workflow.configfiles:
     configfile: "config.yaml"
 
 
-
 report: "workflow/report/workflow.rst"
 
 

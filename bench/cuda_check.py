@@ -82,10 +82,14 @@ RESUME_LOSS = "adaptive"
 
 def build_loss(name: str) -> torch.nn.Module:
     """Loss ``name`` for RGB images, with its portable parameters and those of :data:`EXTRA_PARAMS`."""
-    return losses.spec(name).build({**losses.spec(name).portable_params, **EXTRA_PARAMS.get(name, {})}, channels("rgb_denoise"))
+    return losses.spec(name).build(
+        {**losses.spec(name).portable_params, **EXTRA_PARAMS.get(name, {})}, channels("rgb_denoise")
+    )
 
 
-def _batch(device: torch.device, batch: int, crop: int, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(
+    device: torch.device, batch: int, crop: int, channels_last: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     clean = torch.rand(batch, 3, crop, crop, generator=generator)
     degraded = clean + 25 / 255 * torch.randn(clean.shape, generator=generator)
@@ -93,9 +97,13 @@ def _batch(device: torch.device, batch: int, crop: int, channels_last: bool = Fa
     return degraded.to(device).contiguous(memory_format=layout), clean.to(device)
 
 
-def _setup(name: str, device: torch.device, channels_last: bool, width: int) -> tuple[UNet, torch.nn.Module, torch.optim.Optimizer]:
+def _setup(
+    name: str, device: torch.device, channels_last: bool, width: int
+) -> tuple[UNet, torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
-    model = UNet(3, 3, width=width, depth=DEPTH, residual=False).to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    model = UNet(3, 3, width=width, depth=DEPTH, residual=False).to(
+        device, memory_format=torch.channels_last if channels_last else torch.contiguous_format
+    )
     loss_fn = build_loss(name).to(device)
     return model, loss_fn, torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=1e-4)
 
@@ -149,12 +157,18 @@ def check_losses(device: torch.device, steps: int, batch_size: int, crop: int, w
     results = {}
     for name in losses.names():
         entry = {}
-        for variant, (tf32, bf16) in {"fp32": (False, False), "tf32": (True, False), "bf16_channels_last": (True, True)}.items():
+        for variant, (tf32, bf16) in {
+            "fp32": (False, False),
+            "tf32": (True, False),
+            "bf16_channels_last": (True, True),
+        }.items():
             _tf32(tf32)
             model, loss_fn, optimizer = _setup(name, device, channels_last=bf16, width=width)
             batch = _batch(device, batch_size, crop, channels_last=bf16)
             _step(model, loss_fn, optimizer, batch, bf16)  # warm-up: cuDNN autotuning, caches, allocator
-            entry[f"images_per_second_{variant}"] = batch_size / _timed(lambda: _step(model, loss_fn, optimizer, batch, bf16), steps)
+            entry[f"images_per_second_{variant}"] = batch_size / _timed(
+                lambda: _step(model, loss_fn, optimizer, batch, bf16), steps
+            )
         with torch.no_grad():
             output = model(batch[0]).float()
         output.requires_grad_()
@@ -197,7 +211,10 @@ def check_compile(device: torch.device, steps: int, batch_size: int, crop: int, 
     torch._dynamo.reset()
     model, loss_fn, optimizer = _setup("l2", device, channels_last=True, width=width)
     forward = torch.compile(model)
-    full, short = _batch(device, batch_size, crop, channels_last=True), _batch(device, batch_size // 2 - 1, crop, channels_last=True)
+    full, short = (
+        _batch(device, batch_size, crop, channels_last=True),
+        _batch(device, batch_size // 2 - 1, crop, channels_last=True),
+    )
     started = time.perf_counter()
     for batch in (full, full, short, full, short):
         _step(forward, loss_fn, optimizer, batch, True)
@@ -220,13 +237,16 @@ def check_resume(device: torch.device, steps: int, batch_size: int, crop: int, w
     for _ in range(steps):
         _step(model, loss_fn, optimizer, batch, False)
     with tempfile.TemporaryDirectory() as folder:
-        checkpoint.save_checkpoint(Path(folder), {
-            "model": model.state_dict(),
-            "loss": loss_fn.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng": checkpoint.rng_states(device),
-            "progress": {"step": steps},
-        })
+        checkpoint.save_checkpoint(
+            Path(folder),
+            {
+                "model": model.state_dict(),
+                "loss": loss_fn.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": checkpoint.rng_states(device),
+                "progress": {"step": steps},
+            },
+        )
         saved, _ = checkpoint.load_checkpoint(Path(folder))
     resumed_model, resumed_loss, resumed_optimizer = _setup(RESUME_LOSS, device, channels_last=False, width=width)
     resumed_model.load_state_dict(saved["model"])
@@ -253,7 +273,9 @@ def check_resume(device: torch.device, steps: int, batch_size: int, crop: int, w
     with torch.no_grad():
         result["weights_relative_difference"] = max(
             float((resumed - original).norm() / original.norm().clamp_min(1e-30))
-            for resumed, original in zip([*resumed_model.parameters(), *resumed_loss.parameters()], [*model.parameters(), *loss_fn.parameters()])
+            for resumed, original in zip(
+                [*resumed_model.parameters(), *resumed_loss.parameters()], [*model.parameters(), *loss_fn.parameters()]
+            )
         )
     print("resume", json.dumps(result), flush=True)
     return result
@@ -263,12 +285,19 @@ def failures(report: dict) -> list[str]:
     """One line per defect in ``report``: a stage's error, a host sync in a step, a loss whose CUDA
     value or gradient departs from the CPU's beyond the tolerances (TF32 inside it), a graph count
     other than :data:`EXPECTED_GRAPHS`, Adam state on the wrong device after a resume."""
-    found = [f"{stage}: {result['error']}" for stage, result in report.items() if isinstance(result, dict) and "error" in result]
+    found = [
+        f"{stage}: {result['error']}"
+        for stage, result in report.items()
+        if isinstance(result, dict) and "error" in result
+    ]
     for name, entry in report.get("losses", {}).items():
         if entry.get("host_sync_in_step"):
             found.append(f"losses.{name}: a training step syncs with the host: {entry['host_sync_in_step']}")
     for name, entry in report.get("tf32_scope", {}).items():
-        for key, tolerance in (("value_relative_difference", VALUE_TOLERANCE), ("gradient_relative_difference", GRADIENT_TOLERANCE)):
+        for key, tolerance in (
+            ("value_relative_difference", VALUE_TOLERANCE),
+            ("gradient_relative_difference", GRADIENT_TOLERANCE),
+        ):
             if key in entry and not entry[key] <= tolerance:
                 found.append(f"tf32_scope.{name}: {key} {entry[key]:.3g} above {tolerance:g} (TF32 inside the loss?)")
     graphs = report.get("compile", {}).get("unique_graphs")
@@ -276,14 +305,21 @@ def failures(report: dict) -> list[str]:
         found.append(f"compile: dynamo compiled {graphs} graphs, expected {EXPECTED_GRAPHS} (recompilations)")
     resume = report.get("resume", {})
     if "step_devices" in resume and resume["step_devices"] != ["cpu"]:
-        found.append(f"resume: Adam's step counters are on {', '.join(resume['step_devices'])} after a resume, expected cpu only")
+        found.append(
+            f"resume: Adam's step counters are on {', '.join(resume['step_devices'])} after a resume, expected cpu only"
+        )
     if "moment_devices" in resume and resume["moment_devices"] != [report["device"]]:
-        found.append(f"resume: Adam's moments are on {', '.join(resume['moment_devices'])}, expected {report['device']}")
+        found.append(
+            f"resume: Adam's moments are on {', '.join(resume['moment_devices'])}, expected {report['device']}"
+        )
     if resume.get("host_sync_in_resumed_steps"):
         found.append(f"resume: a resumed step syncs with the host: {resume['host_sync_in_resumed_steps']}")
     run = report.get("train_run", {})
     if run.get("inference_kernel_flags") not in (None, run.get("model_kernel_flags")):
-        found.append(f"train_run: inference ran with the kernel flags (cudnn.benchmark, float32 precisions) {run['inference_kernel_flags']}, the model was trained with {run['model_kernel_flags']}")
+        found.append(
+            "train_run: inference ran with the kernel flags (cudnn.benchmark, float32 precisions)"
+            f" {run['inference_kernel_flags']}, the model was trained with {run['model_kernel_flags']}"
+        )
     return found
 
 
@@ -314,7 +350,17 @@ def check_train_run(device: str, small: bool) -> dict:
         prepare_embedded_photos(["astronaut"], root / "val", max_side=200)
         write_valset("rgb_denoise", spec.data, root / "val", root / "val.h5")
         started = time.perf_counter()
-        training.run(spec, root / "train", root / "val.h5", root / "out", root / "checkpoints", device=device, threads=4, progress=False, checkpoint_every=5)
+        training.run(
+            spec,
+            root / "train",
+            root / "val.h5",
+            root / "out",
+            root / "checkpoints",
+            device=device,
+            threads=4,
+            progress=False,
+            checkpoint_every=5,
+        )
         seconds = time.perf_counter() - started
         with open(root / "out" / "curve.csv") as handle:
             curve = handle.read()
@@ -337,24 +383,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement (median)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile stage")
     parser.add_argument("--no-train-run", action="store_true", help="skip the end-to-end training run")
-    parser.add_argument("--cpu-dry-run", action="store_true", help="run the stages on the CPU at a tiny size, to test this script")
+    parser.add_argument(
+        "--cpu-dry-run", action="store_true", help="run the stages on the CPU at a tiny size, to test this script"
+    )
     args = parser.parse_args(argv)
     if args.cpu_dry_run:
         device, batch, crop, width, steps = torch.device("cpu"), 2, 32, 4, 1
         report = {"gpu": None, "dry_run": True}
     elif not torch.cuda.is_available():
-        print(f"cuda_check: no CUDA device (torch {torch.__version__}, built for CUDA {torch.version.cuda}): skipped, nothing written")
+        print(
+            f"cuda_check: no CUDA device (torch {torch.__version__}, built for CUDA {torch.version.cuda}): skipped,"
+            " nothing written"
+        )
         return 0
     else:
-        device, batch, crop, width, steps = torch.device("cuda", torch.cuda.current_device()), BATCH, CROP, WIDTH, args.steps
+        device, batch, crop, width, steps = (
+            torch.device("cuda", torch.cuda.current_device()),
+            BATCH,
+            CROP,
+            WIDTH,
+            args.steps,
+        )
         report = {
             "gpu": torch.cuda.get_device_name(device),
             "capability": ".".join(map(str, torch.cuda.get_device_capability(device))),
             "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version(),
         }
-    report.update(device=str(device), torch=torch.__version__, batch=batch, crop=crop, width=width, depth=DEPTH, steps=steps)
-    stages = {"losses": lambda: check_losses(device, steps, batch, crop, width), "tf32_scope": lambda: check_tf32_scope(device, crop)}
+    report.update(
+        device=str(device), torch=torch.__version__, batch=batch, crop=crop, width=width, depth=DEPTH, steps=steps
+    )
+    stages = {
+        "losses": lambda: check_losses(device, steps, batch, crop, width),
+        "tf32_scope": lambda: check_tf32_scope(device, crop),
+    }
     if not (args.no_compile or args.cpu_dry_run):
         stages["compile"] = lambda: check_compile(device, steps, batch, crop, width)
     stages["resume"] = lambda: check_resume(device, steps, batch, crop, width)
@@ -373,7 +435,10 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(report, handle, indent=2)
     for line in report["failed"]:
         print(f"cuda_check FAILED: {line}")
-    print(f"cuda_check: wrote {args.out}" + (f", {len(report['failed'])} failure(s)" if report["failed"] else ", no failures"))
+    print(
+        f"cuda_check: wrote {args.out}"
+        + (f", {len(report['failed'])} failure(s)" if report["failed"] else ", no failures")
+    )
     return 1 if report["failed"] else 0
 
 

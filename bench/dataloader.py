@@ -31,7 +31,8 @@ training path), ``decode_each_time_samples_per_s`` the former path (a JPEG decod
 the demo's crop (config.yaml) and at the thesis's (``paper_crop``, config/paper.yaml), in batches of
 one and of ``--batch``; ``decode_once_s``: decoding all the photographs into the file.
 ``waiting``: training steps of the demo model (config.yaml's U-net) with the l2 loss on these data at
-each task's crop (320 for MRI; denoising reading the decoded file), for the default number of workers (config schema default), for 1 and for 2;
+each task's crop (320 for MRI; denoising reading the decoded file), for the default number of workers (config schema
+default), for 1 and for 2;
 the share of wall time spent waiting for the next batch (the device transform counts as compute).
 """
 
@@ -72,7 +73,9 @@ def make_data(root: Path, images: int, volumes: int, slices: int) -> dict[str, P
     for index in range(images):
         # Smooth random images compress like photographs rather than like noise.
         small = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
-        Image.fromarray(small).resize((500, 375), Image.Resampling.BICUBIC).save(photos / f"img_{index:03d}.JPEG", quality=90)
+        Image.fromarray(small).resize((500, 375), Image.Resampling.BICUBIC).save(
+            photos / f"img_{index:03d}.JPEG", quality=90
+        )
     for task, kind in KINDS.items():
         generate_dataset(root / task, spec(kind).challenge, volumes, slices, seed=0, preset="realistic")
     return {"denoise": photos, "knee": root / "knee", "brain": root / "brain"}
@@ -121,9 +124,15 @@ def worker_rates(folder: Path, kind: str, samples: int, batch: int, rounds: int 
     # Batches of one: narrow and wide brain slices cannot share a fastMRI batch.
     loaders = {}
     for workers, where in ((1, "worker"), (0, "in_process")):
-        loaders[f"ours_{where}_samples_per_s"] = DataLoader(ours, sampler=order, batch_size=1, num_workers=workers, collate_fn=ours.collate)
-        loaders[f"fastmri_{where}_samples_per_s"] = DataLoader(theirs, sampler=[index for index, _ in order], batch_size=1, num_workers=workers)
-    loaders[f"ours_worker_batch{batch}_samples_per_s"] = DataLoader(ours, batch_sampler=group_batches(order, ours.batch_key, batch), num_workers=1, collate_fn=ours.collate)
+        loaders[f"ours_{where}_samples_per_s"] = DataLoader(
+            ours, sampler=order, batch_size=1, num_workers=workers, collate_fn=ours.collate
+        )
+        loaders[f"fastmri_{where}_samples_per_s"] = DataLoader(
+            theirs, sampler=[index for index, _ in order], batch_size=1, num_workers=workers
+        )
+    loaders[f"ours_worker_batch{batch}_samples_per_s"] = DataLoader(
+        ours, batch_sampler=group_batches(order, ours.batch_key, batch), num_workers=1, collate_fn=ours.collate
+    )
     measured: dict[str, list[float]] = {name: [] for name in loaders}
     for _ in range(rounds):
         for name, loader in loaders.items():
@@ -188,22 +197,34 @@ def handover_ms(folder: Path, kind: str, batch: int, repeats: int = 4) -> dict[s
     largest = max(range(len(dataset)), key=lambda index: int(np.prod(dataset.batch_key(index))))
     columns = torch.from_numpy(dataset[(largest, 0)]["columns"])
     timings = {}
-    for name, allocate in (("shared", lambda: torch.empty_like(columns).share_memory_()), ("ordinary", lambda: torch.empty_like(columns))):
+    for name, allocate in (
+        ("shared", lambda: torch.empty_like(columns).share_memory_()),
+        ("ordinary", lambda: torch.empty_like(columns)),
+    ):
         started = time.perf_counter()
         for _ in range(repeats):
             allocate().copy_(columns)
         timings[f"{name}_memory_copy_ms"] = 1000 * (time.perf_counter() - started) / repeats
     for size, suffix in ((1, ""), (batch, f"_batch{batch}")):
         array = np.concatenate([columns.numpy()] * size)
-        timings[f"pickled{suffix}_ms"], timings[f"shared{suffix}_ms"] = (transfer_ms(array, shared) for shared in (False, True))
+        timings[f"pickled{suffix}_ms"], timings[f"shared{suffix}_ms"] = (
+            transfer_ms(array, shared) for shared in (False, True)
+        )
     slice_mb = int(np.prod(dataset.batch_key(largest)[1:])) * columns.element_size() / 2**20  # (slices, [coils,] H, W)
     return {"slice_mb": slice_mb, "handed_over_mb": columns.numel() * columns.element_size() / 2**20, **timings}
 
 
-def denoise_rates(folder: Path, decoded: Path, data: dict, samples: int, batch: int, rounds: int = 3) -> dict[str, float]:
+def denoise_rates(
+    folder: Path, decoded: Path, data: dict, samples: int, batch: int, rounds: int = 3
+) -> dict[str, float]:
     """Per-worker samples/s of denoising crops read from the decoded file (the training path) and
     decoded from the JPEG for every crop, in batches of one and of ``batch``, alternating ``rounds`` times."""
-    settings = {"crop": data["crop"], "sigma_range": tuple(data["sigma_train"]), "crops_per_image": data["crops_per_image"], "augment": data["augment"]}
+    settings = {
+        "crop": data["crop"],
+        "sigma_range": tuple(data["sigma_train"]),
+        "crops_per_image": data["crops_per_image"],
+        "augment": data["augment"],
+    }
     datasets = {
         "ours_worker_samples_per_s": DenoiseTrainDataset(DecodedImages(decoded), **settings),
         "decode_each_time_samples_per_s": DenoiseTrainDataset(ImageFiles(training_images(folder)), **settings),
@@ -211,17 +232,31 @@ def denoise_rates(folder: Path, decoded: Path, data: dict, samples: int, batch: 
     loaders = {}
     for size, suffix in ((1, ""), (batch, f"_batch{batch}")):
         for name, dataset in datasets.items():
-            loaders[name.replace("_samples", f"{suffix}_samples")] = DataLoader(dataset, sampler=_keys(len(dataset), samples + batch), batch_size=size, num_workers=1, collate_fn=dataset.collate)
+            loaders[name.replace("_samples", f"{suffix}_samples")] = DataLoader(
+                dataset,
+                sampler=_keys(len(dataset), samples + batch),
+                batch_size=size,
+                num_workers=1,
+                collate_fn=dataset.collate,
+            )
     measured: dict[str, list[float]] = {name: [] for name in loaders}
     for _ in range(rounds):
         for name, loader in loaders.items():
             measured[name].append(_rate(loader, samples))
     rates = {name: statistics.median(values) for name, values in measured.items()}
-    return {"crop": data["crop"], **rates, "ratio": rates["ours_worker_samples_per_s"] / rates["decode_each_time_samples_per_s"],
-            f"ratio_batch{batch}": rates[f"ours_worker_batch{batch}_samples_per_s"] / rates[f"decode_each_time_batch{batch}_samples_per_s"]}
+    return {
+        "crop": data["crop"],
+        **rates,
+        "ratio": rates["ours_worker_samples_per_s"] / rates["decode_each_time_samples_per_s"],
+        f"ratio_batch{batch}": (
+            rates[f"ours_worker_batch{batch}_samples_per_s"] / rates[f"decode_each_time_batch{batch}_samples_per_s"]
+        ),
+    }
 
 
-def waiting_fraction(dataset, kind: str, model_config: dict, batch_size: int, workers: int, steps: int) -> dict[str, float]:
+def waiting_fraction(
+    dataset, kind: str, model_config: dict, batch_size: int, workers: int, steps: int
+) -> dict[str, float]:
     """Seconds waiting for data and computing (device transform included), over ``steps`` training steps."""
     torch.manual_seed(0)
     model = models.build(model_config, channels(kind))
@@ -252,7 +287,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=60, help="samples timed per loader and round")
     parser.add_argument("--volumes", type=int, default=4, help="realistic volumes per MRI task")
     parser.add_argument("--slices", type=int, default=6, help="cap on the slices per realistic volume")
-    parser.add_argument("--batch", type=int, default=4, help="samples per batch of the batched rates and of the device transform")
+    parser.add_argument(
+        "--batch", type=int, default=4, help="samples per batch of the batched rates and of the device transform"
+    )
     parser.add_argument("--steps", type=int, default=20, help="training steps timed for the waiting share")
     args = parser.parse_args()
     demo = validate(yaml.safe_load((REPO / "config.yaml").read_text()), source="config.yaml")
@@ -266,7 +303,9 @@ def main() -> None:
         for task, kind in KINDS.items():
             row = worker_rates(folders[task], kind, args.samples, args.batch)
             row["ratio"] = row["ours_worker_samples_per_s"] / row["fastmri_worker_samples_per_s"]
-            row[f"ratio_batch{args.batch}"] = row[f"ours_worker_batch{args.batch}_samples_per_s"] / row["fastmri_worker_samples_per_s"]
+            row[f"ratio_batch{args.batch}"] = (
+                row[f"ours_worker_batch{args.batch}_samples_per_s"] / row["fastmri_worker_samples_per_s"]
+            )
             row["in_process_ratio"] = row["ours_in_process_samples_per_s"] / row["fastmri_in_process_samples_per_s"]
             row["handover"] = handover_ms(folders[task], kind, args.batch)
             row["device_transform_ms_per_sample"] = transform_ms(folders[task], kind, args.batch, "cpu")
@@ -277,10 +316,19 @@ def main() -> None:
         started = time.perf_counter()
         write_decoded(training_images(folders["denoise"]), decoded)
         decode_s = time.perf_counter() - started
-        paper = validate(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()), source="config/paper.yaml", require_data=False)
+        paper = validate(
+            yaml.safe_load((REPO / "config" / "paper.yaml").read_text()), source="config/paper.yaml", require_data=False
+        )
         # The demo's crop (the keys the targets name) and the thesis's (config/paper.yaml).
-        demo_data, paper_data = ({key: value for key, value in config["tasks"]["denoise"].items() if key not in ("training", "data")} for config in (demo, paper))
-        results["denoise"] = {**denoise_rates(folders["denoise"], decoded, demo_data, args.samples, args.batch), "paper_crop": denoise_rates(folders["denoise"], decoded, paper_data, args.samples, args.batch), "decode_once_s": decode_s}
+        demo_data, paper_data = (
+            {key: value for key, value in config["tasks"]["denoise"].items() if key not in ("training", "data")}
+            for config in (demo, paper)
+        )
+        results["denoise"] = {
+            **denoise_rates(folders["denoise"], decoded, demo_data, args.samples, args.batch),
+            "paper_crop": denoise_rates(folders["denoise"], decoded, paper_data, args.samples, args.batch),
+            "decode_once_s": decode_s,
+        }
         folders["denoise"] = decoded
         default_workers = demo["tasks"]["denoise"]["training"]["workers"]
         for task in ("denoise", *KINDS):
@@ -294,7 +342,12 @@ def main() -> None:
             results[task]["waiting"] = {
                 "crop": data["crop"],
                 "batch_size": batch_size,
-                **{f"{workers}_workers": waiting_fraction(dataset, kind, demo["model"], batch_size, workers, args.steps) for workers in sorted({default_workers, 1, 2})},
+                **{
+                    f"{workers}_workers": waiting_fraction(
+                        dataset, kind, demo["model"], batch_size, workers, args.steps
+                    )
+                    for workers in sorted({default_workers, 1, 2})
+                },
             }
     report = {
         "torch": torch.__version__,
@@ -302,7 +355,10 @@ def main() -> None:
         "threads": 1,
         "workers": 1,
         "devices": devices,
-        "data": f"realistic synthetic fastMRI volumes ({args.volumes} per task, at most {args.slices} slices each), 24 JPEGs of 500×375; made in {made:.0f} s",
+        "data": (
+            f"realistic synthetic fastMRI volumes ({args.volumes} per task, at most {args.slices} slices each), 24"
+            f" JPEGs of 500×375; made in {made:.0f} s"
+        ),
         "model": demo["model"],
         "results": results,
     }
@@ -310,17 +366,32 @@ def main() -> None:
         json.dump(report, handle, indent=2)
     for task in KINDS:
         row = results[task]
-        print(f"{task}: ours {row['ours_worker_samples_per_s']:.1f}/s, fastMRI {row['fastmri_worker_samples_per_s']:.1f}/s per worker ({row['ratio']:.1f}×); "
-              f"in batches of {args.batch} {row[f'ours_worker_batch{args.batch}_samples_per_s']:.1f}/s ({row[f'ratio_batch{args.batch}']:.1f}×); "
-              f"in the main process {row['ours_in_process_samples_per_s']:.1f}/s vs {row['fastmri_in_process_samples_per_s']:.1f}/s ({row['in_process_ratio']:.1f}×); "
-              f"device transform {row['device_transform_ms_per_sample']:.1f} ms/sample on the CPU; a {row['handover']['slice_mb']:.0f} MB slice hands over {row['handover']['handed_over_mb']:.1f} MB, into shared memory "
-              f"{row['handover']['shared_memory_copy_ms']:.1f} ms, into ordinary memory {row['handover']['ordinary_memory_copy_ms']:.1f} ms; "
-              f"to another process pickled {row['handover']['pickled_ms']:.1f} ms, in shared memory {row['handover']['shared_ms']:.1f} ms "
-              f"(a batch of {args.batch}: {row['handover'][f'pickled_batch{args.batch}_ms']:.1f} ms, {row['handover'][f'shared_batch{args.batch}_ms']:.1f} ms)")
+        print(
+            f"{task}: ours {row['ours_worker_samples_per_s']:.1f}/s, fastMRI"
+            f" {row['fastmri_worker_samples_per_s']:.1f}/s per worker ({row['ratio']:.1f}×); in batches of {args.batch}"
+            f" {row[f'ours_worker_batch{args.batch}_samples_per_s']:.1f}/s ({row[f'ratio_batch{args.batch}']:.1f}×); in"
+            f" the main process {row['ours_in_process_samples_per_s']:.1f}/s vs"
+            f" {row['fastmri_in_process_samples_per_s']:.1f}/s ({row['in_process_ratio']:.1f}×); device transform"
+            f" {row['device_transform_ms_per_sample']:.1f} ms/sample on the CPU; a {row['handover']['slice_mb']:.0f} MB"
+            f" slice hands over {row['handover']['handed_over_mb']:.1f} MB, into shared memory"
+            f" {row['handover']['shared_memory_copy_ms']:.1f} ms, into ordinary memory"
+            f" {row['handover']['ordinary_memory_copy_ms']:.1f} ms; to another process pickled"
+            f" {row['handover']['pickled_ms']:.1f} ms, in shared memory {row['handover']['shared_ms']:.1f} ms (a batch"
+            f" of {args.batch}: {row['handover'][f'pickled_batch{args.batch}_ms']:.1f} ms,"
+            f" {row['handover'][f'shared_batch{args.batch}_ms']:.1f} ms)"
+        )
     for row in (results["denoise"], results["denoise"]["paper_crop"]):
-        print(f"denoise crop {row['crop']}: ours {row['ours_worker_samples_per_s']:.1f}/s from the decoded file, {row['decode_each_time_samples_per_s']:.1f}/s decoding each time ({row['ratio']:.1f}×); in batches of {args.batch} {row[f'ratio_batch{args.batch}']:.1f}×")
+        print(
+            f"denoise crop {row['crop']}: ours {row['ours_worker_samples_per_s']:.1f}/s from the decoded file,"
+            f" {row['decode_each_time_samples_per_s']:.1f}/s decoding each time ({row['ratio']:.1f}×); in batches of"
+            f" {args.batch} {row[f'ratio_batch{args.batch}']:.1f}×"
+        )
     for task, row in results.items():
-        shares = ", ".join(f"{value['waiting_fraction']:.1%} with {key.replace('_', ' ')}" for key, value in row["waiting"].items() if isinstance(value, dict))
+        shares = ", ".join(
+            f"{value['waiting_fraction']:.1%} with {key.replace('_', ' ')}"
+            for key, value in row["waiting"].items()
+            if isinstance(value, dict)
+        )
         print(f"{task} waiting: {shares}")
 
 

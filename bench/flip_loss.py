@@ -39,7 +39,7 @@ def _psnr(output: torch.Tensor, target: torch.Tensor) -> float:
 
 def _split(residual: torch.Tensor) -> str:
     luma = residual.mean(1, keepdim=True)
-    return f"MSE*1e3 luma {float((luma ** 2).mean()) * 1e3:.2f} chroma {float(((residual - luma) ** 2).mean()) * 1e3:.2f}"
+    return f"MSE*1e3 luma {float((luma**2).mean()) * 1e3:.2f} chroma {float(((residual - luma) ** 2).mean()) * 1e3:.2f}"
 
 
 def train(steps: int, variants: list[str], residual: bool) -> None:
@@ -48,7 +48,7 @@ def train(steps: int, variants: list[str], residual: bool) -> None:
     def batch(n: int, gen: torch.Generator | None = None, crop: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
         top = torch.randint(0, image.shape[1] - crop, (n,), generator=gen)
         left = torch.randint(0, image.shape[2] - crop, (n,), generator=gen)
-        clean = torch.stack([image[:, t : t + crop, l : l + crop] for t, l in zip(top.tolist(), left.tolist())])
+        clean = torch.stack([image[:, y : y + crop, x : x + crop] for y, x in zip(top.tolist(), left.tolist())])
         sigma = torch.rand(n, 1, 1, 1, generator=gen) * 40 / 255
         return clean + sigma * torch.randn(clean.shape, generator=gen), clean
 
@@ -72,22 +72,29 @@ def train(steps: int, variants: list[str], residual: bool) -> None:
         outside = (raw < 0) | (raw > 1)
         stuck = float((outside & ((clamped - clean).abs() > 0.1)).float().mean())
         print(
-            f"{variant:12s} {steps} steps {time.perf_counter() - start:4.0f}s | PSNR input {_psnr(noisy, clean):.2f} "
-            f"(clamped {_psnr(noisy.clamp(0, 1), clean):.2f}), output {_psnr(raw, clean):.2f} (clamped {_psnr(clamped, clean):.2f}) dB | "
-            f"FLIP {float(flip(noisy, clean).mean()):.4f} -> {float(flip(raw, clean).mean()):.4f} | outside [0, 1] "
-            f"{float(outside.float().mean()):.3f}, stuck {stuck:.4f} | {_split(clamped - clean)}",
+            f"{variant:12s} {steps} steps {time.perf_counter() - start:4.0f}s | PSNR input {_psnr(noisy, clean):.2f}"
+            f" (clamped {_psnr(noisy.clamp(0, 1), clean):.2f}), output {_psnr(raw, clean):.2f} (clamped"
+            f" {_psnr(clamped, clean):.2f}) dB | FLIP {float(flip(noisy, clean).mean()):.4f} ->"
+            f" {float(flip(raw, clean).mean()):.4f} | outside [0, 1] {float(outside.float().mean()):.3f}, stuck"
+            f" {stuck:.4f} | {_split(clamped - clean)}",
             flush=True,
         )
 
 
 def pixels(steps: int) -> None:
     torch.manual_seed(0)
-    image = torch.from_numpy(data.astronaut()[::2, ::2].astype(np.float32) / 255).permute(2, 0, 1)[None, :, 40:104, 40:104]
+    image = torch.from_numpy(data.astronaut()[::2, ::2].astype(np.float32) / 255).permute(2, 0, 1)[
+        None, :, 40:104, 40:104
+    ]
     start = (image + 25 / 255 * torch.randn_like(image)).clamp(0, 1)
 
     def report(label: str, x: torch.Tensor) -> None:
         with torch.no_grad():
-            print(f"{label:22s} FLIP(67 ppd) {float(flip(x, image).mean()):.4f}  PSNR {_psnr(x.clamp(0, 1), image):.2f} dB  {_split(x.clamp(0, 1) - image)}", flush=True)
+            print(
+                f"{label:22s} FLIP(67 ppd) {float(flip(x, image).mean()):.4f}  PSNR {_psnr(x.clamp(0, 1), image):.2f}"
+                f" dB  {_split(x.clamp(0, 1) - image)}",
+                flush=True,
+            )
 
     report("noisy start", start)
     for ppd in (67.02064514, 30.0, 10.0):
@@ -110,12 +117,17 @@ def gradient(ppd: float) -> None:
         "l2": lambda o, y: ((o - y) ** 2).sum(),
     }
     sigmas = (5, 15, 25, 40)
-    print(f"mean per-pixel |gradient| relative to sigma = 5 (FLIP at {ppd:g} ppd), sigma {sigmas}; then, at sigma = 25, per quintile of the pixel's error (smallest first) relative to the smallest")
+    print(
+        f"mean per-pixel |gradient| relative to sigma = 5 (FLIP at {ppd:g} ppd), sigma {sigmas}; then, at sigma = 25,"
+        " per quintile of the pixel's error (smallest first) relative to the smallest"
+    )
     for name, loss_fn in losses.items():
         by_sigma, quintiles = [], []
         for sigma in sigmas:
             generator = torch.Generator().manual_seed(0)
-            noisy = (clean + sigma / 255 * torch.randn(clean.shape, generator=generator)).clamp(0, 1).requires_grad_(True)
+            noisy = (
+                (clean + sigma / 255 * torch.randn(clean.shape, generator=generator)).clamp(0, 1).requires_grad_(True)
+            )
             loss_fn(noisy, clean).backward()
             pull = noisy.grad.abs().sum(1).flatten()
             by_sigma.append(float(pull.mean()))
@@ -123,7 +135,11 @@ def gradient(ppd: float) -> None:
                 error = (noisy.detach() - clean).abs().sum(1).flatten()
                 bins = torch.bucketize(error, torch.quantile(error, torch.tensor([0.2, 0.4, 0.6, 0.8])))
                 quintiles = [float(pull[bins == b].mean()) for b in range(5)]
-        print(f"{name:5s} by sigma: {' '.join(f'{v / by_sigma[0]:.2f}' for v in by_sigma)} | by error quintile: {' '.join(f'{v / quintiles[0]:.2f}' for v in quintiles)}", flush=True)
+        print(
+            f"{name:5s} by sigma: {' '.join(f'{v / by_sigma[0]:.2f}' for v in by_sigma)} | by error quintile:"
+            f" {' '.join(f'{v / quintiles[0]:.2f}' for v in quintiles)}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -131,12 +147,18 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     train_parser = sub.add_parser("train")
     train_parser.add_argument("--steps", type=int, default=400)
-    train_parser.add_argument("--variants", nargs="+", default=[*OUT_OF_RANGE, "l2", "l1"], choices=[*OUT_OF_RANGE, "l2", "l1"])
-    train_parser.add_argument("--no-residual", action="store_true", help="U-net without the global input-to-output skip")
+    train_parser.add_argument(
+        "--variants", nargs="+", default=[*OUT_OF_RANGE, "l2", "l1"], choices=[*OUT_OF_RANGE, "l2", "l1"]
+    )
+    train_parser.add_argument(
+        "--no-residual", action="store_true", help="U-net without the global input-to-output skip"
+    )
     pixel_parser = sub.add_parser("pixels")
     pixel_parser.add_argument("--steps", type=int, default=300)
     gradient_parser = sub.add_parser("gradient")
-    gradient_parser.add_argument("--ppd", type=float, default=22.3, help="FLIP's pixels per degree (the demo's 22.3; the thesis's 67.02)")
+    gradient_parser.add_argument(
+        "--ppd", type=float, default=22.3, help="FLIP's pixels per degree (the demo's 22.3; the thesis's 67.02)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

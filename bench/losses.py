@@ -62,7 +62,13 @@ def main() -> None:
             "seconds": medians,
             "ratio_to_l2": {name: medians[name] / medians["l2"] for name in medians},
         }
-    report = {"threads": args.threads, "repeats": args.repeats, "torch": torch.__version__, "machine": platform.machine(), "results": results}
+    report = {
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "results": results,
+    }
     with open(args.out, "w") as handle:
         json.dump(report, handle, indent=2)
     print(f"{'loss':10s}" + "".join(f"{n:>22s}" for n in SHAPES))

@@ -1,6 +1,6 @@
 """Run every benchmark script in bench/ that writes a JSON result, each to its own JSON next to it.
 
-    python bench/run_all.py        (what `make bench` runs; takes no options)
+python bench/run_all.py        (what `make bench` runs; takes no options)
 """
 
 import argparse
@@ -16,12 +16,19 @@ BY_HAND = {"flip_loss.py"}
 
 def scripts() -> list[Path]:
     """The benchmarks this runs, in name order."""
-    return [script for script in sorted(HERE.glob("*.py")) if script.name != Path(__file__).name and script.name not in BY_HAND]
+    return [
+        script
+        for script in sorted(HERE.glob("*.py"))
+        if script.name != Path(__file__).name and script.name not in BY_HAND
+    ]
 
 
 def main() -> int | str:
-    parser = argparse.ArgumentParser(prog="python bench/run_all.py", description=__doc__.split("\n\n")[0],
-                                     epilog=f"Runs: {', '.join(script.name for script in scripts())}. By hand only: {', '.join(sorted(BY_HAND))}.")
+    parser = argparse.ArgumentParser(
+        prog="python bench/run_all.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=f"Runs: {', '.join(script.name for script in scripts())}. By hand only: {', '.join(sorted(BY_HAND))}.",
+    )
     parser.parse_args()
     failed = []
     for script in scripts():

@@ -45,7 +45,13 @@ def model_section(model: str, size: str) -> dict:
     return section
 
 
-def _step(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor], autocast: bool) -> float:
+def _step(
+    model: torch.nn.Module,
+    loss_fn: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    autocast: bool,
+) -> float:
     degraded, clean = batch
     if degraded.is_cuda:
         torch.cuda.synchronize()
@@ -136,8 +142,11 @@ def _loss_seconds(loss_fn: torch.nn.Module, output: torch.Tensor, clean: torch.T
     return time.perf_counter() - started
 
 
-def measure_variant(name: str, device: torch.device, repeats: int, size: str = "paper", model: str = models.DEFAULT) -> dict:
-    """Images/s of every loss with network ``model`` at ``size`` in CUDA variant ``name``, and the loss's share of each step.
+def measure_variant(
+    name: str, device: torch.device, repeats: int, size: str = "paper", model: str = models.DEFAULT
+) -> dict:
+    """Images/s of every loss with network ``model`` at ``size`` in CUDA variant ``name``, and the loss's share of each
+    step.
 
     Returns:
         ``batch``, ``crop``, ``width``, ``depth``, the variant's ``settings``, ``seconds_per_step``,
@@ -152,7 +161,13 @@ def measure_variant(name: str, device: torch.device, repeats: int, size: str = "
     torch._dynamo.reset()
     setups = {}
     for key, (network, loss_fn, optimizer, data, _) in _setups(model, size, device, settings["channels_last"]).items():
-        setups[key] = (torch.compile(network) if settings["compile"] else network, loss_fn, optimizer, data, settings["autocast"])
+        setups[key] = (
+            torch.compile(network) if settings["compile"] else network,
+            loss_fn,
+            optimizer,
+            data,
+            settings["autocast"],
+        )
     try:
         for setup in setups.values():  # warm-up: compilation, cuDNN autotuning, allocator
             _step(*setup)
@@ -165,7 +180,10 @@ def measure_variant(name: str, device: torch.device, repeats: int, size: str = "
                     output = getattr(forward, "_orig_mod", forward)(degraded)
                 loss_only[key].append(_loss_seconds(loss_fn, output.detach().requires_grad_(), clean, autocast))
     except Exception as error:  # e.g. torch.compile without a working Triton: a result of this GPU
-        return {"settings": settings, "error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
+        return {
+            "settings": settings,
+            "error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+        }
     batch = next(iter(setups.values()))[3][0].shape[0]
     medians = {key: statistics.median(values) for key, values in steps.items()}
     width, depth, _, crop, *_ = SIZES[size]
@@ -184,7 +202,9 @@ def measure_variant(name: str, device: torch.device, repeats: int, size: str = "
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", action="append", choices=models.names(), help="network to time (repeatable; default: unet)")
+    parser.add_argument(
+        "--model", action="append", choices=models.names(), help="network to time (repeatable; default: unet)"
+    )
     parser.add_argument("--out", default="bench/train_step.json")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -207,7 +227,9 @@ def main() -> None:
         "results": results,
     }
     if torch.cuda.is_available():
-        report["cuda_variants"] = {name: measure_variant(name, torch.device("cuda"), args.repeats, model=chosen[0]) for name in CUDA_VARIANTS}
+        report["cuda_variants"] = {
+            name: measure_variant(name, torch.device("cuda"), args.repeats, model=chosen[0]) for name in CUDA_VARIANTS
+        }
     with open(args.out, "w") as handle:
         json.dump(report, handle, indent=2)
     names = list(next(iter(results.values()))["images_per_second"])
@@ -215,7 +237,18 @@ def main() -> None:
     for name in names:
         print(f"{name:18s}" + "".join(f"{results[key]['images_per_second'][name]:28.1f}" for key in results))
     for variant, result in report.get("cuda_variants", {}).items():
-        print(f"cuda/paper/{variant}: " + (", ".join(f"{key} {result['images_per_second'][key]:.1f} images/s (loss {result['loss_share_of_step'][key]:.0%})" for key in result["images_per_second"]) if "images_per_second" in result else result.get("skipped") or result["error"]))
+        print(
+            f"cuda/paper/{variant}: "
+            + (
+                ", ".join(
+                    f"{key} {result['images_per_second'][key]:.1f} images/s (loss"
+                    f" {result['loss_share_of_step'][key]:.0%})"
+                    for key in result["images_per_second"]
+                )
+                if "images_per_second" in result
+                else result.get("skipped") or result["error"]
+            )
+        )
 
 
 if __name__ == "__main__":

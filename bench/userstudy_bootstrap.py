@@ -51,7 +51,14 @@ def main() -> None:
             times.append(time.perf_counter() - started)
         results[name] = {"seconds": statistics.median(times), "all_seconds": times}
         print(f"{name}: {args.samples} samples in {results[name]['seconds']:.2f} s (median of {args.repeats})")
-    report = {"samples": args.samples, "conditions": 6, "target_seconds": TARGET_SECONDS, "machine": platform.processor() or platform.machine(), "python": platform.python_version(), "results": results}
+    report = {
+        "samples": args.samples,
+        "conditions": 6,
+        "target_seconds": TARGET_SECONDS,
+        "machine": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "results": results,
+    }
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(report, handle, indent=2)

@@ -262,7 +262,9 @@ def test_adaptive_loss_learns_alpha_from_residual_distribution() -> None:
     generator = torch.Generator().manual_seed(0)
     shape = (4, 1, 48, 48)
     gaussian = torch.randn(shape, generator=generator)
-    laplacian = torch.sign(torch.rand(shape, generator=generator) - 0.5) * torch.log(torch.rand(shape, generator=generator))
+    laplacian = torch.sign(torch.rand(shape, generator=generator) - 0.5) * torch.log(
+        torch.rand(shape, generator=generator)
+    )
     cauchy = torch.tan(math.pi * (torch.rand(shape, generator=generator) - 0.5))
     residuals = 0.1 * torch.cat([gaussian, laplacian, cauchy], dim=1)
 

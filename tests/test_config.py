@@ -28,22 +28,51 @@ def _set(config, dotted, value):
     node[last] = value
 
 
-@pytest.mark.parametrize("dotted, value, message", [
-    ("tasks.liver", {"data": {"source": "synthetic"}, "training": {"epochs": 1}}, r"^tiny\.yaml: tasks\.liver\.kind: missing \(only the thesis's tasks denoise, knee, brain have a default\); expected one of rgb_denoise, mri_singlecoil, mri_multicoil, rgb_jpeg$"),
-    ("tasks.liver", {"kind": "mri_liver", "data": {"source": "synthetic"}, "training": {"epochs": 1}}, r"^tiny\.yaml: tasks\.liver\.kind: 'mri_liver' is not one of \['rgb_denoise', 'mri_singlecoil', 'mri_multicoil', 'rgb_jpeg'\]$"),
-    ("tasks.liver", {"kind": "mri_singlecoil", "data": {"source": "synthetic"}, "sigma_val": 25, "training": {"epochs": 1}}, r"^tiny\.yaml: tasks\.liver: Additional properties are not allowed \('sigma_val' was unexpected\)$"),
-    ("losses.huber", {"lr": 1e-3}, r"tiny\.yaml: losses: 'huber' is not one of"),
-    ("metrics", ["l1", "ssim"], r"tiny\.yaml: metrics\.1: 'ssim' is not one of"),
-    ("losses.l1.lr", 0, r"tiny\.yaml: losses\.l1\.lr: "),
-    ("losses.l1.lr", -1e-3, r"tiny\.yaml: losses\.l1\.lr: "),
-    ("tasks.knee.training.epochs", 0, r"tiny\.yaml: tasks\.knee\.training\.epochs: 0 is less than the minimum of 1"),
-    ("tasks.denoise.training.epochs", -2, r"tasks\.denoise\.training\.epochs"),
-    ("model.depth", 0, r"model\.depth"),
-    ("tasks.denoise.data.train", ["astronaut", "unicorn"], r"tasks\.denoise\.data\.train: unknown embedded photo 'unicorn'"),
-    ("tasks.denoise.data.val", ["chelsea"], r"tasks\.denoise\.data: chelsea in both train and val"),
-    ("tasks.denoise.sigma_train", [40, 10], r"tasks\.denoise\.sigma_train: expected \[min, max\]"),
-    ("figures.fig_6_13", {"task": "lung", "image": "x"}, r"figures\.fig_6_13\.task"),
-])
+@pytest.mark.parametrize(
+    "dotted, value, message",
+    [
+        (
+            "tasks.liver",
+            {"data": {"source": "synthetic"}, "training": {"epochs": 1}},
+            (
+                r"^tiny\.yaml: tasks\.liver\.kind: missing \(only the thesis's tasks denoise, knee, brain have a"
+                r" default\); expected one of rgb_denoise, mri_singlecoil, mri_multicoil, rgb_jpeg$"
+            ),
+        ),
+        (
+            "tasks.liver",
+            {"kind": "mri_liver", "data": {"source": "synthetic"}, "training": {"epochs": 1}},
+            (
+                r"^tiny\.yaml: tasks\.liver\.kind: 'mri_liver' is not one of \['rgb_denoise', 'mri_singlecoil',"
+                r" 'mri_multicoil', 'rgb_jpeg'\]$"
+            ),
+        ),
+        (
+            "tasks.liver",
+            {"kind": "mri_singlecoil", "data": {"source": "synthetic"}, "sigma_val": 25, "training": {"epochs": 1}},
+            r"^tiny\.yaml: tasks\.liver: Additional properties are not allowed \('sigma_val' was unexpected\)$",
+        ),
+        ("losses.huber", {"lr": 1e-3}, r"tiny\.yaml: losses: 'huber' is not one of"),
+        ("metrics", ["l1", "ssim"], r"tiny\.yaml: metrics\.1: 'ssim' is not one of"),
+        ("losses.l1.lr", 0, r"tiny\.yaml: losses\.l1\.lr: "),
+        ("losses.l1.lr", -1e-3, r"tiny\.yaml: losses\.l1\.lr: "),
+        (
+            "tasks.knee.training.epochs",
+            0,
+            r"tiny\.yaml: tasks\.knee\.training\.epochs: 0 is less than the minimum of 1",
+        ),
+        ("tasks.denoise.training.epochs", -2, r"tasks\.denoise\.training\.epochs"),
+        ("model.depth", 0, r"model\.depth"),
+        (
+            "tasks.denoise.data.train",
+            ["astronaut", "unicorn"],
+            r"tasks\.denoise\.data\.train: unknown embedded photo 'unicorn'",
+        ),
+        ("tasks.denoise.data.val", ["chelsea"], r"tasks\.denoise\.data: chelsea in both train and val"),
+        ("tasks.denoise.sigma_train", [40, 10], r"tasks\.denoise\.sigma_train: expected \[min, max\]"),
+        ("figures.fig_6_13", {"task": "lung", "image": "x"}, r"figures\.fig_6_13\.task"),
+    ],
+)
 def test_bad_values_are_rejected_naming_the_key(tiny_config, dotted, value, message):
     _set(tiny_config, dotted, value)
     with pytest.raises(ConfigError, match=message) as error:
@@ -53,7 +82,11 @@ def test_bad_values_are_rejected_naming_the_key(tiny_config, dotted, value, mess
 
 def test_missing_data_folders_are_rejected(tiny_config, tmp_path):
     (tmp_path / "file1000001.h5").touch()
-    tiny_config["tasks"]["knee"]["data"] = {"source": "fastmri", "train_dir": str(tmp_path), "val_dir": str(tmp_path / "missing")}
+    tiny_config["tasks"]["knee"]["data"] = {
+        "source": "fastmri",
+        "train_dir": str(tmp_path),
+        "val_dir": str(tmp_path / "missing"),
+    }
     with pytest.raises(ConfigError, match=r"tasks\.knee\.data\.val_dir: folder '.*missing' does not exist"):
         validate(tiny_config, "tiny.yaml")
     tiny_config["tasks"]["knee"]["data"] = {"source": "fastmri", "train_dir": str(tmp_path)}
@@ -89,7 +122,9 @@ def test_load_reports_bad_files(tmp_path):
 def test_paper_config_is_valid_except_for_its_data_folders(repo, tmp_path):
     with open(repo / "config" / "paper.yaml") as handle:
         config = yaml.safe_load(handle)
-    with pytest.raises(ConfigError, match=r"paper\.yaml: tasks\.\w+\.data\.train_dir: folder '/data/.*' does not exist"):
+    with pytest.raises(
+        ConfigError, match=r"paper\.yaml: tasks\.\w+\.data\.train_dir: folder '/data/.*' does not exist"
+    ):
         validate(yaml.safe_load(yaml.safe_dump(config)), "paper.yaml")
     (tmp_path / "file1000001.h5").touch()
     (tmp_path / "image.png").touch()
@@ -102,11 +137,14 @@ def test_paper_config_is_valid_except_for_its_data_folders(repo, tmp_path):
     assert set(validated["losses"]) == {"l1", "l2", "msssim", "lpips_l2", "flip", "adaptive"}
 
 
-@pytest.mark.parametrize("model, message", [
-    ({"kernel_size": 4}, r"tiny\.yaml: model\.kernel_size: kernel sizes must be odd"),
-    ({"kernel_sizes": [3, 5]}, r"tiny\.yaml: model\.kernel_sizes: expected depth \+ 1 = 3 sizes"),
-    ({"kernel_sizes": [3, 4, 3]}, r"tiny\.yaml: model\.kernel_sizes: kernel sizes must be odd"),
-])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ({"kernel_size": 4}, r"tiny\.yaml: model\.kernel_size: kernel sizes must be odd"),
+        ({"kernel_sizes": [3, 5]}, r"tiny\.yaml: model\.kernel_sizes: expected depth \+ 1 = 3 sizes"),
+        ({"kernel_sizes": [3, 4, 3]}, r"tiny\.yaml: model\.kernel_sizes: kernel sizes must be odd"),
+    ],
+)
 def test_bad_kernel_sizes_are_rejected_naming_the_key(tiny_config, model, message):
     tiny_config["model"].update(model)
     with pytest.raises(ConfigError, match=message):
@@ -119,10 +157,14 @@ def test_command_line_overrides_get_yaml_types_and_are_blamed(tiny_config):
     from lossbench.pipeline.config import typed_overrides, validate_with_overrides
 
     # What Snakemake's parser gives for `--config 'seeds=[0, 1]' threads=2 'trainer={nonfinite: skip}'`.
-    overrides = typed_overrides({"seeds": ["0", "1"], "threads": 2, "trainer": {"nonfinite": "skip"}, "experiment": "001x"})
+    overrides = typed_overrides(
+        {"seeds": ["0", "1"], "threads": 2, "trainer": {"nonfinite": "skip"}, "experiment": "001x"}
+    )
     assert overrides == {"seeds": [0, 1], "threads": 2, "trainer": {"nonfinite": "skip"}, "experiment": "001x"}
     tiny_config["seeds"] = ["0", "x"]
-    with pytest.raises(ConfigError, match=r"^--config seeds \(over tiny.yaml\): seeds.1: 'x' is not of type 'integer'$"):
+    with pytest.raises(
+        ConfigError, match=r"^--config seeds \(over tiny.yaml\): seeds.1: 'x' is not of type 'integer'$"
+    ):
         validate_with_overrides(tiny_config, "tiny.yaml", {"seeds": ["0", "x"]})
     tiny_config["seeds"], tiny_config["bogus"] = [0], 1
     with pytest.raises(ConfigError, match=r"^--config bogus \(over tiny.yaml\): <top level>: .*'bogus' was unexpected"):

@@ -87,9 +87,10 @@ def loss_spec_is_well_formed(name: str) -> None:
     assert spec.name == name and NAME.fullmatch(name), f"loss name {name!r}: expected letters, digits and underscores"
     assert isinstance(spec.label, str) and spec.label.strip() and "\n" not in spec.label
     assert isinstance(spec.tex_display(), str) and spec.tex_display().strip()
-    assert spec.channels and set(spec.channels) <= {1, 3}, (
-        f"channels {spec.channels}: expected a non-empty tuple of 1 and/or 3"
-    )
+    assert spec.channels and set(spec.channels) <= {
+        1,
+        3,
+    }, f"channels {spec.channels}: expected a non-empty tuple of 1 and/or 3"
     assert spec.minimum is None or not math.isnan(spec.minimum)
     assert spec.own_metric is None or spec.own_metric in metrics.names(), (
         f"own_metric {spec.own_metric!r} is not a registered metric"
@@ -232,9 +233,10 @@ def metric_spec_is_well_formed(name: str) -> None:
         f"unit {info.unit!r}: expected None or a word such as 'dB'"
     )
     assert math.isfinite(info.scale) and info.scale > 0 and isinstance(info.decimals, int) and info.decimals >= 0
-    assert spec.channels and set(spec.channels) <= {1, 3}, (
-        f"channels {spec.channels}: expected a non-empty tuple of 1 and/or 3"
-    )
+    assert spec.channels and set(spec.channels) <= {
+        1,
+        3,
+    }, f"channels {spec.channels}: expected a non-empty tuple of 1 and/or 3"
     assert spec.best is None or not math.isnan(spec.best)
     assert isinstance(spec.thesis, bool) and isinstance(spec.differentiable, bool)
     accepted = keywords(spec.compute)

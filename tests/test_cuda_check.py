@@ -30,13 +30,19 @@ def test_skips_without_cuda_and_its_stages_run_on_the_cpu(tmp_path):
     out = tmp_path / "check.json"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     if not torch.cuda.is_available():
-        skipped = subprocess.run([sys.executable, SCRIPT, "--out", out], capture_output=True, text=True, env=env, timeout=120)
+        skipped = subprocess.run(
+            [sys.executable, SCRIPT, "--out", out], capture_output=True, text=True, env=env, timeout=120
+        )
         assert skipped.returncode == 0 and "no CUDA device" in skipped.stdout and not out.exists()
-    dry = subprocess.run([sys.executable, SCRIPT, "--cpu-dry-run", "--out", out], capture_output=True, text=True, env=env, timeout=300)
+    dry = subprocess.run(
+        [sys.executable, SCRIPT, "--cpu-dry-run", "--out", out], capture_output=True, text=True, env=env, timeout=300
+    )
     assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["failed"] == [] and "no failures" in dry.stdout
-    assert set(report["losses"]) == set(losses.names()) and all("error" not in report[stage] for stage in ("losses", "tf32_scope", "resume", "train_run"))
+    assert set(report["losses"]) == set(losses.names()) and all(
+        "error" not in report[stage] for stage in ("losses", "tf32_scope", "resume", "train_run")
+    )
     assert report["tf32_scope"]["flip"]["value_relative_difference"] == 0.0  # the CPU against itself
     resume = report["resume"]
     # U-net width 4, depth 4: 2 convolutions with weight and bias per block (9 blocks), 2 per
@@ -60,18 +66,52 @@ GOOD = {
 }
 
 
-@pytest.mark.parametrize(("path", "value", "expected"), [
-    (("losses", "l2", "host_sync_in_step"), "called a synchronizing CUDA operation", "losses.l2: a training step syncs with the host: called a synchronizing"),
-    (("tf32_scope", "msssim", "value_relative_difference"), 0.2, "tf32_scope.msssim: value_relative_difference 0.2 above 0.01"),
-    (("tf32_scope", "msssim", "gradient_relative_difference"), 0.05, "tf32_scope.msssim: gradient_relative_difference 0.05 above 0.001"),
-    (("tf32_scope", "msssim", "gradient_relative_difference"), float("nan"), "tf32_scope.msssim: gradient_relative_difference nan above"),
-    (("compile", "unique_graphs"), 5, "compile: dynamo compiled 5 graphs, expected 2"),
-    (("resume", "step_devices"), ["cpu", "cuda:0"], "resume: Adam's step counters are on cpu, cuda:0 after a resume"),
-    (("resume", "moment_devices"), ["cpu"], "resume: Adam's moments are on cpu, expected cuda:0"),
-    (("resume", "host_sync_in_resumed_steps"), "called a synchronizing CUDA operation", "resume: a resumed step syncs with the host"),
-    (("train_run", "inference_kernel_flags"), [False, "ieee", "ieee"], "train_run: inference ran with the kernel flags (cudnn.benchmark, float32 precisions) [False, 'ieee', 'ieee']"),
-    (("compile",), {"error": "BackendCompilerFailed: triton"}, "compile: BackendCompilerFailed: triton"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (
+            ("losses", "l2", "host_sync_in_step"),
+            "called a synchronizing CUDA operation",
+            "losses.l2: a training step syncs with the host: called a synchronizing",
+        ),
+        (
+            ("tf32_scope", "msssim", "value_relative_difference"),
+            0.2,
+            "tf32_scope.msssim: value_relative_difference 0.2 above 0.01",
+        ),
+        (
+            ("tf32_scope", "msssim", "gradient_relative_difference"),
+            0.05,
+            "tf32_scope.msssim: gradient_relative_difference 0.05 above 0.001",
+        ),
+        (
+            ("tf32_scope", "msssim", "gradient_relative_difference"),
+            float("nan"),
+            "tf32_scope.msssim: gradient_relative_difference nan above",
+        ),
+        (("compile", "unique_graphs"), 5, "compile: dynamo compiled 5 graphs, expected 2"),
+        (
+            ("resume", "step_devices"),
+            ["cpu", "cuda:0"],
+            "resume: Adam's step counters are on cpu, cuda:0 after a resume",
+        ),
+        (("resume", "moment_devices"), ["cpu"], "resume: Adam's moments are on cpu, expected cuda:0"),
+        (
+            ("resume", "host_sync_in_resumed_steps"),
+            "called a synchronizing CUDA operation",
+            "resume: a resumed step syncs with the host",
+        ),
+        (
+            ("train_run", "inference_kernel_flags"),
+            [False, "ieee", "ieee"],
+            (
+                "train_run: inference ran with the kernel flags (cudnn.benchmark, float32 precisions) [False, 'ieee',"
+                " 'ieee']"
+            ),
+        ),
+        (("compile",), {"error": "BackendCompilerFailed: triton"}, "compile: BackendCompilerFailed: triton"),
+    ],
+)
 def test_each_defect_is_one_failure_line(cuda_check, path, value, expected):
     assert cuda_check.failures(GOOD) == []
     report = copy.deepcopy(GOOD)

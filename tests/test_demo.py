@@ -32,8 +32,20 @@ def scaled_demo(tmp_path_factory):
     config["userstudy"]["stimuli"] = {}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(workdir / "config.yaml"),
-               "--directory", str(workdir), "--cores", "2", "results/demo/summary.md"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        "results/demo/summary.md",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return workdir
@@ -45,7 +57,9 @@ def test_scaled_demo_denoises_by_several_db(scaled_demo):
     psnr = table["psnr"]
     assert psnr["input"] == pytest.approx(20.17, abs=0.3)
     for loss in ("l2", "adaptive"):
-        assert psnr[loss] - psnr["input"] >= MIN_GAIN_DB, f"{loss}: {psnr[loss]:.2f} dB against the input's {psnr['input']:.2f} dB"
+        assert psnr[loss] - psnr["input"] >= MIN_GAIN_DB, (
+            f"{loss}: {psnr[loss]:.2f} dB against the input's {psnr['input']:.2f} dB"
+        )
 
 
 @pytest.mark.slow
@@ -54,7 +68,10 @@ def test_summary_reports_gains_and_own_metric_winners(scaled_demo):
     table = read_table(scaled_demo / "results" / "demo" / "tables" / "table_6_1.csv")
     # It opens with what the demo is and what its numbers rest on.
     assert text.startswith("# Summary") and "The embedded demo:" in text.split("## ")[0]
-    assert "| denoise | 3 images (3 photographs bundled with scikit-image and matplotlib (astronaut, coffee, grace_hopper), not Kodak) | 1 | 384 | not tested: n = 3 images, fewer than 5 |" in text
+    assert (
+        "| denoise | 3 images (3 photographs bundled with scikit-image and matplotlib (astronaut, coffee,"
+        " grace_hopper), not Kodak) | 1 | 384 | not tested: n = 3 images, fewer than 5 |" in text
+    )
     assert "One seed per model" in text
     gain = table["psnr"]["l2"] - table["psnr"]["input"]
     assert f"| l2 | {table['psnr']['l2']:.2f} | {gain:+.2f} |" in text
@@ -92,22 +109,54 @@ def _table(path, rows):
 
 
 def test_summary_opens_with_the_scale_and_gives_each_miss_its_measured_reason(tmp_path):
-    table = _table(tmp_path / "table_6_3.csv", [
-        ["metric", "label", "input", "l1", "l2", "flip", "best"],
-        ["l1", "1000·l1", "70.0", "40.0", "41.0", "45.0", "l1"],
-        ["psnr", "PSNR", "20.00", "23.00", "23.50", "21.00", "l2"],
-        ["flip", "FLIP", "0.3000", "0.2000", "0.1900", "0.2300", "l2"],
-    ])
+    table = _table(
+        tmp_path / "table_6_3.csv",
+        [
+            ["metric", "label", "input", "l1", "l2", "flip", "best"],
+            ["l1", "1000·l1", "70.0", "40.0", "41.0", "45.0", "l1"],
+            ["psnr", "PSNR", "20.00", "23.00", "23.50", "21.00", "l2"],
+            ["flip", "FLIP", "0.3000", "0.2000", "0.1900", "0.2300", "l2"],
+        ],
+    )
     header = "epoch,step,train_loss,val_loss,val_psnr,val_flip,skipped,seconds\n"
-    rows = lambda flips: [dict(zip(header.strip().split(","), f"{epoch},{100 * epoch},0.1,0.1,22,{flip},0,1".split(","))) for epoch, flip in enumerate(flips, 1)]  # noqa: E731
-    curves = {"table_6_3": {"flip": rows([0.30, 0.28, 0.26, 0.24, 0.23]), "l2": rows([0.25, 0.21, 0.20, 0.195, 0.19]), "l1": rows([0.26, 0.22, 0.21, 0.20, 0.20])}}
-    scales = {"knee": Scale("synthetic fastMRI-format knee volumes (3 volumes × 3 slices), not fastMRI's", 9, 3, "volumes", "slices", 1, 500, 3)}
+
+    def rows(flips):
+        return [
+            dict(zip(header.strip().split(","), f"{epoch},{100 * epoch},0.1,0.1,22,{flip},0,1".split(",")))
+            for epoch, flip in enumerate(flips, 1)
+        ]
+
+    curves = {
+        "table_6_3": {
+            "flip": rows([0.30, 0.28, 0.26, 0.24, 0.23]),
+            "l2": rows([0.25, 0.21, 0.20, 0.195, 0.19]),
+            "l1": rows([0.26, 0.22, 0.21, 0.20, 0.20]),
+        }
+    }
+    scales = {
+        "knee": Scale(
+            "synthetic fastMRI-format knee volumes (3 volumes × 3 slices), not fastMRI's",
+            9,
+            3,
+            "volumes",
+            "slices",
+            1,
+            500,
+            3,
+        )
+    }
     text = summarise({"table_6_3": table}, {"table_6_3": "knee"}, "A small test study.", scales, curves)
     head, knee = text.split("## knee")
     assert head.index("A small test study.") < head.index("## What these numbers rest on")
-    assert "| knee | 9 slices of 3 volumes (synthetic fastMRI-format knee volumes (3 volumes × 3 slices), not fastMRI's) | 1 | 500 | not tested: n = 3 volumes, fewer than 5 |" in head
+    assert (
+        "| knee | 9 slices of 3 volumes (synthetic fastMRI-format knee volumes (3 volumes × 3 slices), not fastMRI's) |"
+        " 1 | 500 | not tested: n = 3 volumes, fewer than 5 |" in head
+    )
     # l1 declares its own metric and wins it; FLIP does not, and the race says whether it was still improving.
     assert "| 1000·l1 | l1 | l1 wins |" in knee and "| FLIP | l2 | FLIP does not win (21.1 % behind) |" in knee
     (miss,) = [line for line in knee.splitlines() if line.startswith("- FLIP")]
-    assert "FLIP is 0.0400 behind l2 on FLIP. In the race ([figures/race_knee.png](figures/race_knee.png)), over the last quarter of its 500 steps its FLIP moved -0.01000, l2's -0.00500: still improving" in miss
+    assert (
+        "FLIP is 0.0400 behind l2 on FLIP. In the race ([figures/race_knee.png](figures/race_knee.png)), over the last"
+        " quarter of its 500 steps its FLIP moved -0.01000, l2's -0.00500: still improving" in miss
+    )
     assert "docs/flip_loss.md" in miss

@@ -53,14 +53,18 @@ def test_validation_noise_is_fixed_per_image_and_seed():
 def test_thesis_noisy_column_is_unclipped_sigma_25_noise():
     # Thesis Table 6.1, Noisy: 1000·l1 78.22, 1000·l2 9.61, PSNR 20.17 (σ = 25/255, any image).
     clean = torch.from_numpy(np.full((1, 3, 512, 768), 0.5, dtype=np.float32))
-    noisy = torch.from_numpy(validation_noise(clean[0].numpy().transpose(1, 2, 0), "kodim01", 25, 0).transpose(2, 0, 1))[None]
+    noisy = torch.from_numpy(
+        validation_noise(clean[0].numpy().transpose(1, 2, 0), "kodim01", 25, 0).transpose(2, 0, 1)
+    )[None]
     assert float(compute("l1", noisy, clean)[0]) * 1000 == pytest.approx(78.22, abs=0.15)
     assert float(compute("l2", noisy, clean)[0]) * 1000 == pytest.approx(9.61, abs=0.03)
     assert float(compute("psnr", noisy, clean)[0]) == pytest.approx(20.17, abs=0.02)
 
 
 def test_training_samples_are_reproducible_and_vary_by_seed(photo_dir):
-    dataset = DenoiseTrainDataset(ImageFiles(list(list_images(photo_dir).values())), crop=32, sigma_range=(0, 40), crops_per_image=3)
+    dataset = DenoiseTrainDataset(
+        ImageFiles(list(list_images(photo_dir).values())), crop=32, sigma_range=(0, 40), crops_per_image=3
+    )
     assert len(dataset) == 6
     noisy, clean = dataset.pair(4, 123)
     assert noisy.shape == clean.shape == (3, 32, 32)
@@ -79,9 +83,15 @@ def test_a_training_item_is_its_seeded_crop_augmentation_and_normal_noise(photo_
         height, width = images.shapes[index // 3]
         top, left = int(rng.integers(height - 31)), int(rng.integers(width - 31))
         clean = np.rot90(read_rgb(images.files[index // 3])[top : top + 32, left : left + 32], k=int(rng.integers(4)))
-        clean = torch.from_numpy(np.ascontiguousarray((clean[:, ::-1] if rng.integers(2) else clean)[..., rng.permutation(3)].transpose(2, 0, 1)))
+        clean = torch.from_numpy(
+            np.ascontiguousarray(
+                (clean[:, ::-1] if rng.integers(2) else clean)[..., rng.permutation(3)].transpose(2, 0, 1)
+            )
+        )
         sigma = np.float32(rng.uniform(0, 40) / 255.0)
-        noise = torch.randn((3, 32, 32), generator=torch.Generator().manual_seed(int(rng.integers(2**63, dtype=np.int64))))
+        noise = torch.randn(
+            (3, 32, 32), generator=torch.Generator().manual_seed(int(rng.integers(2**63, dtype=np.int64)))
+        )
         item = dataset[(index, seed)]
         assert torch.equal(torch.from_numpy(item["clean"]), clean) and item["sigma"] == sigma
         noisy, expected_clean = dataset.pair(index, seed)
@@ -90,7 +100,9 @@ def test_a_training_item_is_its_seeded_crop_augmentation_and_normal_noise(photo_
 
 
 def test_a_samples_noise_does_not_depend_on_its_batch(photo_dir):
-    dataset = DenoiseTrainDataset(ImageFiles(list(list_images(photo_dir).values())), crop=32, sigma_range=(0, 40), crops_per_image=3)
+    dataset = DenoiseTrainDataset(
+        ImageFiles(list(list_images(photo_dir).values())), crop=32, sigma_range=(0, 40), crops_per_image=3
+    )
     keys = [(4, 123), (0, 7), (2, 99)]
     noisy, clean = dataset.finish_batch(dataset.collate([dataset[key] for key in keys]), "cpu")
     for row, key in enumerate(keys):
@@ -100,7 +112,9 @@ def test_a_samples_noise_does_not_depend_on_its_batch(photo_dir):
 
 
 def test_training_noise_stays_within_the_sigma_range(photo_dir):
-    dataset = DenoiseTrainDataset(ImageFiles(list(list_images(photo_dir).values())), crop=64, sigma_range=(10, 20), augment=False)
+    dataset = DenoiseTrainDataset(
+        ImageFiles(list(list_images(photo_dir).values())), crop=64, sigma_range=(10, 20), augment=False
+    )
     sigmas = [float((n - c).std()) * 255 for n, c in (dataset.pair(0, seed) for seed in range(20))]
     assert 9 < min(sigmas) and max(sigmas) < 21
 

@@ -33,7 +33,9 @@ def test_explicit_cuda_without_cuda_raises_with_wheel_and_driver_versions(no_cud
         select_device(requested)
     message = str(error.value)
     assert "\n" not in message
-    assert message.startswith(f"device: {requested} is configured but CUDA is unavailable (torch {torch.__version__} is ")
+    assert message.startswith(
+        f"device: {requested} is configured but CUDA is unavailable (torch {torch.__version__} is "
+    )
     assert (f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build") in message
     assert "driver" in message and "CUDA_VISIBLE_DEVICES=" in message and "set device: auto" in message
 
@@ -68,7 +70,9 @@ def test_driver_is_read_from_nvidia_smi_or_the_kernel_module(tmp_path):
     missing = tmp_path / "absent"
     assert driver_description(missing, str(smi)) == "NVIDIA driver 535.183.01 (supports CUDA up to 12.2)"
     version = tmp_path / "version"
-    version.write_text("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  560.35.03  Release Build  (dvs-builder@U16)\n")
+    version.write_text(
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  560.35.03  Release Build  (dvs-builder@U16)\n"
+    )
     assert driver_description(version, str(missing)) == "NVIDIA driver 560.35.03"
     version.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\n")
     assert driver_description(version, str(missing)) == "NVIDIA driver 550.54.15"
@@ -83,7 +87,11 @@ def v100(monkeypatch):
 
 @pytest.mark.parametrize(
     ("autocast", "compile", "options"),
-    [("bfloat16", False, "trainer.autocast: bfloat16 need"), ("none", True, "trainer.compile: true need"), ("bfloat16", True, "trainer.autocast: bfloat16 and trainer.compile: true need")],
+    [
+        ("bfloat16", False, "trainer.autocast: bfloat16 need"),
+        ("none", True, "trainer.compile: true need"),
+        ("bfloat16", True, "trainer.autocast: bfloat16 and trainer.compile: true need"),
+    ],
 )
 def test_bf16_and_compile_are_refused_below_compute_capability_8(v100, autocast, compile, options):
     with pytest.raises(DeviceError) as error:
@@ -116,12 +124,17 @@ def test_ieee_scope_restores_the_callers_tf32_setting():
         conv.fp32_precision = before
 
 
-
 @pytest.fixture
 def kernel_settings():
     """Restores the global kernel settings that configure_cuda_kernels changes."""
     conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
-    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark, conv.fp32_precision, matmul.fp32_precision)
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        conv.fp32_precision,
+        matmul.fp32_precision,
+    )
     yield
     torch.use_deterministic_algorithms(before[0], warn_only=before[1])
     torch.backends.cudnn.benchmark, conv.fp32_precision, matmul.fp32_precision = before[2:]

@@ -116,7 +116,11 @@ def test_checksum_mismatch_names_file_and_digests_and_leaves_nothing(server, tmp
         download(server.url + "/data.bin", tmp_path / "data.bin", expected, **FAST)
     message = str(error.value)
     assert "\n" not in message
-    assert "data.bin" in message and f"expected SHA-256 {expected}" in message and f"got {_sha(server.files['/data.bin'])}" in message
+    assert (
+        "data.bin" in message
+        and f"expected SHA-256 {expected}" in message
+        and f"got {_sha(server.files['/data.bin'])}" in message
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -170,7 +174,13 @@ def test_overall_deadline_stops_a_trickling_server(server, tmp_path):
     server.files["/slow.bin"] = PAYLOAD[:2000]
     server.trickle["/slow.bin"] = 0.02  # 50 bytes/s: every read arrives well within the timeout
     begin = time.monotonic()
-    with pytest.raises(DownloadError, match=r"cannot download http://127\.0\.0\.1:\d+/slow\.bin: not finished within the deadline of 1 s \(\d+ bytes in slow\.bin\.part, which a rerun resumes\)") as error:
+    with pytest.raises(
+        DownloadError,
+        match=(
+            r"cannot download http://127\.0\.0\.1:\d+/slow\.bin: not finished within the deadline of 1 s \(\d+ bytes in"
+            r" slow\.bin\.part, which a rerun resumes\)"
+        ),
+    ) as error:
         download(server.url + "/slow.bin", tmp_path / "slow.bin", deadline=1.0, min_rate=0, **FAST)
     assert time.monotonic() - begin < 3.0
     assert "\n" not in str(error.value)
@@ -181,8 +191,12 @@ def test_minimum_rate_aborts_and_retries_a_trickling_server(server, tmp_path):
     server.files["/slow.bin"] = PAYLOAD[:2000]
     server.trickle["/slow.bin"] = 0.02
     begin = time.monotonic()
-    with pytest.raises(DownloadError, match=r"after 2 attempts \(\d+ B/s over 0\.\d s, below the minimum of 1000 B/s\)"):
-        download(server.url + "/slow.bin", tmp_path / "slow.bin", min_rate=1000, rate_window=0.3, **{**FAST, "retries": 1})
+    with pytest.raises(
+        DownloadError, match=r"after 2 attempts \(\d+ B/s over 0\.\d s, below the minimum of 1000 B/s\)"
+    ):
+        download(
+            server.url + "/slow.bin", tmp_path / "slow.bin", min_rate=1000, rate_window=0.3, **{**FAST, "retries": 1}
+        )
     assert time.monotonic() - begin < 3.0
     assert [header for _, header in server.requests][0] is None and server.requests[1][1].startswith("bytes=")
 
@@ -190,7 +204,13 @@ def test_minimum_rate_aborts_and_retries_a_trickling_server(server, tmp_path):
 def test_body_without_content_length_needs_a_checksum(server, tmp_path, caplog):
     server.files["/data.bin"] = PAYLOAD
     server.no_length["/data.bin"] = 30_000  # cut off, and nothing tells the client
-    with pytest.raises(DownloadError, match=r"data\.bin: the server sent no Content-Length, so a cut-off transfer cannot be told from a complete one; give its SHA-256") as error:
+    with pytest.raises(
+        DownloadError,
+        match=(
+            r"data\.bin: the server sent no Content-Length, so a cut-off transfer cannot be told from a complete one;"
+            r" give its SHA-256"
+        ),
+    ) as error:
         download(server.url + "/data.bin", tmp_path / "data.bin", **FAST)
     assert "\n" not in str(error.value)
     assert not (tmp_path / "data.bin").exists()
@@ -208,7 +228,9 @@ def test_416_after_a_longer_stale_part_discards_it(server, tmp_path):
     server.files["/data.bin"] = PAYLOAD
     # A part from the same URL when the file was longer: the server answers its Range with 416.
     (tmp_path / "data.bin.part").write_bytes(b"x" * (len(PAYLOAD) + 100))
-    (tmp_path / "data.bin.part.json").write_text(json.dumps({"url": server.url + "/data.bin", "size": len(PAYLOAD) + 500}))
+    (tmp_path / "data.bin.part.json").write_text(
+        json.dumps({"url": server.url + "/data.bin", "size": len(PAYLOAD) + 500})
+    )
     assert download(server.url + "/data.bin", tmp_path / "data.bin", **FAST).read_bytes() == PAYLOAD
     assert server.requests == [("/data.bin", f"bytes={len(PAYLOAD) + 100}-"), ("/data.bin", None)]
     # Without a record of its source a part is never resumed at all.
@@ -242,7 +264,13 @@ def test_206_from_the_wrong_offset_discards_the_part(server, tmp_path):
 
 def test_folder_destination_is_one_line(server, tmp_path):
     (tmp_path / "data.bin").mkdir()
-    with pytest.raises(DownloadError, match=r"data\.bin: is a folder or special file, expected the path of the file to download http://127\.0\.0\.1:\d+/data\.bin to$"):
+    with pytest.raises(
+        DownloadError,
+        match=(
+            r"data\.bin: is a folder or special file, expected the path of the file to download"
+            r" http://127\.0\.0\.1:\d+/data\.bin to$"
+        ),
+    ):
         download(server.url + "/data.bin?Signature=secret", tmp_path / "data.bin", **FAST)
     assert server.requests == []
     (tmp_path / "file").write_text("x")
@@ -256,7 +284,14 @@ def test_unreachable_server_says_where_to_put_the_file(tmp_path):
         port = probe.getsockname()[1]
     # Nothing listens on the port any more: the connection is refused, as offline.
     with pytest.raises(DownloadError, match=r"after 2 attempts .*; put it at /by/hand") as error:
-        download(f"http://127.0.0.1:{port}/x.bin?Signature=secret", tmp_path / "x.bin", manual_hint="put it at /by/hand", retries=1, backoff=0.01, timeout=2)
+        download(
+            f"http://127.0.0.1:{port}/x.bin?Signature=secret",
+            tmp_path / "x.bin",
+            manual_hint="put it at /by/hand",
+            retries=1,
+            backoff=0.01,
+            timeout=2,
+        )
     assert "\n" not in str(error.value) and "secret" not in str(error.value)
     assert list(tmp_path.iterdir()) == []
 
@@ -314,7 +349,9 @@ def test_extraction_never_leaves_a_cut_off_member_under_its_final_name(tmp_path,
     whole = buffer.getvalue()
     # Uncompressed: b.h5's data starts after two 512-byte headers and a.h5's 1024 bytes.
     (tmp_path / "cut.tar").write_bytes(whole[: 512 * 4 + 3000] if mode == "w" else whole[: len(whole) // 2])
-    with pytest.raises(DownloadError, match=r"cut\.tar: (member 'vol/b\.h5' is cut off after \d+ of 10240 bytes|cannot extract)") as error:
+    with pytest.raises(
+        DownloadError, match=r"cut\.tar: (member 'vol/b\.h5' is cut off after \d+ of 10240 bytes|cannot extract)"
+    ) as error:
         extract_tar(tmp_path / "cut.tar", tmp_path / "out")
     assert "\n" not in str(error.value)
     assert sorted(path.name for path in (tmp_path / "out" / "vol").iterdir()) == ["a.h5"]
@@ -328,14 +365,21 @@ def test_fastmri_url_list_downloads_verifies_and_extracts_once(server, tmp_path)
     urls = tmp_path / "urls.txt"
     urls.write_text(
         "# from the fastMRI e-mail\n"
-        f'curl -C - "{server.url}/v2.0/brain_multicoil_val.tar.gz?Signature=abc&Expires=1" --output brain_multicoil_val.tar.gz {_sha(archive)}\n'
+        f'curl -C - "{server.url}/v2.0/brain_multicoil_val.tar.gz?Signature=abc&Expires=1" --output'
+        f" brain_multicoil_val.tar.gz {_sha(archive)}\n"
         f"{server.url}/v2.0/knee_singlecoil_val.tar.gz\n"
     )
-    assert parse_url_list(urls)[0] == (f"{server.url}/v2.0/brain_multicoil_val.tar.gz?Signature=abc&Expires=1", _sha(archive))
+    assert parse_url_list(urls)[0] == (
+        f"{server.url}/v2.0/brain_multicoil_val.tar.gz?Signature=abc&Expires=1",
+        _sha(archive),
+    )
     assert parse_url_list(urls)[1][1] is None
     out = tmp_path / "fastmri"
     files = download_url_list(urls, out, **FAST)
-    assert sorted(path.relative_to(out).as_posix() for path in files) == ["multicoil_val/file_brain_1.h5", "singlecoil_val/file1.h5"]
+    assert sorted(path.relative_to(out).as_posix() for path in files) == [
+        "multicoil_val/file_brain_1.h5",
+        "singlecoil_val/file1.h5",
+    ]
     assert (out / "multicoil_val" / "file_brain_1.h5").read_bytes() == b"volume"
     requests_made = len(server.requests)
     assert download_url_list(urls, out, **FAST) == []
@@ -405,5 +449,9 @@ def test_kodak_offline_says_where_to_put_the_images(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(DownloadError, match=r"kodim01\.png .*put them into .*by_hand and set tasks\.denoise\.data\.val_dir"):
-        kodak.fetch_kodak(tmp_path / "kodak", f"http://127.0.0.1:{port}/", local_dir=tmp_path / "by_hand", retries=0, timeout=2)
+    with pytest.raises(
+        DownloadError, match=r"kodim01\.png .*put them into .*by_hand and set tasks\.denoise\.data\.val_dir"
+    ):
+        kodak.fetch_kodak(
+            tmp_path / "kodak", f"http://127.0.0.1:{port}/", local_dir=tmp_path / "by_hand", retries=0, timeout=2
+        )

@@ -29,7 +29,12 @@ def _copy_targets_as_outputs(valset_path, out_path, noise=0.0):
 
 def test_mri_inputs_are_evaluated_per_slice_with_grayscale_flip(knee_valset):
     rows = evaluate(knee_valset, None, ["l1", "psnr", "flip"], {"flip_gray_mode": "gray_thesis"})
-    assert [row["image"] for row in rows] == ["knee_val_000_s000", "knee_val_000_s001", "knee_val_001_s000", "knee_val_001_s001"]
+    assert [row["image"] for row in rows] == [
+        "knee_val_000_s000",
+        "knee_val_000_s001",
+        "knee_val_001_s000",
+        "knee_val_001_s001",
+    ]
     assert all(row["l1"] > 0 and 5 < row["psnr"] < 50 and 0 < row["flip"] < 1 for row in rows)
 
 
@@ -71,7 +76,15 @@ def test_mismatched_outputs_are_rejected(knee_valset, tmp_path):
 
 def test_metric_params_choose_flip_mode_and_lpips_trunk():
     assert metric_params("flip", "rgb_denoise") == {"ppd": pytest.approx(67.0206, abs=1e-4)}
-    assert metric_params("flip", "mri_singlecoil", {"flip_gray_mode": "gray_replicated"}) == {"mode": "gray_replicated", "ppd": pytest.approx(67.0206, abs=1e-4)}
-    assert metric_params("flip", "rgb_denoise", {"flip": {"distance_m": 0.35, "monitor_width_m": 0.7, "monitor_pixels": 3840}})["ppd"] == pytest.approx(33.5103, abs=1e-4)
+    assert metric_params("flip", "mri_singlecoil", {"flip_gray_mode": "gray_replicated"}) == {
+        "mode": "gray_replicated",
+        "ppd": pytest.approx(67.0206, abs=1e-4),
+    }
+    assert metric_params(
+        "flip", "rgb_denoise", {"flip": {"distance_m": 0.35, "monitor_width_m": 0.7, "monitor_pixels": 3840}}
+    )["ppd"] == pytest.approx(33.5103, abs=1e-4)
     assert metric_params("flip", "rgb_denoise", {"flip": {"ppd": 30.0}}) == {"ppd": 30.0}
-    assert metric_params("lpips", "rgb_denoise", {"lpips_trunk": "untrained", "lpips_weights": None}) == {"trunk": "untrained", "weights_path": None}
+    assert metric_params("lpips", "rgb_denoise", {"lpips_trunk": "untrained", "lpips_weights": None}) == {
+        "trunk": "untrained",
+        "weights_path": None,
+    }

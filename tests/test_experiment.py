@@ -14,14 +14,31 @@ MODEL = "models/denoise/l1/seed0/model.pt"
 
 
 def _snakemake(workdir, *args):
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(TINY_CONFIG), "--directory", str(workdir), "--cores", "1", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(TINY_CONFIG),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "1",
+        *args,
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
 def _state(folder):
-    return {path.relative_to(folder): (path.stat().st_mtime_ns, path.read_bytes()) for path in folder.rglob("*") if path.is_file()}
+    return {
+        path.relative_to(folder): (path.stat().st_mtime_ns, path.read_bytes())
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
 
 
 def test_two_experiments_keep_apart_and_record_their_configuration(tmp_path):
@@ -38,7 +55,10 @@ def test_two_experiments_keep_apart_and_record_their_configuration(tmp_path):
     assert yaml.safe_load(text)["experiment"] == "other"
     assert "# git commit: " in text and "# torch: " in text
     listing = (second / "README.md").read_text()
-    assert "`models/<task>/<loss>/seed<N>/`" in listing and "`outputs/<task>/<loss>/seed<N>_fastmri/`: MRI tasks" in listing
+    assert (
+        "`models/<task>/<loss>/seed<N>/`" in listing
+        and "`outputs/<task>/<loss>/seed<N>_fastmri/`: MRI tasks" in listing
+    )
     # Nothing changed: the record keeps its mtime, so it never looks newer than the outputs.
     recorded = (second / "config.yaml").stat().st_mtime_ns
     _snakemake(tmp_path, f"results/other/{MODEL}", "--config", "experiment=other", "--forcerun", "train")
@@ -69,7 +89,9 @@ def test_make_clean_results_deletes_one_experiment_after_asking(tmp_path):
         (tmp_path / "results" / name / "summary.md").write_text(name)
 
     def make(*args, answer=""):
-        return subprocess.run(["make", "-s", "-C", str(tmp_path), "clean-results", *args], input=answer, capture_output=True, text=True)
+        return subprocess.run(
+            ["make", "-s", "-C", str(tmp_path), "clean-results", *args], input=answer, capture_output=True, text=True
+        )
 
     kept = make(answer="n\n")
     assert kept.returncode != 0 and "Delete results/demo/" in kept.stdout and (tmp_path / "results" / "demo").is_dir()

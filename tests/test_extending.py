@@ -87,24 +87,44 @@ def user_module(tmp_path, monkeypatch):
 
 
 def test_a_users_loss_from_the_config_is_registered_labelled_and_built(tiny_config, user_module):
-    tiny_config["losses"]["mine"] = {"module": f"{user_module}:ScaledL1", "lr": 1e-3, "params": {"factor": 2.0, "num_channels": 3}, "label": "My loss"}
+    tiny_config["losses"]["mine"] = {
+        "module": f"{user_module}:ScaledL1",
+        "lr": 1e-3,
+        "params": {"factor": 2.0, "num_channels": 3},
+        "label": "My loss",
+    }
     config = validate(tiny_config, "tiny.yaml")
     assert losses.label("mine") == "My loss" and "mine" not in losses.STUDY_LOSSES
     spec = train_spec(config, "denoise", "mine", 0)
-    assert spec.loss.module == f"{user_module}:ScaledL1" and "loss_module" not in train_spec(config, "denoise", "l1", 0).to_dict()
+    assert (
+        spec.loss.module == f"{user_module}:ScaledL1"
+        and "loss_module" not in train_spec(config, "denoise", "l1", 0).to_dict()
+    )
     loss_fn = build_loss(spec)
     target = torch.rand(2, 3, 16, 16)
     assert float(loss_fn(target + 0.1, target).detach()) == pytest.approx(0.2, abs=1e-6)
     assert [p.numel() for p in loss_fn.parameters()] == [3]
 
 
-@pytest.mark.parametrize("module, message", [
-    ("no_such_package_xyz.losses:Loss", r"^tiny\.yaml: losses\.mine\.module: cannot import 'no_such_package_xyz\.losses' \(ModuleNotFoundError: "),
-    ("{m}:Missing", r"^tiny\.yaml: losses\.mine\.module: module '{m}' has no 'Missing'$"),
-    ("{m}:NotAModule", r"^tiny\.yaml: losses\.mine\.module: {m}:NotAModule is not a torch\.nn\.Module subclass"),
-    ("{m}:OneArgument", r"^tiny\.yaml: losses\.mine\.module: {m}:OneArgument\.forward takes 1 image argument\(s\), expected forward\(output, target\)$"),
-    ("{m}.ScaledL1", r"^tiny\.yaml: losses\.mine\.module: '{m}\.ScaledL1' does not match"),
-])
+@pytest.mark.parametrize(
+    "module, message",
+    [
+        (
+            "no_such_package_xyz.losses:Loss",
+            r"^tiny\.yaml: losses\.mine\.module: cannot import 'no_such_package_xyz\.losses' \(ModuleNotFoundError: ",
+        ),
+        ("{m}:Missing", r"^tiny\.yaml: losses\.mine\.module: module '{m}' has no 'Missing'$"),
+        ("{m}:NotAModule", r"^tiny\.yaml: losses\.mine\.module: {m}:NotAModule is not a torch\.nn\.Module subclass"),
+        (
+            "{m}:OneArgument",
+            (
+                r"^tiny\.yaml: losses\.mine\.module: {m}:OneArgument\.forward takes 1 image argument\(s\), expected"
+                r" forward\(output, target\)$"
+            ),
+        ),
+        ("{m}.ScaledL1", r"^tiny\.yaml: losses\.mine\.module: '{m}\.ScaledL1' does not match"),
+    ],
+)
 def test_a_bad_users_loss_is_one_config_line_naming_key_and_module(tiny_config, user_module, module, message):
     tiny_config["losses"]["mine"] = {"module": module.format(m=user_module), "lr": 1e-3}
     with pytest.raises(ConfigError, match=message.format(m=user_module)) as error:
@@ -120,7 +140,14 @@ def test_a_users_loss_may_not_take_a_registered_name(tiny_config, user_module):
 
 def _own_metrics(user_module):
     return {
-        "max_error": {"module": f"{user_module}:max_error", "direction": "lower", "label": "Max error", "scale": 100, "decimals": 1, "params": {"power": 2.0}},
+        "max_error": {
+            "module": f"{user_module}:max_error",
+            "direction": "lower",
+            "label": "Max error",
+            "scale": 100,
+            "decimals": 1,
+            "params": {"power": 2.0},
+        },
         "offset": {"module": f"{user_module}:MeanOffset", "direction": "higher", "params": {"offset": 1.0}},
     }
 
@@ -141,27 +168,86 @@ def test_a_users_metrics_from_the_config_are_registered_computed_and_rowed_after
     output[0, 0, 3, 3], output[1, 0, 0, 0] = 0.5, 0.25
     for kind in ("rgb_denoise", "mri_singlecoil"):  # the configured params, the same on every task
         assert metric_params("max_error", kind) == {"power": 2.0}
-    assert metrics.compute("max_error", output, target, **metric_params("max_error", "mri_singlecoil")).tolist() == [0.25, 0.0625]
-    assert metrics.compute("offset", output, target, **metric_params("offset", "rgb_denoise")).tolist() == pytest.approx([1 + 0.5 / 64, 1 + 0.25 / 64])
+    assert metrics.compute("max_error", output, target, **metric_params("max_error", "mri_singlecoil")).tolist() == [
+        0.25,
+        0.0625,
+    ]
+    assert metrics.compute(
+        "offset", output, target, **metric_params("offset", "rgb_denoise")
+    ).tolist() == pytest.approx([1 + 0.5 / 64, 1 + 0.25 / 64])
     assert list(metrics.rows(config["metrics"])) == [*metrics.STUDY_METRICS, "max_error", "offset"]
     validate(tiny_config, "tiny.yaml")  # validating again (the Snakefile, then a CLI) registers the same specs again
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"module": "no_such_package_xyz.metrics:f"}, r"^tiny\.yaml: own_metrics\.mine\.module: cannot import 'no_such_package_xyz\.metrics' \(ModuleNotFoundError: "),
-    ({"module": "{m}:missing"}, r"^tiny\.yaml: own_metrics\.mine\.module: module '{m}' has no 'missing'$"),
-    ({"module": "{m}:NOT_CALLABLE"}, r"^tiny\.yaml: own_metrics\.mine\.module: {m}:NOT_CALLABLE is neither a function nor a torch\.nn\.Module subclass "),
-    ({"module": "{m}:NotAModule"}, r"^tiny\.yaml: own_metrics\.mine\.module: {m}:NotAModule is neither a function nor a torch\.nn\.Module subclass "),
-    ({"module": "{m}:one_image_argument"}, r"^tiny\.yaml: own_metrics\.mine\.module: {m}:one_image_argument takes 1 image argument\(s\), expected \(output, target\)$"),
-    ({"module": "{m}:OneArgument"}, r"^tiny\.yaml: own_metrics\.mine\.module: {m}:OneArgument\.forward takes 1 image argument\(s\), expected \(output, target\)$"),
-    ({"module": "{m}.max_error"}, r"^tiny\.yaml: own_metrics\.mine\.module: '{m}\.max_error' does not match"),
-    ({"module": "{m}:max_error", "direction": "up"}, r"^tiny\.yaml: own_metrics\.mine\.direction: 'up' is not one of \['higher', 'lower'\]$"),
-    ({"module": "{m}:max_error", "direction": None}, r"^tiny\.yaml: own_metrics\.mine: 'direction' is a required property$"),
-    ({"module": "{m}:max_error", "params": {"exponent": 2}}, r"^tiny\.yaml: own_metrics\.mine\.params\.exponent: not a parameter of {m}:max_error \(the mine metric\) \(it takes power\)$"),
-    ({"module": "{m}:MeanOffset", "params": {"shift": 2}}, r"^tiny\.yaml: own_metrics\.mine\.params\.shift: not a parameter of {m}:MeanOffset \(the mine metric\) \(it takes offset\)$"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (
+            {"module": "no_such_package_xyz.metrics:f"},
+            (
+                r"^tiny\.yaml: own_metrics\.mine\.module: cannot import 'no_such_package_xyz\.metrics'"
+                r" \(ModuleNotFoundError: "
+            ),
+        ),
+        ({"module": "{m}:missing"}, r"^tiny\.yaml: own_metrics\.mine\.module: module '{m}' has no 'missing'$"),
+        (
+            {"module": "{m}:NOT_CALLABLE"},
+            (
+                r"^tiny\.yaml: own_metrics\.mine\.module: {m}:NOT_CALLABLE is neither a function nor a"
+                r" torch\.nn\.Module subclass "
+            ),
+        ),
+        (
+            {"module": "{m}:NotAModule"},
+            (
+                r"^tiny\.yaml: own_metrics\.mine\.module: {m}:NotAModule is neither a function nor a torch\.nn\.Module"
+                r" subclass "
+            ),
+        ),
+        (
+            {"module": "{m}:one_image_argument"},
+            (
+                r"^tiny\.yaml: own_metrics\.mine\.module: {m}:one_image_argument takes 1 image argument\(s\), expected"
+                r" \(output, target\)$"
+            ),
+        ),
+        (
+            {"module": "{m}:OneArgument"},
+            (
+                r"^tiny\.yaml: own_metrics\.mine\.module: {m}:OneArgument\.forward takes 1 image argument\(s\),"
+                r" expected \(output, target\)$"
+            ),
+        ),
+        ({"module": "{m}.max_error"}, r"^tiny\.yaml: own_metrics\.mine\.module: '{m}\.max_error' does not match"),
+        (
+            {"module": "{m}:max_error", "direction": "up"},
+            r"^tiny\.yaml: own_metrics\.mine\.direction: 'up' is not one of \['higher', 'lower'\]$",
+        ),
+        (
+            {"module": "{m}:max_error", "direction": None},
+            r"^tiny\.yaml: own_metrics\.mine: 'direction' is a required property$",
+        ),
+        (
+            {"module": "{m}:max_error", "params": {"exponent": 2}},
+            (
+                r"^tiny\.yaml: own_metrics\.mine\.params\.exponent: not a parameter of {m}:max_error \(the mine"
+                r" metric\) \(it takes power\)$"
+            ),
+        ),
+        (
+            {"module": "{m}:MeanOffset", "params": {"shift": 2}},
+            (
+                r"^tiny\.yaml: own_metrics\.mine\.params\.shift: not a parameter of {m}:MeanOffset \(the mine metric\)"
+                r" \(it takes offset\)$"
+            ),
+        ),
+    ],
+)
 def test_a_bad_users_metric_is_one_config_line_naming_key_and_module(tiny_config, user_module, settings, message):
-    settings = {"direction": "lower", **{key: value.format(m=user_module) if isinstance(value, str) else value for key, value in settings.items()}}
+    settings = {
+        "direction": "lower",
+        **{key: value.format(m=user_module) if isinstance(value, str) else value for key, value in settings.items()},
+    }
     tiny_config["own_metrics"] = {"mine": {key: value for key, value in settings.items() if value is not None}}
     tiny_config["metrics"].append("mine")
     with pytest.raises(ConfigError, match=message.format(m=user_module)) as error:
@@ -172,10 +258,18 @@ def test_a_bad_users_metric_is_one_config_line_naming_key_and_module(tiny_config
 
 def test_a_users_metric_may_not_take_a_registered_name_nor_the_image_column(tiny_config, user_module):
     tiny_config["own_metrics"] = {"psnr": {"module": f"{user_module}:max_error", "direction": "lower"}}
-    with pytest.raises(ConfigError, match=r"^tiny\.yaml: own_metrics\.psnr\.module: metric 'psnr' is already registered$"):
+    with pytest.raises(
+        ConfigError, match=r"^tiny\.yaml: own_metrics\.psnr\.module: metric 'psnr' is already registered$"
+    ):
         validate(tiny_config, "tiny.yaml")
     tiny_config["own_metrics"] = {"image": {"module": f"{user_module}:max_error", "direction": "lower"}}
-    with pytest.raises(ConfigError, match=r"^tiny\.yaml: own_metrics\.image: 'image' names the image column of the per-image metric files; choose another name$"):
+    with pytest.raises(
+        ConfigError,
+        match=(
+            r"^tiny\.yaml: own_metrics\.image: 'image' names the image column of the per-image metric files; choose"
+            r" another name$"
+        ),
+    ):
         validate(tiny_config, "tiny.yaml")
     assert "image" not in metrics.names()
     tiny_config["own_metrics"] = {}
@@ -185,8 +279,15 @@ def test_a_users_metric_may_not_take_a_registered_name_nor_the_image_column(tiny
 
 
 def test_a_metric_that_does_not_give_one_value_per_image_is_a_one_line_error(user_module):
-    metrics.register(metrics.from_module("broken", {"module": f"{user_module}:image_mean", "direction": "lower", "scale": 1.0, "decimals": 4, "params": {}}))
-    with pytest.raises(ValueError, match=r"^metric 'broken' returned shape \(\) for 2 image\(s\), expected a tensor of shape \(2,\)$"):
+    metrics.register(
+        metrics.from_module(
+            "broken",
+            {"module": f"{user_module}:image_mean", "direction": "lower", "scale": 1.0, "decimals": 4, "params": {}},
+        )
+    )
+    with pytest.raises(
+        ValueError, match=r"^metric 'broken' returned shape \(\) for 2 image\(s\), expected a tensor of shape \(2,\)$"
+    ):
         metrics.compute("broken", torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8))
 
 
@@ -201,27 +302,55 @@ def test_mix_is_opt_in_and_weights_msssim_and_l1_as_zhao_et_al():
     target = torch.rand(2, 3, 64, 64)
     output = (target + 0.05 * torch.randn_like(target)).clamp(0, 1)
     loss_fn = MixLoss(term_params={"msssim": {"small_images": "reduce_scales"}})
-    expected = 0.84 * (1 - ms_ssim(output, target, small_images="reduce_scales").mean()) + 0.16 * (output - target).abs().mean()
+    expected = (
+        0.84 * (1 - ms_ssim(output, target, small_images="reduce_scales").mean())
+        + 0.16 * (output - target).abs().mean()
+    )
     assert float(loss_fn(output, target)) == pytest.approx(float(expected), rel=1e-6)
 
 
 def test_mix_through_the_config_gives_its_terms_their_task_defaults_and_channels(tiny_config):
-    tiny_config["losses"]["mix"] = {"lr": 1e-3, "params": {"weights": {"l2": 0.5, "adaptive": 0.3, "flip": 0.2}, "term_params": {"flip": {"out_of_range": "inward"}}}}
+    tiny_config["losses"]["mix"] = {
+        "lr": 1e-3,
+        "params": {
+            "weights": {"l2": 0.5, "adaptive": 0.3, "flip": 0.2},
+            "term_params": {"flip": {"out_of_range": "inward"}},
+        },
+    }
     config = validate(tiny_config, "tiny.yaml")
     spec = train_spec(config, "knee", "mix", 0)
-    assert spec.loss.params["term_params"]["flip"] == {"out_of_range": "inward", "mode": "gray_thesis", "ppd": pytest.approx(67.0206, abs=1e-4)}
+    assert spec.loss.params["term_params"]["flip"] == {
+        "out_of_range": "inward",
+        "mode": "gray_thesis",
+        "ppd": pytest.approx(67.0206, abs=1e-4),
+    }
     loss_fn = build_loss(spec)
     assert [p.numel() for p in loss_fn.parameters()] == [1, 1]  # adaptive's alpha and scale for one channel
     target = torch.rand(2, 1, 32, 32)
     assert torch.isfinite(loss_fn(target.flip(-1), target))
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"weights": {"huber": 1.0}}, r"^tiny\.yaml: losses\.mix\.params\.weights\.huber: not a loss to mix \(expected one of l1, l2, "),
-    ({"weights": {"l1": -1}}, r"^tiny\.yaml: losses\.mix\.params\.weights\.l1: expected a number >= 0, got -1$"),
-    ({"term_params": {"flip": {}}}, r"^tiny\.yaml: losses\.mix\.params\.term_params\.flip: 'flip' is not among the weights \(msssim, l1\)$"),
-    ({"alpha": 0.5}, r"^tiny\.yaml: losses\.mix\.params\.alpha: not a parameter of the mix loss \(it takes weights, term_params, channels, reduction\)$"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (
+            {"weights": {"huber": 1.0}},
+            r"^tiny\.yaml: losses\.mix\.params\.weights\.huber: not a loss to mix \(expected one of l1, l2, ",
+        ),
+        ({"weights": {"l1": -1}}, r"^tiny\.yaml: losses\.mix\.params\.weights\.l1: expected a number >= 0, got -1$"),
+        (
+            {"term_params": {"flip": {}}},
+            r"^tiny\.yaml: losses\.mix\.params\.term_params\.flip: 'flip' is not among the weights \(msssim, l1\)$",
+        ),
+        (
+            {"alpha": 0.5},
+            (
+                r"^tiny\.yaml: losses\.mix\.params\.alpha: not a parameter of the mix loss \(it takes weights,"
+                r" term_params, channels, reduction\)$"
+            ),
+        ),
+    ],
+)
 def test_bad_mix_params_are_one_config_line(tiny_config, params, message):
     tiny_config["losses"]["mix"] = {"lr": 1e-3, "params": params}
     with pytest.raises(ConfigError, match=message):
@@ -261,20 +390,30 @@ def test_a_metric_the_thesis_lacks_gets_a_row_without_a_thesis_value_in_every_ta
         return path
 
     inputs = per_image("input", [["a", 0.08, 20.2, 0.5], ["b", 0.078, 20.1, 0.4]])
-    models = {"l1": [per_image("l1", [["a", 0.025, 29.8, 0.2], ["b", 0.024, 29.9, 0.3]])], "l2": [per_image("l2", [["a", 0.03, 29.0, 0.1], ["b", 0.031, 29.1, 0.1]])]}
+    models = {
+        "l1": [per_image("l1", [["a", 0.025, 29.8, 0.2], ["b", 0.024, 29.9, 0.3]])],
+        "l2": [per_image("l2", [["a", 0.03, 29.0, 0.1], ["b", 0.031, 29.1, 0.1]])],
+    }
     table = build_table("table_6_1", inputs, models)
     assert list(table.cells) == [*metrics.STUDY_METRICS, "max_error"]
     row = table.cells["max_error"]
     assert row["input"].text(1) == "45.0" and row["l2"].bold and not row["l1"].bold  # ×100, lower is better
     # Two images are too few to test (lossbench.report.statistics.MIN_UNITS): no † beside the best.
-    assert table.metric_labels["max_error"] == "Max error ↓" and "| Max error ↓ | 45.0 | 25.0 | **10.0** |  |  |  |  |" in to_markdown(table)
+    assert table.metric_labels[
+        "max_error"
+    ] == "Max error ↓" and "| Max error ↓ | 45.0 | 25.0 | **10.0** |  |  |  |  |" in to_markdown(table)
     assert r"Max error $\downarrow$ & 45.0 & 25.0 & \textbf{10.0} &  &" in to_latex(table)
     compared = {row["model"]: row for row in comparison_rows(table) if row["metric"] == "max_error"}
-    assert compared["l2"]["ours"] == "10.0" and all(row["paper"] == "" and row["difference"] == "" for row in compared.values())
+    assert compared["l2"]["ours"] == "10.0" and all(
+        row["paper"] == "" and row["difference"] == "" for row in compared.values()
+    )
     paths = write_all(table, tmp_path / "tables" / "table_6_1")
     assert "max_error,Max error ↓,45.000" in paths[0].read_text() and "Max error" in paths[4].read_text()
     per_seed = write_per_seed("table_6_1", models, [0], tmp_path / "tables" / "table_6_1")
-    assert "max_error,l2,0,10.000" in per_seed[0].read_text() and "| Max error | 0 | 25.0 | 10.0 |" in per_seed[1].read_text()
+    assert (
+        "max_error,l2,0,10.000" in per_seed[0].read_text()
+        and "| Max error | 0 | 25.0 | 10.0 |" in per_seed[1].read_text()
+    )
     summary = summarise({"table_6_1": paths[0]})
     assert "| Max error | l2 |  |" in summary
     assert {row["metric"] for row in pair_rows(models, metrics.rows(["max_error"]))} >= {"l1", "psnr", "max_error"}
@@ -285,11 +424,15 @@ def test_a_loss_or_metric_that_does_not_take_a_tasks_channels_is_a_config_line(t
     import dataclasses
 
     monkeypatch.setitem(losses.SPECS, "l1", dataclasses.replace(losses.SPECS["l1"], channels=(3,)))
-    with pytest.raises(ConfigError, match=r"^tiny\.yaml: losses: l1 takes images of 3 channel\(s\), but tasks\.knee has 1$"):
+    with pytest.raises(
+        ConfigError, match=r"^tiny\.yaml: losses: l1 takes images of 3 channel\(s\), but tasks\.knee has 1$"
+    ):
         validate(tiny_config, "tiny.yaml")
     monkeypatch.setitem(losses.SPECS, "l1", dataclasses.replace(losses.SPECS["l1"], channels=(1, 3)))
     monkeypatch.setitem(metrics.SPECS, "psnr", dataclasses.replace(metrics.SPECS["psnr"], channels=(1,)))
-    with pytest.raises(ConfigError, match=r"^tiny\.yaml: metrics: psnr takes images of 1 channel\(s\), but tasks\.denoise has 3$"):
+    with pytest.raises(
+        ConfigError, match=r"^tiny\.yaml: metrics: psnr takes images of 1 channel\(s\), but tasks\.denoise has 3$"
+    ):
         validate(tiny_config, "tiny.yaml")
 
 
@@ -297,12 +440,26 @@ def test_an_unknown_task_kind_is_an_error_not_a_fall_through(tmp_path):
     from lossbench.data.tasks import channels, train_dataset, write_valset
 
     assert [channels(kind) for kind in ("rgb_denoise", "mri_singlecoil", "mri_multicoil", "rgb_jpeg")] == [3, 1, 1, 3]
-    for call in (lambda: channels("rgb"), lambda: train_dataset("rgb", {}, tmp_path), lambda: write_valset("rgb", {}, tmp_path, tmp_path / "v.h5")):
-        with pytest.raises(ValueError, match=r"^unknown task kind 'rgb': expected one of rgb_denoise, mri_singlecoil, mri_multicoil, rgb_jpeg$"):
+    for call in (
+        lambda: channels("rgb"),
+        lambda: train_dataset("rgb", {}, tmp_path),
+        lambda: write_valset("rgb", {}, tmp_path, tmp_path / "v.h5"),
+    ):
+        with pytest.raises(
+            ValueError,
+            match=r"^unknown task kind 'rgb': expected one of rgb_denoise, mri_singlecoil, mri_multicoil, rgb_jpeg$",
+        ):
             call()
 
 
-JPEG_TASK = {"kind": "rgb_jpeg", "data_from": "denoise", "quality": 10, "crop": 32, "crops_per_image": 2, "training": {"epochs": 1, "batch_size": 4}}
+JPEG_TASK = {
+    "kind": "rgb_jpeg",
+    "data_from": "denoise",
+    "quality": 10,
+    "crop": 32,
+    "crops_per_image": 2,
+    "training": {"epochs": 1, "batch_size": 4},
+}
 
 
 def test_a_task_of_its_own_kind_gets_its_own_table_without_a_thesis_comparison(tiny_config):
@@ -311,25 +468,51 @@ def test_a_task_of_its_own_kind_gets_its_own_table_without_a_thesis_comparison(t
     tiny_config["tasks"]["jpeg"] = dict(JPEG_TASK)
     tiny_config["losses"]["l2"]["lr"]["jpeg"] = 1e-3
     config = validate(tiny_config, require_data=False)
-    assert task_tables(config) == {"table_6_1": "denoise", "table_6_3": "knee", "table_6_4": "brain", "table_jpeg": "jpeg"}
+    assert task_tables(config) == {
+        "table_6_1": "denoise",
+        "table_6_3": "knee",
+        "table_6_4": "brain",
+        "table_jpeg": "jpeg",
+    }
     assert dataset(config, "jpeg") is config["tasks"]["denoise"]["data"]
     spec = train_spec(config, "jpeg", "l1", 0)
     assert spec.kind == "rgb_jpeg" and spec.dataset == config["tasks"]["denoise"]["data"] and spec.data["quality"] == 10
     # A thesis task's name with another kind is another task: its own table, not the thesis's.
     from lossbench.report.tables import subject
 
-    assert subject("denoise", "rgb_jpeg", JPEG_TASK).name == "table_denoise" and not subject("denoise", "rgb_jpeg", JPEG_TASK).thesis
+    assert (
+        subject("denoise", "rgb_jpeg", JPEG_TASK).name == "table_denoise"
+        and not subject("denoise", "rgb_jpeg", JPEG_TASK).thesis
+    )
     jpeg = subject("jpeg", "rgb_jpeg", JPEG_TASK)
     assert (jpeg.name, jpeg.input_label, jpeg.thesis) == ("table_jpeg", "JPEG", False) and "quality 10" in jpeg.caption
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"data_from": "knee"}, r"^config: tasks\.jpeg\.data_from: task 'knee' has fastmri data, a rgb_jpeg task needs photos$"),
-    ({"data_from": "lung"}, r"^config: tasks\.jpeg\.data_from: 'lung' is not a configured task with its own data \(one of denoise, knee, brain\)$"),
-    ({"data": {"source": "embedded", "train": ["chelsea"], "val": ["astronaut"]}}, r"^config: tasks\.jpeg: expected either data \(its own\) or data_from \(another task's\), got both$"),
-    ({"quality": 0}, r"^config: tasks\.jpeg\.quality: 0 is less than the minimum of 1$"),
-    ({"sigma_val": 25}, r"^config: tasks\.jpeg: Additional properties are not allowed \('sigma_val' was unexpected\)$"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"data_from": "knee"},
+            r"^config: tasks\.jpeg\.data_from: task 'knee' has fastmri data, a rgb_jpeg task needs photos$",
+        ),
+        (
+            {"data_from": "lung"},
+            (
+                r"^config: tasks\.jpeg\.data_from: 'lung' is not a configured task with its own data \(one of denoise,"
+                r" knee, brain\)$"
+            ),
+        ),
+        (
+            {"data": {"source": "embedded", "train": ["chelsea"], "val": ["astronaut"]}},
+            r"^config: tasks\.jpeg: expected either data \(its own\) or data_from \(another task's\), got both$",
+        ),
+        ({"quality": 0}, r"^config: tasks\.jpeg\.quality: 0 is less than the minimum of 1$"),
+        (
+            {"sigma_val": 25},
+            r"^config: tasks\.jpeg: Additional properties are not allowed \('sigma_val' was unexpected\)$",
+        ),
+    ],
+)
 def test_bad_jpeg_task_settings_are_one_config_line(tiny_config, change, message):
     tiny_config["tasks"]["jpeg"] = {**JPEG_TASK, **change}
     tiny_config["losses"]["l2"]["lr"]["jpeg"] = 1e-3

@@ -50,7 +50,11 @@ def test_varied_volumes_pass_and_a_truncated_one_fails_alone(brain_folder, tmp_p
     folder, truncated = brain_folder
     selected, problems = check_folder(folder, "multicoil", crop=48, full=True)
     assert len(selected) == 4
-    assert len(problems) == 1 and problems[0].startswith(f"{truncated}: not a readable HDF5 file, truncated or corrupt") and "\n" not in problems[0]
+    assert (
+        len(problems) == 1
+        and problems[0].startswith(f"{truncated}: not a readable HDF5 file, truncated or corrupt")
+        and "\n" not in problems[0]
+    )
     with pytest.raises(FastMRIFileError, match=f"^{truncated}: not a readable HDF5 file"):
         link_checked(folder, tmp_path / "linked", "multicoil", crop=48)
     assert not (tmp_path / "linked").exists()
@@ -73,7 +77,11 @@ def test_skip_bad_leaves_the_broken_file_out_and_lists_it(brain_folder, tmp_path
 
 
 def test_single_coil_files_of_two_widths_with_reconstruction_rss_pass(tmp_path):
-    paths = _write(tmp_path / "knee", [dict(width=56, acquisition="CORPDFS_FBK", amplitude=1e-5), dict(width=60, amplitude=1e-2)], "singlecoil")
+    paths = _write(
+        tmp_path / "knee",
+        [dict(width=56, acquisition="CORPDFS_FBK", amplitude=1e-5), dict(width=60, amplitude=1e-2)],
+        "singlecoil",
+    )
     selected, problems = check_folder(tmp_path / "knee", "singlecoil", crop=48, full=True)
     assert selected == paths and problems == []
 
@@ -93,18 +101,33 @@ def _brain_run(tmp_path: Path, tiny_config: dict, slices: int, epochs: int) -> R
 
 def test_training_on_varied_brain_volumes_batches_by_shape(tmp_path, tiny_config):
     spec = _brain_run(tmp_path, tiny_config, slices=2, epochs=1)
-    training.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "out", tmp_path / "ckpt", device="cpu", threads=1, progress=False)
+    training.run(
+        spec,
+        tmp_path / "train",
+        tmp_path / "val.h5",
+        tmp_path / "out",
+        tmp_path / "ckpt",
+        device="cpu",
+        threads=1,
+        progress=False,
+    )
     with open(tmp_path / "out" / "curve.csv") as handle:
         (row,) = list(csv.DictReader(handle))
     # Three volumes of two slices, one shape each: three batches of two, none mixing shapes.
     assert int(row["step"]) == 3 and np.isfinite(float(row["train_loss"])) and np.isfinite(float(row["val_psnr"]))
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"preset": "realistic", "matrix": 160}, r"tasks\.brain\.data\.matrix: 160, but the realistic preset has fastMRI's matrix of 320"),
-    ({"preset": "huge"}, r"tasks\.brain\.data\.preset: 'huge' is not one of \['default', 'realistic'\]"),
-    ({"skip_bad": "yes"}, r"tasks\.brain\.data\.skip_bad: 'yes' is not of type 'boolean'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"preset": "realistic", "matrix": 160},
+            r"tasks\.brain\.data\.matrix: 160, but the realistic preset has fastMRI's matrix of 320",
+        ),
+        ({"preset": "huge"}, r"tasks\.brain\.data\.preset: 'huge' is not one of \['default', 'realistic'\]"),
+        ({"skip_bad": "yes"}, r"tasks\.brain\.data\.skip_bad: 'yes' is not of type 'boolean'"),
+    ],
+)
 def test_bad_preset_and_skip_bad_values_are_config_errors(change, message, tiny_config):
     from lossbench.pipeline.config import ConfigError
 
@@ -121,14 +144,24 @@ def test_shape_grouped_mri_run_resumed_mid_epoch_ends_bit_for_bit_the_same(tmp_p
 
     spec = _brain_run(tmp_path, tiny_config, slices=3, epochs=2)
     options = dict(device="cpu", threads=1, progress=False, checkpoint_every=4)
-    reference = torch.load(training.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "reference", tmp_path / "ckpt", **options), weights_only=False)["model"]
+    reference = torch.load(
+        training.run(
+            spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "reference", tmp_path / "ckpt", **options
+        ),
+        weights_only=False,
+    )["model"]
     middle = next((tmp_path / "ckpt").rglob("step_000000008.pt"))
     assert torch.load(middle, weights_only=False)["progress"]["position"] == 2
     copy = tmp_path / "resumed" / middle.relative_to(tmp_path / "ckpt")
     copy.parent.mkdir(parents=True)
     copy.write_bytes(middle.read_bytes())
     with caplog.at_level(logging.INFO, logger="lossbench.train.loop"):
-        resumed = torch.load(training.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "out", tmp_path / "resumed", **options), weights_only=False)["model"]
+        resumed = torch.load(
+            training.run(
+                spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "out", tmp_path / "resumed", **options
+            ),
+            weights_only=False,
+        )["model"]
     assert "epoch 2, batch 2 of the epoch, step 8" in caplog.text
     assert all(torch.equal(resumed[key], reference[key]) for key in reference)
 

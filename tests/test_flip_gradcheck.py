@@ -23,7 +23,12 @@ PPDS = [DEFAULT_PPD, 22.3]
 def _images(channels: int, low: float = 0.2, high: float = 0.8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(output, target): two independent 12×12 float64 images uniform in [low, high], both needing gradients."""
     generator = torch.Generator().manual_seed(seed)
-    return tuple((low + (high - low) * torch.rand(1, channels, 12, 12, generator=generator, dtype=torch.float64)).requires_grad_() for _ in range(2))
+    return tuple(
+        (
+            low + (high - low) * torch.rand(1, channels, 12, 12, generator=generator, dtype=torch.float64)
+        ).requires_grad_()
+        for _ in range(2)
+    )
 
 
 @pytest.mark.parametrize("ppd", PPDS)

@@ -31,7 +31,9 @@ def test_clamp_option_is_the_metric(mode: str) -> None:
     channels = 3 if mode == "rgb" else 1
     target = torch.rand(2, channels, 24, 24, generator=gen)
     output = target + 0.4 * torch.randn(target.shape, generator=gen)
-    assert float(FLIPLoss(mode=mode, out_of_range="clamp")(output, target)) == pytest.approx(float(flip(output, target, mode=mode).mean()), abs=1e-7)
+    assert float(FLIPLoss(mode=mode, out_of_range="clamp")(output, target)) == pytest.approx(
+        float(flip(output, target, mode=mode).mean()), abs=1e-7
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -112,7 +114,7 @@ def test_small_denoiser_trained_on_flip_improves_flip_and_psnr() -> None:
     def batch(n: int, crop: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
         top = torch.randint(0, image.shape[1] - crop, (n,), generator=gen)
         left = torch.randint(0, image.shape[2] - crop, (n,), generator=gen)
-        clean = torch.stack([image[:, t : t + crop, l : l + crop] for t, l in zip(top.tolist(), left.tolist())])
+        clean = torch.stack([image[:, y : y + crop, x : x + crop] for y, x in zip(top.tolist(), left.tolist())])
         return clean + 25 / 255 * torch.randn(clean.shape, generator=gen), clean
 
     model = UNet(3, 3, width=8, depth=2, kernel_size=3, residual=True)
@@ -132,7 +134,6 @@ def test_small_denoiser_trained_on_flip_improves_flip_and_psnr() -> None:
     # Measured: FLIP 0.190 -> 0.154, PSNR 21.03 -> 21.85 dB.
     assert flip_out < flip_in - 0.02, f"FLIP {flip_in:.4f} -> {flip_out:.4f}"
     assert psnr_out > psnr_in + 0.4, f"PSNR {psnr_in:.2f} -> {psnr_out:.2f} dB (both clamped to [0, 1])"
-
 
 
 def _tf32_round(tensor: torch.Tensor) -> torch.Tensor:

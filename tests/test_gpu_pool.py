@@ -21,7 +21,12 @@ from conftest import REPO
 
 HOLD_SECONDS = 0.3
 #: The GPUs of a simulated 4-GPU node, as torch's device properties write their UUIDs.
-NODE = ["6f2a1c3e-0000-4000-8000-000000000000", "9b7d5e21-1111-4111-8111-111111111111", "c4e8f0a2-2222-4222-8222-222222222222", "e1d3b5c7-3333-4333-8333-333333333333"]
+NODE = [
+    "6f2a1c3e-0000-4000-8000-000000000000",
+    "9b7d5e21-1111-4111-8111-111111111111",
+    "c4e8f0a2-2222-4222-8222-222222222222",
+    "e1d3b5c7-3333-4333-8333-333333333333",
+]
 
 
 def _hold(lock_dir, uuids, events):
@@ -89,7 +94,9 @@ def _simulate_cuda(allocated: list[str], visible: str) -> list[str]:
     seen = []
     for entry in visible.split(","):
         entry = entry.strip()
-        matches = [uuid for uuid in allocated if entry.lower().startswith("gpu-") and uuid.startswith(entry[4:].lower())]
+        matches = [
+            uuid for uuid in allocated if entry.lower().startswith("gpu-") and uuid.startswith(entry[4:].lower())
+        ]
         seen.append(allocated[int(entry)] if entry.isdigit() else matches[0])
     calls = []
     os.environ["CUDA_VISIBLE_DEVICES"] = visible
@@ -168,7 +175,9 @@ Path(name + ".holding").touch()
 deadline = start + 20
 while not Path(partner + ".holding").exists() and time.monotonic() < deadline:
     time.sleep(0.05)
-Path(out).write_text(json.dumps({{"gpu": visible_gpu_uuids()[device.index], "start": start, "end": time.monotonic(), "partner_seen": Path(partner + ".holding").exists()}}))
+seen = Path(partner + ".holding").exists()
+record = {{"gpu": visible_gpu_uuids()[device.index], "start": start, "end": time.monotonic(), "partner_seen": seen}}
+Path(out).write_text(json.dumps(record))
 """
 
 _SNAKEFILE = """
@@ -196,7 +205,19 @@ def test_snakemake_runs_two_gpu_jobs_at_once_on_two_gpus(tmp_path):
     (tmp_path / "job.py").write_text(_SNAKEMAKE_JOB.format(tests=str(REPO / "tests")))
     (tmp_path / "Snakefile").write_text(_SNAKEFILE.format(threads=threads, python=sys.executable))
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    command = [sys.executable, "-m", "snakemake", "--cores", "8", "--resources", "gpu=2", "--directory", str(tmp_path), "--snakefile", str(tmp_path / "Snakefile")]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "8",
+        "--resources",
+        "gpu=2",
+        "--directory",
+        str(tmp_path),
+        "--snakefile",
+        str(tmp_path / "Snakefile"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     train, infer = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("train", "infer"))

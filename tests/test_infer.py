@@ -1,4 +1,5 @@
-"""Inference on one's own data (python -m lossbench.infer) and the fastMRI submission files, checked with fastmri.evaluate."""
+"""Inference on one's own data (python -m lossbench.infer) and the fastMRI submission files, checked with
+fastmri.evaluate."""
 
 from __future__ import annotations
 
@@ -26,7 +27,16 @@ MATRIX = 64  # small synthetic knee volumes: 64×64 references from 128×74 k-sp
 
 
 def _train(spec, root):
-    return training.run(spec, root / "train", root / "val.h5", root / "model", root / "checkpoints", device="cpu", threads=1, progress=False)
+    return training.run(
+        spec,
+        root / "train",
+        root / "val.h5",
+        root / "model",
+        root / "checkpoints",
+        device="cpu",
+        threads=1,
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -127,9 +137,28 @@ def test_cli_on_test_files_uses_each_files_own_mask(knee_model, tmp_path):
     for name, mask in (("centre", centre), ("every_other", every_other)):
         (tmp_path / name).mkdir()
         _as_test_file(source, tmp_path / name / "test_000.h5", mask)
-        infer.main(["--model", str(model), "--input", str(tmp_path / name), "--out", str(tmp_path / f"out_{name}"), "--device", "cpu"])
-    with h5py.File(tmp_path / "out_centre" / "test_000.h5", "r") as a, h5py.File(tmp_path / "out_every_other" / "test_000.h5", "r") as b, h5py.File(source, "r") as full:
-        centre_recon, other_recon, reference = a["reconstruction"][()], b["reconstruction"][()], full["reconstruction_esc"][()]
+        infer.main(
+            [
+                "--model",
+                str(model),
+                "--input",
+                str(tmp_path / name),
+                "--out",
+                str(tmp_path / f"out_{name}"),
+                "--device",
+                "cpu",
+            ]
+        )
+    with (
+        h5py.File(tmp_path / "out_centre" / "test_000.h5", "r") as a,
+        h5py.File(tmp_path / "out_every_other" / "test_000.h5", "r") as b,
+        h5py.File(source, "r") as full,
+    ):
+        centre_recon, other_recon, reference = (
+            a["reconstruction"][()],
+            b["reconstruction"][()],
+            full["reconstruction_esc"][()],
+        )
     assert centre_recon.shape == other_recon.shape == reference.shape
     # More sampled columns, a closer reconstruction: each file's own mask was applied.
     error = lambda recon: np.linalg.norm(recon - reference) / np.linalg.norm(reference)  # noqa: E731
@@ -144,7 +173,10 @@ def test_cli_on_a_folder_of_pngs_with_and_without_noise(denoise_model, tmp_path)
     infer.main(args + ["--out", str(tmp_path / "noisy_again"), "--sigma", "25"])
     for name in ("astronaut", "coffee"):
         source = np.asarray(Image.open(root / "val" / f"{name}.png"), dtype=np.float64)
-        clean, noisy, again = (np.asarray(Image.open(tmp_path / folder / f"{name}.png"), dtype=np.float64) for folder in ("clean", "noisy", "noisy_again"))
+        clean, noisy, again = (
+            np.asarray(Image.open(tmp_path / folder / f"{name}.png"), dtype=np.float64)
+            for folder in ("clean", "noisy", "noisy_again")
+        )
         assert clean.shape == noisy.shape == source.shape
         np.testing.assert_array_equal(noisy, again)  # the noise is seeded
         # The model restores noisy inputs towards the source; clean ones it leaves close to it.
@@ -157,7 +189,11 @@ def test_existing_outputs_are_kept_without_overwrite(denoise_model, tmp_path):
     (tmp_path / "coffee.png").write_bytes(b"mine")
     with pytest.raises(SystemExit) as stop:
         infer.main(args)
-    assert str(stop.value) == f"error: {tmp_path / 'coffee.png'} exists already, not written from these inputs by this model and settings; pass --overwrite to replace them"
+    assert (
+        str(stop.value)
+        == f"error: {tmp_path / 'coffee.png'} exists already, not written from these inputs by this model and settings;"
+        " pass --overwrite to replace them"
+    )
     assert (tmp_path / "coffee.png").read_bytes() == b"mine" and not (tmp_path / "astronaut.png").exists()
     infer.main(args + ["--overwrite"])
     assert Image.open(tmp_path / "coffee.png").size == Image.open(root / "val" / "coffee.png").size
@@ -171,13 +207,23 @@ def _error(args):
     return message
 
 
-@pytest.mark.parametrize("model, minimum, described", [
-    ({"name": "unet", "width": 8, "depth": 3, "kernel_size": 3, "residual": True}, 8, "a U-net of width 8 and depth 3"),
-    ({"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2, "drop_prob": 0.0}, 4, "num_pool_layers 2"),
-])
+@pytest.mark.parametrize(
+    "model, minimum, described",
+    [
+        (
+            {"name": "unet", "width": 8, "depth": 3, "kernel_size": 3, "residual": True},
+            8,
+            "a U-net of width 8 and depth 3",
+        ),
+        ({"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2, "drop_prob": 0.0}, 4, "num_pool_layers 2"),
+    ],
+)
 def test_a_photo_smaller_than_any_networks_minimum_is_one_line(model, minimum, described, tmp_path):
     # Read from the model's own spec: fastMRI's U-net has no "depth" key.
-    with pytest.raises(infer.InferenceInputError, match=rf"dot\.png: 3×2 is smaller than the {minimum}×{minimum} minimum of .*{described}"):
+    with pytest.raises(
+        infer.InferenceInputError,
+        match=rf"dot\.png: 3×2 is smaller than the {minimum}×{minimum} minimum of .*{described}",
+    ):
         infer._check_size(tmp_path / "dot.png", 2, 3, model)
     infer._check_size(tmp_path / "big.png", minimum, minimum, model)
 
@@ -186,28 +232,48 @@ def test_bad_inputs_get_one_line_naming_the_file(denoise_model, knee_model, tmp_
     denoiser, _ = denoise_model
     knee, knee_root = knee_model
     (tmp_path / "empty").mkdir()
-    assert f"{tmp_path / 'empty'}: no image files" in _error(["--model", str(denoiser), "--input", str(tmp_path / "empty"), "--out", str(tmp_path / "o1")])
+    assert f"{tmp_path / 'empty'}: no image files" in _error(
+        ["--model", str(denoiser), "--input", str(tmp_path / "empty"), "--out", str(tmp_path / "o1")]
+    )
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "a.png").write_bytes(b"not a png")
-    assert f"{tmp_path / 'broken' / 'a.png'}: cannot read as an image" in _error(["--model", str(denoiser), "--input", str(tmp_path / "broken"), "--out", str(tmp_path / "o2")])
-    assert "holds .h5 files but no images; the denoise model restores RGB images" in _error(["--model", str(denoiser), "--input", str(knee_root / "val"), "--out", str(tmp_path / "o3")])
+    assert f"{tmp_path / 'broken' / 'a.png'}: cannot read as an image" in _error(
+        ["--model", str(denoiser), "--input", str(tmp_path / "broken"), "--out", str(tmp_path / "o2")]
+    )
+    assert "holds .h5 files but no images; the denoise model restores RGB images" in _error(
+        ["--model", str(denoiser), "--input", str(knee_root / "val"), "--out", str(tmp_path / "o3")]
+    )
     (tmp_path / "tiny").mkdir()
     write_png(tmp_path / "tiny" / "dot.png", np.zeros((2, 2, 3)))
-    assert f"{tmp_path / 'tiny' / 'dot.png'}: 2×2 is smaller than the 4×4 minimum" in _error(["--model", str(denoiser), "--input", str(tmp_path / "tiny"), "--out", str(tmp_path / "o4")])
+    assert f"{tmp_path / 'tiny' / 'dot.png'}: 2×2 is smaller than the 4×4 minimum" in _error(
+        ["--model", str(denoiser), "--input", str(tmp_path / "tiny"), "--out", str(tmp_path / "o4")]
+    )
     # An MRI model: images, a file that is no HDF5, one that is no fastMRI file, a multi-coil volume.
-    assert "no .h5 files, expected fastMRI singlecoil volumes; it holds images" in _error(["--model", str(knee), "--input", str(tmp_path / "tiny"), "--out", str(tmp_path / "o5")])
+    assert "no .h5 files, expected fastMRI singlecoil volumes; it holds images" in _error(
+        ["--model", str(knee), "--input", str(tmp_path / "tiny"), "--out", str(tmp_path / "o5")]
+    )
     (tmp_path / "not_h5").mkdir()
     (tmp_path / "not_h5" / "x.h5").write_bytes(b"text")
-    assert f"{tmp_path / 'not_h5' / 'x.h5'}: not a readable HDF5 file" in _error(["--model", str(knee), "--input", str(tmp_path / "not_h5"), "--out", str(tmp_path / "o6")])
+    assert f"{tmp_path / 'not_h5' / 'x.h5'}: not a readable HDF5 file" in _error(
+        ["--model", str(knee), "--input", str(tmp_path / "not_h5"), "--out", str(tmp_path / "o6")]
+    )
     (tmp_path / "other_h5").mkdir()
     with h5py.File(tmp_path / "other_h5" / "y.h5", "w") as file:
         file.create_dataset("images", data=np.zeros(3))
-    assert f"{tmp_path / 'other_h5' / 'y.h5'}: not a fastMRI file (no 'kspace' dataset; has images)" in _error(["--model", str(knee), "--input", str(tmp_path / "other_h5"), "--out", str(tmp_path / "o7")])
+    assert f"{tmp_path / 'other_h5' / 'y.h5'}: not a fastMRI file (no 'kspace' dataset; has images)" in _error(
+        ["--model", str(knee), "--input", str(tmp_path / "other_h5"), "--out", str(tmp_path / "o7")]
+    )
     synthetic.generate_dataset(tmp_path / "brain", "multicoil", 1, 1, seed=3, prefix="brain", matrix=MATRIX, n_coils=2)
-    assert f"{tmp_path / 'brain' / 'brain_000.h5'}: missing dataset 'reconstruction_esc'" in _error(["--model", str(knee), "--input", str(tmp_path / "brain"), "--out", str(tmp_path / "o8")])
-    assert "--sigma adds noise to images" in _error(["--model", str(knee), "--input", str(knee_root / "val"), "--out", str(tmp_path / "o9"), "--sigma", "5"])
+    assert f"{tmp_path / 'brain' / 'brain_000.h5'}: missing dataset 'reconstruction_esc'" in _error(
+        ["--model", str(knee), "--input", str(tmp_path / "brain"), "--out", str(tmp_path / "o8")]
+    )
+    assert "--sigma adds noise to images" in _error(
+        ["--model", str(knee), "--input", str(knee_root / "val"), "--out", str(tmp_path / "o9"), "--sigma", "5"]
+    )
     (tmp_path / "model.pt").write_bytes(b"junk")
-    assert f"{tmp_path / 'model.pt'}: not a model written by lossbench.train" in _error(["--model", str(tmp_path / "model.pt"), "--input", str(knee_root / "val"), "--out", str(tmp_path / "o10")])
+    assert f"{tmp_path / 'model.pt'}: not a model written by lossbench.train" in _error(
+        ["--model", str(tmp_path / "model.pt"), "--input", str(knee_root / "val"), "--out", str(tmp_path / "o10")]
+    )
 
 
 def test_valset_outputs_keep_their_ids(knee_model):

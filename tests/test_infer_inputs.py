@@ -30,7 +30,8 @@ from test_infer import _as_test_file, _error, denoise_model, knee_model, tiny  #
 
 @pytest.fixture
 def photo(denoise_model):
-    """``photo(folder, name, source="coffee")``: a validation photograph of ``denoise_model`` copied to ``folder/name`` (its suffix picks the format)."""
+    """``photo(folder, name, source="coffee")``: a validation photograph of ``denoise_model`` copied to ``folder/name``
+    (its suffix picks the format)."""
 
     def copy(folder, name, source="coffee"):
         path = folder / name
@@ -53,11 +54,14 @@ def _files(folder):
 # --- Colliding ids -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("first, second, output", [
-    ("a.jpg", "a.png", "a.png"),
-    ("sub/x.png", "sub__x.png", "sub__x.png"),
-    ("B.PNG", "B.tif", "B.png"),
-])
+@pytest.mark.parametrize(
+    "first, second, output",
+    [
+        ("a.jpg", "a.png", "a.png"),
+        ("sub/x.png", "sub__x.png", "sub__x.png"),
+        ("B.PNG", "B.tif", "B.png"),
+    ],
+)
 def test_inputs_written_as_one_output_are_refused_naming_both(denoise_model, tmp_path, first, second, output, photo):
     model, _ = denoise_model
     for name in (first, second):
@@ -65,7 +69,9 @@ def test_inputs_written_as_one_output_are_refused_naming_both(denoise_model, tmp
     photo(tmp_path / "in", "other.png")
     message = _error(_args(model, tmp_path / "in", tmp_path / "out"))
     paths = sorted([tmp_path / "in" / first, tmp_path / "in" / second])
-    assert message == f"error: {paths[0]} and {paths[1]} would both be written as {tmp_path / 'out' / output}; rename one"
+    assert (
+        message == f"error: {paths[0]} and {paths[1]} would both be written as {tmp_path / 'out' / output}; rename one"
+    )
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
@@ -75,7 +81,12 @@ def test_ids_differing_in_case_only_are_refused(denoise_model, tmp_path, photo):
     photo(tmp_path / "in", "Photo.jpg")
     photo(tmp_path / "in", "photo.png")
     message = _error(_args(model, tmp_path / "in", tmp_path / "out"))
-    assert message == f"error: {tmp_path / 'in' / 'Photo.jpg'} and {tmp_path / 'in' / 'photo.png'} would both be written as {tmp_path / 'out' / 'Photo.png'} on a case-insensitive file system (photo.png is the same name there); rename one"
+    assert (
+        message
+        == f"error: {tmp_path / 'in' / 'Photo.jpg'} and {tmp_path / 'in' / 'photo.png'} would both be written as"
+        f" {tmp_path / 'out' / 'Photo.png'} on a case-insensitive file system (photo.png is the same name there);"
+        " rename one"
+    )
 
 
 def test_list_images_refuses_a_duplicate_id_instead_of_dropping_a_file(tmp_path):
@@ -84,7 +95,11 @@ def test_list_images_refuses_a_duplicate_id_instead_of_dropping_a_file(tmp_path)
         Image.new("RGB", (8, 8)).save(tmp_path / name)
     with pytest.raises(DuplicateImageIdError, match=r"a\.jpg and .*a\.png have the same id 'a'") as error:
         list_images(tmp_path)
-    assert (error.value.first, error.value.second, error.value.image_id) == (tmp_path / "a.jpg", tmp_path / "a.png", "a")
+    assert (error.value.first, error.value.second, error.value.image_id) == (
+        tmp_path / "a.jpg",
+        tmp_path / "a.png",
+        "a",
+    )
 
 
 # --- Non-finite data -----------------------------------------------------------------------------
@@ -100,7 +115,11 @@ def test_nan_kspace_is_refused_naming_file_and_slice(knee_model, tmp_path):
         kspace[2, 10, 37] = np.nan  # one sampled value (the centre columns are always sampled) spoils the slice
         file["kspace"][...] = kspace
     message = _error(_args(model, tmp_path / "in", tmp_path / "out"))
-    assert message == f"error: {tmp_path / 'in' / 'val_001.h5'}: slice 2: the model's input has NaN or infinite values (the file's data has them)"
+    assert (
+        message
+        == f"error: {tmp_path / 'in' / 'val_001.h5'}: slice 2: the model's input has NaN or infinite values (the file's"
+        " data has them)"
+    )
     assert _files(tmp_path / "out") == ["val_000.h5"]  # the volume before it is complete and kept for a rerun
 
 
@@ -118,7 +137,9 @@ def test_nan_in_a_test_files_sampled_kspace_is_refused_naming_the_slice(knee_mod
         kspace[2, 5, width // 2] = np.nan
         file["kspace"][...] = kspace
     message = _error(_args(model, tmp_path / "in", tmp_path / "out"))
-    assert message == f"error: {tmp_path / 'in' / 'test_000.h5'}: slice 2: NaN or infinite values in the sampled k-space"
+    assert (
+        message == f"error: {tmp_path / 'in' / 'test_000.h5'}: slice 2: NaN or infinite values in the sampled k-space"
+    )
 
 
 def test_a_non_finite_or_failed_output_is_refused_naming_the_file(denoise_model, tmp_path, monkeypatch, photo):
@@ -126,13 +147,20 @@ def test_a_non_finite_or_failed_output_is_refused_naming_the_file(denoise_model,
     photo(tmp_path / "in", "a.png")
     _, spec = training.load_model(model, "cpu")
     monkeypatch.setattr(infer, "load_model", lambda path, device: (lambda batch: batch * float("inf"), spec))
-    assert _error(_args(model, tmp_path / "in", tmp_path / "out")) == f"error: {tmp_path / 'in' / 'a.png'}: the model's output has NaN or infinite values (its input is finite)"
+    assert (
+        _error(_args(model, tmp_path / "in", tmp_path / "out"))
+        == f"error: {tmp_path / 'in' / 'a.png'}: the model's output has NaN or infinite values (its input is finite)"
+    )
 
     def out_of_memory(batch):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 6.40 GiB\nmore detail")
 
     monkeypatch.setattr(infer, "load_model", lambda path, device: (out_of_memory, spec))
-    assert _error(_args(model, tmp_path / "in", tmp_path / "out")) == f"error: {tmp_path / 'in' / 'a.png'}: the model failed on it (CUDA out of memory. Tried to allocate 6.40 GiB)"
+    assert (
+        _error(_args(model, tmp_path / "in", tmp_path / "out"))
+        == f"error: {tmp_path / 'in' / 'a.png'}: the model failed on it (CUDA out of memory. Tried to allocate 6.40"
+        " GiB)"
+    )
     assert _files(tmp_path / "out") == []
 
 
@@ -147,7 +175,11 @@ def test_the_input_folder_is_never_the_output_folder(knee_model, tmp_path, overw
     (tmp_path / "link").symlink_to(tmp_path / "data")
     for out in (tmp_path / "data", tmp_path / "link", tmp_path / "data" / ".." / "data"):
         message = _error(_args(model, tmp_path / "data", out, *overwrite))
-        assert message == f"error: {out}: the output folder is the input folder {tmp_path / 'data'} (links resolved); give the outputs a folder apart from the inputs"
+        assert (
+            message
+            == f"error: {out}: the output folder is the input folder {tmp_path / 'data'} (links resolved); give the"
+            " outputs a folder apart from the inputs"
+        )
     assert (tmp_path / "data" / "val_000.h5").read_bytes() == before  # the raw k-space is still there
 
 
@@ -155,12 +187,24 @@ def test_output_and_input_folders_may_not_nest_and_no_input_may_lie_in_the_outpu
     model, _ = denoise_model
     photo(tmp_path / "photos", "a.png")
     restored = tmp_path / "photos" / "restored"
-    assert _error(_args(model, tmp_path / "photos", restored)) == f"error: {restored}: the output folder lies inside the input folder {tmp_path / 'photos'} (links resolved); give the outputs a folder apart from the inputs"
-    assert _error(_args(model, tmp_path / "photos", tmp_path, "--overwrite")) == f"error: {tmp_path}: the output folder holds the input folder {tmp_path / 'photos'} (links resolved); give the outputs a folder apart from the inputs"
+    assert (
+        _error(_args(model, tmp_path / "photos", restored))
+        == f"error: {restored}: the output folder lies inside the input folder {tmp_path / 'photos'} (links resolved);"
+        " give the outputs a folder apart from the inputs"
+    )
+    assert (
+        _error(_args(model, tmp_path / "photos", tmp_path, "--overwrite"))
+        == f"error: {tmp_path}: the output folder holds the input folder {tmp_path / 'photos'} (links resolved); give"
+        " the outputs a folder apart from the inputs"
+    )
     # An input that is a link into the output folder: restoring would replace it.
     photo(tmp_path / "out", "b.png")
     (tmp_path / "photos" / "b.png").symlink_to(tmp_path / "out" / "b.png")
-    assert _error(_args(model, tmp_path / "photos", tmp_path / "out", "--overwrite")) == f"error: {tmp_path / 'photos' / 'b.png'}: this input is {tmp_path / 'out' / 'b.png'}, inside the output folder {tmp_path / 'out'}; give the outputs a folder apart from the inputs"
+    assert (
+        _error(_args(model, tmp_path / "photos", tmp_path / "out", "--overwrite"))
+        == f"error: {tmp_path / 'photos' / 'b.png'}: this input is {tmp_path / 'out' / 'b.png'}, inside the output"
+        f" folder {tmp_path / 'out'}; give the outputs a folder apart from the inputs"
+    )
     assert not restored.exists()
 
 
@@ -174,7 +218,11 @@ def _header_only_png(path, width, height):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -184,27 +232,38 @@ def test_images_beyond_the_pixel_budget_are_refused_from_their_header(denoise_mo
     big = _header_only_png(tmp_path / "in" / "big.png", 10_000, 10_000)  # 100 MP, below PIL's bomb error (2 × 89.5 MP)
     photo(tmp_path / "in", "a.png")
     # Refused before decoding (it has no pixel data, which decoding would report) and before any output.
-    assert _error(_args(model, tmp_path / "in", tmp_path / "out")) == f"error: {big}: 10000×10000 is 100.0 megapixels, more than --max-pixels 50000000; raise it to restore this image"
+    assert (
+        _error(_args(model, tmp_path / "in", tmp_path / "out"))
+        == f"error: {big}: 10000×10000 is 100.0 megapixels, more than --max-pixels 50000000; raise it to restore this"
+        " image"
+    )
     assert not (tmp_path / "out").exists()
     # A budget the user raised beyond PIL's own limit (it refuses above 2 × 89.5 MP) is what counts:
     # the headers pass, and the run stops at the next check, an output of someone else's.
     _header_only_png(big, 20_000, 20_000)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "big.png").write_bytes(b"mine")
-    assert _error(_args(model, tmp_path / "in", tmp_path / "out", "--max-pixels", "400000000")).startswith(f"error: {tmp_path / 'out' / 'big.png'} exists already")
+    assert _error(_args(model, tmp_path / "in", tmp_path / "out", "--max-pixels", "400000000")).startswith(
+        f"error: {tmp_path / 'out' / 'big.png'} exists already"
+    )
 
 
 def test_the_pixel_budget_counts_width_times_height(denoise_model, tmp_path, photo):
     model, _ = denoise_model
     width, height = Image.open(photo(tmp_path / "in", "a.png")).size
-    assert f"more than --max-pixels {width * height - 1}" in _error(_args(model, tmp_path / "in", tmp_path / "out", "--max-pixels", str(width * height - 1)))
+    assert f"more than --max-pixels {width * height - 1}" in _error(
+        _args(model, tmp_path / "in", tmp_path / "out", "--max-pixels", str(width * height - 1))
+    )
     infer.main(_args(model, tmp_path / "in", tmp_path / "out", "--max-pixels", str(width * height)))
     assert _files(tmp_path / "out") == ["a.png"]
+
 
 def test_a_pixel_budget_below_one_is_a_usage_error(denoise_model, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         infer.main(_args(denoise_model[0], tmp_path, tmp_path / "out", "--max-pixels", "0"))
-    assert stop.value.code == 2 and capsys.readouterr().err.endswith("error: --max-pixels 0 must be a positive number of pixels\n")
+    assert stop.value.code == 2 and capsys.readouterr().err.endswith(
+        "error: --max-pixels 0 must be a positive number of pixels\n"
+    )
 
 
 # --- A stopped run resumes -------------------------------------------------------------------
@@ -215,10 +274,21 @@ def other_denoise_model(denoise_model, tiny):
     """A second denoising model (l2) trained on the data of ``denoise_model``."""
     _, root = denoise_model
     spec = train_spec(tiny, "denoise", "l2", 0)
-    return training.run(spec, root / "train", root / "val.h5", root / "other_model", root / "other_checkpoints", device="cpu", threads=1, progress=False)
+    return training.run(
+        spec,
+        root / "train",
+        root / "val.h5",
+        root / "other_model",
+        root / "other_checkpoints",
+        device="cpu",
+        threads=1,
+        progress=False,
+    )
 
 
-def test_a_run_stopped_midway_resumes_and_keeps_only_this_models_outputs(denoise_model, other_denoise_model, tmp_path, capsys, photo):
+def test_a_run_stopped_midway_resumes_and_keeps_only_this_models_outputs(
+    denoise_model, other_denoise_model, tmp_path, capsys, photo
+):
     model, _ = denoise_model
     for name in "abc":
         photo(tmp_path / "in", f"{name}.png")
@@ -237,11 +307,18 @@ def test_a_run_stopped_midway_resumes_and_keeps_only_this_models_outputs(denoise
     assert _files(tmp_path / "out") == ["a.png", "b.png", "c.png"]
     assert os.stat(tmp_path / "out" / "a.png").st_ino == kept.st_ino  # a.png was kept, not written again
     # Another model, other settings or a changed input: the outputs are not theirs, nothing is skipped silently.
-    expected = f"error: {tmp_path / 'out' / 'a.png'} and 2 more exist already, not written from these inputs by this model and settings; pass --overwrite to replace them"
+    expected = (
+        f"error: {tmp_path / 'out' / 'a.png'} and 2 more exist already, not written from these inputs by this model and"
+        " settings; pass --overwrite to replace them"
+    )
     assert _error(_args(other_denoise_model, tmp_path / "in", tmp_path / "out", "--sigma", "25")) == expected
     assert _error(_args(model, tmp_path / "in", tmp_path / "out", "--sigma", "25", "--seed", "1")) == expected
     photo(tmp_path / "in", "a.png", source="astronaut")
-    assert _error(args) == f"error: {tmp_path / 'out' / 'a.png'} exists already, not written from these inputs by this model and settings; pass --overwrite to replace them"
+    assert (
+        _error(args)
+        == f"error: {tmp_path / 'out' / 'a.png'} exists already, not written from these inputs by this model and"
+        " settings; pass --overwrite to replace them"
+    )
     infer.main(args + ["--overwrite"])
     assert capsys.readouterr().out.endswith(f"wrote 1 files to {tmp_path / 'out'}\n")  # b and c are this run's: kept
 
@@ -266,7 +343,11 @@ def test_a_rerun_on_fastmri_files_keeps_the_finished_volumes(knee_model, tmp_pat
 def _paeth(left, up, upper_left):
     estimate = left + up - upper_left
     distances = [np.abs(estimate - value) for value in (left, up, upper_left)]
-    return np.where((distances[0] <= distances[1]) & (distances[0] <= distances[2]), left, np.where(distances[1] <= distances[2], up, upper_left))
+    return np.where(
+        (distances[0] <= distances[1]) & (distances[0] <= distances[2]),
+        left,
+        np.where(distances[1] <= distances[2], up, upper_left),
+    )
 
 
 #: Adam7's passes: (first column, first row, column step, row step).
@@ -274,7 +355,8 @@ _ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), 
 
 
 def _png16(path, samples, interlace=False):
-    """A 16-bit PNG of ``samples`` (H, W, C) uint16, C = 1 to 4, its rows filtered by None, Sub, Up, Average and Paeth in turn.
+    """A 16-bit PNG of ``samples`` (H, W, C) uint16, C = 1 to 4, its rows filtered by None, Sub, Up, Average and Paeth
+    in turn.
 
     PIL writes no 16-bit colour PNG; this writer exercises every filter PIL's decoder undoes, and
     Adam7 interlacing, with the bytes per pixel of 16-bit samples.
@@ -299,8 +381,12 @@ def _png16(path, samples, interlace=False):
     def chunk(kind, payload):
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
-    header = struct.pack(">IIBBBBB", samples.shape[1], samples.shape[0], 16, {1: 0, 2: 4, 3: 2, 4: 6}[channels], 0, 0, int(interlace))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(data)) + chunk(b"IEND", b""))
+    header = struct.pack(
+        ">IIBBBBB", samples.shape[1], samples.shape[0], 16, {1: 0, 2: 4, 3: 2, 4: 6}[channels], 0, 0, int(interlace)
+    )
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(data)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -309,7 +395,9 @@ def _png16(path, samples, interlace=False):
 def test_16_bit_colour_png_is_read_at_16_bits(tmp_path, channels, interlace):
     samples = np.random.default_rng(channels).integers(0, 65536, size=(37, 53, channels), dtype=np.uint16)
     path = _png16(tmp_path / "deep.png", samples, interlace)
-    colour = samples[..., :3] if channels >= 3 else np.repeat(samples[..., :1], 3, axis=-1)  # alpha dropped, grey repeated
+    colour = (
+        samples[..., :3] if channels >= 3 else np.repeat(samples[..., :1], 3, axis=-1)
+    )  # alpha dropped, grey repeated
     expected = colour.astype(np.float32) / np.float32(65535)
     image = read_rgb(path)
     assert image.dtype == np.float32 and image.shape == (37, 53, 3)
@@ -326,14 +414,19 @@ def test_16_bit_colour_tiff_is_read_at_16_bits_and_other_formats_are_refused(tmp
     (tmp_path / "deep.ppm").write_bytes(b"P6 30 20 65535\n" + samples.astype(">u2").tobytes())
     with pytest.raises(ValueError) as error:
         read_rgb(tmp_path / "deep.ppm")
-    assert str(error.value) == f"{tmp_path / 'deep.ppm'}: a PPM colour image of more than 8 bits per sample, which is read at its depth only from PNG or TIFF; save it as one of them"
+    assert (
+        str(error.value)
+        == f"{tmp_path / 'deep.ppm'}: a PPM colour image of more than 8 bits per sample, which is read at its depth"
+        " only from PNG or TIFF; save it as one of them"
+    )
 
 
 # --- Read-only or full output folder -----------------------------------------------------------
 
 
 def _failing_write(code, after=0):
-    """A stand-in for ``infer._write_file`` that writes half of its data, then fails with ``code``, from the call ``after`` on."""
+    """A stand-in for ``infer._write_file`` that writes half of its data, then fails with ``code``, from the call
+    ``after`` on."""
     calls = []
     write = infer._write_file
 
@@ -348,16 +441,24 @@ def _failing_write(code, after=0):
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
-def test_a_full_or_read_only_output_folder_is_one_line_and_leaves_no_temporary_file(denoise_model, knee_model, tmp_path, monkeypatch, code, photo):
+def test_a_full_or_read_only_output_folder_is_one_line_and_leaves_no_temporary_file(
+    denoise_model, knee_model, tmp_path, monkeypatch, code, photo
+):
     denoiser, _ = denoise_model
     for name in "abc":
         photo(tmp_path / "in", f"{name}.png")
     monkeypatch.setattr(infer, "_write_file", _failing_write(code, after=1))
-    assert _error(_args(denoiser, tmp_path / "in", tmp_path / "out")) == f"error: {tmp_path / 'out' / 'b.png'}: cannot write ({os.strerror(code)})"
+    assert (
+        _error(_args(denoiser, tmp_path / "in", tmp_path / "out"))
+        == f"error: {tmp_path / 'out' / 'b.png'}: cannot write ({os.strerror(code)})"
+    )
     assert _files(tmp_path / "out") == ["a.png"]
     knee, root = knee_model
     monkeypatch.setattr(infer, "_write_file", _failing_write(code))
-    assert _error(_args(knee, root / "val", tmp_path / "recon")) == f"error: {tmp_path / 'recon' / 'val_000.h5'}: cannot write ({os.strerror(code)})"
+    assert (
+        _error(_args(knee, root / "val", tmp_path / "recon"))
+        == f"error: {tmp_path / 'recon' / 'val_000.h5'}: cannot write ({os.strerror(code)})"
+    )
     assert _files(tmp_path / "recon") == []
 
 
@@ -365,4 +466,7 @@ def test_an_output_folder_that_cannot_be_created_is_one_line(denoise_model, tmp_
     model, _ = denoise_model
     photo(tmp_path / "in", "a.png")
     (tmp_path / "file").write_text("a file where the output folder's parent should be")
-    assert _error(_args(model, tmp_path / "in", tmp_path / "file" / "out")) == f"error: {tmp_path / 'file' / 'out'}: cannot create the output folder (Not a directory)"
+    assert (
+        _error(_args(model, tmp_path / "in", tmp_path / "file" / "out"))
+        == f"error: {tmp_path / 'file' / 'out'}: cannot create the output folder (Not a directory)"
+    )

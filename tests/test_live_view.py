@@ -1,4 +1,5 @@
-"""The live view of a training job: validation snapshots as PNGs and TensorBoard logs (trainer.snapshots, trainer.tensorboard)."""
+"""The live view of a training job: validation snapshots as PNGs and TensorBoard logs (trainer.snapshots,
+trainer.tensorboard)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,17 @@ def run(tmp_path, tiny_config):
     write_valset(spec.kind, spec.data, tmp_path / "val", tmp_path / "val.h5")
 
     def go(live):
-        return training.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "out", tmp_path / "checkpoints", device="cpu", threads=1, progress=False, live=live)
+        return training.run(
+            spec,
+            tmp_path / "train",
+            tmp_path / "val.h5",
+            tmp_path / "out",
+            tmp_path / "checkpoints",
+            device="cpu",
+            threads=1,
+            progress=False,
+            live=live,
+        )
 
     return go, tmp_path
 
@@ -38,9 +49,19 @@ def test_snapshots_and_tensorboard_follow_the_epochs(run):
     go({"snapshots": {"every": 1, "images": 1}, "tensorboard": True})
     snapshots = root / "out" / "snapshots"
     # The first validation image only, each epoch, and its input and reference once.
-    assert sorted(path.relative_to(snapshots).as_posix() for path in snapshots.rglob("*.png")) == ["epoch_0001/astronaut.png", "epoch_0002/astronaut.png", "input/astronaut.png", "target/astronaut.png"]
-    assert Image.open(snapshots / "epoch_0002" / "astronaut.png").size == Image.open(root / "val" / "astronaut.png").size
-    assert Image.open(snapshots / "epoch_0001" / "astronaut.png").tobytes() != Image.open(snapshots / "epoch_0002" / "astronaut.png").tobytes()
+    assert sorted(path.relative_to(snapshots).as_posix() for path in snapshots.rglob("*.png")) == [
+        "epoch_0001/astronaut.png",
+        "epoch_0002/astronaut.png",
+        "input/astronaut.png",
+        "target/astronaut.png",
+    ]
+    assert (
+        Image.open(snapshots / "epoch_0002" / "astronaut.png").size == Image.open(root / "val" / "astronaut.png").size
+    )
+    assert (
+        Image.open(snapshots / "epoch_0001" / "astronaut.png").tobytes()
+        != Image.open(snapshots / "epoch_0002" / "astronaut.png").tobytes()
+    )
     with open(root / "out" / "curve.csv") as handle:
         curve = list(csv.DictReader(handle))
     (run_dir,) = (root / "out" / "tensorboard").iterdir()
@@ -73,7 +94,15 @@ def test_the_live_view_changes_no_run(tiny_config):
 
 def test_tensorboard_without_the_package_is_one_line_before_anything_is_written(run, monkeypatch):
     go, root = run
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # what an environment without it raises: ImportError
-    with pytest.raises(LiveViewError, match=r"^trainer.tensorboard is true but the tensorboard package is not installed: pip install -e '\.\[tensorboard\]', or set trainer.tensorboard: false$"):
+    monkeypatch.setitem(
+        sys.modules, "torch.utils.tensorboard", None
+    )  # what an environment without it raises: ImportError
+    with pytest.raises(
+        LiveViewError,
+        match=(
+            r"^trainer.tensorboard is true but the tensorboard package is not installed: pip install -e"
+            r" '\.\[tensorboard\]', or set trainer.tensorboard: false$"
+        ),
+    ):
         go({"snapshots": None, "tensorboard": True})
     assert not (root / "out").exists() and not (root / "checkpoints").exists()

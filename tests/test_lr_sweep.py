@@ -13,7 +13,9 @@ from lossbench.pipeline.run_specs import learning_rate, train_spec
 def test_the_lowest_finite_final_validation_loss_wins():
     results = {"l1": {1e-4: 0.2, 1e-3: 0.1, 1e-2: None}, "l2": {1e-4: 0.05, 1e-3: math.nan, 1e-2: 0.3}}
     assert choose(results, "denoise") == {"l1": 1e-3, "l2": 1e-4}
-    with pytest.raises(ValueError, match=r"lr_sweep: knee/flip: every learning rate of the grid \[0.001, 0.01\] diverged"):
+    with pytest.raises(
+        ValueError, match=r"lr_sweep: knee/flip: every learning rate of the grid \[0.001, 0.01\] diverged"
+    ):
         choose({"flip": {1e-2: None, 1e-3: math.inf}}, "knee")
 
 
@@ -32,8 +34,12 @@ def test_sweep_spec_changes_only_rate_and_epochs(tiny_config):
     spec = sweep_spec(config, "denoise", "l1", 1e-3)
     assert (spec.lr, spec.training.epochs, spec.seed) == (1e-3, 3, 4)
     plain, configured = spec.to_dict(), train_spec(config, "denoise", "l1", 4).to_dict()
-    assert {k: v for k, v in plain.items() if k not in ("lr", "training")} == {k: v for k, v in configured.items() if k not in ("lr", "training")}
-    assert {k: v for k, v in plain["training"].items() if k != "epochs"} == {k: v for k, v in configured["training"].items() if k != "epochs"}
+    assert {k: v for k, v in plain.items() if k not in ("lr", "training")} == {
+        k: v for k, v in configured.items() if k not in ("lr", "training")
+    }
+    assert {k: v for k, v in plain["training"].items() if k != "epochs"} == {
+        k: v for k, v in configured["training"].items() if k != "epochs"
+    }
 
 
 @pytest.mark.parametrize(
@@ -41,8 +47,17 @@ def test_sweep_spec_changes_only_rate_and_epochs(tiny_config):
     [
         (None, "learning_rates_file: file '{path}' does not exist"),
         # The file's values are never echoed (a configuration may name any file): its key and the kind of value.
-        ({"denoise": {"l1": -1}}, "{path}: denoise.l1: expected a positive finite learning rate, got a negative number"),
-        ({"mri": {"l1": 1e-3}}, "{path}: expected {{task: {{loss: positive learning rate}}}} with tasks among denoise, knee, brain, got 'mri'"),
+        (
+            {"denoise": {"l1": -1}},
+            "{path}: denoise.l1: expected a positive finite learning rate, got a negative number",
+        ),
+        (
+            {"mri": {"l1": 1e-3}},
+            (
+                "{path}: expected {{task: {{loss: positive learning rate}}}} with tasks among denoise, knee, brain, got"
+                " 'mri'"
+            ),
+        ),
     ],
 )
 def test_bad_learning_rates_file_is_one_clear_line(tmp_path, tiny_config, content, message):

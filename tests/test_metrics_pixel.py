@@ -40,11 +40,14 @@ def test_losses_match_metric_means_and_have_finite_gradients(name):
     assert torch.isfinite(identical.grad).all()
 
 
-@pytest.mark.parametrize("output, target, message", [
-    (torch.rand(3, 8, 8), torch.rand(3, 8, 8), r"\(N, C, H, W\)"),
-    (torch.rand(1, 2, 8, 8), torch.rand(1, 2, 8, 8), "1 or 3 channels"),
-    (torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9), "differs"),
-])
+@pytest.mark.parametrize(
+    "output, target, message",
+    [
+        (torch.rand(3, 8, 8), torch.rand(3, 8, 8), r"\(N, C, H, W\)"),
+        (torch.rand(1, 2, 8, 8), torch.rand(1, 2, 8, 8), "1 or 3 channels"),
+        (torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9), "differs"),
+    ],
+)
 @pytest.mark.parametrize("name", ["l1", "l2", "psnr"])
 def test_bad_shapes_raise(name, output, target, message):
     with pytest.raises(ValueError, match=message):

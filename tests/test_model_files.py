@@ -97,28 +97,60 @@ def run(tmp_path_factory):
     prepare_embedded_photos(["chelsea", "rocket"], root / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], root / "val", max_side=64)
     write_valset(spec.kind, spec.data, root / "val", root / "val.h5")
-    model = training.run(spec, root / "train", root / "val.h5", root / "reference", root / "ckpt", device="cpu", threads=1, progress=False, checkpoint_every=1)
+    model = training.run(
+        spec,
+        root / "train",
+        root / "val.h5",
+        root / "reference",
+        root / "ckpt",
+        device="cpu",
+        threads=1,
+        progress=False,
+        checkpoint_every=1,
+    )
     (folder,) = (root / "ckpt").iterdir()
-    assert sorted(path.name for path in folder.glob("step_*.pt")) == [f"step_{STEPS - 1:09d}.pt", f"step_{STEPS:09d}.pt"]
+    assert sorted(path.name for path in folder.glob("step_*.pt")) == [
+        f"step_{STEPS - 1:09d}.pt",
+        f"step_{STEPS:09d}.pt",
+    ]
     return root, spec, model, folder
 
 
 def _train(run, checkpoints):
     root, spec, _, _ = run
-    return training.run(spec, root / "train", root / "val.h5", checkpoints.parent / "out", checkpoints.parent, device="cpu", threads=1, progress=False, checkpoint_every=1)
+    return training.run(
+        spec,
+        root / "train",
+        root / "val.h5",
+        checkpoints.parent / "out",
+        checkpoints.parent,
+        device="cpu",
+        threads=1,
+        progress=False,
+        checkpoint_every=1,
+    )
 
 
 def _assert_same_weights(path, reference_path):
     weights, reference = load_file(path)["model"], load_file(reference_path)["model"]
     assert weights.keys() == reference.keys()
-    assert all(torch.equal(weights[key], reference[key]) for key in reference), "resumed weights differ from the uninterrupted run's"
+    assert all(torch.equal(weights[key], reference[key]) for key in reference), (
+        "resumed weights differ from the uninterrupted run's"
+    )
 
 
 def _earlier_format(checkpoint: Path, out: Path) -> None:
-    """``checkpoint`` as lossbench wrote it before: NumPy's RNG state as ``np.random.get_state()``'s tuple of a NumPy array."""
+    """``checkpoint`` as lossbench wrote it before: NumPy's RNG state as ``np.random.get_state()``'s tuple of a NumPy
+    array."""
     state = load_file(checkpoint)
     numpy = state["rng"]["numpy"]
-    state["rng"]["numpy"] = (numpy["bit_generator"], numpy["state"]["key"].numpy(), numpy["state"]["pos"], numpy["has_gauss"], numpy["gauss"])
+    state["rng"]["numpy"] = (
+        numpy["bit_generator"],
+        numpy["state"]["key"].numpy(),
+        numpy["state"]["pos"],
+        numpy["has_gauss"],
+        numpy["gauss"],
+    )
     torch.save(state, out)
 
 
@@ -160,30 +192,50 @@ def test_rng_states_survive_a_weights_only_round_trip():
     expected = (torch.rand(3), np.random.standard_normal(3), np.random.randint(0, 2**31, 3), random.random())
     restore_rng_states(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True), torch.device("cpu"))
     drawn = (torch.rand(3), np.random.standard_normal(3), np.random.randint(0, 2**31, 3), random.random())
-    assert torch.equal(drawn[0], expected[0]) and np.array_equal(drawn[1], expected[1]) and np.array_equal(drawn[2], expected[2]) and drawn[3] == expected[3]
+    assert (
+        torch.equal(drawn[0], expected[0])
+        and np.array_equal(drawn[1], expected[1])
+        and np.array_equal(drawn[2], expected[2])
+        and drawn[3] == expected[3]
+    )
 
 
 def test_a_model_written_before_loads(run, tmp_path):
     # model.pt held tensors and plain data before already: the same dict, saved as lossbench saved it, loads.
     _, spec, model, _ = run
     state = torch.load(model, weights_only=True)
-    torch.save({"spec": state["spec"], "data_identity": state["data_identity"], "model": state["model"], "loss": state["loss"]}, tmp_path / "model.pt")
+    torch.save(
+        {
+            "spec": state["spec"],
+            "data_identity": state["data_identity"],
+            "model": state["model"],
+            "loss": state["loss"],
+        },
+        tmp_path / "model.pt",
+    )
     assert training.load_model(tmp_path / "model.pt")[1] == spec
-
 
 
 def test_a_file_of_plain_data_without_spec_and_weights_is_no_model(tmp_path):
     path = tmp_path / "model.pt"
     torch.save({"weights": torch.zeros(2)}, path)
-    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: not a model written by lossbench.train \\(expected a dict with the keys model and spec\\)$"):
+    with pytest.raises(
+        ValueError,
+        match=(
+            f"^{re.escape(str(path))}: not a model written by lossbench.train \\(expected a dict with the keys model"
+            " and spec\\)$"
+        ),
+    ):
         training.load_model(path)
+
 
 # --- A payload never runs ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("write", WRITERS)
 def test_the_payload_runs_on_a_full_unpickling(run, tmp_path, write):
-    # The control: each payload file does run its payload when unpickled in full, so its marker's absence below means something.
+    # The control: each payload file does run its payload when unpickled in full, so its marker's absence below means
+    # something.
     marker = tmp_path / "marker"
     write(tmp_path / "payload.pt", marker, torch.load(run[2], weights_only=True))
     with contextlib.suppress(RuntimeError):  # a raw pickle is no torch file: refused, but only once its payload ran
@@ -198,7 +250,11 @@ def test_load_model_refuses_a_payload_without_running_it(run, tmp_path, write):
     with pytest.raises(RefusedFileError) as error:
         training.load_model(path)
     message = str(error.value)
-    assert message.startswith(f"{path}: not a lossbench model or checkpoint") and "refused without running" in message and "\n" not in message
+    assert (
+        message.startswith(f"{path}: not a lossbench model or checkpoint")
+        and "refused without running" in message
+        and "\n" not in message
+    )
     if write is not _raw_pickle and write is not _legacy_torch_format:
         assert "posix.system" in message  # the global it would have called, read off the pickle's opcodes
     assert not marker.exists()
@@ -209,7 +265,17 @@ def test_infer_command_refuses_a_payload_model_without_running_it(run, tmp_path,
     root, _, model, _ = run
     marker, path = tmp_path / "marker", tmp_path / "model.pt"
     write(path, marker, torch.load(model, weights_only=True))
-    result = _cli("lossbench.infer", "--model", str(path), "--input", str(root / "val"), "--out", str(tmp_path / "out"), "--device", "cpu")
+    result = _cli(
+        "lossbench.infer",
+        "--model",
+        str(path),
+        "--input",
+        str(root / "val"),
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+    )
     assert result.returncode != 0, result.stdout
     last = result.stderr.strip().splitlines()[-1]
     assert str(path) in last and "refused without running them" in last, result.stderr
@@ -237,7 +303,10 @@ def test_a_payload_checkpoint_is_moved_aside_without_running(run, tmp_path, capl
     assert path.name == f"step_{STEPS - 1:09d}.pt" and checkpoint["progress"]["step"] == STEPS - 1
     assert not newest.exists() and (tmp_path / f"{newest.name}.corrupt").exists()
     (warning,) = [record.getMessage() for record in caplog.records]
-    assert warning.startswith(f"checkpoint {newest} is not a lossbench model or checkpoint") and "refused without running" in warning, warning
+    assert (
+        warning.startswith(f"checkpoint {newest} is not a lossbench model or checkpoint")
+        and "refused without running" in warning
+    ), warning
     assert not marker.exists()
 
 
@@ -251,7 +320,10 @@ def test_resume_past_a_payload_checkpoint_gives_identical_weights(run, tmp_path,
     with caplog.at_level(logging.INFO, logger="lossbench"):
         path = _train(run, checkpoints)
     assert not marker.exists()
-    assert f"step_{STEPS:09d}.pt.corrupt" in caplog.text and f"resuming {folder.name} from {checkpoints / f'step_{STEPS - 1:09d}.pt'}" in caplog.text, caplog.text
+    assert (
+        f"step_{STEPS:09d}.pt.corrupt" in caplog.text
+        and f"resuming {folder.name} from {checkpoints / f'step_{STEPS - 1:09d}.pt'}" in caplog.text
+    ), caplog.text
     _assert_same_weights(path, model)
 
 
@@ -275,12 +347,23 @@ def test_an_earlier_checkpoint_is_refused_with_the_command_that_converts_it(run,
     _earlier_format(folder / newest.name, newest)
     with pytest.raises(RefusedFileError) as error:
         load_file(newest)
-    assert str(error.value) == f"{newest}: written by an earlier lossbench (NumPy arrays in it, which this version does not unpickle); refused without running anything in it; convert it with: {convert_command(newest)}"
+    assert (
+        str(error.value)
+        == f"{newest}: written by an earlier lossbench (NumPy arrays in it, which this version does not unpickle);"
+        f" refused without running anything in it; convert it with: {convert_command(newest)}"
+    )
     with caplog.at_level(logging.WARNING, logger="lossbench.train.checkpoint"):
         _, path = load_checkpoint(tmp_path)
     assert path.name == f"step_{STEPS - 1:09d}.pt"
     aside = tmp_path / f"{newest.name}.corrupt"
-    assert caplog.records[0].getMessage().endswith(f"moved aside to {aside.name}; convert it with: python -m lossbench.train.checkpoint convert {aside} --out {newest}")
+    assert (
+        caplog.records[0]
+        .getMessage()
+        .endswith(
+            f"moved aside to {aside.name}; convert it with: python -m lossbench.train.checkpoint convert {aside} --out"
+            f" {newest}"
+        )
+    )
 
 
 def test_a_converted_checkpoint_resumes_to_identical_weights(run, tmp_path):
@@ -291,11 +374,18 @@ def test_a_converted_checkpoint_resumes_to_identical_weights(run, tmp_path):
     _earlier_format(folder / earlier.name, earlier)
     original = earlier.read_bytes()
     result = _cli("lossbench.train.checkpoint", "convert", str(earlier))
-    assert result.returncode == 0 and result.stdout.strip() == f"converted {earlier} to {earlier} (the original kept as {earlier}.orig)", result.stderr
+    assert (
+        result.returncode == 0
+        and result.stdout.strip() == f"converted {earlier} to {earlier} (the original kept as {earlier}.orig)"
+    ), result.stderr
     assert (checkpoints / f"{earlier.name}.orig").read_bytes() == original
     assert torch.serialization.get_unsafe_globals_in_checkpoint(earlier) == []
     again = _cli("lossbench.train.checkpoint", "convert", str(earlier))
-    assert again.returncode != 0 and again.stderr.strip() == f"error: {earlier}: in today's format already (tensors and plain data only); nothing to convert"
+    assert (
+        again.returncode != 0
+        and again.stderr.strip()
+        == f"error: {earlier}: in today's format already (tensors and plain data only); nothing to convert"
+    )
     _assert_same_weights(_train(run, checkpoints), model)
 
 
@@ -316,7 +406,11 @@ def test_convert_refuses_a_payload_without_running_it(run, tmp_path):
     _model_with_payload(path, marker, load_file(run[3] / f"step_{STEPS:09d}.pt"))
     original = path.read_bytes()
     result = _cli("lossbench.train.checkpoint", "convert", str(path))
-    assert result.returncode != 0 and result.stderr.startswith(f"error: {path}: not a lossbench model or checkpoint") and result.stderr.count("\n") == 1, result.stderr
+    assert (
+        result.returncode != 0
+        and result.stderr.startswith(f"error: {path}: not a lossbench model or checkpoint")
+        and result.stderr.count("\n") == 1
+    ), result.stderr
     assert not marker.exists() and path.read_bytes() == original and sorted(tmp_path.iterdir()) == [path]
 
 
@@ -325,15 +419,27 @@ def test_convert_refuses_numpy_arrays_besides_the_rng_state(run, tmp_path, extra
     path = tmp_path / "step.pt"
     _earlier_format(run[3] / f"step_{STEPS:09d}.pt", path)
     torch.save({**torch.load(path, weights_only=False), "extra": extra}, path)  # a file this test wrote itself
-    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: holds NumPy arrays besides a checkpoint's NumPy RNG state; not converted$"):
+    with pytest.raises(
+        ValueError,
+        match=f"^{re.escape(str(path))}: holds NumPy arrays besides a checkpoint's NumPy RNG state; not converted$",
+    ):
         convert(path, path)
     assert sorted(tmp_path.iterdir()) == [path]
+
 
 # --- A full disk: one line naming the file, no temporary file ------------------------------------------
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a device whose every write fails with ENOSPC")
-@pytest.mark.parametrize("write", [lambda path: save_atomic({"weights": torch.zeros(1000)}, path), lambda path: training.write_curve([{"epoch": 1}], path)])
+@pytest.mark.skipif(
+    not Path("/dev/full").exists(), reason="needs /dev/full, a device whose every write fails with ENOSPC"
+)
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda path: save_atomic({"weights": torch.zeros(1000)}, path),
+        lambda path: training.write_curve([{"epoch": 1}], path),
+    ],
+)
 def test_a_full_disk_leaves_the_file_as_it_was_and_no_temporary_file(tmp_path, write):
     path = tmp_path / "file"
     path.write_bytes(b"before")
@@ -356,7 +462,11 @@ def test_a_full_checkpoint_disk_stops_training_with_one_line_and_no_temporary_fi
     folder = tmp_path / "ckpt" / run[3].name
     with pytest.raises(OSError) as error:
         _train(run, folder)
-    assert str(error.value) == f"[Errno 28] {folder / 'step_000000001.pt'}: not written (No space left on device); the file there before, if any, is unchanged"
+    assert (
+        str(error.value)
+        == f"[Errno 28] {folder / 'step_000000001.pt'}: not written (No space left on device); the file there before,"
+        " if any, is unchanged"
+    )
     assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.pt"))
 
 

@@ -26,7 +26,20 @@ def test_fastmri_unet_trains_infers_and_is_evaluated_on_rgb_and_mri(tmp_path):
     workdir = tmp_path / "run"
     results = workdir / "results" / "demo"
     targets = [f"results/demo/metrics/{task}/l1/seed0.csv" for task in ("denoise", "knee")]
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(config_path), "--directory", str(workdir), "--cores", "2", *targets]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(config_path),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        *targets,
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     for task, channels in (("denoise", 3), ("knee", 1)):
@@ -35,4 +48,6 @@ def test_fastmri_unet_trains_infers_and_is_evaluated_on_rgb_and_mri(tmp_path):
         with open(results / "metrics" / task / "l1" / "seed0.csv", newline="") as handle:
             rows = list(csv.DictReader(handle))
         assert rows and all(float(row["psnr"]) > 0 for row in rows)
-        assert all(torch.isfinite(torch.tensor([float(row[metric]) for row in rows])).all() for metric in config["metrics"])
+        assert all(
+            torch.isfinite(torch.tensor([float(row[metric]) for row in rows])).all() for metric in config["metrics"]
+        )

@@ -77,7 +77,10 @@ def test_file_layout(request, challenge, kspace_shape, recon_key, acquisition):
     encoded = [_header_int(header, f"encoding/encodedSpace/matrixSize/{axis}") for axis in "xyz"]
     recon_size = [_header_int(header, f"encoding/reconSpace/matrixSize/{axis}") for axis in "xyz"]
     assert encoded == [640, width, 1] and recon_size == [320, 320, 1]
-    limits = {key: _header_int(header, f"encoding/encodingLimits/kspace_encoding_step_1/{key}") for key in ("minimum", "maximum", "center")}
+    limits = {
+        key: _header_int(header, f"encoding/encodingLimits/kspace_encoding_step_1/{key}")
+        for key in ("minimum", "maximum", "center")
+    }
     assert limits["minimum"] == 0 and 0 < limits["center"] < limits["maximum"] < width
 
 
@@ -119,7 +122,10 @@ def test_same_seed_gives_identical_volumes(tmp_path):
     for name, seed in (("a.h5", 7), ("b.h5", 7), ("c.h5", 8)):
         synthetic.write_volume(tmp_path / name, "singlecoil", 2, np.random.default_rng(seed), width=320)
         with h5py.File(tmp_path / name, "r") as file:
-            arrays.append({key: np.asarray(file[key][()]).tobytes() for key in file} | {key: str(value) for key, value in file.attrs.items()})
+            arrays.append(
+                {key: np.asarray(file[key][()]).tobytes() for key in file}
+                | {key: str(value) for key, value in file.attrs.items()}
+            )
     assert arrays[0] == arrays[1]
     assert arrays[0]["kspace"] != arrays[2]["kspace"]
     assert filecmp.cmp(tmp_path / "a.h5", tmp_path / "b.h5", shallow=False)
@@ -234,13 +240,32 @@ def test_stray_files_are_ignored(tmp_path):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "lossbench.data.fastmri_synthetic", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "lossbench.data.fastmri_synthetic", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_cli(tmp_path):
     shown = _cli("--help")
     assert shown.returncode == 0 and "--challenge" in shown.stdout
-    run = ["--challenge", "singlecoil", "--out", str(tmp_path), "--volumes", "1", "--slices", "2", "--width", "320", "--prefix", "knee"]
+    run = [
+        "--challenge",
+        "singlecoil",
+        "--out",
+        str(tmp_path),
+        "--volumes",
+        "1",
+        "--slices",
+        "2",
+        "--width",
+        "320",
+        "--prefix",
+        "knee",
+    ]
     done = _cli(*run, "--seed", "4")
     assert done.returncode == 0, done.stderr
     assert len(SliceDataset(tmp_path, "singlecoil")) == 2
@@ -287,7 +312,10 @@ def test_crop_larger_than_the_synthetic_matrix_is_a_config_error(tiny_config):
     from lossbench.pipeline.config import ConfigError, validate
 
     tiny_config["tasks"]["knee"]["data"]["matrix"] = 176
-    with pytest.raises(ConfigError, match=r"tasks\.knee\.crop: 320 is larger than the synthetic 176×176 images \(tasks\.knee\.data\.matrix\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"tasks\.knee\.crop: 320 is larger than the synthetic 176×176 images \(tasks\.knee\.data\.matrix\)",
+    ):
         validate(tiny_config, source="tiny.yaml")
     tiny_config["tasks"]["knee"]["crop"] = 176
     assert validate(copy.deepcopy(tiny_config))["tasks"]["knee"]["data"]["matrix"] == 176
@@ -306,14 +334,20 @@ def _variety(root: Path) -> dict[str, Path]:
     counts 3 and 5, a brain volume narrower than the crop, magnitudes 1e-5 and 1e-2."""
     layouts = {
         "singlecoil": [dict(width=56, amplitude=1e-5, acquisition="CORPDFS_FBK"), dict(width=60, amplitude=1e-2)],
-        "multicoil": [dict(width=48, n_coils=3, amplitude=1e-2, acquisition="AXT1POST"), dict(width=37, n_coils=5, amplitude=1e-5, acquisition="AXFLAIR"), dict(width=48, n_coils=5)],
+        "multicoil": [
+            dict(width=48, n_coils=3, amplitude=1e-2, acquisition="AXT1POST"),
+            dict(width=37, n_coils=5, amplitude=1e-5, acquisition="AXFLAIR"),
+            dict(width=48, n_coils=5),
+        ],
     }
     folders = {}
     for challenge, volumes in layouts.items():
         folders[challenge] = root / challenge
         folders[challenge].mkdir()
         for index, layout in enumerate(volumes):
-            synthetic.write_volume(folders[challenge] / f"v{index}.h5", challenge, 2, np.random.default_rng(index), matrix=48, **layout)
+            synthetic.write_volume(
+                folders[challenge] / f"v{index}.h5", challenge, 2, np.random.default_rng(index), matrix=48, **layout
+            )
     return folders
 
 
@@ -341,7 +375,9 @@ def test_device_side_batches_equal_the_per_sample_fastmri_path(tmp_path, challen
             torch.testing.assert_close(target, reference_target, rtol=0, atol=0)
             sides.add(image.shape[-1])
     for index in range(len(dataset)):
-        torch.testing.assert_close(dataset.validation_item(index)[1], dataset.reference_pair(index, None)[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            dataset.validation_item(index)[1], dataset.reference_pair(index, None)[0], rtol=1e-5, atol=1e-6
+        )
     # The narrow brain volume is cropped to its 37 columns, as fastMRI's UnetDataTransform crops it.
     assert sides == ({48, 37} if challenge == "multicoil" else {48})
 
@@ -352,7 +388,9 @@ def test_shape_groups_of_one_shape_are_consecutive_runs():
     order = list(SeededSampler(10, seed=0, epoch=1))
     assert group_batches(order, lambda index: None, 4) == [order[0:4], order[4:8], order[8:10]]
     grouped = group_batches(order, lambda index: index % 2, 2)
-    assert sorted(map(len, grouped)) == [1, 1, 2, 2, 2, 2] and all(len({i % 2 for i, _ in batch}) == 1 for batch in grouped)
+    assert sorted(map(len, grouped)) == [1, 1, 2, 2, 2, 2] and all(
+        len({i % 2 for i, _ in batch}) == 1 for batch in grouped
+    )
 
 
 def test_realistic_preset_draws_fastmri_variety():
@@ -360,8 +398,12 @@ def test_realistic_preset_draws_fastmri_variety():
     brain = [synthetic.realistic_settings("multicoil", 0, index) for index in range(200)]
     for volumes in (knee, brain):
         assert min(v["n_slices"] for v in volumes) >= 16 and max(v["n_slices"] for v in volumes) <= 40
-        assert 1e-5 <= min(v["amplitude"] for v in volumes) < 1e-4 and 1e-3 < max(v["amplitude"] for v in volumes) <= 1e-2
-    assert {v["width"] for v in knee} == {368, 372} and {v["acquisition"] for v in knee} == set(synthetic.ACQUISITIONS["singlecoil"])
+        assert (
+            1e-5 <= min(v["amplitude"] for v in volumes) < 1e-4 and 1e-3 < max(v["amplitude"] for v in volumes) <= 1e-2
+        )
+    assert {v["width"] for v in knee} == {368, 372} and {v["acquisition"] for v in knee} == set(
+        synthetic.ACQUISITIONS["singlecoil"]
+    )
     assert {v["acquisition"] for v in brain} == set(synthetic.ACQUISITIONS["multicoil"])
     assert {v["n_coils"] for v in brain} == set(range(2, 25))
     assert 20 < sum(v["width"] < 320 for v in brain) < 80  # about one in four narrower than the crop

@@ -217,9 +217,17 @@ def test_convolutions_run_without_tf32_forward_and_backward(tf32, monkeypatch) -
     # On the CPU the flag changes nothing, but what it is during each convolution shows the scope.
     seen = []
     conv2d = F.conv2d
-    monkeypatch.setattr(F, "conv2d", lambda *args, **kwargs: seen.append(torch.backends.cudnn.conv.fp32_precision) or conv2d(*args, **kwargs))
+    monkeypatch.setattr(
+        F,
+        "conv2d",
+        lambda *args, **kwargs: seen.append(torch.backends.cudnn.conv.fp32_precision) or conv2d(*args, **kwargs),
+    )
     conv2d_input = torch.nn.grad.conv2d_input
-    monkeypatch.setattr(msssim_module, "conv2d_input", lambda *args, **kwargs: seen.append(torch.backends.cudnn.conv.fp32_precision) or conv2d_input(*args, **kwargs))
+    monkeypatch.setattr(
+        msssim_module,
+        "conv2d_input",
+        lambda *args, **kwargs: seen.append(torch.backends.cudnn.conv.fp32_precision) or conv2d_input(*args, **kwargs),
+    )
     target = _photo("astronaut")
     output = _distortions(target)[1].requires_grad_()
     MSSSIMLoss()(output, target).backward()

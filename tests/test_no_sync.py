@@ -58,7 +58,9 @@ class _HostTraffic:
             original = getattr(torch, name)
             monkeypatch.setattr(torch, name, self._constructor(name, original))
         original_from_numpy = torch.from_numpy
-        monkeypatch.setattr(torch, "from_numpy", lambda array: self.events.append("from_numpy") or original_from_numpy(array))
+        monkeypatch.setattr(
+            torch, "from_numpy", lambda array: self.events.append("from_numpy") or original_from_numpy(array)
+        )
         for name in ("__bool__", "__float__", "__int__", "item", "tolist", "numpy"):
             monkeypatch.setattr(torch.Tensor, name, self._reader(name, getattr(torch.Tensor, name)))
 
@@ -114,7 +116,9 @@ def test_forward_and_backward_run_without_tf32_whatever_the_caller_set(name, mon
     before = _tf32_flags()
     try:
         conv.fp32_precision = matmul.fp32_precision = "tf32"
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: seen.append(("pack", *_tf32_flags())) or t, lambda t: seen.append(("unpack", *_tf32_flags())) or t):
+        with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: seen.append(("pack", *_tf32_flags())) or t, lambda t: seen.append(("unpack", *_tf32_flags())) or t
+        ):
             _step(LOSSES[name](), "cpu")
         assert _tf32_flags() == ["tf32", "tf32"]
     finally:

@@ -22,7 +22,16 @@ def test_inference_writes_clamped_outputs_and_logs_the_share(tmp_path, tiny_conf
     prepare_embedded_photos(["chelsea"], tmp_path / "train", max_side=64)
     prepare_embedded_photos(["astronaut"], tmp_path / "val", max_side=64)
     write_valset("rgb_denoise", spec.data, tmp_path / "val", tmp_path / "val.h5")
-    model = training.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "model", tmp_path / "checkpoints", device="cpu", threads=1, progress=False)
+    model = training.run(
+        spec,
+        tmp_path / "train",
+        tmp_path / "val.h5",
+        tmp_path / "model",
+        tmp_path / "checkpoints",
+        device="cpu",
+        threads=1,
+        progress=False,
+    )
     with caplog.at_level(logging.INFO, logger="lossbench.infer"):
         infer.run(model, tmp_path / "val.h5", tmp_path / "out.h5", device="cpu")
     with ImageFile(tmp_path / "out.h5") as outputs:
@@ -41,7 +50,13 @@ def test_outputs_are_scored_clamped_and_inputs_as_they_are(tmp_path):
     write_images(tmp_path / "raw.h5", {"output": [("a", degraded)]})
     write_images(tmp_path / "clamped.h5", {"output": [("a", np.clip(degraded, 0, 1))]})
     metrics = ["l2", "psnr", "flip"]
-    raw, clamped = evaluate(tmp_path / "val.h5", tmp_path / "raw.h5", metrics)[0], evaluate(tmp_path / "val.h5", tmp_path / "clamped.h5", metrics)[0]
+    raw, clamped = (
+        evaluate(tmp_path / "val.h5", tmp_path / "raw.h5", metrics)[0],
+        evaluate(tmp_path / "val.h5", tmp_path / "clamped.h5", metrics)[0],
+    )
     assert raw == pytest.approx(clamped, abs=1e-7)
     unclamped_input = evaluate(tmp_path / "val.h5", None, metrics)[0]
-    assert unclamped_input["l2"] == pytest.approx(float(np.mean((degraded - target) ** 2)), rel=1e-5) and unclamped_input["l2"] > raw["l2"]
+    assert (
+        unclamped_input["l2"] == pytest.approx(float(np.mean((degraded - target) ** 2)), rel=1e-5)
+        and unclamped_input["l2"] > raw["l2"]
+    )

@@ -35,7 +35,9 @@ def write_photos(root):
     """16 ImageNet-sized JPEG training photos (each bundled photograph, mirrored and flipped) and 3 Kodak-sized PNGs."""
     (root / "photos" / "train").mkdir(parents=True)
     (root / "photos" / "val").mkdir(parents=True)
-    variants = [(name, transform) for transform in (lambda im: im, ImageOps.mirror, ImageOps.flip) for name in TRAIN_PHOTOS][:16]
+    variants = [
+        (name, transform) for transform in (lambda im: im, ImageOps.mirror, ImageOps.flip) for name in TRAIN_PHOTOS
+    ][:16]
     for index, (name, transform) in enumerate(variants):
         transform(_photo(name, TRAIN_SIZE)).save(root / "photos" / "train" / f"train_{index:02d}.jpg", quality=90)
     for index, name in enumerate(VAL_PHOTOS):
@@ -45,9 +47,26 @@ def write_photos(root):
 @pytest.mark.slow
 def test_paper_shape_runs_every_job_to_completion(tmp_path):
     write_photos(tmp_path)
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(CONFIG), "--directory", str(tmp_path), "--cores", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(CONFIG),
+        "--directory",
+        str(tmp_path),
+        "--cores",
+        "2",
+    ]
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])})
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])},
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     config = yaml.safe_load(CONFIG.read_text())
     results = tmp_path / "results" / config["experiment"]
@@ -65,4 +84,7 @@ def test_paper_shape_runs_every_job_to_completion(tmp_path):
         assert all((results / "tables" / f"{table}.{ext}").stat().st_size > 0 for ext in ("csv", "md", "tex"))
     assert all((results / "figures" / f"{name}.png").stat().st_size > 0 for name in config["figures"])
     # Shown with -s: what a thesis-scale job needs per step on the host, and how long the rehearsal took.
-    print(f"paper-shape rehearsal: {time.perf_counter() - started:.0f} s; peak host memory per training job (GiB): {peaks}")
+    print(
+        f"paper-shape rehearsal: {time.perf_counter() - started:.0f} s; peak host memory per training job (GiB):"
+        f" {peaks}"
+    )

@@ -65,7 +65,9 @@ def test_manifest_skips_and_reports_bad_images_and_converts_cmyk(image_tree, tmp
     assert report["cmyk.JPEG"] == "converted to RGB when read"
     assert set(report) <= {"cmyk.JPEG", "gray.JPEG", "small.png", "broken.JPEG"}
     # Training reads the manifest: every listed image, CMYK included, gives RGB crops.
-    dataset = train_dataset("rgb_denoise", {"crop": 48, "sigma_train": [0, 40], "crops_per_image": 1, "augment": True}, tmp_path / "m.csv")
+    dataset = train_dataset(
+        "rgb_denoise", {"crop": 48, "sigma_train": [0, 40], "crops_per_image": 1, "augment": True}, tmp_path / "m.csv"
+    )
     assert isinstance(dataset, DenoiseTrainDataset) and len(dataset) == 7
     assert all(dataset.pair(index, 5)[0].shape == (3, 48, 48) for index in range(7))
 
@@ -82,7 +84,9 @@ def test_manifest_is_a_seeded_sample(image_tree, tmp_path):
 def test_too_few_usable_images_is_one_line_and_keeps_the_old_manifest(image_tree, tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("earlier manifest\n")
-    with pytest.raises(ValueError, match=r"train: only 7 usable images of the 9000 requested \(10 files, 3 skipped: see .*r\.csv\)"):
+    with pytest.raises(
+        ValueError, match=r"train: only 7 usable images of the 9000 requested \(10 files, 3 skipped: see .*r\.csv\)"
+    ):
         write_manifest(image_tree, manifest, tmp_path / "r.csv", count=9000, seed=0, min_side=48)
     assert manifest.read_text() == "earlier manifest\n"
     report = {Path(row["path"]).name: (row["problem"], row["action"]) for row in _rows(tmp_path / "r.csv")}
@@ -109,10 +113,17 @@ def test_manifest_naming_a_missing_image_is_a_clear_error(image_tree, tmp_path):
 def fastmri_root(tmp_path_factory) -> Path:
     """Fake fastMRI folders in the official layout, one small volume per folder (3 in brain train)."""
     root = tmp_path_factory.mktemp("fastmri")
-    layout = {("knee", "singlecoil_train", 1), ("knee", "singlecoil_val", 1), ("brain", "multicoil_val", 1), ("brain", "multicoil_train", 3)}
+    layout = {
+        ("knee", "singlecoil_train", 1),
+        ("knee", "singlecoil_val", 1),
+        ("brain", "multicoil_val", 1),
+        ("brain", "multicoil_train", 3),
+    }
     for organ, folder, volumes in layout:
         challenge = "singlecoil" if organ == "knee" else "multicoil"
-        synthetic.generate_dataset(root / organ / folder, challenge, n_volumes=volumes, n_slices=1, seed=1, prefix=f"file_{organ}", n_coils=2)
+        synthetic.generate_dataset(
+            root / organ / folder, challenge, n_volumes=volumes, n_slices=1, seed=1, prefix=f"file_{organ}", n_coils=2
+        )
     return root
 
 
@@ -153,7 +164,10 @@ def test_missing_kspace(knee_file):
     "header, problem",
     [
         (b"<ismrmrdHeader><encoding>", "ismrmrd_header is not valid XML"),
-        (b"<ismrmrdHeader xmlns='http://www.ismrm.org/ISMRMRD'/>", "ismrmrd_header lacks encoding/encodedSpace/matrixSize/x"),
+        (
+            b"<ismrmrdHeader xmlns='http://www.ismrm.org/ISMRMRD'/>",
+            "ismrmrd_header lacks encoding/encodedSpace/matrixSize/x",
+        ),
     ],
 )
 def test_wrong_header(knee_file, header, problem):
@@ -180,13 +194,17 @@ def test_wrong_dtype_shape_and_attributes(knee_file):
     assert "kspace has shape (640, 368), expected 4 dimensions for multicoil" in _one_line_error(knee_file, "multicoil")
     with h5py.File(knee_file, "a") as file:
         del file["reconstruction_rss"]
-    assert "missing dataset 'reconstruction_rss', expected a fastMRI multicoil volume" in _one_line_error(knee_file, "multicoil")
+    assert "missing dataset 'reconstruction_rss', expected a fastMRI multicoil volume" in _one_line_error(
+        knee_file, "multicoil"
+    )
 
 
 def test_failing_check_leaves_the_earlier_output_alone(fastmri_root, knee_file, tmp_path):
     out = tmp_path / "train_files"
     link_checked(knee_file.parent, out, "singlecoil")
-    assert [path.name for path in out.iterdir()] == ["file1000001.h5"] and (out / "file1000001.h5").resolve() == knee_file.resolve()
+    assert [path.name for path in out.iterdir()] == ["file1000001.h5"] and (
+        out / "file1000001.h5"
+    ).resolve() == knee_file.resolve()
     shutil.copy(knee_file, knee_file.parent / "file1000002.h5")
     with h5py.File(knee_file.parent / "file1000002.h5", "a") as file:
         del file["reconstruction_esc"]
@@ -234,13 +252,19 @@ def test_workers_give_every_sample_its_own_mask(fastmri_root):
 def _paper_config(tmp_path: Path, image_tree: Path, fastmri_root: Path) -> Path:
     config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     tasks = config["tasks"]
-    assert set(re.findall(r"^\s+(?:train|val)_dir: (/data/\S+)", (REPO / "config" / "paper.yaml").read_text(), re.M)) == {
+    assert set(
+        re.findall(r"^\s+(?:train|val)_dir: (/data/\S+)", (REPO / "config" / "paper.yaml").read_text(), re.M)
+    ) == {
         tasks["denoise"]["data"]["train_dir"],
         *(tasks[task]["data"][key] for task in ("knee", "brain") for key in ("train_dir", "val_dir")),
     }, "the data folders of config/paper.yaml are not all replaced by this test"
     tasks["denoise"]["data"]["train_dir"] = str(image_tree)
-    tasks["knee"]["data"].update(train_dir=str(fastmri_root / "knee" / "singlecoil_train"), val_dir=str(fastmri_root / "knee" / "singlecoil_val"))
-    tasks["brain"]["data"].update(train_dir=str(fastmri_root / "brain" / "multicoil_val"), val_dir=str(fastmri_root / "brain" / "multicoil_train"))
+    tasks["knee"]["data"].update(
+        train_dir=str(fastmri_root / "knee" / "singlecoil_train"), val_dir=str(fastmri_root / "knee" / "singlecoil_val")
+    )
+    tasks["brain"]["data"].update(
+        train_dir=str(fastmri_root / "brain" / "multicoil_val"), val_dir=str(fastmri_root / "brain" / "multicoil_train")
+    )
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -249,7 +273,22 @@ def _paper_config(tmp_path: Path, image_tree: Path, fastmri_root: Path) -> Path:
 def test_paper_configuration_plans_the_full_study(image_tree, fastmri_root, tmp_path):
     config = _paper_config(tmp_path, image_tree, fastmri_root)
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "LOSSBENCH_CACHE": str(tmp_path / "cache")}
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(config), "--directory", str(tmp_path / "work"), "--dry-run", "--cores", "8", "--resources", "gpu=2"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(config),
+        "--directory",
+        str(tmp_path / "work"),
+        "--dry-run",
+        "--cores",
+        "8",
+        "--resources",
+        "gpu=2",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats")[1].split("Reasons")[0], re.M))
@@ -271,7 +310,19 @@ def test_paper_configuration_plans_the_full_study(image_tree, fastmri_root, tmp_
 def test_paper_configuration_plans_and_budgets_before_its_data_exist(tmp_path):
     """With none of its data folders in place, `-n` shows the plan and names every missing folder at once."""
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "LOSSBENCH_CACHE": str(tmp_path / "cache")}
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(REPO / "config" / "paper.yaml"), "--directory", str(tmp_path), "--cores", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(REPO / "config" / "paper.yaml"),
+        "--directory",
+        str(tmp_path),
+        "--cores",
+        "1",
+    ]
     planned = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, env=env, timeout=300)
     assert planned.returncode == 0, planned.stderr[-3000:]
     note = [line for line in planned.stderr.splitlines() if line.startswith("Note: ")]
@@ -279,7 +330,10 @@ def test_paper_configuration_plans_and_budgets_before_its_data_exist(tmp_path):
     assert re.search(r"^train\s+18$", planned.stdout, re.M)
     refused = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert refused.returncode != 0
-    assert "tasks.denoise.data.train_dir: folder '/data/imagenet/train' does not exist; tasks.knee.data.train_dir" in refused.stderr
+    assert (
+        "tasks.denoise.data.train_dir: folder '/data/imagenet/train' does not exist; tasks.knee.data.train_dir"
+        in refused.stderr
+    )
     assert not (tmp_path / "results").exists()
 
 
@@ -287,8 +341,25 @@ def _snakemake(config: dict, work: Path, *targets: str) -> subprocess.CompletedP
     path = work / "config.yaml"
     work.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "TORCH_HOME": str(work / "torch"), "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(path), "--directory", str(work), "--cores", "1", *targets]
+    env = {
+        **os.environ,
+        "TORCH_HOME": str(work / "torch"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(path),
+        "--directory",
+        str(work),
+        "--cores",
+        "1",
+        *targets,
+    ]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -308,9 +379,17 @@ def test_failing_checks_keep_every_earlier_output_and_their_reports(tiny_config,
     config = tiny_config
     del config["tasks"]["brain"], config["figures"]["fig_6_9"]
     config["tasks"]["denoise"]["data"] = {"source": "folder", "train_dir": str(val_dir), "val_dir": str(val_dir)}
-    config["tasks"]["knee"]["data"] = {"source": "fastmri", "train_dir": str(fastmri_root / "knee" / "singlecoil_train"), "val_dir": str(knee_val)}
+    config["tasks"]["knee"]["data"] = {
+        "source": "fastmri",
+        "train_dir": str(fastmri_root / "knee" / "singlecoil_train"),
+        "val_dir": str(knee_val),
+    }
     work = tmp_path / "work"
-    outputs = [work / "results/demo/data/denoise/val.h5", work / "results/demo/data/knee/val_files", work / "results/demo/data/knee/val.h5"]
+    outputs = [
+        work / "results/demo/data/denoise/val.h5",
+        work / "results/demo/data/knee/val_files",
+        work / "results/demo/data/knee/val.h5",
+    ]
     targets = [str(path.relative_to(work)) for path in outputs]
     done = _snakemake(config, work, *targets)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -325,15 +404,24 @@ def test_failing_checks_keep_every_earlier_output_and_their_reports(tiny_config,
     assert failed.returncode != 0
     assert _state(outputs) == before
     image_log = work / "results/demo/logs/data/denoise_check_val_images.log"
-    assert f"{val_dir / 'b.png'}: cannot read as an image" in failed.stderr and str(image_log.relative_to(work)) in failed.stderr
+    assert (
+        f"{val_dir / 'b.png'}: cannot read as an image" in failed.stderr
+        and str(image_log.relative_to(work)) in failed.stderr
+    )
     assert f"{val_dir / 'b.png'}: cannot read as an image" in image_log.read_text()
     knee_log = work / "results/demo/logs/data/knee_fastmri_val_check.log"
-    assert "file_knee_001.h5: attribute 'max' is 'big'" in knee_log.read_text() and str(knee_log.relative_to(work)) in failed.stderr
+    assert (
+        "file_knee_001.h5: attribute 'max' is 'big'" in knee_log.read_text()
+        and str(knee_log.relative_to(work)) in failed.stderr
+    )
     assert "Traceback" not in failed.stderr
 
     # The ImageNet subset: asking for more images than are usable fails; the report it names is there.
     config["tasks"]["denoise"]["data"] = {"source": "imagenet", "train_dir": str(image_tree), "train_images": 3}
-    manifest, report = work / "results/demo/data/denoise/train_manifest.csv", work / "results/demo/data/denoise/train_manifest_report.csv"
+    manifest, report = (
+        work / "results/demo/data/denoise/train_manifest.csv",
+        work / "results/demo/data/denoise/train_manifest_report.csv",
+    )
     done = _snakemake(config, work, str(manifest.relative_to(work)))
     assert done.returncode == 0, done.stderr[-3000:]
     before = _state([manifest])
@@ -382,7 +470,9 @@ def test_matrix_sizes_must_be_positive(knee_file, field, value):
     start = header.index(f"<{tag}>", section) + len(tag) + 2
     header = header[:start] + str(value) + header[header.index("<", start) :]
     _replace(knee_file, "ismrmrd_header", header.encode())
-    assert f"ismrmrd_header field encoding/{field} is {value}, expected an integer of at least 1" in _one_line_error(knee_file)
+    assert f"ismrmrd_header field encoding/{field} is {value}, expected an integer of at least 1" in _one_line_error(
+        knee_file
+    )
 
 
 @pytest.fixture
@@ -413,7 +503,13 @@ def test_full_check_finds_a_damaged_compressed_chunk(three_slice_file):
     assert "kspace slice 1 cannot be read, damaged data" in _full_check_error(three_slice_file)
 
 
-@pytest.mark.parametrize("key, value, problem", [("kspace", np.nan, "kspace slice 2 holds 1 non-finite values (NaN)"), ("reconstruction_esc", np.inf, "reconstruction_esc slice 2 holds 1 non-finite values (inf)")])
+@pytest.mark.parametrize(
+    "key, value, problem",
+    [
+        ("kspace", np.nan, "kspace slice 2 holds 1 non-finite values (NaN)"),
+        ("reconstruction_esc", np.inf, "reconstruction_esc slice 2 holds 1 non-finite values (inf)"),
+    ],
+)
 def test_full_check_finds_nan_and_inf(three_slice_file, key, value, problem):
     with h5py.File(three_slice_file, "a") as file:
         file[key][2, 10, 10] = value
@@ -422,7 +518,13 @@ def test_full_check_finds_nan_and_inf(three_slice_file, key, value, problem):
 
 def _check_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "lossbench.data.fastmri_files", "check", "--challenge", "singlecoil", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "lossbench.data.fastmri_files", "check", "--challenge", "singlecoil", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_check_cli_lists_every_bad_file_to_the_end(three_slice_file, tmp_path):
@@ -439,7 +541,10 @@ def test_check_cli_lists_every_bad_file_to_the_end(three_slice_file, tmp_path):
     quick = _check_cli(str(folder))
     assert quick.returncode == 1 and quick.stdout.strip() == "1 of 3 volumes usable"
     lines = quick.stderr.strip().splitlines()
-    assert [line.split(": ")[0] for line in lines] == [str(folder / "a_group.h5"), str(folder / "b_string_max.h5")] and "Traceback" not in quick.stderr
+    assert [line.split(": ")[0] for line in lines] == [
+        str(folder / "a_group.h5"),
+        str(folder / "b_string_max.h5"),
+    ] and "Traceback" not in quick.stderr
     full = _check_cli("--full", str(folder))
     assert full.returncode == 1 and full.stdout.strip() == "0 of 3 volumes usable (every slice read)"
     assert full.stderr.strip().splitlines()[-1] == f"{three_slice_file}: kspace slice 1 holds 1 non-finite values (NaN)"

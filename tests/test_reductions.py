@@ -11,5 +11,11 @@ def test_training_rejects_per_image_losses_in_one_line(tiny_config):
     from lossbench.pipeline.config import ConfigError, validate
 
     tiny_config["losses"]["l1"]["params"] = {"reduction": "none"}
-    with pytest.raises(ConfigError, match=r"^tiny\.yaml: losses\.l1\.params\.reduction: 'none' gives one loss per image; training needs a scalar \('mean' or 'sum'\)$"):
+    with pytest.raises(
+        ConfigError,
+        match=(
+            r"^tiny\.yaml: losses\.l1\.params\.reduction: 'none' gives one loss per image; training needs a scalar"
+            r" \('mean' or 'sum'\)$"
+        ),
+    ):
         validate(tiny_config, "tiny.yaml")

@@ -42,12 +42,30 @@ def test_metrics_cli_compares_two_image_files(tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "lossbench.metrics", *args], capture_output=True, text=True)
 
-    assert run("--metric", "flip", str(tmp_path / "ref.png"), str(tmp_path / "same.png")).stdout == "flip = 0 (at 67.02 pixels per degree)\n"
-    assert float(run("--metric", "flip", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout.split()[2]) > 0.3
-    assert float(run("--metric", "l1", "--gray", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout.removeprefix("l1 = ")) > 0.3
+    assert (
+        run("--metric", "flip", str(tmp_path / "ref.png"), str(tmp_path / "same.png")).stdout
+        == "flip = 0 (at 67.02 pixels per degree)\n"
+    )
+    assert (
+        float(run("--metric", "flip", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout.split()[2])
+        > 0.3
+    )
+    assert (
+        float(
+            run(
+                "--metric", "l1", "--gray", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")
+            ).stdout.removeprefix("l1 = ")
+        )
+        > 0.3
+    )
     # Every metric's --json row is checked by tests/test_contract.py; here the text beside it, in a process of its own.
-    record = json.loads(run("--metric", "psnr", "--json", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout)
-    assert run("--metric", "psnr", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout == f"psnr = {record['value']:.6g} dB\n"
+    record = json.loads(
+        run("--metric", "psnr", "--json", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout
+    )
+    assert (
+        run("--metric", "psnr", str(tmp_path / "ref.png"), str(tmp_path / "inverted.png")).stdout
+        == f"psnr = {record['value']:.6g} dB\n"
+    )
     mismatch = run("--metric", "l2", str(tmp_path / "ref.png"), str(tmp_path / "small.png"))
     assert mismatch.returncode != 0 and "differs" in mismatch.stderr
 
@@ -105,50 +123,117 @@ def test_metrics_cli_names_flips_ppd_and_takes_it_from_ppd_or_a_config(tmp_path,
     default, demo = float(flip(test, reference)[0]), float(flip(test, reference, ppd=22.3)[0])
     # The confusion: the same pair scores very differently at the demo's and the thesis's viewing distance.
     assert demo > default + 0.05
-    assert _metrics_cli(capsys, "--metric", "flip", reference_path, test_path) == f"flip = {default:.6g} (at 67.02 pixels per degree)\n"
+    assert (
+        _metrics_cli(capsys, "--metric", "flip", reference_path, test_path)
+        == f"flip = {default:.6g} (at 67.02 pixels per degree)\n"
+    )
     record = json.loads(_metrics_cli(capsys, "--metric", "flip", "--json", reference_path, test_path))
-    # Without a configuration, the pixels per degree of flip_ppd({}): DEFAULT_PPD, computed in float32 as flip-evaluator does.
+    # Without a configuration, the pixels per degree of flip_ppd({}): DEFAULT_PPD, computed in float32 as flip-evaluator
+    # does.
     assert (record["value"], record["ppd"]) == (pytest.approx(default, abs=1e-7), pytest.approx(DEFAULT_PPD, abs=1e-8))
-    assert _metrics_cli(capsys, "--metric", "flip", "--ppd", "22.3", reference_path, test_path) == f"flip = {demo:.6g} (at 22.3 pixels per degree)\n"
-    assert json.loads(_metrics_cli(capsys, "--metric", "flip", "--ppd", "22.3", "--json", reference_path, test_path))["value"] == demo
+    assert (
+        _metrics_cli(capsys, "--metric", "flip", "--ppd", "22.3", reference_path, test_path)
+        == f"flip = {demo:.6g} (at 22.3 pixels per degree)\n"
+    )
+    assert (
+        json.loads(_metrics_cli(capsys, "--metric", "flip", "--ppd", "22.3", "--json", reference_path, test_path))[
+            "value"
+        ]
+        == demo
+    )
 
     tiny_config["evaluation"] = {"flip": {"ppd": 22.3}, "flip_gray_mode": "gray_lab"}
     config = _write_config(tmp_path, tiny_config)
-    record = json.loads(_metrics_cli(capsys, "--metric", "flip", "--config", config, "--json", reference_path, test_path))
+    record = json.loads(
+        _metrics_cli(capsys, "--metric", "flip", "--config", config, "--json", reference_path, test_path)
+    )
     assert (record["value"], record["ppd"]) == (demo, 22.3)
-    assert json.loads(_metrics_cli(capsys, "--metric", "flip", "--config", config, "--ppd", str(DEFAULT_PPD), "--json", reference_path, test_path))["value"] == default
+    assert (
+        json.loads(
+            _metrics_cli(
+                capsys,
+                "--metric",
+                "flip",
+                "--config",
+                config,
+                "--ppd",
+                str(DEFAULT_PPD),
+                "--json",
+                reference_path,
+                test_path,
+            )
+        )["value"]
+        == default
+    )
     # The configuration's grayscale reading too, unless --flip-mode says otherwise.
-    gray_reference, gray_test = (torch.from_numpy(read_image(path, gray=True))[None, None] for path in (reference_path, test_path))
+    gray_reference, gray_test = (
+        torch.from_numpy(read_image(path, gray=True))[None, None] for path in (reference_path, test_path)
+    )
     for options, mode in (((), "gray_lab"), (("--flip-mode", "gray_thesis"), "gray_thesis")):
-        value = json.loads(_metrics_cli(capsys, "--metric", "flip", "--gray", "--config", config, *options, "--json", reference_path, test_path))["value"]
+        value = json.loads(
+            _metrics_cli(
+                capsys, "--metric", "flip", "--gray", "--config", config, *options, "--json", reference_path, test_path
+            )
+        )["value"]
         assert value == float(flip(gray_test, gray_reference, ppd=22.3, mode=mode)[0])
 
 
-def test_metrics_cli_computes_a_users_metric_registered_by_its_config(tmp_path, tiny_config, noisy_pair, capsys, monkeypatch, request):
+def test_metrics_cli_computes_a_users_metric_registered_by_its_config(
+    tmp_path, tiny_config, noisy_pair, capsys, monkeypatch, request
+):
     import json
     import sys
 
     name = f"cli_metric_{tmp_path.name.replace('-', '_')}"
     request.addfinalizer(lambda: sys.modules.pop(name, None))
-    (tmp_path / f"{name}.py").write_text("def max_error(output, target, power=1.0):\n    return (output - target).abs().flatten(1).amax(dim=1) ** power\n")
+    (tmp_path / f"{name}.py").write_text(
+        "def max_error(output, target, power=1.0):\n    return (output - target).abs().flatten(1).amax(dim=1) **"
+        " power\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(metrics, "SPECS", dict(metrics.SPECS))  # the registration ends with the test
-    tiny_config["own_metrics"] = {"max_error": {"module": f"{name}:max_error", "direction": "higher", "params": {"power": 2.0}}}
+    tiny_config["own_metrics"] = {
+        "max_error": {"module": f"{name}:max_error", "direction": "higher", "params": {"power": 2.0}}
+    }
     config = _write_config(tmp_path, tiny_config)
     reference_path, test_path, reference, test = noisy_pair
     assert "unknown metric 'max_error'" in _cli_error("--metric", "max_error", reference_path, test_path)
-    record = json.loads(_metrics_cli(capsys, "--metric", "max_error", "--config", config, "--json", reference_path, test_path))
+    record = json.loads(
+        _metrics_cli(capsys, "--metric", "max_error", "--config", config, "--json", reference_path, test_path)
+    )
     expected = float((test - reference).abs().max() ** 2)
-    assert record == {"metric": "max_error", "value": pytest.approx(expected), "unit": None, "better": "higher", "ppd": None, "reference": reference_path, "test": test_path}
-    assert _metrics_cli(capsys, "--metric", "max_error", "--config", config, reference_path, test_path) == f"max_error = {record['value']:.6g}\n"
+    assert record == {
+        "metric": "max_error",
+        "value": pytest.approx(expected),
+        "unit": None,
+        "better": "higher",
+        "ppd": None,
+        "reference": reference_path,
+        "test": test_path,
+    }
+    assert (
+        _metrics_cli(capsys, "--metric", "max_error", "--config", config, reference_path, test_path)
+        == f"max_error = {record['value']:.6g}\n"
+    )
 
 
 def test_metrics_cli_refuses_bad_options_in_one_line(tmp_path, tiny_config, noisy_pair):
     reference_path, test_path, _, _ = noisy_pair
     missing = str(tmp_path / "missing.yaml")
-    assert _cli_error("--metric", "flip", "--config", missing, reference_path, test_path) == f"error: {missing}: configuration file does not exist"
+    assert (
+        _cli_error("--metric", "flip", "--config", missing, reference_path, test_path)
+        == f"error: {missing}: configuration file does not exist"
+    )
     tiny_config["evaluation"] = {"flip": {"ppd": -1}}
     config = _write_config(tmp_path, tiny_config)
-    assert _cli_error("--metric", "flip", "--config", config, reference_path, test_path).startswith(f"error: {config}: evaluation.flip.ppd: -1 ")
-    assert _cli_error("--metric", "flip", "--ppd", "0", reference_path, test_path) == "error: --ppd: expected a positive number of pixels per degree, got 0.0"
-    assert _cli_error("--metric", "psnr", "--ppd", "22.3", reference_path, test_path) == "error: --ppd: the psnr metric takes no pixels per degree (FLIP does)"
+    assert _cli_error("--metric", "flip", "--config", config, reference_path, test_path).startswith(
+        f"error: {config}: evaluation.flip.ppd: -1 "
+    )
+    assert (
+        _cli_error("--metric", "flip", "--ppd", "0", reference_path, test_path)
+        == "error: --ppd: expected a positive number of pixels per degree, got 0.0"
+    )
+    assert (
+        _cli_error("--metric", "psnr", "--ppd", "22.3", reference_path, test_path)
+        == "error: --ppd: the psnr metric takes no pixels per degree (FLIP does)"
+    )

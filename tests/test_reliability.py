@@ -56,7 +56,17 @@ def denoise(tmp_path, tiny_config):
 
 
 def _run(spec, root, train_dir="train", name="out", **options):
-    return training.run(spec, root / train_dir, root / "val.h5", root / name, root / "ckpt", device="cpu", threads=1, progress=False, **options)
+    return training.run(
+        spec,
+        root / train_dir,
+        root / "val.h5",
+        root / name,
+        root / "ckpt",
+        device="cpu",
+        threads=1,
+        progress=False,
+        **options,
+    )
 
 
 def _weights(path):
@@ -70,12 +80,15 @@ def _same(a, b):
 # --- 1. A changed training set is a new run, never a resume of the old model -----------------------
 
 
-@pytest.mark.parametrize("dotted, value", [
-    ("tasks.denoise.data.train", ["chelsea", "coffee"]),
-    ("tasks.denoise.data.max_side", 128),
-    ("tasks.knee.data.train.volumes", 2),
-    ("tasks.brain.data.train.slices", 3),
-])
+@pytest.mark.parametrize(
+    "dotted, value",
+    [
+        ("tasks.denoise.data.train", ["chelsea", "coffee"]),
+        ("tasks.denoise.data.max_side", 128),
+        ("tasks.knee.data.train.volumes", 2),
+        ("tasks.brain.data.train.slices", 3),
+    ],
+)
 def test_the_training_spec_covers_the_data_section(tiny_config, dotted, value):
     task = dotted.split(".")[1]
     before = train_spec(validate(yaml.safe_load(yaml.safe_dump(tiny_config))), task, "l1", 0)
@@ -102,20 +115,49 @@ def test_changed_training_images_give_a_new_model(denoise, caplog):
     assert not _same(first, second), "the rerun on new images returned the old model"
     assert len(list((root / "ckpt").iterdir())) == 2  # the old run's checkpoints are kept, not overwritten
     shutil.rmtree(root / "ckpt")
-    assert _same(second, _weights(_run(spec, root, name="fresh")))  # the new model is what a fresh run on the new images gives
+    assert _same(
+        second, _weights(_run(spec, root, name="fresh"))
+    )  # the new model is what a fresh run on the new images gives
 
 
 def test_the_cli_with_another_train_dir_starts_fresh(denoise, tiny_config, capsys):
     spec, root = denoise
     config_path = root / "config.yaml"
-    # The CLI scores the configuration's metrics at every validation: MS-SSIM's 5 scales do not fit the 64-pixel photograph.
+    # The CLI scores the configuration's metrics at every validation: MS-SSIM's 5 scales do not fit the 64-pixel
+    # photograph.
     metrics = [name for name in tiny_config["metrics"] if name != "msssim"]
-    config_path.write_text(yaml.safe_dump({**tiny_config, "metrics": metrics, "tasks": {"denoise": {**tiny_config["tasks"]["denoise"], "training": {"epochs": 2, "batch_size": 4}}}, "figures": {}}))
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                **tiny_config,
+                "metrics": metrics,
+                "tasks": {"denoise": {**tiny_config["tasks"]["denoise"], "training": {"epochs": 2, "batch_size": 4}}},
+                "figures": {},
+            }
+        )
+    )
     prepare_embedded_photos(["coffee", "hubble"], root / "train_b", max_side=96)
 
     def cli(train_dir):
-        train.main(["--config", str(config_path), "--task", "denoise", "--loss", "l1", "--train-dir", str(root / train_dir), "--valset", str(root / "val.h5"),
-                    "--out", str(root / "cli"), "--device", "cpu", "--no-progress"])
+        train.main(
+            [
+                "--config",
+                str(config_path),
+                "--task",
+                "denoise",
+                "--loss",
+                "l1",
+                "--train-dir",
+                str(root / train_dir),
+                "--valset",
+                str(root / "val.h5"),
+                "--out",
+                str(root / "cli"),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
         return _weights(root / "cli" / "model.pt")
 
     assert not _same(cli("train"), cli("train_b"))
@@ -132,7 +174,10 @@ def test_pruning_keeps_the_checkpoint_just_written(tmp_path):
     save_checkpoint(tmp_path, {"progress": {"step": 6}})
     assert path.exists()  # the newest two of this run: steps 3 and 6
     save_checkpoint(tmp_path, {"progress": {"step": 9}})
-    assert not path.exists() and sorted(p.name for p in tmp_path.glob("step_*.pt"))[:2] == ["step_000000006.pt", "step_000000009.pt"]
+    assert not path.exists() and sorted(p.name for p in tmp_path.glob("step_*.pt"))[:2] == [
+        "step_000000006.pt",
+        "step_000000009.pt",
+    ]
 
 
 def test_unreadable_checkpoints_are_moved_aside_with_one_warning_line(tmp_path, caplog):
@@ -150,21 +195,61 @@ def test_unreadable_checkpoints_are_moved_aside_with_one_warning_line(tmp_path, 
 @pytest.fixture
 def long_run(tmp_path, tiny_config):
     """A 40-step denoising run (checkpoints every step), its config file, data and uninterrupted weights."""
-    config = {**tiny_config, "tasks": {"denoise": {**tiny_config["tasks"]["denoise"], "crops_per_image": 20, "training": {"epochs": 2, "batch_size": 2}}},
-              "figures": {}, "trainer": {"checkpoint_every": 1}, "metrics": [name for name in tiny_config["metrics"] if name != "msssim"]}  # MS-SSIM does not fit 64 pixels
+    config = {
+        **tiny_config,
+        "tasks": {
+            "denoise": {
+                **tiny_config["tasks"]["denoise"],
+                "crops_per_image": 20,
+                "training": {"epochs": 2, "batch_size": 2},
+            }
+        },
+        "figures": {},
+        "trainer": {"checkpoint_every": 1},
+        "metrics": [name for name in tiny_config["metrics"] if name != "msssim"],
+    }  # MS-SSIM does not fit 64 pixels
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     spec = train_spec(validate(config), "denoise", "l1", 0)
     prepare_embedded_photos(["chelsea", "rocket"], tmp_path / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], tmp_path / "val", max_side=64)
     write_valset("rgb_denoise", spec.data, tmp_path / "val", tmp_path / "val.h5")
-    reference = training.run(spec, tmp_path / "train", tmp_path / "val.h5", tmp_path / "reference", tmp_path / "ckpt_reference", device="cpu", threads=1, progress=False, checkpoint_every=1)
+    reference = training.run(
+        spec,
+        tmp_path / "train",
+        tmp_path / "val.h5",
+        tmp_path / "reference",
+        tmp_path / "ckpt_reference",
+        device="cpu",
+        threads=1,
+        progress=False,
+        checkpoint_every=1,
+    )
     return tmp_path, _weights(reference)
 
 
 def _cli(root):
-    command = [sys.executable, "-m", "lossbench.train", "--config", str(root / "config.yaml"), "--task", "denoise", "--loss", "l1",
-               "--train-dir", str(root / "train"), "--valset", str(root / "val.h5"), "--out", str(root / "killed"), "--checkpoints", str(root / "ckpt"),
-               "--device", "cpu", "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "lossbench.train",
+        "--config",
+        str(root / "config.yaml"),
+        "--task",
+        "denoise",
+        "--loss",
+        "l1",
+        "--train-dir",
+        str(root / "train"),
+        "--valset",
+        str(root / "val.h5"),
+        "--out",
+        str(root / "killed"),
+        "--checkpoints",
+        str(root / "ckpt"),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -201,8 +286,13 @@ def _simulate_cuda(monkeypatch, count):
     generators = tuple(torch.Generator().manual_seed(100 + index) for index in range(count))
     monkeypatch.setattr(torch.cuda, "default_generators", generators)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    for name, value in (("_lazy_init", lambda: None), ("_lazy_call", lambda callback, **kwargs: callback()), ("is_initialized", lambda: True),
-                        ("device_count", lambda: count), ("current_device", lambda: 0)):
+    for name, value in (
+        ("_lazy_init", lambda: None),
+        ("_lazy_call", lambda callback, **kwargs: callback()),
+        ("is_initialized", lambda: True),
+        ("device_count", lambda: count),
+        ("current_device", lambda: 0),
+    ):
         monkeypatch.setattr(cuda_random, name, value)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
     return generators
@@ -222,7 +312,9 @@ def test_checkpoints_load_onto_the_cpu(denoise):
     spec, root = denoise
     _run(spec, root)
     checkpoint, _ = load_checkpoint(next((root / "ckpt").iterdir()))
-    tensors = [v for v in checkpoint["model"].values()] + [v for s in checkpoint["optimizer"]["state"].values() for v in s.values()]
+    tensors = [v for v in checkpoint["model"].values()] + [
+        v for s in checkpoint["optimizer"]["state"].values() for v in s.values()
+    ]
     assert all(t.device.type == "cpu" for t in tensors)
 
 
@@ -242,11 +334,36 @@ def test_16_bit_png_is_scaled_by_its_range(tmp_path):
     assert image.shape == (64, 96, 3) and np.allclose(image[..., 1], values / 65535, atol=1e-6)
     assert np.abs(image - read_rgb(tmp_path / "gray8.png")).max() <= 0.5 / 255 + 1e-6
     # The metrics CLI agrees: the 16-bit image against its 8-bit copy is a near match, not 4.8 dB.
-    result = subprocess.run([sys.executable, "-m", "lossbench.metrics", "--metric", "psnr", str(tmp_path / "gray8.png"), str(tmp_path / "gray16.png")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lossbench.metrics",
+            "--metric",
+            "psnr",
+            str(tmp_path / "gray8.png"),
+            str(tmp_path / "gray16.png"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("psnr = ") and result.stdout.rstrip().endswith(" dB")
     assert float(result.stdout.split()[2]) > 50
-    gray = subprocess.run([sys.executable, "-m", "lossbench.metrics", "--metric", "psnr", "--gray", str(tmp_path / "gray8.png"), str(tmp_path / "gray16.png")], capture_output=True, text=True)
+    gray = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lossbench.metrics",
+            "--metric",
+            "psnr",
+            "--gray",
+            str(tmp_path / "gray8.png"),
+            str(tmp_path / "gray16.png"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert float(gray.stdout.split()[2]) > 50, gray.stderr
 
 
@@ -256,7 +373,9 @@ def test_float_tiff_is_read_as_it_is_and_out_of_range_floats_are_refused(tmp_pat
     assert np.array_equal(read_image(tmp_path / "float.tif", gray=True), values)
     assert np.array_equal(read_rgb(tmp_path / "float.tif")[..., 2], values)
     tifffile.imwrite(tmp_path / "hdr.tif", values * 4)
-    with pytest.raises(ValueError, match=r"hdr\.tif: float image has values in \[0, 4\], expected finite values in \[0, 1\]") as error:
+    with pytest.raises(
+        ValueError, match=r"hdr\.tif: float image has values in \[0, 4\], expected finite values in \[0, 1\]"
+    ) as error:
         read_rgb(tmp_path / "hdr.tif")
     _one_line(error)
     tifffile.imwrite(tmp_path / "int32.tif", (values * 1000).astype(np.int32))
@@ -267,9 +386,13 @@ def test_float_tiff_is_read_as_it_is_and_out_of_range_floats_are_refused(tmp_pat
 
 def _bomb(path, side=20000):
     """A PNG whose header declares side × side pixels (no pixel data: PIL refuses it at the header)."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
+
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -279,8 +402,14 @@ def test_a_decompression_bomb_is_one_line_naming_the_file(denoise):
     with pytest.raises(ValueError, match=r"huge\.png: refused as a possible decompression bomb") as error:
         read_rgb(bomb)
     _one_line(error)
-    result = subprocess.run([sys.executable, "-m", "lossbench.metrics", "--metric", "l1", str(bomb), str(bomb)], capture_output=True, text=True)
-    assert result.returncode != 0 and result.stderr.strip().startswith(f"error: {bomb}: refused as a possible decompression bomb"), result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "lossbench.metrics", "--metric", "l1", str(bomb), str(bomb)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and result.stderr.strip().startswith(
+        f"error: {bomb}: refused as a possible decompression bomb"
+    ), result.stderr
     _one_line(result.stderr)
     with pytest.raises(ValueError, match=r"huge\.png: refused") as error:
         _run(spec, root)
@@ -290,7 +419,13 @@ def test_a_decompression_bomb_is_one_line_naming_the_file(denoise):
 def test_a_training_image_smaller_than_the_crop_is_refused_before_training(denoise):
     spec, root = denoise
     Image.new("RGB", (40, 20)).save(root / "train" / "small.png")
-    with pytest.raises(ValueError, match=r"small\.png: image 40×20 is smaller than the 32×32 crop \(tasks\.denoise\.crop\): every training image needs at least 32 pixels per side") as error:
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"small\.png: image 40×20 is smaller than the 32×32 crop \(tasks\.denoise\.crop\): every training image"
+            r" needs at least 32 pixels per side"
+        ),
+    ) as error:
         _run(spec, root)
     _one_line(error)
     assert not (root / "ckpt").exists() and not (root / "out").exists()
@@ -300,7 +435,13 @@ def test_a_1x1_validation_image_is_refused_before_training(denoise):
     spec, root = denoise
     Image.new("RGB", (1, 1)).save(root / "val" / "dot.png")
     write_valset("rgb_denoise", spec.data, root / "val", root / "val.h5")
-    with pytest.raises(ValueError, match=r"val\.h5: validation image 'dot' is 1×1, smaller than the 4×4 minimum of a U-net of depth 2 \(2\*\*model\.depth\)") as error:
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"val\.h5: validation image 'dot' is 1×1, smaller than the 4×4 minimum of a U-net of depth 2"
+            r" \(2\*\*model\.depth\)"
+        ),
+    ) as error:
         _run(spec, root)
     _one_line(error)
     assert not (root / "ckpt").exists()
@@ -317,20 +458,74 @@ def _set(config, dotted, value):
     node[last] = value
 
 
-@pytest.mark.parametrize("dotted, value, message", [
-    ("losses.l1.lr", float("nan"), r"tiny\.yaml: losses\.l1\.lr: nan is not a finite number"),
-    ("tasks.denoise.sigma_train", [float("nan"), 10], r"tiny\.yaml: tasks\.denoise\.sigma_train\.0: nan is not a finite number"),
-    ("tasks.denoise.sigma_val", float("inf"), r"tasks\.denoise\.sigma_val: inf is not a finite number"),
-    ("model.depth", 50, r"tiny\.yaml: model\.depth: 50 is greater than the maximum of 16"),
-    ("model.depth", 6, r"tiny\.yaml: model\.depth: 6 pooling levels need crops of at least 2\*\*6 = 64 pixels, but tasks\.denoise\.crop is 32 \(depth at most 5\)"),
-    ("model.width", 200000, r"tiny\.yaml: model: a U-net of width 200000 and depth 2 needs about [\d.e+]+ GiB to train on tasks\.denoise \(4 crops of 32×32\), over the 256 GiB limit"),
-    ("tasks.knee.mask", {"center_fraction": 0.5, "acceleration": 8}, r"tiny\.yaml: tasks\.knee\.mask\.center_fraction: 0\.5 exceeds 1/acceleration = 0\.125"),
-    ("losses.l1.params.weight", 2.0, r"tiny\.yaml: losses\.l1\.params\.weight: not a parameter of the l1 loss \(it takes reduction\)"),
-    ("losses.flip.params.ppdd", 67.0, r"tiny\.yaml: losses\.flip\.params\.ppdd: not a parameter of the flip loss \(it takes ppd, mode, out_of_range, reduction\)"),
-    ("tasks.denoise.crop", 200, r"tiny\.yaml: tasks\.denoise\.data\.train: photo 'chelsea' is 192×128 \(after max_side 192\), smaller than the 200×200 crop \(tasks\.denoise\.crop\)"),
-    ("tasks.denoise.data.max_side", 3, r"tasks\.denoise\.data\.train: photo 'chelsea' is 3×2 \(after max_side 3\), smaller than the 32×32 crop"),
-    ("tasks.knee.crop", 400, r"tiny\.yaml: tasks\.knee\.crop: 400 is larger than the synthetic 320×320 images \(tasks\.knee\.data\.matrix\)"),
-])
+@pytest.mark.parametrize(
+    "dotted, value, message",
+    [
+        ("losses.l1.lr", float("nan"), r"tiny\.yaml: losses\.l1\.lr: nan is not a finite number"),
+        (
+            "tasks.denoise.sigma_train",
+            [float("nan"), 10],
+            r"tiny\.yaml: tasks\.denoise\.sigma_train\.0: nan is not a finite number",
+        ),
+        ("tasks.denoise.sigma_val", float("inf"), r"tasks\.denoise\.sigma_val: inf is not a finite number"),
+        ("model.depth", 50, r"tiny\.yaml: model\.depth: 50 is greater than the maximum of 16"),
+        (
+            "model.depth",
+            6,
+            (
+                r"tiny\.yaml: model\.depth: 6 pooling levels need crops of at least 2\*\*6 = 64 pixels, but"
+                r" tasks\.denoise\.crop is 32 \(depth at most 5\)"
+            ),
+        ),
+        (
+            "model.width",
+            200000,
+            (
+                r"tiny\.yaml: model: a U-net of width 200000 and depth 2 needs about [\d.e+]+ GiB to train on"
+                r" tasks\.denoise \(4 crops of 32×32\), over the 256 GiB limit"
+            ),
+        ),
+        (
+            "tasks.knee.mask",
+            {"center_fraction": 0.5, "acceleration": 8},
+            r"tiny\.yaml: tasks\.knee\.mask\.center_fraction: 0\.5 exceeds 1/acceleration = 0\.125",
+        ),
+        (
+            "losses.l1.params.weight",
+            2.0,
+            r"tiny\.yaml: losses\.l1\.params\.weight: not a parameter of the l1 loss \(it takes reduction\)",
+        ),
+        (
+            "losses.flip.params.ppdd",
+            67.0,
+            (
+                r"tiny\.yaml: losses\.flip\.params\.ppdd: not a parameter of the flip loss \(it takes ppd, mode,"
+                r" out_of_range, reduction\)"
+            ),
+        ),
+        (
+            "tasks.denoise.crop",
+            200,
+            (
+                r"tiny\.yaml: tasks\.denoise\.data\.train: photo 'chelsea' is 192×128 \(after max_side 192\), smaller"
+                r" than the 200×200 crop \(tasks\.denoise\.crop\)"
+            ),
+        ),
+        (
+            "tasks.denoise.data.max_side",
+            3,
+            r"tasks\.denoise\.data\.train: photo 'chelsea' is 3×2 \(after max_side 3\), smaller than the 32×32 crop",
+        ),
+        (
+            "tasks.knee.crop",
+            400,
+            (
+                r"tiny\.yaml: tasks\.knee\.crop: 400 is larger than the synthetic 320×320 images"
+                r" \(tasks\.knee\.data\.matrix\)"
+            ),
+        ),
+    ],
+)
 def test_late_failing_values_are_refused_at_config_time(tiny_config, dotted, value, message):
     _set(tiny_config, dotted, value)
     with pytest.raises(ConfigError, match=message) as error:
@@ -343,7 +538,13 @@ def test_a_validation_photo_smaller_than_the_unet_allows_is_refused(tiny_config)
     # Kernels of 1: a 3×3 kernel would be refused first, wider than the 1×1 maps of level 5 of a 32-pixel crop.
     tiny_config["model"].update(depth=5, kernel_size=1)
     tiny_config["figures"] = {}
-    with pytest.raises(ConfigError, match=r"tasks\.denoise\.data\.val: photo 'chelsea' is 40×27 \(after max_side 40\), smaller than the U-net's 2\*\*model\.depth = 32") as error:
+    with pytest.raises(
+        ConfigError,
+        match=(
+            r"tasks\.denoise\.data\.val: photo 'chelsea' is 40×27 \(after max_side 40\), smaller than the U-net's"
+            r" 2\*\*model\.depth = 32"
+        ),
+    ) as error:
         validate(tiny_config, "tiny.yaml")
     _one_line(error)
 
@@ -353,11 +554,21 @@ def test_empty_training_folders_are_refused(tiny_config, tmp_path):
     (tmp_path / "train" / "notes.txt").write_text("no images here")
     (tmp_path / "val").mkdir()
     Image.new("RGB", (64, 64)).save(tmp_path / "val" / "a.png")
-    tiny_config["tasks"]["denoise"]["data"] = {"source": "folder", "train_dir": str(tmp_path / "train"), "val_dir": str(tmp_path / "val")}
-    with pytest.raises(ConfigError, match=r"tiny\.yaml: tasks\.denoise\.data\.train_dir: folder '.*train' holds no image files") as error:
+    tiny_config["tasks"]["denoise"]["data"] = {
+        "source": "folder",
+        "train_dir": str(tmp_path / "train"),
+        "val_dir": str(tmp_path / "val"),
+    }
+    with pytest.raises(
+        ConfigError, match=r"tiny\.yaml: tasks\.denoise\.data\.train_dir: folder '.*train' holds no image files"
+    ) as error:
         validate(tiny_config, "tiny.yaml")
     _one_line(error)
-    tiny_config["tasks"]["knee"]["data"] = {"source": "fastmri", "train_dir": str(tmp_path / "val"), "val_dir": str(tmp_path / "val")}
+    tiny_config["tasks"]["knee"]["data"] = {
+        "source": "fastmri",
+        "train_dir": str(tmp_path / "val"),
+        "val_dir": str(tmp_path / "val"),
+    }
     tiny_config["tasks"]["denoise"]["data"]["train_dir"] = str(tmp_path / "val")
     with pytest.raises(ConfigError, match=r"tasks\.knee\.data\.train_dir: folder '.*val' holds no fastMRI \.h5 files"):
         validate(tiny_config, "tiny.yaml")
@@ -367,14 +578,32 @@ def test_duplicate_yaml_keys_are_refused_naming_the_line(tmp_path):
     text = TINY_CONFIG.read_text().replace("  l1: {lr: 1.0e-3}\n", "  l1: {lr: 1.0e-3}\n  flip: {lr: 1.0}\n", 1)
     (tmp_path / "dup.yaml").write_text(text)
     line = text.splitlines().index("  flip: {lr: 1.0}") + 1
-    with pytest.raises(ConfigError, match=rf"dup\.yaml: line {line + 2}: duplicate key 'flip' \(each key may appear once per mapping\)") as error:
+    with pytest.raises(
+        ConfigError, match=rf"dup\.yaml: line {line + 2}: duplicate key 'flip' \(each key may appear once per mapping\)"
+    ) as error:
         load(tmp_path / "dup.yaml")
     _one_line(error)
 
 
 def _snakemake(workdir, *args):
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--dry-run", "--cores", "1", *args],
-                            capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--dry-run",
+            "--cores",
+            "1",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     return result.returncode, (result.stdout + result.stderr).strip()
 
 
@@ -383,8 +612,17 @@ def test_the_workflow_refuses_duplicate_keys_and_bad_config_overrides(tmp_path):
     duplicated.write_text(TINY_CONFIG.read_text().replace("model: {", "threads: 2\nmodel: {", 1))
     line = duplicated.read_text().splitlines().index("threads: 2") + 1
     code, output = _snakemake(tmp_path, "--configfile", str(duplicated))
-    assert code != 0 and output.splitlines()[-1] == f"Configuration error: {duplicated}: line {line}: duplicate key 'threads' (each key may appear once per mapping)", output
+    assert (
+        code != 0
+        and output.splitlines()[-1]
+        == f"Configuration error: {duplicated}: line {line}: duplicate key 'threads' (each key may appear once per"
+        " mapping)"
+    ), output
     assert "Traceback" not in output
     # Snakemake merges --config into the configuration (nested values as strings); the merged result is validated.
     code, output = _snakemake(tmp_path, "--configfile", str(TINY_CONFIG), "--config", "threads=nan")
-    assert code != 0 and output.splitlines()[-1] == f"Configuration error: --config threads (over {TINY_CONFIG}): threads: nan is not a finite number", output
+    assert (
+        code != 0
+        and output.splitlines()[-1]
+        == f"Configuration error: --config threads (over {TINY_CONFIG}): threads: nan is not a finite number"
+    ), output

@@ -49,14 +49,45 @@ def setup(tmp_path_factory):
     prepare_embedded_photos(["chelsea", "rocket"], root / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], root / "val", max_side=64)
     write_valset("rgb_denoise", spec.data, root / "val", root / "val.h5")
-    reference = training.run(spec, root / "train", root / "val.h5", root / "reference", root / "ckpt_reference", device="cpu", threads=1, progress=False, checkpoint_every=3)
+    reference = training.run(
+        spec,
+        root / "train",
+        root / "val.h5",
+        root / "reference",
+        root / "ckpt_reference",
+        device="cpu",
+        threads=1,
+        progress=False,
+        checkpoint_every=3,
+    )
     return root, spec, torch.load(reference, weights_only=False)["model"]
 
 
 def _cli(root, name):
-    command = [sys.executable, "-m", "lossbench.train", "--config", str(root / "config.yaml"), "--task", "denoise", "--loss", "l1", "--seed", "0",
-               "--train-dir", str(root / "train"), "--valset", str(root / "val.h5"), "--out", str(root / name), "--checkpoints", str(root / f"ckpt_{name}"),
-               "--device", "cpu", "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "lossbench.train",
+        "--config",
+        str(root / "config.yaml"),
+        "--task",
+        "denoise",
+        "--loss",
+        "l1",
+        "--seed",
+        "0",
+        "--train-dir",
+        str(root / "train"),
+        "--valset",
+        str(root / "val.h5"),
+        "--out",
+        str(root / name),
+        "--checkpoints",
+        str(root / f"ckpt_{name}"),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -103,7 +134,9 @@ def test_sigkill_at_a_random_step_then_rerun_gives_identical_weights(setup):
     with open(root / "killed" / "curve.csv") as handle, open(root / "reference" / "curve.csv") as expected:
         rows, reference_rows = list(csv.DictReader(handle)), list(csv.DictReader(expected))
     # The reference was trained without validation metrics: its columns are the resumed run's, but for them.
-    assert [{k: row[k] for k in reference_rows[0] if k != "seconds"} for row in rows] == [{k: v for k, v in row.items() if k != "seconds"} for row in reference_rows], f"killed after step {kill_after}"
+    assert [{k: row[k] for k in reference_rows[0] if k != "seconds"} for row in rows] == [
+        {k: v for k, v in row.items() if k != "seconds"} for row in reference_rows
+    ], f"killed after step {kill_after}"
     assert all(row[f"val_{name}"] for row in rows for name in ("l1", "lpips", "flip")), rows
 
 
@@ -121,7 +154,17 @@ def test_sigterm_checkpoints_exits_nonzero_and_resumes(setup, caplog):
     newest = sorted((root / "ckpt_terminated").rglob("step_*.pt"))[-1]
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     with caplog.at_level(logging.INFO, logger="lossbench"):
-        path = training.run(spec, root / "train", root / "val.h5", root / "terminated", root / "ckpt_terminated", device="cpu", threads=1, progress=False, checkpoint_every=3)
+        path = training.run(
+            spec,
+            root / "train",
+            root / "val.h5",
+            root / "terminated",
+            root / "ckpt_terminated",
+            device="cpu",
+            threads=1,
+            progress=False,
+            checkpoint_every=3,
+        )
     if len(steps) == KEEP_CHECKPOINTS:
         assert f"{newest} is unreadable" in caplog.text and "resuming" in caplog.text
     _assert_same_weights(path, reference)
@@ -139,9 +182,23 @@ def test_diverging_weights_stop_with_one_line_and_keep_the_good_checkpoints(setu
     # Adam moves every weight by about lr per step: with 1e30 the moments and the forward pass overflow.
     diverging = replace(spec, lr=1e30, trainer=replace(spec.trainer, nonfinite="skip"))
     with pytest.raises(training.NonFiniteError) as error:
-        training.run(diverging, root / "train", root / "val.h5", root / "nan", root / "ckpt_nan", device="cpu", threads=1, progress=False, checkpoint_every=1)
+        training.run(
+            diverging,
+            root / "train",
+            root / "val.h5",
+            root / "nan",
+            root / "ckpt_nan",
+            device="cpu",
+            threads=1,
+            progress=False,
+            checkpoint_every=1,
+        )
     message = str(error.value)
-    match = re.match(r"non-finite (?:loss \S+|weights after the optimiser step \(loss \S+\)) at step (\d+) \(epoch 1, batch \d+\); last finite loss (\S+); stopped", message)
+    match = re.match(
+        r"non-finite (?:loss \S+|weights after the optimiser step \(loss \S+\)) at step (\d+) \(epoch 1, batch \d+\);"
+        r" last finite loss (\S+); stopped",
+        message,
+    )
     assert match and "\n" not in message, message
     assert not (root / "nan" / "model.pt").exists()
     checkpoint, _ = load_checkpoint(next((root / "ckpt_nan").iterdir()))
@@ -167,15 +224,37 @@ def corrupted_knee(tmp_path_factory):
 
 def test_nonfinite_loss_stops_with_step_loss_and_last_finite_value(corrupted_knee):
     root, spec = corrupted_knee
-    with pytest.raises(training.NonFiniteError, match=r"^non-finite loss nan at step \d \(epoch 1, batch \d\); last finite loss (None|0\.\d+); stopped"):
-        training.run(spec, root / "train", root / "val.h5", root / "stop", root / "ckpt_stop", device="cpu", threads=1, progress=False, checkpoint_every=1)
+    with pytest.raises(
+        training.NonFiniteError,
+        match=r"^non-finite loss nan at step \d \(epoch 1, batch \d\); last finite loss (None|0\.\d+); stopped",
+    ):
+        training.run(
+            spec,
+            root / "train",
+            root / "val.h5",
+            root / "stop",
+            root / "ckpt_stop",
+            device="cpu",
+            threads=1,
+            progress=False,
+            checkpoint_every=1,
+        )
 
 
 def test_nonfinite_batches_are_skipped_and_counted_when_configured(corrupted_knee, caplog):
     root, spec = corrupted_knee
     skipping = replace(spec, trainer=replace(spec.trainer, nonfinite="skip"))
     with caplog.at_level(logging.WARNING, logger="lossbench.train.loop"):
-        path = training.run(skipping, root / "train", root / "val.h5", root / "skip", root / "ckpt_skip", device="cpu", threads=1, progress=False)
+        path = training.run(
+            skipping,
+            root / "train",
+            root / "val.h5",
+            root / "skip",
+            root / "ckpt_skip",
+            device="cpu",
+            threads=1,
+            progress=False,
+        )
     with open(root / "skip" / "curve.csv") as handle:
         curve = list(csv.DictReader(handle))
     assert [int(row["skipped"]) for row in curve] == [1, 1]  # the damaged slice, once per epoch
@@ -197,15 +276,38 @@ def test_learning_rate_schedule_warms_up_then_decays_to_final():
 def test_scheduled_run_resumed_from_a_mid_epoch_checkpoint_ends_bit_for_bit_the_same(setup, tmp_path):
     root, spec, constant_reference = setup
     scheduled = replace(spec, trainer=replace(spec.trainer, schedule=Schedule(kind="cosine", warmup=0.25, final=0.1)))
-    reference = training.run(scheduled, root / "train", root / "val.h5", tmp_path / "reference", tmp_path / "ckpt", device="cpu", threads=1, progress=False, checkpoint_every=3)
+    reference = training.run(
+        scheduled,
+        root / "train",
+        root / "val.h5",
+        tmp_path / "reference",
+        tmp_path / "ckpt",
+        device="cpu",
+        threads=1,
+        progress=False,
+        checkpoint_every=3,
+    )
     reference = torch.load(reference, weights_only=False)["model"]
-    assert any(not torch.equal(reference[key], constant_reference[key]) for key in reference), "the schedule changed nothing"
-    # Resume from the checkpoint at step 6 (epoch 2, batch 2): the rates of steps 7 and 8 come from the step count alone.
+    assert any(not torch.equal(reference[key], constant_reference[key]) for key in reference), (
+        "the schedule changed nothing"
+    )
+    # Resume from the checkpoint at step 6 (epoch 2, batch 2): the rates of steps 7 and 8 come from the step count
+    # alone.
     middle = next((tmp_path / "ckpt").rglob("step_000000006.pt"))
     copy = tmp_path / "resumed" / middle.relative_to(tmp_path / "ckpt")
     copy.parent.mkdir(parents=True)
     copy.write_bytes(middle.read_bytes())
-    path = training.run(scheduled, root / "train", root / "val.h5", tmp_path / "out", tmp_path / "resumed", device="cpu", threads=1, progress=False, checkpoint_every=3)
+    path = training.run(
+        scheduled,
+        root / "train",
+        root / "val.h5",
+        tmp_path / "out",
+        tmp_path / "resumed",
+        device="cpu",
+        threads=1,
+        progress=False,
+        checkpoint_every=3,
+    )
     _assert_same_weights(path, reference)
 
 
@@ -215,8 +317,29 @@ def test_log_of_a_1000_step_job_stays_small(setup):
     config = yaml.safe_load((root / "config.yaml").read_text())
     config["tasks"]["denoise"]["training"] = {"epochs": 125, "batch_size": 1}  # 8 steps per epoch
     (root / "long.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "lossbench.train", "--config", str(root / "long.yaml"), "--task", "denoise", "--loss", "l1", "--seed", "0",
-               "--train-dir", str(root / "train"), "--valset", str(root / "val.h5"), "--out", str(root / "long"), "--checkpoints", str(root / "ckpt_long"), "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "lossbench.train",
+        "--config",
+        str(root / "long.yaml"),
+        "--task",
+        "denoise",
+        "--loss",
+        "l1",
+        "--seed",
+        "0",
+        "--train-dir",
+        str(root / "train"),
+        "--valset",
+        str(root / "val.h5"),
+        "--out",
+        str(root / "long"),
+        "--checkpoints",
+        str(root / "ckpt_long"),
+        "--device",
+        "cpu",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "1000/1000" in done.stderr

@@ -13,13 +13,37 @@ from lossbench.train.run_spec import RunSpec, Schedule
 def test_plain_data_keeps_the_configurations_key_order_and_reads_back_to_the_same_spec(tiny_config):
     # Snakemake compares the repr of the plain data: another key order would rerun every finished job.
     tiny_config["trainer"] = {"tf32": False, "nonfinite": "skip"}
-    tiny_config["tasks"]["knee"]["training"] = {"batch_size": 2, "schedule": {"warmup": 0.1, "kind": "cosine"}, "epochs": 3}
+    tiny_config["tasks"]["knee"]["training"] = {
+        "batch_size": 2,
+        "schedule": {"warmup": 0.1, "kind": "cosine"},
+        "epochs": 3,
+    }
     spec = train_spec(validate(tiny_config), "knee", "l2", 1)
     plain = spec.to_dict()
-    assert list(plain) == ["task", "kind", "loss", "loss_params", "lr", "seed", "model", "training", "trainer", "data", "dataset"]
-    assert list(plain["trainer"])[:2] == ["tf32", "nonfinite"] and list(plain["trainer"]["schedule"]) == ["warmup", "kind", "final"]
+    assert list(plain) == [
+        "task",
+        "kind",
+        "loss",
+        "loss_params",
+        "lr",
+        "seed",
+        "model",
+        "training",
+        "trainer",
+        "data",
+        "dataset",
+    ]
+    assert list(plain["trainer"])[:2] == ["tf32", "nonfinite"] and list(plain["trainer"]["schedule"]) == [
+        "warmup",
+        "kind",
+        "final",
+    ]
     assert list(plain["training"]) == ["batch_size", "epochs", "val_images", "workers"]
-    assert spec.trainer.schedule == Schedule(kind="cosine", warmup=0.1, final=0) and spec.training.epochs == 3 and spec.lr == 2e-3
+    assert (
+        spec.trainer.schedule == Schedule(kind="cosine", warmup=0.1, final=0)
+        and spec.training.epochs == 3
+        and spec.lr == 2e-3
+    )
     read = RunSpec.from_dict(plain)
     assert read == spec and repr(read.to_dict()) == repr(plain) and spec_hash(read) == spec_hash(spec)
 
@@ -35,12 +59,24 @@ def test_plain_data_is_a_copy_and_the_spec_is_frozen(tiny_config):
     assert dataclasses.replace(spec, lr=1.0).lr == 1.0 and spec.lr == 1e-3
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda plain: plain.pop("trainer"), r"^run spec lacks trainer \(expected task, kind, .*; written by another lossbench version\?\)$"),
-    (lambda plain: plain["trainer"].pop("cudnn_benchmark"), r"^run spec trainer lacks cudnn_benchmark \(expected nonfinite, "),
-    (lambda plain: plain["trainer"]["schedule"].update(steps=3), r"^run spec trainer\.schedule has unknown steps \(expected kind, warmup, final; "),
-    (lambda plain: plain.update(optimizer="sgd"), r"^run spec has unknown optimizer \(expected "),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda plain: plain.pop("trainer"),
+            r"^run spec lacks trainer \(expected task, kind, .*; written by another lossbench version\?\)$",
+        ),
+        (
+            lambda plain: plain["trainer"].pop("cudnn_benchmark"),
+            r"^run spec trainer lacks cudnn_benchmark \(expected nonfinite, ",
+        ),
+        (
+            lambda plain: plain["trainer"]["schedule"].update(steps=3),
+            r"^run spec trainer\.schedule has unknown steps \(expected kind, warmup, final; ",
+        ),
+        (lambda plain: plain.update(optimizer="sgd"), r"^run spec has unknown optimizer \(expected "),
+    ],
+)
 def test_plain_data_of_another_shape_is_one_line_naming_the_key(tiny_config, change, message):
     plain = train_spec(validate(tiny_config), "denoise", "l1", 0).to_dict()
     change(plain)

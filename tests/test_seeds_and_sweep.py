@@ -15,7 +15,12 @@ def workdir(tmp_path_factory):
     """The tiny configuration, denoising with l1 only, with seeds [0, 1] and a sweep grid with a diverging rate."""
     root = tmp_path_factory.mktemp("seeds")
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    config.update(seeds=[0, 1], tasks={"denoise": config["tasks"]["denoise"]}, figures={}, lr_sweep={"grid": [1.0e-3, 1.0e30], "epochs": 1})
+    config.update(
+        seeds=[0, 1],
+        tasks={"denoise": config["tasks"]["denoise"]},
+        figures={},
+        lr_sweep={"grid": [1.0e-3, 1.0e30], "epochs": 1},
+    )
     config["losses"] = {"l1": config["losses"]["l1"]}
     config["metrics"] = ["l1", "l2", "psnr"]  # the cheap ones: the seeds, not the metrics, are tested here
     (root / "config.yaml").write_text(yaml.safe_dump(config))
@@ -23,12 +28,16 @@ def workdir(tmp_path_factory):
 
 
 def test_two_seeds_give_mean_std_and_per_seed_tables_and_curves(workdir):
-    _snakemake(workdir, "--cores", "2", "table_6_1", "results/demo/figures/curves_denoise.png", config=workdir / "config.yaml")
+    _snakemake(
+        workdir, "--cores", "2", "table_6_1", "results/demo/figures/curves_denoise.png", config=workdir / "config.yaml"
+    )
     tables = workdir / "results" / "demo" / "tables"
     assert "Values are mean ± standard deviation over 2 seeds." in (tables / "table_6_1.md").read_text()
     with open(tables / "table_6_1.csv") as handle:
         rows = {row["metric"]: row for row in csv.DictReader(handle)}
-    assert rows["psnr"]["l1_std"] != "" and float(rows["psnr"]["l1_std"]) >= 0  # one epoch: the seeds may agree to 4 decimals
+    assert (
+        rows["psnr"]["l1_std"] != "" and float(rows["psnr"]["l1_std"]) >= 0
+    )  # one epoch: the seeds may agree to 4 decimals
     with open(tables / "table_6_1_per_seed.csv") as handle:
         per_seed = [row for row in csv.DictReader(handle) if row["metric"] == "psnr" and row["model"] == "l1"]
     assert [row["seed"] for row in per_seed] == ["0", "1"]

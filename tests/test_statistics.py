@@ -1,4 +1,5 @@
-"""Variance decomposition and paired significance (lossbench.report.statistics) on synthetic metric tables with known effects."""
+"""Variance decomposition and paired significance (lossbench.report.statistics) on synthetic metric tables with known
+effects."""
 
 import csv
 import math
@@ -12,7 +13,12 @@ from lossbench.report import statistics
 def _values(rng, effects, seeds, images, seed_sd, noise_sd, image_sd=1.0):
     """(losses, seeds, images): image difficulty + loss effect + seed offset per run + noise."""
     image = rng.normal(0, image_sd, images)
-    return np.array([[effect + rng.normal(0, seed_sd) + image + rng.normal(0, noise_sd, images) for _ in range(seeds)] for effect in effects])
+    return np.array(
+        [
+            [effect + rng.normal(0, seed_sd) + image + rng.normal(0, noise_sd, images) for _ in range(seeds)]
+            for effect in effects
+        ]
+    )
 
 
 def test_a_fixed_margin_plus_noise_is_significant_and_the_better_loss_named():
@@ -26,7 +32,10 @@ def test_a_fixed_margin_plus_noise_is_significant_and_the_better_loss_named():
 
 def test_an_identical_pair_is_significant_about_five_percent_of_the_time():
     rng = np.random.default_rng(1)
-    rejections = sum(statistics.paired_test(*_values(rng, [0.0, 0.0], seeds=3, images=20, seed_sd=0.0, noise_sd=0.3))[-1] < 0.05 for _ in range(200))
+    rejections = sum(
+        statistics.paired_test(*_values(rng, [0.0, 0.0], seeds=3, images=20, seed_sd=0.0, noise_sd=0.3))[-1] < 0.05
+        for _ in range(200)
+    )
     assert 4 <= rejections <= 18, rejections  # 5 % of 200 is 10; a binomial 99 % range is about 3-19
 
 
@@ -79,7 +88,10 @@ def _write(path, images, values):
 def test_tables_from_metric_files(tmp_path):
     rng = np.random.default_rng(6)
     images = [f"img{i:02d}" for i in range(12)]
-    files = {loss: [_write(tmp_path / f"{loss}{seed}.csv", images, 25 + shift + rng.normal(0, 0.3, 12)) for seed in range(3)] for loss, shift in [("l1", 0.0), ("l2", 2.0)]}
+    files = {
+        loss: [_write(tmp_path / f"{loss}{seed}.csv", images, 25 + shift + rng.normal(0, 0.3, 12)) for seed in range(3)]
+        for loss, shift in [("l1", 0.0), ("l2", 2.0)]
+    }
     variance = statistics.write_variance("Table 6.1", files, tmp_path / "table_6_1")
     pairs = statistics.write_pairs("Table 6.1", files, tmp_path / "table_6_1", str.upper)
     with open(variance[0]) as handle:
@@ -87,7 +99,11 @@ def test_tables_from_metric_files(tmp_path):
     assert rows["psnr"]["seeds"] == "3" and float(rows["psnr"]["share_loss"]) > 0.5
     with open(pairs[0]) as handle:
         psnr = [row for row in csv.DictReader(handle) if row["metric"] == "psnr"][0]
-    assert psnr["better"] == "l2" and psnr["significant"] == "yes" and float(psnr["difference"]) == pytest.approx(-2.0, abs=0.3)
+    assert (
+        psnr["better"] == "l2"
+        and psnr["significant"] == "yes"
+        and float(psnr["difference"]) == pytest.approx(-2.0, abs=0.3)
+    )
     assert "| PSNR | L1 | L2 |" in pairs[1].read_text()
     assert "not measured" not in variance[1].read_text()
 
@@ -104,7 +120,14 @@ def test_indistinct_groups_are_maximal_runs():
         return statistics.PairedTest(a, b, 0.0, 0.0, 0.0, 0.0, p_holm=0.01 if significant else 0.5)
 
     order = ["a", "b", "c", "d"]
-    tests = [test("a", "b", False), test("a", "c", True), test("b", "c", False), test("a", "d", True), test("b", "d", True), test("c", "d", True)]
+    tests = [
+        test("a", "b", False),
+        test("a", "c", True),
+        test("b", "c", False),
+        test("a", "d", True),
+        test("b", "d", True),
+        test("c", "d", True),
+    ]
     assert statistics.indistinct_groups(order, tests) == [(0, 1), (1, 2)]
 
 
@@ -113,7 +136,10 @@ def test_ranking_figure_is_written(tmp_path):
 
     rng = np.random.default_rng(7)
     images = [f"img{i}" for i in range(8)]
-    files = {loss: [_write(tmp_path / f"{loss}{seed}.csv", images, 25 + shift + rng.normal(0, 0.3, 8)) for seed in range(2)] for loss, shift in [("l1", 0.0), ("l2", 0.1), ("flip", 3.0)]}
+    files = {
+        loss: [_write(tmp_path / f"{loss}{seed}.csv", images, 25 + shift + rng.normal(0, 0.3, 8)) for seed in range(2)]
+        for loss, shift in [("l1", 0.0), ("l2", 0.1), ("flip", 3.0)]
+    }
     paths = [tmp_path / "ranking.png", tmp_path / "ranking.pdf"]
     ranking_figure(files, paths, "denoise")
     assert all(path.stat().st_size > 1000 for path in paths)

@@ -1,4 +1,5 @@
-"""The statistics' unit of analysis: MRI slices are averaged per volume, and nothing is tested on fewer than MIN_UNITS units.
+"""The statistics' unit of analysis: MRI slices are averaged per volume, and nothing is tested on fewer than MIN_UNITS
+units.
 
 The simulations draw per-slice metric values whose slices share a loss × volume effect, as slices of
 one MRI volume do (one anatomy, contrast and noise level), write them as the per-image CSVs the
@@ -34,7 +35,12 @@ def _study(tmp_path, rng, volumes, slices, interaction_sd, effect, noise_sd=1.0)
     difficulty = rng.normal(30.0, 2.0, (volumes, 1))
     models = {}
     for loss, shift in (("a", 0.0), ("b", effect)):
-        values = difficulty + shift + rng.normal(0, interaction_sd, (volumes, 1)) + rng.normal(0, noise_sd, (volumes, slices))
+        values = (
+            difficulty
+            + shift
+            + rng.normal(0, interaction_sd, (volumes, 1))
+            + rng.normal(0, noise_sd, (volumes, slices))
+        )
         models[loss] = [_write(tmp_path / f"{loss}.csv", values)]
     return models
 
@@ -84,10 +90,22 @@ def test_fewer_than_the_minimum_units_are_not_tested(tmp_path):
     rng = np.random.default_rng(5)
     models = _study(tmp_path, rng, volumes=4, slices=10, interaction_sd=0.0, effect=-5.0, noise_sd=0.1)
     (row,) = statistics.pair_rows(models, INFOS, VOLUME)
-    assert row["significant"] == "not tested (n = 4 volumes)" and row["better"] == "" and row["p"] == "" and row["ci_low"] == ""
-    assert statistics.not_different_from_best(["a", "b"], statistics.stack(models, "psnr", unit=VOLUME)[1], "a") == set()
+    assert (
+        row["significant"] == "not tested (n = 4 volumes)"
+        and row["better"] == ""
+        and row["p"] == ""
+        and row["ci_low"] == ""
+    )
+    assert (
+        statistics.not_different_from_best(["a", "b"], statistics.stack(models, "psnr", unit=VOLUME)[1], "a") == set()
+    )
     (variance,) = statistics.variance_rows(models, INFOS, VOLUME)
-    assert variance["tested"] == "no" and variance["p_loss"] == "" and variance["units"] == "4" and variance["images"] == "40"
+    assert (
+        variance["tested"] == "no"
+        and variance["p_loss"] == ""
+        and variance["units"] == "4"
+        and variance["images"] == "40"
+    )
     # The same slices counted as 40 images would have been "tested".
     assert statistics.pair_rows(models, INFOS, PER_IMAGE)[0]["significant"] == "yes"
 
@@ -97,5 +115,11 @@ def test_the_statistics_tables_state_their_n_and_seeds(tmp_path):
     models = _study(tmp_path, rng, volumes=3, slices=3, interaction_sd=0.5, effect=0.0)
     variance_md = statistics.write_variance("Table 6.3", models, tmp_path / "table_6_3", INFOS, VOLUME)[1].read_text()
     pairs_md = statistics.write_pairs("Table 6.3", models, tmp_path / "table_6_3", str, INFOS, VOLUME)[1].read_text()
-    assert "n = 3 volumes (9 slices averaged per volume), 1 seed" in variance_md and "not tested (n = 3 volumes)" in variance_md
-    assert "n = 3 volumes (9 slices averaged per volume), 1 seed" in pairs_md and "| not tested (n = 3 volumes) |" in pairs_md
+    assert (
+        "n = 3 volumes (9 slices averaged per volume), 1 seed" in variance_md
+        and "not tested (n = 3 volumes)" in variance_md
+    )
+    assert (
+        "n = 3 volumes (9 slices averaged per volume), 1 seed" in pairs_md
+        and "| not tested (n = 3 volumes) |" in pairs_md
+    )

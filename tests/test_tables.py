@@ -76,7 +76,13 @@ def test_several_seeds_give_mean_and_std(files, tmp_path):
 def test_written_files_and_paper_comparison(files, tmp_path):
     table = build_table("table_6_1", files["input"], {"l1": [files["l1"]], "l2": [files["l2"]]})
     paths = write_all(table, tmp_path / "out" / "table_6_1")
-    assert [p.name for p in paths] == ["table_6_1.csv", "table_6_1.md", "table_6_1.tex", "table_6_1_vs_paper.csv", "table_6_1_vs_paper.md"]
+    assert [p.name for p in paths] == [
+        "table_6_1.csv",
+        "table_6_1.md",
+        "table_6_1.tex",
+        "table_6_1_vs_paper.csv",
+        "table_6_1_vs_paper.md",
+    ]
     with open(paths[0]) as handle:
         rows = {row["metric"]: row for row in csv.DictReader(handle)}
     assert rows["l1"]["l2"] == "18.5000" and rows["l1"]["best"] == "l2" and rows["msssim"]["l1"] == ""
@@ -111,8 +117,11 @@ def _flip_csv(path, value):
 
 
 def test_thesis_copy_error_in_noisy_flip_is_flagged_not_compared(tmp_path):
-    """Thesis Table 6.1 prints the Noisy LPIPS value 0.4593 as Noisy FLIP too: shown with ‡ (not significance's †), never differenced."""
-    table = build_table("table_6_1", _flip_csv(tmp_path / "input.csv", 0.36), {"flip": [_flip_csv(tmp_path / "flip.csv", 0.11)]})
+    """Thesis Table 6.1 prints the Noisy LPIPS value 0.4593 as Noisy FLIP too: shown with ‡ (not significance's †),
+    never differenced."""
+    table = build_table(
+        "table_6_1", _flip_csv(tmp_path / "input.csv", 0.36), {"flip": [_flip_csv(tmp_path / "flip.csv", 0.11)]}
+    )
     paths = write_all(table, tmp_path / "table_6_1")
     with open(paths[3]) as handle:
         comparison = {(row["metric"], row["model"]): row for row in csv.DictReader(handle)}
@@ -120,7 +129,9 @@ def test_thesis_copy_error_in_noisy_flip_is_flagged_not_compared(tmp_path):
     assert flagged["paper"] == "0.4593" and flagged["difference"] == "" and "copy" in flagged["note"]
     assert comparison[("flip", "flip")]["difference"] == "-0.0021" and comparison[("flip", "flip")]["note"] == ""
     markdown = paths[4].read_text()
-    assert "0.3600 (0.4593‡)" in markdown and "‡ FLIP ↓, Noisy:" in markdown and "†" not in markdown  # ‡ errata, † significance
+    assert (
+        "0.3600 (0.4593‡)" in markdown and "‡ FLIP ↓, Noisy:" in markdown and "†" not in markdown
+    )  # ‡ errata, † significance
     assert "Only the input column (Noisy) is expected to match" in markdown
 
 
@@ -138,16 +149,26 @@ def test_comparison_of_a_model_the_thesis_lacks_leaves_the_paper_cell_empty(file
 def test_values_not_significantly_different_from_the_best_carry_a_dagger(tmp_path):
     images = [f"i{k}" for k in range(8)]
     noise = [0.3, -0.2, 0.1, -0.4, 0.2, 0.0, -0.1, 0.3]
+
     def psnr_csv(name, base, jitter):
-        return _metrics_csv(tmp_path / f"{name}.csv", [[image, 0.02, 0.001, base + jitter * n] for image, n in zip(images, noise)])
+        return _metrics_csv(
+            tmp_path / f"{name}.csv", [[image, 0.02, 0.001, base + jitter * n] for image, n in zip(images, noise)]
+        )
+
     inputs = psnr_csv("input", 20.0, 1.0)
-    models = {"l1": [psnr_csv("l1", 30.0, 1.0)], "l2": [psnr_csv("l2", 30.05, 0.2)], "flip": [psnr_csv("flip", 25.0, 1.0)]}
+    models = {
+        "l1": [psnr_csv("l1", 30.0, 1.0)],
+        "l2": [psnr_csv("l2", 30.05, 0.2)],
+        "flip": [psnr_csv("flip", 25.0, 1.0)],
+    }
     table = build_table("table_6_1", inputs, models)
     row = table.cells["psnr"]
     assert row["l2"].bold and not row["l2"].tied
     assert row["l1"].tied and not row["flip"].tied
     markdown = to_markdown(table)
-    assert row["l1"].text(2) + "†" in markdown and any(note.startswith("†: not significantly different") for note in table.footnotes)
+    assert row["l1"].text(2) + "†" in markdown and any(
+        note.startswith("†: not significantly different") for note in table.footnotes
+    )
     assert r"$^\dagger$" in to_latex(table)
 
 
@@ -168,7 +189,9 @@ def test_configured_loss_parameters_are_stated_in_a_footnote(files):
     params = {"l1": {}, "l2": {}, "lpips_l2": {"lpips_weight": 1.0, "l2_weight": "balance"}}
     table = build_table("table_6_1", files["input"], {"l1": [files["l1"]], "l2": [files["l2"]]}, loss_params=params)
     assert not any(note.startswith("Loss parameters") for note in table.footnotes)  # LPIPS+l2 trained no model here
-    table = build_table("table_6_1", files["input"], {"l1": [files["l1"]], "lpips_l2": [files["l2"]]}, loss_params=params)
+    table = build_table(
+        "table_6_1", files["input"], {"l1": [files["l1"]], "lpips_l2": [files["l2"]]}, loss_params=params
+    )
     assert "Loss parameters: LPIPS+l2: lpips_weight 1.0, l2_weight balance." in table.footnotes
 
 
@@ -177,7 +200,9 @@ def _volumes_csv(path, values):
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([*FIELDS, "flip"])
-        writer.writerows([f"vol{v}_s{s:03d}", 0.05, 0.005, value, 0.2] for v, row in enumerate(values) for s, value in enumerate(row))
+        writer.writerows(
+            [f"vol{v}_s{s:03d}", 0.05, 0.005, value, 0.2] for v, row in enumerate(values) for s, value in enumerate(row)
+        )
     return path
 
 
@@ -191,18 +216,30 @@ def test_a_bold_cell_never_carries_the_dagger_of_a_tie_with_the_best(tmp_path):
     images = [f"img{i}" for i in range(6)]
 
     def model(name, values):
-        return [_metrics_csv(tmp_path / f"{name}.csv", [[image, 0.02, 0.001, value] for image, value in zip(images, values)])]
+        return [
+            _metrics_csv(
+                tmp_path / f"{name}.csv", [[image, 0.02, 0.001, value] for image, value in zip(images, values)]
+            )
+        ]
 
     noise = rng.normal(0, 0.3, 6)
     # l2 is the best; l1 trails it by a thousandth of a dB give or take noise: bold (the same shown value) and tied.
-    models = {"l1": model("a", base + 0.001 + noise * 0.01), "l2": model("b", base + 0.002), "flip": model("c", base - 0.1 + noise)}
-    table = build_table("table_6_1", _metrics_csv(tmp_path / "input.csv", [[image, 0.08, 0.01, 20.0] for image in images]), models)
+    models = {
+        "l1": model("a", base + 0.001 + noise * 0.01),
+        "l2": model("b", base + 0.002),
+        "flip": model("c", base - 0.1 + noise),
+    }
+    table = build_table(
+        "table_6_1", _metrics_csv(tmp_path / "input.csv", [[image, 0.08, 0.01, 20.0] for image in images]), models
+    )
     row = table.cells["psnr"]
     assert row["l1"].bold and row["l2"].bold and row["l1"].tied and not row["l1"].dagger
     assert row["flip"].tied and row["flip"].dagger
     psnr_line = next(line for line in to_markdown(table).splitlines() if line.startswith("| PSNR"))
     assert "**†" not in psnr_line and "** †" not in psnr_line and psnr_line.count("†") == 1
-    assert any(note.startswith("†: not significantly different") and "n = 6 images, 1 seed" in note for note in table.footnotes)
+    assert any(
+        note.startswith("†: not significantly different") and "n = 6 images, 1 seed" in note for note in table.footnotes
+    )
 
 
 def test_mri_tables_test_volumes_and_say_why_they_do_not(tmp_path):
@@ -210,21 +247,40 @@ def test_mri_tables_test_volumes_and_say_why_they_do_not(tmp_path):
 
     settings = {"data": {"source": "synthetic", "val": {"volumes": 3, "slices": 3}}}
     about = subject("knee", "mri_singlecoil", settings)
-    assert about.caption == "MRI reconstruction, single-coil knee: metrics of each model on synthetic fastMRI-format knee volumes (3 volumes × 3 slices), not fastMRI's (the task of thesis Table 6.3, not its data)."
+    assert (
+        about.caption
+        == "MRI reconstruction, single-coil knee: metrics of each model on synthetic fastMRI-format knee volumes (3"
+        " volumes × 3 slices), not fastMRI's (the task of thesis Table 6.3, not its data)."
+    )
     # 3 volumes × 3 slices: 9 rows, but 3 units, too few to test however far apart the models are.
     inputs = _volumes_csv(tmp_path / "input.csv", [[20.0] * 3] * 3)
-    models = {"l1": [_volumes_csv(tmp_path / "l1.csv", [[25.0, 25.1, 25.2]] * 3)], "l2": [_volumes_csv(tmp_path / "l2.csv", [[30.0, 30.1, 30.3]] * 3)]}
+    models = {
+        "l1": [_volumes_csv(tmp_path / "l1.csv", [[25.0, 25.1, 25.2]] * 3)],
+        "l2": [_volumes_csv(tmp_path / "l2.csv", [[30.0, 30.1, 30.3]] * 3)],
+    }
     table = build_table(about, inputs, models, evaluation={"flip": {"ppd": 22.3}, "flip_gray_mode": "gray_thesis"})
     assert not any(cell.tied for row in table.cells.values() for cell in row.values())
-    assert "No significance marks: n = 3 volumes (9 slices averaged per volume), 1 seed, fewer than the 5 independent volumes a test needs; differences between the losses are not tested." in table.footnotes
-    assert "FLIP seen at 22.3 pixels per degree, grayscale reading gray_thesis (evaluation.flip; the thesis: 67.0)." in table.footnotes
+    assert (
+        "No significance marks: n = 3 volumes (9 slices averaged per volume), 1 seed, fewer than the 5 independent"
+        " volumes a test needs; differences between the losses are not tested." in table.footnotes
+    )
+    assert (
+        "FLIP seen at 22.3 pixels per degree, grayscale reading gray_thesis (evaluation.flip; the thesis: 67.0)."
+        in table.footnotes
+    )
 
 
 def test_demo_captions_say_their_data_are_not_the_thesiss():
     from lossbench.report.tables import subject
 
-    embedded = subject("denoise", "rgb_denoise", {"data": {"source": "embedded", "val": ["astronaut", "coffee", "grace_hopper"]}})
-    assert "ImageNet" not in embedded.caption and "3 photographs bundled with scikit-image and matplotlib (astronaut, coffee, grace_hopper), not Kodak" in embedded.caption
+    embedded = subject(
+        "denoise", "rgb_denoise", {"data": {"source": "embedded", "val": ["astronaut", "coffee", "grace_hopper"]}}
+    )
+    assert (
+        "ImageNet" not in embedded.caption
+        and "3 photographs bundled with scikit-image and matplotlib (astronaut, coffee, grace_hopper), not Kodak"
+        in embedded.caption
+    )
     kodak = subject("denoise", "rgb_denoise", {"data": {"source": "imagenet"}})
     assert kodak.caption.endswith("(thesis Table 6.1, ImageNet → Kodak).")
     fastmri = subject("brain", "mri_multicoil", {"data": {"source": "fastmri"}})

@@ -25,7 +25,16 @@ def denoise_run(tmp_path, tiny_config):
 
 
 def _train(spec, root, name):
-    return training.run(spec, root / "train", root / "val.h5", root / name, root / "checkpoints" / name, device="cpu", threads=1, progress=False)
+    return training.run(
+        spec,
+        root / "train",
+        root / "val.h5",
+        root / name,
+        root / "checkpoints" / name,
+        device="cpu",
+        threads=1,
+        progress=False,
+    )
 
 
 def test_training_writes_model_and_curve_and_is_reproducible(denoise_run):
@@ -102,8 +111,12 @@ def test_validation_runs_the_uncompiled_module(denoise_run, monkeypatch):
     compiled, validated = [], []
     real_compile, real_validate = torch.compile, training.validate
     # Dynamo's real tracing with the eager backend: no C++ toolchain or minutes of inductor needed.
-    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(real_compile(model, backend="eager")) or compiled[-1])
-    monkeypatch.setattr(training, "validate", lambda model, *args: validated.append(model) or real_validate(model, *args))
+    monkeypatch.setattr(
+        torch, "compile", lambda model: compiled.append(real_compile(model, backend="eager")) or compiled[-1]
+    )
+    monkeypatch.setattr(
+        training, "validate", lambda model, *args: validated.append(model) or real_validate(model, *args)
+    )
     _train(replace(spec, trainer=replace(spec.trainer, compile=True)), root, "compiled")
     assert len(compiled) == 1 and validated
     assert all(isinstance(model, UNet) for model in validated)
@@ -120,20 +133,55 @@ def test_validation_metrics_are_scored_as_evaluation_scores_them_and_leave_the_w
     config = validate({**tiny_config, "metrics": ["l1", "psnr", "lpips", "flip"]})
     scored = validation_metrics(config, "denoise", evaluation_settings(config))
     plain = torch.load(_train(spec, root, "plain"), weights_only=False)["model"]
-    with_metrics = training.run(spec, root / "train", root / "val.h5", root / "metrics", root / "checkpoints" / "metrics", device="cpu", threads=1, progress=False, metrics=scored)
+    with_metrics = training.run(
+        spec,
+        root / "train",
+        root / "val.h5",
+        root / "metrics",
+        root / "checkpoints" / "metrics",
+        device="cpu",
+        threads=1,
+        progress=False,
+        metrics=scored,
+    )
     assert all(torch.equal(plain[k], torch.load(with_metrics, weights_only=False)["model"][k]) for k in plain)
     with open(root / "metrics" / "curve.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["epoch", "step", "train_loss", "val_loss", "val_psnr", "val_l1", "val_lpips", "val_flip", "skipped", "seconds"]
+    assert list(rows[0]) == [
+        "epoch",
+        "step",
+        "train_loss",
+        "val_loss",
+        "val_psnr",
+        "val_l1",
+        "val_lpips",
+        "val_flip",
+        "skipped",
+        "seconds",
+    ]
     # The last epoch's values are the final model's, scored by evaluation on the same image.
     assert infer.run(with_metrics, root / "val.h5", root / "out.h5", device="cpu") == 1
-    (evaluated,) = evaluate.evaluate(root / "val.h5", root / "out.h5", ["l1", "lpips", "flip"], evaluation_settings(config))
+    (evaluated,) = evaluate.evaluate(
+        root / "val.h5", root / "out.h5", ["l1", "lpips", "flip"], evaluation_settings(config)
+    )
     for name in ("l1", "lpips", "flip"):
         assert float(rows[-1][f"val_{name}"]) == pytest.approx(evaluated[name], rel=1e-5, abs=1e-7), name
 
 
 def test_a_metric_the_validation_images_are_too_small_for_stops_before_training(denoise_run):
     spec, root = denoise_run
-    with pytest.raises(ValueError, match=r"val\.h5: validation image 'astronaut' is 64×64, too small for the msssim metric's 5 scales"):
-        training.run(spec, root / "train", root / "val.h5", root / "x", root / "checkpoints" / "x", device="cpu", threads=1, progress=False, metrics={"msssim": {}})
+    with pytest.raises(
+        ValueError, match=r"val\.h5: validation image 'astronaut' is 64×64, too small for the msssim metric's 5 scales"
+    ):
+        training.run(
+            spec,
+            root / "train",
+            root / "val.h5",
+            root / "x",
+            root / "checkpoints" / "x",
+            device="cpu",
+            threads=1,
+            progress=False,
+            metrics={"msssim": {}},
+        )
     assert not (root / "checkpoints" / "x").exists() or not any((root / "checkpoints" / "x").rglob("*.pt"))

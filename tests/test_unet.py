@@ -38,11 +38,14 @@ def test_gradients_reach_every_parameter():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"depth": 0}, "depth"),
-    ({"width": 0}, "width"),
-    ({"kernel_size": 4}, "kernel_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"depth": 0}, "depth"),
+        ({"width": 0}, "width"),
+        ({"kernel_size": 4}, "kernel_size"),
+    ],
+)
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         UNet(3, 3, **kwargs)
@@ -85,7 +88,12 @@ from lossbench.train.loop import load_model  # noqa: E402
 @pytest.mark.parametrize("size", [(32, 32), (37, 50)])
 def test_fastmri_unet_is_fastmris_network_for_any_channel_count(channels, size):
     net = models.build({"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2, "drop_prob": 0.0}, channels)
-    assert type(net) is FastMRIUnet and net.in_chans == net.out_chans == channels and net.chans == 4 and net.num_pool_layers == 2
+    assert (
+        type(net) is FastMRIUnet
+        and net.in_chans == net.out_chans == channels
+        and net.chans == 4
+        and net.num_pool_layers == 2
+    )
     torch.manual_seed(0)
     reference = FastMRIUnet(channels, channels, chans=4, num_pool_layers=2)
     net.load_state_dict(reference.state_dict())  # same architecture, key for key
@@ -93,16 +101,21 @@ def test_fastmri_unet_is_fastmris_network_for_any_channel_count(channels, size):
     assert torch.equal(net(image), reference(image)) and net(image).shape == image.shape
 
 
-@pytest.mark.parametrize("section, channels", [
-    ({"name": "unet", "width": 4, "depth": 3, "kernel_size": 3, "kernel_sizes": [5, 3, 3, 3]}, 1),
-    ({"name": "unet", "width": 6, "depth": 2, "kernel_size": 3, "residual": True}, 3),
-    ({"name": "fastmri_unet", "chans": 4, "num_pool_layers": 3, "drop_prob": 0.0}, 1),
-    ({"name": "fastmri_unet", "chans": 8, "num_pool_layers": 2, "drop_prob": 0.1}, 3),
-])
+@pytest.mark.parametrize(
+    "section, channels",
+    [
+        ({"name": "unet", "width": 4, "depth": 3, "kernel_size": 3, "kernel_sizes": [5, 3, 3, 3]}, 1),
+        ({"name": "unet", "width": 6, "depth": 2, "kernel_size": 3, "residual": True}, 3),
+        ({"name": "fastmri_unet", "chans": 4, "num_pool_layers": 3, "drop_prob": 0.0}, 1),
+        ({"name": "fastmri_unet", "chans": 8, "num_pool_layers": 2, "drop_prob": 0.1}, 3),
+    ],
+)
 def test_each_specs_parameter_count_is_exact(section, channels):
     # The configuration's memory limit counts the weights from the spec, without building the network.
     network = models.build(section, channels)
-    assert models.of(section).parameters(models.params(section), channels) == sum(p.numel() for p in network.parameters())
+    assert models.of(section).parameters(models.params(section), channels) == sum(
+        p.numel() for p in network.parameters()
+    )
 
 
 def test_a_section_without_name_is_the_thesis_unet_and_an_unknown_name_one_line():
@@ -122,12 +135,15 @@ def _save_model_pt(path, section, tiny_config):
     return network
 
 
-@pytest.mark.parametrize("section", [
-    {"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2, "drop_prob": 0.0},
-    {"name": "unet", "width": 4, "depth": 2, "kernel_size": 3, "kernel_sizes": None, "residual": False},
-    # Checkpoints from before model.name: the thesis's U-net.
-    {"width": 4, "depth": 2, "kernel_size": 3, "kernel_sizes": None, "residual": False},
-])
+@pytest.mark.parametrize(
+    "section",
+    [
+        {"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2, "drop_prob": 0.0},
+        {"name": "unet", "width": 4, "depth": 2, "kernel_size": 3, "kernel_sizes": None, "residual": False},
+        # Checkpoints from before model.name: the thesis's U-net.
+        {"width": 4, "depth": 2, "kernel_size": 3, "kernel_sizes": None, "residual": False},
+    ],
+)
 def test_load_model_builds_the_network_its_checkpoint_names(tmp_path, section, tiny_config):
     saved = _save_model_pt(tmp_path / "model.pt", section, tiny_config)
     loaded, spec = load_model(tmp_path / "model.pt")
@@ -140,13 +156,28 @@ def test_the_model_section_is_checked_against_the_named_networks_schema(tiny_con
     from lossbench.pipeline.config import ConfigError, validate
 
     tiny_config["model"] = {"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2}
-    assert validate(tiny_config, "tiny.yaml")["model"] == {"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2, "drop_prob": 0.0}
+    assert validate(tiny_config, "tiny.yaml")["model"] == {
+        "name": "fastmri_unet",
+        "chans": 4,
+        "num_pool_layers": 2,
+        "drop_prob": 0.0,
+    }
     tiny_config["model"] = {"name": "fastmri_unet", "width": 4}
-    with pytest.raises(ConfigError, match=r"^tiny\.yaml: model: Additional properties are not allowed \('width' was unexpected\)$"):
+    with pytest.raises(
+        ConfigError, match=r"^tiny\.yaml: model: Additional properties are not allowed \('width' was unexpected\)$"
+    ):
         validate(tiny_config, "tiny.yaml")
     tiny_config["model"] = {"name": "resnet", "width": 4}
-    with pytest.raises(ConfigError, match=r"^tiny\.yaml: model\.name: 'resnet' is not one of \['unet', 'fastmri_unet'\]$"):
+    with pytest.raises(
+        ConfigError, match=r"^tiny\.yaml: model\.name: 'resnet' is not one of \['unet', 'fastmri_unet'\]$"
+    ):
         validate(tiny_config, "tiny.yaml")
     tiny_config["model"] = {"name": "fastmri_unet", "num_pool_layers": 6}
-    with pytest.raises(ConfigError, match=r"^tiny\.yaml: model\.num_pool_layers: 6 pooling levels need crops of at least 2\*\*6 = 64 pixels, but tasks\.denoise\.crop is 32 \(num_pool_layers at most 5\)$"):
+    with pytest.raises(
+        ConfigError,
+        match=(
+            r"^tiny\.yaml: model\.num_pool_layers: 6 pooling levels need crops of at least 2\*\*6 = 64 pixels, but"
+            r" tasks\.denoise\.crop is 32 \(num_pool_layers at most 5\)$"
+        ),
+    ):
         validate(tiny_config, "tiny.yaml")

@@ -12,9 +12,9 @@ import pytest
 from scipy.special import ndtr
 from scipy.stats import kendalltau
 
+from lossbench.pipeline import userstudy as pipeline
 from lossbench.pipeline.config import ConfigError, validate
 from lossbench.report import paper
-from lossbench.pipeline import userstudy as pipeline
 from lossbench.userstudy import bootstrap, scale, scaling, summarize
 from lossbench.userstudy.agreement import agreement_rows, kendall_tau, published_values
 from lossbench.userstudy.counts import (
@@ -64,7 +64,11 @@ def thesis():
     result = {}
     for key, study in THESIS_STUDIES.items():
         conditions, counts = read_counts(study.path)
-        result[key] = (conditions, counts, summarize(conditions, counts, n_samples=1000, seed=0, observers=study.observers))
+        result[key] = (
+            conditions,
+            counts,
+            summarize(conditions, counts, n_samples=1000, seed=0, observers=study.observers),
+        )
     return result
 
 
@@ -93,7 +97,13 @@ def test_gaussian_prior_has_its_effect():
     assert np.all(np.isfinite(jod)) and np.abs(jod - scale(10 * counts, prior="none")).max() < 0.01
 
 
-@pytest.mark.parametrize("options, message", [({"prior": "bounded"}, "prior: expected one of gaussian, none"), ({"regularization": "fix1"}, "regularization: expected one of mean0, fix0")])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"prior": "bounded"}, "prior: expected one of gaussian, none"),
+        ({"regularization": "fix1"}, "regularization: expected one of mean0, fix0"),
+    ],
+)
 def test_unknown_options_are_rejected(options, message):
     with pytest.raises(ValueError, match=message):
         scale(np.array([[0, 1], [1, 0]]), **options)
@@ -125,7 +135,9 @@ def test_gradient_matches_finite_differences(prior):
     q = np.random.default_rng(0).normal(0, 0.4, (1, 6))
     value, gradient = problem.objective(q)
     step = 1e-6
-    numeric = [(problem.objective(q + step * e)[0] - problem.objective(q - step * e)[0])[0] / (2 * step) for e in np.eye(6)]
+    numeric = [
+        (problem.objective(q + step * e)[0] - problem.objective(q - step * e)[0])[0] / (2 * step) for e in np.eye(6)
+    ]
     assert gradient[0] == pytest.approx(numeric, rel=1e-5, abs=1e-5)
 
 
@@ -216,14 +228,18 @@ def test_shipped_counts_reproduce_the_published_tables():
 
 
 def test_counts_command_never_writes_the_package_data(tmp_path):
-    shipped = {study.path: (study.path.read_bytes(), study.path.stat().st_mtime_ns) for study in THESIS_STUDIES.values()}
+    shipped = {
+        study.path: (study.path.read_bytes(), study.path.stat().st_mtime_ns) for study in THESIS_STUDIES.values()
+    }
     command = [sys.executable, "-m", "lossbench.userstudy.counts"]
     helped = subprocess.run([*command, "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "--out" in helped.stdout
     checked = subprocess.run([*command, "--check"], capture_output=True, text=True)
     assert checked.returncode == 0 and "equals the counts derived from thesis table_6_2" in checked.stdout
     refused = subprocess.run([*command, "--out", str(DATA)], capture_output=True, text=True)
-    assert refused.returncode == 1 and refused.stderr.strip().endswith("refusing to write into the package's data folder; choose another folder")
+    assert refused.returncode == 1 and refused.stderr.strip().endswith(
+        "refusing to write into the package's data folder; choose another folder"
+    )
     assert subprocess.run([*command, "--out", str(tmp_path)], capture_output=True).returncode == 0
     for path in shipped:
         assert (tmp_path / path.name).read_bytes() == shipped[path][0]
@@ -275,7 +291,8 @@ def test_mri_findings_of_section_7_2_3(thesis):
     # "MS-SSIM is the big winner"; "FLIP and Adaptive obtain the lower scores"
     assert s.conditions[int(np.argmax(s.jod))] == "msssim"
     assert {s.conditions[i] for i in np.argsort(s.jod)[:2]} == {"flip", "adaptive"}
-    # "the difference between MS-SSIM and LPIPS + l2 is not significant, nor is the difference between l1 and LPIPS + l2"
+    # "the difference between MS-SSIM and LPIPS + l2 is not significant, nor is the difference between l1 and LPIPS +
+    # l2"
     assert p[index["msssim"], index["lpips_l2"]] >= 0.025
     assert p[index["l1"], index["lpips_l2"]] >= 0.025
     # "l2 ... being better than both Adaptive and FLIP"; "l1 is performing significantly better than FLIP"
@@ -303,7 +320,11 @@ def test_tables_mark_winners_and_ties(thesis, tmp_path):
 def test_jod_origins(thesis):
     _, _, s = thesis["denoise"]
     lowest, words = anchored(s, "lowest_is_1")
-    assert words == "lowest-scoring loss, l2, at 1" and lowest.jod.min() == pytest.approx(1.0) and lowest.jod[_index(s, "l2")] == pytest.approx(1.0)
+    assert (
+        words == "lowest-scoring loss, l2, at 1"
+        and lowest.jod.min() == pytest.approx(1.0)
+        and lowest.jod[_index(s, "l2")] == pytest.approx(1.0)
+    )
     assert anchored(s, "mean0")[0].jod == pytest.approx(s.jod) and anchored(s, "mean0")[1] == "mean 0"
     flip, words = anchored(s, "flip")
     assert words == "FLIP at 0" and flip.jod[_index(s, "flip")] == 0.0
@@ -316,8 +337,17 @@ def test_jod_origins(thesis):
 @pytest.mark.parametrize(
     "userstudy, message",
     [
-        ({"jod_origin": "lowest"}, r"tiny\.yaml: userstudy\.jod_origin: expected lowest_is_1, mean0 or a configured loss \(l1, l2, flip\), got 'lowest'"),
-        ({"stimuli": {"knee": ["a"]}}, r"tiny\.yaml: userstudy\.studies\.mri: task brain has no images under userstudy\.stimuli"),
+        (
+            {"jod_origin": "lowest"},
+            (
+                r"tiny\.yaml: userstudy\.jod_origin: expected lowest_is_1, mean0 or a configured loss \(l1, l2, flip\),"
+                r" got 'lowest'"
+            ),
+        ),
+        (
+            {"stimuli": {"knee": ["a"]}},
+            r"tiny\.yaml: userstudy\.studies\.mri: task brain has no images under userstudy\.stimuli",
+        ),
         ({"studies": {"mri": ["liver"]}}, r"tiny\.yaml: userstudy\.studies\.mri\.0: 'liver' is not one of"),
     ],
 )
@@ -385,7 +415,11 @@ def test_ranking_triangle_has_a_legend_below_the_axes(monkeypatch):
     conditions, counts = read_counts(THESIS_STUDIES["denoise"].path)
     report.ranking_triangle(summarize(conditions, counts, 20, 0), ["unused.png"], "Thesis user study, denoising")
     (legend,) = saved[0].legends
-    assert [text.get_text() for text in legend.get_texts()] == ["significant (p < 0.025, one-sided)", "not significant", "loss at its JOD; edge labels: JOD difference"]
+    assert [text.get_text() for text in legend.get_texts()] == [
+        "significant (p < 0.025, one-sided)",
+        "not significant",
+        "loss at its JOD; edge labels: JOD difference",
+    ]
     saved[0].canvas.draw()
     axes_box, legend_box = saved[0].axes[0].get_window_extent(), legend.get_window_extent()
     assert legend_box.y1 < axes_box.y0, "the legend overlaps the axes"
@@ -402,17 +436,49 @@ def test_analyse_command_puts_table_and_figures_at_one_origin_named_in_caption_a
     with open(tmp_path / "lowest" / "jod_table.csv") as handle:
         lowest = min(csv.DictReader(handle), key=lambda row: float(row["jod"]))
     assert float(lowest["jod"]) == 1.0
-    assert f"JOD scores (lowest-scoring loss, {report.label(lowest['condition'])}, at 1;" in (tmp_path / "lowest" / "jod_table.md").read_text()
+    assert (
+        f"JOD scores (lowest-scoring loss, {report.label(lowest['condition'])}, at 1;"
+        in (tmp_path / "lowest" / "jod_table.md").read_text()
+    )
     jod_figure, triangle = saved
     assert ", at 1)" in jod_figure.axes[0].get_ylabel() and ", at 1)" in triangle.axes[0].get_xlabel()
     saved.clear()
-    main(["analyse", "--counts", counts, "--observers", "14", "--out", str(tmp_path / "mean"), "--samples", "20", "--jod-origin", "mean0"])
+    main(
+        [
+            "analyse",
+            "--counts",
+            counts,
+            "--observers",
+            "14",
+            "--out",
+            str(tmp_path / "mean"),
+            "--samples",
+            "20",
+            "--jod-origin",
+            "mean0",
+        ]
+    )
     with open(tmp_path / "mean" / "jod_table.csv") as handle:
         assert abs(sum(float(row["jod"]) for row in csv.DictReader(handle))) < 0.01
     assert "JOD scores (mean 0;" in (tmp_path / "mean" / "jod_table.md").read_text()
     assert all("(mean 0)" in label for label in (saved[0].axes[0].get_ylabel(), saved[1].axes[0].get_xlabel()))
-    with pytest.raises(SystemExit, match=r"^error: --jod-origin: expected lowest_is_1, mean0 or one of the study's losses \(.*\), got 'lowest'$"):
-        main(["analyse", "--counts", counts, "--observers", "14", "--out", str(tmp_path / "bad"), "--jod-origin", "lowest"])
+    with pytest.raises(
+        SystemExit,
+        match=r"^error: --jod-origin: expected lowest_is_1, mean0 or one of the study's losses \(.*\), got 'lowest'$",
+    ):
+        main(
+            [
+                "analyse",
+                "--counts",
+                counts,
+                "--observers",
+                "14",
+                "--out",
+                str(tmp_path / "bad"),
+                "--jod-origin",
+                "lowest",
+            ]
+        )
     assert not (tmp_path / "bad").exists()
 
 
@@ -422,7 +488,8 @@ LOSSES = ["l1", "l2", "msssim", "lpips_l2", "flip", "adaptive"]
 
 
 def _random_observers(observers: int, images: int = 3, seed: int = 0) -> np.ndarray:
-    """Per-observer counts of observers choosing at random: each of the 15 pairs of six losses once per image (45 answers)."""
+    """Per-observer counts of observers choosing at random: each of the 15 pairs of six losses once per image (45
+    answers)."""
     rng = np.random.default_rng(seed)
     counts = np.zeros((observers, 6, 6))
     upper = np.triu_indices(6, 1)
@@ -463,12 +530,22 @@ def test_two_observers_files_state_it_and_hold_no_interval_or_p_value(tmp_path):
         rows = list(csv.reader(handle))
     assert rows[0] == LOSSES and len(rows) == 7 and all(cell == "" for row in rows[1:] for cell in row)
     back = read_summary(tmp_path)
-    assert back.resampled is None and back.observers == 2 and back.jod == pytest.approx(s.jod, abs=1e-6) and np.isnan(back.p_values).all()
+    assert (
+        back.resampled is None
+        and back.observers == 2
+        and back.jod == pytest.approx(s.jod, abs=1e-6)
+        and np.isnan(back.p_values).all()
+    )
     csv_path, md_path, tex_path = write_jod_table(s, tmp_path / "jod", "JOD scores.")
     with open(csv_path) as handle:
         table = list(csv.DictReader(handle))
-    assert {(row["ci_low"], row["ci_high"], row["observers"], row["resampled"]) for row in table} == {("", "", "2", "none")}
-    warning = "2 observers: fewer than the 5 that resampling needs (3 distinct resamples), so no confidence intervals and no significance tests."
+    assert {(row["ci_low"], row["ci_high"], row["observers"], row["resampled"]) for row in table} == {
+        ("", "", "2", "none")
+    }
+    warning = (
+        "2 observers: fewer than the 5 that resampling needs (3 distinct resamples), so no confidence intervals and no"
+        " significance tests."
+    )
     for path in (md_path, tex_path):
         assert warning in path.read_text() and "CI" not in path.read_text()
     rows = agreement_rows(s, published_values("table_6_1"), "thesis")
@@ -490,7 +567,10 @@ def test_jod_figures_state_their_observers(monkeypatch, thesis):
         assert "2 observers: fewer than the 5 that resampling needs" in figure.axes[0].get_title()
     assert not few_jod.axes[0].containers  # no error bars
     (legend,) = few_triangle.legends
-    assert [text.get_text() for text in legend.get_texts()] == ["not tested (too few observers)", "loss at its JOD; edge labels: JOD difference"]
+    assert [text.get_text() for text in legend.get_texts()] == [
+        "not tested (too few observers)",
+        "loss at its JOD; edge labels: JOD difference",
+    ]
     for figure in (thesis_jod, thesis_triangle):
         assert "14 observers; 95 % intervals and p-values resample each pair's trials" in figure.axes[0].get_title()
     assert len(thesis_jod.axes[0].containers) == 1
@@ -506,21 +586,39 @@ def test_analyse_command_with_two_observers_warns_and_gives_no_p_values(tmp_path
     assert "2 observers: fewer than the 5" in (tmp_path / "out" / "jod_table.md").read_text()
     with open(tmp_path / "out" / "p_values.csv") as handle:
         assert all(cell == "" for row in list(csv.reader(handle))[1:] for cell in row)
-    with pytest.raises(SystemExit, match=r"^error: --counts .*thesis_denoise\.csv: pooled counts \(no observer column\) need --observers K, how many observers gave them$"):
+    with pytest.raises(
+        SystemExit,
+        match=(
+            r"^error: --counts .*thesis_denoise\.csv: pooled counts \(no observer column\) need --observers K, how many"
+            r" observers gave them$"
+        ),
+    ):
         main(["analyse", "--counts", str(THESIS_STUDIES["denoise"].path), "--out", str(tmp_path / "pooled")])
 
 
 def test_only_our_studies_with_answers_are_analysed_and_the_others_named(tiny_config, tmp_path):
-    tiny_config["userstudy"] = {"stimuli": {"denoise": ["astronaut"], "knee": ["a"], "brain": ["b"]}, "responses": str(tmp_path)}
+    tiny_config["userstudy"] = {
+        "stimuli": {"denoise": ["astronaut"], "knee": ["a"], "brain": ["b"]},
+        "responses": str(tmp_path),
+    }
     config = validate(tiny_config, "tiny.yaml")
-    assert pipeline.own_studies(config) == [] and [row["answer_files"] for row in pipeline.study_status(config)] == ["0", "0"]
+    assert pipeline.own_studies(config) == [] and [row["answer_files"] for row in pipeline.study_status(config)] == [
+        "0",
+        "0",
+    ]
     (tmp_path / "denoise").mkdir()
     (tmp_path / "denoise" / "ann.jsonl").write_text("{}\n")
     (tmp_path / "mri").mkdir()  # a folder without answer files is no study with answers
     assert pipeline.own_studies(config) == ["ours_denoise"]
     denoise, mri = pipeline.study_status(config)
     assert (denoise["study"], denoise["answer_files"], denoise["status"].split(":")[0]) == ("denoise", "1", "analysed")
-    assert (mri["study"], mri["tasks"], mri["status"]) == ("mri", "knee + brain", f"not analysed: no answers (no <observer>.jsonl in {tmp_path / 'mri'})")
-    assert "userstudy_ours_mri" not in " ".join(pipeline.targets(config)) and any(path.endswith("tables/userstudy_ours_studies.md") for path in pipeline.targets(config))
+    assert (mri["study"], mri["tasks"], mri["status"]) == (
+        "mri",
+        "knee + brain",
+        f"not analysed: no answers (no <observer>.jsonl in {tmp_path / 'mri'})",
+    )
+    assert "userstudy_ours_mri" not in " ".join(pipeline.targets(config)) and any(
+        path.endswith("tables/userstudy_ours_studies.md") for path in pipeline.targets(config)
+    )
     config["userstudy"]["responses"] = None  # no own study to analyse, and none to name
     assert pipeline.own_studies(config) == pipeline.study_status(config) == pipeline.status_files(config) == []

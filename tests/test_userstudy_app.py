@@ -55,7 +55,10 @@ def stimuli(tmp_path_factory) -> Path:
     outputs = {}
     for loss in LOSSES:
         outputs[loss] = root / f"{loss}.h5"
-        write_images(outputs[loss], {"output": [(image, np.clip(t + rng.normal(0, 0.1, t.shape), 0, 1)) for image, t in targets.items()]})
+        write_images(
+            outputs[loss],
+            {"output": [(image, np.clip(t + rng.normal(0, 0.1, t.shape), 0, 1)) for image, t in targets.items()]},
+        )
     # evaluation.flip's defaults: 0.7 m from a 0.7 m wide 3840-pixel monitor.
     make_stimuli("denoise", root / "val.h5", outputs, IMAGES, root / "study", flicker_ms=100, viewing={})
     return root / "study"
@@ -72,7 +75,9 @@ class Running:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+    ) -> tuple[int, bytes]:
         return request(self.port, method, path, body, headers)
 
     def token(self, observer: str) -> str | None:
@@ -96,11 +101,15 @@ class Running:
         self.server.server_close()
 
 
-def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+def request(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+) -> tuple[int, bytes]:
     return fetch(port, method, path, body, headers)[::2]
 
 
-def fetch(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, str | None, bytes]:
+def fetch(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+) -> tuple[int, str | None, bytes]:
     """Status, Content-Type and body of a request."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=90)
     try:
@@ -116,33 +125,62 @@ def cookie(observer: str, token: str | None) -> str | None:
     return None if token is None else f"study_{observer}={token}"
 
 
-def register(port: int, observer: str, token: str | None = None, **headers: str | None) -> tuple[int, str | None, dict, bytes]:
+def register(
+    port: int, observer: str, token: str | None = None, **headers: str | None
+) -> tuple[int, str | None, dict, bytes]:
     """Submit the start page's form for ``observer`` from a browser holding ``token`` (if any).
 
     Returns:
         The status, the session token the response sets (None if it sets none), its headers and its body.
     """
-    sent = {"Content-Type": "application/x-www-form-urlencoded", "Origin": f"http://127.0.0.1:{port}", "Cookie": cookie(observer, token), **headers}
+    sent = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Origin": f"http://127.0.0.1:{port}",
+        "Cookie": cookie(observer, token),
+        **headers,
+    }
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=90)
     try:
-        connection.request("POST", "/study", body=urlencode({"observer": observer}), headers={name: value for name, value in sent.items() if value is not None})
+        connection.request(
+            "POST",
+            "/study",
+            body=urlencode({"observer": observer}),
+            headers={name: value for name, value in sent.items() if value is not None},
+        )
         response = connection.getresponse()
         body = response.read()
     finally:
         connection.close()
-    found = re.fullmatch(rf"study_{re.escape(observer)}=([A-Za-z0-9_-]{{43}}); Path=/; Max-Age=31536000; HttpOnly; SameSite=Strict", response.getheader("Set-Cookie") or "")
+    found = re.fullmatch(
+        rf"study_{re.escape(observer)}=([A-Za-z0-9_-]{{43}}); Path=/; Max-Age=31536000; HttpOnly; SameSite=Strict",
+        response.getheader("Set-Cookie") or "",
+    )
     return response.status, found.group(1) if found else None, dict(response.getheaders()), body
 
 
 def state(port: int, observer: str, token: str | None) -> dict:
     """The observer's state, as their study page reads it."""
-    return json.loads(request(port, "GET", f"/api/{observer}/state", headers={"Cookie": cookie(observer, token)} if token else {})[1])
+    return json.loads(
+        request(port, "GET", f"/api/{observer}/state", headers={"Cookie": cookie(observer, token)} if token else {})[1]
+    )
 
 
 def post(port: int, observer: str, token: str | None, body: bytes, **headers: str | None) -> tuple[int, dict]:
-    """POST ``body`` to the observer's answers as their study page does; ``headers`` replace the page's (None: leave out)."""
-    sent = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}", "Cookie": cookie(observer, token), **headers}
-    status, answer = request(port, "POST", f"/api/{observer}/answer", body, {name: value for name, value in sent.items() if value is not None})
+    """POST ``body`` to the observer's answers as their study page does; ``headers`` replace the page's (None: leave
+    out)."""
+    sent = {
+        "Content-Type": "application/json",
+        "Origin": f"http://127.0.0.1:{port}",
+        "Cookie": cookie(observer, token),
+        **headers,
+    }
+    status, answer = request(
+        port,
+        "POST",
+        f"/api/{observer}/answer",
+        body,
+        {name: value for name, value in sent.items() if value is not None},
+    )
     return status, json.loads(answer)
 
 
@@ -156,7 +194,10 @@ def running(stimuli, tmp_path):
 def test_manifest_lists_every_pair_of_every_image_at_native_size(stimuli):
     manifest = load_manifest(stimuli / "manifest.json")
     assert len(manifest["trials"]) == len(IMAGES) * 6
-    assert {frozenset((t["a"], t["b"])) for t in manifest["trials"]} == {frozenset(p) for p in [("l1", "l2"), ("l1", "msssim"), ("l1", "flip"), ("l2", "msssim"), ("l2", "flip"), ("msssim", "flip")]}
+    assert {frozenset((t["a"], t["b"])) for t in manifest["trials"]} == {
+        frozenset(p)
+        for p in [("l1", "l2"), ("l1", "msssim"), ("l1", "flip"), ("l2", "msssim"), ("l2", "flip"), ("msssim", "flip")]
+    }
     entry = manifest["images"]["a"]
     assert Image.open(stimuli / entry["reference"]).size == (40, 24) == (entry["width"], entry["height"])
     assert Image.open(stimuli / entry["outputs"]["flip"]).mode == "RGB"
@@ -164,7 +205,13 @@ def test_manifest_lists_every_pair_of_every_image_at_native_size(stimuli):
 
 def test_missing_validation_image_is_named(stimuli, tmp_path):
     with pytest.raises(ValueError, match="no validation image 'nope'"):
-        make_stimuli("denoise", stimuli.parent / "val.h5", {loss: stimuli.parent / f"{loss}.h5" for loss in LOSSES}, ["nope"], tmp_path)
+        make_stimuli(
+            "denoise",
+            stimuli.parent / "val.h5",
+            {loss: stimuli.parent / f"{loss}.h5" for loss in LOSSES},
+            ["nope"],
+            tmp_path,
+        )
 
 
 def test_plans_are_seeded_per_observer(stimuli):
@@ -265,12 +312,17 @@ def test_start_page_says_what_to_do_how_long_and_how_far_to_sit(running):
     assert "Choose the side whose two images look more alike" in text and "← or → arrow key" in text
     # 12 comparisons at 10 s each.
     assert SECONDS_PER_COMPARISON == 10 and "12 comparisons, about 2 minutes (at roughly 10 s each)" in text
-    assert "Sit about 70 cm from the screen if it is a 70 cm wide monitor with 3840 pixels across (the study's viewing conditions)." in text
+    assert (
+        "Sit about 70 cm from the screen if it is a 70 cm wide monitor with 3840 pixels across (the study's viewing"
+        " conditions)." in text
+    )
     assert "67.0 pixels per degree of visual angle" in text and "sit 3840 times its pixel pitch away" in text
 
 
 def test_viewing_conditions_keep_a_geometry_unless_pixels_per_degree_replace_it():
-    assert distance_m(pixels_per_degree(0.7, 0.7, 3840), 0.7, 3840) == pytest.approx(0.7, rel=1e-6)  # the inverse of FLIP's formula
+    assert distance_m(pixels_per_degree(0.7, 0.7, 3840), 0.7, 3840) == pytest.approx(
+        0.7, rel=1e-6
+    )  # the inverse of FLIP's formula
     geometry = conditions({"distance_m": 0.7, "monitor_width_m": 0.7, "monitor_pixels": 3840, "ppd": None})
     assert geometry == {"distance_m": 0.7, "monitor_width_m": 0.7, "monitor_pixels": 3840, "ppd": pixels_per_degree()}
     assert conditions(geometry) == geometry  # a recorded geometry and its own ppd
@@ -283,7 +335,10 @@ def test_with_pixels_per_degree_only_the_distance_names_the_display_it_assumes(s
     study = Study(stimuli, tmp_path / "responses", ["alice"], viewing=conditions({"ppd": 40}))
     text = _text(study.start_page())
     # 40 × (0.7 m / 3840) × 180 / π = 0.418 m.
-    assert "Sit about 42 cm from the screen if it is a 70 cm wide monitor with 3840 pixels across (the study gives pixels per degree only; this is the monitor this project assumes for the thesis)." in text
+    assert (
+        "Sit about 42 cm from the screen if it is a 70 cm wide monitor with 3840 pixels across (the study gives pixels"
+        " per degree only; this is the monitor this project assumes for the thesis)." in text
+    )
     assert "40.0 pixels per degree" in text and "sit 2292 times its pixel pitch away" in text
 
 
@@ -292,24 +347,60 @@ def test_stimuli_without_viewing_conditions_need_them_given(stimuli, tmp_path):
     manifest = json.loads((study / "manifest.json").read_text())
     del manifest["viewing"]
     (study / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match=r"manifest\.json: no viewing conditions \(stimuli made without evaluation\.flip\): give them, e\.g\. serve with --ppd P"):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"manifest\.json: no viewing conditions \(stimuli made without evaluation\.flip\): give them, e\.g\. serve"
+            r" with --ppd P"
+        ),
+    ):
         Study(study, tmp_path / "responses", ["alice"])
     assert Study(study, tmp_path / "responses", ["alice"], viewing=conditions({"ppd": 40})).viewing == {"ppd": 40.0}
-    with pytest.raises(ValueError, match=r"^viewing: viewing conditions hold distance_m but not monitor_width_m, monitor_pixels$"):
+    with pytest.raises(
+        ValueError, match=r"^viewing: viewing conditions hold distance_m but not monitor_width_m, monitor_pixels$"
+    ):
         Study(study, tmp_path / "responses", ["alice"], viewing={"ppd": 40, "distance_m": 0.7})
 
 
 def test_viewing_options_of_the_command_line(stimuli, tmp_path):
-    base = ["stimuli", "--task", "denoise", "--valset", str(stimuli.parent / "val.h5"), "--image", "a", *(f"--output={loss}={stimuli.parent / f'{loss}.h5'}" for loss in LOSSES[:2])]
+    base = [
+        "stimuli",
+        "--task",
+        "denoise",
+        "--valset",
+        str(stimuli.parent / "val.h5"),
+        "--image",
+        "a",
+        *(f"--output={loss}={stimuli.parent / f'{loss}.h5'}" for loss in LOSSES[:2]),
+    ]
     cli([*base, "--folder", str(tmp_path / "ppd"), "--ppd", "40"])
     assert load_manifest(tmp_path / "ppd" / "manifest.json")["viewing"] == {"ppd": 40.0}
     cli([*base, "--folder", str(tmp_path / "near"), "--distance-m", "0.5"])
     near = load_manifest(tmp_path / "near" / "manifest.json")["viewing"]
-    assert near == {"distance_m": 0.5, "monitor_width_m": 0.7, "monitor_pixels": 3840, "ppd": pytest.approx(pixels_per_degree(0.5, 0.7, 3840))}
-    with pytest.raises(SystemExit, match=r"^error: --ppd replaces the viewing geometry: give it or --distance-m, not both$"):
+    assert near == {
+        "distance_m": 0.5,
+        "monitor_width_m": 0.7,
+        "monitor_pixels": 3840,
+        "ppd": pytest.approx(pixels_per_degree(0.5, 0.7, 3840)),
+    }
+    with pytest.raises(
+        SystemExit, match=r"^error: --ppd replaces the viewing geometry: give it or --distance-m, not both$"
+    ):
         cli([*base, "--folder", str(tmp_path / "both"), "--ppd", "40", "--distance-m", "0.5"])
     with pytest.raises(SystemExit, match=r"^error: viewing options\.ppd: expected a positive number, got -1\.0$"):
-        cli(["serve", "--stimuli", str(stimuli), "--responses", str(tmp_path / "responses"), "--observer", "alice", "--ppd", "-1"])
+        cli(
+            [
+                "serve",
+                "--stimuli",
+                str(stimuli),
+                "--responses",
+                str(tmp_path / "responses"),
+                "--observer",
+                "alice",
+                "--ppd",
+                "-1",
+            ]
+        )
 
 
 def test_an_unknown_observer_id_gets_a_page_saying_so(running):
@@ -334,7 +425,9 @@ def _record(trial: str, chosen: str = "l1", other: str = "l2", observer: str = "
     return {"observer": observer, "trial": trial, "chosen": chosen, "other": other}
 
 
-@pytest.mark.parametrize("cut", [b'{"trial": "t00', json.dumps(_record("t0001")).encode()], ids=["prefix", "whole-line-without-newline"])
+@pytest.mark.parametrize(
+    "cut", [b'{"trial": "t00', json.dumps(_record("t0001")).encode()], ids=["prefix", "whole-line-without-newline"]
+)
 def test_torn_last_line_is_skipped_and_never_merged(tmp_path, caplog, cut):
     path = tmp_path / "alice.jsonl"
     ObserverFile(path, "alice").append(_record("t0000"))
@@ -342,7 +435,10 @@ def test_torn_last_line_is_skipped_and_never_merged(tmp_path, caplog, cut):
         handle.write(cut)  # a write cut off by a crash, never confirmed: even a whole line without its newline
     log = ObserverFile(path, "alice")
     assert log.answered == {"t0000"}
-    assert "alice.jsonl: 1 of 2 lines skipped: 1 cut off (line 2) (cut off: an answer interrupted before it was confirmed)" in caplog.text
+    assert (
+        "alice.jsonl: 1 of 2 lines skipped: 1 cut off (line 2) (cut off: an answer interrupted before it was confirmed)"
+        in caplog.text
+    )
     log.append(_record("t0002"))
     read = read_answers(path)
     assert [a["trial"] for a in read.answers] == ["t0000", "t0002"] and read.skipped == {"cut off": [2]}
@@ -400,12 +496,26 @@ def test_cli_analyses_collected_answers(stimuli, tmp_path):
             while state["trial"] is not None:
                 # Everyone prefers l1 most of the time, so the scale has a clear top.
                 trial = state["trial"]
-                choice = "left" if "/l1.png" in trial["left"] or ("/l1.png" not in trial["right"] and index % 2) else "right"
+                choice = (
+                    "left" if "/l1.png" in trial["left"] or ("/l1.png" not in trial["right"] and index % 2) else "right"
+                )
                 state = server.answer(observer, trial["id"], choice)[1]
     finally:
         server.close()
     out = tmp_path / "analysis"
-    cli(["analyse", "--manifest", str(stimuli / "manifest.json"), "--responses", str(tmp_path / "responses"), "--out", str(out), "--samples", "50"])
+    cli(
+        [
+            "analyse",
+            "--manifest",
+            str(stimuli / "manifest.json"),
+            "--responses",
+            str(tmp_path / "responses"),
+            "--out",
+            str(out),
+            "--samples",
+            "50",
+        ]
+    )
     conditions, counts = read_counts(out / "observer_counts.csv")
     assert counts.shape == (3, 4, 4) and counts.sum() == 36
     with open(out / "jod.csv") as handle:
@@ -431,7 +541,13 @@ def _chromium():
 
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--force-device-scale-factor=1"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--force-device-scale-factor=1",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to see Content-Security-Policy violations
     return webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver), options=options)
@@ -466,13 +582,23 @@ def test_observer_session_in_headless_chromium(stimuli, tmp_path):
             assert browser.find_element(By.ID, side).size == {"width": 40, "height": 24}
             shown.append(trial)
             browser.find_element(By.ID, f"choose-{side}").click()
-            wait.until(lambda b: b.find_element(By.ID, "done").is_displayed() or b.find_element(By.ID, "pair").get_attribute("data-trial") != trial)
+            wait.until(
+                lambda b: (
+                    b.find_element(By.ID, "done").is_displayed()
+                    or b.find_element(By.ID, "pair").get_attribute("data-trial") != trial
+                )
+            )
 
         for index in range(5):
             answer("left" if index % 2 else "right")
-        assert browser.execute_script("return document.cookie") == ""  # the session cookie is HttpOnly: no script reads it
+        assert (
+            browser.execute_script("return document.cookie") == ""
+        )  # the session cookie is HttpOnly: no script reads it
         # The page's styles run under the server's Content-Security-Policy: the study's grey background.
-        assert browser.find_element(By.TAG_NAME, "body").value_of_css_property("background-color") == "rgba(127, 127, 127, 1)"
+        assert (
+            browser.find_element(By.TAG_NAME, "body").value_of_css_property("background-color")
+            == "rgba(127, 127, 127, 1)"
+        )
         browser.refresh()  # reload midway: the session continues at the first unanswered trial
         wait.until(lambda b: "Comparison 6 of 12" in b.find_element(By.ID, "progress").text)
         for _ in range(7):
@@ -481,10 +607,19 @@ def test_observer_session_in_headless_chromium(stimuli, tmp_path):
         # The end page alone: the last pair and its buttons are gone, on a plain background.
         for element in ("pair", "left", "right", "choose-left", "choose-right", "progress"):
             assert not browser.find_element(By.ID, element).is_displayed(), element
-        assert browser.find_element(By.ID, "done").text.splitlines() == ["All comparisons are done", "You answered all 12 comparisons.", "Thank you! Your answers are saved; you can close this window."]
-        assert browser.find_element(By.TAG_NAME, "body").value_of_css_property("background-color") == "rgba(255, 255, 255, 1)"
+        assert browser.find_element(By.ID, "done").text.splitlines() == [
+            "All comparisons are done",
+            "You answered all 12 comparisons.",
+            "Thank you! Your answers are saved; you can close this window.",
+        ]
+        assert (
+            browser.find_element(By.TAG_NAME, "body").value_of_css_property("background-color")
+            == "rgba(255, 255, 255, 1)"
+        )
         # The page's scripts all run under the server's Content-Security-Policy.
-        assert [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]] == []
+        assert [
+            entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]
+        ] == []
     finally:
         browser.quit()
         server.close()
@@ -521,7 +656,11 @@ def test_the_page_shows_an_answer_not_saved_and_offers_the_trial_again(stimuli, 
         trial = browser.find_element(By.ID, "pair").get_attribute("data-trial")
         browser.find_element(By.ID, "choose-left").click()
         wait.until(lambda b: b.find_element(By.ID, "error").is_displayed())
-        assert browser.find_element(By.ID, "error").text == "Your answer was not saved: the study's disk is full. Please tell the person running the study, then try again."
+        assert (
+            browser.find_element(By.ID, "error").text
+            == "Your answer was not saved: the study's disk is full. Please tell the person running the study, then try"
+            " again."
+        )
         # The same comparison, ready to be answered again; nothing of the answer is on disk.
         wait.until(lambda b: b.find_element(By.ID, "choose-left").is_enabled())
         assert browser.find_element(By.ID, "pair").get_attribute("data-trial") == trial
@@ -535,7 +674,9 @@ def test_the_page_shows_an_answer_not_saved_and_offers_the_trial_again(stimuli, 
         browser.quit()
         server.close()
     assert [a["trial"] for a in read_answers(tmp_path / "responses" / "alice.jsonl").answers] == [trial]
-    assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == [f"{tmp_path / 'responses' / 'alice.jsonl'}: answer to trial {trial} not saved: No space left on device"]
+    assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == [
+        f"{tmp_path / 'responses' / 'alice.jsonl'}: answer to trial {trial} not saved: No space left on device"
+    ]
 
 
 # --- Reliability of the server (issue 11) ---
@@ -566,7 +707,10 @@ def test_symlinks_out_of_the_stimuli_are_refused(stimuli, tmp_path):
     a, b = images["a"], images["b"]
     # At start: a listed image that leads out of the folder stops the server with one line.
     _replace(study / a["outputs"]["l1"], secret)
-    with pytest.raises(ValueError, match=r"images/a/l1\.png: leads to .*secret\.png, outside the stimuli folder .*\(listed in .*manifest\.json\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"images/a/l1\.png: leads to .*secret\.png, outside the stimuli folder .*\(listed in .*manifest\.json\)$",
+    ):
         Study(study, tmp_path / "other", ["alice"])
     (study / a["outputs"]["l1"]).unlink()
     shutil.copy(stimuli / a["outputs"]["l1"], study / a["outputs"]["l1"])
@@ -581,7 +725,10 @@ def test_symlinks_out_of_the_stimuli_are_refused(stimuli, tmp_path):
             assert status == 404 and b"secret" not in body and b"outside" not in body, relative
         # A symlink that stays inside the folder is still served.
         _replace(study / a["outputs"]["msssim"], study / a["reference"])
-        assert server.request("GET", f"/stimuli/{a['outputs']['msssim']}") == (200, (stimuli / a["reference"]).read_bytes())
+        assert server.request("GET", f"/stimuli/{a['outputs']['msssim']}") == (
+            200,
+            (stimuli / a["reference"]).read_bytes(),
+        )
     finally:
         server.close()
 
@@ -602,7 +749,10 @@ def test_a_stimulus_deleted_while_serving_is_a_404(stimuli, tmp_path, capfd):
 @pytest.mark.parametrize(
     ("headers", "status"),
     [
-        ({"Content-Type": "text/plain", "Origin": "http://evil.example", "Cookie": None}, 403),  # a cross-site form or fetch: SameSite=Strict sends no cookie
+        (
+            {"Content-Type": "text/plain", "Origin": "http://evil.example", "Cookie": None},
+            403,
+        ),  # a cross-site form or fetch: SameSite=Strict sends no cookie
         ({"Content-Type": "text/plain;charset=UTF-8", "Origin": None, "Cookie": None}, 415),
         ({"Content-Type": "text/plain"}, 415),
         ({"Origin": "http://evil.example"}, 403),
@@ -625,7 +775,8 @@ def test_a_session_goes_only_to_the_browser_that_registers(stimuli, tmp_path):
     """Issue 27: any client could read an observer's token from GET /study/<id> and answer as them."""
     server = Running(stimuli, tmp_path / "responses", ["alice", "bob"])
     try:
-        # The first registration gets the session, as an HttpOnly, SameSite=Strict cookie (register checks its attributes).
+        # The first registration gets the session, as an HttpOnly, SameSite=Strict cookie (register checks its
+        # attributes).
         status, token, headers, _ = register(server.port, "alice")
         assert status == 303 and headers["Location"] == "/study/alice" and token is not None
         assert token not in (tmp_path / "responses" / SESSIONS / "alice").read_text()  # the server keeps its hash only
@@ -635,11 +786,21 @@ def test_a_session_goes_only_to_the_browser_that_registers(stimuli, tmp_path):
             assert "Set-Cookie" not in headers and token.encode() not in body and b"study-token" not in body, path
         status, _, page = fetch(server.port, "GET", "/study/alice")
         assert status == 403 and "This browser has not started the study as observer alice." in _text(page)
-        assert request(server.port, "GET", "/api/alice/state") == (403, b'{"error": "this browser has not started the study as observer alice: enter your id on the start page to continue"}')
+        assert request(server.port, "GET", "/api/alice/state") == (
+            403,
+            (
+                b'{"error": "this browser has not started the study as observer alice: enter your id on the start page'
+                b' to continue"}'
+            ),
+        )
         assert fetch(server.port, "GET", "/study/alice", headers={"Cookie": cookie("alice", token)})[0] == 200
         # Another browser registering the same id is refused, and gets no cookie.
         status, other, _, page = register(server.port, "alice")
-        assert status == 409 and other is None and "Observer alice has already started the study in another browser." in _text(page)
+        assert (
+            status == 409
+            and other is None
+            and "Observer alice has already started the study in another browser." in _text(page)
+        )
         # The registering browser registers again (a returning observer): sent on, its session unchanged.
         assert register(server.port, "alice", token)[:2] == (303, None)
         # A cross-site form cannot register anyone into the observer's browser.
@@ -653,10 +814,17 @@ def test_a_session_goes_only_to_the_browser_that_registers(stimuli, tmp_path):
     finally:
         server.close()
     # A restart keeps the sessions of its responses folder; another folder's are refused.
-    again, elsewhere = Running(stimuli, tmp_path / "responses", ["alice"]), Running(stimuli, tmp_path / "elsewhere", ["alice"])
+    again, elsewhere = (
+        Running(stimuli, tmp_path / "responses", ["alice"]),
+        Running(stimuli, tmp_path / "elsewhere", ["alice"]),
+    )
     try:
         assert state(again.port, "alice", token)["done"] == 1
-        assert state(elsewhere.port, "alice", token) == {"error": "this browser has not started the study as observer alice: enter your id on the start page to continue"}
+        assert state(elsewhere.port, "alice", token) == {
+            "error": (
+                "this browser has not started the study as observer alice: enter your id on the start page to continue"
+            )
+        }
         # Deleting the session releases the id for a new browser, at once.
         (tmp_path / "responses" / SESSIONS / "alice").unlink()
         assert "error" in state(again.port, "alice", token)
@@ -698,7 +866,16 @@ def test_bodies_that_are_no_answer_are_a_400_with_one_line(running, capfd, body,
 
 def test_every_response_forbids_framing_and_foreign_scripts(running):
     trial = running.state("alice")["trial"]
-    for path in ["/", "/study/alice", "/study/mallory", "/static/study.js", "/api/alice/state", trial["left"], "/nothing", "/stimuli/../manifest.json"]:
+    for path in [
+        "/",
+        "/study/alice",
+        "/study/mallory",
+        "/static/study.js",
+        "/api/alice/state",
+        trial["left"],
+        "/nothing",
+        "/stimuli/../manifest.json",
+    ]:
         connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=90)
         try:
             connection.request("GET", path)
@@ -790,7 +967,13 @@ def _serve_and_close(stimuli: Path, responses: Path) -> None:
 def test_one_server_per_responses_folder(stimuli, tmp_path):
     first = Running(stimuli, tmp_path / "responses", ["alice"])
     try:
-        with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'responses'))}: in use by another study server \(pid {os.getpid()}\); stop it, or serve into another responses folder$"):
+        with pytest.raises(
+            ValueError,
+            match=(
+                rf"^{re.escape(str(tmp_path / 'responses'))}: in use by another study server \(pid {os.getpid()}\);"
+                r" stop it, or serve into another responses folder$"
+            ),
+        ):
             _serve_and_close(stimuli, tmp_path / "responses")
     finally:
         first.close()
@@ -798,13 +981,26 @@ def test_one_server_per_responses_folder(stimuli, tmp_path):
 
 
 def test_bad_ports_are_one_line(stimuli, tmp_path, capsys):
-    serve = ["serve", "--stimuli", str(stimuli), "--responses", str(tmp_path / "responses"), "--observer", "alice", "--port"]
+    serve = [
+        "serve",
+        "--stimuli",
+        str(stimuli),
+        "--responses",
+        str(tmp_path / "responses"),
+        "--observer",
+        "alice",
+        "--port",
+    ]
     for port in ["99999", "-1", "http"]:
         with pytest.raises(SystemExit) as exited:
             cli([*serve, port])
         error = capsys.readouterr().err
         assert exited.value.code == 2 and "Traceback" not in error
-        assert error.splitlines()[-1] == f"python -m lossbench.userstudy serve: error: argument --port: {port!r} is not a port (expected 0–65535; 0 picks a free one)"
+        assert (
+            error.splitlines()[-1]
+            == f"python -m lossbench.userstudy serve: error: argument --port: {port!r} is not a port (expected 0–65535;"
+            " 0 picks a free one)"
+        )
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -816,7 +1012,18 @@ def test_bad_ports_are_one_line(stimuli, tmp_path, capsys):
 
 def _serve_process(stimuli: Path, responses: Path, observers: list[str], log: Path) -> tuple[subprocess.Popen, int]:
     """``python -m lossbench.userstudy serve`` on a free port of 127.0.0.1; returns the process and its port."""
-    command = [sys.executable, "-m", "lossbench.userstudy", "serve", "--stimuli", str(stimuli), "--responses", str(responses), "--port", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "lossbench.userstudy",
+        "serve",
+        "--stimuli",
+        str(stimuli),
+        "--responses",
+        str(responses),
+        "--port",
+        "0",
+    ]
     command += [argument for observer in observers for argument in ("--observer", observer)]
     with open(log, "ab") as stderr:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
@@ -857,7 +1064,13 @@ def test_no_confirmed_answer_is_lost_to_kill_9_under_load(stimuli, tmp_path):
         process, port = _serve_process(stimuli, responses, observers, log)
         try:
             if target == 40:  # while it runs, a second server on the same folder refuses to start
-                with pytest.raises(ValueError, match=rf"^{re.escape(str(responses))}: in use by another study server \(pid {process.pid}\); stop it, or serve into another responses folder$"):
+                with pytest.raises(
+                    ValueError,
+                    match=(
+                        rf"^{re.escape(str(responses))}: in use by another study server \(pid {process.pid}\); stop it,"
+                        r" or serve into another responses folder$"
+                    ),
+                ):
                     _serve_and_close(stimuli, responses)
             with ThreadPoolExecutor(max_workers=len(observers)) as pool:
                 sessions = [pool.submit(session, port, observer) for observer in observers]

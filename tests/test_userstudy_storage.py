@@ -36,8 +36,13 @@ from lossbench.userstudy.stimuli import load_manifest, plan
 
 from test_userstudy_app import Running, _text, register, state, stimuli  # noqa: F401 (stimuli: the fixture)
 
-NO_SPACE = "Your answer was not saved: the study's disk is full. Please tell the person running the study, then try again."
-UNWRITABLE = "Your answer was not saved: the study's files cannot be written or read. Please tell the person running the study, then try again."
+NO_SPACE = (
+    "Your answer was not saved: the study's disk is full. Please tell the person running the study, then try again."
+)
+UNWRITABLE = (
+    "Your answer was not saved: the study's files cannot be written or read. Please tell the person running the study,"
+    " then try again."
+)
 
 
 class Faults:
@@ -100,7 +105,13 @@ def _record(trial: str, observer: str = "alice", chosen: str = "l1", other: str 
     return {"observer": observer, "trial": trial, "chosen": chosen, "other": other}
 
 
-FAULTS = {"short+ENOSPC": ("No space left on device", True), "short+stall": ("No space left on device", True), "EDQUOT": ("Disk quota exceeded", True), "fsync-EIO": ("Input/output error", False), "EROFS": ("Read-only file system", False)}
+FAULTS = {
+    "short+ENOSPC": ("No space left on device", True),
+    "short+stall": ("No space left on device", True),
+    "EDQUOT": ("Disk quota exceeded", True),
+    "fsync-EIO": ("Input/output error", False),
+    "EROFS": ("Read-only file system", False),
+}
 
 
 @pytest.mark.parametrize("existing", [True, False], ids=["appending", "first-answer"])
@@ -140,7 +151,9 @@ def _post_answer(server: Running, observer: str) -> tuple[int, dict]:
 
 
 @pytest.mark.parametrize(("fault", "status", "error"), [("short+ENOSPC", 507, NO_SPACE), ("EROFS", 503, UNWRITABLE)])
-def test_the_server_answers_an_unsaved_answer_with_an_error_and_one_log_line(stimuli, tmp_path, monkeypatch, caplog, capfd, fault, status, error):
+def test_the_server_answers_an_unsaved_answer_with_an_error_and_one_log_line(
+    stimuli, tmp_path, monkeypatch, caplog, capfd, fault, status, error
+):
     responses = tmp_path / "responses"
     server = Running(stimuli, responses, ["alice"])
     try:
@@ -167,7 +180,10 @@ def test_a_registration_that_cannot_be_saved_leaves_nothing_behind(stimuli, tmp_
         faults = Faults(monkeypatch, responses / SESSIONS / "alice", "short+ENOSPC")
         status, token, _, page = register(server.port, "alice")
         assert (status, token) == (507, None)
-        assert "You could not be registered: the study's disk is full. Please tell the person running the study, then try again." in _text(page)
+        assert (
+            "You could not be registered: the study's disk is full. Please tell the person running the study, then try"
+            " again." in _text(page)
+        )
         assert sorted(path.name for path in responses.iterdir()) == [LOCK]
         faults.active = False
         status, token, _, _ = register(server.port, "alice")
@@ -183,7 +199,12 @@ def test_an_unreadable_answer_file_is_a_503_not_a_lockout(stimuli, tmp_path, cap
     try:
         token = server.token("alice")
         (responses / "alice.jsonl").mkdir()  # reading it fails, as on a failing disk
-        assert state(server.port, "alice", token) == {"error": "Your progress could not be read: the study's files cannot be written or read. Please tell the person running the study, then try again."}
+        assert state(server.port, "alice", token) == {
+            "error": (
+                "Your progress could not be read: the study's files cannot be written or read. Please tell the person"
+                " running the study, then try again."
+            )
+        }
         (responses / "alice.jsonl").rmdir()
         assert state(server.port, "alice", token)["done"] == 0  # read again, once it can be
     finally:
@@ -196,7 +217,13 @@ def small_disk(tmp_path):
     """A 64 KiB tmpfs (16 pages), unmounted afterwards; skipped where this process may not mount (not root)."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    if not shutil.which("mount") or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode != 0:
+    if (
+        not shutil.which("mount")
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root); the injected faults test the same code")
     yield disk
     subprocess.run(["umount", "--recursive", str(disk)], check=True)
@@ -219,7 +246,15 @@ def test_on_a_full_tmpfs_no_answer_is_confirmed_torn(stimuli, small_disk, caplog
     responses = small_disk / "responses"
     first = plan(load_manifest(stimuli / "manifest.json"), "alice", 0)[0]
     # alice's first answer, padded (JSON allows spaces) to end 100 bytes before the file's first page does.
-    line = json.dumps({**_record(first.id, chosen=first.left, other=first.right), "image": first.image, "left": first.left, "right": first.right, "position": 0})
+    line = json.dumps(
+        {
+            **_record(first.id, chosen=first.left, other=first.right),
+            "image": first.image,
+            "left": first.left,
+            "right": first.right,
+            "position": 0,
+        }
+    )
     responses.mkdir()
     (responses / "alice.jsonl").write_text(line[:-1] + " " * (4096 - 100 - len(line) - 1) + "}\n")
     server = Running(stimuli, responses, ["alice"])
@@ -244,11 +279,22 @@ def test_on_a_full_tmpfs_no_answer_is_confirmed_torn(stimuli, small_disk, caplog
     assert [answer["trial"] for answer in read_answers(responses / "alice.jsonl").answers] == [first.id, trial]
     errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
     assert errors[0] == f"{responses / 'alice.jsonl'}: answer to trial {trial} not saved: No space left on device"
-    assert errors[1].startswith(f"{responses / 'alice.jsonl'}: answer to trial ") and errors[1].endswith(" not saved: Read-only file system")
+    assert errors[1].startswith(f"{responses / 'alice.jsonl'}: answer to trial ") and errors[1].endswith(
+        " not saved: Read-only file system"
+    )
     # A server refuses to start on the read-only folder, or to make one there, in one line naming it.
-    with pytest.raises(ValueError, match=rf"^{re.escape(str(responses / 'new'))}: cannot make the responses folder \(Read-only file system\)$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^{re.escape(str(responses / 'new'))}: cannot make the responses folder \(Read-only file system\)$",
+    ):
         Study(stimuli, responses / "new", ["alice"])
-    with pytest.raises(SystemExit, match=rf"^error: {re.escape(str(responses))}: answers cannot be saved there \(Read-only file system\); serve into a writable responses folder$"):
+    with pytest.raises(
+        SystemExit,
+        match=(
+            rf"^error: {re.escape(str(responses))}: answers cannot be saved there \(Read-only file system\); serve into"
+            r" a writable responses folder$"
+        ),
+    ):
         cli(["serve", "--stimuli", str(stimuli), "--responses", str(responses), "--observer", "alice", "--port", "0"])
     assert "Traceback" not in capfd.readouterr().err
 
@@ -257,9 +303,17 @@ def test_a_server_refuses_to_start_on_a_full_disk(stimuli, small_disk):
     responses = small_disk / "responses"
     responses.mkdir()
     _fill(small_disk)
-    with pytest.raises(ValueError, match=rf"^{re.escape(str(responses))}: answers cannot be saved there \(No space left on device\); free space or serve into another responses folder$"):
+    with pytest.raises(
+        ValueError,
+        match=(
+            rf"^{re.escape(str(responses))}: answers cannot be saved there \(No space left on device\); free space or"
+            r" serve into another responses folder$"
+        ),
+    ):
         StudyServer(Study(stimuli, responses, ["alice"]), "127.0.0.1", 0)
-    assert [path.name for path in responses.iterdir()] == [LOCK]  # the lock file, empty, as every folder a server used keeps
+    assert [path.name for path in responses.iterdir()] == [
+        LOCK
+    ]  # the lock file, empty, as every folder a server used keeps
 
 
 # --- What the analysis reads (issue 27, item 2) ---
@@ -271,23 +325,41 @@ def _write_lines(path: Path, lines: list[bytes | dict]) -> None:
 
 def test_every_skipped_line_is_counted_by_its_reason_in_one_warning(tmp_path, caplog):
     path = tmp_path / "alice.jsonl"
-    _write_lines(path, [
-        _record("t0000"),
-        b"42\n", b"[1, 2]\n", b"null\n",
-        b"garbage\n",
-        {"trial": "t0001"},
-        _record("t0002", observer="bob"),
-        _record("t0000", chosen="l2", other="l1"),
-        b'{"trial": "t00' + CUT_OFF_MARK + b"\n",
-        _record("t0003"),
-        b'{"observer": "alice", "tri',
-    ])
+    _write_lines(
+        path,
+        [
+            _record("t0000"),
+            b"42\n",
+            b"[1, 2]\n",
+            b"null\n",
+            b"garbage\n",
+            {"trial": "t0001"},
+            _record("t0002", observer="bob"),
+            _record("t0000", chosen="l2", other="l1"),
+            b'{"trial": "t00' + CUT_OFF_MARK + b"\n",
+            _record("t0003"),
+            b'{"observer": "alice", "tri',
+        ],
+    )
     read = read_answers(path, "alice")
     assert [answer["trial"] for answer in read.answers] == ["t0000", "t0003"] and read.lines == [1, 10]
-    assert read.skipped == {"not an object": [2, 3, 4], "not JSON": [5], "missing or invalid fields": [6], "another observer": [7], "repeated trial": [8], "cut off": [9, 11]}
+    assert read.skipped == {
+        "not an object": [2, 3, 4],
+        "not JSON": [5],
+        "missing or invalid fields": [6],
+        "another observer": [7],
+        "repeated trial": [8],
+        "cut off": [9, 11],
+    }
     warnings = [record.getMessage() for record in caplog.records]
-    assert len(warnings) == 1 and warnings[0].startswith(f"{path}: 9 of 11 lines skipped: 3 not an object (lines 2, 3, 4), 1 not JSON (line 5), 1 missing or invalid fields (line 6), 1 another observer (line 7), 1 repeated trial (line 8), 2 cut off (lines 9, 11) (")
-    assert "cut off: an answer interrupted before it was confirmed" in warnings[0] and "not JSON: not a JSON value" in warnings[0]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"{path}: 9 of 11 lines skipped: 3 not an object (lines 2, 3, 4), 1 not JSON (line 5), 1 missing or invalid"
+        " fields (line 6), 1 another observer (line 7), 1 repeated trial (line 8), 2 cut off (lines 9, 11) ("
+    )
+    assert (
+        "cut off: an answer interrupted before it was confirmed" in warnings[0]
+        and "not JSON: not a JSON value" in warnings[0]
+    )
     # The analysis keeps every observer's answers, for read_folder to refuse the mixed file.
     assert [answer["observer"] for answer in read_answers(path).answers] == ["alice", "bob", "alice"]
 
@@ -297,7 +369,10 @@ def test_lines_that_are_no_answer_never_lock_an_observer_out(stimuli, tmp_path, 
     responses = tmp_path / "responses"
     responses.mkdir()
     first = plan(load_manifest(stimuli / "manifest.json"), "alice", 0)[0]
-    _write_lines(responses / "alice.jsonl", [b"42\n", b"[1, 2]\n", b"null\n", _record(first.id, chosen=first.left, other=first.right), b"[" * 5000 + b"\n"])
+    _write_lines(
+        responses / "alice.jsonl",
+        [b"42\n", b"[1, 2]\n", b"null\n", _record(first.id, chosen=first.left, other=first.right), b"[" * 5000 + b"\n"],
+    )
     server = Running(stimuli, responses, ["alice"])
     try:
         assert server.state("alice")["done"] == 1
@@ -316,7 +391,19 @@ def _answers(folder: Path, responses: Path, observers: list[str]) -> None:
 
 
 def _analyse(folder: Path, responses: Path, out: Path) -> None:
-    cli(["analyse", "--manifest", str(folder / "manifest.json"), "--responses", str(responses), "--out", str(out), "--samples", "20"])
+    cli(
+        [
+            "analyse",
+            "--manifest",
+            str(folder / "manifest.json"),
+            "--responses",
+            str(responses),
+            "--out",
+            str(out),
+            "--samples",
+            "20",
+        ]
+    )
 
 
 def test_a_copied_answer_file_is_refused_not_a_second_observer(stimuli, tmp_path, capsys):
@@ -324,7 +411,13 @@ def test_a_copied_answer_file_is_refused_not_a_second_observer(stimuli, tmp_path
     responses = tmp_path / "responses"
     _answers(stimuli, responses, ["o1", "o2"])
     shutil.copy(responses / "o1.jsonl", responses / "o1 copy.jsonl")
-    with pytest.raises(SystemExit, match=rf"^error: observer o1: answers in two files, {re.escape(str(responses / 'o1 copy.jsonl'))} and {re.escape(str(responses / 'o1.jsonl'))}; keep one \(a copy would count their answers twice\)$"):
+    with pytest.raises(
+        SystemExit,
+        match=(
+            rf"^error: observer o1: answers in two files, {re.escape(str(responses / 'o1 copy.jsonl'))} and"
+            rf" {re.escape(str(responses / 'o1.jsonl'))}; keep one \(a copy would count their answers twice\)$"
+        ),
+    ):
         _analyse(stimuli, responses, tmp_path / "out")
     # Observers are named by their answers, not by file names: a renamed file is still o1.
     (responses / "o1.jsonl").unlink()
@@ -339,11 +432,19 @@ def test_a_file_with_answers_of_two_observers_is_refused(stimuli, tmp_path):
     _answers(stimuli, responses, ["o1", "o2"])
     with open(responses / "o1.jsonl", "ab") as handle:
         handle.write((responses / "o2.jsonl").read_bytes().splitlines(keepends=True)[0])
-    with pytest.raises(SystemExit, match=rf"^error: {re.escape(str(responses / 'o1.jsonl'))}: answers of 2 observers \(o1 from line 1, o2 from line 13\); an answer file holds one observer's answers$"):
+    with pytest.raises(
+        SystemExit,
+        match=(
+            rf"^error: {re.escape(str(responses / 'o1.jsonl'))}: answers of 2 observers \(o1 from line 1, o2 from line"
+            r" 13\); an answer file holds one observer's answers$"
+        ),
+    ):
         _analyse(stimuli, responses, tmp_path / "out")
 
 
-def test_skipped_lines_and_observerless_files_reach_the_log_the_csv_and_the_jod_table(stimuli, tmp_path, capsys, caplog):
+def test_skipped_lines_and_observerless_files_reach_the_log_the_csv_and_the_jod_table(
+    stimuli, tmp_path, capsys, caplog
+):
     """Issue 27: non-object lines gave a traceback in analyse; empty files and skipped lines went uncounted."""
     responses = tmp_path / "responses"
     _answers(stimuli, responses, ["o1", "o2"])
@@ -355,7 +456,10 @@ def test_skipped_lines_and_observerless_files_reach_the_log_the_csv_and_the_jod_
     (responses / "o4.jsonl").write_bytes(b"not json\n")
     out = tmp_path / "out"
     _analyse(stimuli, responses, out)
-    note = "Answer files: 5 lines skipped (o1.jsonl: 3 not an object; o2.jsonl: 1 cut off; o4.jsonl: 1 not JSON); without a confirmed answer, so no observer: o3.jsonl, o4.jsonl."
+    note = (
+        "Answer files: 5 lines skipped (o1.jsonl: 3 not an object; o2.jsonl: 1 cut off; o4.jsonl: 1 not JSON); without"
+        " a confirmed answer, so no observer: o3.jsonl, o4.jsonl."
+    )
     assert note in capsys.readouterr().out and note in (out / "jod_table.md").read_text()
     assert f"{responses / 'o3.jsonl'}: no confirmed answer (empty): counted as no observer" in caplog.text
     assert f"{responses / 'o4.jsonl'}: no confirmed answer (1 line, all skipped): counted as no observer" in caplog.text

@@ -15,7 +15,12 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snake
 
 def _snakemake(workdir, *args, config=TINY_CONFIG, check=True):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run([*SNAKEMAKE, "--configfile", str(config), "--directory", str(workdir), *args], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [*SNAKEMAKE, "--configfile", str(config), "--directory", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
@@ -42,13 +47,18 @@ def test_every_table_and_figure_is_made(finished):
     assert all(rows[metric][loss] for metric in rows for loss in ("input", "l1", "l2", "flip"))
     assert rows["l1"]["msssim"] == ""  # not configured: an empty cell, never a made-up value
     # lpips_trunk: auto fetches the pretrained trunk through the package index, so the label is plain LPIPS.
-    assert "| LPIPS ↓ |" in (tables / "table_6_1.md").read_text() and "untrained" not in (tables / "table_6_1.md").read_text()
+    assert (
+        "| LPIPS ↓ |" in (tables / "table_6_1.md").read_text()
+        and "untrained" not in (tables / "table_6_1.md").read_text()
+    )
     for name in ("table_6_3", "table_6_4"):
         for suffix in ("_fastmri.csv", "_fastmri.md", "_fastmri.tex"):
             assert (tables / f"{name}{suffix}").stat().st_size > 0
     # fastMRI submission files of every MRI model, one per validation volume.
     for task in ("knee", "brain"):
-        assert (finished / "results" / "demo" / "outputs" / task / "l1" / "seed0_fastmri" / f"{task}_val_000.h5").stat().st_size > 0
+        assert (
+            finished / "results" / "demo" / "outputs" / task / "l1" / "seed0_fastmri" / f"{task}_val_000.h5"
+        ).stat().st_size > 0
 
 
 def test_every_rule_writes_a_log(finished):
@@ -108,5 +118,8 @@ def test_config_overrides_are_typed_and_named_in_errors(tmp_path):
     assert any(line.split() == ["train", "18"] for line in stats.splitlines())  # 3 tasks × 3 losses × 2 seeds
     bad = _snakemake(tmp_path, "--cores", "1", "--dry-run", "--config", "trainer={nonfinite: maybe}", check=False)
     assert bad.returncode != 0
-    assert f"Configuration error: --config trainer.nonfinite (over {TINY_CONFIG}): trainer.nonfinite: 'maybe' is not one of ['stop', 'skip']" in bad.stderr
+    assert (
+        f"Configuration error: --config trainer.nonfinite (over {TINY_CONFIG}): trainer.nonfinite: 'maybe' is not one"
+        " of ['stop', 'skip']" in bad.stderr
+    )
     assert not (tmp_path / "results").exists()

@@ -36,11 +36,17 @@ def clamp_output(image: np.ndarray) -> np.ndarray:
 
 
 def metric_params(name: str, kind: str, evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Options of metric ``name`` for a task of ``kind``, as its spec gives them (FLIP's viewing conditions and grayscale mode, LPIPS's trunk)."""
+    """Options of metric ``name`` for a task of ``kind``, as its spec gives them (FLIP's viewing conditions and
+    grayscale mode, LPIPS's trunk)."""
     return metrics.spec(name).params(Setting(channels(kind), evaluation or {}))
 
 
-def evaluate(valset_path: str | Path, outputs_path: str | Path | None, metric_names: list[str], evaluation: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def evaluate(
+    valset_path: str | Path,
+    outputs_path: str | Path | None,
+    metric_names: list[str],
+    evaluation: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Per-image metric values.
 
     Args:
@@ -61,11 +67,17 @@ def evaluate(valset_path: str | Path, outputs_path: str | Path | None, metric_na
                 raise ValueError(f"{outputs_path}: image ids differ from those of {valset_path}")
             for image_id in valset.ids:
                 target = torch.from_numpy(valset.read("target", image_id))[None]
-                restored = clamp_output(outputs.read("output", image_id)) if outputs is not None else valset.read("input", image_id)
+                restored = (
+                    clamp_output(outputs.read("output", image_id))
+                    if outputs is not None
+                    else valset.read("input", image_id)
+                )
                 restored = torch.from_numpy(restored)[None]
                 row = {"image": image_id}
                 for name in metric_names:
-                    row[name] = float(metrics.compute(name, restored, target, **metric_params(name, kind, evaluation))[0])
+                    row[name] = float(
+                        metrics.compute(name, restored, target, **metric_params(name, kind, evaluation))[0]
+                    )
                 rows.append(row)
         finally:
             if outputs is not None:
@@ -99,12 +111,14 @@ def fastmri_volume_metrics(valset_path: str | Path, outputs_path: str | Path | N
                 else:
                     restored = np.stack([valset.read("input", i)[0] for i in ids]).astype(np.float64)
                 maxval = target.max()
-                rows.append({
-                    "volume": volume,
-                    "nmse": float(fastmri_evaluate.nmse(target, restored)),
-                    "psnr": float(fastmri_evaluate.psnr(target, restored, maxval)),
-                    "ssim": float(fastmri_evaluate.ssim(target, restored, maxval)[0]),
-                })
+                rows.append(
+                    {
+                        "volume": volume,
+                        "nmse": float(fastmri_evaluate.nmse(target, restored)),
+                        "psnr": float(fastmri_evaluate.psnr(target, restored, maxval)),
+                        "ssim": float(fastmri_evaluate.ssim(target, restored, maxval)[0]),
+                    }
+                )
         finally:
             if outputs is not None:
                 outputs.close()
@@ -119,12 +133,18 @@ def _mean_flip(valset: ImageFile, outputs: ImageFile | None, mode: str, ppd: flo
     values = []
     for image_id in valset.ids:
         target = torch.from_numpy(valset.read("target", image_id))[None]
-        restored = clamp_output(outputs.read("output", image_id)) if outputs is not None else valset.read("input", image_id)
+        restored = (
+            clamp_output(outputs.read("output", image_id)) if outputs is not None else valset.read("input", image_id)
+        )
         values.append(float(metrics.compute("flip", torch.from_numpy(restored)[None], target, mode=mode, ppd=ppd)[0]))
     return sum(values) / len(values)
 
 
-def flip_gray_modes(valsets: dict[str, str | Path], outputs: dict[str, dict[str, list[str | Path]]], evaluation: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def flip_gray_modes(
+    valsets: dict[str, str | Path],
+    outputs: dict[str, dict[str, list[str | Path]]],
+    evaluation: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """The FLIP row of the MRI tables under each grayscale mode of :data:`GRAY_MODES`.
 
     Args:
@@ -141,7 +161,10 @@ def flip_gray_modes(valsets: dict[str, str | Path], outputs: dict[str, dict[str,
     for task, valset_path in valsets.items():
         with ImageFile(valset_path) as valset:
             if channels(str(valset.attrs["kind"])) != 1:
-                raise ValueError(f"{valset_path}: flip_gray_modes needs a grayscale validation set, got one of {valset.attrs['kind']} ({channels(str(valset.attrs['kind']))} channels)")
+                raise ValueError(
+                    f"{valset_path}: flip_gray_modes needs a grayscale validation set, got one of"
+                    f" {valset.attrs['kind']} ({channels(str(valset.attrs['kind']))} channels)"
+                )
             for mode in GRAY_MODES:
                 row: dict[str, Any] = {"task": task, "mode": mode, "input": _mean_flip(valset, None, mode, ppd)}
                 for loss, paths in outputs.get(task, {}).items():
@@ -157,7 +180,8 @@ def flip_gray_modes(valsets: dict[str, str | Path], outputs: dict[str, dict[str,
 
 
 def flip_gray_modes_markdown(rows: list[dict[str, Any]], input_labels: dict[str, str]) -> str:
-    """:func:`flip_gray_modes` rows as one Markdown table per task, the best model per row in bold; ``input_labels``: task → label of its degraded input (``Masked``)."""
+    """:func:`flip_gray_modes` rows as one Markdown table per task, the best model per row in bold; ``input_labels``:
+    task → label of its degraded input (``Masked``)."""
     lines = []
     for task in dict.fromkeys(row["task"] for row in rows):
         task_rows = [row for row in rows if row["task"] == task]
@@ -167,10 +191,16 @@ def flip_gray_modes_markdown(rows: list[dict[str, Any]], input_labels: dict[str,
         lines.append("|---|" + "---:|" * (len(losses) + 1))
         for row in task_rows:
             best = min((row[loss] for loss in losses), default=None)
-            cells = [f"{row['input']:.4f}"] + [f"**{row[loss]:.4f}**" if row[loss] == best else f"{row[loss]:.4f}" for loss in losses]
+            cells = [f"{row['input']:.4f}"] + [
+                f"**{row[loss]:.4f}**" if row[loss] == best else f"{row[loss]:.4f}" for loss in losses
+            ]
             lines.append(f"| {row['mode']} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines.append("gray_thesis: linear input, filtered achromatic Y, no L*a*b*, no points (the project's reading); gray_lab: the same with L* of the filtered value; gray_replicated: the grey repeated into sRGB, what NVIDIA's flip-evaluator computes.")
+    lines.append(
+        "gray_thesis: linear input, filtered achromatic Y, no L*a*b*, no points (the project's reading); gray_lab: the"
+        " same with L* of the filtered value; gray_replicated: the grey repeated into sRGB, what NVIDIA's"
+        " flip-evaluator computes."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -186,7 +216,9 @@ def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lossbench.evaluate", description="Per-image metrics of restored images.")
+    parser = argparse.ArgumentParser(
+        prog="python -m lossbench.evaluate", description="Per-image metrics of restored images."
+    )
     parser.add_argument("valset", help="validation set .h5")
     parser.add_argument("--outputs", help="model outputs .h5 (default: evaluate the degraded inputs)")
     parser.add_argument("--metrics", nargs="+", default=metrics.names(), choices=metrics.names())

@@ -68,7 +68,8 @@ class OutputExistsError(FileExistsError):
 
 
 class OutputWriteError(OSError):
-    """An output folder or file that cannot be written (read-only, disk full, ...); the message is one line naming it."""
+    """An output folder or file that cannot be written (read-only, disk full, ...); the message is one line naming
+    it."""
 
 
 #: Pixels an input image may have by default (``--max-pixels``), read from its header before decoding:
@@ -79,7 +80,13 @@ RECORD_KEY = "lossbench.infer"
 
 
 @torch.no_grad()
-def run(model_path: str | Path, valset_path: str | Path, out_path: str | Path, device: str = "auto", threads: int | None = None) -> int:
+def run(
+    model_path: str | Path,
+    valset_path: str | Path,
+    out_path: str | Path,
+    device: str = "auto",
+    threads: int | None = None,
+) -> int:
     """Restore every validation input with the model and write the outputs (group ``output``).
 
     Outputs are written clamped to [0, 1], as an image file of them would be; the share of values
@@ -118,7 +125,9 @@ def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
         raise OutputExistsError(f"{existing[0]}{more} exist already; pass --overwrite to replace them")
 
 
-def save_reconstructions(reconstructions: Mapping[str, np.ndarray], out_dir: str | Path, overwrite: bool = False) -> list[Path]:
+def save_reconstructions(
+    reconstructions: Mapping[str, np.ndarray], out_dir: str | Path, overwrite: bool = False
+) -> list[Path]:
     """Write fastMRI submission files: ``out_dir/<file name>`` with dataset ``reconstruction``.
 
     The layout of ``fastmri.save_reconstructions`` (what the leaderboard and ``fastmri.evaluate``
@@ -183,7 +192,8 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def _write_reconstruction(path: Path, volume: np.ndarray, record: str | None = None) -> None:
-    """``path`` in fastMRI's submission layout (dataset ``reconstruction``, float32), with ``record`` as attribute :data:`RECORD_KEY`."""
+    """``path`` in fastMRI's submission layout (dataset ``reconstruction``, float32), with ``record`` as attribute
+    :data:`RECORD_KEY`."""
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as file:
         file.create_dataset("reconstruction", data=np.asarray(volume, dtype=np.float32))
@@ -266,7 +276,9 @@ def _stored_record(path: Path) -> str | None:
         return None
 
 
-def _pending(jobs: Iterable[tuple[Path, Path]], settings: Mapping[str, Any], overwrite: bool) -> list[tuple[Path, Path]]:
+def _pending(
+    jobs: Iterable[tuple[Path, Path]], settings: Mapping[str, Any], overwrite: bool
+) -> list[tuple[Path, Path]]:
     """The (input, output) pairs of ``jobs`` still to do, checked before any work.
 
     An output whose record is that of its input and ``settings`` was completed by an earlier run of
@@ -284,7 +296,10 @@ def _pending(jobs: Iterable[tuple[Path, Path]], settings: Mapping[str, Any], ove
         pending.append((source, target))
     if foreign and not overwrite:
         which = f"{foreign[0]} and {len(foreign) - 1} more exist" if len(foreign) > 1 else f"{foreign[0]} exists"
-        raise OutputExistsError(f"{which} already, not written from these inputs by this model and settings; pass --overwrite to replace them")
+        raise OutputExistsError(
+            f"{which} already, not written from these inputs by this model and settings; pass --overwrite to replace"
+            " them"
+        )
     return pending
 
 
@@ -296,12 +311,26 @@ def _check_apart(input_dir: Path, out_dir: Path, sources: Iterable[Path]) -> Non
     an input linked from the output folder, is found.
     """
     inputs, outputs = input_dir.resolve(), out_dir.resolve()
-    relation = "is" if outputs == inputs else "lies inside" if outputs.is_relative_to(inputs) else "holds" if inputs.is_relative_to(outputs) else None
+    relation = (
+        "is"
+        if outputs == inputs
+        else "lies inside"
+        if outputs.is_relative_to(inputs)
+        else "holds"
+        if inputs.is_relative_to(outputs)
+        else None
+    )
     if relation is not None:
-        raise InferenceInputError(f"{out_dir}: the output folder {relation} the input folder {input_dir} (links resolved); give the outputs a folder apart from the inputs")
+        raise InferenceInputError(
+            f"{out_dir}: the output folder {relation} the input folder {input_dir} (links resolved); give the outputs a"
+            " folder apart from the inputs"
+        )
     for source in sources:
         if source.resolve().is_relative_to(outputs):
-            raise InferenceInputError(f"{source}: this input is {source.resolve()}, inside the output folder {out_dir}; give the outputs a folder apart from the inputs")
+            raise InferenceInputError(
+                f"{source}: this input is {source.resolve()}, inside the output folder {out_dir}; give the outputs a"
+                " folder apart from the inputs"
+            )
 
 
 def _check_size(path: Path, height: int, width: int, model: Mapping[str, Any]) -> None:
@@ -309,7 +338,10 @@ def _check_size(path: Path, height: int, width: int, model: Mapping[str, Any]) -
     network = models.of(model)
     minimum = network.min_side(models.params(model))
     if min(height, width) < minimum:
-        raise InferenceInputError(f"{path}: {width}×{height} is smaller than the {minimum}×{minimum} minimum of {network.describe(models.params(model))}")
+        raise InferenceInputError(
+            f"{path}: {width}×{height} is smaller than the {minimum}×{minimum} minimum of"
+            f" {network.describe(models.params(model))}"
+        )
 
 
 def _image_outputs(images: Mapping[str, Path], out_dir: Path) -> dict[str, Path]:
@@ -320,11 +352,25 @@ def _image_outputs(images: Mapping[str, Path], out_dir: Path) -> dict[str, Path]
         outputs[image_id] = out_dir / f"{image_id}.png"
         other = taken.setdefault(image_id.casefold(), image_id)
         if other != image_id:
-            raise InferenceInputError(f"{images[other]} and {source} would both be written as {outputs[other]} on a case-insensitive file system ({outputs[image_id].name} is the same name there); rename one")
+            raise InferenceInputError(
+                f"{images[other]} and {source} would both be written as {outputs[other]} on a case-insensitive file"
+                f" system ({outputs[image_id].name} is the same name there); rename one"
+            )
     return outputs
 
 
-def restore_images(model: torch.nn.Module, spec: RunSpec, input_dir: Path, out_dir: Path, device: torch.device, settings: Mapping[str, Any], sigma: float | None = None, seed: int = 0, overwrite: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Path]:
+def restore_images(
+    model: torch.nn.Module,
+    spec: RunSpec,
+    input_dir: Path,
+    out_dir: Path,
+    device: torch.device,
+    settings: Mapping[str, Any],
+    sigma: float | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> list[Path]:
     """Denoise every image below ``input_dir`` into ``out_dir/<id>.png`` (ids of :func:`list_images`).
 
     Every input is checked before any work: ids that would share an output, the folders' overlap,
@@ -343,10 +389,15 @@ def restore_images(model: torch.nn.Module, spec: RunSpec, input_dir: Path, out_d
     try:
         images = list_images(input_dir)
     except DuplicateImageIdError as error:
-        raise InferenceInputError(f"{error.first} and {error.second} would both be written as {out_dir / f'{error.image_id}.png'}; rename one") from None
+        raise InferenceInputError(
+            f"{error.first} and {error.second} would both be written as {out_dir / f'{error.image_id}.png'}; rename one"
+        ) from None
     except FileNotFoundError as error:
         if input_dir.is_dir() and any(input_dir.glob("*.h5")):
-            raise InferenceInputError(f"{input_dir}: holds .h5 files but no images; the {spec.task} model restores RGB images (PNG, JPEG, ...)") from None
+            raise InferenceInputError(
+                f"{input_dir}: holds .h5 files but no images; the {spec.task} model restores RGB images (PNG, JPEG,"
+                " ...)"
+            ) from None
         raise InferenceInputError(str(error)) from None
     outputs = _image_outputs(images, out_dir)
     _check_apart(input_dir, out_dir, images.values())
@@ -355,7 +406,10 @@ def restore_images(model: torch.nn.Module, spec: RunSpec, input_dir: Path, out_d
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             width, height = image_size(source)
         if width * height > max_pixels:
-            raise InferenceInputError(f"{source}: {width}×{height} is {width * height / 1e6:.1f} megapixels, more than --max-pixels {max_pixels}; raise it to restore this image")
+            raise InferenceInputError(
+                f"{source}: {width}×{height} is {width * height / 1e6:.1f} megapixels, more than --max-pixels"
+                f" {max_pixels}; raise it to restore this image"
+            )
         _check_size(source, height, width, spec.model)
     ids = {source: image_id for image_id, source in images.items()}
     pending = _pending(((images[image_id], target) for image_id, target in outputs.items()), settings, overwrite)
@@ -378,7 +432,9 @@ def _is_test_file(path: Path, recon_key: str) -> bool:
     try:
         with h5py.File(path, "r") as file:
             if "kspace" not in file:
-                raise InferenceInputError(f"{path}: not a fastMRI file (no 'kspace' dataset; has {', '.join(file) or 'nothing'})")
+                raise InferenceInputError(
+                    f"{path}: not a fastMRI file (no 'kspace' dataset; has {', '.join(file) or 'nothing'})"
+                )
             return "mask" in file and recon_key not in file
     except OSError as error:
         raise InferenceInputError(f"{path}: not a readable HDF5 file ({str(error).splitlines()[0]})") from None
@@ -393,12 +449,17 @@ def _test_volume_inputs(path: Path, challenge: str, crop: int) -> tuple[np.ndarr
     with h5py.File(path, "r") as file:
         kspace, mask = file["kspace"][()], np.asarray(file["mask"][()]).astype(bool).reshape(-1)
     if kspace.ndim != KSPACE_NDIM[challenge] or not np.issubdtype(kspace.dtype, np.complexfloating):
-        raise InferenceInputError(f"{path}: kspace has shape {kspace.shape} and dtype {kspace.dtype}, expected {KSPACE_NDIM[challenge]}-dimensional complex {challenge} k-space for this model")
+        raise InferenceInputError(
+            f"{path}: kspace has shape {kspace.shape} and dtype {kspace.dtype}, expected"
+            f" {KSPACE_NDIM[challenge]}-dimensional complex {challenge} k-space for this model"
+        )
     if mask.shape[0] != kspace.shape[-1]:
         raise InferenceInputError(f"{path}: mask has {mask.shape[0]} entries for {kspace.shape[-1]} k-space columns")
     side = crop_side(kspace.shape, crop)
     if side > kspace.shape[-2]:
-        raise InferenceInputError(f"{path}: kspace {kspace.shape[-2]}×{kspace.shape[-1]} is smaller than the model's {crop}×{crop} crop")
+        raise InferenceInputError(
+            f"{path}: kspace {kspace.shape[-2]}×{kspace.shape[-1]} is smaller than the model's {crop}×{crop} crop"
+        )
     kspace = torch.from_numpy(kspace.reshape((kspace.shape[0], -1) + kspace.shape[-2:]))
     slices, coils, height = kspace.shape[:3]
     # zero_filled takes the sampled columns of each slice, slice by slice: (S·K, C, H).
@@ -406,15 +467,30 @@ def _test_volume_inputs(path: Path, challenge: str, crop: int) -> tuple[np.ndarr
     images = zero_filled(columns, torch.from_numpy(mask).expand(slices, -1), side).numpy()
     bad = np.flatnonzero(~np.isfinite(images).all(axis=(1, 2, 3)))
     if bad.size:
-        raise InferenceInputError(f"{path}: slice {bad[0]}{f' and {bad.size - 1} more' if bad.size > 1 else ''}: NaN or infinite values in the sampled k-space")
+        raise InferenceInputError(
+            f"{path}: slice {bad[0]}{f' and {bad.size - 1} more' if bad.size > 1 else ''}: NaN or infinite values in"
+            " the sampled k-space"
+        )
     scale = float(images.max())
     if not np.isfinite(scale) or scale <= 0:
         raise InferenceInputError(f"{path}: the zero-filled images have maximum {scale}, expected a positive number")
-    log.warning("%s: a test file (own mask, no reference): scaled by its zero-filled maximum %.4g instead of the reference's", path, scale)
+    log.warning(
+        "%s: a test file (own mask, no reference): scaled by its zero-filled maximum %.4g instead of the reference's",
+        path,
+        scale,
+    )
     return images / scale, scale
 
 
-def restore_volumes(model: torch.nn.Module, spec: RunSpec, input_dir: Path, out_dir: Path, device: torch.device, settings: Mapping[str, Any], overwrite: bool = False) -> list[Path]:
+def restore_volumes(
+    model: torch.nn.Module,
+    spec: RunSpec,
+    input_dir: Path,
+    out_dir: Path,
+    device: torch.device,
+    settings: Mapping[str, Any],
+    overwrite: bool = False,
+) -> list[Path]:
     """Reconstruct every fastMRI ``.h5`` volume of ``input_dir`` into fastMRI submission files in ``out_dir``.
 
     Train and validation files get the task's mask, fixed per file name as the workflow's
@@ -433,12 +509,19 @@ def restore_volumes(model: torch.nn.Module, spec: RunSpec, input_dir: Path, out_
         raise InferenceInputError(f"{input_dir}: not a folder, expected a folder of fastMRI {challenge} .h5 files")
     files = sorted(path for path in input_dir.iterdir() if path.suffix == ".h5" and path.is_file())
     if not files:
-        hint = "; it holds images, but this MRI model restores fastMRI .h5 files" if any(True for _ in _images_in(input_dir)) else ""
+        hint = (
+            "; it holds images, but this MRI model restores fastMRI .h5 files"
+            if any(True for _ in _images_in(input_dir))
+            else ""
+        )
         raise InferenceInputError(f"{input_dir}: no .h5 files, expected fastMRI {challenge} volumes{hint}")
     tests = [path for path in files if _is_test_file(path, RECON_KEYS[challenge])]
     full = [path for path in files if path not in tests]
     if tests and full:
-        raise InferenceInputError(f"{input_dir}: mixes fastMRI test files ({tests[0].name}: own mask, no reference) with train/validation files ({full[0].name}); give each kind a folder of its own")
+        raise InferenceInputError(
+            f"{input_dir}: mixes fastMRI test files ({tests[0].name}: own mask, no reference) with train/validation"
+            f" files ({full[0].name}); give each kind a folder of its own"
+        )
     _check_apart(input_dir, out_dir, files)
     pending = _pending(((path, out_dir / path.name) for path in files), settings, overwrite)
     if len(pending) < len(files):
@@ -450,7 +533,9 @@ def restore_volumes(model: torch.nn.Module, spec: RunSpec, input_dir: Path, out_
 
     else:
         # The workflow's own path: its checks (one line naming a bad file), masks and [0, 1] scaling.
-        dataset = MRISliceDataset(input_dir, challenge, data["mask"]["center_fraction"], data["mask"]["acceleration"], data["crop"])
+        dataset = MRISliceDataset(
+            input_dir, challenge, data["mask"]["center_fraction"], data["mask"]["acceleration"], data["crop"]
+        )
         slices: dict[str, list[int]] = {}  # volume stem → its slices' dataset indices, in slice order
         for index in range(len(dataset)):
             slices.setdefault(volume_of(dataset.sample_id(index)), []).append(index)
@@ -461,7 +546,12 @@ def restore_volumes(model: torch.nn.Module, spec: RunSpec, input_dir: Path, out_
     _make_folder(out_dir)
     for path, target in pending:
         inputs, scale = volume_inputs(path)
-        volume = np.stack([_restore(model, image, device, f"{path}: slice {number}")[0] for number, image in enumerate(inputs)]) * scale
+        volume = (
+            np.stack(
+                [_restore(model, image, device, f"{path}: slice {number}")[0] for number, image in enumerate(inputs)]
+            )
+            * scale
+        )
         _write_reconstruction(target, volume, _record(settings, path))
     return [target for _, target in pending]
 
@@ -471,7 +561,16 @@ def _images_in(folder: Path) -> Iterator[Path]:
 
 
 @torch.no_grad()
-def restore_folder(model_path: str | Path, input_dir: str | Path, out_dir: str | Path, sigma: float | None = None, seed: int = 0, overwrite: bool = False, device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Path]:
+def restore_folder(
+    model_path: str | Path,
+    input_dir: str | Path,
+    out_dir: str | Path,
+    sigma: float | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    device: str = "auto",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> list[Path]:
     """Run a trained model on one's own data: a folder of images (denoising) or of fastMRI ``.h5`` files (MRI).
 
     Args:
@@ -499,37 +598,89 @@ def restore_folder(model_path: str | Path, input_dir: str | Path, out_dir: str |
     """
     model_path, input_dir, out_dir = Path(model_path), Path(input_dir), Path(out_dir)
     if not model_path.is_file():
-        raise FileNotFoundError(f"{model_path}: model file does not exist (results/<experiment>/models/<task>/<loss>/seed<N>/model.pt)")
+        raise FileNotFoundError(
+            f"{model_path}: model file does not exist (results/<experiment>/models/<task>/<loss>/seed<N>/model.pt)"
+        )
     target_device = select_device(device)
     try:
         model, spec = load_model(model_path, target_device)
     except ValueError as error:  # load_model's own one line: a refused file, no spec, a bad spec
         message = str(error)
-        raise InferenceInputError(message if message.startswith(str(model_path)) else f"{model_path}: {message}") from None
+        raise InferenceInputError(
+            message if message.startswith(str(model_path)) else f"{model_path}: {message}"
+        ) from None
     except Exception as error:  # anything from zip to torch errors for a file that is no model.pt
-        raise InferenceInputError(f"{model_path}: not a model written by lossbench.train ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+        raise InferenceInputError(
+            f"{model_path}: not a model written by lossbench.train ({type(error).__name__}:"
+            f" {str(error).splitlines()[0] if str(error) else ''})"
+        ) from None
     log.info("%s: %s/%s seed %d on %s", model_path, spec.task, spec.loss.name, spec.seed, target_device)
     settings: dict[str, Any] = {"model": _sha256(model_path)}
     challenge = tasks.spec(spec.kind).challenge
     if challenge is None:  # a task on photographs
         if sigma is not None:  # the seed matters only with noise
             settings.update(sigma=sigma, seed=seed)
-        return restore_images(model, spec, input_dir, out_dir, target_device, settings, sigma, seed, overwrite, max_pixels)
+        return restore_images(
+            model, spec, input_dir, out_dir, target_device, settings, sigma, seed, overwrite, max_pixels
+        )
     if sigma is not None:
-        raise InferenceInputError(f"--sigma adds noise to images, but {model_path} is a {spec.task} (fastMRI {challenge}) model")
+        raise InferenceInputError(
+            f"--sigma adds noise to images, but {model_path} is a {spec.task} (fastMRI {challenge}) model"
+        )
     return restore_volumes(model, spec, input_dir, out_dir, target_device, settings, overwrite)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lossbench.infer", description="Run a trained model on a folder of images (denoising) or of fastMRI .h5 files (MRI).")
-    parser.add_argument("--model", required=True, help="model.pt written by lossbench.train, e.g. results/demo/models/denoise/l1/seed0/model.pt")
-    parser.add_argument("--input", required=True, help="folder of images (denoising) or of fastMRI .h5 files: train/val files get the task's mask, test files their own")
-    parser.add_argument("--out", required=True, help="output folder, apart from the input folder (neither inside the other): PNGs, or fastMRI submission files (dataset 'reconstruction')")
-    parser.add_argument("--sigma", type=float, default=None, help="denoising: add Gaussian noise of SIGMA/255 (seeded) first; default: none")
+    parser = argparse.ArgumentParser(
+        prog="python -m lossbench.infer",
+        description="Run a trained model on a folder of images (denoising) or of fastMRI .h5 files (MRI).",
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="model.pt written by lossbench.train, e.g. results/demo/models/denoise/l1/seed0/model.pt",
+    )
+    parser.add_argument(
+        "--input",
+        required=True,
+        help=(
+            "folder of images (denoising) or of fastMRI .h5 files: train/val files get the task's mask, test files"
+            " their own"
+        ),
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        help=(
+            "output folder, apart from the input folder (neither inside the other): PNGs, or fastMRI submission files"
+            " (dataset 'reconstruction')"
+        ),
+    )
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="denoising: add Gaussian noise of SIGMA/255 (seeded) first; default: none",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the --sigma noise (default 0)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs that this model did not write from these inputs and settings (those it did are kept: a rerun resumes)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=(
+            "replace existing outputs that this model did not write from these inputs and settings (those it did are"
+            " kept: a rerun resumes)"
+        ),
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=f"denoising: largest width x height of an input image, checked before decoding (default {DEFAULT_MAX_PIXELS})")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=(
+            "denoising: largest width x height of an input image, checked before decoding (default"
+            f" {DEFAULT_MAX_PIXELS})"
+        ),
+    )
     args = parser.parse_args(argv)
     if args.sigma is not None and not (np.isfinite(args.sigma) and args.sigma >= 0):
         parser.error(f"--sigma {args.sigma} must be a finite number >= 0")
@@ -539,7 +690,9 @@ def main(argv: list[str] | None = None) -> None:
         Image.MAX_IMAGE_PIXELS = args.max_pixels  # PIL's bomb check would refuse what the user allowed
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        written = restore_folder(args.model, args.input, args.out, args.sigma, args.seed, args.overwrite, args.device, args.max_pixels)
+        written = restore_folder(
+            args.model, args.input, args.out, args.sigma, args.seed, args.overwrite, args.device, args.max_pixels
+        )
     except (ValueError, FileNotFoundError, FileExistsError, OutputWriteError, DeviceError) as error:
         sys.exit(f"error: {error}")
     print(f"wrote {len(written)} files to {args.out}")

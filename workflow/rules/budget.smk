@@ -6,13 +6,13 @@
 rule budget_table:
     output:
         results("budget.md"),
-    params:
-        config=config,
-        source=CONFIG_SOURCE,
     log:
         results("logs/budget.log"),
     conda:
         ENV
+    params:
+        config=config,
+        source=CONFIG_SOURCE,
     script:
         "../scripts/budget.py"
 

@@ -9,7 +9,15 @@ from snakemake.utils import update_config
 
 from lossbench.core.seeding import derive_seed
 from lossbench.metrics.lpips import TRUNK_ENV as LPIPS_TRUNK_ENV
-from lossbench.pipeline.config import ConfigError, data_owner, missing_data_folders, read_yaml, task_spec, typed_overrides, validate_with_overrides
+from lossbench.pipeline.config import (
+    ConfigError,
+    data_owner,
+    missing_data_folders,
+    read_yaml,
+    task_spec,
+    typed_overrides,
+    validate_with_overrides,
+)
 from lossbench.pipeline.experiment import results_dir
 from lossbench.pipeline.run_specs import evaluation_settings, task_data, train_spec
 from lossbench.report.tables import subject
@@ -18,7 +26,9 @@ CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
 #: A dry run shows the plan, and `budget` counts published sizes, before the data exist. Snakemake has not
 #: parsed its own arguments when this file is read (workflow.dryrun and the targets are not set yet), so
 #: the command line is read here; under any other driver, missing data stay an error before any job.
-PLANNING_ONLY = bool({"-n", "--dry-run", "--dryrun", "budget"} & set(sys.argv[1:])) or any(Path(arg).name == "budget.md" for arg in sys.argv[1:])
+PLANNING_ONLY = bool({"-n", "--dry-run", "--dryrun", "budget"} & set(sys.argv[1:])) or any(
+    Path(arg).name == "budget.md" for arg in sys.argv[1:]
+)
 try:
     # Snakemake's own YAML loading keeps the last of two equal keys silently: re-read each file strictly.
     for _configfile in workflow.configfiles:
@@ -33,7 +43,9 @@ except ConfigError as error:
     sys.exit(f"Configuration error: {error}" if named else f"Configuration error: {CONFIG_SOURCE}: {error}")
 MISSING_DATA = missing_data_folders(config)
 if MISSING_DATA:
-    print(f"Note: {CONFIG_SOURCE}: {'; '.join(MISSING_DATA)}: planned without them, the run needs them.", file=sys.stderr)
+    print(
+        f"Note: {CONFIG_SOURCE}: {'; '.join(MISSING_DATA)}: planned without them, the run needs them.", file=sys.stderr
+    )
 
 
 def existing(path):
@@ -63,7 +75,10 @@ LPIPS_PRETRAINED = EVALUATION["lpips_trunk"] == "pretrained"
 # the same trunk even when rule lpips_weights fetches it while they run, so no label differs from its values.
 os.environ[LPIPS_TRUNK_ENV] = EVALUATION["lpips_trunk"]
 #: Table → what it is of (lossbench.report.tables.Subject): one per task, the thesis's for its tasks, table_<task> for others.
-TABLES = {table.name: table for table in (subject(task, config["tasks"][task]["kind"], config["tasks"][task]) for task in TASKS)}
+TABLES = {
+    table.name: table
+    for table in (subject(task, config["tasks"][task]["kind"], config["tasks"][task]) for task in TASKS)
+}
 CONFIGURED_TABLES = list(TABLES)
 #: Tables compared with the thesis's published values (the thesis's tasks).
 THESIS_TABLES = [name for name, table in TABLES.items() if table.thesis]
@@ -112,12 +127,21 @@ def data_dir(task, split):
 def train_data(task):
     """What a task's training reads: the decoded photographs of a task on photographs (rule
     decode_images, of the task whose data it uses), the fastMRI folder of an MRI task."""
-    return results(f"data/{data_owner(config, task)}/train_decoded.h5") if TASK_SPECS[task].data == "photos" else data_dir(task, "train")
+    return (
+        results(f"data/{data_owner(config, task)}/train_decoded.h5")
+        if TASK_SPECS[task].data == "photos"
+        else data_dir(task, "train")
+    )
 
 
 def model_metric_files(task, suite=""):
     """Loss → its models' metric files, one per seed (suite ".fastmri" for fastMRI's per-volume metrics)."""
-    return {loss: expand(results("metrics/{task}/{loss}/seed{seed}{suite}.csv"), task=task, loss=loss, seed=SEEDS, suite=suite) for loss in LOSSES}
+    return {
+        loss: expand(
+            results("metrics/{task}/{loss}/seed{seed}{suite}.csv"), task=task, loss=loss, seed=SEEDS, suite=suite
+        )
+        for loss in LOSSES
+    }
 
 
 def flat(files_by_loss):
@@ -166,7 +190,9 @@ def figure_targets():
 
 def statistics_files(table):
     """The variance decomposition and the pairwise comparisons of a thesis table (statistics.smk)."""
-    return expand(results("tables/{table}_{kind}.{ext}"), table=table, kind="variance", ext=["csv", "md", "tex"]) + expand(results("tables/{table}_pairs.{ext}"), table=table, ext=["csv", "md"])
+    return expand(
+        results("tables/{table}_{kind}.{ext}"), table=table, kind="variance", ext=["csv", "md", "tex"]
+    ) + expand(results("tables/{table}_pairs.{ext}"), table=table, ext=["csv", "md"])
 
 
 def ranking_files(task):
@@ -176,7 +202,9 @@ def ranking_files(task):
 
 def statistics_targets():
     """Every statistics output: `snakemake statistics`, and part of `all` with several seeds."""
-    return [path for table in CONFIGURED_TABLES for path in statistics_files(table)] + [path for task in TASKS for path in ranking_files(task)]
+    return [path for table in CONFIGURED_TABLES for path in statistics_files(table)] + [
+        path for task in TASKS for path in ranking_files(task)
+    ]
 
 
 def stimuli_inputs(wildcards):
@@ -184,7 +212,9 @@ def stimuli_inputs(wildcards):
     inputs = {}
     for task in STUDY_TASKS[wildcards.study]:
         inputs[f"valset_{task}"] = f"{RESULTS}/data/{task}/val.h5"
-        inputs[f"outputs_{task}"] = expand(results("outputs/{task}/{loss}/seed{seed}.h5"), task=task, loss=LOSSES, seed=SEEDS[0])
+        inputs[f"outputs_{task}"] = expand(
+            results("outputs/{task}/{loss}/seed{seed}.h5"), task=task, loss=LOSSES, seed=SEEDS[0]
+        )
     return inputs
 
 
@@ -209,5 +239,7 @@ onstart:
     # that changes, and outside the DAG, so it never reruns a job.
     from lossbench.pipeline import experiment
 
-    experiment.write_if_changed(f"{RESULTS}/config.yaml", experiment.record(config, experiment.provenance(workflow.basedir)))
+    experiment.write_if_changed(
+        f"{RESULTS}/config.yaml", experiment.record(config, experiment.provenance(workflow.basedir))
+    )
     experiment.write_if_changed(f"{RESULTS}/README.md", experiment.readme(config))

@@ -12,16 +12,16 @@ FASTMRI_DATA_TASKS = data_tasks("fastmri")
 rule embedded_photos:
     output:
         directory(results("data/{task}/{split}_images")),
-    params:
-        names=lambda w: config["tasks"][w.task]["data"][w.split],
-        max_side=lambda w: config["tasks"][w.task]["data"]["max_side"],
+    log:
+        results("logs/data/{task}_{split}_images.log"),
     wildcard_constraints:
         task=one_of(PHOTO_TASKS, "no_photo_task"),
         split="train|val",
-    log:
-        results("logs/data/{task}_{split}_images.log"),
     conda:
         ENV
+    params:
+        names=lambda w: config["tasks"][w.task]["data"][w.split],
+        max_side=lambda w: config["tasks"][w.task]["data"]["max_side"],
     script:
         "../scripts/embedded_photos.py"
 
@@ -29,6 +29,13 @@ rule embedded_photos:
 rule synthetic_mri:
     output:
         directory(results("data/{task}/synthetic_{split}")),
+    log:
+        results("logs/data/{task}_synthetic_{split}.log"),
+    wildcard_constraints:
+        task=one_of(FASTMRI_DATA_TASKS, "no_fastmri_task"),
+        split="train|val",
+    conda:
+        ENV
     params:
         challenge=lambda w: TASK_SPECS[w.task].challenge,
         volumes=lambda w: config["tasks"][w.task]["data"][w.split]["volumes"],
@@ -37,13 +44,6 @@ rule synthetic_mri:
         preset=lambda w: config["tasks"][w.task]["data"]["preset"],
         prefix=lambda w: f"{w.task}_{w.split}",
         seed=lambda w: derive_seed(w.task, w.split),
-    wildcard_constraints:
-        task=one_of(FASTMRI_DATA_TASKS, "no_fastmri_task"),
-        split="train|val",
-    log:
-        results("logs/data/{task}_synthetic_{split}.log"),
-    conda:
-        ENV
     script:
         "../scripts/synthetic_mri.py"
 
@@ -56,10 +56,10 @@ rule decode_images:
         check=lambda w: data_check(w.task, "train"),
     output:
         results("data/{task}/train_decoded.h5"),
-    wildcard_constraints:
-        task=one_of(PHOTO_TASKS, "no_photo_task"),
     log:
         results("logs/data/{task}_decode_images.log"),
+    wildcard_constraints:
+        task=one_of(PHOTO_TASKS, "no_photo_task"),
     conda:
         ENV
     script:
@@ -79,10 +79,10 @@ rule check_images:
         lambda w: existing(config["tasks"][w.task]["data"][f"{w.split}_dir"]),
     output:
         results("data/{task}/checks/{split}_images.csv"),
-    wildcard_constraints:
-        split="train|val",
     log:
         results("logs/data/{task}_check_{split}_images.log"),
+    wildcard_constraints:
+        split="train|val",
     conda:
         ENV
     script:
@@ -96,14 +96,14 @@ rule validation_set:
         lpips=LPIPS_RECORD,
     output:
         results("data/{task}/val.h5"),
-    params:
-        kind=lambda w: config["tasks"][w.task]["kind"],
-        data=lambda w: task_data(config, w.task),
-        seed=VALIDATION_SEED,
     log:
         results("logs/data/{task}_validation_set.log"),
     conda:
         ENV
+    params:
+        kind=lambda w: config["tasks"][w.task]["kind"],
+        data=lambda w: task_data(config, w.task),
+        seed=VALIDATION_SEED,
     script:
         "../scripts/validation_set.py"
 
@@ -115,15 +115,15 @@ rule validation_set:
 rule kodak:
     output:
         directory(results("data/{task}/kodak")),
+    log:
+        results("logs/data/{task}_kodak.log"),
+    wildcard_constraints:
+        task=one_of(PHOTO_TASKS, "no_photo_task"),
+    conda:
+        ENV
     params:
         url=lambda w: config["tasks"][w.task]["data"]["kodak_url"],
         local_dir=lambda w: config["tasks"][w.task]["data"].get("val_dir"),
-    wildcard_constraints:
-        task=one_of(PHOTO_TASKS, "no_photo_task"),
-    log:
-        results("logs/data/{task}_kodak.log"),
-    conda:
-        ENV
     script:
         "../scripts/kodak.py"
 
@@ -133,19 +133,19 @@ rule imagenet_check:
         lambda w: existing(config["tasks"][w.task]["data"]["train_dir"]),
     output:
         results("data/{task}/checks/train_manifest.csv"),
+    log:
+        log=results("logs/data/{task}_imagenet_check.log"),
+        # A log, not an output: Snakemake keeps it when the check fails, and the error points at it.
+        report=results("data/{task}/train_manifest_report.csv"),
+    wildcard_constraints:
+        task=one_of(PHOTO_TASKS, "no_photo_task"),
+    conda:
+        ENV
     params:
         images=lambda w: config["tasks"][w.task]["data"]["train_images"],
         seed=lambda w: derive_seed(w.task, "train"),
         # The largest crop of the tasks that train on these photographs (the task itself and those with data_from it).
         min_side=lambda w: max(config["tasks"][task]["crop"] for task in TASKS if data_owner(config, task) == w.task),
-    wildcard_constraints:
-        task=one_of(PHOTO_TASKS, "no_photo_task"),
-    log:
-        log=results("logs/data/{task}_imagenet_check.log"),
-        # A log, not an output: Snakemake keeps it when the check fails, and the error points at it.
-        report=results("data/{task}/train_manifest_report.csv"),
-    conda:
-        ENV
     script:
         "../scripts/imagenet_manifest.py"
 
@@ -156,10 +156,10 @@ rule imagenet_manifest:
         results("data/{task}/checks/train_manifest.csv"),
     output:
         results("data/{task}/train_manifest.csv"),
-    wildcard_constraints:
-        task=one_of(PHOTO_TASKS, "no_photo_task"),
     log:
         results("logs/data/{task}_imagenet_manifest.log"),
+    wildcard_constraints:
+        task=one_of(PHOTO_TASKS, "no_photo_task"),
     conda:
         ENV
     shell:
@@ -171,6 +171,13 @@ rule fastmri_check:
         lambda w: existing(config["tasks"][w.task]["data"][f"{w.split}_dir"]),
     output:
         results("data/{task}/checks/{split}_files.csv"),
+    log:
+        results("logs/data/{task}_fastmri_{split}_check.log"),
+    wildcard_constraints:
+        task=one_of(FASTMRI_DATA_TASKS, "no_fastmri_task"),
+        split="train|val",
+    conda:
+        ENV
     params:
         challenge=lambda w: TASK_SPECS[w.task].challenge,
         crop=lambda w: config["tasks"][w.task]["crop"],
@@ -179,13 +186,6 @@ rule fastmri_check:
         skip_bad=lambda w: config["tasks"][w.task]["data"]["skip_bad"],
         # Validation files are read slice by slice: one NaN would make a whole validation slice NaN.
         full=lambda w: w.split == "val",
-    wildcard_constraints:
-        task=one_of(FASTMRI_DATA_TASKS, "no_fastmri_task"),
-        split="train|val",
-    log:
-        results("logs/data/{task}_fastmri_{split}_check.log"),
-    conda:
-        ENV
     script:
         "../scripts/fastmri_check.py"
 
@@ -196,19 +196,19 @@ rule fastmri_files:
         check=results("data/{task}/checks/{split}_files.csv"),
     output:
         directory(results("data/{task}/{split}_files")),
+    log:
+        results("logs/data/{task}_fastmri_{split}.log"),
+    wildcard_constraints:
+        task=one_of(FASTMRI_DATA_TASKS, "no_fastmri_task"),
+        split="train|val",
+    conda:
+        ENV
     params:
         challenge=lambda w: TASK_SPECS[w.task].challenge,
         crop=lambda w: config["tasks"][w.task]["crop"],
         subset=lambda w: config["tasks"][w.task]["data"]["val_subset"] if w.split == "val" else None,
         seed=lambda w: derive_seed(w.task, w.split),
         skip_bad=lambda w: config["tasks"][w.task]["data"]["skip_bad"],
-    wildcard_constraints:
-        task=one_of(FASTMRI_DATA_TASKS, "no_fastmri_task"),
-        split="train|val",
-    log:
-        results("logs/data/{task}_fastmri_{split}.log"),
-    conda:
-        ENV
     script:
         "../scripts/fastmri_files.py"
 
@@ -222,14 +222,14 @@ rule fastmri_files:
 rule lpips_weights:
     output:
         LPIPS_RECORD,
-    params:
-        trunk=EVALUATION["lpips_trunk"],
-        weights=EVALUATION["lpips_weights"],
-        location=str(trunk_location(EVALUATION["lpips_weights"])),
     log:
         results("logs/data/lpips_weights.log"),
     conda:
         ENV
+    params:
+        trunk=EVALUATION["lpips_trunk"],
+        weights=EVALUATION["lpips_weights"],
+        location=str(trunk_location(EVALUATION["lpips_weights"])),
     script:
         "../scripts/lpips_weights.py"
 
@@ -238,5 +238,10 @@ rule lpips_weights:
 # trunk, before any training (the data rules above have a task wildcard, so they are not targets).
 rule data:
     input:
-        [path for task in TASKS for split in ("train", "val") for path in [data_dir(task, split)] + data_check(task, split)],
+        [
+            path
+            for task in TASKS
+            for split in ("train", "val")
+            for path in [data_dir(task, split)] + data_check(task, split)
+        ],
         LPIPS_RECORD,

@@ -14,16 +14,16 @@ rule evaluate_model:
         outputs=results("outputs/{task}/{loss}/seed{seed}.h5"),
     output:
         results("metrics/{task}/{loss}/seed{seed}.csv"),
-    params:
-        suite="thesis",
-        metrics=config["metrics"],
-        **OWN_METRICS,
-        evaluation=EVALUATION,
-    threads: config["threads"]
     log:
         results("logs/evaluate/{task}/{loss}/seed{seed}.log"),
     conda:
         ENV
+    threads: config["threads"]
+    params:
+        **OWN_METRICS,
+        suite="thesis",
+        metrics=config["metrics"],
+        evaluation=EVALUATION,
     script:
         "../scripts/evaluate.py"
 
@@ -31,12 +31,12 @@ rule evaluate_model:
 use rule evaluate_model as evaluate_model_fastmri with:
     output:
         results("metrics/{task}/{loss}/seed{seed}.fastmri.csv"),
-    params:
-        suite="fastmri",
-    wildcard_constraints:
-        task=one_of(FASTMRI_TASKS, "no_fastmri_task"),
     log:
         results("logs/evaluate/{task}/{loss}/seed{seed}.fastmri.log"),
+    wildcard_constraints:
+        task=one_of(FASTMRI_TASKS, "no_fastmri_task"),
+    params:
+        suite="fastmri",
 
 
 rule evaluate_input:
@@ -44,16 +44,16 @@ rule evaluate_input:
         valset=results("data/{task}/val.h5"),
     output:
         results("metrics/{task}/input.csv"),
-    params:
-        suite="thesis",
-        metrics=config["metrics"],
-        **OWN_METRICS,
-        evaluation=EVALUATION,
-    threads: config["threads"]
     log:
         results("logs/evaluate/{task}/input.log"),
     conda:
         ENV
+    threads: config["threads"]
+    params:
+        **OWN_METRICS,
+        suite="thesis",
+        metrics=config["metrics"],
+        evaluation=EVALUATION,
     script:
         "../scripts/evaluate.py"
 
@@ -61,12 +61,12 @@ rule evaluate_input:
 use rule evaluate_input as evaluate_input_fastmri with:
     output:
         results("metrics/{task}/input.fastmri.csv"),
-    params:
-        suite="fastmri",
-    wildcard_constraints:
-        task=one_of(FASTMRI_TASKS, "no_fastmri_task"),
     log:
         results("logs/evaluate/{task}/input.fastmri.log"),
+    wildcard_constraints:
+        task=one_of(FASTMRI_TASKS, "no_fastmri_task"),
+    params:
+        suite="fastmri",
 
 
 rule table:
@@ -74,13 +74,34 @@ rule table:
         inputs=lambda w: f"{RESULTS}/metrics/{TABLES[w.table].task}/input.csv",
         models=lambda w: flat(model_metric_files(TABLES[w.table].task)),
     output:
-        csv=report(results("tables/{table}.csv"), caption="../report/table.rst", category="Tables", labels={"table": "{table}", "format": "csv"}),
-        md=report(results("tables/{table}.md"), caption="../report/table.rst", category="Tables", labels={"table": "{table}", "format": "markdown"}),
+        csv=report(
+            results("tables/{table}.csv"),
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}", "format": "csv"},
+        ),
+        md=report(
+            results("tables/{table}.md"),
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}", "format": "markdown"},
+        ),
         tex=results("tables/{table}.tex"),
         vs_csv=results("tables/{table}_vs_paper.csv"),
-        vs_md=report(results("tables/{table}_vs_paper.md"), caption="../report/table_vs_paper.rst", category="Tables", labels={"table": "{table}", "format": "beside the thesis"}),
+        vs_md=report(
+            results("tables/{table}_vs_paper.md"),
+            caption="../report/table_vs_paper.rst",
+            category="Tables",
+            labels={"table": "{table}", "format": "beside the thesis"},
+        ),
         per_seed_csv=results("tables/{table}_per_seed.csv"),
         per_seed_md=results("tables/{table}_per_seed.md"),
+    log:
+        results("logs/tables/{table}.log"),
+    wildcard_constraints:
+        table=one_of(THESIS_TABLES, "no_thesis_table"),
+    conda:
+        ENV
     params:
         subject=table_subject,
         suite="thesis",
@@ -89,12 +110,6 @@ rule table:
         lpips_pretrained=LPIPS_PRETRAINED,
         loss_params={loss: config["losses"][loss]["params"] for loss in LOSSES},
         evaluation=EVALUATION,
-    wildcard_constraints:
-        table=one_of(THESIS_TABLES, "no_thesis_table"),
-    log:
-        results("logs/tables/{table}.log"),
-    conda:
-        ENV
     script:
         "../scripts/table.py"
 
@@ -102,8 +117,18 @@ rule table:
 # The table of a task the thesis did not have: the same, without the comparison with published values.
 use rule table as table_not_in_thesis with:
     output:
-        csv=report(results("tables/{table}.csv"), caption="../report/table.rst", category="Tables", labels={"table": "{table}", "format": "csv"}),
-        md=report(results("tables/{table}.md"), caption="../report/table.rst", category="Tables", labels={"table": "{table}", "format": "markdown"}),
+        csv=report(
+            results("tables/{table}.csv"),
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}", "format": "csv"},
+        ),
+        md=report(
+            results("tables/{table}.md"),
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}", "format": "markdown"},
+        ),
         tex=results("tables/{table}.tex"),
         per_seed_csv=results("tables/{table}_per_seed.csv"),
         per_seed_md=results("tables/{table}_per_seed.md"),
@@ -116,9 +141,20 @@ rule table_fastmri:
         inputs=lambda w: f"{RESULTS}/metrics/{TABLES[w.table].task}/input.fastmri.csv",
         models=lambda w: flat(model_metric_files(TABLES[w.table].task, ".fastmri")),
     output:
-        csv=report(results("tables/{table}_fastmri.csv"), caption="../report/table_fastmri.rst", category="Tables", labels={"table": "{table}", "format": "fastMRI metrics"}),
+        csv=report(
+            results("tables/{table}_fastmri.csv"),
+            caption="../report/table_fastmri.rst",
+            category="Tables",
+            labels={"table": "{table}", "format": "fastMRI metrics"},
+        ),
         md=results("tables/{table}_fastmri.md"),
         tex=results("tables/{table}_fastmri.tex"),
+    log:
+        results("logs/tables/{table}_fastmri.log"),
+    wildcard_constraints:
+        table=one_of(FASTMRI_TABLES, "no_fastmri_table"),
+    conda:
+        ENV
     params:
         subject=table_subject,
         suite="fastmri",
@@ -126,12 +162,6 @@ rule table_fastmri:
         lpips_pretrained=LPIPS_PRETRAINED,
         loss_params={loss: config["losses"][loss]["params"] for loss in LOSSES},
         evaluation=EVALUATION,
-    wildcard_constraints:
-        table=one_of(FASTMRI_TABLES, "no_fastmri_table"),
-    log:
-        results("logs/tables/{table}_fastmri.log"),
-    conda:
-        ENV
     script:
         "../scripts/table.py"
 
@@ -151,7 +181,13 @@ rule tables:
 
 
 #: Grayscale task → loss → its models' output files, one per seed.
-GRAY_OUTPUTS = {task: {loss: expand(results("outputs/{task}/{loss}/seed{seed}.h5"), task=task, loss=loss, seed=SEEDS) for loss in LOSSES} for task in GRAY_TASKS}
+GRAY_OUTPUTS = {
+    task: {
+        loss: expand(results("outputs/{task}/{loss}/seed{seed}.h5"), task=task, loss=loss, seed=SEEDS)
+        for loss in LOSSES
+    }
+    for task in GRAY_TASKS
+}
 
 
 rule flip_gray_modes:
@@ -162,15 +198,15 @@ rule flip_gray_modes:
     output:
         csv=results("tables/flip_gray_modes.csv"),
         md=results("tables/flip_gray_modes.md"),
+    log:
+        results("logs/tables/flip_gray_modes.log"),
+    conda:
+        ENV
+    threads: config["threads"]
     params:
         valsets={task: f"{RESULTS}/data/{task}/val.h5" for task in GRAY_TASKS},
         outputs=GRAY_OUTPUTS,
         input_labels={task: TASK_SPECS[task].input_label for task in GRAY_TASKS},
         evaluation=EVALUATION,
-    threads: config["threads"]
-    log:
-        results("logs/tables/flip_gray_modes.log"),
-    conda:
-        ENV
     script:
         "../scripts/flip_gray_modes.py"

@@ -11,8 +11,20 @@ rule figure:
             seed=SEEDS[0],
         ),
     output:
-        png=report(results("figures/{figure}.png"), caption="../report/figure.rst", category="Figures", labels={"figure": "{figure}"}),
+        png=report(
+            results("figures/{figure}.png"),
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
         pdf=results("figures/{figure}.pdf"),
+    log:
+        results("logs/figures/{figure}.log"),
+    wildcard_constraints:
+        # Only the configured comparison figures: the user-study figures are other rules' outputs.
+        figure="|".join(figure_ids()) or "no_comparison_figures",
+    conda:
+        ENV
     params:
         spec=lambda w: config["figures"][figure_ids()[w.figure][0]],
         panel=lambda w: figure_ids()[w.figure][0],
@@ -20,13 +32,6 @@ rule figure:
         losses=LOSSES,
         seed=SEEDS[0],
         lpips_pretrained=LPIPS_PRETRAINED,
-    wildcard_constraints:
-        # Only the configured comparison figures: the user-study figures are other rules' outputs.
-        figure="|".join(figure_ids()) or "no_comparison_figures",
-    log:
-        results("logs/figures/{figure}.log"),
-    conda:
-        ENV
     script:
         "../scripts/figure.py"
 
@@ -47,20 +52,27 @@ rule figures:
 
 rule curve_figure:
     input:
-        curves=lambda w: expand(results("models/{task}/{loss}/seed{seed}/curve.csv"), task=w.task, loss=LOSSES, seed=SEEDS[0]),
+        curves=lambda w: expand(
+            results("models/{task}/{loss}/seed{seed}/curve.csv"), task=w.task, loss=LOSSES, seed=SEEDS[0]
+        ),
         inputs=results("metrics/{task}/input.csv"),
     output:
-        png=report(results("figures/curves_{task}.png"), caption="../report/curves.rst", category="Training curves", labels={"task": "{task}"}),
+        png=report(
+            results("figures/curves_{task}.png"),
+            caption="../report/curves.rst",
+            category="Training curves",
+            labels={"task": "{task}"},
+        ),
         pdf=results("figures/curves_{task}.pdf"),
+    log:
+        results("logs/figures/curves_{task}.log"),
+    conda:
+        ENV
     params:
         losses=LOSSES,
         seed=SEEDS[0],
         val_images=lambda w: config["tasks"][w.task]["training"]["val_images"],
         lpips_pretrained=LPIPS_PRETRAINED,
-    log:
-        results("logs/figures/curves_{task}.log"),
-    conda:
-        ENV
     script:
         "../scripts/curves.py"
 
@@ -68,20 +80,27 @@ rule curve_figure:
 # The own-metric race: every configured metric at every validation, a line per loss (does a loss still gain on its own metric?).
 rule race_figure:
     input:
-        curves=lambda w: expand(results("models/{task}/{loss}/seed{seed}/curve.csv"), task=w.task, loss=LOSSES, seed=SEEDS[0]),
+        curves=lambda w: expand(
+            results("models/{task}/{loss}/seed{seed}/curve.csv"), task=w.task, loss=LOSSES, seed=SEEDS[0]
+        ),
         inputs=results("metrics/{task}/input.csv"),
     output:
-        png=report(results("figures/race_{task}.png"), caption="../report/race.rst", category="Training curves", labels={"task": "{task}", "figure": "own-metric race"}),
+        png=report(
+            results("figures/race_{task}.png"),
+            caption="../report/race.rst",
+            category="Training curves",
+            labels={"task": "{task}", "figure": "own-metric race"},
+        ),
         pdf=results("figures/race_{task}.pdf"),
+    log:
+        results("logs/figures/race_{task}.log"),
+    conda:
+        ENV
     params:
         losses=LOSSES,
         seed=SEEDS[0],
         val_images=lambda w: config["tasks"][w.task]["training"]["val_images"],
         lpips_pretrained=LPIPS_PRETRAINED,
-    log:
-        results("logs/figures/race_{task}.log"),
-    conda:
-        ENV
     script:
         "../scripts/race.py"
 

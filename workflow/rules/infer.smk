@@ -7,15 +7,15 @@ rule infer:
         valset=results("data/{task}/val.h5"),
     output:
         results("outputs/{task}/{loss}/seed{seed}.h5"),
-    params:
-        device=config["device"],
-    threads: config["threads"]
-    resources:
-        gpu=1,
     log:
         results("logs/infer/{task}/{loss}/seed{seed}.log"),
     conda:
         ENV
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    params:
+        device=config["device"],
     script:
         "../scripts/infer.py"
 
@@ -28,11 +28,11 @@ rule fastmri_reconstructions:
         volumes=lambda w: data_dir(w.task, "val"),
     output:
         directory(results("outputs/{task}/{loss}/seed{seed}_fastmri")),
+    log:
+        results("logs/infer/{task}/{loss}/seed{seed}_fastmri.log"),
     wildcard_constraints:
         # The configuration's fastMRI tasks; "(?!)" matches nothing, for a configuration without any.
         task="|".join(FASTMRI_TASKS) or "(?!)",
-    log:
-        results("logs/infer/{task}/{loss}/seed{seed}_fastmri.log"),
     conda:
         ENV
     script:
@@ -40,4 +40,6 @@ rule fastmri_reconstructions:
 
 
 #: Every MRI model's fastMRI submission folder (part of `all`).
-FASTMRI_RECONSTRUCTIONS = [results(f"outputs/{task}/{loss}/seed{seed}_fastmri") for task in FASTMRI_TASKS for loss in LOSSES for seed in SEEDS]
+FASTMRI_RECONSTRUCTIONS = [
+    results(f"outputs/{task}/{loss}/seed{seed}_fastmri") for task in FASTMRI_TASKS for loss in LOSSES for seed in SEEDS
+]

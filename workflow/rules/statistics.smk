@@ -8,21 +8,31 @@ rule table_statistics:
         models=lambda w: flat(model_metric_files(TABLES[w.table].task)),
     output:
         variance_csv=results("tables/{table}_variance.csv"),
-        variance_md=report(results("tables/{table}_variance.md"), caption="../report/table_statistics.rst", category="Statistics", labels={"table": "{table}", "format": "variance"}),
+        variance_md=report(
+            results("tables/{table}_variance.md"),
+            caption="../report/table_statistics.rst",
+            category="Statistics",
+            labels={"table": "{table}", "format": "variance"},
+        ),
         variance_tex=results("tables/{table}_variance.tex"),
         pairs_csv=results("tables/{table}_pairs.csv"),
-        pairs_md=report(results("tables/{table}_pairs.md"), caption="../report/table_statistics.rst", category="Statistics", labels={"table": "{table}", "format": "pairs"}),
+        pairs_md=report(
+            results("tables/{table}_pairs.md"),
+            caption="../report/table_statistics.rst",
+            category="Statistics",
+            labels={"table": "{table}", "format": "pairs"},
+        ),
+    log:
+        results("logs/statistics/{table}.log"),
+    wildcard_constraints:
+        table="|".join(TABLES),
+    conda:
+        ENV
     params:
         table=lambda w: w.table,
         subject=table_subject,
         models=lambda w: model_metric_files(TABLES[w.table].task),
         lpips_pretrained=LPIPS_PRETRAINED,
-    wildcard_constraints:
-        table="|".join(TABLES),
-    log:
-        results("logs/statistics/{table}.log"),
-    conda:
-        ENV
     script:
         "../scripts/statistics.py"
 
@@ -31,16 +41,21 @@ rule ranking_figure:
     input:
         models=lambda w: flat(model_metric_files(w.task)),
     output:
-        png=report(results("figures/ranking_{task}.png"), caption="../report/ranking.rst", category="Statistics", labels={"task": "{task}"}),
+        png=report(
+            results("figures/ranking_{task}.png"),
+            caption="../report/ranking.rst",
+            category="Statistics",
+            labels={"task": "{task}"},
+        ),
         pdf=results("figures/ranking_{task}.pdf"),
-    params:
-        models=lambda w: model_metric_files(w.task),
-        kind=lambda w: config["tasks"][w.task]["kind"],
-        lpips_pretrained=LPIPS_PRETRAINED,
     log:
         results("logs/statistics/ranking_{task}.log"),
     conda:
         ENV
+    params:
+        models=lambda w: model_metric_files(w.task),
+        kind=lambda w: config["tasks"][w.task]["kind"],
+        lpips_pretrained=LPIPS_PRETRAINED,
     script:
         "../scripts/ranking_figure.py"
 

@@ -6,9 +6,17 @@ rule summary:
     input:
         tables=expand(results("tables/{table}.csv"), table=CONFIGURED_TABLES),
         inputs=[results(f"metrics/{TABLES[table].task}/input.csv") for table in CONFIGURED_TABLES],
-        curves=[results(f"models/{TABLES[table].task}/{loss}/seed{SEEDS[0]}/curve.csv") for table in CONFIGURED_TABLES for loss in LOSSES],
+        curves=[
+            results(f"models/{TABLES[table].task}/{loss}/seed{SEEDS[0]}/curve.csv")
+            for table in CONFIGURED_TABLES
+            for loss in LOSSES
+        ],
     output:
         report(results("summary.md"), caption="../report/summary.rst", category="Summary"),
+    log:
+        results("logs/summary.log"),
+    conda:
+        ENV
     params:
         tables=CONFIGURED_TABLES,
         tasks={name: table.task for name, table in TABLES.items()},
@@ -16,9 +24,5 @@ rule summary:
         losses=LOSSES,
         seeds=len(SEEDS),
         description=config["description"],
-    log:
-        results("logs/summary.log"),
-    conda:
-        ENV
     script:
         "../scripts/summary.py"

@@ -21,22 +21,22 @@ rule train:
             subcategory="{task}",
             labels={"task": "{task}", "loss": "{loss}", "seed": "{seed}"},
         ),
+    log:
+        results("logs/train/{task}/{loss}/seed{seed}.log"),
+    # The trainings are the long jobs: started before the short ones that wait on them, they keep every core
+    # busy; otherwise the last one can run alone while the other cores idle (40 s of the demo's 17 min).
+    priority: 1
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        gpu=1,
     params:
         # Plain data: Snakemake reruns a job whose parameters' repr changed, and skips the check for
         # values it cannot represent (a dataclass).
         spec=lambda w: train_spec(config, w.task, w.loss, int(w.seed)).to_dict(),
         checkpoints=results("checkpoints/{task}/{loss}/seed{seed}"),
         device=config["device"],
-    threads: config["threads"]
-    # The trainings are the long jobs: started before the short ones that wait on them, they keep every core
-    # busy; otherwise the last one can run alone while the other cores idle (40 s of the demo's 17 min).
-    priority: 1
-    resources:
-        gpu=1,
-    log:
-        results("logs/train/{task}/{loss}/seed{seed}.log"),
-    conda:
-        ENV
     script:
         "../scripts/train.py"
 
@@ -48,19 +48,19 @@ rule lr_sweep_run:
     output:
         result=results("lr_sweep/{task}/{loss}/lr{lr}.yaml"),
         run=directory(results("lr_sweep/{task}/{loss}/lr{lr}")),
+    log:
+        results("logs/lr_sweep/{task}/{loss}/lr{lr}.log"),
+    wildcard_constraints:
+        lr=r"[0-9.e+-]+",
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        gpu=1,
     params:
         spec=lambda w: sweep_spec(config, w.task, w.loss, float(w.lr)).to_dict(),
         checkpoints=results("checkpoints/lr_sweep/{task}/{loss}/lr{lr}"),
         device=config["device"],
-    wildcard_constraints:
-        lr=r"[0-9.e+-]+",
-    threads: config["threads"]
-    resources:
-        gpu=1,
-    log:
-        results("logs/lr_sweep/{task}/{loss}/lr{lr}.log"),
-    conda:
-        ENV
     script:
         "../scripts/lr_sweep_run.py"
 
@@ -70,12 +70,12 @@ rule lr_sweep_choose:
         expand(results("lr_sweep/{{task}}/{loss}/lr{lr}.yaml"), loss=LOSSES, lr=LR_GRID),
     output:
         results("lr_sweep/{task}.yaml"),
-    params:
-        losses=[loss for loss in LOSSES for _ in LR_GRID],
     log:
         results("logs/lr_sweep/{task}.log"),
     conda:
         ENV
+    params:
+        losses=[loss for loss in LOSSES for _ in LR_GRID],
     script:
         "../scripts/lr_sweep_choose.py"
 

@@ -18,7 +18,10 @@ TASK_TABLE = {table.task: name for name, table in TABLES.items()}
 UNANSWERED = [row for row in study_targets.study_status(config) if row["answer_files"] == "0"]
 if UNANSWERED:
     _NOT_ANALYSED = ", ".join("{} (no answers in {})".format(row["study"], row["responses"]) for row in UNANSWERED)
-    print(f"Note: userstudy: not analysing {_NOT_ANALYSED}; see {RESULTS}/tables/userstudy_ours_studies.md.", file=sys.stderr)
+    print(
+        f"Note: userstudy: not analysing {_NOT_ANALYSED}; see {RESULTS}/tables/userstudy_ours_studies.md.",
+        file=sys.stderr,
+    )
 
 
 for _study, (_table, _jod_figure, _triangle_figure) in USERSTUDY_OUTPUTS.items():
@@ -34,16 +37,40 @@ for _study, (_table, _jod_figure, _triangle_figure) in USERSTUDY_OUTPUTS.items()
             jod=f"{RESULTS}/userstudy/{_study}/jod.csv",
             samples=f"{RESULTS}/userstudy/{_study}/samples.csv",
             p_values=f"{RESULTS}/userstudy/{_study}/p_values.csv",
-            table=report(f"{RESULTS}/tables/{_table}.csv", caption="../report/userstudy_table.rst", category="User study", labels={"table": _table, "format": "probabilities"}),
+            table=report(
+                f"{RESULTS}/tables/{_table}.csv",
+                caption="../report/userstudy_table.rst",
+                category="User study",
+                labels={"table": _table, "format": "probabilities"},
+            ),
             table_md=f"{RESULTS}/tables/{_table}.md",
             table_tex=f"{RESULTS}/tables/{_table}.tex",
-            jod_table=report(f"{RESULTS}/tables/{_table}_jod.csv", caption="../report/userstudy_table.rst", category="User study", labels={"table": _table, "format": "JOD"}),
+            jod_table=report(
+                f"{RESULTS}/tables/{_table}_jod.csv",
+                caption="../report/userstudy_table.rst",
+                category="User study",
+                labels={"table": _table, "format": "JOD"},
+            ),
             jod_table_md=f"{RESULTS}/tables/{_table}_jod.md",
             jod_table_tex=f"{RESULTS}/tables/{_table}_jod.tex",
-            jod_png=report(f"{RESULTS}/figures/{_jod_figure}.png", caption="../report/userstudy_jod.rst", category="User study", labels={"figure": _jod_figure}),
+            jod_png=report(
+                f"{RESULTS}/figures/{_jod_figure}.png",
+                caption="../report/userstudy_jod.rst",
+                category="User study",
+                labels={"figure": _jod_figure},
+            ),
             jod_pdf=f"{RESULTS}/figures/{_jod_figure}.pdf",
-            triangle_png=report(f"{RESULTS}/figures/{_triangle_figure}.png", caption="../report/userstudy_triangle.rst", category="User study", labels={"figure": _triangle_figure}),
+            triangle_png=report(
+                f"{RESULTS}/figures/{_triangle_figure}.png",
+                caption="../report/userstudy_triangle.rst",
+                category="User study",
+                labels={"figure": _triangle_figure},
+            ),
             triangle_pdf=f"{RESULTS}/figures/{_triangle_figure}.pdf",
+        log:
+            f"{RESULTS}/logs/userstudy/{_study}.log",
+        conda:
+            ENV
         params:
             title=study_targets.title(_study, config),
             # The thesis publishes pooled counts: its observer count is given; ours come with per-observer counts.
@@ -51,27 +78,34 @@ for _study, (_table, _jod_figure, _triangle_figure) in USERSTUDY_OUTPUTS.items()
             n_samples=USERSTUDY["bootstrap_samples"],
             seed=USERSTUDY["seed"],
             jod_origin=USERSTUDY["jod_origin"],
-        log:
-            f"{RESULTS}/logs/userstudy/{_study}.log",
-        conda:
-            ENV
         script:
             "../scripts/userstudy_analysis.py"
 
 
 rule userstudy_kendall_thesis:
     input:
-        **{study: expand(results(f"userstudy/thesis_{study}/{{name}}.csv"), name=["jod", "samples"]) for study in THESIS_STUDIES},
+        **{
+            study: expand(results(f"userstudy/thesis_{study}/{{name}}.csv"), name=["jod", "samples"])
+            for study in THESIS_STUDIES
+        },
     output:
-        csv=report(results("tables/userstudy_kendall_thesis.csv"), caption="../report/userstudy_kendall.rst", category="User study", labels={"table": "Kendall τ, thesis"}),
+        csv=report(
+            results("tables/userstudy_kendall_thesis.csv"),
+            caption="../report/userstudy_kendall.rst",
+            category="User study",
+            labels={"table": "Kendall τ, thesis"},
+        ),
         md=results("tables/userstudy_kendall_thesis.md"),
-    params:
-        # Study → the published metric tables of the models it compared (the MRI study showed knee and brain images).
-        published={f"thesis_{study}": [spec.thesis_table for spec in KIND_SPECS.values() if spec.thesis_study == study] for study in THESIS_STUDIES},
     log:
         results("logs/userstudy/kendall_thesis.log"),
     conda:
         ENV
+    params:
+        # Study → the published metric tables of the models it compared (the MRI study showed knee and brain images).
+        published={
+            f"thesis_{study}": [spec.thesis_table for spec in KIND_SPECS.values() if spec.thesis_study == study]
+            for study in THESIS_STUDIES
+        },
     script:
         "../scripts/userstudy_kendall.py"
 
@@ -80,18 +114,25 @@ rule userstudy_kendall_ours:
     input:
         study=lambda w: expand(results("userstudy/{study}/{name}.csv"), study=w.study, name=["jod", "samples"]),
         # Our metric table of every task the study showed.
-        tables=lambda w: [f"{RESULTS}/tables/{TASK_TABLE[task]}.csv" for task in STUDY_TASKS[w.study.removeprefix("ours_")]],
+        tables=lambda w: [
+            f"{RESULTS}/tables/{TASK_TABLE[task]}.csv" for task in STUDY_TASKS[w.study.removeprefix("ours_")]
+        ],
     output:
-        csv=report(results("tables/userstudy_kendall_{study}.csv"), caption="../report/userstudy_kendall.rst", category="User study", labels={"table": "Kendall τ, {study}"}),
+        csv=report(
+            results("tables/userstudy_kendall_{study}.csv"),
+            caption="../report/userstudy_kendall.rst",
+            category="User study",
+            labels={"table": "Kendall τ, {study}"},
+        ),
         md=results("tables/userstudy_kendall_{study}.md"),
-    params:
-        published=None,
-    wildcard_constraints:
-        study="|".join(OWN_STUDIES) or "no_own_study",
     log:
         results("logs/userstudy/kendall_{study}.log"),
+    wildcard_constraints:
+        study="|".join(OWN_STUDIES) or "no_own_study",
     conda:
         ENV
+    params:
+        published=None,
     script:
         "../scripts/userstudy_kendall.py"
 
@@ -101,18 +142,18 @@ rule userstudy_stimuli:
         unpack(stimuli_inputs),
     output:
         manifest=results("userstudy/stimuli/{study}/manifest.json"),
+    log:
+        results("logs/userstudy/stimuli_{study}.log"),
+    wildcard_constraints:
+        study="|".join(STUDY_TASKS) or "no_own_study",
+    conda:
+        ENV
     params:
         tasks=lambda w: STUDY_TASKS[w.study],
         images=lambda w: {task: USERSTUDY["stimuli"][task] for task in STUDY_TASKS[w.study]},
         losses=LOSSES,
         flicker_ms=USERSTUDY["flicker_ms"],
         viewing=EVALUATION["flip"],
-    wildcard_constraints:
-        study="|".join(STUDY_TASKS) or "no_own_study",
-    log:
-        results("logs/userstudy/stimuli_{study}.log"),
-    conda:
-        ENV
     script:
         "../scripts/userstudy_stimuli.py"
 
@@ -126,14 +167,14 @@ rule userstudy_counts:
         counts=results("userstudy/ours_{study}/observer_counts.csv"),
         # The lines of the answer files that are no answers, per file and reason (responses.write_skipped).
         skipped=results("userstudy/ours_{study}/skipped_lines.csv"),
-    params:
-        folder=lambda w: str(Path(USERSTUDY["responses"], w.study)),
-    wildcard_constraints:
-        study="|".join(study.removeprefix("ours_") for study in OWN_STUDIES) or "no_own_study",
     log:
         results("logs/userstudy/counts_{study}.log"),
+    wildcard_constraints:
+        study="|".join(study.removeprefix("ours_") for study in OWN_STUDIES) or "no_own_study",
     conda:
         ENV
+    params:
+        folder=lambda w: str(Path(USERSTUDY["responses"], w.study)),
     script:
         "../scripts/userstudy_counts.py"
 
@@ -142,13 +183,13 @@ rule userstudy_ours_studies:
     output:
         csv=results("tables/userstudy_ours_studies.csv"),
         md=results("tables/userstudy_ours_studies.md"),
-    params:
-        # The rows change when a study gets its first answers or new observers, which reruns this rule.
-        rows=study_targets.study_status(config),
     log:
         results("logs/userstudy/ours_studies.log"),
     conda:
         ENV
+    params:
+        # The rows change when a study gets its first answers or new observers, which reruns this rule.
+        rows=study_targets.study_status(config),
     script:
         "../scripts/userstudy_studies.py"
 

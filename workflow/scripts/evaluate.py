@@ -1,4 +1,5 @@
-"""Snakemake adapter: per-image metrics (or fastMRI's per-volume ones) of a model's outputs or of the degraded inputs."""
+"""Snakemake adapter: per-image metrics (or fastMRI's per-volume ones) of a model's outputs or of the degraded
+inputs."""
 
 import torch
 

@@ -9,7 +9,9 @@ params = snakemake.params
 
 
 def check():
-    selected, problems = check_folder(snakemake.input[0], params.challenge, params.crop, params.full, params.subset, params.seed, params.skip_bad)
+    selected, problems = check_folder(
+        snakemake.input[0], params.challenge, params.crop, params.full, params.subset, params.seed, params.skip_bad
+    )
     return checked_files(selected, problems, snakemake.output[0])
 
 

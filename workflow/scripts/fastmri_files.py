@@ -5,5 +5,13 @@ from lossbench.pipeline.job import workflow_job
 
 with workflow_job(snakemake):
     params = snakemake.params
-    files = link_checked(snakemake.input[0], snakemake.output[0], params.challenge, params.crop, params.subset, params.seed, params.skip_bad)
+    files = link_checked(
+        snakemake.input[0],
+        snakemake.output[0],
+        params.challenge,
+        params.crop,
+        params.subset,
+        params.seed,
+        params.skip_bad,
+    )
     print(f"{len(files)} checked {params.challenge} volumes linked in {snakemake.output[0]}")

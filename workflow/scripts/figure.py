@@ -6,4 +6,13 @@ from lossbench.report.figures import thesis_figure
 with workflow_job(snakemake):
     params = snakemake.params
     outputs = dict(zip(params.losses, snakemake.input.outputs))
-    thesis_figure(snakemake.input.valset, outputs, params.spec, params.panel, params.crop, params.seed, [snakemake.output.png, snakemake.output.pdf], params.lpips_pretrained)
+    thesis_figure(
+        snakemake.input.valset,
+        outputs,
+        params.spec,
+        params.panel,
+        params.crop,
+        params.seed,
+        [snakemake.output.png, snakemake.output.pdf],
+        params.lpips_pretrained,
+    )

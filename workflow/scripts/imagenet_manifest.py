@@ -13,7 +13,9 @@ params = snakemake.params
 
 
 def check():
-    write_manifest(snakemake.input[0], snakemake.output[0], snakemake.log.report, params.images, params.seed, params.min_side)
+    write_manifest(
+        snakemake.input[0], snakemake.output[0], snakemake.log.report, params.images, params.seed, params.min_side
+    )
     return []
 
 

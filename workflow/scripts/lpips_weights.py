@@ -1,4 +1,5 @@
-"""Snakemake adapter: the experiment's record of its LPIPS trunk, fetching the pretrained trunk into the user's cache when a run planned with it finds none."""
+"""Snakemake adapter: the experiment's record of its LPIPS trunk, fetching the pretrained trunk into the user's cache
+when a run planned with it finds none."""
 
 import json
 from pathlib import Path
@@ -13,7 +14,8 @@ with workflow_job(snakemake):
     pretrained = params.trunk == "pretrained"
     record = {"trunk": params.trunk, "label": trunk_label(pretrained)}
     if pretrained:
-        # Found, or fetched once under the cache's lock; offline without a cache a one-line error says what to put where.
+        # Found, or fetched once under the cache's lock; offline without a cache a one-line error says what to put
+        # where.
         path = find_trunk(params.weights)
         record.update(path=str(path), sha256=sha256_file(path))
     else:

@@ -15,9 +15,21 @@ TRAIN = snakemake.input.train if isinstance(snakemake.input.train, str) else sna
 with workflow_job(snakemake):
     spec = RunSpec.from_dict(snakemake.params.spec)
     try:
-        training.run(spec, TRAIN, snakemake.input.valset, snakemake.output.run, snakemake.params.checkpoints,
-                     device=snakemake.params.device, threads=snakemake.threads, checkpoint_every=snakemake.config["trainer"]["checkpoint_every"])
-        result = {"lr": spec.lr, "val_loss": final_validation_loss(Path(snakemake.output.run) / "curve.csv"), "diverged": None}
+        training.run(
+            spec,
+            TRAIN,
+            snakemake.input.valset,
+            snakemake.output.run,
+            snakemake.params.checkpoints,
+            device=snakemake.params.device,
+            threads=snakemake.threads,
+            checkpoint_every=snakemake.config["trainer"]["checkpoint_every"],
+        )
+        result = {
+            "lr": spec.lr,
+            "val_loss": final_validation_loss(Path(snakemake.output.run) / "curve.csv"),
+            "diverged": None,
+        }
     except training.NonFiniteError as error:
         # A rate too high for this loss is a result of the sweep, not a failure of it.
         result = {"lr": spec.lr, "val_loss": None, "diverged": str(error)}

@@ -7,6 +7,20 @@ from lossbench.report.figures import race_figure
 with workflow_job(snakemake):
     params = snakemake.params
     curves = dict(zip(params.losses, snakemake.input.curves, strict=True))
-    scored = "every validation image" if params.val_images is None else f"the first {params.val_images} validation images"
-    title = f"Own-metric race: {snakemake.wildcards.task}, each metric during training (seed {params.seed}; validation on {scored})"
-    race_figure(curves, [snakemake.output.png, snakemake.output.pdf], title, metrics.rows(snakemake.config["metrics"]), losses.own_metrics(), params.lpips_pretrained, snakemake.input.inputs, params.val_images)
+    scored = (
+        "every validation image" if params.val_images is None else f"the first {params.val_images} validation images"
+    )
+    title = (
+        f"Own-metric race: {snakemake.wildcards.task}, each metric during training (seed {params.seed}; validation on"
+        f" {scored})"
+    )
+    race_figure(
+        curves,
+        [snakemake.output.png, snakemake.output.pdf],
+        title,
+        metrics.rows(snakemake.config["metrics"]),
+        losses.own_metrics(),
+        params.lpips_pretrained,
+        snakemake.input.inputs,
+        params.val_images,
+    )

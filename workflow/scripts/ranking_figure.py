@@ -6,4 +6,11 @@ from lossbench.pipeline.job import workflow_job
 from lossbench.report.figures import ranking_figure
 
 with workflow_job(snakemake):
-    ranking_figure(snakemake.params.models, [snakemake.output.png, snakemake.output.pdf], f"Ranking of the {snakemake.wildcards.task} models per metric", snakemake.params.lpips_pretrained, metrics.rows(snakemake.config["metrics"]), tasks.spec(snakemake.params.kind).unit)
+    ranking_figure(
+        snakemake.params.models,
+        [snakemake.output.png, snakemake.output.pdf],
+        f"Ranking of the {snakemake.wildcards.task} models per metric",
+        snakemake.params.lpips_pretrained,
+        metrics.rows(snakemake.config["metrics"]),
+        tasks.spec(snakemake.params.kind).unit,
+    )

@@ -16,5 +16,7 @@ with workflow_job(snakemake):
     infos = metrics.rows(snakemake.config["metrics"])
     unit = Subject(**params.subject).unit
     label_of = partial(loss_label, lpips_pretrained=params.lpips_pretrained)
-    for path in write_variance(title, params.models, prefix, infos, unit) + write_pairs(title, params.models, prefix, label_of, infos, unit):
+    for path in write_variance(title, params.models, prefix, infos, unit) + write_pairs(
+        title, params.models, prefix, label_of, infos, unit
+    ):
         print(f"wrote {path}")

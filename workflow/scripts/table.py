@@ -8,10 +8,22 @@ from lossbench.report.tables import Subject, build_table, write_all, write_per_s
 with workflow_job(snakemake):
     params = snakemake.params
     subject = Subject(**params.subject)
-    table = build_table(subject, snakemake.input.inputs, params.models, params.lpips_pretrained, params.suite, params.loss_params, params.evaluation)
+    table = build_table(
+        subject,
+        snakemake.input.inputs,
+        params.models,
+        params.lpips_pretrained,
+        params.suite,
+        params.loss_params,
+        params.evaluation,
+    )
     # Only the thesis's own tables have published values to compare with.
-    for path in write_all(table, Path(snakemake.output.csv).with_suffix(""), with_paper=params.suite == "thesis" and subject.thesis):
+    for path in write_all(
+        table, Path(snakemake.output.csv).with_suffix(""), with_paper=params.suite == "thesis" and subject.thesis
+    ):
         print(f"wrote {path}")
     if params.suite == "thesis":
-        for path in write_per_seed(subject, params.models, params.seeds, Path(snakemake.output.csv).with_suffix(""), params.lpips_pretrained):
+        for path in write_per_seed(
+            subject, params.models, params.seeds, Path(snakemake.output.csv).with_suffix(""), params.lpips_pretrained
+        ):
             print(f"wrote {path}")

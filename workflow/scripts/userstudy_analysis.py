@@ -1,4 +1,5 @@
-"""Snakemake adapter: a study's JOD scaling with bootstrap, its probability and JOD tables, JOD plot and ranking triangle."""
+"""Snakemake adapter: a study's JOD scaling with bootstrap, its probability and JOD tables, JOD plot and ranking
+triangle."""
 
 from pathlib import Path
 
@@ -25,12 +26,23 @@ with workflow_job(snakemake):
     print("JOD (mean 0):", ", ".join(f"{c} {q:+.3f}" for c, q in zip(conditions, summary.jod)))
     pooled = counts.sum(axis=0) if counts.ndim == 3 else counts
     prefix = Path(out.table).with_suffix("")
-    write_probability_table(conditions, pooled, prefix, f"{params.title}: probability of choosing the column's loss over the row's; the winner of each comparison in bold.")
+    write_probability_table(
+        conditions,
+        pooled,
+        prefix,
+        f"{params.title}: probability of choosing the column's loss over the row's; the winner of each comparison in"
+        " bold.",
+    )
     # Our studies: what the answer files held besides answers, in the log and the JOD table's caption.
     skipped = skip_note(read_skipped(snakemake.input.skipped)) if "skipped" in snakemake.input.keys() else ""
     if skipped:
         print(skipped)
     origin = anchored(summary, params.jod_origin)[1]
-    write_jod_table(summary, Path(out.jod_table).with_suffix(""), f"{params.title}: JOD scores ({origin}; 1 JOD = 75 % preference). {skipped}".strip(), params.jod_origin)
+    write_jod_table(
+        summary,
+        Path(out.jod_table).with_suffix(""),
+        f"{params.title}: JOD scores ({origin}; 1 JOD = 75 % preference). {skipped}".strip(),
+        params.jod_origin,
+    )
     jod_plot(summary, [out.jod_png, out.jod_pdf], params.title, params.jod_origin)
     ranking_triangle(summary, [out.triangle_png, out.triangle_pdf], params.title, params.jod_origin)

@@ -1,4 +1,5 @@
-"""Snakemake adapter: per-observer count matrices of our own study from the observers' answer files, and the lines skipped in them."""
+"""Snakemake adapter: per-observer count matrices of our own study from the observers' answer files, and the lines
+skipped in them."""
 
 from lossbench.pipeline.job import workflow_job
 from lossbench.userstudy.counts import write_counts

@@ -13,12 +13,19 @@ with workflow_job(snakemake):
             summary = read_summary(Path(snakemake.input[study.removeprefix("thesis_")][0]).parent)
             notes.append(f"{study}: {observer_note(summary)}")
             for table in tables:
-                rows += agreement_rows(summary, published_values(table), f"{study}: thesis {table.replace('table_', 'Table ').replace('_', '.')}")
+                rows += agreement_rows(
+                    summary,
+                    published_values(table),
+                    f"{study}: thesis {table.replace('table_', 'Table ').replace('_', '.')}",
+                )
     else:
         summary = read_summary(Path(snakemake.input.study[0]).parent)
         notes.append(observer_note(summary))
         for table in snakemake.input.tables:
             rows += agreement_rows(summary, measured_values(table), f"ours: {Path(table).name}")
-    caption = f"Rank agreement of each metric with the observers (Kendall τ-b over the models, 95 % interval from the JOD bootstrap). {' '.join(note + '.' for note in notes)}"
+    caption = (
+        "Rank agreement of each metric with the observers (Kendall τ-b over the models, 95 % interval from the JOD"
+        f" bootstrap). {' '.join(note + '.' for note in notes)}"
+    )
     print(caption)
     write_agreement(rows, Path(snakemake.output.csv).with_suffix(""), caption)

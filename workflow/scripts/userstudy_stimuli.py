@@ -11,5 +11,7 @@ with workflow_job(snakemake):
     for task in params.tasks:
         outputs = dict(zip(params.losses, snakemake.input[f"outputs_{task}"]))
         sources.append(Source(task, snakemake.input[f"valset_{task}"], outputs, params.images[task]))
-    path = make_study_stimuli(snakemake.wildcards.study, sources, Path(snakemake.output.manifest).parent, params.flicker_ms, params.viewing)
+    path = make_study_stimuli(
+        snakemake.wildcards.study, sources, Path(snakemake.output.manifest).parent, params.flicker_ms, params.viewing
+    )
     print(f"wrote {path}")

@@ -19,7 +19,9 @@ def check_image_pair(output: torch.Tensor, target: torch.Tensor, name: str) -> N
         if tensor.ndim != 4:
             raise ValueError(f"{name}: {label} must have shape (N, C, H, W), got {tuple(tensor.shape)}")
         if tensor.shape[1] not in (1, 3):
-            raise ValueError(f"{name}: {label} must have 1 or 3 channels, got {tensor.shape[1]} (shape {tuple(tensor.shape)})")
+            raise ValueError(
+                f"{name}: {label} must have 1 or 3 channels, got {tensor.shape[1]} (shape {tuple(tensor.shape)})"
+            )
         if not tensor.is_floating_point():
             raise ValueError(f"{name}: {label} must be a floating-point tensor, got {tensor.dtype}")
     if output.shape != target.shape:

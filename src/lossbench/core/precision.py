@@ -1,4 +1,5 @@
-"""The scope in which the losses' and metrics' float32 convolutions and matrix products run without TF32, forward and backward.
+"""The scope in which the losses' and metrics' float32 convolutions and matrix products run without TF32, forward and
+backward.
 
 Below the training code: a loss or metric uses it without depending on device selection.
 """
@@ -19,18 +20,23 @@ def float32_precision_flags(tf32: bool) -> list[tuple[object, str, object]]:
     # older wheels (for older drivers) only have the legacy flags.
     if hasattr(torch.backends.cudnn, "conv"):
         value = "tf32" if tf32 else "ieee"
-        return [(torch.backends.cudnn.conv, "fp32_precision", value), (torch.backends.cuda.matmul, "fp32_precision", value)]
+        return [
+            (torch.backends.cudnn.conv, "fp32_precision", value),
+            (torch.backends.cuda.matmul, "fp32_precision", value),
+        ]
     return [(torch.backends.cudnn, "allow_tf32", tf32), (torch.backends.cuda.matmul, "allow_tf32", tf32)]
 
 
 @contextlib.contextmanager
 def ieee_float32() -> Iterator[None]:
-    """Run float32 convolutions and matrix products inside in full float32 (no TF32), restoring the caller's settings after.
+    """Run float32 convolutions and matrix products inside in full float32 (no TF32), restoring the caller's settings
+    after.
 
     Ampere and later GPUs round float32 convolution inputs to TF32 (10-bit mantissa) by default,
     which shifts loss values such as MS-SSIM by up to 1e-2; matrix products do so when
     ``trainer.tf32`` (:func:`configure_cuda_kernels`) or ``torch.set_float32_matmul_precision("high")``
-    asks for it. The U-net may keep TF32 for speed. The settings are global, so code inside must not depend on the caller's TF32 choice.
+    asks for it. The U-net may keep TF32 for speed. The settings are global, so code inside must not depend on the
+    caller's TF32 choice.
     """
     flags = float32_precision_flags(tf32=False)
     previous = [getattr(owner, name) for owner, name, _ in flags]

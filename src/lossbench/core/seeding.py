@@ -36,7 +36,9 @@ class SeededSampler(Sampler):
             yield int(index), derive_seed(self.seed, self.epoch, position)
 
 
-def group_batches(samples: list[tuple[int, int]], key: Callable[[int], Hashable], batch_size: int) -> list[list[tuple[int, int]]]:
+def group_batches(
+    samples: list[tuple[int, int]], key: Callable[[int], Hashable], batch_size: int
+) -> list[list[tuple[int, int]]]:
     """Split an epoch's ``(index, sample_seed)`` order into batches whose samples share ``key(index)``.
 
     Each key collects its samples in order; a batch is emitted when it holds ``batch_size`` of them,

@@ -79,7 +79,10 @@ def import_object(path: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # a user's module can fail in any way while it is imported
-        raise ValueError(f"cannot import {module_name!r} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no message'})") from None
+        raise ValueError(
+            f"cannot import {module_name!r} ({type(error).__name__}:"
+            f" {str(error).splitlines()[0] if str(error) else 'no message'})"
+        ) from None
     found = getattr(module, attribute, None)
     if found is None:
         raise ValueError(f"module {module_name!r} has no {attribute!r}")
@@ -87,14 +90,18 @@ def import_object(path: str) -> Any:
 
 
 def image_arguments(factory: Callable[..., Any]) -> int:
-    """How many positional arguments a call of ``factory`` takes: a class's ``forward`` (after ``self``), else the function's own."""
+    """How many positional arguments a call of ``factory`` takes: a class's ``forward`` (after ``self``), else the
+    function's own."""
     function, skipped = (factory.forward, 1) if isinstance(factory, type) else (factory, 0)
     parameters = list(inspect.signature(function).parameters.values())[skipped:]
-    return sum(parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD) for parameter in parameters)
+    return sum(
+        parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD) for parameter in parameters
+    )
 
 
 def keywords(factory: Callable[..., Any]) -> list[str] | None:
-    """The keyword parameters ``factory`` takes: a ``torch.nn.Module`` class's constructor's, else a function's after its two image arguments (None: any)."""
+    """The keyword parameters ``factory`` takes: a ``torch.nn.Module`` class's constructor's, else a function's after
+    its two image arguments (None: any)."""
     if isinstance(factory, type):
         for klass in factory.__mro__:
             if klass is nn.Module:
@@ -109,10 +116,19 @@ def keywords(factory: Callable[..., Any]) -> list[str] | None:
     parameters = list(inspect.signature(function).parameters.values())[skipped:]
     if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
         return None
-    return [parameter.name for parameter in parameters if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)]
+    return [
+        parameter.name
+        for parameter in parameters
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+    ]
 
 
-def register_own(section: Mapping[str, Mapping[str, Any]], key: str, make: Callable[[str, Mapping[str, Any]], Any], register: Callable[[Any], None]) -> None:
+def register_own(
+    section: Mapping[str, Mapping[str, Any]],
+    key: str,
+    make: Callable[[str, Mapping[str, Any]], Any],
+    register: Callable[[Any], None],
+) -> None:
     """Register the spec ``make(name, settings)`` of every entry of a configuration section that names a ``module``.
 
     Args:
@@ -134,7 +150,14 @@ def register_own(section: Mapping[str, Mapping[str, Any]], key: str, make: Calla
 
 def tex_escape(text: str) -> str:
     """Plain label text made safe for LaTeX (±, ·, arrows, underscores, percent signs)."""
-    return text.replace("±", r"$\pm$").replace("·", r"$\cdot$").replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("_", r"\_").replace("%", r"\%")
+    return (
+        text.replace("±", r"$\pm$")
+        .replace("·", r"$\cdot$")
+        .replace("↑", r"$\uparrow$")
+        .replace("↓", r"$\downarrow$")
+        .replace("_", r"\_")
+        .replace("%", r"\%")
+    )
 
 
 @dataclass(frozen=True)

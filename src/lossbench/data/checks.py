@@ -30,7 +30,9 @@ Check = Callable[[], list[str]]
 
 def write_check_report(path: str | Path, files: list[Path]) -> None:
     """Write the checked ``files`` (absolute path, size, modification time) to CSV ``path`` atomically."""
-    write_csv_atomic(path, CHECK_COLUMNS, [(str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns) for file in files])
+    write_csv_atomic(
+        path, CHECK_COLUMNS, [(str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns) for file in files]
+    )
 
 
 def run_check(check: Check, log_path: str | Path) -> str | None:

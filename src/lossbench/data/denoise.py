@@ -77,7 +77,10 @@ class DecodedImages:
         try:
             with h5py.File(self.path, "r") as file:
                 if file.attrs.get("format") != DECODED_FORMAT:
-                    raise ValueError(f"{self.path}: not a decoded training-images file (format {file.attrs.get('format')!r}, expected {DECODED_FORMAT!r}); rerun rule decode_images")
+                    raise ValueError(
+                        f"{self.path}: not a decoded training-images file (format {file.attrs.get('format')!r},"
+                        f" expected {DECODED_FORMAT!r}); rerun rule decode_images"
+                    )
                 self.names = [name.decode() if isinstance(name, bytes) else str(name) for name in file["sources"][()]]
                 self.shapes = [tuple(int(side) for side in shape) for shape in file["shapes"][()]]
         except OSError as error:
@@ -143,7 +146,8 @@ class DenoiseTrainDataset(Dataset):
     the crop position, augmentation, σ ~ U[sigma_min, sigma_max]/255 and the noise all come from
     ``sample_seed``. An item is the raw read of a DataLoader worker: a dict of the clean crop
     ``clean`` (3, crop, crop) as the images store it (uint8 from a decoded file of 8-bit images, a
-    quarter of float32's bytes to hand over and to copy to a GPU; else float32), its ``sigma`` (float32, on the [0, 1] scale) and a
+    quarter of float32's bytes to hand over and to copy to a GPU; else float32), its ``sigma`` (float32, on the [0, 1]
+    scale) and a
     ``noise_seed`` (int64). :meth:`finish_batch` draws the noise on the training device, where a
     batch of it costs next to nothing, instead of in the worker, where drawing it took most of an
     item's time (2 ms of a 256-pixel crop's 3 ms on one CPU thread). Each sample's noise is a
@@ -162,12 +166,22 @@ class DenoiseTrainDataset(Dataset):
 
     channels = 3
 
-    def __init__(self, images: DecodedImages | ImageFiles, crop: int, sigma_range: tuple[float, float], crops_per_image: int = 1, augment: bool = True):
+    def __init__(
+        self,
+        images: DecodedImages | ImageFiles,
+        crop: int,
+        sigma_range: tuple[float, float],
+        crops_per_image: int = 1,
+        augment: bool = True,
+    ):
         if not images.shapes:
             raise ValueError("denoising training set is empty")
         for name, (height, width) in zip(images.names, images.shapes):
             if min(width, height) < crop:
-                raise ValueError(f"{name}: image {width}×{height} is smaller than the {crop}×{crop} crop (tasks.denoise.crop): every training image needs at least {crop} pixels per side")
+                raise ValueError(
+                    f"{name}: image {width}×{height} is smaller than the {crop}×{crop} crop (tasks.denoise.crop): every"
+                    f" training image needs at least {crop} pixels per side"
+                )
         self.images = images
         self.crop = crop
         self.sigma_range = sigma_range

@@ -71,7 +71,9 @@ def check_digest(path: str | Path, expected: str | None, source: str | None = No
     got = sha256_file(path)
     if not got.startswith(expected):
         origin = f" (from {source})" if source else ""
-        raise DownloadError(f"{label or Path(path).name}{origin}: checksum mismatch, expected SHA-256 {expected}, got {got}")
+        raise DownloadError(
+            f"{label or Path(path).name}{origin}: checksum mismatch, expected SHA-256 {expected}, got {got}"
+        )
 
 
 def _shown(url: str) -> str:
@@ -140,16 +142,22 @@ def download(
         ValueError: ``deadline`` or ``rate_window`` not positive, or ``min_rate`` negative.
     """
     if not (deadline > 0 and rate_window > 0 and min_rate >= 0):
-        raise ValueError(f"download: need deadline > 0, rate_window > 0 and min_rate >= 0, got {deadline}, {rate_window}, {min_rate}")
+        raise ValueError(
+            f"download: need deadline > 0, rate_window > 0 and min_rate >= 0, got {deadline}, {rate_window}, {min_rate}"
+        )
     dest = Path(dest)
     if dest.exists() and not dest.is_file():
-        raise DownloadError(f"{dest}: is a folder or special file, expected the path of the file to download {_shown(url)} to")
+        raise DownloadError(
+            f"{dest}: is a folder or special file, expected the path of the file to download {_shown(url)} to"
+        )
     if dest.is_file():
         try:
             _verify(dest, dest.name, url, sha256, validate)
         except DownloadError as error:
             # Never deleted here: the file may be the user's own copy.
-            raise DownloadError(f"{error}; {dest} exists but fails this check, remove it to download it again") from None
+            raise DownloadError(
+                f"{error}; {dest} exists but fails this check, remove it to download it again"
+            ) from None
         return dest
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -161,21 +169,38 @@ def download(
     delay, last_error = backoff, None
     for attempt in range(retries + 1):
         if attempt:
-            log.warning("%s: attempt %d of %d failed (%s); retrying in %.1f s", _shown(url), attempt, retries + 1, _reason(last_error, url), delay)
+            log.warning(
+                "%s: attempt %d of %d failed (%s); retrying in %.1f s",
+                _shown(url),
+                attempt,
+                retries + 1,
+                _reason(last_error, url),
+                delay,
+            )
             limits.check(url, part, pause=delay)
             time.sleep(delay)
             delay *= 2
         try:
             framed = _fetch(url, part, timeout, limits, verifiable=sha256 is not None or allow_unverified)
             break
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError, _Incomplete, _RetryableStatus, _TooSlow) as error:
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            urllib3.exceptions.HTTPError,
+            _Incomplete,
+            _RetryableStatus,
+            _TooSlow,
+        ) as error:
             last_error = error
         except requests.RequestException as error:  # a malformed URL, too many redirects: no retry helps
             raise DownloadError(f"cannot download {_shown(url)}: {_reason(error, url)}") from None
         except OSError as error:  # writing the part file: disk full, no permission
             raise DownloadError(f"cannot download {_shown(url)} to {part}: {error}") from None
     else:
-        raise DownloadError(f"cannot download {_shown(url)} after {retries + 1} attempts ({_reason(last_error, url)}){hint}")
+        raise DownloadError(
+            f"cannot download {_shown(url)} after {retries + 1} attempts ({_reason(last_error, url)}){hint}"
+        )
     try:
         _verify(part, dest.name, url, sha256, validate)
     except DownloadError:
@@ -184,7 +209,12 @@ def download(
     os.replace(part, dest)
     _record_path(part).unlink(missing_ok=True)
     if not framed and sha256 is None:
-        log.warning("%s: saved %s UNVERIFIED: the server sent no Content-Length and no SHA-256 was given, so a cut-off transfer cannot be told from a complete one", _shown(url), dest)
+        log.warning(
+            "%s: saved %s UNVERIFIED: the server sent no Content-Length and no SHA-256 was given, so a cut-off transfer"
+            " cannot be told from a complete one",
+            _shown(url),
+            dest,
+        )
     log.info("downloaded %s to %s", _shown(url), dest)
     return dest
 
@@ -301,7 +331,10 @@ def _fetch(url: str, part: Path, timeout: float, limits: _Limits, verifiable: bo
         if response.status_code == 206:
             content_range = response.headers.get("Content-Range", "")
             if not have:
-                raise DownloadError(f"cannot download {_shown(url)}: the server sent part of the file (HTTP 206, Content-Range {content_range!r}) when asked for all of it")
+                raise DownloadError(
+                    f"cannot download {_shown(url)}: the server sent part of the file (HTTP 206, Content-Range"
+                    f" {content_range!r}) when asked for all of it"
+                )
             match = _CONTENT_RANGE.fullmatch(content_range.strip())
             total = int(match.group(3)) if match and match.group(3) != "*" else None
             etag = response.headers.get("ETag")
@@ -312,21 +345,31 @@ def _fetch(url: str, part: Path, timeout: float, limits: _Limits, verifiable: bo
                 and (etag is None or record.get("etag") in (None, etag))
             )
             if not consistent:
-                _discard(url, part, f"the server resumed with Content-Range {content_range!r} when asked for bytes {have}-")
+                _discard(
+                    url, part, f"the server resumed with Content-Range {content_range!r} when asked for bytes {have}-"
+                )
                 return _fetch(url, part, timeout, limits, verifiable)
             expected = int(match.group(2)) - have + 1
             mode = "ab"
         else:
             if have:
-                log.info("%s: the server sent the whole file (changed, or Range not supported); downloading from the start", _shown(url))
+                log.info(
+                    "%s: the server sent the whole file (changed, or Range not supported); downloading from the start",
+                    _shown(url),
+                )
             if expected is None and not chunked and not verifiable:
                 raise DownloadError(
                     f"cannot download {_shown(url)}: the server sent no Content-Length, so a cut-off transfer "
-                    f"cannot be told from a complete one; give its SHA-256 (or allow_unverified=True)"
+                    "cannot be told from a complete one; give its SHA-256 (or allow_unverified=True)"
                 )
             # Written before the body, so a part on disk always names its source; the query of a
             # signed URL (credentials) is left out.
-            record = {"url": _shown(url), "size": expected, "etag": response.headers.get("ETag"), "last_modified": response.headers.get("Last-Modified")}
+            record = {
+                "url": _shown(url),
+                "size": expected,
+                "etag": response.headers.get("ETag"),
+                "last_modified": response.headers.get("Last-Modified"),
+            }
             _record_path(part).write_text(json.dumps(record))
             mode = "wb"
         _receive(response, part, mode, url, limits)
@@ -353,7 +396,9 @@ def _receive(response: requests.Response, part: Path, mode: str, url: str, limit
             if limits.min_rate and now - window_start >= limits.rate_window:
                 rate = window_bytes / (now - window_start)
                 if rate < limits.min_rate:
-                    raise _TooSlow(f"{rate:.0f} B/s over {now - window_start:.1f} s, below the minimum of {limits.min_rate:g} B/s")
+                    raise _TooSlow(
+                        f"{rate:.0f} B/s over {now - window_start:.1f} s, below the minimum of {limits.min_rate:g} B/s"
+                    )
                 window_start, window_bytes = now, 0
 
 
@@ -388,9 +433,13 @@ def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:
             for member in tar:
                 destination = (root / member.name).resolve()
                 if not (member.isfile() or member.isdir()):
-                    raise DownloadError(f"{archive}: member {member.name!r} is a link or special file; refusing to extract")
+                    raise DownloadError(
+                        f"{archive}: member {member.name!r} is a link or special file; refusing to extract"
+                    )
                 if destination != root and root not in destination.parents:
-                    raise DownloadError(f"{archive}: member {member.name!r} would be written outside {target}; refusing to extract")
+                    raise DownloadError(
+                        f"{archive}: member {member.name!r} would be written outside {target}; refusing to extract"
+                    )
                 # The "data" filter repeats these checks inside tarfile and clears permission bits
                 # that would make files executable or writable by others.
                 safe = tarfile.data_filter(member, str(root))
@@ -404,7 +453,9 @@ def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:
     return files
 
 
-def _extract_file(tar: tarfile.TarFile, member: tarfile.TarInfo, safe: tarfile.TarInfo, destination: Path, archive: Path) -> None:
+def _extract_file(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, safe: tarfile.TarInfo, destination: Path, archive: Path
+) -> None:
     """Write ``member``'s bytes to ``destination`` through a temporary file renamed on completion."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     temporary = destination.with_name(destination.name + ".partial")
@@ -416,7 +467,10 @@ def _extract_file(tar: tarfile.TarFile, member: tarfile.TarInfo, safe: tarfile.T
                 handle.write(chunk)
                 written += len(chunk)
         if written != member.size:
-            raise DownloadError(f"{archive}: member {member.name!r} is cut off after {written} of {member.size} bytes; the archive is incomplete, download it again")
+            raise DownloadError(
+                f"{archive}: member {member.name!r} is cut off after {written} of {member.size} bytes; the archive is"
+                " incomplete, download it again"
+            )
         if safe.mode is not None:
             os.chmod(temporary, safe.mode)
         if safe.mtime is not None:

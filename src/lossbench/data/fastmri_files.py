@@ -55,7 +55,9 @@ class FastMRIFileError(ValueError):
     """A fastMRI volume is unusable; the message is one line naming the file and the problem."""
 
 
-def check_volume(path: str | Path, challenge: str, crop: int = 320, read_data: bool = True, full: bool = False) -> tuple[int, ...]:
+def check_volume(
+    path: str | Path, challenge: str, crop: int = 320, read_data: bool = True, full: bool = False
+) -> tuple[int, ...]:
     """Validate one fastMRI volume and return its k-space shape.
 
     Args:
@@ -91,7 +93,10 @@ def check_volume(path: str | Path, challenge: str, crop: int = 320, read_data: b
     with file:
         for key in ("kspace", recon_key, "ismrmrd_header"):
             if key not in file:
-                raise fail(f"missing dataset {key!r}, expected a fastMRI {challenge} volume with kspace, {recon_key} and ismrmrd_header")
+                raise fail(
+                    f"missing dataset {key!r}, expected a fastMRI {challenge} volume with kspace, {recon_key} and"
+                    " ismrmrd_header"
+                )
             if not isinstance(file[key], h5py.Dataset):
                 raise fail(f"{key} is an HDF5 {type(file[key]).__name__.lower()}, expected a dataset")
         kspace, target = file["kspace"], file[recon_key]
@@ -100,13 +105,19 @@ def check_volume(path: str | Path, challenge: str, crop: int = 320, read_data: b
         if not np.issubdtype(kspace.dtype, np.complexfloating):
             raise fail(f"kspace has dtype {kspace.dtype}, expected complex64")
         if target.ndim != 3 or not np.issubdtype(target.dtype, np.floating):
-            raise fail(f"{recon_key} has shape {target.shape} and dtype {target.dtype}, expected (slices, height, width) float32")
+            raise fail(
+                f"{recon_key} has shape {target.shape} and dtype {target.dtype}, expected (slices, height, width)"
+                " float32"
+            )
         if target.shape[0] != kspace.shape[0] or kspace.shape[0] == 0:
             raise fail(f"kspace has {kspace.shape[0]} slices but {recon_key} has {target.shape[0]}")
         side = crop_side(kspace.shape, crop)
         if side > min(target.shape[-2:]) or side > kspace.shape[-2]:
             narrow = f", cropped to {side}×{side} as its k-space is narrower" if side < crop else ""
-            raise fail(f"crop {crop} is larger than the image (kspace {kspace.shape[-2]}×{kspace.shape[-1]}, {recon_key} {target.shape[-2]}×{target.shape[-1]}{narrow})")
+            raise fail(
+                f"crop {crop} is larger than the image (kspace {kspace.shape[-2]}×{kspace.shape[-1]}, {recon_key}"
+                f" {target.shape[-2]}×{target.shape[-1]}{narrow})"
+            )
         _check_header(file["ismrmrd_header"][()], fail)
         _check_max(file.attrs.get("max"), fail)
         if full:
@@ -136,7 +147,10 @@ def _read_slice(dataset: h5py.Dataset, index: int, fail) -> np.ndarray:
         return dataset[index]
     except (OSError, ValueError, RuntimeError) as error:
         # A damaged compressed chunk fails in its decompression filter ("can't read data").
-        raise fail(f"{dataset.name.lstrip('/')} slice {index % dataset.shape[0]} cannot be read, damaged data ({_first_line(error)})") from None
+        raise fail(
+            f"{dataset.name.lstrip('/')} slice {index % dataset.shape[0]} cannot be read, damaged data"
+            f" ({_first_line(error)})"
+        ) from None
 
 
 def _check_slice(dataset: h5py.Dataset, index: int, fail) -> None:
@@ -144,7 +158,10 @@ def _check_slice(dataset: h5py.Dataset, index: int, fail) -> None:
     finite = np.isfinite(values)
     if not finite.all():
         kinds = sorted({"NaN" if np.isnan(value) else "inf" for value in np.ravel(values[~finite])[:1000]})
-        raise fail(f"{dataset.name.lstrip('/')} slice {index} holds {np.count_nonzero(~finite)} non-finite values ({', '.join(kinds)})")
+        raise fail(
+            f"{dataset.name.lstrip('/')} slice {index} holds {np.count_nonzero(~finite)} non-finite values"
+            f" ({', '.join(kinds)})"
+        )
 
 
 def _check_max(maximum, fail) -> None:
@@ -154,7 +171,9 @@ def _check_max(maximum, fail) -> None:
     value = np.asarray(maximum)
     if value.ndim != 0 or value.dtype.kind not in "iuf":
         shown = f"a {value.dtype} array of shape {value.shape}" if value.ndim else f"{maximum!r} of type {value.dtype}"
-        raise fail(f"attribute 'max' is {shown}, expected one positive number (the volume maximum used to scale to [0, 1])")
+        raise fail(
+            f"attribute 'max' is {shown}, expected one positive number (the volume maximum used to scale to [0, 1])"
+        )
     if not np.isfinite(value) or value <= 0:
         raise fail(f"attribute 'max' is {value.item()}, expected the positive volume maximum used to scale to [0, 1]")
 
@@ -179,7 +198,15 @@ def _check_header(raw: bytes, fail) -> None:
             raise fail(f"ismrmrd_header field {field} is {value}, expected an integer of at least {smallest}")
 
 
-def check_folder(source: str | Path, challenge: str, crop: int = 320, full: bool = False, subset: int | None = None, seed: int = 0, skip_bad: bool = False) -> tuple[list[Path], list[str]]:
+def check_folder(
+    source: str | Path,
+    challenge: str,
+    crop: int = 320,
+    full: bool = False,
+    subset: int | None = None,
+    seed: int = 0,
+    skip_bad: bool = False,
+) -> tuple[list[Path], list[str]]:
     """Check the (selected) ``.h5`` volumes of ``source`` to the end, without stopping at the first bad one.
 
     Args:
@@ -244,7 +271,15 @@ def select_volumes(files: list[Path], subset: int | None, seed: int) -> list[Pat
     return [files[index] for index in sorted(chosen)]
 
 
-def link_checked(source: str | Path, out_dir: str | Path, challenge: str, crop: int = 320, subset: int | None = None, seed: int = 0, skip_bad: bool = False) -> list[Path]:
+def link_checked(
+    source: str | Path,
+    out_dir: str | Path,
+    challenge: str,
+    crop: int = 320,
+    subset: int | None = None,
+    seed: int = 0,
+    skip_bad: bool = False,
+) -> list[Path]:
     """Check the volumes of ``source`` and make ``out_dir`` a folder of links to the selected ones.
 
     Every selected volume is checked before anything is written; the links are built in a sibling
@@ -290,7 +325,9 @@ def link_checked(source: str | Path, out_dir: str | Path, challenge: str, crop: 
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(temporary, out_dir)
-    log.info("%s: %d of %d volumes checked (%d slices), linked in %s", source, len(selected), len(files), slices, out_dir)
+    log.info(
+        "%s: %d of %d volumes checked (%d slices), linked in %s", source, len(selected), len(files), slices, out_dir
+    )
     return selected
 
 
@@ -322,7 +359,9 @@ def parse_url_list(path: str | Path) -> list[tuple[str, str | None]]:
     return entries
 
 
-def download_url_list(url_list: str | Path, out_dir: str | Path, keep_archives: bool = True, **download_options) -> list[Path]:
+def download_url_list(
+    url_list: str | Path, out_dir: str | Path, keep_archives: bool = True, **download_options
+) -> list[Path]:
     """Download every archive of ``url_list`` into ``out_dir`` and extract it there.
 
     Archives are resumed when interrupted and verified when the list gives a digest; an archive
@@ -386,11 +425,20 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="validate every .h5 file of folders; one line per unusable file")
     check.add_argument("--challenge", required=True, choices=sorted(RECON_KEYS))
-    check.add_argument("--crop", type=_positive_int, default=320, help="side of the centre crop the task uses (default 320)")
-    check.add_argument("--full", action="store_true", help="read every slice: flags damaged chunks and NaN/inf values (slower)")
+    check.add_argument(
+        "--crop", type=_positive_int, default=320, help="side of the centre crop the task uses (default 320)"
+    )
+    check.add_argument(
+        "--full", action="store_true", help="read every slice: flags damaged chunks and NaN/inf values (slower)"
+    )
     check.add_argument("folders", nargs="+", type=Path)
     fetch = commands.add_parser("download", help="download and extract the archives of fastMRI's URL list")
-    fetch.add_argument("--urls", required=True, type=Path, help="text file of URLs (or fastMRI's curl commands), optional SHA-256 per line")
+    fetch.add_argument(
+        "--urls",
+        required=True,
+        type=Path,
+        help="text file of URLs (or fastMRI's curl commands), optional SHA-256 per line",
+    )
     fetch.add_argument("--out", required=True, type=Path, help="folder for the archives and their contents")
     fetch.add_argument("--delete-archives", action="store_true", help="delete each archive once extracted")
     args = parser.parse_args(argv)

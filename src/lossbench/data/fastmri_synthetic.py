@@ -55,7 +55,10 @@ RECON_KEYS = {"singlecoil": "reconstruction_esc", "multicoil": "reconstruction_r
 WIDTH_RATIO = {"singlecoil": 368 / 320, "multicoil": 1.0}
 ACQUISITION = {"singlecoil": "CORPD_FBK", "multicoil": "AXT2"}
 #: Every acquisition of fastMRI's knee and brain data sets.
-ACQUISITIONS = {"singlecoil": ("CORPD_FBK", "CORPDFS_FBK"), "multicoil": ("AXT1", "AXT1PRE", "AXT1POST", "AXT2", "AXFLAIR")}
+ACQUISITIONS = {
+    "singlecoil": ("CORPD_FBK", "CORPDFS_FBK"),
+    "multicoil": ("AXT1", "AXT1PRE", "AXT1POST", "AXT2", "AXFLAIR"),
+}
 PRESETS = ("default", "realistic")
 ANATOMY = {"singlecoil": "knee", "multicoil": "brain"}
 ISMRMRD_NAMESPACE = "http://www.ismrm.org/ISMRMRD"
@@ -191,9 +194,13 @@ def _sample_knee(rng: np.random.Generator) -> _Knee:
     )
 
 
-def _ellipse(row: np.ndarray, col: np.ndarray, centre: tuple[float, float], radii: tuple[float, float], power: float = 2.0) -> np.ndarray:
+def _ellipse(
+    row: np.ndarray, col: np.ndarray, centre: tuple[float, float], radii: tuple[float, float], power: float = 2.0
+) -> np.ndarray:
     """Approximate signed distance to a super-ellipse (negative inside)."""
-    norm = (np.abs((row - centre[0]) / radii[0]) ** power + np.abs((col - centre[1]) / radii[1]) ** power) ** (1 / power)
+    norm = (np.abs((row - centre[0]) / radii[0]) ** power + np.abs((col - centre[1]) / radii[1]) ** power) ** (
+        1 / power
+    )
     return (norm - 1.0) * min(radii)
 
 
@@ -251,7 +258,9 @@ def _knee_image(knee: _Knee, row: np.ndarray, col: np.ndarray, t: float, edge: f
         _ellipse(row, col, (j, -0.52 * size), (0.04, 0.13 * size)),
         _ellipse(row, col, (j, 0.52 * size), (0.04, 0.13 * size)),
     )
-    ligament = _ellipse(row * 0.8 + col * 0.6, -row * 0.6 + col * 0.8, (0.8 * (j - 0.1), -0.6 * (j - 0.1)), (0.14, 0.03))
+    ligament = _ellipse(
+        row * 0.8 + col * 0.6, -row * 0.6 + col * 0.8, (0.8 * (j - 0.1), -0.6 * (j - 0.1)), (0.14, 0.03)
+    )
     image += inside(np.minimum(meniscus, ligament)) * (0.15 - image)
     return image
 
@@ -328,14 +337,26 @@ def _slice_image(anatomy: _Anatomy, t: float, shape: tuple[int, int], matrix: in
     else:
         base = brain_image()
         half = (base.shape[0] - 1) / 2
-        magnitude = ndimage.map_coordinates(base, np.stack([(v_row + 1) * half, (v_col + 1) * half]), order=1, mode="constant", cval=0.0)
+        magnitude = ndimage.map_coordinates(
+            base, np.stack([(v_row + 1) * half, (v_col + 1) * half]), order=1, mode="constant", cval=0.0
+        )
         magnitude *= 1.0 + 0.04 * _sample_texture(anatomy.grain, 0.8 * t, v_row, v_col)
     c = anatomy.phase
-    phase = c[0] + anatomy.phase_drift * t + c[1] * u_row + c[2] * u_col + c[3] * u_row**2 + c[4] * u_col**2 + c[5] * u_row * u_col
+    phase = (
+        c[0]
+        + anatomy.phase_drift * t
+        + c[1] * u_row
+        + c[2] * u_col
+        + c[3] * u_row**2
+        + c[4] * u_col**2
+        + c[5] * u_row * u_col
+    )
     return anatomy.amplitude * anatomy.bias * np.maximum(magnitude, 0.0) * np.exp(1j * phase)
 
 
-def coil_sensitivities(rng: np.random.Generator, n_coils: int, shape: tuple[int, int], matrix: int = DEFAULT_MATRIX) -> np.ndarray:
+def coil_sensitivities(
+    rng: np.random.Generator, n_coils: int, shape: tuple[int, int], matrix: int = DEFAULT_MATRIX
+) -> np.ndarray:
     """Smooth, distinct complex coil maps (C, H, W) whose root-sum-of-squares is 1 everywhere.
 
     Coils sit on a ring just outside the object with Gaussian magnitude profiles and a smooth phase.
@@ -520,7 +541,10 @@ def generate_dataset(
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}, expected one of {', '.join(PRESETS)}")
     if preset == "realistic" and (width is not None or n_coils is not None or matrix != DEFAULT_MATRIX):
-        raise ValueError(f"the realistic preset draws width and coils at matrix {DEFAULT_MATRIX}; do not give width, n_coils or matrix")
+        raise ValueError(
+            f"the realistic preset draws width and coils at matrix {DEFAULT_MATRIX}; do not give width, n_coils or"
+            " matrix"
+        )
     if preset == "default" and n_slices is None:
         raise ValueError("n_slices is required without the realistic preset")
     if seed < 0:
@@ -543,7 +567,9 @@ def generate_dataset(
             write_volume(temporary, challenge, rng=rng, matrix=matrix, **settings)
             unchanged = path.exists() and filecmp.cmp(temporary, path, shallow=False)
             if path.exists() and not unchanged and not overwrite:
-                raise FileExistsError(f"{path}: exists with different content; pass overwrite=True (--overwrite) to replace it")
+                raise FileExistsError(
+                    f"{path}: exists with different content; pass overwrite=True (--overwrite) to replace it"
+                )
             if not unchanged:
                 os.replace(temporary, path)
         finally:
@@ -558,20 +584,59 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m lossbench.data.fastmri_synthetic",
         description="Write synthetic MRI volumes in the fastMRI HDF5 format (readable by fastmri.data.SliceDataset).",
     )
-    parser.add_argument("--challenge", required=True, choices=sorted(RECON_KEYS), help="knee-like single-coil or brain-like multi-coil data")
+    parser.add_argument(
+        "--challenge",
+        required=True,
+        choices=sorted(RECON_KEYS),
+        help="knee-like single-coil or brain-like multi-coil data",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     parser.add_argument("--volumes", required=True, type=int, help="number of volumes (files)")
-    parser.add_argument("--slices", type=int, default=None, help="slices per volume (required without --preset realistic, where it caps the drawn 16-40)")
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=None,
+        help="slices per volume (required without --preset realistic, where it caps the drawn 16-40)",
+    )
     parser.add_argument("--seed", required=True, type=int, help="random seed; equal seeds give identical files")
-    parser.add_argument("--matrix", type=int, default=DEFAULT_MATRIX, help=f"side of the reconstruction; k-space has twice as many readout rows (default {DEFAULT_MATRIX})")
-    parser.add_argument("--width", type=int, default=None, help="phase-encoding columns (default 1.15·matrix single-coil, matrix multi-coil: 368 and 320)")
+    parser.add_argument(
+        "--matrix",
+        type=int,
+        default=DEFAULT_MATRIX,
+        help=f"side of the reconstruction; k-space has twice as many readout rows (default {DEFAULT_MATRIX})",
+    )
+    parser.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="phase-encoding columns (default 1.15·matrix single-coil, matrix multi-coil: 368 and 320)",
+    )
     parser.add_argument("--coils", type=int, default=None, help="coils per multi-coil volume (default 4)")
-    parser.add_argument("--preset", choices=PRESETS, default="default", help="realistic: fastMRI's sizes and variety per volume (see realistic_settings)")
-    parser.add_argument("--prefix", default="file", help="file names are PREFIX_000.h5, PREFIX_001.h5, ... (default 'file')")
+    parser.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="default",
+        help="realistic: fastMRI's sizes and variety per volume (see realistic_settings)",
+    )
+    parser.add_argument(
+        "--prefix", default="file", help="file names are PREFIX_000.h5, PREFIX_001.h5, ... (default 'file')"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing files whose content differs")
     args = parser.parse_args(argv)
     try:
-        paths = generate_dataset(args.out, args.challenge, args.volumes, args.slices, args.seed, args.prefix, args.width, args.coils, args.overwrite, args.matrix, args.preset)
+        paths = generate_dataset(
+            args.out,
+            args.challenge,
+            args.volumes,
+            args.slices,
+            args.seed,
+            args.prefix,
+            args.width,
+            args.coils,
+            args.overwrite,
+            args.matrix,
+            args.preset,
+        )
     except (ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

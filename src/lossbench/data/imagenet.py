@@ -47,7 +47,9 @@ def inspect_image(path: Path, min_side: int) -> tuple[str | None, tuple[int, int
     return None, (width, height, mode)
 
 
-def write_manifest(source: str | Path, manifest: str | Path, report: str | Path, count: int, seed: int, min_side: int) -> int:
+def write_manifest(
+    source: str | Path, manifest: str | Path, report: str | Path, count: int, seed: int, min_side: int
+) -> int:
     """Write a manifest of ``count`` usable images drawn from ``source`` in a seeded order.
 
     Images are visited in a permutation fixed by ``seed`` and inspected until ``count`` are usable;
@@ -86,9 +88,19 @@ def write_manifest(source: str | Path, manifest: str | Path, report: str | Path,
             break
     write_csv_atomic(report, REPORT_COLUMNS, problems)
     skipped = sum(action == "skipped" for _, _, action in problems)
-    log.info("%s: %d images drawn, %d skipped, %d converted (see %s)", source, len(rows), skipped, len(problems) - skipped, report)
+    log.info(
+        "%s: %d images drawn, %d skipped, %d converted (see %s)",
+        source,
+        len(rows),
+        skipped,
+        len(problems) - skipped,
+        report,
+    )
     if len(rows) < count:
-        raise ValueError(f"{source}: only {len(rows)} usable images of the {count} requested ({len(files)} files, {skipped} skipped: see {report})")
+        raise ValueError(
+            f"{source}: only {len(rows)} usable images of the {count} requested ({len(files)} files, {skipped} skipped:"
+            f" see {report})"
+        )
     write_csv_atomic(manifest, MANIFEST_COLUMNS, rows)
     return len(rows)
 
@@ -108,7 +120,9 @@ def read_manifest(path: str | Path) -> list[Path]:
         raise ValueError(f"{path}: manifest lists no images")
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise ValueError(f"{path}: {len(missing)} listed images are missing, e.g. {missing[0]}; rerun the manifest rule")
+        raise ValueError(
+            f"{path}: {len(missing)} listed images are missing, e.g. {missing[0]}; rerun the manifest rule"
+        )
     return paths
 
 

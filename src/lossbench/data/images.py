@@ -48,7 +48,13 @@ def embedded_photo_path(name: str) -> Path:
 #: PIL modes of 8 bits per channel, which PIL converts to RGB or luminance (÷ 255).
 _EIGHT_BIT_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV"}
 #: PIL modes of one channel deeper than 8 bits, and the value that maps to 1.0 (None: float, kept as is).
-_DEEP_GRAY_MODES: dict[str, float | None] = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "F": None}
+_DEEP_GRAY_MODES: dict[str, float | None] = {
+    "I;16": 65535.0,
+    "I;16L": 65535.0,
+    "I;16B": 65535.0,
+    "I;16N": 65535.0,
+    "F": None,
+}
 #: Raw modes of 16-bit colour PNGs (PIL keeps each big-endian sample's high byte) → a raw mode of the
 #: same bits per pixel that keeps the low bytes instead: little-endian samples, or all bytes for grey + alpha.
 _PNG16_LOW_BYTES = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L", "LA;16B": "RGBA"}
@@ -60,7 +66,10 @@ class DuplicateImageIdError(ValueError):
     """Two files of a folder that :func:`list_images` would key by one id; the message is one line naming both."""
 
     def __init__(self, first: Path, second: Path, image_id: str):
-        super().__init__(f"{first} and {second} have the same id {image_id!r} (relative path without suffix, '/' as '__'); rename one")
+        super().__init__(
+            f"{first} and {second} have the same id {image_id!r} (relative path without suffix, '/' as '__');"
+            " rename one"
+        )
         self.first, self.second, self.image_id = first, second, image_id
 
 
@@ -71,16 +80,21 @@ def _open(path: str | Path) -> Image.Image:
     except Image.DecompressionBombError as error:
         raise ValueError(f"{path}: refused as a possible decompression bomb ({error})") from None
     except (OSError, ValueError, SyntaxError) as error:
-        raise ValueError(f"{path}: cannot read as an image ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+        raise ValueError(
+            f"{path}: cannot read as an image ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+        ) from None
 
 
 def _check_mode(path: str | Path, mode: str) -> None:
     if mode not in _EIGHT_BIT_MODES and mode not in _DEEP_GRAY_MODES:
-        raise ValueError(f"{path}: image mode {mode} has no defined value range; expected 8-bit, 16-bit grayscale or float grayscale")
+        raise ValueError(
+            f"{path}: image mode {mode} has no defined value range; expected 8-bit, 16-bit grayscale or float grayscale"
+        )
 
 
 def _deep_colour(image: Image.Image) -> bool:
-    """Whether PIL would read colour ``image`` at 8 bits though its samples are deeper (PIL has no 16-bit colour mode)."""
+    """Whether PIL would read colour ``image`` at 8 bits though its samples are deeper (PIL has no 16-bit colour
+    mode)."""
     if image.format == "TIFF":  # the header's bits per sample: PIL's raw modes of planar 16-bit TIFFs name no depth
         bits = image.tag_v2.get(258, 1)
         return max(bits if isinstance(bits, tuple) else (bits,)) > 8
@@ -164,8 +178,15 @@ def read_image(path: str | Path, gray: bool = False) -> np.ndarray:
         mode = image.mode
         _check_mode(path, mode)
         deep_colour = mode not in _DEEP_GRAY_MODES and _deep_colour(image)
-        if deep_colour and image.format != "TIFF" and not (image.format == "PNG" and image.tile[0].args in _PNG16_LOW_BYTES):
-            raise ValueError(f"{path}: a {image.format} colour image of more than 8 bits per sample, which is read at its depth only from PNG or TIFF; save it as one of them")
+        if (
+            deep_colour
+            and image.format != "TIFF"
+            and not (image.format == "PNG" and image.tile[0].args in _PNG16_LOW_BYTES)
+        ):
+            raise ValueError(
+                f"{path}: a {image.format} colour image of more than 8 bits per sample, which is read at its depth only"
+                " from PNG or TIFF; save it as one of them"
+            )
         try:
             if deep_colour:
                 samples = _png16(path, image.tile[0].args) if image.format == "PNG" else _tiff16(path)
@@ -176,12 +197,19 @@ def read_image(path: str | Path, gray: bool = False) -> np.ndarray:
             else:
                 array = np.array(image.convert("L" if gray else "RGB"), dtype=np.float32)
         except (OSError, ValueError, SyntaxError) as error:
-            raise ValueError(f"{path}: cannot decode mode {mode} image ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+            raise ValueError(
+                f"{path}: cannot decode mode {mode} image"
+                f" ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+            ) from None
     full_scale = _DEEP_GRAY_MODES.get(mode, 255.0)
     if full_scale is not None:
         array /= full_scale
     elif not (np.isfinite(array).all() and array.min() >= 0 and array.max() <= 1):
-        raise ValueError(f"{path}: float image has values in [{np.nanmin(array):.4g}, {np.nanmax(array):.4g}]{' and non-finite ones' if not np.isfinite(array).all() else ''}, expected finite values in [0, 1]")
+        raise ValueError(
+            f"{path}: float image has values in [{np.nanmin(array):.4g},"
+            f" {np.nanmax(array):.4g}]{' and non-finite ones' if not np.isfinite(array).all() else ''}, expected finite"
+            " values in [0, 1]"
+        )
     if mode in _DEEP_GRAY_MODES and not gray:
         array = np.repeat(array[..., None], 3, axis=-1)
     return array
@@ -213,7 +241,8 @@ def resize_max_side(image: np.ndarray, max_side: int | None) -> np.ndarray:
 
 
 def write_png(path: str | Path | BinaryIO, image: np.ndarray, text: Mapping[str, str] | None = None) -> None:
-    """Write (H, W, 3) float ``image`` in [0, 1] as an 8-bit PNG (to a file or a binary stream), with ``text`` as its text chunks."""
+    """Write (H, W, 3) float ``image`` in [0, 1] as an 8-bit PNG (to a file or a binary stream), with ``text`` as its
+    text chunks."""
     info = PngImagePlugin.PngInfo()
     for key, value in (text or {}).items():
         info.add_text(key, value)
@@ -230,7 +259,9 @@ def png_text(path: str | Path) -> dict[str, str]:
         try:
             image.load()
         except (OSError, ValueError, SyntaxError) as error:
-            raise ValueError(f"{path}: cannot decode ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+            raise ValueError(
+                f"{path}: cannot decode ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+            ) from None
         return dict(getattr(image, "text", {}))
 
 

@@ -91,7 +91,7 @@ def fetch_kodak(
     url_base = url_base if url_base.endswith("/") else url_base + "/"
     by_hand = local_dir if local_dir is not None else "a folder"
     hint = (
-        f"without network access, download kodim01.png … kodim24.png from http://r0k.us/graphics/kodak/ "
+        "without network access, download kodim01.png … kodim24.png from http://r0k.us/graphics/kodak/ "
         f"elsewhere, put them into {by_hand} and set tasks.denoise.data.val_dir to that folder"
     )
     paths = []
@@ -101,7 +101,9 @@ def fetch_kodak(
         if local is not None and local.is_file():
             _copy_verified(local, dest, checksums[name])
         else:
-            download(url_base + name, dest, checksums[name], manual_hint=hint, validate=check_kodak_png, **download_options)
+            download(
+                url_base + name, dest, checksums[name], manual_hint=hint, validate=check_kodak_png, **download_options
+            )
         paths.append(dest)
     log.info("%d Kodak images verified in %s", len(paths), out_dir)
     return paths

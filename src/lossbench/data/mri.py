@@ -137,14 +137,20 @@ class MRISliceDataset(Dataset):
         crop: Side of the square centre crop of input and target.
     """
 
-    def __init__(self, root: str | Path, challenge: str, center_fraction: float = 0.04, acceleration: int = 8, crop: int = 320):
+    def __init__(
+        self, root: str | Path, challenge: str, center_fraction: float = 0.04, acceleration: int = 8, crop: int = 320
+    ):
         if challenge not in RECON_KEYS:
             raise ValueError(f"unknown MRI challenge {challenge!r}, expected 'singlecoil' or 'multicoil'")
         if not 0 < center_fraction <= 1 / acceleration:
-            raise ValueError(f"center_fraction {center_fraction} must lie in (0, 1/acceleration = {1 / acceleration:.4g}]")
+            raise ValueError(
+                f"center_fraction {center_fraction} must lie in (0, 1/acceleration = {1 / acceleration:.4g}]"
+            )
         root = Path(root)
         if not root.is_dir():
-            raise FileNotFoundError(f"{root}: MRI data folder not found, expected a folder of fastMRI {challenge} .h5 files")
+            raise FileNotFoundError(
+                f"{root}: MRI data folder not found, expected a folder of fastMRI {challenge} .h5 files"
+            )
         files = sorted(path for path in root.iterdir() if path.suffix == ".h5" and path.is_file())
         if not files:
             raise FileNotFoundError(f"{root}: no .h5 files, expected fastMRI {challenge} volumes")
@@ -154,7 +160,9 @@ class MRISliceDataset(Dataset):
         # The data itself was read by the workflow's check rule; here only the layout is checked.
         self._kspace_shapes = {path.name: check_volume(path, challenge, crop, read_data=False) for path in files}
         # use_dataset_cache stays False so that nothing is written next to the user's data.
-        self._slices = _H5SliceDataset(root, challenge, transform=None, use_dataset_cache=False, raw_sample_filter=_keep_all)
+        self._slices = _H5SliceDataset(
+            root, challenge, transform=None, use_dataset_cache=False, raw_sample_filter=_keep_all
+        )
         self.mask_func = RandomMaskFunc(center_fractions=[center_fraction], accelerations=[acceleration])
         self._files = ProcessLocalFiles()
 
@@ -225,17 +233,26 @@ class MRISliceDataset(Dataset):
         """Join raw reads of one k-space shape: their ``columns`` end to end (each slice draws its
         own number of columns), the other entries stacked; large entries are written straight into
         shared memory in a DataLoader worker (:func:`lossbench.data.h5files.handed_over`)."""
-        return RawBatch({key: handed_over([item[key] for item in items], stack=key != "columns") for key in ("columns", "target", "mask", "scale")})
+        return RawBatch(
+            {
+                key: handed_over([item[key] for item in items], stack=key != "columns")
+                for key in ("columns", "target", "mask", "scale")
+            }
+        )
 
     @staticmethod
-    def finish_batch(batch: dict[str, np.ndarray | torch.Tensor], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    def finish_batch(
+        batch: dict[str, np.ndarray | torch.Tensor], device: torch.device | str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Move a batch of raw reads joined by :meth:`collate` to ``device`` and make its pairs there.
 
         Returns:
             Zero-filled inputs and targets, each (N, 1, side, side) float32 on ``device``, divided by
             each volume's ``max``.
         """
-        columns, mask, target, scale = (torch.as_tensor(batch[key]).to(device, non_blocking=True) for key in ("columns", "mask", "target", "scale"))
+        columns, mask, target, scale = (
+            torch.as_tensor(batch[key]).to(device, non_blocking=True) for key in ("columns", "mask", "target", "scale")
+        )
         scale = scale[:, None, None, None]
         return zero_filled(columns, mask, target.shape[-1]) / scale, target[:, None] / scale
 
@@ -254,7 +271,9 @@ class MRISliceDataset(Dataset):
         (the CPU path :meth:`finish_batch` replaces), each (1, side, side) float32."""
         kspace, _, target, attrs, _, _ = self._slices[index]
         padding = (attrs["padding_left"], attrs["padding_right"])
-        masked, _, _ = apply_mask(to_tensor(kspace), self.mask_func, seed=self._seed(index, sample_seed), padding=padding)
+        masked, _, _ = apply_mask(
+            to_tensor(kspace), self.mask_func, seed=self._seed(index, sample_seed), padding=padding
+        )
         side = self.side(index)
         image = complex_abs(complex_center_crop(ifft2c(masked), (side, side)))
         if self.challenge == "multicoil":

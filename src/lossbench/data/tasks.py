@@ -1,4 +1,5 @@
-"""Task kinds: the registry of their specs (:class:`lossbench.data.taskspec.TaskSpec`), training datasets and validation sets.
+"""Task kinds: the registry of their specs (:class:`lossbench.data.taskspec.TaskSpec`), training datasets and validation
+sets.
 
 A new kind is one module in :mod:`lossbench.data.kinds` declaring its spec, plus its import and its
 entry in :data:`SPECS` (and its settings' entry in the configuration schema; docs/extending.md).
@@ -18,7 +19,9 @@ from lossbench.data.taskspec import TaskSpec
 from lossbench.data.valset import write_images
 
 #: Task kind → its spec.
-SPECS: dict[str, TaskSpec] = {spec.kind: spec for spec in (rgb_denoise.SPEC, mri.SINGLECOIL, mri.MULTICOIL, rgb_jpeg.SPEC)}
+SPECS: dict[str, TaskSpec] = {
+    spec.kind: spec for spec in (rgb_denoise.SPEC, mri.SINGLECOIL, mri.MULTICOIL, rgb_jpeg.SPEC)
+}
 
 
 def spec(kind: str) -> TaskSpec:
@@ -36,7 +39,8 @@ def kinds() -> list[str]:
 
 
 def default_kind(task: str) -> str | None:
-    """The kind of a task named ``task`` that does not say: the thesis's tasks (denoise, knee, brain) have theirs, others none."""
+    """The kind of a task named ``task`` that does not say: the thesis's tasks (denoise, knee, brain) have theirs,
+    others none."""
     return next((kind for kind, task_spec in SPECS.items() if task_spec.thesis_task == task), None)
 
 
@@ -73,7 +77,11 @@ def write_valset(kind: str, data: dict[str, Any], val_dir: str | Path, out_path:
         ValueError: an unknown ``kind``.
     """
     images = spec(kind).validation_images(data, Path(val_dir), seed)
-    write_images(out_path, {"input": zip(images.ids, images.inputs), "target": zip(images.ids, images.targets)}, {"kind": kind, **images.attrs})
+    write_images(
+        out_path,
+        {"input": zip(images.ids, images.inputs), "target": zip(images.ids, images.targets)},
+        {"kind": kind, **images.attrs},
+    )
     return len(images.ids)
 
 

@@ -147,5 +147,8 @@ class TaskSpec:
             described = self.data_description(settings) if "data" in settings else None
             if described is None:
                 return self.thesis_caption
-            return f"{self.title}: metrics of each model on {described} (the task of thesis {self.thesis_table.replace('table_', 'Table ').replace('_', '.')}, not its data)."
+            return (
+                f"{self.title}: metrics of each model on {described} (the task of thesis"
+                f" {self.thesis_table.replace('table_', 'Table ').replace('_', '.')}, not its data)."
+            )
         return self.caption.format(**{**settings, "title": self.title, "task": task})

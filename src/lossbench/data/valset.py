@@ -15,7 +15,9 @@ import h5py
 import numpy as np
 
 
-def write_images(path: str | Path, groups: dict[str, Iterable[tuple[str, np.ndarray]]] | None = None, attrs: dict | None = None) -> None:
+def write_images(
+    path: str | Path, groups: dict[str, Iterable[tuple[str, np.ndarray]]] | None = None, attrs: dict | None = None
+) -> None:
     """Write groups of named (C, H, W) images to ``path`` atomically (temp file, then rename).
 
     Args:
@@ -104,7 +106,10 @@ def resolve_image_id(ids: list[str], image: str | int, source: str | Path) -> st
             stem, separator, slice_number = image_id.rpartition("_s")
             groups.setdefault(stem if separator and slice_number.isdigit() else image_id, []).append(image_id)
         if image >= len(groups):
-            raise ValueError(f"{source}: figure image index {image} is out of range: the validation set has {len(groups)} volumes or images")
+            raise ValueError(
+                f"{source}: figure image index {image} is out of range: the validation set has {len(groups)} volumes or"
+                " images"
+            )
         members = list(groups.values())[image]
         return members[len(members) // 2]
     if image not in ids:

@@ -64,7 +64,19 @@ from lossbench.core.checks import check_image_pair
 from lossbench.core.specs import Setting
 from lossbench.flip._core import MODES, OUT_OF_RANGE, error_map
 
-__all__ = ["DEFAULT_PPD", "MODES", "OUT_OF_RANGE", "VIEWING", "check_inputs", "flip", "flip_map", "flip_ppd", "gray_mode", "pixels_per_degree", "setting_ppd"]
+__all__ = [
+    "DEFAULT_PPD",
+    "MODES",
+    "OUT_OF_RANGE",
+    "VIEWING",
+    "check_inputs",
+    "flip",
+    "flip_map",
+    "flip_ppd",
+    "gray_mode",
+    "pixels_per_degree",
+    "setting_ppd",
+]
 
 #: Pixels per degree for 0.7 m viewing distance, 0.7 m wide 3840-pixel monitor (the default).
 DEFAULT_PPD = 67.02064514

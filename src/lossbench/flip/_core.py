@@ -72,7 +72,9 @@ def _passes(
     dev = torch.device(device)
     # Outside inference mode: an evaluation's first call must not cache tensors training cannot save for backward.
     with torch.inference_mode(False):
-        return _filters.SeparablePass(x_kernels, width, dev, dtype), _filters.SeparablePass(y_kernels, height, dev, dtype)
+        return _filters.SeparablePass(x_kernels, width, dev, dtype), _filters.SeparablePass(
+            y_kernels, height, dev, dtype
+        )
 
 
 def clamp_unit(x: torch.Tensor) -> torch.Tensor:
@@ -189,7 +191,9 @@ def _perceive(images: torch.Tensor, ppd: float, mode: str, out_of_range: str, dt
     return _Perception(lab[0], hunt_ab, _magnitude(filtered[6], filtered[4]), _magnitude(filtered[7], filtered[5]))
 
 
-def error_map(output: torch.Tensor, target: torch.Tensor, ppd: float, mode: str, out_of_range: str = "clamp") -> torch.Tensor:
+def error_map(
+    output: torch.Tensor, target: torch.Tensor, ppd: float, mode: str, out_of_range: str = "clamp"
+) -> torch.Tensor:
     """FLIP error map of validated (N, C, H, W) ``output`` against ``target``; see :func:`lossbench.flip.flip_map`.
 
     ``out_of_range`` other than "clamp" (the metric) is one of the FLIP loss's deviations, see
@@ -204,7 +208,8 @@ def error_map(output: torch.Tensor, target: torch.Tensor, ppd: float, mode: str,
         # TF32 only ever rounds float32 products, and gradcheck differentiates the graph more than
         # once, which ieee_float32_autograd's replayed graph does not allow.
         return function(target, output)
-    # cuBLAS TF32 would shift FLIP by up to 2 % (CPU imitation, tests/test_flip_loss.py), so its products run in full float32.
+    # cuBLAS TF32 would shift FLIP by up to 2 % (CPU imitation, tests/test_flip_loss.py), so its products run in full
+    # float32.
     return ieee_float32_autograd(function, target, output)
 
 

@@ -125,7 +125,8 @@ class SeparablePass:
         # Toeplitz blocks: output o of a block reads window samples o .. o + 2r.
         rows = np.arange(block)[:, None] + np.arange(width)[None, :]
         cols = np.broadcast_to(np.arange(block)[:, None], rows.shape)
-        # float64 until the cast: a float64 pass keeps the kernels' precision, a float32 one gets each tap's nearest float32.
+        # float64 until the cast: a float64 pass keeps the kernels' precision, a float32 one gets each tap's nearest
+        # float32.
         matrix = np.zeros((channels, window, block))
         matrix[:, rows, cols] = kernels[:, None, :]
         starts = np.arange(blocks)[:, None] * block - radius
@@ -143,4 +144,3 @@ class SeparablePass:
         windows = x.index_select(-1, self.index).view(channels, batch * other * self.blocks, self.window)
         out = torch.bmm(windows, self.matrix).view(channels, batch, other, self.blocks * self.block)
         return out[..., : self.length]
-

@@ -46,9 +46,14 @@ def from_module(name: str, path: str, label: str | None = None) -> LossSpec:
     """
     factory = import_object(path)
     if not (isinstance(factory, type) and issubclass(factory, nn.Module)):
-        raise ValueError(f"{path} is not a torch.nn.Module subclass (a loss is a module whose forward(output, target) returns a scalar)")
+        raise ValueError(
+            f"{path} is not a torch.nn.Module subclass (a loss is a module whose forward(output, target) returns a"
+            " scalar)"
+        )
     if image_arguments(factory) < 2:
-        raise ValueError(f"{path}.forward takes {image_arguments(factory)} image argument(s), expected forward(output, target)")
+        raise ValueError(
+            f"{path}.forward takes {image_arguments(factory)} image argument(s), expected forward(output, target)"
+        )
     # The configuration does not say what identical images cost: minimum=None, nothing to check.
     return LossSpec(name, factory, label or name, thesis=False, minimum=None)
 
@@ -71,7 +76,12 @@ def register_config(config: dict) -> None:
     Raises:
         ValueError: one line naming the key and the module, see :func:`from_module`.
     """
-    register_own(config["losses"], "losses", lambda name, settings: from_module(name, settings["module"], settings.get("label")), register)
+    register_own(
+        config["losses"],
+        "losses",
+        lambda name, settings: from_module(name, settings["module"], settings.get("label")),
+        register,
+    )
 
 
 def names() -> list[str]:
@@ -85,17 +95,20 @@ def spec(name: str) -> LossSpec:
 
 
 def own_metrics() -> dict[str, str]:
-    """Metric → the registered loss that optimises it (:attr:`LossSpec.own_metric`), which the thesis expects to win it."""
+    """Metric → the registered loss that optimises it (:attr:`LossSpec.own_metric`), which the thesis expects to win
+    it."""
     return {spec.own_metric: name for name, spec in SPECS.items() if spec.own_metric is not None}
 
 
 def label(name: str, lpips_pretrained: bool = True) -> str:
-    """Column, panel or legend label of loss ``name``; an unregistered name is a one-line ValueError (see :func:`spec`)."""
+    """Column, panel or legend label of loss ``name``; an unregistered name is a one-line ValueError (see
+    :func:`spec`)."""
     return spec(name).display(lpips_pretrained)
 
 
 def tex_label(name: str, lpips_pretrained: bool = True) -> str:
-    """LaTeX label of loss ``name`` (see :meth:`LossSpec.tex_display`); an unregistered name is a one-line ValueError."""
+    """LaTeX label of loss ``name`` (see :meth:`LossSpec.tex_display`); an unregistered name is a one-line
+    ValueError."""
     return spec(name).tex_display(lpips_pretrained)
 
 

@@ -184,7 +184,7 @@ def log_partition(alpha: torch.Tensor | float, check: bool = True) -> torch.Tens
     (alpha,) = _promote(alpha)
     if check and not bool(((alpha >= 0.0) & (alpha <= 2.0)).all()):
         raise ValueError(
-            f"log_partition: alpha must lie in [0, 2], got values in "
+            "log_partition: alpha must lie in [0, 2], got values in "
             f"[{float(alpha.detach().min()):.6g}, {float(alpha.detach().max()):.6g}]"
         )
     log_z, tangents = _table_tensors(alpha.dtype, alpha.device)
@@ -203,7 +203,9 @@ def log_partition(alpha: torch.Tensor | float, check: bool = True) -> torch.Tens
     )
 
 
-def nll(x: torch.Tensor | float, alpha: torch.Tensor | float, scale: torch.Tensor | float, check: bool = True) -> torch.Tensor:
+def nll(
+    x: torch.Tensor | float, alpha: torch.Tensor | float, scale: torch.Tensor | float, check: bool = True
+) -> torch.Tensor:
     """Negative log-likelihood -log p(x | 0, alpha, c) = rho(x, alpha, c) + log c + log Z(alpha).
 
     Args:
@@ -252,8 +254,7 @@ class AdaptiveLoss(nn.Module):
             raise ValueError(f"adaptive: num_channels must be >= 1, got {num_channels}")
         if not 0.0 <= alpha_lo < alpha_init < alpha_hi <= 2.0:
             raise ValueError(
-                f"adaptive: need 0 <= alpha_lo < alpha_init < alpha_hi <= 2, "
-                f"got {alpha_lo}, {alpha_init}, {alpha_hi}"
+                f"adaptive: need 0 <= alpha_lo < alpha_init < alpha_hi <= 2, got {alpha_lo}, {alpha_init}, {alpha_hi}"
             )
         if not 0.0 < scale_lo < scale_init:
             raise ValueError(f"adaptive: need 0 < scale_lo < scale_init, got {scale_lo}, {scale_init}")

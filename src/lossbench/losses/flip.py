@@ -40,19 +40,24 @@ class FLIPLoss(nn.Module):
             per-image means, as the metric).
     """
 
-    def __init__(self, ppd: float = DEFAULT_PPD, mode: str = "rgb", out_of_range: str = "clamp", reduction: str = "mean") -> None:
+    def __init__(
+        self, ppd: float = DEFAULT_PPD, mode: str = "rgb", out_of_range: str = "clamp", reduction: str = "mean"
+    ) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"FLIPLoss: unknown mode {mode!r}, expected one of {', '.join(map(repr, MODES))}")
         if out_of_range not in OUT_OF_RANGE:
-            raise ValueError(f"FLIPLoss: unknown out_of_range {out_of_range!r}, expected one of {', '.join(map(repr, OUT_OF_RANGE))}")
+            raise ValueError(
+                f"FLIPLoss: unknown out_of_range {out_of_range!r}, expected one of {', '.join(map(repr, OUT_OF_RANGE))}"
+            )
         self.ppd = ppd
         self.mode = mode
         self.out_of_range = out_of_range
         self.reduction = check_reduction(reduction, "FLIPLoss")
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Loss from (N, C, H, W) ``output`` and ``target``, nominally in [0, 1]: a scalar, or (N,) with ``reduction="none"``."""
+        """Loss from (N, C, H, W) ``output`` and ``target``, nominally in [0, 1]: a scalar, or (N,) with
+        ``reduction="none"``."""
         check_inputs(output, target, self.ppd, self.mode, "FLIP loss")
         return reduce_map(error_map(output, target, float(self.ppd), self.mode, self.out_of_range), self.reduction)
 
@@ -65,10 +70,12 @@ def _loss_defaults(setting: Setting) -> dict[str, object]:
     return {"mode": "rgb" if setting.channels == 3 else gray_mode(setting), "ppd": setting_ppd(setting)}
 
 
-#: Why a FLIP-trained model can trail l2's on FLIP itself, measured (docs/flip_loss.md); linked from results/<experiment>/summary.md.
+#: Why a FLIP-trained model can trail l2's on FLIP itself, measured (docs/flip_loss.md); linked from
+#: results/<experiment>/summary.md.
 TRAINING_NOTES = (
-    "FLIP's gradient leads the network out of the identity slowly; NVIDIA's official FLIP loss, equal to ours in value and "
-    "gradient, trains the same way, and l2's model kept the lower FLIP at 1152 and 4032 steps ([docs/flip_loss.md](../../docs/flip_loss.md))"
+    "FLIP's gradient leads the network out of the identity slowly; NVIDIA's official FLIP loss, equal to ours in value"
+    " and gradient, trains the same way, and l2's model kept the lower FLIP at 1152 and 4032 steps"
+    " ([docs/flip_loss.md](../../docs/flip_loss.md))"
 )
 
 LOSS = LossSpec("flip", FLIPLoss, "FLIP", defaults=_loss_defaults, own_metric="flip", training_notes=TRAINING_NOTES)

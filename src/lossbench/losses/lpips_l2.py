@@ -1,4 +1,5 @@
-"""The LPIPS + l2 loss (Kaplanyan et al., 2019; thesis §2.4.4), on the metric's shared network :func:`lossbench.metrics.lpips.get_lpips`."""
+"""The LPIPS + l2 loss (Kaplanyan et al., 2019; thesis §2.4.4), on the metric's shared network
+:func:`lossbench.metrics.lpips.get_lpips`."""
 
 from __future__ import annotations
 
@@ -76,7 +77,11 @@ class LPIPSL2Loss(nn.Module):
         batch_distance, batch_mse = (distance, mse) if self.reduction == "mean" else (distances.mean(), squared.mean())
         # Set on device, without reading the values back to the host (a sync per step).
         unset = self.balanced_l2_weight.isnan() & (batch_mse.detach() > 0)
-        self.balanced_l2_weight.copy_(torch.where(unset, self.lpips_weight * batch_distance.detach() / batch_mse.detach(), self.balanced_l2_weight))
+        self.balanced_l2_weight.copy_(
+            torch.where(
+                unset, self.lpips_weight * batch_distance.detach() / batch_mse.detach(), self.balanced_l2_weight
+            )
+        )
         # Until a batch with a nonzero error sets the weight, the l2 term is zero anyway.
         return self.lpips_weight * distance + self.balanced_l2_weight.nan_to_num(0.0) * mse
 
@@ -87,4 +92,13 @@ class LPIPSL2Loss(nn.Module):
         )
 
 
-LOSS = LossSpec("lpips_l2", LPIPSL2Loss, "LPIPS+l2", tex="LPIPS$+l_2$", defaults=trunk_params, portable_params={"trunk": "untrained"}, untrained_trunk_note=UNTRAINED_TRUNK, own_metric="lpips")
+LOSS = LossSpec(
+    "lpips_l2",
+    LPIPSL2Loss,
+    "LPIPS+l2",
+    tex="LPIPS$+l_2$",
+    defaults=trunk_params,
+    portable_params={"trunk": "untrained"},
+    untrained_trunk_note=UNTRAINED_TRUNK,
+    own_metric="lpips",
+)

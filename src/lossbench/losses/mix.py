@@ -39,7 +39,10 @@ def check_params(params: Mapping[str, Any]) -> str | None:
         return f"weights: expected a mapping of loss names to weights, got {weights!r}"
     for term, weight in weights.items():
         if term == "mix" or term not in losses.SPECS:
-            return f"weights.{term}: not a loss to mix (expected one of {', '.join(name for name in losses.SPECS if name != 'mix')})"
+            return (
+                f"weights.{term}: not a loss to mix (expected one of"
+                f" {', '.join(name for name in losses.SPECS if name != 'mix')})"
+            )
         if not (isinstance(weight, (int, float)) and weight >= 0):
             return f"weights.{term}: expected a number >= 0, got {weight!r}"
     term_params = params.get("term_params", {})
@@ -63,7 +66,13 @@ class MixLoss(nn.Module):
             image), passed to every term; a term that is a loss of the user's own must then take it.
     """
 
-    def __init__(self, weights: Mapping[str, float] | None = None, term_params: Mapping[str, Mapping[str, Any]] | None = None, channels: int = 3, reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        weights: Mapping[str, float] | None = None,
+        term_params: Mapping[str, Mapping[str, Any]] | None = None,
+        channels: int = 3,
+        reduction: str = "mean",
+    ) -> None:
         from lossbench import losses
 
         super().__init__()
@@ -76,10 +85,13 @@ class MixLoss(nn.Module):
         self.reduction = check_reduction(reduction, "mix")
         # Every loss reduces by its mean unless told otherwise: the default leaves a term's parameters as configured.
         reduced = {} if reduction == "mean" else {"reduction": reduction}
-        self.terms = nn.ModuleDict({term: losses.spec(term).build({**term_params.get(term, {}), **reduced}, channels) for term in weights})
+        self.terms = nn.ModuleDict(
+            {term: losses.spec(term).build({**term_params.get(term, {}), **reduced}, channels) for term in weights}
+        )
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Loss from (N, C, H, W) ``output`` and ``target``, nominally in [0, 1]: a scalar, or (N,) with ``reduction="none"``."""
+        """Loss from (N, C, H, W) ``output`` and ``target``, nominally in [0, 1]: a scalar, or (N,) with
+        ``reduction="none"``."""
         return sum(weight * self.terms[term](output, target) for term, weight in self.weights.items())
 
     def extra_repr(self) -> str:
@@ -95,7 +107,10 @@ class _MixSpec(LossSpec):
 
         params = super().params(setting, configured)
         term_params = params.get("term_params", {})
-        params["term_params"] = {term: losses.spec(term).params(setting, term_params.get(term)) for term in params.get("weights", DEFAULT_WEIGHTS)}
+        params["term_params"] = {
+            term: losses.spec(term).params(setting, term_params.get(term))
+            for term in params.get("weights", DEFAULT_WEIGHTS)
+        }
         return params
 
 

@@ -45,12 +45,25 @@ SPECS: dict[str, MetricSpec] = declared(MODULES, MetricSpec)
 #: How each metric of the study is shown in the thesis's tables, in its row order.
 STUDY_METRICS: dict[str, MetricInfo] = {name: spec.info for name, spec in SPECS.items() if spec.thesis}
 
-__all__ = ["MODULES", "SPECS", "STUDY_METRICS", "MetricInfo", "compute", "from_module", "names", "register", "register_config", "rows", "spec"]
+__all__ = [
+    "MODULES",
+    "SPECS",
+    "STUDY_METRICS",
+    "MetricInfo",
+    "compute",
+    "from_module",
+    "names",
+    "register",
+    "register_config",
+    "rows",
+    "spec",
+]
 
 
 @dataclass(frozen=True)
 class ModuleMetric:
-    """``compute(output, target, **params)`` of a metric that is a ``torch.nn.Module`` class: built once per ``params``, in eval mode.
+    """``compute(output, target, **params)`` of a metric that is a ``torch.nn.Module`` class: built once per ``params``,
+    in eval mode.
 
     Attributes:
         factory: The class; its constructor takes ``params`` as keywords, its ``forward(output,
@@ -104,10 +117,15 @@ def from_module(name: str, settings: Mapping[str, Any]) -> MetricSpec:
     elif callable(factory) and not isinstance(factory, type):
         compute, called = factory, path
     else:
-        raise ValueError(f"{path} is neither a function nor a torch.nn.Module subclass (a metric is f(output, target) returning one value per image)")
+        raise ValueError(
+            f"{path} is neither a function nor a torch.nn.Module subclass (a metric is f(output, target) returning one"
+            " value per image)"
+        )
     if image_arguments(factory) < 2:
         raise ValueError(f"{called} takes {image_arguments(factory)} image argument(s), expected (output, target)")
-    info = MetricInfo(settings.get("label", name), settings["direction"] == "higher", settings["scale"], settings["decimals"])
+    info = MetricInfo(
+        settings.get("label", name), settings["direction"] == "higher", settings["scale"], settings["decimals"]
+    )
     # The configuration does not say what identical images score: best=None, nothing to check.
     return MetricSpec(name, compute, info, defaults=Configured(dict(settings["params"])), thesis=False, best=None)
 
@@ -144,7 +162,8 @@ def spec(name: str) -> MetricSpec:
 
 
 def rows(computed: Iterable[str]) -> dict[str, MetricInfo]:
-    """The rows of a table, ranking or summary: the thesis's metrics in its order, then the other ``computed`` ones in theirs.
+    """The rows of a table, ranking or summary: the thesis's metrics in its order, then the other ``computed`` ones in
+    theirs.
 
     Raises:
         ValueError: a computed metric that is not registered in this process (one line).
@@ -171,5 +190,8 @@ def compute(name: str, output: torch.Tensor, target: torch.Tensor, **params) -> 
     values = spec(name).compute(output, target, **params)
     if not isinstance(values, torch.Tensor) or tuple(values.shape) != (output.shape[0],):
         got = f"shape {tuple(values.shape)}" if isinstance(values, torch.Tensor) else type(values).__name__
-        raise ValueError(f"metric {name!r} returned {got} for {output.shape[0]} image(s), expected a tensor of shape ({output.shape[0]},)")
+        raise ValueError(
+            f"metric {name!r} returned {got} for {output.shape[0]} image(s), expected a tensor of shape"
+            f" ({output.shape[0]},)"
+        )
     return values

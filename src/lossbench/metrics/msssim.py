@@ -1,4 +1,5 @@
-"""Multi-scale structural similarity (thesis §2.4.3; Wang et al., 2003) as a metric; its loss is :mod:`lossbench.losses.msssim`.
+"""Multi-scale structural similarity (thesis §2.4.3; Wang et al., 2003) as a metric; its loss is
+:mod:`lossbench.losses.msssim`.
 
 The computation follows the TensorFlow / ``pytorch-msssim`` convention so that values agree with
 that reference to float precision: a separable 11-tap Gaussian window (σ = 1.5) applied without
@@ -205,8 +206,19 @@ def ms_ssim(
 def _too_small(side: int) -> str | None:
     # The metric keeps its default small_images="error": every scale must fit.
     if usable_scales(side, side) < len(SCALE_WEIGHTS):
-        return f"the msssim metric's {len(SCALE_WEIGHTS)} scales (the side must exceed {(WINDOW_SIZE - 1) * 2 ** (len(SCALE_WEIGHTS) - 1)})"
+        return (
+            f"the msssim metric's {len(SCALE_WEIGHTS)} scales (the side must exceed"
+            f" {(WINDOW_SIZE - 1) * 2 ** (len(SCALE_WEIGHTS) - 1)})"
+        )
     return None
 
 
-METRIC = specs.MetricSpec("msssim", ms_ssim, specs.MetricInfo("MS-SSIM", higher_is_better=True), portable_params={"small_images": "reduce_scales"}, too_small=_too_small, best=1.0, differentiable=True)
+METRIC = specs.MetricSpec(
+    "msssim",
+    ms_ssim,
+    specs.MetricInfo("MS-SSIM", higher_is_better=True),
+    portable_params={"small_images": "reduce_scales"},
+    too_small=_too_small,
+    best=1.0,
+    differentiable=True,
+)

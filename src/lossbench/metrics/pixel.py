@@ -29,6 +29,22 @@ def psnr(output: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) ->
     return (10.0 * torch.log10(data_range**2 / mse)).to(output.dtype)
 
 
-L1 = MetricSpec("l1", l1, MetricInfo("1000·l1", higher_is_better=False, scale=1000.0, decimals=2, tex=r"$1000\cdot l_1$"), differentiable=True)
-L2 = MetricSpec("l2", l2, MetricInfo("1000·l2", higher_is_better=False, scale=1000.0, decimals=2, tex=r"$1000\cdot l_2$"), differentiable=True)
-PSNR = MetricSpec("psnr", psnr, MetricInfo("PSNR", higher_is_better=True, decimals=2, unit="dB"), best=float("inf"), differentiable=True)
+L1 = MetricSpec(
+    "l1",
+    l1,
+    MetricInfo("1000·l1", higher_is_better=False, scale=1000.0, decimals=2, tex=r"$1000\cdot l_1$"),
+    differentiable=True,
+)
+L2 = MetricSpec(
+    "l2",
+    l2,
+    MetricInfo("1000·l2", higher_is_better=False, scale=1000.0, decimals=2, tex=r"$1000\cdot l_2$"),
+    differentiable=True,
+)
+PSNR = MetricSpec(
+    "psnr",
+    psnr,
+    MetricInfo("PSNR", higher_is_better=True, decimals=2, unit="dB"),
+    best=float("inf"),
+    differentiable=True,
+)

@@ -40,7 +40,8 @@ def spec(name: str) -> ModelSpec:
 
 
 def of(section: Mapping[str, Any]) -> ModelSpec:
-    """The spec of a ``model`` section (:data:`DEFAULT` where it names none, as checkpoints from before ``model.name``)."""
+    """The spec of a ``model`` section (:data:`DEFAULT` where it names none, as checkpoints from before
+    ``model.name``)."""
     return spec(section.get("name", DEFAULT))
 
 

@@ -31,7 +31,9 @@ def _parameters(params: Mapping[str, Any], channels: int) -> int:
 
     count = block(channels, levels[0]) + block(levels[depth - 1], levels[depth]) + levels[0] * channels + channels
     count += sum(block(levels[level - 1], levels[level]) for level in range(1, depth))
-    count += sum(4 * levels[level + 1] * levels[level] + block(2 * levels[level], levels[level]) for level in range(depth))
+    count += sum(
+        4 * levels[level + 1] * levels[level] + block(2 * levels[level], levels[level]) for level in range(depth)
+    )
     return count
 
 
@@ -39,7 +41,10 @@ def _activations(params: Mapping[str, Any], channels: int, side: int) -> int:
     # Per level about sixteen feature maps: two blocks of convolution, norm and dropout (the LeakyReLUs
     # work in place), the transposed convolution's output and its norm, and the concatenation; six at the bottleneck.
     width, depth = params["chans"], params["num_pool_layers"]
-    return sum(16 * width * 2**level * (side // 2**level) ** 2 for level in range(depth)) + 6 * width * 2**depth * (side // 2**depth) ** 2
+    return (
+        sum(16 * width * 2**level * (side // 2**level) ** 2 for level in range(depth))
+        + 6 * width * 2**depth * (side // 2**depth) ** 2
+    )
 
 
 SPEC = ModelSpec(
@@ -47,9 +52,28 @@ SPEC = ModelSpec(
     factory=_build,
     label="fastMRI U-net",
     schema={
-        "chans": {"type": "integer", "minimum": 1, "default": 32, "description": "Output channels of the first convolution, doubling per level (fastMRI's default 32)."},
-        "num_pool_layers": {"type": "integer", "minimum": 1, "default": 4, "description": "Down- and up-sampling layers (fastMRI's default 4); 2**num_pool_layers may not exceed any task's crop (checked)."},
-        "drop_prob": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.0, "description": "Dropout probability after every convolution (fastMRI's default 0)."},
+        "chans": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 32,
+            "description": "Output channels of the first convolution, doubling per level (fastMRI's default 32).",
+        },
+        "num_pool_layers": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 4,
+            "description": (
+                "Down- and up-sampling layers (fastMRI's default 4); 2**num_pool_layers may not exceed any task's crop"
+                " (checked)."
+            ),
+        },
+        "drop_prob": {
+            "type": "number",
+            "minimum": 0,
+            "exclusiveMaximum": 1,
+            "default": 0.0,
+            "description": "Dropout probability after every convolution (fastMRI's default 0).",
+        },
     },
     width_key="chans",
     depth_key="num_pool_layers",

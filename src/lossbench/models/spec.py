@@ -52,7 +52,9 @@ class ModelSpec:
 
     def describe(self, params: Mapping[str, Any]) -> str:
         """``a U-net of width 8 and depth 3``, for messages."""
-        return f"a {self.label} of {self.width_key} {params[self.width_key]} and {self.depth_key} {params[self.depth_key]}"
+        return (
+            f"a {self.label} of {self.width_key} {params[self.width_key]} and {self.depth_key} {params[self.depth_key]}"
+        )
 
     def training_bytes(self, params: Mapping[str, Any], channels: int, crop: int, batch_size: int) -> int:
         """Rough memory of training on (batch_size, channels, crop, crop) batches.

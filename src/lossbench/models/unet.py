@@ -49,7 +49,16 @@ class UNet(nn.Module):
         residual: Add the input to the output (requires ``in_channels == out_channels``).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, width: int = 32, depth: int = 4, kernel_size: int = 3, kernel_sizes: list[int] | None = None, residual: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        width: int = 32,
+        depth: int = 4,
+        kernel_size: int = 3,
+        kernel_sizes: list[int] | None = None,
+        residual: bool = False,
+    ):
         super().__init__()
         if depth < 1:
             raise ValueError(f"UNet depth must be >= 1, got {depth}")
@@ -57,10 +66,16 @@ class UNet(nn.Module):
             raise ValueError(f"UNet width must be >= 1, got {width}")
         sizes = [kernel_size] * (depth + 1) if kernel_sizes is None else list(kernel_sizes)
         if len(sizes) != depth + 1:
-            raise ValueError(f"UNet kernel_sizes needs depth + 1 = {depth + 1} sizes (one per level, the bottleneck last), got {len(sizes)}: {sizes}")
+            raise ValueError(
+                f"UNet kernel_sizes needs depth + 1 = {depth + 1} sizes (one per level, the bottleneck last), got"
+                f" {len(sizes)}: {sizes}"
+            )
         if any(size < 1 or size % 2 == 0 for size in sizes):
             name = "kernel_size" if kernel_sizes is None else "kernel_sizes"
-            raise ValueError(f"UNet {name} must be positive odd numbers, got {kernel_sizes if kernel_sizes is not None else kernel_size}")
+            raise ValueError(
+                f"UNet {name} must be positive odd numbers, got"
+                f" {kernel_sizes if kernel_sizes is not None else kernel_size}"
+            )
         if residual and in_channels != out_channels:
             raise ValueError(f"a residual UNet needs in_channels == out_channels, got {in_channels} and {out_channels}")
         self.depth = depth
@@ -105,16 +120,26 @@ class UNet(nn.Module):
 
 
 def _sizes(params: Mapping[str, Any]) -> list[int]:
-    return list(params["kernel_sizes"]) if params.get("kernel_sizes") is not None else [params["kernel_size"]] * (params["depth"] + 1)
+    return (
+        list(params["kernel_sizes"])
+        if params.get("kernel_sizes") is not None
+        else [params["kernel_size"]] * (params["depth"] + 1)
+    )
 
 
 def _check(params: Mapping[str, Any]) -> str | None:
     key = "kernel_sizes" if params.get("kernel_sizes") is not None else "kernel_size"
     sizes = _sizes(params)
     if any(size % 2 == 0 for size in sizes):
-        return f"{key}: kernel sizes must be odd (the padding keeps the image size), got {sizes if key == 'kernel_sizes' else sizes[0]}"
+        return (
+            f"{key}: kernel sizes must be odd (the padding keeps the image size), got"
+            f" {sizes if key == 'kernel_sizes' else sizes[0]}"
+        )
     if len(sizes) != params["depth"] + 1:
-        return f"kernel_sizes: expected depth + 1 = {params['depth'] + 1} sizes (one per level, the bottleneck last), got {len(sizes)}"
+        return (
+            f"kernel_sizes: expected depth + 1 = {params['depth'] + 1} sizes (one per level, the bottleneck last), got"
+            f" {len(sizes)}"
+        )
     return None
 
 
@@ -129,15 +154,24 @@ def _parameters(params: Mapping[str, Any], channels: int) -> int:
     previous = channels
     for level in range(depth):
         # Encoder block, the 1×1 reduction of the level below, decoder block.
-        count += block(previous, levels[level], sizes[level]) + levels[level + 1] * levels[level] + levels[level] + block(2 * levels[level], levels[level], sizes[level])
+        count += (
+            block(previous, levels[level], sizes[level])
+            + levels[level + 1] * levels[level]
+            + levels[level]
+            + block(2 * levels[level], levels[level], sizes[level])
+        )
         previous = levels[level]
     return count
 
 
 def _activations(params: Mapping[str, Any], channels: int, side: int) -> int:
-    # About ten feature maps per level (two blocks of conv and ReLU, the skip and the upsampled map), two at the bottleneck.
+    # About ten feature maps per level (two blocks of conv and ReLU, the skip and the upsampled map), two at the
+    # bottleneck.
     width, depth = params["width"], params["depth"]
-    return sum(10 * width * 2**level * (side // 2**level) ** 2 for level in range(depth)) + 2 * width * 2**depth * (side // 2**depth) ** 2
+    return (
+        sum(10 * width * 2**level * (side // 2**level) ** 2 for level in range(depth))
+        + 2 * width * 2**depth * (side // 2**depth) ** 2
+    )
 
 
 def _build(channels: int, **params: Any) -> UNet:
@@ -149,16 +183,41 @@ SPEC = ModelSpec(
     factory=_build,
     label="U-net",
     schema={
-        "width": {"type": "integer", "minimum": 1, "default": 32, "description": "Channels of the first level, doubling per level."},
-        "depth": {"type": "integer", "minimum": 1, "default": 4, "description": "Pooling levels; 2**depth may not exceed any task's crop, and width and depth together must fit the training memory limit (checked)."},
-        "kernel_size": {"type": "integer", "minimum": 1, "default": 3, "description": "Odd kernel size of every conv+ReLU layer (unless kernel_sizes is set)."},
+        "width": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 32,
+            "description": "Channels of the first level, doubling per level.",
+        },
+        "depth": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 4,
+            "description": (
+                "Pooling levels; 2**depth may not exceed any task's crop, and width and depth together must fit the"
+                " training memory limit (checked)."
+            ),
+        },
+        "kernel_size": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 3,
+            "description": "Odd kernel size of every conv+ReLU layer (unless kernel_sizes is set).",
+        },
         "kernel_sizes": {
-            "description": "Odd kernel size per level, depth + 1 of them (full resolution first, the bottleneck last); overrides kernel_size. Thesis §2.2.1: the kernel size 'was varied for the different layers', sizes not given.",
+            "description": (
+                "Odd kernel size per level, depth + 1 of them (full resolution first, the bottleneck last); overrides"
+                " kernel_size. Thesis §2.2.1: the kernel size 'was varied for the different layers', sizes not given."
+            ),
             "type": ["array", "null"],
             "items": {"type": "integer", "minimum": 1},
             "default": None,
         },
-        "residual": {"type": "boolean", "default": False, "description": "Predict a correction added to the input (not in the thesis's network)."},
+        "residual": {
+            "type": "boolean",
+            "default": False,
+            "description": "Predict a correction added to the input (not in the thesis's network).",
+        },
     },
     width_key="width",
     depth_key="depth",

@@ -67,11 +67,16 @@ def training_samples(config: dict[str, Any], task: str, results: Path = Path("re
         if manifest.is_file():
             images = sum(1 for _ in open(manifest)) - 1
             return Samples(images * settings["crops_per_image"], f"{manifest} × crops per image")
-        return Samples(data["train_images"] * settings["crops_per_image"], "configured ImageNet subset (train_images) × crops per image")
+        return Samples(
+            data["train_images"] * settings["crops_per_image"],
+            "configured ImageNet subset (train_images) × crops per image",
+        )
     folder = Path(data["train_dir"])
     if data["source"] == "folder":
         if folder.is_dir():
-            return Samples(len(list_images(folder)) * settings["crops_per_image"], f"images in {folder} × crops per image")
+            return Samples(
+                len(list_images(folder)) * settings["crops_per_image"], f"images in {folder} × crops per image"
+            )
         return Samples(None, f"{folder} does not exist yet")
     files = sorted(folder.glob("*.h5")) if folder.is_dir() else []
     if files:
@@ -138,7 +143,11 @@ def train_step_variant(trainer: dict[str, Any]) -> str:
     """The ``bench/train_step.py`` CUDA variant nearest to ``trainer`` (a configuration's ``trainer``):
     its first speed option that is on (compile, bfloat16 autocast, channels_last), else TF32 or fp32.
     The variants change one option each, so a combination is costed at its first option's speed."""
-    for variant, on in (("compile", trainer["compile"]), ("bf16", trainer["autocast"] == "bfloat16"), ("channels_last", trainer["channels_last"])):
+    for variant, on in (
+        ("compile", trainer["compile"]),
+        ("bf16", trainer["autocast"] == "bfloat16"),
+        ("channels_last", trainer["channels_last"]),
+    ):
         if on:
             return variant
     return "tf32" if trainer["tf32"] else "fp32"
@@ -162,7 +171,9 @@ def measured_gpu(path: Path, trainer: dict[str, Any]) -> dict[str, Any] | None:
     return {"name": report["gpu"], "variant": variant, **result}
 
 
-def estimate(config: dict[str, Any], results: Path = Path("results"), bench: Path = Path("bench/train_step.json")) -> list[dict[str, Any]]:
+def estimate(
+    config: dict[str, Any], results: Path = Path("results"), bench: Path = Path("bench/train_step.json")
+) -> list[dict[str, Any]]:
     """One row per (task, loss, seed): samples, steps, FLOPs, loss cost and hours (see the module docstring)."""
     gpu = measured_gpu(bench, config["trainer"])
     rows = []
@@ -170,7 +181,13 @@ def estimate(config: dict[str, Any], results: Path = Path("results"), bench: Pat
         samples = training_samples(config, task, results)
         training = settings["training"]
         crop = settings["crop"]
-        sample = torch.rand(1, channels(train_spec(config, task, next(iter(config["losses"])), 0).kind), crop, crop, generator=torch.Generator().manual_seed(0))
+        sample = torch.rand(
+            1,
+            channels(train_spec(config, task, next(iter(config["losses"])), 0).kind),
+            crop,
+            crop,
+            generator=torch.Generator().manual_seed(0),
+        )
         per_loss: dict[str, tuple[float | None, str]] = {}
         for loss in config["losses"]:
             spec = train_spec(config, task, loss, 0)
@@ -183,38 +200,55 @@ def estimate(config: dict[str, Any], results: Path = Path("results"), bench: Pat
         flops = flops_per_sample(build_model(spec), sample)
         unet_seconds = cpu_step_seconds(build_model(spec), sample)
         # The reference of the loss-cost column: l2's own timing when it is one of the losses, so that its ratio is 1.
-        l2_seconds = per_loss.get("l2", (None, ""))[0] or loss_seconds(build_loss(replace(spec, loss=LossSettings("l2", {}))), sample)
+        l2_seconds = per_loss.get("l2", (None, ""))[0] or loss_seconds(
+            build_loss(replace(spec, loss=LossSettings("l2", {}))), sample
+        )
         for loss in config["losses"]:
             seconds, note = per_loss[loss]
             extra = None if seconds is None else max(0.0, seconds - l2_seconds)
-            steps = None if samples.count is None else training["epochs"] * math.ceil(samples.count / training["batch_size"])
-            cpu_hours = None if samples.count is None or extra is None else (unet_seconds + extra) * samples.count * training["epochs"] / 3600
+            steps = (
+                None
+                if samples.count is None
+                else training["epochs"] * math.ceil(samples.count / training["batch_size"])
+            )
+            cpu_hours = (
+                None
+                if samples.count is None or extra is None
+                else (unet_seconds + extra) * samples.count * training["epochs"] / 3600
+            )
             if gpu is not None and loss in gpu["images_per_second"]:
                 # Measured at the paper's denoising size; other crops and channels scale with FLOPs.
                 reference = gpu["width"], gpu["depth"], gpu["crop"]
                 rate = gpu["images_per_second"][loss] * (reference[2] ** 2 * 3) / (crop**2 * channels(spec.kind))
-                gpu_source = f"measured on {gpu['name']} (bench/train_step.json, variant {gpu['variant']}), scaled to the crop"
+                gpu_source = (
+                    f"measured on {gpu['name']} (bench/train_step.json, variant {gpu['variant']}), scaled to the crop"
+                )
             else:
                 loss_factor = 1.0 if extra is None else 1.0 + extra / unet_seconds
                 rate = ASSUMED_GPU["peak_flops"] * ASSUMED_GPU["utilisation"] / flops / loss_factor
-                gpu_source = f"estimate: {ASSUMED_GPU['name']} at {ASSUMED_GPU['peak_flops'] / 1e12:g} TFLOP/s FP32 × {ASSUMED_GPU['utilisation']:.0%} utilisation, loss cost as on this CPU"
+                gpu_source = (
+                    f"estimate: {ASSUMED_GPU['name']} at {ASSUMED_GPU['peak_flops'] / 1e12:g} TFLOP/s FP32 ×"
+                    f" {ASSUMED_GPU['utilisation']:.0%} utilisation, loss cost as on this CPU"
+                )
             gpu_hours = None if samples.count is None else samples.count * training["epochs"] / rate / 3600
             for seed in config["seeds"]:
-                rows.append({
-                    "task": task,
-                    "loss": loss,
-                    "seed": seed,
-                    "samples": samples.count,
-                    "samples_source": samples.source,
-                    "epochs": training["epochs"],
-                    "steps": steps,
-                    "gflops_per_sample": flops / 1e9,
-                    "loss_cost_vs_l2": None if seconds is None else seconds / l2_seconds,
-                    "cpu_hours": cpu_hours,
-                    "gpu_hours": gpu_hours,
-                    "gpu_source": gpu_source,
-                    "note": note,
-                })
+                rows.append(
+                    {
+                        "task": task,
+                        "loss": loss,
+                        "seed": seed,
+                        "samples": samples.count,
+                        "samples_source": samples.source,
+                        "epochs": training["epochs"],
+                        "steps": steps,
+                        "gflops_per_sample": flops / 1e9,
+                        "loss_cost_vs_l2": None if seconds is None else seconds / l2_seconds,
+                        "cpu_hours": cpu_hours,
+                        "gpu_hours": gpu_hours,
+                        "gpu_source": gpu_source,
+                        "note": note,
+                    }
+                )
     return rows
 
 
@@ -231,31 +265,50 @@ def to_markdown(rows: list[dict[str, Any]], source: str) -> str:
         "",
         f"Measured on this machine's CPU with {torch.get_num_threads()} threads (torch {torch.__version__}).",
         "",
-        "| task | loss | seed | samples/epoch | epochs | steps | GFLOPs/sample (U-net fwd+bwd) | loss cost × l2 | CPU hours | GPU hours |",
+        (
+            "| task | loss | seed | samples/epoch | epochs | steps | GFLOPs/sample (U-net fwd+bwd) | loss cost × l2 |"
+            " CPU hours | GPU hours |"
+        ),
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['task']} | {row['loss']} | {row['seed']} | {_number(row['samples'])} | {row['epochs']:,} | {_number(row['steps'])} | "
-            f"{row['gflops_per_sample']:.1f} | {_number(row['loss_cost_vs_l2'])} | {_number(row['cpu_hours'])} | {_number(row['gpu_hours'])} |"
+            f"| {row['task']} | {row['loss']} | {row['seed']} | {_number(row['samples'])} | {row['epochs']:,} |"
+            f" {_number(row['steps'])} | {row['gflops_per_sample']:.1f} | {_number(row['loss_cost_vs_l2'])} |"
+            f" {_number(row['cpu_hours'])} | {_number(row['gpu_hours'])} |"
         )
     known = [row for row in rows if row["gpu_hours"] is not None]
     total_gpu = sum(row["gpu_hours"] for row in known)
     total_cpu = sum(row["cpu_hours"] for row in rows if row["cpu_hours"] is not None)
     lines += [
         "",
-        f"**Total: {len(rows)} trainings, {total_gpu:,.0f} GPU-hours ({total_gpu / 24:,.1f} GPU-days), {total_cpu:,.0f} CPU-hours on this machine**"
-        + ("" if len(known) == len(rows) else f" (for the {len(known)} trainings whose data size is known)") + ".",
+        f"**Total: {len(rows)} trainings, {total_gpu:,.0f} GPU-hours ({total_gpu / 24:,.1f} GPU-days), {total_cpu:,.0f}"
+        " CPU-hours on this machine**"
+        + ("" if len(known) == len(rows) else f" (for the {len(known)} trainings whose data size is known)")
+        + ".",
         "",
         "Sources:",
     ]
-    sources = sorted({f"{row['task']}: samples from {row['samples_source']}" for row in rows} | {f"GPU hours: {row['gpu_source']}" for row in rows} | {f"{row['task']}/{row['loss']}: {row['note']}" for row in rows if row["note"]})
+    sources = sorted(
+        {f"{row['task']}: samples from {row['samples_source']}" for row in rows}
+        | {f"GPU hours: {row['gpu_source']}" for row in rows}
+        | {f"{row['task']}/{row['loss']}: {row['note']}" for row in rows if row["note"]}
+    )
     lines += [f"- {entry}" for entry in sources]
-    lines += ["", "Training only: validation, inference and evaluation are not included; the CPU hours assume one job at a time."]
+    lines += [
+        "",
+        "Training only: validation, inference and evaluation are not included; the CPU hours assume one job at a time.",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def write_budget(config: dict[str, Any], out: str | Path, source: str, results: str | Path = "results", bench: str | Path = "bench/train_step.json") -> Path:
+def write_budget(
+    config: dict[str, Any],
+    out: str | Path,
+    source: str,
+    results: str | Path = "results",
+    bench: str | Path = "bench/train_step.json",
+) -> Path:
     """Estimate the configuration's training cost and write it as Markdown to ``out``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

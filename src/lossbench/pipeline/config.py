@@ -89,7 +89,12 @@ class _StrictLoader(yaml.SafeLoader):
         self._depth += 1
         try:
             if self._depth > MAX_YAML_DEPTH:
-                raise _YAMLLimitError(None, None, f"nested deeper than the {MAX_YAML_DEPTH} levels a configuration may have", self.peek_event().start_mark)
+                raise _YAMLLimitError(
+                    None,
+                    None,
+                    f"nested deeper than the {MAX_YAML_DEPTH} levels a configuration may have",
+                    self.peek_event().start_mark,
+                )
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -102,9 +107,21 @@ class _StrictLoader(yaml.SafeLoader):
             node, depth = stack.pop()
             values += 1
             if values > MAX_YAML_VALUES:
-                raise _YAMLLimitError(None, None, f"more than the {MAX_YAML_VALUES} values a configuration may have, its aliases expanded (an alias bomb?)", node.start_mark)
+                raise _YAMLLimitError(
+                    None,
+                    None,
+                    f"more than the {MAX_YAML_VALUES} values a configuration may have, its aliases expanded (an alias"
+                    " bomb?)",
+                    node.start_mark,
+                )
             if depth > MAX_YAML_DEPTH:
-                raise _YAMLLimitError(None, None, f"nested deeper than the {MAX_YAML_DEPTH} levels a configuration may have, its aliases expanded (an alias of a node inside itself?)", node.start_mark)
+                raise _YAMLLimitError(
+                    None,
+                    None,
+                    f"nested deeper than the {MAX_YAML_DEPTH} levels a configuration may have, its aliases expanded (an"
+                    " alias of a node inside itself?)",
+                    node.start_mark,
+                )
             if isinstance(node, yaml.SequenceNode):
                 stack.extend((child, depth + 1) for child in node.value)
             elif isinstance(node, yaml.MappingNode):
@@ -142,31 +159,43 @@ def read_yaml(path: str | Path) -> Any:
     with open(path, "rb") as handle:
         raw = handle.read(MAX_YAML_BYTES + 1)  # a file that grows while it is read is bounded too
     if len(raw) > MAX_YAML_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_YAML_BYTES // 2**20} MiB; expected a configuration file (a few KiB)")
+        raise ConfigError(
+            f"{path}: larger than {MAX_YAML_BYTES // 2**20} MiB; expected a configuration file (a few KiB)"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: line {line}: not UTF-8 text ({error.reason} at byte {error.start}); expected a YAML file saved as UTF-8") from None
+        raise ConfigError(
+            f"{path}: line {line}: not UTF-8 text ({error.reason} at byte {error.start}); expected a YAML file saved as"
+            " UTF-8"
+        ) from None
     return _parse_yaml(text, str(path))
 
 
 def _parse_yaml(text: str, where: str) -> Any:
-    """``text`` parsed by :class:`_StrictLoader`; errors are one line naming ``where`` (a file, or ``--config KEY``) and the line."""
+    """``text`` parsed by :class:`_StrictLoader`; errors are one line naming ``where`` (a file, or ``--config KEY``) and
+    the line."""
     loader = _StrictLoader(text)
     try:
         return loader.get_single_data()
     except yaml.constructor.ConstructorError as error:
         if not str(error.problem).startswith("duplicate key"):
-            raise ConfigError(f"{where}: not valid YAML (line {error.problem_mark.line + 1}: {error.problem})") from None
-        raise ConfigError(f"{where}: line {error.problem_mark.line + 1}: {error.problem} (each key may appear once per mapping)") from None
+            raise ConfigError(
+                f"{where}: not valid YAML (line {error.problem_mark.line + 1}: {error.problem})"
+            ) from None
+        raise ConfigError(
+            f"{where}: line {error.problem_mark.line + 1}: {error.problem} (each key may appear once per mapping)"
+        ) from None
     except _YAMLLimitError as error:
         raise ConfigError(f"{where}: line {error.problem_mark.line + 1}: {error.problem}") from None
     except yaml.MarkedYAMLError as error:
         raise ConfigError(f"{where}: not valid YAML (line {error.problem_mark.line + 1}: {error.problem})") from None
     except yaml.reader.ReaderError as error:
         line = text[: error.position].count("\n") + 1
-        raise ConfigError(f"{where}: not valid YAML (line {line}: character #x{ord(error.character):04x} is not allowed)") from None
+        raise ConfigError(
+            f"{where}: not valid YAML (line {line}: character #x{ord(error.character):04x} is not allowed)"
+        ) from None
     finally:
         loader.dispose()
 
@@ -202,7 +231,9 @@ def _key(path) -> str:
     return ".".join(str(part) for part in path) or "<top level>"
 
 
-def validate(config: dict[str, Any], source: str = "config", schema_path: str | Path = SCHEMA_PATH, require_data: bool = True) -> dict[str, Any]:
+def validate(
+    config: dict[str, Any], source: str = "config", schema_path: str | Path = SCHEMA_PATH, require_data: bool = True
+) -> dict[str, Any]:
     """Validate ``config`` in place against the schema, fill in defaults, and check what the schema cannot.
 
     Args:
@@ -229,7 +260,9 @@ def validate(config: dict[str, Any], source: str = "config", schema_path: str | 
     _check_semantics(config, source)
     missing = missing_data_folders(config)
     if missing and require_data:
-        raise ConfigError(f"{source}: {'; '.join(missing)} (the run needs them; snakemake -n and the budget target work without them)")
+        raise ConfigError(
+            f"{source}: {'; '.join(missing)} (the run needs them; snakemake -n and the budget target work without them)"
+        )
     return config
 
 
@@ -258,10 +291,14 @@ def _leaf_paths(node: Any, prefix: str = "") -> list[str]:
     # Dotted keys of the values of a mapping; lists are single values, as they replace a file's list whole.
     if not isinstance(node, dict) or not node:
         return [prefix]
-    return [path for key, value in node.items() for path in _leaf_paths(value, f"{prefix}.{key}" if prefix else str(key))]
+    return [
+        path for key, value in node.items() for path in _leaf_paths(value, f"{prefix}.{key}" if prefix else str(key))
+    ]
 
 
-def validate_with_overrides(config: dict[str, Any], source: str, overrides: dict[str, Any], require_data: bool = True) -> dict[str, Any]:
+def validate_with_overrides(
+    config: dict[str, Any], source: str, overrides: dict[str, Any], require_data: bool = True
+) -> dict[str, Any]:
     """:func:`validate` of files merged with ``--config`` overrides, blaming the override when the bad value is one.
 
     Args:
@@ -281,7 +318,12 @@ def validate_with_overrides(config: dict[str, Any], source: str, overrides: dict
         for path in _leaf_paths(overrides):
             top = path.split(".")[0]
             # An unexpected key is reported at its parent ("<top level>: ... ('bogus' was unexpected)").
-            related = key == path or key.startswith(path + ".") or path.startswith(key + ".") or (key == "<top level>" and f"'{top}'" in detail)
+            related = (
+                key == path
+                or key.startswith(path + ".")
+                or path.startswith(key + ".")
+                or (key == "<top level>" and f"'{top}'" in detail)
+            )
             if related:
                 raise ConfigError(f"--config {path} (over {source}): {detail}") from None
         raise
@@ -294,11 +336,19 @@ def _fill_name_enums(schema: dict[str, Any], config: dict[str, Any]) -> None:
     :func:`_check_semantics` imports them.
     """
     configured = config.get("losses")
-    own = [name for name, settings in configured.items() if isinstance(settings, dict) and "module" in settings] if isinstance(configured, dict) else []
+    own = (
+        [name for name, settings in configured.items() if isinstance(settings, dict) and "module" in settings]
+        if isinstance(configured, dict)
+        else []
+    )
     own_metrics = list(config["own_metrics"]) if isinstance(config.get("own_metrics"), dict) else []
     properties = schema["properties"]
-    properties["losses"]["propertyNames"] = {"enum": [*losses.names(), *(name for name in own if name not in losses.names())]}
-    properties["metrics"]["items"] = {"enum": [*metrics.names(), *(name for name in own_metrics if name not in metrics.names())]}
+    properties["losses"]["propertyNames"] = {
+        "enum": [*losses.names(), *(name for name in own if name not in losses.names())]
+    }
+    properties["metrics"]["items"] = {
+        "enum": [*metrics.names(), *(name for name in own_metrics if name not in metrics.names())]
+    }
     _fill_model_schema(properties["model"], config.get("model"))
 
 
@@ -315,7 +365,8 @@ def _fill_model_schema(schema: dict[str, Any], section: Any) -> None:
 
 
 def _fill_task_kinds(schema: dict[str, Any], config: dict[str, Any], source: str) -> None:
-    """Task kinds from the registry: the enum of ``kind``, each kind's settings schema, and the kind of a thesis task that names none.
+    """Task kinds from the registry: the enum of ``kind``, each kind's settings schema, and the kind of a thesis task
+    that names none.
 
     A task named as one of the thesis's (denoise, knee, brain) without ``kind`` gets the thesis's
     kind, so that configurations written before kinds existed keep working; any other task must
@@ -329,12 +380,21 @@ def _fill_task_kinds(schema: dict[str, Any], config: dict[str, Any], source: str
         if isinstance(settings, dict) and "kind" not in settings:
             if tasks.default_kind(name) is None:
                 thesis = [spec.thesis_task for spec in tasks.SPECS.values() if spec.thesis_task is not None]
-                raise ConfigError(f"{source}: tasks.{name}.kind: missing (only the thesis's tasks {', '.join(thesis)} have a default); expected one of {', '.join(tasks.kinds())}")
+                raise ConfigError(
+                    f"{source}: tasks.{name}.kind: missing (only the thesis's tasks {', '.join(thesis)} have a"
+                    f" default); expected one of {', '.join(tasks.kinds())}"
+                )
             settings["kind"] = tasks.default_kind(name)
     task_schema = schema["properties"]["tasks"]["additionalProperties"]
     task_schema["properties"]["kind"]["enum"] = tasks.kinds()
     # `required` in the condition: a task without a kind must not take every kind's defaults.
-    task_schema["allOf"] = [{"if": {"required": ["kind"], "properties": {"kind": {"const": kind}}}, "then": {"$ref": f"#/definitions/{spec.schema}"}} for kind, spec in tasks.SPECS.items()]
+    task_schema["allOf"] = [
+        {
+            "if": {"required": ["kind"], "properties": {"kind": {"const": kind}}},
+            "then": {"$ref": f"#/definitions/{spec.schema}"},
+        }
+        for kind, spec in tasks.SPECS.items()
+    ]
 
 
 def _check_finite(config: dict[str, Any], source: str) -> None:
@@ -354,21 +414,28 @@ def _check_finite(config: dict[str, Any], source: str) -> None:
         node, path = stack.pop()
         values += 1
         if values > MAX_YAML_VALUES:
-            raise ConfigError(f"{source}: {_key(path)}: more than the {MAX_YAML_VALUES} values a configuration may have, counting each reference to a shared part (a YAML alias?)")
+            raise ConfigError(
+                f"{source}: {_key(path)}: more than the {MAX_YAML_VALUES} values a configuration may have, counting"
+                " each reference to a shared part (a YAML alias?)"
+            )
         if len(path) > MAX_YAML_DEPTH:
             # The path of a part that contains itself repeats: its first keys show where.
-            raise ConfigError(f"{source}: {_key(path[:8])}...: nested deeper than the {MAX_YAML_DEPTH} levels a configuration may have (a part that contains itself?)")
+            raise ConfigError(
+                f"{source}: {_key(path[:8])}...: nested deeper than the {MAX_YAML_DEPTH} levels a configuration may"
+                " have (a part that contains itself?)"
+            )
         if isinstance(node, float) and not math.isfinite(node):
             raise ConfigError(f"{source}: {_key(path)}: {node} is not a finite number")
         # Reversed onto the stack, so that the first non-finite number in the file's order is reported.
         if isinstance(node, dict):
-            stack.extend(((value, (*path, key)) for key, value in reversed(node.items())))
+            stack.extend((value, (*path, key)) for key, value in reversed(node.items()))
         elif isinstance(node, list):
-            stack.extend(((value, (*path, index)) for index, value in reversed(list(enumerate(node)))))
+            stack.extend((value, (*path, index)) for index, value in reversed(list(enumerate(node))))
 
 
 def _check_model(config: dict[str, Any], source: str) -> None:
-    """The network's own checks, and against every task's crop: each pooling level must keep a pixel, the kernels must fit the levels, and the size must fit a machine."""
+    """The network's own checks, and against every task's crop: each pooling level must keep a pixel, the kernels must
+    fit the levels, and the size must fit a machine."""
     model = models.of(config["model"])
     params = models.params(config["model"])
     problem = model.check_params(params)
@@ -378,14 +445,23 @@ def _check_model(config: dict[str, Any], source: str) -> None:
     for task, settings in config["tasks"].items():
         crop = settings["crop"]
         if model.min_side(params) > crop:
-            raise ConfigError(f"{source}: model.{model.depth_key}: {depth} pooling levels need crops of at least 2**{depth} = {model.min_side(params)} pixels, but tasks.{task}.crop is {crop} ({model.depth_key} at most {crop.bit_length() - 1})")
-    # After the depth, which gives the kernels their levels; before the memory, which a huge kernel would blow for the kernel's fault.
+            raise ConfigError(
+                f"{source}: model.{model.depth_key}: {depth} pooling levels need crops of at least 2**{depth} ="
+                f" {model.min_side(params)} pixels, but tasks.{task}.crop is {crop} ({model.depth_key} at most"
+                f" {crop.bit_length() - 1})"
+            )
+    # After the depth, which gives the kernels their levels; before the memory, which a huge kernel would blow for the
+    # kernel's fault.
     _check_kernels(config, source)
     for task, settings in config["tasks"].items():
         crop, batch_size = settings["crop"], settings["training"]["batch_size"]
         needed = model.training_bytes(params, channels(settings["kind"]), crop, batch_size)
         if needed > MAX_TRAINING_BYTES:
-            raise ConfigError(f"{source}: model: {model.describe(params)} needs about {needed / 2**30:.3g} GiB to train on tasks.{task} ({batch_size} crops of {crop}×{crop}), over the {MAX_TRAINING_BYTES // 2**30} GiB limit; reduce model.{model.width_key} or model.{model.depth_key}")
+            raise ConfigError(
+                f"{source}: model: {model.describe(params)} needs about {needed / 2**30:.3g} GiB to train on"
+                f" tasks.{task} ({batch_size} crops of {crop}×{crop}), over the {MAX_TRAINING_BYTES // 2**30} GiB"
+                f" limit; reduce model.{model.width_key} or model.{model.depth_key}"
+            )
 
 
 def _check_kernels(config: dict[str, Any], source: str) -> None:
@@ -410,7 +486,11 @@ def _check_kernels(config: dict[str, Any], source: str) -> None:
             side = padded // 2**level
             if sizes[level] > 2 * side - 1:
                 where = f"{key}.{level}" if key == "kernel_sizes" else key
-                raise ConfigError(f"{source}: model.{where}: {sizes[level]} is wider than the {2 * side - 1} pixels (2·{side} − 1) a kernel can use on the {side}×{side} feature maps of level {level} (tasks.{task}.crop {crop} pooled {level} times); expected at most {2 * side - 1}, or a larger crop")
+                raise ConfigError(
+                    f"{source}: model.{where}: {sizes[level]} is wider than the {2 * side - 1} pixels (2·{side} − 1) a"
+                    f" kernel can use on the {side}×{side} feature maps of level {level} (tasks.{task}.crop {crop}"
+                    f" pooled {level} times); expected at most {2 * side - 1}, or a larger crop"
+                )
 
 
 def _training_samples(config: dict[str, Any], task: str) -> tuple[int, str]:
@@ -436,9 +516,16 @@ def _check_steps(config: dict[str, Any], source: str) -> None:
     for task, settings in config["tasks"].items():
         samples, what = _training_samples(config, task)
         per_epoch = -(-samples // settings["training"]["batch_size"])
-        for key, epochs in ((f"tasks.{task}.training.epochs", settings["training"]["epochs"]), ("lr_sweep.epochs", config["lr_sweep"]["epochs"])):
+        for key, epochs in (
+            (f"tasks.{task}.training.epochs", settings["training"]["epochs"]),
+            ("lr_sweep.epochs", config["lr_sweep"]["epochs"]),
+        ):
             if epochs * per_epoch > MAX_TRAINING_STEPS:
-                raise ConfigError(f"{source}: {key}: {epochs} epochs × {per_epoch} steps per epoch ({what} of tasks.{task} in batches of {settings['training']['batch_size']}) = {epochs * per_epoch:.3g} training steps; expected at most {MAX_TRAINING_STEPS:.0e}")
+                raise ConfigError(
+                    f"{source}: {key}: {epochs} epochs × {per_epoch} steps per epoch ({what} of tasks.{task} in batches"
+                    f" of {settings['training']['batch_size']}) = {epochs * per_epoch:.3g} training steps; expected at"
+                    f" most {MAX_TRAINING_STEPS:.0e}"
+                )
 
 
 def _check_synthetic_sizes(config: dict[str, Any], source: str) -> None:
@@ -459,7 +546,11 @@ def _check_synthetic_sizes(config: dict[str, Any], source: str) -> None:
             volumes, slices = data[split]["volumes"], data[split]["slices"]
             slices = min(slices, 16) if data["preset"] == "realistic" else slices
             if volumes * slices * per_slice > MAX_SYNTHETIC_BYTES:
-                raise ConfigError(f"{source}: tasks.{task}.data.{split}: {volumes} volumes × {slices} slices of {matrix}×{matrix} synthetic {challenge} data take about {volumes * slices * per_slice / 2**30:.3g} GiB of files; expected at most {MAX_SYNTHETIC_BYTES // 2**30} GiB (fewer volumes or slices)")
+                raise ConfigError(
+                    f"{source}: tasks.{task}.data.{split}: {volumes} volumes × {slices} slices of {matrix}×{matrix}"
+                    f" synthetic {challenge} data take about {volumes * slices * per_slice / 2**30:.3g} GiB of files;"
+                    f" expected at most {MAX_SYNTHETIC_BYTES // 2**30} GiB (fewer volumes or slices)"
+                )
 
 
 @functools.lru_cache(maxsize=8)
@@ -505,22 +596,34 @@ def _check_ppd(config: dict[str, Any], source: str) -> None:
     ppd = flip["distance_m"] * flip["monitor_pixels"] / flip["monitor_width_m"] * math.pi / 180
     if ppd > MAX_PPD:
         geometry = ", ".join(f"{key} {flip[key]}" for key in ("distance_m", "monitor_width_m", "monitor_pixels"))
-        raise ConfigError(f"{source}: evaluation.flip: {geometry} give {ppd:.4g} pixels per degree; expected at most {MAX_PPD:g} (FLIP's filters widen with it)")
+        raise ConfigError(
+            f"{source}: evaluation.flip: {geometry} give {ppd:.4g} pixels per degree; expected at most {MAX_PPD:g}"
+            " (FLIP's filters widen with it)"
+        )
 
 
 def _check_keywords(source: str, key: str, what: str, params: Mapping[str, Any], factory: Any) -> None:
-    """Every key of the configured ``params`` (at ``key``) is a keyword of ``factory``, the class or function of ``what``."""
+    """Every key of the configured ``params`` (at ``key``) is a keyword of ``factory``, the class or function of
+    ``what``."""
     accepted = keywords(factory)
     for name in params:
         if accepted is not None and name not in accepted:
-            raise ConfigError(f"{source}: {key}.{name}: not a parameter of {what} (it takes {', '.join(accepted) if accepted else 'none'})")
+            raise ConfigError(
+                f"{source}: {key}.{name}: not a parameter of {what} (it takes"
+                f" {', '.join(accepted) if accepted else 'none'})"
+            )
 
 
 def _check_loss_params(config: dict[str, Any], source: str) -> None:
     for name, settings in config["losses"].items():
-        _check_keywords(source, f"losses.{name}.params", f"the {name} loss", settings["params"], losses.spec(name).factory)
+        _check_keywords(
+            source, f"losses.{name}.params", f"the {name} loss", settings["params"], losses.spec(name).factory
+        )
         if settings["params"].get("reduction", "mean") == "none":
-            raise ConfigError(f"{source}: losses.{name}.params.reduction: 'none' gives one loss per image; training needs a scalar ('mean' or 'sum')")
+            raise ConfigError(
+                f"{source}: losses.{name}.params.reduction: 'none' gives one loss per image; training needs a scalar"
+                " ('mean' or 'sum')"
+            )
 
 
 def _check_data_sizes(config: dict[str, Any], source: str) -> None:
@@ -530,14 +633,20 @@ def _check_data_sizes(config: dict[str, Any], source: str) -> None:
     for task, settings in config["tasks"].items():
         data = dataset(config, task)
         if data["source"] == "embedded":
-            for split, minimum, needed_by in (("train", settings["crop"], f"the {settings['crop']}×{settings['crop']} crop (tasks.{task}.crop)"), ("val", smallest_val, f"the {model.label}'s 2**model.{model.depth_key} = {smallest_val}")):
+            for split, minimum, needed_by in (
+                ("train", settings["crop"], f"the {settings['crop']}×{settings['crop']} crop (tasks.{task}.crop)"),
+                ("val", smallest_val, f"the {model.label}'s 2**model.{model.depth_key} = {smallest_val}"),
+            ):
                 for name in data[split]:
                     try:
                         width, height = scaled_size(*image_size(embedded_photo_path(name)), data["max_side"])
                     except (FileNotFoundError, ValueError) as error:
                         raise ConfigError(f"{source}: tasks.{task}.data.{split}: {error}") from None
                     if min(width, height) < minimum:
-                        raise ConfigError(f"{source}: tasks.{data_owner(config, task)}.data.{split}: photo {name!r} is {width}×{height} (after max_side {data['max_side']}), smaller than {needed_by}")
+                        raise ConfigError(
+                            f"{source}: tasks.{data_owner(config, task)}.data.{split}: photo {name!r} is"
+                            f" {width}×{height} (after max_side {data['max_side']}), smaller than {needed_by}"
+                        )
 
 
 def _check_folders(config: dict[str, Any], source: str) -> None:
@@ -554,7 +663,10 @@ def _check_folders(config: dict[str, Any], source: str) -> None:
             if data["source"] == "fastmri":
                 found, expected = any(folder.glob("*.h5")), "fastMRI .h5 files"
             else:
-                found, expected = any(path.suffix.lower() in IMAGE_SUFFIXES for path in folder.rglob("*")), f"image files ({', '.join(IMAGE_SUFFIXES)})"
+                found, expected = (
+                    any(path.suffix.lower() in IMAGE_SUFFIXES for path in folder.rglob("*")),
+                    f"image files ({', '.join(IMAGE_SUFFIXES)})",
+                )
             if not found:
                 raise ConfigError(f"{source}: tasks.{task}.data.{key}: folder {data[key]!r} holds no {expected}")
 
@@ -573,7 +685,10 @@ def missing_data_folders(config: dict[str, Any]) -> list[str]:
 
 def _check_semantics(config: dict[str, Any], source: str) -> None:
     if "image" in config["own_metrics"]:
-        raise ConfigError(f"{source}: own_metrics.image: 'image' names the image column of the per-image metric files; choose another name")
+        raise ConfigError(
+            f"{source}: own_metrics.image: 'image' names the image column of the per-image metric files; choose another"
+            " name"
+        )
     try:
         losses.register_config(config)
         metrics.register_config(config)
@@ -597,7 +712,11 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
         data = settings.get("data", {})
         if "mask" in settings and settings["mask"]["center_fraction"] * settings["mask"]["acceleration"] > 1:
             mask = settings["mask"]
-            raise ConfigError(f"{source}: tasks.{task}.mask.center_fraction: {mask['center_fraction']} exceeds 1/acceleration = {1 / mask['acceleration']:.4g}: the fully sampled centre alone would be more than the {mask['acceleration']}× acceleration allows")
+            raise ConfigError(
+                f"{source}: tasks.{task}.mask.center_fraction: {mask['center_fraction']} exceeds 1/acceleration ="
+                f" {1 / mask['acceleration']:.4g}: the fully sampled centre alone would be more than the"
+                f" {mask['acceleration']}× acceleration allows"
+            )
         task_spec = tasks.spec(settings["kind"])
         problem = task_spec.check(task, {**settings, "data": dataset(config, task)})
         if problem is not None:
@@ -606,7 +725,10 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
             for split in ("train", "val"):
                 for name in data[split]:
                     if name not in EMBEDDED_PHOTOS:
-                        raise ConfigError(f"{source}: tasks.{task}.data.{split}: unknown embedded photo {name!r} (available: {', '.join(EMBEDDED_PHOTOS)})")
+                        raise ConfigError(
+                            f"{source}: tasks.{task}.data.{split}: unknown embedded photo {name!r} (available:"
+                            f" {', '.join(EMBEDDED_PHOTOS)})"
+                        )
             overlap = set(data["train"]) & set(data["val"])
             if overlap:
                 raise ConfigError(f"{source}: tasks.{task}.data: {', '.join(sorted(overlap))} in both train and val")
@@ -629,7 +751,10 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
             raise ConfigError(f"{source}: figures.{figure}.task: task {spec['task']!r} is not configured under tasks")
         data = dataset(config, spec["task"])
         if data["source"] == "embedded" and isinstance(spec["image"], str) and spec["image"] not in data["val"]:
-            raise ConfigError(f"{source}: figures.{figure}.image: {spec['image']!r} is not a validation image of task {spec['task']} ({', '.join(data['val'])})")
+            raise ConfigError(
+                f"{source}: figures.{figure}.image: {spec['image']!r} is not a validation image of task {spec['task']}"
+                f" ({', '.join(data['val'])})"
+            )
         crop = spec.get("crop_figure")
         if crop is not None:
             if crop in config["figures"] or crop in crops:
@@ -644,23 +769,38 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
 def _check_own_metrics(config: dict[str, Any], source: str) -> None:
     """A metric of the user's own takes its configured ``params``."""
     for name, settings in config["own_metrics"].items():
-        _check_keywords(source, f"own_metrics.{name}.params", f"{settings['module']} (the {name} metric)", settings["params"], import_object(settings["module"]))
+        _check_keywords(
+            source,
+            f"own_metrics.{name}.params",
+            f"{settings['module']} (the {name} metric)",
+            settings["params"],
+            import_object(settings["module"]),
+        )
 
 
 def _check_data_from(config: dict[str, Any], source: str) -> None:
     """Each task has its own ``data`` or ``data_from`` another task with its own data of the same kind of files."""
     for task, settings in config["tasks"].items():
         if ("data" in settings) == ("data_from" in settings):
-            raise ConfigError(f"{source}: tasks.{task}: expected either data (its own) or data_from (another task's), {'got both' if 'data' in settings else 'got neither'}")
+            raise ConfigError(
+                f"{source}: tasks.{task}: expected either data (its own) or data_from (another task's),"
+                f" {'got both' if 'data' in settings else 'got neither'}"
+            )
         other = settings.get("data_from")
         if other is None:
             continue
         if other not in config["tasks"] or "data" not in config["tasks"][other]:
             own = [name for name, candidate in config["tasks"].items() if "data" in candidate]
-            raise ConfigError(f"{source}: tasks.{task}.data_from: {other!r} is not a configured task with its own data (one of {', '.join(own)})")
+            raise ConfigError(
+                f"{source}: tasks.{task}.data_from: {other!r} is not a configured task with its own data (one of"
+                f" {', '.join(own)})"
+            )
         needed, given = tasks.spec(settings["kind"]).data, tasks.spec(config["tasks"][other]["kind"]).data
         if needed != given:
-            raise ConfigError(f"{source}: tasks.{task}.data_from: task {other!r} has {given} data, a {settings['kind']} task needs {needed}")
+            raise ConfigError(
+                f"{source}: tasks.{task}.data_from: task {other!r} has {given} data, a {settings['kind']} task needs"
+                f" {needed}"
+            )
 
 
 def data_owner(config: dict[str, Any], task: str) -> str:
@@ -679,7 +819,8 @@ def task_spec(config: dict[str, Any], task: str) -> Any:
 
 
 def task_tables(config: dict[str, Any]) -> dict[str, str]:
-    """Table name → task, for every configured task (``table_6_1`` for the thesis's denoise task, ``table_<task>`` for others)."""
+    """Table name → task, for every configured task (``table_6_1`` for the thesis's denoise task, ``table_<task>`` for
+    others)."""
     return {task_spec(config, task).table(task): task for task in config["tasks"]}
 
 
@@ -687,15 +828,22 @@ def _check_channels(config: dict[str, Any], source: str) -> None:
     """Every configured loss and metric accepts the channel count of every task."""
     for task, settings in config["tasks"].items():
         count = channels(settings["kind"])
-        for key, names, registry in (("losses", list(config["losses"]), losses), ("metrics", config["metrics"], metrics)):
+        for key, names, registry in (
+            ("losses", list(config["losses"]), losses),
+            ("metrics", config["metrics"], metrics),
+        ):
             for name in names:
                 accepted = registry.spec(name).channels
                 if count not in accepted:
-                    raise ConfigError(f"{source}: {key}: {name} takes images of {' or '.join(map(str, accepted))} channel(s), but tasks.{task} has {count}")
+                    raise ConfigError(
+                        f"{source}: {key}: {name} takes images of {' or '.join(map(str, accepted))} channel(s), but"
+                        f" tasks.{task} has {count}"
+                    )
 
 
 def load(path: str | Path, require_data: bool = True) -> dict[str, Any]:
-    """Read (see :func:`read_yaml`) and :func:`validate` the YAML configuration at ``path`` (``require_data`` as there)."""
+    """Read (see :func:`read_yaml`) and :func:`validate` the YAML configuration at ``path`` (``require_data`` as
+    there)."""
     config = read_yaml(path)
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
@@ -709,12 +857,21 @@ def _described(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):
-        return "a non-finite number" if not math.isfinite(value) else "zero" if value == 0 else "a negative number" if value < 0 else "a number"
+        return (
+            "a non-finite number"
+            if not math.isfinite(value)
+            else "zero"
+            if value == 0
+            else "a negative number"
+            if value < 0
+            else "a number"
+        )
     return {str: "text", list: "a list", dict: "a mapping"}.get(type(value), f"a {type(value).__name__}")
 
 
 def _is_name(key: Any) -> bool:
-    """Whether a key read from a file may be shown: it has the shape of a task or loss name, a short identifier, not of a line of text."""
+    """Whether a key read from a file may be shown: it has the shape of a task or loss name, a short identifier, not of
+    a line of text."""
     return isinstance(key, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", key) is not None
 
 
@@ -732,17 +889,25 @@ def learning_rate_overrides(config: dict[str, Any], source: str = "config") -> d
     expected = f"expected {{task: {{loss: positive learning rate}}}} with tasks among {', '.join(config['tasks'])}"
     for path in [files] if isinstance(files, str) else files or []:
         if not Path(path).is_file():
-            raise ConfigError(f"{source}: learning_rates_file: file {path!r} does not exist (run snakemake lr_sweep_<task> first?)")
+            raise ConfigError(
+                f"{source}: learning_rates_file: file {path!r} does not exist (run snakemake lr_sweep_<task> first?)"
+            )
         content = read_yaml(path)
         if not isinstance(content, dict):
             raise ConfigError(f"{path}: {expected}, got {_described(content)} (learning_rates_file of {source})")
         for position, (task, rates) in enumerate(content.items()):
             if task not in config["tasks"]:
-                raise ConfigError(f"{path}: {expected}, got {repr(task) if _is_name(task) else f'key {position + 1}'}, not a configured task")
+                raise ConfigError(
+                    f"{path}: {expected}, got {repr(task) if _is_name(task) else f'key {position + 1}'}, not a"
+                    " configured task"
+                )
             if not isinstance(rates, dict):
                 raise ConfigError(f"{path}: {task}: expected {{loss: positive learning rate}}, got {_described(rates)}")
             for index, (loss, lr) in enumerate(rates.items()):
                 if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
-                    raise ConfigError(f"{path}: {task}.{loss if _is_name(loss) else f'<key {index + 1}>'}: expected a positive finite learning rate, got {_described(lr)}")
+                    raise ConfigError(
+                        f"{path}: {task}.{loss if _is_name(loss) else f'<key {index + 1}>'}: expected a positive finite"
+                        f" learning rate, got {_described(lr)}"
+                    )
             overrides.setdefault(task, {}).update({loss: float(lr) for loss, lr in rates.items()})
     return overrides

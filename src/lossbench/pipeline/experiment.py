@@ -17,16 +17,34 @@ from typing import Any
 import yaml
 
 #: Packages whose versions can change a result.
-PACKAGES = ["lossbench", "torch", "torchvision", "numpy", "scipy", "h5py", "scikit-image", "lpips", "fastmri", "snakemake"]
+PACKAGES = [
+    "lossbench",
+    "torch",
+    "torchvision",
+    "numpy",
+    "scipy",
+    "h5py",
+    "scikit-image",
+    "lpips",
+    "fastmri",
+    "snakemake",
+]
 
 #: Folder → what it holds, for the experiment's README.
 FOLDERS = {
     "summary.md": "one-screen summary: each model's gain over its input, whether each loss wins its own metric",
-    "tables/": "the thesis tables (CSV, Markdown, LaTeX), their comparison with the thesis (_vs_paper), per-seed values",
+    "tables/": (
+        "the thesis tables (CSV, Markdown, LaTeX), their comparison with the thesis (_vs_paper), per-seed values"
+    ),
     "figures/": "the thesis figures, training curves (curves_<task>) and user-study plots (PNG, PDF)",
-    "models/<task>/<loss>/seed<N>/": "trained weights (model.pt) and the per-epoch curve (curve.csv, written at every epoch)",
+    "models/<task>/<loss>/seed<N>/": (
+        "trained weights (model.pt) and the per-epoch curve (curve.csv, written at every epoch)"
+    ),
     "outputs/<task>/<loss>/seed<N>.h5": "each model's outputs on the validation set",
-    "outputs/<task>/<loss>/seed<N>_fastmri/": "MRI tasks: the same outputs as fastMRI submission files (one <volume>.h5 per volume, dataset `reconstruction`), for fastmri.evaluate",
+    "outputs/<task>/<loss>/seed<N>_fastmri/": (
+        "MRI tasks: the same outputs as fastMRI submission files (one <volume>.h5 per volume, dataset"
+        " `reconstruction`), for fastmri.evaluate"
+    ),
     "metrics/<task>/<loss>/": "per-image metrics of each model",
     "data/": "the prepared training and validation data",
     "checkpoints/": "training checkpoints: a re-run resumes from them",
@@ -44,7 +62,8 @@ def _git(repo: Path, *args: str) -> str | None:
 
 
 def provenance(repo: str | Path) -> dict[str, str]:
-    """The git commit of ``repo`` (``+ uncommitted changes`` when tracked files differ), Python's and the packages' versions."""
+    """The git commit of ``repo`` (``+ uncommitted changes`` when tracked files differ), Python's and the packages'
+    versions."""
     commit = _git(Path(repo), "rev-parse", "HEAD")
     if commit is None:
         commit = "unknown (not a git checkout)"
@@ -60,7 +79,8 @@ def provenance(repo: str | Path) -> dict[str, str]:
 
 
 def record(config: dict[str, Any], origin: dict[str, str]) -> str:
-    """``config`` as YAML headed by comment lines for ``origin`` (:func:`provenance`), so the file stays a valid configuration."""
+    """``config`` as YAML headed by comment lines for ``origin`` (:func:`provenance`), so the file stays a valid
+    configuration."""
     header = [f"# Configuration of experiment {config['experiment']!r}, as validated (defaults filled in)."]
     header += [f"# {key}: {value}" for key, value in origin.items()]
     return "\n".join(header) + "\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
@@ -68,7 +88,12 @@ def record(config: dict[str, Any], origin: dict[str, str]) -> str:
 
 def readme(config: dict[str, Any]) -> str:
     """Markdown list of what the experiment's folder holds."""
-    lines = [f"# Experiment `{config['experiment']}`", "", "The configuration used, with package versions and git commit: `config.yaml`.", ""]
+    lines = [
+        f"# Experiment `{config['experiment']}`",
+        "",
+        "The configuration used, with package versions and git commit: `config.yaml`.",
+        "",
+    ]
     lines += [f"- `{name}`: {what}" for name, what in FOLDERS.items()]
     return "\n".join(lines) + "\n"
 

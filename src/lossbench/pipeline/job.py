@@ -1,4 +1,5 @@
-"""What every workflow script does first: log to its rule's log file and register the configuration's own losses and metrics.
+"""What every workflow script does first: log to its rule's log file and register the configuration's own losses and
+metrics.
 
 A Snakemake job is a process of its own, so the losses and metrics a configuration adds (``losses.<name>.module``,
 ``own_metrics``) exist in it only once registered there. Every adapter in ``workflow/scripts/`` opens

@@ -43,7 +43,10 @@ def choose(results: dict[str, dict[float, float | None]], task: str) -> dict[str
     for loss, by_lr in results.items():
         finite = {lr: value for lr, value in by_lr.items() if value is not None and math.isfinite(value)}
         if not finite:
-            raise ValueError(f"lr_sweep: {task}/{loss}: every learning rate of the grid {sorted(by_lr)} diverged; add smaller ones to lr_sweep.grid")
+            raise ValueError(
+                f"lr_sweep: {task}/{loss}: every learning rate of the grid {sorted(by_lr)} diverged; add smaller ones"
+                " to lr_sweep.grid"
+            )
         chosen[loss] = min(finite, key=finite.get)
     return chosen
 
@@ -53,6 +56,12 @@ def write_choice(task: str, results: dict[str, dict[float, float | None]], path:
     chosen = choose(results, task)
     lines = [f"# Learning-rate sweep of {task}: final validation loss per rate (None: diverged); the lowest is chosen."]
     for loss, by_lr in results.items():
-        lines.append(f"#   {loss}: " + ", ".join(f"{lr:g} → {value:.6g}" if value is not None else f"{lr:g} → None" for lr, value in sorted(by_lr.items())))
+        lines.append(
+            f"#   {loss}: "
+            + ", ".join(
+                f"{lr:g} → {value:.6g}" if value is not None else f"{lr:g} → None"
+                for lr, value in sorted(by_lr.items())
+            )
+        )
     Path(path).write_text("\n".join(lines) + "\n" + yaml.safe_dump({task: chosen}, sort_keys=False))
     return chosen

@@ -48,7 +48,8 @@ def evaluation_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def loss_params(config: dict[str, Any], task: str, loss: str) -> dict[str, Any]:
-    """Constructor arguments of ``loss`` on ``task``: the configured ``params`` plus the defaults its spec gives for the task.
+    """Constructor arguments of ``loss`` on ``task``: the configured ``params`` plus the defaults its spec gives for the
+    task.
 
     The evaluation settings (FLIP's viewing conditions and grayscale mode, the LPIPS trunk) are
     those of :func:`evaluation_settings`, with ``lpips_trunk: auto`` resolved.
@@ -59,7 +60,11 @@ def loss_params(config: dict[str, Any], task: str, loss: str) -> dict[str, Any]:
 
 def task_data(config: dict[str, Any], task: str) -> dict[str, Any]:
     """The settings that shape a task's samples (crop, noise levels, mask), without the data's location."""
-    return {key: value for key, value in config["tasks"][task].items() if key not in ("kind", "training", "data", "data_from")}
+    return {
+        key: value
+        for key, value in config["tasks"][task].items()
+        if key not in ("kind", "training", "data", "data_from")
+    }
 
 
 def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> RunSpec:
@@ -67,7 +72,8 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> RunSp
 
     Snakemake passes it as a parameter (:meth:`RunSpec.to_dict`), so a change to any of these values
     reruns exactly the affected jobs; its hash, with the identity of the training files (computed by
-    the job, see :func:`lossbench.train.checkpoint.data_identity`), names the checkpoint folder. ``dataset`` is the task's
+    the job, see :func:`lossbench.train.checkpoint.data_identity`), names the checkpoint folder. ``dataset`` is the
+    task's
     ``data`` section (source, photo names, folders, ``max_side``, volume counts): a change of the
     training set is a new run, never a resume of the old one.
     """
@@ -80,10 +86,15 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> RunSp
         lr=learning_rate(config, task, loss),
         seed=int(seed),
         model=dict(config["model"]),
-        training=Training.from_dict({key: value for key, value in task_config["training"].items() if key != "schedule"}, "training"),
+        training=Training.from_dict(
+            {key: value for key, value in task_config["training"].items() if key != "schedule"}, "training"
+        ),
         # The checkpoint interval and the live view change no result: changing them neither reruns nor restarts a job.
-        trainer=Trainer.from_dict({key: value for key, value in config["trainer"].items() if key not in ("checkpoint_every", *LIVE_KEYS)}
-                                  | {"schedule": task_config["training"].get("schedule", config["trainer"]["schedule"])}, "trainer"),
+        trainer=Trainer.from_dict(
+            {key: value for key, value in config["trainer"].items() if key not in ("checkpoint_every", *LIVE_KEYS)}
+            | {"schedule": task_config["training"].get("schedule", config["trainer"]["schedule"])},
+            "trainer",
+        ),
         data=task_data(config, task),
         dataset=copy.deepcopy(dataset(config, task)),
     )
@@ -99,7 +110,8 @@ def live_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def validation_metrics(config: dict[str, Any], task: str, evaluation: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The configured metrics a training of ``task`` scores at every validation, name → parameters (``metrics`` in :func:`lossbench.train.loop.run`).
+    """The configured metrics a training of ``task`` scores at every validation, name → parameters (``metrics`` in
+    :func:`lossbench.train.loop.run`).
 
     Args:
         config: The validated configuration (its own metrics registered in this process).

@@ -32,19 +32,28 @@ def check_userstudy(config: dict[str, Any]) -> None:
         unknown = [(position, task) for position, task in enumerate(tasks) if task not in known]
         if unknown:
             position, task = unknown[0]
-            raise ValueError(f"userstudy.studies.{study}.{position}: {task!r} is not one of {known} (the configured tasks and the thesis's)")
+            raise ValueError(
+                f"userstudy.studies.{study}.{position}: {task!r} is not one of {known} (the configured tasks and the"
+                " thesis's)"
+            )
         missing = [task for task in _configured(config, study) if task not in userstudy["stimuli"]]
         # A study without any stimuli is simply not run; one with some would silently lose a task.
         if missing and len(missing) < len(_configured(config, study)):
             raise ValueError(f"userstudy.studies.{study}: task {missing[0]} has no images under userstudy.stimuli")
     origin = userstudy["jod_origin"]
     if origin not in JOD_ORIGINS and origin not in config["losses"]:
-        raise ValueError(f"userstudy.jod_origin: expected {', '.join(JOD_ORIGINS)} or a configured loss ({', '.join(config['losses'])}), got {origin!r}")
+        raise ValueError(
+            f"userstudy.jod_origin: expected {', '.join(JOD_ORIGINS)} or a configured loss"
+            f" ({', '.join(config['losses'])}), got {origin!r}"
+        )
 
 
 def study_tasks(config: dict[str, Any]) -> dict[str, list[str]]:
     """Our own studies → their tasks, those configured with stimuli; a study with none is left out."""
-    studies = {study: [task for task in _configured(config, study) if task in config["userstudy"]["stimuli"]] for study in config["userstudy"]["studies"]}
+    studies = {
+        study: [task for task in _configured(config, study) if task in config["userstudy"]["stimuli"]]
+        for study in config["userstudy"]["studies"]
+    }
     return {study: tasks for study, tasks in studies.items() if tasks}
 
 
@@ -67,20 +76,40 @@ def study_status(config: dict[str, Any]) -> list[dict[str, str]]:
     rows = []
     for study, tasks in study_tasks(config).items():
         folder, files = Path(config["userstudy"]["responses"], study), answer_files(config, study)
-        status = f"analysed: tables/userstudy_ours_{study}*, figures/userstudy_ours_{study}_*" if files else f"not analysed: no answers (no <observer>.jsonl in {folder})"
-        rows.append({"study": study, "tasks": " + ".join(tasks), "responses": str(folder), "answer_files": str(len(files)), "status": status})
+        status = (
+            f"analysed: tables/userstudy_ours_{study}*, figures/userstudy_ours_{study}_*"
+            if files
+            else f"not analysed: no answers (no <observer>.jsonl in {folder})"
+        )
+        rows.append(
+            {
+                "study": study,
+                "tasks": " + ".join(tasks),
+                "responses": str(folder),
+                "answer_files": str(len(files)),
+                "status": status,
+            }
+        )
     return rows
 
 
 def study_outputs(config: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
     """Study id → (table name, JOD figure name, ranking-triangle figure name)."""
-    outputs = {f"thesis_{key}": (study.table, study.jod_figure, study.triangle_figure) for key, study in THESIS_STUDIES.items()}
-    outputs.update({study: (f"userstudy_{study}", f"userstudy_{study}_jod", f"userstudy_{study}_triangle") for study in own_studies(config)})
+    outputs = {
+        f"thesis_{key}": (study.table, study.jod_figure, study.triangle_figure) for key, study in THESIS_STUDIES.items()
+    }
+    outputs.update(
+        {
+            study: (f"userstudy_{study}", f"userstudy_{study}_jod", f"userstudy_{study}_triangle")
+            for study in own_studies(config)
+        }
+    )
     return outputs
 
 
 def counts_file(study: str, results: str) -> str:
-    """Count matrices of a study: shipped with the package (thesis) or collected per observer (ours, under ``results``)."""
+    """Count matrices of a study: shipped with the package (thesis) or collected per observer (ours, under
+    ``results``)."""
     if study.startswith("thesis_"):
         return str(THESIS_STUDIES[study.removeprefix("thesis_")].path)
     return f"{results}/userstudy/{study}/observer_counts.csv"
@@ -101,7 +130,11 @@ def observers(study: str) -> int | None:
 
 def status_files(config: dict[str, Any]) -> list[str]:
     """The table of our studies' answers (:func:`study_status`), when a responses folder is configured."""
-    return [f"{results_dir(config)}/tables/userstudy_ours_studies.{ext}" for ext in ("csv", "md")] if config["userstudy"]["responses"] else []
+    return (
+        [f"{results_dir(config)}/tables/userstudy_ours_studies.{ext}" for ext in ("csv", "md")]
+        if config["userstudy"]["responses"]
+        else []
+    )
 
 
 def title(study: str, config: dict[str, Any]) -> str:
@@ -109,14 +142,18 @@ def title(study: str, config: dict[str, Any]) -> str:
     if study.startswith("thesis_"):
         key = study.removeprefix("thesis_")
         thesis = THESIS_STUDIES[key]
-        return f"Thesis user study, {'denoising' if key == 'denoise' else 'MRI reconstruction'} ({thesis.observers} observers × {thesis.images} images)"
+        return (
+            f"Thesis user study, {'denoising' if key == 'denoise' else 'MRI reconstruction'} ({thesis.observers}"
+            f" observers × {thesis.images} images)"
+        )
     name = study.removeprefix("ours_")
     tasks = study_tasks(config)[name]
     return f"Our user study, {name}" + ("" if tasks == [name] else f" ({' + '.join(tasks)})")
 
 
 def table_files(name: str, results: str) -> list[str]:
-    """The probability table and JOD table of a study, in CSV, Markdown and LaTeX, under the experiment's ``results``."""
+    """The probability table and JOD table of a study, in CSV, Markdown and LaTeX, under the experiment's
+    ``results``."""
     return [f"{results}/tables/{name}{suffix}.{ext}" for suffix in ("", "_jod") for ext in ("csv", "md", "tex")]
 
 
@@ -125,11 +162,18 @@ def figure_files(name: str, results: str) -> list[str]:
 
 
 def targets(config: dict[str, Any]) -> list[str]:
-    """Every user-study file: tables, figures, the metric–observer agreement, stimuli, our analysis and which of our studies have answers."""
+    """Every user-study file: tables, figures, the metric–observer agreement, stimuli, our analysis and which of our
+    studies have answers."""
     results = results_dir(config)
     files = []
     for table, jod_figure, triangle_figure in study_outputs(config).values():
-        files += table_files(table, results) + figure_files(jod_figure, results) + figure_files(triangle_figure, results)
-    files += [f"{results}/tables/userstudy_kendall_{study}.{ext}" for study in ["thesis", *own_studies(config)] for ext in ("csv", "md")]
+        files += (
+            table_files(table, results) + figure_files(jod_figure, results) + figure_files(triangle_figure, results)
+        )
+    files += [
+        f"{results}/tables/userstudy_kendall_{study}.{ext}"
+        for study in ["thesis", *own_studies(config)]
+        for ext in ("csv", "md")
+    ]
     files += [f"{results}/userstudy/stimuli/{study}/manifest.json" for study in study_tasks(config)]
     return files + status_files(config)

@@ -1,1 +1,2 @@
-"""Reporting: the result tables, comparison figures, statistics and the summary, and the thesis's published numbers (:mod:`.paper`)."""
+"""Reporting: the result tables, comparison figures, statistics and the summary, and the thesis's published numbers
+(:mod:`.paper`)."""

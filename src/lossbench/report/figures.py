@@ -42,7 +42,9 @@ def _crop(image: np.ndarray, box: list[int] | None) -> np.ndarray:
         return image
     left, top, width, height = box
     if top + height > image.shape[1] or left + width > image.shape[2]:
-        raise ValueError(f"crop box {box} (left, top, width, height) exceeds the image size {image.shape[2]}×{image.shape[1]}")
+        raise ValueError(
+            f"crop box {box} (left, top, width, height) exceeds the image size {image.shape[2]}×{image.shape[1]}"
+        )
     return image[:, top : top + height, left : left + width]
 
 
@@ -59,14 +61,26 @@ def fit_box(box: list[int], width: int, height: int, where: str) -> list[int]:
     """
     left, top, box_width, box_height = box
     if left >= width or top >= height:
-        raise ValueError(f"{where}: box {box} (left, top, width, height) starts outside the {width}×{height} validation image; expected left < {width} and top < {height}")
+        raise ValueError(
+            f"{where}: box {box} (left, top, width, height) starts outside the {width}×{height} validation image;"
+            f" expected left < {width} and top < {height}"
+        )
     fitted = [left, top, min(box_width, width - left), min(box_height, height - top)]
     if fitted != list(box):
-        log.warning("%s: box %s (left, top, width, height) reaches past the %d×%d validation image; clipped to %s", where, list(box), width, height, fitted)
+        log.warning(
+            "%s: box %s (left, top, width, height) reaches past the %d×%d validation image; clipped to %s",
+            where,
+            list(box),
+            width,
+            height,
+            fitted,
+        )
     return fitted
 
 
-def load_panels(valset_path: str | Path, outputs: dict[str, str | Path], image: str | int, lpips_pretrained: bool = True) -> tuple[str, list[tuple[str, np.ndarray]]]:
+def load_panels(
+    valset_path: str | Path, outputs: dict[str, str | Path], image: str | int, lpips_pretrained: bool = True
+) -> tuple[str, list[tuple[str, np.ndarray]]]:
     """The id of ``image`` (see :func:`resolve_image_id`) and its (label, (C, H, W) image) panels:
     the input, the reference and each loss's output.
 
@@ -81,7 +95,16 @@ def load_panels(valset_path: str | Path, outputs: dict[str, str | Path], image: 
     return image_id, panels
 
 
-def thesis_figure(valset_path: str | Path, outputs: dict[str, str | Path], spec: dict, figure: str, crop: bool, seed: int, out_paths: list[str | Path], lpips_pretrained: bool = True) -> None:
+def thesis_figure(
+    valset_path: str | Path,
+    outputs: dict[str, str | Path],
+    spec: dict,
+    figure: str,
+    crop: bool,
+    seed: int,
+    out_paths: list[str | Path],
+    lpips_pretrained: bool = True,
+) -> None:
     """A configured comparison figure (``figures.<figure>`` of the configuration) or its zoomed crop.
 
     Args:
@@ -96,15 +119,27 @@ def thesis_figure(valset_path: str | Path, outputs: dict[str, str | Path], spec:
         lpips_pretrained: As in :func:`load_panels`.
     """
     image_id, panels = load_panels(valset_path, outputs, spec["image"], lpips_pretrained)
-    kind = "Zoomed-in crop of " + figure.replace("fig_", "Fig. ").replace("_", ".") if crop else "Input, reference and outputs"
+    kind = (
+        "Zoomed-in crop of " + figure.replace("fig_", "Fig. ").replace("_", ".")
+        if crop
+        else "Input, reference and outputs"
+    )
     box = spec.get("box")
     if box is not None:
         height, width = panels[1][1].shape[1:]  # the reference
         box = fit_box(box, width, height, f"figures.{figure}.box (image {image_id})")
-    comparison_figure(panels, out_paths, f"{kind}: {spec['task']} validation image {image_id} (seed {seed})", box, crop=crop)
+    comparison_figure(
+        panels, out_paths, f"{kind}: {spec['task']} validation image {image_id} (seed {seed})", box, crop=crop
+    )
 
 
-def comparison_figure(panels: list[tuple[str, np.ndarray]], out_paths: list[str | Path], title: str, box: list[int] | None = None, crop: bool = False) -> None:
+def comparison_figure(
+    panels: list[tuple[str, np.ndarray]],
+    out_paths: list[str | Path],
+    title: str,
+    box: list[int] | None = None,
+    crop: bool = False,
+) -> None:
     """Draw ``panels`` on a grid labelled (a), (b), ... and save to every path in ``out_paths`` (PNG, PDF).
 
     Args:
@@ -118,7 +153,9 @@ def comparison_figure(panels: list[tuple[str, np.ndarray]], out_paths: list[str 
     rows = math.ceil(len(panels) / columns)
     shown = [(label, _crop(image, box) if crop else image) for label, image in panels]
     height, width = shown[0][1].shape[1:]
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows * height / width + 0.6), squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(3.2 * columns, 3.2 * rows * height / width + 0.6), squeeze=False
+    )
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index >= len(shown):
@@ -161,7 +198,8 @@ def input_baseline(input_metrics: str | Path, val_images: int | None) -> dict[st
 
 
 def _baseline(axis: plt.Axes, value: float, label: str) -> None:
-    """A dashed horizontal line at ``value``, kept inside the axis (a curve starting at it would put it on the frame)."""
+    """A dashed horizontal line at ``value``, kept inside the axis (a curve starting at it would put it on the
+    frame)."""
     axis.axhline(value, color="black", linestyle="--", linewidth=1, label=label)
     low, high = axis.get_ylim()
     margin = 0.05 * (max(high, value) - min(low, value))
@@ -187,7 +225,14 @@ def _grid(panels: int, columns: int, width: float = 3.3, height: float = 2.6) ->
     return figure, list(axes.flat[:panels])
 
 
-def curves_figure(curves: dict[str, str | Path], out_paths: list[str | Path], title: str, lpips_pretrained: bool = True, input_metrics: str | Path | None = None, val_images: int | None = None) -> None:
+def curves_figure(
+    curves: dict[str, str | Path],
+    out_paths: list[str | Path],
+    title: str,
+    lpips_pretrained: bool = True,
+    input_metrics: str | Path | None = None,
+    val_images: int | None = None,
+) -> None:
     """Each loss's training and validation loss on an axis of its own, and every loss's validation PSNR in one panel.
 
     A loss's values have its own scale (the adaptive loss, a negative log-likelihood, goes below
@@ -229,7 +274,16 @@ def curves_figure(curves: dict[str, str | Path], out_paths: list[str | Path], ti
     _save(figure, out_paths, layout=False)
 
 
-def race_figure(curves: dict[str, str | Path], out_paths: list[str | Path], title: str, infos: Mapping[str, MetricInfo], own_metric: Mapping[str, str], lpips_pretrained: bool = True, input_metrics: str | Path | None = None, val_images: int | None = None) -> None:
+def race_figure(
+    curves: dict[str, str | Path],
+    out_paths: list[str | Path],
+    title: str,
+    infos: Mapping[str, MetricInfo],
+    own_metric: Mapping[str, str],
+    lpips_pretrained: bool = True,
+    input_metrics: str | Path | None = None,
+    val_images: int | None = None,
+) -> None:
     """The own-metric race: every validation metric against the training step, a line per loss.
 
     The thesis reported only end points. Seen over the training, a reader tells whether a loss
@@ -261,17 +315,24 @@ def race_figure(curves: dict[str, str | Path], out_paths: list[str | Path], titl
         info = infos[metric]
         own = own_metric.get(metric)
         for index, (loss, rows) in enumerate(tables.items()):
-            points = [(int(row["step"]), float(row[f"val_{metric}"]) * info.scale) for row in rows if row.get(f"val_{metric}")]
+            points = [
+                (int(row["step"]), float(row[f"val_{metric}"]) * info.scale) for row in rows if row.get(f"val_{metric}")
+            ]
             if points:
                 steps, values = zip(*points)
-                axis.plot(steps, values, color=f"C{index}", linewidth=2.6 if loss == own else 1.1, marker=".", markersize=4)
+                axis.plot(
+                    steps, values, color=f"C{index}", linewidth=2.6 if loss == own else 1.1, marker=".", markersize=4
+                )
         if metric in baseline:
             _baseline(axis, baseline[metric] * info.scale, "input")
         owner = f"; thick: {loss_label(own, lpips_pretrained)}, trained on it" if own in tables else ""
         axis.set_title(f"{info.label} ({'higher' if info.higher_is_better else 'lower'} is better){owner}", fontsize=8)
         _epoch_axis(axis, "training step")
     # One legend for every panel, in the thin style: a panel's thick line is its own metric's loss.
-    handles = [Line2D([], [], color=f"C{index}", linewidth=1.5, label=loss_label(loss, lpips_pretrained)) for index, loss in enumerate(tables)]
+    handles = [
+        Line2D([], [], color=f"C{index}", linewidth=1.5, label=loss_label(loss, lpips_pretrained))
+        for index, loss in enumerate(tables)
+    ]
     if baseline:
         handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1, label="input (no restoration)"))
     figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
@@ -280,7 +341,14 @@ def race_figure(curves: dict[str, str | Path], out_paths: list[str | Path], titl
     _save(figure, out_paths, layout=False)
 
 
-def ranking_figure(model_csvs: dict[str, list[str | Path]], out_paths: list[str | Path], title: str, lpips_pretrained: bool = True, infos: Mapping[str, MetricInfo] | None = None, unit: AnalysisUnit = PER_IMAGE) -> None:
+def ranking_figure(
+    model_csvs: dict[str, list[str | Path]],
+    out_paths: list[str | Path],
+    title: str,
+    lpips_pretrained: bool = True,
+    infos: Mapping[str, MetricInfo] | None = None,
+    unit: AnalysisUnit = PER_IMAGE,
+) -> None:
     """Models ranked per metric with 95 % intervals; a bar joins models whose difference is not significant.
 
     In the style of a critical-difference diagram: one panel per metric, the best model on top,
@@ -307,20 +375,33 @@ def ranking_figure(model_csvs: dict[str, list[str | Path]], out_paths: list[str 
         raise ValueError("a ranking figure needs at least two losses with a common metric")
     columns = min(3, len(panels))
     rows = math.ceil(len(panels) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 0.45 * len(panels[0][1]) * rows + 1.4 * rows), squeeze=False)
-    for axis in axes.flat[len(panels):]:
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(4.6 * columns, 0.45 * len(panels[0][1]) * rows + 1.4 * rows), squeeze=False
+    )
+    for axis in axes.flat[len(panels) :]:
         axis.axis("off")
     for axis, (info, losses, values) in zip(axes.flat, panels):
         intervals = {loss: statistics.mean_interval(values[index]) for index, loss in enumerate(losses)}
         order = sorted(losses, key=lambda loss: intervals[loss][0], reverse=info.higher_is_better)
         for rank, loss in enumerate(order):
             mean, low, high = intervals[loss]
-            axis.errorbar(mean, rank, xerr=None if math.isnan(low) else [[mean - low], [high - mean]], fmt="o", color="C0", capsize=3)
+            axis.errorbar(
+                mean,
+                rank,
+                xerr=None if math.isnan(low) else [[mean - low], [high - mean]],
+                fmt="o",
+                color="C0",
+                capsize=3,
+            )
         axis.set_yticks(range(len(order)), [loss_label(loss, lpips_pretrained) for loss in order], fontsize=8)
         axis.invert_yaxis()
         low_x, high_x = axis.get_xlim()
         step = (high_x - low_x) * 0.04
-        groups = statistics.indistinct_groups(order, statistics.pairwise(losses, values)) if statistics.testable(values.shape[2]) else []
+        groups = (
+            statistics.indistinct_groups(order, statistics.pairwise(losses, values))
+            if statistics.testable(values.shape[2])
+            else []
+        )
         for offset, (first, last) in enumerate(groups):
             x = high_x + step * (1 + offset)
             axis.plot([x, x], [first - 0.15, last + 0.15], color="C3", linewidth=3, solid_capstyle="round")
@@ -329,8 +410,13 @@ def ranking_figure(model_csvs: dict[str, list[str | Path]], out_paths: list[str 
         axis.grid(axis="x", alpha=0.3)
     sample = statistics.sample_note(model_csvs, unit)
     if statistics.testable(panels[0][2].shape[2]):
-        how = f"95 % intervals over {unit.plural}; red bars join models not significantly different (paired t-test, Holm, α = {statistics.ALPHA})"
+        how = (
+            f"95 % intervals over {unit.plural}; red bars join models not significantly different (paired t-test, Holm,"
+            f" α = {statistics.ALPHA})"
+        )
     else:
-        how = f"not tested: fewer than the {statistics.MIN_UNITS} independent {unit.plural} a test needs, so no intervals"
+        how = (
+            f"not tested: fewer than the {statistics.MIN_UNITS} independent {unit.plural} a test needs, so no intervals"
+        )
     figure.suptitle(f"{title}\nmean over {unit.plural} of seed averages ({sample}); {how}", fontsize=9)
     _save(figure, out_paths)

@@ -70,7 +70,9 @@ def read_per_image(path: str | Path) -> dict[str, dict[str, float]]:
     return {row[key]: {name: float(value) for name, value in row.items() if name != key} for row in rows}
 
 
-def stack(model_csvs: dict[str, list[str | Path]], metric: str, scale: float = 1.0, unit: AnalysisUnit = PER_IMAGE) -> tuple[list[str], np.ndarray]:
+def stack(
+    model_csvs: dict[str, list[str | Path]], metric: str, scale: float = 1.0, unit: AnalysisUnit = PER_IMAGE
+) -> tuple[list[str], np.ndarray]:
     """The values of ``metric`` as an array (losses, seeds, units), units in a common sorted order.
 
     Args:
@@ -92,7 +94,9 @@ def stack(model_csvs: dict[str, list[str | Path]], metric: str, scale: float = 1
         return [], np.zeros((0, 0, 0))
     seeds = {len(tables[loss]) for loss in losses}
     if len(seeds) != 1:
-        raise ValueError(f"every loss needs the same number of seeds, got {dict((loss, len(tables[loss])) for loss in losses)}")
+        raise ValueError(
+            f"every loss needs the same number of seeds, got {dict((loss, len(tables[loss])) for loss in losses)}"
+        )
     images = sorted(tables[losses[0]][0])
     for loss in losses:
         for path, table in zip(model_csvs[loss], tables[loss]):
@@ -101,7 +105,18 @@ def stack(model_csvs: dict[str, list[str | Path]], metric: str, scale: float = 1
     groups: dict[str, list[str]] = {}
     for image in images:
         groups.setdefault(unit.of(image), []).append(image)
-    values = np.array([[[math.fsum(table[image][metric] for image in members) / len(members) * scale for members in groups.values()] for table in tables[loss]] for loss in losses])
+    values = np.array(
+        [
+            [
+                [
+                    math.fsum(table[image][metric] for image in members) / len(members) * scale
+                    for members in groups.values()
+                ]
+                for table in tables[loss]
+            ]
+            for loss in losses
+        ]
+    )
     return losses, values
 
 
@@ -168,13 +183,18 @@ def decompose(values: np.ndarray) -> Decomposition:
         loss = max(0.0, (ms_loss - ms_residual) / n_unit)
         denominator, df_denominator = ms_residual, df_residual
     f = ms_loss / denominator if denominator > 0 else (math.inf if ms_loss > 0 else math.nan)
-    p = float(scipy_stats.f.sf(f, df_loss, df_denominator)) if math.isfinite(f) else (0.0 if f == math.inf else math.nan)
+    p = (
+        float(scipy_stats.f.sf(f, df_loss, df_denominator))
+        if math.isfinite(f)
+        else (0.0 if f == math.inf else math.nan)
+    )
     return Decomposition(n_loss, n_seed, n_unit, loss, seed, unit, ms_residual, f, (df_loss, df_denominator), p)
 
 
 @dataclass(frozen=True)
 class PairedTest:
-    """Loss ``a`` against loss ``b``: mean of a − b over units with its 95 % interval, and p-values (NaN: not tested)."""
+    """Loss ``a`` against loss ``b``: mean of a − b over units with its 95 % interval, and p-values (NaN: not
+    tested)."""
 
     a: str
     b: str
@@ -211,7 +231,8 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, floa
 
 
 def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
-    """Mean over units of seed-averaged values (seeds, units), with its 95 % t interval (NaN with fewer than :data:`MIN_UNITS` units)."""
+    """Mean over units of seed-averaged values (seeds, units), with its 95 % t interval (NaN with fewer than
+    :data:`MIN_UNITS` units)."""
     per_unit = values.mean(axis=0)
     mean = float(per_unit.mean())
     if not testable(per_unit.size):
@@ -231,7 +252,9 @@ def indistinct_groups(order: list[str], tests: list[PairedTest]) -> list[tuple[i
     groups: list[tuple[int, int]] = []
     for first in range(len(order)):
         last = first
-        while last + 1 < len(order) and all(frozenset((order[k], order[last + 1])) not in significant for k in range(first, last + 1)):
+        while last + 1 < len(order) and all(
+            frozenset((order[k], order[last + 1])) not in significant for k in range(first, last + 1)
+        ):
             last += 1
         if last > first and not any(a <= first and last <= b for a, b in groups):
             groups.append((first, last))
@@ -251,7 +274,9 @@ def holm(p_values: list[float]) -> list[float]:
 
 def pairwise(losses: list[str], values: np.ndarray) -> list[PairedTest]:
     """Every pair of losses (in ``losses`` order), Holm-corrected over the pairs."""
-    raw = [(a, b, *paired_test(values[i], values[j])) for (i, a), (j, b) in itertools.combinations(enumerate(losses), 2)]
+    raw = [
+        (a, b, *paired_test(values[i], values[j])) for (i, a), (j, b) in itertools.combinations(enumerate(losses), 2)
+    ]
     adjusted = holm([row[-1] for row in raw])
     return [PairedTest(*row, p_holm=p) for row, p in zip(raw, adjusted)]
 
@@ -273,7 +298,9 @@ def _format(value: float | None, decimals: int) -> str:
     return "inf" if value == math.inf else f"{value:.{decimals}f}"
 
 
-def _metrics(model_csvs: dict[str, list[str | Path]], infos: dict[str, MetricInfo], unit: AnalysisUnit) -> list[tuple[str, MetricInfo, list[str], np.ndarray]]:
+def _metrics(
+    model_csvs: dict[str, list[str | Path]], infos: dict[str, MetricInfo], unit: AnalysisUnit
+) -> list[tuple[str, MetricInfo, list[str], np.ndarray]]:
     found = []
     for metric, info in infos.items():
         losses, values = stack(model_csvs, metric, info.scale, unit)
@@ -296,11 +323,36 @@ def sample_note(model_csvs: dict[str, list[str | Path]], unit: AnalysisUnit) -> 
     return f"n = {unit.count(units)}{averaged}, {seeds} seed{'s' if seeds != 1 else ''}"
 
 
-VARIANCE_COLUMNS = ["metric", "label", "losses", "seeds", "unit", "units", "images", "share_loss", "share_seed", "share_unit", "share_residual", "sd_loss", "sd_seed", "ratio_between_within", "F", "df_loss", "df_error", "p_loss", "tested"]
+VARIANCE_COLUMNS = [
+    "metric",
+    "label",
+    "losses",
+    "seeds",
+    "unit",
+    "units",
+    "images",
+    "share_loss",
+    "share_seed",
+    "share_unit",
+    "share_residual",
+    "sd_loss",
+    "sd_seed",
+    "ratio_between_within",
+    "F",
+    "df_loss",
+    "df_error",
+    "p_loss",
+    "tested",
+]
 
 
-def variance_rows(model_csvs: dict[str, list[str | Path]], infos: dict[str, MetricInfo] = STUDY_METRICS, unit: AnalysisUnit = PER_IMAGE) -> list[dict[str, str]]:
-    """One row per metric: variance shares, between/within ratio and the loss effect's F-test (empty below :data:`MIN_UNITS` units)."""
+def variance_rows(
+    model_csvs: dict[str, list[str | Path]],
+    infos: dict[str, MetricInfo] = STUDY_METRICS,
+    unit: AnalysisUnit = PER_IMAGE,
+) -> list[dict[str, str]]:
+    """One row per metric: variance shares, between/within ratio and the loss effect's F-test (empty below
+    :data:`MIN_UNITS` units)."""
     rows = []
     images = sample(model_csvs, unit)[2] if model_csvs else 0
     for metric, info, losses, values in _metrics(model_csvs, infos, unit):
@@ -308,32 +360,39 @@ def variance_rows(model_csvs: dict[str, list[str | Path]], infos: dict[str, Metr
             continue
         result = decompose(values)
         tested = testable(result.units)
-        rows.append({
-            "metric": metric,
-            "label": info.label,
-            "losses": str(result.losses),
-            "seeds": str(result.seeds),
-            "unit": unit.name,
-            "units": str(result.units),
-            "images": str(images),
-            **{f"share_{part}": _format(result.share(part), 4) for part in ("loss", "seed", "unit", "residual")},
-            "sd_loss": _format(math.sqrt(result.loss), info.decimals + 2),
-            "sd_seed": _format(None if result.seed is None else math.sqrt(result.seed), info.decimals + 2),
-            "ratio_between_within": _format(result.ratio, 3),
-            "F": _format(result.f, 3) if tested else "",
-            "df_loss": str(result.df[0]),
-            "df_error": str(result.df[1]),
-            "p_loss": _format(result.p, 4) if tested else "",
-            "tested": "yes" if tested else "no",
-        })
+        rows.append(
+            {
+                "metric": metric,
+                "label": info.label,
+                "losses": str(result.losses),
+                "seeds": str(result.seeds),
+                "unit": unit.name,
+                "units": str(result.units),
+                "images": str(images),
+                **{f"share_{part}": _format(result.share(part), 4) for part in ("loss", "seed", "unit", "residual")},
+                "sd_loss": _format(math.sqrt(result.loss), info.decimals + 2),
+                "sd_seed": _format(None if result.seed is None else math.sqrt(result.seed), info.decimals + 2),
+                "ratio_between_within": _format(result.ratio, 3),
+                "F": _format(result.f, 3) if tested else "",
+                "df_loss": str(result.df[0]),
+                "df_error": str(result.df[1]),
+                "p_loss": _format(result.p, 4) if tested else "",
+                "tested": "yes" if tested else "no",
+            }
+        )
     return rows
 
 
 PAIR_COLUMNS = ["metric", "a", "b", "difference", "ci_low", "ci_high", "p", "p_holm", "significant", "better"]
 
 
-def pair_rows(model_csvs: dict[str, list[str | Path]], infos: dict[str, MetricInfo] = STUDY_METRICS, unit: AnalysisUnit = PER_IMAGE) -> list[dict[str, str]]:
-    """One row per (metric, pair of losses): mean difference a − b over units, 95 % interval, p, Holm's p, which is better.
+def pair_rows(
+    model_csvs: dict[str, list[str | Path]],
+    infos: dict[str, MetricInfo] = STUDY_METRICS,
+    unit: AnalysisUnit = PER_IMAGE,
+) -> list[dict[str, str]]:
+    """One row per (metric, pair of losses): mean difference a − b over units, 95 % interval, p, Holm's p, which is
+    better.
 
     Below :data:`MIN_UNITS` units the interval and p-values are empty and ``significant`` says
     ``not tested (n = ...)``.
@@ -345,18 +404,22 @@ def pair_rows(model_csvs: dict[str, list[str | Path]], infos: dict[str, MetricIn
             better = ""
             if test.significant():
                 better = test.a if (test.difference > 0) == info.higher_is_better else test.b
-            rows.append({
-                "metric": metric,
-                "a": test.a,
-                "b": test.b,
-                "difference": _format(test.difference, info.decimals + 2),
-                "ci_low": _format(test.low, info.decimals + 2),
-                "ci_high": _format(test.high, info.decimals + 2),
-                "p": _format(test.p, 4),
-                "p_holm": _format(test.p_holm, 4),
-                "significant": ("yes" if test.significant() else "no") if tested else not_tested(unit, values.shape[2]),
-                "better": better,
-            })
+            rows.append(
+                {
+                    "metric": metric,
+                    "a": test.a,
+                    "b": test.b,
+                    "difference": _format(test.difference, info.decimals + 2),
+                    "ci_low": _format(test.low, info.decimals + 2),
+                    "ci_high": _format(test.high, info.decimals + 2),
+                    "p": _format(test.p, 4),
+                    "p_holm": _format(test.p_holm, 4),
+                    "significant": (
+                        ("yes" if test.significant() else "no") if tested else not_tested(unit, values.shape[2])
+                    ),
+                    "better": better,
+                }
+            )
     return rows
 
 
@@ -377,7 +440,13 @@ def _f_test(row: dict[str, str], unit: AnalysisUnit) -> tuple[str, str]:
     return f"{row['F']} ({row['df_loss']}, {row['df_error']})", row["p_loss"]
 
 
-def write_variance(title: str, model_csvs: dict[str, list[str | Path]], prefix: str | Path, infos: dict[str, MetricInfo] = STUDY_METRICS, unit: AnalysisUnit = PER_IMAGE) -> list[Path]:
+def write_variance(
+    title: str,
+    model_csvs: dict[str, list[str | Path]],
+    prefix: str | Path,
+    infos: dict[str, MetricInfo] = STUDY_METRICS,
+    unit: AnalysisUnit = PER_IMAGE,
+) -> list[Path]:
     """``prefix``_variance.csv/.md/.tex: the variance decomposition of every metric, over ``unit``.
 
     Args:
@@ -393,27 +462,76 @@ def write_variance(title: str, model_csvs: dict[str, list[str | Path]], prefix: 
     paths = [prefix.with_name(prefix.name + f"_variance{suffix}") for suffix in (".csv", ".md", ".tex")]
     _write_csv(rows, VARIANCE_COLUMNS, paths[0])
     header = ["Metric", "loss", "seed", unit.name, "residual", "between/within", "F (loss)", "p (loss)"]
-    body = [[row["label"], _percent(row["share_loss"]), _percent(row["share_seed"]), _percent(row["share_unit"]), _percent(row["share_residual"]), row["ratio_between_within"] or "—", *_f_test(row, unit)] for row in rows]
+    body = [
+        [
+            row["label"],
+            _percent(row["share_loss"]),
+            _percent(row["share_seed"]),
+            _percent(row["share_unit"]),
+            _percent(row["share_residual"]),
+            row["ratio_between_within"] or "—",
+            *_f_test(row, unit),
+        ]
+        for row in rows
+    ]
     notes = [
-        f"{sample_note(model_csvs, unit) if model_csvs else 'no models'}; {rows[0]['losses'] if rows else 0} losses. Shares of the variance of the per-{unit.name} values between losses, between seeds of one loss, between {unit.plural}, and residual (loss × {unit.name} and seed × {unit.name}).",
-        f"between/within: the between-loss variance over the seed-to-seed variance of one loss; above 1, changing the loss moves the metric more than retraining does. F tests the loss effect against the seed variation (nested ANOVA, {unit.plural} as blocks).",
+        (
+            f"{sample_note(model_csvs, unit) if model_csvs else 'no models'}; {rows[0]['losses'] if rows else 0}"
+            f" losses. Shares of the variance of the per-{unit.name} values between losses, between seeds of one loss,"
+            f" between {unit.plural}, and residual (loss × {unit.name} and seed × {unit.name})."
+        ),
+        (
+            "between/within: the between-loss variance over the seed-to-seed variance of one loss; above 1, changing"
+            " the loss moves the metric more than retraining does. F tests the loss effect against the seed variation"
+            f" (nested ANOVA, {unit.plural} as blocks)."
+        ),
     ]
     if seeds == "1":
-        notes.append("One seed: seed variation is not measured (run with several seeds, e.g. config/statistics.yaml); the loss effect is tested against the residual only.")
+        notes.append(
+            "One seed: seed variation is not measured (run with several seeds, e.g. config/statistics.yaml); the loss"
+            " effect is tested against the residual only."
+        )
     if rows and rows[0]["tested"] == "no":
-        notes.append(f"Not tested: {unit.count(int(rows[0]['units']))}, fewer than the {MIN_UNITS} independent {unit.plural} a test needs; the shares describe these {unit.plural} only.")
-    lines = [f"**{title}, variance decomposition.**", "", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+        notes.append(
+            f"Not tested: {unit.count(int(rows[0]['units']))}, fewer than the {MIN_UNITS} independent {unit.plural} a"
+            f" test needs; the shares describe these {unit.plural} only."
+        )
+    lines = [
+        f"**{title}, variance decomposition.**",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+    ]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     lines += ["", *(f"{index}. {note}" for index, note in enumerate(notes, 1))]
     paths[1].write_text("\n".join(lines) + "\n")
-    tex = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{title}: variance decomposition of the per-{unit.name} metric values.}}", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule", " & ".join(header) + r" \\", r"\midrule"]
+    tex = [
+        r"\begin{table}[ht]",
+        r"\centering",
+        rf"\caption{{{title}: variance decomposition of the per-{unit.name} metric values.}}",
+        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        r"\toprule",
+        " & ".join(header) + r" \\",
+        r"\midrule",
+    ]
     tex += [" & ".join(cell.replace("%", r"\%").replace("·", r"$\cdot$") for cell in cells) + r" \\" for cells in body]
-    tex += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip\footnotesize"] + [note.replace("%", r"\%").replace("×", r"$\times$") + r"\\" for note in notes] + [r"\end{table}"]
+    tex += (
+        [r"\bottomrule", r"\end{tabular}", r"\par\smallskip\footnotesize"]
+        + [note.replace("%", r"\%").replace("×", r"$\times$") + r"\\" for note in notes]
+        + [r"\end{table}"]
+    )
     paths[2].write_text("\n".join(tex) + "\n")
     return paths
 
 
-def write_pairs(title: str, model_csvs: dict[str, list[str | Path]], prefix: str | Path, label_of: Callable[[str], str], infos: dict[str, MetricInfo] = STUDY_METRICS, unit: AnalysisUnit = PER_IMAGE) -> list[Path]:
+def write_pairs(
+    title: str,
+    model_csvs: dict[str, list[str | Path]],
+    prefix: str | Path,
+    label_of: Callable[[str], str],
+    infos: dict[str, MetricInfo] = STUDY_METRICS,
+    unit: AnalysisUnit = PER_IMAGE,
+) -> list[Path]:
     """``prefix``_pairs.csv/.md: every pair of losses per metric, paired over ``unit``, Holm-corrected.
 
     ``label_of`` maps a loss name to its display label.
@@ -422,12 +540,29 @@ def write_pairs(title: str, model_csvs: dict[str, list[str | Path]], prefix: str
     rows = pair_rows(model_csvs, infos, unit)
     paths = [prefix.with_name(prefix.name + f"_pairs{suffix}") for suffix in (".csv", ".md")]
     _write_csv(rows, PAIR_COLUMNS, paths[0])
-    lines = [f"**{title}, paired comparisons of the losses.**", "", "| Metric | a | b | mean a − b | 95 % interval | p | p (Holm) | better |", "|---|---|---|---:|---:|---:|---:|---|"]
+    lines = [
+        f"**{title}, paired comparisons of the losses.**",
+        "",
+        "| Metric | a | b | mean a − b | 95 % interval | p | p (Holm) | better |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
     for row in rows:
         interval = f"[{row['ci_low']}, {row['ci_high']}]" if row["ci_low"] else "—"
-        verdict = label_of(row["better"]) if row["better"] else ("n.s." if row["significant"] == "no" else row["significant"])
-        lines.append(f"| {infos[row['metric']].label} | {label_of(row['a'])} | {label_of(row['b'])} | {row['difference']} | {interval} | {row['p'] or '—'} | {row['p_holm'] or '—'} | {verdict} |")
+        verdict = (
+            label_of(row["better"]) if row["better"] else ("n.s." if row["significant"] == "no" else row["significant"])
+        )
+        lines.append(
+            f"| {infos[row['metric']].label} | {label_of(row['a'])} | {label_of(row['b'])} | {row['difference']} |"
+            f" {interval} | {row['p'] or '—'} | {row['p_holm'] or '—'} | {verdict} |"
+        )
     sample_text = sample_note(model_csvs, unit) if model_csvs else "no models"
-    lines += ["", f"1. {sample_text}. Paired t-test over validation {unit.plural} on seed-averaged values; Holm's correction over the pairs of each metric; significant at α = {ALPHA}. n.s.: not significant. Fewer than {MIN_UNITS} {unit.plural}: not tested."]
+    lines += [
+        "",
+        (
+            f"1. {sample_text}. Paired t-test over validation {unit.plural} on seed-averaged values; Holm's correction"
+            f" over the pairs of each metric; significant at α = {ALPHA}. n.s.: not significant. Fewer than {MIN_UNITS}"
+            f" {unit.plural}: not tested."
+        ),
+    ]
     paths[1].write_text("\n".join(lines) + "\n")
     return paths

@@ -1,4 +1,5 @@
-"""A one-screen summary of a finished study: what it rests on, how much each model restores, and whether each loss wins its own metric.
+"""A one-screen summary of a finished study: what it rests on, how much each model restores, and whether each loss wins
+its own metric.
 
 The thesis's structure (Tables 6.1, 6.3, 6.4) in two checks per task, read from the table CSVs that
 :func:`lossbench.report.tables.write_csv` writes, under a head that says what the numbers rest on:
@@ -13,7 +14,8 @@ The thesis's structure (Tables 6.1, 6.3, 6.4) in two checks per task, read from 
   training, from the models' curves) and the loss's notes on how it trains.
 
 CLI (the tables' checks only):
-    python -m lossbench.report.summary results/demo/tables/table_6_1.csv results/demo/tables/table_6_3.csv --out summary.md
+    python -m lossbench.report.summary results/demo/tables/table_6_1.csv results/demo/tables/table_6_3.csv --out
+    summary.md
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ def read_spread(path: str | Path) -> dict[str, float]:
     """The standard deviation over seeds of each model's PSNR in a table CSV (empty with one seed)."""
     rows = {row["metric"]: row for row in _rows(path)}
     psnr = rows.get("psnr", {})
-    return {column.removesuffix("_std"): float(value) for column, value in psnr.items() if column.endswith("_std") and value}
+    return {
+        column.removesuffix("_std"): float(value) for column, value in psnr.items() if column.endswith("_std") and value
+    }
 
 
 def _rows(path: str | Path) -> list[dict[str, str]]:
@@ -96,7 +100,8 @@ class Scale:
 
 
 def scale(kind: str, settings: Mapping, input_csv: str | Path, curve_csv: str | Path | None, seeds: int) -> Scale:
-    """The :class:`Scale` of a task of ``kind`` with configuration ``settings``, from its inputs' per-image metrics and a model's curve."""
+    """The :class:`Scale` of a task of ``kind`` with configuration ``settings``, from its inputs' per-image metrics and
+    a model's curve."""
     spec = tasks.spec(kind)
     images = [row["image"] for row in _rows(input_csv)]
     curve = _rows(curve_csv) if curve_csv is not None else []
@@ -114,17 +119,36 @@ def scale(kind: str, settings: Mapping, input_csv: str | Path, curve_csv: str | 
 
 def scale_lines(scales: Mapping[str, Scale], spreads: Mapping[str, Mapping[str, float]]) -> list[str]:
     """The summary's head: one row per task, and what a single run is good to."""
-    lines = ["## What these numbers rest on", "", "| Task | Validation | Seeds | Training steps per model | Differences between losses |", "|---|---|---:|---:|---|"]
+    lines = [
+        "## What these numbers rest on",
+        "",
+        "| Task | Validation | Seeds | Training steps per model | Differences between losses |",
+        "|---|---|---:|---:|---|",
+    ]
     for task, about in scales.items():
         data = f" ({about.data})" if about.data else ""
-        tested = f"tested over {counted(about.units, about.unit)}" if testable(about.units) else f"not tested: n = {counted(about.units, about.unit)}, fewer than {MIN_UNITS}"
-        lines.append(f"| {task} | {about.validation()}{data} | {about.seeds} | {about.steps if about.steps is not None else '—'} | {tested} |")
+        tested = (
+            f"tested over {counted(about.units, about.unit)}"
+            if testable(about.units)
+            else f"not tested: n = {counted(about.units, about.unit)}, fewer than {MIN_UNITS}"
+        )
+        lines.append(
+            f"| {task} | {about.validation()}{data} | {about.seeds} | {about.steps if about.steps is not None else '—'}"
+            f" | {tested} |"
+        )
     lines.append("")
     measured = {task: max(spread.values()) for task, spread in spreads.items() if spread}
     if measured:
-        lines.append("PSNR's standard deviation over seeds, largest model per task: " + ", ".join(f"{task} {value:.2f} dB" for task, value in measured.items()) + ". Differences smaller than that are within what retraining moves.")
+        lines.append(
+            "PSNR's standard deviation over seeds, largest model per task: "
+            + ", ".join(f"{task} {value:.2f} dB" for task, value in measured.items())
+            + ". Differences smaller than that are within what retraining moves."
+        )
     else:
-        lines.append("One seed per model: how far retraining moves these numbers is not measured in this run, so a difference between two models is not a finding until several seeds show it (config/statistics.yaml).")
+        lines.append(
+            "One seed per model: how far retraining moves these numbers is not measured in this run, so a difference"
+            " between two models is not a finding until several seeds show it (config/statistics.yaml)."
+        )
     return lines + [""]
 
 
@@ -146,7 +170,8 @@ def relative_gap(values: dict[str, float], metric: str, loss: str) -> float | No
 
 
 def late_change(curve: list[dict[str, str]], metric: str) -> tuple[float, int] | str:
-    """How much ``metric`` (its ``val_<metric>`` column) moved over the last :data:`LATE_SHARE` of the training, and the steps trained.
+    """How much ``metric`` (its ``val_<metric>`` column) moved over the last :data:`LATE_SHARE` of the training, and the
+    steps trained.
 
     Returns:
         The change and the steps, or why it cannot be measured: the curve has no such column
@@ -162,8 +187,11 @@ def late_change(curve: list[dict[str, str]], metric: str) -> tuple[float, int] |
     return last - (late[0] if late else points[-2][1]), last_step
 
 
-def miss_reason(metric: str, own: str, leader: str, values: dict[str, float], curves: Mapping[str, list[dict[str, str]]], race: str) -> str:
-    """One line on why ``own`` does not win its own ``metric``: the race's late change of both models, and the loss's notes."""
+def miss_reason(
+    metric: str, own: str, leader: str, values: dict[str, float], curves: Mapping[str, list[dict[str, str]]], race: str
+) -> str:
+    """One line on why ``own`` does not win its own ``metric``: the race's late change of both models, and the loss's
+    notes."""
     info = metric_spec(metric).info
     gap = abs(values[own] - values[leader])
     decimals = info.decimals + 1
@@ -174,16 +202,29 @@ def miss_reason(metric: str, own: str, leader: str, values: dict[str, float], cu
     else:
         change, steps = own_change
         improving = change != 0 and (change > 0) == info.higher_is_better
-        text += f". In the race ({race}), over the last quarter of its {steps} steps its {info.label} moved {change * info.scale:+.{decimals}f}"
+        text += (
+            f". In the race ({race}), over the last quarter of its {steps} steps its {info.label} moved"
+            f" {change * info.scale:+.{decimals}f}"
+        )
         if not isinstance(leader_change, str):
             text += f", {label(leader)}'s {leader_change[0] * info.scale:+.{decimals}f}"
-        text += ": still improving when training stopped, so more steps may narrow the gap" if improving else ": no longer improving"
+        text += (
+            ": still improving when training stopped, so more steps may narrow the gap"
+            if improving
+            else ": no longer improving"
+        )
     notes = losses.spec(own).training_notes if own in losses.names() else ""
     return text + (f". {notes}" if notes else ".")
 
 
-def task_summary(name: str, table: dict[str, dict[str, float]], task: str | None = None, curves: Mapping[str, list[dict[str, str]]] | None = None) -> list[str]:
-    """Markdown lines for the table ``name`` of ``task`` (default: the thesis's task of a thesis table, else the name): PSNR gain per model, then the winner of every metric.
+def task_summary(
+    name: str,
+    table: dict[str, dict[str, float]],
+    task: str | None = None,
+    curves: Mapping[str, list[dict[str, str]]] | None = None,
+) -> list[str]:
+    """Markdown lines for the table ``name`` of ``task`` (default: the thesis's task of a thesis table, else the name):
+    PSNR gain per model, then the winner of every metric.
 
     Args:
         curves: Loss → its first seed's curve rows, for the race notes of the own-metric misses.
@@ -211,14 +252,29 @@ def task_summary(name: str, table: dict[str, dict[str, float]], task: str | None
             behind = f" ({100 * gap:.1f} % behind)" if gap is not None else ""
             check = f"{label(own)} wins" if own in best else f"{label(own)} does not win{behind}"
             if own not in best:
-                misses.append(miss_reason(metric, own, best[0], values, curves or {}, f"[figures/race_{task}.png](figures/race_{task}.png)"))
+                misses.append(
+                    miss_reason(
+                        metric,
+                        own,
+                        best[0],
+                        values,
+                        curves or {},
+                        f"[figures/race_{task}.png](figures/race_{task}.png)",
+                    )
+                )
         lines.append(f"| {metric_spec(metric).info.label} | {', '.join(label(loss) for loss in best)} | {check} |")
     if misses:
         lines += ["", "Own-metric misses:", "", *(f"- {miss}" for miss in misses)]
     return lines + [""]
 
 
-def summarise(tables: dict[str, str | Path], tasks: dict[str, str] | None = None, description: str | None = None, scales: Mapping[str, Scale] | None = None, curves: Mapping[str, Mapping[str, list[dict[str, str]]]] | None = None) -> str:
+def summarise(
+    tables: dict[str, str | Path],
+    tasks: dict[str, str] | None = None,
+    description: str | None = None,
+    scales: Mapping[str, Scale] | None = None,
+    curves: Mapping[str, Mapping[str, list[dict[str, str]]]] | None = None,
+) -> str:
     """The summary in Markdown.
 
     Args:
@@ -232,7 +288,9 @@ def summarise(tables: dict[str, str | Path], tasks: dict[str, str] | None = None
     if description:
         lines += [description.strip(), ""]
     if scales:
-        lines += scale_lines(scales, {(tasks or {}).get(name, name): read_spread(path) for name, path in tables.items()})
+        lines += scale_lines(
+            scales, {(tasks or {}).get(name, name): read_spread(path) for name, path in tables.items()}
+        )
     for name, path in tables.items():
         lines += task_summary(name, read_table(path), (tasks or {}).get(name), (curves or {}).get(name))
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""The result tables of the tasks (the thesis's 6.1, 6.3, 6.4, and ``table_<task>`` for other tasks) from per-image metric files, as CSV, Markdown and LaTeX.
+"""The result tables of the tasks (the thesis's 6.1, 6.3, 6.4, and ``table_<task>`` for other tasks) from per-image
+metric files, as CSV, Markdown and LaTeX.
 
 Rows are the six metrics, then any other computed one (a user's ``own_metrics``), columns the
 degraded input and the six losses, then any other; the best value per row among the losses is
@@ -25,7 +26,9 @@ from lossbench.report import paper
 from lossbench.report import statistics as significance
 
 #: The thesis's tables → the thesis's task of each (from the task kinds' specs).
-THESIS_TABLES = {spec.thesis_table: spec.thesis_task for spec in task_registry.SPECS.values() if spec.thesis_table is not None}
+THESIS_TABLES = {
+    spec.thesis_table: spec.thesis_task for spec in task_registry.SPECS.values() if spec.thesis_table is not None
+}
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,14 @@ class Subject:
 def subject(task: str, kind: str, settings: dict | None = None) -> Subject:
     """The table of ``task``, a task of ``kind`` with configuration ``settings`` (for the caption)."""
     spec = task_registry.spec(kind)
-    return Subject(spec.table(task), task, spec.table_caption(task, settings or {}), spec.input_label, spec.is_thesis_task(task), kind)
+    return Subject(
+        spec.table(task),
+        task,
+        spec.table_caption(task, settings or {}),
+        spec.input_label,
+        spec.is_thesis_task(task),
+        kind,
+    )
 
 
 def thesis_subject(name: str) -> Subject:
@@ -76,7 +86,6 @@ def _subject(table: str | Subject) -> Subject:
     return thesis_subject(table) if isinstance(table, str) else table
 
 
-
 def direction_mark(info: MetricInfo) -> str:
     """`` ↑`` when higher is better, `` ↓`` when lower is, for row labels."""
     return " ↑" if info.higher_is_better else " ↓"
@@ -85,7 +94,6 @@ def direction_mark(info: MetricInfo) -> str:
 def table_title(name: str) -> str:
     """``table_6_1`` → ``Table 6.1``."""
     return name.replace("table_", "Table ").replace("_", ".")
-
 
 
 #: fastMRI's own leaderboard metrics, per volume (``fastmri.evaluate``), for the extra MRI tables.
@@ -208,7 +216,10 @@ def build_table(
     input_means = _image_means(input_csv)
     infos = metric_registry.rows(input_means) if suite == "thesis" else dict(FASTMRI_METRICS)
     if suite == "fastmri":
-        caption = caption.split(":")[0] + ": fastMRI's per-volume NMSE, PSNR and SSIM (fastmri.evaluate), averaged over validation volumes."
+        caption = (
+            caption.split(":")[0]
+            + ": fastMRI's per-volume NMSE, PSNR and SSIM (fastmri.evaluate), averaged over validation volumes."
+        )
     model_means = {loss: [_image_means(path) for path in paths] for loss, paths in model_csvs.items()}
     cells: dict[str, dict[str, Cell]] = {}
     columns = _loss_columns(model_csvs)
@@ -226,20 +237,45 @@ def build_table(
             tests_run = tests_run or tested
         cells[metric] = row
     labels = {metric: info.display(lpips_pretrained) + direction_mark(info) for metric, info in infos.items()}
-    table = Table(name, about.task, caption, about.input_label, labels, cells, lpips_pretrained=lpips_pretrained, infos=infos, suite=suite, losses=columns)
+    table = Table(
+        name,
+        about.task,
+        caption,
+        about.input_label,
+        labels,
+        cells,
+        lpips_pretrained=lpips_pretrained,
+        infos=infos,
+        suite=suite,
+        losses=columns,
+    )
     for loss in loss_registry.STUDY_LOSSES:
         if loss not in model_csvs:
             table.footnotes.append(f"{table.column_label(loss)}: no model trained (not in the configuration's losses).")
     for metric in infos:
         if cells[metric]["input"].mean is None:
-            reason = "not available in this version" if metric not in metric_registry.names() else "not in the configuration's metrics"
+            reason = (
+                "not available in this version"
+                if metric not in metric_registry.names()
+                else "not in the configuration's metrics"
+            )
             table.footnotes.append(f"{infos[metric].label}: not computed ({reason}).")
     if not lpips_pretrained:
-        table.footnotes.append("LPIPS and LPIPS+l2 used an untrained AlexNet trunk (the pretrained ImageNet weights were not found); their values are not comparable with the thesis's.")
-    seeds = {cell.seeds for row in cells.values() for loss, cell in row.items() if loss != "input" and cell.mean is not None}
+        table.footnotes.append(
+            "LPIPS and LPIPS+l2 used an untrained AlexNet trunk (the pretrained ImageNet weights were not found); their"
+            " values are not comparable with the thesis's."
+        )
+    seeds = {
+        cell.seeds for row in cells.values() for loss, cell in row.items() if loss != "input" and cell.mean is not None
+    }
     if seeds - {1}:
         table.footnotes.append(f"Values are mean ± standard deviation over {', '.join(map(str, sorted(seeds)))} seeds.")
-    stated = [f"{loss_registry.label(loss, lpips_pretrained)}: " + ", ".join(f"{key} {value}" for key, value in params.items()) for loss, params in (loss_params or {}).items() if params and loss in model_csvs]
+    stated = [
+        f"{loss_registry.label(loss, lpips_pretrained)}: "
+        + ", ".join(f"{key} {value}" for key, value in params.items())
+        for loss, params in (loss_params or {}).items()
+        if params and loss in model_csvs
+    ]
     if stated:
         table.footnotes.append("Loss parameters: " + "; ".join(stated) + ".")
     if suite == "thesis" and evaluation is not None and about.kind is not None:
@@ -247,14 +283,22 @@ def build_table(
     if len(model_csvs) > 1:
         sample = significance.sample_note(model_csvs, unit)
         if tests_run:
-            table.footnotes.append(f"†: not significantly different from the row's best value (paired t-test over validation {unit.plural} on seed-averaged values, Holm-corrected, α = {significance.ALPHA}; {sample}; {name}_pairs lists every pair).")
+            table.footnotes.append(
+                f"†: not significantly different from the row's best value (paired t-test over validation {unit.plural}"
+                f" on seed-averaged values, Holm-corrected, α = {significance.ALPHA}; {sample}; {name}_pairs lists"
+                " every pair)."
+            )
         else:
-            table.footnotes.append(f"No significance marks: {sample}, fewer than the {significance.MIN_UNITS} independent {unit.plural} a test needs; differences between the losses are not tested.")
+            table.footnotes.append(
+                f"No significance marks: {sample}, fewer than the {significance.MIN_UNITS} independent {unit.plural} a"
+                " test needs; differences between the losses are not tested."
+            )
     return table
 
 
 def _conditions(infos: dict[str, MetricInfo], cells: dict[str, dict[str, Cell]], setting: Setting) -> list[str]:
-    """The viewing conditions (or other settings) under which the table's computed metrics were measured, as their specs state them."""
+    """The viewing conditions (or other settings) under which the table's computed metrics were measured, as their specs
+    state them."""
     notes = []
     for metric in infos:
         if cells[metric]["input"].mean is None or metric not in metric_registry.names():
@@ -266,7 +310,9 @@ def _conditions(infos: dict[str, MetricInfo], cells: dict[str, dict[str, Cell]],
     return notes
 
 
-def _mark_ties_with_best(row: dict[str, Cell], model_csvs: dict[str, list[str | Path]], metric: str, info: MetricInfo, unit: AnalysisUnit) -> bool:
+def _mark_ties_with_best(
+    row: dict[str, Cell], model_csvs: dict[str, list[str | Path]], metric: str, info: MetricInfo, unit: AnalysisUnit
+) -> bool:
     """Mark the losses not significantly different from the row's best; False when no test could run."""
     losses, values = significance.stack(model_csvs, metric, info.scale, unit)
     if len(losses) < 2 or not significance.testable(values.shape[2]):
@@ -291,9 +337,15 @@ def write_csv(table: Table, path: str | Path) -> None:
             decimals = table.infos[metric].decimals + 2
             values = [f"{row[c].mean:.{decimals}f}" if row[c].mean is not None else "" for c in table.columns]
             if with_std:
-                values += [f"{row[c].std:.{decimals}f}" if row[c].std is not None else "" for c in table.columns if c != "input"]
+                values += [
+                    f"{row[c].std:.{decimals}f}" if row[c].std is not None else ""
+                    for c in table.columns
+                    if c != "input"
+                ]
             best = " ".join(c for c in table.columns if row[c].bold)
-            writer.writerow([metric, table.metric_labels[metric], *values, best, " ".join(c for c in table.columns if row[c].tied)])
+            writer.writerow(
+                [metric, table.metric_labels[metric], *values, best, " ".join(c for c in table.columns if row[c].tied)]
+            )
 
 
 def _notes(footnotes: list[str], prefix: str) -> list[str]:
@@ -307,7 +359,10 @@ def to_markdown(table: Table) -> str:
     lines.append("|---|" + "---:|" * len(table.columns))
     for metric, row in table.cells.items():
         decimals = table.infos[metric].decimals
-        cells = [(f"**{row[c].text(decimals)}**" if row[c].bold else row[c].text(decimals)) + ("†" if row[c].dagger else "") for c in table.columns]
+        cells = [
+            (f"**{row[c].text(decimals)}**" if row[c].bold else row[c].text(decimals)) + ("†" if row[c].dagger else "")
+            for c in table.columns
+        ]
         lines.append(f"| {table.metric_labels[metric]} | " + " | ".join(cells) + " |")
     if table.footnotes:
         lines += ["", *_notes(table.footnotes, "")]
@@ -316,7 +371,10 @@ def to_markdown(table: Table) -> str:
 
 def to_latex(table: Table) -> str:
     """The table as a LaTeX ``table`` with booktabs rules, best values in ``\\textbf``."""
-    columns = [tex_escape(table.column_label(c)) if c == "input" else loss_registry.tex_label(c, table.lpips_pretrained) for c in table.columns]
+    columns = [
+        tex_escape(table.column_label(c)) if c == "input" else loss_registry.tex_label(c, table.lpips_pretrained)
+        for c in table.columns
+    ]
     lines = [
         r"\begin{table}[ht]",
         r"\centering",
@@ -330,9 +388,16 @@ def to_latex(table: Table) -> str:
     for metric, row in table.cells.items():
         decimals = table.infos[metric].decimals
         cells = [tex_escape(row[c].text(decimals)) for c in table.columns]
-        cells = [(rf"\textbf{{{text}}}" if row[c].bold else text) + (r"$^\dagger$" if row[c].dagger else "") for c, text in zip(table.columns, cells)]
+        cells = [
+            (rf"\textbf{{{text}}}" if row[c].bold else text) + (r"$^\dagger$" if row[c].dagger else "")
+            for c, text in zip(table.columns, cells)
+        ]
         info = table.infos[metric]
-        label = info.tex_label + _TEX_DIRECTION[info.higher_is_better] if info.tex is not None else tex_escape(table.metric_labels[metric])
+        label = (
+            info.tex_label + _TEX_DIRECTION[info.higher_is_better]
+            if info.tex is not None
+            else tex_escape(table.metric_labels[metric])
+        )
         lines.append(f"{label} & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if table.footnotes:
@@ -352,7 +417,13 @@ VS_PAPER_NOTE = (
 )
 
 
-def _published_cell(table: Table, published: dict[str, dict[str, float]], errata: dict[tuple[str, str, str], str], metric: str, column: str) -> tuple[float | None, str | None]:
+def _published_cell(
+    table: Table,
+    published: dict[str, dict[str, float]],
+    errata: dict[tuple[str, str, str], str],
+    metric: str,
+    column: str,
+) -> tuple[float | None, str | None]:
     """The thesis's value of a cell (None where the thesis has none) and its erratum, if any."""
     return published.get(metric, {}).get(column), errata.get((table.name, metric, column))
 
@@ -371,19 +442,22 @@ def comparison_rows(table: Table) -> list[dict[str, str]]:
             ours = row[column].mean
             theirs, erratum = _published_cell(table, published, errata, metric, column)
             comparable = ours is not None and theirs is not None and erratum is None
-            rows.append({
-                "metric": metric,
-                "model": column,
-                "ours": f"{ours:.{decimals}f}" if ours is not None else "",
-                "paper": f"{theirs:.{decimals}f}" if theirs is not None else "",
-                "difference": f"{ours - theirs:+.{decimals}f}" if comparable else "",
-                "note": erratum or "",
-            })
+            rows.append(
+                {
+                    "metric": metric,
+                    "model": column,
+                    "ours": f"{ours:.{decimals}f}" if ours is not None else "",
+                    "paper": f"{theirs:.{decimals}f}" if theirs is not None else "",
+                    "difference": f"{ours - theirs:+.{decimals}f}" if comparable else "",
+                    "note": erratum or "",
+                }
+            )
     return rows
 
 
 def comparison_markdown(table: Table) -> str:
-    """Markdown table whose cells read ``ours (paper)``; flagged published cells carry :data:`ERRATUM_MARK` and a footnote."""
+    """Markdown table whose cells read ``ours (paper)``; flagged published cells carry :data:`ERRATUM_MARK` and a
+    footnote."""
     published, errata = paper.table(table.name), paper.errata()
     lines = [f"**{table_title(table.name)}, ours (thesis).** {table.caption}", ""]
     lines.append("| Metric | " + " | ".join(table.column_label(c) for c in table.columns) + " |")
@@ -404,7 +478,13 @@ def comparison_markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_per_seed(table: str | Subject, model_csvs: dict[str, list[str | Path]], seeds: list[int], prefix: str | Path, lpips_pretrained: bool = True) -> list[Path]:
+def write_per_seed(
+    table: str | Subject,
+    model_csvs: dict[str, list[str | Path]],
+    seeds: list[int],
+    prefix: str | Path,
+    lpips_pretrained: bool = True,
+) -> list[Path]:
     """Each seed's value beside the mean ± std (the thesis's future work), as ``prefix``_per_seed.csv/.md.
 
     Args:
@@ -419,15 +499,25 @@ def write_per_seed(table: str | Subject, model_csvs: dict[str, list[str | Path]]
     losses = [loss for loss in _loss_columns(model_csvs) if loss in means]
     about = _subject(table)
     rows, lines = [], [f"**{table_title(about.name)}, per seed.** {about.caption}", ""]
-    lines += ["| Metric | Seed | " + " | ".join(loss_registry.label(loss, lpips_pretrained) for loss in losses) + " |", "|---|---|" + "---:|" * len(losses)]
+    lines += [
+        "| Metric | Seed | " + " | ".join(loss_registry.label(loss, lpips_pretrained) for loss in losses) + " |",
+        "|---|---|" + "---:|" * len(losses),
+    ]
     computed = [name for by_seed in means.values() for seed_means in by_seed.values() for name in seed_means]
     for metric, info in metric_registry.rows(computed).items():
         if not any(metric in by_seed[seed] for by_seed in means.values() for seed in seeds):
             continue
         for seed in seeds:
             values = {loss: means[loss][seed][metric] * info.scale for loss in losses if metric in means[loss][seed]}
-            rows += [{"metric": metric, "model": loss, "seed": seed, "value": f"{value:.{info.decimals + 2}f}"} for loss, value in values.items()]
-            lines.append(f"| {info.label} | {seed} | " + " | ".join(f"{values[loss]:.{info.decimals}f}" if loss in values else "" for loss in losses) + " |")
+            rows += [
+                {"metric": metric, "model": loss, "seed": seed, "value": f"{value:.{info.decimals + 2}f}"}
+                for loss, value in values.items()
+            ]
+            lines.append(
+                f"| {info.label} | {seed} | "
+                + " | ".join(f"{values[loss]:.{info.decimals}f}" if loss in values else "" for loss in losses)
+                + " |"
+            )
         summary = [_cell(list(means[loss].values()), metric, info).text(info.decimals) for loss in losses]
         lines.append(f"| {info.label} | mean ± std | " + " | ".join(summary) + " |")
     paths = [prefix.with_name(prefix.name + "_per_seed.csv"), prefix.with_name(prefix.name + "_per_seed.md")]
@@ -451,7 +541,9 @@ def write_all(table: Table, prefix: str | Path, with_paper: bool = True) -> list
         return paths
     vs = prefix.with_name(prefix.name + "_vs_paper")
     with open(vs.with_name(vs.name + ".csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["metric", "model", "ours", "paper", "difference", "note"], lineterminator="\n")
+        writer = csv.DictWriter(
+            handle, fieldnames=["metric", "model", "ours", "paper", "difference", "note"], lineterminator="\n"
+        )
         writer.writeheader()
         writer.writerows(comparison_rows(table))
     vs.with_name(vs.name + ".md").write_text(comparison_markdown(table))

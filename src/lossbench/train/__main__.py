@@ -51,7 +51,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         metrics.register_config(config)
         scored = validation_metrics(config, args.task, evaluation_settings(config))
-        run(spec, args.train_dir, args.valset, args.out, args.checkpoints or Path(args.out) / "checkpoints", args.device or config["device"], config["threads"], not args.no_progress, config["trainer"]["checkpoint_every"], live_settings(config), scored)
+        run(
+            spec,
+            args.train_dir,
+            args.valset,
+            args.out,
+            args.checkpoints or Path(args.out) / "checkpoints",
+            args.device or config["device"],
+            config["threads"],
+            not args.no_progress,
+            config["trainer"]["checkpoint_every"],
+            live_settings(config),
+            scored,
+        )
     except (NonFiniteError, DeviceError, LiveViewError, ValueError, OSError) as error:
         # Bad data (unreadable, too small, malformed volumes) is reported in one line naming the file.
         sys.exit(f"{args.task}/{args.loss} seed {args.seed}: {error}")

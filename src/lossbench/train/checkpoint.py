@@ -79,12 +79,18 @@ def data_identity(files: list[Path], root: str | Path) -> dict[str, Any]:
                     digest.update(block)
         else:
             digest.update(str(path.stat().st_mtime_ns).encode())
-    return {"files": len(files), "bytes": sum(sizes), "by": "content" if by_content else "size and mtime", "digest": digest.hexdigest()[:16]}
+    return {
+        "files": len(files),
+        "bytes": sum(sizes),
+        "by": "content" if by_content else "size and mtime",
+        "digest": digest.hexdigest()[:16],
+    }
 
 
 @contextlib.contextmanager
 def atomic_file(path: Path, mode: str = "wb", **options: Any) -> Iterator[IO]:
-    """``<path>.tmp`` opened for writing; once written and synced it replaces ``path``, so a kill leaves ``path`` old or complete.
+    """``<path>.tmp`` opened for writing; once written and synced it replaces ``path``, so a kill leaves ``path`` old or
+    complete.
 
     A failed write (a full disk) removes the temporary file, leaves ``path`` as it was and raises
     an :class:`OSError` whose message is one line naming ``path``.
@@ -99,12 +105,16 @@ def atomic_file(path: Path, mode: str = "wb", **options: Any) -> Iterator[IO]:
     except BaseException as error:
         temporary.unlink(missing_ok=True)
         if isinstance(error, OSError):
-            raise OSError(error.errno, f"{path}: not written ({error.strerror or error}); the file there before, if any, is unchanged") from None
+            raise OSError(
+                error.errno,
+                f"{path}: not written ({error.strerror or error}); the file there before, if any, is unchanged",
+            ) from None
         raise
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` ``obj`` to ``path`` through :func:`atomic_file`: a kill or a full disk leaves ``path`` old or complete."""
+    """``torch.save`` ``obj`` to ``path`` through :func:`atomic_file`: a kill or a full disk leaves ``path`` old or
+    complete."""
     with atomic_file(path) as handle:
         torch.save(obj, handle)
 
@@ -123,7 +133,9 @@ _EARLIER_GLOBALS: dict[str, Any] = {
 
 def convert_command(path: Path, out: Path | None = None) -> str:
     """The shell command that converts ``path`` (to ``out``) with :func:`main`."""
-    return shlex.join(["python", "-m", "lossbench.train.checkpoint", "convert", str(path), *(["--out", str(out)] if out else [])])
+    return shlex.join(
+        ["python", "-m", "lossbench.train.checkpoint", "convert", str(path), *(["--out", str(out)] if out else [])]
+    )
 
 
 class RefusedFileError(ValueError):
@@ -140,12 +152,23 @@ class RefusedFileError(ValueError):
         self.path = path
         self.earlier = bool(names) and set(names) <= _EARLIER_GLOBALS.keys()
         if self.earlier:
-            self.reason = "written by an earlier lossbench (NumPy arrays in it, which this version does not unpickle); refused without running anything in it"
+            self.reason = (
+                "written by an earlier lossbench (NumPy arrays in it, which this version does not unpickle); refused"
+                " without running anything in it"
+            )
         elif names:
-            self.reason = f"not a lossbench model or checkpoint: it holds objects other than tensors and plain data ({', '.join(sorted(names))}); refused without running them"
+            self.reason = (
+                "not a lossbench model or checkpoint: it holds objects other than tensors and plain data"
+                f" ({', '.join(sorted(names))}); refused without running them"
+            )
         else:  # a raw pickle, a pickle protocol torch.save never writes, or no pickle at all
-            self.reason = "not a lossbench model or checkpoint: not tensors and plain data as torch.save writes them; refused without running anything in it"
-        super().__init__(f"{path}: {self.reason}" + (f"; convert it with: {convert_command(path)}" if self.earlier else ""))
+            self.reason = (
+                "not a lossbench model or checkpoint: not tensors and plain data as torch.save writes them; refused"
+                " without running anything in it"
+            )
+        super().__init__(
+            f"{path}: {self.reason}" + (f"; convert it with: {convert_command(path)}" if self.earlier else "")
+        )
 
 
 def load_file(path: str | Path, map_location: torch.device | str = "cpu") -> Any:
@@ -182,7 +205,8 @@ def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
 
 
 def _move_aside(path: Path) -> Path:
-    """Rename an unreadable checkpoint to ``<name>.corrupt`` (``.corrupt.1``, ... if taken), out of the resume and pruning."""
+    """Rename an unreadable checkpoint to ``<name>.corrupt`` (``.corrupt.1``, ... if taken), out of the resume and
+    pruning."""
     target = path.with_name(path.name + ".corrupt")
     number = 0
     while target.exists():
@@ -218,16 +242,31 @@ def load_checkpoint(directory: Path) -> tuple[dict[str, Any], Path] | None:
         except Exception as error:  # a truncated or corrupted file raises anything from pickle to zip errors
             aside = _move_aside(path)
             moved += 1
-            log.warning("checkpoint %s is unreadable (%s: %s): moved aside to %s", path, type(error).__name__, str(error).splitlines()[0] if str(error) else "", aside.name)
+            log.warning(
+                "checkpoint %s is unreadable (%s: %s): moved aside to %s",
+                path,
+                type(error).__name__,
+                str(error).splitlines()[0] if str(error) else "",
+                aside.name,
+            )
     if moved:
-        log.warning("no readable checkpoint in %s (%d moved aside as *.corrupt): training restarts from step 0", directory, moved)
+        log.warning(
+            "no readable checkpoint in %s (%d moved aside as *.corrupt): training restarts from step 0",
+            directory,
+            moved,
+        )
     return None
 
 
 def rng_states(device: torch.device) -> dict[str, Any]:
-    """The states of torch's, NumPy's and Python's global generators, and of ``device``'s CUDA one, as tensors and plain data."""
+    """The states of torch's, NumPy's and Python's global generators, and of ``device``'s CUDA one, as tensors and plain
+    data."""
     # Python's state is a tuple of ints, plain data already.
-    states = {"torch": torch.get_rng_state(), "numpy": _plain_numpy_state(np.random.get_state()), "python": random.getstate()}
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": _plain_numpy_state(np.random.get_state()),
+        "python": random.getstate(),
+    }
     if device.type == "cuda":
         # Only the training device's generator: a resume may see fewer GPUs than this run.
         states["cuda"] = torch.cuda.get_rng_state(device)
@@ -248,7 +287,12 @@ def _plain_numpy_state(state: tuple) -> dict[str, Any]:
     """NumPy's legacy RNG state tuple ``(name, key array, pos, has_gauss, gauss)`` as the dict that
     ``np.random.set_state`` also takes, its key array a tensor: NumPy arrays are no plain data."""
     name, key, pos, has_gauss, gauss = state
-    return {"bit_generator": name, "state": {"key": torch.from_numpy(key), "pos": pos}, "has_gauss": has_gauss, "gauss": gauss}
+    return {
+        "bit_generator": name,
+        "state": {"key": torch.from_numpy(key), "pos": pos},
+        "has_gauss": has_gauss,
+        "gauss": gauss,
+    }
 
 
 def convert(path: Path, out: Path) -> Path | None:
@@ -275,7 +319,9 @@ def convert(path: Path, out: Path) -> Path | None:
         raise ValueError(f"{path}: in today's format already (tensors and plain data only); nothing to convert")
     other_arrays = ValueError(f"{path}: holds NumPy arrays besides a checkpoint's NumPy RNG state; not converted")
     # The key array of NumPy's RNG state is of type uint32; arrays of any other type are refused here.
-    with torch.serialization.safe_globals([(value, name) for name, value in _EARLIER_GLOBALS.items()] + [type(np.dtype(np.uint32))]):
+    with torch.serialization.safe_globals(
+        [(value, name) for name, value in _EARLIER_GLOBALS.items()] + [type(np.dtype(np.uint32))]
+    ):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
@@ -304,15 +350,23 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m lossbench.train.checkpoint convert FILE [--out OUT]``: see :func:`convert`."""
     parser = argparse.ArgumentParser(
         prog="python -m lossbench.train.checkpoint",
-        description="Convert a model.pt or checkpoint (step_*.pt) written by an earlier lossbench into today's format: "
-        "tensors and plain data only, which lossbench reads without running anything in the file. FILE is read without "
-        "running anything in it either: besides tensors and plain data only NumPy arrays are rebuilt (earlier "
-        "checkpoints held NumPy's RNG state as one); a file holding anything else is refused.",
+        description=(
+            "Convert a model.pt or checkpoint (step_*.pt) written by an earlier lossbench into today's format: tensors"
+            " and plain data only, which lossbench reads without running anything in the file. FILE is read without"
+            " running anything in it either: besides tensors and plain data only NumPy arrays are rebuilt (earlier"
+            " checkpoints held NumPy's RNG state as one); a file holding anything else is refused."
+        ),
     )
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("convert", help="convert one file", description=parser.description)
-    command.add_argument("file", type=Path, help="model.pt or step_*.pt (or a step_*.pt.corrupt that training moved aside)")
-    command.add_argument("--out", type=Path, help="where to write the converted file (default: over FILE, the original kept as FILE.orig)")
+    command.add_argument(
+        "file", type=Path, help="model.pt or step_*.pt (or a step_*.pt.corrupt that training moved aside)"
+    )
+    command.add_argument(
+        "--out",
+        type=Path,
+        help="where to write the converted file (default: over FILE, the original kept as FILE.orig)",
+    )
     args = parser.parse_args(argv)
     out = args.out or args.file
     try:

@@ -58,7 +58,10 @@ def driver_description(version_file: Path = DRIVER_VERSION_FILE, smi: str = "nvi
 def cuda_diagnosis() -> str:
     """One line on why CUDA may be unusable: the wheel's CUDA version, the driver, the visible devices."""
     wheel = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-    return f"torch {torch.__version__} is {wheel}, {driver_description()}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}"
+    return (
+        f"torch {torch.__version__} is {wheel}, {driver_description()},"
+        f" CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}"
+    )
 
 
 def visible_gpu_uuids() -> list[str]:
@@ -94,9 +97,9 @@ def select_device(requested: str = "auto", lock_dir: str | Path | None = None) -
             log.warning("no CUDA device available (%s): running on the CPU", cuda_diagnosis())
             return torch.device("cpu")
         raise DeviceError(
-            f"device: {requested} is configured but CUDA is unavailable ({cuda_diagnosis()}); a driver older than "
-            f"the wheel's CUDA needs a torch wheel for an older CUDA (e.g. --index-url https://download.pytorch.org/whl/cu126), "
-            f"or set device: auto to allow the CPU"
+            f"device: {requested} is configured but CUDA is unavailable ({cuda_diagnosis()}); a driver older than the"
+            " wheel's CUDA needs a torch wheel for an older CUDA (e.g. --index-url"
+            " https://download.pytorch.org/whl/cu126), or set device: auto to allow the CPU"
         )
     if requested.startswith("cuda:"):
         device = torch.device(requested)
@@ -125,16 +128,20 @@ def check_gpu_features(device: torch.device, autocast: str, compile: bool) -> No
     Raises:
         DeviceError: One line naming the options, the GPU and its compute capability.
     """
-    wanted = [option for option, on in (("trainer.autocast: bfloat16", autocast == "bfloat16"), ("trainer.compile: true", compile)) if on]
+    wanted = [
+        option
+        for option, on in (("trainer.autocast: bfloat16", autocast == "bfloat16"), ("trainer.compile: true", compile))
+        if on
+    ]
     if device.type != "cuda" or not wanted:
         return
     capability = torch.cuda.get_device_capability(device)
     if capability >= MIN_CAPABILITY:
         return
     raise DeviceError(
-        f"{' and '.join(wanted)} need(s) a GPU of compute capability {MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]} or newer, "
-        f"but {device} is a {torch.cuda.get_device_name(device)} of compute capability {capability[0]}.{capability[1]}; "
-        f"set trainer.autocast: none and trainer.compile: false"
+        f"{' and '.join(wanted)} need(s) a GPU of compute capability {MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]} or newer,"
+        f" but {device} is a {torch.cuda.get_device_name(device)} of compute capability"
+        f" {capability[0]}.{capability[1]}; set trainer.autocast: none and trainer.compile: false"
     )
 
 
@@ -157,7 +164,9 @@ def keep_freed_memory() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(
+        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    )
 
 
 def make_deterministic(seed: int, threads: int | None = None) -> None:

@@ -33,7 +33,9 @@ class LiveView:
         LiveViewError: ``tensorboard`` without the ``tensorboard`` package, before anything is written.
     """
 
-    def __init__(self, run_dir: str | Path, run: str, snapshots: dict[str, int] | None = None, tensorboard: bool = False):
+    def __init__(
+        self, run_dir: str | Path, run: str, snapshots: dict[str, int] | None = None, tensorboard: bool = False
+    ):
         self.folder = Path(run_dir)
         self.snapshots = snapshots
         self.writer = None
@@ -42,7 +44,10 @@ class LiveView:
                 # Deferred: TensorBoard is an optional extra, imported only when configured.
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise LiveViewError("trainer.tensorboard is true but the tensorboard package is not installed: pip install -e '.[tensorboard]', or set trainer.tensorboard: false") from None
+                raise LiveViewError(
+                    "trainer.tensorboard is true but the tensorboard package is not installed: pip install -e"
+                    " '.[tensorboard]', or set trainer.tensorboard: false"
+                ) from None
             self.writer = SummaryWriter(str(self.folder / "tensorboard" / run))
 
     def epoch(self, row: dict, model, valset, device) -> None:

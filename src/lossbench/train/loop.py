@@ -118,18 +118,25 @@ class _Job:
 
     def checkpoint(self) -> Path:
         """Write a checkpoint of the run as it stands."""
-        return save_checkpoint(self.checkpoint_dir, {
-            "spec": self.spec.to_dict(),
-            "model": self.model.state_dict(),
-            "loss": self.loss_fn.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": rng_states(self.device),
-            "progress": asdict(self.state),
-        })
+        return save_checkpoint(
+            self.checkpoint_dir,
+            {
+                "spec": self.spec.to_dict(),
+                "model": self.model.state_dict(),
+                "loss": self.loss_fn.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "rng": rng_states(self.device),
+                "progress": asdict(self.state),
+            },
+        )
 
     def epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
         """The batches of ``epoch``: shape-grouped (fastMRI volumes of several layouts), as many in every epoch."""
-        return group_batches(list(SeededSampler(len(self.dataset), self.spec.seed, epoch)), self.dataset.batch_key, self.spec.training.batch_size)
+        return group_batches(
+            list(SeededSampler(len(self.dataset), self.spec.seed, epoch)),
+            self.dataset.batch_key,
+            self.spec.training.batch_size,
+        )
 
 
 def build_model(spec: RunSpec) -> nn.Module:
@@ -143,25 +150,37 @@ def build_loss(spec: RunSpec) -> nn.Module:
 
 
 def _training_files(dataset: Any, train_dir: Path) -> list[Path]:
-    # The files a training dataset reads: the decoded denoising images (or their files), or the .h5 volumes of an MRI folder.
+    # The files a training dataset reads: the decoded denoising images (or their files), or the .h5 volumes of an MRI
+    # folder.
     if isinstance(dataset, DenoiseTrainDataset):
         return dataset.images.files
     return sorted(path for path in train_dir.iterdir() if path.suffix == ".h5" and path.is_file())
 
 
-def _check_validation_sizes(valset: ImageFile, limit: int | None, model: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]]) -> None:
+def _check_validation_sizes(
+    valset: ImageFile, limit: int | None, model: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]]
+) -> None:
     """Every validation image used must be at least 2**depth pixels per side, or the network's padding fails,
     and large enough for every metric scored at validation, or the first epoch's end would fail."""
     network, params = models.of(model), models.params(model)
-    minimum, depth = network.min_side(params), f"{network.depth_key} {params[network.depth_key]} (2**model.{network.depth_key})"
+    minimum, depth = (
+        network.min_side(params),
+        f"{network.depth_key} {params[network.depth_key]} (2**model.{network.depth_key})",
+    )
     for image_id in valset.ids[:limit]:
         height, width = valset.read("target", image_id).shape[-2:]
         if min(height, width) < minimum:
-            raise ValueError(f"{valset.path}: validation image {image_id!r} is {width}×{height}, smaller than the {minimum}×{minimum} minimum of a {network.label} of {depth}")
+            raise ValueError(
+                f"{valset.path}: validation image {image_id!r} is {width}×{height}, smaller than the"
+                f" {minimum}×{minimum} minimum of a {network.label} of {depth}"
+            )
         for name in metrics:
             reason = metric_spec(name).too_small(min(height, width))
             if reason is not None:
-                raise ValueError(f"{valset.path}: validation image {image_id!r} is {width}×{height}, too small for {reason} (the configuration's metrics are scored at every validation)")
+                raise ValueError(
+                    f"{valset.path}: validation image {image_id!r} is {width}×{height}, too small for {reason} (the"
+                    " configuration's metrics are scored at every validation)"
+                )
 
 
 def _autocast(device: torch.device, trainer: Trainer) -> contextlib.AbstractContextManager:
@@ -200,7 +219,14 @@ def learning_rate_factor(schedule: Schedule, step: int, total_steps: int) -> flo
     return schedule.final + (1.0 - schedule.final) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def _step(forward: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, parameters: list[nn.Parameter], batch: tuple[torch.Tensor, torch.Tensor], autocast: contextlib.AbstractContextManager) -> tuple[float, str | None]:
+def _step(
+    forward: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    parameters: list[nn.Parameter],
+    batch: tuple[torch.Tensor, torch.Tensor],
+    autocast: contextlib.AbstractContextManager,
+) -> tuple[float, str | None]:
     """One optimisation step, taken only if the loss and every gradient are finite.
 
     Returns:
@@ -224,7 +250,15 @@ def _step(forward: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimiz
 
 
 @torch.no_grad()
-def validate(model: nn.Module, loss_fn: nn.Module, valset: ImageFile, device: torch.device, limit: int | None, trainer: Trainer, metrics: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, float]:
+def validate(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    valset: ImageFile,
+    device: torch.device,
+    limit: int | None,
+    trainer: Trainer,
+    metrics: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, float]:
     """Mean loss, PSNR and ``metrics`` over the first ``limit`` validation images (all if None), one at a time.
 
     Args:
@@ -247,18 +281,29 @@ def validate(model: nn.Module, loss_fn: nn.Module, valset: ImageFile, device: to
         clamped = restored.float().clamp(0.0, 1.0)
         values["val_psnr"] = float(psnr(clamped, clean)[0])
         # PSNR is always scored (the curve's val_psnr); a configured psnr is that same value.
-        values.update(_metric_values(clamped.cpu(), clean.float().cpu(), {name: params for name, params in (metrics or {}).items() if METRIC_COLUMN.format(name) not in values}))
+        values.update(
+            _metric_values(
+                clamped.cpu(),
+                clean.float().cpu(),
+                {name: params for name, params in (metrics or {}).items() if METRIC_COLUMN.format(name) not in values},
+            )
+        )
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value
     model.train()
     return {name: total / len(images) for name, total in sums.items()}
 
 
-def _metric_values(output: torch.Tensor, target: torch.Tensor, metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+def _metric_values(
+    output: torch.Tensor, target: torch.Tensor, metrics: Mapping[str, Mapping[str, Any]]
+) -> dict[str, float]:
     # Building a metric's network (LPIPS) draws initial weights from torch's global generator: forked,
     # so that the training's random stream, and with it the weights, stay those of a run without metrics.
     with torch.random.fork_rng(devices=[]):
-        return {METRIC_COLUMN.format(name): float(compute_metric(name, output, target, **params)[0]) for name, params in metrics.items()}
+        return {
+            METRIC_COLUMN.format(name): float(compute_metric(name, output, target, **params)[0])
+            for name, params in metrics.items()
+        }
 
 
 def run(
@@ -310,14 +355,39 @@ def run(
     out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir) / run_hash
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    log.info("training data %s: %d files, %d bytes, identified by %s (%s); checkpoints in %s", train_dir, identity["files"], identity["bytes"], identity["by"], identity["digest"], checkpoint_dir)
+    log.info(
+        "training data %s: %d files, %d bytes, identified by %s (%s); checkpoints in %s",
+        train_dir,
+        identity["files"],
+        identity["bytes"],
+        identity["by"],
+        identity["digest"],
+        checkpoint_dir,
+    )
     job = _build(spec, dataset, target_device, checkpoint_dir, metrics)
     _resume(job, run_hash)
 
     steps_per_epoch = len(job.epoch_batches(0))
     total_steps = spec.training.epochs * steps_per_epoch
-    log.info("training %s/%s seed %d on %s: %d samples per epoch, %d epochs, lr %g, %s", spec.task, spec.loss.name, spec.seed, target_device, len(dataset), spec.training.epochs, spec.lr, spec.trainer.to_dict())
-    bar = tqdm(total=total_steps, initial=job.state.step, disable=not progress, file=sys.stderr, mininterval=2.0 if sys.stderr.isatty() else 30.0, desc=f"{spec.task}/{spec.loss.name}")
+    log.info(
+        "training %s/%s seed %d on %s: %d samples per epoch, %d epochs, lr %g, %s",
+        spec.task,
+        spec.loss.name,
+        spec.seed,
+        target_device,
+        len(dataset),
+        spec.training.epochs,
+        spec.lr,
+        spec.trainer.to_dict(),
+    )
+    bar = tqdm(
+        total=total_steps,
+        initial=job.state.step,
+        disable=not progress,
+        file=sys.stderr,
+        mininterval=2.0 if sys.stderr.isatty() else 30.0,
+        desc=f"{spec.task}/{spec.loss.name}",
+    )
     loader, order = _loader(job)
     with ImageFile(valset_path) as valset, catch_stop_signals() as signals, bar, view:
         while job.state.epoch < spec.training.epochs:
@@ -329,7 +399,12 @@ def run(
             path = job.checkpoint()
             if signals.received is not None:
                 name = signal.Signals(signals.received).name
-                log.warning("%s received: checkpoint %s written at step %d; exiting so that a re-run resumes there", name, path, job.state.step)
+                log.warning(
+                    "%s received: checkpoint %s written at step %d; exiting so that a re-run resumes there",
+                    name,
+                    path,
+                    job.state.step,
+                )
                 raise Interrupted(128 + signals.received)
     return _finish(job, identity, out_dir)
 
@@ -344,7 +419,9 @@ def _set_up_device(spec: RunSpec, device: str, threads: int | None) -> torch.dev
     return target_device
 
 
-def _read_data(spec: RunSpec, train_dir: Path, valset_path: str | Path, metrics: Mapping[str, Mapping[str, Any]]) -> tuple[Any, dict[str, Any]]:
+def _read_data(
+    spec: RunSpec, train_dir: Path, valset_path: str | Path, metrics: Mapping[str, Mapping[str, Any]]
+) -> tuple[Any, dict[str, Any]]:
     """The training dataset, checked with the validation set's sizes, and the identity of its files."""
     dataset = train_dataset(spec.kind, spec.data, train_dir)
     with ImageFile(valset_path) as valset:
@@ -353,7 +430,13 @@ def _read_data(spec: RunSpec, train_dir: Path, valset_path: str | Path, metrics:
     return dataset, identity
 
 
-def _build(spec: RunSpec, dataset: Any, device: torch.device, checkpoint_dir: Path, metrics: Mapping[str, Mapping[str, Any]] | None = None) -> _Job:
+def _build(
+    spec: RunSpec,
+    dataset: Any,
+    device: torch.device,
+    checkpoint_dir: Path,
+    metrics: Mapping[str, Mapping[str, Any]] | None = None,
+) -> _Job:
     """The network, loss and optimiser of a fresh run, on ``device``."""
     model = build_model(spec).to(device)
     if spec.trainer.channels_last:
@@ -363,7 +446,9 @@ def _build(spec: RunSpec, dataset: Any, device: torch.device, checkpoint_dir: Pa
     optimizer = torch.optim.Adam(parameters, lr=spec.lr)
     # The compiled module shares its parameters with ``model``, whose state_dict stays free of compile's prefixes.
     forward = torch.compile(model) if spec.trainer.compile else model
-    return _Job(spec, device, dataset, model, forward, loss_fn, parameters, optimizer, checkpoint_dir, dict(metrics or {}))
+    return _Job(
+        spec, device, dataset, model, forward, loss_fn, parameters, optimizer, checkpoint_dir, dict(metrics or {})
+    )
 
 
 def _resume(job: _Job, run_hash: str) -> None:
@@ -377,7 +462,14 @@ def _resume(job: _Job, run_hash: str) -> None:
     job.optimizer.load_state_dict(checkpoint["optimizer"])
     restore_rng_states(checkpoint["rng"], job.device)
     job.state = Progress(**checkpoint["progress"])
-    log.info("resuming %s from %s: epoch %d, batch %d of the epoch, step %d", run_hash, path, job.state.epoch + 1, job.state.position, job.state.step)
+    log.info(
+        "resuming %s from %s: epoch %d, batch %d of the epoch, step %d",
+        run_hash,
+        path,
+        job.state.epoch + 1,
+        job.state.position,
+        job.state.step,
+    )
 
 
 def _loader(job: _Job) -> tuple[DataLoader, _EpochOrder]:
@@ -401,7 +493,15 @@ def _loader(job: _Job) -> tuple[DataLoader, _EpochOrder]:
     return loader, order
 
 
-def _train_epoch(job: _Job, loader: DataLoader, total_steps: int, steps_per_epoch: int, checkpoint_every: int, signals: StopSignals, bar: tqdm) -> float:
+def _train_epoch(
+    job: _Job,
+    loader: DataLoader,
+    total_steps: int,
+    steps_per_epoch: int,
+    checkpoint_every: int,
+    signals: StopSignals,
+    bar: tqdm,
+) -> float:
     """Train the epoch's remaining batches, checkpointing every ``checkpoint_every`` steps; stop early at a signal.
 
     Returns:
@@ -418,7 +518,9 @@ def _train_epoch(job: _Job, loader: DataLoader, total_steps: int, steps_per_epoc
         # The dataset finishes its batch on the device (the MRI k-space transforms run there).
         degraded, clean = job.dataset.finish_batch(raw, job.device)
         batch = (_to_device(degraded, job.device, spec.trainer), clean)
-        value, problem = _step(job.forward, job.loss_fn, job.optimizer, job.parameters, batch, _autocast(job.device, spec.trainer))
+        value, problem = _step(
+            job.forward, job.loss_fn, job.optimizer, job.parameters, batch, _autocast(job.device, spec.trainer)
+        )
         _count(job, value, problem, len(degraded))
         state.seconds += time.perf_counter() - started
         started = time.perf_counter()
@@ -440,11 +542,20 @@ def _count(job: _Job, value: float, problem: str | None, samples: int) -> None:
         state.samples += samples
         state.last_finite = value
     else:
-        message = f"non-finite {problem} at step {state.step + 1} (epoch {state.epoch + 1}, batch {state.position + 1}); last finite loss {state.last_finite}"
+        message = (
+            f"non-finite {problem} at step {state.step + 1} (epoch {state.epoch + 1}, batch {state.position + 1}); last"
+            f" finite loss {state.last_finite}"
+        )
         if problem.startswith("weights"):
-            raise NonFiniteError(f"{message}; stopped (weights cannot be skipped past), the last good checkpoint is kept in {job.checkpoint_dir}; lower losses.{job.spec.loss.name}.lr?")
+            raise NonFiniteError(
+                f"{message}; stopped (weights cannot be skipped past), the last good checkpoint is kept in"
+                f" {job.checkpoint_dir}; lower losses.{job.spec.loss.name}.lr?"
+            )
         if job.spec.trainer.nonfinite == "stop":
-            raise NonFiniteError(f"{message}; stopped, the last good checkpoint is kept in {job.checkpoint_dir} (trainer.nonfinite: skip skips such batches)")
+            raise NonFiniteError(
+                f"{message}; stopped, the last good checkpoint is kept in {job.checkpoint_dir} (trainer.nonfinite: skip"
+                " skips such batches)"
+            )
         log.warning("%s: batch skipped", message)
         state.skipped += 1
     state.position += 1
@@ -455,7 +566,9 @@ def _end_epoch(job: _Job, valset: ImageFile, started: float, curve_folders: tupl
     """Validate, append the epoch to the curve and write it, and show the epoch in the live view."""
     # The uncompiled module: compile would recompile for eval mode, each full-size image shape and
     # orientation, for a one-image-at-a-time loop that is not the run's bottleneck.
-    validation = validate(job.model, job.loss_fn, valset, job.device, job.spec.training.val_images, job.spec.trainer, job.metrics)
+    validation = validate(
+        job.model, job.loss_fn, valset, job.device, job.spec.training.val_images, job.spec.trainer, job.metrics
+    )
     _finish_epoch(job.state, validation, started)
     # Followed live in the outputs; beside the checkpoints it outlives a failed job, whose outputs Snakemake deletes.
     for folder in curve_folders:
@@ -467,8 +580,24 @@ def _finish_epoch(state: Progress, validation: dict[str, float], started: float)
     """Append the finished epoch to the curve and reset the per-epoch counters."""
     state.seconds += time.perf_counter() - started
     train_loss = state.loss_sum / state.samples if state.samples else math.nan
-    state.curve.append({"epoch": state.epoch + 1, "step": state.step, "train_loss": train_loss, **validation, "skipped": state.skipped, "seconds": round(state.seconds, 3)})
-    log.info("epoch %d: train loss %.6g, validation loss %.6g, validation PSNR %.2f dB%s", state.epoch + 1, train_loss, validation["val_loss"], validation["val_psnr"], f", {state.skipped} non-finite batches skipped" if state.skipped else "")
+    state.curve.append(
+        {
+            "epoch": state.epoch + 1,
+            "step": state.step,
+            "train_loss": train_loss,
+            **validation,
+            "skipped": state.skipped,
+            "seconds": round(state.seconds, 3),
+        }
+    )
+    log.info(
+        "epoch %d: train loss %.6g, validation loss %.6g, validation PSNR %.2f dB%s",
+        state.epoch + 1,
+        train_loss,
+        validation["val_loss"],
+        validation["val_psnr"],
+        f", {state.skipped} non-finite batches skipped" if state.skipped else "",
+    )
     state.epoch += 1
     state.position, state.loss_sum, state.samples, state.skipped, state.seconds = 0, 0.0, 0, 0, 0.0
 
@@ -477,24 +606,39 @@ def _finish(job: _Job, identity: dict[str, Any], out_dir: Path) -> Path:
     """Write the trained ``model.pt`` (spec, data identity, network and loss weights) and the final curve."""
     spec = job.spec
     model_path = out_dir / "model.pt"
-    save_atomic({"spec": spec.to_dict(), "data_identity": identity, "model": job.model.state_dict(), "loss": job.loss_fn.state_dict()}, model_path)
+    save_atomic(
+        {
+            "spec": spec.to_dict(),
+            "data_identity": identity,
+            "model": job.model.state_dict(),
+            "loss": job.loss_fn.state_dict(),
+        },
+        model_path,
+    )
     write_curve(job.state.curve, out_dir / "curve.csv")
     log.info("peak memory of %s/%s seed %d: %s", spec.task, spec.loss.name, spec.seed, peak_memory(job.device))
     return model_path
 
 
 def peak_memory(device: torch.device) -> str:
-    """``host 1.2 GiB (peak RSS of this process)``, and the peak allocated on a CUDA ``device`` (``torch.cuda.max_memory_allocated``)."""
+    """``host 1.2 GiB (peak RSS of this process)``, and the peak allocated on a CUDA ``device``
+    (``torch.cuda.max_memory_allocated``)."""
     # Linux reports ru_maxrss in KiB (macOS in bytes).
     scale = 1 if sys.platform == "darwin" else 1024
-    text = f"host {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30:.2f} GiB (peak RSS of this process)"
+    text = (
+        f"host {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30:.2f} GiB (peak RSS of this process)"
+    )
     if device.type == "cuda":
-        text += f", {torch.cuda.get_device_name(device)} {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB (peak allocated)"
+        text += (
+            f", {torch.cuda.get_device_name(device)} {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB (peak"
+            " allocated)"
+        )
     return text
 
 
 def write_curve(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write the per-epoch curve as CSV, atomically (:func:`lossbench.train.checkpoint.atomic_file`): a reader sees whole epochs.
+    """Write the per-epoch curve as CSV, atomically (:func:`lossbench.train.checkpoint.atomic_file`): a reader sees
+    whole epochs.
 
     Columns: :data:`CURVE_COLUMNS`, then the validation metrics' (``val_<metric>``) in the order
     they first appear; an epoch without a metric (validated before a resume that added it) leaves
@@ -508,7 +652,8 @@ def write_curve(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, RunSpec]:
-    """Load a trained ``model.pt``; returns the network its spec names (see :func:`build_model`) in eval mode, and the spec.
+    """Load a trained ``model.pt``; returns the network its spec names (see :func:`build_model`) in eval mode, and the
+    spec.
 
     The file is read as tensors and plain data (:func:`lossbench.train.checkpoint.load_file`): nothing in it runs.
 
@@ -520,7 +665,9 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
     """
     state = load_file(path, device)
     if not isinstance(state, dict) or not {"spec", "model"} <= state.keys():
-        raise ValueError(f"{path}: not a model written by lossbench.train (expected a dict with the keys model and spec)")
+        raise ValueError(
+            f"{path}: not a model written by lossbench.train (expected a dict with the keys model and spec)"
+        )
     spec = RunSpec.from_dict(state["spec"])
     model = build_model(spec).to(device)
     model.load_state_dict(state["model"])

@@ -25,8 +25,13 @@ def _check_keys(values: Mapping[str, Any], expected: Iterable[str], where: str, 
     missing = [key for key in expected if key not in values and key not in optional]
     unknown = [key for key in values if key not in expected]
     if missing or unknown:
-        problems = ([f"lacks {', '.join(missing)}"] if missing else []) + ([f"has unknown {', '.join(unknown)}"] if unknown else [])
-        raise ValueError(f"run spec{' ' + where if where else ''} {' and '.join(problems)} (expected {', '.join(expected)}; written by another lossbench version?)")
+        problems = ([f"lacks {', '.join(missing)}"] if missing else []) + (
+            [f"has unknown {', '.join(unknown)}"] if unknown else []
+        )
+        raise ValueError(
+            f"run spec{' ' + where if where else ''} {' and '.join(problems)} (expected {', '.join(expected)}; written"
+            " by another lossbench version?)"
+        )
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,10 @@ class _Section:
         hints = typing.get_type_hints(cls)
         names = [item.name for item in fields(cls) if item.name != "_order"]
         _check_keys(values, names, where)
-        typed = {name: hints[name].from_dict(values[name], f"{where}.{name}") if _is_section(hints[name]) else values[name] for name in names}
+        typed = {
+            name: hints[name].from_dict(values[name], f"{where}.{name}") if _is_section(hints[name]) else values[name]
+            for name in names
+        }
         return cls(**typed, _order=tuple(values))
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,7 +151,20 @@ class LossSettings:
 
 
 #: The keys of a run spec's plain data, in its order; ``loss_module`` only for a loss of the configuration's own.
-_KEYS = ("task", "kind", "loss", "loss_params", "loss_module", "lr", "seed", "model", "training", "trainer", "data", "dataset")
+_KEYS = (
+    "task",
+    "kind",
+    "loss",
+    "loss_params",
+    "loss_module",
+    "lr",
+    "seed",
+    "model",
+    "training",
+    "trainer",
+    "data",
+    "dataset",
+)
 
 
 @dataclass(frozen=True)

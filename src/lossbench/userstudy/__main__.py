@@ -1,12 +1,14 @@
 """Command line of the user study.
 
     python -m lossbench.userstudy serve --stimuli results/userstudy/stimuli/denoise \\
-        --responses responses/denoise --observer alice --observer bob [--host 127.0.0.1] [--port 8000] [--allowed-host NAME]
+        --responses responses/denoise --observer alice --observer bob [--host 127.0.0.1] [--port 8000] [--allowed-host
+        NAME]
         [--ppd P | --distance-m D --monitor-width-m W --monitor-pixels N]
     python -m lossbench.userstudy stimuli --task denoise --valset results/data/denoise/val.h5 \\
         --output l1=results/outputs/denoise/l1/seed0.h5 --output l2=... --image astronaut --folder DIR
         [--ppd P | --distance-m D --monitor-width-m W --monitor-pixels N]
-    python -m lossbench.userstudy analyse --counts COUNTS.csv [--observers K] --out DIR [--jod-origin lowest_is_1|mean0|LOSS]
+    python -m lossbench.userstudy analyse --counts COUNTS.csv [--observers K] --out DIR [--jod-origin
+    lowest_is_1|mean0|LOSS]
     python -m lossbench.userstudy analyse --manifest DIR/manifest.json --responses responses/denoise --out DIR
         (also writes DIR/skipped_lines.csv: the answer-file lines skipped, per file and reason)
 
@@ -38,7 +40,10 @@ def _viewing(args: argparse.Namespace) -> dict | None:
 
     geometry = {key: getattr(args, key) for key in GEOMETRY if getattr(args, key) is not None}
     if args.ppd is not None and geometry:
-        raise ValueError(f"--ppd replaces the viewing geometry: give it or --{', --'.join(key.replace('_', '-') for key in geometry)}, not both")
+        raise ValueError(
+            "--ppd replaces the viewing geometry: give it or"
+            f" --{', --'.join(key.replace('_', '-') for key in geometry)}, not both"
+        )
     if args.ppd is not None:
         return {"ppd": args.ppd}
     return geometry or None
@@ -46,11 +51,17 @@ def _viewing(args: argparse.Namespace) -> dict | None:
 
 def _viewing_options(parser: argparse.ArgumentParser, default: str) -> None:
     """``evaluation.flip``'s keys as options of ``parser``; ``default`` says what applies without them."""
-    group = parser.add_argument_group("viewing conditions", f"evaluation.flip's keys, the conditions observers are told to view the stimuli under: pixels per degree, or a viewing geometry (keys not given at evaluation.flip's defaults). Without them: {default}")
+    group = parser.add_argument_group(
+        "viewing conditions",
+        "evaluation.flip's keys, the conditions observers are told to view the stimuli under: pixels per degree, or a"
+        f" viewing geometry (keys not given at evaluation.flip's defaults). Without them: {default}",
+    )
     group.add_argument("--ppd", type=float, help="pixels per degree of visual angle (replaces the geometry)")
     group.add_argument("--distance-m", dest="distance_m", type=float, help="viewing distance in metres")
     group.add_argument("--monitor-width-m", dest="monitor_width_m", type=float, help="monitor width in metres")
-    group.add_argument("--monitor-pixels", dest="monitor_pixels", type=int, help="monitor's horizontal resolution in pixels")
+    group.add_argument(
+        "--monitor-pixels", dest="monitor_pixels", type=int, help="monitor's horizontal resolution in pixels"
+    )
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -62,13 +73,23 @@ def _serve(args: argparse.Namespace) -> None:
     if args.observers_file:
         observers += [line.strip() for line in Path(args.observers_file).read_text().splitlines() if line.strip()]
     viewing = _viewing(args)
-    study = Study(args.stimuli, args.responses, observers, args.seed, viewing=None if viewing is None else conditions(viewing, "viewing options"))
+    study = Study(
+        args.stimuli,
+        args.responses,
+        observers,
+        args.seed,
+        viewing=None if viewing is None else conditions(viewing, "viewing options"),
+    )
     try:
         server = StudyServer(study, args.host, args.port, allowed_hosts=tuple(args.allowed_host))
     except OSError as error:
         raise ValueError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     host, port = server.server_address[:2]
-    print(f"serving {args.stimuli} for {len(observers)} observers on http://{host}:{port}/ (answers in {args.responses}); Ctrl-C stops", flush=True)
+    print(
+        f"serving {args.stimuli} for {len(observers)} observers on http://{host}:{port}/ (answers in {args.responses});"
+        " Ctrl-C stops",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -114,7 +135,10 @@ def _analyse(args: argparse.Namespace) -> None:
     if args.counts:
         conditions, counts = read_counts(args.counts)
         if counts.ndim == 2 and args.observers is None:
-            raise ValueError(f"--counts {args.counts}: pooled counts (no observer column) need --observers K, how many observers gave them")
+            raise ValueError(
+                f"--counts {args.counts}: pooled counts (no observer column) need --observers K, how many observers"
+                " gave them"
+            )
     else:
         files = read_folder(args.responses)
         observers, conditions, counts = observer_counts(load_manifest(args.manifest), files)
@@ -122,15 +146,22 @@ def _analyse(args: argparse.Namespace) -> None:
         skipped = skip_note(write_skipped(files, out / "skipped_lines.csv"))
         print(skipped)
     if args.jod_origin not in (*JOD_ORIGINS, *conditions):
-        raise ValueError(f"--jod-origin: expected {', '.join(JOD_ORIGINS)} or one of the study's losses ({', '.join(conditions)}), got {args.jod_origin!r}")
+        raise ValueError(
+            f"--jod-origin: expected {', '.join(JOD_ORIGINS)} or one of the study's losses ({', '.join(conditions)}),"
+            f" got {args.jod_origin!r}"
+        )
     summary = summarize(conditions, counts, args.samples, args.seed, observers=args.observers)
     write_summary(summary, out)
     print(observer_note(summary))
     pooled = counts.sum(axis=0) if counts.ndim == 3 else counts
-    write_probability_table(conditions, pooled, out / "probabilities", "P(column chosen over row); the winner of each comparison in bold.")
+    write_probability_table(
+        conditions, pooled, out / "probabilities", "P(column chosen over row); the winner of each comparison in bold."
+    )
     # One origin for the table and both figures, named in the caption and on the JOD axes, as in the workflow.
     words = anchored(summary, args.jod_origin)[1]
-    write_jod_table(summary, out / "jod_table", f"JOD scores ({words}; 1 JOD = 75 % preference). {skipped}".strip(), args.jod_origin)
+    write_jod_table(
+        summary, out / "jod_table", f"JOD scores ({words}; 1 JOD = 75 % preference). {skipped}".strip(), args.jod_origin
+    )
     jod_plot(summary, [out / "jod.png", out / "jod.pdf"], "JOD scores", args.jod_origin)
     ranking_triangle(summary, [out / "triangle.png", out / "triangle.pdf"], "Ranking triangle", args.jod_origin)
     print(f"wrote the analysis to {out}")
@@ -140,7 +171,10 @@ def main(argv: list[str] | None = None) -> None:
     # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
     from lossbench.userstudy.viewing import default_geometry
 
-    parser = argparse.ArgumentParser(prog="python -m lossbench.userstudy", description="Pairwise-comparison user study: stimuli, collection app, analysis.")
+    parser = argparse.ArgumentParser(
+        prog="python -m lossbench.userstudy",
+        description="Pairwise-comparison user study: stimuli, collection app, analysis.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the collection app")
@@ -151,7 +185,15 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--seed", type=int, default=0, help="seed of the trial order and sides (userstudy.seed)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000, help="0 picks a free port (printed at start)")
-    serve.add_argument("--allowed-host", action="append", default=[], help="another name observers reach this server by, besides --host, localhost, the machine's host name and IP addresses (repeatable)")
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        help=(
+            "another name observers reach this server by, besides --host, localhost, the machine's host name and IP"
+            " addresses (repeatable)"
+        ),
+    )
     _viewing_options(serve, "those of the manifest (evaluation.flip when the workflow made the stimuli).")
     serve.set_defaults(run=_serve)
 
@@ -162,7 +204,10 @@ def main(argv: list[str] | None = None) -> None:
     stimuli.add_argument("--image", action="append", required=True, help="validation image id (repeatable)")
     stimuli.add_argument("--folder", required=True)
     stimuli.add_argument("--flicker-ms", type=int, default=500)
-    _viewing_options(stimuli, "evaluation.flip's defaults ({distance_m} m from a {monitor_width_m} m wide {monitor_pixels}-pixel monitor).".format(**default_geometry()))
+    defaults = (
+        "evaluation.flip's defaults ({distance_m} m from a {monitor_width_m} m wide {monitor_pixels}-pixel monitor)."
+    )
+    _viewing_options(stimuli, defaults.format_map(default_geometry()))
     stimuli.set_defaults(run=_stimuli)
 
     analyse = commands.add_parser("analyse", help="JOD scaling, tables and plots of a study")
@@ -170,11 +215,22 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("--counts", help="count matrix CSV (chosen,<conditions>...)")
     source.add_argument("--manifest", help="the study's manifest.json (with --responses)")
     analyse.add_argument("--responses", help="folder of <observer>.jsonl answer files")
-    analyse.add_argument("--observers", type=int, help="how many observers gave --counts (needed for pooled counts; per-observer counts give it)")
+    analyse.add_argument(
+        "--observers",
+        type=int,
+        help="how many observers gave --counts (needed for pooled counts; per-observer counts give it)",
+    )
     analyse.add_argument("--out", required=True)
     analyse.add_argument("--samples", type=int, default=1000)
     analyse.add_argument("--seed", type=int, default=0)
-    analyse.add_argument("--jod-origin", default="lowest_is_1", help="where the table and figures put JOD 0 or 1: lowest_is_1 (the thesis's figures), mean0, or a loss's name (at 0)")
+    analyse.add_argument(
+        "--jod-origin",
+        default="lowest_is_1",
+        help=(
+            "where the table and figures put JOD 0 or 1: lowest_is_1 (the thesis's figures), mean0, or a loss's name"
+            " (at 0)"
+        ),
+    )
     analyse.set_defaults(run=_analyse)
 
     args = parser.parse_args(argv)

@@ -27,7 +27,10 @@ def kendall_tau(reference: np.ndarray, samples: np.ndarray) -> np.ndarray:
 
 def published_values(table: str) -> dict[str, dict[str, float]]:
     """{metric: {loss: value}} of a published metric table (6.1, 6.3, 6.4), without the input column."""
-    return {metric: {loss: value for loss, value in row.items() if loss != "input"} for metric, row in paper.table(table).items()}
+    return {
+        metric: {loss: value for loss, value in row.items() if loss != "input"}
+        for metric, row in paper.table(table).items()
+    }
 
 
 def measured_values(path: str | Path) -> dict[str, dict[str, float]]:
@@ -35,10 +38,17 @@ def measured_values(path: str | Path) -> dict[str, dict[str, float]]:
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     skip = {"metric", "label", "input", "best", "not_different_from_best"}
-    return {row["metric"]: {key: float(value) for key, value in row.items() if key not in skip and not key.endswith("_std") and value} for row in rows}
+    return {
+        row["metric"]: {
+            key: float(value) for key, value in row.items() if key not in skip and not key.endswith("_std") and value
+        }
+        for row in rows
+    }
 
 
-def agreement_rows(summary: Summary, values: dict[str, dict[str, float]], source: str, alpha: float = 0.05) -> list[dict[str, str]]:
+def agreement_rows(
+    summary: Summary, values: dict[str, dict[str, float]], source: str, alpha: float = 0.05
+) -> list[dict[str, str]]:
     """One row per metric: τ between the metric's ranking of the study's losses and the JOD ranking.
 
     Metric values are oriented so that larger means better before ranking. The interval holds
@@ -56,8 +66,23 @@ def agreement_rows(summary: Summary, values: dict[str, dict[str, float]], source
         tau = float(kendall_tau(oriented, summary.jod[index])[0])
         interval = ["", ""]
         if summary.resampled is not None:
-            interval = [f"{bound:.3f}" for bound in np.nanpercentile(kendall_tau(oriented, summary.samples[:, index]), [100 * alpha / 2, 100 * (1 - alpha / 2)])]
-        rows.append({"metric": metric, "source": source, "models": str(len(losses)), "tau": f"{tau:.3f}", "ci_low": interval[0], "ci_high": interval[1], "p_chance": f"{chance_p_value(oriented, summary.jod[index]):.4f}"})
+            interval = [
+                f"{bound:.3f}"
+                for bound in np.nanpercentile(
+                    kendall_tau(oriented, summary.samples[:, index]), [100 * alpha / 2, 100 * (1 - alpha / 2)]
+                )
+            ]
+        rows.append(
+            {
+                "metric": metric,
+                "source": source,
+                "models": str(len(losses)),
+                "tau": f"{tau:.3f}",
+                "ci_low": interval[0],
+                "ci_high": interval[1],
+                "p_chance": f"{chance_p_value(oriented, summary.jod[index]):.4f}",
+            }
+        )
     return rows
 
 
@@ -87,8 +112,23 @@ def write_agreement(rows: list[dict[str, str]], prefix: str | Path, caption: str
         writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    lines = [caption, "", "| Metric | Metric values from | Models | Kendall τ | 95 % CI | p (chance) |", "|---|---|---:|---:|---|---:|"]
-    lines += [f"| {metric_spec(r['metric']).info.label} | {r['source']} | {r['models']} | {r['tau']} | {_interval(r)} | {r['p_chance']} |" for r in rows]
-    lines += ["", "p (chance): the share of all orderings of the models that agree with the metric at least as well as the observers' ranking does (one-sided, exact); below 0.05 the agreement is beyond chance."]
+    lines = [
+        caption,
+        "",
+        "| Metric | Metric values from | Models | Kendall τ | 95 % CI | p (chance) |",
+        "|---|---|---:|---:|---|---:|",
+    ]
+    lines += [
+        f"| {metric_spec(r['metric']).info.label} | {r['source']} | {r['models']} | {r['tau']} | {_interval(r)} |"
+        f" {r['p_chance']} |"
+        for r in rows
+    ]
+    lines += [
+        "",
+        (
+            "p (chance): the share of all orderings of the models that agree with the metric at least as well as the"
+            " observers' ranking does (one-sided, exact); below 0.05 the agreement is beyond chance."
+        ),
+    ]
     md_path.write_text("\n".join(lines) + "\n")
     return [csv_path, md_path]

@@ -77,7 +77,9 @@ def counts_from_probabilities(table: np.ndarray, trials: np.ndarray, decimals: i
     tolerance = 0.5 * 10.0**-decimals + 1e-12
     off = ~np.eye(len(table), dtype=bool)
     for r, c in zip(*np.nonzero(off & (np.abs(counts.T / trials - table) > tolerance))):
-        raise ValueError(f"cell ({r}, {c}) = {table[r, c]} is not k/{int(trials[r, c])} for any k: wrong number of trials")
+        raise ValueError(
+            f"cell ({r}, {c}) = {table[r, c]} is not k/{int(trials[r, c])} for any k: wrong number of trials"
+        )
     if np.any((counts + counts.T)[off] != trials[off]):
         raise ValueError("the table's P(a over b) and P(b over a) do not add up to the number of trials")
     return counts
@@ -100,7 +102,9 @@ def thesis_counts_from_paper(study: ThesisStudy) -> tuple[list[str], np.ndarray]
     return conditions, counts_from_probabilities(table, thesis_trials(study, conditions))
 
 
-def write_counts(conditions: list[str], counts: np.ndarray, path: str | Path, observers: list[str] | None = None) -> None:
+def write_counts(
+    conditions: list[str], counts: np.ndarray, path: str | Path, observers: list[str] | None = None
+) -> None:
     """Write count matrices as CSV, one row per chosen condition: header ``chosen,<conditions>``,
     or with ``observers`` (counts of shape (K, N, N)) header ``observer,chosen,<conditions>``.
     """
@@ -131,9 +135,13 @@ def read_counts(path: str | Path) -> tuple[list[str], np.ndarray]:
     matrices = []
     for block in blocks:
         if [row[skip - 1] for row in block] != conditions:
-            raise ValueError(f"{path}: row names {[row[skip - 1] for row in block]} differ from the columns {conditions}")
+            raise ValueError(
+                f"{path}: row names {[row[skip - 1] for row in block]} differ from the columns {conditions}"
+            )
         try:
-            matrices.append(check_counts(np.array([[float(value) for value in row[skip:]] for row in block]), str(path)))
+            matrices.append(
+                check_counts(np.array([[float(value) for value in row[skip:]] for row in block]), str(path))
+            )
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from error
     return conditions, np.stack(matrices) if per_observer else matrices[0]
@@ -145,10 +153,19 @@ def main(argv: list[str] | None = None) -> None:
     Never writes into the package's data folder: the shipped files are inputs of the workflow, and
     a new modification time would rerun the user-study analysis.
     """
-    parser = argparse.ArgumentParser(prog="python -m lossbench.userstudy.counts", description="Count matrices of the thesis's user studies, derived from the published Tables 6.2 and 6.5.")
+    parser = argparse.ArgumentParser(
+        prog="python -m lossbench.userstudy.counts",
+        description="Count matrices of the thesis's user studies, derived from the published Tables 6.2 and 6.5.",
+    )
     action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--check", action="store_true", help=f"check that the shipped {DATA}/thesis_*.csv equal the derivation")
-    action.add_argument("--out", type=Path, help="folder to write thesis_<study>.csv into (not the package's data folder; existing files are kept)")
+    action.add_argument(
+        "--check", action="store_true", help=f"check that the shipped {DATA}/thesis_*.csv equal the derivation"
+    )
+    action.add_argument(
+        "--out",
+        type=Path,
+        help="folder to write thesis_<study>.csv into (not the package's data folder; existing files are kept)",
+    )
     args = parser.parse_args(argv)
     if args.check:
         for study in THESIS_STUDIES.values():

@@ -50,18 +50,38 @@ def _paths(prefix: str | Path, suffixes: tuple[str, ...]) -> list[Path]:
     return [prefix.with_name(prefix.name + suffix) for suffix in suffixes]
 
 
-def _write_formats(prefix: str | Path, header: list[str], rows: list[list[str]], bold: list[list[bool]], caption: str, csv_rows: list[list[str]]) -> list[Path]:
+def _write_formats(
+    prefix: str | Path,
+    header: list[str],
+    rows: list[list[str]],
+    bold: list[list[bool]],
+    caption: str,
+    csv_rows: list[list[str]],
+) -> list[Path]:
     """Write a table as ``prefix``.csv (plain values), .md and .tex (bold cells marked)."""
     csv_path, md_path, tex_path = _paths(prefix, (".csv", ".md", ".tex"))
     with open(csv_path, "w", newline="") as handle:
         csv.writer(handle, lineterminator="\n").writerows(csv_rows)
     md = [caption, "", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    md += ["| " + " | ".join(f"**{cell}**" if strong else cell for cell, strong in zip(row, marks)) + " |" for row, marks in zip(rows, bold)]
+    md += [
+        "| " + " | ".join(f"**{cell}**" if strong else cell for cell, strong in zip(row, marks)) + " |"
+        for row, marks in zip(rows, bold)
+    ]
     md_path.write_text("\n".join(md) + "\n")
     tex_header = [_tex(name) for name in header]
-    tex = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{caption.replace('%', chr(92) + '%')}}}", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule", " & ".join(tex_header) + r" \\", r"\midrule"]
+    tex = [
+        r"\begin{table}[ht]",
+        r"\centering",
+        rf"\caption{{{caption.replace('%', chr(92) + '%')}}}",
+        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        r"\toprule",
+        " & ".join(tex_header) + r" \\",
+        r"\midrule",
+    ]
     for row, marks in zip(rows, bold):
-        cells = [_tex(row[0], escape=False)] + [rf"\textbf{{{cell}}}" if strong else cell for cell, strong in zip(row[1:], marks[1:])]
+        cells = [_tex(row[0], escape=False)] + [
+            rf"\textbf{{{cell}}}" if strong else cell for cell, strong in zip(row[1:], marks[1:])
+        ]
         tex.append(" & ".join(cells) + r" \\")
     tex += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     tex_path.write_text("\n".join(tex) + "\n")
@@ -99,8 +119,17 @@ def anchored(summary: Summary, origin: str) -> tuple[Summary, str]:
     elif origin in summary.conditions:
         offset, words = -summary.jod[summary.conditions.index(origin)], f"{label(origin)} at 0"
     else:
-        raise ValueError(f"jod_origin: expected {', '.join(JOD_ORIGINS)} or one of the study's losses ({', '.join(summary.conditions)}), got {origin!r}")
-    shifted = dataclasses.replace(summary, jod=summary.jod + offset, low=summary.low + offset, high=summary.high + offset, samples=summary.samples + offset)
+        raise ValueError(
+            f"jod_origin: expected {', '.join(JOD_ORIGINS)} or one of the study's losses"
+            f" ({', '.join(summary.conditions)}), got {origin!r}"
+        )
+    shifted = dataclasses.replace(
+        summary,
+        jod=summary.jod + offset,
+        low=summary.low + offset,
+        high=summary.high + offset,
+        samples=summary.samples + offset,
+    )
     return shifted, words
 
 
@@ -108,7 +137,11 @@ def observer_note(summary: Summary) -> str:
     """How many observers a study had and what its intervals rest on, for every caption and JOD figure."""
     if summary.resampled is None:
         return few_observers(summary.observers)
-    count = "observer count not given" if summary.observers is None else f"{summary.observers} observer{'s' if summary.observers != 1 else ''}"
+    count = (
+        "observer count not given"
+        if summary.observers is None
+        else f"{summary.observers} observer{'s' if summary.observers != 1 else ''}"
+    )
     if summary.resampled == "observers":
         return f"{count}; 95 % intervals and p-values resample the observers"
     return f"{count}; 95 % intervals and p-values resample each pair's trials (pooled counts, not per observer)"
@@ -160,7 +193,9 @@ def write_summary(summary: Summary, folder: str | Path) -> None:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["condition", "jod", "ci_low", "ci_high", "observers", "resampled"])
         for row in zip(summary.conditions, summary.jod, summary.low, summary.high):
-            writer.writerow([row[0], *(_number(value) for value in row[1:]), observers, summary.resampled or NOT_RESAMPLED])
+            writer.writerow(
+                [row[0], *(_number(value) for value in row[1:]), observers, summary.resampled or NOT_RESAMPLED]
+            )
     for name, matrix in (("samples.csv", summary.samples), ("p_values.csv", summary.p_values)):
         with open(folder / name, "w", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
@@ -178,7 +213,13 @@ def read_summary(folder: str | Path) -> Summary:
     conditions = [row["condition"] for row in rows]
     observers = int(rows[0]["observers"]) if rows[0]["observers"] else None
     resampled = None if rows[0]["resampled"] == NOT_RESAMPLED else rows[0]["resampled"]
-    return from_samples(conditions, np.array([float(row["jod"]) for row in rows]), np.array(samples).reshape(-1, len(conditions)), observers=observers, resampled=resampled)
+    return from_samples(
+        conditions,
+        np.array([float(row["jod"]) for row in rows]),
+        np.array(samples).reshape(-1, len(conditions)),
+        observers=observers,
+        resampled=resampled,
+    )
 
 
 def _save(figure: plt.Figure, paths: list[str | Path]) -> None:
@@ -203,7 +244,14 @@ def jod_plot(summary: Summary, paths: list[str | Path], title: str, origin: str 
     figure, axis = plt.subplots(figsize=(6.4, 3.8))
     x = np.arange(len(names))
     if summary.resampled is not None:
-        axis.errorbar(x, summary.jod, yerr=[summary.jod - summary.low, summary.high - summary.jod], fmt="o", capsize=4, color="tab:blue")
+        axis.errorbar(
+            x,
+            summary.jod,
+            yerr=[summary.jod - summary.low, summary.high - summary.jod],
+            fmt="o",
+            capsize=4,
+            color="tab:blue",
+        )
     else:
         axis.plot(x, summary.jod, "o", color="tab:blue")
     axis.set_xticks(x, names)
@@ -242,9 +290,25 @@ def ranking_triangle(summary: Summary, paths: list[str | Path], title: str, orig
                 style = {"color": "tab:red", "linestyle": "--"}
             xs, ys = [summary.jod[c], summary.jod[other]], [y[c], y[other]]
             axis.plot(xs, ys, linewidth=1.3, zorder=1, **style)
-            axis.text(np.mean(xs), np.mean(ys), f"{abs(summary.jod[c] - summary.jod[other]):.2f}", ha="center", va="center", fontsize=8, backgroundcolor="white", zorder=2)
+            axis.text(
+                np.mean(xs),
+                np.mean(ys),
+                f"{abs(summary.jod[c] - summary.jod[other]):.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                backgroundcolor="white",
+                zorder=2,
+            )
         axis.plot(summary.jod[c], y[c], "o", color="tab:red", zorder=3)
-        axis.text(summary.jod[c], y[c] + (0.12 if y[c] else -0.12), label(summary.conditions[c]), ha="center", va="bottom" if y[c] else "top", fontsize=9)
+        axis.text(
+            summary.jod[c],
+            y[c] + (0.12 if y[c] else -0.12),
+            label(summary.conditions[c]),
+            ha="center",
+            va="bottom" if y[c] else "top",
+            fontsize=9,
+        )
     axis.set_ylim(-0.5, 1.5)
     axis.set_yticks([])
     axis.set_xlabel(f"JOD ({words})")
@@ -257,21 +321,33 @@ def ranking_triangle(summary: Summary, paths: list[str | Path], title: str, orig
         ]
     else:
         edges = [Line2D([], [], color="0.5", linestyle=":", label="not tested (too few observers)")]
-    handles = [*edges, Line2D([], [], color="tab:red", marker="o", linestyle="", label="loss at its JOD; edge labels: JOD difference")]
+    handles = [
+        *edges,
+        Line2D([], [], color="tab:red", marker="o", linestyle="", label="loss at its JOD; edge labels: JOD difference"),
+    ]
     figure.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     figure.tight_layout(rect=(0, 0.08, 1, 1))
     _save(figure, paths)
 
 
 def write_study_status(rows: list[dict[str, str]], prefix: str | Path) -> list[Path]:
-    """``prefix``.csv and .md of which of our studies have answers (:func:`lossbench.pipeline.userstudy.study_status`)."""
+    """``prefix``.csv and .md of which of our studies have answers
+    (:func:`lossbench.pipeline.userstudy.study_status`)."""
     csv_path, md_path = _paths(prefix, (".csv", ".md"))
     fields = ["study", "tasks", "responses", "answer_files", "status"]
     with open(csv_path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["Our user studies: a study is analysed once its responses folder holds answer files (<observer>.jsonl).", "", "| Study | Tasks | Responses | Answer files | Status |", "|---|---|---|---:|---|"]
-    lines += [f"| {row['study']} | {row['tasks']} | {row['responses']} | {row['answer_files']} | {row['status']} |" for row in rows]
+    lines = [
+        "Our user studies: a study is analysed once its responses folder holds answer files (<observer>.jsonl).",
+        "",
+        "| Study | Tasks | Responses | Answer files | Status |",
+        "|---|---|---|---:|---|",
+    ]
+    lines += [
+        f"| {row['study']} | {row['tasks']} | {row['responses']} | {row['answer_files']} | {row['status']} |"
+        for row in rows
+    ]
     md_path.write_text("\n".join(lines) + "\n")
     return [csv_path, md_path]

@@ -65,7 +65,9 @@ _SHOWN_LINES = 5
 
 def check_observer(observer: str) -> str:
     if not OBSERVER_ID.match(observer):
-        raise ValueError(f"observer id {observer!r}: use 1–64 letters, digits, '_' or '-', starting with a letter or digit")
+        raise ValueError(
+            f"observer id {observer!r}: use 1–64 letters, digits, '_' or '-', starting with a letter or digit"
+        )
     return observer
 
 
@@ -107,7 +109,9 @@ def sync_folder(folder: str | Path) -> None:
 
 
 def _lines(numbers: list[int]) -> str:
-    shown = ", ".join(map(str, numbers[:_SHOWN_LINES])) + (f", … ({len(numbers)} in all)" if len(numbers) > _SHOWN_LINES else "")
+    shown = ", ".join(map(str, numbers[:_SHOWN_LINES])) + (
+        f", … ({len(numbers)} in all)" if len(numbers) > _SHOWN_LINES else ""
+    )
     return f"line{'s' if len(numbers) > 1 else ''} {shown}"
 
 
@@ -137,7 +141,10 @@ def _skip_reason(line: bytes, observer: str | None, answered: set[tuple[str, str
         return "cut off", None
     try:
         record = json.loads(line)
-    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError; json gives up on deep nesting, which no answer has
+    except (
+        ValueError,
+        RecursionError,
+    ):  # JSONDecodeError, UnicodeDecodeError; json gives up on deep nesting, which no answer has
         return "not JSON", None
     if not isinstance(record, dict):
         return "not an object", None
@@ -185,7 +192,14 @@ def read_answers(path: str | Path, observer: str | None = None) -> AnswerFile:
     if result.skipped:
         total = len(lines) + bool(tail)
         legend = "; ".join(f"{reason}: {SKIP_REASONS[reason]}" for reason in result.skipped)
-        LOG.warning("%s: %d of %d lines skipped: %s (%s)", path, sum(map(len, result.skipped.values())), total, result.skip_summary(), legend)
+        LOG.warning(
+            "%s: %d of %d lines skipped: %s (%s)",
+            path,
+            sum(map(len, result.skipped.values())),
+            total,
+            result.skip_summary(),
+            legend,
+        )
     return result
 
 
@@ -246,7 +260,11 @@ class ObserverFile:
         except OSError as error:
             # A part of the line stays unterminated, and reading skips it as cut off; only a line whose
             # fsync failed stays whole, and may count although the observer was told it did not.
-            LOG.error("%s: a failed answer could not be removed again (%s); a partial line is skipped as cut off when read", self.path, error.strerror)
+            LOG.error(
+                "%s: a failed answer could not be removed again (%s); a partial line is skipped as cut off when read",
+                self.path,
+                error.strerror,
+            )
 
 
 class FolderLock:
@@ -267,13 +285,18 @@ class FolderLock:
         try:
             descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
-            raise ValueError(f"{folder}: answers cannot be saved there ({error.strerror}); serve into a writable responses folder") from None
+            raise ValueError(
+                f"{folder}: answers cannot be saved there ({error.strerror}); serve into a writable responses folder"
+            ) from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(descriptor)
-            raise ValueError(f"{folder}: in use by another study server (pid {holder}); stop it, or serve into another responses folder") from None
+            raise ValueError(
+                f"{folder}: in use by another study server (pid {holder}); stop it, or serve into another responses"
+                " folder"
+            ) from None
         except BaseException:
             os.close(descriptor)
             raise
@@ -282,7 +305,10 @@ class FolderLock:
             write_all(descriptor, f"{os.getpid()}\n".encode())
         except OSError as error:
             os.close(descriptor)
-            raise ValueError(f"{folder}: answers cannot be saved there ({error.strerror}); free space or serve into another responses folder") from None
+            raise ValueError(
+                f"{folder}: answers cannot be saved there ({error.strerror}); free space or serve into another"
+                " responses folder"
+            ) from None
         self._descriptor: int | None = descriptor
 
     def close(self) -> None:
@@ -311,7 +337,10 @@ def read_folder(folder: str | Path) -> list[AnswerFile]:
             first_lines.setdefault(record["observer"], line)
         if len(first_lines) > 1:
             named = ", ".join(f"{observer} from line {line}" for observer, line in first_lines.items())
-            raise ValueError(f"{answer_file.path}: answers of {len(first_lines)} observers ({named}); an answer file holds one observer's answers")
+            raise ValueError(
+                f"{answer_file.path}: answers of {len(first_lines)} observers ({named}); an answer file holds one"
+                " observer's answers"
+            )
         if not first_lines:
             skipped = sum(map(len, answer_file.skipped.values()))
             content = f"{skipped} line{'s' if skipped != 1 else ''}, all skipped" if skipped else "empty"
@@ -319,7 +348,10 @@ def read_folder(folder: str | Path) -> list[AnswerFile]:
             continue
         observer = answer_file.observer
         if observer in owners:
-            raise ValueError(f"observer {observer}: answers in two files, {owners[observer]} and {answer_file.path}; keep one (a copy would count their answers twice)")
+            raise ValueError(
+                f"observer {observer}: answers in two files, {owners[observer]} and {answer_file.path}; keep one (a"
+                " copy would count their answers twice)"
+            )
         owners[observer] = answer_file.path
     if not owners:
         raise ValueError(f"{folder}: no observer file holds a confirmed answer")
@@ -346,7 +378,10 @@ def observer_counts(manifest: dict, files: list[AnswerFile]) -> tuple[list[str],
         for line, record in zip(answer_file.lines, answer_file.answers):
             trial = trials.get(record["trial"])
             if trial is None or {record["chosen"], record["other"]} != {trial["a"], trial["b"]}:
-                raise ValueError(f"{answer_file.path}:{line}: answer to trial {record['trial']!r} ({record['chosen']} over {record['other']}) does not match a trial of the manifest")
+                raise ValueError(
+                    f"{answer_file.path}:{line}: answer to trial {record['trial']!r} ({record['chosen']} over"
+                    f" {record['other']}) does not match a trial of the manifest"
+                )
             counts[conditions.index(record["chosen"]), conditions.index(record["other"])] += 1
         matrices[answer_file.observer] = counts
     observers = sorted(matrices)
@@ -357,7 +392,8 @@ _SKIPPED_FIELDS = ["file", "observer", "reason", "lines", "line_numbers"]
 
 
 def write_skipped(files: list[AnswerFile], path: str | Path) -> list[dict[str, str]]:
-    """Write the skipped lines per file and reason as CSV (``file,observer,reason,lines,line_numbers``); returns the rows.
+    """Write the skipped lines per file and reason as CSV (``file,observer,reason,lines,line_numbers``); returns the
+    rows.
 
     A file without a confirmed answer has observer :data:`NO_OBSERVER`; an empty one a row of reason ``empty``.
     """
@@ -365,9 +401,25 @@ def write_skipped(files: list[AnswerFile], path: str | Path) -> list[dict[str, s
     for answer_file in files:
         observer = answer_file.observer or NO_OBSERVER
         if not answer_file.answers and not answer_file.skipped:
-            rows.append({"file": answer_file.path.name, "observer": observer, "reason": "empty", "lines": "0", "line_numbers": ""})
+            rows.append(
+                {
+                    "file": answer_file.path.name,
+                    "observer": observer,
+                    "reason": "empty",
+                    "lines": "0",
+                    "line_numbers": "",
+                }
+            )
         for reason, numbers in answer_file.skipped.items():
-            rows.append({"file": answer_file.path.name, "observer": observer, "reason": reason, "lines": str(len(numbers)), "line_numbers": " ".join(map(str, numbers))})
+            rows.append(
+                {
+                    "file": answer_file.path.name,
+                    "observer": observer,
+                    "reason": reason,
+                    "lines": str(len(numbers)),
+                    "line_numbers": " ".join(map(str, numbers)),
+                }
+            )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=_SKIPPED_FIELDS, lineterminator="\n")
@@ -381,19 +433,26 @@ def read_skipped(path: str | Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames != _SKIPPED_FIELDS:
-            raise ValueError(f"{path}: expected the header {','.join(_SKIPPED_FIELDS)}, got {','.join(reader.fieldnames or [])}")
+            raise ValueError(
+                f"{path}: expected the header {','.join(_SKIPPED_FIELDS)}, got {','.join(reader.fieldnames or [])}"
+            )
         return list(reader)
 
 
 def skip_note(rows: list[dict[str, str]]) -> str:
-    """One sentence for a caption and the log: the lines skipped per file and reason, and the files that count as no observer."""
+    """One sentence for a caption and the log: the lines skipped per file and reason, and the files that count as no
+    observer."""
     per_file: dict[str, list[str]] = {}
     for row in rows:
         if int(row["lines"]):
             per_file.setdefault(row["file"], []).append(f"{row['lines']} {row['reason']}")
     skipped = sum(int(row["lines"]) for row in rows)
     files = "; ".join(f"{name}: " + ", ".join(parts) for name, parts in per_file.items())
-    note = f"Answer files: {skipped} line{'s' if skipped != 1 else ''} skipped ({files})" if skipped else "Answer files: no line skipped"
+    note = (
+        f"Answer files: {skipped} line{'s' if skipped != 1 else ''} skipped ({files})"
+        if skipped
+        else "Answer files: no line skipped"
+    )
     unobserved = list(dict.fromkeys(row["file"] for row in rows if row["observer"] == NO_OBSERVER))
     if unobserved:
         note += f"; without a confirmed answer, so no observer: {', '.join(unobserved)}"

@@ -138,7 +138,16 @@ class _Problem:
 
     def take(self, index: np.ndarray) -> _Problem:
         """The sub-batch of samples ``index``."""
-        return _Problem(self.n, self.rows, self.cols, self.wins[index], self.losses[index], self.prior_k[index], self.prior_rest[index], self.prior)
+        return _Problem(
+            self.n,
+            self.rows,
+            self.cols,
+            self.wins[index],
+            self.losses[index],
+            self.prior_k[index],
+            self.prior_rest[index],
+            self.prior,
+        )
 
     def objective(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Negative log posterior of scores ``q`` (B, N) without pwcmp's mean term, and its gradient (B, N).
@@ -163,7 +172,10 @@ class _Problem:
             prior = normalised.sum(axis=2)
             weight = 1.0 / (prior + PRIOR_FLOOR)
             # d log aux[a, b] / d x_a, then the chain rule through the normalisation over a.
-            d_log_aux = pdf_over_p[:, :, None] * self.prior_k[:, None, :] - pdf_over_not_p[:, :, None] * self.prior_rest[:, None, :]
+            d_log_aux = (
+                pdf_over_p[:, :, None] * self.prior_k[:, None, :]
+                - pdf_over_not_p[:, :, None] * self.prior_rest[:, None, :]
+            )
             spread = np.einsum("sa,sab->sb", weight, normalised)
             d_x = d_x + np.sum(normalised * d_log_aux * (weight[:, :, None] - spread[:, None, :]), axis=2)
             value = value - np.log(prior + PRIOR_FLOOR).sum(axis=1)
@@ -192,11 +204,19 @@ class _Problem:
                 break
             zs = z[active]
             step = 1e-6 * (1.0 + np.abs(zs))
-            hessian = np.stack([(problem._reduced(zs + step[:, [i]] * np.eye(zs.shape[1])[i])[1] - gradient) / step[:, [i]] for i in range(zs.shape[1])], axis=1)
+            hessian = np.stack(
+                [
+                    (problem._reduced(zs + step[:, [i]] * np.eye(zs.shape[1])[i])[1] - gradient) / step[:, [i]]
+                    for i in range(zs.shape[1])
+                ],
+                axis=1,
+            )
             # Flipping negative curvature keeps every step a descent direction.
             eigenvalues, vectors = np.linalg.eigh(0.5 * (hessian + hessian.transpose(0, 2, 1)))
             eigenvalues = np.maximum(np.abs(eigenvalues), 1e-8)
-            direction = -np.einsum("sij,sj->si", vectors / eigenvalues[:, None, :], np.einsum("sji,sj->si", vectors, gradient))
+            direction = -np.einsum(
+                "sij,sj->si", vectors / eigenvalues[:, None, :], np.einsum("sji,sj->si", vectors, gradient)
+            )
             slope = np.sum(direction * gradient, axis=1)
             length = np.ones(len(active))
             pending = np.ones(len(active), dtype=bool)
@@ -204,7 +224,9 @@ class _Problem:
                 trial = problem.take(pending)._reduced(zs[pending] + length[pending, None] * direction[pending])[0]
                 # Near the optimum the decrease is below the objective's rounding: a step that does not
                 # raise it beyond that is taken, else the search would stall there.
-                accepted = trial <= value[pending] + 1e-4 * length[pending] * slope[pending] + 1e-13 * np.abs(value[pending])
+                accepted = trial <= value[pending] + 1e-4 * length[pending] * slope[pending] + 1e-13 * np.abs(
+                    value[pending]
+                )
                 pending[np.flatnonzero(pending)[accepted]] = False
                 if not pending.any():
                     break
@@ -212,7 +234,13 @@ class _Problem:
             z[active] = zs + length[:, None] * direction
         for index in active:
             one = self.take(np.array([index]))
-            result = minimize(lambda free: tuple(part[0] for part in one._reduced(free[None])), z[index], jac=True, method="BFGS", options={"gtol": GRADIENT_TOLERANCE, "maxiter": 10000})
+            result = minimize(
+                lambda free: tuple(part[0] for part in one._reduced(free[None])),
+                z[index],
+                jac=True,
+                method="BFGS",
+                options={"gtol": GRADIENT_TOLERANCE, "maxiter": 10000},
+            )
             z[index] = result.x
         return np.concatenate([np.zeros((len(z), 1)), z], axis=1)
 
@@ -246,7 +274,12 @@ def _scale_batch(counts: np.ndarray, start: np.ndarray, prior: Prior, regulariza
     return _anchor(scores, regularization)
 
 
-def scale(counts: np.ndarray, start: np.ndarray | None = None, prior: Prior = "gaussian", regularization: Regularization = "mean0") -> np.ndarray:
+def scale(
+    counts: np.ndarray,
+    start: np.ndarray | None = None,
+    prior: Prior = "gaussian",
+    regularization: Regularization = "mean0",
+) -> np.ndarray:
     """JOD score of every condition from a matrix of pairwise choices, as pwcmp's ``pw_scale``.
 
     Args:
@@ -278,12 +311,21 @@ def _observer_counts(counts: np.ndarray) -> np.ndarray:
         for index, matrix in enumerate(counts):
             check_counts(matrix, f"counts[{index}] (observer {index})")
         if len(counts) < MIN_OBSERVERS:
-            raise ValueError(f"counts: bootstrapping over observers needs at least {MIN_OBSERVERS} observers, got {len(counts)} ({distinct_resamples(len(counts))} distinct resamples)")
+            raise ValueError(
+                f"counts: bootstrapping over observers needs at least {MIN_OBSERVERS} observers, got {len(counts)}"
+                f" ({distinct_resamples(len(counts))} distinct resamples)"
+            )
         return counts
     return check_counts(counts)[None]
 
 
-def bootstrap(counts: np.ndarray, n_samples: int = 1000, seed: int = 0, prior: Prior = "gaussian", regularization: Regularization = "mean0") -> np.ndarray:
+def bootstrap(
+    counts: np.ndarray,
+    n_samples: int = 1000,
+    seed: int = 0,
+    prior: Prior = "gaussian",
+    regularization: Regularization = "mean0",
+) -> np.ndarray:
     """Bootstrap JOD samples: ``n_samples`` rescalings of resampled data.
 
     Args:
@@ -305,7 +347,9 @@ def bootstrap(counts: np.ndarray, n_samples: int = 1000, seed: int = 0, prior: P
     per_observer = _observer_counts(counts)
     rng = np.random.default_rng(seed)
     if len(per_observer) > 1:
-        resampled = np.stack([per_observer[rng.integers(0, len(per_observer), len(per_observer))].sum(axis=0) for _ in range(n_samples)])
+        resampled = np.stack(
+            [per_observer[rng.integers(0, len(per_observer), len(per_observer))].sum(axis=0) for _ in range(n_samples)]
+        )
     else:
         totals = per_observer[0]
         upper = np.triu_indices(len(totals), 1)
@@ -360,7 +404,15 @@ class Summary:
         return p
 
 
-def summarize(conditions: list[str], counts: np.ndarray, n_samples: int = 1000, seed: int = 0, prior: Prior = "gaussian", regularization: Regularization = "mean0", observers: int | None = None) -> Summary:
+def summarize(
+    conditions: list[str],
+    counts: np.ndarray,
+    n_samples: int = 1000,
+    seed: int = 0,
+    prior: Prior = "gaussian",
+    regularization: Regularization = "mean0",
+    observers: int | None = None,
+) -> Summary:
     """JOD scores of the pooled counts with their bootstrap samples (see :func:`from_samples`).
 
     With fewer than :data:`MIN_OBSERVERS` observers there is no bootstrap: the summary holds the
@@ -395,7 +447,13 @@ def summarize(conditions: list[str], counts: np.ndarray, n_samples: int = 1000, 
         LOG.warning("%s; JOD scores only", few_observers(observers))
         return from_samples(conditions, jod, np.empty((0, len(conditions))), observers=observers, resampled=None)
     resampled = "observers" if per_observer else "trials"
-    return from_samples(conditions, jod, bootstrap(counts, n_samples, seed, prior, regularization), observers=observers, resampled=resampled)
+    return from_samples(
+        conditions,
+        jod,
+        bootstrap(counts, n_samples, seed, prior, regularization),
+        observers=observers,
+        resampled=resampled,
+    )
 
 
 def few_observers(observers: int) -> str:
@@ -406,7 +464,15 @@ def few_observers(observers: int) -> str:
     )
 
 
-def from_samples(conditions: list[str], jod: np.ndarray, samples: np.ndarray, *, observers: int | None, resampled: str | None, alpha: float = 0.05) -> Summary:
+def from_samples(
+    conditions: list[str],
+    jod: np.ndarray,
+    samples: np.ndarray,
+    *,
+    observers: int | None,
+    resampled: str | None,
+    alpha: float = 0.05,
+) -> Summary:
     """Summary of a scaling from its bootstrap samples: ``1 − alpha`` percentile intervals and covariance.
 
     ``samples`` without rows (``resampled`` None) give NaN intervals and covariance.
@@ -417,9 +483,29 @@ def from_samples(conditions: list[str], jod: np.ndarray, samples: np.ndarray, *,
     if resampled is None and observers is None:
         raise ValueError("observers: a summary without resampling must say how many observers it has")
     if (resampled is None) != (len(samples) == 0):
-        raise ValueError(f"samples: {len(samples)} bootstrap samples for a summary {'not ' if resampled is None else ''}resampled")
+        raise ValueError(
+            f"samples: {len(samples)} bootstrap samples for a summary {'not ' if resampled is None else ''}resampled"
+        )
     if resampled is None:
         nan = np.full(len(conditions), np.nan)
-        return Summary(list(conditions), np.asarray(jod, dtype=float), nan, nan.copy(), np.full((len(conditions),) * 2, np.nan), samples, observers, None)
+        return Summary(
+            list(conditions),
+            np.asarray(jod, dtype=float),
+            nan,
+            nan.copy(),
+            np.full((len(conditions),) * 2, np.nan),
+            samples,
+            observers,
+            None,
+        )
     low, high = np.percentile(samples, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
-    return Summary(list(conditions), np.asarray(jod, dtype=float), low, high, np.cov(samples, rowvar=False), samples, observers, resampled)
+    return Summary(
+        list(conditions),
+        np.asarray(jod, dtype=float),
+        low,
+        high,
+        np.cov(samples, rowvar=False),
+        samples,
+        observers,
+        resampled,
+    )

@@ -80,8 +80,12 @@ _ASSETS = {"study.js": "text/javascript; charset=utf-8", "study.css": "text/css;
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-    # Not no-referrer: under it a browser sends "Origin: null" with the start page's form, which the origin check refuses.
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action"
+        " 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    # Not no-referrer: under it a browser sends "Origin: null" with the start page's form, which the origin check
+    # refuses.
     "Referrer-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
     "Cache-Control": "no-store",
@@ -113,18 +117,35 @@ class Study:
             responses folder that cannot be made.
     """
 
-    def __init__(self, stimuli: str | Path, responses: str | Path, observers: list[str], seed: int = 0, viewing: dict | None = None):
+    def __init__(
+        self,
+        stimuli: str | Path,
+        responses: str | Path,
+        observers: list[str],
+        seed: int = 0,
+        viewing: dict | None = None,
+    ):
         self.stimuli = Path(stimuli).resolve()
         self.manifest = load_manifest(self.stimuli / MANIFEST)
         if viewing is None and "viewing" not in self.manifest:
-            raise ValueError(f"{self.stimuli / MANIFEST}: no viewing conditions (stimuli made without evaluation.flip): give them, e.g. serve with --ppd P or --distance-m D --monitor-width-m W --monitor-pixels N")
-        self.viewing = recorded(self.manifest["viewing"] if viewing is None else viewing, str(self.stimuli / MANIFEST) if viewing is None else "viewing")
+            raise ValueError(
+                f"{self.stimuli / MANIFEST}: no viewing conditions (stimuli made without evaluation.flip): give them,"
+                " e.g. serve with --ppd P or --distance-m D --monitor-width-m W --monitor-pixels N"
+            )
+        self.viewing = recorded(
+            self.manifest["viewing"] if viewing is None else viewing,
+            str(self.stimuli / MANIFEST) if viewing is None else "viewing",
+        )
         if not observers:
             raise ValueError("no observers registered: pass --observer ID (repeatable) or --observers-file")
         self.plans = {check_observer(observer): plan(self.manifest, observer, seed) for observer in observers}
         self.trial_ids = {trial["id"] for trial in self.manifest["trials"]}
         # URL paths under /stimuli/: exactly the images of the manifest.
-        self.images = {relative for entry in self.manifest["images"].values() for relative in [entry["reference"], *entry["outputs"].values()]}
+        self.images = {
+            relative
+            for entry in self.manifest["images"].values()
+            for relative in [entry["reference"], *entry["outputs"].values()]
+        }
         for relative in sorted(self.images):
             try:
                 self.stimulus(relative)
@@ -210,7 +231,13 @@ class Study:
         answered = self.observer_file(observer).answered
         trials = self.plans[observer]
         remaining = [trial for trial in trials if trial.id not in answered]
-        state = {"observer": observer, "done": len(trials) - len(remaining), "total": len(trials), "flicker_ms": self.manifest["flicker_ms"], "trial": None}
+        state = {
+            "observer": observer,
+            "done": len(trials) - len(remaining),
+            "total": len(trials),
+            "flicker_ms": self.manifest["flicker_ms"],
+            "trial": None,
+        }
         if remaining:
             trial = remaining[0]
             entry = self.manifest["images"][trial.image]
@@ -225,7 +252,8 @@ class Study:
         return state
 
     def answer(self, observer: str, trial_id: str, choice: str) -> tuple[HTTPStatus, dict]:
-        """Record ``choice`` for ``trial_id`` if it is the observer's current trial; the status and the new state or an error.
+        """Record ``choice`` for ``trial_id`` if it is the observer's current trial; the status and the new state or an
+        error.
 
         Raises:
             StorageError: the answer was not saved (nothing of it is on disk), or the answer file cannot be read.
@@ -241,17 +269,19 @@ class Study:
                 return HTTPStatus.CONFLICT, {"error": f"trial {trial_id} is not the current trial ({current.id})"}
             chosen, other = (current.left, current.right) if choice == "left" else (current.right, current.left)
             position = len(log.answered)
-            log.append({
-                "observer": observer,
-                "trial": trial_id,
-                "image": current.image,
-                "left": current.left,
-                "right": current.right,
-                "chosen": chosen,
-                "other": other,
-                "position": position,
-                "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            })
+            log.append(
+                {
+                    "observer": observer,
+                    "trial": trial_id,
+                    "image": current.image,
+                    "left": current.left,
+                    "right": current.right,
+                    "chosen": chosen,
+                    "other": other,
+                    "position": position,
+                    "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                }
+            )
         return HTTPStatus.OK, self.state(observer)
 
 
@@ -319,7 +349,8 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, render(_PAGES["notice"], title=title, message=message), "text/html; charset=utf-8")
 
     def _observer(self, observer: str, page: bool = False) -> str | None:
-        """``observer`` if registered, else None after answering 404: a page for a person, JSON for the app's scripts."""
+        """``observer`` if registered, else None after answering 404: a page for a person, JSON for the app's
+        scripts."""
         if observer not in self.server.study.plans:
             if page:
                 shown = observer if len(observer) <= _SHOWN_ID else observer[:_SHOWN_ID] + "…"
@@ -339,7 +370,8 @@ class Handler(BaseHTTPRequestHandler):
         return None
 
     def _storage_failed(self, error: StorageError, what: str, page: bool = False) -> None:
-        """Log ``error`` in one line (it names the file) and tell the observer that ``what`` failed and may be tried again."""
+        """Log ``error`` in one line (it names the file) and tell the observer that ``what`` failed and may be tried
+        again."""
         LOG.error("%s", error)
         status = HTTPStatus.INSUFFICIENT_STORAGE if error.full else HTTPStatus.SERVICE_UNAVAILABLE
         reason = "the study's disk is full" if error.full else "the study's files cannot be written or read"
@@ -350,7 +382,8 @@ class Handler(BaseHTTPRequestHandler):
             self._json(status, {"error": message})
 
     def _has_session(self, observer: str, page: bool = False) -> bool:
-        """Whether this browser holds ``observer``'s session (:mod:`lossbench.userstudy.sessions`); answers 403 if not."""
+        """Whether this browser holds ``observer``'s session (:mod:`lossbench.userstudy.sessions`); answers 403 if
+        not."""
         try:
             if self.server.study.sessions.holds(observer, self._cookie(cookie_name(observer))):
                 return True
@@ -358,9 +391,22 @@ class Handler(BaseHTTPRequestHandler):
             self._storage_failed(error, "Your session could not be checked", page)
             return False
         if page:
-            self._page(HTTPStatus.FORBIDDEN, "Not started in this browser", f"This browser has not started the study as observer {observer}. Enter your id on the start page to start or to continue.")
+            self._page(
+                HTTPStatus.FORBIDDEN,
+                "Not started in this browser",
+                f"This browser has not started the study as observer {observer}. Enter your id on the start page to"
+                " start or to continue.",
+            )
         else:
-            self._json(HTTPStatus.FORBIDDEN, {"error": f"this browser has not started the study as observer {observer}: enter your id on the start page to continue"})
+            self._json(
+                HTTPStatus.FORBIDDEN,
+                {
+                    "error": (
+                        f"this browser has not started the study as observer {observer}: enter your id on the start"
+                        " page to continue"
+                    )
+                },
+            )
         return False
 
     def _host_allowed(self) -> bool:
@@ -370,7 +416,14 @@ class Handler(BaseHTTPRequestHandler):
         local = self.connection.getsockname()[0].lower()
         if name and (name in self.server.host_names or name == local):
             return True
-        self._json(HTTPStatus.MISDIRECTED_REQUEST, {"error": f"Host {host!r} is not a name of this server (serve with --allowed-host {name or 'NAME'} if it is)"})
+        self._json(
+            HTTPStatus.MISDIRECTED_REQUEST,
+            {
+                "error": (
+                    f"Host {host!r} is not a name of this server (serve with --allowed-host {name or 'NAME'} if it is)"
+                )
+            },
+        )
         return False
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
@@ -438,9 +491,12 @@ class Handler(BaseHTTPRequestHandler):
         respond(body)
 
     def _register(self, body: bytes) -> None:
-        """``POST /study``: the start page's form registers its observer to this browser (see the module's docstring)."""
+        """``POST /study``: the start page's form registers its observer to this browser (see the module's
+        docstring)."""
         if self.headers.get_content_type() != "application/x-www-form-urlencoded":
-            self._page(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Not a registration", "Enter your observer id on the start page.")
+            self._page(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Not a registration", "Enter your observer id on the start page."
+            )
             return
         try:
             fields = parse_qs(body.decode(), strict_parsing=True, max_num_fields=1)
@@ -462,14 +518,24 @@ class Handler(BaseHTTPRequestHandler):
             self._storage_failed(error, "You could not be registered", page=True)
             return
         if token is None:
-            LOG.warning("observer %s: registration from another browser refused (delete %s to release the id)", observer, sessions.folder / observer)
-            self._page(HTTPStatus.CONFLICT, "Already started in another browser", f"Observer {observer} has already started the study in another browser. Continue in that browser; if you cannot, ask the person running the study to release your id.")
+            LOG.warning(
+                "observer %s: registration from another browser refused (delete %s to release the id)",
+                observer,
+                sessions.folder / observer,
+            )
+            self._page(
+                HTTPStatus.CONFLICT,
+                "Already started in another browser",
+                f"Observer {observer} has already started the study in another browser. Continue in that browser; if"
+                " you cannot, ask the person running the study to release your id.",
+            )
             return
         LOG.info("observer %s registered to a browser", observer)
         self._see_other(observer, set_cookie(observer, token))
 
     def _see_other(self, observer: str, cookie: str | None = None) -> None:
-        """Send the browser on to ``observer``'s study page (a 303, so a reload repeats no POST), with ``cookie`` if given."""
+        """Send the browser on to ``observer``'s study page (a 303, so a reload repeats no POST), with ``cookie`` if
+        given."""
         self.send_response(HTTPStatus.SEE_OTHER)
         self.send_header("Location", f"/study/{observer}")  # observer ids need no quoting
         if cookie is not None:
@@ -495,7 +561,12 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:  # JSONDecodeError, UnicodeDecodeError
             self._json(HTTPStatus.BAD_REQUEST, {"error": "body is not JSON"})
             return
-        if not isinstance(payload, dict) or set(payload) != {"trial", "choice"} or not isinstance(payload["trial"], str) or payload["choice"] not in ("left", "right"):
+        if (
+            not isinstance(payload, dict)
+            or set(payload) != {"trial", "choice"}
+            or not isinstance(payload["trial"], str)
+            or payload["choice"] not in ("left", "right")
+        ):
             self._json(HTTPStatus.BAD_REQUEST, {"error": 'expected {"trial": "<id>", "choice": "left" | "right"}'})
             return
         try:
@@ -530,7 +601,17 @@ class StudyServer(ThreadingHTTPServer):
     # The default listen backlog of 5 resets connections when a room of observers submits at once.
     request_queue_size = 128
 
-    def __init__(self, study: Study, host: str = "127.0.0.1", port: int = 8000, *, allowed_hosts: tuple[str, ...] = (), idle_timeout: float = 10.0, request_timeout: float = 30.0, max_connections: int = 256):
+    def __init__(
+        self,
+        study: Study,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        allowed_hosts: tuple[str, ...] = (),
+        idle_timeout: float = 10.0,
+        request_timeout: float = 30.0,
+        max_connections: int = 256,
+    ):
         self.study = study
         self.host_names = {name.lower() for name in (host, "localhost", socket.gethostname(), *allowed_hosts)}
         self.idle_timeout = idle_timeout

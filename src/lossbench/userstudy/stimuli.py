@@ -31,7 +31,9 @@ MANIFEST = "manifest.json"
 def _png(image: np.ndarray, path: Path) -> tuple[int, int]:
     """Write a (C, H, W) image in [0, 1] as an 8-bit PNG, clipped as a display would; returns (width, height)."""
     pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    picture = Image.fromarray(pixels[0], "L") if pixels.shape[0] == 1 else Image.fromarray(pixels.transpose(1, 2, 0), "RGB")
+    picture = (
+        Image.fromarray(pixels[0], "L") if pixels.shape[0] == 1 else Image.fromarray(pixels.transpose(1, 2, 0), "RGB")
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)
     return picture.size
@@ -50,8 +52,11 @@ class Source:
     images: list[str | int]
 
 
-def make_study_stimuli(study: str, sources: list[Source], folder: str | Path, flicker_ms: int = 500, viewing: dict | None = None) -> Path:
-    """Write the PNGs and ``manifest.json`` of a study of one or more tasks into ``folder``; returns the manifest's path.
+def make_study_stimuli(
+    study: str, sources: list[Source], folder: str | Path, flicker_ms: int = 500, viewing: dict | None = None
+) -> Path:
+    """Write the PNGs and ``manifest.json`` of a study of one or more tasks into ``folder``; returns the manifest's
+    path.
 
     Args:
         study: Study id, recorded in the manifest; it seeds the observers' plans.
@@ -69,23 +74,48 @@ def make_study_stimuli(study: str, sources: list[Source], folder: str | Path, fl
     entries = {}
     for source in sources:
         if list(source.outputs) != losses:
-            raise ValueError(f"study {study}: task {source.task} has the losses {', '.join(source.outputs)}, task {sources[0].task} {', '.join(losses)}")
+            raise ValueError(
+                f"study {study}: task {source.task} has the losses {', '.join(source.outputs)}, task {sources[0].task}"
+                f" {', '.join(losses)}"
+            )
         with ImageFile(source.valset) as references:
             images = [resolve_image_id(references.ids, image, source.valset) for image in source.images]
             for image in images:
                 if image in entries:
-                    raise ValueError(f"study {study}: image id {image!r} appears twice (tasks {entries[image]['task']} and {source.task})")
+                    raise ValueError(
+                        f"study {study}: image id {image!r} appears twice (tasks {entries[image]['task']} and"
+                        f" {source.task})"
+                    )
                 width, height = _png(references.read("target", image), folder / "images" / image / "reference.png")
-                entries[image] = {"task": source.task, "reference": f"images/{image}/reference.png", "width": width, "height": height, "outputs": {}}
+                entries[image] = {
+                    "task": source.task,
+                    "reference": f"images/{image}/reference.png",
+                    "width": width,
+                    "height": height,
+                    "outputs": {},
+                }
         for loss, path in source.outputs.items():
             with ImageFile(path) as output:
                 for image in images:
                     size = _png(output.read("output", image), folder / "images" / image / f"{loss}.png")
                     if size != (entries[image]["width"], entries[image]["height"]):
-                        raise ValueError(f"{path}: output {image!r} is {size[0]}×{size[1]}, the reference {entries[image]['width']}×{entries[image]['height']}")
+                        raise ValueError(
+                            f"{path}: output {image!r} is {size[0]}×{size[1]}, the reference"
+                            f" {entries[image]['width']}×{entries[image]['height']}"
+                        )
                     entries[image]["outputs"][loss] = f"images/{image}/{loss}.png"
-    trials = [{"id": f"t{index:04d}", "image": image, "a": a, "b": b} for index, (image, (a, b)) in enumerate(itertools.product(entries, itertools.combinations(losses, 2)))]
-    manifest = {"study": study, "tasks": [source.task for source in sources], "conditions": losses, "flicker_ms": flicker_ms, "images": entries, "trials": trials}
+    trials = [
+        {"id": f"t{index:04d}", "image": image, "a": a, "b": b}
+        for index, (image, (a, b)) in enumerate(itertools.product(entries, itertools.combinations(losses, 2)))
+    ]
+    manifest = {
+        "study": study,
+        "tasks": [source.task for source in sources],
+        "conditions": losses,
+        "flicker_ms": flicker_ms,
+        "images": entries,
+        "trials": trials,
+    }
     if viewing is not None:
         manifest["viewing"] = viewing_conditions(viewing)
     path = folder / MANIFEST
@@ -95,7 +125,15 @@ def make_study_stimuli(study: str, sources: list[Source], folder: str | Path, fl
     return path
 
 
-def make_stimuli(task: str, valset: str | Path, outputs: dict[str, str | Path], images: list[str], folder: str | Path, flicker_ms: int = 500, viewing: dict | None = None) -> Path:
+def make_stimuli(
+    task: str,
+    valset: str | Path,
+    outputs: dict[str, str | Path],
+    images: list[str],
+    folder: str | Path,
+    flicker_ms: int = 500,
+    viewing: dict | None = None,
+) -> Path:
     """:func:`make_study_stimuli` of a study of one task, whose id is the task's name."""
     return make_study_stimuli(task, [Source(task, valset, outputs, images)], folder, flicker_ms, viewing)
 

@@ -23,7 +23,8 @@ DEGREES_PER_RADIAN = 180.0 / math.pi
 
 
 def default_geometry() -> dict[str, float]:
-    """``evaluation.flip``'s default geometry (the workflow's defaults): the thesis's, :data:`lossbench.flip.VIEWING`."""
+    """``evaluation.flip``'s default geometry (the workflow's defaults): the thesis's,
+    :data:`lossbench.flip.VIEWING`."""
     return {key: VIEWING[key] for key in GEOMETRY}
 
 
@@ -65,7 +66,8 @@ def conditions(flip: dict, source: str = "evaluation.flip") -> dict:
 
 
 def recorded(viewing: object, source: str) -> dict:
-    """``viewing`` after checking it is what :func:`conditions` returns: a positive ``ppd``, with all of the geometry or none.
+    """``viewing`` after checking it is what :func:`conditions` returns: a positive ``ppd``, with all of the geometry or
+    none.
 
     Raises:
         ValueError: one line naming ``source`` and what is wrong.
@@ -74,7 +76,10 @@ def recorded(viewing: object, source: str) -> dict:
         raise ValueError(f"{source}: viewing conditions must hold 'ppd', got {viewing!r}")
     given = [key for key in GEOMETRY if key in viewing]
     if given and len(given) < len(GEOMETRY):
-        raise ValueError(f"{source}: viewing conditions hold {', '.join(given)} but not {', '.join(key for key in GEOMETRY if key not in given)}")
+        raise ValueError(
+            f"{source}: viewing conditions hold {', '.join(given)} but not"
+            f" {', '.join(key for key in GEOMETRY if key not in given)}"
+        )
     for key in ("ppd", *given):
         if not _positive(viewing[key]):
             raise ValueError(f"{source}: viewing.{key}: expected a positive number, got {viewing[key]!r}")
@@ -98,9 +103,16 @@ def instructions(viewing: dict) -> tuple[str, str]:
     monitor = viewing if configured else default_geometry()
     distance_cm = 100 * distance_m(ppd, monitor["monitor_width_m"], monitor["monitor_pixels"])
     display = _display(monitor["monitor_width_m"], monitor["monitor_pixels"])
-    whose = "the study's viewing conditions" if configured else "the study gives pixels per degree only; this is the monitor this project assumes for the thesis"
+    whose = (
+        "the study's viewing conditions"
+        if configured
+        else "the study gives pixels per degree only; this is the monitor this project assumes for the thesis"
+    )
     return (
         f"Sit about {distance_cm:.0f} cm from the screen if it is {display} ({whose}).",
-        f"The images are meant to be seen at {ppd:.1f} pixels per degree of visual angle, one image pixel per screen pixel. "
-        f"On another screen, sit {ppd * DEGREES_PER_RADIAN:.0f} times its pixel pitch away (pixel pitch: the screen's width divided by its pixels across).",
+        (
+            f"The images are meant to be seen at {ppd:.1f} pixels per degree of visual angle, one image pixel per"
+            f" screen pixel. On another screen, sit {ppd * DEGREES_PER_RADIAN:.0f} times its pixel pitch away (pixel"
+            " pitch: the screen's width divided by its pixels across)."
+        ),
     )

@@ -1,1 +1,2 @@
-"""The task kinds, one module each (two for fastMRI's challenges, which differ only in their files); see :mod:`lossbench.data.taskspec`."""
+"""The task kinds, one module each (two for fastMRI's challenges, which differ only in their files); see
+:mod:`lossbench.data.taskspec`."""

@@ -1,4 +1,5 @@
-"""Kinds ``mri_singlecoil`` and ``mri_multicoil``: reconstruction of undersampled fastMRI knee and brain slices (thesis §4.2; its Tables 6.3, 6.4)."""
+"""Kinds ``mri_singlecoil`` and ``mri_multicoil``: reconstruction of undersampled fastMRI knee and brain slices (thesis
+§4.2; its Tables 6.3, 6.4)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def _slices(challenge: str, settings: Mapping[str, Any], folder: Path) -> Any:
 
 
 def validation_images(challenge: str, settings: Mapping[str, Any], val_dir: Path, seed: int) -> ValidationImages:
-    """Every slice of ``val_dir``, centre-cropped, with the random mask fixed per file (``seed`` is not used: the file fixes it)."""
+    """Every slice of ``val_dir``, centre-cropped, with the random mask fixed per file (``seed`` is not used: the file
+    fixes it)."""
     dataset = _slices(challenge, settings, val_dir)
     ids, inputs, targets = [], [], []
     for index in range(len(dataset)):
@@ -31,7 +33,12 @@ def validation_images(challenge: str, settings: Mapping[str, Any], val_dir: Path
         ids.append(sample_id)
         inputs.append(np.asarray(masked))
         targets.append(np.asarray(target))
-    return ValidationImages(ids, inputs, targets, {"acceleration": settings["mask"]["acceleration"], "center_fraction": settings["mask"]["center_fraction"]})
+    return ValidationImages(
+        ids,
+        inputs,
+        targets,
+        {"acceleration": settings["mask"]["acceleration"], "center_fraction": settings["mask"]["center_fraction"]},
+    )
 
 
 def check(task: str, settings: Mapping[str, Any]) -> str | None:
@@ -41,7 +48,10 @@ def check(task: str, settings: Mapping[str, Any]) -> str | None:
     if data["preset"] == "realistic" and data["matrix"] != 320:
         return f"data.matrix: {data['matrix']}, but the realistic preset has fastMRI's matrix of 320"
     if settings["crop"] > data["matrix"]:
-        return f"crop: {settings['crop']} is larger than the synthetic {data['matrix']}×{data['matrix']} images (tasks.{task}.data.matrix)"
+        return (
+            f"crop: {settings['crop']} is larger than the synthetic {data['matrix']}×{data['matrix']} images"
+            f" (tasks.{task}.data.matrix)"
+        )
     return None
 
 
@@ -50,7 +60,10 @@ def data_description(anatomy: str, settings: Mapping[str, Any]) -> str | None:
     data = settings["data"]
     if data["source"] != "synthetic":
         return None
-    return f"synthetic fastMRI-format {anatomy} volumes ({counted(data['val']['volumes'], 'volumes')} × {counted(data['val']['slices'], 'slices')}), not fastMRI's"
+    return (
+        f"synthetic fastMRI-format {anatomy} volumes ({counted(data['val']['volumes'], 'volumes')} ×"
+        f" {counted(data['val']['slices'], 'slices')}), not fastMRI's"
+    )
 
 
 def _spec(challenge: str, anatomy: str, table: str) -> TaskSpec:
@@ -67,7 +80,10 @@ def _spec(challenge: str, anatomy: str, table: str) -> TaskSpec:
         challenge=challenge,
         thesis_task=anatomy,
         thesis_table=table,
-        thesis_caption=f"MRI reconstruction, {challenge.replace('coil', '-coil')} {anatomy}: metrics of each model on the validation set (thesis Table {table.removeprefix('table_').replace('_', '.')}).",
+        thesis_caption=(
+            f"MRI reconstruction, {challenge.replace('coil', '-coil')} {anatomy}: metrics of each model on the"
+            f" validation set (thesis Table {table.removeprefix('table_').replace('_', '.')})."
+        ),
         thesis_study="mri",
         check=check,
         unit=VOLUME,

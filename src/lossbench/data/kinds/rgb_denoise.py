@@ -24,7 +24,8 @@ def train_dataset(settings: Mapping[str, Any], train_dir: Path) -> Any:
 
 
 def validation_images(settings: Mapping[str, Any], val_dir: Path, seed: int) -> ValidationImages:
-    """Every photograph of ``val_dir`` with Gaussian noise of ``sigma_val``/255 fixed per image by ``seed`` (unclipped, as the thesis's Noisy column)."""
+    """Every photograph of ``val_dir`` with Gaussian noise of ``sigma_val``/255 fixed per image by ``seed`` (unclipped,
+    as the thesis's Noisy column)."""
     ids, inputs, targets = [], [], []
     for image_id, path in list_images(val_dir).items():
         clean = read_rgb(path)
@@ -38,7 +39,10 @@ def data_description(settings: Mapping[str, Any]) -> str | None:
     """The validation photographs when they are not the thesis's Kodak (``data.source`` embedded or folder)."""
     data = settings["data"]
     if data["source"] == "embedded":
-        return f"{counted(len(data['val']), 'photographs')} bundled with scikit-image and matplotlib ({', '.join(data['val'])}), not Kodak"
+        return (
+            f"{counted(len(data['val']), 'photographs')} bundled with scikit-image and matplotlib"
+            f" ({', '.join(data['val'])}), not Kodak"
+        )
     if data["source"] == "folder":
         return f"the photographs of {data['val_dir']}, not Kodak"
     return None

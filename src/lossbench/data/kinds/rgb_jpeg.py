@@ -1,4 +1,5 @@
-"""Kind ``rgb_jpeg``: JPEG deblocking of RGB photographs (Zhao, Gallo, Frosio & Kautz 2017, "Loss Functions for Image Restoration with Neural Networks", one of their tasks).
+"""Kind ``rgb_jpeg``: JPEG deblocking of RGB photographs (Zhao, Gallo, Frosio & Kautz 2017, "Loss Functions for Image
+Restoration with Neural Networks", one of their tasks).
 
 The input is the photograph JPEG-compressed at the configured ``quality`` by Pillow (its defaults
 otherwise: the standard IJG quantisation tables scaled by the quality, 4:2:0 chroma subsampling),
@@ -25,7 +26,8 @@ from lossbench.data.taskspec import TaskSpec, ValidationImages
 
 
 def jpeg_compress(image: np.ndarray, quality: int) -> np.ndarray:
-    """``image`` (3, H, W) in [0, 1] through an 8-bit JPEG of ``quality`` (1-95) and back, (3, H, W) float32 in [0, 1]."""
+    """``image`` (3, H, W) in [0, 1] through an 8-bit JPEG of ``quality`` (1-95) and back, (3, H, W) float32 in [0,
+    1]."""
     pixels = np.clip(np.rint(np.asarray(image).transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels, "RGB").save(buffer, format="JPEG", quality=int(quality))
@@ -48,7 +50,14 @@ class JPEGTrainDataset(DenoiseTrainDataset):
         quality: JPEG quality, 1-95.
     """
 
-    def __init__(self, images: DecodedImages | ImageFiles, crop: int, quality: int, crops_per_image: int = 1, augment: bool = True):
+    def __init__(
+        self,
+        images: DecodedImages | ImageFiles,
+        crop: int,
+        quality: int,
+        crops_per_image: int = 1,
+        augment: bool = True,
+    ):
         super().__init__(images, crop, (0.0, 0.0), crops_per_image, augment)
         self.quality = quality
 
@@ -65,7 +74,9 @@ class JPEGTrainDataset(DenoiseTrainDataset):
 
 
 def train_dataset(settings: Mapping[str, Any], train_dir: Path) -> JPEGTrainDataset:
-    return JPEGTrainDataset(open_images(train_dir), settings["crop"], settings["quality"], settings["crops_per_image"], settings["augment"])
+    return JPEGTrainDataset(
+        open_images(train_dir), settings["crop"], settings["quality"], settings["crops_per_image"], settings["augment"]
+    )
 
 
 def validation_images(settings: Mapping[str, Any], val_dir: Path, seed: int) -> ValidationImages:
@@ -88,5 +99,8 @@ SPEC = TaskSpec(
     data="photos",
     train_dataset=train_dataset,
     validation_images=validation_images,
-    caption="{title} at quality {quality} (Zhao et al. 2017's task): metrics of each model on the validation set (task {task}; not in the thesis).",
+    caption=(
+        "{title} at quality {quality} (Zhao et al. 2017's task): metrics of each model on the validation set (task"
+        " {task}; not in the thesis)."
+    ),
 )
