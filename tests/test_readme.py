@@ -67,7 +67,11 @@ def _python_modules(text: str) -> list[str]:
     modules = []
     for words in _commands(text):
         for index, word in enumerate(words[:-2]):
-            if re.fullmatch(r"(.*/)?python(3(\.\d+)?)?", word) and words[index + 1] == "-m" and words[index + 2].split(".")[0] == "lossbench":
+            if (
+                re.fullmatch(r"(.*/)?python(3(\.\d+)?)?", word)
+                and words[index + 1] == "-m"
+                and words[index + 2].split(".")[0] == "lossbench"
+            ):
                 modules.append(words[index + 2])
     return sorted(set(modules))
 
@@ -103,7 +107,9 @@ def _runnable(module: str) -> bool:
 
 def test_readme_is_one_or_two_screens():
     lines = README.read_text().splitlines()
-    assert len(lines) <= MAX_README_LINES, f"README.md has {len(lines)} lines; move detail into docs/ (at most {MAX_README_LINES})"
+    assert len(lines) <= MAX_README_LINES, (
+        f"README.md has {len(lines)} lines; move detail into docs/ (at most {MAX_README_LINES})"
+    )
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(REPO)))
@@ -131,7 +137,9 @@ def test_the_readme_shows_python_and_snakemake_commands():
     ids=lambda value: str(value.relative_to(REPO)) if isinstance(value, Path) else value,
 )
 def test_python_m_module_exists(page, module):
-    assert _runnable(module), f"{page.relative_to(REPO)}: `python -m {module}`: no such module (or a package without __main__)"
+    assert _runnable(module), (
+        f"{page.relative_to(REPO)}: `python -m {module}`: no such module (or a package without __main__)"
+    )
 
 
 def test_the_module_check_tells_runnable_from_missing():
@@ -147,7 +155,8 @@ def test_snakemake_command_plans(args, tmp_path):
         profile = args[args.index("--profile") + 1]
         plugin = re.search(r"^executor:\s*(\S+)", (REPO / profile / "config.yaml").read_text(), flags=re.M)
         if plugin and importlib.util.find_spec(f"snakemake_executor_plugin_{plugin.group(1)}") is None:
-            pytest.skip(f"{profile} needs snakemake-executor-plugin-{plugin.group(1)}, not installed (pip install -e '.[{plugin.group(1)}]')")
+            name = plugin.group(1)
+            pytest.skip(f"{profile} needs snakemake-executor-plugin-{name}, not installed (pip install -e '.[{name}]')")
     for name in COPIED:
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
@@ -157,6 +166,18 @@ def test_snakemake_command_plans(args, tmp_path):
     if "--config" in args:
         at = args.index("--config") + 1
         args, config = [*args[:at], "experiment=readme_dryrun", *args[at:]], []
-    command = [sys.executable, "-m", "snakemake", *args, "--snakefile", str(REPO / "Snakefile"), "--dry-run", *config, "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        *args,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--dry-run",
+        *config,
+        "--quiet",
+    ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, f"snakemake {' '.join(args)} --dry-run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"snakemake {' '.join(args)} --dry-run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
