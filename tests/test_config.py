@@ -1,6 +1,10 @@
+import re
+
 import pytest
 import yaml
 
+from lossbench import losses, metrics, models
+from lossbench.data import tasks
 from lossbench.pipeline.config import ConfigError, load, validate
 from lossbench.pipeline.run_specs import learning_rate, train_spec
 from lossbench.train.run_spec import Schedule
@@ -188,3 +192,59 @@ def test_a_task_schedule_replaces_the_trainers_for_that_task_only(repo):
     raw["tasks"]["knee"]["training"]["schedule"] = {"kind": "linear"}
     with pytest.raises(ConfigError, match=r"tasks\.knee\.training\.schedule\.kind"):
         validate(raw, require_data=False)
+
+
+_UNET = {"width": 4, "depth": 2, "kernel_size": 41, "kernel_sizes": None, "residual": False}
+_GEOMETRY = {"ppd": None, "distance_m": 100.0, "monitor_width_m": 0.7, "monitor_pixels": 3840}
+
+
+@pytest.mark.parametrize(
+    ("check", "message"),
+    [
+        (
+            lambda: losses.spec("mix").check_config({"weights": {"l3": 1}}),
+            r"^losses\.mix\.params\.weights\.l3: not a loss to mix \(expected one of l1, ",
+        ),
+        (
+            lambda: tasks.spec("mri_singlecoil").check_config(
+                "knee", {"mask": {"center_fraction": 0.5, "acceleration": 4}, "data": {"source": "fastmri"}}
+            ),
+            r"^tasks\.knee\.mask\.center_fraction: 0\.5 exceeds 1/acceleration = 0\.25: ",
+        ),
+        (
+            lambda: tasks.spec("rgb_denoise").check_config("noisy", {"sigma_train": [0.2, 0.1]}),
+            r"^tasks\.noisy\.sigma_train: expected \[min, max\], got \[0\.2, 0\.1\]$",
+        ),
+        (
+            lambda: models.spec("unet").check_config(_UNET, {"denoise": 64, "small": 32}),
+            r"^model\.kernel_size: 41 is wider than the 31 pixels \(2·16 − 1\) a kernel can use on the 16×16 feature"
+            r" maps of level 2 \(tasks\.denoise\.crop 64 pooled 2 times\)",
+        ),
+        (
+            lambda: models.spec("fastmri_unet").check_config(
+                {"chans": 4, "num_pool_layers": 6, "drop_prob": 0.0}, {"knee": 64, "brain": 32}
+            ),
+            r"^model\.num_pool_layers: 6 pooling levels need crops of at least 2\*\*6 = 64 pixels, but"
+            r" tasks\.brain\.crop is 32 \(num_pool_layers at most 5\)$",
+        ),
+        (
+            lambda: metrics.spec("flip").check_config({"flip": _GEOMETRY}),
+            r"^evaluation\.flip: distance_m 100\.0, monitor_width_m 0\.7, monitor_pixels 3840 give 9574 pixels"
+            r" per degree; expected at most 1000 \(FLIP's filters widen with it\)$",
+        ),
+        (
+            lambda: metrics.spec("lpips").check_config({"lpips_weights": "/nonexistent/alexnet.pth"}),
+            r"^evaluation\.lpips_weights: file '/nonexistent/alexnet\.pth' does not exist$",
+        ),
+    ],
+    ids=["mix_loss", "mri_kind", "rgb_denoise_kind", "unet", "fastmri_unet", "flip_metric", "lpips_metric"],
+)
+def test_each_spec_checks_its_own_section_naming_the_key_from_the_top(check, message):
+    # The pipeline adds only the file: the spec that owns a section names its keys (docs of the specs' check_config).
+    assert re.search(message, check())
+
+
+def test_a_spec_without_checks_of_its_own_accepts_its_section():
+    assert losses.spec("l1").check_config({"reduction": "none"}) is None  # the pipeline refuses it: training's need
+    assert metrics.spec("psnr").check_config({"flip": _GEOMETRY, "lpips_weights": "/nonexistent"}) is None
+    assert models.spec("fastmri_unet").check_config({"chans": 4, "num_pool_layers": 2, "drop_prob": 0.0}, {}) is None

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from lossbench.pipeline import config as config_module
+from lossbench.metrics import lpips as lpips_metric
 from lossbench.pipeline.config import ConfigError, load, read_yaml, validate
 from lossbench.pipeline.run_specs import learning_rate
 
@@ -293,11 +293,11 @@ def test_lpips_weights_must_be_torchvisions_alexnet_checkpoint(tiny_config, tmp_
     # The right size, the wrong bytes (sparse: no disk, but all of it is hashed).
     impostor = tmp_path / "alexnet-owt-7be5be79.pth"
     with open(impostor, "wb") as handle:
-        handle.truncate(config_module.ALEXNET_BYTES)
+        handle.truncate(lpips_metric.ALEXNET_BYTES)
     tiny_config["evaluation"] = {"lpips_weights": str(impostor)}
     zeros = hashlib.sha256()
-    for start in range(0, config_module.ALEXNET_BYTES, 2**20):
-        zeros.update(bytes(min(2**20, config_module.ALEXNET_BYTES - start)))
+    for start in range(0, lpips_metric.ALEXNET_BYTES, 2**20):
+        zeros.update(bytes(min(2**20, lpips_metric.ALEXNET_BYTES - start)))
     _refused(
         tiny_config,
         rf"evaluation\.lpips_weights: '{re.escape(str(impostor))}' has SHA-256 {zeros.hexdigest()[:16]}\.\.\.; expected"
@@ -306,16 +306,16 @@ def test_lpips_weights_must_be_torchvisions_alexnet_checkpoint(tiny_config, tmp_
     # The published file passes: stood in for by a small one whose digest is pinned for the test.
     stand_in = tmp_path / "stand_in.pth"
     stand_in.write_bytes(b"weights")
-    monkeypatch.setattr(config_module, "ALEXNET_BYTES", len(b"weights"))
-    monkeypatch.setattr(config_module, "ALEXNET_SHA256", hashlib.sha256(b"weights").hexdigest())
+    monkeypatch.setattr(lpips_metric, "ALEXNET_BYTES", len(b"weights"))
+    monkeypatch.setattr(lpips_metric, "ALEXNET_SHA256", hashlib.sha256(b"weights").hexdigest())
     tiny_config["evaluation"] = {"lpips_weights": str(stand_in)}
     assert validate(tiny_config, "tiny.yaml", require_data=False)["evaluation"]["lpips_weights"] == str(stand_in)
 
 
 def test_the_pinned_alexnet_digest_is_the_one_its_name_carries():
     # torchvision names its checkpoints by the first 8 hex digits of their SHA-256 (torch.hub's check_hash).
-    assert config_module.ALEXNET_FILE.removesuffix(".pth").rsplit("-", 1)[1] == config_module.ALEXNET_SHA256[:8]
-    assert len(bytes.fromhex(config_module.ALEXNET_SHA256)) == 32
+    assert lpips_metric.ALEXNET_FILE.removesuffix(".pth").rsplit("-", 1)[1] == lpips_metric.ALEXNET_SHA256[:8]
+    assert len(bytes.fromhex(lpips_metric.ALEXNET_SHA256)) == 32
 
 
 @pytest.mark.parametrize(

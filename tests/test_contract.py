@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import inspect
 import io
 import json
@@ -32,12 +33,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from lossbench import losses, metrics
 from lossbench.core.checks import REDUCTIONS
 from lossbench.core.specs import Setting, keywords
 from lossbench.data.images import read_image
+from lossbench.pipeline.config import validate
+
+from conftest import TINY_CONFIG
 
 #: Images of the checks: two per batch (per-image behaviour needs more than one), 64 × 64 pixels,
 #: which every spec's portable parameters take (MS-SSIM then runs 3 of its 5 scales) and which
@@ -95,7 +100,7 @@ def loss_spec_is_well_formed(name: str) -> None:
     assert spec.own_metric is None or spec.own_metric in metrics.names(), (
         f"own_metric {spec.own_metric!r} is not a registered metric"
     )
-    assert spec.check_params(spec.portable_params) is None
+    assert spec.check_config(spec.portable_params) is None
     accepted = keywords(spec.factory)
     if accepted is not None:  # None: the constructor takes any keyword
         assert "reduction" in accepted, (
@@ -221,6 +226,15 @@ def metric_params(name: str, channels: int) -> dict:
     return {**spec.params(Setting(channels)), **spec.portable_params}
 
 
+@functools.cache
+def default_evaluation() -> dict:
+    """The configuration's ``evaluation`` section with nothing configured: the schema's defaults."""
+    with open(TINY_CONFIG) as handle:
+        config = yaml.safe_load(handle)
+    config.pop("evaluation", None)
+    return validate(config, "config_tiny.yaml", require_data=False)["evaluation"]
+
+
 def metric_spec_is_well_formed(name: str) -> None:
     """Name, labels, direction, unit, scale, channels, best value well formed; compute takes what the spec passes."""
     spec = metrics.spec(name)
@@ -239,6 +253,7 @@ def metric_spec_is_well_formed(name: str) -> None:
     }, f"channels {spec.channels}: expected a non-empty tuple of 1 and/or 3"
     assert spec.best is None or not math.isnan(spec.best)
     assert isinstance(spec.thesis, bool) and isinstance(spec.differentiable, bool)
+    assert spec.check_config(default_evaluation()) is None, f"{name}: refuses the default evaluation settings"
     accepted = keywords(spec.compute)
     for channels in spec.channels:
         params = metric_params(name, channels)

@@ -9,7 +9,7 @@ from lossbench.data.fastmri_synthetic import generate_dataset
 from lossbench.data.tasks import write_valset
 from lossbench.data.valset import ImageFile, write_images
 from lossbench.evaluate import GRAY_MODES, evaluate, flip_gray_modes, flip_gray_modes_markdown
-from lossbench.flip import VIEWING, flip_ppd
+from lossbench.flip import MAX_PPD, VIEWING, flip_ppd
 from lossbench.pipeline.config import SCHEMA_PATH, ConfigError, read_yaml, validate
 from lossbench.pipeline.run_specs import loss_params
 
@@ -168,3 +168,11 @@ def test_the_schema_defaults_are_the_thesis_viewing_geometry():
     # The user study's start page and the FLIP metric read lossbench.flip.VIEWING; the workflow reads the schema.
     flip = read_yaml(SCHEMA_PATH)["properties"]["evaluation"]["properties"]["flip"]["properties"]
     assert {key: flip[key]["default"] for key in VIEWING} == dict(VIEWING)
+
+
+def test_the_schema_bounds_a_given_ppd_as_the_metric_bounds_the_geometry():
+    # The FLIP metric's spec refuses a geometry of more than MAX_PPD; the schema refuses such a ppd given directly.
+    schema = read_yaml(SCHEMA_PATH)
+    given = schema["properties"]["evaluation"]["properties"]["flip"]["properties"]["ppd"]["oneOf"][1]
+    loss = schema["properties"]["losses"]["allOf"][0]["properties"]["flip"]["properties"]["params"]["properties"]["ppd"]
+    assert given["maximum"] == loss["maximum"] == MAX_PPD

@@ -190,6 +190,10 @@ def _no_conditions(params: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _any_evaluation(evaluation: Mapping[str, Any]) -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """A training loss.
@@ -212,8 +216,10 @@ class LossSpec:
         own_metric: The metric the loss optimises, which the thesis expects it to win (summary).
         training_notes: What is known of how the loss trains, where that explains a miss of its
             own metric, with a link to the evidence (the summary cites it at a miss); empty: none.
-        check_params: Why configured ``params`` are invalid, in one line, or None; checked when
-            the configuration is loaded (beyond the constructor's keywords).
+        check_params: Why configured ``params`` are invalid, in one line from the key on
+            (``weights.l3: ...``), or None; :meth:`check_config` asks it when the configuration is
+            loaded. The pipeline checks what is the same for every loss itself: each key of ``params``
+            a keyword of ``factory``, a reduction that gives training a scalar.
         minimum: The loss of identical images, its least value (0 for an error); None where it
             has none fixed (a log-density's depends on its learnt scale). Checked by the contract
             test (tests/test_contract.py).
@@ -238,6 +244,13 @@ class LossSpec:
     def display(self, lpips_pretrained: bool = True) -> str:
         """The label, saying so where an LPIPS trunk was untrained."""
         return self.label if lpips_pretrained else self.label + self.untrained_trunk_note
+
+    def check_config(self, params: Mapping[str, Any]) -> str | None:
+        """Why the configured ``losses.<name>.params`` are invalid for this loss, one line from that key on
+        (``losses.mix.params.weights.l3: ...``), or None: :attr:`check_params`. Called when the configuration is
+        loaded."""
+        problem = self.check_params(params)
+        return None if problem is None else f"losses.{self.name}.params.{problem}"
 
     def tex_display(self, lpips_pretrained: bool = True) -> str:
         """The LaTeX label: ``tex`` where given, else the escaped :meth:`display`."""
@@ -314,6 +327,13 @@ class MetricSpec:
         differentiable: Whether ``compute`` gives finite gradients with respect to ``output``, so
             that it could train a network (evaluation computes it without gradients); the
             contract test checks the gradients of those that say so.
+        check_evaluation: Why the configuration's ``evaluation`` section (schema defaults filled
+            in) is invalid for the metric, in one line from the key below ``evaluation`` on
+            (``lpips_weights: ...``), or None: the settings its ``defaults`` read (LPIPS's weights
+            file, FLIP's viewing conditions), which the losses built on it read too.
+            :meth:`check_config` asks it for every registered metric, configured or not, when the
+            configuration is loaded. A user's own metric's ``params`` are checked against the
+            keywords of its module by the pipeline.
     """
 
     name: str
@@ -327,7 +347,15 @@ class MetricSpec:
     conditions: Callable[[Mapping[str, Any]], str | None] = _no_conditions
     best: float | None = 0.0
     differentiable: bool = False
+    check_evaluation: Callable[[Mapping[str, Any]], str | None] = _any_evaluation
 
     def params(self, setting: Setting) -> dict[str, Any]:
         """Parameters of the metric on ``setting``."""
         return self.defaults(setting)
+
+    def check_config(self, evaluation: Mapping[str, Any]) -> str | None:
+        """Why the configuration's ``evaluation`` section is invalid for this metric, one line from
+        ``evaluation`` on (``evaluation.flip: ...``), or None: :attr:`check_evaluation`. Called when the
+        configuration is loaded."""
+        problem = self.check_evaluation(evaluation)
+        return None if problem is None else f"evaluation.{problem}"

@@ -102,8 +102,12 @@ class TaskSpec:
         thesis_study: The thesis's user study that showed images of this kind (``lossbench.userstudy.counts``).
         caption: Caption of the table of another task, formatted with ``title``, ``task`` and the
             task's settings.
-        check: Why a task's settings are invalid, in one line from the key on (``sigma_train: ...``),
-            or None; checked when the configuration is loaded.
+        check: ``check(task, settings)``: why a task's settings are invalid, in one line from the
+            key below ``tasks.<task>`` on (``sigma_train: ...``), or None; ``settings`` are the task's
+            (schema defaults filled in) with ``data`` that of its ``data_from`` task where it has one.
+            :meth:`check_config` asks it when the configuration is loaded. The pipeline checks what
+            concerns other sections or tasks itself (``data_from``, data folders and embedded photos,
+            each metric against the crop, the channels of each loss and metric).
         unit: The statistics' unit of analysis (:class:`AnalysisUnit`): the image, or the volume
             whose slices the validation images are.
         data_description: What the task's data are when they are not the thesis's (``the 3 embedded
@@ -128,6 +132,13 @@ class TaskSpec:
     check: Callable[[str, Mapping[str, Any]], str | None] = _valid
     unit: AnalysisUnit = PER_IMAGE
     data_description: Callable[[Mapping[str, Any]], str | None] = _thesis_data
+
+    def check_config(self, task: str, settings: Mapping[str, Any]) -> str | None:
+        """Why the settings of ``task``, a task of this kind, are invalid, one line from ``tasks.<task>`` on
+        (``tasks.knee.mask.center_fraction: ...``), or None: :attr:`check` (``settings`` as there). Called when the
+        configuration is loaded."""
+        problem = self.check(task, settings)
+        return None if problem is None else f"tasks.{task}.{problem}"
 
     def is_thesis_task(self, task: str) -> bool:
         """Whether ``task`` is the thesis's task of this kind, which has the thesis's table."""

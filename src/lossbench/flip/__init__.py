@@ -66,6 +66,7 @@ from lossbench.flip._core import MODES, OUT_OF_RANGE, error_map
 
 __all__ = [
     "DEFAULT_PPD",
+    "MAX_PPD",
     "MODES",
     "OUT_OF_RANGE",
     "VIEWING",
@@ -80,6 +81,10 @@ __all__ = [
 
 #: Pixels per degree for 0.7 m viewing distance, 0.7 m wide 3840-pixel monitor (the default).
 DEFAULT_PPD = 67.02064514
+
+#: Most pixels per degree of a configured viewing geometry: FLIP's filters widen with the ppd (radius 10 pixels at the
+#: thesis's 67, 136 at 1000), and 1000 ppd is far beyond the eye's acuity (also the schema's bound of a ``ppd`` given).
+MAX_PPD = 1000.0
 
 #: The viewing geometry of :data:`DEFAULT_PPD` (thesis §3.1: 70 cm from its monitors), also ``evaluation.flip``'s
 #: defaults in the configuration schema (a test keeps the two equal).

@@ -3,11 +3,12 @@ the configured viewing conditions."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from lossbench.core.specs import MetricInfo, MetricSpec, Setting
-from lossbench.flip import DEFAULT_PPD, flip, gray_mode, setting_ppd
+from lossbench.flip import DEFAULT_PPD, MAX_PPD, flip, gray_mode, setting_ppd
 
 
 def _metric_defaults(setting: Setting) -> dict[str, object]:
@@ -26,6 +27,26 @@ def viewing_conditions(params: Mapping[str, Any]) -> str:
     return f"FLIP seen at {params['ppd']:.1f} pixels per degree{mode} (evaluation.flip; {thesis})."
 
 
+def check_viewing(evaluation: Mapping[str, Any]) -> str | None:
+    """FLIP's pixels per degree from the viewing geometry ``evaluation.flip`` against :data:`MAX_PPD` (a ``ppd`` given
+    is bounded by the schema); the FLIP loss reads the same conditions.
+
+    Computed in float64, without FLIP's float32 rounding, which overflows with a warning on an
+    absurd geometry; an overflow here is inf, which the bound refuses.
+    """
+    viewing = evaluation["flip"]
+    if viewing["ppd"] is not None:
+        return None
+    ppd = viewing["distance_m"] * viewing["monitor_pixels"] / viewing["monitor_width_m"] * math.pi / 180
+    if not ppd > MAX_PPD:
+        return None
+    geometry = ", ".join(f"{key} {viewing[key]}" for key in ("distance_m", "monitor_width_m", "monitor_pixels"))
+    return (
+        f"flip: {geometry} give {ppd:.4g} pixels per degree; expected at most {MAX_PPD:g} (FLIP's filters widen with"
+        " it)"
+    )
+
+
 METRIC = MetricSpec(
     "flip",
     flip,
@@ -33,4 +54,5 @@ METRIC = MetricSpec(
     defaults=_metric_defaults,
     conditions=viewing_conditions,
     differentiable=True,
+    check_evaluation=check_viewing,
 )

@@ -22,18 +22,20 @@ plans its jobs with it).
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from lossbench.core.checks import check_image_pair
 from lossbench.core.precision import ieee_float32_autograd
 from lossbench.core.specs import MetricInfo, MetricSpec, Setting
-from lossbench.metrics.lpips_weights import LPIPSWeightsError, find_trunk, trunk_location
+from lossbench.metrics.lpips_weights import TRUNKS, LPIPSWeightsError, find_trunk, trunk_location
 
 if TYPE_CHECKING:
     import lpips
@@ -265,6 +267,47 @@ def trunk_params(setting: Setting) -> dict[str, object]:
     }
 
 
+#: torchvision's ImageNet AlexNet checkpoint, the only file ``evaluation.lpips_weights`` may name:
+#: its name, size and SHA-256 (torchvision's file names carry the digest's first 8 hex digits).
+ALEXNET_FILE = TRUNKS["alex"].torchvision_file
+ALEXNET_BYTES = 244_408_911
+ALEXNET_SHA256 = "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02"
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    # Keyed by size and modification time too, so a file replaced in place is hashed again.
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_weights(evaluation: Mapping[str, Any]) -> str | None:
+    """``evaluation.lpips_weights``, where set, is torchvision's AlexNet checkpoint, by its size and then its SHA-256:
+    the trunk of the metric and of the losses built on it.
+
+    The size is compared first, so that a wrong file is refused without being read; the matching
+    size bounds what is hashed, in chunks, to the checkpoint's 233 MiB. A checkpoint is unpickled
+    by the jobs, so only the published file is accepted. The message names the file, never its text.
+    """
+    weights = evaluation["lpips_weights"]
+    if weights is None:
+        return None
+    path = Path(weights)
+    if not path.is_file():
+        return f"lpips_weights: file {weights!r} does not exist"
+    expected = f"expected torchvision's {ALEXNET_FILE} ({ALEXNET_BYTES} bytes, SHA-256 {ALEXNET_SHA256[:16]}...)"
+    stat = path.stat()
+    if stat.st_size != ALEXNET_BYTES:
+        return f"lpips_weights: {weights!r} has {stat.st_size} bytes; {expected}"
+    digest = _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
+    if digest != ALEXNET_SHA256:
+        return f"lpips_weights: {weights!r} has SHA-256 {digest[:16]}...; {expected}"
+    return None
+
+
 METRIC = MetricSpec(
     "lpips",
     lpips_distance,
@@ -272,4 +315,5 @@ METRIC = MetricSpec(
     defaults=trunk_params,
     portable_params={"trunk": "untrained"},
     differentiable=True,
+    check_evaluation=check_weights,
 )

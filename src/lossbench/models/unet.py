@@ -143,6 +143,29 @@ def _check(params: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _check_crop(params: Mapping[str, Any], task: str, crop: int) -> str | None:
+    """The kernels against the feature maps of ``task``'s training crops.
+
+    A kernel wider than 2·side − 1 on a side × side feature map has taps that reach only the zero
+    padding for every output pixel: they get no gradient and keep their random initial weights,
+    which then act on real pixels when validation feeds larger images.
+    """
+    depth, sizes = params["depth"], _sizes(params)
+    key = "kernel_sizes" if params.get("kernel_sizes") is not None else "kernel_size"
+    # The U-net reflect-pads its input to a multiple of 2**depth; level l works on that side / 2**l.
+    padded = -(-crop // 2**depth) * 2**depth
+    for level in reversed(range(depth + 1)):  # the deepest level first: its maps are the smallest
+        side = padded // 2**level
+        if sizes[level] > 2 * side - 1:
+            where = f"{key}.{level}" if key == "kernel_sizes" else key
+            return (
+                f"{where}: {sizes[level]} is wider than the {2 * side - 1} pixels (2·{side} − 1) a kernel can use on"
+                f" the {side}×{side} feature maps of level {level} (tasks.{task}.crop {crop} pooled {level} times);"
+                f" expected at most {2 * side - 1}, or a larger crop"
+            )
+    return None
+
+
 def _parameters(params: Mapping[str, Any], channels: int) -> int:
     width, depth, sizes = params["width"], params["depth"], _sizes(params)
     levels = [width * 2**level for level in range(depth + 1)]
@@ -224,4 +247,5 @@ SPEC = ModelSpec(
     activations=_activations,
     parameters=_parameters,
     check_params=_check,
+    check_crop=_check_crop,
 )

@@ -42,6 +42,13 @@ def validation_images(challenge: str, settings: Mapping[str, Any], val_dir: Path
 
 
 def check(task: str, settings: Mapping[str, Any]) -> str | None:
+    """The undersampling mask against its acceleration, and synthetic volumes against their preset and the crop."""
+    mask = settings["mask"]
+    if mask["center_fraction"] * mask["acceleration"] > 1:
+        return (
+            f"mask.center_fraction: {mask['center_fraction']} exceeds 1/acceleration = {1 / mask['acceleration']:.4g}:"
+            f" the fully sampled centre alone would be more than the {mask['acceleration']}× acceleration allows"
+        )
     data = settings["data"]
     if data["source"] != "synthetic":
         return None
