@@ -377,7 +377,7 @@ def test_a_loss_the_thesis_lacks_gets_a_column_without_a_thesis_value(tmp_path):
 
 
 def test_a_metric_the_thesis_lacks_gets_a_row_without_a_thesis_value_in_every_table(tmp_path, user_module):
-    from lossbench.report.statistics import pair_rows
+    from lossbench.report.statistics_tables import pair_rows
     from lossbench.report.summary import summarise
     from lossbench.report.tables import write_per_seed
     from lossbench.userstudy.agreement import measured_values
