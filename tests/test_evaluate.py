@@ -7,7 +7,8 @@ from lossbench.data.fastmri_synthetic import generate_dataset
 from lossbench.data.tasks import write_valset
 from lossbench.data.valset import ImageFile, write_images
 from lossbench.evaluate import evaluate, fastmri_volume_metrics, metric_params, write_csv
-from lossbench.report.tables import build_table, to_markdown, write_all
+from lossbench.report.table_files import to_markdown, write_all
+from lossbench.report.tables import build_table
 
 MASK = {"mask": {"center_fraction": 0.04, "acceleration": 8}, "crop": 320}
 

@@ -13,7 +13,8 @@ from lossbench.metrics.msssim import ms_ssim
 from lossbench.pipeline.config import ConfigError, validate
 from lossbench.pipeline.run_specs import train_spec
 from lossbench.report import paper
-from lossbench.report.tables import build_table, comparison_rows, to_latex, to_markdown, write_all
+from lossbench.report.table_files import comparison_rows, to_latex, to_markdown, write_all
+from lossbench.report.tables import build_table
 from lossbench.train.loop import build_loss
 
 USER_MODULE = '''
@@ -377,9 +378,9 @@ def test_a_loss_the_thesis_lacks_gets_a_column_without_a_thesis_value(tmp_path):
 
 
 def test_a_metric_the_thesis_lacks_gets_a_row_without_a_thesis_value_in_every_table(tmp_path, user_module):
-    from lossbench.report.statistics import pair_rows
+    from lossbench.report.statistics_tables import pair_rows
     from lossbench.report.summary import summarise
-    from lossbench.report.tables import write_per_seed
+    from lossbench.report.table_files import write_per_seed
     from lossbench.userstudy.agreement import measured_values
 
     metrics.register(metrics.from_module("max_error", {**_own_metrics(user_module)["max_error"], "decimals": 1}))

@@ -68,10 +68,10 @@ def test_the_paper_configs_brain_boxes_fit_the_narrowest_fastmri_brain_images():
 
 
 def test_curves_have_integer_epoch_ticks_an_input_baseline_and_a_legend_clear_of_the_panels(tmp_path, monkeypatch):
-    from lossbench.report import figures
+    from lossbench.report import plots
 
     saved = []
-    monkeypatch.setattr(figures, "_save", lambda figure, paths, layout=True: saved.append(figure))
+    monkeypatch.setattr(plots, "save_figure", lambda figure, paths: saved.append(figure))
 
     def curves(epochs, psnr):
         written = {}
@@ -86,11 +86,11 @@ def test_curves_have_integer_epoch_ticks_an_input_baseline_and_a_legend_clear_of
 
     # A one-epoch run (the tiny configuration's) as well: its narrow x range must not give fractional ticks either.
     (tmp_path / "input.csv").write_text("image,psnr\na,19.47\nb,19.49\n")
-    figures.curves_figure(
+    plots.curves_figure(
         curves([1], lambda epoch: 19.489), ["unused.png"], "One epoch", input_metrics=tmp_path / "input.csv"
     )
     (tmp_path / "input.csv").write_text("image,psnr\na,20.0\nb,22.0\n")
-    figures.curves_figure(
+    plots.curves_figure(
         curves([1, 2, 3], lambda epoch: 24 + epoch), ["unused.png"], "Curves", input_metrics=tmp_path / "input.csv"
     )
     one_epoch, figure = saved
@@ -107,7 +107,7 @@ def test_curves_have_integer_epoch_ticks_an_input_baseline_and_a_legend_clear_of
     assert baseline.get_linestyle() == "--" and list(baseline.get_ydata()) == [21.0, 21.0]
     # Inside the panel even where the curves start at the input's PSNR, not on its frame.
     (tmp_path / "input.csv").write_text("image,psnr\na,20.18\nb,20.18\n")
-    figures.curves_figure(
+    plots.curves_figure(
         curves([1, 2], lambda epoch: 20.5 + 6.5 * (epoch - 1)),
         ["unused.png"],
         "From the input",
@@ -138,10 +138,10 @@ def _curve(path, rows, metrics=("l1", "flip")):
 
 
 def test_the_baselines_come_from_the_images_the_curves_score(tmp_path, monkeypatch):
-    from lossbench.report import figures
+    from lossbench.report import plots
 
     saved = []
-    monkeypatch.setattr(figures, "_save", lambda figure, paths, layout=True: saved.append(figure))
+    monkeypatch.setattr(plots, "save_figure", lambda figure, paths: saved.append(figure))
     # The validation scores the first 2 of 3 images; the third, much easier, must not move the baseline.
     (tmp_path / "input.csv").write_text("image,l1,psnr,flip\na,0.10,20.0,0.30\nb,0.12,21.0,0.34\nc,0.01,40.0,0.02\n")
     curves = {
@@ -150,8 +150,8 @@ def test_the_baselines_come_from_the_images_the_curves_score(tmp_path, monkeypat
             tmp_path / "adaptive.csv", [[1, 4, 0.5, 0.4, 21.0, 0.09, 0.28], [2, 8, -1.6, -1.5, 23.0, 0.06, 0.21]]
         ),
     }
-    assert figures.input_baseline(tmp_path / "input.csv", 2) == pytest.approx({"l1": 0.11, "psnr": 20.5, "flip": 0.32})
-    figures.curves_figure(curves, ["unused.png"], "Curves", input_metrics=tmp_path / "input.csv", val_images=2)
+    assert plots.input_baseline(tmp_path / "input.csv", 2) == pytest.approx({"l1": 0.11, "psnr": 20.5, "flip": 0.32})
+    plots.curves_figure(curves, ["unused.png"], "Curves", input_metrics=tmp_path / "input.csv", val_images=2)
     (curves_shown,) = saved
     psnr_panel = next(axis for axis in curves_shown.axes if axis.get_title().startswith("Validation PSNR"))
     (baseline,) = [line for line in psnr_panel.get_lines() if line.get_label() == "input (no restoration)"]
@@ -165,16 +165,16 @@ def test_the_baselines_come_from_the_images_the_curves_score(tmp_path, monkeypat
 
 def test_the_race_draws_every_metric_per_step_with_the_own_loss_thick(tmp_path, monkeypatch):
     from lossbench.metrics import rows
-    from lossbench.report import figures
+    from lossbench.report import plots
 
     saved = []
-    monkeypatch.setattr(figures, "_save", lambda figure, paths, layout=True: saved.append(figure))
+    monkeypatch.setattr(plots, "save_figure", lambda figure, paths: saved.append(figure))
     (tmp_path / "input.csv").write_text("image,l1,psnr,flip\na,0.10,20.0,0.30\nb,0.12,21.0,0.34\n")
     curves = {
         "l1": _curve(tmp_path / "l1.csv", [[1, 4, 0.09, 0.08, 22.0, 0.07, 0.25], [2, 8, 0.05, 0.06, 24.0, 0.05, 0.22]]),
         "flip": _curve(tmp_path / "flip.csv", [[1, 4, 0.3, 0.3, 21.0, 0.09, 0.28], [2, 8, 0.2, 0.2, 23.0, 0.06, 0.21]]),
     }
-    figures.race_figure(
+    plots.race_figure(
         curves,
         ["unused.png"],
         "Race",
@@ -196,13 +196,13 @@ def test_the_race_draws_every_metric_per_step_with_the_own_loss_thick(tmp_path, 
 
 def test_the_race_of_curves_without_validation_metrics_names_what_is_missing(tmp_path, monkeypatch):
     from lossbench.metrics import rows
-    from lossbench.report import figures
+    from lossbench.report import plots
 
     saved = []
-    monkeypatch.setattr(figures, "_save", lambda figure, paths, layout=True: saved.append(figure))
+    monkeypatch.setattr(plots, "save_figure", lambda figure, paths: saved.append(figure))
     plain = tmp_path / "l1.csv"  # a model trained before validation metrics: PSNR only
     plain.write_text("epoch,step,train_loss,val_loss,val_psnr,skipped,seconds\n1,4,0.1,0.1,22.0,0,1.0\n")
-    figures.race_figure({"l1": plain}, ["unused.png"], "Race", rows(["l1", "psnr", "flip"]), {})
+    plots.race_figure({"l1": plain}, ["unused.png"], "Race", rows(["l1", "psnr", "flip"]), {})
     (race,) = saved
     assert [axis.get_title().split(" (")[0] for axis in race.axes if axis.get_title()] == ["PSNR"]
     assert (

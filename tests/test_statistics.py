@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lossbench.report import statistics
+from lossbench.report import statistics, statistics_tables
 
 
 def _values(rng, effects, seeds, images, seed_sd, noise_sd, image_sd=1.0):
@@ -92,8 +92,8 @@ def test_tables_from_metric_files(tmp_path):
         loss: [_write(tmp_path / f"{loss}{seed}.csv", images, 25 + shift + rng.normal(0, 0.3, 12)) for seed in range(3)]
         for loss, shift in [("l1", 0.0), ("l2", 2.0)]
     }
-    variance = statistics.write_variance("Table 6.1", files, tmp_path / "table_6_1")
-    pairs = statistics.write_pairs("Table 6.1", files, tmp_path / "table_6_1", str.upper)
+    variance = statistics_tables.write_variance("Table 6.1", files, tmp_path / "table_6_1")
+    pairs = statistics_tables.write_pairs("Table 6.1", files, tmp_path / "table_6_1", str.upper)
     with open(variance[0]) as handle:
         rows = {row["metric"]: row for row in csv.DictReader(handle)}
     assert rows["psnr"]["seeds"] == "3" and float(rows["psnr"]["share_loss"]) > 0.5
@@ -132,7 +132,7 @@ def test_indistinct_groups_are_maximal_runs():
 
 
 def test_ranking_figure_is_written(tmp_path):
-    from lossbench.report.figures import ranking_figure
+    from lossbench.report.plots import ranking_figure
 
     rng = np.random.default_rng(7)
     images = [f"img{i}" for i in range(8)]

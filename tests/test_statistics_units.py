@@ -14,7 +14,7 @@ import pytest
 from lossbench.data.kinds.mri import VOLUME
 from lossbench.data.taskspec import PER_IMAGE
 from lossbench.metrics import MetricInfo
-from lossbench.report import statistics
+from lossbench.report import statistics, statistics_tables
 
 INFOS = {"psnr": MetricInfo("PSNR", higher_is_better=True, decimals=2)}
 
@@ -46,7 +46,7 @@ def _study(tmp_path, rng, volumes, slices, interaction_sd, effect, noise_sd=1.0)
 
 
 def _rejects(models, unit):
-    (row,) = statistics.pair_rows(models, INFOS, unit)
+    (row,) = statistics_tables.pair_rows(models, INFOS, unit)
     return row["significant"] == "yes", row["better"]
 
 
@@ -89,7 +89,7 @@ def test_fewer_than_the_minimum_units_are_not_tested(tmp_path):
     # 4 volumes, a huge and consistent difference: still not tested, and said so.
     rng = np.random.default_rng(5)
     models = _study(tmp_path, rng, volumes=4, slices=10, interaction_sd=0.0, effect=-5.0, noise_sd=0.1)
-    (row,) = statistics.pair_rows(models, INFOS, VOLUME)
+    (row,) = statistics_tables.pair_rows(models, INFOS, VOLUME)
     assert (
         row["significant"] == "not tested (n = 4 volumes)"
         and row["better"] == ""
@@ -99,7 +99,7 @@ def test_fewer_than_the_minimum_units_are_not_tested(tmp_path):
     assert (
         statistics.not_different_from_best(["a", "b"], statistics.stack(models, "psnr", unit=VOLUME)[1], "a") == set()
     )
-    (variance,) = statistics.variance_rows(models, INFOS, VOLUME)
+    (variance,) = statistics_tables.variance_rows(models, INFOS, VOLUME)
     assert (
         variance["tested"] == "no"
         and variance["p_loss"] == ""
@@ -107,14 +107,15 @@ def test_fewer_than_the_minimum_units_are_not_tested(tmp_path):
         and variance["images"] == "40"
     )
     # The same slices counted as 40 images would have been "tested".
-    assert statistics.pair_rows(models, INFOS, PER_IMAGE)[0]["significant"] == "yes"
+    assert statistics_tables.pair_rows(models, INFOS, PER_IMAGE)[0]["significant"] == "yes"
 
 
 def test_the_statistics_tables_state_their_n_and_seeds(tmp_path):
     rng = np.random.default_rng(6)
     models = _study(tmp_path, rng, volumes=3, slices=3, interaction_sd=0.5, effect=0.0)
-    variance_md = statistics.write_variance("Table 6.3", models, tmp_path / "table_6_3", INFOS, VOLUME)[1].read_text()
-    pairs_md = statistics.write_pairs("Table 6.3", models, tmp_path / "table_6_3", str, INFOS, VOLUME)[1].read_text()
+    prefix = tmp_path / "table_6_3"
+    variance_md = statistics_tables.write_variance("Table 6.3", models, prefix, INFOS, VOLUME)[1].read_text()
+    pairs_md = statistics_tables.write_pairs("Table 6.3", models, prefix, str, INFOS, VOLUME)[1].read_text()
     assert (
         "n = 3 volumes (9 slices averaged per volume), 1 seed" in variance_md
         and "not tested (n = 3 volumes)" in variance_md

@@ -3,7 +3,8 @@ import csv
 import pytest
 
 from lossbench.report import paper
-from lossbench.report.tables import build_table, to_latex, to_markdown, write_all
+from lossbench.report.table_files import to_latex, to_markdown, write_all
+from lossbench.report.tables import build_table
 
 FIELDS = ["image", "l1", "l2", "psnr"]
 
@@ -136,14 +137,14 @@ def test_thesis_copy_error_in_noisy_flip_is_flagged_not_compared(tmp_path):
 
 
 def test_comparison_of_a_model_the_thesis_lacks_leaves_the_paper_cell_empty(files, monkeypatch):
-    from lossbench.report import tables
+    from lossbench.report import table_files
 
     table = build_table("table_6_1", files["input"], {"l1": [files["l1"]]})
-    monkeypatch.setattr(tables.paper, "table", lambda name: {"l1": {"input": 78.22}})
-    rows = {(row["metric"], row["model"]): row for row in tables.comparison_rows(table)}
+    monkeypatch.setattr(table_files.paper, "table", lambda name: {"l1": {"input": 78.22}})
+    rows = {(row["metric"], row["model"]): row for row in table_files.comparison_rows(table)}
     assert rows[("l1", "l1")]["paper"] == "" and rows[("l1", "l1")]["difference"] == ""
     assert rows[("l1", "input")]["difference"] == "+0.78"
-    assert "(—)" in tables.comparison_markdown(table)
+    assert "(—)" in table_files.comparison_markdown(table)
 
 
 def test_values_not_significantly_different_from_the_best_carry_a_dagger(tmp_path):

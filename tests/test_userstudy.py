@@ -411,7 +411,7 @@ def test_ranking_triangle_has_a_legend_below_the_axes(monkeypatch):
     from lossbench.userstudy import report
 
     saved = []
-    monkeypatch.setattr(report, "_save", lambda figure, paths: saved.append(figure))
+    monkeypatch.setattr(report, "save_figure", lambda figure, paths: saved.append(figure))
     conditions, counts = read_counts(THESIS_STUDIES["denoise"].path)
     report.ranking_triangle(summarize(conditions, counts, 20, 0), ["unused.png"], "Thesis user study, denoising")
     (legend,) = saved[0].legends
@@ -430,7 +430,7 @@ def test_analyse_command_puts_table_and_figures_at_one_origin_named_in_caption_a
     from lossbench.userstudy.__main__ import main
 
     saved = []
-    monkeypatch.setattr(report, "_save", lambda figure, paths: saved.append(figure))
+    monkeypatch.setattr(report, "save_figure", lambda figure, paths: saved.append(figure))
     counts = str(THESIS_STUDIES["denoise"].path)
     main(["analyse", "--counts", counts, "--observers", "14", "--out", str(tmp_path / "lowest"), "--samples", "20"])
     with open(tmp_path / "lowest" / "jod_table.csv") as handle:
@@ -556,7 +556,7 @@ def test_jod_figures_state_their_observers(monkeypatch, thesis):
     from lossbench.userstudy import report
 
     saved = []
-    monkeypatch.setattr(report, "_save", lambda figure, paths: saved.append(figure))
+    monkeypatch.setattr(report, "save_figure", lambda figure, paths: saved.append(figure))
     few = summarize(LOSSES, _random_observers(2), n_samples=20)
     _, _, thesis_summary = thesis["denoise"]
     for s in (few, thesis_summary):

@@ -11,7 +11,6 @@ CLI:
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from lossbench import metrics
+from lossbench.core.io import markdown_table, write_metrics
 from lossbench.core.specs import Setting
 from lossbench.data.fastmri_ids import volume_of
 from lossbench.data.tasks import channels
@@ -186,16 +186,14 @@ def flip_gray_modes_markdown(rows: list[dict[str, Any]], input_labels: dict[str,
     for task in dict.fromkeys(row["task"] for row in rows):
         task_rows = [row for row in rows if row["task"] == task]
         losses = [key for key in task_rows[0] if key not in ("task", "mode", "input")]
-        lines += [f"**FLIP of the {task} models under each grayscale reading of thesis §3.2** (lower is better).", ""]
-        lines.append("| Mode | " + " | ".join([input_labels[task]] + [loss_label(loss) for loss in losses]) + " |")
-        lines.append("|---|" + "---:|" * (len(losses) + 1))
+        header = ["Mode", input_labels[task], *(loss_label(loss) for loss in losses)]
+        body = []
         for row in task_rows:
             best = min((row[loss] for loss in losses), default=None)
-            cells = [f"{row['input']:.4f}"] + [
-                f"**{row[loss]:.4f}**" if row[loss] == best else f"{row[loss]:.4f}" for loss in losses
-            ]
-            lines.append(f"| {row['mode']} | " + " | ".join(cells) + " |")
-        lines.append("")
+            shown = [f"**{row[loss]:.4f}**" if row[loss] == best else f"{row[loss]:.4f}" for loss in losses]
+            body.append([row["mode"], f"{row['input']:.4f}", *shown])
+        title = f"**FLIP of the {task} models under each grayscale reading of thesis §3.2** (lower is better)."
+        lines += [title, "", markdown_table(header, body), ""]
     lines.append(
         "gray_thesis: linear input, filtered achromatic Y, no L*a*b*, no points (the project's reading); gray_lab: the"
         " same with L* of the filtered value; gray_replicated: the grey repeated into sRGB, what NVIDIA's"
@@ -205,14 +203,11 @@ def flip_gray_modes_markdown(rows: list[dict[str, Any]], input_labels: dict[str,
 
 
 def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
-    """Write per-image rows; floats with 8 significant digits so that reruns compare byte for byte."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: f"{value:.8g}" if isinstance(value, float) else value for key, value in row.items()})
+    """Write metric rows as CSV (:func:`lossbench.core.io.write_metrics`: floats with 8 significant digits).
+
+    Kept under this name for the workflow's scripts: a changed script would make Snakemake rerun every evaluation.
+    """
+    write_metrics(path, rows)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """Snakemake adapter: the training curves of every loss on one task, in one figure."""
 
 from lossbench.pipeline.job import workflow_job
-from lossbench.report.figures import curves_figure
+from lossbench.report.plots import curves_figure
 
 with workflow_job(snakemake):
     params = snakemake.params

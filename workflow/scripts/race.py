@@ -2,7 +2,7 @@
 
 from lossbench import losses, metrics
 from lossbench.pipeline.job import workflow_job
-from lossbench.report.figures import race_figure
+from lossbench.report.plots import race_figure
 
 with workflow_job(snakemake):
     params = snakemake.params

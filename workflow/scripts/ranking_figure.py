@@ -3,7 +3,7 @@
 from lossbench import metrics
 from lossbench.data import tasks
 from lossbench.pipeline.job import workflow_job
-from lossbench.report.figures import ranking_figure
+from lossbench.report.plots import ranking_figure
 
 with workflow_job(snakemake):
     ranking_figure(

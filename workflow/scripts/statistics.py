@@ -6,7 +6,7 @@ from pathlib import Path
 from lossbench import metrics
 from lossbench.losses import label as loss_label
 from lossbench.pipeline.job import workflow_job
-from lossbench.report.statistics import write_pairs, write_variance
+from lossbench.report.statistics_tables import write_pairs, write_variance
 from lossbench.report.tables import Subject, table_title
 
 with workflow_job(snakemake):

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from lossbench.pipeline.job import workflow_job
-from lossbench.report.tables import Subject, build_table, write_all, write_per_seed
+from lossbench.report.table_files import write_all, write_per_seed
+from lossbench.report.tables import Subject, build_table
 
 with workflow_job(snakemake):
     params = snakemake.params

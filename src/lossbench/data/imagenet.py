@@ -9,14 +9,13 @@ read. Training reads the manifest (:func:`read_manifest`), not the folder.
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from lossbench.core.io import CRLF, read_csv, write_rows
 from lossbench.core.seeding import derive_seed
 from lossbench.data.images import list_images
 
@@ -111,11 +110,10 @@ def read_manifest(path: str | Path) -> list[Path]:
     Raises:
         ValueError: The file lacks the manifest header, lists no images, or names a missing file.
     """
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != MANIFEST_COLUMNS:
-            raise ValueError(f"{path}: not an image manifest, expected the header {','.join(MANIFEST_COLUMNS)}")
-        paths = [Path(row["path"]) for row in reader]
+    header, rows = read_csv(path)
+    if tuple(header) != MANIFEST_COLUMNS:
+        raise ValueError(f"{path}: not an image manifest, expected the header {','.join(MANIFEST_COLUMNS)}")
+    paths = [Path(row["path"]) for row in rows]
     if not paths:
         raise ValueError(f"{path}: manifest lists no images")
     missing = [p for p in paths if not p.is_file()]
@@ -127,12 +125,6 @@ def read_manifest(path: str | Path) -> list[Path]:
 
 
 def write_csv_atomic(path: str | Path, header: tuple[str, ...], rows: list[tuple]) -> None:
-    """Write ``header`` and ``rows`` to CSV ``path`` through a temporary file, so ``path`` is old or complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    """Write ``header`` and ``rows`` to CSV ``path`` through a temporary file, so ``path`` is old or complete (the csv
+    module's ``\r\n`` lines, as manifests have always been written)."""
+    write_rows(path, rows, header, terminator=CRLF, atomic=True)

@@ -25,6 +25,7 @@ import h5py
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from lossbench.core.io import markdown_table
 from lossbench.data.images import list_images
 from lossbench.data.tasks import channels
 from lossbench.pipeline.config import ConfigError, data_owner, dataset, load
@@ -177,78 +178,81 @@ def estimate(
     """One row per (task, loss, seed): samples, steps, FLOPs, loss cost and hours (see the module docstring)."""
     gpu = measured_gpu(bench, config["trainer"])
     rows = []
-    for task, settings in config["tasks"].items():
-        samples = training_samples(config, task, results)
-        training = settings["training"]
-        crop = settings["crop"]
-        sample = torch.rand(
-            1,
-            channels(train_spec(config, task, next(iter(config["losses"])), 0).kind),
-            crop,
-            crop,
-            generator=torch.Generator().manual_seed(0),
-        )
-        per_loss: dict[str, tuple[float | None, str]] = {}
-        for loss in config["losses"]:
-            spec = train_spec(config, task, loss, 0)
-            try:
-                per_loss[loss] = (loss_seconds(build_loss(spec), sample), "")
-            except (FileNotFoundError, OSError) as error:
-                per_loss[loss] = (None, f"loss not timed: {error}")
-        spec = train_spec(config, task, next(iter(config["losses"])), 0)
-        torch.manual_seed(0)
-        flops = flops_per_sample(build_model(spec), sample)
-        unet_seconds = cpu_step_seconds(build_model(spec), sample)
-        # The reference of the loss-cost column: l2's own timing when it is one of the losses, so that its ratio is 1.
-        l2_seconds = per_loss.get("l2", (None, ""))[0] or loss_seconds(
-            build_loss(replace(spec, loss=LossSettings("l2", {}))), sample
-        )
-        for loss in config["losses"]:
-            seconds, note = per_loss[loss]
-            extra = None if seconds is None else max(0.0, seconds - l2_seconds)
-            steps = (
-                None
-                if samples.count is None
-                else training["epochs"] * math.ceil(samples.count / training["batch_size"])
-            )
-            cpu_hours = (
-                None
-                if samples.count is None or extra is None
-                else (unet_seconds + extra) * samples.count * training["epochs"] / 3600
-            )
-            if gpu is not None and loss in gpu["images_per_second"]:
-                # Measured at the paper's denoising size; other crops and channels scale with FLOPs.
-                reference = gpu["width"], gpu["depth"], gpu["crop"]
-                rate = gpu["images_per_second"][loss] * (reference[2] ** 2 * 3) / (crop**2 * channels(spec.kind))
-                gpu_source = (
-                    f"measured on {gpu['name']} (bench/train_step.json, variant {gpu['variant']}), scaled to the crop"
-                )
-            else:
-                loss_factor = 1.0 if extra is None else 1.0 + extra / unet_seconds
-                rate = ASSUMED_GPU["peak_flops"] * ASSUMED_GPU["utilisation"] / flops / loss_factor
-                gpu_source = (
-                    f"estimate: {ASSUMED_GPU['name']} at {ASSUMED_GPU['peak_flops'] / 1e12:g} TFLOP/s FP32 ×"
-                    f" {ASSUMED_GPU['utilisation']:.0%} utilisation, loss cost as on this CPU"
-                )
-            gpu_hours = None if samples.count is None else samples.count * training["epochs"] / rate / 3600
-            for seed in config["seeds"]:
-                rows.append(
-                    {
-                        "task": task,
-                        "loss": loss,
-                        "seed": seed,
-                        "samples": samples.count,
-                        "samples_source": samples.source,
-                        "epochs": training["epochs"],
-                        "steps": steps,
-                        "gflops_per_sample": flops / 1e9,
-                        "loss_cost_vs_l2": None if seconds is None else seconds / l2_seconds,
-                        "cpu_hours": cpu_hours,
-                        "gpu_hours": gpu_hours,
-                        "gpu_source": gpu_source,
-                        "note": note,
-                    }
-                )
+    for task in config["tasks"]:
+        rows += _task_rows(config, task, training_samples(config, task, results), gpu)
+    return rows
+
+
+def _loss_timings(config: dict[str, Any], task: str, sample: torch.Tensor) -> dict[str, tuple[float | None, str]]:
+    """Loss → seconds of its forward and backward on ``sample``, or None and why it was not timed."""
+    per_loss: dict[str, tuple[float | None, str]] = {}
+    for loss in config["losses"]:
+        spec = train_spec(config, task, loss, 0)
+        try:
+            per_loss[loss] = (loss_seconds(build_loss(spec), sample), "")
+        except (FileNotFoundError, OSError) as error:
+            per_loss[loss] = (None, f"loss not timed: {error}")
+    return per_loss
+
+
+def _gpu_rate(
+    gpu: dict[str, Any] | None, loss: str, pixels: int, flops: float, extra: float | None, unet_seconds: float
+) -> tuple[float, str]:
+    """Training samples per second on a GPU and where the number comes from: measured, or estimated from the FLOPs.
+
+    Args:
+        gpu: The measured GPU (:func:`measured_gpu`), or None.
+        loss: The loss trained.
+        pixels: Values per training sample (crop² × channels).
+        flops: The U-net's FLOPs per training sample.
+        extra: The loss's seconds over l2's on the CPU (None: not timed).
+        unet_seconds: A U-net training step's seconds on the CPU.
+    """
+    if gpu is not None and loss in gpu["images_per_second"]:
+        # Measured at the paper's denoising size; other crops and channels scale with FLOPs.
+        rate = gpu["images_per_second"][loss] * (gpu["crop"] ** 2 * 3) / pixels
+        return rate, f"measured on {gpu['name']} (bench/train_step.json, variant {gpu['variant']}), scaled to the crop"
+    loss_factor = 1.0 if extra is None else 1.0 + extra / unet_seconds
+    rate = ASSUMED_GPU["peak_flops"] * ASSUMED_GPU["utilisation"] / flops / loss_factor
+    return rate, (
+        f"estimate: {ASSUMED_GPU['name']} at {ASSUMED_GPU['peak_flops'] / 1e12:g} TFLOP/s FP32 ×"
+        f" {ASSUMED_GPU['utilisation']:.0%} utilisation, loss cost as on this CPU"
+    )
+
+
+def _task_rows(config: dict[str, Any], task: str, samples: Samples, gpu: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The rows of :func:`estimate` of one task: its losses' costs, measured on a sample of its crop."""
+    training, crop = config["tasks"][task]["training"], config["tasks"][task]["crop"]
+    spec = train_spec(config, task, next(iter(config["losses"])), 0)
+    sample = torch.rand(1, channels(spec.kind), crop, crop, generator=torch.Generator().manual_seed(0))
+    per_loss = _loss_timings(config, task, sample)
+    torch.manual_seed(0)
+    flops = flops_per_sample(build_model(spec), sample)
+    unet_seconds = cpu_step_seconds(build_model(spec), sample)
+    # The reference of the loss-cost column: l2's own timing when it is one of the losses, so that its ratio is 1.
+    l2_seconds = per_loss.get("l2", (None, ""))[0] or loss_seconds(
+        build_loss(replace(spec, loss=LossSettings("l2", {}))), sample
+    )
+    epochs, count = training["epochs"], samples.count
+    rows = []
+    for loss in config["losses"]:
+        seconds, note = per_loss[loss]
+        extra = None if seconds is None else max(0.0, seconds - l2_seconds)
+        rate, gpu_source = _gpu_rate(gpu, loss, crop**2 * channels(spec.kind), flops, extra, unet_seconds)
+        known = count is not None
+        row = {
+            "samples": count,
+            "samples_source": samples.source,
+            "epochs": epochs,
+            "steps": epochs * math.ceil(count / training["batch_size"]) if known else None,
+            "gflops_per_sample": flops / 1e9,
+            "loss_cost_vs_l2": None if seconds is None else seconds / l2_seconds,
+            "cpu_hours": (unet_seconds + extra) * count * epochs / 3600 if known and extra is not None else None,
+            "gpu_hours": count * epochs / rate / 3600 if known else None,
+            "gpu_source": gpu_source,
+            "note": note,
+        }
+        rows += [{"task": task, "loss": loss, "seed": seed, **row} for seed in config["seeds"]]
     return rows
 
 
@@ -260,23 +264,30 @@ def _number(value: float | None, digits: int = 1) -> str:
 
 def to_markdown(rows: list[dict[str, Any]], source: str) -> str:
     """The budget as Markdown: one row per training job, then the totals and every source named."""
+    header = ["task", "loss", "seed", "samples/epoch", "epochs", "steps", "GFLOPs/sample (U-net fwd+bwd)"]
+    header += ["loss cost × l2", "CPU hours", "GPU hours"]
+    body = [
+        [
+            row["task"],
+            row["loss"],
+            row["seed"],
+            _number(row["samples"]),
+            f"{row['epochs']:,}",
+            _number(row["steps"]),
+            f"{row['gflops_per_sample']:.1f}",
+            _number(row["loss_cost_vs_l2"]),
+            _number(row["cpu_hours"]),
+            _number(row["gpu_hours"]),
+        ]
+        for row in rows
+    ]
     lines = [
         f"# Compute budget of {source}",
         "",
         f"Measured on this machine's CPU with {torch.get_num_threads()} threads (torch {torch.__version__}).",
         "",
-        (
-            "| task | loss | seed | samples/epoch | epochs | steps | GFLOPs/sample (U-net fwd+bwd) | loss cost × l2 |"
-            " CPU hours | GPU hours |"
-        ),
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        markdown_table(header, body, "ll" + "r" * 8),
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['task']} | {row['loss']} | {row['seed']} | {_number(row['samples'])} | {row['epochs']:,} |"
-            f" {_number(row['steps'])} | {row['gflops_per_sample']:.1f} | {_number(row['loss_cost_vs_l2'])} |"
-            f" {_number(row['cpu_hours'])} | {_number(row['gpu_hours'])} |"
-        )
     known = [row for row in rows if row["gpu_hours"] is not None]
     total_gpu = sum(row["gpu_hours"] for row in known)
     total_cpu = sum(row["cpu_hours"] for row in rows if row["cpu_hours"] is not None)

@@ -8,7 +8,6 @@ trains every loss for ``lr_sweep.epochs`` epochs at each rate of ``lr_sweep.grid
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from lossbench.core.io import read_rows
 from lossbench.pipeline.run_specs import train_spec
 from lossbench.train.run_spec import RunSpec
 
@@ -28,9 +28,7 @@ def sweep_spec(config: dict[str, Any], task: str, loss: str, lr: float) -> RunSp
 
 def final_validation_loss(curve_path: str | Path) -> float:
     """Validation loss after the last epoch of a ``curve.csv``."""
-    with open(curve_path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return float(rows[-1]["val_loss"])
+    return float(read_rows(curve_path)[-1]["val_loss"])
 
 
 def choose(results: dict[str, dict[float, float | None]], task: str) -> dict[str, float]:

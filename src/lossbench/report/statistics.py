@@ -26,18 +26,18 @@ Values are on the tables' display scale (1000·l1, 1000·l2); "better" follows t
 
 from __future__ import annotations
 
-import csv
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import stats as scipy_stats
 
+from lossbench.core.io import read_metrics
 from lossbench.data.taskspec import PER_IMAGE, AnalysisUnit, counted
-from lossbench.metrics import STUDY_METRICS, MetricInfo
+from lossbench.metrics import MetricInfo
 
 #: Significance level of the pairwise tests and of the tables' "not different from the best" marks.
 ALPHA = 0.05
@@ -54,20 +54,6 @@ def testable(units: int) -> bool:
 def not_tested(unit: AnalysisUnit, units: int) -> str:
     """What a table says in place of a test on too few units: ``not tested (n = 3 volumes)``."""
     return f"not tested (n = {unit.count(units)})"
-
-
-def read_per_image(path: str | Path) -> dict[str, dict[str, float]]:
-    """A per-image metric CSV (first column the image or volume id) as ``{id: {metric: value}}``.
-
-    Raises:
-        ValueError: naming ``path`` when it has no rows.
-    """
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        raise ValueError(f"{path}: no per-image rows")
-    key = next(iter(rows[0]))
-    return {row[key]: {name: float(value) for name, value in row.items() if name != key} for row in rows}
 
 
 def stack(
@@ -88,7 +74,7 @@ def stack(
     Raises:
         ValueError: when the losses have different numbers of seeds or the files different images.
     """
-    tables = {loss: [read_per_image(path) for path in paths] for loss, paths in model_csvs.items()}
+    tables = {loss: [read_metrics(path) for path in paths] for loss, paths in model_csvs.items()}
     losses = [loss for loss, per_seed in tables.items() if all(metric in next(iter(t.values())) for t in per_seed)]
     if not losses:
         return [], np.zeros((0, 0, 0))
@@ -281,6 +267,20 @@ def pairwise(losses: list[str], values: np.ndarray) -> list[PairedTest]:
     return [PairedTest(*row, p_holm=p) for row, p in zip(raw, adjusted)]
 
 
+def tied_with_best(
+    model_csvs: dict[str, list[str | Path]], metric: str, info: MetricInfo, unit: AnalysisUnit = PER_IMAGE
+) -> set[str] | None:
+    """The losses whose ``metric`` is not significantly different from the best loss's (:func:`not_different_from_best`,
+    the best by its mean over seeds and units); None when no test can run: fewer than two losses have the metric, or
+    fewer than :data:`MIN_UNITS` units."""
+    losses, values = stack(model_csvs, metric, info.scale, unit)
+    if len(losses) < 2 or not testable(values.shape[2]):
+        return None
+    means = values.mean(axis=(1, 2))
+    best = losses[int(means.argmax() if info.higher_is_better else means.argmin())]
+    return not_different_from_best(losses, values, best)
+
+
 def not_different_from_best(losses: list[str], values: np.ndarray, best: str) -> set[str]:
     """Losses whose difference from ``best`` is not significant (Holm over the comparisons with it).
 
@@ -292,15 +292,10 @@ def not_different_from_best(losses: list[str], values: np.ndarray, best: str) ->
     return {loss for loss, p in zip(others, adjusted) if not math.isnan(p) and p >= ALPHA}
 
 
-def _format(value: float | None, decimals: int) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return "inf" if value == math.inf else f"{value:.{decimals}f}"
-
-
-def _metrics(
-    model_csvs: dict[str, list[str | Path]], infos: dict[str, MetricInfo], unit: AnalysisUnit
+def compared(
+    model_csvs: dict[str, list[str | Path]], infos: Mapping[str, MetricInfo], unit: AnalysisUnit = PER_IMAGE
 ) -> list[tuple[str, MetricInfo, list[str], np.ndarray]]:
+    """``(metric, info, losses, values)`` of :func:`stack` for each metric of ``infos`` that two losses or more have."""
     found = []
     for metric, info in infos.items():
         losses, values = stack(model_csvs, metric, info.scale, unit)
@@ -312,7 +307,7 @@ def _metrics(
 def sample(model_csvs: dict[str, list[str | Path]], unit: AnalysisUnit) -> tuple[int, int, int]:
     """Seeds, units and images of a set of models' per-image CSVs (from the first loss's first seed)."""
     first = next(iter(model_csvs.values()))
-    images = read_per_image(first[0])
+    images = read_metrics(first[0])
     return len(first), len({unit.of(image) for image in images}), len(images)
 
 
@@ -321,248 +316,3 @@ def sample_note(model_csvs: dict[str, list[str | Path]], unit: AnalysisUnit) -> 
     seeds, units, images = sample(model_csvs, unit)
     averaged = f" ({counted(images, unit.members)} averaged per {unit.name})" if images != units else ""
     return f"n = {unit.count(units)}{averaged}, {seeds} seed{'s' if seeds != 1 else ''}"
-
-
-VARIANCE_COLUMNS = [
-    "metric",
-    "label",
-    "losses",
-    "seeds",
-    "unit",
-    "units",
-    "images",
-    "share_loss",
-    "share_seed",
-    "share_unit",
-    "share_residual",
-    "sd_loss",
-    "sd_seed",
-    "ratio_between_within",
-    "F",
-    "df_loss",
-    "df_error",
-    "p_loss",
-    "tested",
-]
-
-
-def variance_rows(
-    model_csvs: dict[str, list[str | Path]],
-    infos: dict[str, MetricInfo] = STUDY_METRICS,
-    unit: AnalysisUnit = PER_IMAGE,
-) -> list[dict[str, str]]:
-    """One row per metric: variance shares, between/within ratio and the loss effect's F-test (empty below
-    :data:`MIN_UNITS` units)."""
-    rows = []
-    images = sample(model_csvs, unit)[2] if model_csvs else 0
-    for metric, info, losses, values in _metrics(model_csvs, infos, unit):
-        if values.shape[2] < 2:
-            continue
-        result = decompose(values)
-        tested = testable(result.units)
-        rows.append(
-            {
-                "metric": metric,
-                "label": info.label,
-                "losses": str(result.losses),
-                "seeds": str(result.seeds),
-                "unit": unit.name,
-                "units": str(result.units),
-                "images": str(images),
-                **{f"share_{part}": _format(result.share(part), 4) for part in ("loss", "seed", "unit", "residual")},
-                "sd_loss": _format(math.sqrt(result.loss), info.decimals + 2),
-                "sd_seed": _format(None if result.seed is None else math.sqrt(result.seed), info.decimals + 2),
-                "ratio_between_within": _format(result.ratio, 3),
-                "F": _format(result.f, 3) if tested else "",
-                "df_loss": str(result.df[0]),
-                "df_error": str(result.df[1]),
-                "p_loss": _format(result.p, 4) if tested else "",
-                "tested": "yes" if tested else "no",
-            }
-        )
-    return rows
-
-
-PAIR_COLUMNS = ["metric", "a", "b", "difference", "ci_low", "ci_high", "p", "p_holm", "significant", "better"]
-
-
-def pair_rows(
-    model_csvs: dict[str, list[str | Path]],
-    infos: dict[str, MetricInfo] = STUDY_METRICS,
-    unit: AnalysisUnit = PER_IMAGE,
-) -> list[dict[str, str]]:
-    """One row per (metric, pair of losses): mean difference a − b over units, 95 % interval, p, Holm's p, which is
-    better.
-
-    Below :data:`MIN_UNITS` units the interval and p-values are empty and ``significant`` says
-    ``not tested (n = ...)``.
-    """
-    rows = []
-    for metric, info, losses, values in _metrics(model_csvs, infos, unit):
-        tested = testable(values.shape[2])
-        for test in pairwise(losses, values):
-            better = ""
-            if test.significant():
-                better = test.a if (test.difference > 0) == info.higher_is_better else test.b
-            rows.append(
-                {
-                    "metric": metric,
-                    "a": test.a,
-                    "b": test.b,
-                    "difference": _format(test.difference, info.decimals + 2),
-                    "ci_low": _format(test.low, info.decimals + 2),
-                    "ci_high": _format(test.high, info.decimals + 2),
-                    "p": _format(test.p, 4),
-                    "p_holm": _format(test.p_holm, 4),
-                    "significant": (
-                        ("yes" if test.significant() else "no") if tested else not_tested(unit, values.shape[2])
-                    ),
-                    "better": better,
-                }
-            )
-    return rows
-
-
-def _write_csv(rows: list[dict[str, str]], columns: list[str], path: Path) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _percent(share: str) -> str:
-    return f"{100 * float(share):.1f} %" if share else "not measured"
-
-
-def _f_test(row: dict[str, str], unit: AnalysisUnit) -> tuple[str, str]:
-    if row["tested"] == "no":
-        return not_tested(unit, int(row["units"])), "—"
-    return f"{row['F']} ({row['df_loss']}, {row['df_error']})", row["p_loss"]
-
-
-def write_variance(
-    title: str,
-    model_csvs: dict[str, list[str | Path]],
-    prefix: str | Path,
-    infos: dict[str, MetricInfo] = STUDY_METRICS,
-    unit: AnalysisUnit = PER_IMAGE,
-) -> list[Path]:
-    """``prefix``_variance.csv/.md/.tex: the variance decomposition of every metric, over ``unit``.
-
-    Args:
-        title: The table's name as shown (``Table 6.1``).
-        model_csvs: Loss → per-image CSVs, one per seed.
-        prefix: Path prefix (``results/tables/table_6_1``).
-        infos: The metrics and their display settings.
-        unit: The unit of analysis (the task spec's: images, or volumes of MRI slices).
-    """
-    prefix = Path(prefix)
-    rows = variance_rows(model_csvs, infos, unit)
-    seeds = rows[0]["seeds"] if rows else "0"
-    paths = [prefix.with_name(prefix.name + f"_variance{suffix}") for suffix in (".csv", ".md", ".tex")]
-    _write_csv(rows, VARIANCE_COLUMNS, paths[0])
-    header = ["Metric", "loss", "seed", unit.name, "residual", "between/within", "F (loss)", "p (loss)"]
-    body = [
-        [
-            row["label"],
-            _percent(row["share_loss"]),
-            _percent(row["share_seed"]),
-            _percent(row["share_unit"]),
-            _percent(row["share_residual"]),
-            row["ratio_between_within"] or "—",
-            *_f_test(row, unit),
-        ]
-        for row in rows
-    ]
-    notes = [
-        (
-            f"{sample_note(model_csvs, unit) if model_csvs else 'no models'}; {rows[0]['losses'] if rows else 0}"
-            f" losses. Shares of the variance of the per-{unit.name} values between losses, between seeds of one loss,"
-            f" between {unit.plural}, and residual (loss × {unit.name} and seed × {unit.name})."
-        ),
-        (
-            "between/within: the between-loss variance over the seed-to-seed variance of one loss; above 1, changing"
-            " the loss moves the metric more than retraining does. F tests the loss effect against the seed variation"
-            f" (nested ANOVA, {unit.plural} as blocks)."
-        ),
-    ]
-    if seeds == "1":
-        notes.append(
-            "One seed: seed variation is not measured (run with several seeds, e.g. config/statistics.yaml); the loss"
-            " effect is tested against the residual only."
-        )
-    if rows and rows[0]["tested"] == "no":
-        notes.append(
-            f"Not tested: {unit.count(int(rows[0]['units']))}, fewer than the {MIN_UNITS} independent {unit.plural} a"
-            f" test needs; the shares describe these {unit.plural} only."
-        )
-    lines = [
-        f"**{title}, variance decomposition.**",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|---|" + "---:|" * (len(header) - 1),
-    ]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    lines += ["", *(f"{index}. {note}" for index, note in enumerate(notes, 1))]
-    paths[1].write_text("\n".join(lines) + "\n")
-    tex = [
-        r"\begin{table}[ht]",
-        r"\centering",
-        rf"\caption{{{title}: variance decomposition of the per-{unit.name} metric values.}}",
-        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
-        r"\toprule",
-        " & ".join(header) + r" \\",
-        r"\midrule",
-    ]
-    tex += [" & ".join(cell.replace("%", r"\%").replace("·", r"$\cdot$") for cell in cells) + r" \\" for cells in body]
-    tex += (
-        [r"\bottomrule", r"\end{tabular}", r"\par\smallskip\footnotesize"]
-        + [note.replace("%", r"\%").replace("×", r"$\times$") + r"\\" for note in notes]
-        + [r"\end{table}"]
-    )
-    paths[2].write_text("\n".join(tex) + "\n")
-    return paths
-
-
-def write_pairs(
-    title: str,
-    model_csvs: dict[str, list[str | Path]],
-    prefix: str | Path,
-    label_of: Callable[[str], str],
-    infos: dict[str, MetricInfo] = STUDY_METRICS,
-    unit: AnalysisUnit = PER_IMAGE,
-) -> list[Path]:
-    """``prefix``_pairs.csv/.md: every pair of losses per metric, paired over ``unit``, Holm-corrected.
-
-    ``label_of`` maps a loss name to its display label.
-    """
-    prefix = Path(prefix)
-    rows = pair_rows(model_csvs, infos, unit)
-    paths = [prefix.with_name(prefix.name + f"_pairs{suffix}") for suffix in (".csv", ".md")]
-    _write_csv(rows, PAIR_COLUMNS, paths[0])
-    lines = [
-        f"**{title}, paired comparisons of the losses.**",
-        "",
-        "| Metric | a | b | mean a − b | 95 % interval | p | p (Holm) | better |",
-        "|---|---|---|---:|---:|---:|---:|---|",
-    ]
-    for row in rows:
-        interval = f"[{row['ci_low']}, {row['ci_high']}]" if row["ci_low"] else "—"
-        verdict = (
-            label_of(row["better"]) if row["better"] else ("n.s." if row["significant"] == "no" else row["significant"])
-        )
-        lines.append(
-            f"| {infos[row['metric']].label} | {label_of(row['a'])} | {label_of(row['b'])} | {row['difference']} |"
-            f" {interval} | {row['p'] or '—'} | {row['p_holm'] or '—'} | {verdict} |"
-        )
-    sample_text = sample_note(model_csvs, unit) if model_csvs else "no models"
-    lines += [
-        "",
-        (
-            f"1. {sample_text}. Paired t-test over validation {unit.plural} on seed-averaged values; Holm's correction"
-            f" over the pairs of each metric; significant at α = {ALPHA}. n.s.: not significant. Fewer than {MIN_UNITS}"
-            f" {unit.plural}: not tested."
-        ),
-    ]
-    paths[1].write_text("\n".join(lines) + "\n")
-    return paths

@@ -2,7 +2,7 @@
 its own metric.
 
 The thesis's structure (Tables 6.1, 6.3, 6.4) in two checks per task, read from the table CSVs that
-:func:`lossbench.report.tables.write_csv` writes, under a head that says what the numbers rest on:
+:func:`lossbench.report.table_files.write_csv` writes, under a head that says what the numbers rest on:
 
 - the experiment's ``description`` and, per task, its scale (:class:`Scale`): validation images
   and the units the statistics count, seeds, training steps, and what a single run is good to;
@@ -21,50 +21,22 @@ CLI (the tables' checks only):
 from __future__ import annotations
 
 import argparse
-import csv
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from lossbench import losses
+from lossbench.core.io import markdown_table, read_metrics, read_rows
 from lossbench.data import tasks
 from lossbench.data.taskspec import counted
 from lossbench.losses import label
 from lossbench.metrics import spec as metric_spec
 from lossbench.report.statistics import MIN_UNITS, testable
+from lossbench.report.table_files import read_spread, read_table
 from lossbench.report.tables import THESIS_TABLES
 
-#: Columns of a table CSV that are not models.
-_NOT_MODELS = ("metric", "label", "best", "not_different_from_best")
 #: The share of the training whose change the race note reports (its last quarter).
 LATE_SHARE = 0.25
-
-
-def read_table(path: str | Path) -> dict[str, dict[str, float]]:
-    """``{metric: {column: value}}`` of a table CSV; empty cells (not computed) are left out.
-
-    Raises:
-        ValueError: naming the file when it is not a table CSV of :func:`lossbench.report.tables.write_csv`.
-    """
-    rows = _rows(path)
-    if not rows or "metric" not in rows[0] or "input" not in rows[0]:
-        raise ValueError(f"{path}: not a lossbench table CSV (expected columns metric, label, input, <losses>)")
-    columns = [column for column in rows[0] if column not in _NOT_MODELS and not column.endswith("_std")]
-    return {row["metric"]: {column: float(row[column]) for column in columns if row.get(column)} for row in rows}
-
-
-def read_spread(path: str | Path) -> dict[str, float]:
-    """The standard deviation over seeds of each model's PSNR in a table CSV (empty with one seed)."""
-    rows = {row["metric"]: row for row in _rows(path)}
-    psnr = rows.get("psnr", {})
-    return {
-        column.removesuffix("_std"): float(value) for column, value in psnr.items() if column.endswith("_std") and value
-    }
-
-
-def _rows(path: str | Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 @dataclass(frozen=True)
@@ -103,8 +75,8 @@ def scale(kind: str, settings: Mapping, input_csv: str | Path, curve_csv: str | 
     """The :class:`Scale` of a task of ``kind`` with configuration ``settings``, from its inputs' per-image metrics and
     a model's curve."""
     spec = tasks.spec(kind)
-    images = [row["image"] for row in _rows(input_csv)]
-    curve = _rows(curve_csv) if curve_csv is not None else []
+    images = list(read_metrics(input_csv))
+    curve = read_rows(curve_csv) if curve_csv is not None else []
     return Scale(
         spec.data_description(settings) if "data" in settings else None,
         len(images),
@@ -119,12 +91,7 @@ def scale(kind: str, settings: Mapping, input_csv: str | Path, curve_csv: str | 
 
 def scale_lines(scales: Mapping[str, Scale], spreads: Mapping[str, Mapping[str, float]]) -> list[str]:
     """The summary's head: one row per task, and what a single run is good to."""
-    lines = [
-        "## What these numbers rest on",
-        "",
-        "| Task | Validation | Seeds | Training steps per model | Differences between losses |",
-        "|---|---|---:|---:|---|",
-    ]
+    body = []
     for task, about in scales.items():
         data = f" ({about.data})" if about.data else ""
         tested = (
@@ -132,10 +99,10 @@ def scale_lines(scales: Mapping[str, Scale], spreads: Mapping[str, Mapping[str, 
             if testable(about.units)
             else f"not tested: n = {counted(about.units, about.unit)}, fewer than {MIN_UNITS}"
         )
-        lines.append(
-            f"| {task} | {about.validation()}{data} | {about.seeds} | {about.steps if about.steps is not None else '—'}"
-            f" | {tested} |"
-        )
+        steps = about.steps if about.steps is not None else "—"
+        body.append([task, f"{about.validation()}{data}", str(about.seeds), str(steps), tested])
+    header = ["Task", "Validation", "Seeds", "Training steps per model", "Differences between losses"]
+    lines = ["## What these numbers rest on", "", markdown_table(header, body, "llrrl")]
     lines.append("")
     measured = {task: max(spread.values()) for task, spread in spreads.items() if spread}
     if measured:
@@ -233,14 +200,12 @@ def task_summary(
     lines = [f"## {task} ({name})", ""]
     psnr = table.get("psnr", {})
     if "input" in psnr:
+        gains = [
+            [label(loss), f"{psnr[loss]:.2f}", f"{psnr[loss] - psnr['input']:+.2f}"] for loss in psnr if loss != "input"
+        ]
         lines += [f"Input PSNR {psnr['input']:.2f} dB. PSNR gain over the input:", ""]
-        lines += ["| Model | PSNR (dB) | Gain (dB) |", "|---|---:|---:|"]
-        for loss in psnr:
-            if loss != "input":
-                lines.append(f"| {label(loss)} | {psnr[loss]:.2f} | {psnr[loss] - psnr['input']:+.2f} |")
-        lines.append("")
-    lines += ["| Metric | Best model | Own-metric check |", "|---|---|---|"]
-    owners, misses = losses.own_metrics(), []
+        lines += [markdown_table(["Model", "PSNR (dB)", "Gain (dB)"], gains), ""]
+    owners, misses, body = losses.own_metrics(), [], []
     for metric, values in table.items():
         best = winners(values, metric)
         if not best:
@@ -252,17 +217,10 @@ def task_summary(
             behind = f" ({100 * gap:.1f} % behind)" if gap is not None else ""
             check = f"{label(own)} wins" if own in best else f"{label(own)} does not win{behind}"
             if own not in best:
-                misses.append(
-                    miss_reason(
-                        metric,
-                        own,
-                        best[0],
-                        values,
-                        curves or {},
-                        f"[figures/race_{task}.png](figures/race_{task}.png)",
-                    )
-                )
-        lines.append(f"| {metric_spec(metric).info.label} | {', '.join(label(loss) for loss in best)} | {check} |")
+                race = f"[figures/race_{task}.png](figures/race_{task}.png)"
+                misses.append(miss_reason(metric, own, best[0], values, curves or {}, race))
+        body.append([metric_spec(metric).info.label, ", ".join(label(loss) for loss in best), check])
+    lines.append(markdown_table(["Metric", "Best model", "Own-metric check"], body, "lll"))
     if misses:
         lines += ["", "Own-metric misses:", "", *(f"- {miss}" for miss in misses)]
     return lines + [""]
@@ -298,7 +256,7 @@ def summarise(
 
 def read_curves(paths: Mapping[str, str | Path]) -> dict[str, list[dict[str, str]]]:
     """Loss → the rows of its ``curve.csv``."""
-    return {loss: _rows(path) for loss, path in paths.items()}
+    return {loss: read_rows(path) for loss, path in paths.items()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,5 @@
 """The result tables of the tasks (the thesis's 6.1, 6.3, 6.4, and ``table_<task>`` for other tasks) from per-image
-metric files, as CSV, Markdown and LaTeX.
+metric files; :mod:`lossbench.report.table_files` writes them as CSV, Markdown and LaTeX.
 
 Rows are the six metrics, then any other computed one (a user's ``own_metrics``), columns the
 degraded input and the six losses, then any other; the best value per row among the losses is
@@ -9,7 +9,6 @@ says why, and a row or column the thesis lacks has no published value: a value i
 
 from __future__ import annotations
 
-import csv
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,11 +17,11 @@ from typing import Any
 
 from lossbench import losses as loss_registry
 from lossbench import metrics as metric_registry
-from lossbench.core.specs import Setting, tex_escape
+from lossbench.core.io import read_metrics
+from lossbench.core.specs import Setting
 from lossbench.data import tasks as task_registry
 from lossbench.data.taskspec import PER_IMAGE, AnalysisUnit
 from lossbench.metrics import STUDY_METRICS, MetricInfo
-from lossbench.report import paper
 from lossbench.report import statistics as significance
 
 #: The thesis's tables → the thesis's task of each (from the task kinds' specs).
@@ -82,7 +81,8 @@ def thesis_subject(name: str) -> Subject:
     raise ValueError(f"unknown thesis table {name!r}: expected one of {', '.join(THESIS_TABLES)}")
 
 
-def _subject(table: str | Subject) -> Subject:
+def as_subject(table: str | Subject) -> Subject:
+    """``table`` itself, or the thesis table of that name (:func:`thesis_subject`)."""
     return thesis_subject(table) if isinstance(table, str) else table
 
 
@@ -102,7 +102,58 @@ FASTMRI_METRICS: dict[str, MetricInfo] = {
     "psnr": MetricInfo("PSNR", higher_is_better=True, decimals=2),
     "ssim": MetricInfo("SSIM", higher_is_better=True),
 }
-_TEX_DIRECTION = {True: r" $\uparrow$", False: r" $\downarrow$"}
+#: The fastMRI companion tables have one row per volume already.
+_VOLUME_ROWS = AnalysisUnit("volume", "volumes")
+
+
+@dataclass(frozen=True)
+class Suite:
+    """What a table's rows are: the configured metrics per image (the thesis's tables), or a fixed set per volume.
+
+    Attributes:
+        name: ``thesis`` or ``fastmri``, as the configuration's tables name it.
+        metrics: The fixed rows; None: the configured metrics that the input's file holds, whose
+            settings (FLIP's viewing conditions) a footnote states.
+        caption: What follows the subject caption's ``Table x.y`` head; None: the subject's caption.
+        title: The heading, ``{task}`` filled in; None: the thesis table's number.
+        label_suffix: Appended to the LaTeX label, which would otherwise be the thesis table's.
+    """
+
+    name: str
+    metrics: Mapping[str, MetricInfo] | None = None
+    caption: str | None = None
+    title: str | None = None
+    label_suffix: str = ""
+
+    def infos(self, computed: Mapping[str, float]) -> dict[str, MetricInfo]:
+        """The table's rows, given the metrics the input's file holds."""
+        return metric_registry.rows(computed) if self.metrics is None else dict(self.metrics)
+
+    def unit(self, about: Subject) -> AnalysisUnit:
+        """What the statistics count: the subject's unit, or a row per volume."""
+        return about.unit if self.metrics is None else _VOLUME_ROWS
+
+    def table_caption(self, caption: str) -> str:
+        return caption if self.caption is None else caption.split(":")[0] + self.caption
+
+    def heading(self, name: str, task: str) -> str:
+        return table_title(name) if self.title is None else self.title.format(task=task)
+
+
+#: The suites of tables, by the name the configuration gives them.
+SUITES = {
+    suite.name: suite
+    for suite in (
+        Suite("thesis"),
+        Suite(
+            "fastmri",
+            FASTMRI_METRICS,
+            ": fastMRI's per-volume NMSE, PSNR and SSIM (fastmri.evaluate), averaged over validation volumes.",
+            "fastMRI metrics, {task} (not in the thesis)",
+            "_fastmri",
+        ),
+    )
+}
 
 
 @dataclass
@@ -149,7 +200,7 @@ class Table:
     @property
     def title(self) -> str:
         """Heading: the thesis table's number, or what a companion table is."""
-        return table_title(self.name) if self.suite == "thesis" else f"fastMRI metrics, {self.task} (not in the thesis)"
+        return SUITES[self.suite].heading(self.name, self.task)
 
     @property
     def columns(self) -> list[str]:
@@ -159,30 +210,24 @@ class Table:
         return self.input_label if column == "input" else loss_registry.label(column, self.lpips_pretrained)
 
 
-def _loss_columns(model_csvs: dict[str, list[str | Path]]) -> list[str]:
+def loss_columns(model_csvs: dict[str, list[str | Path]]) -> list[str]:
     """The thesis's losses in its order, then the other losses that have models, in their order."""
     return [*loss_registry.STUDY_LOSSES, *(loss for loss in model_csvs if loss not in loss_registry.STUDY_LOSSES)]
 
 
-def _image_means(path: str | Path) -> dict[str, float]:
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        raise ValueError(f"{path}: no per-image rows")
-    key = next(iter(rows[0]))  # the image or volume id
-    return {name: statistics.fmean(float(row[name]) for row in rows) for name in rows[0] if name != key}
+def image_means(path: str | Path) -> dict[str, float]:
+    """The mean of each metric of a per-image (or per-volume) metric CSV."""
+    values = list(read_metrics(path).values())
+    return {name: statistics.fmean(row[name] for row in values) for name in values[0]}
 
 
-def _cell(per_seed: list[dict[str, float]], metric: str, info: MetricInfo) -> Cell:
+def metric_cell(per_seed: list[dict[str, float]], metric: str, info: MetricInfo) -> Cell:
+    """The cell of ``metric`` from its mean in each seed's file (:func:`image_means`), on the display scale."""
     scale = info.scale
     values = [means[metric] * scale for means in per_seed if metric in means]
     if not values:
         return Cell()
     return Cell(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
-
-
-#: The fastMRI companion tables have one row per volume already.
-_VOLUME_ROWS = AnalysisUnit("volume", "volumes")
 
 
 def build_table(
@@ -204,43 +249,30 @@ def build_table(
         lpips_pretrained: Whether LPIPS (metric and loss) used the pretrained AlexNet trunk; if
             not, the LPIPS row and the LPIPS+l2 column say so.
         suite: ``thesis`` for the six metrics of the thesis, ``fastmri`` for fastMRI's per-volume
-            NMSE, PSNR and SSIM (MRI tasks).
+            NMSE, PSNR and SSIM (MRI tasks); see :data:`SUITES`.
         loss_params: Loss → its configured ``params``; the non-empty ones are stated in a footnote
             (the thesis gives none of them, e.g. LPIPS+l2's weights).
         evaluation: The configuration's ``evaluation`` section; the conditions it sets for a
             metric (FLIP's pixels per degree) are stated in a footnote.
     """
-    about = _subject(table)
-    name, caption = about.name, about.caption
-    unit = about.unit if suite == "thesis" else _VOLUME_ROWS
-    input_means = _image_means(input_csv)
-    infos = metric_registry.rows(input_means) if suite == "thesis" else dict(FASTMRI_METRICS)
-    if suite == "fastmri":
-        caption = (
-            caption.split(":")[0]
-            + ": fastMRI's per-volume NMSE, PSNR and SSIM (fastmri.evaluate), averaged over validation volumes."
-        )
-    model_means = {loss: [_image_means(path) for path in paths] for loss, paths in model_csvs.items()}
+    about, rows = as_subject(table), SUITES[suite]
+    unit = rows.unit(about)
+    input_means = image_means(input_csv)
+    infos = rows.infos(input_means)
+    model_means = {loss: [image_means(path) for path in paths] for loss, paths in model_csvs.items()}
+    columns = loss_columns(model_csvs)
     cells: dict[str, dict[str, Cell]] = {}
-    columns = _loss_columns(model_csvs)
     tests_run = False
     for metric, info in infos.items():
-        row = {"input": _cell([input_means], metric, info)}
-        for loss in columns:
-            row[loss] = _cell(model_means.get(loss, []), metric, info)
-        shown = {loss: round(row[loss].mean, info.decimals) for loss in columns if row[loss].mean is not None}
-        if shown:
-            best = max(shown.values()) if info.higher_is_better else min(shown.values())
-            for loss, value in shown.items():
-                row[loss].bold = value == best
-            tested = _mark_ties_with_best(row, model_csvs, metric, info, unit)
-            tests_run = tests_run or tested
-        cells[metric] = row
+        cells[metric] = {"input": metric_cell([input_means], metric, info)}
+        cells[metric].update((loss, metric_cell(model_means.get(loss, []), metric, info)) for loss in columns)
+        tested = _mark_best(cells[metric], columns, model_csvs, metric, info, unit)
+        tests_run = tests_run or tested
     labels = {metric: info.display(lpips_pretrained) + direction_mark(info) for metric, info in infos.items()}
-    table = Table(
-        name,
+    result = Table(
+        about.name,
         about.task,
-        caption,
+        rows.table_caption(about.caption),
         about.input_label,
         labels,
         cells,
@@ -249,302 +281,109 @@ def build_table(
         suite=suite,
         losses=columns,
     )
-    for loss in loss_registry.STUDY_LOSSES:
-        if loss not in model_csvs:
-            table.footnotes.append(f"{table.column_label(loss)}: no model trained (not in the configuration's losses).")
-    for metric in infos:
-        if cells[metric]["input"].mean is None:
+    result.footnotes += _missing_notes(result, model_csvs) + _run_notes(result, model_csvs, loss_params)
+    if rows.metrics is None and evaluation is not None and about.kind is not None:
+        result.footnotes += _conditions(infos, cells, Setting(task_registry.channels(about.kind), evaluation))
+    if len(model_csvs) > 1:
+        result.footnotes.append(_significance_note(result.name, model_csvs, unit, tests_run))
+    return result
+
+
+def _mark_best(
+    row: dict[str, Cell],
+    columns: list[str],
+    model_csvs: dict[str, list[str | Path]],
+    metric: str,
+    info: MetricInfo,
+    unit: AnalysisUnit,
+) -> bool:
+    """Bold the losses whose shown value is the row's best, and mark those not significantly different from the best
+    (:func:`_mark_ties_with_best`); False when no test ran."""
+    shown = {loss: round(row[loss].mean, info.decimals) for loss in columns if row[loss].mean is not None}
+    if not shown:
+        return False
+    best = max(shown.values()) if info.higher_is_better else min(shown.values())
+    for loss, value in shown.items():
+        row[loss].bold = value == best
+    return _mark_ties_with_best(row, model_csvs, metric, info, unit)
+
+
+def _missing_notes(table: Table, model_csvs: dict[str, list[str | Path]]) -> list[str]:
+    """Footnotes on what a table lacks: losses without models, metrics not computed, the pretrained LPIPS trunk."""
+    notes = [
+        f"{table.column_label(loss)}: no model trained (not in the configuration's losses)."
+        for loss in loss_registry.STUDY_LOSSES
+        if loss not in model_csvs
+    ]
+    for metric, info in table.infos.items():
+        if table.cells[metric]["input"].mean is None:
             reason = (
                 "not available in this version"
                 if metric not in metric_registry.names()
                 else "not in the configuration's metrics"
             )
-            table.footnotes.append(f"{infos[metric].label}: not computed ({reason}).")
-    if not lpips_pretrained:
-        table.footnotes.append(
+            notes.append(f"{info.label}: not computed ({reason}).")
+    if not table.lpips_pretrained:
+        notes.append(
             "LPIPS and LPIPS+l2 used an untrained AlexNet trunk (the pretrained ImageNet weights were not found); their"
             " values are not comparable with the thesis's."
         )
+    return notes
+
+
+def _run_notes(table: Table, model_csvs: dict[str, list[str | Path]], loss_params: dict[str, dict] | None) -> list[str]:
+    """Footnotes on how the models ran: the seeds averaged, the losses' configured parameters."""
+    notes = []
     seeds = {
-        cell.seeds for row in cells.values() for loss, cell in row.items() if loss != "input" and cell.mean is not None
+        cell.seeds
+        for row in table.cells.values()
+        for loss, cell in row.items()
+        if loss != "input" and cell.mean is not None
     }
     if seeds - {1}:
-        table.footnotes.append(f"Values are mean ± standard deviation over {', '.join(map(str, sorted(seeds)))} seeds.")
+        notes.append(f"Values are mean ± standard deviation over {', '.join(map(str, sorted(seeds)))} seeds.")
     stated = [
-        f"{loss_registry.label(loss, lpips_pretrained)}: "
+        f"{loss_registry.label(loss, table.lpips_pretrained)}: "
         + ", ".join(f"{key} {value}" for key, value in params.items())
         for loss, params in (loss_params or {}).items()
         if params and loss in model_csvs
     ]
     if stated:
-        table.footnotes.append("Loss parameters: " + "; ".join(stated) + ".")
-    if suite == "thesis" and evaluation is not None and about.kind is not None:
-        table.footnotes += _conditions(infos, cells, Setting(task_registry.channels(about.kind), evaluation))
-    if len(model_csvs) > 1:
-        sample = significance.sample_note(model_csvs, unit)
-        if tests_run:
-            table.footnotes.append(
-                f"†: not significantly different from the row's best value (paired t-test over validation {unit.plural}"
-                f" on seed-averaged values, Holm-corrected, α = {significance.ALPHA}; {sample}; {name}_pairs lists"
-                " every pair)."
-            )
-        else:
-            table.footnotes.append(
-                f"No significance marks: {sample}, fewer than the {significance.MIN_UNITS} independent {unit.plural} a"
-                " test needs; differences between the losses are not tested."
-            )
-    return table
+        notes.append("Loss parameters: " + "; ".join(stated) + ".")
+    return notes
+
+
+def _significance_note(name: str, model_csvs: dict[str, list[str | Path]], unit: AnalysisUnit, tests_run: bool) -> str:
+    """The footnote on the † marks: what they test, or why there are none."""
+    sample = significance.sample_note(model_csvs, unit)
+    if tests_run:
+        return (
+            f"†: not significantly different from the row's best value (paired t-test over validation {unit.plural}"
+            f" on seed-averaged values, Holm-corrected, α = {significance.ALPHA}; {sample}; {name}_pairs lists"
+            " every pair)."
+        )
+    return (
+        f"No significance marks: {sample}, fewer than the {significance.MIN_UNITS} independent {unit.plural} a"
+        " test needs; differences between the losses are not tested."
+    )
 
 
 def _conditions(infos: dict[str, MetricInfo], cells: dict[str, dict[str, Cell]], setting: Setting) -> list[str]:
     """The viewing conditions (or other settings) under which the table's computed metrics were measured, as their specs
     state them."""
-    notes = []
-    for metric in infos:
-        if cells[metric]["input"].mean is None or metric not in metric_registry.names():
-            continue
-        spec = metric_registry.spec(metric)
-        note = spec.conditions(spec.params(setting))
-        if note:
-            notes.append(note)
-    return notes
+    specs = [
+        metric_registry.spec(metric)
+        for metric in infos
+        if cells[metric]["input"].mean is not None and metric in metric_registry.names()
+    ]
+    return [note for note in (spec.conditions(spec.params(setting)) for spec in specs) if note]
 
 
 def _mark_ties_with_best(
     row: dict[str, Cell], model_csvs: dict[str, list[str | Path]], metric: str, info: MetricInfo, unit: AnalysisUnit
 ) -> bool:
     """Mark the losses not significantly different from the row's best; False when no test could run."""
-    losses, values = significance.stack(model_csvs, metric, info.scale, unit)
-    if len(losses) < 2 or not significance.testable(values.shape[2]):
-        return False
-    means = values.mean(axis=(1, 2))
-    best = losses[int(means.argmax() if info.higher_is_better else means.argmin())]
-    for loss in significance.not_different_from_best(losses, values, best):
+    tied = significance.tied_with_best(model_csvs, metric, info, unit)
+    for loss in tied or ():
         row[loss].tied = True
-    return True
-
-
-def write_csv(table: Table, path: str | Path) -> None:
-    """Wide CSV: one row per metric, a mean column per model (``<model>_std`` too with several seeds), ``best``."""
-    with_std = any(cell.std is not None for row in table.cells.values() for cell in row.values())
-    header = ["metric", "label", *table.columns]
-    if with_std:
-        header += [f"{column}_std" for column in table.columns if column != "input"]
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow([*header, "best", "not_different_from_best"])
-        for metric, row in table.cells.items():
-            decimals = table.infos[metric].decimals + 2
-            values = [f"{row[c].mean:.{decimals}f}" if row[c].mean is not None else "" for c in table.columns]
-            if with_std:
-                values += [
-                    f"{row[c].std:.{decimals}f}" if row[c].std is not None else ""
-                    for c in table.columns
-                    if c != "input"
-                ]
-            best = " ".join(c for c in table.columns if row[c].bold)
-            writer.writerow(
-                [metric, table.metric_labels[metric], *values, best, " ".join(c for c in table.columns if row[c].tied)]
-            )
-
-
-def _notes(footnotes: list[str], prefix: str) -> list[str]:
-    return [f"{prefix}{index}. {note}" for index, note in enumerate(footnotes, 1)]
-
-
-def to_markdown(table: Table) -> str:
-    """The table in GitHub Markdown, best values in bold, footnotes below."""
-    lines = [f"**{table.title}.** {table.caption}", ""]
-    lines.append("| Metric | " + " | ".join(table.column_label(c) for c in table.columns) + " |")
-    lines.append("|---|" + "---:|" * len(table.columns))
-    for metric, row in table.cells.items():
-        decimals = table.infos[metric].decimals
-        cells = [
-            (f"**{row[c].text(decimals)}**" if row[c].bold else row[c].text(decimals)) + ("†" if row[c].dagger else "")
-            for c in table.columns
-        ]
-        lines.append(f"| {table.metric_labels[metric]} | " + " | ".join(cells) + " |")
-    if table.footnotes:
-        lines += ["", *_notes(table.footnotes, "")]
-    return "\n".join(lines) + "\n"
-
-
-def to_latex(table: Table) -> str:
-    """The table as a LaTeX ``table`` with booktabs rules, best values in ``\\textbf``."""
-    columns = [
-        tex_escape(table.column_label(c)) if c == "input" else loss_registry.tex_label(c, table.lpips_pretrained)
-        for c in table.columns
-    ]
-    lines = [
-        r"\begin{table}[ht]",
-        r"\centering",
-        rf"\caption{{{tex_escape(table.caption)}}}",
-        rf"\label{{tab:{table.name}{'' if table.suite == 'thesis' else '_' + table.suite}}}",
-        r"\begin{tabular}{l" + "r" * len(table.columns) + "}",
-        r"\toprule",
-        "Metric & " + " & ".join(columns) + r" \\",
-        r"\midrule",
-    ]
-    for metric, row in table.cells.items():
-        decimals = table.infos[metric].decimals
-        cells = [tex_escape(row[c].text(decimals)) for c in table.columns]
-        cells = [
-            (rf"\textbf{{{text}}}" if row[c].bold else text) + (r"$^\dagger$" if row[c].dagger else "")
-            for c, text in zip(table.columns, cells)
-        ]
-        info = table.infos[metric]
-        label = (
-            info.tex_label + _TEX_DIRECTION[info.higher_is_better]
-            if info.tex is not None
-            else tex_escape(table.metric_labels[metric])
-        )
-        lines.append(f"{label} & " + " & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    if table.footnotes:
-        lines += [r"\par\smallskip\footnotesize"] + [tex_escape(note) + r"\\" for note in _notes(table.footnotes, "")]
-    lines.append(r"\end{table}")
-    return "\n".join(lines) + "\n"
-
-
-#: Marks a published value known to be wrong (:func:`lossbench.report.paper.errata`); † is significance's mark.
-ERRATUM_MARK = "‡"
-
-#: What a reader should expect of the comparison with the thesis: only the degraded input is computed the same way.
-VS_PAPER_NOTE = (
-    "Only the input column ({input}) is expected to match the thesis on the thesis's data; on the embedded demo data "
-    "(other images, smaller models, minutes of CPU training) the models' values are not, and the comparison shows the "
-    "direction and the ordering of the losses, not the published values."
-)
-
-
-def _published_cell(
-    table: Table,
-    published: dict[str, dict[str, float]],
-    errata: dict[tuple[str, str, str], str],
-    metric: str,
-    column: str,
-) -> tuple[float | None, str | None]:
-    """The thesis's value of a cell (None where the thesis has none) and its erratum, if any."""
-    return published.get(metric, {}).get(column), errata.get((table.name, metric, column))
-
-
-def comparison_rows(table: Table) -> list[dict[str, str]]:
-    """Ours beside the thesis's published value, one row per (metric, model).
-
-    A model or metric the thesis lacks has an empty ``paper`` cell; a published cell listed in
-    :func:`lossbench.report.paper.errata` is shown but not compared, with the erratum in ``note``.
-    """
-    published, errata = paper.table(table.name), paper.errata()
-    rows = []
-    for metric, row in table.cells.items():
-        decimals = table.infos[metric].decimals
-        for column in table.columns:
-            ours = row[column].mean
-            theirs, erratum = _published_cell(table, published, errata, metric, column)
-            comparable = ours is not None and theirs is not None and erratum is None
-            rows.append(
-                {
-                    "metric": metric,
-                    "model": column,
-                    "ours": f"{ours:.{decimals}f}" if ours is not None else "",
-                    "paper": f"{theirs:.{decimals}f}" if theirs is not None else "",
-                    "difference": f"{ours - theirs:+.{decimals}f}" if comparable else "",
-                    "note": erratum or "",
-                }
-            )
-    return rows
-
-
-def comparison_markdown(table: Table) -> str:
-    """Markdown table whose cells read ``ours (paper)``; flagged published cells carry :data:`ERRATUM_MARK` and a
-    footnote."""
-    published, errata = paper.table(table.name), paper.errata()
-    lines = [f"**{table_title(table.name)}, ours (thesis).** {table.caption}", ""]
-    lines.append("| Metric | " + " | ".join(table.column_label(c) for c in table.columns) + " |")
-    lines.append("|---|" + "---:|" * len(table.columns))
-    notes = list(table.footnotes)
-    for metric, row in table.cells.items():
-        decimals = table.infos[metric].decimals
-        cells = []
-        for column in table.columns:
-            theirs, erratum = _published_cell(table, published, errata, metric, column)
-            shown = "—" if theirs is None else f"{theirs:.{decimals}f}" + (ERRATUM_MARK if erratum else "")
-            cells.append(f"{row[column].text(decimals) or '—'} ({shown})")
-            if erratum:
-                notes.append(f"{ERRATUM_MARK} {table.metric_labels[metric]}, {table.column_label(column)}: {erratum}")
-        lines.append(f"| {table.metric_labels[metric]} | " + " | ".join(cells) + " |")
-    notes.append(VS_PAPER_NOTE.format(input=table.input_label))
-    lines += ["", *_notes(notes, "")]
-    return "\n".join(lines) + "\n"
-
-
-def write_per_seed(
-    table: str | Subject,
-    model_csvs: dict[str, list[str | Path]],
-    seeds: list[int],
-    prefix: str | Path,
-    lpips_pretrained: bool = True,
-) -> list[Path]:
-    """Each seed's value beside the mean ± std (the thesis's future work), as ``prefix``_per_seed.csv/.md.
-
-    Args:
-        table: As in :func:`build_table`.
-        model_csvs: Loss name → its models' metric CSVs, in the order of ``seeds``.
-        seeds: The seeds of the CSVs.
-        prefix: Path prefix of the thesis table (``results/tables/table_6_1``).
-        lpips_pretrained: As in :func:`build_table`, for the labels.
-    """
-    prefix = Path(prefix)
-    means = {loss: dict(zip(seeds, map(_image_means, paths), strict=True)) for loss, paths in model_csvs.items()}
-    losses = [loss for loss in _loss_columns(model_csvs) if loss in means]
-    about = _subject(table)
-    rows, lines = [], [f"**{table_title(about.name)}, per seed.** {about.caption}", ""]
-    lines += [
-        "| Metric | Seed | " + " | ".join(loss_registry.label(loss, lpips_pretrained) for loss in losses) + " |",
-        "|---|---|" + "---:|" * len(losses),
-    ]
-    computed = [name for by_seed in means.values() for seed_means in by_seed.values() for name in seed_means]
-    for metric, info in metric_registry.rows(computed).items():
-        if not any(metric in by_seed[seed] for by_seed in means.values() for seed in seeds):
-            continue
-        for seed in seeds:
-            values = {loss: means[loss][seed][metric] * info.scale for loss in losses if metric in means[loss][seed]}
-            rows += [
-                {"metric": metric, "model": loss, "seed": seed, "value": f"{value:.{info.decimals + 2}f}"}
-                for loss, value in values.items()
-            ]
-            lines.append(
-                f"| {info.label} | {seed} | "
-                + " | ".join(f"{values[loss]:.{info.decimals}f}" if loss in values else "" for loss in losses)
-                + " |"
-            )
-        summary = [_cell(list(means[loss].values()), metric, info).text(info.decimals) for loss in losses]
-        lines.append(f"| {info.label} | mean ± std | " + " | ".join(summary) + " |")
-    paths = [prefix.with_name(prefix.name + "_per_seed.csv"), prefix.with_name(prefix.name + "_per_seed.md")]
-    with open(paths[0], "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["metric", "model", "seed", "value"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    paths[1].write_text("\n".join(lines) + "\n")
-    return paths
-
-
-def write_all(table: Table, prefix: str | Path, with_paper: bool = True) -> list[Path]:
-    """Write ``prefix``.csv/.md/.tex and, ``with_paper``, ``prefix``_vs_paper.csv/.md; returns the paths."""
-    prefix = Path(prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    paths = [prefix.with_name(prefix.name + s) for s in (".csv", ".md", ".tex")]
-    write_csv(table, paths[0])
-    paths[1].write_text(to_markdown(table))
-    paths[2].write_text(to_latex(table))
-    if not with_paper:
-        return paths
-    vs = prefix.with_name(prefix.name + "_vs_paper")
-    with open(vs.with_name(vs.name + ".csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(
-            handle, fieldnames=["metric", "model", "ours", "paper", "difference", "note"], lineterminator="\n"
-        )
-        writer.writeheader()
-        writer.writerows(comparison_rows(table))
-    vs.with_name(vs.name + ".md").write_text(comparison_markdown(table))
-    return paths + [vs.with_name(vs.name + ".csv"), vs.with_name(vs.name + ".md")]
+    return tied is not None

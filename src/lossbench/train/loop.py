@@ -12,7 +12,6 @@ command line is :mod:`lossbench.train`.
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import math
 import resource
@@ -30,6 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lossbench import losses, models
+from lossbench.core.io import CRLF, write_rows
 from lossbench.core.seeding import SeededSampler, derive_seed, group_batches
 from lossbench.data.denoise import DenoiseTrainDataset
 from lossbench.data.tasks import channels, train_dataset
@@ -38,7 +38,6 @@ from lossbench.metrics import compute as compute_metric
 from lossbench.metrics import spec as metric_spec
 from lossbench.metrics.pixel import psnr
 from lossbench.train.checkpoint import (
-    atomic_file,
     data_identity,
     load_checkpoint,
     load_file,
@@ -637,18 +636,15 @@ def peak_memory(device: torch.device) -> str:
 
 
 def write_curve(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write the per-epoch curve as CSV, atomically (:func:`lossbench.train.checkpoint.atomic_file`): a reader sees
-    whole epochs.
+    """Write the per-epoch curve as CSV, atomically (:func:`lossbench.core.io.write_rows`): a reader sees whole epochs.
+    Its lines end in the csv module's ``\r\n``, as curves have always been written.
 
     Columns: :data:`CURVE_COLUMNS`, then the validation metrics' (``val_<metric>``) in the order
     they first appear; an epoch without a metric (validated before a resume that added it) leaves
     its cell empty.
     """
     extra = [key for key in dict.fromkeys(key for row in rows for key in row) if key not in CURVE_COLUMNS]
-    with atomic_file(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[*CURVE_COLUMNS[:5], *extra, *CURVE_COLUMNS[5:]])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(path, rows, [*CURVE_COLUMNS[:5], *extra, *CURVE_COLUMNS[5:]], terminator=CRLF, atomic=True)
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, RunSpec]:

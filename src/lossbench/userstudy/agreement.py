@@ -4,14 +4,15 @@ values and the JOD scores, with a bootstrap interval from the JOD bootstrap samp
 
 from __future__ import annotations
 
-import csv
 import itertools
 from pathlib import Path
 
 import numpy as np
 
+from lossbench.core.io import markdown_table, write_lines, write_rows
 from lossbench.metrics import spec as metric_spec
 from lossbench.report import paper
+from lossbench.report.table_files import read_table
 from lossbench.userstudy.scaling import Summary
 
 
@@ -25,25 +26,19 @@ def kendall_tau(reference: np.ndarray, samples: np.ndarray) -> np.ndarray:
     return np.divide(b @ a, denominator, out=np.full(len(b), np.nan), where=denominator > 0)
 
 
+def _models(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``table`` without its input column."""
+    return {metric: {loss: value for loss, value in row.items() if loss != "input"} for metric, row in table.items()}
+
+
 def published_values(table: str) -> dict[str, dict[str, float]]:
     """{metric: {loss: value}} of a published metric table (6.1, 6.3, 6.4), without the input column."""
-    return {
-        metric: {loss: value for loss, value in row.items() if loss != "input"}
-        for metric, row in paper.table(table).items()
-    }
+    return _models(paper.table(table))
 
 
 def measured_values(path: str | Path) -> dict[str, dict[str, float]]:
     """{metric: {loss: value}} from one of our table CSVs (``results/tables/table_6_X.csv``); empty cells skipped."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    skip = {"metric", "label", "input", "best", "not_different_from_best"}
-    return {
-        row["metric"]: {
-            key: float(value) for key, value in row.items() if key not in skip and not key.endswith("_std") and value
-        }
-        for row in rows
-    }
+    return _models(read_table(path))
 
 
 def agreement_rows(
@@ -105,30 +100,16 @@ def _interval(row: dict[str, str]) -> str:
 def write_agreement(rows: list[dict[str, str]], prefix: str | Path, caption: str) -> list[Path]:
     """``prefix``.csv and .md of :func:`agreement_rows`."""
     prefix = Path(prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".md")
-    fields = ["metric", "source", "models", "tau", "ci_low", "ci_high", "p_chance"]
-    with open(csv_path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = [
-        caption,
-        "",
-        "| Metric | Metric values from | Models | Kendall τ | 95 % CI | p (chance) |",
-        "|---|---|---:|---:|---|---:|",
-    ]
-    lines += [
-        f"| {metric_spec(r['metric']).info.label} | {r['source']} | {r['models']} | {r['tau']} | {_interval(r)} |"
-        f" {r['p_chance']} |"
+    write_rows(csv_path, rows, ["metric", "source", "models", "tau", "ci_low", "ci_high", "p_chance"])
+    header = ["Metric", "Metric values from", "Models", "Kendall τ", "95 % CI", "p (chance)"]
+    body = [
+        [metric_spec(r["metric"]).info.label, r["source"], r["models"], r["tau"], _interval(r), r["p_chance"]]
         for r in rows
     ]
-    lines += [
-        "",
-        (
-            "p (chance): the share of all orderings of the models that agree with the metric at least as well as the"
-            " observers' ranking does (one-sided, exact); below 0.05 the agreement is beyond chance."
-        ),
-    ]
-    md_path.write_text("\n".join(lines) + "\n")
+    note = (
+        "p (chance): the share of all orderings of the models that agree with the metric at least as well as the"
+        " observers' ranking does (one-sided, exact); below 0.05 the agreement is beyond chance."
+    )
+    write_lines(md_path, [caption, "", markdown_table(header, body, "llrrlr"), "", note])
     return [csv_path, md_path]

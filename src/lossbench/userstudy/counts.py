@@ -10,13 +10,13 @@ and a cell is P(column chosen over row). Its two studies ship as count matrices 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from lossbench.core.io import read_lists, write_rows
 from lossbench.report import paper
 from lossbench.userstudy.scaling import check_counts
 
@@ -112,20 +112,17 @@ def write_counts(
     per_observer = counts if observers is not None else counts[None]
     if observers is not None and len(observers) != len(per_observer):
         raise ValueError(f"{path}: {len(per_observer)} count matrices for {len(observers)} observers")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(([] if observers is None else ["observer"]) + ["chosen", *conditions])
-        for index, matrix in enumerate(per_observer):
-            prefix = [] if observers is None else [observers[index]]
-            for name, row in zip(conditions, check_counts(matrix, str(path))):
-                writer.writerow([*prefix, name, *(int(value) for value in row)])
+    rows = [
+        [*([] if observers is None else [observers[index]]), name, *(int(value) for value in row)]
+        for index, matrix in enumerate(per_observer)
+        for name, row in zip(conditions, check_counts(matrix, str(path)))
+    ]
+    write_rows(path, rows, ([] if observers is None else ["observer"]) + ["chosen", *conditions])
 
 
 def read_counts(path: str | Path) -> tuple[list[str], np.ndarray]:
     """Read count matrices written by :func:`write_counts`: (conditions, (N, N) or (K, N, N) counts)."""
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
+    rows = read_lists(path)
     per_observer = bool(rows) and rows[0][:1] == ["observer"]
     skip = 2 if per_observer else 1
     if not rows or rows[0][skip - 1] != "chosen":

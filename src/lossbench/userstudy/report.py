@@ -8,7 +8,6 @@ thesis's "The model with the lowest score is scaled to 1" (captions of Figs. 6.7
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import textwrap
 from pathlib import Path
@@ -21,6 +20,15 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from lossbench import losses  # noqa: E402
+from lossbench.core.io import (  # noqa: E402
+    latex_table,
+    markdown_table,
+    read_lists,
+    read_rows,
+    save_figure,
+    write_lines,
+    write_rows,
+)
 from lossbench.userstudy.counts import probabilities  # noqa: E402
 from lossbench.userstudy.scaling import Summary, few_observers, from_samples  # noqa: E402
 
@@ -60,31 +68,17 @@ def _write_formats(
 ) -> list[Path]:
     """Write a table as ``prefix``.csv (plain values), .md and .tex (bold cells marked)."""
     csv_path, md_path, tex_path = _paths(prefix, (".csv", ".md", ".tex"))
-    with open(csv_path, "w", newline="") as handle:
-        csv.writer(handle, lineterminator="\n").writerows(csv_rows)
-    md = [caption, "", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    md += [
-        "| " + " | ".join(f"**{cell}**" if strong else cell for cell, strong in zip(row, marks)) + " |"
+    write_rows(csv_path, csv_rows)
+    md = [[f"**{cell}**" if strong else cell for cell, strong in zip(row, marks)] for row, marks in zip(rows, bold)]
+    write_lines(md_path, [caption, "", markdown_table(header, md)])
+    tex = [
+        [
+            _tex(row[0], escape=False),
+            *(rf"\textbf{{{cell}}}" if strong else cell for cell, strong in zip(row[1:], marks[1:])),
+        ]
         for row, marks in zip(rows, bold)
     ]
-    md_path.write_text("\n".join(md) + "\n")
-    tex_header = [_tex(name) for name in header]
-    tex = [
-        r"\begin{table}[ht]",
-        r"\centering",
-        rf"\caption{{{caption.replace('%', chr(92) + '%')}}}",
-        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
-        r"\toprule",
-        " & ".join(tex_header) + r" \\",
-        r"\midrule",
-    ]
-    for row, marks in zip(rows, bold):
-        cells = [_tex(row[0], escape=False)] + [
-            rf"\textbf{{{cell}}}" if strong else cell for cell, strong in zip(row[1:], marks[1:])
-        ]
-        tex.append(" & ".join(cells) + r" \\")
-    tex += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    tex_path.write_text("\n".join(tex) + "\n")
+    tex_path.write_text(latex_table(caption.replace("%", chr(92) + "%"), [_tex(name) for name in header], tex))
     return [csv_path, md_path, tex_path]
 
 
@@ -189,27 +183,21 @@ def write_summary(summary: Summary, folder: str | Path) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     observers = "" if summary.observers is None else str(summary.observers)
-    with open(folder / "jod.csv", "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["condition", "jod", "ci_low", "ci_high", "observers", "resampled"])
-        for row in zip(summary.conditions, summary.jod, summary.low, summary.high):
-            writer.writerow(
-                [row[0], *(_number(value) for value in row[1:]), observers, summary.resampled or NOT_RESAMPLED]
-            )
+    resampled = summary.resampled or NOT_RESAMPLED
+    jod = [
+        [condition, *(_number(value) for value in values), observers, resampled]
+        for condition, *values in zip(summary.conditions, summary.jod, summary.low, summary.high)
+    ]
+    write_rows(folder / "jod.csv", jod, ["condition", "jod", "ci_low", "ci_high", "observers", "resampled"])
     for name, matrix in (("samples.csv", summary.samples), ("p_values.csv", summary.p_values)):
-        with open(folder / name, "w", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(summary.conditions)
-            writer.writerows([_number(value) for value in row] for row in matrix)
+        write_rows(folder / name, [[_number(value) for value in row] for row in matrix], summary.conditions)
 
 
 def read_summary(folder: str | Path) -> Summary:
     """Load a scaling saved by :func:`write_summary`."""
     folder = Path(folder)
-    with open(folder / "jod.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    with open(folder / "samples.csv", newline="") as handle:
-        samples = [[float(value) for value in row] for row in list(csv.reader(handle))[1:]]
+    rows = read_rows(folder / "jod.csv")
+    samples = [[float(value) for value in row] for row in read_lists(folder / "samples.csv")[1:]]
     conditions = [row["condition"] for row in rows]
     observers = int(rows[0]["observers"]) if rows[0]["observers"] else None
     resampled = None if rows[0]["resampled"] == NOT_RESAMPLED else rows[0]["resampled"]
@@ -220,13 +208,6 @@ def read_summary(folder: str | Path) -> Summary:
         observers=observers,
         resampled=resampled,
     )
-
-
-def _save(figure: plt.Figure, paths: list[str | Path]) -> None:
-    for path in paths:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=150, metadata={"CreationDate": None} if Path(path).suffix == ".pdf" else None)
-    plt.close(figure)
 
 
 def _title(axis: plt.Axes, title: str, summary: Summary) -> None:
@@ -260,7 +241,7 @@ def jod_plot(summary: Summary, paths: list[str | Path], title: str, origin: str 
     axis.grid(axis="y", color="0.9")
     _title(axis, title, summary)
     figure.tight_layout()
-    _save(figure, paths)
+    save_figure(figure, paths)
 
 
 def ranking_triangle(summary: Summary, paths: list[str | Path], title: str, origin: str = "lowest_is_1") -> None:
@@ -272,34 +253,12 @@ def ranking_triangle(summary: Summary, paths: list[str | Path], title: str, orig
     """
     summary, words = anchored(summary, origin)
     tested = summary.resampled is not None
-    p = summary.p_values
-    order = np.argsort(summary.jod)
-    y = {int(c): float(1 - (k + 1) % 2) for k, c in enumerate(order)}
+    order = [int(c) for c in np.argsort(summary.jod)]
+    y = {c: float(1 - (k + 1) % 2) for k, c in enumerate(order)}
     figure, axis = plt.subplots(figsize=(7.0, 3.6))
     for k, c in enumerate(order):
-        c = int(c)
-        for back in (1, 2):
-            if k - back < 0:
-                continue
-            other = int(order[k - back])
-            if not tested:
-                style = {"color": "0.5", "linestyle": ":"}
-            elif p[c, other] < SIGNIFICANT:
-                style = {"color": "tab:blue", "linestyle": "-"}
-            else:
-                style = {"color": "tab:red", "linestyle": "--"}
-            xs, ys = [summary.jod[c], summary.jod[other]], [y[c], y[other]]
-            axis.plot(xs, ys, linewidth=1.3, zorder=1, **style)
-            axis.text(
-                np.mean(xs),
-                np.mean(ys),
-                f"{abs(summary.jod[c] - summary.jod[other]):.2f}",
-                ha="center",
-                va="center",
-                fontsize=8,
-                backgroundcolor="white",
-                zorder=2,
-            )
+        for other in order[max(0, k - 2) : k][::-1]:
+            _triangle_edge(axis, summary, c, other, y, tested)
         axis.plot(summary.jod[c], y[c], "o", color="tab:red", zorder=3)
         axis.text(
             summary.jod[c],
@@ -314,6 +273,36 @@ def ranking_triangle(summary: Summary, paths: list[str | Path], title: str, orig
     axis.set_xlabel(f"JOD ({words})")
     _title(axis, title, summary)
     # Below the axes, so that it never covers a condition.
+    figure.legend(handles=_triangle_legend(tested), loc="lower center", ncol=3, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    save_figure(figure, paths)
+
+
+def _triangle_edge(axis: plt.Axes, summary: Summary, c: int, other: int, y: dict[int, float], tested: bool) -> None:
+    """The edge between conditions ``c`` and ``other``, styled by its significance and labelled with their JOD
+    difference."""
+    if not tested:
+        style = {"color": "0.5", "linestyle": ":"}
+    elif summary.p_values[c, other] < SIGNIFICANT:
+        style = {"color": "tab:blue", "linestyle": "-"}
+    else:
+        style = {"color": "tab:red", "linestyle": "--"}
+    xs, ys = [summary.jod[c], summary.jod[other]], [y[c], y[other]]
+    axis.plot(xs, ys, linewidth=1.3, zorder=1, **style)
+    axis.text(
+        np.mean(xs),
+        np.mean(ys),
+        f"{abs(summary.jod[c] - summary.jod[other]):.2f}",
+        ha="center",
+        va="center",
+        fontsize=8,
+        backgroundcolor="white",
+        zorder=2,
+    )
+
+
+def _triangle_legend(tested: bool) -> list[Line2D]:
+    """The legend of a ranking triangle: what its edges and points are."""
     if tested:
         edges = [
             Line2D([], [], color="tab:blue", linestyle="-", label=f"significant (p < {SIGNIFICANT:g}, one-sided)"),
@@ -321,33 +310,19 @@ def ranking_triangle(summary: Summary, paths: list[str | Path], title: str, orig
         ]
     else:
         edges = [Line2D([], [], color="0.5", linestyle=":", label="not tested (too few observers)")]
-    handles = [
+    return [
         *edges,
         Line2D([], [], color="tab:red", marker="o", linestyle="", label="loss at its JOD; edge labels: JOD difference"),
     ]
-    figure.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    figure.tight_layout(rect=(0, 0.08, 1, 1))
-    _save(figure, paths)
 
 
 def write_study_status(rows: list[dict[str, str]], prefix: str | Path) -> list[Path]:
     """``prefix``.csv and .md of which of our studies have answers
     (:func:`lossbench.pipeline.userstudy.study_status`)."""
     csv_path, md_path = _paths(prefix, (".csv", ".md"))
-    fields = ["study", "tasks", "responses", "answer_files", "status"]
-    with open(csv_path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = [
-        "Our user studies: a study is analysed once its responses folder holds answer files (<observer>.jsonl).",
-        "",
-        "| Study | Tasks | Responses | Answer files | Status |",
-        "|---|---|---|---:|---|",
-    ]
-    lines += [
-        f"| {row['study']} | {row['tasks']} | {row['responses']} | {row['answer_files']} | {row['status']} |"
-        for row in rows
-    ]
-    md_path.write_text("\n".join(lines) + "\n")
+    write_rows(csv_path, rows, ["study", "tasks", "responses", "answer_files", "status"])
+    body = [[row["study"], row["tasks"], row["responses"], row["answer_files"], row["status"]] for row in rows]
+    header = ["Study", "Tasks", "Responses", "Answer files", "Status"]
+    intro = "Our user studies: a study is analysed once its responses folder holds answer files (<observer>.jsonl)."
+    write_lines(md_path, [intro, "", markdown_table(header, body, "lllrl")])
     return [csv_path, md_path]

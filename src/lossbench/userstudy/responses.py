@@ -26,7 +26,6 @@ observer; the log, ``skipped_lines.csv`` (:func:`write_skipped`) and the JOD tab
 
 from __future__ import annotations
 
-import csv
 import errno
 import fcntl
 import json
@@ -38,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from lossbench.core.io import read_csv, write_rows
 
 LOG = logging.getLogger(__name__)
 #: Observer ids: letters, digits, "_" and "-", so that an id is always a safe file name.
@@ -420,23 +421,16 @@ def write_skipped(files: list[AnswerFile], path: str | Path) -> list[dict[str, s
                     "line_numbers": " ".join(map(str, numbers)),
                 }
             )
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=_SKIPPED_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(path, rows, _SKIPPED_FIELDS)
     return rows
 
 
 def read_skipped(path: str | Path) -> list[dict[str, str]]:
     """The rows of :func:`write_skipped`."""
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames != _SKIPPED_FIELDS:
-            raise ValueError(
-                f"{path}: expected the header {','.join(_SKIPPED_FIELDS)}, got {','.join(reader.fieldnames or [])}"
-            )
-        return list(reader)
+    header, rows = read_csv(path)
+    if header != _SKIPPED_FIELDS:
+        raise ValueError(f"{path}: expected the header {','.join(_SKIPPED_FIELDS)}, got {','.join(header)}")
+    return rows
 
 
 def skip_note(rows: list[dict[str, str]]) -> str:
