@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lossbench.report import paper
-from lossbench.userstudy.scaling import check_counts
+from lossbench.userstudy.thurstone import check_counts
 
 DATA = Path(__file__).parent / "data"
 
