@@ -14,9 +14,8 @@ import numpy as np
 import torch
 
 from lossbench.data import tasks
-from lossbench.data.fastmri_files import KSPACE_NDIM, crop_side
+from lossbench.data.fastmri_format import KSPACE_NDIM, RECON_KEYS, crop_side
 from lossbench.data.fastmri_ids import volume_of
-from lossbench.data.fastmri_synthetic import RECON_KEYS
 from lossbench.data.mri import MRISliceDataset, zero_filled
 from lossbench.data.valset import ImageFile
 from lossbench.infer.common import (
