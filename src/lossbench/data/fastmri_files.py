@@ -1,4 +1,4 @@
-"""Real fastMRI data: the checked file folders training reads, per-file validation, and download.
+"""Real fastMRI data: per-file validation, the checked file folders training reads, and download.
 
 * :func:`check_volume` (:mod:`lossbench.data.fastmri_volume`) validates one ``.h5`` volume (HDF5
   readable and complete, datasets, shapes, dtypes, ISMRMRD header, attributes) and raises one line
