@@ -224,8 +224,8 @@ def test_a_photo_smaller_than_any_networks_minimum_is_one_line(model, minimum, d
         infer.InferenceInputError,
         match=rf"dot\.png: 3×2 is smaller than the {minimum}×{minimum} minimum of .*{described}",
     ):
-        infer._check_size(tmp_path / "dot.png", 2, 3, model)
-    infer._check_size(tmp_path / "big.png", minimum, minimum, model)
+        infer.images._check_size(tmp_path / "dot.png", 2, 3, model)
+    infer.images._check_size(tmp_path / "big.png", minimum, minimum, model)
 
 
 def test_bad_inputs_get_one_line_naming_the_file(denoise_model, knee_model, tmp_path):

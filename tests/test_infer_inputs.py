@@ -146,7 +146,7 @@ def test_a_non_finite_or_failed_output_is_refused_naming_the_file(denoise_model,
     model, _ = denoise_model
     photo(tmp_path / "in", "a.png")
     _, spec = training.load_model(model, "cpu")
-    monkeypatch.setattr(infer, "load_model", lambda path, device: (lambda batch: batch * float("inf"), spec))
+    monkeypatch.setattr(infer.folder, "load_model", lambda path, device: (lambda batch: batch * float("inf"), spec))
     assert (
         _error(_args(model, tmp_path / "in", tmp_path / "out"))
         == f"error: {tmp_path / 'in' / 'a.png'}: the model's output has NaN or infinite values (its input is finite)"
@@ -155,7 +155,7 @@ def test_a_non_finite_or_failed_output_is_refused_naming_the_file(denoise_model,
     def out_of_memory(batch):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 6.40 GiB\nmore detail")
 
-    monkeypatch.setattr(infer, "load_model", lambda path, device: (out_of_memory, spec))
+    monkeypatch.setattr(infer.folder, "load_model", lambda path, device: (out_of_memory, spec))
     assert (
         _error(_args(model, tmp_path / "in", tmp_path / "out"))
         == f"error: {tmp_path / 'in' / 'a.png'}: the model failed on it (CUDA out of memory. Tried to allocate 6.40"
@@ -425,10 +425,10 @@ def test_16_bit_colour_tiff_is_read_at_16_bits_and_other_formats_are_refused(tmp
 
 
 def _failing_write(code, after=0):
-    """A stand-in for ``infer._write_file`` that writes half of its data, then fails with ``code``, from the call
+    """A stand-in for ``infer.common._write_file`` that writes half of its data, then fails with ``code``, from the call
     ``after`` on."""
     calls = []
-    write = infer._write_file
+    write = infer.common._write_file
 
     def fail(path, data):
         calls.append(path)
@@ -447,14 +447,14 @@ def test_a_full_or_read_only_output_folder_is_one_line_and_leaves_no_temporary_f
     denoiser, _ = denoise_model
     for name in "abc":
         photo(tmp_path / "in", f"{name}.png")
-    monkeypatch.setattr(infer, "_write_file", _failing_write(code, after=1))
+    monkeypatch.setattr(infer.common, "_write_file", _failing_write(code, after=1))
     assert (
         _error(_args(denoiser, tmp_path / "in", tmp_path / "out"))
         == f"error: {tmp_path / 'out' / 'b.png'}: cannot write ({os.strerror(code)})"
     )
     assert _files(tmp_path / "out") == ["a.png"]
     knee, root = knee_model
-    monkeypatch.setattr(infer, "_write_file", _failing_write(code))
+    monkeypatch.setattr(infer.common, "_write_file", _failing_write(code))
     assert (
         _error(_args(knee, root / "val", tmp_path / "recon"))
         == f"error: {tmp_path / 'recon' / 'val_000.h5'}: cannot write ({os.strerror(code)})"

@@ -29,13 +29,13 @@ import torch
 import yaml
 
 from lossbench import infer, losses
+from lossbench.core.io import atomic_file
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.pipeline.config import validate
 from lossbench.pipeline.run_specs import train_spec
 from lossbench.train import loop as training
 from lossbench.train.checkpoint import (
     RefusedFileError,
-    atomic_file,
     convert,
     convert_command,
     load_checkpoint,

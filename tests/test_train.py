@@ -11,6 +11,7 @@ from lossbench.data.valset import ImageFile
 from lossbench.models import UNet
 from lossbench.pipeline.config import validate
 from lossbench.pipeline.run_specs import train_spec
+from lossbench.train import epoch as training_epoch
 from lossbench.train import loop as training
 
 
@@ -115,7 +116,7 @@ def test_validation_runs_the_uncompiled_module(denoise_run, monkeypatch):
         torch, "compile", lambda model: compiled.append(real_compile(model, backend="eager")) or compiled[-1]
     )
     monkeypatch.setattr(
-        training, "validate", lambda model, *args: validated.append(model) or real_validate(model, *args)
+        training_epoch, "validate", lambda model, *args: validated.append(model) or real_validate(model, *args)
     )
     _train(replace(spec, trainer=replace(spec.trainer, compile=True)), root, "compiled")
     assert len(compiled) == 1 and validated

@@ -15,7 +15,7 @@ from scipy.stats import kendalltau
 from lossbench.pipeline import userstudy as pipeline
 from lossbench.pipeline.config import ConfigError, validate
 from lossbench.report import paper
-from lossbench.userstudy import bootstrap, scale, scaling, summarize
+from lossbench.userstudy import bootstrap, scale, summarize, thurstone
 from lossbench.userstudy.agreement import agreement_rows, kendall_tau, published_values
 from lossbench.userstudy.counts import (
     DATA,
@@ -27,7 +27,8 @@ from lossbench.userstudy.counts import (
     write_counts,
 )
 from lossbench.userstudy.report import anchored, read_summary, write_jod_table, write_probability_table, write_summary
-from lossbench.userstudy.scaling import MIN_OBSERVERS, SIGMA, _Problem
+from lossbench.userstudy.scaling import MIN_OBSERVERS, SIGMA
+from lossbench.userstudy.thurstone import _Problem
 
 # Reference JOD values of the pwcmp toolbox: mantiuk/pwcmp at commit
 # 07876b296a22b8e5fc25bef320f8cb26dc752b11 (2025-07-06), pw_scale.m unchanged, run on 2026-12-01 in
@@ -158,7 +159,7 @@ def test_fallback_solver_reaches_the_same_optimum(monkeypatch):
     # Samples that Newton's method leaves unconverged are finished by BFGS: here all of them.
     _, counts = read_counts(THESIS_STUDIES["mri"].path)
     newton = scale(counts)
-    monkeypatch.setattr(scaling, "_NEWTON_ITERATIONS", 0)
+    monkeypatch.setattr(thurstone, "_NEWTON_ITERATIONS", 0)
     assert scale(counts) == pytest.approx(newton, abs=1e-6)
 
 

@@ -32,7 +32,7 @@ from PIL import Image
 
 from lossbench.data.valset import write_images
 from lossbench.flip import pixels_per_degree
-from lossbench.userstudy import responses as answer_files
+from lossbench.userstudy import answers as answer_files
 from lossbench.userstudy.__main__ import main as cli
 from lossbench.userstudy.counts import read_counts
 from lossbench.userstudy.responses import CUT_OFF_MARK, LOCK, ObserverFile, observer_counts, read_answers, read_folder

@@ -52,9 +52,9 @@ from fastmri.data.subsample import RandomMaskFunc
 from fastmri.data.transforms import apply_mask, center_crop, complex_center_crop, to_tensor
 from torch.utils.data import Dataset
 
-from lossbench.data.fastmri_files import check_volume, crop_side
+from lossbench.data.fastmri_format import RECON_KEYS, crop_side
 from lossbench.data.fastmri_ids import slice_id
-from lossbench.data.fastmri_synthetic import RECON_KEYS
+from lossbench.data.fastmri_volume import check_volume
 from lossbench.data.h5files import ProcessLocalFiles, RawBatch, handed_over
 
 

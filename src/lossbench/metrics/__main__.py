@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from lossbench import metrics
-from lossbench.core.specs import Setting
+from lossbench.core.specs import MetricSpec, Setting
 from lossbench.data.download import DownloadError
 from lossbench.data.images import read_image
 from lossbench.flip import DEFAULT_PPD, MODES
@@ -65,7 +65,7 @@ def _evaluation(args: argparse.Namespace) -> dict[str, Any]:
     return evaluation
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lossbench.metrics", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--metric", required=True, help=f"one of {', '.join(metrics.names())}, or a metric of --config's own_metrics"
@@ -96,12 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of `name = value`")
     parser.add_argument("reference")
     parser.add_argument("test")
-    args = parser.parse_args(argv)
-    evaluation = _evaluation(args)
-    try:
-        spec = metrics.spec(args.metric)
-    except ValueError as error:
-        raise SystemExit(f"error: --metric: {error}") from None
+    return parser
+
+
+def _params(args: argparse.Namespace, spec: MetricSpec, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The metric's parameters under the ``evaluation`` settings (:func:`_evaluation`), with --ppd's if given."""
     params = spec.params(Setting(1 if args.gray else 3, evaluation))
     if args.ppd is not None:
         if "ppd" not in params:
@@ -109,18 +108,11 @@ def main(argv: list[str] | None = None) -> None:
         if not (math.isfinite(args.ppd) and args.ppd > 0):
             raise SystemExit(f"error: --ppd: expected a positive number of pixels per degree, got {args.ppd!r}")
         params["ppd"] = args.ppd
-    ppd = params.get("ppd")
-    reference, test = _read(args.reference, args.gray), _read(args.test, args.gray)
-    if reference.shape != test.shape:
-        raise SystemExit(
-            f"error: {args.test}: size {tuple(test.shape[-2:])} differs from {args.reference}'s"
-            f" {tuple(reference.shape[-2:])}"
-        )
-    try:
-        value = metrics.compute(args.metric, test, reference, **params)
-    except (ValueError, FileNotFoundError, DownloadError) as error:
-        raise SystemExit(f"error: {error}") from error
-    value = float(value[0])
+    return params
+
+
+def _print(args: argparse.Namespace, spec: MetricSpec, value: float, ppd: float | None) -> None:
+    """``name = value`` with the unit and FLIP's pixels per degree, or with --json one object."""
     if args.json:
         direction = "higher" if spec.info.higher_is_better else "lower"
         print(
@@ -140,6 +132,28 @@ def main(argv: list[str] | None = None) -> None:
         unit = f" {spec.info.unit}" if spec.info.unit is not None else ""
         viewing = f" (at {ppd:.4g} pixels per degree)" if ppd is not None else ""
         print(f"{args.metric} = {value:.6g}{unit}{viewing}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    evaluation = _evaluation(args)
+    try:
+        spec = metrics.spec(args.metric)
+    except ValueError as error:
+        raise SystemExit(f"error: --metric: {error}") from None
+    params = _params(args, spec, evaluation)
+    ppd = params.get("ppd")
+    reference, test = _read(args.reference, args.gray), _read(args.test, args.gray)
+    if reference.shape != test.shape:
+        raise SystemExit(
+            f"error: {args.test}: size {tuple(test.shape[-2:])} differs from {args.reference}'s"
+            f" {tuple(reference.shape[-2:])}"
+        )
+    try:
+        value = metrics.compute(args.metric, test, reference, **params)
+    except (ValueError, FileNotFoundError, DownloadError) as error:
+        raise SystemExit(f"error: {error}") from error
+    _print(args, spec, float(value[0]), ppd)
 
 
 if __name__ == "__main__":

@@ -17,24 +17,22 @@ by ``python -m lossbench.train.checkpoint convert FILE`` (:func:`convert`), whic
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import io
 import json
 import logging
-import os
 import pickle
 import random
 import shlex
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from lossbench.core.io import atomic_file
 from lossbench.train.run_spec import RunSpec
 
 log = logging.getLogger(__name__)
@@ -85,31 +83,6 @@ def data_identity(files: list[Path], root: str | Path) -> dict[str, Any]:
         "by": "content" if by_content else "size and mtime",
         "digest": digest.hexdigest()[:16],
     }
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path, mode: str = "wb", **options: Any) -> Iterator[IO]:
-    """``<path>.tmp`` opened for writing; once written and synced it replaces ``path``, so a kill leaves ``path`` old or
-    complete.
-
-    A failed write (a full disk) removes the temporary file, leaves ``path`` as it was and raises
-    an :class:`OSError` whose message is one line naming ``path``.
-    """
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with open(temporary, mode, **options) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:
-        temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise OSError(
-                error.errno,
-                f"{path}: not written ({error.strerror or error}); the file there before, if any, is unchanged",
-            ) from None
-        raise
 
 
 def save_atomic(obj: Any, path: Path) -> None:

@@ -7,19 +7,19 @@ same weights, bit for bit, as an uninterrupted run. A non-finite loss or gradien
 (or skips the batch); optional bfloat16 autocast, channels_last and torch.compile; the curve
 (train and validation loss, validation PSNR and any other validation metrics) as CSV. The
 command line is :mod:`lossbench.train`.
+
+This module sets a run up, resumes it and writes its ``model.pt``; one optimisation step is
+:mod:`lossbench.train.step`, one epoch :mod:`lossbench.train.epoch` and its validation and curve
+:mod:`lossbench.train.validation` (their public names are imported here too).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import resource
 import signal
 import sys
-import time
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +29,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lossbench import losses, models
-from lossbench.core.io import CRLF, write_rows
-from lossbench.core.seeding import SeededSampler, derive_seed, group_batches
+from lossbench.core.seeding import derive_seed
 from lossbench.data.denoise import DenoiseTrainDataset
 from lossbench.data.tasks import channels, train_dataset
 from lossbench.data.valset import ImageFile
-from lossbench.metrics import compute as compute_metric
-from lossbench.metrics import spec as metric_spec
-from lossbench.metrics.pixel import psnr
 from lossbench.train.checkpoint import (
     data_identity,
     load_checkpoint,
     load_file,
     restore_rng_states,
-    rng_states,
     save_atomic,
-    save_checkpoint,
     spec_hash,
 )
 from lossbench.train.device import (
@@ -54,88 +48,29 @@ from lossbench.train.device import (
     make_deterministic,
     select_device,
 )
+from lossbench.train.epoch import Progress, _end_epoch, _EpochOrder, _Job, _train_epoch
 from lossbench.train.live import LiveView
-from lossbench.train.run_spec import RunSpec, Schedule, Trainer
-from lossbench.train.stop_signals import Interrupted, StopSignals, catch_stop_signals, ignore_stop_signals
+from lossbench.train.run_spec import RunSpec
+from lossbench.train.step import NonFiniteError, learning_rate_factor
+from lossbench.train.stop_signals import Interrupted, catch_stop_signals, ignore_stop_signals
+from lossbench.train.validation import CURVE_COLUMNS, METRIC_COLUMN, _check_validation_sizes, validate, write_curve
 
 log = logging.getLogger(__name__)
 
-CURVE_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_psnr", "skipped", "seconds"]
-#: Prefix of the curve's column of a validation metric (``val_flip``): the metrics at every validation
-#: show whether a loss still gains on its own metric when training stops (the own-metric race figure).
-METRIC_COLUMN = "val_{}"
-
-
-class NonFiniteError(RuntimeError):
-    """The loss or a gradient became NaN or infinite (with ``trainer.nonfinite: stop``)."""
-
-
-@dataclass
-class Progress:
-    """Where training stands; saved in every checkpoint so a resume continues exactly here."""
-
-    epoch: int = 0  # completed epochs
-    position: int = 0  # batches done in the current epoch
-    step: int = 0  # batches done in all, skipped ones included
-    loss_sum: float = 0.0  # Σ loss·batch size over the current epoch's trained batches
-    samples: int = 0
-    skipped: int = 0  # non-finite batches skipped in the current epoch
-    seconds: float = 0.0  # training time of the current epoch so far
-    last_finite: float | None = None
-    curve: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _EpochOrder:
-    """Batch sampler of the run's one DataLoader: the batches of ``(index, sample_seed)`` items of the
-    current epoch still to train, set before each epoch and read when the loader's iteration starts."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[tuple[int, int]]] = []
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-@dataclass
-class _Job:
-    """The live objects of one run, from :func:`_build`; ``state`` advances step by step."""
-
-    spec: RunSpec
-    device: torch.device
-    dataset: Any
-    model: nn.Module
-    forward: nn.Module  # ``model``, or torch.compile's module sharing its parameters
-    loss_fn: nn.Module
-    parameters: list[nn.Parameter]
-    optimizer: torch.optim.Optimizer
-    checkpoint_dir: Path
-    metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    state: Progress = field(default_factory=Progress)
-
-    def checkpoint(self) -> Path:
-        """Write a checkpoint of the run as it stands."""
-        return save_checkpoint(
-            self.checkpoint_dir,
-            {
-                "spec": self.spec.to_dict(),
-                "model": self.model.state_dict(),
-                "loss": self.loss_fn.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "rng": rng_states(self.device),
-                "progress": asdict(self.state),
-            },
-        )
-
-    def epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
-        """The batches of ``epoch``: shape-grouped (fastMRI volumes of several layouts), as many in every epoch."""
-        return group_batches(
-            list(SeededSampler(len(self.dataset), self.spec.seed, epoch)),
-            self.dataset.batch_key,
-            self.spec.training.batch_size,
-        )
+__all__ = [
+    "CURVE_COLUMNS",
+    "METRIC_COLUMN",
+    "NonFiniteError",
+    "Progress",
+    "build_loss",
+    "build_model",
+    "learning_rate_factor",
+    "load_model",
+    "peak_memory",
+    "run",
+    "validate",
+    "write_curve",
+]
 
 
 def build_model(spec: RunSpec) -> nn.Module:
@@ -154,155 +89,6 @@ def _training_files(dataset: Any, train_dir: Path) -> list[Path]:
     if isinstance(dataset, DenoiseTrainDataset):
         return dataset.images.files
     return sorted(path for path in train_dir.iterdir() if path.suffix == ".h5" and path.is_file())
-
-
-def _check_validation_sizes(
-    valset: ImageFile, limit: int | None, model: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]]
-) -> None:
-    """Every validation image used must be at least 2**depth pixels per side, or the network's padding fails,
-    and large enough for every metric scored at validation, or the first epoch's end would fail."""
-    network, params = models.of(model), models.params(model)
-    minimum, depth = (
-        network.min_side(params),
-        f"{network.depth_key} {params[network.depth_key]} (2**model.{network.depth_key})",
-    )
-    for image_id in valset.ids[:limit]:
-        height, width = valset.read("target", image_id).shape[-2:]
-        if min(height, width) < minimum:
-            raise ValueError(
-                f"{valset.path}: validation image {image_id!r} is {width}×{height}, smaller than the"
-                f" {minimum}×{minimum} minimum of a {network.label} of {depth}"
-            )
-        for name in metrics:
-            reason = metric_spec(name).too_small(min(height, width))
-            if reason is not None:
-                raise ValueError(
-                    f"{valset.path}: validation image {image_id!r} is {width}×{height}, too small for {reason} (the"
-                    " configuration's metrics are scored at every validation)"
-                )
-
-
-def _autocast(device: torch.device, trainer: Trainer) -> contextlib.AbstractContextManager:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=trainer.autocast == "bfloat16")
-
-
-def _to_device(tensor: torch.Tensor, device: torch.device, trainer: Trainer) -> torch.Tensor:
-    tensor = tensor.to(device, non_blocking=True)
-    return tensor.contiguous(memory_format=torch.channels_last) if trainer.channels_last else tensor
-
-
-def _all_finite(tensors: list[torch.Tensor]) -> bool:
-    maxima = [tensor.detach().abs().amax() for tensor in tensors]
-    return not maxima or bool(torch.isfinite(torch.stack(maxima)).all())  # one device sync for all
-
-
-def learning_rate_factor(schedule: Schedule, step: int, total_steps: int) -> float:
-    """Multiplier of the base learning rate for the optimisation step ``step`` (0-based) of ``total_steps``.
-
-    A linear warm-up over the first ``warmup`` fraction of the steps, then ``constant`` (1) or a
-    ``cosine`` decay from 1 to ``final`` at the last step. A function of the step alone, so that a
-    resumed run, whose step count is in its checkpoint, follows the same rates bit for bit.
-
-    Args:
-        schedule: ``trainer.schedule``: ``kind`` (``constant`` or ``cosine``), ``warmup`` and
-            ``final`` (fractions in [0, 1]).
-        step: Steps done so far.
-        total_steps: Steps of the whole run.
-    """
-    warmup = schedule.warmup * total_steps
-    if step < warmup:
-        return (step + 1) / (warmup + 1)
-    if schedule.kind == "constant":
-        return 1.0
-    progress = (step - warmup) / max(total_steps - 1 - warmup, 1)
-    return schedule.final + (1.0 - schedule.final) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def _step(
-    forward: nn.Module,
-    loss_fn: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    parameters: list[nn.Parameter],
-    batch: tuple[torch.Tensor, torch.Tensor],
-    autocast: contextlib.AbstractContextManager,
-) -> tuple[float, str | None]:
-    """One optimisation step, taken only if the loss and every gradient are finite.
-
-    Returns:
-        The loss value, and None or what was not finite: ``loss <value>``, ``gradient``, or
-        ``weights after the optimiser step`` (finite gradients can still overflow Adam's moments).
-    """
-    degraded, clean = batch
-    optimizer.zero_grad(set_to_none=True)
-    with autocast:
-        loss = loss_fn(forward(degraded), clean)
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        return value, f"loss {value}"
-    loss.backward()
-    if not _all_finite([p.grad for p in parameters if p.grad is not None]):
-        return value, f"gradient (loss {value})"
-    optimizer.step()
-    if not _all_finite(parameters):
-        return value, f"weights after the optimiser step (loss {value})"
-    return value, None
-
-
-@torch.no_grad()
-def validate(
-    model: nn.Module,
-    loss_fn: nn.Module,
-    valset: ImageFile,
-    device: torch.device,
-    limit: int | None,
-    trainer: Trainer,
-    metrics: Mapping[str, Mapping[str, Any]] | None = None,
-) -> dict[str, float]:
-    """Mean loss, PSNR and ``metrics`` over the first ``limit`` validation images (all if None), one at a time.
-
-    Args:
-        metrics: Metric name → its parameters (:func:`lossbench.pipeline.run_specs.validation_metrics`),
-            scored as evaluation scores them: the output clamped to [0, 1], on the CPU.
-
-    Returns:
-        ``{"val_loss": ..., "val_psnr": ..., "val_<metric>": ...}``: means over the images.
-    """
-    model.eval()
-    sums: dict[str, float] = {}
-    images = valset.ids[:limit]
-    for image_id in images:
-        degraded = _to_device(torch.from_numpy(valset.read("input", image_id))[None], device, trainer)
-        clean = torch.from_numpy(valset.read("target", image_id))[None].to(device)
-        with _autocast(device, trainer):
-            restored = model(degraded)
-            values = {"val_loss": float(loss_fn(restored, clean))}
-        # Scored as evaluation scores it: clamped to the displayable range (lossbench.evaluate).
-        clamped = restored.float().clamp(0.0, 1.0)
-        values["val_psnr"] = float(psnr(clamped, clean)[0])
-        # PSNR is always scored (the curve's val_psnr); a configured psnr is that same value.
-        values.update(
-            _metric_values(
-                clamped.cpu(),
-                clean.float().cpu(),
-                {name: params for name, params in (metrics or {}).items() if METRIC_COLUMN.format(name) not in values},
-            )
-        )
-        for name, value in values.items():
-            sums[name] = sums.get(name, 0.0) + value
-    model.train()
-    return {name: total / len(images) for name, total in sums.items()}
-
-
-def _metric_values(
-    output: torch.Tensor, target: torch.Tensor, metrics: Mapping[str, Mapping[str, Any]]
-) -> dict[str, float]:
-    # Building a metric's network (LPIPS) draws initial weights from torch's global generator: forked,
-    # so that the training's random stream, and with it the weights, stay those of a run without metrics.
-    with torch.random.fork_rng(devices=[]):
-        return {
-            METRIC_COLUMN.format(name): float(compute_metric(name, output, target, **params)[0])
-            for name, params in metrics.items()
-        }
 
 
 def run(
@@ -351,7 +137,17 @@ def run(
     dataset, identity = _read_data(spec, Path(train_dir), valset_path, metrics or {})
     run_hash = spec_hash(spec, identity)
     view = LiveView(out_dir, run_hash, (live or {}).get("snapshots"), (live or {}).get("tensorboard", False))
-    out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir) / run_hash
+    out_dir, checkpoint_dir = _make_folders(Path(out_dir), Path(checkpoint_dir) / run_hash, train_dir, identity)
+    job = _build(spec, dataset, target_device, checkpoint_dir, metrics)
+    _resume(job, run_hash)
+    _train(job, valset_path, (out_dir, checkpoint_dir), view, progress, checkpoint_every)
+    return _finish(job, identity, out_dir)
+
+
+def _make_folders(
+    out_dir: Path, checkpoint_dir: Path, train_dir: str | Path, identity: dict[str, Any]
+) -> tuple[Path, Path]:
+    """Create the output and checkpoint folders, and log the data's identity and where the checkpoints go."""
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     log.info(
@@ -363,9 +159,20 @@ def run(
         identity["digest"],
         checkpoint_dir,
     )
-    job = _build(spec, dataset, target_device, checkpoint_dir, metrics)
-    _resume(job, run_hash)
+    return out_dir, checkpoint_dir
 
+
+def _train(
+    job: _Job,
+    valset_path: str | Path,
+    curve_folders: tuple[Path, Path],
+    view: LiveView,
+    progress: bool,
+    checkpoint_every: int,
+) -> None:
+    """Train the run's remaining epochs, each validated and checkpointed; after a stop signal, checkpoint and raise
+    :class:`Interrupted`."""
+    spec = job.spec
     steps_per_epoch = len(job.epoch_batches(0))
     total_steps = spec.training.epochs * steps_per_epoch
     log.info(
@@ -373,8 +180,8 @@ def run(
         spec.task,
         spec.loss.name,
         spec.seed,
-        target_device,
-        len(dataset),
+        job.device,
+        len(job.dataset),
         spec.training.epochs,
         spec.lr,
         spec.trainer.to_dict(),
@@ -394,7 +201,7 @@ def run(
             order.batches = job.epoch_batches(job.state.epoch)[job.state.position :]
             started = _train_epoch(job, loader, total_steps, steps_per_epoch, checkpoint_every, signals, bar)
             if signals.received is None:
-                _end_epoch(job, valset, started, (out_dir, checkpoint_dir), view)
+                _end_epoch(job, valset, started, curve_folders, view)
             path = job.checkpoint()
             if signals.received is not None:
                 name = signal.Signals(signals.received).name
@@ -405,7 +212,6 @@ def run(
                     job.state.step,
                 )
                 raise Interrupted(128 + signals.received)
-    return _finish(job, identity, out_dir)
 
 
 def _set_up_device(spec: RunSpec, device: str, threads: int | None) -> torch.device:
@@ -492,115 +298,6 @@ def _loader(job: _Job) -> tuple[DataLoader, _EpochOrder]:
     return loader, order
 
 
-def _train_epoch(
-    job: _Job,
-    loader: DataLoader,
-    total_steps: int,
-    steps_per_epoch: int,
-    checkpoint_every: int,
-    signals: StopSignals,
-    bar: tqdm,
-) -> float:
-    """Train the epoch's remaining batches, checkpointing every ``checkpoint_every`` steps; stop early at a signal.
-
-    Returns:
-        The ``time.perf_counter()`` of the last step's end, from which the epoch's end is timed.
-
-    Raises:
-        NonFiniteError: see :func:`run`.
-    """
-    spec, state = job.spec, job.state
-    started = time.perf_counter()
-    for raw in loader:
-        for group in job.optimizer.param_groups:
-            group["lr"] = spec.lr * learning_rate_factor(spec.trainer.schedule, state.step, total_steps)
-        # The dataset finishes its batch on the device (the MRI k-space transforms run there).
-        degraded, clean = job.dataset.finish_batch(raw, job.device)
-        batch = (_to_device(degraded, job.device, spec.trainer), clean)
-        value, problem = _step(
-            job.forward, job.loss_fn, job.optimizer, job.parameters, batch, _autocast(job.device, spec.trainer)
-        )
-        _count(job, value, problem, len(degraded))
-        state.seconds += time.perf_counter() - started
-        started = time.perf_counter()
-        # Without refresh the postfix waits for the bar's own throttled redraw (one line per 30 s in a log).
-        bar.set_postfix(epoch=state.epoch + 1, loss=f"{value:.4g}", refresh=False)
-        bar.update()
-        if signals.received is not None:
-            break
-        if state.step % checkpoint_every == 0 and state.position < steps_per_epoch:
-            job.checkpoint()  # the epoch's last step is saved by the caller, with its validation
-    return started
-
-
-def _count(job: _Job, value: float, problem: str | None, samples: int) -> None:
-    """Account for one step: its loss, or (``problem``) a non-finite batch skipped, or the job stopped."""
-    state = job.state
-    if problem is None:
-        state.loss_sum += value * samples
-        state.samples += samples
-        state.last_finite = value
-    else:
-        message = (
-            f"non-finite {problem} at step {state.step + 1} (epoch {state.epoch + 1}, batch {state.position + 1}); last"
-            f" finite loss {state.last_finite}"
-        )
-        if problem.startswith("weights"):
-            raise NonFiniteError(
-                f"{message}; stopped (weights cannot be skipped past), the last good checkpoint is kept in"
-                f" {job.checkpoint_dir}; lower losses.{job.spec.loss.name}.lr?"
-            )
-        if job.spec.trainer.nonfinite == "stop":
-            raise NonFiniteError(
-                f"{message}; stopped, the last good checkpoint is kept in {job.checkpoint_dir} (trainer.nonfinite: skip"
-                " skips such batches)"
-            )
-        log.warning("%s: batch skipped", message)
-        state.skipped += 1
-    state.position += 1
-    state.step += 1
-
-
-def _end_epoch(job: _Job, valset: ImageFile, started: float, curve_folders: tuple[Path, ...], view: LiveView) -> None:
-    """Validate, append the epoch to the curve and write it, and show the epoch in the live view."""
-    # The uncompiled module: compile would recompile for eval mode, each full-size image shape and
-    # orientation, for a one-image-at-a-time loop that is not the run's bottleneck.
-    validation = validate(
-        job.model, job.loss_fn, valset, job.device, job.spec.training.val_images, job.spec.trainer, job.metrics
-    )
-    _finish_epoch(job.state, validation, started)
-    # Followed live in the outputs; beside the checkpoints it outlives a failed job, whose outputs Snakemake deletes.
-    for folder in curve_folders:
-        write_curve(job.state.curve, folder / "curve.csv")
-    view.epoch(job.state.curve[-1], job.model, valset, job.device)
-
-
-def _finish_epoch(state: Progress, validation: dict[str, float], started: float) -> None:
-    """Append the finished epoch to the curve and reset the per-epoch counters."""
-    state.seconds += time.perf_counter() - started
-    train_loss = state.loss_sum / state.samples if state.samples else math.nan
-    state.curve.append(
-        {
-            "epoch": state.epoch + 1,
-            "step": state.step,
-            "train_loss": train_loss,
-            **validation,
-            "skipped": state.skipped,
-            "seconds": round(state.seconds, 3),
-        }
-    )
-    log.info(
-        "epoch %d: train loss %.6g, validation loss %.6g, validation PSNR %.2f dB%s",
-        state.epoch + 1,
-        train_loss,
-        validation["val_loss"],
-        validation["val_psnr"],
-        f", {state.skipped} non-finite batches skipped" if state.skipped else "",
-    )
-    state.epoch += 1
-    state.position, state.loss_sum, state.samples, state.skipped, state.seconds = 0, 0.0, 0, 0, 0.0
-
-
 def _finish(job: _Job, identity: dict[str, Any], out_dir: Path) -> Path:
     """Write the trained ``model.pt`` (spec, data identity, network and loss weights) and the final curve."""
     spec = job.spec
@@ -633,18 +330,6 @@ def peak_memory(device: torch.device) -> str:
             " allocated)"
         )
     return text
-
-
-def write_curve(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write the per-epoch curve as CSV, atomically (:func:`lossbench.core.io.write_rows`): a reader sees whole epochs.
-    Its lines end in the csv module's ``\r\n``, as curves have always been written.
-
-    Columns: :data:`CURVE_COLUMNS`, then the validation metrics' (``val_<metric>``) in the order
-    they first appear; an epoch without a metric (validated before a resume that added it) leaves
-    its cell empty.
-    """
-    extra = [key for key in dict.fromkeys(key for row in rows for key in row) if key not in CURVE_COLUMNS]
-    write_rows(path, rows, [*CURVE_COLUMNS[:5], *extra, *CURVE_COLUMNS[5:]], terminator=CRLF, atomic=True)
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, RunSpec]:

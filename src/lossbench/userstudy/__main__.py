@@ -167,16 +167,7 @@ def _analyse(args: argparse.Namespace) -> None:
     print(f"wrote the analysis to {out}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
-    from lossbench.userstudy.viewing import default_geometry
-
-    parser = argparse.ArgumentParser(
-        prog="python -m lossbench.userstudy",
-        description="Pairwise-comparison user study: stimuli, collection app, analysis.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="run the collection app")
     serve.add_argument("--stimuli", required=True, help="folder with manifest.json (rule userstudy_stimuli)")
     serve.add_argument("--responses", required=True, help="folder for the observers' answer files")
@@ -197,6 +188,11 @@ def main(argv: list[str] | None = None) -> None:
     _viewing_options(serve, "those of the manifest (evaluation.flip when the workflow made the stimuli).")
     serve.set_defaults(run=_serve)
 
+
+def _add_stimuli(commands: argparse._SubParsersAction) -> None:
+    # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
+    from lossbench.userstudy.viewing import default_geometry
+
     stimuli = commands.add_parser("stimuli", help="write flicker stimuli and the manifest")
     stimuli.add_argument("--task", required=True)
     stimuli.add_argument("--valset", required=True)
@@ -210,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     _viewing_options(stimuli, defaults.format_map(default_geometry()))
     stimuli.set_defaults(run=_stimuli)
 
+
+def _add_analyse(commands: argparse._SubParsersAction) -> None:
     analyse = commands.add_parser("analyse", help="JOD scaling, tables and plots of a study")
     source = analyse.add_mutually_exclusive_group(required=True)
     source.add_argument("--counts", help="count matrix CSV (chosen,<conditions>...)")
@@ -233,6 +231,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     analyse.set_defaults(run=_analyse)
 
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m lossbench.userstudy",
+        description="Pairwise-comparison user study: stimuli, collection app, analysis.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_serve(commands)
+    _add_stimuli(commands)
+    _add_analyse(commands)
     args = parser.parse_args(argv)
     if getattr(args, "manifest", None) and not args.responses:
         parser.error("--manifest needs --responses")

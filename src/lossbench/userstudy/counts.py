@@ -18,7 +18,7 @@ import numpy as np
 
 from lossbench.core.io import read_lists, write_rows
 from lossbench.report import paper
-from lossbench.userstudy.scaling import check_counts
+from lossbench.userstudy.thurstone import check_counts
 
 DATA = Path(__file__).parent / "data"
 

@@ -22,7 +22,7 @@ import secrets
 import threading
 from pathlib import Path
 
-from lossbench.userstudy.responses import StorageError, sync_folder, write_all
+from lossbench.userstudy.answers import StorageError, sync_folder, write_all
 
 #: The folder of the sessions inside a responses folder; no ``*.jsonl``, so the analysis never reads it.
 SESSIONS = ".sessions"

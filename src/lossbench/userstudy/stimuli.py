@@ -71,7 +71,33 @@ def make_study_stimuli(
     if len(losses) < 2:
         raise ValueError(f"study {study}: needs at least 2 losses, got {', '.join(losses) or 'none'}")
     folder = Path(folder)
-    entries = {}
+    entries = _write_images(study, sources, losses, folder)
+    trials = [
+        {"id": f"t{index:04d}", "image": image, "a": a, "b": b}
+        for index, (image, (a, b)) in enumerate(itertools.product(entries, itertools.combinations(losses, 2)))
+    ]
+    manifest = {
+        "study": study,
+        "tasks": [source.task for source in sources],
+        "conditions": losses,
+        "flicker_ms": flicker_ms,
+        "images": entries,
+        "trials": trials,
+    }
+    if viewing is not None:
+        manifest["viewing"] = viewing_conditions(viewing)
+    path = folder / MANIFEST
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(manifest, indent=1))
+    os.replace(temporary, path)
+    return path
+
+
+def _write_images(study: str, sources: list[Source], losses: list[str], folder: Path) -> dict[str, dict]:
+    """Write each source's references and outputs as PNGs under ``folder/images``; returns the manifest's ``images``
+    (image id → task, reference, size and outputs), checking that every task has ``losses`` and each image one
+    size."""
+    entries: dict[str, dict] = {}
     for source in sources:
         if list(source.outputs) != losses:
             raise ValueError(
@@ -104,25 +130,7 @@ def make_study_stimuli(
                             f" {entries[image]['width']}×{entries[image]['height']}"
                         )
                     entries[image]["outputs"][loss] = f"images/{image}/{loss}.png"
-    trials = [
-        {"id": f"t{index:04d}", "image": image, "a": a, "b": b}
-        for index, (image, (a, b)) in enumerate(itertools.product(entries, itertools.combinations(losses, 2)))
-    ]
-    manifest = {
-        "study": study,
-        "tasks": [source.task for source in sources],
-        "conditions": losses,
-        "flicker_ms": flicker_ms,
-        "images": entries,
-        "trials": trials,
-    }
-    if viewing is not None:
-        manifest["viewing"] = viewing_conditions(viewing)
-    path = folder / MANIFEST
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(manifest, indent=1))
-    os.replace(temporary, path)
-    return path
+    return entries
 
 
 def make_stimuli(

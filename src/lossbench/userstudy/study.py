@@ -1,0 +1,215 @@
+"""The state of a study that the collection app serves: the manifest, each observer's plan and answer file, the
+current trial, the recording of an answer, the manifest's images, and the app's pages."""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import stat
+import threading
+from datetime import datetime, timezone
+from http import HTTPStatus
+from importlib import resources
+from pathlib import Path
+
+from lossbench.userstudy.answers import ObserverFile, check_observer
+from lossbench.userstudy.sessions import Sessions
+from lossbench.userstudy.stimuli import MANIFEST, load_manifest, plan
+from lossbench.userstudy.viewing import instructions, recorded
+
+#: Time per comparison that the start page's duration assumes: a few flicker cycles and a choice.
+SECONDS_PER_COMPARISON = 10
+_PAGES = {"/": "index.html", "study": "study.html", "unknown": "unknown.html", "notice": "notice.html"}
+
+
+def render(name: str, **values: str) -> bytes:
+    """The page ``name`` of the app's static files with each ``{{key}}`` replaced by ``values[key]``, HTML-escaped."""
+    page = resources.files("lossbench.userstudy").joinpath("static", name).read_text(encoding="utf-8")
+    for key, value in values.items():
+        page = page.replace("{{" + key + "}}", html.escape(value))
+    return page.encode()
+
+
+class Study:
+    """Everything the handlers share: the manifest, the observers' plans and their answer files.
+
+    Args:
+        stimuli: Folder of the stimuli and their manifest.
+        responses: Folder of the observers' answer files.
+        observers: The registered observer ids.
+        seed: Seed of the observers' trial orders and sides.
+        viewing: Viewing conditions to tell observers (:func:`lossbench.userstudy.viewing.conditions`);
+            by default the manifest's.
+
+    Raises:
+        ValueError: a bad manifest, observer id or listed image, no viewing conditions, or a
+            responses folder that cannot be made.
+    """
+
+    def __init__(
+        self,
+        stimuli: str | Path,
+        responses: str | Path,
+        observers: list[str],
+        seed: int = 0,
+        viewing: dict | None = None,
+    ):
+        self.stimuli = Path(stimuli).resolve()
+        self.manifest = load_manifest(self.stimuli / MANIFEST)
+        if viewing is None and "viewing" not in self.manifest:
+            raise ValueError(
+                f"{self.stimuli / MANIFEST}: no viewing conditions (stimuli made without evaluation.flip): give them,"
+                " e.g. serve with --ppd P or --distance-m D --monitor-width-m W --monitor-pixels N"
+            )
+        self.viewing = recorded(
+            self.manifest["viewing"] if viewing is None else viewing,
+            str(self.stimuli / MANIFEST) if viewing is None else "viewing",
+        )
+        if not observers:
+            raise ValueError("no observers registered: pass --observer ID (repeatable) or --observers-file")
+        self.plans = {check_observer(observer): plan(self.manifest, observer, seed) for observer in observers}
+        self.trial_ids = {trial["id"] for trial in self.manifest["trials"]}
+        # URL paths under /stimuli/: exactly the images of the manifest.
+        self.images = {
+            relative
+            for entry in self.manifest["images"].values()
+            for relative in [entry["reference"], *entry["outputs"].values()]
+        }
+        for relative in sorted(self.images):
+            try:
+                self.stimulus(relative)
+            except LookupError as error:
+                raise ValueError(f"{error.args[0]} (listed in {self.stimuli / MANIFEST})") from None
+        self._files_lock = threading.Lock()
+        self._observer_files: dict[str, ObserverFile] = {}
+        self.responses = Path(responses)
+        try:
+            self.responses.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"{self.responses}: cannot make the responses folder ({error.strerror})") from None
+        self.sessions = Sessions(self.responses)
+
+    def start_page(self) -> bytes:
+        """The start page: the task, the number of comparisons and their duration, and how far to sit."""
+        comparisons = len(self.manifest["trials"])
+        minutes = max(1, math.ceil(comparisons * SECONDS_PER_COMPARISON / 60))
+        distance, reason = instructions(self.viewing)
+        return render(
+            _PAGES["/"],
+            comparisons=f"{comparisons} comparison{'s' if comparisons != 1 else ''}",
+            minutes=f"{minutes} minute{'s' if minutes != 1 else ''}",
+            seconds=str(SECONDS_PER_COMPARISON),
+            distance=distance,
+            viewing=reason,
+        )
+
+    def stimulus(self, relative: str) -> Path:
+        """The resolved file of the manifest image at ``relative`` (a path inside the stimuli folder).
+
+        Raises:
+            LookupError: with a one-line reason, if the manifest lists no such image, or its file is
+                missing, not a regular file, or (through a symlink) outside the stimuli folder.
+        """
+        if relative not in self.images:
+            raise LookupError(f"{relative!r} is not an image of the manifest")
+        listed = self.stimuli / relative
+        try:
+            path = listed.resolve(strict=True)
+        except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
+            raise LookupError(f"{listed}: {getattr(error, 'strerror', None) or error}") from None
+        if not path.is_relative_to(self.stimuli):
+            raise LookupError(f"{listed}: leads to {path}, outside the stimuli folder {self.stimuli}")
+        if not path.is_file():
+            raise LookupError(f"{listed}: not a regular file")
+        return path
+
+    def read_stimulus(self, relative: str) -> bytes:
+        """The bytes of the manifest image at ``relative``.
+
+        Raises:
+            LookupError: as :meth:`stimulus`, also when the file changes between the check and the read.
+        """
+        path = self.stimulus(relative)
+        try:
+            # No symlink and no FIFO can have taken the checked file's place since.
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(descriptor, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    raise LookupError(f"{path}: not a regular file")
+                return handle.read()
+        except OSError as error:
+            raise LookupError(f"{path}: {error.strerror}") from None
+
+    def observer_file(self, observer: str) -> ObserverFile:
+        """The answer file of ``observer``, read on first use.
+
+        Raises:
+            StorageError: it cannot be read; the next call tries again.
+        """
+        with self._files_lock:
+            if observer not in self._observer_files:
+                self._observer_files[observer] = ObserverFile(self.responses / f"{observer}.jsonl", observer)
+            return self._observer_files[observer]
+
+    def state(self, observer: str) -> dict:
+        """Progress of ``observer`` and their current trial (None when done).
+
+        Raises:
+            StorageError: their answer file cannot be read.
+        """
+        answered = self.observer_file(observer).answered
+        trials = self.plans[observer]
+        remaining = [trial for trial in trials if trial.id not in answered]
+        state = {
+            "observer": observer,
+            "done": len(trials) - len(remaining),
+            "total": len(trials),
+            "flicker_ms": self.manifest["flicker_ms"],
+            "trial": None,
+        }
+        if remaining:
+            trial = remaining[0]
+            entry = self.manifest["images"][trial.image]
+            state["trial"] = {
+                "id": trial.id,
+                "reference": f"/stimuli/{entry['reference']}",
+                "left": f"/stimuli/{entry['outputs'][trial.left]}",
+                "right": f"/stimuli/{entry['outputs'][trial.right]}",
+                "width": entry["width"],
+                "height": entry["height"],
+            }
+        return state
+
+    def answer(self, observer: str, trial_id: str, choice: str) -> tuple[HTTPStatus, dict]:
+        """Record ``choice`` for ``trial_id`` if it is the observer's current trial; the status and the new state or an
+        error.
+
+        Raises:
+            StorageError: the answer was not saved (nothing of it is on disk), or the answer file cannot be read.
+        """
+        if trial_id not in self.trial_ids:
+            return HTTPStatus.NOT_FOUND, {"error": f"unknown trial {trial_id!r}"}
+        log = self.observer_file(observer)
+        with log.lock:
+            if trial_id in log.answered:
+                return HTTPStatus.CONFLICT, {"error": f"trial {trial_id} is already answered"}
+            current = next(trial for trial in self.plans[observer] if trial.id not in log.answered)
+            if current.id != trial_id:
+                return HTTPStatus.CONFLICT, {"error": f"trial {trial_id} is not the current trial ({current.id})"}
+            chosen, other = (current.left, current.right) if choice == "left" else (current.right, current.left)
+            position = len(log.answered)
+            log.append(
+                {
+                    "observer": observer,
+                    "trial": trial_id,
+                    "image": current.image,
+                    "left": current.left,
+                    "right": current.right,
+                    "chosen": chosen,
+                    "other": other,
+                    "position": position,
+                    "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                }
+            )
+        return HTTPStatus.OK, self.state(observer)
