@@ -271,6 +271,12 @@ class LossSpec:
         return self.factory(**params)
 
 
+#: Every loss of this process by name: filled by :mod:`lossbench.losses` when it is imported, and by a
+#: configuration's own losses. A loss made of other losses (``mix``) looks its terms up here, below the
+#: package that lists them, so that no module imports the registry that imports it.
+LOSSES: dict[str, LossSpec] = {}
+
+
 @dataclass(frozen=True)
 class MetricInfo:
     """How a metric is shown in tables: label, direction, display scale and decimals.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from lossbench.core.specs import LossSpec, add, declared, image_arguments, import_object, lookup, register_own
+from lossbench.core.specs import LOSSES, LossSpec, add, declared, image_arguments, import_object, lookup, register_own
 
 #: The modules that declare the package's losses (every :class:`LossSpec` at their top level), in
 #: the tables' column order: the thesis's six first, then the opt-in ones. A new loss module is one
@@ -27,7 +27,8 @@ MODULES = (
 )
 
 #: Every registered loss, in the order of :data:`MODULES`.
-SPECS: dict[str, LossSpec] = declared(MODULES, LossSpec)
+SPECS: dict[str, LossSpec] = LOSSES
+SPECS.update(declared(MODULES, LossSpec))
 
 #: The thesis's losses, in its column order: the columns every table has.
 STUDY_LOSSES = tuple(name for name, spec in SPECS.items() if spec.thesis)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from lossbench.core.checks import check_reduction
-from lossbench.core.specs import LossSpec, Setting
+from lossbench.core.specs import LOSSES, LossSpec, Setting, lookup
 
 #: The paper's α = 0.84 on MS-SSIM, 1 − α on l1.
 DEFAULT_WEIGHTS: dict[str, float] = {"msssim": 0.84, "l1": 0.16}
@@ -32,16 +32,14 @@ DEFAULT_WEIGHTS: dict[str, float] = {"msssim": 0.84, "l1": 0.16}
 
 def check_params(params: Mapping[str, Any]) -> str | None:
     """Why configured mix ``params`` are invalid (one line), or None."""
-    from lossbench import losses
-
     weights = params.get("weights", DEFAULT_WEIGHTS)
     if not isinstance(weights, Mapping) or not weights:
         return f"weights: expected a mapping of loss names to weights, got {weights!r}"
     for term, weight in weights.items():
-        if term == "mix" or term not in losses.SPECS:
+        if term == "mix" or term not in LOSSES:
             return (
                 f"weights.{term}: not a loss to mix (expected one of"
-                f" {', '.join(name for name in losses.SPECS if name != 'mix')})"
+                f" {', '.join(name for name in LOSSES if name != 'mix')})"
             )
         if not (isinstance(weight, (int, float)) and weight >= 0):
             return f"weights.{term}: expected a number >= 0, got {weight!r}"
@@ -73,8 +71,6 @@ class MixLoss(nn.Module):
         channels: int = 3,
         reduction: str = "mean",
     ) -> None:
-        from lossbench import losses
-
         super().__init__()
         weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
         term_params = dict(term_params or {})
@@ -86,7 +82,10 @@ class MixLoss(nn.Module):
         # Every loss reduces by its mean unless told otherwise: the default leaves a term's parameters as configured.
         reduced = {} if reduction == "mean" else {"reduction": reduction}
         self.terms = nn.ModuleDict(
-            {term: losses.spec(term).build({**term_params.get(term, {}), **reduced}, channels) for term in weights}
+            {
+                term: lookup(LOSSES, "loss", term).build({**term_params.get(term, {}), **reduced}, channels)
+                for term in weights
+            }
         )
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -103,12 +102,10 @@ class _MixSpec(LossSpec):
     """The mix loss's spec: each term gets its own task defaults (FLIP's grayscale mode on MRI, ...)."""
 
     def params(self, setting: Setting, configured: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        from lossbench import losses
-
         params = super().params(setting, configured)
         term_params = params.get("term_params", {})
         params["term_params"] = {
-            term: losses.spec(term).params(setting, term_params.get(term))
+            term: lookup(LOSSES, "loss", term).params(setting, term_params.get(term))
             for term in params.get("weights", DEFAULT_WEIGHTS)
         }
         return params
