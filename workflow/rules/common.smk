@@ -23,29 +23,45 @@ from lossbench.pipeline.run_specs import evaluation_settings, task_data, train_s
 from lossbench.report.tables import subject
 
 CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
-#: A dry run shows the plan, and `budget` counts published sizes, before the data exist. Snakemake has not
-#: parsed its own arguments when this file is read (workflow.dryrun and the targets are not set yet), so
-#: the command line is read here; under any other driver, missing data stay an error before any job.
-PLANNING_ONLY = bool({"-n", "--dry-run", "--dryrun", "budget"} & set(sys.argv[1:])) or any(
-    Path(arg).name == "budget.md" for arg in sys.argv[1:]
-)
-try:
-    # Snakemake's own YAML loading keeps the last of two equal keys silently: re-read each file strictly.
-    for _configfile in workflow.configfiles:
-        read_yaml(_configfile)
-    # --config values with a file's YAML types (`seeds=[0, 1]`), and named in the messages about them.
-    _overrides = typed_overrides(workflow.config_settings.config)
-    update_config(config, _overrides)
-    validate_with_overrides(config, CONFIG_SOURCE, _overrides, require_data=not PLANNING_ONLY)
-    EVALUATION = evaluation_settings(config)
-except ConfigError as error:
-    named = any(str(error).startswith(str(path)) for path in [CONFIG_SOURCE, *workflow.configfiles, "--config "])
-    sys.exit(f"Configuration error: {error}" if named else f"Configuration error: {CONFIG_SOURCE}: {error}")
+
+
+def checked_config(require_data):
+    """Validate the configuration in place, return its evaluation settings; else exit with a one-line error."""
+    try:
+        # Snakemake's own YAML loading keeps the last of two equal keys silently: re-read each file strictly.
+        for configfile in workflow.configfiles:
+            read_yaml(configfile)
+        # --config values with a file's YAML types (`seeds=[0, 1]`), and named in the messages about them.
+        overrides = typed_overrides(workflow.config_settings.config)
+        update_config(config, overrides)
+        validate_with_overrides(config, CONFIG_SOURCE, overrides, require_data=require_data)
+        return evaluation_settings(config)
+    except ConfigError as error:
+        named = any(str(error).startswith(str(path)) for path in [CONFIG_SOURCE, *workflow.configfiles, "--config "])
+        sys.exit(f"Configuration error: {error}" if named else f"Configuration error: {CONFIG_SOURCE}: {error}")
+
+
+#: A dry run shows the plan, and `budget` counts published sizes, before the data exist: the workflow is planned
+#: without them, and a run that needs them stops before its first job (refuse_missing_data, on start). Snakemake
+#: has not parsed its own arguments when this file is read: whether this is a dry run is known on start only.
+EVALUATION = checked_config(require_data=False)
 MISSING_DATA = missing_data_folders(config)
 if MISSING_DATA:
     print(
         f"Note: {CONFIG_SOURCE}: {'; '.join(MISSING_DATA)}: planned without them, the run needs them.", file=sys.stderr
     )
+
+
+def counts_budget_only():
+    """Whether the targets are the budget only (`budget`, `.../budget.md`), which is counted without the data."""
+    targets = workflow.dag_settings.targets
+    return bool(targets) and all(target == "budget" or Path(target).name == "budget.md" for target in targets)
+
+
+def refuse_missing_data():
+    """On start (never in a dry run), before any job: exit naming every missing data folder, unless for the budget."""
+    if MISSING_DATA and not counts_budget_only():
+        checked_config(require_data=True)
 
 
 def existing(path):
@@ -235,6 +251,7 @@ def table_subject(wildcards):
 
 
 onstart:
+    refuse_missing_data()
     # Beside the outputs: the configuration that made them, with the code's versions; rewritten only when
     # that changes, and outside the DAG, so it never reruns a job.
     from lossbench.pipeline import experiment
