@@ -1,6 +1,7 @@
 # Configuration validation and the path helpers every rule file uses.
 
 import os
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -110,13 +111,13 @@ def data_tasks(rules):
     return [task for task in TASKS if TASK_SPECS[task].data == rules and data_owner(config, task) == task]
 
 
-def one_of(names, none):
-    """A wildcard constraint matching exactly ``names``; ``none``, a name no path uses, when there are none."""
-    return "|".join(names) or none
+def one_of(names):
+    """A wildcard constraint matching exactly ``names``, and nothing at all when there are none."""
+    return "|".join(map(re.escape, names)) or "(?!)"
 
 
 wildcard_constraints:
-    task="|".join(TASKS),
+    task=one_of(TASKS),
     loss="[a-z0-9_]+",
     seed=r"\d+",
 

@@ -15,7 +15,7 @@ rule embedded_photos:
     log:
         results("logs/data/{task}_{split}_images.log"),
     wildcard_constraints:
-        task=one_of(PHOTO_TASKS, "no_photo_task"),
+        task=one_of(PHOTO_TASKS),
         split="train|val",
     conda:
         ENV
@@ -32,7 +32,7 @@ rule synthetic_mri:
     log:
         results("logs/data/{task}_synthetic_{split}.log"),
     wildcard_constraints:
-        task=one_of(FASTMRI_DATA_TASKS, "no_fastmri_task"),
+        task=one_of(FASTMRI_DATA_TASKS),
         split="train|val",
     conda:
         ENV
@@ -59,7 +59,7 @@ rule decode_images:
     log:
         results("logs/data/{task}_decode_images.log"),
     wildcard_constraints:
-        task=one_of(PHOTO_TASKS, "no_photo_task"),
+        task=one_of(PHOTO_TASKS),
     conda:
         ENV
     script:
@@ -118,7 +118,7 @@ rule kodak:
     log:
         results("logs/data/{task}_kodak.log"),
     wildcard_constraints:
-        task=one_of(PHOTO_TASKS, "no_photo_task"),
+        task=one_of(PHOTO_TASKS),
     conda:
         ENV
     params:
@@ -138,7 +138,7 @@ rule imagenet_check:
         # A log, not an output: Snakemake keeps it when the check fails, and the error points at it.
         report=results("data/{task}/train_manifest_report.csv"),
     wildcard_constraints:
-        task=one_of(PHOTO_TASKS, "no_photo_task"),
+        task=one_of(PHOTO_TASKS),
     conda:
         ENV
     params:
@@ -159,7 +159,7 @@ rule imagenet_manifest:
     log:
         results("logs/data/{task}_imagenet_manifest.log"),
     wildcard_constraints:
-        task=one_of(PHOTO_TASKS, "no_photo_task"),
+        task=one_of(PHOTO_TASKS),
     conda:
         ENV
     shell:
@@ -174,7 +174,7 @@ rule fastmri_check:
     log:
         results("logs/data/{task}_fastmri_{split}_check.log"),
     wildcard_constraints:
-        task=one_of(FASTMRI_DATA_TASKS, "no_fastmri_task"),
+        task=one_of(FASTMRI_DATA_TASKS),
         split="train|val",
     conda:
         ENV
@@ -199,7 +199,7 @@ rule fastmri_files:
     log:
         results("logs/data/{task}_fastmri_{split}.log"),
     wildcard_constraints:
-        task=one_of(FASTMRI_DATA_TASKS, "no_fastmri_task"),
+        task=one_of(FASTMRI_DATA_TASKS),
         split="train|val",
     conda:
         ENV

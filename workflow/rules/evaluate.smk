@@ -34,7 +34,7 @@ use rule evaluate_model as evaluate_model_fastmri with:
     log:
         results("logs/evaluate/{task}/{loss}/seed{seed}.fastmri.log"),
     wildcard_constraints:
-        task=one_of(FASTMRI_TASKS, "no_fastmri_task"),
+        task=one_of(FASTMRI_TASKS),
     params:
         suite="fastmri",
 
@@ -64,7 +64,7 @@ use rule evaluate_input as evaluate_input_fastmri with:
     log:
         results("logs/evaluate/{task}/input.fastmri.log"),
     wildcard_constraints:
-        task=one_of(FASTMRI_TASKS, "no_fastmri_task"),
+        task=one_of(FASTMRI_TASKS),
     params:
         suite="fastmri",
 
@@ -99,7 +99,7 @@ rule table:
     log:
         results("logs/tables/{table}.log"),
     wildcard_constraints:
-        table=one_of(THESIS_TABLES, "no_thesis_table"),
+        table=one_of(THESIS_TABLES),
     conda:
         ENV
     params:
@@ -133,7 +133,7 @@ use rule table as table_not_in_thesis with:
         per_seed_csv=results("tables/{table}_per_seed.csv"),
         per_seed_md=results("tables/{table}_per_seed.md"),
     wildcard_constraints:
-        table=one_of([name for name in TABLES if name not in THESIS_TABLES], "no_other_table"),
+        table=one_of([name for name in TABLES if name not in THESIS_TABLES]),
 
 
 rule table_fastmri:
@@ -152,7 +152,7 @@ rule table_fastmri:
     log:
         results("logs/tables/{table}_fastmri.log"),
     wildcard_constraints:
-        table=one_of(FASTMRI_TABLES, "no_fastmri_table"),
+        table=one_of(FASTMRI_TABLES),
     conda:
         ENV
     params:

@@ -22,7 +22,7 @@ rule figure:
         results("logs/figures/{figure}.log"),
     wildcard_constraints:
         # Only the configured comparison figures: the user-study figures are other rules' outputs.
-        figure="|".join(figure_ids()) or "no_comparison_figures",
+        figure=one_of(figure_ids()),
     conda:
         ENV
     params:

@@ -31,8 +31,7 @@ rule fastmri_reconstructions:
     log:
         results("logs/infer/{task}/{loss}/seed{seed}_fastmri.log"),
     wildcard_constraints:
-        # The configuration's fastMRI tasks; "(?!)" matches nothing, for a configuration without any.
-        task="|".join(FASTMRI_TASKS) or "(?!)",
+        task=one_of(FASTMRI_TASKS),
     conda:
         ENV
     script:

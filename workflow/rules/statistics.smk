@@ -25,7 +25,7 @@ rule table_statistics:
     log:
         results("logs/statistics/{table}.log"),
     wildcard_constraints:
-        table="|".join(TABLES),
+        table=one_of(TABLES),
     conda:
         ENV
     params:

@@ -128,7 +128,7 @@ rule userstudy_kendall_ours:
     log:
         results("logs/userstudy/kendall_{study}.log"),
     wildcard_constraints:
-        study="|".join(OWN_STUDIES) or "no_own_study",
+        study=one_of(OWN_STUDIES),
     conda:
         ENV
     params:
@@ -145,7 +145,7 @@ rule userstudy_stimuli:
     log:
         results("logs/userstudy/stimuli_{study}.log"),
     wildcard_constraints:
-        study="|".join(STUDY_TASKS) or "no_own_study",
+        study=one_of(STUDY_TASKS),
     conda:
         ENV
     params:
@@ -170,7 +170,7 @@ rule userstudy_counts:
     log:
         results("logs/userstudy/counts_{study}.log"),
     wildcard_constraints:
-        study="|".join(study.removeprefix("ours_") for study in OWN_STUDIES) or "no_own_study",
+        study=one_of([study.removeprefix("ours_") for study in OWN_STUDIES]),
     conda:
         ENV
     params:
