@@ -25,7 +25,7 @@ rule infer:
 rule fastmri_reconstructions:
     input:
         outputs=results("outputs/{task}/{loss}/seed{seed}.h5"),
-        volumes=lambda w: data_dir(w.task, "val"),
+        volumes=of_task(data_dir, "val"),
     output:
         directory(results("outputs/{task}/{loss}/seed{seed}_fastmri")),
     log:

@@ -112,11 +112,8 @@ rule userstudy_kendall_thesis:
 
 rule userstudy_kendall_ours:
     input:
-        study=lambda w: expand(results("userstudy/{study}/{name}.csv"), study=w.study, name=["jod", "samples"]),
-        # Our metric table of every task the study showed.
-        tables=lambda w: [
-            f"{RESULTS}/tables/{TASK_TABLE[task]}.csv" for task in STUDY_TASKS[w.study.removeprefix("ours_")]
-        ],
+        study=expand(results("userstudy/{{study}}/{name}.csv"), name=["jod", "samples"]),
+        tables=study_tables,
     output:
         csv=report(
             results("tables/userstudy_kendall_{study}.csv"),
@@ -149,8 +146,8 @@ rule userstudy_stimuli:
     conda:
         ENV
     params:
-        tasks=lambda w: STUDY_TASKS[w.study],
-        images=lambda w: {task: USERSTUDY["stimuli"][task] for task in STUDY_TASKS[w.study]},
+        tasks=study_tasks_of,
+        images=stimulus_images,
         losses=LOSSES,
         flicker_ms=USERSTUDY["flicker_ms"],
         viewing=EVALUATION["flip"],
@@ -161,8 +158,7 @@ rule userstudy_stimuli:
 rule userstudy_counts:
     input:
         manifest=results("userstudy/stimuli/{study}/manifest.json"),
-        # Every observer file is an input, so that new answers rerun the analysis.
-        responses=lambda w: study_targets.answer_files(config, w.study),
+        responses=study_answer_files,
     output:
         counts=results("userstudy/ours_{study}/observer_counts.csv"),
         # The lines of the answer files that are no answers, per file and reason (responses.write_skipped).
@@ -174,7 +170,7 @@ rule userstudy_counts:
     conda:
         ENV
     params:
-        folder=lambda w: str(Path(USERSTUDY["responses"], w.study)),
+        folder=responses_folder,
     script:
         "../scripts/userstudy_counts.py"
 
