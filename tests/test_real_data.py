@@ -335,6 +335,17 @@ def test_paper_configuration_plans_and_budgets_before_its_data_exist(tmp_path):
         in refused.stderr
     )
     assert not (tmp_path / "results").exists()
+    # The budget is counted without the data, but not when other targets come with it.
+    with_budget = subprocess.run(
+        [*command, "budget", "table_6_1"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert with_budget.returncode != 0 and "does not exist; tasks.knee.data.train_dir" in with_budget.stderr
+    assert not (tmp_path / "results").exists()
+    # The Snakefile does not read the command line: a dry run through snakemake's main(), sys.argv empty, plans too.
+    driver = f"from snakemake.cli import main; main({[*command[3:], '--dry-run']!r})"
+    driven = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, env=env, timeout=300)
+    assert driven.returncode == 0, driven.stderr[-3000:]
+    assert re.search(r"^train\s+18$", driven.stdout, re.M)
 
 
 def _snakemake(config: dict, work: Path, *targets: str) -> subprocess.CompletedProcess:

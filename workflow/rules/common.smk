@@ -1,6 +1,7 @@
-# Configuration validation and the path helpers every rule file uses.
+# Configuration validation, the path helpers every rule file uses, and the rules' input and params functions.
 
 import os
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -19,33 +20,50 @@ from lossbench.pipeline.config import (
     validate_with_overrides,
 )
 from lossbench.pipeline.experiment import results_dir
+from lossbench.pipeline.lr_sweep import sweep_spec
 from lossbench.pipeline.run_specs import evaluation_settings, task_data, train_spec
 from lossbench.report.tables import subject
 
 CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
-#: A dry run shows the plan, and `budget` counts published sizes, before the data exist. Snakemake has not
-#: parsed its own arguments when this file is read (workflow.dryrun and the targets are not set yet), so
-#: the command line is read here; under any other driver, missing data stay an error before any job.
-PLANNING_ONLY = bool({"-n", "--dry-run", "--dryrun", "budget"} & set(sys.argv[1:])) or any(
-    Path(arg).name == "budget.md" for arg in sys.argv[1:]
-)
-try:
-    # Snakemake's own YAML loading keeps the last of two equal keys silently: re-read each file strictly.
-    for _configfile in workflow.configfiles:
-        read_yaml(_configfile)
-    # --config values with a file's YAML types (`seeds=[0, 1]`), and named in the messages about them.
-    _overrides = typed_overrides(workflow.config_settings.config)
-    update_config(config, _overrides)
-    validate_with_overrides(config, CONFIG_SOURCE, _overrides, require_data=not PLANNING_ONLY)
-    EVALUATION = evaluation_settings(config)
-except ConfigError as error:
-    named = any(str(error).startswith(str(path)) for path in [CONFIG_SOURCE, *workflow.configfiles, "--config "])
-    sys.exit(f"Configuration error: {error}" if named else f"Configuration error: {CONFIG_SOURCE}: {error}")
+
+
+def checked_config(require_data):
+    """Validate the configuration in place, return its evaluation settings; else exit with a one-line error."""
+    try:
+        # Snakemake's own YAML loading keeps the last of two equal keys silently: re-read each file strictly.
+        for configfile in workflow.configfiles:
+            read_yaml(configfile)
+        # --config values with a file's YAML types (`seeds=[0, 1]`), and named in the messages about them.
+        overrides = typed_overrides(workflow.config_settings.config)
+        update_config(config, overrides)
+        validate_with_overrides(config, CONFIG_SOURCE, overrides, require_data=require_data)
+        return evaluation_settings(config)
+    except ConfigError as error:
+        named = any(str(error).startswith(str(path)) for path in [CONFIG_SOURCE, *workflow.configfiles, "--config "])
+        sys.exit(f"Configuration error: {error}" if named else f"Configuration error: {CONFIG_SOURCE}: {error}")
+
+
+#: A dry run shows the plan, and `budget` counts published sizes, before the data exist: the workflow is planned
+#: without them, and a run that needs them stops before its first job (refuse_missing_data, on start). Snakemake
+#: has not parsed its own arguments when this file is read: whether this is a dry run is known on start only.
+EVALUATION = checked_config(require_data=False)
 MISSING_DATA = missing_data_folders(config)
 if MISSING_DATA:
     print(
         f"Note: {CONFIG_SOURCE}: {'; '.join(MISSING_DATA)}: planned without them, the run needs them.", file=sys.stderr
     )
+
+
+def counts_budget_only():
+    """Whether the targets are the budget only (`budget`, `.../budget.md`), which is counted without the data."""
+    targets = workflow.dag_settings.targets
+    return bool(targets) and all(target == "budget" or Path(target).name == "budget.md" for target in targets)
+
+
+def refuse_missing_data():
+    """On start (never in a dry run), before any job: exit naming every missing data folder, unless for the budget."""
+    if MISSING_DATA and not counts_budget_only():
+        checked_config(require_data=True)
 
 
 def existing(path):
@@ -74,7 +92,8 @@ LPIPS_PRETRAINED = EVALUATION["lpips_trunk"] == "pretrained"
 # Planned from local files only (lossbench.metrics.lpips.resolve_trunk); the jobs, which inherit this, use
 # the same trunk even when rule lpips_weights fetches it while they run, so no label differs from its values.
 os.environ[LPIPS_TRUNK_ENV] = EVALUATION["lpips_trunk"]
-#: Table → what it is of (lossbench.report.tables.Subject): one per task, the thesis's for its tasks, table_<task> for others.
+#: Table → what it is of (lossbench.report.tables.Subject): one per task, the thesis's for its tasks, table_<task>
+#: for others.
 TABLES = {
     table.name: table
     for table in (subject(task, config["tasks"][task]["kind"], config["tasks"][task]) for task in TASKS)
@@ -87,6 +106,10 @@ FASTMRI_TASKS = [task for task in TASKS if TASK_SPECS[task].challenge is not Non
 FASTMRI_TABLES = [name for name, table in TABLES.items() if table.task in FASTMRI_TASKS]
 #: Grayscale tasks, whose FLIP rows are compared under each grayscale reading (rule flip_gray_modes).
 GRAY_TASKS = [task for task in TASKS if TASK_SPECS[task].channels == 1]
+#: Tables of tasks the thesis did not have (rule table_not_in_thesis).
+OTHER_TABLES = [name for name in TABLES if name not in THESIS_TABLES]
+#: Loss → its configured parameters, for the tables (rules table, table_fastmri).
+LOSS_PARAMS = {loss: config["losses"][loss]["params"] for loss in LOSSES}
 
 
 def data_tasks(rules):
@@ -94,13 +117,13 @@ def data_tasks(rules):
     return [task for task in TASKS if TASK_SPECS[task].data == rules and data_owner(config, task) == task]
 
 
-def one_of(names, none):
-    """A wildcard constraint matching exactly ``names``; ``none``, a name no path uses, when there are none."""
-    return "|".join(names) or none
+def one_of(names):
+    """A wildcard constraint matching exactly ``names``, and nothing at all when there are none."""
+    return "|".join(map(re.escape, names)) or "(?!)"
 
 
 wildcard_constraints:
-    task="|".join(TASKS),
+    task=one_of(TASKS),
     loss="[a-z0-9_]+",
     seed=r"\d+",
 
@@ -144,12 +167,28 @@ def model_metric_files(task, suite=""):
     }
 
 
-def flat(files_by_loss):
-    return [path for paths in files_by_loss.values() for path in paths]
+def model_metric_paths(task, suite=""):
+    """The files of model_metric_files as one list, loss after loss."""
+    return [path for paths in model_metric_files(task, suite).values() for path in paths]
+
+
+def input_metrics(task, suite=""):
+    """The metric file of a task's degraded inputs (suite ".fastmri" for fastMRI's per-volume metrics)."""
+    return results(f"metrics/{task}/input{suite}.csv")
+
+
+def validation_file(task):
+    """A task's validation set (rule validation_set)."""
+    return results(f"data/{task}/val.h5")
+
+
+def first_seed_outputs(task):
+    """The validation outputs of every loss's model of the first seed, for a task's figures and stimuli."""
+    return expand(results("outputs/{task}/{loss}/seed{seed}.h5"), task=task, loss=LOSSES, seed=SEEDS[0])
 
 
 def table_files(name):
-    """Every file of a task's table: its formats, each seed's values, for a thesis table the comparison with the thesis, and for MRI the fastMRI metrics."""
+    """Every file of a table: formats, per-seed values, the thesis comparison (its tables), fastMRI metrics (MRI)."""
     suffixes = [".csv", ".md", ".tex"]
     if TABLES[name].thesis:
         suffixes += ["_vs_paper.csv", "_vs_paper.md"]
@@ -160,6 +199,7 @@ def table_files(name):
 
 
 def table_targets():
+    """Every file of every configured table (`snakemake tables`)."""
     return [path for name in CONFIGURED_TABLES for path in table_files(name)]
 
 
@@ -175,6 +215,7 @@ def figure_ids():
 
 
 def figure_files(figure):
+    """A figure's PNG and PDF."""
     return expand(results("figures/{figure}.{ext}"), figure=figure, ext=["png", "pdf"])
 
 
@@ -207,14 +248,27 @@ def statistics_targets():
     ]
 
 
+def statistics_in_all():
+    """The statistics outputs of `all`: with several seeds only (`snakemake statistics` builds them with one too)."""
+    return statistics_targets() if len(SEEDS) >= 2 else []
+
+
+def data_targets():
+    """Every task's training and validation data, with the checks of a user's folders (`snakemake data`)."""
+    return [
+        path
+        for task in TASKS
+        for split in ("train", "val")
+        for path in [data_dir(task, split)] + data_check(task, split)
+    ]
+
+
 def stimuli_inputs(wildcards):
-    """Validation set and model outputs of every task of a user study (STUDY_TASKS of userstudy.smk), named valset_<task> and outputs_<task>."""
+    """The validation sets and model outputs of every task of our study, named valset_<task> and outputs_<task>."""
     inputs = {}
     for task in STUDY_TASKS[wildcards.study]:
-        inputs[f"valset_{task}"] = f"{RESULTS}/data/{task}/val.h5"
-        inputs[f"outputs_{task}"] = expand(
-            results("outputs/{task}/{loss}/seed{seed}.h5"), task=task, loss=LOSSES, seed=SEEDS[0]
-        )
+        inputs[f"valset_{task}"] = validation_file(task)
+        inputs[f"outputs_{task}"] = first_seed_outputs(task)
     return inputs
 
 
@@ -229,12 +283,148 @@ def data_check(task, split):
     return []
 
 
+# Input and params functions of the rules: each takes a job's wildcards; of_task, task_setting, data_folder and
+# task_seed make one.
+
+
+def job_task(wildcards):
+    """The task a job is about: its task wildcard, or the task of its table or of its comparison figure."""
+    if "task" in wildcards.keys():
+        return wildcards.task
+    if "table" in wildcards.keys():
+        return TABLES[wildcards.table].task
+    return figure_spec(wildcards)["task"]
+
+
+def of_task(function, *args):
+    """An input or params function: ``function(task, *args)`` of the job's task (job_task)."""
+
+    def of_job_task(wildcards):
+        return function(job_task(wildcards), *args)
+
+    return of_job_task
+
+
+def task_setting(*keys):
+    """A params function: the job task's setting ``tasks.<task>.<keys...>``, a key's ``{wildcards}`` filled in."""
+
+    def setting(wildcards):
+        value = config["tasks"][job_task(wildcards)]
+        for key in keys:
+            value = value[key.format(**wildcards)]
+        return value
+
+    return setting
+
+
+def data_folder(split):
+    """An input function: the user's folder tasks.<task>.data.<split>_dir when it exists; ``split`` may be "{split}"."""
+
+    def folder(wildcards):
+        return existing(task_setting("data", f"{split}_dir")(wildcards))
+
+    return folder
+
+
+def task_seed(split):
+    """A params function: the seed derived from the job's task and ``split`` (``"{split}"``: its split wildcard)."""
+
+    def seed(wildcards):
+        return derive_seed(job_task(wildcards), split.format(**wildcards))
+
+    return seed
+
+
+def task_challenge(wildcards):
+    """The fastMRI challenge (singlecoil, multicoil) of the job task's kind."""
+    return TASK_SPECS[job_task(wildcards)].challenge
+
+
+def is_validation(wildcards):
+    """Whether the job makes or reads the validation split."""
+    return wildcards.split == "val"
+
+
+def val_subset(wildcards):
+    """The number of validation volumes an MRI task keeps (tasks.<task>.data.val_subset); None for training data."""
+    return task_setting("data", "val_subset")(wildcards) if is_validation(wildcards) else None
+
+
+def kodak_folder(wildcards):
+    """Where the user put Kodak's images (tasks.<task>.data.val_dir); None to download them."""
+    return config["tasks"][job_task(wildcards)]["data"].get("val_dir")
+
+
+def largest_crop(wildcards):
+    """The largest crop of the tasks training on the job task's photographs: itself and those with data_from it."""
+    return max(config["tasks"][task]["crop"] for task in TASKS if data_owner(config, task) == job_task(wildcards))
+
+
+def validation_data(wildcards):
+    """The data settings a task's validation set is made with (lossbench.pipeline.run_specs.task_data)."""
+    return task_data(config, job_task(wildcards))
+
+
+def training_spec(wildcards):
+    """A training job's run, as plain data (lossbench.pipeline.run_specs.train_spec)."""
+    return train_spec(config, wildcards.task, wildcards.loss, int(wildcards.seed)).to_dict()
+
+
+def sweep_run_spec(wildcards):
+    """A learning-rate sweep job's run, as plain data (lossbench.pipeline.lr_sweep.sweep_spec)."""
+    return sweep_spec(config, wildcards.task, wildcards.loss, float(wildcards.lr)).to_dict()
+
+
 def table_subject(wildcards):
-    """What the table of ``wildcards.table`` is of, as plain data for a job's parameters (lossbench.report.tables.Subject)."""
+    """What the table ``wildcards.table`` is of, as plain data for job parameters (lossbench.report.tables.Subject)."""
     return asdict(TABLES[wildcards.table])
 
 
+def figure_panel(wildcards):
+    """The panel figure of ``wildcards.figure``: itself, or the figure whose crops a crop figure zooms into."""
+    return figure_ids()[wildcards.figure][0]
+
+
+def figure_crop(wildcards):
+    """Whether ``wildcards.figure`` is the zoomed-crop companion of a panel figure."""
+    return figure_ids()[wildcards.figure][1]
+
+
+def figure_spec(wildcards):
+    """The configuration (figures.<panel>) of the panel figure of ``wildcards.figure``."""
+    return config["figures"][figure_panel(wildcards)]
+
+
+# The user study's (names of userstudy.smk; our study ``ours_<study>`` is ``<study>`` in some rules).
+
+
+def study_tasks_of(wildcards):
+    """The tasks whose stimuli our study ``wildcards.study`` shows."""
+    return STUDY_TASKS[wildcards.study]
+
+
+def stimulus_images(wildcards):
+    """Task → the validation images our study ``wildcards.study`` shows of it (userstudy.stimuli)."""
+    return {task: USERSTUDY["stimuli"][task] for task in study_tasks_of(wildcards)}
+
+
+def study_tables(wildcards):
+    """Our metric table of every task our study ``wildcards.study`` (ours_<study>) showed."""
+    return [results(f"tables/{TASK_TABLE[task]}.csv") for task in STUDY_TASKS[wildcards.study.removeprefix("ours_")]]
+
+
+def study_answer_files(wildcards):
+    """The observers' answer files of our study ``wildcards.study``: new answers rerun its analysis."""
+    return study_targets.answer_files(config, wildcards.study)
+
+
+def responses_folder(wildcards):
+    """The folder of the answer files of our study ``wildcards.study``."""
+    return str(Path(USERSTUDY["responses"], wildcards.study))
+
+
 onstart:
+    refuse_missing_data()
     # Beside the outputs: the configuration that made them, with the code's versions; rewritten only when
     # that changes, and outside the DAG, so it never reruns a job.
     from lossbench.pipeline import experiment

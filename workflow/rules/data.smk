@@ -15,13 +15,13 @@ rule embedded_photos:
     log:
         results("logs/data/{task}_{split}_images.log"),
     wildcard_constraints:
-        task=one_of(PHOTO_TASKS, "no_photo_task"),
+        task=one_of(PHOTO_TASKS),
         split="train|val",
     conda:
         ENV
     params:
-        names=lambda w: config["tasks"][w.task]["data"][w.split],
-        max_side=lambda w: config["tasks"][w.task]["data"]["max_side"],
+        names=task_setting("data", "{split}"),
+        max_side=task_setting("data", "max_side"),
     script:
         "../scripts/embedded_photos.py"
 
@@ -32,18 +32,18 @@ rule synthetic_mri:
     log:
         results("logs/data/{task}_synthetic_{split}.log"),
     wildcard_constraints:
-        task=one_of(FASTMRI_DATA_TASKS, "no_fastmri_task"),
+        task=one_of(FASTMRI_DATA_TASKS),
         split="train|val",
     conda:
         ENV
     params:
-        challenge=lambda w: TASK_SPECS[w.task].challenge,
-        volumes=lambda w: config["tasks"][w.task]["data"][w.split]["volumes"],
-        slices=lambda w: config["tasks"][w.task]["data"][w.split]["slices"],
-        matrix=lambda w: config["tasks"][w.task]["data"]["matrix"],
-        preset=lambda w: config["tasks"][w.task]["data"]["preset"],
-        prefix=lambda w: f"{w.task}_{w.split}",
-        seed=lambda w: derive_seed(w.task, w.split),
+        challenge=task_challenge,
+        volumes=task_setting("data", "{split}", "volumes"),
+        slices=task_setting("data", "{split}", "slices"),
+        matrix=task_setting("data", "matrix"),
+        preset=task_setting("data", "preset"),
+        prefix="{task}_{split}",
+        seed=task_seed("{split}"),
     script:
         "../scripts/synthetic_mri.py"
 
@@ -52,14 +52,14 @@ rule synthetic_mri:
 # image files: a worker then reads a crop's pixels instead of decoding a JPEG for every crop.
 rule decode_images:
     input:
-        lambda w: data_dir(w.task, "train"),
-        check=lambda w: data_check(w.task, "train"),
+        of_task(data_dir, "train"),
+        check=of_task(data_check, "train"),
     output:
         results("data/{task}/train_decoded.h5"),
     log:
         results("logs/data/{task}_decode_images.log"),
     wildcard_constraints:
-        task=one_of(PHOTO_TASKS, "no_photo_task"),
+        task=one_of(PHOTO_TASKS),
     conda:
         ENV
     script:
@@ -76,7 +76,7 @@ LPIPS_RECORD = results("data/lpips_trunk.json")
 
 rule check_images:
     input:
-        lambda w: existing(config["tasks"][w.task]["data"][f"{w.split}_dir"]),
+        data_folder("{split}"),
     output:
         results("data/{task}/checks/{split}_images.csv"),
     log:
@@ -91,8 +91,8 @@ rule check_images:
 
 rule validation_set:
     input:
-        lambda w: data_dir(w.task, "val"),
-        check=lambda w: data_check(w.task, "val"),
+        of_task(data_dir, "val"),
+        check=of_task(data_check, "val"),
         lpips=LPIPS_RECORD,
     output:
         results("data/{task}/val.h5"),
@@ -101,8 +101,8 @@ rule validation_set:
     conda:
         ENV
     params:
-        kind=lambda w: config["tasks"][w.task]["kind"],
-        data=lambda w: task_data(config, w.task),
+        kind=task_setting("kind"),
+        data=validation_data,
         seed=VALIDATION_SEED,
     script:
         "../scripts/validation_set.py"
@@ -118,19 +118,19 @@ rule kodak:
     log:
         results("logs/data/{task}_kodak.log"),
     wildcard_constraints:
-        task=one_of(PHOTO_TASKS, "no_photo_task"),
+        task=one_of(PHOTO_TASKS),
     conda:
         ENV
     params:
-        url=lambda w: config["tasks"][w.task]["data"]["kodak_url"],
-        local_dir=lambda w: config["tasks"][w.task]["data"].get("val_dir"),
+        url=task_setting("data", "kodak_url"),
+        local_dir=kodak_folder,
     script:
         "../scripts/kodak.py"
 
 
 rule imagenet_check:
     input:
-        lambda w: existing(config["tasks"][w.task]["data"]["train_dir"]),
+        data_folder("train"),
     output:
         results("data/{task}/checks/train_manifest.csv"),
     log:
@@ -138,14 +138,14 @@ rule imagenet_check:
         # A log, not an output: Snakemake keeps it when the check fails, and the error points at it.
         report=results("data/{task}/train_manifest_report.csv"),
     wildcard_constraints:
-        task=one_of(PHOTO_TASKS, "no_photo_task"),
+        task=one_of(PHOTO_TASKS),
     conda:
         ENV
     params:
-        images=lambda w: config["tasks"][w.task]["data"]["train_images"],
-        seed=lambda w: derive_seed(w.task, "train"),
+        images=task_setting("data", "train_images"),
+        seed=task_seed("train"),
         # The largest crop of the tasks that train on these photographs (the task itself and those with data_from it).
-        min_side=lambda w: max(config["tasks"][task]["crop"] for task in TASKS if data_owner(config, task) == w.task),
+        min_side=largest_crop,
     script:
         "../scripts/imagenet_manifest.py"
 
@@ -159,7 +159,7 @@ rule imagenet_manifest:
     log:
         results("logs/data/{task}_imagenet_manifest.log"),
     wildcard_constraints:
-        task=one_of(PHOTO_TASKS, "no_photo_task"),
+        task=one_of(PHOTO_TASKS),
     conda:
         ENV
     shell:
@@ -168,47 +168,47 @@ rule imagenet_manifest:
 
 rule fastmri_check:
     input:
-        lambda w: existing(config["tasks"][w.task]["data"][f"{w.split}_dir"]),
+        data_folder("{split}"),
     output:
         results("data/{task}/checks/{split}_files.csv"),
     log:
         results("logs/data/{task}_fastmri_{split}_check.log"),
     wildcard_constraints:
-        task=one_of(FASTMRI_DATA_TASKS, "no_fastmri_task"),
+        task=one_of(FASTMRI_DATA_TASKS),
         split="train|val",
     conda:
         ENV
     params:
-        challenge=lambda w: TASK_SPECS[w.task].challenge,
-        crop=lambda w: config["tasks"][w.task]["crop"],
-        subset=lambda w: config["tasks"][w.task]["data"]["val_subset"] if w.split == "val" else None,
-        seed=lambda w: derive_seed(w.task, w.split),
-        skip_bad=lambda w: config["tasks"][w.task]["data"]["skip_bad"],
+        challenge=task_challenge,
+        crop=task_setting("crop"),
+        subset=val_subset,
+        seed=task_seed("{split}"),
+        skip_bad=task_setting("data", "skip_bad"),
         # Validation files are read slice by slice: one NaN would make a whole validation slice NaN.
-        full=lambda w: w.split == "val",
+        full=is_validation,
     script:
         "../scripts/fastmri_check.py"
 
 
 rule fastmri_files:
     input:
-        lambda w: existing(config["tasks"][w.task]["data"][f"{w.split}_dir"]),
+        data_folder("{split}"),
         check=results("data/{task}/checks/{split}_files.csv"),
     output:
         directory(results("data/{task}/{split}_files")),
     log:
         results("logs/data/{task}_fastmri_{split}.log"),
     wildcard_constraints:
-        task=one_of(FASTMRI_DATA_TASKS, "no_fastmri_task"),
+        task=one_of(FASTMRI_DATA_TASKS),
         split="train|val",
     conda:
         ENV
     params:
-        challenge=lambda w: TASK_SPECS[w.task].challenge,
-        crop=lambda w: config["tasks"][w.task]["crop"],
-        subset=lambda w: config["tasks"][w.task]["data"]["val_subset"] if w.split == "val" else None,
-        seed=lambda w: derive_seed(w.task, w.split),
-        skip_bad=lambda w: config["tasks"][w.task]["data"]["skip_bad"],
+        challenge=task_challenge,
+        crop=task_setting("crop"),
+        subset=val_subset,
+        seed=task_seed("{split}"),
+        skip_bad=task_setting("data", "skip_bad"),
     script:
         "../scripts/fastmri_files.py"
 
@@ -238,10 +238,5 @@ rule lpips_weights:
 # trunk, before any training (the data rules above have a task wildcard, so they are not targets).
 rule data:
     input:
-        [
-            path
-            for task in TASKS
-            for split in ("train", "val")
-            for path in [data_dir(task, split)] + data_check(task, split)
-        ],
+        data_targets(),
         LPIPS_RECORD,

@@ -34,7 +34,7 @@ use rule evaluate_model as evaluate_model_fastmri with:
     log:
         results("logs/evaluate/{task}/{loss}/seed{seed}.fastmri.log"),
     wildcard_constraints:
-        task=one_of(FASTMRI_TASKS, "no_fastmri_task"),
+        task=one_of(FASTMRI_TASKS),
     params:
         suite="fastmri",
 
@@ -64,15 +64,15 @@ use rule evaluate_input as evaluate_input_fastmri with:
     log:
         results("logs/evaluate/{task}/input.fastmri.log"),
     wildcard_constraints:
-        task=one_of(FASTMRI_TASKS, "no_fastmri_task"),
+        task=one_of(FASTMRI_TASKS),
     params:
         suite="fastmri",
 
 
 rule table:
     input:
-        inputs=lambda w: f"{RESULTS}/metrics/{TABLES[w.table].task}/input.csv",
-        models=lambda w: flat(model_metric_files(TABLES[w.table].task)),
+        inputs=of_task(input_metrics),
+        models=of_task(model_metric_paths),
     output:
         csv=report(
             results("tables/{table}.csv"),
@@ -99,16 +99,16 @@ rule table:
     log:
         results("logs/tables/{table}.log"),
     wildcard_constraints:
-        table=one_of(THESIS_TABLES, "no_thesis_table"),
+        table=one_of(THESIS_TABLES),
     conda:
         ENV
     params:
         subject=table_subject,
         suite="thesis",
-        models=lambda w: model_metric_files(TABLES[w.table].task),
+        models=of_task(model_metric_files),
         seeds=SEEDS,
         lpips_pretrained=LPIPS_PRETRAINED,
-        loss_params={loss: config["losses"][loss]["params"] for loss in LOSSES},
+        loss_params=LOSS_PARAMS,
         evaluation=EVALUATION,
     script:
         "../scripts/table.py"
@@ -133,13 +133,13 @@ use rule table as table_not_in_thesis with:
         per_seed_csv=results("tables/{table}_per_seed.csv"),
         per_seed_md=results("tables/{table}_per_seed.md"),
     wildcard_constraints:
-        table=one_of([name for name in TABLES if name not in THESIS_TABLES], "no_other_table"),
+        table=one_of(OTHER_TABLES),
 
 
 rule table_fastmri:
     input:
-        inputs=lambda w: f"{RESULTS}/metrics/{TABLES[w.table].task}/input.fastmri.csv",
-        models=lambda w: flat(model_metric_files(TABLES[w.table].task, ".fastmri")),
+        inputs=of_task(input_metrics, ".fastmri"),
+        models=of_task(model_metric_paths, ".fastmri"),
     output:
         csv=report(
             results("tables/{table}_fastmri.csv"),
@@ -152,15 +152,15 @@ rule table_fastmri:
     log:
         results("logs/tables/{table}_fastmri.log"),
     wildcard_constraints:
-        table=one_of(FASTMRI_TABLES, "no_fastmri_table"),
+        table=one_of(FASTMRI_TABLES),
     conda:
         ENV
     params:
         subject=table_subject,
         suite="fastmri",
-        models=lambda w: model_metric_files(TABLES[w.table].task, ".fastmri"),
+        models=of_task(model_metric_files, ".fastmri"),
         lpips_pretrained=LPIPS_PRETRAINED,
-        loss_params={loss: config["losses"][loss]["params"] for loss in LOSSES},
+        loss_params=LOSS_PARAMS,
         evaluation=EVALUATION,
     script:
         "../scripts/table.py"
@@ -188,13 +188,19 @@ GRAY_OUTPUTS = {
     }
     for task in GRAY_TASKS
 }
+#: Those files as one list.
+GRAY_OUTPUT_FILES = [path for by_loss in GRAY_OUTPUTS.values() for paths in by_loss.values() for path in paths]
+#: Grayscale task → its validation set.
+GRAY_VALSETS = {task: validation_file(task) for task in GRAY_TASKS}
+#: Grayscale task → the label of its degraded inputs in the tables.
+GRAY_INPUT_LABELS = {task: TASK_SPECS[task].input_label for task in GRAY_TASKS}
 
 
 rule flip_gray_modes:
-    """The grayscale (MRI) tables' FLIP rows under each grayscale reading of thesis §3.2 (gray_thesis, gray_lab, gray_replicated)."""
+    """The grayscale (MRI) tables' FLIP rows under each reading of §3.2: gray_thesis, gray_lab, gray_replicated."""
     input:
         valsets=expand(results("data/{task}/val.h5"), task=GRAY_TASKS),
-        outputs=[path for by_loss in GRAY_OUTPUTS.values() for paths in by_loss.values() for path in paths],
+        outputs=GRAY_OUTPUT_FILES,
     output:
         csv=results("tables/flip_gray_modes.csv"),
         md=results("tables/flip_gray_modes.md"),
@@ -204,9 +210,9 @@ rule flip_gray_modes:
         ENV
     threads: config["threads"]
     params:
-        valsets={task: f"{RESULTS}/data/{task}/val.h5" for task in GRAY_TASKS},
+        valsets=GRAY_VALSETS,
         outputs=GRAY_OUTPUTS,
-        input_labels={task: TASK_SPECS[task].input_label for task in GRAY_TASKS},
+        input_labels=GRAY_INPUT_LABELS,
         evaluation=EVALUATION,
     script:
         "../scripts/flip_gray_modes.py"

@@ -3,13 +3,8 @@
 
 rule figure:
     input:
-        valset=lambda w: f"{RESULTS}/data/{config['figures'][figure_ids()[w.figure][0]]['task']}/val.h5",
-        outputs=lambda w: expand(
-            results("outputs/{task}/{loss}/seed{seed}.h5"),
-            task=config["figures"][figure_ids()[w.figure][0]]["task"],
-            loss=LOSSES,
-            seed=SEEDS[0],
-        ),
+        valset=of_task(validation_file),
+        outputs=of_task(first_seed_outputs),
     output:
         png=report(
             results("figures/{figure}.png"),
@@ -22,13 +17,13 @@ rule figure:
         results("logs/figures/{figure}.log"),
     wildcard_constraints:
         # Only the configured comparison figures: the user-study figures are other rules' outputs.
-        figure="|".join(figure_ids()) or "no_comparison_figures",
+        figure=one_of(figure_ids()),
     conda:
         ENV
     params:
-        spec=lambda w: config["figures"][figure_ids()[w.figure][0]],
-        panel=lambda w: figure_ids()[w.figure][0],
-        crop=lambda w: figure_ids()[w.figure][1],
+        spec=figure_spec,
+        panel=figure_panel,
+        crop=figure_crop,
         losses=LOSSES,
         seed=SEEDS[0],
         lpips_pretrained=LPIPS_PRETRAINED,
@@ -52,9 +47,7 @@ rule figures:
 
 rule curve_figure:
     input:
-        curves=lambda w: expand(
-            results("models/{task}/{loss}/seed{seed}/curve.csv"), task=w.task, loss=LOSSES, seed=SEEDS[0]
-        ),
+        curves=expand(results("models/{{task}}/{loss}/seed{seed}/curve.csv"), loss=LOSSES, seed=SEEDS[0]),
         inputs=results("metrics/{task}/input.csv"),
     output:
         png=report(
@@ -71,18 +64,17 @@ rule curve_figure:
     params:
         losses=LOSSES,
         seed=SEEDS[0],
-        val_images=lambda w: config["tasks"][w.task]["training"]["val_images"],
+        val_images=task_setting("training", "val_images"),
         lpips_pretrained=LPIPS_PRETRAINED,
     script:
         "../scripts/curves.py"
 
 
-# The own-metric race: every configured metric at every validation, a line per loss (does a loss still gain on its own metric?).
+# The own-metric race: every configured metric at every validation, a line per loss (does a loss still gain on its
+# own metric?).
 rule race_figure:
     input:
-        curves=lambda w: expand(
-            results("models/{task}/{loss}/seed{seed}/curve.csv"), task=w.task, loss=LOSSES, seed=SEEDS[0]
-        ),
+        curves=expand(results("models/{{task}}/{loss}/seed{seed}/curve.csv"), loss=LOSSES, seed=SEEDS[0]),
         inputs=results("metrics/{task}/input.csv"),
     output:
         png=report(
@@ -99,7 +91,7 @@ rule race_figure:
     params:
         losses=LOSSES,
         seed=SEEDS[0],
-        val_images=lambda w: config["tasks"][w.task]["training"]["val_images"],
+        val_images=task_setting("training", "val_images"),
         lpips_pretrained=LPIPS_PRETRAINED,
     script:
         "../scripts/race.py"

@@ -25,14 +25,13 @@ rule infer:
 rule fastmri_reconstructions:
     input:
         outputs=results("outputs/{task}/{loss}/seed{seed}.h5"),
-        volumes=lambda w: data_dir(w.task, "val"),
+        volumes=of_task(data_dir, "val"),
     output:
         directory(results("outputs/{task}/{loss}/seed{seed}_fastmri")),
     log:
         results("logs/infer/{task}/{loss}/seed{seed}_fastmri.log"),
     wildcard_constraints:
-        # The configuration's fastMRI tasks; "(?!)" matches nothing, for a configuration without any.
-        task="|".join(FASTMRI_TASKS) or "(?!)",
+        task=one_of(FASTMRI_TASKS),
     conda:
         ENV
     script:

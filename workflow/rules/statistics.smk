@@ -5,7 +5,7 @@
 
 rule table_statistics:
     input:
-        models=lambda w: flat(model_metric_files(TABLES[w.table].task)),
+        models=of_task(model_metric_paths),
     output:
         variance_csv=results("tables/{table}_variance.csv"),
         variance_md=report(
@@ -25,13 +25,13 @@ rule table_statistics:
     log:
         results("logs/statistics/{table}.log"),
     wildcard_constraints:
-        table="|".join(TABLES),
+        table=one_of(TABLES),
     conda:
         ENV
     params:
-        table=lambda w: w.table,
+        table="{table}",
         subject=table_subject,
-        models=lambda w: model_metric_files(TABLES[w.table].task),
+        models=of_task(model_metric_files),
         lpips_pretrained=LPIPS_PRETRAINED,
     script:
         "../scripts/statistics.py"
@@ -39,7 +39,7 @@ rule table_statistics:
 
 rule ranking_figure:
     input:
-        models=lambda w: flat(model_metric_files(w.task)),
+        models=of_task(model_metric_paths),
     output:
         png=report(
             results("figures/ranking_{task}.png"),
@@ -53,8 +53,8 @@ rule ranking_figure:
     conda:
         ENV
     params:
-        models=lambda w: model_metric_files(w.task),
-        kind=lambda w: config["tasks"][w.task]["kind"],
+        models=of_task(model_metric_files),
+        kind=task_setting("kind"),
         lpips_pretrained=LPIPS_PRETRAINED,
     script:
         "../scripts/ranking_figure.py"

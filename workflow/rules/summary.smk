@@ -1,5 +1,6 @@
 # The one-screen summary of the study (`make demo` prints it), over every task's table: what the numbers rest on,
-# each model's PSNR gain over its input, and whether each loss wins the metric it optimises (with the race's reason when not).
+# each model's PSNR gain over its input, and whether each loss wins the metric it optimises (with the race's reason
+# when not).
 
 
 rule summary:

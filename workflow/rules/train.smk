@@ -2,15 +2,13 @@
 # a free one); checkpoints outside the outputs, in results/checkpoints/, survive a failed job, so a
 # re-run resumes. Also the learning-rate sweep: `snakemake lr_sweep_<task>`.
 
-from lossbench.pipeline.lr_sweep import sweep_spec
-
 #: The sweep's learning rates as they appear in file names (float() of the label is the rate).
 LR_GRID = [f"{lr:g}" for lr in config["lr_sweep"]["grid"]]
 
 
 rule train:
     input:
-        train=lambda w: train_data(w.task),
+        train=of_task(train_data),
         valset=results("data/{task}/val.h5"),
     output:
         model=results("models/{task}/{loss}/seed{seed}/model.pt"),
@@ -34,7 +32,7 @@ rule train:
     params:
         # Plain data: Snakemake reruns a job whose parameters' repr changed, and skips the check for
         # values it cannot represent (a dataclass).
-        spec=lambda w: train_spec(config, w.task, w.loss, int(w.seed)).to_dict(),
+        spec=training_spec,
         checkpoints=results("checkpoints/{task}/{loss}/seed{seed}"),
         device=config["device"],
     script:
@@ -43,7 +41,7 @@ rule train:
 
 rule lr_sweep_run:
     input:
-        train=lambda w: train_data(w.task),
+        train=of_task(train_data),
         valset=results("data/{task}/val.h5"),
     output:
         result=results("lr_sweep/{task}/{loss}/lr{lr}.yaml"),
@@ -58,7 +56,7 @@ rule lr_sweep_run:
     resources:
         gpu=1,
     params:
-        spec=lambda w: sweep_spec(config, w.task, w.loss, float(w.lr)).to_dict(),
+        spec=sweep_run_spec,
         checkpoints=results("checkpoints/lr_sweep/{task}/{loss}/lr{lr}"),
         device=config["device"],
     script:

@@ -112,11 +112,8 @@ rule userstudy_kendall_thesis:
 
 rule userstudy_kendall_ours:
     input:
-        study=lambda w: expand(results("userstudy/{study}/{name}.csv"), study=w.study, name=["jod", "samples"]),
-        # Our metric table of every task the study showed.
-        tables=lambda w: [
-            f"{RESULTS}/tables/{TASK_TABLE[task]}.csv" for task in STUDY_TASKS[w.study.removeprefix("ours_")]
-        ],
+        study=expand(results("userstudy/{{study}}/{name}.csv"), name=["jod", "samples"]),
+        tables=study_tables,
     output:
         csv=report(
             results("tables/userstudy_kendall_{study}.csv"),
@@ -128,7 +125,7 @@ rule userstudy_kendall_ours:
     log:
         results("logs/userstudy/kendall_{study}.log"),
     wildcard_constraints:
-        study="|".join(OWN_STUDIES) or "no_own_study",
+        study=one_of(OWN_STUDIES),
     conda:
         ENV
     params:
@@ -145,12 +142,12 @@ rule userstudy_stimuli:
     log:
         results("logs/userstudy/stimuli_{study}.log"),
     wildcard_constraints:
-        study="|".join(STUDY_TASKS) or "no_own_study",
+        study=one_of(STUDY_TASKS),
     conda:
         ENV
     params:
-        tasks=lambda w: STUDY_TASKS[w.study],
-        images=lambda w: {task: USERSTUDY["stimuli"][task] for task in STUDY_TASKS[w.study]},
+        tasks=study_tasks_of,
+        images=stimulus_images,
         losses=LOSSES,
         flicker_ms=USERSTUDY["flicker_ms"],
         viewing=EVALUATION["flip"],
@@ -161,8 +158,7 @@ rule userstudy_stimuli:
 rule userstudy_counts:
     input:
         manifest=results("userstudy/stimuli/{study}/manifest.json"),
-        # Every observer file is an input, so that new answers rerun the analysis.
-        responses=lambda w: study_targets.answer_files(config, w.study),
+        responses=study_answer_files,
     output:
         counts=results("userstudy/ours_{study}/observer_counts.csv"),
         # The lines of the answer files that are no answers, per file and reason (responses.write_skipped).
@@ -170,11 +166,11 @@ rule userstudy_counts:
     log:
         results("logs/userstudy/counts_{study}.log"),
     wildcard_constraints:
-        study="|".join(study.removeprefix("ours_") for study in OWN_STUDIES) or "no_own_study",
+        study=one_of([study.removeprefix("ours_") for study in OWN_STUDIES]),
     conda:
         ENV
     params:
-        folder=lambda w: str(Path(USERSTUDY["responses"], w.study)),
+        folder=responses_folder,
     script:
         "../scripts/userstudy_counts.py"
 
