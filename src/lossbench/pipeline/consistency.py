@@ -20,7 +20,7 @@ from typing import Any
 from lossbench import losses, metrics, models
 from lossbench.core.specs import import_object, keywords
 from lossbench.data import tasks
-from lossbench.data.fastmri_synthetic import default_width
+from lossbench.data.fastmri_synthetic import slice_bytes
 from lossbench.data.images import EMBEDDED_PHOTOS, IMAGE_SUFFIXES, embedded_photo_path, image_size, scaled_size
 from lossbench.pipeline.config_file import ConfigError, learning_rate_overrides
 from lossbench.pipeline.sections import data_owner, dataset, task_spec
@@ -309,8 +309,7 @@ def _check_steps(config: dict[str, Any], source: str) -> None:
 def _check_synthetic_sizes(config: dict[str, Any], source: str) -> None:
     """Synthetic fastMRI-format splits against :data:`MAX_SYNTHETIC_BYTES` of files.
 
-    Each slice stores complex64 k-space (2·matrix rows, the phase-encoding columns, 4 coils for
-    multi-coil) and a float32 matrix × matrix target, uncompressed. The realistic preset's layouts
+    A slice takes :func:`lossbench.data.fastmri_synthetic.slice_bytes`. The realistic preset's layouts
     vary per volume; its 16-slice minimum and the default layout estimate them.
     """
     for task, settings in config["tasks"].items():
@@ -318,8 +317,7 @@ def _check_synthetic_sizes(config: dict[str, Any], source: str) -> None:
         if data.get("source") != "synthetic":
             continue
         challenge, matrix = task_spec(config, task).challenge, data["matrix"]
-        coils = 4 if challenge == "multicoil" else 1
-        per_slice = 8 * 2 * matrix * default_width(challenge, matrix) * coils + 4 * matrix * matrix
+        per_slice = slice_bytes(challenge, matrix)
         for split in ("train", "val"):
             volumes, slices = data[split]["volumes"], data[split]["slices"]
             slices = min(slices, 16) if data["preset"] == "realistic" else slices

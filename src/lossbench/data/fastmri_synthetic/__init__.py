@@ -52,6 +52,7 @@ from lossbench.data.fastmri_synthetic.files import (
     ifft2c,
     ismrmrd_header,
     realistic_settings,
+    slice_bytes,
     write_volume,
 )
 
@@ -70,6 +71,7 @@ __all__ = [
     "center_crop",
     "coil_sensitivities",
     "default_width",
+    "slice_bytes",
     "fft2c",
     "generate_dataset",
     "ifft2c",

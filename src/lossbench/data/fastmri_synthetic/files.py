@@ -23,6 +23,17 @@ ANATOMY = {"singlecoil": "knee", "multicoil": "brain"}
 UNACQUIRED_FRACTION = {"singlecoil": 0.045, "multicoil": 0.0}
 
 
+#: Coils of a default multi-coil volume.
+DEFAULT_COILS = 4
+
+
+def slice_bytes(challenge: str, matrix: int = DEFAULT_MATRIX) -> int:
+    """Bytes of one default slice in a file: complex64 k-space (2·matrix rows, the phase-encoding columns, its
+    coils) and the float32 matrix × matrix target, uncompressed."""
+    coils = DEFAULT_COILS if challenge == "multicoil" else 1
+    return 8 * 2 * matrix * default_width(challenge, matrix) * coils + 4 * matrix * matrix
+
+
 def default_width(challenge: str, matrix: int = DEFAULT_MATRIX) -> int:
     """Phase-encoding columns of a ``matrix``-sided volume: 368 (knee) or 320 (brain) at fastMRI's 320."""
     return 2 * round(WIDTH_RATIO[challenge] * matrix / 2)
@@ -113,7 +124,7 @@ def write_volume(
     n_slices: int,
     rng: np.random.Generator,
     width: int | None = None,
-    n_coils: int = 4,
+    n_coils: int = DEFAULT_COILS,
     patient_id: str | None = None,
     matrix: int = DEFAULT_MATRIX,
     acquisition: str | None = None,
