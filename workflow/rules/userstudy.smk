@@ -113,6 +113,7 @@ rule userstudy_kendall_thesis:
 rule userstudy_kendall_ours:
     input:
         study=expand(results("userstudy/{{study}}/{name}.csv"), name=["jod", "samples"]),
+        # Our metric table of every task the study showed.
         tables=study_tables,
     output:
         csv=report(
@@ -158,6 +159,7 @@ rule userstudy_stimuli:
 rule userstudy_counts:
     input:
         manifest=results("userstudy/stimuli/{study}/manifest.json"),
+        # Every observer file is an input, so that new answers rerun the analysis.
         responses=study_answer_files,
     output:
         counts=results("userstudy/ours_{study}/observer_counts.csv"),
