@@ -3,10 +3,11 @@ import csv
 import numpy as np
 import pytest
 
+from lossbench.core.io import write_metrics
 from lossbench.data.fastmri_synthetic import generate_dataset
 from lossbench.data.tasks import write_valset
 from lossbench.data.valset import ImageFile, write_images
-from lossbench.evaluate import evaluate, fastmri_volume_metrics, metric_params, write_csv
+from lossbench.evaluate import evaluate, fastmri_volume_metrics, metric_params
 from lossbench.report.table_files import to_markdown, write_all
 from lossbench.report.tables import build_table
 
@@ -58,8 +59,8 @@ def test_fastmri_metrics_rank_the_masked_input_below_a_near_perfect_output(knee_
 
 def test_fastmri_table(knee_valset, tmp_path):
     _copy_targets_as_outputs(knee_valset, tmp_path / "out.h5", noise=0.01)
-    write_csv(fastmri_volume_metrics(knee_valset, None), tmp_path / "input.csv")
-    write_csv(fastmri_volume_metrics(knee_valset, tmp_path / "out.h5"), tmp_path / "l1.csv")
+    write_metrics(tmp_path / "input.csv", fastmri_volume_metrics(knee_valset, None))
+    write_metrics(tmp_path / "l1.csv", fastmri_volume_metrics(knee_valset, tmp_path / "out.h5"))
     table = build_table("table_6_3", tmp_path / "input.csv", {"l1": [tmp_path / "l1.csv"]}, suite="fastmri")
     assert list(table.cells) == ["nmse", "psnr", "ssim"]
     assert "| NMSE ↓ |" in to_markdown(table) and "| Masked |" in to_markdown(table)

@@ -12,6 +12,7 @@ from lossbench.losses.mix import MixLoss
 from lossbench.metrics.msssim import ms_ssim
 from lossbench.pipeline.config import ConfigError, validate
 from lossbench.pipeline.run_specs import train_spec
+from lossbench.registry import Registry
 from lossbench.report import paper
 from lossbench.report.table_files import comparison_rows, to_latex, to_markdown, write_all
 from lossbench.report.tables import build_table
@@ -70,21 +71,18 @@ def image_mean(output, target):
 NOT_CALLABLE = 3
 '''
 
-#: Metric names the tests register; removed again after each test.
-OWN_METRICS = ("max_error", "offset", "broken")
-
 
 @pytest.fixture
 def user_module(tmp_path, monkeypatch):
-    """An importable module ``user_losses_<id>`` outside the package, holding a user's losses."""
+    """An importable module ``user_losses_<id>`` outside the package, holding a user's losses; whatever the test does
+    with it, the package's registries are as they were (a configuration's own specs live in its registry only)."""
     name = f"user_losses_{tmp_path.name.replace('-', '_')}"
     (tmp_path / f"{name}.py").write_text(textwrap.dedent(USER_MODULE))
     monkeypatch.syspath_prepend(str(tmp_path))
+    before = (list(losses.SPECS), list(metrics.SPECS))
     yield name
     sys.modules.pop(name, None)
-    losses.SPECS.pop("mine", None)
-    for metric in OWN_METRICS:
-        metrics.SPECS.pop(metric, None)
+    assert (list(losses.SPECS), list(metrics.SPECS)) == before
 
 
 def test_a_users_loss_from_the_config_is_registered_labelled_and_built(tiny_config, user_module):
@@ -95,13 +93,19 @@ def test_a_users_loss_from_the_config_is_registered_labelled_and_built(tiny_conf
         "label": "My loss",
     }
     config = validate(tiny_config, "tiny.yaml")
-    assert losses.label("mine") == "My loss" and "mine" not in losses.STUDY_LOSSES
-    spec = train_spec(config, "denoise", "mine", 0)
+    registry = Registry.from_config(config)
+    assert registry.loss_label("mine") == "My loss" and "mine" not in losses.STUDY_LOSSES
+    with pytest.raises(ValueError, match=r"^unknown loss 'mine': expected one of l1, l2, "):
+        losses.spec("mine")  # the package's registry never gains a configuration's own loss
+    spec = train_spec(config, "denoise", "mine", 0, registry)
+    assert spec == train_spec(config, "denoise", "mine", 0)  # without one, the configuration's registry is built
     assert (
         spec.loss.module == f"{user_module}:ScaledL1"
-        and "loss_module" not in train_spec(config, "denoise", "l1", 0).to_dict()
+        and "loss_module" not in train_spec(config, "denoise", "l1", 0, registry).to_dict()
     )
-    loss_fn = build_loss(spec)
+    with pytest.raises(ValueError, match=r"^unknown loss 'mine'"):
+        build_loss(spec)  # the package's registry, by default
+    loss_fn = build_loss(spec, registry)
     target = torch.rand(2, 3, 16, 16)
     assert float(loss_fn(target + 0.1, target).detach()) == pytest.approx(0.2, abs=1e-6)
     assert [p.numel() for p in loss_fn.parameters()] == [3]
@@ -159,25 +163,27 @@ def test_a_users_metrics_from_the_config_are_registered_computed_and_rowed_after
     tiny_config["own_metrics"] = _own_metrics(user_module)
     tiny_config["metrics"] = ["l1", "max_error", "psnr", "offset"]
     config = validate(tiny_config, "tiny.yaml")
+    registry = Registry.from_config(config)
     assert config["own_metrics"]["offset"]["scale"] == 1.0 and config["own_metrics"]["offset"]["decimals"] == 4
-    info = metrics.spec("max_error").info
+    info = registry.metric("max_error").info
     assert (info.label, info.higher_is_better, info.scale, info.decimals) == ("Max error", False, 100, 1)
-    assert metrics.spec("offset").info.label == "offset" and metrics.spec("offset").info.higher_is_better
-    assert "max_error" not in metrics.STUDY_METRICS and not metrics.spec("max_error").thesis
+    assert registry.metric("offset").info.label == "offset" and registry.metric("offset").info.higher_is_better
+    assert "max_error" not in metrics.STUDY_METRICS and not registry.metric("max_error").thesis
     target = torch.zeros(2, 1, 8, 8)
     output = target.clone()
     output[0, 0, 3, 3], output[1, 0, 0, 0] = 0.5, 0.25
     for kind in ("rgb_denoise", "mri_singlecoil"):  # the configured params, the same on every task
-        assert metric_params("max_error", kind) == {"power": 2.0}
-    assert metrics.compute("max_error", output, target, **metric_params("max_error", "mri_singlecoil")).tolist() == [
-        0.25,
-        0.0625,
-    ]
-    assert metrics.compute(
-        "offset", output, target, **metric_params("offset", "rgb_denoise")
+        assert metric_params("max_error", kind, registry=registry) == {"power": 2.0}
+    params = metric_params("max_error", "mri_singlecoil", registry=registry)
+    assert registry.compute("max_error", output, target, **params).tolist() == [0.25, 0.0625]
+    assert registry.compute(
+        "offset", output, target, **metric_params("offset", "rgb_denoise", registry=registry)
     ).tolist() == pytest.approx([1 + 0.5 / 64, 1 + 0.25 / 64])
-    assert list(metrics.rows(config["metrics"])) == [*metrics.STUDY_METRICS, "max_error", "offset"]
-    validate(tiny_config, "tiny.yaml")  # validating again (the Snakefile, then a CLI) registers the same specs again
+    assert list(registry.metric_rows(config["metrics"])) == [*metrics.STUDY_METRICS, "max_error", "offset"]
+    with pytest.raises(ValueError, match=r"^unknown metric 'max_error'"):
+        metric_params("max_error", "rgb_denoise")  # the package's registry, by default
+    # Validating again (the Snakefile, then a CLI) and building the registry again give the same specs.
+    assert Registry.from_config(validate(tiny_config, "tiny.yaml")).metrics.keys() == registry.metrics.keys()
 
 
 @pytest.mark.parametrize(
@@ -254,7 +260,6 @@ def test_a_bad_users_metric_is_one_config_line_naming_key_and_module(tiny_config
     with pytest.raises(ConfigError, match=message.format(m=user_module)) as error:
         validate(tiny_config, "tiny.yaml")
     assert "\n" not in str(error.value)
-    metrics.SPECS.pop("mine", None)
 
 
 def test_a_users_metric_may_not_take_a_registered_name_nor_the_image_column(tiny_config, user_module):
@@ -280,16 +285,14 @@ def test_a_users_metric_may_not_take_a_registered_name_nor_the_image_column(tiny
 
 
 def test_a_metric_that_does_not_give_one_value_per_image_is_a_one_line_error(user_module):
-    metrics.register(
-        metrics.from_module(
-            "broken",
-            {"module": f"{user_module}:image_mean", "direction": "lower", "scale": 1.0, "decimals": 4, "params": {}},
-        )
+    broken = metrics.from_module(
+        "broken",
+        {"module": f"{user_module}:image_mean", "direction": "lower", "scale": 1.0, "decimals": 4, "params": {}},
     )
     with pytest.raises(
         ValueError, match=r"^metric 'broken' returned shape \(\) for 2 image\(s\), expected a tensor of shape \(2,\)$"
     ):
-        metrics.compute("broken", torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8))
+        metrics.compute_spec(broken, torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8))
 
 
 def test_the_schema_does_not_repeat_the_registries_names(repo):
@@ -383,7 +386,8 @@ def test_a_metric_the_thesis_lacks_gets_a_row_without_a_thesis_value_in_every_ta
     from lossbench.report.table_files import write_per_seed
     from lossbench.userstudy.agreement import measured_values
 
-    metrics.register(metrics.from_module("max_error", {**_own_metrics(user_module)["max_error"], "decimals": 1}))
+    own = metrics.from_module("max_error", {**_own_metrics(user_module)["max_error"], "decimals": 1})
+    registry = Registry(metrics={**metrics.SPECS, "max_error": own})
 
     def per_image(name, rows):
         path = tmp_path / f"{name}.csv"
@@ -395,7 +399,9 @@ def test_a_metric_the_thesis_lacks_gets_a_row_without_a_thesis_value_in_every_ta
         "l1": [per_image("l1", [["a", 0.025, 29.8, 0.2], ["b", 0.024, 29.9, 0.3]])],
         "l2": [per_image("l2", [["a", 0.03, 29.0, 0.1], ["b", 0.031, 29.1, 0.1]])],
     }
-    table = build_table("table_6_1", inputs, models)
+    with pytest.raises(ValueError, match=r"^unknown metric 'max_error'"):
+        build_table("table_6_1", inputs, models)  # the package's registry, by default
+    table = build_table("table_6_1", inputs, models, registry=registry)
     assert list(table.cells) == [*metrics.STUDY_METRICS, "max_error"]
     row = table.cells["max_error"]
     assert row["input"].text(1) == "45.0" and row["l2"].bold and not row["l1"].bold  # ×100, lower is better
@@ -410,14 +416,18 @@ def test_a_metric_the_thesis_lacks_gets_a_row_without_a_thesis_value_in_every_ta
     )
     paths = write_all(table, tmp_path / "tables" / "table_6_1")
     assert "max_error,Max error ↓,45.000" in paths[0].read_text() and "Max error" in paths[4].read_text()
-    per_seed = write_per_seed("table_6_1", models, [0], tmp_path / "tables" / "table_6_1")
+    per_seed = write_per_seed("table_6_1", models, [0], tmp_path / "tables" / "table_6_1", registry=registry)
     assert (
         "max_error,l2,0,10.000" in per_seed[0].read_text()
         and "| Max error | 0 | 25.0 | 10.0 |" in per_seed[1].read_text()
     )
-    summary = summarise({"table_6_1": paths[0]})
+    summary = summarise({"table_6_1": paths[0]}, registry=registry)
     assert "| Max error | l2 |  |" in summary
-    assert {row["metric"] for row in pair_rows(models, metrics.rows(["max_error"]))} >= {"l1", "psnr", "max_error"}
+    assert {row["metric"] for row in pair_rows(models, registry.metric_rows(["max_error"]))} >= {
+        "l1",
+        "psnr",
+        "max_error",
+    }
     assert measured_values(paths[0])["max_error"] == {"l1": 25.0, "l2": 10.0}
 
 

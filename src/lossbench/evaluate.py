@@ -25,7 +25,7 @@ from lossbench.data.fastmri_ids import volume_of
 from lossbench.data.tasks import channels
 from lossbench.data.valset import ImageFile
 from lossbench.flip import flip_ppd
-from lossbench.losses import label as loss_label
+from lossbench.registry import PACKAGE, Registry
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,12 @@ def clamp_output(image: np.ndarray) -> np.ndarray:
     return np.clip(image, 0.0, 1.0)
 
 
-def metric_params(name: str, kind: str, evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Options of metric ``name`` for a task of ``kind``, as its spec gives them (FLIP's viewing conditions and
-    grayscale mode, LPIPS's trunk)."""
-    return metrics.spec(name).params(Setting(channels(kind), evaluation or {}))
+def metric_params(
+    name: str, kind: str, evaluation: dict[str, Any] | None = None, registry: Registry = PACKAGE
+) -> dict[str, Any]:
+    """Options of metric ``name`` of ``registry`` for a task of ``kind``, as its spec gives them (FLIP's viewing
+    conditions and grayscale mode, LPIPS's trunk)."""
+    return registry.metric(name).params(Setting(channels(kind), evaluation or {}))
 
 
 def evaluate(
@@ -46,14 +48,16 @@ def evaluate(
     outputs_path: str | Path | None,
     metric_names: list[str],
     evaluation: dict[str, Any] | None = None,
+    registry: Registry = PACKAGE,
 ) -> list[dict[str, Any]]:
     """Per-image metric values.
 
     Args:
         valset_path: Validation set (groups ``input`` and ``target``).
         outputs_path: Model outputs (group ``output``); None evaluates the degraded inputs themselves.
-        metric_names: Metrics to compute, see :func:`lossbench.metrics.names`.
+        metric_names: Metrics to compute, names in ``registry``.
         evaluation: The configuration's ``evaluation`` section.
+        registry: The configuration's losses and metrics (:class:`lossbench.registry.Registry`).
 
     Returns:
         One row per image: ``{"image": id, metric: value, ...}``.
@@ -75,9 +79,8 @@ def evaluate(
                 restored = torch.from_numpy(restored)[None]
                 row = {"image": image_id}
                 for name in metric_names:
-                    row[name] = float(
-                        metrics.compute(name, restored, target, **metric_params(name, kind, evaluation))[0]
-                    )
+                    params = metric_params(name, kind, evaluation, registry)
+                    row[name] = float(registry.compute(name, restored, target, **params)[0])
                 rows.append(row)
         finally:
             if outputs is not None:
@@ -179,14 +182,16 @@ def flip_gray_modes(
     return rows
 
 
-def flip_gray_modes_markdown(rows: list[dict[str, Any]], input_labels: dict[str, str]) -> str:
+def flip_gray_modes_markdown(
+    rows: list[dict[str, Any]], input_labels: dict[str, str], registry: Registry = PACKAGE
+) -> str:
     """:func:`flip_gray_modes` rows as one Markdown table per task, the best model per row in bold; ``input_labels``:
-    task → label of its degraded input (``Masked``)."""
+    task → label of its degraded input (``Masked``); ``registry`` labels the losses."""
     lines = []
     for task in dict.fromkeys(row["task"] for row in rows):
         task_rows = [row for row in rows if row["task"] == task]
         losses = [key for key in task_rows[0] if key not in ("task", "mode", "input")]
-        header = ["Mode", input_labels[task], *(loss_label(loss) for loss in losses)]
+        header = ["Mode", input_labels[task], *(registry.loss_label(loss) for loss in losses)]
         body = []
         for row in task_rows:
             best = min((row[loss] for loss in losses), default=None)
@@ -202,14 +207,6 @@ def flip_gray_modes_markdown(rows: list[dict[str, Any]], input_labels: dict[str,
     return "\n".join(lines) + "\n"
 
 
-def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
-    """Write metric rows as CSV (:func:`lossbench.core.io.write_metrics`: floats with 8 significant digits).
-
-    Kept under this name for the workflow's scripts: a changed script would make Snakemake rerun every evaluation.
-    """
-    write_metrics(path, rows)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m lossbench.evaluate", description="Per-image metrics of restored images."
@@ -220,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="CSV file to write")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    write_csv(evaluate(args.valset, args.outputs, args.metrics), args.out)
+    write_metrics(args.out, evaluate(args.valset, args.outputs, args.metrics))
 
 
 if __name__ == "__main__":

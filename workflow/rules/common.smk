@@ -22,6 +22,7 @@ from lossbench.pipeline.config import (
 from lossbench.pipeline.experiment import results_dir
 from lossbench.pipeline.lr_sweep import sweep_spec
 from lossbench.pipeline.run_specs import evaluation_settings, task_data, train_spec
+from lossbench.registry import Registry
 from lossbench.report.tables import subject
 
 CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
@@ -85,6 +86,9 @@ TASKS = list(config["tasks"])
 #: Task → the spec of its kind (lossbench.data.tasks): channels, data rules, thesis table.
 TASK_SPECS = {task: task_spec(config, task) for task in TASKS}
 LOSSES = list(config["losses"])
+#: The configuration's losses and metrics (the package's and its own), built once for the run specs; each job builds
+#: its own from the configuration (lossbench.pipeline.job.workflow_job).
+REGISTRY = Registry.from_config(config)
 SEEDS = config["seeds"]
 #: Validation noise and masks are fixed by this seed, so every model is scored on the same inputs.
 VALIDATION_SEED = 0
@@ -367,12 +371,12 @@ def validation_data(wildcards):
 
 def training_spec(wildcards):
     """A training job's run, as plain data (lossbench.pipeline.run_specs.train_spec)."""
-    return train_spec(config, wildcards.task, wildcards.loss, int(wildcards.seed)).to_dict()
+    return train_spec(config, wildcards.task, wildcards.loss, int(wildcards.seed), REGISTRY).to_dict()
 
 
 def sweep_run_spec(wildcards):
     """A learning-rate sweep job's run, as plain data (lossbench.pipeline.lr_sweep.sweep_spec)."""
-    return sweep_spec(config, wildcards.task, wildcards.loss, float(wildcards.lr)).to_dict()
+    return sweep_spec(config, wildcards.task, wildcards.loss, float(wildcards.lr), REGISTRY).to_dict()
 
 
 def table_subject(wildcards):

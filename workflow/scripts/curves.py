@@ -3,7 +3,7 @@
 from lossbench.pipeline.job import workflow_job
 from lossbench.report.plots import curves_figure
 
-with workflow_job(snakemake):
+with workflow_job(snakemake) as job:
     params = snakemake.params
     curves = dict(zip(params.losses, snakemake.input.curves, strict=True))
     scored = (
@@ -17,4 +17,5 @@ with workflow_job(snakemake):
         params.lpips_pretrained,
         snakemake.input.inputs,
         params.val_images,
+        job.registry,
     )

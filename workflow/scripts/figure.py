@@ -3,7 +3,7 @@
 from lossbench.pipeline.job import workflow_job
 from lossbench.report.figures import thesis_figure
 
-with workflow_job(snakemake):
+with workflow_job(snakemake) as job:
     params = snakemake.params
     outputs = dict(zip(params.losses, snakemake.input.outputs))
     thesis_figure(
@@ -15,4 +15,5 @@ with workflow_job(snakemake):
         params.seed,
         [snakemake.output.png, snakemake.output.pdf],
         params.lpips_pretrained,
+        job.registry,
     )

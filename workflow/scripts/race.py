@@ -1,10 +1,9 @@
 """Snakemake adapter: the own-metric race of one task, every configured metric at every validation, a line per loss."""
 
-from lossbench import losses, metrics
 from lossbench.pipeline.job import workflow_job
 from lossbench.report.plots import race_figure
 
-with workflow_job(snakemake):
+with workflow_job(snakemake) as job:
     params = snakemake.params
     curves = dict(zip(params.losses, snakemake.input.curves, strict=True))
     scored = (
@@ -18,9 +17,10 @@ with workflow_job(snakemake):
         curves,
         [snakemake.output.png, snakemake.output.pdf],
         title,
-        metrics.rows(snakemake.config["metrics"]),
-        losses.own_metrics(),
+        job.registry.metric_rows(snakemake.config["metrics"]),
+        job.registry.own_metrics(),
         params.lpips_pretrained,
         snakemake.input.inputs,
         params.val_images,
+        job.registry,
     )

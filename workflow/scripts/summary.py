@@ -6,7 +6,7 @@ from pathlib import Path
 from lossbench.pipeline.job import workflow_job
 from lossbench.report.summary import read_curves, scale, summarise
 
-with workflow_job(snakemake):
+with workflow_job(snakemake) as job:
     params = snakemake.params
     per_table = len(params.losses)
     curves, scales = {}, {}
@@ -20,6 +20,11 @@ with workflow_job(snakemake):
             params.kinds[task], snakemake.config["tasks"][task], input_csv, next(iter(paths.values())), params.seeds
         )
     text = summarise(
-        dict(zip(params.tables, snakemake.input.tables, strict=True)), params.tasks, params.description, scales, curves
+        dict(zip(params.tables, snakemake.input.tables, strict=True)),
+        params.tasks,
+        params.description,
+        scales,
+        curves,
+        job.registry,
     )
     Path(snakemake.output[0]).write_text(text)

@@ -10,7 +10,7 @@ from lossbench.train.run_spec import RunSpec
 # A `folder` source's training input is the list of its one folder (common.smk's existing()), the others a path.
 TRAIN = snakemake.input.train if isinstance(snakemake.input.train, str) else snakemake.input.train[0]
 
-with workflow_job(snakemake):
+with workflow_job(snakemake) as job:
     training.run(
         RunSpec.from_dict(snakemake.params.spec),
         TRAIN,
@@ -23,5 +23,8 @@ with workflow_job(snakemake):
         checkpoint_every=snakemake.config["trainer"]["checkpoint_every"],
         live=live_settings(snakemake.config),
         # Like the live view, scored without rerunning a finished model when the configured metrics change.
-        metrics=validation_metrics(snakemake.config, snakemake.wildcards.task, evaluation_settings(snakemake.config)),
+        metrics=validation_metrics(
+            snakemake.config, snakemake.wildcards.task, evaluation_settings(snakemake.config), job.registry
+        ),
+        registry=job.registry,
     )

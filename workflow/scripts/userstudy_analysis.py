@@ -17,7 +17,7 @@ from lossbench.userstudy.report import (
 from lossbench.userstudy.responses import read_skipped, skip_note
 from lossbench.userstudy.scaling import summarize
 
-with workflow_job(snakemake):
+with workflow_job(snakemake) as job:
     out, params = snakemake.output, snakemake.params
     conditions, counts = read_counts(snakemake.input.counts)
     summary = summarize(conditions, counts, params.n_samples, params.seed, observers=params.observers)
@@ -32,17 +32,19 @@ with workflow_job(snakemake):
         prefix,
         f"{params.title}: probability of choosing the column's loss over the row's; the winner of each comparison in"
         " bold.",
+        job.registry,
     )
     # Our studies: what the answer files held besides answers, in the log and the JOD table's caption.
     skipped = skip_note(read_skipped(snakemake.input.skipped)) if "skipped" in snakemake.input.keys() else ""
     if skipped:
         print(skipped)
-    origin = anchored(summary, params.jod_origin)[1]
+    origin = anchored(summary, params.jod_origin, job.registry)[1]
     write_jod_table(
         summary,
         Path(out.jod_table).with_suffix(""),
         f"{params.title}: JOD scores ({origin}; 1 JOD = 75 % preference). {skipped}".strip(),
         params.jod_origin,
+        job.registry,
     )
-    jod_plot(summary, [out.jod_png, out.jod_pdf], params.title, params.jod_origin)
-    ranking_triangle(summary, [out.triangle_png, out.triangle_pdf], params.title, params.jod_origin)
+    jod_plot(summary, [out.jod_png, out.jod_pdf], params.title, params.jod_origin, job.registry)
+    ranking_triangle(summary, [out.triangle_png, out.triangle_pdf], params.title, params.jod_origin, job.registry)

@@ -1,4 +1,4 @@
-"""Loss registry: every training loss is built by name from the spec its module declares.
+"""The package's losses: every training loss is built by name from the spec its module declares.
 
 Example:
     >>> import torch
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from lossbench.core.specs import LOSSES, LossSpec, add, declared, image_arguments, import_object, lookup, register_own
+from lossbench.core.specs import LOSSES, LossSpec, declared, image_arguments, import_object, lookup
 
 #: The modules that declare the package's losses (every :class:`LossSpec` at their top level), in
 #: the tables' column order: the thesis's six first, then the opt-in ones. A new loss module is one
@@ -26,7 +26,8 @@ MODULES = (
     "lossbench.losses.mix",
 )
 
-#: Every registered loss, in the order of :data:`MODULES`.
+#: The package's losses, in the order of :data:`MODULES`; a configuration's own join them in its registry
+#: (:class:`lossbench.registry.Registry`), never here.
 SPECS: dict[str, LossSpec] = LOSSES
 SPECS.update(declared(MODULES, LossSpec))
 
@@ -59,58 +60,14 @@ def from_module(name: str, path: str, label: str | None = None) -> LossSpec:
     return LossSpec(name, factory, label or name, thesis=False, minimum=None)
 
 
-def register(spec: LossSpec) -> None:
-    """Add ``spec`` (a loss defined outside the package, e.g. from the configuration) to the registry.
-
-    Raises:
-        ValueError: ``spec.name`` is already a different loss.
-    """
-    add(SPECS, "loss", spec)
-
-
-def register_config(config: dict) -> None:
-    """Register the configuration's own losses (``losses.<name>.module``), in this process.
-
-    Jobs run in processes of their own: every adapter that builds or labels losses calls this
-    with ``snakemake.config`` (the configuration :func:`lossbench.pipeline.config.validate` checked).
-
-    Raises:
-        ValueError: one line naming the key and the module, see :func:`from_module`.
-    """
-    register_own(
-        config["losses"],
-        "losses",
-        lambda name, settings: from_module(name, settings["module"], settings.get("label")),
-        register,
-    )
-
-
 def names() -> list[str]:
-    """Names of the losses that can be built."""
+    """Names of the package's losses."""
     return list(SPECS)
 
 
 def spec(name: str) -> LossSpec:
-    """The spec of loss ``name``; an unknown name is a one-line ValueError listing the known ones."""
+    """The spec of the package's loss ``name``; an unknown name is a one-line ValueError listing the known ones."""
     return lookup(SPECS, "loss", name)
-
-
-def own_metrics() -> dict[str, str]:
-    """Metric → the registered loss that optimises it (:attr:`LossSpec.own_metric`), which the thesis expects to win
-    it."""
-    return {spec.own_metric: name for name, spec in SPECS.items() if spec.own_metric is not None}
-
-
-def label(name: str, lpips_pretrained: bool = True) -> str:
-    """Column, panel or legend label of loss ``name``; an unregistered name is a one-line ValueError (see
-    :func:`spec`)."""
-    return spec(name).display(lpips_pretrained)
-
-
-def tex_label(name: str, lpips_pretrained: bool = True) -> str:
-    """LaTeX label of loss ``name`` (see :meth:`LossSpec.tex_display`); an unregistered name is a one-line
-    ValueError."""
-    return spec(name).tex_display(lpips_pretrained)
 
 
 def build(name: str, **params) -> nn.Module:

@@ -53,7 +53,7 @@ def check_params(params: Mapping[str, Any]) -> str | None:
 
 
 class MixLoss(nn.Module):
-    """``Σ weight · loss(output, target)`` over the registered losses of ``weights``.
+    """``Σ weight · loss(output, target)`` over the package's losses named in ``weights``.
 
     Args:
         weights: Loss name → weight ≥ 0; default α = 0.84 on MS-SSIM and 0.16 on l1.
@@ -61,7 +61,7 @@ class MixLoss(nn.Module):
             reduce_scales}}`` for crops of 160 pixels or less).
         channels: Channels C of the images, passed to terms with per-channel parameters.
         reduction: ``mean`` (over the batch), ``sum`` (over its images) or ``none`` ((N,) per
-            image), passed to every term; a term that is a loss of the user's own must then take it.
+            image), passed to every term.
     """
 
     def __init__(

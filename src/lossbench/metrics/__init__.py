@@ -1,16 +1,16 @@
-"""Metric registry: every evaluation metric, computed per image by name from the spec its module declares.
+"""The package's metrics: every evaluation metric, computed per image by name from the spec its module declares.
 
 ``compute(name, output, target)`` takes (N, C, H, W) tensors with values nominally in [0, 1]
 and returns one value per image, shape (N,).
 
 A metric of a user's own comes from the configuration (``own_metrics.<name>``, see
 :func:`from_module`) and is computed, tabulated and ranked like the thesis's once its name is in
-``metrics``.
+``metrics``: the configuration's registry holds it (:class:`lossbench.registry.Registry`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,12 +21,10 @@ from lossbench.core.specs import (
     MetricInfo,
     MetricSpec,
     Setting,
-    add,
     declared,
     image_arguments,
     import_object,
     lookup,
-    register_own,
 )
 
 #: The modules that declare the package's metrics (every :class:`MetricSpec` at their top level),
@@ -39,7 +37,8 @@ MODULES = (
     "lossbench.metrics.flip",
 )
 
-#: Every registered metric, in the order of :data:`MODULES`.
+#: The package's metrics, in the order of :data:`MODULES`; a configuration's own join them in its registry
+#: (:class:`lossbench.registry.Registry`), never here.
 SPECS: dict[str, MetricSpec] = declared(MODULES, MetricSpec)
 
 #: How each metric of the study is shown in the thesis's tables, in its row order.
@@ -51,11 +50,9 @@ __all__ = [
     "STUDY_METRICS",
     "MetricInfo",
     "compute",
+    "compute_spec",
     "from_module",
     "names",
-    "register",
-    "register_config",
-    "rows",
     "spec",
 ]
 
@@ -130,53 +127,27 @@ def from_module(name: str, settings: Mapping[str, Any]) -> MetricSpec:
     return MetricSpec(name, compute, info, defaults=Configured(dict(settings["params"])), thesis=False, best=None)
 
 
-def register(spec: MetricSpec) -> None:
-    """Add ``spec`` (a metric defined outside the package) to the registry.
-
-    Raises:
-        ValueError: ``spec.name`` is already a different metric.
-    """
-    add(SPECS, "metric", spec)
-
-
-def register_config(config: dict) -> None:
-    """Register the configuration's own metrics (``own_metrics.<name>``), in this process.
-
-    Jobs run in processes of their own: every adapter that computes, tabulates or labels metrics
-    calls this with ``snakemake.config`` (the configuration :func:`lossbench.pipeline.config.validate` checked).
-
-    Raises:
-        ValueError: one line naming the key and the module, see :func:`from_module`.
-    """
-    register_own(config["own_metrics"], "own_metrics", from_module, register)
-
-
 def names() -> list[str]:
-    """Names of the metrics that can be computed."""
+    """Names of the package's metrics."""
     return list(SPECS)
 
 
 def spec(name: str) -> MetricSpec:
-    """The spec of metric ``name``; an unknown name is a one-line ValueError listing the known ones."""
+    """The spec of the package's metric ``name``; an unknown name is a one-line ValueError listing the known ones."""
     return lookup(SPECS, "metric", name)
 
 
-def rows(computed: Iterable[str]) -> dict[str, MetricInfo]:
-    """The rows of a table, ranking or summary: the thesis's metrics in its order, then the other ``computed`` ones in
-    theirs.
-
-    Raises:
-        ValueError: a computed metric that is not registered in this process (one line).
-    """
-    return {**STUDY_METRICS, **{name: spec(name).info for name in computed if name not in STUDY_METRICS}}
+def compute(name: str, output: torch.Tensor, target: torch.Tensor, **params) -> torch.Tensor:
+    """Compute the package's metric ``name`` per image (see :func:`compute_spec`)."""
+    return compute_spec(spec(name), output, target, **params)
 
 
 @torch.no_grad()
-def compute(name: str, output: torch.Tensor, target: torch.Tensor, **params) -> torch.Tensor:
-    """Compute metric ``name`` per image.
+def compute_spec(metric: MetricSpec, output: torch.Tensor, target: torch.Tensor, **params) -> torch.Tensor:
+    """Compute ``metric`` per image.
 
     Args:
-        name: One of :func:`names`.
+        metric: The metric's spec (:func:`spec`, or a configuration's registry's).
         output: Restored images, (N, C, H, W), C in {1, 3}, nominally in [0, 1].
         target: Reference images of the same shape.
         **params: Metric options (for example FLIP's grayscale mode).
@@ -187,11 +158,11 @@ def compute(name: str, output: torch.Tensor, target: torch.Tensor, **params) -> 
     Raises:
         ValueError: the metric returned something else than N values (one line).
     """
-    values = spec(name).compute(output, target, **params)
+    values = metric.compute(output, target, **params)
     if not isinstance(values, torch.Tensor) or tuple(values.shape) != (output.shape[0],):
         got = f"shape {tuple(values.shape)}" if isinstance(values, torch.Tensor) else type(values).__name__
         raise ValueError(
-            f"metric {name!r} returned {got} for {output.shape[0]} image(s), expected a tensor of shape"
+            f"metric {metric.name!r} returned {got} for {output.shape[0]} image(s), expected a tensor of shape"
             f" ({output.shape[0]},)"
         )
     return values

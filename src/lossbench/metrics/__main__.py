@@ -38,6 +38,7 @@ from lossbench.data.download import DownloadError
 from lossbench.data.images import read_image
 from lossbench.flip import DEFAULT_PPD, MODES
 from lossbench.pipeline.config import ConfigError, load
+from lossbench.registry import PACKAGE, Registry
 
 
 def _read(path: str, gray: bool) -> torch.Tensor:
@@ -49,20 +50,23 @@ def _read(path: str, gray: bool) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))[None]
 
 
-def _evaluation(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``evaluation`` settings the metric sees: the configuration's, overridden by the options given."""
+def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], Registry]:
+    """The ``evaluation`` settings the metric sees (the configuration's, overridden by the options given), and the
+    registry it is looked up in (the configuration's, with its own metrics)."""
     evaluation: dict[str, Any] = {}
+    registry = PACKAGE
     if args.config is not None:
         try:
-            # Validation registers the configuration's own metrics; no data folder is needed to compare two files.
+            # No data folder is needed to compare two files.
             config = load(args.config, require_data=False)
         except ConfigError as error:
             raise SystemExit(f"error: {error}") from None
+        registry = Registry.from_config(config)
         # As configured: the LPIPS metric resolves lpips_trunk `auto` itself, only when LPIPS is asked for.
         evaluation = dict(config["evaluation"])
     options = {"flip_gray_mode": args.flip_mode, "lpips_trunk": args.lpips_trunk, "lpips_weights": args.lpips_weights}
     evaluation.update({key: value for key, value in options.items() if value is not None})
-    return evaluation
+    return evaluation, registry
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -136,9 +140,9 @@ def _print(args: argparse.Namespace, spec: MetricSpec, value: float, ppd: float 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    evaluation = _evaluation(args)
+    evaluation, registry = _settings(args)
     try:
-        spec = metrics.spec(args.metric)
+        spec = registry.metric(args.metric)
     except ValueError as error:
         raise SystemExit(f"error: --metric: {error}") from None
     params = _params(args, spec, evaluation)
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
             f" {tuple(reference.shape[-2:])}"
         )
     try:
-        value = metrics.compute(args.metric, test, reference, **params)
+        value = metrics.compute_spec(spec, test, reference, **params)
     except (ValueError, FileNotFoundError, DownloadError) as error:
         raise SystemExit(f"error: {error}") from error
     _print(args, spec, float(value[0]), ppd)

@@ -30,6 +30,7 @@ from lossbench.data.images import list_images
 from lossbench.data.tasks import channels
 from lossbench.pipeline.config import ConfigError, data_owner, dataset, load
 from lossbench.pipeline.run_specs import train_spec
+from lossbench.registry import Registry
 from lossbench.train.loop import build_loss, build_model
 from lossbench.train.run_spec import LossSettings
 
@@ -176,20 +177,22 @@ def estimate(
     config: dict[str, Any], results: Path = Path("results"), bench: Path = Path("bench/train_step.json")
 ) -> list[dict[str, Any]]:
     """One row per (task, loss, seed): samples, steps, FLOPs, loss cost and hours (see the module docstring)."""
-    gpu = measured_gpu(bench, config["trainer"])
+    gpu, registry = measured_gpu(bench, config["trainer"]), Registry.from_config(config)
     rows = []
     for task in config["tasks"]:
-        rows += _task_rows(config, task, training_samples(config, task, results), gpu)
+        rows += _task_rows(config, task, training_samples(config, task, results), gpu, registry)
     return rows
 
 
-def _loss_timings(config: dict[str, Any], task: str, sample: torch.Tensor) -> dict[str, tuple[float | None, str]]:
+def _loss_timings(
+    config: dict[str, Any], task: str, sample: torch.Tensor, registry: Registry
+) -> dict[str, tuple[float | None, str]]:
     """Loss → seconds of its forward and backward on ``sample``, or None and why it was not timed."""
     per_loss: dict[str, tuple[float | None, str]] = {}
     for loss in config["losses"]:
-        spec = train_spec(config, task, loss, 0)
+        spec = train_spec(config, task, loss, 0, registry)
         try:
-            per_loss[loss] = (loss_seconds(build_loss(spec), sample), "")
+            per_loss[loss] = (loss_seconds(build_loss(spec, registry), sample), "")
         except (FileNotFoundError, OSError) as error:
             per_loss[loss] = (None, f"loss not timed: {error}")
     return per_loss
@@ -220,12 +223,14 @@ def _gpu_rate(
     )
 
 
-def _task_rows(config: dict[str, Any], task: str, samples: Samples, gpu: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _task_rows(
+    config: dict[str, Any], task: str, samples: Samples, gpu: dict[str, Any] | None, registry: Registry
+) -> list[dict[str, Any]]:
     """The rows of :func:`estimate` of one task: its losses' costs, measured on a sample of its crop."""
     training, crop = config["tasks"][task]["training"], config["tasks"][task]["crop"]
-    spec = train_spec(config, task, next(iter(config["losses"])), 0)
+    spec = train_spec(config, task, next(iter(config["losses"])), 0, registry)
     sample = torch.rand(1, channels(spec.kind), crop, crop, generator=torch.Generator().manual_seed(0))
-    per_loss = _loss_timings(config, task, sample)
+    per_loss = _loss_timings(config, task, sample, registry)
     torch.manual_seed(0)
     flops = flops_per_sample(build_model(spec), sample)
     unet_seconds = cpu_step_seconds(build_model(spec), sample)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lossbench import losses, metrics, models
+from lossbench import models
 from lossbench.core.specs import import_object, keywords
 from lossbench.data import tasks
 from lossbench.data.fastmri_synthetic import slice_bytes
@@ -25,6 +25,7 @@ from lossbench.data.images import EMBEDDED_PHOTOS, IMAGE_SUFFIXES, embedded_phot
 from lossbench.pipeline.config_file import ConfigError, learning_rate_overrides
 from lossbench.pipeline.sections import data_owner, dataset, task_spec
 from lossbench.pipeline.userstudy import check_userstudy
+from lossbench.registry import Registry
 
 #: Refuse a model whose training would need more memory than this (weights, gradients, Adam's
 #: moments and the activations of one batch): more than any single accelerator or workstation has.
@@ -42,22 +43,23 @@ MAX_SYNTHETIC_BYTES = 256 * 2**30
 def check_consistency(config: dict[str, Any], source: str) -> None:
     """Check a configuration the schema has validated (defaults filled in), in a fixed order: the first error wins.
 
-    Registers the configuration's own losses and metrics in this process on the way.
+    The configuration's own losses and metrics are imported and checked in a registry of its own
+    (:meth:`lossbench.registry.Registry.from_config`); nothing is registered in the process.
 
     Raises:
         ConfigError: one line naming ``source`` and the offending key.
     """
-    _check_own(config, source)
-    _check_losses(config, source)
+    registry = _check_own(config, source)
+    _check_losses(config, source, registry)
     _check_data_from(config, source)
     _check_folders(config, source)
-    _check_tasks(config, source)
+    _check_tasks(config, source, registry)
     _check_model(config, source)
     _check_data_sizes(config, source)
     _check_steps(config, source)
     _check_synthetic_sizes(config, source)
     learning_rate_overrides(config, source)
-    for metric in list(metrics.SPECS.values()):  # every metric's settings, configured or not: the losses read them too
+    for metric in registry.metrics.values():  # every metric's settings, configured or not: the losses read them too
         _refuse(source, metric.check_config(config["evaluation"]))
     _check_figures(config, source)
     try:
@@ -84,17 +86,16 @@ def _check_keywords(source: str, key: str, what: str, params: dict[str, Any], fa
             )
 
 
-def _check_own(config: dict[str, Any], source: str) -> None:
-    """The names of the user's own metrics, the modules of their own losses and metrics (registered here), and the
-    ``params`` of their metrics."""
+def _check_own(config: dict[str, Any], source: str) -> Registry:
+    """The names of the user's own metrics, the modules of their own losses and metrics, and the ``params`` of their
+    metrics; returns the configuration's registry."""
     if "image" in config["own_metrics"]:
         raise ConfigError(
             f"{source}: own_metrics.image: 'image' names the image column of the per-image metric files; choose another"
             " name"
         )
     try:
-        losses.register_config(config)
-        metrics.register_config(config)
+        registry = Registry.from_config(config)
     except ValueError as error:
         raise ConfigError(f"{source}: {error}") from None
     for name, settings in config["own_metrics"].items():
@@ -105,21 +106,22 @@ def _check_own(config: dict[str, Any], source: str) -> None:
             settings["params"],
             import_object(settings["module"]),
         )
+    return registry
 
 
-def _check_losses(config: dict[str, Any], source: str) -> None:
+def _check_losses(config: dict[str, Any], source: str, registry: Registry) -> None:
     """Each loss's own check of its ``params``, the channels of every loss and metric against every task, a learning
     rate per task, then the ``params`` against the loss's keywords and a reduction that gives training a scalar."""
     for name, settings in config["losses"].items():
-        _refuse(source, losses.spec(name).check_config(settings["params"]))
+        _refuse(source, registry.loss(name).check_config(settings["params"]))
     for task, settings in config["tasks"].items():
         count = tasks.channels(settings["kind"])
-        for key, names, registry in (
-            ("losses", list(config["losses"]), losses),
-            ("metrics", config["metrics"], metrics),
+        for key, names, spec in (
+            ("losses", list(config["losses"]), registry.loss),
+            ("metrics", config["metrics"], registry.metric),
         ):
             for name in names:
-                accepted = registry.spec(name).channels
+                accepted = spec(name).channels
                 if count not in accepted:
                     raise ConfigError(
                         f"{source}: {key}: {name} takes images of {' or '.join(map(str, accepted))} channel(s), but"
@@ -132,7 +134,7 @@ def _check_losses(config: dict[str, Any], source: str) -> None:
                     raise ConfigError(f"{source}: losses.{name}.lr: no learning rate for task {task!r}")
     for name, settings in config["losses"].items():
         _check_keywords(
-            source, f"losses.{name}.params", f"the {name} loss", settings["params"], losses.spec(name).factory
+            source, f"losses.{name}.params", f"the {name} loss", settings["params"], registry.loss(name).factory
         )
         if settings["params"].get("reduction", "mean") == "none":
             raise ConfigError(
@@ -205,7 +207,7 @@ def _check_folders(config: dict[str, Any], source: str) -> None:
             raise ConfigError(f"{source}: tasks.{task}.data.{key}: folder {data[key]!r} holds no {expected}")
 
 
-def _check_tasks(config: dict[str, Any], source: str) -> None:
+def _check_tasks(config: dict[str, Any], source: str, registry: Registry) -> None:
     """Each task's settings by its kind's spec, its embedded photographs, and its crop against every metric where the
     validation images are crops."""
     for task, settings in config["tasks"].items():
@@ -226,7 +228,7 @@ def _check_tasks(config: dict[str, Any], source: str) -> None:
         if spec.crop_sized_validation:
             # Metrics are computed on crop × crop images, which every configured metric must fit.
             for metric in config["metrics"]:
-                reason = metrics.spec(metric).too_small(settings["crop"])
+                reason = registry.metric(metric).too_small(settings["crop"])
                 if reason is not None:
                     raise ConfigError(f"{source}: tasks.{task}.crop: {settings['crop']} is too small for {reason}")
 

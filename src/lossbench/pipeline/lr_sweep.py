@@ -17,12 +17,14 @@ import yaml
 
 from lossbench.core.io import read_rows
 from lossbench.pipeline.run_specs import train_spec
+from lossbench.registry import Registry
 from lossbench.train.run_spec import RunSpec
 
 
-def sweep_spec(config: dict[str, Any], task: str, loss: str, lr: float) -> RunSpec:
-    """The run spec of one sweep run: the first seed, the sweep's epochs, learning rate ``lr``."""
-    spec = train_spec(config, task, loss, config["seeds"][0])
+def sweep_spec(config: dict[str, Any], task: str, loss: str, lr: float, registry: Registry | None = None) -> RunSpec:
+    """The run spec of one sweep run: the first seed, the sweep's epochs, learning rate ``lr`` (``registry``: see
+    :func:`~lossbench.pipeline.run_specs.train_spec`)."""
+    spec = train_spec(config, task, loss, config["seeds"][0], registry)
     return replace(spec, lr=float(lr), training=replace(spec.training, epochs=config["lr_sweep"]["epochs"]))
 
 

@@ -3,6 +3,9 @@
 :func:`train_spec` builds the :class:`~lossbench.train.run_spec.RunSpec` of one (task, loss, seed) job;
 the helpers beside it give the pieces the workflow's other jobs need (the evaluation settings with the
 LPIPS trunk resolved, a loss's constructor arguments, the metrics scored at every validation).
+
+Each takes the configuration's registry (:class:`lossbench.registry.Registry`), which the Snakefile builds once; a
+caller without one gets the configuration's, built for the call.
 """
 
 from __future__ import annotations
@@ -10,11 +13,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from lossbench import losses, metrics
 from lossbench.core.specs import Setting
 from lossbench.data.tasks import channels
 from lossbench.metrics.lpips import resolve_trunk
 from lossbench.pipeline.config import ConfigError, dataset, learning_rate_overrides
+from lossbench.registry import Registry
 from lossbench.train.run_spec import LossSettings, RunSpec, Trainer, Training
 
 
@@ -47,7 +50,7 @@ def evaluation_settings(config: dict[str, Any]) -> dict[str, Any]:
     return evaluation
 
 
-def loss_params(config: dict[str, Any], task: str, loss: str) -> dict[str, Any]:
+def loss_params(config: dict[str, Any], task: str, loss: str, registry: Registry | None = None) -> dict[str, Any]:
     """Constructor arguments of ``loss`` on ``task``: the configured ``params`` plus the defaults its spec gives for the
     task.
 
@@ -55,7 +58,8 @@ def loss_params(config: dict[str, Any], task: str, loss: str) -> dict[str, Any]:
     those of :func:`evaluation_settings`, with ``lpips_trunk: auto`` resolved.
     """
     setting = Setting(channels(config["tasks"][task]["kind"]), evaluation_settings(config))
-    return losses.spec(loss).params(setting, config["losses"][loss]["params"])
+    registry = registry or Registry.from_config(config)
+    return registry.loss(loss).params(setting, config["losses"][loss]["params"])
 
 
 def task_data(config: dict[str, Any], task: str) -> dict[str, Any]:
@@ -67,7 +71,7 @@ def task_data(config: dict[str, Any], task: str) -> dict[str, Any]:
     }
 
 
-def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> RunSpec:
+def train_spec(config: dict[str, Any], task: str, loss: str, seed: int, registry: Registry | None = None) -> RunSpec:
     """Everything a training job of (task, loss, seed) depends on, as a typed run spec.
 
     Snakemake passes it as a parameter (:meth:`RunSpec.to_dict`), so a change to any of these values
@@ -82,7 +86,7 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int) -> RunSp
         task=task,
         kind=task_config["kind"],
         # A loss of the user's own (``module``): another class is another run.
-        loss=LossSettings(loss, loss_params(config, task, loss), config["losses"][loss].get("module")),
+        loss=LossSettings(loss, loss_params(config, task, loss, registry), config["losses"][loss].get("module")),
         lr=learning_rate(config, task, loss),
         seed=int(seed),
         model=dict(config["model"]),
@@ -109,14 +113,18 @@ def live_settings(config: dict[str, Any]) -> dict[str, Any]:
     return {key: config["trainer"][key] for key in LIVE_KEYS}
 
 
-def validation_metrics(config: dict[str, Any], task: str, evaluation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def validation_metrics(
+    config: dict[str, Any], task: str, evaluation: dict[str, Any], registry: Registry | None = None
+) -> dict[str, dict[str, Any]]:
     """The configured metrics a training of ``task`` scores at every validation, name → parameters (``metrics`` in
     :func:`lossbench.train.loop.run`).
 
     Args:
-        config: The validated configuration (its own metrics registered in this process).
+        config: The validated configuration.
         task: The task trained.
         evaluation: :func:`evaluation_settings` of the configuration (the LPIPS trunk resolved).
+        registry: The configuration's registry, which knows its own metrics.
     """
     setting = Setting(channels(config["tasks"][task]["kind"]), evaluation)
-    return {name: metrics.spec(name).params(setting) for name in config["metrics"]}
+    registry = registry or Registry.from_config(config)
+    return {name: registry.metric(name).params(setting) for name in config["metrics"]}

@@ -20,7 +20,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from lossbench.core.io import save_figure  # noqa: E402
 from lossbench.data.valset import ImageFile, resolve_image_id  # noqa: E402
-from lossbench.losses import label as loss_label  # noqa: E402
+from lossbench.registry import PACKAGE, Registry  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +73,24 @@ def fit_box(box: list[int], width: int, height: int, where: str) -> list[int]:
 
 
 def load_panels(
-    valset_path: str | Path, outputs: dict[str, str | Path], image: str | int, lpips_pretrained: bool = True
+    valset_path: str | Path,
+    outputs: dict[str, str | Path],
+    image: str | int,
+    lpips_pretrained: bool = True,
+    registry: Registry = PACKAGE,
 ) -> tuple[str, list[tuple[str, np.ndarray]]]:
     """The id of ``image`` (see :func:`resolve_image_id`) and its (label, (C, H, W) image) panels:
     the input, the reference and each loss's output.
 
-    ``lpips_pretrained`` False labels the LPIPS+l2 panel as made with an untrained AlexNet trunk.
+    ``lpips_pretrained`` False labels the LPIPS+l2 panel as made with an untrained AlexNet trunk; ``registry`` (the
+    configuration's losses) labels the panels.
     """
     with ImageFile(valset_path) as valset:
         image_id = resolve_image_id(valset.ids, image, valset_path)
         panels = [("Input", valset.read("input", image_id)), ("Reference", valset.read("target", image_id))]
     for loss, path in outputs.items():
         with ImageFile(path) as output:
-            panels.append((loss_label(loss, lpips_pretrained), output.read("output", image_id)))
+            panels.append((registry.loss_label(loss, lpips_pretrained), output.read("output", image_id)))
     return image_id, panels
 
 
@@ -98,6 +103,7 @@ def thesis_figure(
     seed: int,
     out_paths: list[str | Path],
     lpips_pretrained: bool = True,
+    registry: Registry = PACKAGE,
 ) -> None:
     """A configured comparison figure (``figures.<figure>`` of the configuration) or its zoomed crop.
 
@@ -111,8 +117,9 @@ def thesis_figure(
         seed: The models' seed, for the title.
         out_paths: Files to write.
         lpips_pretrained: As in :func:`load_panels`.
+        registry: As in :func:`load_panels`.
     """
-    image_id, panels = load_panels(valset_path, outputs, spec["image"], lpips_pretrained)
+    image_id, panels = load_panels(valset_path, outputs, spec["image"], lpips_pretrained, registry)
     kind = (
         "Zoomed-in crop of " + figure.replace("fig_", "Fig. ").replace("_", ".")
         if crop

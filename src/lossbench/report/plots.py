@@ -5,7 +5,8 @@ and the models ranked per metric with their significance (:mod:`lossbench.report
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from statistics import fmean
 
@@ -20,8 +21,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from lossbench.core.io import read_metrics, read_rows, save_figure  # noqa: E402
 from lossbench.core.specs import MetricInfo  # noqa: E402
 from lossbench.data.taskspec import PER_IMAGE, AnalysisUnit  # noqa: E402
-from lossbench.losses import label as loss_label  # noqa: E402
 from lossbench.metrics import STUDY_METRICS  # noqa: E402
+from lossbench.registry import PACKAGE, Registry  # noqa: E402
 from lossbench.report import statistics  # noqa: E402
 
 
@@ -73,6 +74,7 @@ def curves_figure(
     lpips_pretrained: bool = True,
     input_metrics: str | Path | None = None,
     val_images: int | None = None,
+    registry: Registry = PACKAGE,
 ) -> None:
     """Each loss's training and validation loss on an axis of its own, and every loss's validation PSNR in one panel.
 
@@ -89,13 +91,14 @@ def curves_figure(
             over the images the validation scores is a dashed baseline on the PSNR panel, so a
             model that does not restore shows.
         val_images: The number of validation images the curves score (``training.val_images``).
+        registry: The configuration's losses, which label the panels.
     """
     figure, axes = _grid(len(curves) + 1, min(4, len(curves) + 1))
     psnr_axis = axes[-1]
     for index, ((loss, path), axis) in enumerate(zip(curves.items(), axes)):
         rows = read_rows(path)
         epochs = [int(row["epoch"]) for row in rows]
-        label = loss_label(loss, lpips_pretrained)
+        label = registry.loss_label(loss, lpips_pretrained)
         train, validation = [float(row["train_loss"]) for row in rows], [float(row["val_loss"]) for row in rows]
         axis.plot(epochs, train, marker=".", color=f"C{index}", label="training")
         axis.plot(epochs, validation, marker=".", color=f"C{index}", linestyle=":", label="validation")
@@ -124,6 +127,7 @@ def race_figure(
     lpips_pretrained: bool = True,
     input_metrics: str | Path | None = None,
     val_images: int | None = None,
+    registry: Registry = PACKAGE,
 ) -> None:
     """The own-metric race: every validation metric against the training step, a line per loss.
 
@@ -141,6 +145,7 @@ def race_figure(
         input_metrics: Per-image metrics of the degraded inputs; each panel's dashed baseline is their
             mean over the ``val_images`` images the validation scores.
         val_images: The number of validation images the curves score (``training.val_images``).
+        registry: The configuration's losses, which label the lines.
 
     A metric no curve holds (models trained before validation metrics, or before the metric was
     configured) has no panel, and the title names it.
@@ -152,13 +157,11 @@ def race_figure(
         title += f"\nnot in the curves (trained without them as validation metrics): {', '.join(missing)}"
     baseline = input_baseline(input_metrics, val_images) if input_metrics is not None else {}
     figure, axes = _grid(len(drawn), min(3, len(drawn)), width=4.0, height=2.9)
+    label = partial(registry.loss_label, lpips_pretrained=lpips_pretrained)
     for axis, metric in zip(axes, drawn):
-        _race_panel(axis, metric, infos[metric], tables, own_metric.get(metric), baseline, lpips_pretrained)
+        _race_panel(axis, metric, infos[metric], tables, own_metric.get(metric), baseline, label)
     # One legend for every panel, in the thin style: a panel's thick line is its own metric's loss.
-    handles = [
-        Line2D([], [], color=f"C{index}", linewidth=1.5, label=loss_label(loss, lpips_pretrained))
-        for index, loss in enumerate(tables)
-    ]
+    handles = [Line2D([], [], color=f"C{index}", linewidth=1.5, label=label(loss)) for index, loss in enumerate(tables)]
     if baseline:
         handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1, label="input (no restoration)"))
     figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
@@ -174,7 +177,7 @@ def _race_panel(
     tables: dict[str, list[dict[str, str]]],
     own: str | None,
     baseline: dict[str, float],
-    lpips_pretrained: bool,
+    label: Callable[[str], str],
 ) -> None:
     """One metric's panel of the race: a line per loss (thick: ``own``, trained on it) and the input's baseline."""
     for index, (loss, rows) in enumerate(tables.items()):
@@ -186,7 +189,7 @@ def _race_panel(
             axis.plot(steps, values, color=f"C{index}", linewidth=2.6 if loss == own else 1.1, marker=".", markersize=4)
     if metric in baseline:
         _baseline(axis, baseline[metric] * info.scale, "input")
-    owner = f"; thick: {loss_label(own, lpips_pretrained)}, trained on it" if own in tables else ""
+    owner = f"; thick: {label(own)}, trained on it" if own in tables else ""
     axis.set_title(f"{info.label} ({'higher' if info.higher_is_better else 'lower'} is better){owner}", fontsize=8)
     _epoch_axis(axis, "training step")
 
@@ -198,6 +201,7 @@ def ranking_figure(
     lpips_pretrained: bool = True,
     infos: Mapping[str, MetricInfo] | None = None,
     unit: AnalysisUnit = PER_IMAGE,
+    registry: Registry = PACKAGE,
 ) -> None:
     """Models ranked per metric with 95 % intervals; a bar joins models whose difference is not significant.
 
@@ -212,9 +216,10 @@ def ranking_figure(
         out_paths: Files to write; the format follows the suffix.
         title: Figure title.
         lpips_pretrained: Whether LPIPS+l2 used the pretrained trunk (for its label).
-        infos: The metrics to rank, a panel each (:func:`lossbench.metrics.rows` of the
+        infos: The metrics to rank, a panel each (:meth:`lossbench.registry.Registry.metric_rows` of the
             configuration's metrics, for its own ones); None: the thesis's six.
         unit: The unit of analysis (images, or volumes of MRI slices).
+        registry: The configuration's losses, which label the models.
     """
     panels = statistics.compared(model_csvs, STUDY_METRICS if infos is None else infos, unit)
     if not panels:
@@ -227,7 +232,7 @@ def ranking_figure(
     for axis in axes.flat[len(panels) :]:
         axis.axis("off")
     for axis, (_metric, info, losses, values) in zip(axes.flat, panels):
-        _ranking_panel(axis, info, losses, values, lpips_pretrained)
+        _ranking_panel(axis, info, losses, values, partial(registry.loss_label, lpips_pretrained=lpips_pretrained))
     sample = statistics.sample_note(model_csvs, unit)
     if statistics.testable(panels[0][3].shape[2]):
         how = (
@@ -244,7 +249,7 @@ def ranking_figure(
 
 
 def _ranking_panel(
-    axis: plt.Axes, info: MetricInfo, losses: list[str], values: np.ndarray, lpips_pretrained: bool
+    axis: plt.Axes, info: MetricInfo, losses: list[str], values: np.ndarray, label: Callable[[str], str]
 ) -> None:
     """One metric's panel of the ranking: each loss's mean and interval, best on top, and the bars joining the runs of
     losses that no test separates."""
@@ -260,7 +265,7 @@ def _ranking_panel(
             color="C0",
             capsize=3,
         )
-    axis.set_yticks(range(len(order)), [loss_label(loss, lpips_pretrained) for loss in order], fontsize=8)
+    axis.set_yticks(range(len(order)), [label(loss) for loss in order], fontsize=8)
     axis.invert_yaxis()
     low_x, high_x = axis.get_xlim()
     step = (high_x - low_x) * 0.04

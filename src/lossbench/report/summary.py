@@ -25,12 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lossbench import losses
 from lossbench.core.io import markdown_table, read_metrics, read_rows
 from lossbench.data import tasks
 from lossbench.data.taskspec import counted
-from lossbench.losses import label
-from lossbench.metrics import spec as metric_spec
+from lossbench.registry import PACKAGE, Registry
 from lossbench.report.statistics import MIN_UNITS, testable
 from lossbench.report.table_files import read_spread, read_table
 from lossbench.report.tables import THESIS_TABLES
@@ -119,18 +117,19 @@ def scale_lines(scales: Mapping[str, Scale], spreads: Mapping[str, Mapping[str, 
     return lines + [""]
 
 
-def winners(values: dict[str, float], metric: str) -> list[str]:
-    """The losses with the best value of ``metric`` (ties share the win); the input is not a contender."""
+def winners(values: dict[str, float], metric: str, registry: Registry = PACKAGE) -> list[str]:
+    """The losses with the best value of ``metric`` of ``registry`` (ties share the win); the input is not a
+    contender."""
     models = {loss: value for loss, value in values.items() if loss != "input"}
     if not models:
         return []
-    best = (max if metric_spec(metric).info.higher_is_better else min)(models.values())
+    best = (max if registry.metric(metric).info.higher_is_better else min)(models.values())
     return [loss for loss, value in models.items() if value == best]
 
 
-def relative_gap(values: dict[str, float], metric: str, loss: str) -> float | None:
+def relative_gap(values: dict[str, float], metric: str, loss: str, registry: Registry = PACKAGE) -> float | None:
     """How far ``loss`` is behind the best model on ``metric``, as a fraction of the best value (0 when it wins)."""
-    best = values[winners(values, metric)[0]]
+    best = values[winners(values, metric, registry)[0]]
     if loss not in values or best == 0:
         return None
     return abs(values[loss] - best) / abs(best)
@@ -155,11 +154,17 @@ def late_change(curve: list[dict[str, str]], metric: str) -> tuple[float, int] |
 
 
 def miss_reason(
-    metric: str, own: str, leader: str, values: dict[str, float], curves: Mapping[str, list[dict[str, str]]], race: str
+    metric: str,
+    own: str,
+    leader: str,
+    values: dict[str, float],
+    curves: Mapping[str, list[dict[str, str]]],
+    race: str,
+    registry: Registry = PACKAGE,
 ) -> str:
     """One line on why ``own`` does not win its own ``metric``: the race's late change of both models, and the loss's
-    notes."""
-    info = metric_spec(metric).info
+    notes (from ``registry``, which labels the losses)."""
+    info, label = registry.metric(metric).info, registry.loss_label
     gap = abs(values[own] - values[leader])
     decimals = info.decimals + 1
     text = f"{label(own)} is {gap:.{info.decimals}f} behind {label(leader)} on {info.label}"
@@ -180,7 +185,7 @@ def miss_reason(
             if improving
             else ": no longer improving"
         )
-    notes = losses.spec(own).training_notes if own in losses.names() else ""
+    notes = registry.loss(own).training_notes if own in registry.losses else ""
     return text + (f". {notes}" if notes else ".")
 
 
@@ -189,13 +194,16 @@ def task_summary(
     table: dict[str, dict[str, float]],
     task: str | None = None,
     curves: Mapping[str, list[dict[str, str]]] | None = None,
+    registry: Registry = PACKAGE,
 ) -> list[str]:
     """Markdown lines for the table ``name`` of ``task`` (default: the thesis's task of a thesis table, else the name):
     PSNR gain per model, then the winner of every metric.
 
     Args:
         curves: Loss → its first seed's curve rows, for the race notes of the own-metric misses.
+        registry: The configuration's losses and metrics, which label the models and rows.
     """
+    label = registry.loss_label
     task = task or THESIS_TABLES.get(name, name)
     lines = [f"## {task} ({name})", ""]
     psnr = table.get("psnr", {})
@@ -205,21 +213,21 @@ def task_summary(
         ]
         lines += [f"Input PSNR {psnr['input']:.2f} dB. PSNR gain over the input:", ""]
         lines += [markdown_table(["Model", "PSNR (dB)", "Gain (dB)"], gains), ""]
-    owners, misses, body = losses.own_metrics(), [], []
+    owners, misses, body = registry.own_metrics(), [], []
     for metric, values in table.items():
-        best = winners(values, metric)
+        best = winners(values, metric, registry)
         if not best:
             continue
         check = ""
         own = owners.get(metric)
         if own is not None and own in values:
-            gap = relative_gap(values, metric, own)
+            gap = relative_gap(values, metric, own, registry)
             behind = f" ({100 * gap:.1f} % behind)" if gap is not None else ""
             check = f"{label(own)} wins" if own in best else f"{label(own)} does not win{behind}"
             if own not in best:
                 race = f"[figures/race_{task}.png](figures/race_{task}.png)"
-                misses.append(miss_reason(metric, own, best[0], values, curves or {}, race))
-        body.append([metric_spec(metric).info.label, ", ".join(label(loss) for loss in best), check])
+                misses.append(miss_reason(metric, own, best[0], values, curves or {}, race, registry))
+        body.append([registry.metric(metric).info.label, ", ".join(label(loss) for loss in best), check])
     lines.append(markdown_table(["Metric", "Best model", "Own-metric check"], body, "lll"))
     if misses:
         lines += ["", "Own-metric misses:", "", *(f"- {miss}" for miss in misses)]
@@ -232,6 +240,7 @@ def summarise(
     description: str | None = None,
     scales: Mapping[str, Scale] | None = None,
     curves: Mapping[str, Mapping[str, list[dict[str, str]]]] | None = None,
+    registry: Registry = PACKAGE,
 ) -> str:
     """The summary in Markdown.
 
@@ -241,6 +250,7 @@ def summarise(
         description: The experiment's ``description``, its first paragraph.
         scales: Task → its :class:`Scale`, the head's rows (none: no head).
         curves: Table name → loss → the first seed's curve rows (the race notes).
+        registry: The configuration's losses and metrics (:class:`lossbench.registry.Registry`).
     """
     lines = ["# Summary: does every model restore, and does each loss win its own metric?", ""]
     if description:
@@ -250,7 +260,7 @@ def summarise(
             scales, {(tasks or {}).get(name, name): read_spread(path) for name, path in tables.items()}
         )
     for name, path in tables.items():
-        lines += task_summary(name, read_table(path), (tasks or {}).get(name), (curves or {}).get(name))
+        lines += task_summary(name, read_table(path), (tasks or {}).get(name), (curves or {}).get(name), registry)
     return "\n".join(lines)
 
 

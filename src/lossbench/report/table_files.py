@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lossbench import losses as loss_registry
-from lossbench import metrics as metric_registry
 from lossbench.core.io import latex_table, markdown_table, numbered, read_rows, write_lines, write_rows
 from lossbench.core.specs import tex_escape
+from lossbench.registry import PACKAGE, Registry
 from lossbench.report import paper
 from lossbench.report.tables import (
     SUITES,
@@ -99,7 +98,7 @@ def _tex_cell(cell: Cell, decimals: int) -> str:
 def to_latex(table: Table) -> str:
     """The table as a LaTeX ``table`` with booktabs rules, best values in ``\\textbf``."""
     columns = [
-        tex_escape(table.column_label(c)) if c == "input" else loss_registry.tex_label(c, table.lpips_pretrained)
+        tex_escape(table.column_label(c)) if c == "input" else table.registry.loss_tex_label(c, table.lpips_pretrained)
         for c in table.columns
     ]
     body = []
@@ -198,6 +197,7 @@ def write_per_seed(
     seeds: list[int],
     prefix: str | Path,
     lpips_pretrained: bool = True,
+    registry: Registry = PACKAGE,
 ) -> list[Path]:
     """Each seed's value beside the mean ± std (the thesis's future work), as ``prefix``_per_seed.csv/.md.
 
@@ -207,6 +207,7 @@ def write_per_seed(
         seeds: The seeds of the CSVs.
         prefix: Path prefix of the thesis table (``results/tables/table_6_1``).
         lpips_pretrained: As in :func:`lossbench.report.tables.build_table`, for the labels.
+        registry: As in :func:`lossbench.report.tables.build_table`.
     """
     prefix = Path(prefix)
     means = {loss: dict(zip(seeds, map(image_means, paths), strict=True)) for loss, paths in model_csvs.items()}
@@ -214,7 +215,7 @@ def write_per_seed(
     about = as_subject(table)
     rows, body = [], []
     computed = [name for by_seed in means.values() for seed_means in by_seed.values() for name in seed_means]
-    for metric, info in metric_registry.rows(computed).items():
+    for metric, info in registry.metric_rows(computed).items():
         if not any(metric in by_seed[seed] for by_seed in means.values() for seed in seeds):
             continue
         for seed in seeds:
@@ -229,7 +230,7 @@ def write_per_seed(
         body.append([info.label, "mean ± std", *summary])
     paths = [prefix.with_name(prefix.name + "_per_seed.csv"), prefix.with_name(prefix.name + "_per_seed.md")]
     write_rows(paths[0], rows, ["metric", "model", "seed", "value"])
-    header = ["Metric", "Seed", *(loss_registry.label(loss, lpips_pretrained) for loss in losses)]
+    header = ["Metric", "Seed", *(registry.loss_label(loss, lpips_pretrained) for loss in losses)]
     title = f"**{table_title(about.name)}, per seed.** {about.caption}"
     write_lines(paths[1], [title, "", markdown_table(header, body, "ll" + "r" * len(losses))])
     return paths

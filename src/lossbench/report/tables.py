@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lossbench import losses as loss_registry
-from lossbench import metrics as metric_registry
 from lossbench.core.io import read_metrics
 from lossbench.core.specs import Setting
 from lossbench.data import tasks as task_registry
 from lossbench.data.taskspec import PER_IMAGE, AnalysisUnit
+from lossbench.losses import STUDY_LOSSES
 from lossbench.metrics import STUDY_METRICS, MetricInfo
+from lossbench.registry import PACKAGE, Registry
 from lossbench.report import statistics as significance
 
 #: The thesis's tables → the thesis's task of each (from the task kinds' specs).
@@ -125,9 +125,9 @@ class Suite:
     title: str | None = None
     label_suffix: str = ""
 
-    def infos(self, computed: Mapping[str, float]) -> dict[str, MetricInfo]:
-        """The table's rows, given the metrics the input's file holds."""
-        return metric_registry.rows(computed) if self.metrics is None else dict(self.metrics)
+    def infos(self, computed: Mapping[str, float], registry: Registry) -> dict[str, MetricInfo]:
+        """The table's rows, given the metrics the input's file holds and the ``registry`` that knows them."""
+        return registry.metric_rows(computed) if self.metrics is None else dict(self.metrics)
 
     def unit(self, about: Subject) -> AnalysisUnit:
         """What the statistics count: the subject's unit, or a row per volume."""
@@ -195,7 +195,9 @@ class Table:
     #: ``thesis`` for the thesis's six metrics, ``fastmri`` for the fastMRI-metrics companion table.
     suite: str = "thesis"
     #: The loss columns: the thesis's six, then any other loss with models (e.g. ``mix``).
-    losses: list[str] = field(default_factory=lambda: list(loss_registry.STUDY_LOSSES))
+    losses: list[str] = field(default_factory=lambda: list(STUDY_LOSSES))
+    #: The configuration's losses and metrics, which label the columns.
+    registry: Registry = field(default=PACKAGE, repr=False, compare=False)
 
     @property
     def title(self) -> str:
@@ -207,12 +209,12 @@ class Table:
         return ["input", *self.losses]
 
     def column_label(self, column: str) -> str:
-        return self.input_label if column == "input" else loss_registry.label(column, self.lpips_pretrained)
+        return self.input_label if column == "input" else self.registry.loss_label(column, self.lpips_pretrained)
 
 
 def loss_columns(model_csvs: dict[str, list[str | Path]]) -> list[str]:
     """The thesis's losses in its order, then the other losses that have models, in their order."""
-    return [*loss_registry.STUDY_LOSSES, *(loss for loss in model_csvs if loss not in loss_registry.STUDY_LOSSES)]
+    return [*STUDY_LOSSES, *(loss for loss in model_csvs if loss not in STUDY_LOSSES)]
 
 
 def image_means(path: str | Path) -> dict[str, float]:
@@ -238,6 +240,7 @@ def build_table(
     suite: str = "thesis",
     loss_params: dict[str, dict] | None = None,
     evaluation: Mapping[str, Any] | None = None,
+    registry: Registry = PACKAGE,
 ) -> Table:
     """Assemble a table from per-image (or per-volume) metric CSVs.
 
@@ -254,11 +257,13 @@ def build_table(
             (the thesis gives none of them, e.g. LPIPS+l2's weights).
         evaluation: The configuration's ``evaluation`` section; the conditions it sets for a
             metric (FLIP's pixels per degree) are stated in a footnote.
+        registry: The configuration's losses and metrics (:class:`lossbench.registry.Registry`), which label the
+            rows and columns.
     """
     about, rows = as_subject(table), SUITES[suite]
     unit = rows.unit(about)
     input_means = image_means(input_csv)
-    infos = rows.infos(input_means)
+    infos = rows.infos(input_means, registry)
     model_means = {loss: [image_means(path) for path in paths] for loss, paths in model_csvs.items()}
     columns = loss_columns(model_csvs)
     cells: dict[str, dict[str, Cell]] = {}
@@ -280,10 +285,11 @@ def build_table(
         infos=infos,
         suite=suite,
         losses=columns,
+        registry=registry,
     )
     result.footnotes += _missing_notes(result, model_csvs) + _run_notes(result, model_csvs, loss_params)
     if rows.metrics is None and evaluation is not None and about.kind is not None:
-        result.footnotes += _conditions(infos, cells, Setting(task_registry.channels(about.kind), evaluation))
+        result.footnotes += _conditions(result, Setting(task_registry.channels(about.kind), evaluation))
     if len(model_csvs) > 1:
         result.footnotes.append(_significance_note(result.name, model_csvs, unit, tests_run))
     return result
@@ -312,14 +318,14 @@ def _missing_notes(table: Table, model_csvs: dict[str, list[str | Path]]) -> lis
     """Footnotes on what a table lacks: losses without models, metrics not computed, the pretrained LPIPS trunk."""
     notes = [
         f"{table.column_label(loss)}: no model trained (not in the configuration's losses)."
-        for loss in loss_registry.STUDY_LOSSES
+        for loss in STUDY_LOSSES
         if loss not in model_csvs
     ]
     for metric, info in table.infos.items():
         if table.cells[metric]["input"].mean is None:
             reason = (
                 "not available in this version"
-                if metric not in metric_registry.names()
+                if metric not in table.registry.metrics
                 else "not in the configuration's metrics"
             )
             notes.append(f"{info.label}: not computed ({reason}).")
@@ -343,8 +349,7 @@ def _run_notes(table: Table, model_csvs: dict[str, list[str | Path]], loss_param
     if seeds - {1}:
         notes.append(f"Values are mean ± standard deviation over {', '.join(map(str, sorted(seeds)))} seeds.")
     stated = [
-        f"{loss_registry.label(loss, table.lpips_pretrained)}: "
-        + ", ".join(f"{key} {value}" for key, value in params.items())
+        f"{table.column_label(loss)}: " + ", ".join(f"{key} {value}" for key, value in params.items())
         for loss, params in (loss_params or {}).items()
         if params and loss in model_csvs
     ]
@@ -368,13 +373,13 @@ def _significance_note(name: str, model_csvs: dict[str, list[str | Path]], unit:
     )
 
 
-def _conditions(infos: dict[str, MetricInfo], cells: dict[str, dict[str, Cell]], setting: Setting) -> list[str]:
+def _conditions(table: Table, setting: Setting) -> list[str]:
     """The viewing conditions (or other settings) under which the table's computed metrics were measured, as their specs
     state them."""
     specs = [
-        metric_registry.spec(metric)
-        for metric in infos
-        if cells[metric]["input"].mean is not None and metric in metric_registry.names()
+        table.registry.metric(metric)
+        for metric in table.infos
+        if table.cells[metric]["input"].mean is not None and metric in table.registry.metrics
     ]
     return [note for note in (spec.conditions(spec.params(setting)) for spec in specs) if note]
 

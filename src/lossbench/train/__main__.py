@@ -17,9 +17,9 @@ import logging
 import sys
 from pathlib import Path
 
-from lossbench import metrics
 from lossbench.pipeline.config import load
 from lossbench.pipeline.run_specs import evaluation_settings, live_settings, train_spec, validation_metrics
+from lossbench.registry import Registry
 from lossbench.train.device import DeviceError
 from lossbench.train.live import LiveViewError
 from lossbench.train.loop import NonFiniteError, run
@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"task {args.task!r} is not configured in {args.config}")
     if args.loss not in config["losses"]:
         parser.error(f"loss {args.loss!r} is not configured in {args.config}")
-    spec = train_spec(config, args.task, args.loss, args.seed)
+    registry = Registry.from_config(config)
+    spec = train_spec(config, args.task, args.loss, args.seed, registry)
     try:
-        metrics.register_config(config)
-        scored = validation_metrics(config, args.task, evaluation_settings(config))
+        scored = validation_metrics(config, args.task, evaluation_settings(config), registry)
         run(
             spec,
             args.train_dir,
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
             config["trainer"]["checkpoint_every"],
             live_settings(config),
             scored,
+            registry,
         )
     except (NonFiniteError, DeviceError, LiveViewError, ValueError, OSError) as error:
         # Bad data (unreadable, too small, malformed volumes) is reported in one line naming the file.

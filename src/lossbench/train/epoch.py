@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from lossbench.train.live import LiveView
 from lossbench.train.run_spec import RunSpec
 from lossbench.train.step import NonFiniteError, _autocast, _step, _to_device, learning_rate_factor
 from lossbench.train.stop_signals import StopSignals
-from lossbench.train.validation import validate, write_curve
+from lossbench.train.validation import Scored, validate, write_curve
 
 # The loop's one log, "lossbench.train.loop", whichever of its modules writes: a run's messages keep their name.
 log = logging.getLogger("lossbench.train.loop")
@@ -71,7 +71,7 @@ class _Job:
     parameters: list[nn.Parameter]
     optimizer: torch.optim.Optimizer
     checkpoint_dir: Path
-    metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    metrics: Scored = field(default_factory=dict)
     state: Progress = field(default_factory=Progress)
 
     def checkpoint(self) -> Path:

@@ -28,11 +28,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lossbench import losses, models
+from lossbench import models
 from lossbench.core.seeding import derive_seed
 from lossbench.data.denoise import DenoiseTrainDataset
 from lossbench.data.tasks import channels, train_dataset
 from lossbench.data.valset import ImageFile
+from lossbench.registry import PACKAGE, Registry
 from lossbench.train.checkpoint import (
     data_identity,
     load_checkpoint,
@@ -53,7 +54,14 @@ from lossbench.train.live import LiveView
 from lossbench.train.run_spec import RunSpec
 from lossbench.train.step import NonFiniteError, learning_rate_factor
 from lossbench.train.stop_signals import Interrupted, catch_stop_signals, ignore_stop_signals
-from lossbench.train.validation import CURVE_COLUMNS, METRIC_COLUMN, _check_validation_sizes, validate, write_curve
+from lossbench.train.validation import (
+    CURVE_COLUMNS,
+    METRIC_COLUMN,
+    Scored,
+    _check_validation_sizes,
+    validate,
+    write_curve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +86,10 @@ def build_model(spec: RunSpec) -> nn.Module:
     return models.build(spec.model, channels(spec.kind))
 
 
-def build_loss(spec: RunSpec) -> nn.Module:
-    """The loss of a run spec, for the channel count of its task (see :meth:`LossSpec.build`)."""
-    return losses.spec(spec.loss.name).build(spec.loss.params, channels(spec.kind))
+def build_loss(spec: RunSpec, registry: Registry = PACKAGE) -> nn.Module:
+    """The loss of a run spec, from ``registry`` (its configuration's, for a loss of the user's own), for the channel
+    count of its task (see :meth:`LossSpec.build`)."""
+    return registry.build_loss(spec.loss.name, spec.loss.params, channels(spec.kind))
 
 
 def _training_files(dataset: Any, train_dir: Path) -> list[Path]:
@@ -103,6 +112,7 @@ def run(
     checkpoint_every: int = 500,
     live: dict[str, Any] | None = None,
     metrics: Mapping[str, Mapping[str, Any]] | None = None,
+    registry: Registry = PACKAGE,
 ) -> Path:
     """Train the model of ``spec`` and write ``model.pt`` and ``curve.csv`` into ``out_dir``.
 
@@ -123,6 +133,8 @@ def run(
         metrics: Metrics scored at every validation besides the loss and PSNR, name → parameters
             (:func:`lossbench.pipeline.run_specs.validation_metrics`); they change no weight, so they are no
             part of the spec either, and a run resumed with other metrics has their columns from then on.
+        registry: The configuration's losses and metrics (:class:`lossbench.registry.Registry`), which build the
+            loss and score the metrics by name.
 
     Returns:
         Path of the written ``model.pt``.
@@ -134,11 +146,12 @@ def run(
     """
     target_device = _set_up_device(spec, device, threads)
     # The data are checked (image sizes, volume layouts, validation sizes) before anything is written.
-    dataset, identity = _read_data(spec, Path(train_dir), valset_path, metrics or {})
+    scored = {name: (registry.metric(name), params) for name, params in (metrics or {}).items()}
+    dataset, identity = _read_data(spec, Path(train_dir), valset_path, scored)
     run_hash = spec_hash(spec, identity)
     view = LiveView(out_dir, run_hash, (live or {}).get("snapshots"), (live or {}).get("tensorboard", False))
     out_dir, checkpoint_dir = _make_folders(Path(out_dir), Path(checkpoint_dir) / run_hash, train_dir, identity)
-    job = _build(spec, dataset, target_device, checkpoint_dir, metrics)
+    job = _build(spec, dataset, target_device, checkpoint_dir, scored, registry)
     _resume(job, run_hash)
     _train(job, valset_path, (out_dir, checkpoint_dir), view, progress, checkpoint_every)
     return _finish(job, identity, out_dir)
@@ -224,9 +237,7 @@ def _set_up_device(spec: RunSpec, device: str, threads: int | None) -> torch.dev
     return target_device
 
 
-def _read_data(
-    spec: RunSpec, train_dir: Path, valset_path: str | Path, metrics: Mapping[str, Mapping[str, Any]]
-) -> tuple[Any, dict[str, Any]]:
+def _read_data(spec: RunSpec, train_dir: Path, valset_path: str | Path, metrics: Scored) -> tuple[Any, dict[str, Any]]:
     """The training dataset, checked with the validation set's sizes, and the identity of its files."""
     dataset = train_dataset(spec.kind, spec.data, train_dir)
     with ImageFile(valset_path) as valset:
@@ -240,20 +251,19 @@ def _build(
     dataset: Any,
     device: torch.device,
     checkpoint_dir: Path,
-    metrics: Mapping[str, Mapping[str, Any]] | None = None,
+    metrics: Scored,
+    registry: Registry,
 ) -> _Job:
     """The network, loss and optimiser of a fresh run, on ``device``."""
     model = build_model(spec).to(device)
     if spec.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(spec).to(device)
+    loss_fn = build_loss(spec, registry).to(device)
     parameters = list(model.parameters()) + list(loss_fn.parameters())
     optimizer = torch.optim.Adam(parameters, lr=spec.lr)
     # The compiled module shares its parameters with ``model``, whose state_dict stays free of compile's prefixes.
     forward = torch.compile(model) if spec.trainer.compile else model
-    return _Job(
-        spec, device, dataset, model, forward, loss_fn, parameters, optimizer, checkpoint_dir, dict(metrics or {})
-    )
+    return _Job(spec, device, dataset, model, forward, loss_fn, parameters, optimizer, checkpoint_dir, dict(metrics))
 
 
 def _resume(job: _Job, run_hash: str) -> None:

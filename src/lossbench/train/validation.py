@@ -12,9 +12,9 @@ from torch import nn
 
 from lossbench import models
 from lossbench.core.io import CRLF, write_rows
+from lossbench.core.specs import MetricSpec
 from lossbench.data.valset import ImageFile
-from lossbench.metrics import compute as compute_metric
-from lossbench.metrics import spec as metric_spec
+from lossbench.metrics import compute_spec
 from lossbench.metrics.pixel import psnr
 from lossbench.train.run_spec import Trainer
 from lossbench.train.step import _autocast, _to_device
@@ -24,10 +24,11 @@ CURVE_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_psnr", "skipped
 #: show whether a loss still gains on its own metric when training stops (the own-metric race figure).
 METRIC_COLUMN = "val_{}"
 
+#: The metrics a training scores at every validation: name → (its spec, its parameters).
+Scored = Mapping[str, tuple[MetricSpec, Mapping[str, Any]]]
 
-def _check_validation_sizes(
-    valset: ImageFile, limit: int | None, model: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]]
-) -> None:
+
+def _check_validation_sizes(valset: ImageFile, limit: int | None, model: Mapping[str, Any], metrics: Scored) -> None:
     """Every validation image used must be at least 2**depth pixels per side, or the network's padding fails,
     and large enough for every metric scored at validation, or the first epoch's end would fail."""
     network, params = models.of(model), models.params(model)
@@ -42,8 +43,8 @@ def _check_validation_sizes(
                 f"{valset.path}: validation image {image_id!r} is {width}×{height}, smaller than the"
                 f" {minimum}×{minimum} minimum of a {network.label} of {depth}"
             )
-        for name in metrics:
-            reason = metric_spec(name).too_small(min(height, width))
+        for metric, _ in metrics.values():
+            reason = metric.too_small(min(height, width))
             if reason is not None:
                 raise ValueError(
                     f"{valset.path}: validation image {image_id!r} is {width}×{height}, too small for {reason} (the"
@@ -59,12 +60,12 @@ def validate(
     device: torch.device,
     limit: int | None,
     trainer: Trainer,
-    metrics: Mapping[str, Mapping[str, Any]] | None = None,
+    metrics: Scored | None = None,
 ) -> dict[str, float]:
     """Mean loss, PSNR and ``metrics`` over the first ``limit`` validation images (all if None), one at a time.
 
     Args:
-        metrics: Metric name → its parameters (:func:`lossbench.pipeline.run_specs.validation_metrics`),
+        metrics: Metric name → its spec and parameters (:func:`lossbench.pipeline.run_specs.validation_metrics`),
             scored as evaluation scores them: the output clamped to [0, 1], on the CPU.
 
     Returns:
@@ -87,7 +88,7 @@ def validate(
             _metric_values(
                 clamped.cpu(),
                 clean.float().cpu(),
-                {name: params for name, params in (metrics or {}).items() if METRIC_COLUMN.format(name) not in values},
+                {name: scored for name, scored in (metrics or {}).items() if METRIC_COLUMN.format(name) not in values},
             )
         )
         for name, value in values.items():
@@ -96,15 +97,13 @@ def validate(
     return {name: total / len(images) for name, total in sums.items()}
 
 
-def _metric_values(
-    output: torch.Tensor, target: torch.Tensor, metrics: Mapping[str, Mapping[str, Any]]
-) -> dict[str, float]:
+def _metric_values(output: torch.Tensor, target: torch.Tensor, metrics: Scored) -> dict[str, float]:
     # Building a metric's network (LPIPS) draws initial weights from torch's global generator: forked,
     # so that the training's random stream, and with it the weights, stay those of a run without metrics.
     with torch.random.fork_rng(devices=[]):
         return {
-            METRIC_COLUMN.format(name): float(compute_metric(name, output, target, **params)[0])
-            for name, params in metrics.items()
+            METRIC_COLUMN.format(name): float(compute_spec(metric, output, target, **params)[0])
+            for name, (metric, params) in metrics.items()
         }
 
 

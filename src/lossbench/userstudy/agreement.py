@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from lossbench.core.io import markdown_table, write_lines, write_rows
-from lossbench.metrics import spec as metric_spec
+from lossbench.registry import PACKAGE, Registry
 from lossbench.report import paper
 from lossbench.report.table_files import read_table
 from lossbench.userstudy.scaling import Summary
@@ -42,13 +42,18 @@ def measured_values(path: str | Path) -> dict[str, dict[str, float]]:
 
 
 def agreement_rows(
-    summary: Summary, values: dict[str, dict[str, float]], source: str, alpha: float = 0.05
+    summary: Summary,
+    values: dict[str, dict[str, float]],
+    source: str,
+    alpha: float = 0.05,
+    registry: Registry = PACKAGE,
 ) -> list[dict[str, str]]:
     """One row per metric: τ between the metric's ranking of the study's losses and the JOD ranking.
 
     Metric values are oriented so that larger means better before ranking. The interval holds
     the ``alpha`` / 2 and 1 − ``alpha`` / 2 percentiles of τ over the JOD bootstrap samples; a study
-    with too few observers to resample has none (empty cells).
+    with too few observers to resample has none (empty cells). ``registry`` (the configuration's metrics) gives
+    each metric's direction.
     """
     rows = []
     for metric, by_loss in values.items():
@@ -56,7 +61,7 @@ def agreement_rows(
         if len(losses) < 3:
             continue
         index = [summary.conditions.index(loss) for loss in losses]
-        sign = 1.0 if metric_spec(metric).info.higher_is_better else -1.0
+        sign = 1.0 if registry.metric(metric).info.higher_is_better else -1.0
         oriented = sign * np.array([by_loss[loss] for loss in losses])
         tau = float(kendall_tau(oriented, summary.jod[index])[0])
         interval = ["", ""]
@@ -97,14 +102,16 @@ def _interval(row: dict[str, str]) -> str:
     return f"[{row['ci_low']}, {row['ci_high']}]" if row["ci_low"] else "none"
 
 
-def write_agreement(rows: list[dict[str, str]], prefix: str | Path, caption: str) -> list[Path]:
-    """``prefix``.csv and .md of :func:`agreement_rows`."""
+def write_agreement(
+    rows: list[dict[str, str]], prefix: str | Path, caption: str, registry: Registry = PACKAGE
+) -> list[Path]:
+    """``prefix``.csv and .md of :func:`agreement_rows`; ``registry`` labels the metrics."""
     prefix = Path(prefix)
     csv_path, md_path = prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".md")
     write_rows(csv_path, rows, ["metric", "source", "models", "tau", "ci_low", "ci_high", "p_chance"])
     header = ["Metric", "Metric values from", "Models", "Kendall τ", "95 % CI", "p (chance)"]
     body = [
-        [metric_spec(r["metric"]).info.label, r["source"], r["models"], r["tau"], _interval(r), r["p_chance"]]
+        [registry.metric(r["metric"]).info.label, r["source"], r["models"], r["tau"], _interval(r), r["p_chance"]]
         for r in rows
     ]
     note = (

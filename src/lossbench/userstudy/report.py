@@ -19,7 +19,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from lossbench import losses  # noqa: E402
 from lossbench.core.io import (  # noqa: E402
     latex_table,
     markdown_table,
@@ -29,6 +28,7 @@ from lossbench.core.io import (  # noqa: E402
     write_lines,
     write_rows,
 )
+from lossbench.registry import PACKAGE, Registry  # noqa: E402
 from lossbench.userstudy.counts import probabilities  # noqa: E402
 from lossbench.userstudy.scaling import Summary, few_observers, from_samples  # noqa: E402
 
@@ -42,13 +42,10 @@ NOT_RESAMPLED = "none"
 _NOTE_WIDTH = 80
 
 
-def label(condition: str) -> str:
-    return losses.label(condition)
-
-
-def _tex(name: str, escape: bool = True) -> str:
-    """A loss's own LaTeX label where its spec gives one, else ``name`` (underscores escaped if ``escape``)."""
-    tex = losses.SPECS[name].tex if name in losses.SPECS else None
+def _tex(name: str, registry: Registry, escape: bool = True) -> str:
+    """A loss's own LaTeX label where its spec in ``registry`` gives one, else ``name`` (underscores escaped if
+    ``escape``)."""
+    tex = registry.losses[name].tex if name in registry.losses else None
     return tex if tex is not None else name.replace("_", r"\_") if escape else name
 
 
@@ -65,40 +62,47 @@ def _write_formats(
     bold: list[list[bool]],
     caption: str,
     csv_rows: list[list[str]],
+    registry: Registry,
 ) -> list[Path]:
-    """Write a table as ``prefix``.csv (plain values), .md and .tex (bold cells marked)."""
+    """Write a table as ``prefix``.csv (plain values), .md and .tex (bold cells marked; ``registry``'s LaTeX labels)."""
     csv_path, md_path, tex_path = _paths(prefix, (".csv", ".md", ".tex"))
     write_rows(csv_path, csv_rows)
     md = [[f"**{cell}**" if strong else cell for cell, strong in zip(row, marks)] for row, marks in zip(rows, bold)]
     write_lines(md_path, [caption, "", markdown_table(header, md)])
     tex = [
         [
-            _tex(row[0], escape=False),
+            _tex(row[0], registry, escape=False),
             *(rf"\textbf{{{cell}}}" if strong else cell for cell, strong in zip(row[1:], marks[1:])),
         ]
         for row, marks in zip(rows, bold)
     ]
-    tex_path.write_text(latex_table(caption.replace("%", chr(92) + "%"), [_tex(name) for name in header], tex))
+    tex_path.write_text(
+        latex_table(caption.replace("%", chr(92) + "%"), [_tex(name, registry) for name in header], tex)
+    )
     return [csv_path, md_path, tex_path]
 
 
-def write_probability_table(conditions: list[str], counts: np.ndarray, prefix: str | Path, caption: str) -> list[Path]:
-    """P(column chosen over row) as ``prefix``.csv/.md/.tex; the winner of each comparison in bold.
+def write_probability_table(
+    conditions: list[str], counts: np.ndarray, prefix: str | Path, caption: str, registry: Registry = PACKAGE
+) -> list[Path]:
+    """P(column chosen over row) as ``prefix``.csv/.md/.tex; the winner of each comparison in bold; ``registry`` (the
+    configuration's losses) labels the conditions.
 
     The CSV has the published tables' layout (``loser`` column, then one column per winner).
     """
     table = probabilities(counts)
-    names = [label(c) for c in conditions]
+    names = [registry.loss_label(c) for c in conditions]
     text = [[f"{value:.4f}" if np.isfinite(value) else "" for value in row] for row in table]
     # A comparison appears twice; its winner's cell is the one above 0.5, and a tie bolds neither.
     bold = [[False] + [bool(value > 0.5) for value in row] for row in table]
     rows = [[name, *cells] for name, cells in zip(names, text)]
     csv_rows = [["loser", *conditions]] + [[c, *cells] for c, cells in zip(conditions, text)]
-    return _write_formats(prefix, ["Loser \\ Winner", *names], rows, bold, caption, csv_rows)
+    return _write_formats(prefix, ["Loser \\ Winner", *names], rows, bold, caption, csv_rows, registry)
 
 
-def anchored(summary: Summary, origin: str) -> tuple[Summary, str]:
-    """``summary`` with its scores shifted to ``origin``, and that origin in words for a caption.
+def anchored(summary: Summary, origin: str, registry: Registry = PACKAGE) -> tuple[Summary, str]:
+    """``summary`` with its scores shifted to ``origin``, and that origin in words for a caption (``registry``'s
+    labels).
 
     A shift changes no difference between scores, no interval width and no p-value.
 
@@ -107,11 +111,14 @@ def anchored(summary: Summary, origin: str) -> tuple[Summary, str]:
     """
     if origin == "lowest_is_1":
         lowest = int(np.argmin(summary.jod))
-        offset, words = 1.0 - summary.jod[lowest], f"lowest-scoring loss, {label(summary.conditions[lowest])}, at 1"
+        offset, words = (
+            1.0 - summary.jod[lowest],
+            f"lowest-scoring loss, {registry.loss_label(summary.conditions[lowest])}, at 1",
+        )
     elif origin == "mean0":
         offset, words = 0.0, "mean 0"
     elif origin in summary.conditions:
-        offset, words = -summary.jod[summary.conditions.index(origin)], f"{label(origin)} at 0"
+        offset, words = -summary.jod[summary.conditions.index(origin)], f"{registry.loss_label(origin)} at 0"
     else:
         raise ValueError(
             f"jod_origin: expected {', '.join(JOD_ORIGINS)} or one of the study's losses"
@@ -145,7 +152,9 @@ def _sentence(text: str) -> str:
     return text[0].upper() + text[1:] + "."
 
 
-def write_jod_table(summary: Summary, prefix: str | Path, caption: str, origin: str = "mean0") -> list[Path]:
+def write_jod_table(
+    summary: Summary, prefix: str | Path, caption: str, origin: str = "mean0", registry: Registry = PACKAGE
+) -> list[Path]:
     """JOD, 95 % interval and rank of each condition as ``prefix``.csv/.md/.tex; the best in bold.
 
     Scores are shifted to ``origin`` (see :func:`anchored`); ``caption`` should say where it is, and
@@ -153,7 +162,7 @@ def write_jod_table(summary: Summary, prefix: str | Path, caption: str, origin: 
     row; a study that was not resampled has empty interval cells there and no interval column in
     the Markdown and LaTeX tables.
     """
-    summary = anchored(summary, origin)[0]
+    summary = anchored(summary, origin, registry)[0]
     intervals = summary.resampled is not None
     order = np.argsort(-summary.jod)
     rank = np.empty(len(order), dtype=int)
@@ -165,10 +174,14 @@ def write_jod_table(summary: Summary, prefix: str | Path, caption: str, origin: 
         jod = f"{summary.jod[index]:.3f}"
         low, high = (f"{summary.low[index]:.3f}", f"{summary.high[index]:.3f}") if intervals else ("", "")
         csv_rows.append([condition, jod, low, high, str(rank[index]), observers, summary.resampled or NOT_RESAMPLED])
-        rows.append([label(condition), jod, *([f"[{low}, {high}]"] if intervals else []), str(rank[index])])
+        rows.append(
+            [registry.loss_label(condition), jod, *([f"[{low}, {high}]"] if intervals else []), str(rank[index])]
+        )
         bold.append([False, rank[index] == 1, *([False] if intervals else []), False])
     header = ["Loss", "JOD", *(["95 % CI"] if intervals else []), "Rank"]
-    return _write_formats(prefix, header, rows, bold, f"{caption} {_sentence(observer_note(summary))}", csv_rows)
+    return _write_formats(
+        prefix, header, rows, bold, f"{caption} {_sentence(observer_note(summary))}", csv_rows, registry
+    )
 
 
 def _number(value: float) -> str:
@@ -215,13 +228,15 @@ def _title(axis: plt.Axes, title: str, summary: Summary) -> None:
     axis.set_title(f"{title}\n{textwrap.fill(observer_note(summary), _NOTE_WIDTH)}", fontsize=9)
 
 
-def jod_plot(summary: Summary, paths: list[str | Path], title: str, origin: str = "lowest_is_1") -> None:
+def jod_plot(
+    summary: Summary, paths: list[str | Path], title: str, origin: str = "lowest_is_1", registry: Registry = PACKAGE
+) -> None:
     """JOD of each condition with its 95 % interval, shifted to ``origin`` (default as the thesis's figures).
 
     A study that was not resampled is drawn without intervals; the note under the title says why.
     """
-    summary, words = anchored(summary, origin)
-    names = [label(c) for c in summary.conditions]
+    summary, words = anchored(summary, origin, registry)
+    names = [registry.loss_label(c) for c in summary.conditions]
     figure, axis = plt.subplots(figsize=(6.4, 3.8))
     x = np.arange(len(names))
     if summary.resampled is not None:
@@ -244,14 +259,16 @@ def jod_plot(summary: Summary, paths: list[str | Path], title: str, origin: str 
     save_figure(figure, paths)
 
 
-def ranking_triangle(summary: Summary, paths: list[str | Path], title: str, origin: str = "lowest_is_1") -> None:
+def ranking_triangle(
+    summary: Summary, paths: list[str | Path], title: str, origin: str = "lowest_is_1", registry: Registry = PACKAGE
+) -> None:
     """pwcmp's ranking triangle: conditions on the JOD axis (shifted to ``origin``), alternately up
     and down, each joined to its neighbours at rank distance 1 and 2; blue solid where the
     difference is significant (p < 0.025, one-sided), red dashed otherwise; edges labelled with
     the JOD difference. A study that was not resampled has no p-values: its edges are grey dotted,
     "not tested".
     """
-    summary, words = anchored(summary, origin)
+    summary, words = anchored(summary, origin, registry)
     tested = summary.resampled is not None
     order = [int(c) for c in np.argsort(summary.jod)]
     y = {c: float(1 - (k + 1) % 2) for k, c in enumerate(order)}
@@ -263,7 +280,7 @@ def ranking_triangle(summary: Summary, paths: list[str | Path], title: str, orig
         axis.text(
             summary.jod[c],
             y[c] + (0.12 if y[c] else -0.12),
-            label(summary.conditions[c]),
+            registry.loss_label(summary.conditions[c]),
             ha="center",
             va="bottom" if y[c] else "top",
             fontsize=9,
