@@ -52,11 +52,11 @@ from lossbench.core.precision import float32_precision_flags
 from lossbench.data.tasks import channels, prepare_embedded_photos, write_valset
 from lossbench.models import UNet
 from lossbench.pipeline.config import validate
-from lossbench.pipeline.run_specs import train_spec
+from lossbench.pipeline.job_settings import run_settings
 from lossbench.train import checkpoint
 from lossbench.train import loop as training
 from lossbench.train.device import configure_cuda_kernels
-from lossbench.train.run_spec import Trainer
+from lossbench.train.run_settings import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 #: The thesis's U-net and crops (config/paper.yaml, denoising).
@@ -343,15 +343,15 @@ def check_train_run(device: str, small: bool) -> dict:
     if small:
         config["tasks"]["denoise"]["crops_per_image"] = 4
     config = validate(config)
-    spec = train_spec(config, "denoise", "flip", 0)
+    settings = run_settings(config, "denoise", "flip", 0)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         prepare_embedded_photos(["chelsea", "rocket", "coffee"], root / "train", max_side=256)
         prepare_embedded_photos(["astronaut"], root / "val", max_side=200)
-        write_valset("rgb_denoise", spec.data, root / "val", root / "val.h5")
+        write_valset("rgb_denoise", settings.data, root / "val", root / "val.h5")
         started = time.perf_counter()
         training.run(
-            spec,
+            settings,
             root / "train",
             root / "val.h5",
             root / "out",
@@ -364,7 +364,7 @@ def check_train_run(device: str, small: bool) -> dict:
         seconds = time.perf_counter() - started
         with open(root / "out" / "curve.csv") as handle:
             curve = handle.read()
-        trainer = spec.trainer
+        trainer = settings.trainer
         # The other way first, so that only inference itself can set them as the model was trained.
         configure_cuda_kernels(torch.device(device), tf32=not trainer.tf32, benchmark=not trainer.cudnn_benchmark)
         images = infer.run(root / "out" / "model.pt", root / "val.h5", root / "outputs.h5", device=device, threads=4)

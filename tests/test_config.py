@@ -6,8 +6,8 @@ import yaml
 from lossbench import losses, metrics, models
 from lossbench.data import tasks
 from lossbench.pipeline.config import ConfigError, load, validate
-from lossbench.pipeline.run_specs import learning_rate, train_spec
-from lossbench.train.run_spec import Schedule
+from lossbench.pipeline.job_settings import learning_rate, run_settings
+from lossbench.train.run_settings import Schedule
 
 
 def test_tiny_config_is_valid_and_defaults_are_filled(tiny_config):
@@ -107,7 +107,7 @@ def test_per_task_learning_rate_must_cover_every_task(tiny_config):
 def test_learning_rates_and_spec(tiny_config):
     config = validate(tiny_config)
     assert learning_rate(config, "knee", "l2") == 2e-3 and learning_rate(config, "knee", "l1") == 1e-3
-    spec = train_spec(config, "knee", "l2", 3)
+    spec = run_settings(config, "knee", "l2", 3)
     assert spec.kind == "mri_singlecoil" and spec.seed == 3 and spec.lr == 2e-3
     assert spec.data["mask"]["acceleration"] == 8 and "source" not in spec.data
 
@@ -186,9 +186,9 @@ def test_a_task_schedule_replaces_the_trainers_for_that_task_only(repo):
     raw["tasks"]["knee"]["training"]["schedule"] = {"kind": "cosine", "final": 0.05}
     assert "schedule" not in raw["tasks"]["brain"]["training"]  # so brain takes the trainer's
     config = validate(raw, require_data=False)
-    assert train_spec(config, "knee", "l2", 0).trainer.schedule == Schedule(kind="cosine", warmup=0, final=0.05)
-    assert train_spec(config, "brain", "l2", 0).trainer.schedule == Schedule(kind="constant", warmup=0, final=0)
-    assert "schedule" not in train_spec(config, "knee", "l2", 0).to_dict()["training"]
+    assert run_settings(config, "knee", "l2", 0).trainer.schedule == Schedule(kind="cosine", warmup=0, final=0.05)
+    assert run_settings(config, "brain", "l2", 0).trainer.schedule == Schedule(kind="constant", warmup=0, final=0)
+    assert "schedule" not in run_settings(config, "knee", "l2", 0).to_dict()["training"]
     raw["tasks"]["knee"]["training"]["schedule"] = {"kind": "linear"}
     with pytest.raises(ConfigError, match=r"tasks\.knee\.training\.schedule\.kind"):
         validate(raw, require_data=False)

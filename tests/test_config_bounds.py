@@ -18,7 +18,7 @@ import pytest
 
 from lossbench.metrics import lpips as lpips_metric
 from lossbench.pipeline.config import ConfigError, load, read_yaml, validate
-from lossbench.pipeline.run_specs import learning_rate
+from lossbench.pipeline.job_settings import learning_rate
 
 from conftest import REPO, TINY_CONFIG
 

@@ -11,7 +11,7 @@ from lossbench import losses, metrics
 from lossbench.losses.mix import MixLoss
 from lossbench.metrics.msssim import ms_ssim
 from lossbench.pipeline.config import ConfigError, validate
-from lossbench.pipeline.run_specs import train_spec
+from lossbench.pipeline.job_settings import run_settings
 from lossbench.registry import Registry
 from lossbench.report import paper
 from lossbench.report.table_files import comparison_rows, to_latex, to_markdown, write_all
@@ -97,11 +97,11 @@ def test_a_users_loss_from_the_config_is_registered_labelled_and_built(tiny_conf
     assert registry.loss_label("mine") == "My loss" and "mine" not in losses.STUDY_LOSSES
     with pytest.raises(ValueError, match=r"^unknown loss 'mine': expected one of l1, l2, "):
         losses.spec("mine")  # the package's registry never gains a configuration's own loss
-    spec = train_spec(config, "denoise", "mine", 0, registry)
-    assert spec == train_spec(config, "denoise", "mine", 0)  # without one, the configuration's registry is built
+    spec = run_settings(config, "denoise", "mine", 0, registry)
+    assert spec == run_settings(config, "denoise", "mine", 0)  # without one, the configuration's registry is built
     assert (
         spec.loss.module == f"{user_module}:ScaledL1"
-        and "loss_module" not in train_spec(config, "denoise", "l1", 0, registry).to_dict()
+        and "loss_module" not in run_settings(config, "denoise", "l1", 0, registry).to_dict()
     )
     with pytest.raises(ValueError, match=r"^unknown loss 'mine'"):
         build_loss(spec)  # the package's registry, by default
@@ -322,7 +322,7 @@ def test_mix_through_the_config_gives_its_terms_their_task_defaults_and_channels
         },
     }
     config = validate(tiny_config, "tiny.yaml")
-    spec = train_spec(config, "knee", "mix", 0)
+    spec = run_settings(config, "knee", "mix", 0)
     assert spec.loss.params["term_params"]["flip"] == {
         "out_of_range": "inward",
         "mode": "gray_thesis",
@@ -486,7 +486,7 @@ def test_a_task_of_its_own_kind_gets_its_own_table_without_a_thesis_comparison(t
         "table_jpeg": "jpeg",
     }
     assert dataset(config, "jpeg") is config["tasks"]["denoise"]["data"]
-    spec = train_spec(config, "jpeg", "l1", 0)
+    spec = run_settings(config, "jpeg", "l1", 0)
     assert spec.kind == "rgb_jpeg" and spec.dataset == config["tasks"]["denoise"]["data"] and spec.data["quality"] == 10
     # A thesis task's name with another kind is another task: its own table, not the thesis's.
     from lossbench.report.tables import subject

@@ -14,9 +14,9 @@ from lossbench.data import fastmri_synthetic as synthetic
 from lossbench.data.fastmri_files import FastMRIFileError, check_folder, link_checked
 from lossbench.data.tasks import write_valset
 from lossbench.pipeline.config import validate
-from lossbench.pipeline.run_specs import train_spec
+from lossbench.pipeline.job_settings import run_settings
 from lossbench.train import loop as training
-from lossbench.train.run_spec import RunSpec
+from lossbench.train.run_settings import RunSettings
 
 #: Brain volumes at matrix 48: coil counts 2, 3 and 5, one scan 37 columns wide (narrower than the
 #: 48 crop), maxima from 1e-5 to 1e-2, several acquisitions.
@@ -86,7 +86,7 @@ def test_single_coil_files_of_two_widths_with_reconstruction_rss_pass(tmp_path):
     assert selected == paths and problems == []
 
 
-def _brain_run(tmp_path: Path, tiny_config: dict, slices: int, epochs: int) -> RunSpec:
+def _brain_run(tmp_path: Path, tiny_config: dict, slices: int, epochs: int) -> RunSettings:
     """Varied brain training volumes of ``slices`` slices, a one-slice validation set in val.h5, and
     the tiny config's l1 spec on 48-pixel crops in batches of two."""
     _write(tmp_path / "train", BRAIN, slices=slices)
@@ -94,7 +94,7 @@ def _brain_run(tmp_path: Path, tiny_config: dict, slices: int, epochs: int) -> R
     config = validate(tiny_config)
     config["tasks"]["brain"]["crop"] = 48
     config["tasks"]["brain"]["training"].update(epochs=epochs, batch_size=2)
-    spec = train_spec(config, "brain", "l1", 0)
+    spec = run_settings(config, "brain", "l1", 0)
     assert write_valset("mri_multicoil", spec.data, tmp_path / "val", tmp_path / "val.h5") == 1
     return spec
 

@@ -164,7 +164,7 @@ def test_the_baselines_come_from_the_images_the_curves_score(tmp_path, monkeypat
 
 
 def test_the_race_draws_every_metric_per_step_with_the_own_loss_thick(tmp_path, monkeypatch):
-    from lossbench.metrics import rows
+    from lossbench.registry import PACKAGE
     from lossbench.report import plots
 
     saved = []
@@ -178,7 +178,7 @@ def test_the_race_draws_every_metric_per_step_with_the_own_loss_thick(tmp_path, 
         curves,
         ["unused.png"],
         "Race",
-        rows(["l1", "psnr", "flip"]),
+        PACKAGE.metric_rows(["l1", "psnr", "flip"]),
         {"l1": "l1", "flip": "flip"},
         input_metrics=tmp_path / "input.csv",
     )
@@ -195,14 +195,14 @@ def test_the_race_draws_every_metric_per_step_with_the_own_loss_thick(tmp_path, 
 
 
 def test_the_race_of_curves_without_validation_metrics_names_what_is_missing(tmp_path, monkeypatch):
-    from lossbench.metrics import rows
+    from lossbench.registry import PACKAGE
     from lossbench.report import plots
 
     saved = []
     monkeypatch.setattr(plots, "save_figure", lambda figure, paths: saved.append(figure))
     plain = tmp_path / "l1.csv"  # a model trained before validation metrics: PSNR only
     plain.write_text("epoch,step,train_loss,val_loss,val_psnr,skipped,seconds\n1,4,0.1,0.1,22.0,0,1.0\n")
-    plots.race_figure({"l1": plain}, ["unused.png"], "Race", rows(["l1", "psnr", "flip"]), {})
+    plots.race_figure({"l1": plain}, ["unused.png"], "Race", PACKAGE.metric_rows(["l1", "psnr", "flip"]), {})
     (race,) = saved
     assert [axis.get_title().split(" (")[0] for axis in race.axes if axis.get_title()] == ["PSNR"]
     assert (

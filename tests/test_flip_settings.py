@@ -11,7 +11,7 @@ from lossbench.data.valset import ImageFile, write_images
 from lossbench.evaluate import GRAY_MODES, evaluate, flip_gray_modes, flip_gray_modes_markdown
 from lossbench.flip import MAX_PPD, VIEWING, flip_ppd
 from lossbench.pipeline.config import SCHEMA_PATH, ConfigError, read_yaml, validate
-from lossbench.pipeline.run_specs import loss_params
+from lossbench.pipeline.job_settings import loss_params
 
 
 def test_viewing_conditions_default_to_67_ppd_for_metric_and_loss(tiny_config):

@@ -18,7 +18,7 @@ from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.data.valset import ImageFile
 from lossbench.evaluate import fastmri_volume_metrics
 from lossbench.pipeline.config import validate
-from lossbench.pipeline.run_specs import train_spec
+from lossbench.pipeline.job_settings import run_settings
 from lossbench.train import loop as training
 
 from conftest import TINY_CONFIG
@@ -52,7 +52,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def denoise_model(tmp_path_factory, tiny):
     root = tmp_path_factory.mktemp("denoise")
-    spec = train_spec(tiny, "denoise", "l1", 0)
+    spec = run_settings(tiny, "denoise", "l1", 0)
     prepare_embedded_photos(["chelsea"], root / "train", max_side=64)
     prepare_embedded_photos(["astronaut", "coffee"], root / "val", max_side=48)
     write_valset(spec.kind, spec.data, root / "val", root / "val.h5")
@@ -62,7 +62,7 @@ def denoise_model(tmp_path_factory, tiny):
 @pytest.fixture(scope="module")
 def knee_model(tmp_path_factory, tiny):
     root = tmp_path_factory.mktemp("knee")
-    spec = train_spec(tiny, "knee", "l2", 0)
+    spec = run_settings(tiny, "knee", "l2", 0)
     synthetic.generate_dataset(root / "train", "singlecoil", 1, 2, seed=1, prefix="train", matrix=MATRIX)
     synthetic.generate_dataset(root / "val", "singlecoil", 2, 3, seed=2, prefix="val", matrix=MATRIX)
     write_valset(spec.kind, spec.data, root / "val", root / "val.h5")

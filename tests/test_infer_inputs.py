@@ -22,7 +22,7 @@ from PIL import Image
 
 from lossbench import infer
 from lossbench.data.images import DuplicateImageIdError, list_images, read_image, read_rgb
-from lossbench.pipeline.run_specs import train_spec
+from lossbench.pipeline.job_settings import run_settings
 from lossbench.train import loop as training
 
 from test_infer import _as_test_file, _error, denoise_model, knee_model, tiny  # noqa: F401 (fixtures)
@@ -273,7 +273,7 @@ def test_a_pixel_budget_below_one_is_a_usage_error(denoise_model, tmp_path, caps
 def other_denoise_model(denoise_model, tiny):
     """A second denoising model (l2) trained on the data of ``denoise_model``."""
     _, root = denoise_model
-    spec = train_spec(tiny, "denoise", "l2", 0)
+    spec = run_settings(tiny, "denoise", "l2", 0)
     return training.run(
         spec,
         root / "train",

@@ -12,7 +12,7 @@ from PIL import Image
 
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.pipeline.config import ConfigError, validate
-from lossbench.pipeline.run_specs import live_settings, train_spec
+from lossbench.pipeline.job_settings import live_settings, run_settings
 from lossbench.train import loop as training
 from lossbench.train.live import LiveViewError
 
@@ -20,7 +20,7 @@ from lossbench.train.live import LiveViewError
 @pytest.fixture
 def run(tmp_path, tiny_config):
     config = validate(tiny_config)
-    spec = train_spec(config, "denoise", "l2", 0)
+    spec = run_settings(config, "denoise", "l2", 0)
     spec = replace(spec, training=replace(spec.training, epochs=2))
     prepare_embedded_photos(["chelsea"], tmp_path / "train", max_side=64)
     prepare_embedded_photos(["astronaut", "coffee"], tmp_path / "val", max_side=48)
@@ -84,9 +84,9 @@ def test_every_n_epochs_and_off_by_default(run, tiny_config):
 
 
 def test_the_live_view_changes_no_run(tiny_config):
-    plain = train_spec(validate(tiny_config), "knee", "l1", 0)
+    plain = run_settings(validate(tiny_config), "knee", "l1", 0)
     tiny_config["trainer"] = {"snapshots": {"every": 3, "images": 2}, "tensorboard": True}
-    assert train_spec(validate(tiny_config), "knee", "l1", 0) == plain  # same spec, same checkpoints, no rerun
+    assert run_settings(validate(tiny_config), "knee", "l1", 0) == plain  # same spec, same checkpoints, no rerun
     tiny_config["trainer"] = {"snapshots": {"every": 0, "images": 2}}
     with pytest.raises(ConfigError, match="trainer.snapshots"):
         validate(tiny_config)

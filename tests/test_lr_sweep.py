@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from lossbench.pipeline.config import ConfigError, validate
-from lossbench.pipeline.lr_sweep import choose, sweep_spec, write_choice
-from lossbench.pipeline.run_specs import learning_rate, train_spec
+from lossbench.pipeline.job_settings import learning_rate, run_settings
+from lossbench.pipeline.lr_sweep import choose, sweep_settings, write_choice
 
 
 def test_the_lowest_finite_final_validation_loss_wins():
@@ -26,14 +26,14 @@ def test_written_choice_overrides_the_configured_rate(tmp_path, tiny_config):
     config = validate({**tiny_config, "learning_rates_file": str(path)})
     assert learning_rate(config, "knee", "l2") == 3e-4
     assert learning_rate(config, "brain", "l2") == 2e-3 and learning_rate(config, "knee", "l1") == 1e-3
-    assert train_spec(config, "knee", "l2", 0).lr == 3e-4
+    assert run_settings(config, "knee", "l2", 0).lr == 3e-4
 
 
 def test_sweep_spec_changes_only_rate_and_epochs(tiny_config):
     config = validate({**tiny_config, "seeds": [4, 5], "lr_sweep": {"grid": [1e-3], "epochs": 3}})
-    spec = sweep_spec(config, "denoise", "l1", 1e-3)
+    spec = sweep_settings(config, "denoise", "l1", 1e-3)
     assert (spec.lr, spec.training.epochs, spec.seed) == (1e-3, 3, 4)
-    plain, configured = spec.to_dict(), train_spec(config, "denoise", "l1", 4).to_dict()
+    plain, configured = spec.to_dict(), run_settings(config, "denoise", "l1", 4).to_dict()
     assert {k: v for k, v in plain.items() if k not in ("lr", "training")} == {
         k: v for k, v in configured.items() if k not in ("lr", "training")
     }

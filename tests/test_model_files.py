@@ -32,7 +32,7 @@ from lossbench import infer, losses
 from lossbench.core.io import atomic_file
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.pipeline.config import validate
-from lossbench.pipeline.run_specs import train_spec
+from lossbench.pipeline.job_settings import run_settings
 from lossbench.train import loop as training
 from lossbench.train.checkpoint import (
     RefusedFileError,
@@ -93,7 +93,7 @@ def run(tmp_path_factory):
     config["tasks"] = {"denoise": config["tasks"]["denoise"]}
     config["tasks"]["denoise"].update(crops_per_image=4, training={"epochs": 1, "batch_size": 2})
     config["figures"] = {}
-    spec = train_spec(validate(config), "denoise", "l1", 0)
+    spec = run_settings(validate(config), "denoise", "l1", 0)
     prepare_embedded_photos(["chelsea", "rocket"], root / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], root / "val", max_side=64)
     write_valset(spec.kind, spec.data, root / "val", root / "val.h5")
@@ -177,7 +177,7 @@ def test_every_losss_state_loads_with_weights_only():
     config["losses"] = {name: {"lr": 1e-3} for name in losses.names()}
     config = validate(config)
     for name in losses.names():
-        state = training.build_loss(train_spec(config, "denoise", name, 0)).state_dict()
+        state = training.build_loss(run_settings(config, "denoise", name, 0)).state_dict()
         buffer = io.BytesIO()
         torch.save(state, buffer)
         loaded = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)

@@ -12,13 +12,13 @@ from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.data.valset import ImageFile, write_images
 from lossbench.evaluate import evaluate
 from lossbench.pipeline.config import validate
-from lossbench.pipeline.run_specs import train_spec
+from lossbench.pipeline.job_settings import run_settings
 from lossbench.train import loop as training
 
 
 def test_inference_writes_clamped_outputs_and_logs_the_share(tmp_path, tiny_config, caplog):
     config = validate(tiny_config)
-    spec = train_spec(config, "denoise", "flip", 0)
+    spec = run_settings(config, "denoise", "flip", 0)
     prepare_embedded_photos(["chelsea"], tmp_path / "train", max_side=64)
     prepare_embedded_photos(["astronaut"], tmp_path / "val", max_side=64)
     write_valset("rgb_denoise", spec.data, tmp_path / "val", tmp_path / "val.h5")

@@ -25,10 +25,10 @@ from PIL import Image
 from lossbench.data.images import read_image, read_rgb
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.pipeline.config import ConfigError, load, validate
-from lossbench.pipeline.run_specs import train_spec
+from lossbench.pipeline.job_settings import run_settings
 from lossbench.train import __main__ as train
 from lossbench.train import loop as training
-from lossbench.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint, spec_hash
+from lossbench.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint, settings_hash
 
 from conftest import REPO, TINY_CONFIG
 
@@ -48,7 +48,7 @@ def _denoise_config(tiny_config, **denoise):
 def denoise(tmp_path, tiny_config):
     """A tiny denoising run: spec (2 epochs of 1 step), two training photos and a validation set."""
     config = _denoise_config(tiny_config, training={"epochs": 2, "batch_size": 4})
-    spec = train_spec(config, "denoise", "l1", 0)
+    spec = run_settings(config, "denoise", "l1", 0)
     prepare_embedded_photos(["chelsea", "rocket"], tmp_path / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], tmp_path / "val", max_side=64)
     write_valset("rgb_denoise", spec.data, tmp_path / "val", tmp_path / "val.h5")
@@ -89,16 +89,16 @@ def _same(a, b):
         ("tasks.brain.data.train.slices", 3),
     ],
 )
-def test_the_training_spec_covers_the_data_section(tiny_config, dotted, value):
+def test_the_run_settings_cover_the_data_section(tiny_config, dotted, value):
     task = dotted.split(".")[1]
-    before = train_spec(validate(yaml.safe_load(yaml.safe_dump(tiny_config))), task, "l1", 0)
+    before = run_settings(validate(yaml.safe_load(yaml.safe_dump(tiny_config))), task, "l1", 0)
     *parents, last = dotted.split(".")
     node = tiny_config
     for key in parents:
         node = node[key]
     node[last] = value
-    after = train_spec(validate(tiny_config), task, "l1", 0)
-    assert after != before and spec_hash(after) != spec_hash(before)
+    after = run_settings(validate(tiny_config), task, "l1", 0)
+    assert after != before and settings_hash(after) != settings_hash(before)
 
 
 def test_changed_training_images_give_a_new_model(denoise, caplog):
@@ -209,7 +209,7 @@ def long_run(tmp_path, tiny_config):
         "metrics": [name for name in tiny_config["metrics"] if name != "msssim"],
     }  # MS-SSIM does not fit 64 pixels
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    spec = train_spec(validate(config), "denoise", "l1", 0)
+    spec = run_settings(validate(config), "denoise", "l1", 0)
     prepare_embedded_photos(["chelsea", "rocket"], tmp_path / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], tmp_path / "val", max_side=64)
     write_valset("rgb_denoise", spec.data, tmp_path / "val", tmp_path / "val.h5")

@@ -21,10 +21,10 @@ import yaml
 from lossbench.data.fastmri_synthetic import generate_dataset
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.pipeline.config import validate
-from lossbench.pipeline.run_specs import train_spec
+from lossbench.pipeline.job_settings import run_settings
 from lossbench.train import loop as training
 from lossbench.train.checkpoint import KEEP_CHECKPOINTS, load_checkpoint
-from lossbench.train.run_spec import Schedule
+from lossbench.train.run_settings import Schedule
 
 #: 8 training crops in batches of 2: 4 steps per epoch, so kills land mid-epoch too.
 EPOCHS, STEPS_PER_EPOCH = 2, 4
@@ -45,7 +45,7 @@ def setup(tmp_path_factory):
     config["metrics"] = ["l1", "psnr", "lpips", "flip"]
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     config = validate(config)
-    spec = train_spec(config, "denoise", "l1", 0)
+    spec = run_settings(config, "denoise", "l1", 0)
     prepare_embedded_photos(["chelsea", "rocket"], root / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], root / "val", max_side=64)
     write_valset("rgb_denoise", spec.data, root / "val", root / "val.h5")
@@ -217,7 +217,7 @@ def corrupted_knee(tmp_path_factory):
     with open(os.path.join(os.path.dirname(__file__), "data", "config_tiny.yaml")) as handle:
         config = validate(yaml.safe_load(handle))
     config["tasks"]["knee"]["training"].update(epochs=2, batch_size=1)
-    spec = train_spec(config, "knee", "l1", 0)
+    spec = run_settings(config, "knee", "l1", 0)
     write_valset("mri_singlecoil", spec.data, root / "val", root / "val.h5")
     return root, spec
 

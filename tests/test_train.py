@@ -10,7 +10,7 @@ from lossbench.data.tasks import prepare_embedded_photos, write_valset
 from lossbench.data.valset import ImageFile
 from lossbench.models import UNet
 from lossbench.pipeline.config import validate
-from lossbench.pipeline.run_specs import train_spec
+from lossbench.pipeline.job_settings import run_settings
 from lossbench.train import epoch as training_epoch
 from lossbench.train import loop as training
 
@@ -18,7 +18,7 @@ from lossbench.train import loop as training
 @pytest.fixture
 def denoise_run(tmp_path, tiny_config):
     config = validate(tiny_config)
-    spec = train_spec(config, "denoise", "l2", 0)
+    spec = run_settings(config, "denoise", "l2", 0)
     prepare_embedded_photos(["chelsea", "rocket"], tmp_path / "train", max_side=96)
     prepare_embedded_photos(["astronaut"], tmp_path / "val", max_side=64)
     write_valset("rgb_denoise", spec.data, tmp_path / "val", tmp_path / "val.h5")
@@ -127,7 +127,7 @@ def test_validation_metrics_are_scored_as_evaluation_scores_them_and_leave_the_w
     # The own-metric race's data: every configured metric at every validation, on clamped outputs, as
     # lossbench.evaluate scores them. They draw nothing from the training's random stream.
     from lossbench import evaluate
-    from lossbench.pipeline.run_specs import evaluation_settings, validation_metrics
+    from lossbench.pipeline.job_settings import evaluation_settings, validation_metrics
 
     spec, root = denoise_run
     spec = replace(spec, training=replace(spec.training, epochs=2))

@@ -126,11 +126,11 @@ def test_a_section_without_name_is_the_thesis_unet_and_an_unknown_name_one_line(
 
 def _save_model_pt(path, section, tiny_config):
     from lossbench.pipeline.config import validate
-    from lossbench.pipeline.run_specs import train_spec
+    from lossbench.pipeline.job_settings import run_settings
 
     torch.manual_seed(0)
     network = models.build(section, 1)
-    spec = {**train_spec(validate(tiny_config), "knee", "l1", 0).to_dict(), "model": section}
+    spec = {**run_settings(validate(tiny_config), "knee", "l1", 0).to_dict(), "model": section}
     torch.save({"spec": spec, "model": network.state_dict(), "loss": {}}, path)
     return network
 

@@ -20,8 +20,8 @@ from lossbench.pipeline.config import (
     validate_with_overrides,
 )
 from lossbench.pipeline.experiment import results_dir
-from lossbench.pipeline.lr_sweep import sweep_spec
-from lossbench.pipeline.run_specs import evaluation_settings, task_data, train_spec
+from lossbench.pipeline.lr_sweep import sweep_settings
+from lossbench.pipeline.job_settings import evaluation_settings, task_data, run_settings
 from lossbench.registry import Registry
 from lossbench.report.tables import subject
 
@@ -86,7 +86,7 @@ TASKS = list(config["tasks"])
 #: Task → the spec of its kind (lossbench.data.tasks): channels, data rules, thesis table.
 TASK_SPECS = {task: task_spec(config, task) for task in TASKS}
 LOSSES = list(config["losses"])
-#: The configuration's losses and metrics (the package's and its own), built once for the run specs; each job builds
+#: The configuration's losses and metrics (the package's and its own), built once for the run settings; each job builds
 #: its own from the configuration (lossbench.pipeline.job.workflow_job).
 REGISTRY = Registry.from_config(config)
 SEEDS = config["seeds"]
@@ -297,7 +297,7 @@ def job_task(wildcards):
         return wildcards.task
     if "table" in wildcards.keys():
         return TABLES[wildcards.table].task
-    return figure_spec(wildcards)["task"]
+    return figure_settings(wildcards)["task"]
 
 
 def of_task(function, *args):
@@ -365,18 +365,18 @@ def largest_crop(wildcards):
 
 
 def validation_data(wildcards):
-    """The data settings a task's validation set is made with (lossbench.pipeline.run_specs.task_data)."""
+    """The data settings a task's validation set is made with (lossbench.pipeline.job_settings.task_data)."""
     return task_data(config, job_task(wildcards))
 
 
-def training_spec(wildcards):
-    """A training job's run, as plain data (lossbench.pipeline.run_specs.train_spec)."""
-    return train_spec(config, wildcards.task, wildcards.loss, int(wildcards.seed), REGISTRY).to_dict()
+def training_settings(wildcards):
+    """A training job's run, as plain data (lossbench.pipeline.job_settings.run_settings)."""
+    return run_settings(config, wildcards.task, wildcards.loss, int(wildcards.seed), REGISTRY).to_dict()
 
 
-def sweep_run_spec(wildcards):
-    """A learning-rate sweep job's run, as plain data (lossbench.pipeline.lr_sweep.sweep_spec)."""
-    return sweep_spec(config, wildcards.task, wildcards.loss, float(wildcards.lr), REGISTRY).to_dict()
+def sweep_run_settings(wildcards):
+    """A learning-rate sweep job's run, as plain data (lossbench.pipeline.lr_sweep.sweep_settings)."""
+    return sweep_settings(config, wildcards.task, wildcards.loss, float(wildcards.lr), REGISTRY).to_dict()
 
 
 def table_subject(wildcards):
@@ -394,7 +394,7 @@ def figure_crop(wildcards):
     return figure_ids()[wildcards.figure][1]
 
 
-def figure_spec(wildcards):
+def figure_settings(wildcards):
     """The configuration (figures.<panel>) of the panel figure of ``wildcards.figure``."""
     return config["figures"][figure_panel(wildcards)]
 

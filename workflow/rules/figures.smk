@@ -21,7 +21,7 @@ rule figure:
     conda:
         ENV
     params:
-        spec=figure_spec,
+        settings=figure_settings,
         panel=figure_panel,
         crop=figure_crop,
         losses=LOSSES,

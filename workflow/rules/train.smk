@@ -32,7 +32,7 @@ rule train:
     params:
         # Plain data: Snakemake reruns a job whose parameters' repr changed, and skips the check for
         # values it cannot represent (a dataclass).
-        spec=training_spec,
+        settings=training_settings,
         checkpoints=results("checkpoints/{task}/{loss}/seed{seed}"),
         device=config["device"],
     script:
@@ -56,7 +56,7 @@ rule lr_sweep_run:
     resources:
         gpu=1,
     params:
-        spec=sweep_run_spec,
+        settings=sweep_run_settings,
         checkpoints=results("checkpoints/lr_sweep/{task}/{loss}/lr{lr}"),
         device=config["device"],
     script:

@@ -9,7 +9,7 @@ with workflow_job(snakemake) as job:
     thesis_figure(
         snakemake.input.valset,
         outputs,
-        params.spec,
+        params.settings,
         params.panel,
         params.crop,
         params.seed,

@@ -3,16 +3,16 @@
 from pathlib import Path
 
 from lossbench.pipeline.job import workflow_job
-from lossbench.pipeline.run_specs import evaluation_settings, live_settings, validation_metrics
+from lossbench.pipeline.job_settings import evaluation_settings, live_settings, validation_metrics
 from lossbench.train import loop as training
-from lossbench.train.run_spec import RunSpec
+from lossbench.train.run_settings import RunSettings
 
 # A `folder` source's training input is the list of its one folder (common.smk's existing()), the others a path.
 TRAIN = snakemake.input.train if isinstance(snakemake.input.train, str) else snakemake.input.train[0]
 
 with workflow_job(snakemake) as job:
     training.run(
-        RunSpec.from_dict(snakemake.params.spec),
+        RunSettings.from_dict(snakemake.params.settings),
         TRAIN,
         snakemake.input.valset,
         Path(snakemake.output.model).parent,

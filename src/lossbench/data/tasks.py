@@ -54,7 +54,7 @@ def train_dataset(kind: str, data: dict[str, Any], train_dir: str | Path) -> Dat
 
     Args:
         kind: A registered kind (:func:`kinds`).
-        data: The task's settings (crop, noise range, mask, quality, ...), see ``config.train_spec``.
+        data: The task's settings (crop, noise range, mask, quality, ...), see ``config.run_settings``.
         train_dir: Folder of training images or an image manifest file (photographs, see
             :mod:`lossbench.data.imagenet`), or folder of fastMRI ``.h5`` files (MRI).
 

@@ -25,7 +25,7 @@ from lossbench.infer.common import (
     _restore,
     _write_atomically,
 )
-from lossbench.train.run_spec import RunSpec
+from lossbench.train.run_settings import RunSettings
 
 # The package's one log, "lossbench.infer", whichever of its modules writes.
 log = logging.getLogger(__package__)
@@ -63,7 +63,7 @@ def _image_outputs(images: Mapping[str, Path], out_dir: Path) -> dict[str, Path]
 
 def restore_images(
     model: torch.nn.Module,
-    spec: RunSpec,
+    run_settings: RunSettings,
     input_dir: Path,
     out_dir: Path,
     device: torch.device,
@@ -88,10 +88,10 @@ def restore_images(
     Returns:
         The files written (not those an earlier run completed).
     """
-    images = _list_inputs(input_dir, out_dir, spec.task)
+    images = _list_inputs(input_dir, out_dir, run_settings.task)
     outputs = _image_outputs(images, out_dir)
     _check_apart(input_dir, out_dir, images.values())
-    _check_headers(images.values(), max_pixels, spec.model)
+    _check_headers(images.values(), max_pixels, run_settings.model)
     ids = {source: image_id for image_id, source in images.items()}
     pending = _pending(((images[image_id], target) for image_id, target in outputs.items()), settings, overwrite)
     if len(pending) < len(images):

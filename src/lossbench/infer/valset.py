@@ -34,9 +34,11 @@ def run(
     if threads is not None:
         torch.set_num_threads(threads)
     target_device = select_device(device)
-    model, spec = load_model(model_path, target_device)
-    configure_cuda_kernels(target_device, spec.trainer.tf32, spec.trainer.cudnn_benchmark)  # as trained
-    log.info("inference of %s/%s seed %d on %s", spec.task, spec.loss.name, spec.seed, target_device)
+    model, run_settings = load_model(model_path, target_device)
+    configure_cuda_kernels(target_device, run_settings.trainer.tf32, run_settings.trainer.cudnn_benchmark)  # as trained
+    log.info(
+        "inference of %s/%s seed %d on %s", run_settings.task, run_settings.loss.name, run_settings.seed, target_device
+    )
     with ImageFile(valset_path) as valset:
         outside = total = 0
 
@@ -48,6 +50,10 @@ def run(
                 total += restored.numel()
                 yield image_id, restored.clamp(0.0, 1.0).cpu().numpy()
 
-        write_images(out_path, {"output": outputs()}, {"task": spec.task, "loss": spec.loss.name, "seed": spec.seed})
+        write_images(
+            out_path,
+            {"output": outputs()},
+            {"task": run_settings.task, "loss": run_settings.loss.name, "seed": run_settings.seed},
+        )
         log.info("%.2f%% of output values were outside [0, 1] and were clamped", 100.0 * outside / max(total, 1))
         return len(valset.ids)

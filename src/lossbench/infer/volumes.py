@@ -30,7 +30,7 @@ from lossbench.infer.common import (
     _write_atomically,
 )
 from lossbench.infer.images import _images_in
-from lossbench.train.run_spec import RunSpec
+from lossbench.train.run_settings import RunSettings
 
 # The package's one log, "lossbench.infer", whichever of its modules writes.
 log = logging.getLogger(__package__)
@@ -159,7 +159,7 @@ def _test_volume_inputs(path: Path, challenge: str, crop: int) -> tuple[np.ndarr
 
 def restore_volumes(
     model: torch.nn.Module,
-    spec: RunSpec,
+    run_settings: RunSettings,
     input_dir: Path,
     out_dir: Path,
     device: torch.device,
@@ -179,13 +179,13 @@ def restore_volumes(
     Returns:
         The files written (not those an earlier run completed).
     """
-    challenge = tasks.spec(spec.kind).challenge
+    challenge = tasks.spec(run_settings.kind).challenge
     files, tests = _volume_files(input_dir, challenge)
     _check_apart(input_dir, out_dir, files)
     pending = _pending(((path, out_dir / path.name) for path in files), settings, overwrite)
     if len(pending) < len(files):
         log.info("%s: keeping %d outputs an earlier run of this model completed", out_dir, len(files) - len(pending))
-    volume_inputs = _volume_inputs(input_dir, challenge, spec.data, tests)
+    volume_inputs = _volume_inputs(input_dir, challenge, run_settings.data, tests)
     _make_folder(out_dir)
     for path, target in pending:
         inputs, scale = volume_inputs(path)

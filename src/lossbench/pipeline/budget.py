@@ -29,10 +29,10 @@ from lossbench.core.io import markdown_table
 from lossbench.data.images import list_images
 from lossbench.data.tasks import channels
 from lossbench.pipeline.config import ConfigError, data_owner, dataset, load
-from lossbench.pipeline.run_specs import train_spec
+from lossbench.pipeline.job_settings import run_settings
 from lossbench.registry import Registry
 from lossbench.train.loop import build_loss, build_model
-from lossbench.train.run_spec import LossSettings
+from lossbench.train.run_settings import LossSettings
 
 #: fastMRI's published split sizes (Zbontar et al. 2018, "fastMRI: An Open Dataset and Benchmarks for
 #: Accelerated MRI", arXiv:1811.08839, Table 2), by the folder names the dataset ships with.
@@ -190,9 +190,9 @@ def _loss_timings(
     """Loss → seconds of its forward and backward on ``sample``, or None and why it was not timed."""
     per_loss: dict[str, tuple[float | None, str]] = {}
     for loss in config["losses"]:
-        spec = train_spec(config, task, loss, 0, registry)
+        settings = run_settings(config, task, loss, 0, registry)
         try:
-            per_loss[loss] = (loss_seconds(build_loss(spec, registry), sample), "")
+            per_loss[loss] = (loss_seconds(build_loss(settings, registry), sample), "")
         except (FileNotFoundError, OSError) as error:
             per_loss[loss] = (None, f"loss not timed: {error}")
     return per_loss
@@ -228,22 +228,22 @@ def _task_rows(
 ) -> list[dict[str, Any]]:
     """The rows of :func:`estimate` of one task: its losses' costs, measured on a sample of its crop."""
     training, crop = config["tasks"][task]["training"], config["tasks"][task]["crop"]
-    spec = train_spec(config, task, next(iter(config["losses"])), 0, registry)
-    sample = torch.rand(1, channels(spec.kind), crop, crop, generator=torch.Generator().manual_seed(0))
+    settings = run_settings(config, task, next(iter(config["losses"])), 0, registry)
+    sample = torch.rand(1, channels(settings.kind), crop, crop, generator=torch.Generator().manual_seed(0))
     per_loss = _loss_timings(config, task, sample, registry)
     torch.manual_seed(0)
-    flops = flops_per_sample(build_model(spec), sample)
-    unet_seconds = cpu_step_seconds(build_model(spec), sample)
+    flops = flops_per_sample(build_model(settings), sample)
+    unet_seconds = cpu_step_seconds(build_model(settings), sample)
     # The reference of the loss-cost column: l2's own timing when it is one of the losses, so that its ratio is 1.
     l2_seconds = per_loss.get("l2", (None, ""))[0] or loss_seconds(
-        build_loss(replace(spec, loss=LossSettings("l2", {}))), sample
+        build_loss(replace(settings, loss=LossSettings("l2", {}))), sample
     )
     epochs, count = training["epochs"], samples.count
     rows = []
     for loss in config["losses"]:
         seconds, note = per_loss[loss]
         extra = None if seconds is None else max(0.0, seconds - l2_seconds)
-        rate, gpu_source = _gpu_rate(gpu, loss, crop**2 * channels(spec.kind), flops, extra, unet_seconds)
+        rate, gpu_source = _gpu_rate(gpu, loss, crop**2 * channels(settings.kind), flops, extra, unet_seconds)
         known = count is not None
         row = {
             "samples": count,

@@ -16,16 +16,18 @@ from typing import Any
 import yaml
 
 from lossbench.core.io import read_rows
-from lossbench.pipeline.run_specs import train_spec
+from lossbench.pipeline.job_settings import run_settings
 from lossbench.registry import Registry
-from lossbench.train.run_spec import RunSpec
+from lossbench.train.run_settings import RunSettings
 
 
-def sweep_spec(config: dict[str, Any], task: str, loss: str, lr: float, registry: Registry | None = None) -> RunSpec:
-    """The run spec of one sweep run: the first seed, the sweep's epochs, learning rate ``lr`` (``registry``: see
-    :func:`~lossbench.pipeline.run_specs.train_spec`)."""
-    spec = train_spec(config, task, loss, config["seeds"][0], registry)
-    return replace(spec, lr=float(lr), training=replace(spec.training, epochs=config["lr_sweep"]["epochs"]))
+def sweep_settings(
+    config: dict[str, Any], task: str, loss: str, lr: float, registry: Registry | None = None
+) -> RunSettings:
+    """The run settings of one sweep run: the first seed, the sweep's epochs, learning rate ``lr`` (``registry``: see
+    :func:`~lossbench.pipeline.job_settings.run_settings`)."""
+    settings = run_settings(config, task, loss, config["seeds"][0], registry)
+    return replace(settings, lr=float(lr), training=replace(settings.training, epochs=config["lr_sweep"]["epochs"]))
 
 
 def final_validation_loss(curve_path: str | Path) -> float:

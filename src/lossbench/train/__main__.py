@@ -1,7 +1,7 @@
 """``python -m lossbench.train``: one training job from a configuration file, outside the workflow.
 
-It builds the run spec of (task, loss, seed) from the configuration
-(:func:`lossbench.pipeline.run_specs.train_spec`) and hands it to the loop, :func:`lossbench.train.loop.run`;
+It builds the run settings of (task, loss, seed) from the configuration
+(:func:`lossbench.pipeline.job_settings.run_settings`) and hands it to the loop, :func:`lossbench.train.loop.run`;
 every error a user can cause is one line.
 
 CLI (the folders the demo's workflow writes):
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from lossbench.pipeline.config import load
-from lossbench.pipeline.run_specs import evaluation_settings, live_settings, train_spec, validation_metrics
+from lossbench.pipeline.job_settings import evaluation_settings, live_settings, run_settings, validation_metrics
 from lossbench.registry import Registry
 from lossbench.train.device import DeviceError
 from lossbench.train.live import LiveViewError
@@ -48,11 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.loss not in config["losses"]:
         parser.error(f"loss {args.loss!r} is not configured in {args.config}")
     registry = Registry.from_config(config)
-    spec = train_spec(config, args.task, args.loss, args.seed, registry)
+    settings = run_settings(config, args.task, args.loss, args.seed, registry)
     try:
         scored = validation_metrics(config, args.task, evaluation_settings(config), registry)
         run(
-            spec,
+            settings,
             args.train_dir,
             args.valset,
             args.out,

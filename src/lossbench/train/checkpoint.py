@@ -1,6 +1,6 @@
 """Checkpoints of a training run: where they live, how they are written and read, and the RNG states in them.
 
-A run's checkpoints live in a folder named by :func:`spec_hash` of its spec and of its training
+A run's checkpoints live in a folder named by :func:`settings_hash` of its settings and of its training
 files' identity (:func:`data_identity`), so changed data (or another training folder) starts a new
 run. Each is written atomically as ``step_<step>.pt``, the newest :data:`KEEP_CHECKPOINTS` kept;
 unreadable ones are moved aside as ``*.corrupt``, never resumed, counted or pruned in place of a
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from lossbench.core.io import atomic_file
-from lossbench.train.run_spec import RunSpec
+from lossbench.train.run_settings import RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,12 @@ _CHECKPOINT_KEYS = {"model", "loss", "optimizer", "rng", "progress"}
 CONTENT_DIGEST_BYTES = 256 * 2**20
 
 
-def spec_hash(spec: RunSpec, data: dict[str, Any] | None = None) -> str:
-    """Short stable hash of a run spec and the identity of its training files (:func:`data_identity`).
+def settings_hash(settings: RunSettings, data: dict[str, Any] | None = None) -> str:
+    """Short stable hash of run settings and the identity of its training files (:func:`data_identity`).
 
-    It names the checkpoint folder of that exact run, so a changed spec or changed data is a new run.
+    It names the checkpoint folder of that exact run, so a changed settings or changed data is a new run.
     """
-    plain = spec.to_dict()
+    plain = settings.to_dict()
     content = plain if data is None else {"spec": plain, "data_identity": data}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -20,7 +20,7 @@ from lossbench.core.seeding import SeededSampler, group_batches
 from lossbench.data.valset import ImageFile
 from lossbench.train.checkpoint import rng_states, save_checkpoint
 from lossbench.train.live import LiveView
-from lossbench.train.run_spec import RunSpec
+from lossbench.train.run_settings import RunSettings
 from lossbench.train.step import NonFiniteError, _autocast, _step, _to_device, learning_rate_factor
 from lossbench.train.stop_signals import StopSignals
 from lossbench.train.validation import Scored, validate, write_curve
@@ -62,7 +62,7 @@ class _EpochOrder:
 class _Job:
     """The live objects of one run, from :func:`_build`; ``state`` advances step by step."""
 
-    spec: RunSpec
+    settings: RunSettings
     device: torch.device
     dataset: Any
     model: nn.Module
@@ -79,7 +79,7 @@ class _Job:
         return save_checkpoint(
             self.checkpoint_dir,
             {
-                "spec": self.spec.to_dict(),
+                "spec": self.settings.to_dict(),
                 "model": self.model.state_dict(),
                 "loss": self.loss_fn.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
@@ -91,9 +91,9 @@ class _Job:
     def epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
         """The batches of ``epoch``: shape-grouped (fastMRI volumes of several layouts), as many in every epoch."""
         return group_batches(
-            list(SeededSampler(len(self.dataset), self.spec.seed, epoch)),
+            list(SeededSampler(len(self.dataset), self.settings.seed, epoch)),
             self.dataset.batch_key,
-            self.spec.training.batch_size,
+            self.settings.training.batch_size,
         )
 
 
@@ -114,16 +114,16 @@ def _train_epoch(
     Raises:
         NonFiniteError: see :func:`run`.
     """
-    spec, state = job.spec, job.state
+    settings, state = job.settings, job.state
     started = time.perf_counter()
     for raw in loader:
         for group in job.optimizer.param_groups:
-            group["lr"] = spec.lr * learning_rate_factor(spec.trainer.schedule, state.step, total_steps)
+            group["lr"] = settings.lr * learning_rate_factor(settings.trainer.schedule, state.step, total_steps)
         # The dataset finishes its batch on the device (the MRI k-space transforms run there).
         degraded, clean = job.dataset.finish_batch(raw, job.device)
-        batch = (_to_device(degraded, job.device, spec.trainer), clean)
+        batch = (_to_device(degraded, job.device, settings.trainer), clean)
         value, problem = _step(
-            job.forward, job.loss_fn, job.optimizer, job.parameters, batch, _autocast(job.device, spec.trainer)
+            job.forward, job.loss_fn, job.optimizer, job.parameters, batch, _autocast(job.device, settings.trainer)
         )
         _count(job, value, problem, len(degraded))
         state.seconds += time.perf_counter() - started
@@ -153,9 +153,9 @@ def _count(job: _Job, value: float, problem: str | None, samples: int) -> None:
         if problem.startswith("weights"):
             raise NonFiniteError(
                 f"{message}; stopped (weights cannot be skipped past), the last good checkpoint is kept in"
-                f" {job.checkpoint_dir}; lower losses.{job.spec.loss.name}.lr?"
+                f" {job.checkpoint_dir}; lower losses.{job.settings.loss.name}.lr?"
             )
-        if job.spec.trainer.nonfinite == "stop":
+        if job.settings.trainer.nonfinite == "stop":
             raise NonFiniteError(
                 f"{message}; stopped, the last good checkpoint is kept in {job.checkpoint_dir} (trainer.nonfinite: skip"
                 " skips such batches)"
@@ -171,7 +171,7 @@ def _end_epoch(job: _Job, valset: ImageFile, started: float, curve_folders: tupl
     # The uncompiled module: compile would recompile for eval mode, each full-size image shape and
     # orientation, for a one-image-at-a-time loop that is not the run's bottleneck.
     validation = validate(
-        job.model, job.loss_fn, valset, job.device, job.spec.training.val_images, job.spec.trainer, job.metrics
+        job.model, job.loss_fn, valset, job.device, job.settings.training.val_images, job.settings.trainer, job.metrics
     )
     _finish_epoch(job.state, validation, started)
     # Followed live in the outputs; beside the checkpoints it outlives a failed job, whose outputs Snakemake deletes.

@@ -25,7 +25,7 @@ class LiveView:
 
     Args:
         run_dir: The run's output folder.
-        run: Name of this run (the spec hash), so a changed spec is another TensorBoard run.
+        run: Name of this run (the settings hash), so a changed settings is another TensorBoard run.
         snapshots: ``{"every": epochs, "images": count}``, or None for none.
         tensorboard: Log to TensorBoard.
 

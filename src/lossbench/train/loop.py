@@ -40,7 +40,7 @@ from lossbench.train.checkpoint import (
     load_file,
     restore_rng_states,
     save_atomic,
-    spec_hash,
+    settings_hash,
 )
 from lossbench.train.device import (
     check_gpu_features,
@@ -51,7 +51,7 @@ from lossbench.train.device import (
 )
 from lossbench.train.epoch import Progress, _end_epoch, _EpochOrder, _Job, _train_epoch
 from lossbench.train.live import LiveView
-from lossbench.train.run_spec import RunSpec
+from lossbench.train.run_settings import RunSettings
 from lossbench.train.step import NonFiniteError, learning_rate_factor
 from lossbench.train.stop_signals import Interrupted, catch_stop_signals, ignore_stop_signals
 from lossbench.train.validation import (
@@ -81,15 +81,15 @@ __all__ = [
 ]
 
 
-def build_model(spec: RunSpec) -> nn.Module:
-    """The network of a run spec (``model.name``; a spec without one, from before it, is the thesis's U-net)."""
-    return models.build(spec.model, channels(spec.kind))
+def build_model(settings: RunSettings) -> nn.Module:
+    """The network of run ``settings`` (``model.name``; settings from before it, without one, name the U-net)."""
+    return models.build(settings.model, channels(settings.kind))
 
 
-def build_loss(spec: RunSpec, registry: Registry = PACKAGE) -> nn.Module:
-    """The loss of a run spec, from ``registry`` (its configuration's, for a loss of the user's own), for the channel
-    count of its task (see :meth:`LossSpec.build`)."""
-    return registry.build_loss(spec.loss.name, spec.loss.params, channels(spec.kind))
+def build_loss(settings: RunSettings, registry: Registry = PACKAGE) -> nn.Module:
+    """The loss of run ``settings``, from ``registry`` (its configuration's, for a loss of the user's own), for the
+    channel count of its task (see :meth:`LossSpec.build`)."""
+    return registry.build_loss(settings.loss.name, settings.loss.params, channels(settings.kind))
 
 
 def _training_files(dataset: Any, train_dir: Path) -> list[Path]:
@@ -101,7 +101,7 @@ def _training_files(dataset: Any, train_dir: Path) -> list[Path]:
 
 
 def run(
-    spec: RunSpec,
+    settings: RunSettings,
     train_dir: str | Path,
     valset_path: str | Path,
     out_dir: str | Path,
@@ -114,25 +114,25 @@ def run(
     metrics: Mapping[str, Mapping[str, Any]] | None = None,
     registry: Registry = PACKAGE,
 ) -> Path:
-    """Train the model of ``spec`` and write ``model.pt`` and ``curve.csv`` into ``out_dir``.
+    """Train the model of ``settings`` and write ``model.pt`` and ``curve.csv`` into ``out_dir``.
 
     Args:
-        spec: Run spec from :func:`lossbench.pipeline.run_specs.train_spec`.
+        settings: Run settings from :func:`lossbench.pipeline.job_settings.run_settings`.
         train_dir: Training data folder (images or fastMRI files).
         valset_path: Validation set written by :func:`lossbench.data.tasks.write_valset`.
         out_dir: Where the final weights and the curve go.
         checkpoint_dir: Where checkpoints live, in a subfolder named by
-            :func:`lossbench.train.checkpoint.spec_hash`; the newest readable checkpoint of the same
-            spec is resumed.
+            :func:`lossbench.train.checkpoint.settings_hash`; the newest readable checkpoint of the same
+            settings is resumed.
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         threads: CPU threads for torch (None: torch's default).
         progress: Show a progress bar on stderr.
         checkpoint_every: Steps between checkpoints (there is one at each epoch's end as well).
         live: ``trainer.snapshots`` and ``trainer.tensorboard`` (:class:`lossbench.train.live.LiveView`),
-            which change no result and so are no part of the spec.
+            which change no result and so are no part of the settings.
         metrics: Metrics scored at every validation besides the loss and PSNR, name → parameters
-            (:func:`lossbench.pipeline.run_specs.validation_metrics`); they change no weight, so they are no
-            part of the spec either, and a run resumed with other metrics has their columns from then on.
+            (:func:`lossbench.pipeline.job_settings.validation_metrics`); they change no weight, so they are no
+            part of the settings either, and a run resumed with other metrics has their columns from then on.
         registry: The configuration's losses and metrics (:class:`lossbench.registry.Registry`), which build the
             loss and score the metrics by name.
 
@@ -140,18 +140,18 @@ def run(
         Path of the written ``model.pt``.
 
     Raises:
-        NonFiniteError: a non-finite loss or gradient with ``spec.trainer.nonfinite == "stop"``;
+        NonFiniteError: a non-finite loss or gradient with ``settings.trainer.nonfinite == "stop"``;
             the checkpoints on disk are all from before it.
         Interrupted: after checkpointing on SIGTERM or SIGINT (exit status 128 + signal number).
     """
-    target_device = _set_up_device(spec, device, threads)
+    target_device = _set_up_device(settings, device, threads)
     # The data are checked (image sizes, volume layouts, validation sizes) before anything is written.
     scored = {name: (registry.metric(name), params) for name, params in (metrics or {}).items()}
-    dataset, identity = _read_data(spec, Path(train_dir), valset_path, scored)
-    run_hash = spec_hash(spec, identity)
+    dataset, identity = _read_data(settings, Path(train_dir), valset_path, scored)
+    run_hash = settings_hash(settings, identity)
     view = LiveView(out_dir, run_hash, (live or {}).get("snapshots"), (live or {}).get("tensorboard", False))
     out_dir, checkpoint_dir = _make_folders(Path(out_dir), Path(checkpoint_dir) / run_hash, train_dir, identity)
-    job = _build(spec, dataset, target_device, checkpoint_dir, scored, registry)
+    job = _build(settings, dataset, target_device, checkpoint_dir, scored, registry)
     _resume(job, run_hash)
     _train(job, valset_path, (out_dir, checkpoint_dir), view, progress, checkpoint_every)
     return _finish(job, identity, out_dir)
@@ -185,19 +185,19 @@ def _train(
 ) -> None:
     """Train the run's remaining epochs, each validated and checkpointed; after a stop signal, checkpoint and raise
     :class:`Interrupted`."""
-    spec = job.spec
+    settings = job.settings
     steps_per_epoch = len(job.epoch_batches(0))
-    total_steps = spec.training.epochs * steps_per_epoch
+    total_steps = settings.training.epochs * steps_per_epoch
     log.info(
         "training %s/%s seed %d on %s: %d samples per epoch, %d epochs, lr %g, %s",
-        spec.task,
-        spec.loss.name,
-        spec.seed,
+        settings.task,
+        settings.loss.name,
+        settings.seed,
         job.device,
         len(job.dataset),
-        spec.training.epochs,
-        spec.lr,
-        spec.trainer.to_dict(),
+        settings.training.epochs,
+        settings.lr,
+        settings.trainer.to_dict(),
     )
     bar = tqdm(
         total=total_steps,
@@ -205,11 +205,11 @@ def _train(
         disable=not progress,
         file=sys.stderr,
         mininterval=2.0 if sys.stderr.isatty() else 30.0,
-        desc=f"{spec.task}/{spec.loss.name}",
+        desc=f"{settings.task}/{settings.loss.name}",
     )
     loader, order = _loader(job)
     with ImageFile(valset_path) as valset, catch_stop_signals() as signals, bar, view:
-        while job.state.epoch < spec.training.epochs:
+        while job.state.epoch < settings.training.epochs:
             # A resumed epoch skips its done batches.
             order.batches = job.epoch_batches(job.state.epoch)[job.state.position :]
             started = _train_epoch(job, loader, total_steps, steps_per_epoch, checkpoint_every, signals, bar)
@@ -227,27 +227,29 @@ def _train(
                 raise Interrupted(128 + signals.received)
 
 
-def _set_up_device(spec: RunSpec, device: str, threads: int | None) -> torch.device:
-    """Seed every generator, pick the device and set its kernels as the spec asks (refusing what the GPU lacks)."""
+def _set_up_device(settings: RunSettings, device: str, threads: int | None) -> torch.device:
+    """Seed every generator, pick the device and set its kernels as the settings ask (refusing what the GPU lacks)."""
     keep_freed_memory()
-    make_deterministic(spec.seed, threads)
+    make_deterministic(settings.seed, threads)
     target_device = select_device(device)
-    check_gpu_features(target_device, spec.trainer.autocast, spec.trainer.compile)
-    configure_cuda_kernels(target_device, spec.trainer.tf32, spec.trainer.cudnn_benchmark)
+    check_gpu_features(target_device, settings.trainer.autocast, settings.trainer.compile)
+    configure_cuda_kernels(target_device, settings.trainer.tf32, settings.trainer.cudnn_benchmark)
     return target_device
 
 
-def _read_data(spec: RunSpec, train_dir: Path, valset_path: str | Path, metrics: Scored) -> tuple[Any, dict[str, Any]]:
+def _read_data(
+    settings: RunSettings, train_dir: Path, valset_path: str | Path, metrics: Scored
+) -> tuple[Any, dict[str, Any]]:
     """The training dataset, checked with the validation set's sizes, and the identity of its files."""
-    dataset = train_dataset(spec.kind, spec.data, train_dir)
+    dataset = train_dataset(settings.kind, settings.data, train_dir)
     with ImageFile(valset_path) as valset:
-        _check_validation_sizes(valset, spec.training.val_images, spec.model, metrics)
+        _check_validation_sizes(valset, settings.training.val_images, settings.model, metrics)
     identity = data_identity(_training_files(dataset, train_dir), train_dir if train_dir.is_dir() else train_dir.parent)
     return dataset, identity
 
 
 def _build(
-    spec: RunSpec,
+    settings: RunSettings,
     dataset: Any,
     device: torch.device,
     checkpoint_dir: Path,
@@ -255,15 +257,17 @@ def _build(
     registry: Registry,
 ) -> _Job:
     """The network, loss and optimiser of a fresh run, on ``device``."""
-    model = build_model(spec).to(device)
-    if spec.trainer.channels_last:
+    model = build_model(settings).to(device)
+    if settings.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(spec, registry).to(device)
+    loss_fn = build_loss(settings, registry).to(device)
     parameters = list(model.parameters()) + list(loss_fn.parameters())
-    optimizer = torch.optim.Adam(parameters, lr=spec.lr)
+    optimizer = torch.optim.Adam(parameters, lr=settings.lr)
     # The compiled module shares its parameters with ``model``, whose state_dict stays free of compile's prefixes.
-    forward = torch.compile(model) if spec.trainer.compile else model
-    return _Job(spec, device, dataset, model, forward, loss_fn, parameters, optimizer, checkpoint_dir, dict(metrics))
+    forward = torch.compile(model) if settings.trainer.compile else model
+    return _Job(
+        settings, device, dataset, model, forward, loss_fn, parameters, optimizer, checkpoint_dir, dict(metrics)
+    )
 
 
 def _resume(job: _Job, run_hash: str) -> None:
@@ -298,23 +302,23 @@ def _loader(job: _Job) -> tuple[DataLoader, _EpochOrder]:
         job.dataset,
         batch_sampler=order,
         collate_fn=job.dataset.collate,
-        num_workers=job.spec.training.workers,
-        persistent_workers=job.spec.training.workers > 0,
+        num_workers=job.settings.training.workers,
+        persistent_workers=job.settings.training.workers > 0,
         pin_memory=job.device.type == "cuda",
         worker_init_fn=ignore_stop_signals,
         # Its own generator keeps the loader from drawing on torch's global random state.
-        generator=torch.Generator().manual_seed(derive_seed(job.spec.seed)),
+        generator=torch.Generator().manual_seed(derive_seed(job.settings.seed)),
     )
     return loader, order
 
 
 def _finish(job: _Job, identity: dict[str, Any], out_dir: Path) -> Path:
-    """Write the trained ``model.pt`` (spec, data identity, network and loss weights) and the final curve."""
-    spec = job.spec
+    """Write the trained ``model.pt`` (settings, data identity, network and loss weights) and the final curve."""
+    settings = job.settings
     model_path = out_dir / "model.pt"
     save_atomic(
         {
-            "spec": spec.to_dict(),
+            "spec": settings.to_dict(),
             "data_identity": identity,
             "model": job.model.state_dict(),
             "loss": job.loss_fn.state_dict(),
@@ -322,7 +326,9 @@ def _finish(job: _Job, identity: dict[str, Any], out_dir: Path) -> Path:
         model_path,
     )
     write_curve(job.state.curve, out_dir / "curve.csv")
-    log.info("peak memory of %s/%s seed %d: %s", spec.task, spec.loss.name, spec.seed, peak_memory(job.device))
+    log.info(
+        "peak memory of %s/%s seed %d: %s", settings.task, settings.loss.name, settings.seed, peak_memory(job.device)
+    )
     return model_path
 
 
@@ -342,16 +348,16 @@ def peak_memory(device: torch.device) -> str:
     return text
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, RunSpec]:
-    """Load a trained ``model.pt``; returns the network its spec names (see :func:`build_model`) in eval mode, and the
-    spec.
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, RunSettings]:
+    """Load a trained ``model.pt``; returns the network its run settings name (see :func:`build_model`) in eval mode,
+    and the run settings.
 
     The file is read as tensors and plain data (:func:`lossbench.train.checkpoint.load_file`): nothing in it runs.
 
     Raises:
         RefusedFileError: the file holds other objects (a pickled payload, or NumPy arrays of an
             earlier lossbench, with the command that converts it); nothing in it ran.
-        ValueError: the file holds no spec and weights, or the stored spec lacks a key or has an
+        ValueError: the file holds no settings and weights, or the stored settings lacks a key or has an
             unknown one (one line naming it).
     """
     state = load_file(path, device)
@@ -359,7 +365,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
         raise ValueError(
             f"{path}: not a model written by lossbench.train (expected a dict with the keys model and spec)"
         )
-    spec = RunSpec.from_dict(state["spec"])
-    model = build_model(spec).to(device)
+    settings = RunSettings.from_dict(state["spec"])
+    model = build_model(settings).to(device)
     model.load_state_dict(state["model"])
-    return model.eval(), spec
+    return model.eval(), settings

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from lossbench.train.run_spec import Schedule, Trainer
+from lossbench.train.run_settings import Schedule, Trainer
 
 
 class NonFiniteError(RuntimeError):

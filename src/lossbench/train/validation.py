@@ -16,7 +16,7 @@ from lossbench.core.specs import MetricSpec
 from lossbench.data.valset import ImageFile
 from lossbench.metrics import compute_spec
 from lossbench.metrics.pixel import psnr
-from lossbench.train.run_spec import Trainer
+from lossbench.train.run_settings import Trainer
 from lossbench.train.step import _autocast, _to_device
 
 CURVE_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_psnr", "skipped", "seconds"]
@@ -65,7 +65,7 @@ def validate(
     """Mean loss, PSNR and ``metrics`` over the first ``limit`` validation images (all if None), one at a time.
 
     Args:
-        metrics: Metric name → its spec and parameters (:func:`lossbench.pipeline.run_specs.validation_metrics`),
+        metrics: Metric name → its spec and parameters (:func:`lossbench.pipeline.job_settings.validation_metrics`),
             scored as evaluation scores them: the output clamped to [0, 1], on the CPU.
 
     Returns:

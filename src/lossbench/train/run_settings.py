@@ -1,10 +1,10 @@
-"""The run spec: everything one training job of (task, loss, seed) depends on, typed and frozen.
+"""The run settings: everything one training job of (task, loss, seed) depends on, typed and frozen.
 
-:func:`lossbench.pipeline.run_specs.train_spec` builds it from a configuration. As plain data
-(:meth:`RunSpec.to_dict`) it is a Snakemake rule parameter, so that a change to any of its values
+:func:`lossbench.pipeline.job_settings.run_settings` builds it from a configuration. As plain data
+(:meth:`RunSettings.to_dict`) it is a Snakemake rule parameter, so that a change to any of its values
 reruns exactly the affected jobs; it is stored in every checkpoint and ``model.pt`` and read back
-with :meth:`RunSpec.from_dict`; and its hash names the checkpoint folder
-(:func:`lossbench.train.checkpoint.spec_hash`).
+with :meth:`RunSettings.from_dict`; and its hash names the checkpoint folder
+(:func:`lossbench.train.checkpoint.settings_hash`).
 
 Values are kept as the configuration gave them, never converted (an ``int`` warm-up stays an
 ``int``): the plain data, and with it the hash of every existing run, stay what they were.
@@ -25,12 +25,12 @@ def _check_keys(values: Mapping[str, Any], expected: Iterable[str], where: str, 
     missing = [key for key in expected if key not in values and key not in optional]
     unknown = [key for key in values if key not in expected]
     if missing or unknown:
-        problems = ([f"lacks {', '.join(missing)}"] if missing else []) + (
-            [f"has unknown {', '.join(unknown)}"] if unknown else []
+        problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"unknown {', '.join(unknown)}"] if unknown else []
         )
         raise ValueError(
-            f"run spec{' ' + where if where else ''} {' and '.join(problems)} (expected {', '.join(expected)}; written"
-            " by another lossbench version?)"
+            f"run settings{' ' + where if where else ''}: {'; '.join(problems)} (expected {', '.join(expected)};"
+            " written by another lossbench version?)"
         )
 
 
@@ -113,7 +113,7 @@ class Trainer(_Section):
     """How training runs: the ``trainer`` section less what changes no result, plus the task's schedule.
 
     A key added to the schema's ``trainer`` section needs its field here; until then
-    :func:`lossbench.pipeline.run_specs.train_spec` refuses it in one line.
+    :func:`lossbench.pipeline.job_settings.run_settings` refuses it in one line.
 
     Attributes:
         nonfinite: ``stop`` the job at a non-finite loss or gradient, or ``skip`` the batch.
@@ -140,7 +140,7 @@ class LossSettings:
 
     Attributes:
         name: Registered loss name (``losses.<name>``), a built-in one or the configuration's own.
-        params: Its constructor arguments on the run's task (:func:`lossbench.pipeline.run_specs.loss_params`).
+        params: Its constructor arguments on the run's task (:func:`lossbench.pipeline.job_settings.loss_params`).
         module: ``package.module:Class`` of a loss of the configuration's own, None for a built-in
             one: another class is another run.
     """
@@ -150,7 +150,7 @@ class LossSettings:
     module: str | None = None
 
 
-#: The keys of a run spec's plain data, in its order; ``loss_module`` only for a loss of the configuration's own.
+#: The keys of the run settings' plain data, in its order; ``loss_module`` only for a loss of the configuration's own.
 _KEYS = (
     "task",
     "kind",
@@ -168,7 +168,7 @@ _KEYS = (
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class RunSettings:
     """Everything a training job of (task, loss, seed) depends on (see the module docstring).
 
     The mappings are the configuration's sections, validated by its schema (each network, task
@@ -186,7 +186,7 @@ class RunSpec:
         training: The task's training settings.
         trainer: How training runs.
         data: The settings that shape the task's samples (crop, noise levels, mask, quality, ...;
-            :func:`lossbench.pipeline.run_specs.task_data`).
+            :func:`lossbench.pipeline.job_settings.task_data`).
         dataset: The task's ``data`` section (source, photo names, folders, volume counts): another
             training set is another run, never a resume of the old one.
     """
@@ -222,7 +222,7 @@ class RunSpec:
         return {key: _plain(value) for key, value in values.items()}
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> RunSpec:
+    def from_dict(cls, values: Mapping[str, Any]) -> RunSettings:
         """The spec of plain data written by :meth:`to_dict` (a checkpoint's or ``model.pt``'s ``spec``).
 
         Raises:

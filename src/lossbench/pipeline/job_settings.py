@@ -1,6 +1,6 @@
-"""The run specs of a validated configuration: what each training job is built from, as typed, frozen data.
+"""The run settings of a validated configuration: what each training job is built from, as typed, frozen data.
 
-:func:`train_spec` builds the :class:`~lossbench.train.run_spec.RunSpec` of one (task, loss, seed) job;
+:func:`run_settings` builds the :class:`~lossbench.train.run_settings.RunSettings` of one (task, loss, seed) job;
 the helpers beside it give the pieces the workflow's other jobs need (the evaluation settings with the
 LPIPS trunk resolved, a loss's constructor arguments, the metrics scored at every validation).
 
@@ -18,7 +18,7 @@ from lossbench.data.tasks import channels
 from lossbench.metrics.lpips import resolve_trunk
 from lossbench.pipeline.config import ConfigError, dataset, learning_rate_overrides
 from lossbench.registry import Registry
-from lossbench.train.run_spec import LossSettings, RunSpec, Trainer, Training
+from lossbench.train.run_settings import LossSettings, RunSettings, Trainer, Training
 
 
 def learning_rate(config: dict[str, Any], task: str, loss: str) -> float:
@@ -71,10 +71,12 @@ def task_data(config: dict[str, Any], task: str) -> dict[str, Any]:
     }
 
 
-def train_spec(config: dict[str, Any], task: str, loss: str, seed: int, registry: Registry | None = None) -> RunSpec:
-    """Everything a training job of (task, loss, seed) depends on, as a typed run spec.
+def run_settings(
+    config: dict[str, Any], task: str, loss: str, seed: int, registry: Registry | None = None
+) -> RunSettings:
+    """Everything a training job of (task, loss, seed) depends on, as a typed run settings.
 
-    Snakemake passes it as a parameter (:meth:`RunSpec.to_dict`), so a change to any of these values
+    Snakemake passes it as a parameter (:meth:`RunSettings.to_dict`), so a change to any of these values
     reruns exactly the affected jobs; its hash, with the identity of the training files (computed by
     the job, see :func:`lossbench.train.checkpoint.data_identity`), names the checkpoint folder. ``dataset`` is the
     task's
@@ -82,7 +84,7 @@ def train_spec(config: dict[str, Any], task: str, loss: str, seed: int, registry
     training set is a new run, never a resume of the old one.
     """
     task_config = config["tasks"][task]
-    return RunSpec(
+    return RunSettings(
         task=task,
         kind=task_config["kind"],
         # A loss of the user's own (``module``): another class is another run.

@@ -1,13 +1,13 @@
-"""The typed run spec: its plain data is the configuration's, in the configuration's key order, and back."""
+"""The typed run settings: its plain data is the configuration's, in the configuration's key order, and back."""
 
 import dataclasses
 
 import pytest
 
 from lossbench.pipeline.config import validate
-from lossbench.pipeline.run_specs import train_spec
-from lossbench.train.checkpoint import spec_hash
-from lossbench.train.run_spec import RunSpec, Schedule
+from lossbench.pipeline.job_settings import run_settings
+from lossbench.train.checkpoint import settings_hash
+from lossbench.train.run_settings import RunSettings, Schedule
 
 
 def test_plain_data_keeps_the_configurations_key_order_and_reads_back_to_the_same_spec(tiny_config):
@@ -18,7 +18,7 @@ def test_plain_data_keeps_the_configurations_key_order_and_reads_back_to_the_sam
         "schedule": {"warmup": 0.1, "kind": "cosine"},
         "epochs": 3,
     }
-    spec = train_spec(validate(tiny_config), "knee", "l2", 1)
+    spec = run_settings(validate(tiny_config), "knee", "l2", 1)
     plain = spec.to_dict()
     assert list(plain) == [
         "task",
@@ -44,12 +44,12 @@ def test_plain_data_keeps_the_configurations_key_order_and_reads_back_to_the_sam
         and spec.training.epochs == 3
         and spec.lr == 2e-3
     )
-    read = RunSpec.from_dict(plain)
-    assert read == spec and repr(read.to_dict()) == repr(plain) and spec_hash(read) == spec_hash(spec)
+    read = RunSettings.from_dict(plain)
+    assert read == spec and repr(read.to_dict()) == repr(plain) and settings_hash(read) == settings_hash(spec)
 
 
 def test_plain_data_is_a_copy_and_the_spec_is_frozen(tiny_config):
-    spec = train_spec(validate(tiny_config), "denoise", "l1", 0)
+    spec = run_settings(validate(tiny_config), "denoise", "l1", 0)
     plain = spec.to_dict()
     plain["data"]["crop"] = 1
     plain["model"]["width"] = 1
@@ -64,21 +64,21 @@ def test_plain_data_is_a_copy_and_the_spec_is_frozen(tiny_config):
     [
         (
             lambda plain: plain.pop("trainer"),
-            r"^run spec lacks trainer \(expected task, kind, .*; written by another lossbench version\?\)$",
+            r"^run settings: missing trainer \(expected task, kind, .*; written by another lossbench version\?\)$",
         ),
         (
             lambda plain: plain["trainer"].pop("cudnn_benchmark"),
-            r"^run spec trainer lacks cudnn_benchmark \(expected nonfinite, ",
+            r"^run settings trainer: missing cudnn_benchmark \(expected nonfinite, ",
         ),
         (
             lambda plain: plain["trainer"]["schedule"].update(steps=3),
-            r"^run spec trainer\.schedule has unknown steps \(expected kind, warmup, final; ",
+            r"^run settings trainer\.schedule: unknown steps \(expected kind, warmup, final; ",
         ),
-        (lambda plain: plain.update(optimizer="sgd"), r"^run spec has unknown optimizer \(expected "),
+        (lambda plain: plain.update(optimizer="sgd"), r"^run settings: unknown optimizer \(expected "),
     ],
 )
 def test_plain_data_of_another_shape_is_one_line_naming_the_key(tiny_config, change, message):
-    plain = train_spec(validate(tiny_config), "denoise", "l1", 0).to_dict()
+    plain = run_settings(validate(tiny_config), "denoise", "l1", 0).to_dict()
     change(plain)
     with pytest.raises(ValueError, match=message):
-        RunSpec.from_dict(plain)
+        RunSettings.from_dict(plain)
