@@ -24,6 +24,7 @@ MODULES = (
     "lossbench.losses.flip",
     "lossbench.losses.adaptive",
     "lossbench.losses.mix",
+    "lossbench.losses.ssim",
 )
 
 #: Every registered loss, in the order of :data:`MODULES`.

@@ -37,6 +37,7 @@ MODULES = (
     "lossbench.metrics.msssim",
     "lossbench.metrics.lpips",
     "lossbench.metrics.flip",
+    "lossbench.metrics.ssim",
 )
 
 #: Every registered metric, in the order of :data:`MODULES`.
