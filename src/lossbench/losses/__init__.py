@@ -25,6 +25,7 @@ MODULES = (
     "lossbench.losses.adaptive",
     "lossbench.losses.mix",
     "lossbench.losses.ssim",
+    "lossbench.losses.haarpsi",
 )
 
 #: Every registered loss, in the order of :data:`MODULES`.

@@ -38,6 +38,7 @@ MODULES = (
     "lossbench.metrics.lpips",
     "lossbench.metrics.flip",
     "lossbench.metrics.ssim",
+    "lossbench.metrics.haarpsi",
 )
 
 #: Every registered metric, in the order of :data:`MODULES`.
