@@ -57,7 +57,7 @@ def _set(config, dotted, value):
             r"^tiny\.yaml: tasks\.liver: Additional properties are not allowed \('sigma_val' was unexpected\)$",
         ),
         ("losses.huber", {"lr": 1e-3}, r"tiny\.yaml: losses: 'huber' is not one of"),
-        ("metrics", ["l1", "ssim"], r"tiny\.yaml: metrics\.1: 'ssim' is not one of"),
+        ("metrics", ["l1", "vif"], r"tiny\.yaml: metrics\.1: 'vif' is not one of"),
         ("losses.l1.lr", 0, r"tiny\.yaml: losses\.l1\.lr: "),
         ("losses.l1.lr", -1e-3, r"tiny\.yaml: losses\.l1\.lr: "),
         (

@@ -24,6 +24,8 @@ MODULES = (
     "lossbench.losses.flip",
     "lossbench.losses.adaptive",
     "lossbench.losses.mix",
+    "lossbench.losses.ssim",
+    "lossbench.losses.haarpsi",
 )
 
 #: The package's losses, in the order of :data:`MODULES`; a configuration's own join them in its registry

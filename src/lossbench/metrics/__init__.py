@@ -35,6 +35,8 @@ MODULES = (
     "lossbench.metrics.msssim",
     "lossbench.metrics.lpips",
     "lossbench.metrics.flip",
+    "lossbench.metrics.ssim",
+    "lossbench.metrics.haarpsi",
 )
 
 #: The package's metrics, in the order of :data:`MODULES`; a configuration's own join them in its registry
