@@ -1,8 +1,8 @@
 """Colour transforms and colour-difference constants of LDR-FLIP (D65, as in flip-evaluator 1.7).
 
-All tensors here are channel-first, shape (3, ...) or (1, ...), float32, or float64 for float64
-inputs (for gradient checks). Matrices are kept in float64 NumPy and composed before being cast,
-so that chained linear steps cost one GEMM.
+Tensors here are float32, or float64 for float64 inputs (for gradient checks). Matrices are kept
+in float64 NumPy and composed before being cast, so that chained linear steps cost one product
+(a 1x1 convolution in :mod:`lossbench.flip._core`).
 """
 
 from __future__ import annotations
@@ -58,13 +58,36 @@ PC = 0.4
 PT = 0.95
 
 
+_SRGB_KNEE = 0.04045
+
+
+class _SRGBToLinear(torch.autograd.Function):
+    """:func:`srgb_to_linear` with its derivative written out: autograd's, through the power, the clamp and the
+    select, takes about ten passes over the images, this one three."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        base = (torch.clamp(x, min=_SRGB_KNEE) + 0.055) / 1.055
+        power = base**2.4
+        ctx.save_for_backward(x, base, power)
+        return torch.where(x <= _SRGB_KNEE, x / 12.92, power)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        x, base, power = ctx.saved_tensors
+        # d/dx base^2.4 = 2.4 base^1.4 / 1.055 = (2.4 / 1.055) power / base; base >= 0.09 above the knee.
+        above = (2.4 / 1.055) * power / base
+        linear = torch.le(x, _SRGB_KNEE, out=torch.empty_like(x))
+        return grad * (above + linear * (1.0 / 12.92 - above))
+
+
 def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
     """sRGB transfer function inverse, continued linearly below 0 and by its power above 1.
 
     The power only sees x > 0.04045 (its base then exceeds 0.09), so that values below -0.055,
     which the FLIP loss's extrapolation can pass, give neither a NaN nor a NaN gradient.
     """
-    return torch.where(x <= 0.04045, x / 12.92, ((torch.clamp(x, min=0.04045) + 0.055) / 1.055) ** 2.4)
+    return _SRGBToLinear.apply(x)
 
 
 #: (id of a constant array, dtype, device) → (the array, kept so that its id is never reused; the tensor).
@@ -74,7 +97,7 @@ _DEVICE_CONSTANTS: dict[tuple[int, torch.dtype, torch.device], tuple[np.ndarray,
 def device_constant(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """``array`` as a tensor of ``dtype`` on ``device``, copied from the host once and cached.
 
-    For the module's constants and the cached plans of :mod:`lossbench.flip._core`: a copy per
+    For the module's constants and the colour maps of :mod:`lossbench.flip._core`: a copy per
     call would be a pageable host-to-device transfer per training step. Made outside inference
     mode, so that a first call under ``torch.inference_mode`` caches a tensor autograd may save later.
     """
@@ -83,17 +106,6 @@ def device_constant(array: np.ndarray, dtype: torch.dtype, device: torch.device)
         with torch.inference_mode(False):
             _DEVICE_CONSTANTS[key] = (array, torch.as_tensor(array, dtype=dtype, device=device))
     return _DEVICE_CONSTANTS[key][1]
-
-
-def apply_matrix(matrix: np.ndarray, x: torch.Tensor, offset: np.ndarray | None = None) -> torch.Tensor:
-    """Apply a (K, C) matrix and optional (K,) offset to the leading axis of ``x`` (C, ...)."""
-    weight = device_constant(matrix, x.dtype, x.device)
-    flat = x.reshape(x.shape[0], -1)
-    if offset is None:
-        out = weight @ flat
-    else:
-        out = torch.addmm(device_constant(offset, x.dtype, x.device)[:, None], weight, flat)
-    return out.view(matrix.shape[0], *x.shape[1:])
 
 
 def lab_f(t: torch.Tensor) -> torch.Tensor:

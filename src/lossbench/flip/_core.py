@@ -1,14 +1,14 @@
-"""Differentiable LDR-FLIP error map (float32, or float64 for float64 inputs; channel-first internals).
-
-Layout: each image set (reference, test) is carried channel-first, (C, N, H, W), so that
-colour transforms are single GEMMs and each filtering direction is one batched GEMM over all
-channels and images. The vertical pass runs on the transposed images, so everything after
-filtering lives in (…, W, H) and only the final map is transposed back.
+"""Differentiable LDR-FLIP error map (float32, or float64 for float64 inputs; channels-last internals).
 
 Both filtering directions are applied to one stack of 8 channels (3 for the linear gray modes: Y and two
 copies of y) built by one affine map from linear RGB: the CSF inputs Y, Cx, Cz, Cz (the blue-yellow filter is a sum
 of two separable Gaussians, hence two copies) and four copies of the normalised luminance
 (Y + 16) / 116 for the feature detectors, which the two passes turn into dy, ddy, dx and ddx.
+
+Layout: each image set (reference, test) is (N, C, H, W) in the channels-last memory format, in which
+the colour maps are 1x1 convolutions and the filters depthwise convolutions (:func:`_filter`).
+Everything from the filtered channels to the map is :class:`_Compare`, whose backward pass is
+written out; only the input's clamp, sRGB curve and the convolutions are left to autograd.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from lossbench.core.precision import ieee_float32_autograd
 from lossbench.flip import _color, _filters
@@ -29,7 +31,21 @@ OUT_OF_RANGE = ("clamp", "inward", "extrapolate")
 #: Modes whose input is linear grayscale, taken straight to the achromatic channel Y = 116 y - 16.
 LINEAR_GRAY_MODES = ("gray_thesis", "gray_lab")
 
-_YCXCZ_SPLIT_TO_RGB = _color.YCXCZ_TO_RGB[:, [0, 1, 2, 2]]
+# The colour maps after filtering as 1x1 convolution weights; the first reads the 8 filter channels of "rgb" and
+# "gray_replicated", (Y, Cx, Cz1, Cz2) and four feature channels.
+_STACK_TO_RGB = np.pad(_color.YCXCZ_TO_RGB[:, [0, 1, 2, 2]], ((0, 0), (0, 4)))[:, :, None, None]
+_RGB_TO_XYZN = _color.RGB_TO_XYZN[:, :, None, None]
+_F_TO_LAB = _color.F_TO_LAB[:, :, None, None]
+# Their transposes, which take the gradients back.
+_STACK_TO_RGB_T = _STACK_TO_RGB.transpose(1, 0, 2, 3)
+_RGB_TO_XYZN_T = _RGB_TO_XYZN.transpose(1, 0, 2, 3)
+_F_TO_LAB_T = _F_TO_LAB.transpose(1, 0, 2, 3)
+
+
+def _pointwise(weight: np.ndarray, x: torch.Tensor, offset: np.ndarray | None = None) -> torch.Tensor:
+    """The (K, C, 1, 1) ``weight`` and (K,) ``offset`` applied to each pixel of (N, C, H, W) ``x``."""
+    bias = None if offset is None else _color.device_constant(offset, x.dtype, x.device)
+    return F.conv2d(x, _color.device_constant(weight, x.dtype, x.device), bias)
 
 
 @functools.lru_cache(maxsize=16)
@@ -63,18 +79,68 @@ def _plan(mode: str, ppd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return matrix, offset, x_kernels, y_kernels
 
 
+class _Filters(NamedTuple):
+    """The plan of :func:`_plan` as convolution weights of one dtype on one device."""
+
+    radius: int
+    #: (C, C_in, 1, 1) weight and (C,) bias of the affine map to the C filter channels.
+    stack: torch.Tensor
+    offset: torch.Tensor
+    #: (C, 1, 1, 2r+1) and (C, 1, 2r+1, 1) depthwise weights of the horizontal and vertical passes.
+    x_weight: torch.Tensor
+    y_weight: torch.Tensor
+
+
 @functools.lru_cache(maxsize=32)
-def _passes(
-    mode: str, ppd: float, height: int, width: int, device: str, dtype: torch.dtype
-) -> tuple[_filters.SeparablePass, _filters.SeparablePass]:
-    """Horizontal and vertical filtering passes for (height, width) images of ``dtype``, cached."""
-    _, _, x_kernels, y_kernels = _plan(mode, ppd)
-    dev = torch.device(device)
+def _filters_on(mode: str, ppd: float, device: str, dtype: torch.dtype) -> _Filters:
+    """:func:`_plan` for ``mode`` and ``ppd`` as tensors of ``dtype`` on ``device``, copied there once."""
+    matrix, offset, x_kernels, y_kernels = _plan(mode, ppd)
+    channels, width = x_kernels.shape
+
+    def tensor(array: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
+        # float64 until the cast: a float64 pass keeps the kernels' precision, a float32 one gets each value's nearest
+        # float32.
+        return torch.from_numpy(np.ascontiguousarray(array)).to(device=device, dtype=dtype).view(shape)
+
     # Outside inference mode: an evaluation's first call must not cache tensors training cannot save for backward.
     with torch.inference_mode(False):
-        return _filters.SeparablePass(x_kernels, width, dev, dtype), _filters.SeparablePass(
-            y_kernels, height, dev, dtype
+        return _Filters(
+            width // 2,
+            tensor(matrix, (channels, matrix.shape[1], 1, 1)),
+            tensor(offset, (channels,)),
+            tensor(x_kernels, (channels, 1, 1, width)),
+            tensor(y_kernels, (channels, 1, width, 1)),
         )
+
+
+def _filter(images: torch.Tensor, filters: _Filters) -> torch.Tensor:
+    """The C filter channels of (N, C_in, H, W) linear ``images``, CSF- and feature-filtered: (N, C, H, W).
+
+    Channels-last throughout: oneDNN's depthwise convolutions are several times faster in that layout than
+    in NCHW, or than banded GEMMs, forward and backward, and its 1x1 convolutions are the colour GEMMs. The
+    borders are replicated once, before the colour map (a per-pixel map commutes with replication), for
+    both passes (replicating rows commutes with filtering along them).
+    """
+    r = filters.radius
+    padded = F.pad(images.contiguous(memory_format=torch.channels_last), (r, r, r, r), mode="replicate")
+    stack = F.conv2d(padded, filters.stack, filters.offset)
+    channels = stack.shape[1]
+    return F.conv2d(F.conv2d(stack, filters.x_weight, groups=channels), filters.y_weight, groups=channels)
+
+
+class _ClampUnit(torch.autograd.Function):
+    """:func:`clamp_unit`: the clamp, and its gradient masked by one comparison of input and output."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        clamped = x.clamp(0.0, 1.0)
+        ctx.save_for_backward(x, clamped)
+        return clamped
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        x, clamped = ctx.saved_tensors
+        return grad * _mask(torch.eq, x, clamped)
 
 
 def clamp_unit(x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +150,7 @@ def clamp_unit(x: torch.Tensor) -> torch.Tensor:
     (an 8-bit image's black and white) would get none; the one-sided derivative from inside the
     range is the useful one.
     """
-    return torch.where((x >= 0.0) & (x <= 1.0), x, x.clamp(0.0, 1.0))
+    return _ClampUnit.apply(x)
 
 
 class _ClampInward(torch.autograd.Function):
@@ -108,87 +174,241 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-#: out_of_range option → (limit of the input images, limit of the filtered linear colours).
-_LIMITS = {
-    "clamp": (clamp_unit, clamp_unit),
-    "inward": (_ClampInward.apply, clamp_unit),
-    "extrapolate": (_identity, _identity),
-}
+#: out_of_range option → limit of the input images. The filtered linear colours are clamped as by
+#: :func:`clamp_unit` except with "extrapolate" (:func:`_perceive_filtered`, :func:`_perception_gradient`).
+_INPUT_LIMITS = {"clamp": clamp_unit, "inward": _ClampInward.apply, "extrapolate": _identity}
 
 
-def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
-    """sqrt for x >= 0 with gradient 0 (not inf * 0 = NaN) at x = 0; forward unchanged."""
-    positive = x > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, x, 1.0)), 0.0)
-
-
-def _safe_pow(x: torch.Tensor, exponent: float) -> torch.Tensor:
-    """x ** exponent for x >= 0, exponent > 0, with gradient 0 at x = 0; forward unchanged."""
-    positive = x > 0
-    return torch.where(positive, torch.where(positive, x, 1.0) ** exponent, 0.0)
-
-
-def _remap_color(hyab: torch.Tensor) -> torch.Tensor:
-    """FLIP's colour-error remap: hyab^qc compressed piecewise-linearly into [0, 1]."""
+def _remap_color(c: torch.Tensor) -> torch.Tensor:
+    """FLIP's colour-error remap of c = hyab^qc: compressed piecewise-linearly into [0, 1]."""
     pccmax = _color.PC * _color.CMAX
-    c = _safe_pow(hyab, _color.QC)
-    above_knee = _color.PT + (c - pccmax) * ((1.0 - _color.PT) / (_color.CMAX - pccmax))
-    return torch.where(c < pccmax, c * (_color.PT / pccmax), above_knee)
+    above_knee = _color.PT + (c - pccmax) * _KNEE_SLOPES[1]
+    return torch.where(c < pccmax, c * _KNEE_SLOPES[0], above_knee)
 
 
-def _feature_error(difference: torch.Tensor) -> torch.Tensor:
-    """dEf = (feature-magnitude difference / sqrt 2) ** qf, qf = 0.5, in [0, 1]."""
-    return _safe_pow(difference * (1.0 / math.sqrt(2.0)), 0.5)
+#: Slopes of the remap below and above its knee pc * cmax.
+_KNEE_SLOPES = (
+    _color.PT / (_color.PC * _color.CMAX),
+    (1.0 - _color.PT) / (_color.CMAX - _color.PC * _color.CMAX),
+)
 
 
-def _magnitude(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Length of the (a, b) response vector, e.g. (dx, dy) for edges."""
-    return _safe_sqrt(a * a + b * b)
+def _mask(compare, a: torch.Tensor, b: torch.Tensor | float) -> torch.Tensor:
+    """``compare(a, b)`` as 1.0 / 0.0 in a's dtype: multiplying by it is far cheaper on the CPU than ``torch.where``
+    on a bool tensor, and ``compare`` writes it in one pass."""
+    return compare(a, b, out=torch.empty_like(a))
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """numerator / denominator for denominator >= 0, and 0 where the denominator is 0 (a square root's or a power's
+    derivative at 0, where FLIP's forward formulas pass no gradient)."""
+    # The reciprocal first: a large numerator over the clamped 0 would overflow to inf, and inf * 0 is NaN.
+    return numerator * (denominator.sign() / denominator.clamp_min(torch.finfo(denominator.dtype).tiny))
 
 
 class _Perception(NamedTuple):
-    """What FLIP compares, per image, in the transposed (…, W, H) layout.
+    """What FLIP compares, per image, with the intermediates that its gradient reads.
 
-    ``lightness`` is L* (rgb, gray_replicated and gray_lab) or the filtered Y (gray_thesis);
-    ``chroma`` holds the Hunt-adjusted (a, b) and ``points`` the point magnitudes, both None for
-    the linear gray modes.
+    ``lightness`` is L* (rgb, gray_replicated and gray_lab) or the filtered Y (gray_thesis), (N, H, W);
+    ``chroma`` the Hunt-adjusted (a, b), (N, 2, H, W), None for the linear gray modes; ``features`` the
+    magnitudes of the edges and points, (N, 2, H, W), or of the edges alone for the linear gray modes
+    (N, 1, H, W).
     """
 
     lightness: torch.Tensor
     chroma: torch.Tensor | None
-    edges: torch.Tensor
-    points: torch.Tensor | None
+    features: torch.Tensor
+    #: The (N, C, H, W) filter channels.
+    filtered: torch.Tensor
+    #: rgb modes: the linear colour before its limit, (N, 3, H, W).
+    unlimited: torch.Tensor | None = None
+    #: The input and output of the L*a*b* companding (rgb modes and gray_lab).
+    xyzn: torch.Tensor | None = None
+    companded: torch.Tensor | None = None
+    #: rgb modes: L*a*b* before the Hunt adjustment, (N, 3, H, W).
+    lab: torch.Tensor | None = None
 
 
-def _perceive(images: torch.Tensor, ppd: float, mode: str, out_of_range: str, dtype: torch.dtype) -> _Perception:
-    """Filter and transform (N, C, H, W) images into the quantities FLIP compares, computing in ``dtype``.
+def _feature_channels(mode: str) -> slice:
+    """The filter channels of the features of ``mode``: d/dy of the edges (and of the points), then d/dx."""
+    return slice(1, 3) if mode in LINEAR_GRAY_MODES else slice(4, 8)
+
+
+def _perceive_filtered(filtered: torch.Tensor, mode: str, out_of_range: str) -> _Perception:
+    """The quantities FLIP compares, from :func:`_filter`'s channels; without autograd (see :class:`_Compare`).
+
+    The forward values of the clamps and of the square roots and powers at 0 are the plain ones: only their
+    gradients, which :meth:`_Compare.backward` writes out, differ from ``torch.clamp``'s and ``torch.sqrt``'s.
+    """
+    squares = filtered[:, _feature_channels(mode)].square()
+    half = squares.shape[1] // 2
+    # Each magnitude in one pass over the (y, x) pairs: sqrt(dx^2 + dy^2).
+    features = torch.sqrt(squares[:, half:] + squares[:, :half])
+    if mode in LINEAR_GRAY_MODES:
+        if mode == "gray_thesis":
+            return _Perception(filtered[:, 0], None, features, filtered)
+        # gray_lab: back to the linear value y = (Y + 16) / 116, in [0, 1] since the filter is
+        # positive and normalised; a grey has a* = b* = 0, so L* = 116 f(y) - 16 is all of its L*a*b*.
+        y = (filtered[:, 0] + 16.0) * (1.0 / 116.0)
+        companded = _color.lab_f(y)
+        return _Perception(116.0 * companded - 16.0, None, features, filtered, None, y, companded)
+    # Channels (Y, Cx, Cz1, Cz2): the two Cz partial filters are summed by the matrix, the feature channels get 0.
+    unlimited = _pointwise(_STACK_TO_RGB, filtered, _color.YCXCZ_TO_RGB_OFFSET)
+    rgb = unlimited if out_of_range == "extrapolate" else unlimited.clamp(0.0, 1.0)
+    xyzn = _pointwise(_RGB_TO_XYZN, rgb)
+    companded = _color.lab_f(xyzn)
+    lab = _pointwise(_F_TO_LAB, companded, _color.LAB_OFFSET)
+    chroma = lab[:, 1:] * (0.01 * lab[:, :1])
+    return _Perception(lab[:, 0], chroma, features, filtered, unlimited, xyzn, companded, lab)
+
+
+class _Differences(NamedTuple):
+    """Per-pixel steps of FLIP's error from two perceptions, (N, H, W) each, ``chroma`` and ``features`` as in
+    :class:`_Perception`."""
+
+    lightness: torch.Tensor
+    chroma: torch.Tensor | None
+    chroma_distance: torch.Tensor | None
+    features: torch.Tensor
+    hyab: torch.Tensor
+    compressed: torch.Tensor
+    color: torch.Tensor
+    exponent: torch.Tensor
+    flip: torch.Tensor
+
+
+def _compare(ref: _Perception, test: _Perception) -> _Differences:
+    """FLIP's error map (N, H, W) of two perceptions and the steps to it (official names: reference, test)."""
+    lightness = ref.lightness - test.lightness
+    features = ref.features - test.features
+    hyab = torch.abs(lightness)
+    magnitude = torch.abs(features)
+    feature = magnitude[:, 0]
+    chroma = distance = None
+    if ref.chroma is not None:
+        chroma = ref.chroma - test.chroma
+        distance = torch.sqrt(chroma[:, 0] * chroma[:, 0] + chroma[:, 1] * chroma[:, 1])
+        hyab = hyab + distance
+        feature = torch.maximum(feature, magnitude[:, 1])
+    compressed = hyab**_color.QC
+    color = _remap_color(compressed)
+    # dEf = (feature-magnitude difference / sqrt 2) ** qf, qf = 0.5, in [0, 1].
+    exponent = 1.0 - (feature * (1.0 / math.sqrt(2.0))) ** 0.5
+    positive = color > 0
+    # pow(0, e) is 0 for e > 0 and 1 for e = 0 (feature error exactly 1); the backward pass routes no gradient
+    # through the log of 0.
+    flip = torch.where(positive, torch.where(positive, color, 1.0) ** exponent, (exponent == 0).to(color.dtype))
+    return _Differences(lightness, chroma, distance, features, hyab, compressed, color, exponent, flip)
+
+
+def _difference_gradients(d: _Differences, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Gradients of the map with respect to the differences reference - test of (lightness, chroma, features)
+    (chroma None for the linear gray modes), for the map's gradient ``grad`` (N, H, W)."""
+    # d flip / d color = e color^(e - 1) = e flip / color and d flip / d e = flip log(color), both 0 where the
+    # colour error is 0 (flip is then the constant (e == 0)).
+    grad_color = _ratio(grad * d.exponent * d.flip, d.color)
+    tiny = torch.finfo(d.color.dtype).tiny
+    grad_exponent = grad * d.flip * torch.log(d.color.clamp_min(tiny)) * d.color.sign()
+    # exponent = 1 - q, q = (feature / sqrt 2)^0.5: d q / d feature = 0.5 / (q sqrt 2), 0 at q = 0.
+    grad_feature = _ratio(grad_exponent * (-0.5 / math.sqrt(2.0)), 1.0 - d.exponent).unsqueeze(1)
+    knee = _mask(torch.lt, d.compressed, _color.PC * _color.CMAX)
+    slope = _KNEE_SLOPES[1] + knee * (_KNEE_SLOPES[0] - _KNEE_SLOPES[1])
+    # compressed = hyab^qc: d / d hyab = qc compressed / hyab, 0 at hyab = 0 (where compressed is 0 too).
+    grad_hyab = _ratio(grad_color * slope * _color.QC * d.compressed, d.hyab)
+    grad_lightness = grad_hyab * d.lightness.sign()
+    if d.chroma is None:
+        return grad_lightness, None, grad_feature * d.features.sign()
+    grad_chroma = _ratio(grad_hyab.unsqueeze(1) * d.chroma, d.chroma_distance.unsqueeze(1))
+    # torch.maximum's rule: the larger of the edge and point differences takes the gradient, ties share it.
+    magnitude = d.features.abs()
+    edge_share = 0.5 + 0.5 * (magnitude[:, :1] - magnitude[:, 1:]).sign()
+    shares = torch.cat([edge_share, 1.0 - edge_share], dim=1)
+    return grad_lightness, grad_chroma, grad_feature * shares * d.features.sign()
+
+
+def _perception_gradient(
+    p: _Perception, mode: str, out_of_range: str, grads: tuple[torch.Tensor | None, ...]
+) -> torch.Tensor:
+    """Gradient with respect to the filter channels of ``p`` from the gradients of its compared quantities."""
+    grad_lightness, grad_chroma, grad_features = grads
+    f = p.filtered
+    if mode in LINEAR_GRAY_MODES:
+        grad = torch.zeros_like(f)
+        if mode == "gray_thesis":
+            grad[:, 0] = grad_lightness
+        else:
+            grad[:, 0] = grad_lightness * _lab_f_derivative(p.xyzn, p.companded)
+    else:
+        lightness = p.lab[:, :1]
+        grad_lab = torch.empty_like(p.lab)
+        grad_lab[:, 1:] = grad_chroma * (0.01 * lightness)
+        grad_lab[:, 0] = grad_lightness + 0.01 * (grad_chroma * p.lab[:, 1:]).sum(dim=1)
+        grad_xyzn = _pointwise(_F_TO_LAB_T, grad_lab) * _lab_f_derivative(p.xyzn, p.companded)
+        grad_rgb = _pointwise(_RGB_TO_XYZN_T, grad_xyzn)
+        if out_of_range != "extrapolate":
+            # clamp_unit's gradient: 1 on the closed interval [0, 1], 0 outside.
+            grad_rgb = grad_rgb * _mask(torch.eq, p.unlimited, p.unlimited.clamp(0.0, 1.0))
+        # Gives the feature channels 0, which the line after the branch overwrites.
+        grad = _pointwise(_STACK_TO_RGB_T, grad_rgb)
+    # magnitude = sqrt(dx^2 + dy^2): d / d dx = dx / magnitude, 0 where the magnitude is 0.
+    scaled = _ratio(grad_features, p.features)
+    torch.mul(scaled.repeat(1, 2, 1, 1), f[:, _feature_channels(mode)], out=grad[:, _feature_channels(mode)])
+    return grad
+
+
+def _lab_f_derivative(t: torch.Tensor, companded: torch.Tensor) -> torch.Tensor:
+    """Derivative of :func:`lossbench.flip._color.lab_f` at ``t``, given its value ``companded``."""
+    cube_root = _mask(torch.gt, t, _color._DELTA_CUBE)
+    # Above delta^3, f = t^(1/3) and f' = f / (3 t).
+    power = companded / (3.0 * t.clamp_min(_color._DELTA_CUBE))
+    return _color._LINEAR_SLOPE + cube_root * (power - _color._LINEAR_SLOPE)
+
+
+class _Compare(torch.autograd.Function):
+    """FLIP's error map (N, H, W) from the filter channels of the reference and the test images.
+
+    Its backward pass is written out: autograd's, through some 40 elementwise steps with their masks and
+    ``torch.where``s, cost more than the rest of FLIP's forward and backward together on the CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, ref_filtered: torch.Tensor, test_filtered: torch.Tensor, mode: str, out_of_range: str):
+        ref = _perceive_filtered(ref_filtered, mode, out_of_range)
+        test = _perceive_filtered(test_filtered, mode, out_of_range)
+        differences = _compare(ref, test)
+        # Intermediates, neither inputs nor outputs, are kept on ctx (only the sides that need a gradient), and kept
+        # after a backward pass: gradcheck runs several on one graph.
+        ctx.mode, ctx.out_of_range, ctx.differences = mode, out_of_range, differences
+        ctx.ref = ref if ctx.needs_input_grad[0] else None
+        ctx.test = test if ctx.needs_input_grad[1] else None
+        return differences.flip
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        grads = _difference_gradients(ctx.differences, grad)
+        ref_grad = test_grad = None
+        if ctx.ref is not None:
+            ref_grad = _perception_gradient(ctx.ref, ctx.mode, ctx.out_of_range, grads)
+        if ctx.test is not None:
+            # The differences are reference - test.
+            negated = tuple(None if g is None else -g for g in grads)
+            test_grad = _perception_gradient(ctx.test, ctx.mode, ctx.out_of_range, negated)
+        return ref_grad, test_grad, None, None
+
+
+def _filtered(images: torch.Tensor, ppd: float, mode: str, out_of_range: str, dtype: torch.dtype) -> torch.Tensor:
+    """The filter channels of (N, C, H, W) images, computed in ``dtype``; see :func:`_filter`.
 
     ``out_of_range`` (see :class:`lossbench.losses.flip.FLIPLoss`) chooses FLIP's clamps to [0, 1] of the
     input and of the filtered linear colour: the metric's ("clamp"), the input's with an inward
     gradient ("inward"), or none, FLIP's formulas continued outside [0, 1] ("extrapolate"; every
     step stays finite there).
     """
-    _, _, height, width = images.shape
-    limit_input, limit_colour = _LIMITS[out_of_range]
-    channels = limit_input(images.to(dtype)).transpose(0, 1)
+    linear = _INPUT_LIMITS[out_of_range](images.to(dtype))
     if mode not in LINEAR_GRAY_MODES:
-        channels = _color.srgb_to_linear(channels)
-    matrix, offset, _, _ = _plan(mode, ppd)
-    x_pass, y_pass = _passes(mode, ppd, height, width, str(images.device), dtype)
-    filtered = y_pass(x_pass(_color.apply_matrix(matrix, channels, offset)).transpose(-1, -2))
-    if mode in LINEAR_GRAY_MODES:
-        edges = _magnitude(filtered[2], filtered[1])
-        if mode == "gray_thesis":
-            return _Perception(filtered[0], None, edges, None)
-        # gray_lab: back to the linear value y = (Y + 16) / 116, in [0, 1] since the filter is
-        # positive and normalised; a grey has a* = b* = 0, so L* = 116 f(y) - 16 is all of its L*a*b*.
-        return _Perception(116.0 * _color.lab_f((filtered[0] + 16.0) * (1.0 / 116.0)) - 16.0, None, edges, None)
-    # Columns (Y, Cx, Cz1, Cz2): the two Cz partial filters are summed by the matrix.
-    linear = limit_colour(_color.apply_matrix(_YCXCZ_SPLIT_TO_RGB, filtered[:4], _color.YCXCZ_TO_RGB_OFFSET))
-    companded = _color.lab_f(_color.apply_matrix(_color.RGB_TO_XYZN, linear))
-    lab = _color.apply_matrix(_color.F_TO_LAB, companded, _color.LAB_OFFSET)
-    hunt_ab = lab[1:] * (0.01 * lab[0])
-    return _Perception(lab[0], hunt_ab, _magnitude(filtered[6], filtered[4]), _magnitude(filtered[7], filtered[5]))
+        linear = _color.srgb_to_linear(linear)
+    return _filter(linear, _filters_on(mode, ppd, str(images.device), dtype))
 
 
 def error_map(
@@ -208,8 +428,8 @@ def error_map(
         # TF32 only ever rounds float32 products, and gradcheck differentiates the graph more than
         # once, which ieee_float32_autograd's replayed graph does not allow.
         return function(target, output)
-    # cuBLAS TF32 would shift FLIP by up to 2 % (CPU imitation, tests/test_flip_loss.py), so its products run in full
-    # float32.
+    # TF32 convolutions would shift FLIP by up to 2 % (CPU imitation, tests/test_flip_loss.py), so its products run in
+    # full float32.
     return ieee_float32_autograd(function, target, output)
 
 
@@ -220,19 +440,11 @@ def _error_map(
         # A reference that needs no gradient (the usual training target) builds no graph,
         # which halves the backward pass.
         with torch.set_grad_enabled(torch.is_grad_enabled() and reference.requires_grad):
-            ref = _perceive(reference, ppd, mode, out_of_range, dtype)
-        tst = _perceive(test, ppd, mode, out_of_range, dtype)
-
-        hyab = torch.abs(ref.lightness - tst.lightness)
-        feature = torch.abs(ref.edges - tst.edges)
-        if ref.chroma is not None:
-            delta_ab = ref.chroma - tst.chroma
-            hyab = hyab + _safe_sqrt(delta_ab[0] * delta_ab[0] + delta_ab[1] * delta_ab[1])
-            feature = torch.maximum(feature, torch.abs(ref.points - tst.points))
-        color = _remap_color(hyab)
-        exponent = 1.0 - _feature_error(feature)
-        positive = color > 0
-        # pow(0, e) is 0 for e > 0 and 1 for e = 0 (feature error exactly 1); keep both values
-        # while routing no gradient through the log of 0.
-        flip = torch.where(positive, torch.where(positive, color, 1.0) ** exponent, (exponent == 0).to(color.dtype))
-    return flip.transpose(-1, -2).unsqueeze(1)
+            ref = _filtered(reference, ppd, mode, out_of_range, dtype)
+        tst = _filtered(test, ppd, mode, out_of_range, dtype)
+        if torch.is_grad_enabled() and (ref.requires_grad or tst.requires_grad):
+            flip = _Compare.apply(ref, tst, mode, out_of_range)
+        else:
+            perceived = (_perceive_filtered(filtered, mode, out_of_range) for filtered in (ref, tst))
+            flip = _compare(*perceived).flip
+    return flip.unsqueeze(1)

@@ -1,14 +1,9 @@
-"""FLIP's spatial filters and a fast separable filtering pass.
+"""FLIP's spatial filters.
 
 The contrast-sensitivity (CSF) filters and the edge/point detectors are built exactly as in
 NVIDIA's flip-evaluator 1.7 (``setSpatialFilters`` / ``setFeatureFilter``): same constants,
-radii, sampling and normalisation.
-
-Filtering is done as a banded matrix product per channel rather than with ``conv2d``: on CPU a
-blocked Toeplitz GEMM is several times faster than PyTorch's depthwise convolution for these
-21-tap kernels, forward and backward. The image row is cut into blocks of at most
-``_BLOCK`` outputs; each block reads a window of ``block + 2 * radius`` samples gathered with
-clamped indices, which reproduces the official clamp-to-edge (replicate) boundary handling.
+radii, sampling and normalisation. :mod:`lossbench.flip._core` applies them as separable
+depthwise convolutions on replicated borders, the official clamp-to-edge boundary handling.
 """
 
 from __future__ import annotations
@@ -16,12 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-
-# Largest number of outputs per block. Larger blocks waste flops on the zero band of the
-# Toeplitz matrix, smaller ones duplicate more input in the gathered windows; 128 is the
-# measured sweet spot on CPU for 21-tap kernels.
-_BLOCK = 128
 
 # Gaussian-sum CSF constants of the FLIP paper, per YCxCz channel (Y, Cx, Cz).
 _A1 = (1.0, 1.0, 34.1)
@@ -104,43 +93,3 @@ def pad_kernel(kernel: np.ndarray, radius: int) -> np.ndarray:
     """
     extra = radius - kernel.shape[0] // 2
     return np.pad(kernel, (extra, extra))
-
-
-class SeparablePass:
-    """One direction of a separable, per-channel filtering along the last tensor axis.
-
-    Args:
-        kernels: (C, 2r+1) array, one centred correlation kernel per channel.
-        length: Length n of the filtered axis.
-        device: Device on which the pass runs.
-        dtype: Floating-point type of the filtered tensors.
-    """
-
-    def __init__(self, kernels: np.ndarray, length: int, device: torch.device, dtype: torch.dtype) -> None:
-        channels, width = kernels.shape
-        radius = width // 2
-        blocks = math.ceil(length / _BLOCK)
-        block = math.ceil(length / blocks)
-        window = block + 2 * radius
-        # Toeplitz blocks: output o of a block reads window samples o .. o + 2r.
-        rows = np.arange(block)[:, None] + np.arange(width)[None, :]
-        cols = np.broadcast_to(np.arange(block)[:, None], rows.shape)
-        # float64 until the cast: a float64 pass keeps the kernels' precision, a float32 one gets each tap's nearest
-        # float32.
-        matrix = np.zeros((channels, window, block))
-        matrix[:, rows, cols] = kernels[:, None, :]
-        starts = np.arange(blocks)[:, None] * block - radius
-        index = np.clip(starts + np.arange(window)[None, :], 0, length - 1).reshape(-1)
-        self.matrix = torch.from_numpy(matrix).to(device=device, dtype=dtype)
-        self.index = torch.from_numpy(index).to(device)
-        self.length = length
-        self.blocks = blocks
-        self.block = block
-        self.window = window
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Filter ``x`` of shape (C, M, A, n) along its last axis; returns (C, M, A, n)."""
-        channels, batch, other, _ = x.shape
-        windows = x.index_select(-1, self.index).view(channels, batch * other * self.blocks, self.window)
-        out = torch.bmm(windows, self.matrix).view(channels, batch, other, self.blocks * self.block)
-        return out[..., : self.length]

@@ -64,7 +64,14 @@ def _promote(*values: torch.Tensor | float) -> list[torch.Tensor]:
         common = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
         if common.is_floating_point:
             dtype = common
-    return [torch.as_tensor(v, dtype=dtype, device=device) for v in values]
+    # Only Python numbers become new tensors (host tensors, copied to the device): AdaptiveLoss passes tensors
+    # alone, so a training step builds none (tests/test_host_tensors.py).
+    return [
+        v.to(dtype=dtype, device=device)
+        if isinstance(v, torch.Tensor)
+        else torch.as_tensor(v, dtype=dtype, device=device)
+        for v in values
+    ]
 
 
 def _expm1_ratio(t: torch.Tensor) -> torch.Tensor:
