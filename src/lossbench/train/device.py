@@ -14,7 +14,9 @@ import os
 import platform
 import re
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,6 +30,29 @@ _REQUEST = re.compile(r"auto|cpu|cuda(:\d+)?")
 DRIVER_VERSION_FILE = Path("/proc/driver/nvidia/version")
 #: bfloat16 tensor cores and the Triton kernels of torch.compile need Ampere (sm80) or newer.
 MIN_CAPABILITY = (8, 0)
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512_BF16 or AMX), where oneDNN's bfloat16 convolutions in
+    the NHWC layout beat float32 (docs/performance.md); elsewhere they are emulated and slower."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def resolve_precision(trainer: Mapping[str, Any], device: str) -> dict[str, Any]:
+    """``trainer`` with ``channels_last: auto`` and ``autocast: auto`` resolved for ``device`` (``device`` of the
+    configuration; ``auto`` is the GPU when this machine has one).
+
+    On the CPU: NHWC, and bfloat16 autocast where the CPU has native bfloat16 and the layout is NHWC (in NCHW oneDNN
+    spends the gain converting layouts). On a GPU both stay off: nothing there has been measured yet. The resolved
+    values go into the run settings, so that a run made another way is another run.
+    """
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    resolved = dict(trainer)
+    if resolved["channels_last"] == "auto":
+        resolved["channels_last"] = on_cpu
+    if resolved["autocast"] == "auto":
+        resolved["autocast"] = "bfloat16" if on_cpu and resolved["channels_last"] and native_bfloat16() else "none"
+    return resolved
 
 
 class DeviceError(RuntimeError):
