@@ -194,14 +194,23 @@ def keep_freed_memory() -> bool:
     )
 
 
-def make_deterministic(seed: int, threads: int | None = None) -> None:
-    """Seed torch and request deterministic kernels, so that a CPU run is reproducible bit for bit."""
+def make_deterministic(seed: int, threads: int | None = None, compile: bool = False) -> None:
+    """Seed torch and request deterministic kernels, so that a CPU run is reproducible bit for bit.
+
+    Args:
+        compile: ``trainer.compile``: torch.compile's kernels are asked for determinism too.
+    """
     # cuBLAS needs a fixed workspace to be deterministic; it must be set before CUDA initialises.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    if compile:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        # The public call also sets torch.compile's flag, whose import (torch._inductor, torch._dynamo) costs about
+        # 2 s of every job's start; the kernels' own switch is this one.
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
 
 

@@ -234,7 +234,7 @@ def _train(
 def _set_up_device(settings: RunSettings, device: str, threads: int | None) -> torch.device:
     """Seed every generator, pick the device and set its kernels as the settings ask (refusing what the GPU lacks)."""
     keep_freed_memory()
-    make_deterministic(settings.seed, threads)
+    make_deterministic(settings.seed, threads, settings.trainer.compile)
     target_device = select_device(device)
     check_gpu_features(target_device, settings.trainer.autocast, settings.trainer.compile)
     configure_cuda_kernels(target_device, settings.trainer.tf32, settings.trainer.cudnn_benchmark)
