@@ -14,7 +14,9 @@ the first ``--model`` are keyed ``<device>/<size>`` (what the budget reads), tho
 ``trainer.tf32``, ``autocast``, ``channels_last``, ``compile``), each where the GPU supports it,
 with the share of each step that the loss's forward and backward take; the JSON's
 ``cuda_variants`` and ``gpu`` (its name) feed :func:`lossbench.pipeline.budget.measured_gpu`. The median over
-repeats is reported, interleaved across losses so that machine noise affects all alike.
+repeats is reported, interleaved across losses so that machine noise affects all alike. Last, the demo's own
+CPU steps per task and loss, in their parts, against this core's peak and the previous default
+(``demo_steps``, :mod:`_demo_steps`).
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ import json
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
 from lossbench import losses, models
 from lossbench.data.tasks import channels
 from lossbench.train.device import MIN_CAPABILITY, DeviceError, check_gpu_features, configure_cuda_kernels
+
+REPO = Path(__file__).resolve().parents[1]
 
 #: name → (width, depth, residual, crop, batch on CPU, batch on CUDA).
 SIZES = {"demo": (8, 3, True, 64, 4, 4), "paper": (32, 4, False, 256, 4, 16)}
@@ -208,6 +213,9 @@ def main() -> None:
     parser.add_argument("--out", default="bench/train_step.json")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--demo-repeats", type=int, default=30, help="steps per variant of the demo's CPU steps (0: not timed)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
@@ -230,6 +238,12 @@ def main() -> None:
         report["cuda_variants"] = {
             name: measure_variant(name, torch.device("cuda"), args.repeats, model=chosen[0]) for name in CUDA_VARIANTS
         }
+    if args.demo_repeats:
+        # Here, not at the top: bench/ is on the path when this file runs as a script, not when a test loads it.
+        import _demo_steps
+
+        # Last, with one thread of its own: the demo's jobs each train on one.
+        report["demo_steps"] = _demo_steps.measure(REPO / "config.yaml", ["denoise", "knee"], args.demo_repeats)
     with open(args.out, "w") as handle:
         json.dump(report, handle, indent=2)
     names = list(next(iter(results.values()))["images_per_second"])

@@ -78,7 +78,8 @@ def test_inference_restores_every_validation_image(denoise_run):
 
 def test_bfloat16_autocast_and_channels_last_train_and_change_the_numerics(denoise_run):
     spec, root = denoise_run
-    reference = torch.load(_train(spec, root, "float32"), weights_only=False)["model"]
+    plain = replace(spec, trainer=replace(spec.trainer, autocast="none", channels_last=False))
+    reference = torch.load(_train(plain, root, "float32"), weights_only=False)["model"]
     fast = replace(spec, trainer=replace(spec.trainer, autocast="bfloat16", channels_last=True))
     state = torch.load(_train(fast, root, "bfloat16"), weights_only=False)
     assert state["spec"]["trainer"]["autocast"] == "bfloat16"
@@ -186,3 +187,119 @@ def test_a_metric_the_validation_images_are_too_small_for_stops_before_training(
             metrics={"msssim": {}},
         )
     assert not (root / "checkpoints" / "x").exists() or not any((root / "checkpoints" / "x").rglob("*.pt"))
+
+
+class _NaNGradient(torch.autograd.Function):
+    """The identity, whose backward is NaN where ``bad``: a finite loss with a non-finite gradient."""
+
+    @staticmethod
+    def forward(ctx, value, bad):
+        ctx.bad = bad
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (grad * float("nan") if ctx.bad else grad), None
+
+
+class _L2WithANaNGradient(torch.nn.Module):
+    """l2 whose gradient is NaN at training step ``bad_step`` (validation, without gradients, does not count)."""
+
+    def __init__(self, bad_step: int):
+        super().__init__()
+        self.bad_step, self.steps = bad_step, 0
+
+    def forward(self, output, target):
+        self.steps += torch.is_grad_enabled()
+        return ((_NaNGradient.apply(output, self.steps == self.bad_step) - target) ** 2).mean()
+
+
+@pytest.mark.parametrize("every", [1, 10])
+def test_finite_checks_at_an_interval_stop_before_a_bad_checkpoint_is_written(denoise_run, every):
+    from lossbench.core.specs import LossSpec
+    from lossbench.losses import SPECS
+    from lossbench.registry import Registry
+    from lossbench.train.checkpoint import load_checkpoint
+    from lossbench.train.run_settings import LossSettings
+
+    spec, root = denoise_run
+    registry = Registry(losses={**SPECS, "nan_at_6": LossSpec("nan_at_6", _L2WithANaNGradient, "NaN at 6", False)})
+    spec = replace(
+        spec, loss=LossSettings("nan_at_6", {"bad_step": 6}), training=replace(spec.training, epochs=3, batch_size=1)
+    )
+    with pytest.raises(training.NonFiniteError) as error:
+        training.run(
+            spec,
+            root / "train",
+            root / "val.h5",
+            root / "out",
+            root / "checkpoints",
+            device="cpu",
+            threads=1,
+            progress=False,
+            checkpoint_every=3,
+            registry=registry,
+            finite_check_every=every,
+        )
+    # Checked every step: the gradient of step 6 is refused before it is applied. Every 10: it is applied unseen, and
+    # the checkpoint due after it finds the weights non-finite and is not written.
+    expected = (
+        r"^non-finite gradient \(loss [0-9.e-]+\) at step 6 "
+        if every == 1
+        else r"^non-finite weights before the checkpoint at step 6 \(gradients and weights are checked every 10 steps"
+    )
+    assert error.match(expected)
+    (folder,) = (root / "checkpoints").iterdir()
+    state, _ = load_checkpoint(folder)
+    assert state["progress"]["step"] == 4  # the first epoch's end, the last checkpoint before step 6
+    assert all(torch.isfinite(tensor).all() for tensor in state["model"].values())
+
+
+@pytest.mark.parametrize(
+    "device, cuda, native, expected",
+    [
+        ("cpu", False, True, (True, "bfloat16")),
+        ("cpu", False, False, (True, "none")),  # emulated bfloat16 is slower than float32
+        ("auto", False, True, (True, "bfloat16")),
+        ("auto", True, True, (False, "none")),  # GPUs: not measured yet, float32 NCHW as before
+        ("cuda:0", False, True, (False, "none")),
+    ],
+)
+def test_auto_precision_is_resolved_for_the_planned_device(monkeypatch, device, cuda, native, expected):
+    from lossbench.train import device as devices
+
+    monkeypatch.setattr(devices.torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(devices, "native_bfloat16", lambda: native)
+    resolved = devices.resolve_precision({"channels_last": "auto", "autocast": "auto", "tf32": True}, device)
+    assert (resolved["channels_last"], resolved["autocast"]) == expected and resolved["tf32"]
+    # bfloat16 without NHWC is slower on the CPU (oneDNN converts layouts): auto stays float32 there.
+    explicit = devices.resolve_precision({"channels_last": False, "autocast": "auto"}, "cpu")
+    assert explicit == {"channels_last": False, "autocast": "none"}
+
+
+def test_the_demo_steps_in_nhwc_give_the_gradients_of_nchw():
+    from lossbench.train.run_settings import Trainer
+    from lossbench.train.step import _to_device
+
+    torch.manual_seed(0)
+    model = UNet(3, 3, width=8, depth=3, residual=True)
+    batch = torch.rand(4, 3, 64, 64), torch.rand(4, 3, 64, 64)
+    gradients = []
+    for channels_last in (False, True):
+        network = model.to(memory_format=torch.channels_last) if channels_last else model
+        network.zero_grad()
+        trainer = replace(Trainer.from_dict(_TRAINER, "trainer"), channels_last=channels_last)
+        ((network(_to_device(batch[0], torch.device("cpu"), trainer)) - batch[1]) ** 2).mean().backward()
+        gradients.append([parameter.grad.clone() for parameter in network.parameters()])
+    assert max(float((a - b).abs().max()) for a, b in zip(*gradients)) <= 1e-5
+
+
+_TRAINER = {
+    "nonfinite": "stop",
+    "autocast": "none",
+    "channels_last": False,
+    "compile": False,
+    "tf32": True,
+    "cudnn_benchmark": False,
+    "schedule": {"kind": "constant", "warmup": 0.0, "final": 0.0},
+}

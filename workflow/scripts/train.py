@@ -27,4 +27,5 @@ with workflow_job(snakemake) as job:
             snakemake.config, snakemake.wildcards.task, evaluation_settings(snakemake.config), job.registry
         ),
         registry=job.registry,
+        finite_check_every=snakemake.config["trainer"]["finite_check_every"],
     )

@@ -18,6 +18,7 @@ from lossbench.data.tasks import channels
 from lossbench.metrics.lpips import resolve_trunk
 from lossbench.pipeline.config import ConfigError, dataset, learning_rate_overrides
 from lossbench.registry import Registry
+from lossbench.train.device import resolve_precision
 from lossbench.train.run_settings import LossSettings, RunSettings, Trainer, Training
 
 
@@ -95,10 +96,13 @@ def run_settings(
         training=Training.from_dict(
             {key: value for key, value in task_config["training"].items() if key != "schedule"}, "training"
         ),
-        # The checkpoint interval and the live view change no result: changing them neither reruns nor restarts a job.
+        # RESULT_FREE_KEYS change no result: changing them neither reruns nor restarts a job.
         trainer=Trainer.from_dict(
-            {key: value for key, value in config["trainer"].items() if key not in ("checkpoint_every", *LIVE_KEYS)}
-            | {"schedule": task_config["training"].get("schedule", config["trainer"]["schedule"])},
+            resolve_precision(
+                {key: value for key, value in config["trainer"].items() if key not in RESULT_FREE_KEYS}
+                | {"schedule": task_config["training"].get("schedule", config["trainer"]["schedule"])},
+                config["device"],
+            ),
             "trainer",
         ),
         data=task_data(config, task),
@@ -108,6 +112,9 @@ def run_settings(
 
 #: Trainer settings of the live view of a job (:class:`lossbench.train.live.LiveView`).
 LIVE_KEYS = ("snapshots", "tensorboard")
+#: Trainer settings that change no result, so no part of the run settings: changing them neither reruns nor restarts
+#: a job.
+RESULT_FREE_KEYS = ("checkpoint_every", "finite_check_every", *LIVE_KEYS)
 
 
 def live_settings(config: dict[str, Any]) -> dict[str, Any]:

@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
             live_settings(config),
             scored,
             registry,
+            config["trainer"]["finite_check_every"],
         )
     except (NonFiniteError, DeviceError, LiveViewError, ValueError, OSError) as error:
         # Bad data (unreadable, too small, malformed volumes) is reported in one line naming the file.

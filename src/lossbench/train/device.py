@@ -14,7 +14,9 @@ import os
 import platform
 import re
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,6 +30,29 @@ _REQUEST = re.compile(r"auto|cpu|cuda(:\d+)?")
 DRIVER_VERSION_FILE = Path("/proc/driver/nvidia/version")
 #: bfloat16 tensor cores and the Triton kernels of torch.compile need Ampere (sm80) or newer.
 MIN_CAPABILITY = (8, 0)
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512_BF16 or AMX), where oneDNN's bfloat16 convolutions in
+    the NHWC layout beat float32 (docs/performance.md); elsewhere they are emulated and slower."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def resolve_precision(trainer: Mapping[str, Any], device: str) -> dict[str, Any]:
+    """``trainer`` with ``channels_last: auto`` and ``autocast: auto`` resolved for ``device`` (``device`` of the
+    configuration; ``auto`` is the GPU when this machine has one).
+
+    On the CPU: NHWC, and bfloat16 autocast where the CPU has native bfloat16 and the layout is NHWC (in NCHW oneDNN
+    spends the gain converting layouts). On a GPU both stay off: nothing there has been measured yet. The resolved
+    values go into the run settings, so that a run made another way is another run.
+    """
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    resolved = dict(trainer)
+    if resolved["channels_last"] == "auto":
+        resolved["channels_last"] = on_cpu
+    if resolved["autocast"] == "auto":
+        resolved["autocast"] = "bfloat16" if on_cpu and resolved["channels_last"] and native_bfloat16() else "none"
+    return resolved
 
 
 class DeviceError(RuntimeError):
@@ -169,14 +194,23 @@ def keep_freed_memory() -> bool:
     )
 
 
-def make_deterministic(seed: int, threads: int | None = None) -> None:
-    """Seed torch and request deterministic kernels, so that a CPU run is reproducible bit for bit."""
+def make_deterministic(seed: int, threads: int | None = None, compile: bool = False) -> None:
+    """Seed torch and request deterministic kernels, so that a CPU run is reproducible bit for bit.
+
+    Args:
+        compile: ``trainer.compile``: torch.compile's kernels are asked for determinism too.
+    """
     # cuBLAS needs a fixed workspace to be deterministic; it must be set before CUDA initialises.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    if compile:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        # The public call also sets torch.compile's flag, whose import (torch._inductor, torch._dynamo) costs about
+        # 2 s of every job's start; the kernels' own switch is this one.
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
 
 

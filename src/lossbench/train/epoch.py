@@ -21,7 +21,7 @@ from lossbench.data.valset import ImageFile
 from lossbench.train.checkpoint import rng_states, save_checkpoint
 from lossbench.train.live import LiveView
 from lossbench.train.run_settings import RunSettings
-from lossbench.train.step import NonFiniteError, _autocast, _step, _to_device, learning_rate_factor
+from lossbench.train.step import NonFiniteError, _all_finite, _autocast, _step, _to_device, learning_rate_factor
 from lossbench.train.stop_signals import StopSignals
 from lossbench.train.validation import Scored, validate, write_curve
 
@@ -72,10 +72,23 @@ class _Job:
     optimizer: torch.optim.Optimizer
     checkpoint_dir: Path
     metrics: Scored = field(default_factory=dict)
+    #: Steps between the checks of gradients and weights (``trainer.finite_check_every``; 1 with ``nonfinite: skip``).
+    finite_check_every: int = 1
     state: Progress = field(default_factory=Progress)
 
     def checkpoint(self) -> Path:
-        """Write a checkpoint of the run as it stands."""
+        """Write a checkpoint of the run as it stands, once its weights are checked finite.
+
+        Raises:
+            NonFiniteError: non-finite weights, from a step after the last check; no checkpoint is written, so the
+                last one on disk is good.
+        """
+        if not _all_finite(self.parameters):
+            raise NonFiniteError(
+                f"non-finite weights before the checkpoint at step {self.state.step} (gradients and weights are"
+                f" checked every {self.finite_check_every} steps, trainer.finite_check_every); stopped, the last good"
+                f" checkpoint is kept in {self.checkpoint_dir}; lower losses.{self.settings.loss.name}.lr?"
+            )
         return save_checkpoint(
             self.checkpoint_dir,
             {
@@ -122,8 +135,16 @@ def _train_epoch(
         # The dataset finishes its batch on the device (the MRI k-space transforms run there).
         degraded, clean = job.dataset.finish_batch(raw, job.device)
         batch = (_to_device(degraded, job.device, settings.trainer), clean)
+        # Skipping a batch needs its gradients checked; stopping can wait for the next check or checkpoint.
+        check = settings.trainer.nonfinite == "skip" or (state.step + 1) % job.finite_check_every == 0
         value, problem = _step(
-            job.forward, job.loss_fn, job.optimizer, job.parameters, batch, _autocast(job.device, settings.trainer)
+            job.forward,
+            job.loss_fn,
+            job.optimizer,
+            job.parameters,
+            batch,
+            _autocast(job.device, settings.trainer),
+            check,
         )
         _count(job, value, problem, len(degraded))
         state.seconds += time.perf_counter() - started

@@ -113,6 +113,7 @@ def run(
     live: dict[str, Any] | None = None,
     metrics: Mapping[str, Mapping[str, Any]] | None = None,
     registry: Registry = PACKAGE,
+    finite_check_every: int = 1,
 ) -> Path:
     """Train the model of ``settings`` and write ``model.pt`` and ``curve.csv`` into ``out_dir``.
 
@@ -135,6 +136,8 @@ def run(
             part of the settings either, and a run resumed with other metrics has their columns from then on.
         registry: The configuration's losses and metrics (:class:`lossbench.registry.Registry`), which build the
             loss and score the metrics by name.
+        finite_check_every: With ``nonfinite: stop``, steps between the checks of gradients and weights
+            (``trainer.finite_check_every``); every checkpoint is checked before it is written. Changes no result.
 
     Returns:
         Path of the written ``model.pt``.
@@ -152,6 +155,7 @@ def run(
     view = LiveView(out_dir, run_hash, (live or {}).get("snapshots"), (live or {}).get("tensorboard", False))
     out_dir, checkpoint_dir = _make_folders(Path(out_dir), Path(checkpoint_dir) / run_hash, train_dir, identity)
     job = _build(settings, dataset, target_device, checkpoint_dir, scored, registry)
+    job.finite_check_every = finite_check_every if settings.trainer.nonfinite == "stop" else 1
     _resume(job, run_hash)
     _train(job, valset_path, (out_dir, checkpoint_dir), view, progress, checkpoint_every)
     return _finish(job, identity, out_dir)
@@ -230,7 +234,7 @@ def _train(
 def _set_up_device(settings: RunSettings, device: str, threads: int | None) -> torch.device:
     """Seed every generator, pick the device and set its kernels as the settings ask (refusing what the GPU lacks)."""
     keep_freed_memory()
-    make_deterministic(settings.seed, threads)
+    make_deterministic(settings.seed, threads, settings.trainer.compile)
     target_device = select_device(device)
     check_gpu_features(target_device, settings.trainer.autocast, settings.trainer.compile)
     configure_cuda_kernels(target_device, settings.trainer.tf32, settings.trainer.cudnn_benchmark)

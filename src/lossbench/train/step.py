@@ -59,8 +59,13 @@ def _step(
     parameters: list[nn.Parameter],
     batch: tuple[torch.Tensor, torch.Tensor],
     autocast: contextlib.AbstractContextManager,
+    check: bool = True,
 ) -> tuple[float, str | None]:
-    """One optimisation step, taken only if the loss and every gradient are finite.
+    """One optimisation step, taken only if the loss (always) and every gradient (with ``check``) are finite.
+
+    Args:
+        check: Check the gradients before and the weights after the optimiser step (one device sync each); without
+            it only the loss is checked, whose value the curve needs anyway.
 
     Returns:
         The loss value, and None or what was not finite: ``loss <value>``, ``gradient``, or
@@ -74,9 +79,9 @@ def _step(
     if not math.isfinite(value):
         return value, f"loss {value}"
     loss.backward()
-    if not _all_finite([p.grad for p in parameters if p.grad is not None]):
+    if check and not _all_finite([p.grad for p in parameters if p.grad is not None]):
         return value, f"gradient (loss {value})"
     optimizer.step()
-    if not _all_finite(parameters):
+    if check and not _all_finite(parameters):
         return value, f"weights after the optimiser step (loss {value})"
     return value, None

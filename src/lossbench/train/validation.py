@@ -17,7 +17,7 @@ from lossbench.data.valset import ImageFile
 from lossbench.metrics import compute_spec
 from lossbench.metrics.pixel import psnr
 from lossbench.train.run_settings import Trainer
-from lossbench.train.step import _autocast, _to_device
+from lossbench.train.step import _to_device
 
 CURVE_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_psnr", "skipped", "seconds"]
 #: Prefix of the curve's column of a validation metric (``val_flip``): the metrics at every validation
@@ -77,9 +77,9 @@ def validate(
     for image_id in images:
         degraded = _to_device(torch.from_numpy(valset.read("input", image_id))[None], device, trainer)
         clean = torch.from_numpy(valset.read("target", image_id))[None].to(device)
-        with _autocast(device, trainer):
-            restored = model(degraded)
-            values = {"val_loss": float(loss_fn(restored, clean))}
+        # In float32, as inference runs the trained model: the curve's values are those the tables will show.
+        restored = model(degraded)
+        values = {"val_loss": float(loss_fn(restored, clean))}
         # Scored as evaluation scores it: clamped to the displayable range (lossbench.evaluate).
         clamped = restored.float().clamp(0.0, 1.0)
         values["val_psnr"] = float(psnr(clamped, clean)[0])
