@@ -1,13 +1,14 @@
 """The demo's training steps on the CPU, per task and loss, in today's default against the previous one.
 
-Part of ``python bench/train_step.py`` (its JSON's ``demo_steps``; ``--demo-repeats 0`` skips it). Each step
-is timed in its parts: the network's forward and backward, the loss's forward and backward, and the
-optimiser with the finite checks. The network's rate in GFLOP/s is set against this core's measured peak
-(a 1024² float32 and bfloat16 matrix product in the same run). ``previous`` is the default before issue 31:
-float32 in NCHW, the 1×1 reduction after the bilinear upsampling, gradients and weights checked every step;
-``current`` is config.yaml's trainer resolved on this machine (:func:`lossbench.train.device.resolve_precision`),
-checked every 10 steps. Both run side by side, interleaved, one thread, on the same inputs and initial weights,
-so that the machine's noise falls on both alike; the medians are reported.
+Part of ``python bench/train_step.py`` (its JSON's ``demo_steps``; ``--demo-repeats 0`` skips it). Each step is
+timed in its parts: the network's forward and backward, the loss's forward and backward, and the optimiser with
+the finite checks. The network's rate in GFLOP/s is set against this core's measured peak (a 1024² float32 and
+bfloat16 matrix product in the same run). ``previous`` is the default before issue 31: float32 in NCHW, the 1×1
+reduction after the bilinear upsampling, gradients and weights checked every step; ``current`` is config.yaml's
+trainer resolved on this machine (:func:`lossbench.train.device.resolve_precision`), checked every 10 steps;
+float32 in NHWC and bfloat16 in NCHW are timed too (:data:`VARIANTS`). All run side by side, interleaved, one
+thread, on the same inputs and initial weights, so that the machine's noise falls on all alike; the medians are
+reported.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ from lossbench.train.run_settings import RunSettings
 from lossbench.train.step import _all_finite, _autocast, _to_device
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+#: The variants timed besides ``current`` (config.yaml's trainer as resolved here): the previous default, and one
+#: change at a time from it (each with the 1×1 reduction before the upsampling and checks every 10 steps).
+VARIANTS = {
+    "previous": {"channels_last": False, "autocast": "none"},
+    "float32_nhwc": {"channels_last": True, "autocast": "none"},
+    "bfloat16_nchw": {"channels_last": False, "autocast": "bfloat16"},
+}
 
 
 class PreviousUNet(UNet):
@@ -142,8 +152,11 @@ def measure(config_path: Path, tasks: list[str], repeats: int) -> dict:
     for task in tasks:
         for loss in config["losses"]:
             current = run_settings(config, task, loss, 0)
-            previous = replace(current, trainer=replace(current.trainer, channels_last=False, autocast="none"))
-            setups = {"previous": Setup(previous, previous=True), "current": Setup(current, previous=False)}
+            setups = {
+                name: Setup(replace(current, trainer=replace(current.trainer, **trainer)), name == "previous")
+                for name, trainer in VARIANTS.items()
+            }
+            setups["current"] = Setup(current, previous=False)
             flops = network_flops(setups["previous"])
             samples: dict[str, list] = {name: [] for name in setups}
             loss_backward: dict[str, list] = {name: [] for name in setups}
@@ -173,7 +186,9 @@ def measure(config_path: Path, tasks: list[str], repeats: int) -> dict:
                     },
                     "network_gflops_per_second": flops / network_seconds / 1e9,
                 }
-            row["speedup"] = row["previous"]["ms_per_step"] / row["current"]["ms_per_step"]
+            for name in setups:
+                row[name]["speedup"] = row["previous"]["ms_per_step"] / row[name]["ms_per_step"]
+            row["speedup"] = row["current"]["speedup"]
             results[f"{task}/{loss}"] = row
             print(
                 f"{task}/{loss}: {row['previous']['ms_per_step']:.1f} -> {row['current']['ms_per_step']:.1f} ms"
