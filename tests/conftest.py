@@ -1,8 +1,10 @@
-"""Shared fixtures: the repository root, a tiny valid configuration, and small synthetic data."""
+"""Shared fixtures: the repository root, a tiny valid configuration, and small synthetic data; the command line the
+workflow tests run Snakemake with."""
 
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,27 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "data" / "config_tiny.yaml"
+
+
+def snakemake_command(
+    config: str | Path, directory: str | Path, *args: object, cores: int = 1, snakefile: Path = REPO / "Snakefile"
+) -> list[str]:
+    """``python -m snakemake`` on ``snakefile`` with the configuration file ``config``, in ``directory``, on
+    ``cores``, then ``args`` (targets and options)."""
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(snakefile),
+        "--configfile",
+        str(config),
+        "--directory",
+        str(directory),
+        "--cores",
+        str(cores),
+        *map(str, args),
+    ]
 
 
 @pytest.fixture(autouse=True)

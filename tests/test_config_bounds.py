@@ -17,7 +17,8 @@ import sys
 import pytest
 
 from lossbench.metrics import lpips as lpips_metric
-from lossbench.pipeline.config import ConfigError, load, read_yaml, validate
+from lossbench.pipeline.config import load, validate
+from lossbench.pipeline.config_file import ConfigError, read_yaml
 from lossbench.pipeline.job_settings import learning_rate
 
 from conftest import REPO, TINY_CONFIG

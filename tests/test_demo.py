@@ -8,14 +8,13 @@ takes config.yaml as it is and keeps denoising with two losses, on fewer steps.
 import csv
 import os
 import subprocess
-import sys
 
 import pytest
 import yaml
 
 from lossbench.report.summary import Scale, read_table, summarise
 
-from conftest import REPO
+from conftest import REPO, snakemake_command
 
 #: Denoising models must gain at least this much PSNR over the noisy input (σ = 25) after the short run.
 MIN_GAIN_DB = 3.0
@@ -32,20 +31,7 @@ def scaled_demo(tmp_path_factory):
     config["userstudy"]["stimuli"] = {}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "2",
-        "results/demo/summary.md",
-    ]
+    command = snakemake_command(str(workdir / "config.yaml"), str(workdir), "results/demo/summary.md", cores=2)
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return workdir

@@ -2,32 +2,18 @@
 
 import shutil
 import subprocess
-import sys
 
 import yaml
 
 from lossbench.pipeline import experiment
 
-from conftest import REPO, TINY_CONFIG
+from conftest import REPO, TINY_CONFIG, snakemake_command
 
 MODEL = "models/denoise/l1/seed0/model.pt"
 
 
 def _snakemake(workdir, *args):
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(TINY_CONFIG),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "1",
-        *args,
-    ]
+    command = snakemake_command(str(TINY_CONFIG), str(workdir), *args)
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result

@@ -10,7 +10,8 @@ import torch
 from lossbench import losses, metrics
 from lossbench.losses.mix import MixLoss
 from lossbench.metrics.msssim import ms_ssim
-from lossbench.pipeline.config import ConfigError, validate
+from lossbench.pipeline.config import validate
+from lossbench.pipeline.config_file import ConfigError
 from lossbench.pipeline.job_settings import run_settings
 from lossbench.registry import Registry
 from lossbench.report import paper
@@ -474,7 +475,7 @@ JPEG_TASK = {
 
 
 def test_a_task_of_its_own_kind_gets_its_own_table_without_a_thesis_comparison(tiny_config):
-    from lossbench.pipeline.config import dataset, task_tables
+    from lossbench.pipeline.sections import dataset, task_tables
 
     tiny_config["tasks"]["jpeg"] = dict(JPEG_TASK)
     tiny_config["losses"]["l2"]["lr"]["jpeg"] = 1e-3

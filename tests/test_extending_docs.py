@@ -258,8 +258,9 @@ def test_in_docs_tree_every_configuration_of_the_doc_validates():
 def test_in_docs_tree_the_task_kind_gives_training_pairs_a_validation_set_and_a_table(tmp_path):
     from lossbench.data import tasks
     from lossbench.data.valset import ImageFile
-    from lossbench.pipeline.config import task_tables, validate
+    from lossbench.pipeline.config import validate
     from lossbench.pipeline.job_settings import task_data
+    from lossbench.pipeline.sections import task_tables
 
     (block,) = [block for block in blocks("config/") if "tasks" in yaml.safe_load(block.body)]
     config = validate(doc_config(block), block.path, require_data=False)

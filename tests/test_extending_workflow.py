@@ -9,7 +9,7 @@ import textwrap
 
 import yaml
 
-from conftest import REPO, TINY_CONFIG
+from conftest import REPO, TINY_CONFIG, snakemake_command
 
 #: The JPEG-deblocking task on the denoising task's photographs (no thesis table: table_jpeg).
 JPEG_TASK = {
@@ -72,19 +72,7 @@ def test_a_users_loss_and_metric_mix_and_the_jpeg_task_get_tables_columns_rows_p
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(config_path),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "2",
-    ]
+    command = snakemake_command(str(config_path), str(workdir), cores=2)
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     tables = workdir / "results" / "demo" / "tables"

@@ -129,7 +129,7 @@ def test_training_on_varied_brain_volumes_batches_by_shape(tmp_path, tiny_config
     ],
 )
 def test_bad_preset_and_skip_bad_values_are_config_errors(change, message, tiny_config):
-    from lossbench.pipeline.config import ConfigError
+    from lossbench.pipeline.config_file import ConfigError
 
     config = tiny_config
     config["tasks"]["brain"]["data"].update(change)

@@ -10,7 +10,8 @@ from lossbench.data.tasks import write_valset
 from lossbench.data.valset import ImageFile, write_images
 from lossbench.evaluate import GRAY_MODES, evaluate, flip_gray_modes, flip_gray_modes_markdown
 from lossbench.flip import MAX_PPD, VIEWING, flip_ppd
-from lossbench.pipeline.config import SCHEMA_PATH, ConfigError, read_yaml, validate
+from lossbench.pipeline.config import SCHEMA_PATH, validate
+from lossbench.pipeline.config_file import ConfigError, read_yaml
 from lossbench.pipeline.job_settings import loss_params
 
 

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
-from lossbench.pipeline.config import ConfigError, validate
+from lossbench.pipeline.config import validate
+from lossbench.pipeline.config_file import ConfigError
 from lossbench.pipeline.job_settings import live_settings, run_settings
 from lossbench.train import loop as training
 from lossbench.train.live import LiveViewError

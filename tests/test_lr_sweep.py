@@ -5,7 +5,8 @@ import math
 import pytest
 import yaml
 
-from lossbench.pipeline.config import ConfigError, validate
+from lossbench.pipeline.config import validate
+from lossbench.pipeline.config_file import ConfigError
 from lossbench.pipeline.job_settings import learning_rate, run_settings
 from lossbench.pipeline.lr_sweep import choose, sweep_settings, write_choice
 

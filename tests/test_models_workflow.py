@@ -2,7 +2,6 @@
 
 import csv
 import subprocess
-import sys
 
 import torch
 import yaml
@@ -10,7 +9,7 @@ from fastmri.models import Unet as FastMRIUnet
 
 from lossbench.train.loop import load_model
 
-from conftest import REPO, TINY_CONFIG
+from conftest import TINY_CONFIG, snakemake_command
 
 
 def test_fastmri_unet_trains_infers_and_is_evaluated_on_rgb_and_mri(tmp_path):
@@ -26,20 +25,7 @@ def test_fastmri_unet_trains_infers_and_is_evaluated_on_rgb_and_mri(tmp_path):
     workdir = tmp_path / "run"
     results = workdir / "results" / "demo"
     targets = [f"results/demo/metrics/{task}/l1/seed0.csv" for task in ("denoise", "knee")]
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(config_path),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "2",
-        *targets,
-    ]
+    command = snakemake_command(str(config_path), str(workdir), *targets, cores=2)
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     for task, channels in (("denoise", 3), ("knee", 1)):

@@ -309,7 +309,8 @@ def test_knee_and_brain_have_textured_anatomy(singlecoil_dir, multicoil_dir):
 
 
 def test_crop_larger_than_the_synthetic_matrix_is_a_config_error(tiny_config):
-    from lossbench.pipeline.config import ConfigError, validate
+    from lossbench.pipeline.config import validate
+    from lossbench.pipeline.config_file import ConfigError
 
     tiny_config["tasks"]["knee"]["data"]["matrix"] = 176
     with pytest.raises(

@@ -8,7 +8,6 @@ evaluation and every table and figure must run to completion, and each training 
 import os
 import re
 import subprocess
-import sys
 import time
 
 import pytest
@@ -17,7 +16,7 @@ from PIL import Image, ImageOps
 
 from lossbench.data.images import embedded_photo_path
 
-from conftest import REPO
+from conftest import REPO, snakemake_command
 
 CONFIG = REPO / "tests" / "data" / "config_paper_shape.yaml"
 #: ImageNet's typical training image (500×375) and Kodak's (768×512).
@@ -47,19 +46,7 @@ def write_photos(root):
 @pytest.mark.slow
 def test_paper_shape_runs_every_job_to_completion(tmp_path):
     write_photos(tmp_path)
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(CONFIG),
-        "--directory",
-        str(tmp_path),
-        "--cores",
-        "2",
-    ]
+    command = snakemake_command(str(CONFIG), str(tmp_path), cores=2)
     started = time.perf_counter()
     result = subprocess.run(
         command,

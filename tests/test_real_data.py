@@ -26,7 +26,7 @@ from lossbench.data.imagenet import read_manifest, write_manifest
 from lossbench.data.mri import MRISliceDataset
 from lossbench.data.tasks import train_dataset
 
-from conftest import REPO
+from conftest import REPO, snakemake_command
 
 
 def _rgb(path: Path, size: tuple[int, int], mode: str = "RGB") -> None:
@@ -310,19 +310,7 @@ def test_paper_configuration_plans_the_full_study(image_tree, fastmri_root, tmp_
 def test_paper_configuration_plans_and_budgets_before_its_data_exist(tmp_path):
     """With none of its data folders in place, `-n` shows the plan and names every missing folder at once."""
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "LOSSBENCH_CACHE": str(tmp_path / "cache")}
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(REPO / "config" / "paper.yaml"),
-        "--directory",
-        str(tmp_path),
-        "--cores",
-        "1",
-    ]
+    command = snakemake_command(str(REPO / "config" / "paper.yaml"), str(tmp_path))
     planned = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, env=env, timeout=300)
     assert planned.returncode == 0, planned.stderr[-3000:]
     note = [line for line in planned.stderr.splitlines() if line.startswith("Note: ")]
@@ -357,20 +345,7 @@ def _snakemake(config: dict, work: Path, *targets: str) -> subprocess.CompletedP
         "TORCH_HOME": str(work / "torch"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(path),
-        "--directory",
-        str(work),
-        "--cores",
-        "1",
-        *targets,
-    ]
+    command = snakemake_command(str(path), str(work), *targets)
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 

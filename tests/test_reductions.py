@@ -8,7 +8,8 @@ import pytest
 
 
 def test_training_rejects_per_image_losses_in_one_line(tiny_config):
-    from lossbench.pipeline.config import ConfigError, validate
+    from lossbench.pipeline.config import validate
+    from lossbench.pipeline.config_file import ConfigError
 
     tiny_config["losses"]["l1"]["params"] = {"reduction": "none"}
     with pytest.raises(

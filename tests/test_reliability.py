@@ -24,7 +24,8 @@ from PIL import Image
 
 from lossbench.data.images import read_image, read_rgb
 from lossbench.data.tasks import prepare_embedded_photos, write_valset
-from lossbench.pipeline.config import ConfigError, load, validate
+from lossbench.pipeline.config import load, validate
+from lossbench.pipeline.config_file import ConfigError
 from lossbench.pipeline.job_settings import run_settings
 from lossbench.train import __main__ as train
 from lossbench.train import loop as training

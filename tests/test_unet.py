@@ -153,7 +153,8 @@ def test_load_model_builds_the_network_its_checkpoint_names(tmp_path, section, t
 
 
 def test_the_model_section_is_checked_against_the_named_networks_schema(tiny_config):
-    from lossbench.pipeline.config import ConfigError, validate
+    from lossbench.pipeline.config import validate
+    from lossbench.pipeline.config_file import ConfigError
 
     tiny_config["model"] = {"name": "fastmri_unet", "chans": 4, "num_pool_layers": 2}
     assert validate(tiny_config, "tiny.yaml")["model"] == {

@@ -13,7 +13,8 @@ from scipy.special import ndtr
 from scipy.stats import kendalltau
 
 from lossbench.pipeline import userstudy as pipeline
-from lossbench.pipeline.config import ConfigError, validate
+from lossbench.pipeline.config import validate
+from lossbench.pipeline.config_file import ConfigError
 from lossbench.report import paper
 from lossbench.userstudy import bootstrap, scale, summarize, thurstone
 from lossbench.userstudy.agreement import agreement_rows, kendall_tau, published_values

@@ -10,15 +10,10 @@ from snakemake.utils import update_config
 
 from lossbench.core.seeding import derive_seed
 from lossbench.metrics.lpips import TRUNK_ENV as LPIPS_TRUNK_ENV
-from lossbench.pipeline.config import (
-    ConfigError,
-    data_owner,
-    missing_data_folders,
-    read_yaml,
-    task_spec,
-    typed_overrides,
-    validate_with_overrides,
-)
+from lossbench.pipeline.config import typed_overrides, validate_with_overrides
+from lossbench.pipeline.config_file import ConfigError, read_yaml
+from lossbench.pipeline.consistency import missing_data_folders
+from lossbench.pipeline.sections import data_owner, task_spec
 from lossbench.pipeline.experiment import results_dir
 from lossbench.pipeline.lr_sweep import sweep_settings
 from lossbench.pipeline.job_settings import evaluation_settings, task_data, run_settings

@@ -37,7 +37,8 @@ from lossbench.core.specs import MetricSpec, Setting
 from lossbench.data.download import DownloadError
 from lossbench.data.images import read_image
 from lossbench.flip import DEFAULT_PPD, MODES
-from lossbench.pipeline.config import ConfigError, load
+from lossbench.pipeline.config import load
+from lossbench.pipeline.config_file import ConfigError
 from lossbench.registry import PACKAGE, Registry
 
 

@@ -28,8 +28,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from lossbench.core.io import markdown_table
 from lossbench.data.images import list_images
 from lossbench.data.tasks import channels
-from lossbench.pipeline.config import ConfigError, data_owner, dataset, load
+from lossbench.pipeline.config import load
+from lossbench.pipeline.config_file import ConfigError
 from lossbench.pipeline.job_settings import run_settings
+from lossbench.pipeline.sections import data_owner, dataset
 from lossbench.registry import Registry
 from lossbench.train.loop import build_loss, build_model
 from lossbench.train.run_settings import LossSettings

@@ -21,36 +21,13 @@ import yaml
 from lossbench import losses, metrics, models
 from lossbench.data import tasks
 from lossbench.pipeline.config_file import (
-    MAX_YAML_BYTES,
     MAX_YAML_DEPTH,
     MAX_YAML_VALUES,
     ConfigError,
-    learning_rate_overrides,
     parse_yaml,
     read_yaml,
 )
 from lossbench.pipeline.consistency import check_consistency, missing_data_folders
-from lossbench.pipeline.sections import data_owner, dataset, task_spec, task_tables
-
-__all__ = [
-    "MAX_POOLING_LEVELS",
-    "MAX_YAML_BYTES",
-    "MAX_YAML_DEPTH",
-    "MAX_YAML_VALUES",
-    "SCHEMA_PATH",
-    "ConfigError",
-    "data_owner",
-    "dataset",
-    "learning_rate_overrides",
-    "load",
-    "missing_data_folders",
-    "read_yaml",
-    "task_spec",
-    "task_tables",
-    "typed_overrides",
-    "validate",
-    "validate_with_overrides",
-]
 
 #: Packaged with the library (package data), so an installed lossbench finds it too.
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"

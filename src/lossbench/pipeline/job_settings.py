@@ -16,7 +16,8 @@ from typing import Any
 from lossbench.core.specs import Setting
 from lossbench.data.tasks import channels
 from lossbench.metrics.lpips import resolve_trunk
-from lossbench.pipeline.config import ConfigError, dataset, learning_rate_overrides
+from lossbench.pipeline.config_file import ConfigError, learning_rate_overrides
+from lossbench.pipeline.sections import dataset
 from lossbench.registry import Registry
 from lossbench.train.device import resolve_precision
 from lossbench.train.run_settings import LossSettings, RunSettings, Trainer, Training
