@@ -271,8 +271,7 @@ def build_table(
     for metric, info in infos.items():
         cells[metric] = {"input": metric_cell([input_means], metric, info)}
         cells[metric].update((loss, metric_cell(model_means.get(loss, []), metric, info)) for loss in columns)
-        tested = _mark_best(cells[metric], columns, model_csvs, metric, info, unit)
-        tests_run = tests_run or tested
+        tests_run = _mark_best(cells[metric], columns, model_csvs, metric, info, unit) or tests_run
     labels = {metric: info.display(lpips_pretrained) + direction_mark(info) for metric, info in infos.items()}
     result = Table(
         about.name,
