@@ -428,6 +428,7 @@ def test_ranking_triangle_has_a_legend_below_the_axes(monkeypatch):
 
 
 def test_analyse_command_puts_table_and_figures_at_one_origin_named_in_caption_and_axes(tmp_path, monkeypatch):
+    from lossbench.registry import PACKAGE
     from lossbench.userstudy import report
     from lossbench.userstudy.__main__ import main
 
@@ -439,7 +440,7 @@ def test_analyse_command_puts_table_and_figures_at_one_origin_named_in_caption_a
         lowest = min(csv.DictReader(handle), key=lambda row: float(row["jod"]))
     assert float(lowest["jod"]) == 1.0
     assert (
-        f"JOD scores (lowest-scoring loss, {report.label(lowest['condition'])}, at 1;"
+        f"JOD scores (lowest-scoring loss, {PACKAGE.loss_label(lowest['condition'])}, at 1;"
         in (tmp_path / "lowest" / "jod_table.md").read_text()
     )
     jod_figure, triangle = saved
