@@ -5,9 +5,11 @@ Run from the repository root:
     PYTHONPATH=src .venv/bin/python bench/flip_speed.py [--out bench/flip_speed.json]
 
 Everything runs in one process with 2 intra-op threads (torch.set_num_threads(2); the
-evaluator's OpenMP pool is capped to 2 threads through OMP_NUM_THREADS before it is loaded).
-The three measurements are interleaved within each repeat so that load on a shared machine hits
-them alike; the median over repeats is reported.
+evaluator's OpenMP pool is capped to 2 threads through OMP_NUM_THREADS before it is loaded);
+``OMP_NUM_THREADS=1`` runs both on one. The three measurements are interleaved within each repeat
+so that load on a shared machine hits them alike; the median over repeats is reported, with the
+minimum and the load averages before and after (os.getloadavg), which say whether the machine
+was idle.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from skimage import data
 from lossbench.flip import DEFAULT_PPD, flip
 
 SIZE = 256
-THREADS = 2
+THREADS = int(os.environ["OMP_NUM_THREADS"])
 
 
 def _crop(image: np.ndarray) -> np.ndarray:
@@ -54,6 +56,10 @@ def _time(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def _loads(loads: tuple[float, float, float]) -> str:
+    return ", ".join(f"{load:.2f}" for load in loads)
 
 
 def main() -> None:
@@ -82,6 +88,7 @@ def main() -> None:
         flip(output, reference).mean().backward()
 
     runs = {"official_forward": official, "ours_forward": forward, "ours_forward_backward": forward_backward}
+    load_before = os.getloadavg()
     for fn in runs.values():  # warm-up: filter caches, allocator, OpenMP pool
         fn()
     samples: dict[str, list[float]] = {name: [] for name in runs}
@@ -89,12 +96,16 @@ def main() -> None:
         for name, fn in runs.items():
             samples[name].append(_time(fn))
     medians = {name: statistics.median(times) for name, times in samples.items()}
+    minima = {name: min(times) for name, times in samples.items()}
+    load_after = os.getloadavg()
 
     result = {
         "batch": [len(reference_np), 3, SIZE, SIZE],
         "threads": THREADS,
         "repeats": args.repeats,
         "median_s": medians,
+        "min_s": minima,
+        "load_average_1_5_15_min": {"before": load_before, "after": load_after},
         "ratio_forward_vs_official": medians["ours_forward"] / medians["official_forward"],
         "ratio_forward_backward_vs_official": medians["ours_forward_backward"] / medians["official_forward"],
         "torch": torch.__version__,
@@ -102,10 +113,15 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
-    print(f"FLIP speed, batch {tuple(result['batch'])}, {THREADS} threads, median of {args.repeats}")
-    print(f"{'measurement':<24}{'time (ms)':>10}{'x official':>12}")
+    print(f"FLIP speed, batch {tuple(result['batch'])}, {THREADS} threads, median (and minimum) of {args.repeats}")
+    print(f"{'measurement':<24}{'time (ms)':>10}{'x official':>12}{'min (ms)':>10}{'x official':>12}")
     for name, seconds in medians.items():
-        print(f"{name:<24}{seconds * 1e3:>10.1f}{seconds / medians['official_forward']:>12.2f}")
+        fastest = minima[name]
+        print(
+            f"{name:<24}{seconds * 1e3:>10.1f}{seconds / medians['official_forward']:>12.2f}"
+            f"{fastest * 1e3:>10.1f}{fastest / minima['official_forward']:>12.2f}"
+        )
+    print(f"load average (1, 5, 15 min): {_loads(load_before)} before, {_loads(load_after)} after")
     print(f"wrote {args.out}")
 
 

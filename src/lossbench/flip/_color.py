@@ -62,8 +62,8 @@ _SRGB_KNEE = 0.04045
 
 
 class _SRGBToLinear(torch.autograd.Function):
-    """:func:`srgb_to_linear` with its derivative written out: autograd's, through the power, the clamp and the
-    select, takes about ten passes over the images, this one three."""
+    """:func:`srgb_to_linear` with its derivative written out from the saved power: autograd's goes through a
+    second power and the selects of ``torch.where`` and the clamp, about ten passes over the images."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
