@@ -5,10 +5,10 @@ timed in its parts: the network's forward and backward, the loss's forward and b
 the finite checks. The network's rate in GFLOP/s is set against this core's measured peak (a 1024² float32 and
 bfloat16 matrix product in the same run). ``previous`` is the default before issue 31: float32 in NCHW, the 1×1
 reduction after the bilinear upsampling, gradients and weights checked every step; ``current`` is config.yaml's
-trainer resolved on this machine (:func:`lossbench.train.device.resolve_precision`), checked every 10 steps;
-float32 in NHWC and bfloat16 in NCHW are timed too (:data:`VARIANTS`). All run side by side, interleaved, one
-thread, on the same inputs and initial weights, so that the machine's noise falls on all alike; the medians are
-reported.
+trainer resolved on this machine (:func:`lossbench.train.device.resolve_layout`: float32 in NHWC on the CPU),
+checked every 10 steps; bfloat16 in NHWC and in NCHW are timed too (:data:`VARIANTS`). All run side by side,
+interleaved, one thread, on the same inputs and initial weights, so that the machine's noise falls on all alike;
+the medians are reported.
 """
 
 from __future__ import annotations
@@ -33,11 +33,12 @@ from lossbench.train.step import _all_finite, _autocast, _to_device
 REPO = Path(__file__).resolve().parents[1]
 
 
-#: The variants timed besides ``current`` (config.yaml's trainer as resolved here): the previous default, and one
-#: change at a time from it (each with the 1×1 reduction before the upsampling and checks every 10 steps).
+#: The variants timed besides ``current`` (config.yaml's trainer as resolved here): the previous default, and
+#: bfloat16 autocast, the opt-in, in both layouts (each with the 1×1 reduction before the upsampling and checks
+#: every 10 steps).
 VARIANTS = {
     "previous": {"channels_last": False, "autocast": "none"},
-    "float32_nhwc": {"channels_last": True, "autocast": "none"},
+    "bfloat16_nhwc": {"channels_last": True, "autocast": "bfloat16"},
     "bfloat16_nchw": {"channels_last": False, "autocast": "bfloat16"},
 }
 

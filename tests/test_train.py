@@ -256,25 +256,21 @@ def test_finite_checks_at_an_interval_stop_before_a_bad_checkpoint_is_written(de
 
 
 @pytest.mark.parametrize(
-    "device, cuda, native, expected",
+    "device, cuda, expected",
     [
-        ("cpu", False, True, (True, "bfloat16")),
-        ("cpu", False, False, (True, "none")),  # emulated bfloat16 is slower than float32
-        ("auto", False, True, (True, "bfloat16")),
-        ("auto", True, True, (False, "none")),  # GPUs: not measured yet, float32 NCHW as before
-        ("cuda:0", False, True, (False, "none")),
+        ("cpu", False, True),
+        ("auto", False, True),
+        ("auto", True, False),  # GPUs: not measured yet, NCHW as before
+        ("cuda:0", False, False),
     ],
 )
-def test_auto_precision_is_resolved_for_the_planned_device(monkeypatch, device, cuda, native, expected):
+def test_the_auto_layout_is_resolved_for_the_planned_device(monkeypatch, device, cuda, expected):
     from lossbench.train import device as devices
 
     monkeypatch.setattr(devices.torch.cuda, "is_available", lambda: cuda)
-    monkeypatch.setattr(devices, "native_bfloat16", lambda: native)
-    resolved = devices.resolve_precision({"channels_last": "auto", "autocast": "auto", "tf32": True}, device)
-    assert (resolved["channels_last"], resolved["autocast"]) == expected and resolved["tf32"]
-    # bfloat16 without NHWC is slower on the CPU (oneDNN converts layouts): auto stays float32 there.
-    explicit = devices.resolve_precision({"channels_last": False, "autocast": "auto"}, "cpu")
-    assert explicit == {"channels_last": False, "autocast": "none"}
+    trainer = {"channels_last": "auto", "autocast": "none", "tf32": True}
+    assert devices.resolve_layout(trainer, device) == trainer | {"channels_last": expected}
+    assert devices.resolve_layout({"channels_last": False, "autocast": "bfloat16"}, "cpu")["channels_last"] is False
 
 
 def test_the_demo_steps_in_nhwc_give_the_gradients_of_nchw():

@@ -19,7 +19,7 @@ from lossbench.metrics.lpips import resolve_trunk
 from lossbench.pipeline.config_file import ConfigError, learning_rate_overrides
 from lossbench.pipeline.sections import dataset
 from lossbench.registry import Registry
-from lossbench.train.device import resolve_precision
+from lossbench.train.device import resolve_layout
 from lossbench.train.run_settings import LossSettings, RunSettings, Trainer, Training
 
 
@@ -99,7 +99,7 @@ def run_settings(
         ),
         # RESULT_FREE_KEYS change no result: changing them neither reruns nor restarts a job.
         trainer=Trainer.from_dict(
-            resolve_precision(
+            resolve_layout(
                 {key: value for key, value in config["trainer"].items() if key not in RESULT_FREE_KEYS}
                 | {"schedule": task_config["training"].get("schedule", config["trainer"]["schedule"])},
                 config["device"],

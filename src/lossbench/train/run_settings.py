@@ -117,9 +117,9 @@ class Trainer(_Section):
 
     Attributes:
         nonfinite: ``stop`` the job at a non-finite loss or gradient, or ``skip`` the batch.
-        autocast: ``none`` or ``bfloat16`` mixed precision of the forward pass (``auto`` resolved, see
-            :func:`lossbench.train.device.resolve_precision`).
-        channels_last: NHWC memory layout of the network and its inputs (``auto`` resolved likewise).
+        autocast: ``none`` or ``bfloat16`` mixed precision of the forward pass.
+        channels_last: NHWC memory layout of the network and its inputs (``auto`` resolved, see
+            :func:`lossbench.train.device.resolve_layout`).
         compile: ``torch.compile`` the network for the training steps.
         tf32: CUDA: TF32 rounding in the network's float32 convolutions and products.
         cudnn_benchmark: CUDA: cuDNN picks its algorithms by timing them.
