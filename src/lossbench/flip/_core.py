@@ -1,12 +1,8 @@
 """Differentiable LDR-FLIP error map (float32, or float64 for float64 inputs; channels-last internals).
 
-Both filtering directions are applied to one stack of 8 channels (3 for the linear gray modes: Y and two
-copies of y) built by one affine map from linear RGB: the CSF inputs Y, Cx, Cz, Cz (the blue-yellow filter is a sum
-of two separable Gaussians, hence two copies) and four copies of the normalised luminance
-(Y + 16) / 116 for the feature detectors, which the two passes turn into dy, ddy, dx and ddx.
-
-Layout: each image set (reference, test) is (N, C, H, W) in the channels-last memory format, in which
-the colour maps are 1x1 convolutions and the filters depthwise convolutions (:func:`_filter`).
+The images are filtered by :func:`lossbench.flip._passes.filter_channels`, then compared here. Layout: each
+image set (reference, test) is (N, C, H, W) in the channels-last memory format, in which the colour maps are
+1x1 convolutions and the filters depthwise convolutions.
 Everything from the filtered channels to the map is :class:`_Compare`, whose backward pass is
 written out; only the input's clamp, sRGB curve and the convolutions are left to autograd.
 """
@@ -19,17 +15,15 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from lossbench.core.precision import ieee_float32_autograd
-from lossbench.flip import _color, _filters
+from lossbench.flip import _color
+from lossbench.flip._passes import LINEAR_GRAY_MODES, filter_channels, filters_on, pointwise
 
 MODES = ("rgb", "gray_thesis", "gray_lab", "gray_replicated")
 #: How the FLIP loss treats values outside [0, 1]; "clamp" is the metric.
 OUT_OF_RANGE = ("clamp", "inward", "extrapolate")
-#: Modes whose input is linear grayscale, taken straight to the achromatic channel Y = 116 y - 16.
-LINEAR_GRAY_MODES = ("gray_thesis", "gray_lab")
 
 # The colour maps after filtering as 1x1 convolution weights; the first reads the 8 filter channels of "rgb" and
 # "gray_replicated", (Y, Cx, Cz1, Cz2) and four feature channels.
@@ -40,144 +34,6 @@ _F_TO_LAB = _color.F_TO_LAB[:, :, None, None]
 _STACK_TO_RGB_T = _STACK_TO_RGB.transpose(1, 0, 2, 3)
 _RGB_TO_XYZN_T = _RGB_TO_XYZN.transpose(1, 0, 2, 3)
 _F_TO_LAB_T = _F_TO_LAB.transpose(1, 0, 2, 3)
-
-
-def _conv1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """The 1x1 convolution of (N, C, H, W) ``x`` with (K, C, 1, 1) ``weight``: a colour map of every pixel."""
-    # A 1x1 kernel reads no neighbours, so its dilation changes nothing but PyTorch's choice of kernel: on one CPU
-    # thread, for fewer than 16 images, it would take its native path, 4 times slower on channels-last tensors than
-    # oneDNN's, which it takes for a dilated convolution.
-    return F.conv2d(x, weight, bias, dilation=2 if x.device.type == "cpu" else 1)
-
-
-def _pointwise(weight: np.ndarray, x: torch.Tensor, offset: np.ndarray | None = None) -> torch.Tensor:
-    """The (K, C, 1, 1) ``weight`` and (K,) ``offset`` applied to each pixel of (N, C, H, W) ``x``."""
-    bias = None if offset is None else _color.device_constant(offset, x.dtype, x.device)
-    return _conv1x1(x, _color.device_constant(weight, x.dtype, x.device), bias)
-
-
-@functools.lru_cache(maxsize=16)
-def _plan(mode: str, ppd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Affine input map and per-channel kernels of both filtering passes for ``mode``.
-
-    Returns:
-        ``(matrix, offset, x_kernels, y_kernels)``: ``matrix`` (C, C_in) and ``offset`` (C,)
-        map the linear input channels to the C filter channels; the kernels are (C, 2r+1).
-    """
-    csf = _filters.csf_kernels(ppd)
-    feat = _filters.feature_kernels(ppd)
-    radius = max(_filters.csf_radius(ppd), _filters.feature_radius(ppd))
-    k = {name: _filters.pad_kernel(v, radius) for name, v in {**csf, **feat}.items()}
-    if mode in LINEAR_GRAY_MODES:
-        # Input is linear luminance y: Y = 116 y - 16 for the CSF, y itself for the edges.
-        matrix = np.array([[116.0], [1.0], [1.0]])
-        offset = np.array([-16.0, 0.0, 0.0])
-        x_kernels = np.stack([k["y"], k["g"], k["dg"]])
-        y_kernels = np.stack([k["y"], k["dg"], k["g"]])
-        return matrix, offset, x_kernels, y_kernels
-    ycxcz = _color.RGB_TO_YCXCZ
-    luminance = ycxcz[0] / 116.0
-    matrix = np.stack([ycxcz[0], ycxcz[1], ycxcz[2], ycxcz[2]] + [luminance] * 4)
-    offset = np.array([-16.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
-    if mode == "gray_replicated":
-        # A grey pixel v is (v, v, v) in linear RGB, so the 3-column map collapses to row sums.
-        matrix = matrix.sum(axis=1, keepdims=True)
-    x_kernels = np.stack([k["y"], k["cx"], k["cz1"], k["cz2"], k["g"], k["g"], k["dg"], k["ddg"]])
-    y_kernels = np.stack([k["y"], k["cx"], k["cz1"], k["cz2"], k["dg"], k["ddg"], k["g"], k["g"]])
-    return matrix, offset, x_kernels, y_kernels
-
-
-class _Filters(NamedTuple):
-    """The plan of :func:`_plan` as convolution weights of one dtype on one device, with their adjoints."""
-
-    radius: int
-    #: (C, C_in, 1, 1) weight and (C,) bias of the affine map to the C filter channels, and its transpose.
-    stack: torch.Tensor
-    offset: torch.Tensor
-    stack_adjoint: torch.Tensor
-    #: (C, 1, 1, 2r+1) and (C, 1, 2r+1, 1) depthwise weights of the horizontal and vertical passes, and each
-    #: flipped, whose convolution is a pass's adjoint.
-    x_weight: torch.Tensor
-    y_weight: torch.Tensor
-    x_adjoint: torch.Tensor
-    y_adjoint: torch.Tensor
-
-
-@functools.lru_cache(maxsize=32)
-def _filters_on(mode: str, ppd: float, device: str, dtype: torch.dtype) -> _Filters:
-    """:func:`_plan` for ``mode`` and ``ppd`` as tensors of ``dtype`` on ``device``, copied there once."""
-    matrix, offset, x_kernels, y_kernels = _plan(mode, ppd)
-    channels, width = x_kernels.shape
-
-    def tensor(array: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
-        # float64 until the cast: a float64 pass keeps the kernels' precision, a float32 one gets each value's nearest
-        # float32.
-        return torch.from_numpy(np.ascontiguousarray(array)).to(device=device, dtype=dtype).view(shape)
-
-    # Outside inference mode: an evaluation's first call must not cache tensors training cannot save for backward.
-    with torch.inference_mode(False):
-        return _Filters(
-            width // 2,
-            tensor(matrix, (channels, matrix.shape[1], 1, 1)),
-            tensor(offset, (channels,)),
-            tensor(matrix.T, (matrix.shape[1], channels, 1, 1)),
-            tensor(x_kernels, (channels, 1, 1, width)),
-            tensor(y_kernels, (channels, 1, width, 1)),
-            tensor(x_kernels[:, ::-1], (channels, 1, 1, width)),
-            tensor(y_kernels[:, ::-1], (channels, 1, width, 1)),
-        )
-
-
-class _FilterPasses(torch.autograd.Function):
-    """:func:`_filter`: the borders replicated, the colour map to the filter channels and the two depthwise passes.
-
-    Their backward pass is three forward convolutions and the sums of the replicated borders: each pass's
-    adjoint is the convolution of the gradient, zero-padded by the kernel's width, with the flipped kernel,
-    and the colour map's the transposed map. oneDNN's own backward of a depthwise convolution takes 2 to
-    4 times longer, and PyTorch's of the padding 4 times longer than :func:`_replication_adjoint`.
-    """
-
-    @staticmethod
-    def forward(ctx, images: torch.Tensor, filters: _Filters) -> torch.Tensor:
-        ctx.filters = filters
-        r = filters.radius
-        # Replicated in NCHW, then channels-last: the padding is 3 times faster in that order.
-        padded = F.pad(images.contiguous(), (r, r, r, r), mode="replicate")
-        stack = _conv1x1(padded.contiguous(memory_format=torch.channels_last), filters.stack, filters.offset)
-        channels = stack.shape[1]
-        return F.conv2d(F.conv2d(stack, filters.x_weight, groups=channels), filters.y_weight, groups=channels)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        filters = ctx.filters
-        channels, width = grad.shape[1], 2 * filters.radius
-        grad = F.conv2d(grad, filters.y_adjoint, padding=(width, 0), groups=channels)
-        grad = F.conv2d(grad, filters.x_adjoint, padding=(0, width), groups=channels)
-        return _replication_adjoint(_conv1x1(grad, filters.stack_adjoint), filters.radius), None
-
-
-def _replication_adjoint(grad: torch.Tensor, r: int) -> torch.Tensor:
-    """The gradient of an image from that of its copy with borders replicated by ``r`` pixels: (N, C, H, W)."""
-    height, width = grad.shape[2] - 2 * r, grad.shape[3] - 2 * r
-    # Each replicated row (column) adds to the edge row (column) it copies; rows first, then columns.
-    rows = grad[:, :, r : r + height].clone()
-    rows[:, :, 0] += grad[:, :, :r].sum(dim=2)
-    rows[:, :, -1] += grad[:, :, r + height :].sum(dim=2)
-    image = rows[:, :, :, r : r + width].clone()
-    image[:, :, :, 0] += rows[:, :, :, :r].sum(dim=3)
-    image[:, :, :, -1] += rows[:, :, :, r + width :].sum(dim=3)
-    return image
-
-
-def _filter(images: torch.Tensor, filters: _Filters) -> torch.Tensor:
-    """The C filter channels of (N, C_in, H, W) linear ``images``, CSF- and feature-filtered: (N, C, H, W).
-
-    Channels-last throughout: oneDNN's depthwise convolutions are several times faster in that layout than
-    in NCHW, or than banded GEMMs, forward and backward, and its 1x1 convolutions are the colour GEMMs. The
-    borders are replicated once, before the colour map (a per-pixel map commutes with replication), for
-    both passes (replicating rows commutes with filtering along them).
-    """
-    return _FilterPasses.apply(images, filters)
 
 
 class _ClampUnit(torch.autograd.Function):
@@ -306,11 +162,11 @@ def _perceive_filtered(filtered: torch.Tensor, mode: str, out_of_range: str) -> 
         companded = _color.lab_f(y)
         return _Perception(116.0 * companded - 16.0, None, features, filtered, None, None, y, companded)
     # Channels (Y, Cx, Cz1, Cz2): the two Cz partial filters are summed by the matrix, the feature channels get 0.
-    unlimited = _pointwise(_STACK_TO_RGB, filtered, _color.YCXCZ_TO_RGB_OFFSET)
+    unlimited = pointwise(_STACK_TO_RGB, filtered, _color.YCXCZ_TO_RGB_OFFSET)
     rgb = unlimited if out_of_range == "extrapolate" else unlimited.clamp(0.0, 1.0)
-    xyzn = _pointwise(_RGB_TO_XYZN, rgb)
+    xyzn = pointwise(_RGB_TO_XYZN, rgb)
     companded = _color.lab_f(xyzn)
-    lab = _pointwise(_F_TO_LAB, companded, _color.LAB_OFFSET)
+    lab = pointwise(_F_TO_LAB, companded, _color.LAB_OFFSET)
     chroma = lab[:, 1:] * (0.01 * lab[:, :1])
     return _Perception(lab[:, 0], chroma, features, filtered, unlimited, rgb, xyzn, companded, lab)
 
@@ -397,13 +253,13 @@ def _perception_gradient(
         grad_lab = torch.empty_like(p.lab)
         grad_lab[:, 1:] = grad_chroma * (0.01 * lightness)
         grad_lab[:, 0] = grad_lightness + 0.01 * (grad_chroma * p.lab[:, 1:]).sum(dim=1)
-        grad_xyzn = _pointwise(_F_TO_LAB_T, grad_lab) * _lab_f_derivative(p.xyzn, p.companded)
-        grad_rgb = _pointwise(_RGB_TO_XYZN_T, grad_xyzn)
+        grad_xyzn = pointwise(_F_TO_LAB_T, grad_lab) * _lab_f_derivative(p.xyzn, p.companded)
+        grad_rgb = pointwise(_RGB_TO_XYZN_T, grad_xyzn)
         if out_of_range != "extrapolate":
             # clamp_unit's gradient: 1 on the closed interval [0, 1], 0 outside.
             grad_rgb = grad_rgb * _mask(torch.eq, p.unlimited, p.rgb)
         # Gives the feature channels 0, which the line after the branch overwrites.
-        grad = _pointwise(_STACK_TO_RGB_T, grad_rgb)
+        grad = pointwise(_STACK_TO_RGB_T, grad_rgb)
     # magnitude = sqrt(dx^2 + dy^2): d / d dx = dx / magnitude, 0 where the magnitude is 0.
     scaled = _ratio(grad_features, p.features)
     first, count = _feature_channels(mode).start, scaled.shape[1]
@@ -464,7 +320,7 @@ def _filtered(images: torch.Tensor, ppd: float, mode: str, out_of_range: str, dt
     linear = _INPUT_LIMITS[out_of_range](images.to(dtype))
     if mode not in LINEAR_GRAY_MODES:
         linear = _color.srgb_to_linear(linear)
-    return _filter(linear, _filters_on(mode, ppd, str(images.device), dtype))
+    return filter_channels(linear, filters_on(mode, ppd, str(images.device), dtype))
 
 
 def error_map(

@@ -2,7 +2,7 @@
 
 The contrast-sensitivity (CSF) filters and the edge/point detectors are built exactly as in
 NVIDIA's flip-evaluator 1.7 (``setSpatialFilters`` / ``setFeatureFilter``): same constants,
-radii, sampling and normalisation. :mod:`lossbench.flip._core` applies them as separable
+radii, sampling and normalisation. :mod:`lossbench.flip._passes` applies them as separable
 depthwise convolutions on replicated borders, the official clamp-to-edge boundary handling.
 """
 
