@@ -553,14 +553,21 @@ def _chromium():
     return webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver), options=options)
 
 
+def _waiting(browser):
+    """A 20-second wait that retries an element a navigation replaced under it (stale, not missing)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))
+
+
 def test_observer_session_in_headless_chromium(stimuli, tmp_path):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     browser = _chromium()
     server = Running(stimuli, tmp_path / "responses", ["alice"])
     try:
-        wait = WebDriverWait(browser, 20)
+        wait = _waiting(browser)
         browser.get(f"http://127.0.0.1:{server.port}/")
         start = browser.find_element(By.TAG_NAME, "main").text
         assert "12 comparisons, about 2 minutes" in start and "Sit about 70 cm from the screen" in start
@@ -631,7 +638,6 @@ def test_observer_session_in_headless_chromium(stimuli, tmp_path):
 def test_the_page_shows_an_answer_not_saved_and_offers_the_trial_again(stimuli, tmp_path, monkeypatch, caplog):
     """Issue 27: on a full disk the server confirmed a torn answer; now the page says so and the observer retries."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     full = threading.Event()
     full.set()
@@ -648,7 +654,7 @@ def test_the_page_shows_an_answer_not_saved_and_offers_the_trial_again(stimuli, 
     browser = _chromium()
     server = Running(stimuli, tmp_path / "responses", ["alice"])
     try:
-        wait = WebDriverWait(browser, 20)
+        wait = _waiting(browser)
         browser.get(f"http://127.0.0.1:{server.port}/")
         browser.find_element(By.ID, "observer").send_keys("alice")
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
