@@ -254,7 +254,8 @@ def test_metrics_cli_lists_every_metric_with_direction_unit_and_reference(
         better, unit, reference = line.split(None, 3)[1:]
         assert better == ("higher" if spec.info.higher_is_better else "lower")
         assert unit == (spec.info.unit or "-") and reference == spec.reference
-    assert listed["psnr"].split()[1:3] == ["higher", "dB"] and listed["lpips"].split()[1:3] == ["lower", "-"]
+    assert listed["psnr"].split()[1:3] == ["higher", "dB"] and listed["dists"].split()[1:3] == ["lower", "-"]
+    assert "Ding, Ma, Wang & Simoncelli 2020" in listed["dists"]
     # --json: one list; with --config the configuration's own metrics join the package's.
     name = f"list_metric_{tmp_path.name.replace('-', '_')}"
     request.addfinalizer(lambda: sys.modules.pop(name, None))

@@ -37,6 +37,7 @@ MODULES = (
     "lossbench.metrics.flip",
     "lossbench.metrics.ssim",
     "lossbench.metrics.haarpsi",
+    "lossbench.metrics.dists",
 )
 
 #: The package's metrics, in the order of :data:`MODULES`; a configuration's own join them in its registry
