@@ -376,3 +376,19 @@ def test_a_torchvision_checkpoint_in_the_hub_cache_is_used_and_checked(tmp_path:
         ValueError, match=r"vgg16-397923af.pth: features.0.weight is \(64, 3, 3\), expected \(64, 3, 3, 3\)"
     ):
         dists_module.DISTSModel("pretrained")
+
+
+def test_a_configured_trunk_is_checked_when_the_configuration_is_loaded(tiny_config: dict) -> None:
+    from lossbench.pipeline.config import validate
+    from lossbench.pipeline.config_file import ConfigError
+
+    tiny_config["losses"]["dists"] = {"lr": 1e-3, "params": {"trunk": "imagenet"}}
+    with pytest.raises(
+        ConfigError,
+        match=r"^tiny\.yaml: losses\.dists\.params\.trunk: 'imagenet', expected one of 'pretrained', 'untrained'",
+    ):
+        validate(tiny_config, "tiny.yaml", require_data=False)
+    tiny_config["losses"]["dists"] = {"lr": 1e-3}
+    tiny_config["metrics"] = [*tiny_config.get("metrics", ["l1"]), "dists"]
+    validated = validate(tiny_config, "tiny.yaml", require_data=False)
+    assert "dists" in validated["losses"] and "dists" in validated["metrics"]

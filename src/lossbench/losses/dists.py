@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, get_args
+
 import torch
 from torch import nn
 
 from lossbench.core.checks import check_reduction, reduce_images
 from lossbench.core.specs import LossSpec
 from lossbench.metrics.dists import Trunk, dists, get_dists
+
+#: The trunks the loss takes (:data:`lossbench.metrics.dists.Trunk`).
+TRUNKS = get_args(Trunk)
 
 
 class DISTSLoss(nn.Module):
@@ -36,4 +42,21 @@ class DISTSLoss(nn.Module):
         return f"trunk={self.trunk!r}, reduction={self.reduction!r}"
 
 
-LOSS = LossSpec("dists", DISTSLoss, "DISTS", thesis=False, portable_params={"trunk": "untrained"}, own_metric="dists")
+def _check_params(params: Mapping[str, Any]) -> str | None:
+    """A configured trunk is one of the two the loss has; the constructor's other keywords are the pipeline's to
+    check."""
+    trunk = params.get("trunk", "pretrained")
+    if trunk not in TRUNKS:
+        return f"trunk: {trunk!r}, expected one of {', '.join(map(repr, TRUNKS))} (untrained: tests only)"
+    return None
+
+
+LOSS = LossSpec(
+    "dists",
+    DISTSLoss,
+    "DISTS",
+    thesis=False,
+    portable_params={"trunk": "untrained"},
+    own_metric="dists",
+    check_params=_check_params,
+)
