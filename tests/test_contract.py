@@ -236,7 +236,8 @@ def default_evaluation() -> dict:
 
 
 def metric_spec_is_well_formed(name: str) -> None:
-    """Name, labels, direction, unit, scale, channels, best value well formed; compute takes what the spec passes."""
+    """Name, labels, direction, unit, scale, channels, best value, reference well formed; compute takes what the spec
+    passes."""
     spec = metrics.spec(name)
     info = spec.info
     assert spec.name == name and NAME.fullmatch(name), f"metric name {name!r}: expected letters, digits and underscores"
@@ -253,6 +254,9 @@ def metric_spec_is_well_formed(name: str) -> None:
     }, f"channels {spec.channels}: expected a non-empty tuple of 1 and/or 3"
     assert spec.best is None or not math.isnan(spec.best)
     assert isinstance(spec.thesis, bool) and isinstance(spec.differentiable, bool)
+    assert isinstance(spec.reference, str) and spec.reference.strip() and "\n" not in spec.reference, (
+        f"{name}: reference {spec.reference!r}: expected one line saying where the metric is defined"
+    )
     assert spec.check_config(default_evaluation()) is None, f"{name}: refuses the default evaluation settings"
     accepted = keywords(spec.compute)
     for channels in spec.channels:

@@ -177,6 +177,9 @@ def test_every_losss_state_loads_with_weights_only():
     config["losses"] = {name: {"lr": 1e-3} for name in losses.names()}
     config = validate(config)
     for name in losses.names():
+        # Portable, set past validation (LPIPS's trunk is an evaluation setting there): a loss whose weights are
+        # fetched (DISTS) is built without them, and its state holds none of them.
+        config["losses"][name]["params"].update(losses.spec(name).portable_params)
         state = training.build_loss(run_settings(config, "denoise", name, 0)).state_dict()
         buffer = io.BytesIO()
         torch.save(state, buffer)

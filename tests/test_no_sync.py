@@ -39,7 +39,7 @@ LOSSES = {
     "flip_extrapolate": lambda: FLIPLoss(out_of_range="extrapolate"),
 }
 #: Losses whose whole forward and backward run without TF32 (lossbench.core.precision.ieee_float32_autograd).
-IEEE_LOSSES = ("flip", "lpips_l2", "ssim", "haarpsi")
+IEEE_LOSSES = ("flip", "lpips_l2", "ssim", "haarpsi", "dists")
 
 
 def _step(loss: torch.nn.Module, device: str) -> None:

@@ -237,3 +237,59 @@ def test_metrics_cli_refuses_bad_options_in_one_line(tmp_path, tiny_config, nois
         _cli_error("--metric", "psnr", "--ppd", "22.3", reference_path, test_path)
         == "error: --ppd: the psnr metric takes no pixels per degree (FLIP does)"
     )
+
+
+def test_metrics_cli_lists_every_metric_with_direction_unit_and_reference(
+    tmp_path, tiny_config, capsys, monkeypatch, request
+):
+    import json
+    import sys
+
+    lines = _metrics_cli(capsys, "--list").splitlines()
+    assert lines[0].split() == ["metric", "better", "unit", "reference"]
+    listed = {line.split()[0]: line for line in lines[1:]}
+    assert list(listed) == metrics.names()
+    for name, line in listed.items():
+        spec = metrics.spec(name)
+        better, unit, reference = line.split(None, 3)[1:]
+        assert better == ("higher" if spec.info.higher_is_better else "lower")
+        assert unit == (spec.info.unit or "-") and reference == spec.reference
+    assert listed["psnr"].split()[1:3] == ["higher", "dB"] and listed["dists"].split()[1:3] == ["lower", "-"]
+    assert "Ding, Ma, Wang & Simoncelli 2020" in listed["dists"]
+    # --json: one list; with --config the configuration's own metrics join the package's.
+    name = f"list_metric_{tmp_path.name.replace('-', '_')}"
+    request.addfinalizer(lambda: sys.modules.pop(name, None))
+    (tmp_path / f"{name}.py").write_text(
+        "def worst(output, target):\n    return (output - target).abs().amax((1, 2, 3))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(metrics, "SPECS", dict(metrics.SPECS))  # the registration ends with the test
+    tiny_config["own_metrics"] = {"worst": {"module": f"{name}:worst", "direction": "lower"}}
+    rows = json.loads(_metrics_cli(capsys, "--list", "--json", "--config", _write_config(tmp_path, tiny_config)))
+    assert [row["metric"] for row in rows] == [*metrics.names(), "worst"]
+    assert rows[-1] == {
+        "metric": "worst",
+        "label": "worst",
+        "better": "lower",
+        "unit": None,
+        "reference": f"own metric, {name}:worst (own_metrics.worst)",
+        "thesis": False,
+    }
+    assert rows[2] == {
+        "metric": "psnr",
+        "label": "PSNR",
+        "better": "higher",
+        "unit": "dB",
+        "reference": metrics.spec("psnr").reference,
+        "thesis": True,
+    }
+
+
+def test_metrics_cli_list_refuses_a_metric_and_files(noisy_pair, capsys):
+    from lossbench.metrics.__main__ import main
+
+    for args in (["--list", "--metric", "l1"], ["--list", *noisy_pair[:2]], ["--metric", "l1"], [noisy_pair[0]]):
+        with pytest.raises(SystemExit) as refusal:
+            main(args)
+        assert refusal.value.code == 2
+    assert "--list takes no --metric and no image files" in capsys.readouterr().err

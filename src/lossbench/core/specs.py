@@ -340,6 +340,9 @@ class MetricSpec:
             :meth:`check_config` asks it for every registered metric, configured or not, when the
             configuration is loaded. A user's own metric's ``params`` are checked against the
             keywords of its module by the pipeline.
+        reference: Where the metric is defined, in one line: its paper (authors, year, venue) and the
+            implementation it follows or is checked against; ``python -m lossbench.metrics --list``
+            prints it. A user's own metric's is its module.
     """
 
     name: str
@@ -354,6 +357,7 @@ class MetricSpec:
     best: float | None = 0.0
     differentiable: bool = False
     check_evaluation: Callable[[Mapping[str, Any]], str | None] = _any_evaluation
+    reference: str = ""
 
     def params(self, setting: Setting) -> dict[str, Any]:
         """Parameters of the metric on ``setting``."""

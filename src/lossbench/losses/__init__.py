@@ -26,6 +26,7 @@ MODULES = (
     "lossbench.losses.mix",
     "lossbench.losses.ssim",
     "lossbench.losses.haarpsi",
+    "lossbench.losses.dists",
 )
 
 #: The package's losses, in the order of :data:`MODULES`; a configuration's own join them in its registry

@@ -37,6 +37,7 @@ MODULES = (
     "lossbench.metrics.flip",
     "lossbench.metrics.ssim",
     "lossbench.metrics.haarpsi",
+    "lossbench.metrics.dists",
 )
 
 #: The package's metrics, in the order of :data:`MODULES`; a configuration's own join them in its registry
@@ -126,7 +127,15 @@ def from_module(name: str, settings: Mapping[str, Any]) -> MetricSpec:
         settings.get("label", name), settings["direction"] == "higher", settings["scale"], settings["decimals"]
     )
     # The configuration does not say what identical images score: best=None, nothing to check.
-    return MetricSpec(name, compute, info, defaults=Configured(dict(settings["params"])), thesis=False, best=None)
+    return MetricSpec(
+        name,
+        compute,
+        info,
+        defaults=Configured(dict(settings["params"])),
+        thesis=False,
+        best=None,
+        reference=f"own metric, {path} (own_metrics.{name})",
+    )
 
 
 def names() -> list[str]:

@@ -1,5 +1,6 @@
-"""Compare two image files with one metric.
+"""Compare two image files with one metric, or list the metrics.
 
+    python -m lossbench.metrics --list
     python -m lossbench.metrics --metric flip REFERENCE TEST
     python -m lossbench.metrics --metric flip --ppd 22.3 reference.png test.png
     python -m lossbench.metrics --metric flip --config config.yaml reference.png test.png
@@ -16,6 +17,10 @@ unless --ppd or the ``evaluation.flip`` of a lossbench configuration (--config) 
 demo's config.yaml uses 22.3. --config also supplies the other ``evaluation`` settings (FLIP's
 grayscale mode, the LPIPS trunk and weights; the options given here win) and registers the
 configuration's ``own_metrics``, so that --metric may name one of them.
+
+--list prints every metric (with --config, its own metrics too), one a line: its name, which direction is
+better, its unit (``-`` for none) and its reference (the paper and the implementation it follows); with --json
+one JSON list of objects with the metric, label, better, unit, reference and whether it is one of the thesis's.
 
 Images are read at their real bit depth (8-bit ÷ 255, 16-bit grayscale ÷ 65535, float grayscale as
 it is) as RGB, or with --gray as luminance, in [0, 1].
@@ -72,8 +77,9 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], Registry]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lossbench.metrics", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--metric", help=f"one of {', '.join(metrics.names())}, or a metric of --config's own_metrics")
     parser.add_argument(
-        "--metric", required=True, help=f"one of {', '.join(metrics.names())}, or a metric of --config's own_metrics"
+        "--list", action="store_true", help="list every metric with its direction, unit and reference, then exit"
     )
     parser.add_argument(
         "--config", help="lossbench configuration (YAML) whose evaluation settings and own_metrics to use"
@@ -99,9 +105,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--lpips-weights", help="checkpoint of the LPIPS AlexNet trunk with torchvision's key names")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of `name = value`")
-    parser.add_argument("reference")
-    parser.add_argument("test")
+    parser.add_argument("reference", nargs="?", help="the reference image file")
+    parser.add_argument("test", nargs="?", help="the image file compared with it")
     return parser
+
+
+def _list(registry: Registry, as_json: bool) -> None:
+    """Every metric of ``registry``: name, direction, unit and reference, one a line or as one JSON list."""
+    rows = [
+        {
+            "metric": name,
+            "label": spec.info.label,
+            "better": "higher" if spec.info.higher_is_better else "lower",
+            "unit": spec.info.unit,
+            "reference": spec.reference,
+            "thesis": spec.thesis,
+        }
+        for name, spec in registry.metrics.items()
+    ]
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return
+    width = max(len("metric"), *(len(row["metric"]) for row in rows))
+    print(f"{'metric':<{width}}  better  unit  reference")
+    for row in rows:
+        print(f"{row['metric']:<{width}}  {row['better']:<6}  {row['unit'] or '-':<4}  {row['reference']}")
 
 
 def _params(args: argparse.Namespace, spec: MetricSpec, evaluation: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +168,15 @@ def _print(args: argparse.Namespace, spec: MetricSpec, value: float, ppd: float 
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.list:
+        if args.metric is not None or args.reference is not None:
+            parser.error("--list takes no --metric and no image files")
+        _list(_settings(args)[1], args.json)
+        return
+    if args.metric is None or args.test is None:
+        parser.error("expected --metric NAME REFERENCE TEST (or --list)")
     evaluation, registry = _settings(args)
     try:
         spec = registry.metric(args.metric)

@@ -55,4 +55,8 @@ METRIC = MetricSpec(
     conditions=viewing_conditions,
     differentiable=True,
     check_evaluation=check_viewing,
+    reference=(
+        "Andersson, Nilsson, Akenine-Möller, Oskarsson, Åström & Fairchild 2020, FLIP: a difference evaluator for"
+        " alternating images (HPG); thesis ch. 3"
+    ),
 )

@@ -194,4 +194,8 @@ METRIC = MetricSpec(
     thesis=False,
     best=1.0,
     differentiable=True,
+    reference=(
+        "Reisenhofer, Bosse, Kutyniok & Wiegand 2018, A Haar wavelet-based perceptual similarity index for image"
+        " quality assessment (Signal Processing: Image Communication); checked against piq (docs/calibration.md)"
+    ),
 )

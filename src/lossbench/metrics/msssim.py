@@ -221,4 +221,8 @@ METRIC = specs.MetricSpec(
     too_small=_too_small,
     best=1.0,
     differentiable=True,
+    reference=(
+        "Wang, Simoncelli & Bovik 2003, Multi-scale structural similarity for image quality assessment (Asilomar);"
+        " as pytorch-msssim computes it (thesis §2.4.3)"
+    ),
 )

@@ -34,12 +34,14 @@ L1 = MetricSpec(
     l1,
     MetricInfo("1000·l1", higher_is_better=False, scale=1000.0, decimals=2, tex=r"$1000\cdot l_1$"),
     differentiable=True,
+    reference="mean absolute error over pixels and channels (thesis §2.4.1, eq. 2.4)",
 )
 L2 = MetricSpec(
     "l2",
     l2,
     MetricInfo("1000·l2", higher_is_better=False, scale=1000.0, decimals=2, tex=r"$1000\cdot l_2$"),
     differentiable=True,
+    reference="mean squared error over pixels and channels (thesis §2.4.2, eq. 2.5)",
 )
 PSNR = MetricSpec(
     "psnr",
@@ -47,4 +49,5 @@ PSNR = MetricSpec(
     MetricInfo("PSNR", higher_is_better=True, decimals=2, unit="dB"),
     best=float("inf"),
     differentiable=True,
+    reference="peak signal-to-noise ratio, 10·log10(1 / l2), data range 1 (thesis §2.4.2, eq. 2.6)",
 )

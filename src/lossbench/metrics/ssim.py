@@ -202,4 +202,8 @@ METRIC = MetricSpec(
     conditions=window_conditions,
     best=1.0,
     differentiable=True,
+    reference=(
+        "Wang, Bovik, Sheikh & Simoncelli 2004, Image quality assessment: from error visibility to structural"
+        " similarity (IEEE TIP); on MRI tasks as fastmri.evaluate.ssim computes it (docs/calibration.md)"
+    ),
 )
