@@ -93,6 +93,10 @@ def test_an_unrelated_metric_gets_the_constant_map():
     own = 3
     others = np.delete(TRUE_JOD, own).mean()
     assert self_preference_gap(x, TRUE_JOD, own)[0] == pytest.approx(others - TRUE_JOD[own])
+    # The table marks such a gap: it says where the observers put the own model, not what the metric says.
+    (flat,) = preferences(_study(TRUE_JOD), {"lpips": dict(zip(LOSSES, TRUE_JOD))}, "synthetic")
+    (rising,) = preferences(_study(TRUE_JOD), {"lpips": dict(zip(LOSSES, -TRUE_JOD))}, "synthetic")
+    assert flat.flat and not rising.flat and csv_rows([flat, rising])[0]["flat_map"] == "yes"
 
 
 def test_maps_agree_with_independent_computations():

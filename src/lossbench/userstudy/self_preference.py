@@ -38,6 +38,7 @@ from lossbench.userstudy.agreement import (  # noqa: E402
 )
 from lossbench.userstudy.calibration import (  # noqa: E402
     MIN_FIT,
+    fit,
     loo_residuals,
     ranks,
     self_preference_gap,
@@ -61,6 +62,7 @@ COLUMNS = [
     "bounded_ci_high",
     "residual_rank",
     "others_rmse",
+    "flat_map",
     "resampled",
 ]
 TITLE = "Does a metric favour the model trained on it? Its JOD through the metric minus the observers' JOD"
@@ -71,6 +73,10 @@ ASSUMPTION = (
     " outside it the gap is an extrapolation). Bounded gap: the same through the isotonic map of the other models,"
     " flat beyond their range. Residual rank: the own model's gap among every model's leave-one-out residual"
     " (1 = the most overrated; by chance 1 in N). Others' RMSE: the other models' leave-one-out residuals."
+)
+FLAT = (
+    "*: the metric ranks the other models against the observers, so their map is flat (their mean JOD): the gap is"
+    " how far the observers put the own model below the others' mean, whatever its metric value."
 )
 
 
@@ -92,6 +98,9 @@ class Preference:
     #: ``gap``.
     residuals: np.ndarray
     resampled: str | None
+    #: Whether the affine map of the other models is flat (they rank against the observers): the gap is then the
+    #: others' mean JOD minus the own model's, whatever the metric's values.
+    flat: bool = False
 
     @property
     def residual_rank(self) -> int:
@@ -147,6 +156,7 @@ def preferences(
                 ),
                 residuals=loo_residuals(x, jod)[0],
                 resampled=summary.resampled,
+                flat=bool(fit(np.delete(x, own), np.delete(jod, own))[1][0] == 0.0),
             )
         )
     return found
@@ -175,6 +185,7 @@ def csv_rows(found: list[Preference]) -> list[dict[str, str]]:
                     *map(_number, p.bounded_interval),
                     str(p.residual_rank),
                     _number(p.others_rmse),
+                    "yes" if p.flat else "no",
                     p.resampled or "none",
                 ],
             )
@@ -212,7 +223,7 @@ def write_table(found: list[Preference], prefix: str | Path, caption: str, regis
             registry.loss_label(p.loss),
             f"{p.metric_rank} of {len(p.conditions)}",
             f"{p.observer_rank} of {len(p.conditions)}",
-            _shown(p.gap, p.interval),
+            _shown(p.gap, p.interval) + ("*" if p.flat else ""),
             _shown(p.bounded, p.bounded_interval),
             f"{p.residual_rank} of {len(p.conditions)}",
             f"{p.others_rmse:.2f}",
@@ -226,7 +237,18 @@ def write_table(found: list[Preference], prefix: str | Path, caption: str, regis
             " nothing to measure.",
             "",
         ]
-    write_lines(md_path, [caption, "", *empty, markdown_table(header, body, "lllrrllrr"), "", ASSUMPTION])
+    write_lines(
+        md_path,
+        [
+            caption,
+            "",
+            *empty,
+            markdown_table(header, body, "lllrrllrr"),
+            "",
+            ASSUMPTION,
+            *(["", FLAT] if any(p.flat for p in found) else []),
+        ],
+    )
     return [csv_path, md_path]
 
 
