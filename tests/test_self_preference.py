@@ -238,3 +238,31 @@ def test_table_without_any_own_metric_says_so(tmp_path):
     csv_path, md_path = write_table([], tmp_path / "none", "Nothing here.")
     assert csv_rows([]) == [] and csv_path.read_text().startswith("source,metric,loss")
     assert "nothing to measure" in md_path.read_text()
+
+
+def test_a_metric_that_predicts_jod_is_also_compared_in_jod_directly(tmp_path):
+    from dataclasses import replace
+
+    from lossbench import metrics
+    from lossbench.core.specs import MetricInfo
+    from lossbench.registry import Registry
+    from lossbench.userstudy.agreement import write_agreement
+
+    # A JOD-predicting metric (as ColorVideoVDP) is a spec whose unit is JOD; its computation is not needed here.
+    predictor = replace(metrics.SPECS["psnr"], name="jod_predictor", info=MetricInfo("JOD predictor", True, unit="JOD"))
+    registry = Registry(metrics={**metrics.SPECS, "jod_predictor": predictor})
+    samples = TRUE_JOD + np.random.default_rng(0).normal(0, 0.1, (50, 6))
+    study = _study(TRUE_JOD, samples)
+    # An offset is no error (JOD has no origin); a stretched scale is, by the stretch.
+    values = {"jod_predictor": dict(zip(LOSSES, 7.0 + TRUE_JOD)), "psnr": dict(zip(LOSSES, 30 + TRUE_JOD))}
+    exact, psnr = agreement_rows(study, values, "synthetic", registry=registry)
+    assert float(exact["direct_rmse"]) == 0.0 and float(exact["direct_ci_high"]) > 0 and psnr["direct_rmse"] == ""
+    (stretched,) = agreement_rows(
+        study, {"jod_predictor": dict(zip(LOSSES, 2.0 * TRUE_JOD))}, "synthetic", registry=registry
+    )
+    expected = np.sqrt(np.mean((TRUE_JOD - TRUE_JOD.mean()) ** 2))
+    assert float(stretched["direct_rmse"]) == pytest.approx(expected, abs=1e-3)
+    _, md_path = write_agreement([exact, psnr], tmp_path / "agreement", "Agreement.", registry)
+    assert "In JOD directly: RMSE" in md_path.read_text()
+    _, md_path = write_agreement([psnr], tmp_path / "without", "Agreement.", registry)
+    assert "In JOD directly" not in md_path.read_text()

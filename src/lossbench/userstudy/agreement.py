@@ -23,12 +23,14 @@ from lossbench.data.tasks import SPECS
 from lossbench.registry import PACKAGE, Registry
 from lossbench.report import paper
 from lossbench.report.table_files import read_table
-from lossbench.userstudy.calibration import MIN_FIT, constant_rmse, loo_rmse
+from lossbench.userstudy.calibration import MIN_FIT, constant_rmse, direct_rmse, loo_rmse
 from lossbench.userstudy.scaling import Summary
 
 #: Most models whose orderings the chance p-values enumerate (8! = 40,320); beyond, :data:`SAMPLED_ORDERINGS`.
 EXACT_MODELS = 8
 SAMPLED_ORDERINGS = 20_000
+#: The unit (``MetricInfo.unit``) of a metric that predicts JOD itself: also compared with the observers directly.
+JOD_UNIT = "JOD"
 COLUMNS = [
     "metric",
     "source",
@@ -47,6 +49,9 @@ COLUMNS = [
     "isotonic_rmse",
     "isotonic_ci_low",
     "isotonic_ci_high",
+    "direct_rmse",
+    "direct_ci_low",
+    "direct_ci_high",
 ]
 
 
@@ -128,7 +133,8 @@ def agreement_rows(
     registry: Registry = PACKAGE,
 ) -> list[dict[str, str]]:
     """One row per metric: τ and ρ between the metric's ranking of the study's losses and the JOD ranking, and the
-    leave-one-condition-out RMSE (JOD) of its affine and its isotonic map to JOD.
+    leave-one-condition-out RMSE (JOD) of its affine and its isotonic map to JOD; a metric whose unit is
+    :data:`JOD_UNIT` is also compared with the JOD scores directly (:func:`~calibration.direct_rmse`).
 
     Metric values are oriented so that larger means better. Each interval holds the ``alpha`` / 2 and
     1 − ``alpha`` / 2 percentiles of the statistic over the JOD bootstrap samples; a study with too few
@@ -157,6 +163,11 @@ def agreement_rows(
                     alpha,
                 )
             ]
+        direct = ["", "", ""]
+        if registry.metric(metric).info.unit == JOD_UNIT:
+            direct = _cells(
+                direct_rmse(oriented, jod)[0], None if samples is None else direct_rmse(oriented, samples), alpha
+            )
         rows.append(
             dict(
                 zip(
@@ -170,6 +181,7 @@ def agreement_rows(
                         *rho,
                         f"{chance_p_value(oriented, jod, spearman_rho):.4f}",
                         *rmse,
+                        *direct,
                     ],
                 )
             )
@@ -257,6 +269,19 @@ def write_agreement(
         " isotonic: the same through the isotonic map, flat beyond the other models' range, which needs no such"
         f" assumption but cannot predict beyond the best or worst of them. Both need {MIN_FIT + 1} models.",
     ]
-    table = markdown_table(header, body, "llrrlrrlrrlrl")
-    write_lines(md_path, [caption, "", table, "", notes[0], "", notes[1]])
+    align = "llrrlrrlrrlrl"
+    if any(r["direct_rmse"] for r in rows):
+        header += ["In JOD directly: RMSE", "95 % CI"]
+        align += "rl"
+        for cells, r in zip(body, rows):
+            cells += [
+                r["direct_rmse"] or "–",
+                _interval(r["direct_ci_low"], r["direct_ci_high"]) if r["direct_rmse"] else "–",
+            ]
+        notes.append(
+            "In JOD directly: a metric that predicts JOD, its values against the observers' JOD without a map, each"
+            " side's mean over the models removed (JOD scores have no origin)."
+        )
+    table = markdown_table(header, body, align)
+    write_lines(md_path, [caption, "", table, *(line for note in notes for line in ("", note))])
     return [csv_path, md_path]

@@ -144,6 +144,15 @@ def constant_rmse(jod: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean((others - jod) ** 2, axis=1))
 
 
+def direct_rmse(predicted: np.ndarray, jod: np.ndarray) -> np.ndarray:
+    """(B,): RMSE in JOD of a metric that predicts JOD itself (ColorVideoVDP), (N,) ``predicted``, against (B, N)
+    ``jod``, no map fitted. JOD scores have no origin, so each side's mean over the conditions is removed first."""
+    predicted = np.asarray(predicted, dtype=float)
+    jod = _rows(jod, len(predicted))
+    error = (predicted - predicted.mean()) - (jod - jod.mean(axis=1, keepdims=True))
+    return np.sqrt(np.mean(error**2, axis=1))
+
+
 def self_preference_gap(x: np.ndarray, jod: np.ndarray, own: int, kind: str = "affine") -> np.ndarray:
     """(B,): the own model's JOD through the metric minus its observed JOD (see the module's docstring).
 
