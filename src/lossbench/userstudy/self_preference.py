@@ -298,7 +298,8 @@ def figure(
 ) -> None:
     """One panel per task: each own metric's gap (filled, 95 % interval) and bounded gap (open), with the other
     models' leave-one-out residuals (grey) for the misfit a model not trained on the metric gets. Gaps beyond
-    the others' range are drawn at the edge with their value. ``note``: a line under ``title``."""
+    the others' range are drawn at the edge with their value; "(flat map)" under a metric marks a gap whose map of
+    the other models is flat (the table's *). ``note``: a line under ``title``."""
     sources = list(dict.fromkeys(p.source for p in found)) or ["no own metric"]
     limit = _limit(found)
     fig, axes = plt.subplots(1, len(sources), figsize=(3.6 * len(sources) + 0.8, 4.2), squeeze=False, sharey=True)
@@ -310,9 +311,9 @@ def figure(
             _own(axis, k, p.gap, p.interval, True, limit)
             _own(axis, k + 0.2, p.bounded, p.bounded_interval, False, limit)
         axis.axhline(0.0, color="0.5", linewidth=0.8, zorder=0)
-        axis.set_xticks(
-            np.arange(len(shown)), [registry.metric(p.metric).info.label for p in shown], rotation=30, ha="right"
-        )
+        # The table's *: the map of the other models is flat, the gap is where the observers put the own model.
+        names = [registry.metric(p.metric).info.label + ("\n(flat map)" if p.flat else "") for p in shown]
+        axis.set_xticks(np.arange(len(shown)), names, fontsize=7.5)
         axis.set_xlim(-0.6, max(len(shown), 1) - 0.2)
         axis.set_title(source, fontsize=9)
         axis.grid(axis="y", color="0.9")
