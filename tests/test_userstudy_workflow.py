@@ -28,6 +28,8 @@ USERSTUDY_RULES = [
     "userstudy_analysis_ours_mri",
     "userstudy_kendall_thesis",
     "userstudy_kendall_ours",
+    "userstudy_self_preference_thesis",
+    "userstudy_self_preference_ours",
     "userstudy_stimuli",
     "userstudy_counts",
     "userstudy_ours_studies",
@@ -142,6 +144,11 @@ def test_thesis_targets_are_regenerated_from_the_shipped_data(built):
     for figure in ("fig_6_7", "fig_6_8", "fig_6_17", "fig_6_18"):
         assert (figures / f"{figure}.png").stat().st_size > 0 and (figures / f"{figure}.pdf").stat().st_size > 0
     assert "LPIPS" in (tables / "userstudy_kendall_thesis.md").read_text()
+    # Self-preference on the thesis's data: every own metric of every task it showed, with its interval.
+    with open(tables / "userstudy_self_preference_thesis.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 * 5 and all(float(row["ci_low"]) <= float(row["ci_high"]) for row in rows)
+    assert (figures / "userstudy_self_preference_thesis.png").stat().st_size > 0
 
 
 def test_our_study_from_stimuli_to_analysis(built):
@@ -153,6 +160,8 @@ def test_our_study_from_stimuli_to_analysis(built):
         rows = list(csv.DictReader(handle))
     # Our PSNR ranks l2 > l1 > flip; the observers put l2 first as well.
     assert [row["metric"] for row in rows] == ["psnr"] and float(rows[0]["tau"]) > 0
+    # PSNR is no loss's own metric: the self-preference table says there is nothing to measure.
+    assert "nothing to measure" in (tables / "userstudy_self_preference_ours_denoise.md").read_text()
     assert (built / "results/demo/figures/userstudy_ours_denoise_triangle.pdf").stat().st_size > 0
     # The line that is no answer: in the counts' log, in skipped_lines.csv and in the JOD table's caption.
     note = "Answer files: 1 line skipped (ann.jsonl: 1 not an object)."
@@ -175,6 +184,7 @@ def test_our_study_from_stimuli_to_analysis(built):
         "userstudy_counts",
         "userstudy_analysis_ours_denoise",
         "userstudy_kendall_ours",
+        "userstudy_self_preference_ours",
         "userstudy_ours_studies",
         "userstudy",
         "total",

@@ -5,8 +5,8 @@
 # answer files (<responses>/<study>/*.jsonl) are analysed, decided here when the workflow is planned, so that
 # a study nobody has answered yet is named (in the log and in tables/userstudy_ours_studies.*), not failed.
 
-from lossbench.data.tasks import SPECS as KIND_SPECS
 from lossbench.pipeline import userstudy as study_targets
+from lossbench.userstudy.agreement import thesis_sources
 from lossbench.userstudy.counts import THESIS_STUDIES
 
 USERSTUDY = config["userstudy"]
@@ -14,6 +14,8 @@ STUDY_TASKS = study_targets.study_tasks(config)
 OWN_STUDIES = study_targets.own_studies(config)
 USERSTUDY_OUTPUTS = study_targets.study_outputs(config)
 USERSTUDY_TARGETS = study_targets.targets(config)
+# Thesis study → the published metric tables of the models it compared (the MRI study showed knee and brain images).
+THESIS_TABLES = thesis_sources()
 TASK_TABLE = {table.task: name for name, table in TABLES.items()}
 UNANSWERED = [row for row in study_targets.study_status(config) if row["answer_files"] == "0"]
 if UNANSWERED:
@@ -101,11 +103,7 @@ rule userstudy_kendall_thesis:
     conda:
         ENV
     params:
-        # Study → the published metric tables of the models it compared (the MRI study showed knee and brain images).
-        published={
-            f"thesis_{study}": [spec.thesis_table for spec in KIND_SPECS.values() if spec.thesis_study == study]
-            for study in THESIS_STUDIES
-        },
+        published=THESIS_TABLES,
     script:
         "../scripts/userstudy_kendall.py"
 
@@ -133,6 +131,68 @@ rule userstudy_kendall_ours:
         published=None,
     script:
         "../scripts/userstudy_kendall.py"
+
+
+# Self-preference: does a metric favour the model trained on it, in JOD (lossbench.userstudy.self_preference)?
+rule userstudy_self_preference_thesis:
+    input:
+        **{
+            study: expand(results(f"userstudy/thesis_{study}/{{name}}.csv"), name=["jod", "samples"])
+            for study in THESIS_STUDIES
+        },
+    output:
+        csv=report(
+            results("tables/userstudy_self_preference_thesis.csv"),
+            caption="../report/userstudy_self_preference.rst",
+            category="User study",
+            labels={"table": "self-preference, thesis"},
+        ),
+        md=results("tables/userstudy_self_preference_thesis.md"),
+        figures=[
+            report(
+                results("figures/userstudy_self_preference_thesis.png"),
+                caption="../report/userstudy_self_preference.rst",
+                category="User study",
+                labels={"figure": "self-preference, thesis"},
+            ),
+            results("figures/userstudy_self_preference_thesis.pdf"),
+        ],
+    log:
+        results("logs/userstudy/self_preference_thesis.log"),
+    conda:
+        ENV
+    params:
+        published=THESIS_TABLES,
+    script:
+        "../scripts/userstudy_self_preference.py"
+
+
+rule userstudy_self_preference_ours:
+    input:
+        study=expand(results("userstudy/{{study}}/{name}.csv"), name=["jod", "samples"]),
+        tables=study_tables,
+    output:
+        csv=report(
+            results("tables/userstudy_self_preference_{study}.csv"),
+            caption="../report/userstudy_self_preference.rst",
+            category="User study",
+            labels={"table": "self-preference, {study}"},
+        ),
+        md=results("tables/userstudy_self_preference_{study}.md"),
+        figures=[
+            results("figures/userstudy_self_preference_{study}.png"),
+            results("figures/userstudy_self_preference_{study}.pdf"),
+        ],
+    log:
+        results("logs/userstudy/self_preference_{study}.log"),
+    wildcard_constraints:
+        study=one_of(OWN_STUDIES),
+    conda:
+        ENV
+    params:
+        published=None,
+    script:
+        "../scripts/userstudy_self_preference.py"
 
 
 rule userstudy_stimuli:

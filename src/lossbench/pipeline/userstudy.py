@@ -162,18 +162,17 @@ def figure_files(name: str, results: str) -> list[str]:
 
 
 def targets(config: dict[str, Any]) -> list[str]:
-    """Every user-study file: tables, figures, the metric–observer agreement, stimuli, our analysis and which of our
-    studies have answers."""
+    """Every user-study file: tables, figures, the metric–observer agreement and self-preference, stimuli, our analysis
+    and which of our studies have answers."""
     results = results_dir(config)
     files = []
     for table, jod_figure, triangle_figure in study_outputs(config).values():
         files += (
             table_files(table, results) + figure_files(jod_figure, results) + figure_files(triangle_figure, results)
         )
-    files += [
-        f"{results}/tables/userstudy_kendall_{study}.{ext}"
-        for study in ["thesis", *own_studies(config)]
-        for ext in ("csv", "md")
-    ]
+    for study in ["thesis", *own_studies(config)]:
+        files += [f"{results}/tables/userstudy_kendall_{study}.{ext}" for ext in ("csv", "md")]
+        files += [f"{results}/tables/userstudy_self_preference_{study}.{ext}" for ext in ("csv", "md")]
+        files += figure_files(f"userstudy_self_preference_{study}", results)
     files += [f"{results}/userstudy/stimuli/{study}/manifest.json" for study in study_tasks(config)]
     return files + status_files(config)
