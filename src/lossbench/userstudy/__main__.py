@@ -115,6 +115,7 @@ def _stimuli(args: argparse.Namespace) -> None:
 
 def _analyse(args: argparse.Namespace) -> None:
     # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
+    from lossbench.core.io import read_lists
     from lossbench.userstudy.counts import read_counts, write_counts
     from lossbench.userstudy.report import (
         JOD_ORIGINS,
@@ -153,6 +154,10 @@ def _analyse(args: argparse.Namespace) -> None:
     summary = summarize(conditions, counts, args.samples, args.seed, observers=args.observers)
     write_summary(summary, out)
     print(observer_note(summary))
+    if counts.ndim == 3:
+        # Per-observer counts files name their observers in the first column, one block of rows per observer.
+        names = [row[0] for row in read_lists(args.counts)[1 :: len(conditions)]] if args.counts else observers
+        _screen(args, conditions, counts, names)
     pooled = counts.sum(axis=0) if counts.ndim == 3 else counts
     write_probability_table(
         conditions, pooled, out / "probabilities", "P(column chosen over row); the winner of each comparison in bold."
@@ -165,6 +170,40 @@ def _analyse(args: argparse.Namespace) -> None:
     jod_plot(summary, [out / "jod.png", out / "jod.pdf"], "JOD scores", args.jod_origin)
     ranking_triangle(summary, [out / "triangle.png", out / "triangle.pdf"], "Ranking triangle", args.jod_origin)
     print(f"wrote the analysis to {out}")
+
+
+def _screen(args: argparse.Namespace, conditions: list[str], counts, names: list[str]) -> None:
+    """Observer screening of per-observer counts: the table, and the JOD without the flagged observers beside the JOD
+    of all (which stays the study's result: nobody is dropped silently)."""
+    # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
+    from lossbench.userstudy.report import write_jod_table, write_summary
+    from lossbench.userstudy.scaling import summarize
+    from lossbench.userstudy.screening import FLAG_Z, screen, without_flagged, write_screening
+
+    out = Path(args.out)
+    threshold = FLAG_Z if args.flag_z is None else args.flag_z
+    if len(names) < 3:
+        print(f"{len(names)} observers: too few to screen one against the others (3 or more needed)")
+        return
+    fits = screen(names, counts, threshold)
+    write_screening(fits, out / "screening", threshold)
+    kept, kept_counts, left_out = without_flagged(names, counts, fits)
+    if not left_out:
+        print(f"screening: no observer flagged (z < -{threshold:g}); table in {out / 'screening.md'}")
+        return
+    print(
+        f"screening: flagged {', '.join(left_out)} (z < -{threshold:g}; {out / 'screening.md'}); the JOD of all"
+        f" observers is the result, the JOD without them is in {out / 'without_flagged'}"
+    )
+    reduced = summarize(conditions, kept_counts, args.samples, args.seed)
+    write_summary(reduced, out / "without_flagged")
+    write_jod_table(
+        reduced,
+        out / "without_flagged" / "jod_table",
+        f"JOD scores without the flagged observers {', '.join(left_out)} (screening.md; the study's result is the JOD"
+        " of all observers).",
+        args.jod_origin,
+    )
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
@@ -228,6 +267,13 @@ def _add_analyse(commands: argparse._SubParsersAction) -> None:
             "where the table and figures put JOD 0 or 1: lowest_is_1 (the thesis's figures), mean0, or a loss's name"
             " (at 0)"
         ),
+    )
+    analyse.add_argument(
+        "--flag-z",
+        type=float,
+        default=None,
+        help="screening: flag an observer whose answers' log-likelihood under the others' scale lies this many"
+        " standard deviations below its expectation (default: lossbench.userstudy.screening.FLAG_Z)",
     )
     analyse.set_defaults(run=_analyse)
 

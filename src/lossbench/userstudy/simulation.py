@@ -92,3 +92,30 @@ def rmse(scores: np.ndarray, truth: np.ndarray) -> float:
 def kendall(scores: np.ndarray, truth: np.ndarray) -> float:
     """Kendall τ-b between the ranking of ``scores`` and that of ``truth``."""
     return float(kendalltau(scores, truth).statistic)
+
+
+def observer_counts(
+    truth: np.ndarray, observers: int, repeats: int, rng: np.random.Generator, random: Sequence[int] = ()
+) -> np.ndarray:
+    """Per-observer counts of a full design: each observer answers every pair ``repeats`` times (e.g. once an image).
+
+    Args:
+        truth: (N,) true JOD scores.
+        observers: Number of observers K.
+        repeats: Answers per pair and observer.
+        rng: Generator of the answers.
+        random: Indices of careless observers, who choose either side with probability 1/2 whatever they see.
+
+    Returns:
+        (K, N, N) count matrices.
+    """
+    truth = np.asarray(truth, dtype=float)
+    n = len(truth)
+    rows, cols = np.triu_indices(n, 1)
+    p = ndtr((truth[rows] - truth[cols]) / SIGMA)
+    counts = np.zeros((observers, n, n))
+    for observer in range(observers):
+        wins = rng.binomial(repeats, 0.5 if observer in random else p)
+        counts[observer, rows, cols] = wins
+        counts[observer, cols, rows] = repeats - wins
+    return counts
