@@ -2,7 +2,7 @@
 
     python -m lossbench.userstudy serve --stimuli results/userstudy/stimuli/denoise \\
         --responses responses/denoise --observer alice --observer bob [--host 127.0.0.1] [--port 8000] [--allowed-host
-        NAME]
+        NAME] [--sampling full|active] [--trials-per-observer T]
         [--ppd P | --distance-m D --monitor-width-m W --monitor-pixels N]
     python -m lossbench.userstudy stimuli --task denoise --valset results/data/denoise/val.h5 \\
         --output l1=results/outputs/denoise/l1/seed0.h5 --output l2=... --image astronaut --folder DIR
@@ -79,6 +79,8 @@ def _serve(args: argparse.Namespace) -> None:
         observers,
         args.seed,
         viewing=None if viewing is None else conditions(viewing, "viewing options"),
+        sampling=args.sampling,
+        trials_per_observer=args.trials_per_observer,
     )
     try:
         server = StudyServer(study, args.host, args.port, allowed_hosts=tuple(args.allowed_host))
@@ -213,6 +215,19 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--observer", action="append", default=[], help="a registered observer id (repeatable)")
     serve.add_argument("--observers-file", help="file with one observer id per line")
     serve.add_argument("--seed", type=int, default=0, help="seed of the trial order and sides (userstudy.seed)")
+    serve.add_argument(
+        "--sampling",
+        choices=("full", "active"),
+        default="full",
+        help="full: every trial in each observer's seeded order (default); active: each next trial by expected"
+        " information gain from all observers' answers so far",
+    )
+    serve.add_argument(
+        "--trials-per-observer",
+        dest="trials_per_observer",
+        type=int,
+        help="how many trials each observer answers (default: all of the manifest's)",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000, help="0 picks a free port (printed at start)")
     serve.add_argument(

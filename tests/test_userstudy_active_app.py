@@ -1,0 +1,177 @@
+"""The collection app with active sampling (serve --sampling active) and a per-observer trial limit."""
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from scipy.special import ndtr
+
+from lossbench.userstudy.__main__ import main as cli
+from lossbench.userstudy.active import Posterior
+from lossbench.userstudy.counts import read_counts
+from lossbench.userstudy.responses import read_answers
+from lossbench.userstudy.server import Study, StudyServer
+from lossbench.userstudy.stimuli import load_manifest, plan
+from lossbench.userstudy.thurstone import SIGMA, scale
+
+from test_userstudy_app import post, register, state, stimuli  # noqa: F401 (stimuli: a fixture)
+
+# True scores of the simulated observers, JOD.
+TRUTH = {"l1": 1.0, "l2": -0.5, "msssim": 0.3, "flip": 0.0}
+
+
+class Served:
+    """A study server with the given options on a free port, in a background thread."""
+
+    def __init__(self, stimuli, responses, observers, **options):
+        self.study = Study(stimuli, responses, observers, seed=0, **options)
+        self.server = StudyServer(self.study, "127.0.0.1", 0)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        self.tokens = {observer: register(self.port, observer)[1] for observer in observers}
+
+    def state(self, observer):
+        return state(self.port, observer, self.tokens[observer])
+
+    def answer(self, observer, trial, choice):
+        body = json.dumps({"trial": trial, "choice": choice}).encode()
+        return post(self.port, observer, self.tokens[observer], body)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _thurstone_choice(rng, trial):
+    """A simulated observer's side: the left loss with probability Φ((t_left − t_right) / σ)."""
+    left, right = (trial[side].rsplit("/", 1)[1].removesuffix(".png") for side in ("left", "right"))
+    return "left" if rng.random() < ndtr((TRUTH[left] - TRUTH[right]) / SIGMA) else "right"
+
+
+def _counts(responses, conditions):
+    counts = np.zeros((len(conditions), len(conditions)))
+    for path in responses.glob("*.jsonl"):
+        for record in read_answers(path).answers:
+            counts[conditions.index(record["chosen"]), conditions.index(record["other"])] += 1
+    return counts
+
+
+def test_concurrent_observers_of_an_active_study_lose_no_answer_and_stop_at_their_limit(stimuli, tmp_path):  # noqa: F811
+    observers = [f"obs{index}" for index in range(6)]
+    served = Served(stimuli, tmp_path / "responses", observers, sampling="active", trials_per_observer=5)
+
+    def session(index):
+        rng = np.random.default_rng(index)
+        observer, answered = observers[index], 0
+        current = served.state(observer)
+        assert current["total"] == 5
+        while current["trial"] is not None:
+            status, current = served.answer(observer, current["trial"]["id"], _thurstone_choice(rng, current["trial"]))
+            assert status == 200, current
+            answered += 1
+        assert current["done"] == 5
+        return answered
+
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            done = list(pool.map(session, range(6)))
+        # An observer who has answered their share gets no further trial.
+        answered = {answer["trial"] for answer in read_answers(tmp_path / "responses" / "obs0.jsonl").answers}
+        unanswered = next(
+            t["id"] for t in load_manifest(stimuli / "manifest.json")["trials"] if t["id"] not in answered
+        )
+        assert served.answer("obs0", unanswered, "left") == (409, {"error": "all 5 trials are answered"})
+    finally:
+        served.close()
+    assert done == [5] * 6
+    for observer in observers:
+        answers = read_answers(tmp_path / "responses" / f"{observer}.jsonl").answers
+        assert len({answer["trial"] for answer in answers}) == len(answers) == 5
+    # The analysis is unchanged: pwcmp's scaling of all answers, whatever chose the pairs.
+    out = tmp_path / "analysis"
+    manifest = stimuli / "manifest.json"
+    cli(["analyse", "--manifest", str(manifest), "--responses", str(tmp_path / "responses"), "--out", str(out)])
+    conditions, per_observer = read_counts(out / "observer_counts.csv")
+    assert per_observer.sum() == 30
+    with open(out / "jod.csv") as handle:
+        jod = [float(line.split(",")[1]) for line in handle.read().splitlines()[1:]]
+    np.testing.assert_allclose(jod, scale(per_observer.sum(axis=0)), atol=1e-5)
+
+
+def test_each_trial_is_the_pair_of_largest_information_gain_and_stays_until_answered(stimuli, tmp_path):  # noqa: F811
+    served = Served(stimuli, tmp_path / "responses", ["ann", "ben"], sampling="active")
+    manifest = load_manifest(stimuli / "manifest.json")
+    conditions = manifest["conditions"]
+    try:
+        rng = np.random.default_rng(1)
+        for _ in range(6):
+            current = served.state("ben")
+            served.answer("ben", current["trial"]["id"], _thurstone_choice(rng, current["trial"]))
+        pending = served.state("ann")["trial"]
+        # The gain of the pair shown, under the belief from ben's answers, is the largest over ann's trials.
+        belief = Posterior.from_counts(_counts(tmp_path / "responses", conditions))
+        index = {
+            trial["id"]: (conditions.index(trial["a"]), conditions.index(trial["b"])) for trial in manifest["trials"]
+        }
+        gains = belief.information_gain(np.array(list(index.values())))
+        shown = belief.information_gain(np.array([index[pending["id"]]]))[0]
+        assert shown == pytest.approx(gains.max(), rel=1e-9)
+        # ben answers on and the belief moves; ann's trial stays hers, and her answer to it is taken.
+        for _ in range(3):
+            current = served.state("ben")
+            served.answer("ben", current["trial"]["id"], _thurstone_choice(rng, current["trial"]))
+        assert served.state("ann")["trial"] == pending
+        assert served.answer("ann", pending["id"], "left")[0] == 200
+    finally:
+        served.close()
+
+
+def test_a_restarted_active_study_takes_up_the_same_belief_and_choices(stimuli, tmp_path):  # noqa: F811
+    responses = tmp_path / "responses"
+    served = Served(stimuli, responses, ["ann", "ben"], sampling="active")
+    try:
+        rng = np.random.default_rng(2)
+        for observer in ("ann", "ben", "ann", "ann", "ben"):
+            current = served.state(observer)
+            served.answer(observer, current["trial"]["id"], _thurstone_choice(rng, current["trial"]))
+        before = served.study.sampler.counts.copy()
+        next_trial = {observer: served.state(observer)["trial"]["id"] for observer in ("ann", "ben")}
+    finally:
+        served.close()
+    restarted = Study(stimuli, responses, ["ann", "ben"], seed=0, sampling="active")
+    np.testing.assert_array_equal(restarted.sampler.counts, before)
+    np.testing.assert_array_equal(before, _counts(responses, load_manifest(stimuli / "manifest.json")["conditions"]))
+    # Pending trials are not stored: after a restart they are chosen again, from the belief of all answers and the
+    # seed, so every restart chooses alike. ben's was chosen after the last answer, so it is chosen again as it was;
+    # ann's was chosen before ben's last answer, from another belief.
+    again = Study(stimuli, responses, ["ann", "ben"], seed=0, sampling="active")
+    chosen = {observer: restarted.state(observer)["trial"]["id"] for observer in ("ann", "ben")}
+    assert chosen == {observer: again.state(observer)["trial"]["id"] for observer in ("ann", "ben")}
+    assert chosen["ben"] == next_trial["ben"]
+
+
+def test_full_sampling_with_a_limit_asks_the_first_trials_of_each_order(stimuli, tmp_path):  # noqa: F811
+    study = Study(stimuli, tmp_path / "responses", ["ann"], seed=0, trials_per_observer=3)
+    expected = [trial.id for trial in plan(load_manifest(stimuli / "manifest.json"), "ann", 0)[:3]]
+    asked = []
+    current = study.state("ann")
+    assert current["total"] == 3
+    while current["trial"] is not None:
+        asked.append(current["trial"]["id"])
+        status, current = study.answer("ann", current["trial"]["id"], "left")
+        assert status == 200
+    assert asked == expected and current["done"] == 3
+    assert "3 comparisons" in study.start_page().decode()
+
+
+def test_bad_sampling_options_are_refused_in_one_line(stimuli, tmp_path):  # noqa: F811
+    with pytest.raises(ValueError, match="^sampling: expected one of full, active, got 'adaptive'$"):
+        Study(stimuli, tmp_path / "r", ["ann"], sampling="adaptive")
+    for bad in (0, 13):
+        with pytest.raises(
+            ValueError, match=f"^trials per observer: expected 1 to the manifest's 12 trials, got {bad}$"
+        ):
+            Study(stimuli, tmp_path / "r", ["ann"], trials_per_observer=bad)
