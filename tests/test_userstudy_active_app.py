@@ -1,7 +1,14 @@
 """The collection app with active sampling (serve --sampling active) and a per-observer trial limit."""
 
+import http.client
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -175,3 +182,71 @@ def test_bad_sampling_options_are_refused_in_one_line(stimuli, tmp_path):  # noq
             ValueError, match=f"^trials per observer: expected 1 to the manifest's 12 trials, got {bad}$"
         ):
             Study(stimuli, tmp_path / "r", ["ann"], trials_per_observer=bad)
+
+
+def test_no_confirmed_answer_of_an_active_study_is_lost_to_kill_9(stimuli, tmp_path):  # noqa: F811
+    responses, log = tmp_path / "responses", tmp_path / "server.log"
+    observers = [f"obs{index}" for index in range(6)]
+    confirmed = {observer: [] for observer in observers}
+    tokens = {}
+
+    def serve():
+        command = [sys.executable, "-m", "lossbench.userstudy", "serve", "--stimuli", str(stimuli), "--responses"]
+        command += [str(responses), "--port", "0", "--sampling", "active", "--trials-per-observer", "8"]
+        command += [argument for observer in observers for argument in ("--observer", observer)]
+        with open(log, "ab") as stderr:
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        found = re.search(r"on http://127\.0\.0\.1:(\d+)/", process.stdout.readline())
+        assert found, f"the server did not start: {log.read_text()[-2000:]}"
+        return process, int(found.group(1))
+
+    def session(port, observer):
+        """Answer until done or until the server dies; a trial counts as confirmed on a 200 only."""
+        rng = np.random.default_rng(len(confirmed[observer]))
+        try:
+            if observer not in tokens:
+                tokens[observer] = register(port, observer)[1]
+            while (trial := state(port, observer, tokens[observer])["trial"]) is not None:
+                body = json.dumps({"trial": trial["id"], "choice": _thurstone_choice(rng, trial)}).encode()
+                status, _ = post(port, observer, tokens[observer], body)
+                assert status == 200
+                confirmed[observer].append(trial["id"])
+        except (OSError, http.client.HTTPException):
+            pass  # killed
+
+    def check():
+        for observer in observers:
+            stored = [answer["trial"] for answer in read_answers(responses / f"{observer}.jsonl").answers]
+            # Every confirmed answer is stored, in order, once; at most the one in flight is stored unconfirmed.
+            assert stored[: len(confirmed[observer])] == confirmed[observer] and len(set(stored)) == len(stored)
+            assert len(stored) - len(confirmed[observer]) <= 1
+            confirmed[observer] = stored
+
+    process, port = serve()
+    try:
+        with ThreadPoolExecutor(max_workers=len(observers)) as pool:
+            sessions = [pool.submit(session, port, observer) for observer in observers]
+            deadline = time.monotonic() + 60
+            while sum(map(len, confirmed.values())) < 20 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.kill(process.pid, signal.SIGKILL)  # mid-load: answers in flight
+            for finished in sessions:
+                finished.result()
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+    check()
+    assert 20 <= sum(map(len, confirmed.values())) < 48
+    # A new server takes up the belief from the files, and every observer finishes their 8 trials.
+    process, port = serve()
+    try:
+        with ThreadPoolExecutor(max_workers=len(observers)) as pool:
+            list(pool.map(lambda observer: session(port, observer), observers))
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+    check()
+    assert all(len(confirmed[observer]) == 8 for observer in observers)
+    assert "Traceback" not in log.read_text()
