@@ -23,7 +23,7 @@ from lossbench.userstudy.server import Study, StudyServer
 from lossbench.userstudy.stimuli import load_manifest, plan
 from lossbench.userstudy.thurstone import SIGMA, scale
 
-from test_userstudy_app import post, register, state, stimuli  # noqa: F401 (stimuli: a fixture)
+from test_userstudy_app import _chromium, post, register, state, stimuli  # noqa: F401 (stimuli: a fixture)
 
 # True scores of the simulated observers, JOD.
 TRUTH = {"l1": 1.0, "l2": -0.5, "msssim": 0.3, "flip": 0.0}
@@ -32,13 +32,14 @@ TRUTH = {"l1": 1.0, "l2": -0.5, "msssim": 0.3, "flip": 0.0}
 class Served:
     """A study server with the given options on a free port, in a background thread."""
 
-    def __init__(self, stimuli, responses, observers, **options):
+    def __init__(self, stimuli, responses, observers, browser=(), **options):
         self.study = Study(stimuli, responses, observers, seed=0, **options)
         self.server = StudyServer(self.study, "127.0.0.1", 0)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
-        self.tokens = {observer: register(self.port, observer)[1] for observer in observers}
+        # Observers in ``browser`` register from a browser themselves.
+        self.tokens = {observer: register(self.port, observer)[1] for observer in observers if observer not in browser}
 
     def state(self, observer):
         return state(self.port, observer, self.tokens[observer])
@@ -250,3 +251,65 @@ def test_no_confirmed_answer_of_an_active_study_is_lost_to_kill_9(stimuli, tmp_p
     check()
     assert all(len(confirmed[observer]) == 8 for observer in observers)
     assert "Traceback" not in log.read_text()
+
+
+def test_an_active_study_in_headless_chromium_beside_other_observers(stimuli, tmp_path):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = _chromium()
+    observers = ["alice", "bob", "carol"]
+    # alice registers in the browser; the others answer over HTTP.
+    served = Served(
+        stimuli, tmp_path / "responses", observers, sampling="active", trials_per_observer=6, browser=["alice"]
+    )
+    stop = threading.Event()
+
+    def others(observer):
+        """Another observer answering over HTTP while alice answers in the browser."""
+        rng = np.random.default_rng(len(observer))
+        while not stop.is_set() and (trial := served.state(observer)["trial"]) is not None:
+            assert served.answer(observer, trial["id"], _thurstone_choice(rng, trial))[0] == 200
+            time.sleep(0.4)
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            background = [pool.submit(others, observer) for observer in ("bob", "carol")]
+            wait = WebDriverWait(browser, 20)
+            browser.get(f"http://127.0.0.1:{served.port}/")
+            assert "6 comparisons, about 1 minute" in browser.find_element(By.TAG_NAME, "main").text
+            browser.find_element(By.ID, "observer").send_keys("alice")
+            browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            shown = []
+            for index in range(6):
+                wait.until(lambda b: b.find_element(By.ID, "choose-left").is_enabled())
+                assert f"Comparison {index + 1} of 6" in browser.find_element(By.ID, "progress").text
+                trial = browser.find_element(By.ID, "pair").get_attribute("data-trial")
+                shown.append(trial)
+                browser.find_element(By.ID, "choose-left" if index % 2 else "choose-right").click()
+                wait.until(
+                    lambda b: (
+                        b.find_element(By.ID, "done").is_displayed()
+                        or b.find_element(By.ID, "pair").get_attribute("data-trial") != trial
+                    )
+                )
+            wait.until(lambda b: b.find_element(By.ID, "done").is_displayed())
+            assert "You answered all 6 comparisons." in browser.find_element(By.ID, "done").text
+            stop.set()
+            for finished in background:
+                finished.result()
+    finally:
+        stop.set()
+        browser.quit()
+        served.close()
+    answers = read_answers(tmp_path / "responses" / "alice.jsonl").answers
+    assert [answer["trial"] for answer in answers] == shown and len(set(shown)) == 6
+    # The others answered while alice did: the belief her trials came from moved under her.
+    first, last = answers[0]["time"], answers[-1]["time"]
+    between = [
+        answer
+        for observer in ("bob", "carol")
+        for answer in read_answers(tmp_path / "responses" / f"{observer}.jsonl").answers
+        if first < answer["time"] < last
+    ]
+    assert between
