@@ -6,7 +6,14 @@ from scipy.special import ndtr
 
 from lossbench.core.io import read_rows
 from lossbench.userstudy.counts import THESIS_STUDIES, read_counts, write_counts
-from lossbench.userstudy.screening import FLAG_Z, observer_fit, screen, without_flagged, write_screening
+from lossbench.userstudy.screening import (
+    FLAG_Z,
+    observer_fit,
+    screen,
+    screen_study,
+    without_flagged,
+    write_screening,
+)
 from lossbench.userstudy.simulation import observer_counts
 from lossbench.userstudy.thurstone import SIGMA, scale
 
@@ -125,3 +132,12 @@ def test_analyse_reports_the_jod_with_and_without_flagged_observers(tmp_path, ca
     assert "screening: no observer flagged (z < -2.5)" in capsys.readouterr().out
     assert "No observer is flagged." in (tmp_path / "five" / "screening.md").read_text()
     assert not (tmp_path / "five" / "without_flagged").exists()
+
+
+def test_two_observers_are_too_few_to_screen_and_both_are_kept(tmp_path):
+    counts = observer_counts(DENOISE, 2, 8, np.random.default_rng(7))
+    fits, kept, kept_counts, left_out = screen_study(["a", "b"], counts)
+    assert (fits, kept, left_out) == ([], ["a", "b"], []) and kept_counts is counts
+    csv_path, md_path = write_screening(fits, tmp_path / "screening", observers=2)
+    assert read_rows(csv_path) == []
+    assert md_path.read_text().startswith("Observer screening: 2 observer(s), too few to screen (at least 3 needed).")

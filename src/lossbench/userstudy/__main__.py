@@ -117,8 +117,7 @@ def _stimuli(args: argparse.Namespace) -> None:
 
 def _analyse(args: argparse.Namespace) -> None:
     # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
-    from lossbench.core.io import read_lists
-    from lossbench.userstudy.counts import read_counts, write_counts
+    from lossbench.userstudy.counts import observer_names, read_counts, write_counts
     from lossbench.userstudy.report import (
         JOD_ORIGINS,
         anchored,
@@ -157,9 +156,7 @@ def _analyse(args: argparse.Namespace) -> None:
     write_summary(summary, out)
     print(observer_note(summary))
     if counts.ndim == 3:
-        # Per-observer counts files name their observers in the first column, one block of rows per observer.
-        names = [row[0] for row in read_lists(args.counts)[1 :: len(conditions)]] if args.counts else observers
-        _screen(args, conditions, counts, names)
+        _screen(args, conditions, counts, observer_names(args.counts) if args.counts else observers)
     pooled = counts.sum(axis=0) if counts.ndim == 3 else counts
     write_probability_table(
         conditions, pooled, out / "probabilities", "P(column chosen over row); the winner of each comparison in bold."
@@ -180,16 +177,15 @@ def _screen(args: argparse.Namespace, conditions: list[str], counts, names: list
     # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
     from lossbench.userstudy.report import write_jod_table, write_summary
     from lossbench.userstudy.scaling import summarize
-    from lossbench.userstudy.screening import FLAG_Z, screen, without_flagged, write_screening
+    from lossbench.userstudy.screening import FLAG_Z, MIN_SCREENED, screen_study, write_screening
 
     out = Path(args.out)
     threshold = FLAG_Z if args.flag_z is None else args.flag_z
-    if len(names) < 3:
-        print(f"{len(names)} observers: too few to screen one against the others (3 or more needed)")
+    fits, kept, kept_counts, left_out = screen_study(names, counts, threshold)
+    write_screening(fits, out / "screening", threshold, len(names))
+    if not fits:
+        print(f"{len(names)} observers: too few to screen one against the others ({MIN_SCREENED} or more needed)")
         return
-    fits = screen(names, counts, threshold)
-    write_screening(fits, out / "screening", threshold)
-    kept, kept_counts, left_out = without_flagged(names, counts, fits)
     if not left_out:
         print(f"screening: no observer flagged (z < -{threshold:g}); table in {out / 'screening.md'}")
         return

@@ -28,6 +28,8 @@ from lossbench.userstudy.thurstone import SIGMA, check_counts, scale
 #: 600 studies, bench/userstudy_screening.py): the random observer is flagged in 84 % of studies, each careful one
 #: in 0.5 %, any of the nine careful ones in 4.5 %; at 2.0 they are 91 %, 2.0 % and 17.5 %.
 FLAG_Z = 2.5
+#: Fewest observers screened: with two, each would be judged by one other observer's scale alone.
+MIN_SCREENED = 3
 _FIELDS = ["observer", "trials", "log_likelihood", "per_trial", "expected_per_trial", "z", "flagged"]
 
 
@@ -97,6 +99,20 @@ def screen(observers: list[str], counts: np.ndarray, threshold: float = FLAG_Z) 
     return [observer_fit(name, own, total - own, threshold) for name, own in zip(observers, counts)]
 
 
+def screen_study(
+    observers: list[str], counts: np.ndarray, threshold: float = FLAG_Z
+) -> tuple[list[ObserverFit], list[str], np.ndarray, list[str]]:
+    """:func:`screen` a study if it has :data:`MIN_SCREENED` observers or more, and leave out the flagged ones.
+
+    Returns:
+        (fits, observers kept, their counts, observers left out); with fewer observers no fits, and everyone kept.
+    """
+    if len(counts) < MIN_SCREENED:
+        return [], list(observers), np.asarray(counts), []
+    fits = screen(observers, counts, threshold)
+    return fits, *without_flagged(observers, counts, fits)
+
+
 def without_flagged(
     observers: list[str], counts: np.ndarray, fits: list[ObserverFit]
 ) -> tuple[list[str], np.ndarray, list[str]]:
@@ -107,8 +123,13 @@ def without_flagged(
     return [observers[index] for index in keep], np.asarray(counts)[keep], left_out
 
 
-def write_screening(fits: list[ObserverFit], prefix: str | Path, threshold: float = FLAG_Z) -> list[Path]:
-    """The screening table as ``prefix``.csv and .md, one row per observer, flagged observers marked."""
+def write_screening(
+    fits: list[ObserverFit], prefix: str | Path, threshold: float = FLAG_Z, observers: int | None = None
+) -> list[Path]:
+    """The screening table as ``prefix``.csv and .md, one row per observer, flagged observers marked.
+
+    No ``fits`` (a study of fewer than :data:`MIN_SCREENED` ``observers``): a table without rows that says why.
+    """
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".md")
@@ -117,8 +138,8 @@ def write_screening(fits: list[ObserverFit], prefix: str | Path, threshold: floa
             fit.observer,
             str(fit.trials),
             f"{fit.log_likelihood:.3f}",
-            f"{fit.log_likelihood / fit.trials:.4f}",
-            f"{fit.expected / fit.trials:.4f}",
+            f"{fit.log_likelihood / fit.trials:.4f}" if fit.trials else "",
+            f"{fit.expected / fit.trials:.4f}" if fit.trials else "",
             f"{fit.z:.2f}",
             "yes" if fit.flagged else "no",
         ]
@@ -126,16 +147,19 @@ def write_screening(fits: list[ObserverFit], prefix: str | Path, threshold: floa
     ]
     write_rows(csv_path, rows, _FIELDS)
     flagged = [fit.observer for fit in fits if fit.flagged]
-    caption = (
-        "Observer screening: each observer's answers scored by their log-likelihood under the scale of the other"
-        " observers (nats per trial, and its expectation for an observer who answers as that scale predicts); z is"
-        f" the log-likelihood in standard deviations from that expectation; flagged below z = −{threshold:g}. "
-        + (
-            f"Flagged: {', '.join(flagged)}. The JOD is reported with and without them."
-            if flagged
-            else "No observer is flagged."
+    if not fits:
+        caption = f"Observer screening: {observers} observer(s), too few to screen (at least {MIN_SCREENED} needed)."
+    else:
+        caption = (
+            "Observer screening: each observer's answers scored by their log-likelihood under the scale of the other"
+            " observers (nats per trial, and its expectation for an observer who answers as that scale predicts); z is"
+            f" the log-likelihood in standard deviations from that expectation; flagged below z = −{threshold:g}. "
+            + (
+                f"Flagged: {', '.join(flagged)}. The JOD is reported with and without them."
+                if flagged
+                else "No observer is flagged."
+            )
         )
-    )
     header = ["Observer", "Trials", "Log-likelihood", "Per trial", "Expected per trial", "z", "Flagged"]
     write_lines(md_path, [caption, "", markdown_table(header, rows, "lrrrrrl")])
     return [csv_path, md_path]
