@@ -177,3 +177,17 @@ def test_rmse_ignores_the_offset_and_scale_many_equals_scale():
         np.testing.assert_allclose(row, scale(matrix), atol=1e-7)
     with pytest.raises(ValueError, match=r"\(B, N, N\)"):
         scale_many(counts[0])
+
+
+def test_laplace_posterior_of_unanimous_answers_converges_to_the_map():
+    # A chain of unanimous answers, 200 : 0 each: the likelihood alone has no optimum, the prior gives one.
+    counts = np.zeros((4, 4))
+    counts[0, 1] = counts[1, 2] = counts[2, 3] = 200
+    belief = Posterior.from_counts(counts)
+
+    def negative_log_posterior(q):
+        return -np.sum(counts * log_ndtr((q[:, None] - q[None, :]) / SIGMA)) + np.sum(q**2) / (2 * 2.0**2)
+
+    optimum = minimize(negative_log_posterior, np.zeros(4), method="BFGS", options={"gtol": 1e-9}).x
+    np.testing.assert_allclose(belief.mean, optimum, atol=1e-5)
+    assert np.all(np.diff(belief.mean) < 0) and np.all(np.isfinite(belief.covariance))
