@@ -1,5 +1,7 @@
 """The collection app with active sampling (serve --sampling active) and a per-observer trial limit."""
 
+import argparse
+import copy
 import http.client
 import json
 import os
@@ -13,16 +15,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import yaml
 from scipy.special import ndtr
 
+from lossbench.userstudy.__main__ import _from_config
 from lossbench.userstudy.__main__ import main as cli
 from lossbench.userstudy.active import Posterior
 from lossbench.userstudy.counts import read_counts
 from lossbench.userstudy.responses import read_answers
+from lossbench.userstudy.sampler import ActiveSampler
 from lossbench.userstudy.server import Study, StudyServer
 from lossbench.userstudy.stimuli import load_manifest, plan
 from lossbench.userstudy.thurstone import SIGMA, scale
 
+from conftest import TINY_CONFIG
 from test_userstudy_app import _chromium, post, register, state, stimuli  # noqa: F401 (stimuli: a fixture)
 
 # True scores of the simulated observers, JOD.
@@ -313,3 +319,53 @@ def test_an_active_study_in_headless_chromium_beside_other_observers(stimuli, tm
         if first < answer["time"] < last
     ]
     assert between
+
+
+def _config(tmp_path, **userstudy):
+    """The tiny test configuration with these ``userstudy`` keys, written to ``tmp_path``."""
+    config = copy.deepcopy(yaml.safe_load(TINY_CONFIG.read_text()))
+    config["userstudy"] = {**config.get("userstudy", {}), **userstudy}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_serve_takes_sampling_limit_and_seed_from_the_configuration(stimuli, tmp_path):  # noqa: F811
+    config = _config(tmp_path, sampling="active", trials_per_observer=4, seed=3)
+    manifest = load_manifest(stimuli / "manifest.json")
+    command = [sys.executable, "-m", "lossbench.userstudy", "serve", "--config", str(config), "--stimuli", str(stimuli)]
+    command += ["--responses", str(tmp_path / "responses"), "--observer", "ann", "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        found = re.search(r"on http://127\.0\.0\.1:(\d+)/", process.stdout.readline())
+        assert found, process.stderr.read()
+        port = int(found.group(1))
+        token = register(port, "ann")[1]
+        first = state(port, "ann", token)
+        # Active with seed 3: the sampler's first choice, not the first trial of ann's seeded order.
+        expected = ActiveSampler(manifest, 3).current("ann", set()).id
+        assert first["total"] == 4 and first["trial"]["id"] == expected != plan(manifest, "ann", 3)[0].id
+        current = first
+        for _ in range(4):
+            status, current = post(
+                port, "ann", token, json.dumps({"trial": current["trial"]["id"], "choice": "left"}).encode()
+            )
+            assert status == 200
+        assert current["trial"] is None and current["done"] == 4
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        process.stderr.close()
+
+
+def test_options_on_the_command_line_win_over_the_configuration(tmp_path):
+    config = _config(tmp_path, sampling="active", trials_per_observer=4, seed=3)
+    args = argparse.Namespace(config=str(config), seed=None, sampling="full", trials_per_observer=2)
+    _from_config(args)
+    assert (args.seed, args.sampling, args.trials_per_observer) == (3, "full", 2)
+    args = argparse.Namespace(config=None, seed=None, sampling=None, trials_per_observer=None)
+    _from_config(args)
+    assert (args.seed, args.sampling, args.trials_per_observer) == (0, "full", None)
+    with pytest.raises(ValueError, match="sampling"):
+        _from_config(argparse.Namespace(config=str(_config(tmp_path, sampling="adaptive")), seed=None, sampling=None))

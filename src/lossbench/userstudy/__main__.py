@@ -2,7 +2,7 @@
 
     python -m lossbench.userstudy serve --stimuli results/userstudy/stimuli/denoise \\
         --responses responses/denoise --observer alice --observer bob [--host 127.0.0.1] [--port 8000] [--allowed-host
-        NAME] [--sampling full|active] [--trials-per-observer T]
+        NAME] [--config CONFIG] [--seed S] [--sampling full|active] [--trials-per-observer T]
         [--ppd P | --distance-m D --monitor-width-m W --monitor-pixels N]
     python -m lossbench.userstudy stimuli --task denoise --valset results/data/denoise/val.h5 \\
         --output l1=results/outputs/denoise/l1/seed0.h5 --output l2=... --image astronaut --folder DIR
@@ -64,11 +64,26 @@ def _viewing_options(parser: argparse.ArgumentParser, default: str) -> None:
     )
 
 
+def _from_config(args: argparse.Namespace) -> None:
+    """Fill ``serve``'s --seed, --sampling and --trials-per-observer not given from --config's ``userstudy`` (in
+    place), else the defaults: seed 0, full sampling, all trials."""
+    userstudy = {}
+    if args.config:
+        # Deferred: the configuration's validation only where one is given.
+        from lossbench.pipeline.config import load
+
+        userstudy = load(args.config, require_data=False)["userstudy"]
+    for key, default in (("seed", 0), ("sampling", "full"), ("trials_per_observer", None)):
+        if getattr(args, key) is None:
+            setattr(args, key, userstudy.get(key, default))
+
+
 def _serve(args: argparse.Namespace) -> None:
     # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
     from lossbench.userstudy.server import Study, StudyServer
     from lossbench.userstudy.viewing import conditions
 
+    _from_config(args)
     observers = list(args.observer)
     if args.observers_file:
         observers += [line.strip() for line in Path(args.observers_file).read_text().splitlines() if line.strip()]
@@ -210,19 +225,26 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--responses", required=True, help="folder for the observers' answer files")
     serve.add_argument("--observer", action="append", default=[], help="a registered observer id (repeatable)")
     serve.add_argument("--observers-file", help="file with one observer id per line")
-    serve.add_argument("--seed", type=int, default=0, help="seed of the trial order and sides (userstudy.seed)")
+    serve.add_argument(
+        "--config",
+        help="lossbench configuration whose userstudy.seed, .sampling and .trials_per_observer to use (options given"
+        " here win)",
+    )
+    serve.add_argument(
+        "--seed", type=int, help="seed of the trial order, sides and ties (default: --config's userstudy.seed, else 0)"
+    )
     serve.add_argument(
         "--sampling",
         choices=("full", "active"),
-        default="full",
-        help="full: every trial in each observer's seeded order (default); active: each next trial by expected"
-        " information gain from all observers' answers so far",
+        help="full: every trial in each observer's seeded order; active: each next trial by expected information gain"
+        " from all observers' answers so far (default: --config's userstudy.sampling, else full)",
     )
     serve.add_argument(
         "--trials-per-observer",
         dest="trials_per_observer",
         type=int,
-        help="how many trials each observer answers (default: all of the manifest's)",
+        help="how many trials each observer answers (default: --config's userstudy.trials_per_observer, else all of"
+        " the manifest's)",
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000, help="0 picks a free port (printed at start)")
