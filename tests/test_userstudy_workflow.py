@@ -33,6 +33,7 @@ USERSTUDY_RULES = [
     "userstudy_stimuli",
     "userstudy_counts",
     "userstudy_ours_studies",
+    "userstudy_screening",
     "userstudy",
     *THESIS_TARGETS,
     *OWN_TARGETS,
@@ -186,9 +187,27 @@ def test_our_study_from_stimuli_to_analysis(built):
         "userstudy_kendall_ours",
         "userstudy_self_preference_ours",
         "userstudy_ours_studies",
+        "userstudy_screening",
         "userstudy",
         "total",
     }
+
+
+def test_our_studies_screen_their_observers_and_keep_everyone_in_the_result(built):
+    tables = built / "results/demo/tables"
+    with open(tables / "userstudy_ours_denoise_screening.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    # Five observers who answer alike: each one's answers fit the others' scale, nobody is flagged.
+    assert [row["observer"] for row in rows] == OBSERVERS["denoise"] and {row["flagged"] for row in rows} == {"no"}
+    assert "No observer is flagged." in (tables / "userstudy_ours_denoise_screening.md").read_text()
+    with open(tables / "userstudy_ours_denoise_jod.csv") as handle:
+        everyone = [(row["condition"], row["jod"]) for row in csv.DictReader(handle)]
+    with open(tables / "userstudy_ours_denoise_jod_without_flagged.csv") as handle:
+        assert [(row["condition"], row["jod"]) for row in csv.DictReader(handle)] == everyone
+    caption = (tables / "userstudy_ours_denoise_jod_without_flagged.md").read_text()
+    assert "of all observers (none flagged, or too few to screen)" in caption
+    with open(tables / "userstudy_ours_mri_screening.csv") as handle:
+        assert [row["observer"] for row in csv.DictReader(handle)] == OBSERVERS["mri"]
 
 
 def test_our_studies_state_their_observers_and_give_intervals_only_from_five(built):

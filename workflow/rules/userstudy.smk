@@ -269,6 +269,37 @@ for _table, _jod_figure, _triangle_figure in USERSTUDY_OUTPUTS.values():
                 study_targets.figure_files(_figure, RESULTS),
 
 
+# Our studies have per-observer answers: each observer is scored against the others' scale, and the JOD is also
+# given without the flagged ones (the JOD tables above keep every observer).
+rule userstudy_screening:
+    input:
+        counts=results("userstudy/{study}/observer_counts.csv"),
+    output:
+        table=report(
+            results("tables/userstudy_{study}_screening.csv"),
+            caption="../report/userstudy_table.rst",
+            category="User study",
+            labels={"table": "userstudy_{study}", "format": "observer screening"},
+        ),
+        table_md=results("tables/userstudy_{study}_screening.md"),
+        jod_table=results("tables/userstudy_{study}_jod_without_flagged.csv"),
+        jod_table_md=results("tables/userstudy_{study}_jod_without_flagged.md"),
+        jod_table_tex=results("tables/userstudy_{study}_jod_without_flagged.tex"),
+    log:
+        results("logs/userstudy/screening_{study}.log"),
+    wildcard_constraints:
+        study=one_of(OWN_STUDIES),
+    conda:
+        ENV
+    params:
+        title=lambda wildcards: study_targets.title(wildcards.study, config),
+        n_samples=USERSTUDY["bootstrap_samples"],
+        seed=USERSTUDY["seed"],
+        jod_origin=USERSTUDY["jod_origin"],
+    script:
+        "../scripts/userstudy_screening.py"
+
+
 rule userstudy:
     input:
         USERSTUDY_TARGETS,

@@ -175,4 +175,12 @@ def targets(config: dict[str, Any]) -> list[str]:
         files += [f"{results}/tables/userstudy_self_preference_{study}.{ext}" for ext in ("csv", "md")]
         files += figure_files(f"userstudy_self_preference_{study}", results)
     files += [f"{results}/userstudy/stimuli/{study}/manifest.json" for study in study_tasks(config)]
+    files += [path for study in own_studies(config) for path in screening_files(study, results)]
     return files + status_files(config)
+
+
+def screening_files(study: str, results: str) -> list[str]:
+    """Observer screening of one of our studies: its table, and the JOD table without the flagged observers."""
+    return [f"{results}/tables/userstudy_{study}_screening.{ext}" for ext in ("csv", "md")] + [
+        f"{results}/tables/userstudy_{study}_jod_without_flagged.{ext}" for ext in ("csv", "md", "tex")
+    ]

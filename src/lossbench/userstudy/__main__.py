@@ -2,7 +2,7 @@
 
     python -m lossbench.userstudy serve --stimuli results/userstudy/stimuli/denoise \\
         --responses responses/denoise --observer alice --observer bob [--host 127.0.0.1] [--port 8000] [--allowed-host
-        NAME]
+        NAME] [--config CONFIG] [--seed S] [--sampling full|active] [--trials-per-observer T]
         [--ppd P | --distance-m D --monitor-width-m W --monitor-pixels N]
     python -m lossbench.userstudy stimuli --task denoise --valset results/data/denoise/val.h5 \\
         --output l1=results/outputs/denoise/l1/seed0.h5 --output l2=... --image astronaut --folder DIR
@@ -64,11 +64,26 @@ def _viewing_options(parser: argparse.ArgumentParser, default: str) -> None:
     )
 
 
+def _from_config(args: argparse.Namespace) -> None:
+    """Fill ``serve``'s --seed, --sampling and --trials-per-observer not given from --config's ``userstudy`` (in
+    place), else the defaults: seed 0, full sampling, all trials."""
+    userstudy = {}
+    if args.config:
+        # Deferred: the configuration's validation only where one is given.
+        from lossbench.pipeline.config import load
+
+        userstudy = load(args.config, require_data=False)["userstudy"]
+    for key, default in (("seed", 0), ("sampling", "full"), ("trials_per_observer", None)):
+        if getattr(args, key) is None:
+            setattr(args, key, userstudy.get(key, default))
+
+
 def _serve(args: argparse.Namespace) -> None:
     # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
     from lossbench.userstudy.server import Study, StudyServer
     from lossbench.userstudy.viewing import conditions
 
+    _from_config(args)
     observers = list(args.observer)
     if args.observers_file:
         observers += [line.strip() for line in Path(args.observers_file).read_text().splitlines() if line.strip()]
@@ -79,6 +94,8 @@ def _serve(args: argparse.Namespace) -> None:
         observers,
         args.seed,
         viewing=None if viewing is None else conditions(viewing, "viewing options"),
+        sampling=args.sampling,
+        trials_per_observer=args.trials_per_observer,
     )
     try:
         server = StudyServer(study, args.host, args.port, allowed_hosts=tuple(args.allowed_host))
@@ -115,7 +132,7 @@ def _stimuli(args: argparse.Namespace) -> None:
 
 def _analyse(args: argparse.Namespace) -> None:
     # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
-    from lossbench.userstudy.counts import read_counts, write_counts
+    from lossbench.userstudy.counts import observer_names, read_counts, write_counts
     from lossbench.userstudy.report import (
         JOD_ORIGINS,
         anchored,
@@ -153,6 +170,8 @@ def _analyse(args: argparse.Namespace) -> None:
     summary = summarize(conditions, counts, args.samples, args.seed, observers=args.observers)
     write_summary(summary, out)
     print(observer_note(summary))
+    if counts.ndim == 3:
+        _screen(args, conditions, counts, observer_names(args.counts) if args.counts else observers)
     pooled = counts.sum(axis=0) if counts.ndim == 3 else counts
     write_probability_table(
         conditions, pooled, out / "probabilities", "P(column chosen over row); the winner of each comparison in bold."
@@ -167,13 +186,66 @@ def _analyse(args: argparse.Namespace) -> None:
     print(f"wrote the analysis to {out}")
 
 
+def _screen(args: argparse.Namespace, conditions: list[str], counts, names: list[str]) -> None:
+    """Observer screening of per-observer counts: the table, and the JOD without the flagged observers beside the JOD
+    of all (which stays the study's result: nobody is dropped silently)."""
+    # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
+    from lossbench.userstudy.report import write_jod_table, write_summary
+    from lossbench.userstudy.scaling import summarize
+    from lossbench.userstudy.screening import FLAG_Z, MIN_SCREENED, screen_study, write_screening
+
+    out = Path(args.out)
+    threshold = FLAG_Z if args.flag_z is None else args.flag_z
+    fits, kept, kept_counts, left_out = screen_study(names, counts, threshold)
+    write_screening(fits, out / "screening", threshold, len(names))
+    if not fits:
+        print(f"{len(names)} observers: too few to screen one against the others ({MIN_SCREENED} or more needed)")
+        return
+    if not left_out:
+        print(f"screening: no observer flagged (z < -{threshold:g}); table in {out / 'screening.md'}")
+        return
+    print(
+        f"screening: flagged {', '.join(left_out)} (z < -{threshold:g}; {out / 'screening.md'}); the JOD of all"
+        f" observers is the result, the JOD without them is in {out / 'without_flagged'}"
+    )
+    reduced = summarize(conditions, kept_counts, args.samples, args.seed)
+    write_summary(reduced, out / "without_flagged")
+    write_jod_table(
+        reduced,
+        out / "without_flagged" / "jod_table",
+        f"JOD scores without the flagged observers {', '.join(left_out)} (screening.md; the study's result is the JOD"
+        " of all observers).",
+        args.jod_origin,
+    )
+
+
 def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="run the collection app")
     serve.add_argument("--stimuli", required=True, help="folder with manifest.json (rule userstudy_stimuli)")
     serve.add_argument("--responses", required=True, help="folder for the observers' answer files")
     serve.add_argument("--observer", action="append", default=[], help="a registered observer id (repeatable)")
     serve.add_argument("--observers-file", help="file with one observer id per line")
-    serve.add_argument("--seed", type=int, default=0, help="seed of the trial order and sides (userstudy.seed)")
+    serve.add_argument(
+        "--config",
+        help="lossbench configuration whose userstudy.seed, .sampling and .trials_per_observer to use (options given"
+        " here win)",
+    )
+    serve.add_argument(
+        "--seed", type=int, help="seed of the trial order, sides and ties (default: --config's userstudy.seed, else 0)"
+    )
+    serve.add_argument(
+        "--sampling",
+        choices=("full", "active"),
+        help="full: every trial in each observer's seeded order; active: each next trial by expected information gain"
+        " from all observers' answers so far (default: --config's userstudy.sampling, else full)",
+    )
+    serve.add_argument(
+        "--trials-per-observer",
+        dest="trials_per_observer",
+        type=int,
+        help="how many trials each observer answers (default: --config's userstudy.trials_per_observer, else all of"
+        " the manifest's)",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000, help="0 picks a free port (printed at start)")
     serve.add_argument(
@@ -228,6 +300,13 @@ def _add_analyse(commands: argparse._SubParsersAction) -> None:
             "where the table and figures put JOD 0 or 1: lowest_is_1 (the thesis's figures), mean0, or a loss's name"
             " (at 0)"
         ),
+    )
+    analyse.add_argument(
+        "--flag-z",
+        type=float,
+        default=None,
+        help="screening: flag an observer whose answers' log-likelihood under the others' scale lies this many"
+        " standard deviations below its expectation (default: lossbench.userstudy.screening.FLAG_Z)",
     )
     analyse.set_defaults(run=_analyse)
 

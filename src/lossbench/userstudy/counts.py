@@ -144,6 +144,14 @@ def read_counts(path: str | Path) -> tuple[list[str], np.ndarray]:
     return conditions, np.stack(matrices) if per_observer else matrices[0]
 
 
+def observer_names(path: str | Path) -> list[str]:
+    """The observers of a per-observer counts file written by :func:`write_counts`, in the order of its matrices."""
+    conditions, counts = read_counts(path)
+    if counts.ndim != 3:
+        raise ValueError(f"{path}: pooled counts, no observer column")
+    return [row[0] for row in read_lists(path)[1 :: len(conditions)]]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Derive the thesis's count matrices from the published tables: check the shipped ones, or write copies.
 

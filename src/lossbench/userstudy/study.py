@@ -13,13 +13,16 @@ from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
 
-from lossbench.userstudy.answers import ObserverFile, check_observer
+from lossbench.userstudy.answers import ObserverFile, check_observer, read_answers
+from lossbench.userstudy.sampler import ActiveSampler
 from lossbench.userstudy.sessions import Sessions
-from lossbench.userstudy.stimuli import MANIFEST, load_manifest, plan
+from lossbench.userstudy.stimuli import MANIFEST, PlannedTrial, load_manifest, plan
 from lossbench.userstudy.viewing import instructions, recorded
 
 #: Time per comparison that the start page's duration assumes: a few flicker cycles and a choice.
 SECONDS_PER_COMPARISON = 10
+#: How the app chooses each observer's trials: every trial in a seeded order, or by expected information gain.
+SAMPLINGS = ("full", "active")
 _PAGES = {"/": "index.html", "study": "study.html", "unknown": "unknown.html", "notice": "notice.html"}
 
 
@@ -41,6 +44,10 @@ class Study:
         seed: Seed of the observers' trial orders and sides.
         viewing: Viewing conditions to tell observers (:func:`lossbench.userstudy.viewing.conditions`);
             by default the manifest's.
+        sampling: "full" (every trial of the manifest, in each observer's seeded order) or "active" (each next
+            trial by expected information gain from all observers' answers, :mod:`lossbench.userstudy.sampler`).
+        trials_per_observer: How many trials each observer answers (default: all of the manifest's); with "full"
+            the first ones of their order.
 
     Raises:
         ValueError: a bad manifest, observer id or listed image, no viewing conditions, or a
@@ -54,9 +61,20 @@ class Study:
         observers: list[str],
         seed: int = 0,
         viewing: dict | None = None,
+        sampling: str = "full",
+        trials_per_observer: int | None = None,
     ):
         self.stimuli = Path(stimuli).resolve()
         self.manifest = load_manifest(self.stimuli / MANIFEST)
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling: expected one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+        available = len(self.manifest["trials"])
+        if trials_per_observer is not None and not 1 <= trials_per_observer <= available:
+            raise ValueError(
+                f"trials per observer: expected 1 to the manifest's {available} trials, got {trials_per_observer}"
+            )
+        self.sampling = sampling
+        self.trials_per_observer = available if trials_per_observer is None else trials_per_observer
         if viewing is None and "viewing" not in self.manifest:
             raise ValueError(
                 f"{self.stimuli / MANIFEST}: no viewing conditions (stimuli made without evaluation.flip): give them,"
@@ -89,10 +107,18 @@ class Study:
         except OSError as error:
             raise ValueError(f"{self.responses}: cannot make the responses folder ({error.strerror})") from None
         self.sessions = Sessions(self.responses)
+        self.sampler = None
+        if sampling == "active":
+            self.sampler = ActiveSampler(self.manifest, seed)
+            # The belief starts from every registered observer's confirmed answers: a restart takes it up again.
+            for observer in self.plans:
+                for record in read_answers(self.responses / f"{observer}.jsonl", observer).answers:
+                    if record["trial"] in self.trial_ids:
+                        self.sampler.record(record["chosen"], record["other"])
 
     def start_page(self) -> bytes:
         """The start page: the task, the number of comparisons and their duration, and how far to sit."""
-        comparisons = len(self.manifest["trials"])
+        comparisons = self.trials_per_observer
         minutes = max(1, math.ceil(comparisons * SECONDS_PER_COMPARISON / 60))
         distance, reason = instructions(self.viewing)
         return render(
@@ -158,18 +184,18 @@ class Study:
         Raises:
             StorageError: their answer file cannot be read.
         """
-        answered = self.observer_file(observer).answered
-        trials = self.plans[observer]
-        remaining = [trial for trial in trials if trial.id not in answered]
+        log = self.observer_file(observer)
+        with log.lock:
+            answered = set(log.answered)
+        trial = self._current(observer, answered)
         state = {
             "observer": observer,
-            "done": len(trials) - len(remaining),
-            "total": len(trials),
+            "done": min(len(answered), self.trials_per_observer),
+            "total": self.trials_per_observer,
             "flicker_ms": self.manifest["flicker_ms"],
             "trial": None,
         }
-        if remaining:
-            trial = remaining[0]
+        if trial is not None:
             entry = self.manifest["images"][trial.image]
             state["trial"] = {
                 "id": trial.id,
@@ -180,6 +206,15 @@ class Study:
                 "height": entry["height"],
             }
         return state
+
+    def _current(self, observer: str, answered: set[str]) -> PlannedTrial | None:
+        """The trial ``observer`` answers now, given the trial ids they answered; None once they have answered their
+        share."""
+        if len(answered) >= self.trials_per_observer:
+            return None
+        if self.sampler is not None:
+            return self.sampler.current(observer, answered)
+        return next((trial for trial in self.plans[observer] if trial.id not in answered), None)
 
     def answer(self, observer: str, trial_id: str, choice: str) -> tuple[HTTPStatus, dict]:
         """Record ``choice`` for ``trial_id`` if it is the observer's current trial; the status and the new state or an
@@ -194,7 +229,9 @@ class Study:
         with log.lock:
             if trial_id in log.answered:
                 return HTTPStatus.CONFLICT, {"error": f"trial {trial_id} is already answered"}
-            current = next(trial for trial in self.plans[observer] if trial.id not in log.answered)
+            current = self._current(observer, log.answered)
+            if current is None:
+                return HTTPStatus.CONFLICT, {"error": f"all {self.trials_per_observer} trials are answered"}
             if current.id != trial_id:
                 return HTTPStatus.CONFLICT, {"error": f"trial {trial_id} is not the current trial ({current.id})"}
             chosen, other = (current.left, current.right) if choice == "left" else (current.right, current.left)
@@ -212,4 +249,6 @@ class Study:
                     "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
                 }
             )
+            if self.sampler is not None:
+                self.sampler.record(chosen, other)
         return HTTPStatus.OK, self.state(observer)

@@ -289,3 +289,19 @@ def scale(
     counts = check_counts(counts)
     start = np.zeros(len(counts)) if start is None else np.asarray(start, dtype=float)
     return _scale_batch(counts[None], start[None], prior, regularization)[0]
+
+
+def scale_many(counts: np.ndarray, prior: Prior = "gaussian", regularization: Regularization = "mean0") -> np.ndarray:
+    """:func:`scale` of each of (B, N, N) count matrices, from zeros; those comparing the same pairs are solved as one
+    batch (a simulation's or a bootstrap's many studies), which is several times faster than one at a time.
+
+    Returns:
+        (B, N) JOD scores, each row as :func:`scale` gives it.
+    """
+    check_options(prior, regularization)
+    counts = np.asarray(counts, dtype=float)
+    if counts.ndim != 3:
+        raise ValueError(f"counts: expected (B, N, N) count matrices, got shape {counts.shape}")
+    for index, matrix in enumerate(counts):
+        check_counts(matrix, f"counts[{index}]")
+    return _scale_batch(counts, np.zeros(counts.shape[:2]), prior, regularization)
