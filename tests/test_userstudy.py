@@ -29,6 +29,7 @@ from lossbench.userstudy.counts import (
     write_counts,
 )
 from lossbench.userstudy.report import anchored, read_summary, write_jod_table, write_probability_table, write_summary
+from lossbench.userstudy.responses import ObserverFile, observer_counts, read_folder
 from lossbench.userstudy.scaling import MIN_OBSERVERS, SIGMA
 from lossbench.userstudy.thurstone import _components, _Problem
 
@@ -166,6 +167,27 @@ def test_scaling_of_actively_sampled_answers_agrees_with_pwcmp(key, variant):
     assert abs(jod.mean()) < 1e-12 if variant != "fix0" else jod[0] == 0.0
     if variant == "default":
         assert np.abs(jod - PWCMP_ACTIVE[key]["toolbox_tolerances"]).max() < 0.01
+
+
+def test_active_answers_through_answer_files_scale_as_pwcmp(tmp_path):
+    # The saved answers written as the app writes them, one JSON line an answer over 14 observers' files, and read
+    # back by the analysis: the pooled counts are the saved ones and their JOD is still pwcmp's.
+    conditions, counts = read_counts(ACTIVE_ANSWERS / "active_answers_18.csv")
+    answers = [(i, j) for i, j in zip(*np.nonzero(counts)) for _ in range(int(counts[i, j]))]
+    trials, files = [], {}
+    for index, (i, j) in enumerate(np.random.default_rng(0).permutation(answers)):
+        trial = {"id": f"t{index:04d}", "a": conditions[min(i, j)], "b": conditions[max(i, j)]}
+        observer = f"o{index % 14:02d}"
+        files.setdefault(observer, ObserverFile(tmp_path / f"{observer}.jsonl", observer)).append(
+            {"observer": observer, "trial": trial["id"], "chosen": conditions[i], "other": conditions[j]}
+        )
+        trials.append(trial)
+    observers, read_conditions, per_observer = observer_counts(
+        {"conditions": conditions, "trials": trials}, read_folder(tmp_path)
+    )
+    assert len(observers) == 14 and read_conditions == conditions
+    assert np.array_equal(per_observer.sum(axis=0), counts)
+    assert np.abs(scale(per_observer.sum(axis=0)) - PWCMP_ACTIVE["active_18"]["default"]).max() < PWCMP_TOLERANCE
 
 
 def test_saved_active_answers_are_sparse():
