@@ -11,19 +11,18 @@ and that the reference's matrix would move RGB values by at most 3e-4. Measured 
 
 from __future__ import annotations
 
-import numpy as np
 import piq
 import pytest
-import skimage.data
 import torch
 import torch.nn.functional as F
 from torch.autograd import gradcheck
 
 from lossbench import losses, metrics
-from lossbench.data.fastmri_synthetic import brain_image
 from lossbench.losses.haarpsi import HaarPSILoss
 from lossbench.metrics import haarpsi as haarpsi_module
 from lossbench.metrics.haarpsi import haarpsi
+
+from conftest import head, photo
 
 torch.set_num_threads(1)
 
@@ -33,21 +32,6 @@ TOLERANCE = 1e-4
 SAME = 1e-10
 #: How far the reference's YIQ matrix moves HaarPSI of RGB images (measured: 2.0e-4).
 REFERENCE_MATRIX_EFFECT = 3e-4
-
-
-def _photo(name: str, height: int, width: int, gray: bool = False) -> torch.Tensor:
-    """Centre crop of a scikit-image photograph, (1, C, H, W) float64 in [0, 1] (C = 1 for a grayscale one)."""
-    image = torch.from_numpy(np.atleast_3d(getattr(skimage.data, name)())).permute(2, 0, 1).double() / 255
-    top, left = (image.shape[1] - height) // 2, (image.shape[2] - width) // 2
-    image = image[None, :, top : top + height, left : left + width]
-    return image.mean(1, keepdim=True) if gray else image
-
-
-def _head(height: int, width: int) -> torch.Tensor:
-    """Centre crop of matplotlib's MRI head slice, (1, 1, H, W) float64 in [0, 1]."""
-    image = torch.from_numpy(np.array(brain_image()))
-    top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
-    return image[None, None, top : top + height, left : left + width].double()
 
 
 def _random(channels: int, height: int, width: int) -> torch.Tensor:
@@ -70,14 +54,14 @@ def _degraded(target: torch.Tensor) -> torch.Tensor:
 
 
 CASES = {
-    "astronaut 3ch 176": lambda: _photo("astronaut", 176, 176),
-    "coffee 3ch 64": lambda: _photo("coffee", 64, 64),
-    "chelsea 3ch 65x97": lambda: _photo("chelsea", 65, 97),
+    "astronaut 3ch 176": lambda: photo("astronaut", 176, 176),
+    "coffee 3ch 64": lambda: photo("coffee", 64, 64),
+    "chelsea 3ch 65x97": lambda: photo("chelsea", 65, 97),
     "noise 3ch 17x33": lambda: _random(3, 17, 33),
     "noise 3ch 16": lambda: _random(3, 16, 16),
-    "head 1ch 176": lambda: _head(176, 176),
-    "camera 1ch 64": lambda: _photo("camera", 64, 64),
-    "head 1ch 51x40": lambda: _head(51, 40),
+    "head 1ch 176": lambda: head(176, 176),
+    "camera 1ch 64": lambda: photo("camera", 64, 64),
+    "head 1ch 51x40": lambda: head(51, 40),
     "noise 1ch 16": lambda: _random(1, 16, 16),
 }
 
@@ -130,8 +114,8 @@ def test_values_fall_with_the_distortion_and_the_order_does_not_matter() -> None
 @pytest.mark.parametrize(
     "image",
     [
-        lambda: _photo("astronaut", 64, 64),
-        lambda: _head(64, 64),
+        lambda: photo("astronaut", 64, 64),
+        lambda: head(64, 64),
         lambda: torch.zeros(1, 3, 64, 64, dtype=torch.float64),
         lambda: torch.ones(1, 1, 16, 16, dtype=torch.float64),
     ],
@@ -192,9 +176,9 @@ def test_gradients_match_finite_differences(channels: int, subsample: bool, side
 @pytest.mark.parametrize(
     "make_pair",
     [
-        lambda: (_photo("astronaut", 64, 64), _photo("astronaut", 64, 64)),
+        lambda: (photo("astronaut", 64, 64), photo("astronaut", 64, 64)),
         lambda: (torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)),
-        lambda: (torch.zeros(1, 1, 64, 64), _head(64, 64)),
+        lambda: (torch.zeros(1, 1, 64, 64), head(64, 64)),
         lambda: (torch.full((1, 3, 64, 64), 0.3), torch.full((1, 3, 64, 64), 0.7)),
     ],
     ids=["identical", "black", "black-vs-head", "constants"],

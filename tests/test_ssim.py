@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import pytorch_msssim
-import skimage.data
 import torch
 import torch.nn.functional as F
 from fastmri import evaluate as fastmri_evaluate
@@ -19,11 +18,13 @@ from torch.autograd import gradcheck
 
 from lossbench import losses, metrics
 from lossbench.core.specs import Setting
-from lossbench.data.fastmri_synthetic import brain_image, generate_dataset
+from lossbench.data.fastmri_synthetic import generate_dataset
 from lossbench.data.mri import MRISliceDataset
 from lossbench.losses.ssim import SSIMLoss
 from lossbench.metrics import ssim as ssim_module
 from lossbench.metrics.ssim import WINDOWS, ssim, structural_similarity
+
+from conftest import head, photo
 
 torch.set_num_threads(1)
 
@@ -46,22 +47,6 @@ def _degraded(target: torch.Tensor, seed: int = 0) -> torch.Tensor:
     )
 
 
-def _photo(name: str, height: int, width: int, gray: bool = False) -> torch.Tensor:
-    """Centre crop of a scikit-image photograph, (1, C, H, W) float64 in [0, 1] (C = 1 for a grayscale one)."""
-    image = np.atleast_3d(getattr(skimage.data, name)())
-    image = torch.from_numpy(image).permute(2, 0, 1).double() / 255
-    top, left = (image.shape[1] - height) // 2, (image.shape[2] - width) // 2
-    image = image[None, :, top : top + height, left : left + width]
-    return image.mean(1, keepdim=True) if gray else image
-
-
-def _head(height: int, width: int) -> torch.Tensor:
-    """Centre crop of matplotlib's MRI head slice (dark background, as MRI slices), (1, 1, H, W) float64."""
-    image = torch.from_numpy(np.array(brain_image()))
-    top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
-    return image[None, None, top : top + height, left : left + width].double()
-
-
 def _random(channels: int, height: int, width: int, seed: int = 1) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(1, channels, height, width, generator=generator, dtype=torch.float64)
@@ -76,10 +61,10 @@ def _volume(target: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Te
 
 FASTMRI_CASES = {
     "noise 176": lambda: _volume(_random(1, 176, 176)),
-    "head 176": lambda: _volume(_head(176, 176)),
-    "head 64": lambda: _volume(_head(64, 64)),
-    "head 33x47": lambda: _volume(_head(33, 47)),
-    "camera 7x7": lambda: _volume(_photo("camera", 7, 7)),
+    "head 176": lambda: _volume(head(176, 176)),
+    "head 64": lambda: _volume(head(64, 64)),
+    "head 33x47": lambda: _volume(head(33, 47)),
+    "camera 7x7": lambda: _volume(photo("camera", 7, 7)),
 }
 
 
@@ -110,7 +95,7 @@ def test_fastmri_window_equals_fastmri_evaluate_ssim(case: str, maxval: float | 
 
 def test_a_per_slice_data_range_is_not_fastmris() -> None:
     # Each slice scaled to its own maximum: fastMRI's single volume range gives other values, well beyond the tolerance.
-    prediction, truth = _volume(_head(176, 176))
+    prediction, truth = _volume(head(176, 176))
     reference = float(fastmri_evaluate.ssim(truth[:, 0].numpy(), prediction[:, 0].numpy())[0])
     own_range = torch.cat(
         [ssim(prediction[i : i + 1], truth[i : i + 1], "fastmri", float(truth[i].max())) for i in range(3)]
@@ -154,12 +139,12 @@ def test_on_the_demos_mri_slices_the_volume_mean_is_fastmris_ssim(knee_volume: s
 
 
 GAUSSIAN_CASES = {
-    "astronaut 3ch 176": lambda: _photo("astronaut", 176, 176),
-    "coffee 3ch 64": lambda: _photo("coffee", 64, 64),
-    "chelsea 3ch 65x97": lambda: _photo("chelsea", 65, 97),
-    "camera 1ch 64": lambda: _photo("camera", 64, 64),
-    "head 1ch 176": lambda: _head(176, 176),
-    "astronaut 1ch 11x11": lambda: _photo("astronaut", 11, 11, gray=True),
+    "astronaut 3ch 176": lambda: photo("astronaut", 176, 176),
+    "coffee 3ch 64": lambda: photo("coffee", 64, 64),
+    "chelsea 3ch 65x97": lambda: photo("chelsea", 65, 97),
+    "camera 1ch 64": lambda: photo("camera", 64, 64),
+    "head 1ch 176": lambda: head(176, 176),
+    "astronaut 1ch 11x11": lambda: photo("astronaut", 11, 11, gray=True),
     "noise 3ch 64": lambda: _random(3, 64, 64),
     "noise 1ch 176": lambda: _random(1, 176, 176),
 }
@@ -197,8 +182,8 @@ def test_gaussian_window_equals_pytorch_msssim_and_skimage(case: str) -> None:
 @pytest.mark.parametrize(
     "image",
     [
-        lambda: _photo("astronaut", 64, 64),
-        lambda: _head(64, 64),
+        lambda: photo("astronaut", 64, 64),
+        lambda: head(64, 64),
         lambda: torch.zeros(1, 3, 64, 64),
         lambda: torch.full((1, 1, 64, 64), 0.5),
     ],
@@ -240,7 +225,7 @@ def test_refusals_are_one_line() -> None:
 @pytest.mark.parametrize("window", WINDOWS)
 @pytest.mark.parametrize("channels", [1, 3])
 def test_loss_is_one_minus_ssim(window: str, channels: int) -> None:
-    target = _photo("coffee", 64, 64, gray=channels == 1)
+    target = photo("coffee", 64, 64, gray=channels == 1)
     outputs = _degraded(target)
     targets = target.expand_as(outputs)
     per_image = SSIMLoss(window, reduction="none")(outputs, targets)
@@ -276,9 +261,9 @@ def test_gradients_match_finite_differences(window: str, channels: int) -> None:
 @pytest.mark.parametrize(
     "make_pair",
     [
-        lambda: (_photo("astronaut", 64, 64), _photo("astronaut", 64, 64)),
+        lambda: (photo("astronaut", 64, 64), photo("astronaut", 64, 64)),
         lambda: (torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)),
-        lambda: (torch.zeros(1, 1, 64, 64), _head(64, 64)),
+        lambda: (torch.zeros(1, 1, 64, 64), head(64, 64)),
         lambda: (torch.full((1, 3, 64, 64), 0.3), torch.full((1, 3, 64, 64), 0.7)),
     ],
     ids=["identical", "black", "black-vs-head", "constants"],
@@ -292,7 +277,7 @@ def test_loss_gradient_finite_in_float32(window: str, make_pair) -> None:
 
 
 def test_under_bfloat16_autocast_the_loss_stays_float32() -> None:
-    target = _photo("chelsea", 64, 64).float()
+    target = photo("chelsea", 64, 64).float()
     output = _degraded(target)[:1].requires_grad_()
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         loss = SSIMLoss()(output, target)
@@ -303,7 +288,7 @@ def test_under_bfloat16_autocast_the_loss_stays_float32() -> None:
 
 
 def test_ssim_is_symmetric() -> None:
-    target = _photo("coffee", 64, 64)
+    target = photo("coffee", 64, 64)
     output = _degraded(target)[2:]
     for window in WINDOWS:
         assert np.isclose(float(ssim(output, target, window)), float(ssim(target, output, window)), rtol=0, atol=1e-15)

