@@ -647,10 +647,10 @@ def test_observer_session_in_headless_chromium(stimuli, tmp_path):
     answers = read_answers(tmp_path / "responses" / "alice.jsonl").answers
     assert [a["trial"] for a in answers] == shown and len(set(shown)) == 12
     assert [a["trial"] for a in answers] == [t.id for t in plan(load_manifest(stimuli / "manifest.json"), "alice", 0)]
-    # The practice answer is in its own file only: alice's first trial, answered left.
+    # The practice answer is in its own file only: the last trial of alice's order, answered left.
     practice = read_answers(tmp_path / "responses" / PRACTICE / "alice.jsonl").answers
-    assert [(a["trial"], a["image"], a["chosen"]) for a in practice] == [
-        ("practice-1", answers[0]["image"], answers[0]["left"])
+    assert [(a["trial"], a["image"], a["left"], a["right"], a["chosen"]) for a in practice] == [
+        ("practice-1", answers[-1]["image"], answers[-1]["left"], answers[-1]["right"], answers[-1]["left"])
     ]
 
 

@@ -53,7 +53,7 @@ class Study:
             trial by expected information gain from all observers' answers, :mod:`lossbench.userstudy.sampler`).
         trials_per_observer: How many trials each observer answers (default: all of the manifest's); with "full"
             the first ones of their order.
-        practice_trials: How many practice trials each observer answers before their first real one: the first
+        practice_trials: How many practice trials each observer answers before their first real one: the last
             trials of their seeded order, labelled as practice, answered into
             ``<responses>/.practice/<observer>.jsonl``, which the analysis and active sampling never read. An observer
             who has a real answer gets no practice (again).
@@ -100,11 +100,12 @@ class Study:
         if not observers:
             raise ValueError("no observers registered: pass --observer ID (repeatable) or --observers-file")
         self.plans = {check_observer(observer): plan(self.manifest, observer, seed) for observer in observers}
-        # Practice: the first trials of each observer's own order (real stimuli of the study), under their own ids.
+        # Practice: the last trials of each observer's own order (real stimuli of the study), under their own ids; the
+        # last, not the first, so that the comparison just practised does not come again at once.
         self.practice = {
             observer: [
                 PlannedTrial(PRACTICE_ID.format(k + 1), trial.image, trial.left, trial.right)
-                for k, trial in enumerate(trials[:practice_trials])
+                for k, trial in enumerate(trials[len(trials) - practice_trials :])
             ]
             for observer, trials in self.plans.items()
         }
