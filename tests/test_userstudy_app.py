@@ -39,6 +39,7 @@ from lossbench.userstudy.responses import CUT_OFF_MARK, LOCK, ObserverFile, obse
 from lossbench.userstudy.server import SECONDS_PER_COMPARISON, Study, StudyServer
 from lossbench.userstudy.sessions import SESSIONS
 from lossbench.userstudy.stimuli import load_manifest, make_stimuli, plan
+from lossbench.userstudy.study import PRACTICE
 from lossbench.userstudy.viewing import conditions, distance_m
 
 LOSSES = ["l1", "l2", "msssim", "flip"]
@@ -67,8 +68,9 @@ def stimuli(tmp_path_factory) -> Path:
 class Running:
     """A study server on a free port of 127.0.0.1, in a background thread."""
 
-    def __init__(self, stimuli: Path, responses: Path, observers: list[str], **options):
-        self.server = StudyServer(Study(stimuli, responses, observers, seed=0), "127.0.0.1", 0, **options)
+    def __init__(self, stimuli: Path, responses: Path, observers: list[str], practice_trials: int = 0, **options):
+        study = Study(stimuli, responses, observers, seed=0, practice_trials=practice_trials)
+        self.server = StudyServer(study, "127.0.0.1", 0, **options)
         self.port = self.server.server_address[1]
         #: The session token of each observer that this client registered: its browser's cookie.
         self.tokens: dict[str, str | None] = {}
@@ -565,12 +567,14 @@ def test_observer_session_in_headless_chromium(stimuli, tmp_path):
     from selenium.webdriver.common.by import By
 
     browser = _chromium()
-    server = Running(stimuli, tmp_path / "responses", ["alice"])
+    server = Running(stimuli, tmp_path / "responses", ["alice"], practice_trials=1)
     try:
         wait = _waiting(browser)
         browser.get(f"http://127.0.0.1:{server.port}/")
         start = browser.find_element(By.TAG_NAME, "main").text
-        assert "12 comparisons, about 2 minutes" in start and "Sit about 70 cm from the screen" in start
+        # 13 comparisons of 10 s, the practice included: 3 minutes.
+        assert "12 comparisons after 1 practice comparison (not counted), about 3 minutes" in start
+        assert "Sit about 70 cm from the screen" in start
         # A mistyped id: a page that says so and leads back, not the server's JSON.
         browser.find_element(By.ID, "observer").send_keys("Alice")
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
@@ -596,8 +600,17 @@ def test_observer_session_in_headless_chromium(stimuli, tmp_path):
                 )
             )
 
+        # The practice comes first, labelled as such, then the real comparisons without the label.
+        wait.until(lambda b: b.find_element(By.ID, "practice").is_displayed())
+        assert browser.find_element(By.ID, "practice").text.startswith("Practice — not counted.")
+        assert browser.find_element(By.ID, "progress").text == "Practice 1 of 1"
+        answer("left")
+        wait.until(lambda b: b.find_element(By.ID, "progress").text == "Comparison 1 of 12")
+        assert not browser.find_element(By.ID, "practice").is_displayed()
+        assert shown.pop(0) == "practice-1"
         for index in range(5):
             answer("left" if index % 2 else "right")
+        assert not browser.find_element(By.ID, "practice").is_displayed()
         assert (
             browser.execute_script("return document.cookie") == ""
         )  # the session cookie is HttpOnly: no script reads it
@@ -606,8 +619,9 @@ def test_observer_session_in_headless_chromium(stimuli, tmp_path):
             browser.find_element(By.TAG_NAME, "body").value_of_css_property("background-color")
             == "rgba(127, 127, 127, 1)"
         )
-        browser.refresh()  # reload midway: the session continues at the first unanswered trial
+        browser.refresh()  # reload midway: the session continues at the first unanswered trial, with no practice
         wait.until(lambda b: "Comparison 6 of 12" in b.find_element(By.ID, "progress").text)
+        assert not browser.find_element(By.ID, "practice").is_displayed()
         for _ in range(7):
             answer("left")
         wait.until(lambda b: b.find_element(By.ID, "done").is_displayed())
@@ -633,6 +647,11 @@ def test_observer_session_in_headless_chromium(stimuli, tmp_path):
     answers = read_answers(tmp_path / "responses" / "alice.jsonl").answers
     assert [a["trial"] for a in answers] == shown and len(set(shown)) == 12
     assert [a["trial"] for a in answers] == [t.id for t in plan(load_manifest(stimuli / "manifest.json"), "alice", 0)]
+    # The practice answer is in its own file only: the last trial of alice's order, answered left.
+    practice = read_answers(tmp_path / "responses" / PRACTICE / "alice.jsonl").answers
+    assert [(a["trial"], a["image"], a["left"], a["right"], a["chosen"]) for a in practice] == [
+        ("practice-1", answers[-1]["image"], answers[-1]["left"], answers[-1]["right"], answers[-1]["left"])
+    ]
 
 
 def test_the_page_shows_an_answer_not_saved_and_offers_the_trial_again(stimuli, tmp_path, monkeypatch, caplog):
@@ -1051,10 +1070,12 @@ def test_no_confirmed_answer_is_lost_to_kill_9_under_load(stimuli, tmp_path):
             if observer not in tokens:
                 tokens[observer] = register(port, observer)[1]
             token = tokens[observer]
-            while (trial := state(port, observer, token)["trial"]) is not None:
+            while (current := state(port, observer, token))["trial"] is not None:
+                trial = current["trial"]
                 status, _ = post(port, observer, token, json.dumps({"trial": trial["id"], "choice": "left"}).encode())
                 assert status == 200
-                confirmed[observer].append(trial["id"])
+                if current["practice"] is None:  # the practice (serve's default of 1) goes to another file
+                    confirmed[observer].append(trial["id"])
         except (OSError, http.client.HTTPException):
             pass  # killed
 
@@ -1102,3 +1123,6 @@ def test_no_confirmed_answer_is_lost_to_kill_9_under_load(stimuli, tmp_path):
     check()
     names, _, counts = observer_counts(load_manifest(stimuli / "manifest.json"), read_folder(responses))
     assert names == observers and counts.sum() == 8 * 12
+    # Each observer practised once, before the first kill, and never again after a restart.
+    for observer in observers:
+        assert [a["trial"] for a in read_answers(responses / PRACTICE / f"{observer}.jsonl").answers] == ["practice-1"]

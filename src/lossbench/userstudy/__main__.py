@@ -3,6 +3,7 @@
     python -m lossbench.userstudy serve --stimuli results/userstudy/stimuli/denoise \\
         --responses responses/denoise --observer alice --observer bob [--host 127.0.0.1] [--port 8000] [--allowed-host
         NAME] [--config CONFIG] [--seed S] [--sampling full|active] [--trials-per-observer T]
+        [--practice-trials K]
         [--ppd P | --distance-m D --monitor-width-m W --monitor-pixels N]
     python -m lossbench.userstudy stimuli --task denoise --valset results/data/denoise/val.h5 \\
         --output l1=results/outputs/denoise/l1/seed0.h5 --output l2=... --image astronaut --folder DIR
@@ -99,6 +100,7 @@ def _serve(args: argparse.Namespace) -> None:
         viewing=None if viewing is None else conditions(viewing, "viewing options"),
         sampling=args.sampling,
         trials_per_observer=args.trials_per_observer,
+        practice_trials=args.practice_trials,
     )
     try:
         server = StudyServer(study, args.host, args.port, allowed_hosts=tuple(args.allowed_host))
@@ -302,6 +304,13 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
         type=int,
         help="how many trials each observer answers (default: --config's userstudy.trials_per_observer, else all of"
         " the manifest's)",
+    )
+    serve.add_argument(
+        "--practice-trials",
+        dest="practice_trials",
+        type=int,
+        default=1,
+        help="practice trials each observer answers first, labelled as such and never counted (default 1; 0: none)",
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000, help="0 picks a free port (printed at start)")

@@ -11,7 +11,9 @@ Routes (``<observer>`` is a registered observer id):
   any other browser is refused with a page saying so (409). An unknown id gets a page saying so (404).
 - ``GET /study/<observer>`` — the study page; it holds no token, and a browser without the
   observer's session gets a page sending it to the start page (403).
-- ``GET /api/<observer>/state`` — progress and the current trial (its flicker images and sides).
+- ``GET /api/<observer>/state`` — progress and the current trial (its flicker images and sides); while the
+  observer practises (``practice``: which of how many), a practice trial, whose answer is kept apart from the
+  answers and never counted (:class:`~lossbench.userstudy.study.Study`'s ``practice_trials``).
 - ``POST /api/<observer>/answer`` with JSON ``{"trial": id, "choice": "left" | "right"}`` — records
   the answer to the current trial durably (:mod:`lossbench.userstudy.answers`), then returns the
   new state. A replayed or out-of-order trial is refused with 409; a body that is not such an object

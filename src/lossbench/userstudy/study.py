@@ -13,7 +13,7 @@ from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
 
-from lossbench.userstudy.answers import ObserverFile, check_observer, read_answers
+from lossbench.userstudy.answers import ObserverFile, StorageError, check_observer, read_answers, sync_folder
 from lossbench.userstudy.sampler import ActiveSampler
 from lossbench.userstudy.sessions import Sessions
 from lossbench.userstudy.stimuli import MANIFEST, PlannedTrial, load_manifest, plan
@@ -23,6 +23,11 @@ from lossbench.userstudy.viewing import instructions, recorded
 SECONDS_PER_COMPARISON = 10
 #: How the app chooses each observer's trials: every trial in a seeded order, or by expected information gain.
 SAMPLINGS = ("full", "active")
+#: The folder of the practice answers inside a responses folder: no ``*.jsonl`` of the folder itself, so the analysis
+#: (:func:`lossbench.userstudy.responses.read_folder`, which reads ``<responses>/*.jsonl`` only) never counts them.
+PRACTICE = ".practice"
+#: The id of the k-th practice trial (k from 1); no manifest trial is so named, as the manifest's ids are ``t<n>``.
+PRACTICE_ID = "practice-{}"
 _PAGES = {"/": "index.html", "study": "study.html", "unknown": "unknown.html", "notice": "notice.html"}
 
 
@@ -48,6 +53,10 @@ class Study:
             trial by expected information gain from all observers' answers, :mod:`lossbench.userstudy.sampler`).
         trials_per_observer: How many trials each observer answers (default: all of the manifest's); with "full"
             the first ones of their order.
+        practice_trials: How many practice trials each observer answers before their first real one: the last
+            trials of their seeded order, labelled as practice, answered into
+            ``<responses>/.practice/<observer>.jsonl``, which the analysis and active sampling never read. An observer
+            who has a real answer gets no practice (again).
 
     Raises:
         ValueError: a bad manifest, observer id or listed image, no viewing conditions, or a
@@ -63,6 +72,7 @@ class Study:
         viewing: dict | None = None,
         sampling: str = "full",
         trials_per_observer: int | None = None,
+        practice_trials: int = 0,
     ):
         self.stimuli = Path(stimuli).resolve()
         self.manifest = load_manifest(self.stimuli / MANIFEST)
@@ -73,6 +83,9 @@ class Study:
             raise ValueError(
                 f"trials per observer: expected 1 to the manifest's {available} trials, got {trials_per_observer}"
             )
+        if not 0 <= practice_trials <= available:
+            raise ValueError(f"practice trials: expected 0 to the manifest's {available} trials, got {practice_trials}")
+        self.practice_trials = practice_trials
         self.sampling = sampling
         self.trials_per_observer = available if trials_per_observer is None else trials_per_observer
         if viewing is None and "viewing" not in self.manifest:
@@ -87,6 +100,15 @@ class Study:
         if not observers:
             raise ValueError("no observers registered: pass --observer ID (repeatable) or --observers-file")
         self.plans = {check_observer(observer): plan(self.manifest, observer, seed) for observer in observers}
+        # Practice: the last trials of each observer's own order (real stimuli of the study), under their own ids; the
+        # last, not the first, so that the comparison just practised does not come again at once.
+        self.practice = {
+            observer: [
+                PlannedTrial(PRACTICE_ID.format(k + 1), trial.image, trial.left, trial.right)
+                for k, trial in enumerate(trials[len(trials) - practice_trials :])
+            ]
+            for observer, trials in self.plans.items()
+        }
         self.trial_ids = {trial["id"] for trial in self.manifest["trials"]}
         # URL paths under /stimuli/: exactly the images of the manifest.
         self.images = {
@@ -117,13 +139,17 @@ class Study:
                         self.sampler.record(record["chosen"], record["other"])
 
     def start_page(self) -> bytes:
-        """The start page: the task, the number of comparisons and their duration, and how far to sit."""
+        """The start page: the task, the number of comparisons (practice included) and their duration, and how far to
+        sit."""
         comparisons = self.trials_per_observer
-        minutes = max(1, math.ceil(comparisons * SECONDS_PER_COMPARISON / 60))
+        # The duration counts the practice too: the observer sits through it.
+        minutes = max(1, math.ceil((comparisons + self.practice_trials) * SECONDS_PER_COMPARISON / 60))
         distance, reason = instructions(self.viewing)
+        practice = self.practice_trials
+        first = f" after {practice} practice comparison{'s' if practice != 1 else ''} (not counted)" if practice else ""
         return render(
             _PAGES["/"],
-            comparisons=f"{comparisons} comparison{'s' if comparisons != 1 else ''}",
+            comparisons=f"{comparisons} comparison{'s' if comparisons != 1 else ''}{first}",
             minutes=f"{minutes} minute{'s' if minutes != 1 else ''}",
             seconds=str(SECONDS_PER_COMPARISON),
             distance=distance,
@@ -178,6 +204,46 @@ class Study:
                 self._observer_files[observer] = ObserverFile(self.responses / f"{observer}.jsonl", observer)
             return self._observer_files[observer]
 
+    def practice_file(self, observer: str) -> ObserverFile:
+        """The practice answer file of ``observer``, read on first use (``<responses>/.practice/<observer>.jsonl``).
+
+        Raises:
+            StorageError: it cannot be read; the next call tries again.
+        """
+        key = f"{PRACTICE}/{observer}"
+        with self._files_lock:
+            if key not in self._observer_files:
+                self._observer_files[key] = ObserverFile(self.responses / PRACTICE / f"{observer}.jsonl", observer)
+            return self._observer_files[key]
+
+    def _make_practice_folder(self, trial_id: str) -> None:
+        """Make the practice answers' folder, durably, on the first practice answer (not before, so that a study
+        without practice, or one refused for its responses folder, never makes it).
+
+        Raises:
+            StorageError: it cannot be made.
+        """
+        folder = self.responses / PRACTICE
+        if folder.is_dir():
+            return
+        try:
+            folder.mkdir(exist_ok=True)
+            sync_folder(self.responses)
+        except OSError as error:
+            raise StorageError(folder, f"answer to trial {trial_id} not saved", error) from None
+
+    def _practice_pending(self, observer: str, answered: set[str]) -> PlannedTrial | None:
+        """The practice trial ``observer`` answers now, given their real answers' trial ids; None: no practice (left).
+
+        An observer with a real answer has no practice left, even if their practice file was lost.
+        """
+        if not self.practice_trials or answered:
+            return None
+        log = self.practice_file(observer)
+        with log.lock:
+            done = set(log.answered)
+        return next((trial for trial in self.practice[observer] if trial.id not in done), None)
+
     def state(self, observer: str) -> dict:
         """Progress of ``observer`` and their current trial (None when done).
 
@@ -188,11 +254,14 @@ class Study:
         with log.lock:
             answered = set(log.answered)
         trial = self._current(observer, answered)
+        practice = [] if trial is None else [k for k, own in enumerate(self.practice[observer]) if own.id == trial.id]
         state = {
             "observer": observer,
             "done": min(len(answered), self.trials_per_observer),
             "total": self.trials_per_observer,
             "flicker_ms": self.manifest["flicker_ms"],
+            # While practising, which practice trial of how many (from 1); None for the real trials.
+            "practice": {"number": practice[0] + 1, "total": self.practice_trials} if practice else None,
             "trial": None,
         }
         if trial is not None:
@@ -212,6 +281,9 @@ class Study:
         share."""
         if len(answered) >= self.trials_per_observer:
             return None
+        practice = self._practice_pending(observer, answered)
+        if practice is not None:
+            return practice
         if self.sampler is not None:
             return self.sampler.current(observer, answered)
         return next((trial for trial in self.plans[observer] if trial.id not in answered), None)
@@ -223,7 +295,8 @@ class Study:
         Raises:
             StorageError: the answer was not saved (nothing of it is on disk), or the answer file cannot be read.
         """
-        if trial_id not in self.trial_ids:
+        practice = trial_id in {trial.id for trial in self.practice[observer]}
+        if trial_id not in self.trial_ids and not practice:
             return HTTPStatus.NOT_FOUND, {"error": f"unknown trial {trial_id!r}"}
         log = self.observer_file(observer)
         with log.lock:
@@ -236,19 +309,24 @@ class Study:
                 return HTTPStatus.CONFLICT, {"error": f"trial {trial_id} is not the current trial ({current.id})"}
             chosen, other = (current.left, current.right) if choice == "left" else (current.right, current.left)
             position = len(log.answered)
-            log.append(
-                {
-                    "observer": observer,
-                    "trial": trial_id,
-                    "image": current.image,
-                    "left": current.left,
-                    "right": current.right,
-                    "chosen": chosen,
-                    "other": other,
-                    "position": position,
-                    "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                }
-            )
-            if self.sampler is not None:
+            record = {
+                "observer": observer,
+                "trial": trial_id,
+                "image": current.image,
+                "left": current.left,
+                "right": current.right,
+                "chosen": chosen,
+                "other": other,
+                "position": position,
+                "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            }
+            if practice:  # to its own file, which neither the analysis nor the active sampler's belief reads
+                target = self.practice_file(observer)
+                with target.lock:
+                    self._make_practice_folder(trial_id)
+                    target.append(record)
+            else:
+                log.append(record)
+            if self.sampler is not None and not practice:
                 self.sampler.record(chosen, other)
         return HTTPStatus.OK, self.state(observer)

@@ -34,7 +34,11 @@ async function fetchState() {
 
 async function show(state) {
   clearInterval(timer);
-  document.getElementById("progress").textContent = `Comparison ${Math.min(state.done + 1, state.total)} of ${state.total}`;
+  // A practice trial is labelled as one, and its progress counts the practice only: it is not one of the comparisons.
+  document.getElementById("practice").hidden = state.practice === null;
+  document.getElementById("progress").textContent = state.practice === null
+    ? `Comparison ${Math.min(state.done + 1, state.total)} of ${state.total}`
+    : `Practice ${state.practice.number} of ${state.practice.total}`;
   trial = state.trial;
   if (trial === null) {
     // The end page replaces the session: no pair, no instructions, a plain background.
