@@ -224,60 +224,6 @@ def _screen(args: argparse.Namespace, conditions: list[str], counts, names: list
     )
 
 
-def _plan(args: argparse.Namespace) -> None:
-    # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
-    from lossbench.userstudy.planner import check_settings, markdown, parse_jod, plan, rows, sentences, write_plan
-    from lossbench.userstudy.thurstone import scale
-
-    check_settings(args.precision, args.trials_per_observer, args.studies, args.max_observers)
-    if args.jod:
-        conditions, truth = parse_jod(args.jod)
-        source = f"assumed JOD scores (--jod {args.jod})"
-    else:
-        if args.counts:
-            from lossbench.userstudy.counts import read_counts
-
-            if not Path(args.counts).is_file():
-                raise ValueError(f"--counts {args.counts}: no such file (expected a count matrix CSV)")
-            conditions, counts = read_counts(args.counts)
-            pilot = args.counts
-        else:
-            from lossbench.userstudy.responses import observer_counts, read_folder
-            from lossbench.userstudy.stimuli import load_manifest
-
-            conditions, counts = observer_counts(load_manifest(args.manifest), read_folder(args.responses))[1:]
-            pilot = args.responses
-        pooled = counts.sum(axis=0) if counts.ndim == 3 else counts
-        if not pooled.any():
-            raise ValueError(f"{pilot}: the pilot holds no answers")
-        truth = scale(pooled)
-        source = (
-            f"the pilot's scaled JOD ({pilot}, {int(pooled.sum())} answers; pwcmp scaling, mean 0): the plan assumes"
-            " the pilot's scores are the truth"
-        )
-    truth_text = ", ".join(f"{name} {value:+.2f}" for name, value in zip(conditions, truth))
-    table = rows(
-        plan(truth, args.precision, args.trials_per_observer, args.studies, args.max_observers, args.seed),
-        args.trials_per_observer,
-    )
-    text = "\n".join(
-        [
-            f"Truth: {source}.",
-            f"JOD: {truth_text}.",
-            f"Target: every JOD difference within ±{args.precision:.2f} JOD of the truth in 95 % of {args.studies}"
-            f" simulated studies per design (seed {args.seed}; identical careful observers, so a lower bound).",
-            "",
-            markdown(table, args.precision),
-            "",
-            *sentences(table, args.precision, args.studies),
-        ]
-    )
-    print(text)
-    if args.out:
-        write_plan(table, text, args.out)
-        print(f"wrote {Path(args.out) / 'plan.csv'} and plan.md")
-
-
 def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="run the collection app")
     serve.add_argument("--stimuli", required=True, help="folder with manifest.json (rule userstudy_stimuli)")
@@ -377,48 +323,6 @@ def _add_analyse(commands: argparse._SubParsersAction) -> None:
     analyse.set_defaults(run=_analyse)
 
 
-def _add_plan(commands: argparse._SubParsersAction) -> None:
-    # Deferred: each subcommand imports what it needs, so that --help and serve start without torch.
-    from lossbench.userstudy.planner import MAX_OBSERVERS, STUDIES, TRIALS_PER_OBSERVER
-
-    plan = commands.add_parser(
-        "plan",
-        help="observers and comparisons each design needs for a target precision, by simulation",
-        description="Simulate studies of each design (full, random, active) from pilot answers or assumed JOD scores"
-        " and report the fewest observers with which every JOD difference lies within ±PRECISION of the truth in"
-        " 95 % of the simulated studies.",
-    )
-    source = plan.add_mutually_exclusive_group(required=True)
-    source.add_argument("--counts", help="pilot count matrix CSV (chosen,<conditions>... or per observer)")
-    source.add_argument("--manifest", help="the pilot's manifest.json (with --responses)")
-    source.add_argument("--jod", help="assumed JOD scores: comma-separated (0,0.5,1.2) or analyse's jod.csv")
-    plan.add_argument("--responses", help="folder of the pilot's <observer>.jsonl answer files")
-    plan.add_argument(
-        "--precision",
-        type=float,
-        required=True,
-        help="target half-width p in JOD: every JOD difference within ±p of the truth in 95 %% of simulated studies",
-    )
-    plan.add_argument(
-        "--trials-per-observer",
-        dest="trials_per_observer",
-        type=int,
-        default=TRIALS_PER_OBSERVER,
-        help=f"comparisons each observer answers (default {TRIALS_PER_OBSERVER}, the thesis's denoising study)",
-    )
-    plan.add_argument("--studies", type=int, default=STUDIES, help=f"simulated studies per design (default {STUDIES})")
-    plan.add_argument(
-        "--max-observers",
-        dest="max_observers",
-        type=int,
-        default=MAX_OBSERVERS,
-        help=f"the most observers simulated (default {MAX_OBSERVERS})",
-    )
-    plan.add_argument("--seed", type=int, default=0, help="seed of the simulation (default 0)")
-    plan.add_argument("--out", help="folder for plan.csv and plan.md")
-    plan.set_defaults(run=_plan)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m lossbench.userstudy",
@@ -428,7 +332,10 @@ def main(argv: list[str] | None = None) -> None:
     _add_serve(commands)
     _add_stimuli(commands)
     _add_analyse(commands)
-    _add_plan(commands)
+    # Deferred like the other commands' imports: the planner's simulation is not needed to serve.
+    from lossbench.userstudy.planner import add_command
+
+    add_command(commands)
     args = parser.parse_args(argv)
     if getattr(args, "manifest", None) and not args.responses:
         parser.error("--manifest needs --responses")
