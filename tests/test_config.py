@@ -7,7 +7,8 @@ from lossbench import losses, metrics, models
 from lossbench.data import tasks
 from lossbench.pipeline.config import load, validate
 from lossbench.pipeline.config_file import ConfigError
-from lossbench.pipeline.job_settings import learning_rate, run_settings
+from lossbench.pipeline.job_settings import evaluation_settings, learning_rate, run_settings, validation_metrics
+from lossbench.registry import Registry
 from lossbench.train.run_settings import Schedule
 
 
@@ -83,6 +84,36 @@ def test_bad_values_are_rejected_naming_the_key(tiny_config, dotted, value, mess
     with pytest.raises(ConfigError, match=message) as error:
         validate(tiny_config, "tiny.yaml")
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "chosen, scored",
+    [
+        ("all", ["l1", "psnr", "lpips", "ssim", "dists"]),
+        ("thesis", ["l1", "psnr", "lpips"]),
+        (["dists", "l1"], ["l1", "dists"]),  # in the tables' order, not the list's
+    ],
+)
+def test_validation_scores_the_chosen_metrics_and_evaluation_all(tiny_config, chosen, scored):
+    tiny_config["metrics"] = ["l1", "psnr", "lpips", "ssim", "dists"]
+    tiny_config.setdefault("trainer", {})["validation_metrics"] = chosen
+    config = validate(tiny_config, "tiny.yaml")
+    settings = evaluation_settings(config)
+    assert list(validation_metrics(config, "knee", settings, Registry.from_config(config))) == scored
+    # Not part of the run settings: choosing other validation metrics reruns no finished model.
+    tiny_config["trainer"]["validation_metrics"] = "all" if chosen != "all" else "thesis"
+    assert run_settings(config, "knee", "l2", 0) == run_settings(validate(tiny_config), "knee", "l2", 0)
+
+
+def test_validation_metrics_outside_metrics_are_rejected_in_one_line(tiny_config):
+    tiny_config["metrics"] = ["l1", "psnr"]
+    tiny_config.setdefault("trainer", {})["validation_metrics"] = ["psnr", "dists"]
+    with pytest.raises(ConfigError) as error:
+        validate(tiny_config, "tiny.yaml")
+    assert str(error.value) == (
+        "tiny.yaml: trainer.validation_metrics: 'dists' is not in metrics"
+        " (expected some of l1, psnr, or all, or thesis)"
+    )
 
 
 def test_missing_data_folders_are_rejected(tiny_config, tmp_path):

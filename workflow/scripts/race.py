@@ -1,6 +1,7 @@
-"""Snakemake adapter: the own-metric race of one task, every configured metric at every validation, a line per loss."""
+"""Snakemake adapter: the own-metric race of one task, every metric scored at every validation, a line per loss."""
 
 from lossbench.pipeline.job import workflow_job
+from lossbench.pipeline.job_settings import validated_metric_names
 from lossbench.report.plots import race_figure
 
 with workflow_job(snakemake) as job:
@@ -17,7 +18,7 @@ with workflow_job(snakemake) as job:
         curves,
         [snakemake.output.png, snakemake.output.pdf],
         title,
-        job.registry.metric_rows(snakemake.config["metrics"]),
+        job.registry.metric_rows(validated_metric_names(snakemake.config, job.registry)),
         job.registry.own_metrics(),
         params.lpips_pretrained,
         snakemake.input.inputs,

@@ -51,6 +51,7 @@ def check_consistency(config: dict[str, Any], source: str) -> None:
     """
     registry = _check_own(config, source)
     _check_losses(config, source, registry)
+    _check_validation_metrics(config, source)
     _check_data_from(config, source)
     _check_folders(config, source)
     _check_tasks(config, source, registry)
@@ -141,6 +142,18 @@ def _check_losses(config: dict[str, Any], source: str, registry: Registry) -> No
                 f"{source}: losses.{name}.params.reduction: 'none' gives one loss per image; training needs a scalar"
                 " ('mean' or 'sum')"
             )
+
+
+def _check_validation_metrics(config: dict[str, Any], source: str) -> None:
+    """A list in ``trainer.validation_metrics`` names metrics of ``metrics`` (validation scores only those)."""
+    chosen = config["trainer"]["validation_metrics"]
+    if isinstance(chosen, list):
+        for name in chosen:
+            if name not in config["metrics"]:
+                raise ConfigError(
+                    f"{source}: trainer.validation_metrics: {name!r} is not in metrics (expected some of"
+                    f" {', '.join(config['metrics'])}, or all, or thesis)"
+                )
 
 
 def _check_data_from(config: dict[str, Any], source: str) -> None:

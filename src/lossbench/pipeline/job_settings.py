@@ -115,7 +115,7 @@ def run_settings(
 LIVE_KEYS = ("snapshots", "tensorboard")
 #: Trainer settings that change no result, so no part of the run settings: changing them neither reruns nor restarts
 #: a job.
-RESULT_FREE_KEYS = ("checkpoint_every", "finite_check_every", *LIVE_KEYS)
+RESULT_FREE_KEYS = ("checkpoint_every", "finite_check_every", "validation_metrics", *LIVE_KEYS)
 
 
 def live_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -137,4 +137,20 @@ def validation_metrics(
     """
     setting = Setting(channels(config["tasks"][task]["kind"]), evaluation)
     registry = registry or Registry.from_config(config)
-    return {name: registry.metric(name).params(setting) for name in config["metrics"]}
+    return {name: registry.metric(name).params(setting) for name in validated_metric_names(config, registry)}
+
+
+def validated_metric_names(config: dict[str, Any], registry: Registry) -> list[str]:
+    """The metrics of ``metrics`` that ``trainer.validation_metrics`` scores at every validation, in their table order
+    (the others are scored by the evaluation only).
+
+    Args:
+        config: The validated configuration (its names are checked against ``metrics`` by the consistency checks).
+        registry: The configuration's registry, which knows which metrics are the thesis's.
+    """
+    chosen = config["trainer"]["validation_metrics"]
+    if chosen == "all":
+        return list(config["metrics"])
+    if chosen == "thesis":
+        return [name for name in config["metrics"] if registry.metric(name).thesis]
+    return [name for name in config["metrics"] if name in chosen]
