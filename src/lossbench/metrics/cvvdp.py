@@ -24,6 +24,7 @@ configuration that lists it in ``metrics`` stop with one line, :func:`missing_ex
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,20 +50,28 @@ MIN_SIDE = 2
 _BUILT: dict[tuple[float, str], Any] = {}
 
 
-def missing_extra(reason: str) -> str:
-    """The one line that says the extra is absent and how to install it."""
-    return (
-        f"metric 'cvvdp' needs the optional extra ColorVideoVDP: pip install -e '.[{EXTRA}]' ({PACKAGE} is not"
-        f" installed: {reason})"
-    )
+def missing_extra(reason: str | None = None) -> str:
+    """The one line that says the extra is absent and how to install it; ``reason``: why pycvvdp, installed, failed
+    to import (one of its own requirements missing), None where pycvvdp itself is absent."""
+    why = f"{PACKAGE} is not installed" if reason is None else f"{PACKAGE} cannot be imported: {reason}"
+    return f"metric 'cvvdp' needs the optional extra ColorVideoVDP: pip install -e '.[{EXTRA}]' ({why})"
 
 
 def _module() -> Any:
     """pycvvdp, imported on first use (two seconds, and a package not every installation has)."""
+    # pycvvdp imports torch.utils.benchmark, whose cpp_extension warns "No CUDA runtime is found" on every CPU-only
+    # host: noise about C++ extensions lossbench never builds.
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
         return importlib.import_module(PACKAGE)
     except ImportError as error:
-        raise ImportError(missing_extra(str(error).splitlines()[0] if str(error) else type(error).__name__)) from None
+        absent = isinstance(error, ModuleNotFoundError) and error.name == PACKAGE
+        reason = None if absent else (str(error).splitlines() or [type(error).__name__])[0]
+        raise ImportError(missing_extra(reason)) from None
+    finally:
+        logger.setLevel(level)
 
 
 def unavailable() -> str | None:
