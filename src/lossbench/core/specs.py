@@ -194,6 +194,10 @@ def _any_evaluation(evaluation: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _installed() -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """A training loss.
@@ -343,6 +347,9 @@ class MetricSpec:
         reference: Where the metric is defined, in one line: its paper (authors, year, venue) and the
             implementation it follows or is checked against; ``python -m lossbench.metrics --list``
             prints it. A user's own metric's is its module.
+        unavailable: Why the metric cannot run in this Python environment (an optional extra that is
+            not installed), in one line saying what to install, or None. The configuration's check asks
+            it for each metric in ``metrics`` only: an absent extra costs nothing where it is not used.
     """
 
     name: str
@@ -358,6 +365,7 @@ class MetricSpec:
     differentiable: bool = False
     check_evaluation: Callable[[Mapping[str, Any]], str | None] = _any_evaluation
     reference: str = ""
+    unavailable: Callable[[], str | None] = _installed
 
     def params(self, setting: Setting) -> dict[str, Any]:
         """Parameters of the metric on ``setting``."""

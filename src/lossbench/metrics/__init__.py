@@ -38,6 +38,7 @@ MODULES = (
     "lossbench.metrics.ssim",
     "lossbench.metrics.haarpsi",
     "lossbench.metrics.dists",
+    "lossbench.metrics.cvvdp",
 )
 
 #: The package's metrics, in the order of :data:`MODULES`; a configuration's own join them in its registry

@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     try:
         value = metrics.compute_spec(spec, test, reference, **params)
-    except (ValueError, FileNotFoundError, DownloadError) as error:
+    except (ValueError, FileNotFoundError, DownloadError, ImportError) as error:  # ImportError: an optional extra
         raise SystemExit(f"error: {error}") from error
     _print(args, spec, float(value[0]), ppd)
 

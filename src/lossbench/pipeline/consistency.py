@@ -62,6 +62,9 @@ def check_consistency(config: dict[str, Any], source: str) -> None:
     learning_rate_overrides(config, source)
     for metric in registry.metrics.values():  # every metric's settings, configured or not: the losses read them too
         _refuse(source, metric.check_config(config["evaluation"]))
+    for name in config["metrics"]:  # an optional extra's absence matters only where its metric is computed
+        problem = registry.metric(name).unavailable()
+        _refuse(source, None if problem is None else f"metrics: {problem}")
     _check_figures(config, source)
     try:
         check_userstudy(config)
