@@ -267,7 +267,10 @@ def stimuli_inputs(wildcards):
     inputs = {}
     for task in STUDY_TASKS[wildcards.study]:
         inputs[f"valset_{task}"] = validation_file(task)
-        inputs[f"outputs_{task}"] = first_seed_outputs(task)
+        # The models of the first seed, or of every seed (userstudy.seeds: all), in the order of the study's conditions.
+        inputs[f"outputs_{task}"] = [
+            results(f"outputs/{task}/{loss}/seed{seed}.h5") for loss in LOSSES for seed in STIMULUS_SEEDS
+        ]
     return inputs
 
 

@@ -14,6 +14,11 @@ STUDY_TASKS = study_targets.study_tasks(config)
 OWN_STUDIES = study_targets.own_studies(config)
 USERSTUDY_OUTPUTS = study_targets.study_outputs(config)
 USERSTUDY_TARGETS = study_targets.targets(config)
+# The models our studies show (the first seed's, or every seed's with userstudy.seeds: all) and their conditions, loss
+# after loss; where the metrics find each loss's JOD (with every seed's model, the means over its seeds).
+STIMULUS_SEEDS = study_targets.stimulus_seeds(config)
+STUDY_CONDITIONS = study_targets.conditions(config)
+STUDY_SCORES = study_targets.scores(config)
 # Thesis study → the published metric tables of the models it compared (the MRI study showed knee and brain images).
 THESIS_TABLES = thesis_sources()
 TASK_TABLE = {table.task: name for name, table in TABLES.items()}
@@ -110,7 +115,7 @@ rule userstudy_kendall_thesis:
 
 rule userstudy_kendall_ours:
     input:
-        study=expand(results("userstudy/{{study}}/{name}.csv"), name=["jod", "samples"]),
+        study=[results(f"{STUDY_SCORES}/{name}.csv") for name in ("jod", "samples")],
         # Our metric table of every task the study showed.
         tables=study_tables,
     output:
@@ -169,7 +174,7 @@ rule userstudy_self_preference_thesis:
 
 rule userstudy_self_preference_ours:
     input:
-        study=expand(results("userstudy/{{study}}/{name}.csv"), name=["jod", "samples"]),
+        study=[results(f"{STUDY_SCORES}/{name}.csv") for name in ("jod", "samples")],
         tables=study_tables,
     output:
         csv=report(
@@ -209,7 +214,8 @@ rule userstudy_stimuli:
     params:
         tasks=study_tasks_of,
         images=stimulus_images,
-        losses=LOSSES,
+        # The study's conditions, in the order of its inputs' models: the losses, or (loss, seed) pairs.
+        losses=STUDY_CONDITIONS,
         flicker_ms=USERSTUDY["flicker_ms"],
         viewing=EVALUATION["flip"],
     script:
@@ -298,6 +304,35 @@ rule userstudy_screening:
         jod_origin=USERSTUDY["jod_origin"],
     script:
         "../scripts/userstudy_screening.py"
+
+
+# With every seed's model (userstudy.seeds: all): each loss's JOD over its seeds, their spread, and the between-loss /
+# within-loss ratio in JOD (lossbench.userstudy.seed_spread); the metrics' comparisons read the loss means.
+rule userstudy_seeds:
+    input:
+        study=expand(results("userstudy/{{study}}/{name}.csv"), name=["jod", "samples"]),
+    output:
+        table=report(
+            results("tables/userstudy_{study}_seeds.csv"),
+            caption="../report/userstudy_table.rst",
+            category="User study",
+            labels={"table": "userstudy_{study}", "format": "JOD over seeds"},
+        ),
+        variance=results("tables/userstudy_{study}_seeds_variance.csv"),
+        table_md=results("tables/userstudy_{study}_seeds.md"),
+        table_tex=results("tables/userstudy_{study}_seeds.tex"),
+        scores=[results("userstudy/{study}/losses/" + name) for name in ("jod.csv", "samples.csv", "p_values.csv")],
+    log:
+        results("logs/userstudy/seeds_{study}.log"),
+    wildcard_constraints:
+        study=one_of(OWN_STUDIES if study_targets.seeds_as_conditions(config) else []),
+    conda:
+        ENV
+    params:
+        title=lambda wildcards: study_targets.title(wildcards.study, config),
+        jod_origin=USERSTUDY["jod_origin"],
+    script:
+        "../scripts/userstudy_seeds.py"
 
 
 rule userstudy:

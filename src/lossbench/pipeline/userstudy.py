@@ -14,6 +14,7 @@ from typing import Any
 
 from lossbench.data.tasks import SPECS
 from lossbench.pipeline.experiment import results_dir
+from lossbench.userstudy import seeds as study_seeds
 from lossbench.userstudy.counts import THESIS_STUDIES
 from lossbench.userstudy.report import JOD_ORIGINS
 
@@ -40,6 +41,13 @@ def check_userstudy(config: dict[str, Any]) -> None:
         # A study without any stimuli is simply not run; one with some would silently lose a task.
         if missing and len(missing) < len(_configured(config, study)):
             raise ValueError(f"userstudy.studies.{study}: task {missing[0]} has no images under userstudy.stimuli")
+    if study_seeds.choice(userstudy) == "all":
+        if len(config["seeds"]) < 2:
+            raise ValueError(
+                f"userstudy.seeds: all shows every seed's model, but seeds lists {len(config['seeds'])}"
+                f" ({config['seeds']}); give at least 2 seeds, or userstudy.seeds: first"
+            )
+        study_seeds.check_losses(list(config["losses"]))
     origin = userstudy["jod_origin"]
     if origin not in JOD_ORIGINS and origin not in config["losses"]:
         raise ValueError(
@@ -105,6 +113,35 @@ def study_outputs(config: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
         }
     )
     return outputs
+
+
+def conditions(config: dict[str, Any]) -> list[str]:
+    """The conditions of our studies, loss after loss, in the order of :func:`stimulus_seeds`' models: the losses'
+    names, or every (loss, seed) with ``userstudy.seeds: all`` (:mod:`lossbench.userstudy.seeds`)."""
+    return study_seeds.conditions(list(config["losses"]), config["seeds"], study_seeds.choice(config["userstudy"]))
+
+
+def stimulus_seeds(config: dict[str, Any]) -> list[int]:
+    """The seeds whose models our studies show: the first configured one, or all with ``userstudy.seeds: all``."""
+    return list(config["seeds"]) if study_seeds.choice(config["userstudy"]) == "all" else config["seeds"][:1]
+
+
+def seeds_as_conditions(config: dict[str, Any]) -> bool:
+    """Whether our studies show every seed's model (``userstudy.seeds: all``), and so get the seed analysis."""
+    return study_seeds.choice(config["userstudy"]) == "all"
+
+
+def scores(config: dict[str, Any]) -> str:
+    """The folder, under the results, of the JOD (``jod.csv``, ``samples.csv``) of each loss of one of our studies
+    that the metrics are compared with, as a pattern of ``{study}``: the study's scaling, or with every seed's
+    model the means over each loss's seeds (:func:`lossbench.userstudy.seed_spread.loss_summary`)."""
+    return "userstudy/{study}/losses" if seeds_as_conditions(config) else "userstudy/{study}"
+
+
+def seed_files(study: str, results: str) -> list[str]:
+    """The seed analysis of one of our studies: its table (CSV, Markdown, LaTeX), the ratio's CSV, and each loss's
+    JOD over its seeds (:func:`scores`)."""
+    return [f"{results}/tables/userstudy_{study}_seeds{suffix}" for suffix in (".csv", "_variance.csv", ".md", ".tex")]
 
 
 def counts_file(study: str, results: str) -> str:
@@ -176,6 +213,8 @@ def targets(config: dict[str, Any]) -> list[str]:
         files += figure_files(f"userstudy_self_preference_{study}", results)
     files += [f"{results}/userstudy/stimuli/{study}/manifest.json" for study in study_tasks(config)]
     files += [path for study in own_studies(config) for path in screening_files(study, results)]
+    if seeds_as_conditions(config):
+        files += [path for study in own_studies(config) for path in seed_files(study, results)]
     return files + status_files(config)
 
 

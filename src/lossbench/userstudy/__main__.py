@@ -150,6 +150,8 @@ def _analyse(args: argparse.Namespace) -> None:
     )
     from lossbench.userstudy.responses import observer_counts, read_folder, skip_note, write_skipped
     from lossbench.userstudy.scaling import summarize
+    from lossbench.userstudy.seed_spread import loss_summary, write_seed_table
+    from lossbench.userstudy.seeds import seeded, split
     from lossbench.userstudy.stimuli import load_manifest
 
     out = Path(args.out)
@@ -167,9 +169,10 @@ def _analyse(args: argparse.Namespace) -> None:
         write_counts(conditions, counts, out / "observer_counts.csv", observers)
         skipped = skip_note(write_skipped(files, out / "skipped_lines.csv"))
         print(skipped)
-    if args.jod_origin not in (*JOD_ORIGINS, *conditions):
+    losses = list(dict.fromkeys(split(name)[0] for name in conditions))
+    if args.jod_origin not in (*JOD_ORIGINS, *conditions, *losses):
         raise ValueError(
-            f"--jod-origin: expected {', '.join(JOD_ORIGINS)} or one of the study's losses ({', '.join(conditions)}),"
+            f"--jod-origin: expected {', '.join(JOD_ORIGINS)} or one of the study's losses ({', '.join(losses)}),"
             f" got {args.jod_origin!r}"
         )
     summary = summarize(conditions, counts, args.samples, args.seed, observers=args.observers)
@@ -188,6 +191,9 @@ def _analyse(args: argparse.Namespace) -> None:
     )
     jod_plot(summary, [out / "jod.png", out / "jod.pdf"], "JOD scores", args.jod_origin)
     ranking_triangle(summary, [out / "triangle.png", out / "triangle.pdf"], "Ranking triangle", args.jod_origin)
+    if seeded(conditions):  # every seed's model: each loss over its seeds, and losses against seeds
+        write_seed_table(summary, out / "seeds", "JOD by loss and seed", args.jod_origin)
+        write_summary(loss_summary(summary), out / "losses")
     print(f"wrote the analysis to {out}")
 
 

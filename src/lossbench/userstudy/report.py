@@ -31,6 +31,8 @@ from lossbench.core.io import (  # noqa: E402
 from lossbench.registry import PACKAGE, Registry  # noqa: E402
 from lossbench.userstudy.counts import probabilities  # noqa: E402
 from lossbench.userstudy.scaling import Summary, few_observers, from_samples  # noqa: E402
+from lossbench.userstudy.seeds import label as condition_label  # noqa: E402
+from lossbench.userstudy.seeds import members  # noqa: E402
 
 #: The origins of JOD scores besides a loss's name (see the module's docstring).
 JOD_ORIGINS = ("lowest_is_1", "mean0")
@@ -38,6 +40,8 @@ JOD_ORIGINS = ("lowest_is_1", "mean0")
 SIGNIFICANT = 0.025
 #: How the files name a summary that was not resampled (:attr:`Summary.resampled` None).
 NOT_RESAMPLED = "none"
+#: Most conditions whose labels a JOD plot writes upright.
+_UPRIGHT_LABELS = 8
 #: Characters per line of a figure's note under its title.
 _NOTE_WIDTH = 80
 
@@ -91,7 +95,7 @@ def write_probability_table(
     The CSV has the published tables' layout (``loser`` column, then one column per winner).
     """
     table = probabilities(counts)
-    names = [registry.loss_label(c) for c in conditions]
+    names = [condition_label(c, registry) for c in conditions]
     text = [[f"{value:.4f}" if np.isfinite(value) else "" for value in row] for row in table]
     # A comparison appears twice; its winner's cell is the one above 0.5, and a tie bolds neither.
     bold = [[False] + [bool(value > 0.5) for value in row] for row in table]
@@ -107,18 +111,22 @@ def anchored(summary: Summary, origin: str, registry: Registry = PACKAGE) -> tup
     A shift changes no difference between scores, no interval width and no p-value.
 
     Raises:
-        ValueError: ``origin`` is neither of :data:`JOD_ORIGINS` nor a condition of the study.
+        ValueError: ``origin`` is neither of :data:`JOD_ORIGINS` nor a condition of the study, nor a loss whose
+            (loss, seed) conditions the study has (:mod:`lossbench.userstudy.seeds`).
     """
     if origin == "lowest_is_1":
         lowest = int(np.argmin(summary.jod))
         offset, words = (
             1.0 - summary.jod[lowest],
-            f"lowest-scoring loss, {registry.loss_label(summary.conditions[lowest])}, at 1",
+            f"lowest-scoring loss, {condition_label(summary.conditions[lowest], registry)}, at 1",
         )
     elif origin == "mean0":
         offset, words = 0.0, "mean 0"
     elif origin in summary.conditions:
         offset, words = -summary.jod[summary.conditions.index(origin)], f"{registry.loss_label(origin)} at 0"
+    elif members(summary.conditions, origin):  # a study of every seed's model: the loss's mean over its seeds
+        offset = -float(np.mean(summary.jod[members(summary.conditions, origin)]))
+        words = f"{registry.loss_label(origin)} (mean of its seeds) at 0"
     else:
         raise ValueError(
             f"jod_origin: expected {', '.join(JOD_ORIGINS)} or one of the study's losses"
@@ -175,7 +183,7 @@ def write_jod_table(
         low, high = (f"{summary.low[index]:.3f}", f"{summary.high[index]:.3f}") if intervals else ("", "")
         csv_rows.append([condition, jod, low, high, str(rank[index]), observers, summary.resampled or NOT_RESAMPLED])
         rows.append(
-            [registry.loss_label(condition), jod, *([f"[{low}, {high}]"] if intervals else []), str(rank[index])]
+            [condition_label(condition, registry), jod, *([f"[{low}, {high}]"] if intervals else []), str(rank[index])]
         )
         bold.append([False, rank[index] == 1, *([False] if intervals else []), False])
     header = ["Loss", "JOD", *(["95 % CI"] if intervals else []), "Rank"]
@@ -236,7 +244,7 @@ def jod_plot(
     A study that was not resampled is drawn without intervals; the note under the title says why.
     """
     summary, words = anchored(summary, origin, registry)
-    names = [registry.loss_label(c) for c in summary.conditions]
+    names = [condition_label(c, registry) for c in summary.conditions]
     figure, axis = plt.subplots(figsize=(6.4, 3.8))
     x = np.arange(len(names))
     if summary.resampled is not None:
@@ -250,7 +258,10 @@ def jod_plot(
         )
     else:
         axis.plot(x, summary.jod, "o", color="tab:blue")
-    axis.set_xticks(x, names)
+    if len(names) > _UPRIGHT_LABELS:  # e.g. every seed's model of six losses: slanted, so that labels do not overlap
+        axis.set_xticks(x, names, rotation=45, ha="right")
+    else:
+        axis.set_xticks(x, names)
     axis.set_ylabel(f"JOD ({words})")
     axis.axhline(1.0 if origin == "lowest_is_1" else 0.0, color="0.8", linewidth=0.8, zorder=0)
     axis.grid(axis="y", color="0.9")
@@ -280,7 +291,7 @@ def ranking_triangle(
         axis.text(
             summary.jod[c],
             y[c] + (0.12 if y[c] else -0.12),
-            registry.loss_label(summary.conditions[c]),
+            condition_label(summary.conditions[c], registry),
             ha="center",
             va="bottom" if y[c] else "top",
             fontsize=9,
