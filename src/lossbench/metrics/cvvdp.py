@@ -151,7 +151,7 @@ def _too_small(side: int) -> str | None:
 METRIC = MetricSpec(
     "cvvdp",
     cvvdp,
-    MetricInfo("ColorVideoVDP", higher_is_better=True, unit="JOD"),
+    MetricInfo("ColorVideoVDP", higher_is_better=True, decimals=2, unit="JOD"),
     defaults=_defaults,
     too_small=_too_small,
     thesis=False,
