@@ -13,7 +13,7 @@ from PIL import Image
 from scipy import ndimage
 from skimage import data
 
-from lossbench.flip import DEFAULT_PPD, MODES, _color, _filters, flip, flip_map, pixels_per_degree
+from lossbench.flip import DEFAULT_PPD, MODES, _color, _filters, _passes, flip, flip_map, pixels_per_degree
 from lossbench.losses.flip import FLIPLoss
 
 MEAN_TOL = 1e-4
@@ -342,3 +342,17 @@ def test_argument_order_is_output_then_target_as_every_loss_and_metric() -> None
     assert output.grad is not None and output.grad.abs().sum() > 0
     assert metrics.spec("flip").compute is flip
     torch.testing.assert_close(FLIPLoss(reduction="none")(output, target), flip(output, target), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("padding", [0, 20])
+def test_vertical_pass_on_pixel_pairs_is_the_plain_one(padding: int) -> None:
+    """The vertical pass read as pixel pairs of twice the channels gives the plain depthwise convolution's values,
+    bit for bit, forward (no padding) and as the adjoint (zero-padded)."""
+    filters = _passes.filters_on("rgb", DEFAULT_PPD, "cpu", torch.float32)
+    x = torch.randn(2, 8, 40, 30, generator=torch.Generator().manual_seed(4)).contiguous(
+        memory_format=torch.channels_last
+    )
+    plain = torch.nn.functional.conv2d(x, filters.y_weight[:8], padding=(padding, 0), groups=8)
+    paired = _passes._vertical(x, filters.y_weight, padding)
+    assert paired.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(paired, plain)

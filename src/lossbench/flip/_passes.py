@@ -75,8 +75,9 @@ class Filters(NamedTuple):
     stack: torch.Tensor
     offset: torch.Tensor
     stack_adjoint: torch.Tensor
-    #: (C, 1, 1, 2r+1) and (C, 1, 2r+1, 1) depthwise weights of the horizontal and vertical passes, and each
-    #: flipped, whose convolution is a pass's adjoint.
+    #: (C, 1, 1, 2r+1) and (2C, 1, 2r+1, 1) depthwise weights of the horizontal and vertical passes, and each
+    #: flipped, whose convolution is a pass's adjoint. The vertical ones hold the C kernels twice, for
+    #: :func:`_vertical`'s pixel pairs; their first C are the plain ones.
     x_weight: torch.Tensor
     y_weight: torch.Tensor
     x_adjoint: torch.Tensor
@@ -102,9 +103,9 @@ def filters_on(mode: str, ppd: float, device: str, dtype: torch.dtype) -> Filter
             tensor(offset, (channels,)),
             tensor(matrix.T, (matrix.shape[1], channels, 1, 1)),
             tensor(x_kernels, (channels, 1, 1, width)),
-            tensor(y_kernels, (channels, 1, width, 1)),
+            tensor(np.tile(y_kernels, (2, 1)), (2 * channels, 1, width, 1)),
             tensor(x_kernels[:, ::-1], (channels, 1, 1, width)),
-            tensor(y_kernels[:, ::-1], (channels, 1, width, 1)),
+            tensor(np.tile(y_kernels[:, ::-1], (2, 1)), (2 * channels, 1, width, 1)),
         )
 
 
@@ -125,16 +126,32 @@ class _FilterPasses(torch.autograd.Function):
         # Replicated in NCHW, then channels-last: the padding is 3 times faster in that order.
         padded = F.pad(images.contiguous(), (r, r, r, r), mode="replicate")
         stack = conv1x1(padded.contiguous(memory_format=torch.channels_last), filters.stack, filters.offset)
-        channels = stack.shape[1]
-        return F.conv2d(F.conv2d(stack, filters.x_weight, groups=channels), filters.y_weight, groups=channels)
+        return _vertical(F.conv2d(stack, filters.x_weight, groups=stack.shape[1]), filters.y_weight, 0)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         filters = ctx.filters
         channels, width = grad.shape[1], 2 * filters.radius
-        grad = F.conv2d(grad, filters.y_adjoint, padding=(width, 0), groups=channels)
+        grad = _vertical(grad, filters.y_adjoint, width)
         grad = F.conv2d(grad, filters.x_adjoint, padding=(0, width), groups=channels)
         return _replication_adjoint(conv1x1(grad, filters.stack_adjoint), filters.radius), None
+
+
+def _vertical(x: torch.Tensor, weight: torch.Tensor, padding: int) -> torch.Tensor:
+    """The depthwise vertical pass of channels-last (N, C, H, W) ``x`` with :class:`Filters`' doubled (2C, 1, k, 1)
+    ``weight``, zero-padded by ``padding`` rows on each side: (N, C, H + 2 padding - k + 1, W).
+
+    On the CPU, with W even, each pair of neighbouring pixels of a row is read as one pixel of 2C channels (the same
+    memory): a vertical pass never mixes columns, and oneDNN's depthwise kernel fills its 16-lane vectors with 16
+    channels, not 8, which makes the pass about a quarter faster, with the same sums in the same order.
+    """
+    batch, channels, height, width = x.shape
+    paired = x.device.type == "cpu" and width % 2 == 0 and x.is_contiguous(memory_format=torch.channels_last)
+    if not paired:
+        return F.conv2d(x, weight[:channels], padding=(padding, 0), groups=channels)
+    pairs = x.permute(0, 2, 3, 1).view(batch, height, width // 2, 2 * channels).permute(0, 3, 1, 2)
+    out = F.conv2d(pairs, weight, padding=(padding, 0), groups=2 * channels)
+    return out.permute(0, 2, 3, 1).reshape(batch, out.shape[2], width, channels).permute(0, 3, 1, 2)
 
 
 def _replication_adjoint(grad: torch.Tensor, r: int) -> torch.Tensor:
