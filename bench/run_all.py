@@ -10,10 +10,10 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 
-#: Measurements run by hand: with their own subcommands and no --out (docs/flip_loss.md), or too long for a bench run
-#: (the 3-seed precision comparison, docs/performance.md; the 500 simulated studies of the sampling designs,
-#: docs/userstudy.md).
-BY_HAND = {"flip_loss.py", "precision_seeds.py", "userstudy_sampling.py"}
+#: Measurements run by hand: with their own subcommands and no --out (docs/flip_loss.md; the active sampler's
+#: variants, docs/userstudy.md), or too long for a bench run (the 3-seed precision comparison, docs/performance.md;
+#: the 500 simulated studies of the sampling designs, docs/userstudy.md).
+BY_HAND = {"flip_loss.py", "precision_seeds.py", "userstudy_active_variants.py", "userstudy_sampling.py"}
 
 
 def scripts() -> list[Path]:
