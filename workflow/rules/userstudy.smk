@@ -321,7 +321,11 @@ rule userstudy_seeds:
         variance=results("tables/userstudy_{study}_seeds_variance.csv"),
         table_md=results("tables/userstudy_{study}_seeds.md"),
         table_tex=results("tables/userstudy_{study}_seeds.tex"),
-        scores=[results("userstudy/{study}/losses/" + name) for name in ("jod.csv", "samples.csv", "p_values.csv")],
+        scores=[
+            results("userstudy/{study}/losses/jod.csv"),
+            results("userstudy/{study}/losses/samples.csv"),
+            results("userstudy/{study}/losses/p_values.csv"),
+        ],
     log:
         results("logs/userstudy/seeds_{study}.log"),
     wildcard_constraints:
