@@ -24,7 +24,10 @@ configuration that lists it in ``metrics`` stop with one line, :func:`missing_ex
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import importlib.util
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,11 +78,31 @@ def _module() -> Any:
 
 
 def unavailable() -> str | None:
-    """Why the metric cannot run here (pycvvdp is not importable), one line, or None."""
+    """Why the metric cannot run here, one line, or None: pycvvdp or a distribution its wheel requires is not
+    installed.
+
+    Found without importing pycvvdp, which takes two seconds and every configuration check asks this (each
+    Snakemake invocation, each cluster job); an installed package that still fails to import says so in
+    :func:`_module`'s line when the metric is computed.
+    """
     try:
-        _module()
-    except ImportError as error:
-        return str(error)
+        found = importlib.util.find_spec(PACKAGE) is not None
+    except ImportError:
+        found = False
+    if not found:
+        return missing_extra()
+    try:
+        requirements = importlib.metadata.requires(EXTRA) or []
+    except importlib.metadata.PackageNotFoundError:  # pycvvdp from a source tree: nothing recorded to check
+        requirements = []
+    for requirement in requirements:
+        if "extra ==" in requirement:  # an extra of cvvdp's own (its CUDA tools), not needed here
+            continue
+        name = re.match(r"[A-Za-z0-9._-]+", requirement)[0]
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            return missing_extra(f"its requirement {name} is not installed")
     return None
 
 
