@@ -41,7 +41,7 @@ def check_userstudy(config: dict[str, Any]) -> None:
         # A study without any stimuli is simply not run; one with some would silently lose a task.
         if missing and len(missing) < len(_configured(config, study)):
             raise ValueError(f"userstudy.studies.{study}: task {missing[0]} has no images under userstudy.stimuli")
-    if study_seeds.choice(userstudy) == "all":
+    if seeds_as_conditions(config):
         if len(config["seeds"]) < 2:
             raise ValueError(
                 f"userstudy.seeds: all shows every seed's model, but seeds lists {len(config['seeds'])}"
@@ -123,7 +123,7 @@ def conditions(config: dict[str, Any]) -> list[str]:
 
 def stimulus_seeds(config: dict[str, Any]) -> list[int]:
     """The seeds whose models our studies show: the first configured one, or all with ``userstudy.seeds: all``."""
-    return list(config["seeds"]) if study_seeds.choice(config["userstudy"]) == "all" else config["seeds"][:1]
+    return list(config["seeds"]) if seeds_as_conditions(config) else config["seeds"][:1]
 
 
 def seeds_as_conditions(config: dict[str, Any]) -> bool:
